@@ -1,0 +1,556 @@
+/*
+ * libws - an embeddable, sans-IO RFC 6455 WebSocket library.
+ * SPDX-License-Identifier: MIT
+ *
+ * This header is the whole core API. The core does no I/O, reads no clock,
+ * has no global state and allocates only through the injected allocator.
+ *
+ * The caller's loop, in short:
+ *
+ *   read bytes -> ws_conn_feed() -> ws_conn_next_event() until WOULDBLOCK
+ *   ws_conn_send()/ping()/close() queue frames
+ *   ws_conn_out_peek() -> write() -> ws_conn_out_consume(n)
+ *   ws_conn_tick(now) whenever ws_conn_next_deadline() passes
+ *
+ * Pointer lifetimes are written next to every function. "Borrowed" slices
+ * handed out in events stay valid until the next call on the same
+ * connection that takes a non-const ws_conn (feed, next_event, send, ...).
+ */
+#ifndef WS_WS_H
+#define WS_WS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ws/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WS_STATICLIB)
+#  define WS_EXTERN
+#elif defined(_WIN32)
+#  ifdef BUILDING_WS
+#    define WS_EXTERN __declspec(dllexport)
+#  else
+#    define WS_EXTERN __declspec(dllimport)
+#  endif
+#elif defined(BUILDING_WS) && defined(__GNUC__) && __GNUC__ >= 4
+#  define WS_EXTERN __attribute__((visibility("default")))
+#else
+#  define WS_EXTERN
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every function returning int returns 0 on success or one of these
+ * negative codes. WS_ERR_WOULDBLOCK is a status, never a failure.
+ * Codes at or below WS_ERR_FATAL mean the connection cannot be used any
+ * more (ws_err_is_fatal()).
+ */
+typedef enum ws_error {
+  WS_OK = 0,
+  /* status */
+  WS_ERR_WOULDBLOCK = -1, /* nothing to do now: no event, queue full */
+  /* API misuse */
+  WS_ERR_INVALID_ARGUMENT = -101,
+  WS_ERR_INVALID_STATE = -102, /* e.g. send after close */
+  /* peer errors; each closes the connection with the code in brackets */
+  WS_ERR_PROTO = -201,       /* protocol violation [1002] */
+  WS_ERR_UTF8 = -202,        /* invalid UTF-8 in text or reason [1007] */
+  WS_ERR_TOO_BIG = -203,     /* over a size limit [1009] */
+  WS_ERR_HANDSHAKE = -204,   /* invalid opening handshake (HTTP error) */
+  WS_ERR_REJECTED = -205,    /* client: server answered other than 101 */
+  WS_ERR_EXTENSION = -206,   /* extension negotiation failed [1010] */
+  WS_ERR_TIMEOUT = -207,     /* a timer ran out (pong, close, handshake) */
+  WS_ERR_EOF = -208,         /* transport ended without close [1006] */
+  WS_ERR_CLOSED = -209,      /* the connection is closed */
+  WS_ERR_POLICY = -210,      /* local limit on rate/count [1008] */
+  WS_ERR_DATA = -211,        /* invalid compressed data [1007] */
+  /* fatal */
+  WS_ERR_FATAL = -500,
+  WS_ERR_NOMEM = -501,
+  WS_ERR_INTERNAL = -502
+} ws_error;
+
+/* Returns a static, human-readable description of |err|. */
+WS_EXTERN const char *ws_strerror(int err);
+
+/* Returns nonzero if |err| is fatal (<= WS_ERR_FATAL). */
+WS_EXTERN int ws_err_is_fatal(int err);
+
+/* Returns the runtime library version as 0xMMmmpp. */
+WS_EXTERN uint32_t ws_version(void);
+
+/* ------------------------------------------------------------------ */
+/* Basic types                                                         */
+/* ------------------------------------------------------------------ */
+
+/* A borrowed byte range. Never NUL-terminated unless documented. */
+typedef struct ws_slice {
+  const uint8_t *base;
+  size_t len;
+} ws_slice;
+
+/* A header as received: name and value with surrounding whitespace
+ * removed. Both are borrowed. */
+typedef struct ws_header {
+  ws_slice name;
+  ws_slice value;
+} ws_header;
+
+/* A header to send: NUL-terminated strings owned by the caller, read
+ * during the call only. Values must not contain CR or LF. */
+typedef struct ws_kv {
+  const char *name;
+  const char *value;
+} ws_kv;
+
+/* Injected allocator. Any NULL function pointer, or a NULL ws_mem, means
+ * the C library's malloc/realloc/free. */
+typedef struct ws_mem {
+  void *user_data;
+  void *(*malloc)(size_t size, void *user_data);
+  void *(*realloc)(void *ptr, size_t size, void *user_data);
+  void (*free)(void *ptr, void *user_data);
+} ws_mem;
+
+/* Injected randomness: fill |buf| with |len| unpredictable bytes and
+ * return 0, or return nonzero on failure (the operation that needed it
+ * then fails with WS_ERR_INTERNAL). Used for client mask keys and the
+ * Sec-WebSocket-Key. Servers never call it. */
+typedef int (*ws_rand_fn)(uint8_t *buf, size_t len, void *user_data);
+
+/* ------------------------------------------------------------------ */
+/* Frame codec (RFC 6455 section 5), usable without a connection        */
+/* ------------------------------------------------------------------ */
+
+typedef enum ws_opcode {
+  WS_OP_CONT = 0x0,
+  WS_OP_TEXT = 0x1,
+  WS_OP_BINARY = 0x2,
+  WS_OP_CLOSE = 0x8,
+  WS_OP_PING = 0x9,
+  WS_OP_PONG = 0xA
+} ws_opcode;
+
+#define WS_RSV1 0x4u
+#define WS_RSV2 0x2u
+#define WS_RSV3 0x1u
+
+/* Largest frame header: 2 + 8 (64-bit length) + 4 (mask key). */
+#define WS_FRAME_HEADER_MAX 14
+/* RFC 6455 5.5: control frame payloads are at most 125 bytes. */
+#define WS_CONTROL_MAX 125
+
+typedef struct ws_frame_header {
+  uint8_t fin;        /* 1 if FIN is set */
+  uint8_t rsv;        /* RSV1..3 as WS_RSV1|WS_RSV2|WS_RSV3 */
+  uint8_t opcode;     /* ws_opcode value, possibly reserved */
+  uint8_t masked;     /* 1 if the MASK bit is set */
+  uint8_t mask[4];    /* the masking key when masked */
+  uint64_t payload_len;
+} ws_frame_header;
+
+/*
+ * Decodes a frame header from |in|. Syntax only: it rejects just what can
+ * never be valid (a 64-bit length with the top bit set, RFC 6455 5.2).
+ * Returns 0 and sets |*pnread| to the header size (2..14), or
+ * WS_ERR_WOULDBLOCK if |inlen| is too short, or WS_ERR_PROTO.
+ */
+WS_EXTERN int ws_frame_decode_header(ws_frame_header *hd, const uint8_t *in,
+                                     size_t inlen, size_t *pnread);
+
+/*
+ * Checks a decoded header against every RFC 6455 section 5 rule that
+ * does not depend on message state: masking direction by role
+ * (|is_server| nonzero: frames must be masked), RSV bits not in
+ * |rsv_allowed|, reserved opcodes, control frames over 125 bytes or
+ * fragmented. |rsv_allowed| applies to data frames only. Returns 0 or
+ * WS_ERR_PROTO.
+ */
+WS_EXTERN int ws_frame_check_header(const ws_frame_header *hd, int is_server,
+                                    unsigned rsv_allowed);
+
+/*
+ * Encodes a header into |out|, which MUST hold WS_FRAME_HEADER_MAX bytes,
+ * using the shortest length encoding. The mask key is written when
+ * |hd->masked|. Returns the number of bytes written (2..14).
+ */
+WS_EXTERN size_t ws_frame_encode_header(uint8_t *out,
+                                        const ws_frame_header *hd);
+
+/*
+ * XORs |len| bytes of |buf| in place with |key|, starting at key offset
+ * |offset| (0..3, the number of payload bytes already masked mod 4).
+ * Returns the offset to pass for the next chunk. Any alignment works.
+ */
+WS_EXTERN size_t ws_mask(uint8_t *buf, size_t len, const uint8_t key[4],
+                         size_t offset);
+
+/* ------------------------------------------------------------------ */
+/* UTF-8 validation, usable without a connection                       */
+/* ------------------------------------------------------------------ */
+
+/* Incremental validator state; zero-initialise (or ws_utf8_init) to
+ * start. It carries partial sequences across calls. */
+typedef struct ws_utf8 {
+  uint32_t state;
+} ws_utf8;
+
+WS_EXTERN void ws_utf8_init(ws_utf8 *u);
+
+/*
+ * Validates |len| more bytes. Returns 0 if everything so far is valid or
+ * a valid prefix (a sequence may be incomplete), or WS_ERR_UTF8 as soon
+ * as a byte cannot continue any valid sequence: overlongs, surrogates,
+ * code points above U+10FFFF and stray continuation bytes are caught at
+ * the first byte that proves them invalid. The state stays failed.
+ */
+WS_EXTERN int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len);
+
+/* Returns 0 if the input so far ends on a character boundary, or
+ * WS_ERR_UTF8 if it ends inside a sequence or has failed. */
+WS_EXTERN int ws_utf8_finish(const ws_utf8 *u);
+
+/* One-shot check of a whole buffer. Returns 0 or WS_ERR_UTF8. */
+WS_EXTERN int ws_utf8_validate(const uint8_t *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Handshake helpers, usable without a connection                      */
+/* ------------------------------------------------------------------ */
+
+/* Writes base64(SHA-1(key || "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+ * (RFC 6455 4.2.2) into |out|: 28 characters, no NUL. */
+WS_EXTERN void ws_handshake_accept_key(const uint8_t *key, size_t keylen,
+                                       char out[28]);
+
+/*
+ * Iterates a comma-separated HTTP list (RFC 7230 7): returns 1 and sets
+ * |*ptoken| to the next non-empty element, trimmed of whitespace, and
+ * advances |*plist|; returns 0 at the end. Quoted strings are skipped
+ * intact, so commas inside them do not split.
+ */
+WS_EXTERN int ws_list_next(ws_slice *plist, ws_slice *ptoken);
+
+/* Case-insensitive comparison of a slice with a NUL-terminated ASCII
+ * string. Returns 1 if equal. */
+WS_EXTERN int ws_slice_ieq(ws_slice s, const char *str);
+
+/* A parsed opening-handshake request (server role). Every slice borrows
+ * the connection's handshake buffer: valid until ws_conn_accept() or
+ * ws_conn_reject() returns or the connection is deleted. */
+typedef struct ws_request {
+  ws_slice method;
+  ws_slice target;   /* request-target as sent: path and query */
+  ws_slice path;     /* target up to '?' */
+  ws_slice query;    /* after '?', without it; empty if none */
+  ws_slice host;     /* Host header value */
+  ws_slice origin;   /* Origin header value; base NULL if absent */
+  ws_slice key;      /* Sec-WebSocket-Key */
+  const ws_header *headers; /* all headers, in order */
+  size_t nheaders;
+} ws_request;
+
+/*
+ * Looks up the |index|-th (0-based) header named |name| (case-insensitive)
+ * in |req|. Returns 1 and sets |*pvalue|, or 0 if there is none.
+ */
+WS_EXTERN int ws_request_header(const ws_request *req, const char *name,
+                                size_t index, ws_slice *pvalue);
+
+/* The |index|-th subprotocol offered in any Sec-WebSocket-Protocol header.
+ * Returns 1 and sets |*pproto|, or 0 past the end. */
+WS_EXTERN int ws_request_protocol(const ws_request *req, size_t index,
+                                  ws_slice *pproto);
+
+/* The |index|-th extension offer (name and its ;parameters, raw) in any
+ * Sec-WebSocket-Extensions header. Returns 1 or 0 past the end. */
+WS_EXTERN int ws_request_extension(const ws_request *req, size_t index,
+                                   ws_slice *pext);
+
+/* A parsed handshake response (client role). Slices borrow the
+ * connection's handshake buffer: valid until the next call on the
+ * connection after the event that carries it. */
+typedef struct ws_response {
+  int status;          /* HTTP status code */
+  ws_slice reason;     /* reason phrase */
+  ws_slice protocol;   /* selected subprotocol; len 0 if none */
+  ws_slice extensions; /* Sec-WebSocket-Extensions; len 0 if none */
+  const ws_header *headers;
+  size_t nheaders;
+} ws_response;
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct ws_conn ws_conn;
+
+typedef enum ws_role { WS_ROLE_SERVER = 0, WS_ROLE_CLIENT = 1 } ws_role;
+
+/* How received message data is delivered. */
+typedef enum ws_delivery {
+  /* Chunks as they arrive, borrowing the fed buffer: no copy, bounded
+   * memory, any message size up to max_message. */
+  WS_DELIVER_STREAM = 0,
+  /* Whole messages, assembled in a connection buffer up to max_message. */
+  WS_DELIVER_MESSAGE = 1
+} ws_delivery;
+
+/* ws_config.flags */
+#define WS_CFG_NO_AUTO_PONG 0x1u  /* do not answer pings automatically */
+#define WS_CFG_NO_AUTO_CLOSE 0x2u /* do not echo a received close */
+
+typedef struct ws_config {
+  ws_role role;
+  ws_delivery delivery;
+  uint32_t flags;               /* WS_CFG_* */
+  uint32_t max_handshake_bytes; /* request/response head; 8192; -> 431 */
+  uint32_t max_headers;         /* header lines; 64; -> 431 */
+  uint64_t max_frame_payload;   /* per frame; 1 MiB; -> 1009 */
+  uint64_t max_message;         /* per message; 1 MiB; -> 1009 */
+  uint32_t max_fragments;       /* frames per message; 65536; 0 = none */
+  uint32_t max_out_queue;       /* queued output bytes; 4 MiB */
+  /* Timers in caller milliseconds; 0 disables. */
+  uint32_t handshake_timeout_ms; /* 10000 */
+  uint32_t ping_interval_ms;     /* idle time before a ping; 25000 */
+  uint32_t pong_timeout_ms;      /* 25000 */
+  uint32_t close_timeout_ms;     /* close handshake; 5000 */
+  ws_rand_fn rand;               /* required in client role */
+  void *rand_user_data;
+} ws_config;
+
+/* Fills |cfg| with the defaults documented above for |role|. */
+WS_EXTERN void ws_config_default(ws_config *cfg, ws_role role);
+
+/*
+ * Creates a connection. |cfg| is copied. |mem| may be NULL; it is copied.
+ * Returns 0, WS_ERR_INVALID_ARGUMENT (e.g. client without rand) or
+ * WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_conn_new(ws_conn **pconn, const ws_config *cfg,
+                          const ws_mem *mem);
+
+/* Frees the connection and everything it owns. NULL is fine. */
+WS_EXTERN void ws_conn_del(ws_conn *conn);
+
+/* Returns sizeof the connection object (memory per idle connection
+ * without buffers in flight). */
+WS_EXTERN size_t ws_conn_sizeof(void);
+
+/* Client role: the request to send. Strings are NUL-terminated and read
+ * during ws_conn_connect() only. */
+typedef struct ws_client_params {
+  const char *host;   /* required: Host header */
+  uint16_t port;      /* 0: omit from Host */
+  const char *path;   /* request-target; NULL means "/" */
+  const char *origin; /* NULL: no Origin header */
+  const char *const *protocols; /* offered subprotocols */
+  size_t nprotocols;
+  const ws_kv *headers; /* extra request headers */
+  size_t nheaders;
+} ws_client_params;
+
+/*
+ * Client role: queues the opening handshake request (RFC 6455 4.1) with a
+ * fresh Sec-WebSocket-Key from the injected random source. Returns 0,
+ * WS_ERR_INVALID_STATE (not a fresh client connection),
+ * WS_ERR_INVALID_ARGUMENT (missing host, CR/LF in a value, an invalid
+ * subprotocol token), WS_ERR_INTERNAL (rand failed) or WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_conn_connect(ws_conn *conn, const ws_client_params *params);
+
+/* Server role: how to accept a WS_EV_REQUEST. */
+typedef struct ws_accept_params {
+  const char *protocol; /* NULL or one of the offered subprotocols */
+  const ws_kv *headers; /* extra response headers */
+  size_t nheaders;
+} ws_accept_params;
+
+/*
+ * Server role: accepts the pending request: queues the 101 response and
+ * opens the connection; a WS_EV_OPEN event follows. |params| may be NULL.
+ * Returns 0, WS_ERR_INVALID_STATE (no request pending),
+ * WS_ERR_INVALID_ARGUMENT (protocol not offered, CR/LF in a header) or
+ * WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_conn_accept(ws_conn *conn, const ws_accept_params *params);
+
+/*
+ * Server role: rejects the pending request with HTTP |status| (400..599),
+ * extra |headers| and |body| (may be NULL), e.g. 403 for an Origin not
+ * allowed (RFC 6455 10.2). The connection then only drains the response;
+ * ws_conn_should_close_transport() turns true when it is written.
+ */
+WS_EXTERN int ws_conn_reject(ws_conn *conn, int status, const ws_kv *headers,
+                             size_t nheaders, const void *body,
+                             size_t bodylen);
+
+/*
+ * Feeds received bytes. Parses until one event is ready or |inlen| bytes
+ * are used, and sets |*pnread| to the bytes consumed; feed the rest after
+ * pulling the events. The buffer is modified in place (payload is
+ * unmasked) and event slices may point into it: it MUST stay valid and
+ * unmodified until ws_conn_next_event() returns WS_ERR_WOULDBLOCK.
+ *
+ * Returns 0; WS_ERR_WOULDBLOCK if an event is still waiting to be pulled
+ * (nothing consumed); WS_ERR_CLOSED once a close was received or the
+ * connection ended cleanly (input after it is ignored); or the sticky
+ * peer error (WS_ERR_PROTO, WS_ERR_UTF8, WS_ERR_TOO_BIG,
+ * WS_ERR_HANDSHAKE, ...) after which a close frame or HTTP error is
+ * queued and a WS_EV_ERROR event describes it; or WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_conn_feed(ws_conn *conn, uint8_t *in, size_t inlen,
+                           size_t *pnread);
+
+/* The transport reached EOF. Yields WS_EV_ERROR with WS_ERR_EOF and
+ * close code 1006 unless the close handshake had completed. */
+WS_EXTERN int ws_conn_feed_eof(ws_conn *conn);
+
+typedef enum ws_event_type {
+  WS_EV_NONE = 0,
+  WS_EV_REQUEST, /* server: request parsed; answer accept/reject */
+  WS_EV_OPEN,    /* handshake complete; client: |response| is set */
+  WS_EV_TEXT,    /* text data (valid UTF-8 so far) */
+  WS_EV_BINARY,  /* binary data */
+  WS_EV_PING,    /* data: the ping payload (pong queued unless disabled) */
+  WS_EV_PONG,    /* data: the pong payload */
+  WS_EV_CLOSE,   /* peer's close: close_code (1005 if none), data: reason */
+  WS_EV_ERROR    /* the connection failed: error, close_code sent (0 if
+                    none), data: reason; client rejects carry response */
+} ws_event_type;
+
+/* ws_event.flags for WS_EV_TEXT / WS_EV_BINARY */
+#define WS_EVF_FIRST 0x1u     /* first data of a message */
+#define WS_EVF_FRAME_END 0x2u /* last data of a frame */
+#define WS_EVF_FINAL 0x4u     /* last data of a message */
+
+typedef struct ws_event {
+  ws_event_type type;
+  uint32_t flags;
+  ws_slice data;        /* borrowed, see ws_conn_feed() */
+  uint16_t close_code;  /* WS_EV_CLOSE, WS_EV_ERROR */
+  int error;            /* WS_EV_ERROR: a WS_ERR_* */
+  const ws_request *request;   /* WS_EV_REQUEST */
+  const ws_response *response; /* client WS_EV_OPEN, WS_EV_ERROR reject */
+} ws_event;
+
+/* Takes the next event. Returns 0, or WS_ERR_WOULDBLOCK if none. */
+WS_EXTERN int ws_conn_next_event(ws_conn *conn, ws_event *ev);
+
+/* ws_conn_send() flags */
+#define WS_SEND_MORE 0x1u /* not the last fragment of the message */
+
+/*
+ * Queues a text or binary message (or, with WS_SEND_MORE, a fragment of
+ * one; later fragments pass the same |opcode|). |data| is copied (and
+ * masked in client role); the caller keeps ownership. Text is not
+ * validated. Returns 0, WS_ERR_WOULDBLOCK (output queue would exceed
+ * max_out_queue: drain and retry), WS_ERR_TOO_BIG (larger than
+ * max_out_queue even when empty), WS_ERR_INVALID_STATE (not open, or a
+ * close was sent), WS_ERR_INVALID_ARGUMENT, WS_ERR_INTERNAL (rand) or
+ * WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_conn_send(ws_conn *conn, ws_opcode opcode, const void *data,
+                           size_t len, uint32_t flags);
+
+/* Queues a ping / pong with up to 125 bytes of payload. Returns as
+ * ws_conn_send(), and WS_ERR_INVALID_ARGUMENT over 125 bytes. */
+WS_EXTERN int ws_conn_ping(ws_conn *conn, const void *data, size_t len);
+WS_EXTERN int ws_conn_pong(ws_conn *conn, const void *data, size_t len);
+
+/*
+ * Starts (or answers, with WS_CFG_NO_AUTO_CLOSE) the close handshake:
+ * queues a close frame with |code| (0: no code and no reason) and
+ * |reason| (at most 123 bytes, valid UTF-8). After it no data can be
+ * sent. Returns 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC
+ * 6455 7.4, reason too long or not UTF-8), WS_ERR_INVALID_STATE.
+ */
+WS_EXTERN int ws_conn_close(ws_conn *conn, uint16_t code, const void *reason,
+                            size_t reasonlen);
+
+/* An I/O vector for the bytes to write. */
+typedef struct ws_iovec {
+  const uint8_t *base;
+  size_t len;
+} ws_iovec;
+
+/*
+ * Fills up to |iovcnt| vectors with the queued output, in order, and
+ * returns how many were filled (0 if there is nothing to write). The
+ * bytes stay valid until ws_conn_out_consume() or any call that queues
+ * output.
+ */
+WS_EXTERN size_t ws_conn_out_peek(const ws_conn *conn, ws_iovec *iov,
+                                  size_t iovcnt);
+
+/* Marks |n| bytes of the output as written. */
+WS_EXTERN void ws_conn_out_consume(ws_conn *conn, size_t n);
+
+/* Bytes queued for output. */
+WS_EXTERN size_t ws_conn_out_pending(const ws_conn *conn);
+
+/*
+ * Time. |now_ms| is the caller's monotonic clock in milliseconds. Call
+ * ws_conn_tick() once when the connection starts, after reading, and
+ * whenever ws_conn_next_deadline() has passed; it may queue a ping, fail
+ * the connection (WS_ERR_TIMEOUT with a WS_EV_ERROR event) or end a close
+ * handshake the peer did not finish. Returns 0 or the sticky error.
+ */
+WS_EXTERN int ws_conn_tick(ws_conn *conn, uint64_t now_ms);
+
+/* The next absolute time ws_conn_tick() must be called, or UINT64_MAX. */
+WS_EXTERN uint64_t ws_conn_next_deadline(const ws_conn *conn);
+
+typedef enum ws_state {
+  WS_STATE_CONNECTING = 0, /* handshake in progress */
+  WS_STATE_OPEN,
+  WS_STATE_CLOSING_LOCAL,  /* we sent close, waiting for the peer's */
+  WS_STATE_CLOSING_REMOTE, /* peer sent close, ours not queued yet */
+  WS_STATE_CLOSED,         /* close handshake complete */
+  WS_STATE_FAILED          /* failed: error, EOF, timeout, rejected */
+} ws_state;
+
+WS_EXTERN ws_state ws_conn_state(const ws_conn *conn);
+
+/* 1 if the caller should read: not failed/closed and the output queue is
+ * under max_out_queue (backpressure). */
+WS_EXTERN int ws_conn_want_read(const ws_conn *conn);
+
+/* 1 if output is queued. */
+WS_EXTERN int ws_conn_want_write(const ws_conn *conn);
+
+/* 1 when the output is drained and the transport should be closed: after
+ * the close handshake, a failure, or an HTTP rejection. (A client waits
+ * for the server to close first, RFC 6455 7.1.1, unless failed.) */
+WS_EXTERN int ws_conn_should_close_transport(const ws_conn *conn);
+
+/* The close code we sent (0 if none). */
+WS_EXTERN uint16_t ws_conn_close_code(const ws_conn *conn);
+
+/* The selected subprotocol after the handshake; len 0 if none. The slice
+ * is valid until the connection is deleted. */
+WS_EXTERN ws_slice ws_conn_protocol(const ws_conn *conn);
+
+typedef struct ws_stats {
+  uint64_t msgs_in, msgs_out;       /* data messages */
+  uint64_t bytes_in, bytes_out;     /* data payload bytes */
+  uint64_t wire_in, wire_out;       /* all bytes, handshake included */
+} ws_stats;
+
+WS_EXTERN void ws_conn_stats(const ws_conn *conn, ws_stats *pstats);
+
+/* Returns nonzero if |code| may appear in a received close frame (RFC
+ * 6455 7.4.1/7.4.2: 1000-1003, 1007-1011, 3000-4999). */
+WS_EXTERN int ws_close_code_valid(uint16_t code);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WS_WS_H */

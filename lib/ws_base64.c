@@ -1,0 +1,3 @@
+/* placeholder: being written */
+#include "ws_int.h"
+typedef int ws_placeholder_ws_base64;

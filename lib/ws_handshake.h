@@ -1,0 +1,89 @@
+/*
+ * Opening handshake (RFC 6455 section 4): HTTP/1.1 head parsing,
+ * validation and response/request writing. Not installed.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef WS_HANDSHAKE_H
+#define WS_HANDSHAKE_H
+
+#include "ws_int.h"
+
+/*
+ * Finds the end of an HTTP head (the CRLFCRLF). |buf| holds |len| bytes
+ * of which the first |scanned| were already searched by an earlier call
+ * without success (pass 0 the first time). Returns the head length
+ * including the final CRLFCRLF, or 0 if it has not arrived yet.
+ * Incremental: total work over byte-at-a-time arrival is O(len).
+ */
+size_t ws_hs_head_end(const uint8_t *buf, size_t len, size_t scanned);
+
+/*
+ * Server: parses and validates a complete request head buf[0, len)
+ * (ending in CRLFCRLF), RFC 6455 4.2.1. Fills |req|, whose slices and
+ * headers point into |buf| and |headers| (room for |maxheaders|).
+ * Returns 0, or WS_ERR_HANDSHAKE with |*pstatus| set to the HTTP status
+ * to answer (400 malformed or invalid, 405 not GET, 426 bad version,
+ * 431 too many headers) and |*preason| a static short explanation.
+ */
+int ws_hs_parse_request(ws_request *req, ws_header *headers,
+                        size_t maxheaders, const uint8_t *buf, size_t len,
+                        int *pstatus, const char **preason);
+
+/*
+ * Server: appends the 101 Switching Protocols response for |req| to
+ * |out|: Upgrade, Connection, Sec-WebSocket-Accept, the optional
+ * Sec-WebSocket-Protocol |protocol| and Sec-WebSocket-Extensions
+ * |extensions| (each NULL for none), then |headers|. Returns 0,
+ * WS_ERR_INVALID_ARGUMENT (CR/LF or NUL in a caller header, or an empty
+ * name) or WS_ERR_NOMEM. On error |out| is unchanged.
+ */
+int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
+                       const char *protocol, const char *extensions,
+                       const ws_kv *headers, size_t nheaders);
+
+/*
+ * Appends an HTTP/1.1 error response with |status| and its standard
+ * reason phrase, "Connection: close", "Content-Length", the caller's
+ * |headers|, and |body|. A 426 also carries "Sec-WebSocket-Version: 13"
+ * (RFC 6455 4.4). Returns 0, WS_ERR_INVALID_ARGUMENT (status outside
+ * 100..599, bad header) or WS_ERR_NOMEM. On error |out| is unchanged.
+ */
+int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
+                       const ws_kv *headers, size_t nheaders,
+                       const void *body, size_t bodylen);
+
+/*
+ * Client: appends the opening request (RFC 6455 4.1): GET |path| (or
+ * "/"), Host (with ":port" when port != 0), Upgrade, Connection,
+ * Sec-WebSocket-Key |key|, Sec-WebSocket-Version: 13, Origin, the
+ * offered subprotocols as one Sec-WebSocket-Protocol header, the
+ * Sec-WebSocket-Extensions |extensions| offer (NULL for none) and the
+ * extra headers. Returns 0, WS_ERR_INVALID_ARGUMENT (no host, CR/LF/NUL,
+ * a subprotocol that is not an RFC 7230 token) or WS_ERR_NOMEM.
+ */
+int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
+                        const ws_client_params *p, const char key[24],
+                        const char *extensions);
+
+/*
+ * Client: parses a complete response head buf[0, len). Fills |resp|
+ * (status, reason, headers; protocol and extensions from their headers).
+ * Returns 0 or WS_ERR_HANDSHAKE (malformed, or more than |maxheaders|).
+ */
+int ws_hs_parse_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len);
+
+/*
+ * Client: validates a parsed response (RFC 6455 4.1, the client's
+ * checks): status 101 (else WS_ERR_REJECTED), Upgrade token "websocket",
+ * Connection token "Upgrade", Sec-WebSocket-Accept matching |key|, a
+ * Sec-WebSocket-Protocol only if it is one of the comma list
+ * |offered_protocols| (and at most one), no Sec-WebSocket-Extensions
+ * unless |extensions_offered|. Returns 0, WS_ERR_REJECTED, or
+ * WS_ERR_HANDSHAKE with |*preason| a static short explanation.
+ */
+int ws_hs_validate_response(const ws_response *resp, const char key[24],
+                            ws_slice offered_protocols,
+                            int extensions_offered, const char **preason);
+
+#endif /* WS_HANDSHAKE_H */

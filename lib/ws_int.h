@@ -1,0 +1,97 @@
+/*
+ * Internal declarations shared by the core's modules. Not installed.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef WS_INT_H
+#define WS_INT_H
+
+#include <ws/ws.h>
+
+#include <string.h>
+
+#if defined(__GNUC__)
+#  define WS_LIKELY(x) __builtin_expect(!!(x), 1)
+#  define WS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#  define WS_LIKELY(x) (x)
+#  define WS_UNLIKELY(x) (x)
+#endif
+
+#define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+/* ---- allocation (ws_mem.c) ------------------------------------------ */
+
+/* Resolves a caller-supplied allocator (NULL or partly NULL) into one
+ * with every function set, or returns WS_ERR_INVALID_ARGUMENT when no
+ * default exists (freestanding builds). */
+int ws_mem_resolve(ws_mem *dst, const ws_mem *src);
+
+static inline void *ws_malloc(const ws_mem *m, size_t n) {
+  return m->malloc(n, m->user_data);
+}
+static inline void *ws_realloc(const ws_mem *m, void *p, size_t n) {
+  return m->realloc(p, n, m->user_data);
+}
+static inline void ws_free(const ws_mem *m, void *p) {
+  if (p) m->free(p, m->user_data);
+}
+
+/* ---- byte buffer (ws_mem.c) ------------------------------------------ */
+
+/* A growable byte buffer: bytes [pos, len) are live. */
+typedef struct ws_buf {
+  uint8_t *base;
+  size_t pos; /* first unconsumed byte */
+  size_t len; /* end of data */
+  size_t cap;
+} ws_buf;
+
+/* Ensures room for |extra| more bytes after len (compacting consumed
+ * bytes first). Returns 0 or WS_ERR_NOMEM. */
+int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra);
+
+/* Appends |n| bytes. Returns 0 or WS_ERR_NOMEM. */
+int ws_buf_append(ws_buf *b, const ws_mem *m, const void *data, size_t n);
+
+/* Appends a NUL-terminated string. */
+int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s);
+
+/* Marks |n| bytes consumed; frees the storage when everything is. */
+void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n);
+
+void ws_buf_free(ws_buf *b, const ws_mem *m);
+
+static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
+
+/* ---- SHA-1 and base64 (ws_sha1.c, ws_base64.c) ------------------------ */
+
+typedef struct ws_sha1_ctx {
+  uint32_t h[5];
+  uint64_t total;
+  uint8_t block[64];
+  size_t blocklen;
+} ws_sha1_ctx;
+
+void ws_sha1_init(ws_sha1_ctx *ctx);
+void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len);
+void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]);
+
+/* Writes the padded base64 of |len| bytes to |out| (4*ceil(len/3) chars,
+ * no NUL); returns that length. */
+size_t ws_base64_encode(const uint8_t *in, size_t len, char *out);
+
+/* Strict decode of padded base64 (RFC 4648 4, no whitespace, canonical
+ * padding bits). Returns 0 and the decoded size in |*poutlen|, or
+ * WS_ERR_INVALID_ARGUMENT if invalid or over |outcap| bytes. */
+int ws_base64_decode(const uint8_t *in, size_t len, uint8_t *out,
+                     size_t outcap, size_t *poutlen);
+
+/* ---- ASCII helpers (ws_handshake.c) ------------------------------------ */
+
+/* Case-insensitive comparison of two byte ranges. */
+int ws_ascii_ieq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
+/* 1 if |list| (a comma list) contains |token| case-insensitively. */
+int ws_list_has_token(ws_slice list, const char *token);
+
+#endif /* WS_INT_H */
