@@ -1,3 +1,1013 @@
-/* placeholder: being written */
+/*
+ * The connection state machine: handshake -> open -> closing -> closed.
+ * SPDX-License-Identifier: MIT
+ *
+ * Input is parsed by ws_conn_feed() until one event is ready; the event
+ * waits in a single slot until ws_conn_next_event() takes it, and feed
+ * refuses input meanwhile. That one rule gives the ordering guarantees:
+ * everything that arrived before a bad frame has been handed out before
+ * the frame is even looked at, and event slices can borrow the input.
+ *
+ * Errors are derived state, not queued events: once |err| is set, the
+ * next ws_conn_next_event() with an empty slot reports it once.
+ */
 #include "ws_int.h"
-typedef int ws_placeholder_ws_conn;
+#include "ws_handshake.h"
+#include "ws_mask.h"
+#include "ws_utf8.h"
+
+enum rx_state { RX_HEADER = 0, RX_PAYLOAD };
+
+/* Opening-handshake state, allocated only while connecting. */
+typedef struct ws_hs {
+  ws_buf in;        /* the request or response head as it arrives */
+  size_t scanned;   /* bytes of |in| already searched for CRLFCRLF */
+  ws_header *headers;
+  ws_request req;
+  ws_response resp;
+  char key[24];     /* client: Sec-WebSocket-Key sent */
+  uint8_t *offered; /* client: offered subprotocols as one comma list */
+  size_t offeredlen;
+  uint8_t parsed;   /* head complete and parsed, event produced */
+} ws_hs;
+
+struct ws_conn {
+  ws_mem mem;
+  ws_config cfg;
+  ws_buf out;  /* queued output */
+  ws_hs *hs;   /* non-NULL while connecting (and one event after) */
+  ws_buf msg;  /* message mode: the message being assembled */
+  uint8_t *ctrl;     /* control payload split across feeds (125 B) */
+  uint8_t *pending_pong; /* latest unanswered ping when out is full */
+  uint8_t *protocol; /* negotiated subprotocol, conn-owned */
+  size_t protocollen;
+
+  /* receive side */
+  ws_frame_header fh;
+  uint64_t remaining;  /* payload bytes left in the current frame */
+  uint64_t msg_bytes;  /* payload bytes so far in the current message */
+  uint32_t nfrags;     /* frames so far in the current message */
+  ws_utf8 utf8;        /* text message validator */
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  uint8_t hdrlen;
+  uint8_t rx_state;
+  uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
+  uint8_t msg_started; /* some data of the message was delivered */
+  uint8_t mask_off;
+  uint8_t ctrllen;
+  uint8_t pending_pong_len;
+  uint8_t has_pending_pong;
+
+  /* send side */
+  uint8_t tx_op;       /* opcode of an unfinished fragmented send */
+  uint8_t state;       /* ws_state */
+  uint8_t ev_ready;
+  uint8_t err_reported;
+  uint8_t release;     /* free conn-owned event storage on next call */
+  uint8_t rx_activity; /* bytes arrived since the last tick */
+  uint8_t clock_started;
+  uint8_t close_sent_flag;
+  uint8_t linger_done; /* client: waited long enough for server's FIN */
+  uint8_t ping_outstanding;
+  uint16_t close_sent; /* code we sent */
+  int err;
+  const char *err_reason;
+
+  ws_event ev;
+
+  /* timers, in caller milliseconds; UINT64_MAX = not armed */
+  uint64_t now;
+  uint64_t last_rx;
+  uint64_t hs_deadline;
+  uint64_t pong_deadline;
+  uint64_t close_deadline;
+
+  ws_stats stats;
+  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
+};
+
+#define NO_DEADLINE UINT64_MAX
+
+void ws_config_default(ws_config *cfg, ws_role role) {
+  memset(cfg, 0, sizeof(*cfg));
+  cfg->role = role;
+  cfg->delivery = WS_DELIVER_STREAM;
+  cfg->max_handshake_bytes = 8192;
+  cfg->max_headers = 64;
+  cfg->max_frame_payload = 1u << 20;
+  cfg->max_message = 1u << 20;
+  cfg->max_fragments = 65536;
+  cfg->max_out_queue = 4u << 20;
+  cfg->handshake_timeout_ms = 10000;
+  cfg->ping_interval_ms = 25000;
+  cfg->pong_timeout_ms = 25000;
+  cfg->close_timeout_ms = 5000;
+}
+
+size_t ws_conn_sizeof(void) { return sizeof(ws_conn); }
+
+static int hs_alloc(ws_conn *c) {
+  c->hs = ws_malloc(&c->mem, sizeof(ws_hs));
+  if (!c->hs) return WS_ERR_NOMEM;
+  memset(c->hs, 0, sizeof(ws_hs));
+  return 0;
+}
+
+static void hs_free(ws_conn *c) {
+  if (!c->hs) return;
+  ws_buf_free(&c->hs->in, &c->mem);
+  ws_free(&c->mem, c->hs->headers);
+  ws_free(&c->mem, c->hs->offered);
+  ws_free(&c->mem, c->hs);
+  c->hs = NULL;
+}
+
+int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
+  ws_mem m;
+  if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
+  *pconn = NULL;
+  if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (cfg->role == WS_ROLE_CLIENT && !cfg->rand)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (cfg->max_handshake_bytes < 64 || cfg->max_headers == 0 ||
+      cfg->max_out_queue < 1024)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (ws_mem_resolve(&m, mem)) return WS_ERR_INVALID_ARGUMENT;
+  ws_conn *c = ws_malloc(&m, sizeof(*c));
+  if (!c) return WS_ERR_NOMEM;
+  memset(c, 0, sizeof(*c));
+  c->mem = m;
+  c->cfg = *cfg;
+  c->state = WS_STATE_CONNECTING;
+  c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
+  if (cfg->role == WS_ROLE_SERVER && hs_alloc(c)) {
+    ws_free(&m, c);
+    return WS_ERR_NOMEM;
+  }
+  *pconn = c;
+  return 0;
+}
+
+void ws_conn_del(ws_conn *c) {
+  if (!c) return;
+  hs_free(c);
+  ws_buf_free(&c->out, &c->mem);
+  ws_buf_free(&c->msg, &c->mem);
+  ws_free(&c->mem, c->ctrl);
+  ws_free(&c->mem, c->pending_pong);
+  ws_free(&c->mem, c->protocol);
+  ws_free(&c->mem, c);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static int is_client(const ws_conn *c) { return c->cfg.role == WS_ROLE_CLIENT; }
+
+/* Appends one frame. Client frames get a fresh mask key and masked
+ * payload, copied and masked in one pass. */
+static int queue_frame(ws_conn *c, unsigned fin, unsigned opcode,
+                       const void *data, size_t len) {
+  ws_frame_header fh;
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  memset(&fh, 0, sizeof(fh));
+  fh.fin = (uint8_t)(fin ? 1 : 0);
+  fh.opcode = (uint8_t)opcode;
+  fh.payload_len = len;
+  if (is_client(c)) {
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data))
+      return WS_ERR_INTERNAL;
+  }
+  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
+  int rv = ws_buf_reserve(&c->out, &c->mem, hlen + len);
+  if (rv) return rv;
+  uint8_t *dst = c->out.base + c->out.len;
+  memcpy(dst, hdr, hlen);
+  if (len) {
+    if (fh.masked)
+      ws_copy_mask(dst + hlen, data, len, fh.mask, 0);
+    else
+      memcpy(dst + hlen, data, len);
+  }
+  c->out.len += hlen + len;
+  c->stats.wire_out += hlen + len;
+  return 0;
+}
+
+static int out_full(const ws_conn *c) {
+  return ws_buf_size(&c->out) >= c->cfg.max_out_queue;
+}
+
+/* Queues a close frame with |code| (0: empty payload) and |reason|. */
+static int queue_close(ws_conn *c, uint16_t code, const void *reason,
+                       size_t reasonlen) {
+  uint8_t payload[WS_CONTROL_MAX];
+  size_t n = 0;
+  if (code) {
+    payload[0] = (uint8_t)(code >> 8);
+    payload[1] = (uint8_t)code;
+    if (reasonlen > WS_CONTROL_MAX - 2) reasonlen = WS_CONTROL_MAX - 2;
+    if (reasonlen) memcpy(payload + 2, reason, reasonlen);
+    n = 2 + reasonlen;
+  }
+  int rv = queue_frame(c, 1, WS_OP_CLOSE, payload, n);
+  if (rv) return rv;
+  c->close_sent_flag = 1;
+  c->close_sent = code;
+  return 0;
+}
+
+static void arm_close_timer(ws_conn *c) {
+  if (c->cfg.close_timeout_ms && c->clock_started)
+    c->close_deadline = c->now + c->cfg.close_timeout_ms;
+}
+
+/* Fails the connection: records the sticky error, drops message state and
+ * queues a close frame with |code| (0: none, e.g. during the handshake). */
+static int fail(ws_conn *c, int err, uint16_t code, const char *reason) {
+  if (c->err) return c->err;
+  c->err = err;
+  c->err_reason = reason;
+  if (code && !c->close_sent_flag && c->state != WS_STATE_CONNECTING) {
+    /* If even the close frame cannot be queued, the transport simply
+     * closes: should_close_transport() is true once out drains. */
+    (void)queue_close(c, code, reason, strlen(reason));
+  }
+  c->state = WS_STATE_FAILED;
+  ws_buf_free(&c->msg, &c->mem);
+  c->has_pending_pong = 0;
+  return err;
+}
+
+static int nomem(ws_conn *c) {
+  return fail(c, WS_ERR_NOMEM, 1011, "out of memory");
+}
+
+/* ---- handshake --------------------------------------------------------- */
+
+static int check_header_kv(const ws_kv *h, size_t n) {
+  if (n && !h) return WS_ERR_INVALID_ARGUMENT;
+  return 0;
+}
+
+int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
+  if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
+  if (!is_client(c) || c->state != WS_STATE_CONNECTING || c->hs)
+    return WS_ERR_INVALID_STATE;
+  if (!p->host || check_header_kv(p->headers, p->nheaders) ||
+      (p->nprotocols && !p->protocols))
+    return WS_ERR_INVALID_ARGUMENT;
+  uint8_t raw[16];
+  if (c->cfg.rand(raw, sizeof(raw), c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
+  int rv = hs_alloc(c);
+  if (rv) return rv;
+  ws_base64_encode(raw, sizeof(raw), c->hs->key);
+  /* Keep the offered subprotocols to validate the response against. */
+  size_t total = 0;
+  for (size_t i = 0; i < p->nprotocols; i++) {
+    if (!p->protocols[i]) {
+      hs_free(c);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+    total += strlen(p->protocols[i]) + 1;
+  }
+  if (total) {
+    c->hs->offered = ws_malloc(&c->mem, total);
+    if (!c->hs->offered) {
+      hs_free(c);
+      return WS_ERR_NOMEM;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < p->nprotocols; i++) {
+      size_t n = strlen(p->protocols[i]);
+      memcpy(c->hs->offered + off, p->protocols[i], n);
+      off += n;
+      if (i + 1 < p->nprotocols) c->hs->offered[off++] = ',';
+    }
+    c->hs->offeredlen = off;
+  }
+  size_t before = c->out.len;
+  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, NULL);
+  if (rv) {
+    hs_free(c);
+    return rv;
+  }
+  c->stats.wire_out += c->out.len - before;
+  return 0;
+}
+
+static void set_event(ws_conn *c, ws_event_type type) {
+  memset(&c->ev, 0, sizeof(c->ev));
+  c->ev.type = type;
+  c->ev_ready = 1;
+}
+
+int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || c->err)
+    return WS_ERR_INVALID_STATE;
+  const char *proto = p ? p->protocol : NULL;
+  if (p && check_header_kv(p->headers, p->nheaders))
+    return WS_ERR_INVALID_ARGUMENT;
+  if (proto) {
+    /* RFC 6455 4.2.2: the selected subprotocol must be one offered. */
+    ws_slice s;
+    int found = 0;
+    for (size_t i = 0; ws_request_protocol(&c->hs->req, i, &s); i++) {
+      if (s.len == strlen(proto) && memcmp(s.base, proto, s.len) == 0) {
+        found = 1;
+        break;
+      }
+    }
+    if (!found) return WS_ERR_INVALID_ARGUMENT;
+    c->protocollen = strlen(proto);
+    c->protocol = ws_malloc(&c->mem, c->protocollen);
+    if (!c->protocol) return WS_ERR_NOMEM;
+    memcpy(c->protocol, proto, c->protocollen);
+  }
+  size_t before = c->out.len;
+  int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto, NULL,
+                              p ? p->headers : NULL, p ? p->nheaders : 0);
+  if (rv) {
+    ws_free(&c->mem, c->protocol);
+    c->protocol = NULL;
+    c->protocollen = 0;
+    return rv;
+  }
+  c->stats.wire_out += c->out.len - before;
+  hs_free(c);
+  c->state = WS_STATE_OPEN;
+  c->hs_deadline = NO_DEADLINE;
+  c->last_rx = c->now;
+  set_event(c, WS_EV_OPEN);
+  return 0;
+}
+
+int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
+                   size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || c->err)
+    return WS_ERR_INVALID_STATE;
+  if (status < 400 || status > 599 || check_header_kv(headers, nheaders) ||
+      (bodylen && !body))
+    return WS_ERR_INVALID_ARGUMENT;
+  size_t before = c->out.len;
+  int rv = ws_hs_write_reject(&c->out, &c->mem, status, headers, nheaders,
+                              body, bodylen);
+  if (rv) return rv;
+  c->stats.wire_out += c->out.len - before;
+  hs_free(c);
+  /* A rejection decided by the application is not a peer error, but the
+   * connection is over all the same. */
+  c->err = WS_ERR_REJECTED;
+  c->err_reason = "rejected by the application";
+  c->err_reported = 1;
+  c->state = WS_STATE_FAILED;
+  return 0;
+}
+
+/* Server handshake failure: answer with an HTTP error and fail. */
+static int hs_fail_http(ws_conn *c, int status, const char *reason) {
+  size_t before = c->out.len;
+  if (ws_hs_write_reject(&c->out, &c->mem, status, NULL, 0, NULL, 0) == 0)
+    c->stats.wire_out += c->out.len - before;
+  return fail(c, WS_ERR_HANDSHAKE, 0, reason);
+}
+
+/* Collects head bytes; returns 0 with *pdone when the head is complete
+ * (and *pnread only counting bytes that belong to it). */
+static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
+                      size_t *pnread, size_t *phead) {
+  ws_hs *hs = c->hs;
+  size_t room = c->cfg.max_handshake_bytes - ws_buf_size(&hs->in);
+  size_t n = WS_MIN(inlen, room);
+  *phead = 0;
+  int rv = ws_buf_append(&hs->in, &c->mem, in, n);
+  if (rv) return rv;
+  size_t end = ws_hs_head_end(hs->in.base, hs->in.len, hs->scanned);
+  if (end) {
+    /* Only the bytes up to the head are ours; the rest are frames. */
+    size_t extra = hs->in.len - end;
+    hs->in.len = end;
+    *pnread = n - extra;
+    *phead = end;
+    return 0;
+  }
+  hs->scanned = hs->in.len;
+  *pnread = n;
+  if (n < inlen || hs->in.len >= c->cfg.max_handshake_bytes)
+    return WS_ERR_TOO_BIG;
+  return 0;
+}
+
+static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
+                          size_t *pnread) {
+  ws_hs *hs = c->hs;
+  size_t head;
+  if (hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept/reject */
+  int rv = hs_collect(c, in, inlen, pnread, &head);
+  c->stats.wire_in += *pnread;
+  if (rv == WS_ERR_NOMEM) return nomem(c);
+  if (!is_client(c)) {
+    if (rv == WS_ERR_TOO_BIG)
+      return hs_fail_http(c, 431, "request head too large");
+    if (!head) return 0;
+    hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+    if (!hs->headers) return nomem(c);
+    int status = 400;
+    const char *reason = "invalid request";
+    if (ws_hs_parse_request(&hs->req, hs->headers, c->cfg.max_headers,
+                            hs->in.base, head, &status, &reason))
+      return hs_fail_http(c, status, reason);
+    hs->parsed = 1;
+    set_event(c, WS_EV_REQUEST);
+    c->ev.request = &hs->req;
+    return 0;
+  }
+  if (rv == WS_ERR_TOO_BIG)
+    return fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
+  if (!head) return 0;
+  hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+  if (!hs->headers) return nomem(c);
+  if (ws_hs_parse_response(&hs->resp, hs->headers, c->cfg.max_headers,
+                           hs->in.base, head))
+    return fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
+  hs->parsed = 1;
+  const char *reason = "invalid response";
+  ws_slice offered = {hs->offered, hs->offeredlen};
+  rv = ws_hs_validate_response(&hs->resp, hs->key, offered, 0, &reason);
+  if (rv == WS_ERR_REJECTED) {
+    /* The response stays readable through the error event. */
+    return fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
+  }
+  if (rv) return fail(c, WS_ERR_HANDSHAKE, 0, reason);
+  if (hs->resp.protocol.len) {
+    c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
+    if (!c->protocol) return nomem(c);
+    memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
+    c->protocollen = hs->resp.protocol.len;
+  }
+  c->state = WS_STATE_OPEN;
+  c->hs_deadline = NO_DEADLINE;
+  c->last_rx = c->now;
+  set_event(c, WS_EV_OPEN);
+  c->ev.response = &hs->resp;
+  c->release = 1; /* the handshake storage goes at the next call */
+  return 0;
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+static int is_control(unsigned op) { return (op & 0x8u) != 0; }
+
+/* Checks a complete header against the message state and limits. */
+static int on_header(ws_conn *c) {
+  ws_frame_header *fh = &c->fh;
+  if (ws_frame_check_header(fh, !is_client(c), c->rsv_allowed)) {
+    const char *why = "invalid control frame";
+    if (fh->masked == is_client(c))
+      why = is_client(c) ? "masked frame from server"
+                         : "unmasked frame from client";
+    else if ((fh->opcode & 7u) > 2 || fh->opcode > WS_OP_PONG)
+      why = "reserved opcode";
+    else if (fh->rsv)
+      why = "reserved bits set";
+    return fail(c, WS_ERR_PROTO, 1002, why);
+  }
+  if (!is_control(fh->opcode)) {
+    /* RFC 6455 5.4: continuation only inside a message, and a new message
+     * only after the previous one ended. */
+    if (fh->opcode == WS_OP_CONT && !c->msg_op)
+      return fail(c, WS_ERR_PROTO, 1002, "continuation without message");
+    if (fh->opcode != WS_OP_CONT && c->msg_op)
+      return fail(c, WS_ERR_PROTO, 1002, "message not finished");
+    if (fh->payload_len > c->cfg.max_frame_payload)
+      return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
+    if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
+      return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+    if (fh->opcode != WS_OP_CONT) {
+      c->msg_op = fh->opcode;
+      c->msg_bytes = 0;
+      c->nfrags = 0;
+      c->msg_started = 0;
+      ws_utf8_init(&c->utf8);
+    }
+    if (c->cfg.max_fragments && ++c->nfrags > c->cfg.max_fragments)
+      return fail(c, WS_ERR_TOO_BIG, 1009, "too many fragments");
+  }
+  c->remaining = fh->payload_len;
+  c->mask_off = 0;
+  c->rx_state = RX_PAYLOAD;
+  c->ctrllen = 0;
+  return 0;
+}
+
+/* Decodes the frame header from |in|, buffering a split header. Returns
+ * 0 with *pnread bytes used; the header is complete when rx_state moved
+ * to RX_PAYLOAD. */
+static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
+                       size_t *pnread) {
+  size_t hlen;
+  int rv;
+  if (c->hdrlen == 0) {
+    rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
+    if (rv == 0) {
+      *pnread = hlen;
+      return on_header(c);
+    }
+    if (rv != WS_ERR_WOULDBLOCK)
+      return fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+  }
+  /* Slow path: copy just enough bytes to complete the header. */
+  size_t used = 0;
+  for (;;) {
+    size_t need = 2;
+    if (c->hdrlen >= 2) {
+      unsigned l7 = c->hdr[1] & 0x7fu;
+      need = 2u + (l7 == 126 ? 2u : l7 == 127 ? 8u : 0u) +
+             ((c->hdr[1] & 0x80u) ? 4u : 0u);
+    }
+    if (c->hdrlen >= need) break;
+    size_t n = WS_MIN(need - c->hdrlen, inlen - used);
+    if (n == 0) {
+      *pnread = used;
+      return 0;
+    }
+    memcpy(c->hdr + c->hdrlen, in + used, n);
+    c->hdrlen = (uint8_t)(c->hdrlen + n);
+    used += n;
+  }
+  *pnread = used;
+  rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
+  c->hdrlen = 0;
+  if (rv) return fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+  return on_header(c);
+}
+
+/* Queues the automatic pong, or keeps the latest ping's payload to answer
+ * once the output queue has room (RFC 6455 5.5.3: answering only the
+ * most recent ping is allowed). */
+static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
+  if (c->cfg.flags & WS_CFG_NO_AUTO_PONG) return 0;
+  if (c->close_sent_flag) return 0;
+  if (!out_full(c)) {
+    c->has_pending_pong = 0;
+    return queue_frame(c, 1, WS_OP_PONG, data, len);
+  }
+  if (!c->pending_pong) {
+    c->pending_pong = ws_malloc(&c->mem, WS_CONTROL_MAX);
+    if (!c->pending_pong) return WS_ERR_NOMEM;
+  }
+  if (len) memcpy(c->pending_pong, data, len);
+  c->pending_pong_len = (uint8_t)len;
+  c->has_pending_pong = 1;
+  return 0;
+}
+
+static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
+  int rv;
+  switch (c->fh.opcode) {
+  case WS_OP_PING:
+    rv = auto_pong(c, data, len);
+    if (rv) return nomem(c);
+    set_event(c, WS_EV_PING);
+    break;
+  case WS_OP_PONG:
+    c->ping_outstanding = 0;
+    c->pong_deadline = NO_DEADLINE;
+    set_event(c, WS_EV_PONG);
+    break;
+  default: { /* WS_OP_CLOSE */
+    uint16_t code = 1005; /* RFC 6455 7.1.5: no status code present */
+    if (len == 1)
+      return fail(c, WS_ERR_PROTO, 1002, "close payload of 1 byte");
+    if (len >= 2) {
+      code = (uint16_t)(data[0] << 8 | data[1]);
+      if (!ws_close_code_valid(code))
+        return fail(c, WS_ERR_PROTO, 1002, "invalid close code");
+      if (ws_utf8_validate(data + 2, len - 2))
+        return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in close reason");
+    }
+    if (c->close_sent_flag) {
+      c->state = WS_STATE_CLOSED;
+      c->close_deadline = NO_DEADLINE;
+    } else if (!(c->cfg.flags & WS_CFG_NO_AUTO_CLOSE)) {
+      /* RFC 6455 5.5.1: echo the status code received. */
+      rv = queue_close(c, code == 1005 ? 0 : code, NULL, 0);
+      if (rv) return nomem(c);
+      c->state = WS_STATE_CLOSED;
+    } else {
+      c->state = WS_STATE_CLOSING_REMOTE;
+    }
+    if (c->state == WS_STATE_CLOSED && is_client(c)) arm_close_timer(c);
+    ws_buf_free(&c->msg, &c->mem);
+    set_event(c, WS_EV_CLOSE);
+    c->ev.close_code = code;
+    if (len > 2) {
+      c->ev.data.base = data + 2;
+      c->ev.data.len = len - 2;
+    }
+    return 0;
+  }
+  }
+  c->ev.data.base = data;
+  c->ev.data.len = len;
+  return 0;
+}
+
+/* Frame payload has ended: update message state. Returns the flags for
+ * the data event. */
+static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
+  flags |= WS_EVF_FRAME_END;
+  if (c->fh.fin) {
+    flags |= WS_EVF_FINAL;
+    c->msg_op = 0;
+    c->stats.msgs_in++;
+  }
+  return flags;
+}
+
+static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  unsigned op = c->fh.opcode;
+
+  if (is_control(op)) {
+    /* A control payload arriving whole is used in place; a split one is
+     * gathered in a small conn buffer. */
+    const uint8_t *data;
+    if (c->ctrllen == 0 && n == c->remaining) {
+      if (key) ws_mask(in, n, key, 0);
+      data = in;
+    } else {
+      if (!c->ctrl) {
+        c->ctrl = ws_malloc(&c->mem, WS_CONTROL_MAX);
+        if (!c->ctrl) return nomem(c);
+      }
+      if (key)
+        ws_copy_mask(c->ctrl + c->ctrllen, in, n, key, c->ctrllen & 3u);
+      else
+        memcpy(c->ctrl + c->ctrllen, in, n);
+      c->ctrllen = (uint8_t)(c->ctrllen + n);
+      data = c->ctrl;
+    }
+    *pnread = n;
+    c->remaining -= n;
+    if (c->remaining) return 0;
+    c->rx_state = RX_HEADER;
+    return on_control(c, data, (size_t)c->fh.payload_len);
+  }
+
+  int text = c->msg_op == WS_OP_TEXT;
+  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
+  if (c->cfg.delivery == WS_DELIVER_STREAM) {
+    size_t off = c->mask_off;
+    if (text) {
+      size_t valid;
+      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+        return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    } else if (key) {
+      off = ws_mask(in, n, key, off);
+    }
+    c->mask_off = (uint8_t)off;
+    *pnread = n;
+    c->remaining -= n;
+    c->msg_bytes += n;
+    c->stats.bytes_in += n;
+    if (c->remaining == 0) {
+      c->rx_state = RX_HEADER;
+      if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+        return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+      flags = data_frame_end(c, flags);
+    } else if (n == 0) {
+      return 0; /* nothing to report yet */
+    }
+    c->msg_started = 1;
+    set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+    c->ev.flags = flags;
+    c->ev.data.base = in;
+    c->ev.data.len = n;
+    return 0;
+  }
+
+  /* Whole-message delivery: copy and unmask into the message buffer in
+   * one pass, then validate the new bytes while they are hot. */
+  if (n) {
+    if (ws_buf_reserve(&c->msg, &c->mem, n)) return nomem(c);
+    uint8_t *dst = c->msg.base + c->msg.len;
+    if (key)
+      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
+    else
+      memcpy(dst, in, n);
+    c->msg.len += n;
+    if (text && ws_utf8_feed(&c->utf8, dst, n))
+      return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  }
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining) return 0;
+  c->rx_state = RX_HEADER;
+  if (!c->fh.fin) return 0;
+  if (text && ws_utf8_finish(&c->utf8))
+    return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  flags = data_frame_end(c, WS_EVF_FIRST);
+  set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev.flags = flags;
+  c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+  c->ev.data.len = ws_buf_size(&c->msg);
+  c->release = 1; /* the message buffer goes at the next call */
+  return 0;
+}
+
+/* Frees conn-owned storage that the previous event lent out. */
+static void release_event_storage(ws_conn *c) {
+  if (!c->release) return;
+  c->release = 0;
+  ws_buf_free(&c->msg, &c->mem);
+  if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
+    hs_free(c);
+}
+
+int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t dummy;
+  if (!pnread) pnread = &dummy;
+  *pnread = 0;
+  if (!c || (!in && inlen)) return WS_ERR_INVALID_ARGUMENT;
+  if (c->ev_ready) return WS_ERR_WOULDBLOCK;
+  release_event_storage(c);
+  if (c->err) return c->err;
+  switch (c->state) {
+  case WS_STATE_CONNECTING:
+    if (!c->hs) return WS_ERR_INVALID_STATE; /* client before connect() */
+    {
+      int rv = feed_handshake(c, in, inlen, pnread);
+      if (*pnread) c->rx_activity = 1;
+      return rv;
+    }
+  case WS_STATE_CLOSED:
+  case WS_STATE_CLOSING_REMOTE:
+    /* RFC 6455 5.5.1: nothing after a close frame is processed. */
+    *pnread = inlen;
+    return WS_ERR_CLOSED;
+  default:
+    break;
+  }
+  size_t pos = 0;
+  if (inlen) c->rx_activity = 1;
+  while (pos < inlen && !c->ev_ready && !c->err) {
+    size_t n = 0;
+    int rv;
+    if (c->rx_state == RX_HEADER) {
+      rv = read_header(c, in + pos, inlen - pos, &n);
+      pos += n;
+      if (rv) break;
+      /* Zero-length payloads complete right away. */
+      if (c->rx_state == RX_PAYLOAD && c->remaining == 0)
+        rv = read_payload(c, in + pos, 0, &n);
+    } else {
+      rv = read_payload(c, in + pos, inlen - pos, &n);
+      pos += n;
+    }
+    if (rv) break;
+  }
+  *pnread = pos;
+  c->stats.wire_in += pos;
+  return c->err;
+}
+
+int ws_conn_feed_eof(ws_conn *c) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->err) return c->err;
+  if (c->state == WS_STATE_CLOSED) return 0;
+  c->state = WS_STATE_FAILED;
+  c->err = WS_ERR_EOF;
+  c->err_reason = "transport closed without close frame";
+  ws_buf_free(&c->msg, &c->mem);
+  return WS_ERR_EOF;
+}
+
+int ws_conn_next_event(ws_conn *c, ws_event *ev) {
+  if (!c || !ev) return WS_ERR_INVALID_ARGUMENT;
+  if (c->ev_ready) {
+    *ev = c->ev;
+    c->ev_ready = 0;
+    return 0;
+  }
+  release_event_storage(c);
+  if (c->err && !c->err_reported) {
+    c->err_reported = 1;
+    memset(ev, 0, sizeof(*ev));
+    ev->type = WS_EV_ERROR;
+    ev->error = c->err;
+    ev->close_code = c->err == WS_ERR_EOF ? 1006 : c->close_sent;
+    ev->data.base = (const uint8_t *)c->err_reason;
+    ev->data.len = c->err_reason ? strlen(c->err_reason) : 0;
+    if (c->err == WS_ERR_REJECTED && c->hs) {
+      ev->response = &c->hs->resp;
+      c->release = 1;
+    }
+    return 0;
+  }
+  return WS_ERR_WOULDBLOCK;
+}
+
+/* ---- send ----------------------------------------------------------------- */
+
+static int can_send_data(const ws_conn *c) {
+  return !c->err && !c->close_sent_flag &&
+         (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
+}
+
+int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
+                 uint32_t flags) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
+  /* Data never makes the queue exceed max_out_queue. */
+  size_t max = c->cfg.max_out_queue;
+  size_t hlen = 2u + (len < 126 ? 0u : len <= 0xffff ? 2u : 8u) +
+                (is_client(c) ? 4u : 0u);
+  if (len > max - hlen) return WS_ERR_TOO_BIG;
+  if (ws_buf_size(&c->out) > max - hlen - len) return WS_ERR_WOULDBLOCK;
+  unsigned fin = !(flags & WS_SEND_MORE);
+  int rv = queue_frame(c, fin, c->tx_op ? WS_OP_CONT : (unsigned)opcode,
+                       data, len);
+  if (rv) return rv;
+  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  c->stats.bytes_out += len;
+  if (fin) c->stats.msgs_out++;
+  return 0;
+}
+
+static int send_control(ws_conn *c, unsigned op, const void *data,
+                        size_t len) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (len > WS_CONTROL_MAX) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
+  if (out_full(c)) return WS_ERR_WOULDBLOCK;
+  return queue_frame(c, 1, op, data, len);
+}
+
+int ws_conn_ping(ws_conn *c, const void *data, size_t len) {
+  return send_control(c, WS_OP_PING, data, len);
+}
+
+int ws_conn_pong(ws_conn *c, const void *data, size_t len) {
+  return send_control(c, WS_OP_PONG, data, len);
+}
+
+int ws_conn_close(ws_conn *c, uint16_t code, const void *reason,
+                  size_t reasonlen) {
+  if (!c || (reasonlen && !reason)) return WS_ERR_INVALID_ARGUMENT;
+  if (code == 0 && reasonlen) return WS_ERR_INVALID_ARGUMENT;
+  if (code && !ws_close_code_valid(code)) return WS_ERR_INVALID_ARGUMENT;
+  if (reasonlen > WS_CONTROL_MAX - 2 || ws_utf8_validate(reason, reasonlen))
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->err || c->close_sent_flag ||
+      (c->state != WS_STATE_OPEN && c->state != WS_STATE_CLOSING_REMOTE))
+    return WS_ERR_INVALID_STATE;
+  int rv = queue_close(c, code, reason, reasonlen);
+  if (rv) return rv;
+  if (c->state == WS_STATE_CLOSING_REMOTE) {
+    c->state = WS_STATE_CLOSED;
+    if (is_client(c)) arm_close_timer(c);
+  } else {
+    c->state = WS_STATE_CLOSING_LOCAL;
+    arm_close_timer(c);
+  }
+  return 0;
+}
+
+/* ---- output draining ----------------------------------------------------- */
+
+size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
+  if (!c || !iov || iovcnt == 0 || ws_buf_size(&c->out) == 0) return 0;
+  iov[0].base = c->out.base + c->out.pos;
+  iov[0].len = ws_buf_size(&c->out);
+  return 1;
+}
+
+void ws_conn_out_consume(ws_conn *c, size_t n) {
+  if (!c) return;
+  ws_buf_consume(&c->out, &c->mem, n);
+  if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
+    if (queue_frame(c, 1, WS_OP_PONG, c->pending_pong,
+                    c->pending_pong_len) == 0)
+      c->has_pending_pong = 0;
+  }
+}
+
+size_t ws_conn_out_pending(const ws_conn *c) {
+  return c ? ws_buf_size(&c->out) : 0;
+}
+
+/* ---- time ---------------------------------------------------------------- */
+
+static uint64_t ping_deadline(const ws_conn *c) {
+  if (!c->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
+      c->ping_outstanding || !c->clock_started)
+    return NO_DEADLINE;
+  return c->last_rx + c->cfg.ping_interval_ms;
+}
+
+int ws_conn_tick(ws_conn *c, uint64_t now) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  release_event_storage(c);
+  if (!c->clock_started || now > c->now) c->now = now;
+  if (!c->clock_started) {
+    c->clock_started = 1;
+    c->last_rx = now;
+    if (c->state == WS_STATE_CONNECTING && c->cfg.handshake_timeout_ms)
+      c->hs_deadline = now + c->cfg.handshake_timeout_ms;
+    if ((c->state == WS_STATE_CLOSING_LOCAL ||
+         (c->state == WS_STATE_CLOSED && is_client(c))) &&
+        c->close_deadline == NO_DEADLINE)
+      arm_close_timer(c);
+  }
+  if (c->err) return c->err;
+  if (c->rx_activity) {
+    c->rx_activity = 0;
+    c->last_rx = c->now;
+    /* Any bytes from the peer prove it is alive. */
+    c->ping_outstanding = 0;
+    c->pong_deadline = NO_DEADLINE;
+  }
+  now = c->now;
+  if (now >= c->hs_deadline && c->state == WS_STATE_CONNECTING)
+    return fail(c, WS_ERR_TIMEOUT, 0, "handshake timeout");
+  if (now >= c->close_deadline) {
+    c->close_deadline = NO_DEADLINE;
+    if (c->state == WS_STATE_CLOSED) {
+      c->linger_done = 1; /* client: stop waiting for the server's FIN */
+      return 0;
+    }
+    if (c->state == WS_STATE_CLOSING_LOCAL)
+      return fail(c, WS_ERR_TIMEOUT, 0, "close handshake timeout");
+  }
+  if (now >= c->pong_deadline)
+    return fail(c, WS_ERR_TIMEOUT, 1011, "keepalive pong timeout");
+  if (now >= ping_deadline(c) && !out_full(c)) {
+    int rv = queue_frame(c, 1, WS_OP_PING, NULL, 0);
+    if (rv) return nomem(c);
+    c->ping_outstanding = 1;
+    if (c->cfg.pong_timeout_ms)
+      c->pong_deadline = now + c->cfg.pong_timeout_ms;
+  }
+  return 0;
+}
+
+uint64_t ws_conn_next_deadline(const ws_conn *c) {
+  if (!c || c->err) return NO_DEADLINE;
+  if (!c->clock_started) return 0; /* tick once to start the clock */
+  uint64_t d = WS_MIN(c->hs_deadline, c->pong_deadline);
+  d = WS_MIN(d, c->close_deadline);
+  d = WS_MIN(d, ping_deadline(c));
+  return d;
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+ws_state ws_conn_state(const ws_conn *c) { return (ws_state)c->state; }
+
+int ws_conn_want_read(const ws_conn *c) {
+  if (!c || c->err) return 0;
+  if (c->state == WS_STATE_CLOSED) return is_client(c) && !c->linger_done;
+  return !out_full(c);
+}
+
+int ws_conn_want_write(const ws_conn *c) {
+  return c && ws_buf_size(&c->out) > 0;
+}
+
+int ws_conn_should_close_transport(const ws_conn *c) {
+  if (!c || ws_buf_size(&c->out) > 0) return 0;
+  if (c->err) return 1;
+  if (c->state == WS_STATE_CLOSED)
+    return !is_client(c) || c->linger_done; /* RFC 6455 7.1.1 */
+  return 0;
+}
+
+uint16_t ws_conn_close_code(const ws_conn *c) { return c ? c->close_sent : 0; }
+
+ws_slice ws_conn_protocol(const ws_conn *c) {
+  ws_slice s = {NULL, 0};
+  if (c && c->protocol) {
+    s.base = c->protocol;
+    s.len = c->protocollen;
+  }
+  return s;
+}
+
+void ws_conn_stats(const ws_conn *c, ws_stats *pstats) {
+  if (c && pstats) *pstats = c->stats;
+}

@@ -12,9 +12,13 @@
  *   ws_conn_out_peek() -> write() -> ws_conn_out_consume(n)
  *   ws_conn_tick(now) whenever ws_conn_next_deadline() passes
  *
- * Pointer lifetimes are written next to every function. "Borrowed" slices
- * handed out in events stay valid until the next call on the same
- * connection that takes a non-const ws_conn (feed, next_event, send, ...).
+ * Pointer lifetimes are written next to every function. Slices handed
+ * out in events are borrowed: those into the fed buffer stay valid as long
+ * as the caller keeps that buffer; those into connection buffers (whole
+ * messages, split control payloads, handshake data) stay valid until the
+ * next ws_conn_feed(), ws_conn_feed_eof(), ws_conn_next_event(),
+ * ws_conn_tick() or ws_conn_del() on the same connection. Sending an
+ * event's data back with ws_conn_send() is therefore fine (an echo).
  */
 #ifndef WS_WS_H
 #define WS_WS_H

@@ -1,0 +1,1296 @@
+/*
+ * Connection state machine tests: every MUST of RFC 6455 sections 5 and 7
+ * that the connection enforces, with exact output bytes and close codes.
+ * Each transcript is also replayed at every split point and byte by byte
+ * and must give the identical events and output.
+ * SPDX-License-Identifier: MIT
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char REQ[] =
+    "GET /chat HTTP/1.1\r\n"
+    "Host: server.example.com\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Origin: http://example.com\r\n"
+    "Sec-WebSocket-Protocol: chat, superchat\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "\r\n";
+
+static const char RESP101[] =
+    "HTTP/1.1 101 Switching Protocols\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+    "\r\n";
+
+static const uint8_t KEY[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+/* ---- transcript machinery ------------------------------------------------ */
+
+/* A growable text log of events and a byte log of output. */
+typedef struct {
+  char *text;
+  size_t len, cap;
+  uint8_t *out;
+  size_t outlen, outcap;
+  /* stream-mode data gathered until the frame ends */
+  uint8_t *acc;
+  size_t acclen, acccap;
+  uint32_t accflags;
+  int acctype;
+  int last_error;
+  uint16_t last_close;
+} transcript;
+
+static void tr_printf(transcript *t, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  assert_true(n >= 0 && (size_t)n < sizeof(line));
+  if (t->len + (size_t)n + 1 > t->cap) {
+    t->cap = (t->len + (size_t)n + 1) * 2;
+    t->text = realloc(t->text, t->cap);
+  }
+  memcpy(t->text + t->len, line, (size_t)n + 1);
+  t->len += (size_t)n;
+}
+
+static void tr_data(transcript *t, const char *tag, const uint8_t *p,
+                    size_t n) {
+  tr_printf(t, "%s %zu:", tag, n);
+  size_t shown = n > 64 ? 64 : n;
+  for (size_t i = 0; i < shown; i++) tr_printf(t, "%02x", p[i]);
+  if (n > shown) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    tr_printf(t, "..#%08x", h);
+  }
+  tr_printf(t, "\n");
+}
+
+static void tr_free(transcript *t) {
+  free(t->text);
+  free(t->out);
+  free(t->acc);
+  memset(t, 0, sizeof(*t));
+}
+
+/* Records one event; stream-mode chunks are joined per frame so that the
+ * log does not depend on how the input was split. */
+static void tr_event(transcript *t, const ws_event *ev) {
+  char tag[64];
+  switch (ev->type) {
+  case WS_EV_TEXT:
+  case WS_EV_BINARY:
+    if (t->acctype == 0) {
+      t->acctype = ev->type;
+      t->accflags = ev->flags & WS_EVF_FIRST;
+    }
+    assert_int_equal(t->acctype, ev->type);
+    if (ev->data.len) {
+      if (t->acclen + ev->data.len > t->acccap) {
+        t->acccap = (t->acclen + ev->data.len) * 2;
+        t->acc = realloc(t->acc, t->acccap);
+      }
+      memcpy(t->acc + t->acclen, ev->data.base, ev->data.len);
+      t->acclen += ev->data.len;
+    }
+    if (ev->flags & WS_EVF_FRAME_END) {
+      snprintf(tag, sizeof(tag), "%s%s%s",
+               ev->type == WS_EV_TEXT ? "TEXT" : "BIN",
+               (t->accflags & WS_EVF_FIRST) ? " first" : "",
+               (ev->flags & WS_EVF_FINAL) ? " final" : "");
+      tr_data(t, tag, t->acc, t->acclen);
+      t->acclen = 0;
+      t->acctype = 0;
+    }
+    break;
+  case WS_EV_REQUEST:
+    tr_printf(t, "REQUEST %.*s\n", (int)ev->request->target.len,
+              (const char *)ev->request->target.base);
+    break;
+  case WS_EV_OPEN:
+    tr_printf(t, "OPEN\n");
+    break;
+  case WS_EV_PING:
+    tr_data(t, "PING", ev->data.base, ev->data.len);
+    break;
+  case WS_EV_PONG:
+    tr_data(t, "PONG", ev->data.base, ev->data.len);
+    break;
+  case WS_EV_CLOSE:
+    snprintf(tag, sizeof(tag), "CLOSE %u", ev->close_code);
+    tr_data(t, tag, ev->data.base, ev->data.len);
+    break;
+  case WS_EV_ERROR:
+    tr_printf(t, "ERROR %d %u %.*s\n", ev->error, ev->close_code,
+              (int)ev->data.len, (const char *)ev->data.base);
+    t->last_error = ev->error;
+    t->last_close = ev->close_code;
+    break;
+  default:
+    fail_msg("unexpected event %d", ev->type);
+  }
+}
+
+static void tr_drain(transcript *t, ws_conn *c) {
+  ws_iovec iov[4];
+  size_t n;
+  while ((n = ws_conn_out_peek(c, iov, 4)) > 0) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (t->outlen + iov[i].len > t->outcap) {
+        t->outcap = (t->outlen + iov[i].len) * 2 + 64;
+        t->out = realloc(t->out, t->outcap);
+      }
+      memcpy(t->out + t->outlen, iov[i].base, iov[i].len);
+      t->outlen += iov[i].len;
+      total += iov[i].len;
+    }
+    ws_conn_out_consume(c, total);
+  }
+}
+
+/* Pulls all events; accepts requests automatically. */
+static void tr_pull(transcript *t, ws_conn *c) {
+  ws_event ev;
+  while (ws_conn_next_event(c, &ev) == 0) {
+    tr_event(t, &ev);
+    if (ev.type == WS_EV_REQUEST) assert_int_equal(ws_conn_accept(c, NULL), 0);
+  }
+}
+
+/* Feeds |len| bytes in pieces of the sizes |split| gives (0: whole). The
+ * input is copied so in-place unmasking cannot leak between replays. */
+static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
+                    size_t len, size_t chunk) {
+  uint8_t *copy = malloc(len + 1);
+  memcpy(copy, data, len);
+  size_t off = 0;
+  while (off < len) {
+    size_t end = chunk ? off + chunk : len;
+    if (end > len) end = len;
+    while (off < end) {
+      size_t nread = 0;
+      int rv = ws_conn_feed(c, copy + off, end - off, &nread);
+      off += nread;
+      tr_pull(t, c);
+      tr_drain(t, c);
+      if (rv == WS_ERR_CLOSED || (rv < 0 && rv != WS_ERR_WOULDBLOCK)) {
+        off = len;
+        break;
+      }
+      if (nread == 0 && rv == WS_ERR_WOULDBLOCK) continue;
+    }
+  }
+  tr_pull(t, c);
+  tr_drain(t, c);
+  free(copy);
+}
+
+static ws_conn *new_conn(ws_role role, ws_delivery d, uint64_t *rng) {
+  ws_config cfg;
+  ws_conn *c = NULL;
+  ws_config_default(&cfg, role);
+  cfg.delivery = d;
+  cfg.rand = tu_rand_fn;
+  cfg.rand_user_data = rng;
+  assert_int_equal(ws_conn_new(&c, &cfg, NULL), 0);
+  return c;
+}
+
+/* Opens a server connection and drops its 101 from the transcript. */
+static ws_conn *open_server(ws_delivery d) {
+  ws_conn *c = new_conn(WS_ROLE_SERVER, d, NULL);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+  assert_int_equal(ws_conn_state(c), WS_STATE_OPEN);
+  tr_free(&t);
+  return c;
+}
+
+/* Builds a masked client frame into |out|; returns its size. */
+static size_t cframe(uint8_t *out, unsigned fin, unsigned rsv, unsigned op,
+                     const void *payload, size_t len) {
+  ws_frame_header fh = {0};
+  fh.fin = (uint8_t)fin;
+  fh.rsv = (uint8_t)rsv;
+  fh.opcode = (uint8_t)op;
+  fh.masked = 1;
+  memcpy(fh.mask, KEY, 4);
+  fh.payload_len = len;
+  size_t h = ws_frame_encode_header(out, &fh);
+  if (len) memcpy(out + h, payload, len);
+  ws_mask(out + h, len, KEY, 0);
+  return h + len;
+}
+
+/* Runs |in| against a fresh open server in one piece, then at every
+ * split into two pieces, then byte by byte, in both delivery modes, and
+ * checks the event log and the output bytes are the same each time.
+ * Returns the (whole-input, stream-mode) transcript for assertions. */
+static transcript server_run(const uint8_t *in, size_t len) {
+  transcript refs[2] = {{0}, {0}};
+  for (int mode = 0; mode < 2; mode++) {
+    transcript *ref = &refs[mode];
+    for (size_t split = 0; split <= len + 1; split++) {
+      ws_conn *c = open_server(mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM);
+      transcript t = {0};
+      if (split == 0) {
+        tr_feed(&t, c, in, len, 0);
+      } else if (split <= len) {
+        tr_feed(&t, c, in, split, 0);
+        if (ws_conn_state(c) != WS_STATE_FAILED &&
+            ws_conn_state(c) != WS_STATE_CLOSED)
+          tr_feed(&t, c, in + split, len - split, 0);
+      } else {
+        tr_feed(&t, c, in, len, 1);
+      }
+      if (!t.text) t.text = calloc(1, 1);
+      if (split == 0) {
+        *ref = t;
+      } else {
+        if (strcmp(ref->text, t.text) != 0)
+          fail_msg("split %zu mode %d:\n%s\nvs reference:\n%s", split, mode,
+                   t.text, ref->text);
+        assert_int_equal(ref->outlen, t.outlen);
+        if (t.outlen) assert_memory_equal(ref->out, t.out, t.outlen);
+        tr_free(&t);
+      }
+      ws_conn_del(c);
+    }
+  }
+  /* Both modes write the same bytes and end the same way. */
+  assert_int_equal(refs[0].outlen, refs[1].outlen);
+  if (refs[0].outlen) assert_memory_equal(refs[0].out, refs[1].out, refs[0].outlen);
+  assert_int_equal(refs[0].last_error, refs[1].last_error);
+  tr_free(&refs[1]);
+  return refs[0];
+}
+
+/* ---- RFC 6455 5.7 examples ----------------------------------------------- */
+
+static void recv_rfc_5_7_masked_hello(void **state) {
+  (void)state;
+  size_t n;
+  uint8_t *in = tu_hex("81 85 37 fa 21 3d 7f 9f 4d 51 58", &n);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "TEXT first final 5:48656c6c6f\n");
+  assert_int_equal(t.outlen, 0);
+  tr_free(&t);
+  free(in);
+}
+
+static void recv_rfc_5_7_fragmented_hello(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "Hel", 3);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "lo", 2);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "TEXT first 3:48656c\nTEXT final 2:6c6f\n");
+  tr_free(&t);
+}
+
+static void send_rfc_5_7_unmasked_hello(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  transcript t = {0};
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5, 0), 0);
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hel", 3, WS_SEND_MORE), 0);
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "lo", 2, 0), 0);
+  assert_int_equal(ws_conn_ping(c, "Hello", 5), 0);
+  uint8_t big[65536];
+  memset(big, 0xab, sizeof(big));
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, big, 256, 0), 0);
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, big, 65536, 0), 0);
+  tr_drain(&t, c);
+  tu_assert_hex(t.out, 7, "81 05 48 65 6c 6c 6f");
+  tu_assert_hex(t.out + 7, 5, "01 03 48 65 6c");
+  tu_assert_hex(t.out + 12, 4, "80 02 6c 6f");
+  tu_assert_hex(t.out + 16, 7, "89 05 48 65 6c 6c 6f");
+  tu_assert_hex(t.out + 23, 4, "82 7E 01 00");
+  tu_assert_hex(t.out + 23 + 4 + 256, 10, "82 7F 00 00 00 00 00 01 00 00");
+  assert_int_equal(t.outlen, 23 + 4 + 256 + 10 + 65536);
+  ws_stats st;
+  ws_conn_stats(c, &st);
+  assert_int_equal(st.msgs_out, 4);
+  assert_int_equal(st.bytes_out, 5 + 5 + 256 + 65536);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* ---- handshake through the connection ------------------------------------ */
+
+static void server_handshake_byte_by_byte_with_frames(void **state) {
+  (void)state;
+  uint8_t in[1024];
+  size_t n = strlen(REQ);
+  memcpy(in, REQ, n);
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "hi", 2);
+  for (size_t chunk = 0; chunk <= 1; chunk++) {
+    ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+    transcript t = {0};
+    tr_feed(&t, c, in, n, chunk);
+    assert_string_equal(t.text, "REQUEST /chat\nOPEN\nTEXT first final 2:6869\n");
+    assert_true(t.outlen == strlen(RESP101));
+    assert_memory_equal(t.out, RESP101, t.outlen);
+    tr_free(&t);
+    ws_conn_del(c);
+  }
+}
+
+static void server_handshake_too_large_431(void **state) {
+  (void)state;
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  char *big = malloc(9000);
+  strcpy(big, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+  size_t n = strlen(big);
+  memset(big + n, 'a', 9000 - n);
+  transcript t = {0};
+  tr_feed(&t, c, (uint8_t *)big, 9000, 0);
+  assert_int_equal(t.last_error, WS_ERR_HANDSHAKE);
+  assert_true(t.outlen > 12);
+  assert_memory_equal(t.out, "HTTP/1.1 431", 12);
+  assert_true(ws_conn_should_close_transport(c));
+  tr_free(&t);
+  free(big);
+  ws_conn_del(c);
+}
+
+static void server_handshake_invalid_400_no_open(void **state) {
+  (void)state;
+  static const char bad[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)bad, strlen(bad), 0);
+  assert_int_equal(t.last_error, WS_ERR_HANDSHAKE);
+  assert_memory_equal(t.out, "HTTP/1.1 400", 12);
+  size_t nread;
+  uint8_t more[2] = {0x81, 0x80};
+  assert_int_equal(ws_conn_feed(c, more, 2, &nread), WS_ERR_HANDSHAKE);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void server_reject_403_origin(void **state) {
+  (void)state;
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  uint8_t *buf = (uint8_t *)strdup(REQ);
+  size_t nread;
+  ws_event ev;
+  assert_int_equal(ws_conn_feed(c, buf, strlen(REQ), &nread), 0);
+  assert_int_equal(nread, strlen(REQ));
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_REQUEST);
+  assert_true(ws_slice_ieq(ev.request->origin, "http://example.com"));
+  assert_int_equal(ws_conn_reject(c, 403, NULL, 0, "no", 2), 0);
+  assert_int_equal(ws_conn_accept(c, NULL), WS_ERR_INVALID_STATE);
+  transcript t = {0};
+  tr_drain(&t, c);
+  assert_memory_equal(t.out, "HTTP/1.1 403", 12);
+  assert_memory_equal(t.out + t.outlen - 4, "\r\n\r\n" "no" + 2, 0);
+  assert_memory_equal(t.out + t.outlen - 2, "no", 2);
+  assert_true(ws_conn_should_close_transport(c));
+  tr_free(&t);
+  free(buf);
+  ws_conn_del(c);
+}
+
+static void server_accept_subprotocol(void **state) {
+  (void)state;
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  uint8_t *buf = (uint8_t *)strdup(REQ);
+  size_t nread;
+  ws_event ev;
+  assert_int_equal(ws_conn_feed(c, buf, strlen(REQ), &nread), 0);
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  ws_accept_params ap = {0};
+  ap.protocol = "nope";
+  assert_int_equal(ws_conn_accept(c, &ap), WS_ERR_INVALID_ARGUMENT);
+  ap.protocol = "superchat";
+  assert_int_equal(ws_conn_accept(c, &ap), 0);
+  ws_slice p = ws_conn_protocol(c);
+  assert_int_equal(p.len, 9);
+  assert_memory_equal(p.base, "superchat", 9);
+  transcript t = {0};
+  tr_drain(&t, c);
+  t.out = realloc(t.out, t.outlen + 1);
+  t.out[t.outlen] = 0;
+  assert_non_null(strstr((char *)t.out, "\r\nSec-WebSocket-Protocol: superchat\r\n"));
+  tr_free(&t);
+  free(buf);
+  ws_conn_del(c);
+}
+
+/* Client: request, 101 with a frame in the same packet, exact masking. */
+static void client_handshake_and_frames(void **state) {
+  (void)state;
+  uint64_t rng = 1;
+  ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+  ws_client_params p = {0};
+  p.host = "server.example.com";
+  p.path = "/chat";
+  size_t nread;
+  assert_int_equal(ws_conn_feed(c, (uint8_t *)"x", 1, &nread),
+                   WS_ERR_INVALID_STATE);
+  assert_int_equal(ws_conn_connect(c, &p), 0);
+  assert_int_equal(ws_conn_connect(c, &p), WS_ERR_INVALID_STATE);
+  transcript t = {0};
+  tr_drain(&t, c);
+  /* Find the key the client generated and build the matching accept. */
+  t.out = realloc(t.out, t.outlen + 1);
+  t.out[t.outlen] = 0;
+  char *k = strstr((char *)t.out, "Sec-WebSocket-Key: ");
+  assert_non_null(k);
+  k += strlen("Sec-WebSocket-Key: ");
+  char acc[29] = {0};
+  ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+  char resp[512];
+  int rn = snprintf(resp, sizeof(resp),
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n"
+                    "\x81\x05Hello",
+                    acc);
+  transcript r = {0};
+  tr_feed(&r, c, (uint8_t *)resp, (size_t)rn, 0);
+  assert_string_equal(r.text, "OPEN\nTEXT first final 5:48656c6c6f\n");
+  /* Client frames are masked with a key from the random source. */
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5, 0), 0);
+  transcript o = {0};
+  tr_drain(&o, c);
+  assert_int_equal(o.outlen, 11);
+  assert_int_equal(o.out[0], 0x81);
+  assert_int_equal(o.out[1], 0x85);
+  ws_mask(o.out + 6, 5, o.out + 2, 0);
+  assert_memory_equal(o.out + 6, "Hello", 5);
+  /* A masked frame from the server is a protocol error (5.1). */
+  uint8_t bad[16];
+  size_t bn = cframe(bad, 1, 0, WS_OP_TEXT, "x", 1);
+  transcript e = {0};
+  tr_feed(&e, c, bad, bn, 0);
+  assert_int_equal(e.last_error, WS_ERR_PROTO);
+  assert_int_equal(e.last_close, 1002);
+  assert_int_equal(e.out[0], 0x88);
+  assert_int_equal(e.out[1] & 0x80, 0x80); /* client close is masked */
+  ws_mask(e.out + 6, e.outlen - 6, e.out + 2, 0);
+  assert_int_equal(e.out[6] << 8 | e.out[7], 1002);
+  assert_true(ws_conn_should_close_transport(c));
+  tr_free(&t);
+  tr_free(&r);
+  tr_free(&o);
+  tr_free(&e);
+  ws_conn_del(c);
+}
+
+static void client_rejected_status_reported(void **state) {
+  (void)state;
+  uint64_t rng = 7;
+  ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+  ws_client_params p = {0};
+  p.host = "h";
+  assert_int_equal(ws_conn_connect(c, &p), 0);
+  static const char r403[] =
+      "HTTP/1.1 403 Forbidden\r\nX-Why: origin\r\nContent-Length: 0\r\n\r\n";
+  uint8_t *buf = (uint8_t *)strdup(r403);
+  size_t nread;
+  assert_int_equal(ws_conn_feed(c, buf, strlen(r403), &nread), WS_ERR_REJECTED);
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_ERROR);
+  assert_int_equal(ev.error, WS_ERR_REJECTED);
+  assert_non_null(ev.response);
+  assert_int_equal(ev.response->status, 403);
+  assert_int_equal(ev.response->nheaders, 2);
+  assert_true(ws_slice_ieq(ev.response->headers[0].value, "origin"));
+  assert_int_equal(ws_conn_next_event(c, &ev), WS_ERR_WOULDBLOCK);
+  free(buf);
+  ws_conn_del(c);
+}
+
+static void client_bad_accept_fails(void **state) {
+  (void)state;
+  uint64_t rng = 9;
+  ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+  ws_client_params p = {0};
+  p.host = "h";
+  assert_int_equal(ws_conn_connect(c, &p), 0);
+  uint8_t *buf = (uint8_t *)strdup(RESP101); /* accept for another key */
+  size_t nread;
+  assert_int_equal(ws_conn_feed(c, buf, strlen(RESP101), &nread),
+                   WS_ERR_HANDSHAKE);
+  assert_int_equal(ws_conn_state(c), WS_STATE_FAILED);
+  free(buf);
+  ws_conn_del(c);
+}
+
+/* ---- RFC 6455 5.1-5.5: protocol errors close with 1002 ----------------- */
+
+static void expect_close(const uint8_t *in, size_t n, int err, uint16_t code,
+                         const char *prefix_log) {
+  transcript t = server_run(in, n);
+  if (prefix_log) {
+    if (strncmp(t.text, prefix_log, strlen(prefix_log)) != 0)
+      fail_msg("log:\n%s\nexpected to start with:\n%s", t.text, prefix_log);
+  }
+  assert_int_equal(t.last_error, err);
+  assert_int_equal(t.last_close, code);
+  /* The close frame is the last thing written: 88 len code reason. */
+  assert_true(t.outlen >= 4);
+  size_t off = t.outlen;
+  /* find the close frame: it is the only 0x88 frame and comes last */
+  size_t pos = 0, last = 0;
+  while (pos < t.outlen) {
+    size_t plen = t.out[pos + 1] & 0x7f;
+    assert_true(plen <= 125);
+    last = pos;
+    pos += 2 + plen;
+  }
+  assert_int_equal(pos, off);
+  assert_int_equal(t.out[last], 0x88);
+  assert_int_equal(t.out[last + 2] << 8 | t.out[last + 3], code);
+  tr_free(&t);
+}
+
+static void recv_unmasked_client_frame(void **state) {
+  (void)state;
+  uint8_t in[] = {0x81, 0x02, 'h', 'i'};
+  expect_close(in, sizeof(in), WS_ERR_PROTO, 1002, "");
+  /* exact bytes of our close frame */
+  transcript t = server_run(in, sizeof(in));
+  tu_assert_hex(t.out, t.outlen,
+                "88 1c 03 ea 75 6e 6d 61 73 6b 65 64 20 66 72 61 6d 65 20 66 "
+                "72 6f 6d 20 63 6c 69 65 6e 74");
+  tr_free(&t);
+}
+
+static void recv_rsv_bits_without_extension(void **state) {
+  (void)state;
+  for (unsigned rsv = 1; rsv < 8; rsv++) {
+    uint8_t in[32];
+    size_t n = cframe(in, 1, 0, WS_OP_TEXT, "ok", 2);
+    n += cframe(in + n, 1, rsv, WS_OP_TEXT, "no", 2);
+    expect_close(in, n, WS_ERR_PROTO, 1002, "TEXT first final 2:6f6b\nERROR");
+  }
+}
+
+static void recv_reserved_opcodes(void **state) {
+  (void)state;
+  static const unsigned ops[] = {3, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF};
+  for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+    uint8_t in[32];
+    size_t n = cframe(in, 1, 0, WS_OP_TEXT, "ok", 2);
+    n += cframe(in + n, 1, 0, ops[i], NULL, 0);
+    expect_close(in, n, WS_ERR_PROTO, 1002, "TEXT first final 2:6f6b\nERROR");
+  }
+}
+
+static void recv_64bit_length_top_bit(void **state) {
+  (void)state;
+  size_t n;
+  uint8_t *in = tu_hex("82 ff 80 00 00 00 00 00 00 00 01 02 03 04", &n);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+  free(in);
+}
+
+static void recv_control_frame_too_large(void **state) {
+  (void)state;
+  uint8_t in[300];
+  uint8_t payload[126] = {0};
+  size_t n = cframe(in, 1, 0, WS_OP_PING, payload, 126);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+}
+
+static void recv_fragmented_control_frame(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_PING, "a", 1);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "b", 1);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+}
+
+static void recv_continuation_without_start(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_CONT, "a", 1);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+}
+
+static void recv_new_message_inside_fragmented(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "a", 1);
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "b", 1);
+  expect_close(in, n, WS_ERR_PROTO, 1002, NULL);
+}
+
+/* RFC 6455 5.4: control frames may be injected between fragments. */
+static void recv_interleaved_ctrl_frame(void **state) {
+  (void)state;
+  uint8_t in[128];
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "fra", 3);
+  n += cframe(in + n, 1, 0, WS_OP_PING, "p", 1);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "gment", 5);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "TEXT first 3:667261\nPING 1:70\nTEXT final 5:676d656e74\n");
+  tu_assert_hex(t.out, t.outlen, "8a 01 70"); /* 5.5.3: same payload */
+  tr_free(&t);
+}
+
+static void recv_empty_frames(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_TEXT, NULL, 0);
+  n += cframe(in + n, 0, 0, WS_OP_BINARY, NULL, 0);
+  n += cframe(in + n, 0, 0, WS_OP_CONT, NULL, 0);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, NULL, 0);
+  n += cframe(in + n, 1, 0, WS_OP_PING, NULL, 0);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "TEXT first final 0:\nBIN first 0:\nBIN 0:\n"
+                              "BIN final 0:\nPING 0:\n");
+  tu_assert_hex(t.out, t.outlen, "8a 00");
+  tr_free(&t);
+}
+
+static void recv_unsolicited_pong(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_PONG, "xyz", 3);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "PONG 3:78797a\n");
+  assert_int_equal(t.outlen, 0);
+  tr_free(&t);
+}
+
+/* ---- RFC 6455 5.5.1 and 7: close --------------------------------------- */
+
+static void recv_close_echoes_code_and_ignores_rest(void **state) {
+  (void)state;
+  uint8_t in[64];
+  uint8_t cl[] = {0x03, 0xe8, 'b', 'y', 'e'};
+  size_t n = cframe(in, 1, 0, WS_OP_CLOSE, cl, sizeof(cl));
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "late", 4);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "CLOSE 1000 3:627965\n");
+  tu_assert_hex(t.out, t.outlen, "88 02 03 e8");
+  tr_free(&t);
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  transcript u = {0};
+  tr_feed(&u, c, in, n, 0);
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSED);
+  assert_true(ws_conn_should_close_transport(c));
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "x", 1, 0), WS_ERR_INVALID_STATE);
+  tr_free(&u);
+  ws_conn_del(c);
+}
+
+static void recv_close_empty_echoes_empty(void **state) {
+  (void)state;
+  uint8_t in[16];
+  size_t n = cframe(in, 1, 0, WS_OP_CLOSE, NULL, 0);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "CLOSE 1005 0:\n");
+  tu_assert_hex(t.out, t.outlen, "88 00");
+  tr_free(&t);
+}
+
+static void recv_close_one_byte_payload(void **state) {
+  (void)state;
+  uint8_t in[16];
+  size_t n = cframe(in, 1, 0, WS_OP_CLOSE, "\x03", 1);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+}
+
+/* RFC 6455 7.4: valid codes are echoed, others are a protocol error. */
+static void recv_close_codes(void **state) {
+  (void)state;
+  static const uint16_t valid[] = {1000, 1001, 1002, 1003, 1007, 1008,
+                                   1009, 1010, 1011, 3000, 3999, 4000, 4999};
+  static const uint16_t invalid[] = {0,    999,  1004, 1005, 1006, 1012, 1013,
+                                     1014, 1015, 1016, 1100, 2000, 2999, 5000,
+                                     65535};
+  for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+    uint8_t in[16], cl[2] = {(uint8_t)(valid[i] >> 8), (uint8_t)valid[i]};
+    size_t n = cframe(in, 1, 0, WS_OP_CLOSE, cl, 2);
+    transcript t = server_run(in, n);
+    char exp[64];
+    snprintf(exp, sizeof(exp), "CLOSE %u 0:\n", valid[i]);
+    assert_string_equal(t.text, exp);
+    assert_int_equal(t.outlen, 4);
+    assert_int_equal(t.out[2] << 8 | t.out[3], valid[i]);
+    tr_free(&t);
+  }
+  for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+    uint8_t in[16], cl[2] = {(uint8_t)(invalid[i] >> 8), (uint8_t)invalid[i]};
+    size_t n = cframe(in, 1, 0, WS_OP_CLOSE, cl, 2);
+    expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR");
+  }
+}
+
+static void recv_close_reason_invalid_utf8(void **state) {
+  (void)state;
+  uint8_t in[200], cl[125];
+  cl[0] = 0x03;
+  cl[1] = 0xe8;
+  memset(cl + 2, 'a', 123);
+  cl[100] = 0xff;
+  size_t n = cframe(in, 1, 0, WS_OP_CLOSE, cl, sizeof(cl));
+  expect_close(in, n, WS_ERR_UTF8, 1007, "ERROR");
+}
+
+static void local_close_then_peer_close(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_close(c, 999, NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_close(c, 1000, "\xff", 1), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_close(c, 0, "x", 1), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_close(c, 1001, "bye", 3), 0);
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSING_LOCAL);
+  assert_int_equal(ws_conn_close(c, 1000, NULL, 0), WS_ERR_INVALID_STATE);
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "x", 1, 0), WS_ERR_INVALID_STATE);
+  transcript t = {0};
+  tr_drain(&t, c);
+  tu_assert_hex(t.out, t.outlen, "88 05 03 e9 62 79 65");
+  assert_false(ws_conn_should_close_transport(c));
+  /* Data still arrives until the peer's close; pings get no pong. */
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
+  n += cframe(in + n, 1, 0, WS_OP_PING, NULL, 0);
+  uint8_t cl[2] = {0x03, 0xe9};
+  n += cframe(in + n, 1, 0, WS_OP_CLOSE, cl, 2);
+  transcript u = {0};
+  tr_feed(&u, c, in, n, 0);
+  assert_string_equal(u.text, "TEXT first final 1:61\nPING 0:\nCLOSE 1001 0:\n");
+  assert_int_equal(u.outlen, 0);
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSED);
+  assert_true(ws_conn_should_close_transport(c));
+  tr_free(&t);
+  tr_free(&u);
+  ws_conn_del(c);
+}
+
+static void no_auto_close_app_answers(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.flags = WS_CFG_NO_AUTO_CLOSE | WS_CFG_NO_AUTO_PONG;
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, NULL), 0);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  tr_free(&t);
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_PING, "p", 1);
+  uint8_t cl[2] = {0x0f, 0xa0};
+  n += cframe(in + n, 1, 0, WS_OP_CLOSE, cl, 2);
+  tr_feed(&t, c, in, n, 0);
+  assert_string_equal(t.text, "PING 1:70\nCLOSE 4000 0:\n");
+  assert_int_equal(t.outlen, 0); /* no pong, no close echo */
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSING_REMOTE);
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "last", 4, 0), 0);
+  assert_int_equal(ws_conn_close(c, 4000, NULL, 0), 0);
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSED);
+  tr_drain(&t, c);
+  tu_assert_hex(t.out, t.outlen, "81 04 6c 61 73 74 88 02 0f a0");
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* ---- RFC 6455 5.6 / 8.1: UTF-8 ------------------------------------------ */
+
+static void recv_text_invalid_utf8(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 1, 0, WS_OP_TEXT, "ok", 2);
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64", 20);
+  expect_close(in, n, WS_ERR_UTF8, 1007, "TEXT first final 2:6f6b\nERROR");
+}
+
+static void recv_text_split_codepoint_across_fragments(void **state) {
+  (void)state;
+  uint8_t in[64];
+  /* U+1F600 split over three frames. */
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "\xf0\x9f", 2);
+  n += cframe(in + n, 0, 0, WS_OP_CONT, "\x98", 1);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "\x80", 1);
+  transcript t = server_run(in, n);
+  assert_string_equal(t.text, "TEXT first 2:f09f\nTEXT 1:98\nTEXT final 1:80\n");
+  tr_free(&t);
+}
+
+static void recv_text_ends_inside_sequence(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "a\xe2\x82", 3);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, NULL, 0);
+  transcript t = server_run(in, n);
+  assert_int_equal(t.last_error, WS_ERR_UTF8);
+  assert_int_equal(t.last_close, 1007);
+  tr_free(&t);
+}
+
+/* Autobahn 6.4.x: fail as soon as the invalid byte arrives, before the rest
+ * of the frame (or message) is there. */
+static void recv_text_fail_fast_mid_frame(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++) {
+    ws_conn *c = open_server(mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM);
+    uint8_t in[64];
+    static const char pay[] = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64";
+    cframe(in, 1, 0, WS_OP_TEXT, pay, sizeof(pay) - 1);
+    /* header (6) + 11 valid bytes + the first invalid byte F4 90: stop there */
+    transcript t = {0};
+    tr_feed(&t, c, in, 6 + 11 + 2, 0);
+    assert_int_equal(t.last_error, WS_ERR_UTF8);
+    assert_int_equal(t.last_close, 1007);
+    tr_free(&t);
+    ws_conn_del(c);
+  }
+}
+
+/* ---- limits -------------------------------------------------------------- */
+
+static ws_conn *open_server_cfg(const ws_config *cfg) {
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, cfg, NULL), 0);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+  tr_free(&t);
+  return c;
+}
+
+static void limit_frame_payload_from_header(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_frame_payload = 100;
+  ws_conn *c = open_server_cfg(&cfg);
+  /* Only the header of a 101-byte frame: rejected before any payload. */
+  uint8_t hdr[] = {0x82, 0x80 | 101, 1, 2, 3, 4};
+  transcript t = {0};
+  tr_feed(&t, c, hdr, sizeof(hdr), 0);
+  assert_int_equal(t.last_error, WS_ERR_TOO_BIG);
+  assert_int_equal(t.last_close, 1009);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void limit_message_across_fragments(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_message = 10;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  ws_conn *c = open_server_cfg(&cfg);
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_BINARY, "123456", 6);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "78901", 5);
+  transcript t = {0};
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(t.last_error, WS_ERR_TOO_BIG);
+  assert_int_equal(t.last_close, 1009);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void limit_fragments(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_fragments = 3;
+  ws_conn *c = open_server_cfg(&cfg);
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_BINARY, "1", 1);
+  n += cframe(in + n, 0, 0, WS_OP_CONT, "2", 1);
+  n += cframe(in + n, 0, 0, WS_OP_CONT, "3", 1);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "4", 1);
+  transcript t = {0};
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(t.last_error, WS_ERR_TOO_BIG);
+  assert_int_equal(t.last_close, 1009);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* Whatever arrived before the bad frame is delivered first (Autobahn 5.15). */
+static void error_after_complete_message_in_same_buffer(void **state) {
+  (void)state;
+  uint8_t in[64];
+  size_t n = cframe(in, 0, 0, WS_OP_TEXT, "frag", 4);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "ment1", 5);
+  n += cframe(in + n, 0, 0, WS_OP_CONT, "x", 1);
+  expect_close(in, n, WS_ERR_PROTO, 1002,
+               "TEXT first 4:66726167\nTEXT final 5:6d656e7431\nERROR");
+}
+
+/* ---- output queue and backpressure ----------------------------------------- */
+
+static void send_queue_bounded(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_out_queue = 4096;
+  ws_conn *c = open_server_cfg(&cfg);
+  uint8_t buf[5000] = {0};
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 5000, 0), WS_ERR_TOO_BIG);
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 3000, 0), 0);
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 2000, 0), WS_ERR_WOULDBLOCK);
+  assert_true(ws_conn_want_read(c));
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 1000, 0), 0);
+  assert_true(ws_conn_out_pending(c) <= 4096);
+  /* A ping flood while the queue is full: one pending pong, answered
+   * with the latest payload once the queue drains. */
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 4096 - 2 - ws_conn_out_pending(c), 0), 0);
+  assert_int_equal(ws_conn_out_pending(c), 4096);
+  assert_false(ws_conn_want_read(c));
+  size_t before = ws_conn_out_pending(c);
+  uint8_t in[64 * 100];
+  size_t n = 0;
+  for (int i = 0; i < 100; i++) {
+    char p = (char)('0' + i % 10);
+    n += cframe(in + n, 1, 0, WS_OP_PING, &p, 1);
+  }
+  transcript t = {0};
+  size_t off = 0;
+  while (off < n) {
+    size_t nread;
+    ws_conn_feed(c, in + off, n - off, &nread);
+    off += nread;
+    tr_pull(&t, c);
+  }
+  assert_int_equal(ws_conn_out_pending(c), before);
+  tr_drain(&t, c);
+  tu_assert_hex(t.out + t.outlen - 3, 3, "8a 01 39");
+  assert_int_equal(ws_conn_out_pending(c), 0);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void fragmented_send_rules(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "a", 1, WS_SEND_MORE), 0);
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "b", 1, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_ping(c, "p", 1), 0); /* interleaved control */
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "c", 1, 0), 0);
+  assert_int_equal(ws_conn_send(c, (ws_opcode)WS_OP_PING, "c", 1, 0), WS_ERR_INVALID_ARGUMENT);
+  uint8_t big[126] = {0};
+  assert_int_equal(ws_conn_ping(c, big, 126), WS_ERR_INVALID_ARGUMENT);
+  transcript t = {0};
+  tr_drain(&t, c);
+  tu_assert_hex(t.out, t.outlen, "02 01 61 89 01 70 80 01 63");
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* ---- timers ----------------------------------------------------------------- */
+
+static void timer_handshake_timeout(void **state) {
+  (void)state;
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  assert_int_equal(ws_conn_next_deadline(c), 0);
+  assert_int_equal(ws_conn_tick(c, 1000), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 11000);
+  assert_int_equal(ws_conn_tick(c, 10999), 0);
+  assert_int_equal(ws_conn_tick(c, 11000), WS_ERR_TIMEOUT);
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_ERROR);
+  assert_int_equal(ev.error, WS_ERR_TIMEOUT);
+  assert_true(ws_conn_should_close_transport(c));
+  ws_conn_del(c);
+}
+
+static void timer_keepalive_ping_and_pong_timeout(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_tick(c, 0), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 25000);
+  /* Activity pushes the ping back. */
+  uint8_t in[16];
+  size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
+  transcript t = {0};
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(ws_conn_tick(c, 20000), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 45000);
+  assert_int_equal(ws_conn_tick(c, 45000), 0);
+  tr_drain(&t, c);
+  tu_assert_hex(t.out, t.outlen, "89 00");
+  assert_int_equal(ws_conn_next_deadline(c), 70000);
+  assert_int_equal(ws_conn_tick(c, 70000), WS_ERR_TIMEOUT);
+  t.outlen = 0;
+  tr_drain(&t, c);
+  assert_int_equal(t.out[0], 0x88);
+  assert_int_equal(t.out[2] << 8 | t.out[3], 1011);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void timer_pong_answers_keepalive(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_tick(c, 0), 0);
+  assert_int_equal(ws_conn_tick(c, 25000), 0);
+  uint8_t in[16];
+  size_t n = cframe(in, 1, 0, WS_OP_PONG, NULL, 0);
+  transcript t = {0};
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(ws_conn_tick(c, 30000), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 55000);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void timer_close_handshake_timeout(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_tick(c, 100), 0);
+  assert_int_equal(ws_conn_close(c, 1000, NULL, 0), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 5100);
+  assert_int_equal(ws_conn_tick(c, 5100), WS_ERR_TIMEOUT);
+  transcript t = {0};
+  tr_drain(&t, c);
+  assert_true(ws_conn_should_close_transport(c));
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+static void eof_without_close_is_1006(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  assert_int_equal(ws_conn_feed_eof(c), WS_ERR_EOF);
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_ERROR);
+  assert_int_equal(ev.close_code, 1006);
+  assert_int_equal(ws_conn_next_event(c, &ev), WS_ERR_WOULDBLOCK);
+  ws_conn_del(c);
+}
+
+/* ---- client and server in memory ----------------------------------------- */
+
+static void pump(ws_conn *from, ws_conn *to, transcript *t) {
+  transcript tmp = {0};
+  tr_drain(&tmp, from);
+  if (tmp.outlen) tr_feed(t, to, tmp.out, tmp.outlen, 0);
+  tr_free(&tmp);
+}
+
+static void pair_echo_random_messages(void **state) {
+  (void)state;
+  uint64_t rng = 42;
+  for (int mode = 0; mode < 2; mode++) {
+    ws_conn *cli = new_conn(WS_ROLE_CLIENT, mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM, &rng);
+    ws_conn *srv = new_conn(WS_ROLE_SERVER, WS_DELIVER_MESSAGE, NULL);
+    ws_client_params p = {0};
+    p.host = "localhost";
+    p.port = 9001;
+    const char *protos[] = {"a", "b"};
+    p.protocols = protos;
+    p.nprotocols = 2;
+    assert_int_equal(ws_conn_connect(cli, &p), 0);
+    transcript ts = {0}, tc = {0};
+    /* server accepts with "b" */
+    transcript tmp = {0};
+    tr_drain(&tmp, cli);
+    size_t off = 0;
+    while (off < tmp.outlen) {
+      size_t nread;
+      ws_conn_feed(srv, tmp.out + off, tmp.outlen - off, &nread);
+      off += nread;
+      ws_event ev;
+      while (ws_conn_next_event(srv, &ev) == 0) {
+        if (ev.type == WS_EV_REQUEST) {
+          ws_accept_params ap = {0};
+          ap.protocol = "b";
+          assert_int_equal(ws_conn_accept(srv, &ap), 0);
+        }
+      }
+    }
+    tr_free(&tmp);
+    pump(srv, cli, &tc);
+    assert_string_equal(tc.text, "OPEN\n");
+    assert_int_equal(ws_conn_protocol(cli).len, 1);
+    for (int i = 0; i < 50; i++) {
+      size_t len = tu_rand(&rng) % 3000;
+      uint8_t *msg = malloc(len + 1);
+      for (size_t k = 0; k < len; k++) msg[k] = (uint8_t)('a' + tu_rand(&rng) % 26);
+      assert_int_equal(ws_conn_send(cli, WS_OP_TEXT, msg, len, 0), 0);
+      transcript got = {0};
+      pump(cli, srv, &got);
+      /* echo */
+      ws_conn_send(srv, WS_OP_TEXT, msg, len, 0);
+      transcript back = {0};
+      pump(srv, cli, &back);
+      transcript exp = {0};
+      tr_data(&exp, "TEXT first final", msg, len);
+      if (!got.text) fail_msg("server got nothing for message %d (len %zu)", i, len);
+      if (!back.text) fail_msg("client got nothing for message %d (len %zu)", i, len);
+      assert_string_equal(got.text, exp.text);
+      assert_string_equal(back.text, exp.text);
+      tr_free(&got);
+      tr_free(&back);
+      tr_free(&exp);
+      free(msg);
+    }
+    /* client closes, server echoes, both CLOSED */
+    assert_int_equal(ws_conn_close(cli, 1000, "done", 4), 0);
+    transcript x = {0};
+    pump(cli, srv, &x);
+    assert_string_equal(x.text, "CLOSE 1000 4:646f6e65\n");
+    /* tr_feed drained the server's echo into x.out */
+    assert_true(ws_conn_should_close_transport(srv));
+    tu_assert_hex(x.out, x.outlen, "88 02 03 e8");
+    transcript y = {0};
+    tr_feed(&y, cli, x.out, x.outlen, 0);
+    assert_string_equal(y.text, "CLOSE 1000 0:\n");
+    assert_int_equal(ws_conn_state(cli), WS_STATE_CLOSED);
+    /* RFC 6455 7.1.1: the client waits for the server to close TCP */
+    assert_false(ws_conn_should_close_transport(cli));
+    ws_stats st;
+    ws_conn_stats(srv, &st);
+    assert_int_equal(st.msgs_in, 50);
+    tr_free(&x);
+    tr_free(&y);
+    tr_free(&ts);
+    tr_free(&tc);
+    ws_conn_del(cli);
+    ws_conn_del(srv);
+  }
+}
+
+/* ---- allocation failure at every point ---------------------------------- */
+
+static void failing_allocator_every_call(void **state) {
+  (void)state;
+  uint8_t frames[256];
+  size_t fn = cframe(frames, 0, 0, WS_OP_TEXT, "hel", 3);
+  fn += cframe(frames + fn, 1, 0, WS_OP_PING, "p", 1);
+  fn += cframe(frames + fn, 1, 0, WS_OP_CONT, "lo", 2);
+  uint8_t cl[2] = {0x03, 0xe8};
+  fn += cframe(frames + fn, 1, 0, WS_OP_CLOSE, cl, 2);
+  int completed = 0;
+  for (size_t failat = 1; failat < 200 && !completed; failat++) {
+    tu_alloc a;
+    tu_alloc_init(&a, failat);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.delivery = WS_DELIVER_MESSAGE;
+    ws_conn *c = NULL;
+    if (ws_conn_new(&c, &cfg, &a.mem) != 0) {
+      assert_int_equal(a.live_blocks, 0);
+      continue;
+    }
+    uint8_t buf[1024];
+    size_t n = strlen(REQ);
+    memcpy(buf, REQ, n);
+    memcpy(buf + n, frames, fn);
+    n += fn;
+    size_t off = 0;
+    int failed = 0;
+    while (off < n && !failed) {
+      size_t nread = 0;
+      int rv = ws_conn_feed(c, buf + off, n - off, &nread);
+      off += nread;
+      ws_event ev;
+      while (ws_conn_next_event(c, &ev) == 0) {
+        if (ev.type == WS_EV_REQUEST && ws_conn_accept(c, NULL) != 0) failed = 1;
+        if (ev.type == WS_EV_TEXT && ws_conn_send(c, WS_OP_TEXT, ev.data.base, ev.data.len, 0) != 0)
+          failed = 1;
+      }
+      if (rv < 0 && rv != WS_ERR_WOULDBLOCK) break;
+    }
+    if (!failed && ws_conn_state(c) == WS_STATE_CLOSED) completed = 1;
+    ws_conn_del(c);
+    assert_int_equal(a.live_blocks, 0);
+    assert_int_equal(a.live_bytes, 0);
+  }
+  assert_true(completed);
+}
+
+static void idle_conn_is_small(void **state) {
+  (void)state;
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  uint8_t *buf = (uint8_t *)strdup(REQ);
+  transcript t = {0};
+  tr_feed(&t, c, buf, strlen(REQ), 0);
+  uint8_t in[16];
+  size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
+  tr_feed(&t, c, in, n, 0);
+  tr_pull(&t, c);
+  /* Open and idle: only the connection object itself is allocated. */
+  assert_int_equal(a.live_blocks, 1);
+  assert_int_equal(a.live_bytes, ws_conn_sizeof());
+  print_message("idle connection: %zu bytes\n", ws_conn_sizeof());
+  tr_free(&t);
+  free(buf);
+  ws_conn_del(c);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(recv_rfc_5_7_masked_hello),
+      cmocka_unit_test(recv_rfc_5_7_fragmented_hello),
+      cmocka_unit_test(send_rfc_5_7_unmasked_hello),
+      cmocka_unit_test(server_handshake_byte_by_byte_with_frames),
+      cmocka_unit_test(server_handshake_too_large_431),
+      cmocka_unit_test(server_handshake_invalid_400_no_open),
+      cmocka_unit_test(server_reject_403_origin),
+      cmocka_unit_test(server_accept_subprotocol),
+      cmocka_unit_test(client_handshake_and_frames),
+      cmocka_unit_test(client_rejected_status_reported),
+      cmocka_unit_test(client_bad_accept_fails),
+      cmocka_unit_test(recv_unmasked_client_frame),
+      cmocka_unit_test(recv_rsv_bits_without_extension),
+      cmocka_unit_test(recv_reserved_opcodes),
+      cmocka_unit_test(recv_64bit_length_top_bit),
+      cmocka_unit_test(recv_control_frame_too_large),
+      cmocka_unit_test(recv_fragmented_control_frame),
+      cmocka_unit_test(recv_continuation_without_start),
+      cmocka_unit_test(recv_new_message_inside_fragmented),
+      cmocka_unit_test(recv_interleaved_ctrl_frame),
+      cmocka_unit_test(recv_empty_frames),
+      cmocka_unit_test(recv_unsolicited_pong),
+      cmocka_unit_test(recv_close_echoes_code_and_ignores_rest),
+      cmocka_unit_test(recv_close_empty_echoes_empty),
+      cmocka_unit_test(recv_close_one_byte_payload),
+      cmocka_unit_test(recv_close_codes),
+      cmocka_unit_test(recv_close_reason_invalid_utf8),
+      cmocka_unit_test(local_close_then_peer_close),
+      cmocka_unit_test(no_auto_close_app_answers),
+      cmocka_unit_test(recv_text_invalid_utf8),
+      cmocka_unit_test(recv_text_split_codepoint_across_fragments),
+      cmocka_unit_test(recv_text_ends_inside_sequence),
+      cmocka_unit_test(recv_text_fail_fast_mid_frame),
+      cmocka_unit_test(limit_frame_payload_from_header),
+      cmocka_unit_test(limit_message_across_fragments),
+      cmocka_unit_test(limit_fragments),
+      cmocka_unit_test(error_after_complete_message_in_same_buffer),
+      cmocka_unit_test(send_queue_bounded),
+      cmocka_unit_test(fragmented_send_rules),
+      cmocka_unit_test(timer_handshake_timeout),
+      cmocka_unit_test(timer_keepalive_ping_and_pong_timeout),
+      cmocka_unit_test(timer_pong_answers_keepalive),
+      cmocka_unit_test(timer_close_handshake_timeout),
+      cmocka_unit_test(eof_without_close_is_1006),
+      cmocka_unit_test(pair_echo_random_messages),
+      cmocka_unit_test(failing_allocator_every_call),
+      cmocka_unit_test(idle_conn_is_small),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
