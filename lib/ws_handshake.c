@@ -1,3 +1,717 @@
-/* placeholder: being written */
-#include "ws_int.h"
-typedef int ws_placeholder_ws_handshake;
+/* Opening handshake (RFC 6455 section 4) over HTTP/1.1 (RFC 7230): head
+ * framing, request/response parsing and validation, and writing the
+ * request, the 101 answer and error answers. Nothing here allocates
+ * except through the ws_buf it appends to.
+ * SPDX-License-Identifier: MIT */
+#include "ws_handshake.h"
+
+/* RFC 6455 1.3 / 4.2.2 */
+static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/* ---- character classes ------------------------------------------------- */
+
+/* RFC 7230 3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+ * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static int is_tchar(uint8_t c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+      (c >= '0' && c <= '9'))
+    return 1;
+  return memchr("!#$%&'*+-.^_`|~", c, 15) != NULL;
+}
+
+/* RFC 7230 3.2.3: OWS = *( SP / HTAB ) */
+static int is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
+
+/* RFC 7230 3.2: field-value bytes are HTAB, SP, VCHAR and obs-text; every
+ * other control (NUL, CR, LF, DEL, ...) is rejected. */
+static int is_field_char(uint8_t c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+/* RFC 7230 5.3: request-target, any visible byte (no SP, no CTL). */
+static int is_target_char(uint8_t c) { return c > 0x20 && c != 0x7f; }
+
+static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
+
+static uint8_t ascii_lower(uint8_t c) {
+  return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
+}
+
+/* ---- public and internal string helpers ------------------------------- */
+
+int ws_ascii_ieq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+  if (alen != blen) return 0;
+  for (size_t i = 0; i < alen; i++)
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return 0;
+  return 1;
+}
+
+int ws_slice_ieq(ws_slice s, const char *str) {
+  if (!str) return 0;
+  return ws_ascii_ieq(s.base, s.len, (const uint8_t *)str, strlen(str));
+}
+
+/* RFC 7230 7: #rule lists. Empty elements and OWS around them are skipped;
+ * a quoted-string (3.2.6, with quoted-pair escapes) is kept whole so a
+ * comma inside it does not split the element. */
+int ws_list_next(ws_slice *plist, ws_slice *ptoken) {
+  const uint8_t *p = plist->base;
+  size_t n = plist->len;
+  size_t i = 0;
+  if (n == 0 || !p) return 0;
+  while (i < n && (is_ows(p[i]) || p[i] == ','))
+    i++;
+  if (i == n) {
+    plist->base = p + n;
+    plist->len = 0;
+    return 0;
+  }
+  size_t start = i;
+  while (i < n && p[i] != ',') {
+    if (p[i] == '"') {
+      i++;
+      while (i < n && p[i] != '"') {
+        if (p[i] == '\\' && i + 1 < n) i++; /* quoted-pair */
+        i++;
+      }
+      if (i < n) i++; /* closing quote; an unterminated one runs to end */
+    } else {
+      i++;
+    }
+  }
+  size_t end = i;
+  while (end > start && is_ows(p[end - 1]))
+    end--;
+  ptoken->base = p + start;
+  ptoken->len = end - start;
+  plist->base = p + i;
+  plist->len = n - i;
+  return 1;
+}
+
+int ws_list_has_token(ws_slice list, const char *token) {
+  ws_slice el;
+  while (ws_list_next(&list, &el))
+    if (ws_slice_ieq(el, token)) return 1;
+  return 0;
+}
+
+void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
+  ws_sha1_ctx ctx;
+  uint8_t digest[20];
+  ws_sha1_init(&ctx);
+  ws_sha1_update(&ctx, key, keylen);
+  ws_sha1_update(&ctx, ws_guid, sizeof(ws_guid) - 1);
+  ws_sha1_final(&ctx, digest);
+  ws_base64_encode(digest, sizeof(digest), out); /* 20 bytes -> 28 chars */
+}
+
+/* ---- header lookup ---------------------------------------------------- */
+
+/* Counts headers named |name|; sets |*pfirst| to the first one's value. */
+static size_t header_count(const ws_header *h, size_t n, const char *name,
+                           ws_slice *pfirst) {
+  size_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!ws_slice_ieq(h[i].name, name)) continue;
+    if (count++ == 0 && pfirst) *pfirst = h[i].value;
+  }
+  return count;
+}
+
+/* 1 if any header named |name| lists |token| (the list may be split over
+ * several header lines, RFC 7230 3.2.2). */
+static int headers_have_token(const ws_header *h, size_t n, const char *name,
+                              const char *token) {
+  for (size_t i = 0; i < n; i++)
+    if (ws_slice_ieq(h[i].name, name) && ws_list_has_token(h[i].value, token))
+      return 1;
+  return 0;
+}
+
+/* The |index|-th list element across every header named |name|. */
+static int headers_list_nth(const ws_header *h, size_t n, const char *name,
+                            size_t index, ws_slice *pel) {
+  for (size_t i = 0; i < n; i++) {
+    if (!ws_slice_ieq(h[i].name, name)) continue;
+    ws_slice list = h[i].value, el;
+    while (ws_list_next(&list, &el)) {
+      if (index-- == 0) {
+        *pel = el;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
+int ws_request_header(const ws_request *req, const char *name, size_t index,
+                      ws_slice *pvalue) {
+  for (size_t i = 0; i < req->nheaders; i++) {
+    if (!ws_slice_ieq(req->headers[i].name, name)) continue;
+    if (index-- == 0) {
+      *pvalue = req->headers[i].value;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
+  return headers_list_nth(req->headers, req->nheaders, "Sec-WebSocket-Protocol",
+                          index, pproto);
+}
+
+int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
+  return headers_list_nth(req->headers, req->nheaders,
+                          "Sec-WebSocket-Extensions", index, pext);
+}
+
+/* ---- head framing and parsing ----------------------------------------- */
+
+size_t ws_hs_head_end(const uint8_t *buf, size_t len, size_t scanned) {
+  /* The head ends at the first empty line. The terminator is at most 3
+   * bytes past an LF, so a match can straddle the previous scan end: back
+   * up by that much. An LF LF (bare-LF empty line) also ends the head, so
+   * that such a request is answered 400 by the parser at once instead of
+   * filling the buffer; valid heads always end in CRLFCRLF. */
+  size_t i = scanned > 3 ? scanned - 3 : 0;
+  while (i < len) {
+    const uint8_t *lf = memchr(buf + i, '\n', len - i);
+    if (!lf) return 0;
+    size_t k = (size_t)(lf - buf);
+    if (k + 1 < len && buf[k + 1] == '\n') return k + 2;
+    if (k + 2 < len && buf[k + 1] == '\r' && buf[k + 2] == '\n') return k + 3;
+    i = k + 1;
+  }
+  return 0;
+}
+
+enum { HDR_OK = 0, HDR_MALFORMED = 1, HDR_TOO_MANY = 2 };
+
+/*
+ * Parses header lines from buf[pos, len) up to the empty line, which must
+ * end exactly at |len|. RFC 7230 3.2 and 3.2.4: a name is a token
+ * directly followed by ':', the value is trimmed of OWS, lines end in
+ * CRLF, obs-fold continuation lines are rejected.
+ */
+static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
+                         ws_header *headers, size_t maxheaders,
+                         size_t *pnheaders) {
+  size_t n = 0;
+  for (;;) {
+    if (len - pos < 2) return HDR_MALFORMED;
+    if (buf[pos] == '\r') {
+      if (buf[pos + 1] != '\n' || pos + 2 != len) return HDR_MALFORMED;
+      *pnheaders = n;
+      return HDR_OK;
+    }
+    /* RFC 7230 3.2.4: obs-fold (a line starting with SP/HTAB) */
+    if (is_ows(buf[pos])) return HDR_MALFORMED;
+    size_t name = pos;
+    while (pos < len && is_tchar(buf[pos]))
+      pos++;
+    /* empty name, a non-token byte, or whitespace before the colon
+     * (RFC 7230 3.2.4) */
+    if (pos == name || pos == len || buf[pos] != ':') return HDR_MALFORMED;
+    size_t namelen = pos - name;
+    pos++;
+    while (pos < len && is_ows(buf[pos]))
+      pos++;
+    size_t val = pos;
+    while (pos < len && is_field_char(buf[pos]))
+      pos++;
+    size_t end = pos;
+    while (end > val && is_ows(buf[end - 1]))
+      end--;
+    /* only CRLF may end the value: bare LF, lone CR, NUL and the other
+     * controls stop the scan above and land here */
+    if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
+      return HDR_MALFORMED;
+    pos += 2;
+    if (n == maxheaders) return HDR_TOO_MANY;
+    headers[n].name.base = buf + name;
+    headers[n].name.len = namelen;
+    headers[n].value.base = buf + val;
+    headers[n].value.len = end - val;
+    n++;
+  }
+}
+
+/* RFC 7230 2.6: HTTP-version = "HTTP/" DIGIT "." DIGIT. Returns the
+ * number of bytes (8) or 0, with the version as major*10+minor. */
+static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
+  if (n < 8 || memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' ||
+      !is_digit(p[7]))
+    return 0;
+  *pver = (p[5] - '0') * 10 + (p[7] - '0');
+  return 8;
+}
+
+#define HS_FAIL(st, why)                                                       \
+  do {                                                                         \
+    if (pstatus) *pstatus = (st);                                              \
+    if (preason) *preason = (why);                                             \
+    return WS_ERR_HANDSHAKE;                                                   \
+  } while (0)
+
+int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
+                        const uint8_t *buf, size_t len, int *pstatus,
+                        const char **preason) {
+  size_t pos = 0;
+  int ver;
+
+  memset(req, 0, sizeof(*req));
+
+  /* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF */
+  while (pos < len && is_tchar(buf[pos]))
+    pos++;
+  if (pos == 0 || pos == len || buf[pos] != ' ')
+    HS_FAIL(400, "malformed request line");
+  req->method.base = buf;
+  req->method.len = pos;
+  size_t tstart = ++pos;
+  while (pos < len && is_target_char(buf[pos]))
+    pos++;
+  if (pos == tstart || pos == len || buf[pos] != ' ')
+    HS_FAIL(400, "malformed request line");
+  req->target.base = buf + tstart;
+  req->target.len = pos - tstart;
+  pos++;
+  size_t vlen = parse_version(buf + pos, len - pos, &ver);
+  if (vlen == 0) HS_FAIL(400, "malformed request line");
+  pos += vlen;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
+    HS_FAIL(400, "malformed request line");
+  pos += 2;
+
+  /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
+   * case-sensitive (RFC 7230 3.1.1). */
+  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+    HS_FAIL(405, "method is not GET");
+  if (ver < 11) HS_FAIL(400, "HTTP/1.1 or higher required");
+
+  /* path and query, RFC 6455 3 */
+  req->path = req->target;
+  for (size_t i = 0; i < req->target.len; i++) {
+    if (req->target.base[i] == '?') {
+      req->path.len = i;
+      req->query.base = req->target.base + i + 1;
+      req->query.len = req->target.len - i - 1;
+      break;
+    }
+  }
+  if (!req->query.base) req->query.base = req->target.base + req->target.len;
+
+  size_t nh = 0;
+  switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
+  case HDR_OK: break;
+  case HDR_TOO_MANY: HS_FAIL(431, "too many header fields");
+  default: HS_FAIL(400, "malformed header field");
+  }
+  req->headers = headers;
+  req->nheaders = nh;
+
+  /* RFC 6455 4.2.1 (2): a Host header (RFC 7230 5.4: exactly one) */
+  size_t cnt = header_count(headers, nh, "Host", &req->host);
+  if (cnt == 0) HS_FAIL(400, "missing Host");
+  if (cnt > 1) HS_FAIL(400, "duplicate Host");
+  if (req->host.len == 0) HS_FAIL(400, "empty Host");
+
+  /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively */
+  if (!headers_have_token(headers, nh, "Upgrade", "websocket"))
+    HS_FAIL(400, "Upgrade: websocket missing");
+
+  /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
+  if (!headers_have_token(headers, nh, "Connection", "Upgrade"))
+    HS_FAIL(400, "Connection: Upgrade missing");
+
+  /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
+  cnt = header_count(headers, nh, "Sec-WebSocket-Key", &req->key);
+  if (cnt == 0) HS_FAIL(400, "missing Sec-WebSocket-Key");
+  if (cnt > 1) HS_FAIL(400, "duplicate Sec-WebSocket-Key");
+  {
+    uint8_t nonce[16];
+    size_t noncelen = 0;
+    if (ws_base64_decode(req->key.base, req->key.len, nonce, sizeof(nonce),
+                         &noncelen) != 0 ||
+        noncelen != 16)
+      HS_FAIL(400, "invalid Sec-WebSocket-Key");
+  }
+
+  /* RFC 6455 4.2.1 (7), optional Origin. A repeated Origin is refused so
+   * that the application checks the only one there is. */
+  cnt = header_count(headers, nh, "Origin", &req->origin);
+  if (cnt > 1) HS_FAIL(400, "duplicate Origin");
+
+  /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
+   * versions we support */
+  {
+    ws_slice v = {NULL, 0};
+    if (header_count(headers, nh, "Sec-WebSocket-Version", &v) != 1)
+      HS_FAIL(426, "Sec-WebSocket-Version must be 13");
+    if (!(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
+      HS_FAIL(426, "Sec-WebSocket-Version must be 13");
+  }
+  return 0;
+}
+
+/* ---- response parsing (client) ----------------------------------------- */
+
+int ws_hs_parse_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len) {
+  size_t pos = 0;
+  int ver;
+
+  memset(resp, 0, sizeof(*resp));
+  /* RFC 7230 3.1.2: HTTP-version SP status-code SP reason-phrase CRLF */
+  size_t vlen = parse_version(buf, len, &ver);
+  if (vlen == 0 || ver < 11) return WS_ERR_HANDSHAKE;
+  pos = vlen;
+  if (len - pos < 4 || buf[pos] != ' ' || !is_digit(buf[pos + 1]) ||
+      !is_digit(buf[pos + 2]) || !is_digit(buf[pos + 3]))
+    return WS_ERR_HANDSHAKE;
+  resp->status = (buf[pos + 1] - '0') * 100 + (buf[pos + 2] - '0') * 10 +
+                 (buf[pos + 3] - '0');
+  pos += 4;
+  /* SP reason-phrase; the SP before an empty reason is often left out */
+  if (pos < len && buf[pos] == ' ')
+    pos++;
+  else if (pos == len || buf[pos] != '\r')
+    return WS_ERR_HANDSHAKE;
+  size_t rstart = pos;
+  while (pos < len && is_field_char(buf[pos]))
+    pos++;
+  resp->reason.base = buf + rstart;
+  resp->reason.len = pos - rstart;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
+    return WS_ERR_HANDSHAKE;
+  pos += 2;
+
+  size_t nh = 0;
+  if (parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
+    return WS_ERR_HANDSHAKE;
+  resp->headers = headers;
+  resp->nheaders = nh;
+  header_count(headers, nh, "Sec-WebSocket-Protocol", &resp->protocol);
+  header_count(headers, nh, "Sec-WebSocket-Extensions", &resp->extensions);
+  return 0;
+}
+
+#define VR_FAIL(rv, why)                                                       \
+  do {                                                                         \
+    if (preason) *preason = (why);                                             \
+    return (rv);                                                               \
+  } while (0)
+
+int ws_hs_validate_response(const ws_response *resp, const char key[24],
+                            ws_slice offered_protocols, int extensions_offered,
+                            const char **preason) {
+  const ws_header *h = resp->headers;
+  size_t nh = resp->nheaders;
+
+  /* RFC 6455 4.1, client step 1 after sending: anything but 101 */
+  if (resp->status != 101)
+    VR_FAIL(WS_ERR_REJECTED, "server did not answer 101");
+  /* steps 2 and 3 */
+  if (!headers_have_token(h, nh, "Upgrade", "websocket"))
+    VR_FAIL(WS_ERR_HANDSHAKE, "Upgrade: websocket missing");
+  if (!headers_have_token(h, nh, "Connection", "Upgrade"))
+    VR_FAIL(WS_ERR_HANDSHAKE, "Connection: Upgrade missing");
+
+  /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
+  ws_slice acc = {NULL, 0};
+  if (header_count(h, nh, "Sec-WebSocket-Accept", &acc) != 1)
+    VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept missing or repeated");
+  char expect[28];
+  ws_handshake_accept_key((const uint8_t *)key, 24, expect);
+  if (acc.len != 28 || memcmp(acc.base, expect, 28) != 0)
+    VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept mismatch");
+
+  /* step 5: extensions only if we offered some. Split over several header
+   * lines they cannot be passed on as one slice, so refuse that. */
+  size_t next = 0;
+  for (size_t i = 0; i < nh; i++) {
+    ws_slice list = h[i].value, el;
+    if (ws_slice_ieq(h[i].name, "Sec-WebSocket-Extensions") &&
+        ws_list_next(&list, &el))
+      next++;
+  }
+  if (next > 0 && !extensions_offered)
+    VR_FAIL(WS_ERR_HANDSHAKE, "extension not offered");
+  if (next > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Extensions repeated");
+
+  /* step 6: a subprotocol only if offered, and a single one. Subprotocol
+   * names compare exactly. */
+  ws_slice proto = {NULL, 0};
+  size_t nproto = header_count(h, nh, "Sec-WebSocket-Protocol", &proto);
+  if (nproto > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Protocol repeated");
+  if (nproto == 1) {
+    ws_slice list = proto, el, o;
+    if (!ws_list_next(&list, &el) || el.len != proto.len)
+      VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
+    for (size_t i = 0; i < el.len; i++)
+      if (!is_tchar(el.base[i]))
+        VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
+    int found = 0;
+    list = offered_protocols;
+    while (!found && ws_list_next(&list, &o))
+      found = o.len == el.len && memcmp(o.base, el.base, el.len) == 0;
+    if (!found) VR_FAIL(WS_ERR_HANDSHAKE, "subprotocol not offered");
+  }
+  return 0;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+/*
+ * Output is produced in two passes over the same emitter: the first, with
+ * |p| NULL, only measures; then the buffer is reserved once and the second
+ * pass copies. Nothing can fail after the reservation, so on any error the
+ * caller's buffer keeps its contents.
+ */
+typedef struct wr {
+  uint8_t *p;
+  size_t n;
+  int overflow;
+} wr;
+
+static void wr_mem(wr *w, const void *s, size_t n) {
+  if (n > SIZE_MAX - w->n) {
+    w->overflow = 1;
+    return;
+  }
+  if (w->p && n) memcpy(w->p + w->n, s, n);
+  w->n += n;
+}
+
+static void wr_str(wr *w, const char *s) { wr_mem(w, s, strlen(s)); }
+
+static void wr_uint(wr *w, uint64_t v) {
+  char tmp[20];
+  size_t i = sizeof(tmp);
+  do {
+    tmp[--i] = (char)('0' + (int)(v % 10));
+    v /= 10;
+  } while (v);
+  wr_mem(w, tmp + i, sizeof(tmp) - i);
+}
+
+static void wr_header(wr *w, const char *name, const char *value) {
+  wr_str(w, name);
+  wr_mem(w, ": ", 2);
+  wr_str(w, value);
+  wr_mem(w, "\r\n", 2);
+}
+
+static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    wr_header(w, kv[i].name, kv[i].value);
+}
+
+typedef void (*emit_fn)(wr *w, const void *arg);
+
+static int emit_to_buf(ws_buf *out, const ws_mem *mem, emit_fn emit,
+                       const void *arg) {
+  wr w = {NULL, 0, 0};
+  emit(&w, arg);
+  if (w.overflow) return WS_ERR_NOMEM;
+  int rv = ws_buf_reserve(out, mem, w.n);
+  if (rv) return rv;
+  wr w2 = {out->base + out->len, 0, 0};
+  emit(&w2, arg);
+  out->len += w2.n;
+  return 0;
+}
+
+static int valid_token(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++)
+    if (!is_tchar((uint8_t)*s)) return 0;
+  return 1;
+}
+
+/* A header value to send: no CR, LF or other control but HTAB (NUL ends
+ * the string). */
+static int valid_value(const char *s) {
+  if (!s) return 0;
+  for (; *s; s++)
+    if (!is_field_char((uint8_t)*s)) return 0;
+  return 1;
+}
+
+static int valid_kvs(const ws_kv *kv, size_t n) {
+  if (n && !kv) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!valid_token(kv[i].name) || !valid_value(kv[i].value)) return 0;
+  return 1;
+}
+
+typedef struct accept_args {
+  const char *accept; /* 28 chars + NUL */
+  const char *protocol;
+  const char *extensions;
+  const ws_kv *headers;
+  size_t nheaders;
+} accept_args;
+
+static void emit_accept(wr *w, const void *arg) {
+  const accept_args *a = arg;
+  /* RFC 6455 4.2.2 (5) */
+  wr_str(w, "HTTP/1.1 101 Switching Protocols\r\n"
+            "Upgrade: websocket\r\n"
+            "Connection: Upgrade\r\n");
+  wr_header(w, "Sec-WebSocket-Accept", a->accept);
+  if (a->protocol) wr_header(w, "Sec-WebSocket-Protocol", a->protocol);
+  if (a->extensions && *a->extensions)
+    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+  wr_kvs(w, a->headers, a->nheaders);
+  wr_mem(w, "\r\n", 2);
+}
+
+int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
+                       const char *protocol, const char *extensions,
+                       const ws_kv *headers, size_t nheaders) {
+  if (!req->key.base || req->key.len == 0) return WS_ERR_INVALID_ARGUMENT;
+  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
+  if (protocol) {
+    /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values */
+    ws_slice offered;
+    size_t i = 0;
+    int found = 0;
+    if (!valid_token(protocol)) return WS_ERR_INVALID_ARGUMENT;
+    size_t plen = strlen(protocol);
+    while (!found && ws_request_protocol(req, i++, &offered))
+      found = offered.len == plen && memcmp(offered.base, protocol, plen) == 0;
+    if (!found) return WS_ERR_INVALID_ARGUMENT;
+  }
+  char acc[29];
+  ws_handshake_accept_key(req->key.base, req->key.len, acc);
+  acc[28] = '\0';
+  accept_args a = {acc, protocol, extensions, headers, nheaders};
+  return emit_to_buf(out, mem, emit_accept, &a);
+}
+
+static const char *reason_phrase(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 408: return "Request Timeout";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return status >= 400 ? "Error" : "Status";
+  }
+}
+
+typedef struct reject_args {
+  int status;
+  const ws_kv *headers;
+  size_t nheaders;
+  const void *body;
+  size_t bodylen;
+} reject_args;
+
+static void emit_reject(wr *w, const void *arg) {
+  const reject_args *a = arg;
+  wr_str(w, "HTTP/1.1 ");
+  wr_uint(w, (uint64_t)a->status);
+  wr_mem(w, " ", 1);
+  wr_str(w, reason_phrase(a->status));
+  wr_str(w, "\r\nConnection: close\r\nContent-Length: ");
+  wr_uint(w, (uint64_t)a->bodylen);
+  wr_mem(w, "\r\n", 2);
+  /* RFC 7231 6.5.5: a 405 lists the allowed methods */
+  if (a->status == 405) wr_header(w, "Allow", "GET");
+  /* RFC 6455 4.4: say which versions we speak */
+  if (a->status == 426) wr_header(w, "Sec-WebSocket-Version", "13");
+  wr_kvs(w, a->headers, a->nheaders);
+  wr_mem(w, "\r\n", 2);
+  wr_mem(w, a->body, a->bodylen);
+}
+
+int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
+                       const ws_kv *headers, size_t nheaders, const void *body,
+                       size_t bodylen) {
+  if (status < 100 || status > 599) return WS_ERR_INVALID_ARGUMENT;
+  if (bodylen && !body) return WS_ERR_INVALID_ARGUMENT;
+  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  reject_args a = {status, headers, nheaders, body, bodylen};
+  return emit_to_buf(out, mem, emit_reject, &a);
+}
+
+typedef struct request_args {
+  const ws_client_params *p;
+  const char *key; /* 24 chars */
+  const char *extensions;
+} request_args;
+
+static void emit_request(wr *w, const void *arg) {
+  const request_args *a = arg;
+  const ws_client_params *p = a->p;
+  /* RFC 6455 4.1: the client's opening handshake */
+  wr_str(w, "GET ");
+  wr_str(w, p->path ? p->path : "/");
+  wr_str(w, " HTTP/1.1\r\nHost: ");
+  wr_str(w, p->host);
+  if (p->port) {
+    wr_mem(w, ":", 1);
+    wr_uint(w, p->port);
+  }
+  wr_str(w, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: ");
+  wr_mem(w, a->key, 24);
+  wr_str(w, "\r\nSec-WebSocket-Version: 13\r\n");
+  if (p->origin) wr_header(w, "Origin", p->origin);
+  if (p->nprotocols) {
+    wr_str(w, "Sec-WebSocket-Protocol: ");
+    for (size_t i = 0; i < p->nprotocols; i++) {
+      if (i) wr_mem(w, ", ", 2);
+      wr_str(w, p->protocols[i]);
+    }
+    wr_mem(w, "\r\n", 2);
+  }
+  if (a->extensions && *a->extensions)
+    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+  wr_kvs(w, p->headers, p->nheaders);
+  wr_mem(w, "\r\n", 2);
+}
+
+int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
+                        const ws_client_params *p, const char key[24],
+                        const char *extensions) {
+  if (!p || !key) return WS_ERR_INVALID_ARGUMENT;
+  /* Host is an authority: visible characters only */
+  if (!p->host || !*p->host) return WS_ERR_INVALID_ARGUMENT;
+  for (const char *s = p->host; *s; s++)
+    if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
+  if (p->path) {
+    if (!*p->path) return WS_ERR_INVALID_ARGUMENT;
+    for (const char *s = p->path; *s; s++)
+      if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
+  }
+  if (p->origin && !valid_value(p->origin)) return WS_ERR_INVALID_ARGUMENT;
+  if (p->nprotocols && !p->protocols) return WS_ERR_INVALID_ARGUMENT;
+  /* RFC 6455 4.1 (10): each subprotocol is a token */
+  for (size_t i = 0; i < p->nprotocols; i++)
+    if (!valid_token(p->protocols[i])) return WS_ERR_INVALID_ARGUMENT;
+  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
+  if (!valid_kvs(p->headers, p->nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  request_args a = {p, key, extensions};
+  return emit_to_buf(out, mem, emit_request, &a);
+}

@@ -9,7 +9,8 @@
 #include "ws_int.h"
 
 /*
- * Finds the end of an HTTP head (the CRLFCRLF). |buf| holds |len| bytes
+ * Finds the end of an HTTP head (the CRLFCRLF, or a bare-LF blank line
+ * so that ws_hs_parse_request() can answer 400 at once). |buf| holds |len| bytes
  * of which the first |scanned| were already searched by an earlier call
  * without success (pass 0 the first time). Returns the head length
  * including the final CRLFCRLF, or 0 if it has not arrived yet.
