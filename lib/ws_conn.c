@@ -486,10 +486,6 @@ static int on_header(ws_conn *c) {
       return fail(c, WS_ERR_PROTO, 1002, "continuation without message");
     if (fh->opcode != WS_OP_CONT && c->msg_op)
       return fail(c, WS_ERR_PROTO, 1002, "message not finished");
-    if (fh->payload_len > c->cfg.max_frame_payload)
-      return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
-    if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
-      return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
     if (fh->opcode != WS_OP_CONT) {
       c->msg_op = fh->opcode;
       c->msg_bytes = 0;
@@ -497,6 +493,10 @@ static int on_header(ws_conn *c) {
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
     }
+    if (fh->payload_len > c->cfg.max_frame_payload)
+      return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
+    if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
+      return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
     if (c->cfg.max_fragments && ++c->nfrags > c->cfg.max_fragments)
       return fail(c, WS_ERR_TOO_BIG, 1009, "too many fragments");
   }
