@@ -1,0 +1,685 @@
+/* UTF-8 validator tests. SPDX-License-Identifier: MIT */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ws_mask.h"
+#include "ws_utf8.h"
+
+/*
+ * An independent reference, by code point arithmetic rather than by the
+ * byte-range table the library uses: after each byte of a sequence, the
+ * code points it could still become form an interval; the byte is
+ * invalid when that interval misses every valid code point of that
+ * sequence length (the shortest form, no surrogates, <= U+10FFFF).
+ * Returns the index of the first invalid byte, or |len|; *ptrunc is set
+ * when the input ends inside a sequence.
+ */
+static int interval_ok(uint32_t lo, uint32_t hi, uint32_t min) {
+  uint32_t a = lo > min ? lo : min;
+  /* [min, D7FF] */
+  if (a <= 0xD7FF && a <= hi) return 1;
+  /* [max(min, E000), 10FFFF] */
+  a = a > 0xE000 ? a : 0xE000;
+  return a <= hi && a <= 0x10FFFF;
+}
+
+static size_t ref_prefix(const uint8_t *s, size_t len, int *ptrunc) {
+  size_t i = 0;
+  *ptrunc = 0;
+  while (i < len) {
+    uint8_t b = s[i];
+    size_t n, j;
+    uint32_t cp, min;
+
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    if ((b & 0xE0) == 0xC0) {
+      n = 2, cp = b & 0x1Fu, min = 0x80;
+    } else if ((b & 0xF0) == 0xE0) {
+      n = 3, cp = b & 0x0Fu, min = 0x800;
+    } else if ((b & 0xF8) == 0xF0) {
+      n = 4, cp = b & 0x07u, min = 0x10000;
+    } else {
+      return i; /* continuation byte or F8..FF as a lead */
+    }
+    for (j = 0;; j++) {
+      unsigned rest = (unsigned)(n - 1 - j) * 6;
+      uint32_t lo = cp << rest, hi = lo | ((1u << rest) - 1);
+      if (!interval_ok(lo, hi, min)) return i + j;
+      if (j + 1 == n) break;
+      if (i + j + 1 >= len) {
+        *ptrunc = 1;
+        return len;
+      }
+      if ((s[i + j + 1] & 0xC0) != 0x80) return i + j + 1;
+      cp = cp << 6 | (s[i + j + 1] & 0x3Fu);
+    }
+    i += n;
+  }
+  return len;
+}
+
+/* Expected outcome: first invalid byte index, or VALID / TRUNC. */
+#define VALID ((size_t)-1)
+#define TRUNC ((size_t)-2)
+
+static size_t (*const scanners[])(ws_utf8 *, const uint8_t *, size_t) = {
+    ws_utf8_scan, ws_utf8_scan_scalar};
+static int (*const feeders[])(ws_utf8 *, const uint8_t *, size_t) = {
+    ws_utf8_feed, ws_utf8_feed_scalar};
+
+/*
+ * Checks one input against its expected outcome: whole, split at every
+ * position into two chunks, and byte by byte, with the fast path and the
+ * reference; a failure must surface on the chunk holding the first
+ * invalid byte and not before. Also checks the interval reference agrees.
+ */
+static void check_bytes(const uint8_t *s, size_t len, size_t expect) {
+  size_t bad = (expect == VALID || expect == TRUNC) ? len : expect;
+  int k, trunc;
+  size_t split, i;
+
+  assert_int_equal(ref_prefix(s, len, &trunc), bad);
+  if (expect != VALID && expect != TRUNC) assert_int_equal(trunc, 0);
+  else assert_int_equal(trunc, expect == TRUNC);
+
+  assert_int_equal(ws_utf8_validate(s, len),
+                   expect == VALID ? 0 : WS_ERR_UTF8);
+  for (k = 0; k < 2; k++) {
+    ws_utf8 u;
+    ws_utf8_init(&u);
+    assert_int_equal(scanners[k](&u, s, len), bad);
+    assert_int_equal(ws_utf8_finish(&u), expect == VALID ? 0 : WS_ERR_UTF8);
+
+    for (split = 0; split <= len; split++) {
+      int r1, r2;
+      ws_utf8_init(&u);
+      r1 = feeders[k](&u, s, split);
+      r2 = feeders[k](&u, s + split, len - split);
+      if (bad < split) {
+        assert_int_equal(r1, WS_ERR_UTF8);
+        assert_int_equal(r2, WS_ERR_UTF8); /* stays failed */
+      } else if (bad < len) {
+        assert_int_equal(r1, 0);
+        assert_int_equal(r2, WS_ERR_UTF8);
+      } else {
+        assert_int_equal(r1, 0);
+        assert_int_equal(r2, 0);
+      }
+      assert_int_equal(ws_utf8_finish(&u), expect == VALID ? 0 : WS_ERR_UTF8);
+      /* Scan positions add up across the split. */
+      ws_utf8_init(&u);
+      {
+        size_t v1 = scanners[k](&u, s, split);
+        if (bad < split) {
+          assert_int_equal(v1, bad);
+        } else {
+          assert_int_equal(v1, split);
+          assert_int_equal(split + scanners[k](&u, s + split, len - split),
+                           bad);
+        }
+      }
+    }
+
+    ws_utf8_init(&u);
+    for (i = 0; i < len; i++) {
+      int r = feeders[k](&u, s + i, 1);
+      assert_int_equal(r, i < bad ? 0 : WS_ERR_UTF8);
+    }
+    assert_int_equal(ws_utf8_finish(&u), expect == VALID ? 0 : WS_ERR_UTF8);
+  }
+}
+
+/*
+ * check_bytes() on the input alone and behind 0..40 bytes of ASCII, so
+ * the sequence lands at every position relative to the 8/16/64-byte
+ * blocks of the fast path; and followed by ASCII, which must not change
+ * an invalid verdict or rescue a truncated sequence from being an error.
+ */
+static void check_case(const char *hex, size_t expect) {
+  size_t len, pad;
+  uint8_t *s = tu_hex(hex, &len);
+  uint8_t *buf = malloc(len + 80);
+
+  assert_non_null(buf);
+  check_bytes(s, len, expect);
+  for (pad = 0; pad <= 40; pad++) {
+    size_t e;
+    memset(buf, 'a', pad);
+    memcpy(buf + pad, s, len);
+    e = (expect == VALID || expect == TRUNC) ? expect : expect + pad;
+    check_bytes(buf, pad + len, e);
+    /* Trailing ASCII: a truncated sequence fails at the first 'b'. */
+    memset(buf + pad + len, 'b', 20);
+    e = expect == VALID ? VALID : expect == TRUNC ? pad + len : expect + pad;
+    check_bytes(buf, pad + len + 20, e);
+  }
+  free(buf);
+  free(s);
+}
+
+typedef struct fact {
+  const char *hex;
+  size_t expect;
+} fact;
+
+static void run_facts(const fact *f, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    check_case(f[i].hex, f[i].expect);
+  }
+}
+
+/* Markus Kuhn's UTF-8-test.txt (sections 1-5), as used by Autobahn 6.x. */
+static void kuhn_valid_text(void **state) {
+  static const fact f[] = {
+      {"68656c6c6f 24 776f726c64", VALID},           /* hello$world */
+      {"68656c6c6f c2a2 776f726c64", VALID},         /* U+00A2 */
+      {"68656c6c6f e282ac 776f726c64", VALID},       /* U+20AC */
+      {"68656c6c6f f0a4ada2 776f726c64", VALID},     /* U+24B62 */
+      {"ceba e1bdb9 cf83 cebc ceb5", VALID},         /* kosme */
+      {"c2b5 40 c39f c3b6 c3a4 c3bc c3a0 c3a1", VALID},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+static void kuhn_valid_text_prefixes(void **state) {
+  /* Every prefix of "kosme": valid at character ends, else truncated. */
+  static const uint8_t k[] = {0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf,
+                              0x83, 0xce, 0xbc, 0xce, 0xb5};
+  static const int ends[] = {0, 0, 1, 0, 0, 1, 0, 1, 0, 1, 0, 1};
+  size_t n;
+  (void)state;
+
+  for (n = 0; n <= sizeof(k); n++) {
+    check_bytes(k, n, ends[n] || n == 0 ? VALID : TRUNC);
+  }
+}
+
+static void kuhn_boundaries(void **state) {
+  static const fact f[] = {
+      /* 2.1 first possible sequence of each length */
+      {"00", VALID},
+      {"c280", VALID},
+      {"e0a080", VALID},
+      {"f0908080", VALID},
+      {"f888808080", 0},
+      {"fc8480808080", 0},
+      /* 2.2 last possible sequence of each length */
+      {"7f", VALID},
+      {"dfbf", VALID},
+      {"efbfbf", VALID},
+      {"f48fbfbf", VALID},
+      {"f7bfbfbf", 0},
+      {"fbbfbfbfbf", 0},
+      {"fdbfbfbfbfbf", 0},
+      /* 2.3 other boundary conditions */
+      {"ed9fbf", VALID},
+      {"ee8080", VALID},
+      {"efbfbd", VALID},
+      {"f48fbfbf", VALID},
+      {"f4908080", 1},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+static void kuhn_malformed(void **state) {
+  static const fact f[] = {
+      /* 3.1 unexpected continuation bytes */
+      {"80", 0},
+      {"bf", 0},
+      {"80bf", 0},
+      {"80bf80", 0},
+      {"80bf80bf", 0},
+      {"80bf80bf80", 0},
+      {"80bf80bf80bf", 0},
+      {"808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+       "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbe",
+       0},
+      /* 3.2 lonely start characters, each followed by a space */
+      {"c020 c120 c220 c320", 0},
+      {"c220 c320", 1},
+      {"df20", 1},
+      {"e020 e120 e220", 1},
+      {"ef20", 1},
+      {"f020 f120", 1},
+      {"f420", 1},
+      {"f520 f620 f720", 0},
+      {"f820 f920 fa20", 0},
+      {"fc20 fd20", 0},
+      /* 3.3 sequences with the last continuation byte missing */
+      {"c0", 0},
+      {"e080", 1},
+      {"f08080", 1},
+      {"f8808080", 0},
+      {"fc80808080", 0},
+      {"df", TRUNC},
+      {"efbf", TRUNC},
+      {"f7bfbf", 0},
+      {"fbbfbfbf", 0},
+      {"fdbfbfbfbf", 0},
+      {"e1", TRUNC},
+      {"e180", TRUNC},
+      {"f1", TRUNC},
+      {"f18080", TRUNC},
+      {"f48fbf", TRUNC},
+      /* 3.4 concatenation of the above */
+      {"c0 e080 f08080 f8808080 fc80808080 df efbf f7bfbf fbbfbfbf fdbfbfbfbf",
+       0},
+      {"df efbf", 1},
+      /* 3.5 impossible bytes */
+      {"fe", 0},
+      {"ff", 0},
+      {"fefeffff", 0},
+      {"41 fe", 1},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+static void kuhn_overlong(void **state) {
+  static const fact f[] = {
+      /* 4.1 overlong "/" */
+      {"c0af", 0},
+      {"e080af", 1},
+      {"f08080af", 1},
+      {"f8808080af", 0},
+      {"fc80808080af", 0},
+      /* 4.2 maximum overlong sequences */
+      {"c1bf", 0},
+      {"e09fbf", 1},
+      {"f08fbfbf", 1},
+      {"f887bfbfbf", 0},
+      {"fc83bfbfbfbf", 0},
+      /* 4.3 overlong NUL */
+      {"c080", 0},
+      {"e08080", 1},
+      {"f0808080", 1},
+      {"f880808080", 0},
+      {"fc8080808080", 0},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+static void kuhn_surrogates_and_noncharacters(void **state) {
+  static const fact f[] = {
+      /* 5.1 single UTF-16 surrogates */
+      {"eda080", 1},
+      {"edadbf", 1},
+      {"edae80", 1},
+      {"edafbf", 1},
+      {"edb080", 1},
+      {"edbe80", 1},
+      {"edbfbf", 1},
+      /* 5.2 paired surrogates */
+      {"eda080 edb080", 1},
+      {"eda080 edbfbf", 1},
+      {"edadbf edb080", 1},
+      {"edadbf edbfbf", 1},
+      {"edae80 edb080", 1},
+      {"edae80 edbfbf", 1},
+      {"edafbf edb080", 1},
+      {"edafbf edbfbf", 1},
+      /* 5.3 noncharacters are valid UTF-8 */
+      {"efbfbe", VALID},
+      {"efbfbf", VALID},
+      {"f08fbfbe", 1}, /* but this one is overlong */
+      {"f09fbfbe f09fbfbf f0afbfbe f0afbfbf f0bfbfbe f0bfbfbf", VALID},
+      {"f18fbfbe f18fbfbf f39fbfbe f3bfbfbf f48fbfbe f48fbfbf", VALID},
+      /* Unicode specials */
+      {"efbfb9 efbfba efbfbb efbfbc efbfbd", VALID},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+/* Autobahn 6.3.x / 6.4.x payloads: "kosme" (11 bytes), then an invalid
+ * sequence, then "edited". Fail-fast means the error comes on byte 11
+ * (0-based), i.e. with the chunk holding it, whatever the split. */
+static void autobahn_6_3_and_6_4(void **state) {
+  static const fact f[] = {
+      /* 6.3.1/6.3.2: a surrogate, invalid on its second byte (a0) */
+      {"cebae1bdb9cf83cebcceb5 eda080 656469746564", 12},
+      /* 6.4.1-6.4.4: 0x110000, invalid on its second byte (90) */
+      {"cebae1bdb9cf83cebcceb5 f4908080 656469746564", 12},
+      /* the parts the 6.4.x cases send in separate frames */
+      {"cebae1bdb9cf83cebcceb5", VALID},
+      {"cebae1bdb9cf83cebcceb5 f4", TRUNC},
+      {"cebae1bdb9cf83cebcceb5 f490", 12},
+      /* autobahn's own incremental validator checks */
+      {"f5", 0},
+      {"656469746564 eda080", 7},
+      {"6564 6974 6564 ed a080", 7},
+  };
+  (void)state;
+  run_facts(f, sizeof(f) / sizeof(f[0]));
+}
+
+/* 6.4.1 exactly as sent: three frames to one validator; the error is
+ * reported on the second call and not earlier. */
+static void autobahn_6_4_1_fail_fast_across_frames(void **state) {
+  static const uint8_t p1[] = {0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf,
+                               0x83, 0xce, 0xbc, 0xce, 0xb5};
+  static const uint8_t p2[] = {0xf4, 0x90, 0x80, 0x80};
+  static const uint8_t p2b[] = {0xf4};
+  static const uint8_t p2c[] = {0x90};
+  static const uint8_t p3[] = {0x65, 0x64, 0x69, 0x74, 0x65, 0x64};
+  ws_utf8 u;
+  (void)state;
+
+  ws_utf8_init(&u);
+  assert_int_equal(ws_utf8_feed(&u, p1, sizeof(p1)), 0);
+  assert_int_equal(ws_utf8_feed(&u, p2, sizeof(p2)), WS_ERR_UTF8);
+  assert_int_equal(ws_utf8_feed(&u, p3, sizeof(p3)), WS_ERR_UTF8);
+  assert_int_equal(ws_utf8_finish(&u), WS_ERR_UTF8);
+
+  /* 6.4.2: second frame is just f4 (still valid), then 90 fails. */
+  ws_utf8_init(&u);
+  assert_int_equal(ws_utf8_feed(&u, p1, sizeof(p1)), 0);
+  assert_int_equal(ws_utf8_feed(&u, p2b, 1), 0);
+  assert_int_equal(ws_utf8_finish(&u), WS_ERR_UTF8);
+  assert_int_equal(ws_utf8_feed(&u, p2c, 1), WS_ERR_UTF8);
+  /* Failed state: even empty input and valid ASCII keep failing. */
+  assert_int_equal(ws_utf8_feed(&u, p3, 0), WS_ERR_UTF8);
+  assert_int_equal(ws_utf8_feed(&u, p3, sizeof(p3)), WS_ERR_UTF8);
+  assert_int_equal(ws_utf8_scan(&u, p3, sizeof(p3)), 0);
+}
+
+static size_t encode_cp(uint32_t c, uint8_t *o) {
+  if (c < 0x80) {
+    o[0] = (uint8_t)c;
+    return 1;
+  }
+  if (c < 0x800) {
+    o[0] = (uint8_t)(0xC0 | c >> 6);
+    o[1] = (uint8_t)(0x80 | (c & 0x3F));
+    return 2;
+  }
+  if (c < 0x10000) {
+    o[0] = (uint8_t)(0xE0 | c >> 12);
+    o[1] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
+    o[2] = (uint8_t)(0x80 | (c & 0x3F));
+    return 3;
+  }
+  o[0] = (uint8_t)(0xF0 | c >> 18);
+  o[1] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
+  o[2] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
+  o[3] = (uint8_t)(0x80 | (c & 0x3F));
+  return 4;
+}
+
+/* Every code point U+0000..U+10FFFF (and past it, in 4-byte form): valid
+ * except surrogates, which fail on their second byte, and > U+10FFFF. */
+static void all_code_points(void **state) {
+  uint32_t c;
+  (void)state;
+
+  for (c = 0; c < 0x140000; c++) {
+    uint8_t b[4];
+    size_t n = encode_cp(c, b), exp = n;
+    int k;
+    if (c >= 0xD800 && c <= 0xDFFF) exp = 1;
+    if (c > 0x10FFFF) exp = 1; /* F4 90.. up to F4 BF.. */
+    for (k = 0; k < 2; k++) {
+      ws_utf8 u;
+      ws_utf8_init(&u);
+      assert_int_equal(scanners[k](&u, b, n), exp);
+      assert_int_equal(ws_utf8_finish(&u), exp == n ? 0 : WS_ERR_UTF8);
+    }
+  }
+  /* Also all of them in one long stream, fast path vs reference. */
+  {
+    uint8_t *buf = malloc(0x110000 * 4);
+    size_t len = 0;
+    ws_utf8 u;
+    assert_non_null(buf);
+    for (c = 0; c <= 0x10FFFF; c++) {
+      if (c >= 0xD800 && c <= 0xDFFF) continue;
+      len += encode_cp(c, buf + len);
+    }
+    assert_int_equal(ws_utf8_validate(buf, len), 0);
+    ws_utf8_init(&u);
+    assert_int_equal(ws_utf8_scan_scalar(&u, buf, len), len);
+    free(buf);
+  }
+}
+
+/* Appends a random piece of mostly-UTF-8 to |s|. */
+static size_t random_piece(uint64_t *rs, uint8_t *s) {
+  uint32_t r = tu_rand(rs) % 100;
+  size_t n, i;
+
+  if (r < 40) { /* an ASCII run, sometimes long */
+    n = 1 + tu_rand(rs) % (r < 5 ? 80 : 6);
+    for (i = 0; i < n; i++) s[i] = (uint8_t)(0x20 + tu_rand(rs) % 0x5F);
+    return n;
+  }
+  if (r < 85) { /* a valid character, weighted to 2 and 3 bytes */
+    static const uint32_t lo[] = {0x80, 0x370, 0x800, 0x4E00, 0xE000,
+                                  0x10000, 0xD700};
+    static const uint32_t span[] = {0x780, 0x100, 0xF800, 0x5200, 0x2000,
+                                    0x100000, 0x100};
+    uint32_t k = tu_rand(rs) % 7, c = lo[k] + tu_rand(rs) % span[k];
+    if (c >= 0xD800 && c <= 0xDFFF) c = 0xFFFD;
+    return encode_cp(c, s);
+  }
+  if (r < 92) { /* a truncated or corrupted character */
+    uint32_t c = 0x80 + tu_rand(rs) % 0x10FF80;
+    n = encode_cp(c, s);
+    if (n > 1 && (tu_rand(rs) & 1)) return n - 1 - tu_rand(rs) % (n - 1);
+    s[tu_rand(rs) % n] = (uint8_t)tu_rand(rs);
+    return n;
+  }
+  /* a random byte, often a troublesome one */
+  {
+    static const uint8_t hot[] = {0x80, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF,
+                                  0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5,
+                                  0xFF, 0x9F, 0xA0, 0x8F, 0x90};
+    s[0] = (tu_rand(rs) & 1) ? hot[tu_rand(rs) % sizeof(hot)]
+                             : (uint8_t)tu_rand(rs);
+    return 1;
+  }
+}
+
+/* Differential: fast path vs byte-at-a-time reference vs the interval
+ * reference, on random mostly-UTF-8 input, whole and in random chunks. */
+static void differential_random(void **state) {
+  uint64_t rs = 2024;
+  uint8_t s[1200];
+  int iter;
+  (void)state;
+
+  for (iter = 0; iter < 40000; iter++) {
+    size_t len = 0, target = tu_rand(&rs) % 1000, pos, fastpos, slowpos;
+    int trunc;
+    ws_utf8 a, b;
+    uint32_t mode = tu_rand(&rs) % 8;
+
+    while (len < target) len += random_piece(&rs, s + len);
+    if (mode == 0) { /* valid only: drop pieces until valid */
+      len = ref_prefix(s, len, &trunc);
+    }
+    ws_utf8_init(&a);
+    ws_utf8_init(&b);
+    fastpos = ws_utf8_scan(&a, s, len);
+    slowpos = ws_utf8_scan_scalar(&b, s, len);
+    assert_int_equal(fastpos, slowpos);
+    assert_int_equal(a.state, b.state);
+    assert_int_equal(fastpos, ref_prefix(s, len, &trunc));
+    if (fastpos == len) {
+      assert_int_equal(ws_utf8_finish(&a) != 0, trunc);
+    }
+
+    /* Random chunks, state carried across. */
+    ws_utf8_init(&a);
+    pos = 0;
+    fastpos = 0;
+    while (pos < len) {
+      size_t n = tu_rand(&rs) % 40, v;
+      if (n > len - pos) n = len - pos;
+      v = ws_utf8_scan(&a, s + pos, n);
+      if (v != n) {
+        fastpos = pos + v;
+        break;
+      }
+      pos += n;
+      fastpos = pos;
+    }
+    assert_int_equal(fastpos, slowpos);
+    assert_int_equal(a.state, b.state);
+  }
+}
+
+/* ws_unmask_utf8 == ws_mask then the reference validator, including
+ * lengths across its internal block size and chunked calls. */
+static void unmask_utf8_matches_separate_passes(void **state) {
+  uint64_t rs = 77;
+  size_t cap = 20000;
+  uint8_t *plain = malloc(cap + 100), *wire = malloc(cap + 100),
+          *work = malloc(cap + 100), *ref = malloc(cap + 100);
+  int iter;
+  (void)state;
+
+  assert_non_null(plain);
+  assert_non_null(wire);
+  assert_non_null(work);
+  assert_non_null(ref);
+  for (iter = 0; iter < 1500; iter++) {
+    size_t len = 0, target, off0, expvalid, pos, off;
+    uint8_t key[4];
+    ws_utf8 ru, u;
+    int clean = (tu_rand(&rs) % 3) != 0, rv = 0;
+    size_t valid = 0;
+
+    target = (iter % 10 == 0) ? 4000 + tu_rand(&rs) % 12000
+                              : tu_rand(&rs) % 600;
+    while (len < target) {
+      if (clean) {
+        uint8_t piece[100];
+        size_t n = random_piece(&rs, piece);
+        int trunc;
+        if (ref_prefix(piece, n, &trunc) != n || trunc) continue;
+        memcpy(plain + len, piece, n);
+        len += n;
+      } else {
+        len += random_piece(&rs, plain + len);
+      }
+    }
+    tu_rand_fn(key, 4, &rs);
+    off0 = tu_rand(&rs) % 4;
+    memcpy(wire, plain, len);
+    ws_mask_scalar(wire, len, key, off0);
+
+    ws_utf8_init(&ru);
+    expvalid = ws_utf8_scan_scalar(&ru, plain, len);
+
+    /* One call. */
+    memcpy(work, wire, len);
+    ws_utf8_init(&u);
+    off = off0;
+    rv = ws_unmask_utf8(work, len, key, &off, &u, &valid);
+    assert_int_equal(valid, expvalid);
+    assert_int_equal(rv, expvalid == len ? 0 : WS_ERR_UTF8);
+    if (rv == 0) {
+      assert_int_equal(off, (off0 + len) % 4);
+      assert_memory_equal(work, plain, len);
+      assert_int_equal(u.state, ru.state);
+    } else {
+      /* At least everything up to the bad byte is unmasked. */
+      assert_memory_equal(work, plain, valid + 1);
+      assert_int_equal(u.state, WS_UTF8_FAILED);
+    }
+
+    /* Random chunks carrying offset and state. */
+    memcpy(work, wire, len);
+    ws_utf8_init(&u);
+    off = off0;
+    pos = 0;
+    rv = 0;
+    while (pos < len) {
+      size_t n = 1 + tu_rand(&rs) % 5000;
+      if (n > len - pos) n = len - pos;
+      rv = ws_unmask_utf8(work + pos, n, key, &off, &u, &valid);
+      if (rv) {
+        assert_int_equal(pos + valid, expvalid);
+        break;
+      }
+      assert_int_equal(valid, n);
+      pos += n;
+    }
+    assert_int_equal(rv, expvalid == len ? 0 : WS_ERR_UTF8);
+    if (!rv) assert_memory_equal(work, plain, len);
+
+    /* No key: validation only, buffer untouched. */
+    memcpy(work, plain, len);
+    ws_utf8_init(&u);
+    rv = ws_unmask_utf8(work, len, NULL, NULL, &u, &valid);
+    assert_int_equal(valid, expvalid);
+    assert_memory_equal(work, plain, len);
+
+    /* No validator: unmasking only. */
+    memcpy(work, wire, len);
+    off = off0;
+    assert_int_equal(ws_unmask_utf8(work, len, key, &off, NULL, &valid), 0);
+    assert_int_equal(valid, len);
+    assert_int_equal(off, (off0 + len) % 4);
+    assert_memory_equal(work, plain, len);
+  }
+  {
+    /* A failed validator fails at once and unmasks nothing. */
+    ws_utf8 u;
+    uint8_t b[3] = {0x80, 'a', 'b'};
+    size_t valid = 99, off = 0;
+    const uint8_t key[4] = {1, 1, 1, 1};
+    ws_utf8_init(&u);
+    assert_int_equal(ws_unmask_utf8(b, 1, NULL, NULL, &u, &valid),
+                     WS_ERR_UTF8);
+    assert_int_equal(valid, 0);
+    assert_int_equal(ws_unmask_utf8(b + 1, 2, key, &off, &u, &valid),
+                     WS_ERR_UTF8);
+    assert_int_equal(valid, 0);
+    assert_memory_equal(b + 1, "ab", 2);
+  }
+  free(plain);
+  free(wire);
+  free(work);
+  free(ref);
+}
+
+/* Zero-initialised state is the initial state; empty input is fine. */
+static void init_and_empty(void **state) {
+  ws_utf8 u = {0};
+  (void)state;
+
+  assert_int_equal(ws_utf8_finish(&u), 0);
+  assert_int_equal(ws_utf8_feed(&u, NULL, 0), 0);
+  assert_int_equal(ws_utf8_validate(NULL, 0), 0);
+  u.state = 12345;
+  ws_utf8_init(&u);
+  assert_int_equal(u.state, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(init_and_empty),
+      cmocka_unit_test(kuhn_valid_text),
+      cmocka_unit_test(kuhn_valid_text_prefixes),
+      cmocka_unit_test(kuhn_boundaries),
+      cmocka_unit_test(kuhn_malformed),
+      cmocka_unit_test(kuhn_overlong),
+      cmocka_unit_test(kuhn_surrogates_and_noncharacters),
+      cmocka_unit_test(autobahn_6_3_and_6_4),
+      cmocka_unit_test(autobahn_6_4_1_fail_fast_across_frames),
+      cmocka_unit_test(all_code_points),
+      cmocka_unit_test(differential_random),
+      cmocka_unit_test(unmask_utf8_matches_separate_passes),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
