@@ -140,11 +140,12 @@ static void config_default_client(void **state) {
   check_defaults(WS_ROLE_CLIENT);
 }
 
-/* RFC 6455 7.4.1/7.4.2 as documented: 1000-1003, 1007-1011, 3000-4999. */
+/* RFC 6455 7.4.1/7.4.2 plus IANA 1012-1014, as documented:
+ * 1000-1003, 1007-1014, 3000-4999. */
 static void close_code_valid_ranges(void **state) {
   (void)state;
   for (uint32_t c = 0; c <= 0xffff; c++) {
-    int want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1011) ||
+    int want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
                (c >= 3000 && c <= 4999);
     int got = ws_close_code_valid((uint16_t)c) != 0;
     if (got != want) fail_msg("ws_close_code_valid(%u) = %d", c, got);

@@ -715,10 +715,10 @@ static void recv_close_one_byte_payload(void **state) {
 static void recv_close_codes(void **state) {
   (void)state;
   static const uint16_t valid[] = {1000, 1001, 1002, 1003, 1007, 1008,
-                                   1009, 1010, 1011, 3000, 3999, 4000, 4999};
-  static const uint16_t invalid[] = {0,    999,  1004, 1005, 1006, 1012, 1013,
-                                     1014, 1015, 1016, 1100, 2000, 2999, 5000,
-                                     65535};
+                                   1009, 1010, 1011, 1012, 1013, 1014,
+                                   3000, 3999, 4000, 4999};
+  static const uint16_t invalid[] = {0,    999,  1004, 1005, 1006, 1015,
+                                     1016, 1100, 2000, 2999, 5000, 65535};
   for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
     uint8_t in[16], cl[2] = {(uint8_t)(valid[i] >> 8), (uint8_t)valid[i]};
     size_t n = cframe(in, 1, 0, WS_OP_CLOSE, cl, 2);

@@ -549,8 +549,9 @@ typedef struct ws_stats {
 
 WS_EXTERN void ws_conn_stats(const ws_conn *conn, ws_stats *pstats);
 
-/* Returns nonzero if |code| may appear in a received close frame (RFC
- * 6455 7.4.1/7.4.2: 1000-1003, 1007-1011, 3000-4999). */
+/* Returns nonzero if |code| may appear in a close frame: RFC 6455
+ * 7.4.1/7.4.2 1000-1003 and 1007-1011, the IANA-registered 1012-1014
+ * (service restart, try again later, bad gateway), and 3000-4999. */
 WS_EXTERN int ws_close_code_valid(uint16_t code);
 
 #ifdef __cplusplus
