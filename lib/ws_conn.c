@@ -699,7 +699,10 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
   /* Whole-message delivery: copy and unmask into the message buffer in
    * one pass, then validate the new bytes while they are hot. */
   if (n) {
-    if (ws_buf_reserve(&c->msg, &c->mem, n)) return nomem(c);
+    /* Never hold more than the limit, whatever the doubling would do. */
+    size_t limit = c->cfg.max_message > SIZE_MAX ? SIZE_MAX
+                                                 : (size_t)c->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return nomem(c);
     uint8_t *dst = c->msg.base + c->msg.len;
     if (key)
       c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);

@@ -50,6 +50,11 @@ typedef struct ws_buf {
  * bytes first). Returns 0 or WS_ERR_NOMEM. */
 int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra);
 
+/* As ws_buf_reserve(), but never grows the capacity past |limit| unless
+ * the live bytes plus |extra| need more. */
+int ws_buf_reserve_bounded(ws_buf *b, const ws_mem *m, size_t extra,
+                           size_t limit);
+
 /* Appends |n| bytes. Returns 0 or WS_ERR_NOMEM. */
 int ws_buf_append(ws_buf *b, const ws_mem *m, const void *data, size_t n);
 

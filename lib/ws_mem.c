@@ -36,6 +36,11 @@ int ws_mem_resolve(ws_mem *dst, const ws_mem *src) {
 }
 
 int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra) {
+  return ws_buf_reserve_bounded(b, m, extra, SIZE_MAX);
+}
+
+int ws_buf_reserve_bounded(ws_buf *b, const ws_mem *m, size_t extra,
+                           size_t limit) {
   if (b->cap - b->len >= extra) return 0;
   if (b->pos > 0) { /* compact */
     size_t live = b->len - b->pos;
@@ -54,6 +59,8 @@ int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra) {
     }
     cap *= 2;
   }
+  /* Growth by doubling must not overshoot the caller's bound. */
+  if (cap > limit) cap = need > limit ? need : limit;
   uint8_t *p = ws_realloc(m, b->base, cap);
   if (!p) return WS_ERR_NOMEM;
   b->base = p;

@@ -923,6 +923,34 @@ static void limit_message_is_per_message(void **state) {
   ws_conn_del(c);
 }
 
+/* Assembly grows by doubling but never holds more than max_message. */
+static void limit_message_buffer_never_over_limit(void **state) {
+  (void)state;
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_message = 3000;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  tr_free(&t);
+  a.peak_bytes = a.live_bytes;
+  static uint8_t in[40 * 110];
+  uint8_t chunk[100];
+  memset(chunk, 'x', sizeof(chunk));
+  size_t n = 0;
+  for (int i = 0; i < 30; i++)
+    n += cframe(in + n, i == 29, 0, i ? WS_OP_CONT : WS_OP_BINARY, chunk, 100);
+  tr_feed(&t, c, in, n, 7);
+  assert_int_equal(t.last_error, 0);
+  assert_true(a.peak_bytes <= ws_conn_sizeof() + 3000);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
 static void limit_fragments(void **state) {
   (void)state;
   ws_config cfg;
@@ -1300,6 +1328,7 @@ int main(void) {
       cmocka_unit_test(limit_frame_payload_from_header),
       cmocka_unit_test(limit_message_across_fragments),
       cmocka_unit_test(limit_message_is_per_message),
+      cmocka_unit_test(limit_message_buffer_never_over_limit),
       cmocka_unit_test(limit_fragments),
       cmocka_unit_test(error_after_complete_message_in_same_buffer),
       cmocka_unit_test(send_queue_bounded),
