@@ -181,7 +181,10 @@ static int queue_frame(ws_conn *c, unsigned fin, unsigned opcode,
   }
   size_t hlen = ws_frame_encode_header(hdr, &fh);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
-  int rv = ws_buf_reserve(&c->out, &c->mem, hlen + len);
+  /* Capacity stays near max_out_queue; the slack covers control frames,
+   * which may go over it by a few frames. */
+  int rv = ws_buf_reserve_bounded(&c->out, &c->mem, hlen + len,
+                                  (size_t)c->cfg.max_out_queue + 512u);
   if (rv) return rv;
   uint8_t *dst = c->out.base + c->out.len;
   memcpy(dst, hdr, hlen);

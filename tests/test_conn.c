@@ -985,10 +985,17 @@ static void error_after_complete_message_in_same_buffer(void **state) {
 
 static void send_queue_bounded(void **state) {
   (void)state;
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
   cfg.max_out_queue = 4096;
-  ws_conn *c = open_server_cfg(&cfg);
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  transcript hs = {0};
+  tr_feed(&hs, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  tr_free(&hs);
+  a.peak_bytes = a.live_bytes;
   uint8_t buf[5000] = {0};
   assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 5000, 0), WS_ERR_TOO_BIG);
   assert_int_equal(ws_conn_send(c, WS_OP_BINARY, buf, 3000, 0), 0);
@@ -1020,6 +1027,8 @@ static void send_queue_bounded(void **state) {
   tr_drain(&t, c);
   tu_assert_hex(t.out + t.outlen - 3, 3, "8a 01 39");
   assert_int_equal(ws_conn_out_pending(c), 0);
+  /* The queue's storage stayed near its bound: no doubling past it. */
+  assert_true(a.peak_bytes <= ws_conn_sizeof() + 4096 + 512 + 125);
   tr_free(&t);
   ws_conn_del(c);
 }
