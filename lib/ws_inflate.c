@@ -1,0 +1,660 @@
+/*
+ * Streaming raw inflate (RFC 1951) into caller buffers.
+ *
+ * Decoding tables: one 32-bit entry per index, indexed by the next bits
+ * of the stream (LSB first). A root table of LIT_ROOT (DIST_ROOT) bits is
+ * followed by subtables for codes longer than the root; a root entry for
+ * such a prefix links to its subtable. Entry layout:
+ *
+ *   bits  0..7   bits to drop: the code length (in a subtable, the part
+ *                past the root; in a link, the root length)
+ *   bits  8..11  extra bits of a length or distance; in a link, the
+ *                subtable's index bits
+ *   bits 12..15  kind: E_LIT, E_SUB, E_EOB, E_BAD, or 0 for a
+ *                length/distance base (or a code-length symbol)
+ *   bits 16..31  literal byte, length or distance base, symbol, or the
+ *                subtable's offset
+ *
+ * Matches are copied from the output of the current call when they
+ * reach back no further than it, otherwise from the circular window,
+ * which is brought up to date with the call's output before returning.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_deflate.h"
+
+#define LIT_ROOT 9u
+#define DIST_ROOT 7u
+#define CLEN_ROOT 7u
+/* Root table plus a bound on what the subtables can take: a subtable of
+ * 2^s entries needs a complete subtree of at least s+1 codes, so with
+ * 286 codes of at most 15 bits (6 past the root) there are at most
+ * 40*64+32 entries; for 30 distance codes (8 past the root) at most
+ * 3*256+4. (Loose bounds; build_table() checks them anyway.) */
+#define LIT_CAP (512u + 2592u)
+#define DIST_CAP (128u + 772u)
+#define CLEN_CAP 128u
+#define LENS_MAX 320u
+
+#define E_LIT 0x8000u
+#define E_SUB 0x4000u
+#define E_EOB 0x2000u
+#define E_BAD 0x1000u
+
+/* The fast loop needs this much input (one 8-byte refill). */
+#define FAST_IN 8u
+#define FAST_SLACK 8u /* 8-byte match copies overrun by up to 7 */
+
+enum {
+  M_HEADER,
+  M_STORED_LEN,
+  M_STORED,
+  M_DYN_COUNTS,
+  M_DYN_CLEN,
+  M_DYN_LENS,
+  M_CODES,
+  M_COPY,
+  M_DONE,
+  M_ERROR
+};
+
+/* RFC 1951 3.2.5 */
+static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,
+                                      11, 13, 15, 17,  19,  23,  27,  31,
+                                      35, 43, 51, 59,  67,  83,  99,  115,
+                                      131, 163, 195, 227, 258};
+static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
+                                      1, 1, 2, 2, 2, 2, 3, 3, 3, 3,
+                                      4, 4, 4, 4, 5, 5, 5, 5, 0};
+static const uint16_t dist_base[30] = {
+    1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
+    33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+    1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2,  2,  3,  3,
+                                       4, 4, 5, 5, 6, 6, 7,  7,  8,  8,
+                                       9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
+/* RFC 1951 3.2.7: order of the code length code lengths */
+static const uint8_t clen_order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                       11, 4,  12, 3, 13, 2, 14, 1, 15};
+
+enum { T_CLEN, T_LIT, T_DIST };
+
+static uint32_t sym_entry(int type, unsigned sym) {
+  if (type == T_CLEN) return (uint32_t)sym << 16;
+  if (type == T_LIT) {
+    if (sym < 256) return E_LIT | (uint32_t)sym << 16;
+    if (sym == 256) return E_EOB;
+    if (sym > 285) return E_BAD;
+    sym -= 257;
+    return (uint32_t)len_base[sym] << 16 | (uint32_t)len_extra[sym] << 8;
+  }
+  if (sym > 29) return E_BAD;
+  return (uint32_t)dist_base[sym] << 16 | (uint32_t)dist_extra[sym] << 8;
+}
+
+/* The low |len| bits of |code| in reverse order (len 1..15). */
+static unsigned reverse_bits(unsigned code, unsigned len) {
+  uint32_t x = code;
+  x = (x & 0x5555u) << 1 | (x >> 1 & 0x5555u);
+  x = (x & 0x3333u) << 2 | (x >> 2 & 0x3333u);
+  x = (x & 0x0f0fu) << 4 | (x >> 4 & 0x0f0fu);
+  x = (x & 0x00ffu) << 8 | (x >> 8 & 0x00ffu);
+  return (unsigned)(x >> (16 - len));
+}
+
+/*
+ * Builds the table for the |n| code lengths |lens| into |tab| (|cap|
+ * entries) with |root| index bits. Returns 0, or -1 for an
+ * oversubscribed code, an incomplete one (other than a single code of
+ * length 1, or no code at all for distances), or a table overflow.
+ */
+static int build_table(uint32_t *tab, unsigned cap, unsigned root,
+                       const uint8_t *lens, unsigned n, int type) {
+  unsigned count[16] = {0};
+  unsigned left[16];
+  uint16_t sorted[LENS_MAX];
+  unsigned offs[16];
+  unsigned s, len, used = 0;
+  int avail = 1;
+
+  for (s = 0; s < n; s++) count[lens[s]]++;
+  for (len = 1; len < 16; len++) {
+    avail = avail * 2 - (int)count[len];
+    if (avail < 0) return -1; /* oversubscribed */
+    used += count[len];
+  }
+  unsigned maxlen = 15;
+  while (maxlen > 0 && count[maxlen] == 0) maxlen--;
+  unsigned rootsize = 1u << root;
+  if (avail > 0) {
+    /* holes of an incomplete code decode as errors */
+    for (s = 0; s < rootsize; s++) tab[s] = E_BAD | root;
+    /* Incomplete: RFC 1951 allows one distance code of one bit, and no
+     * distance codes at all; take the single code of length 1 for
+     * literal/lengths too (it can only be the end-of-block code). */
+    if (type == T_CLEN) return -1;
+    if (!(used == 1 && count[1] == 1) && !(type == T_DIST && used == 0))
+      return -1;
+  }
+  if (used == 0) return 0;
+
+  offs[1] = 0;
+  for (len = 1; len < 15; len++) offs[len + 1] = offs[len] + count[len];
+  for (s = 0; s < n; s++)
+    if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
+  for (len = 0; len < 16; len++) left[len] = count[len];
+
+  unsigned code = 0, i = 0, next = rootsize;
+  unsigned cur_prefix = ~0u, sub_off = 0, sub_bits = 0;
+  for (len = 1; len <= maxlen; len++) {
+    for (unsigned k = 0; k < count[len]; k++, i++) {
+      uint32_t e = sym_entry(type, sorted[i]);
+      unsigned r = reverse_bits(code, len);
+      code++;
+      left[len]--;
+      if (len <= root) {
+        for (unsigned j = r; j < rootsize; j += 1u << len) tab[j] = e | len;
+        continue;
+      }
+      unsigned prefix = r & (rootsize - 1);
+      if (prefix != cur_prefix) {
+        /* New subtable: deep enough for the subtree under this prefix,
+         * which the following codes fill completely. */
+        unsigned cur = len;
+        int room = (1 << (len - root)) - (int)left[len] - 1;
+        while (room > 0 && cur < maxlen) {
+          cur++;
+          room = room * 2 - (int)left[cur];
+        }
+        sub_bits = cur - root;
+        sub_off = next;
+        next += 1u << sub_bits;
+        if (next > cap) return -1;
+        cur_prefix = prefix;
+        tab[prefix] = (uint32_t)sub_off << 16 | E_SUB | sub_bits << 8 | root;
+      }
+      unsigned sublen = len - root;
+      for (unsigned j = r >> root; j < (1u << sub_bits); j += 1u << sublen)
+        tab[sub_off + j] = e | sublen;
+    }
+    code <<= 1;
+  }
+  return 0;
+}
+
+static void build_fixed(ws_inflater *z) {
+  uint8_t *l = z->lens;
+  unsigned s;
+  for (s = 0; s < 144; s++) l[s] = 8;
+  for (; s < 256; s++) l[s] = 9;
+  for (; s < 280; s++) l[s] = 7;
+  for (; s < 288; s++) l[s] = 8;
+  (void)build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT);
+  for (s = 0; s < 30 + 2; s++) l[s] = 5;
+  (void)build_table(z->dist, DIST_CAP, DIST_ROOT, l, 32, T_DIST);
+  z->tables = 1;
+}
+
+size_t ws_inflate_memsize(unsigned window_bits) {
+  if (window_bits < WS_DEFLATE_MIN_WINDOW_BITS ||
+      window_bits > WS_DEFLATE_MAX_WINDOW_BITS)
+    return 0;
+  return (LIT_CAP + DIST_CAP + CLEN_CAP) * sizeof(uint32_t) + LENS_MAX +
+         ((size_t)1 << window_bits);
+}
+
+int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
+  ws_mem m;
+  size_t sz = ws_inflate_memsize(window_bits);
+  memset(z, 0, sizeof(*z));
+  if (sz == 0 || ws_mem_resolve(&m, mem) != 0) return WS_ERR_INVALID_ARGUMENT;
+  uint8_t *p = ws_malloc(&m, sz);
+  if (!p) return WS_ERR_NOMEM;
+  z->mem = m;
+  z->block = p;
+  z->lit = (uint32_t *)(void *)p;
+  z->dist = z->lit + LIT_CAP;
+  z->clen = z->dist + DIST_CAP;
+  z->lens = (uint8_t *)(z->clen + CLEN_CAP);
+  z->win = z->lens + LENS_MAX;
+  z->wsize = (uint32_t)1 << window_bits;
+  ws_inflate_reset(z);
+  return 0;
+}
+
+void ws_inflate_reset(ws_inflater *z) {
+  z->wpos = 0;
+  z->whave = 0;
+  z->bits = 0;
+  z->nbits = 0;
+  z->mode = M_HEADER;
+  z->last = 0;
+  z->err = 0;
+  z->left = 0;
+  z->dist_pending = 0;
+}
+
+void ws_inflate_free(ws_inflater *z) {
+  if (!z || !z->block) return;
+  ws_free(&z->mem, z->block);
+  z->block = NULL;
+}
+
+int ws_inflate_end_message(ws_inflater *z) {
+  switch (z->mode) {
+  case M_DONE:
+    z->last = 0;
+    z->mode = M_HEADER;
+    z->bits = 0;
+    z->nbits = 0;
+    return 0;
+  case M_HEADER:
+    /* Any bits left are padding before the next message's bytes. */
+    z->bits = 0;
+    z->nbits = 0;
+    return 0;
+  case M_COPY:
+    return WS_ERR_WOULDBLOCK;
+  case M_ERROR:
+    return z->err;
+  default:
+    z->mode = M_ERROR;
+    z->err = WS_ERR_DATA;
+    return WS_ERR_DATA;
+  }
+}
+
+/* Appends the |n| bytes just produced at |p| to the window. */
+static void update_window(ws_inflater *z, const uint8_t *p, size_t n) {
+  uint32_t ws = z->wsize;
+  if (n >= ws) {
+    memcpy(z->win, p + n - ws, ws);
+    z->wpos = 0;
+    z->whave = ws;
+    return;
+  }
+  uint32_t k = (uint32_t)n;
+  uint32_t first = ws - z->wpos;
+  if (first > k) first = k;
+  memcpy(z->win + z->wpos, p, first);
+  if (k > first) memcpy(z->win, p + first, k - first);
+  z->wpos = (z->wpos + k) & (ws - 1);
+  z->whave = z->whave + k > ws ? ws : z->whave + k;
+}
+
+static inline uint64_t load64le(const uint8_t *p) {
+  return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+         (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+         (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}
+
+/* Looks up a code with the |nb| bits available: the entry with its total
+ * length in bits 0..7, or 0 when more bits are needed. */
+static inline uint32_t peek_code(const uint32_t *t, unsigned root,
+                                 uint64_t b, unsigned nb) {
+  uint32_t e = t[b & ((1u << root) - 1)];
+  if (e & E_SUB) {
+    if (nb < root) return 0;
+    unsigned sb = (e >> 8) & 15u;
+    uint32_t e2 = t[(e >> 16) + ((b >> root) & ((1u << sb) - 1))];
+    unsigned total = root + (e2 & 0xffu);
+    if (total > nb) return 0;
+    return (e2 & ~0xffu) | total;
+  }
+  if ((e & 0xffu) > nb) return 0;
+  return e;
+}
+
+/* Copies a match of |len| bytes at |dist| (already validated) to
+ * |out|, from the call's output at |out0| or the window. Byte-wise: the
+ * slow path only. */
+static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
+                          uint8_t *out, uint32_t len, uint32_t dist) {
+  uint32_t wmask = z->wsize - 1;
+  while (len--) {
+    size_t made = (size_t)(out - out0);
+    uint8_t c;
+    if (dist <= made)
+      c = out[-(ptrdiff_t)dist];
+    else
+      c = z->win[(z->wpos - (uint32_t)(dist - made)) & wmask];
+    *out++ = c;
+  }
+  return out;
+}
+
+int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
+               uint8_t *out, size_t outlen, size_t *pnout) {
+  const uint8_t *ip = in, *const iend = in + inlen;
+  uint8_t *op = out, *const oend = out + outlen;
+  uint64_t b = z->bits;
+  unsigned nb = z->nbits;
+  int rc = 0;
+
+#define NEED(n)                                                             \
+  do {                                                                      \
+    while (nb < (n)) {                                                      \
+      if (ip == iend) goto out;                                             \
+      b |= (uint64_t)*ip++ << nb;                                           \
+      nb += 8;                                                              \
+    }                                                                       \
+  } while (0)
+#define DROP(n)                                                             \
+  do {                                                                      \
+    b >>= (n);                                                              \
+    nb -= (n);                                                              \
+  } while (0)
+#define FAIL()                                                              \
+  do {                                                                      \
+    z->mode = M_ERROR;                                                      \
+    z->err = WS_ERR_DATA;                                                   \
+    rc = WS_ERR_DATA;                                                       \
+    goto out;                                                               \
+  } while (0)
+
+  if (z->mode == M_ERROR) {
+    rc = z->err;
+    goto out;
+  }
+
+  for (;;) {
+    switch (z->mode) {
+    case M_HEADER: {
+      NEED(3);
+      z->last = (int)(b & 1u);
+      unsigned type = (unsigned)(b >> 1) & 3u;
+      DROP(3);
+      if (type == 0) {
+        DROP(nb & 7u);
+        z->mode = M_STORED_LEN;
+      } else if (type == 1) {
+        if (z->tables != 1) build_fixed(z);
+        z->mode = M_CODES;
+      } else if (type == 2) {
+        z->mode = M_DYN_COUNTS;
+      } else {
+        FAIL();
+      }
+      break;
+    }
+    case M_STORED_LEN: {
+      NEED(32);
+      uint32_t len = (uint32_t)b & 0xffffu;
+      uint32_t nlen = (uint32_t)(b >> 16) & 0xffffu;
+      DROP(32);
+      if (len != (~nlen & 0xffffu)) FAIL();
+      z->left = len;
+      z->mode = M_STORED;
+      break;
+    }
+    case M_STORED:
+      while (z->left > 0 && nb >= 8 && op < oend) { /* buffered bytes */
+        *op++ = (uint8_t)b;
+        DROP(8);
+        z->left--;
+      }
+      if (z->left > 0) {
+        size_t n = WS_MIN((size_t)(iend - ip), (size_t)(oend - op));
+        if (n > z->left) n = z->left;
+        memcpy(op, ip, n);
+        op += n;
+        ip += n;
+        z->left -= (uint32_t)n;
+        if (z->left > 0) goto out;
+      }
+      z->mode = z->last ? M_DONE : M_HEADER;
+      break;
+    case M_DYN_COUNTS:
+      NEED(14);
+      z->hlit = (unsigned)(b & 31u) + 257;
+      z->hdist = (unsigned)((b >> 5) & 31u) + 1;
+      z->hclen = (unsigned)((b >> 10) & 15u) + 4;
+      DROP(14);
+      if (z->hlit > 286 || z->hdist > 30) FAIL();
+      z->idx = 0;
+      z->mode = M_DYN_CLEN;
+      break;
+    case M_DYN_CLEN:
+      while (z->idx < z->hclen) {
+        NEED(3);
+        z->lens[clen_order[z->idx++]] = (uint8_t)(b & 7u);
+        DROP(3);
+      }
+      while (z->idx < 19) z->lens[clen_order[z->idx++]] = 0;
+      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN))
+        FAIL();
+      z->idx = 0;
+      z->mode = M_DYN_LENS;
+      break;
+    case M_DYN_LENS: {
+      unsigned total = z->hlit + z->hdist;
+      while (z->idx < total) {
+        uint32_t e;
+        for (;;) {
+          e = peek_code(z->clen, CLEN_ROOT, b, nb);
+          if (e) {
+            unsigned sym = e >> 16, need = e & 0xffu;
+            need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
+            if (nb >= need) break;
+          }
+          if (ip == iend) goto out;
+          b |= (uint64_t)*ip++ << nb;
+          nb += 8;
+        }
+        unsigned sym = e >> 16;
+        DROP(e & 0xffu);
+        if (sym < 16) {
+          z->lens[z->idx++] = (uint8_t)sym;
+          continue;
+        }
+        unsigned rep;
+        uint8_t val = 0;
+        if (sym == 16) {
+          if (z->idx == 0) FAIL();
+          val = z->lens[z->idx - 1];
+          rep = 3 + (unsigned)(b & 3u);
+          DROP(2);
+        } else if (sym == 17) {
+          rep = 3 + (unsigned)(b & 7u);
+          DROP(3);
+        } else {
+          rep = 11 + (unsigned)(b & 127u);
+          DROP(7);
+        }
+        if (z->idx + rep > total) FAIL();
+        while (rep--) z->lens[z->idx++] = val;
+      }
+      if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
+      z->tables = 0;
+      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT) ||
+          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit,
+                      z->hdist, T_DIST))
+        FAIL();
+      z->tables = 2;
+      z->mode = M_CODES;
+      break;
+    }
+    case M_CODES: {
+      const uint32_t *lt = z->lit, *dt = z->dist;
+      const uint32_t lmask = (1u << LIT_ROOT) - 1, dmask = (1u << DIST_ROOT) - 1;
+      const uint32_t wsize = z->wsize, whave = z->whave;
+
+      /* Fast loop: every iteration refills to >= 56 bits, enough for a
+       * length code, its extra bits, a distance code and its extra bits
+       * (at most 15+5+15+13 = 48). A match that would not fit in |out|
+       * with the copy overrun is copied exactly, and what does not fit
+       * is left for M_COPY. */
+      while ((size_t)(iend - ip) >= FAST_IN && op < oend) {
+        b |= load64le(ip) << nb;
+        ip += (63u - nb) >> 3;
+        nb |= 56u;
+
+        uint32_t e = lt[b & lmask];
+        if (e & E_SUB) {
+          DROP(LIT_ROOT);
+          e = lt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
+        }
+        DROP(e & 0xffu);
+        if (e & E_LIT) {
+          *op++ = (uint8_t)(e >> 16);
+          /* a second literal often fits without a refill */
+          if (nb >= LIT_ROOT && op < oend) {
+            e = lt[b & lmask];
+            if ((e & (E_LIT | E_SUB)) == E_LIT) {
+              DROP(e & 0xffu);
+              *op++ = (uint8_t)(e >> 16);
+            }
+          }
+          continue;
+        }
+        if (e & (E_EOB | E_BAD)) {
+          if (e & E_BAD) {
+            b &= ((uint64_t)1 << nb) - 1;
+            FAIL();
+          }
+          z->mode = z->last ? M_DONE : M_HEADER;
+          break;
+        }
+        unsigned ex = (e >> 8) & 15u;
+        uint32_t len = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
+        DROP(ex);
+        e = dt[b & dmask];
+        if (e & E_SUB) {
+          DROP(DIST_ROOT);
+          e = dt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
+        }
+        DROP(e & 0xffu);
+        if (e & E_BAD) {
+          b &= ((uint64_t)1 << nb) - 1;
+          FAIL();
+        }
+        ex = (e >> 8) & 15u;
+        uint32_t dist = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
+        DROP(ex);
+        if (WS_UNLIKELY(dist > wsize)) {
+          b &= ((uint64_t)1 << nb) - 1;
+          FAIL();
+        }
+        size_t made = (size_t)(op - out);
+        if (WS_UNLIKELY(dist > made && dist - made > whave)) {
+          b &= ((uint64_t)1 << nb) - 1;
+          FAIL();
+        }
+        if (WS_UNLIKELY((size_t)(oend - op) < len + FAST_SLACK)) {
+          /* near the end of |out|: exact copy, the rest later */
+          uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
+          op = copy_slow(z, out, op, room, dist);
+          if (room < len) {
+            z->left = len - room;
+            z->dist_pending = dist;
+            z->mode = M_COPY;
+            break;
+          }
+          continue;
+        }
+        if (dist <= made) {
+          const uint8_t *src = op - dist;
+          uint8_t *end = op + len;
+          if (dist >= 8) {
+            do {
+              memcpy(op, src, 8);
+              op += 8;
+              src += 8;
+            } while (op < end);
+          } else if (dist == 1) {
+            memset(op, *src, len);
+          } else {
+            do *op++ = *src++;
+            while (op < end);
+          }
+          op = end;
+        } else {
+          uint32_t back = dist - (uint32_t)made;
+          uint32_t start = (z->wpos - back) & (wsize - 1);
+          uint32_t n = back < len ? back : len;
+          uint32_t first = wsize - start;
+          if (first > n) first = n;
+          memcpy(op, z->win + start, first);
+          if (n > first) memcpy(op + first, z->win, n - first);
+          op += n;
+          len -= n;
+          /* the rest comes from this call's output */
+          const uint8_t *src = op - dist;
+          while (len--) *op++ = *src++;
+        }
+      }
+      b &= ((uint64_t)1 << nb) - 1;
+      if (z->mode != M_CODES) break;
+
+      /* Slow path: one symbol with whatever input and output is left. */
+      while (nb <= 48 && ip < iend) {
+        b |= (uint64_t)*ip++ << nb;
+        nb += 8;
+      }
+      uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
+      if (!e) goto out;
+      unsigned clen = e & 0xffu;
+      if (e & E_LIT) {
+        if (op == oend) goto out;
+        *op++ = (uint8_t)(e >> 16);
+        DROP(clen);
+        break;
+      }
+      if (e & E_EOB) {
+        DROP(clen);
+        z->mode = z->last ? M_DONE : M_HEADER;
+        break;
+      }
+      if (e & E_BAD) FAIL();
+      unsigned ex = (e >> 8) & 15u;
+      unsigned used = clen + ex;
+      if (nb < used) goto out;
+      uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
+      uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
+      if (!d) goto out;
+      if (d & E_BAD) FAIL();
+      unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
+      if (nb < used + dlen + dex) goto out;
+      uint32_t dist =
+          (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+      DROP(used + dlen + dex);
+      if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
+      z->left = len;
+      z->dist_pending = dist;
+      z->mode = M_COPY;
+      break;
+    }
+    case M_COPY: {
+      size_t room = (size_t)(oend - op);
+      uint32_t n = z->left;
+      if (n > room) n = (uint32_t)room;
+      op = copy_slow(z, out, op, n, z->dist_pending);
+      z->left -= n;
+      if (z->left > 0) goto out;
+      z->mode = M_CODES;
+      break;
+    }
+    case M_DONE:
+      /* Whatever follows the final block (the appended tail) is not
+       * part of the stream. */
+      ip = iend;
+      b = 0;
+      nb = 0;
+      goto out;
+    default:
+      rc = z->err ? z->err : WS_ERR_DATA;
+      goto out;
+    }
+  }
+
+out:
+#undef NEED
+#undef DROP
+#undef FAIL
+  if (rc == 0) update_window(z, out, (size_t)(op - out));
+  z->bits = b;
+  z->nbits = nb;
+  *pnin = (size_t)(ip - in);
+  *pnout = (size_t)(op - out);
+  return rc;
+}
