@@ -526,16 +526,29 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
     if (rv != WS_ERR_WOULDBLOCK)
       return fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
   }
-  /* Slow path: copy just enough bytes to complete the header. */
+  /* Slow path: copy just enough bytes to complete the header. The
+   * decoder runs on every partial header too, so an invalid 64-bit
+   * length fails at its first byte however the header was split. */
   size_t used = 0;
   for (;;) {
+    if (c->hdrlen > 0) {
+      rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
+      if (rv != WS_ERR_WOULDBLOCK) {
+        *pnread = used;
+        c->hdrlen = 0;
+        if (rv) return fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+        return on_header(c);
+      }
+    }
     size_t need = 2;
     if (c->hdrlen >= 2) {
       unsigned l7 = c->hdr[1] & 0x7fu;
-      need = 2u + (l7 == 126 ? 2u : l7 == 127 ? 8u : 0u) +
-             ((c->hdr[1] & 0x80u) ? 4u : 0u);
+      /* 64-bit length: take its first byte alone, to check its top bit */
+      need = l7 == 127 && c->hdrlen == 2
+                 ? 3u
+                 : 2u + (l7 == 126 ? 2u : l7 == 127 ? 8u : 0u) +
+                       ((c->hdr[1] & 0x80u) ? 4u : 0u);
     }
-    if (c->hdrlen >= need) break;
     size_t n = WS_MIN(need - c->hdrlen, inlen - used);
     if (n == 0) {
       *pnread = used;
@@ -545,11 +558,6 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
     c->hdrlen = (uint8_t)(c->hdrlen + n);
     used += n;
   }
-  *pnread = used;
-  rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
-  c->hdrlen = 0;
-  if (rv) return fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
-  return on_header(c);
 }
 
 /* Queues the automatic pong, or keeps the latest ping's payload to answer

@@ -603,6 +603,17 @@ static void recv_64bit_length_top_bit(void **state) {
   free(in);
 }
 
+/* RFC 6455 5.2: the top bit is refused as soon as its byte arrives, before
+ * the rest of the header, whether the header came in one piece or split
+ * (server_run replays every split; the header here is never completed). */
+static void recv_64bit_length_top_bit_truncated_header(void **state) {
+  (void)state;
+  size_t n;
+  uint8_t *in = tu_hex("82 ff 80", &n);
+  expect_close(in, n, WS_ERR_PROTO, 1002, "ERROR -201 1002 invalid frame length");
+  free(in);
+}
+
 static void recv_control_frame_too_large(void **state) {
   (void)state;
   uint8_t in[300];
@@ -1316,6 +1327,7 @@ int main(void) {
       cmocka_unit_test(recv_rsv_bits_without_extension),
       cmocka_unit_test(recv_reserved_opcodes),
       cmocka_unit_test(recv_64bit_length_top_bit),
+      cmocka_unit_test(recv_64bit_length_top_bit_truncated_header),
       cmocka_unit_test(recv_control_frame_too_large),
       cmocka_unit_test(recv_fragmented_control_frame),
       cmocka_unit_test(recv_continuation_without_start),
