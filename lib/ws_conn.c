@@ -102,6 +102,10 @@ void ws_config_default(ws_config *cfg, ws_role role) {
   cfg->ping_interval_ms = 25000;
   cfg->pong_timeout_ms = 25000;
   cfg->close_timeout_ms = 5000;
+  cfg->pmd.level = 6;
+  cfg->pmd.server_max_window_bits = 15;
+  cfg->pmd.client_max_window_bits = 15;
+  cfg->pmd.min_size = 32;
 }
 
 size_t ws_conn_sizeof(void) { return sizeof(ws_conn); }
@@ -1024,4 +1028,10 @@ ws_slice ws_conn_protocol(const ws_conn *c) {
 
 void ws_conn_stats(const ws_conn *c, ws_stats *pstats) {
   if (c && pstats) *pstats = c->stats;
+}
+
+void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
+  if (!params) return;
+  memset(params, 0, sizeof(*params));
+  (void)c; /* negotiation lands with the permessage-deflate integration */
 }

@@ -310,6 +310,49 @@ typedef enum ws_delivery {
 #define WS_CFG_NO_AUTO_PONG 0x1u  /* do not answer pings automatically */
 #define WS_CFG_NO_AUTO_CLOSE 0x2u /* do not echo a received close */
 
+/*
+ * permessage-deflate (RFC 7692), the |pmd| member of ws_config. Off
+ * unless |enable| is set. The DEFLATE codec is built in (no zlib).
+ *
+ * Server role: the first acceptable offer in the request is taken (an
+ * offer with an unknown or repeated parameter or an invalid value is
+ * declined, never fatal); the response then carries
+ *   server_no_context_takeover  if offered, or if set here;
+ *   client_no_context_takeover  if set here (the client resets its
+ *                               compressor per message);
+ *   server_max_window_bits=N    N = the smaller of the offer's value and
+ *                               |server_max_window_bits|, written when
+ *                               below 15 or when offered;
+ *   client_max_window_bits=N    only if offered: N = the smaller of the
+ *                               offer's value (15 if none) and
+ *                               |client_max_window_bits|, written when
+ *                               below 15 or when offered with a value.
+ * An offer without client_max_window_bits when |client_max_window_bits|
+ * is below 15 is declined (the client could not be held to it).
+ *
+ * Client role: the offer is built from these fields (each parameter only
+ * when it asks for something: a flag set, or window bits below 15;
+ * client_max_window_bits is always offered, with a value when below 15)
+ * and the response is checked strictly (RFC 7692 7.1): an unknown,
+ * repeated or unoffered parameter, or an invalid value, fails the
+ * handshake with WS_ERR_EXTENSION.
+ *
+ * Memory: a connection compresses with a 2^server/client_max_window_bits
+ * history (see README, "Memory per connection"). Where no context is
+ * kept for a direction, that direction's codec state exists only while a
+ * message is being compressed or inflated.
+ */
+typedef struct ws_pmd_config {
+  uint8_t enable;                     /* 1: offer / accept */
+  uint8_t level;                      /* 1 (fast) .. 9; default 6 */
+  uint8_t server_max_window_bits;     /* 8..15; default 15 */
+  uint8_t client_max_window_bits;     /* 8..15; default 15 */
+  uint8_t server_no_context_takeover; /* ask for / grant it; default 0 */
+  uint8_t client_no_context_takeover; /* ask for / grant it; default 0 */
+  uint32_t min_size; /* messages shorter than this are sent uncompressed;
+                        default 32 */
+} ws_pmd_config;
+
 typedef struct ws_config {
   ws_role role;
   ws_delivery delivery;
@@ -327,6 +370,7 @@ typedef struct ws_config {
   uint32_t close_timeout_ms;     /* close handshake; 5000 */
   ws_rand_fn rand;               /* required in client role */
   void *rand_user_data;
+  ws_pmd_config pmd;             /* permessage-deflate; off by default */
 } ws_config;
 
 /* Fills |cfg| with the defaults documented above for |role|. */
@@ -448,7 +492,10 @@ typedef struct ws_event {
 WS_EXTERN int ws_conn_next_event(ws_conn *conn, ws_event *ev);
 
 /* ws_conn_send() flags */
-#define WS_SEND_MORE 0x1u /* not the last fragment of the message */
+#define WS_SEND_MORE 0x1u        /* not the last fragment of the message */
+#define WS_SEND_NO_COMPRESS 0x2u /* send this message uncompressed even if
+                                    permessage-deflate is on (given on its
+                                    first fragment) */
 
 /*
  * Queues a text or binary message (or, with WS_SEND_MORE, a fragment of
@@ -540,6 +587,19 @@ WS_EXTERN uint16_t ws_conn_close_code(const ws_conn *conn);
 /* The selected subprotocol after the handshake; len 0 if none. The slice
  * is valid until the connection is deleted. */
 WS_EXTERN ws_slice ws_conn_protocol(const ws_conn *conn);
+
+/* What permessage-deflate negotiated: |enabled| 0 if it is off. */
+typedef struct ws_pmd_params {
+  uint8_t enabled;
+  uint8_t server_no_context_takeover;
+  uint8_t client_no_context_takeover;
+  uint8_t server_max_window_bits; /* 8..15 */
+  uint8_t client_max_window_bits; /* 8..15 */
+} ws_pmd_params;
+
+/* Fills |params| with the negotiated permessage-deflate parameters (all
+ * zero before the connection is open or when it was not negotiated). */
+WS_EXTERN void ws_conn_pmd(const ws_conn *conn, ws_pmd_params *params);
 
 typedef struct ws_stats {
   uint64_t msgs_in, msgs_out;       /* data messages */
