@@ -12,11 +12,19 @@
  * next ws_conn_next_event() with an empty slot reports it once.
  */
 #include "ws_int.h"
+#include "ws_deflate.h"
 #include "ws_handshake.h"
 #include "ws_mask.h"
+#include "ws_pmd.h"
 #include "ws_utf8.h"
 
 enum rx_state { RX_HEADER = 0, RX_PAYLOAD };
+
+/* permessage-deflate: inflated bytes per stream-mode event, and masked
+ * input unmasked ahead of the inflater per step (what it leaves unused is
+ * masked back, so the caller's unconsumed bytes stay as they were). */
+#define ZCHUNK 16384u
+#define ZSTEP 16384u
 
 /* Opening-handshake state, allocated only while connecting. */
 typedef struct ws_hs {
@@ -84,6 +92,17 @@ struct ws_conn {
 
   ws_stats stats;
   uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
+
+  /* permessage-deflate (RFC 7692) */
+  ws_pmd_params pmd;  /* negotiated */
+  uint8_t rx_comp;    /* the message being received is compressed */
+  uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
+  uint8_t tx_comp;    /* the fragmented message being sent is */
+  uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
+  uint64_t inflated;  /* inflated bytes of the current message */
+  ws_inflater *inf;   /* allocated by the first compressed message */
+  ws_deflater *def;
+  uint8_t *zbuf;      /* stream mode: inflated data lent to events */
 };
 
 #define NO_DEADLINE UINT64_MAX
@@ -153,9 +172,26 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   return 0;
 }
 
+static void inflater_drop(ws_conn *c) {
+  if (!c->inf) return;
+  ws_inflate_free(c->inf);
+  ws_free(&c->mem, c->inf);
+  c->inf = NULL;
+}
+
+static void deflater_drop(ws_conn *c) {
+  if (!c->def) return;
+  ws_deflate_free(c->def);
+  ws_free(&c->mem, c->def);
+  c->def = NULL;
+}
+
 void ws_conn_del(ws_conn *c) {
   if (!c) return;
   hs_free(c);
+  inflater_drop(c);
+  deflater_drop(c);
+  ws_free(&c->mem, c->zbuf);
   ws_buf_free(&c->out, &c->mem);
   ws_buf_free(&c->msg, &c->mem);
   ws_free(&c->mem, c->ctrl);
@@ -245,6 +281,8 @@ static int fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   c->state = WS_STATE_FAILED;
   ws_buf_free(&c->msg, &c->mem);
   c->has_pending_pong = 0;
+  inflater_drop(c);
+  deflater_drop(c);
   return err;
 }
 
@@ -296,8 +334,11 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     }
     c->hs->offeredlen = off;
   }
+  char offer[WS_PMD_TEXT_MAX];
+  if (c->cfg.pmd.enable) ws_pmd_write_offer(&c->cfg.pmd, offer);
   size_t before = c->out.len;
-  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, NULL);
+  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key,
+                           c->cfg.pmd.enable ? offer : NULL);
   if (rv) {
     hs_free(c);
     return rv;
@@ -336,8 +377,13 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     if (!c->protocol) return WS_ERR_NOMEM;
     memcpy(c->protocol, proto, c->protocollen);
   }
+  ws_pmd_params pmd;
+  char ext[WS_PMD_TEXT_MAX];
+  memset(&pmd, 0, sizeof(pmd));
+  if (c->cfg.pmd.enable) ws_pmd_negotiate(&c->cfg.pmd, &c->hs->req, &pmd, ext);
   size_t before = c->out.len;
-  int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto, NULL,
+  int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
+                              pmd.enabled ? ext : NULL,
                               p ? p->headers : NULL, p ? p->nheaders : 0);
   if (rv) {
     ws_free(&c->mem, c->protocol);
@@ -347,6 +393,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   }
   c->stats.wire_out += c->out.len - before;
   hs_free(c);
+  c->pmd = pmd;
+  c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
   c->state = WS_STATE_OPEN;
   c->hs_deadline = NO_DEADLINE;
   c->last_rx = c->now;
@@ -447,12 +495,25 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   hs->parsed = 1;
   const char *reason = "invalid response";
   ws_slice offered = {hs->offered, hs->offeredlen};
-  rv = ws_hs_validate_response(&hs->resp, hs->key, offered, 0, &reason);
+  rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
+                               c->cfg.pmd.enable, &reason);
   if (rv == WS_ERR_REJECTED) {
     /* The response stays readable through the error event. */
     return fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
   }
   if (rv) return fail(c, WS_ERR_HANDSHAKE, 0, reason);
+  /* Only permessage-deflate can have been offered; validate_response let
+   * through at most one extension element. RFC 7692 7.1: a response the
+   * offer does not allow fails the connection. */
+  for (size_t i = 0; i < hs->resp.nheaders; i++) {
+    ws_slice v = hs->resp.headers[i].value, list = v, el;
+    if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
+        !ws_list_next(&list, &el))
+      continue;
+    if (ws_pmd_check_response(&c->cfg.pmd, v, &c->pmd, &reason))
+      return fail(c, WS_ERR_EXTENSION, 0, reason);
+    c->rsv_allowed = WS_RSV1;
+  }
   if (hs->resp.protocol.len) {
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
     if (!c->protocol) return nomem(c);
@@ -493,12 +554,20 @@ static int on_header(ws_conn *c) {
       return fail(c, WS_ERR_PROTO, 1002, "continuation without message");
     if (fh->opcode != WS_OP_CONT && c->msg_op)
       return fail(c, WS_ERR_PROTO, 1002, "message not finished");
+    /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
+     * on a continuation it is an error (control frames with RSV bits
+     * were refused above). */
+    if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
+      return fail(c, WS_ERR_PROTO, 1002, "RSV1 set on a continuation frame");
     if (fh->opcode != WS_OP_CONT) {
       c->msg_op = fh->opcode;
       c->msg_bytes = 0;
       c->nfrags = 0;
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
+      c->rx_comp = (fh->rsv & WS_RSV1) != 0;
+      c->inflated = 0;
+      c->ztail = 0;
     }
     if (fh->payload_len > c->cfg.max_frame_payload)
       return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
@@ -647,6 +716,159 @@ static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
   return flags;
 }
 
+static int peer_resets(const ws_conn *c) {
+  return is_client(c) ? c->pmd.server_no_context_takeover
+                      : c->pmd.client_no_context_takeover;
+}
+
+static int we_reset(const ws_conn *c) {
+  return is_client(c) ? c->pmd.client_no_context_takeover
+                      : c->pmd.server_no_context_takeover;
+}
+
+/* RFC 7692 7.2.2: appended to the compressed data of every message. */
+static const uint8_t pmd_tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* Compressed data frames (RFC 7692 7.2.2): the payload is unmasked a step
+ * at a time and inflated into the stream-mode chunk or the message
+ * buffer. The inflated size counts against max_message as it is
+ * produced, so a bomb stops at the limit. Once the last frame's payload
+ * is in, the tail is fed and the output drained, across as many events
+ * as it takes: ws_conn_next_event() resumes the drain, which needs no
+ * more input. */
+static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
+                           size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  int stream = c->cfg.delivery == WS_DELIVER_STREAM;
+  size_t pos = 0;
+  int done = 0;
+
+  *pnread = 0;
+  if (!c->inf) {
+    unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
+                                 : c->pmd.client_max_window_bits;
+    c->inf = ws_malloc(&c->mem, sizeof(*c->inf));
+    if (!c->inf) return nomem(c);
+    if (ws_inflate_init(c->inf, &c->mem, bits)) {
+      ws_free(&c->mem, c->inf);
+      c->inf = NULL;
+      return nomem(c);
+    }
+  }
+  if (stream && !c->zbuf) {
+    c->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!c->zbuf) return nomem(c);
+  }
+  for (;;) {
+    int at_end = c->remaining == 0 && c->fh.fin;
+    if (!at_end && pos == n) break; /* more input needed, or frame over */
+    if (stream && c->zlen == ZCHUNK) break; /* hand out a full chunk */
+    uint8_t *out, probe;
+    size_t room;
+    uint64_t left = c->cfg.max_message - c->inflated;
+    if (stream) {
+      out = c->zbuf + c->zlen;
+      room = ZCHUNK - c->zlen;
+    } else {
+      if (c->msg.cap == c->msg.len && left > 0) {
+        size_t grow =
+            (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
+        /* never more than max_message, whatever doubling would do */
+        if (ws_buf_reserve_bounded(&c->msg, &c->mem, grow,
+                                   (size_t)c->cfg.max_message))
+          return nomem(c);
+      }
+      out = c->msg.base + c->msg.len;
+      room = c->msg.cap - c->msg.len;
+    }
+    if (room > left) room = (size_t)left;
+    if (room == 0) { /* at the limit: one more byte would be too many */
+      out = &probe;
+      room = 1;
+    }
+    size_t used = 0, produced = 0;
+    int rv;
+    if (pos < n) {
+      size_t k = WS_MIN(n - pos, ZSTEP);
+      uint8_t *p = in + pos;
+      if (key) ws_mask(p, k, key, c->mask_off);
+      rv = ws_inflate(c->inf, p, k, &used, out, room, &produced);
+      if (key && used < k)
+        ws_mask(p + used, k - used, key, (c->mask_off + used) & 3u);
+      c->mask_off = (uint8_t)((c->mask_off + used) & 3u);
+      pos += used;
+      c->remaining -= used;
+    } else if (c->ztail < sizeof(pmd_tail)) {
+      rv = ws_inflate(c->inf, pmd_tail + c->ztail, sizeof(pmd_tail) - c->ztail,
+                      &used, out, room, &produced);
+      c->ztail = (uint8_t)(c->ztail + used);
+    } else {
+      rv = ws_inflate(c->inf, NULL, 0, &used, out, room, &produced);
+    }
+    if (rv) return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    if (produced) {
+      if (out == &probe) return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+      if (text && ws_utf8_feed(&c->utf8, out, produced))
+        return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      c->inflated += produced;
+      c->stats.bytes_in += produced;
+      if (stream)
+        c->zlen += (uint32_t)produced;
+      else
+        c->msg.len += produced;
+    }
+    if (produced < room && at_end && c->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(c->inf))
+        return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+      done = 1;
+      break;
+    }
+    if (!used && !produced) /* cannot happen: the inflater moved nothing */
+      return fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+  }
+  *pnread = pos;
+  if (done) {
+    if (text && ws_utf8_finish(&c->utf8))
+      return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    c->rx_state = RX_HEADER;
+    c->rx_comp = 0;
+    c->msg_op = 0;
+    c->stats.msgs_in++;
+    /* RFC 7692 7.1.1: without context takeover nothing carries over, so
+     * the inflater's memory goes until the next compressed message. */
+    if (peer_resets(c)) inflater_drop(c);
+  } else if (c->remaining == 0 && !c->fh.fin) {
+    c->rx_state = RX_HEADER; /* a non-final frame is over */
+  }
+  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
+  if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
+  if (stream && (done || c->zlen)) {
+    c->msg_started = 1;
+    set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+    c->ev.flags = flags;
+    c->ev.data.base = c->zbuf;
+    c->ev.data.len = c->zlen;
+    c->zlen = 0;
+    if (done) c->release = 1; /* the chunk buffer goes at the next call */
+  } else if (done) {
+    set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+    c->ev.flags = flags | WS_EVF_FIRST;
+    c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+    c->ev.data.len = ws_buf_size(&c->msg);
+    c->release = 1;
+  }
+  return 0;
+}
+
+/* A compressed message whose data is all in but whose inflated output is
+ * not all out yet: the drain goes on without input. */
+static int draining(const ws_conn *c) {
+  return c->rx_comp && c->rx_state == RX_PAYLOAD && c->remaining == 0 &&
+         c->fh.fin && !c->err;
+}
+
 static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
                         size_t *pnread) {
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
@@ -678,6 +900,7 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
     c->rx_state = RX_HEADER;
     return on_control(c, data, (size_t)c->fh.payload_len);
   }
+  if (c->rx_comp) return read_compressed(c, in, inlen, pnread);
 
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
@@ -750,6 +973,8 @@ static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
   ws_buf_free(&c->msg, &c->mem);
+  ws_free(&c->mem, c->zbuf);
+  c->zbuf = NULL;
   if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
     hs_free(c);
 }
@@ -780,7 +1005,7 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   }
   size_t pos = 0;
   if (inlen) c->rx_activity = 1;
-  while (pos < inlen && !c->ev_ready && !c->err) {
+  while ((pos < inlen || draining(c)) && !c->ev_ready && !c->err) {
     size_t n = 0;
     int rv;
     if (c->rx_state == RX_HEADER) {
@@ -820,6 +1045,15 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     return 0;
   }
   release_event_storage(c);
+  if (draining(c)) {
+    size_t n;
+    (void)read_payload(c, NULL, 0, &n);
+    if (c->ev_ready) {
+      *ev = c->ev;
+      c->ev_ready = 0;
+      return 0;
+    }
+  }
   if (c->err && !c->err_reported) {
     c->err_reported = 1;
     memset(ev, 0, sizeof(*ev));
@@ -844,6 +1078,74 @@ static int can_send_data(const ws_conn *c) {
          (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
 }
 
+/* Compresses one fragment of a message into a frame (RFC 7692 7.2.1):
+ * RSV1 on the first frame only; the last one ends with a sync flush whose
+ * 00 00 ff ff tail is removed. The payload is compressed straight into
+ * the output queue behind room for the longest header, which then moves
+ * down next to the header once the payload's length is known. */
+static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
+                            const uint8_t *data, size_t len) {
+  ws_frame_header fh;
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  memset(&fh, 0, sizeof(fh));
+  fh.fin = (uint8_t)fin;
+  fh.opcode = (uint8_t)opcode;
+  if (opcode != WS_OP_CONT) fh.rsv = WS_RSV1;
+  if (is_client(c)) {
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data))
+      return WS_ERR_INTERNAL;
+  }
+  if (!c->def) {
+    unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
+                                 : c->pmd.server_max_window_bits;
+    int level = c->cfg.pmd.level;
+    if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
+    c->def = ws_malloc(&c->mem, sizeof(*c->def));
+    if (!c->def) return WS_ERR_NOMEM;
+    if (ws_deflate_init(c->def, &c->mem, bits, level)) {
+      ws_free(&c->mem, c->def);
+      c->def = NULL;
+      return WS_ERR_NOMEM;
+    }
+  }
+  size_t clen = 0, used = 0;
+  size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
+  int rv;
+  do {
+    if (ws_buf_reserve_bounded(&c->out, &c->mem,
+                               WS_FRAME_HEADER_MAX + clen + step,
+                               (size_t)c->cfg.max_out_queue + 512u)) {
+      /* The compressor has taken input it cannot give back: the
+       * message cannot go on, so neither can the connection. */
+      return nomem(c);
+    }
+    uint8_t *dst = c->out.base + c->out.len + WS_FRAME_HEADER_MAX + clen;
+    size_t room = c->out.cap - c->out.len - WS_FRAME_HEADER_MAX - clen;
+    size_t nin, nout;
+    rv = ws_deflate(c->def, len ? data + used : data, len - used, &nin, dst,
+                    room, &nout,
+                    fin ? WS_DEFLATE_SYNC_FLUSH : WS_DEFLATE_NO_FLUSH);
+    used += nin;
+    clen += nout;
+    step = WS_MAX(step, clen);
+  } while (rv == WS_ERR_WOULDBLOCK);
+  if (rv) return fail(c, WS_ERR_INTERNAL, 1011, "compressor failed");
+  uint8_t *base = c->out.base + c->out.len;
+  if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
+  fh.payload_len = clen;
+  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  memmove(base + hlen, base + WS_FRAME_HEADER_MAX, clen);
+  memcpy(base, hdr, hlen);
+  if (fh.masked) ws_mask(base + hlen, clen, fh.mask, 0);
+  c->out.len += hlen + clen;
+  c->stats.wire_out += hlen + clen;
+  /* RFC 7692 7.1.1: without context takeover the next message starts
+   * afresh, so the compressor's memory is not kept between messages. */
+  if (fin && we_reset(c)) deflater_drop(c);
+  return 0;
+}
+
 int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                  uint32_t flags) {
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
@@ -851,16 +1153,24 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
     return WS_ERR_INVALID_ARGUMENT;
   if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
-  /* Data never makes the queue exceed max_out_queue. */
+  /* Data never makes the queue exceed max_out_queue (a compressed
+   * message is counted at its uncompressed size). */
   size_t max = c->cfg.max_out_queue;
   size_t hlen = 2u + (len < 126 ? 0u : len <= 0xffff ? 2u : 8u) +
                 (is_client(c) ? 4u : 0u);
   if (len > max - hlen) return WS_ERR_TOO_BIG;
   if (ws_buf_size(&c->out) > max - hlen - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
-  int rv = queue_frame(c, fin, c->tx_op ? WS_OP_CONT : (unsigned)opcode,
-                       data, len);
+  /* Whether a message is compressed is decided at its first fragment:
+   * small single-frame messages are not worth it (min_size). */
+  int comp = c->tx_op ? c->tx_comp
+                      : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
+                            (!fin || len >= c->cfg.pmd.min_size);
+  unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
+  int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
+                : queue_frame(c, fin, op, data, len);
   if (rv) return rv;
+  c->tx_comp = (uint8_t)(fin ? 0 : comp);
   c->tx_op = fin ? 0 : (uint8_t)opcode;
   c->stats.bytes_out += len;
   if (fin) c->stats.msgs_out++;
@@ -1033,5 +1343,5 @@ void ws_conn_stats(const ws_conn *c, ws_stats *pstats) {
 void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
   if (!params) return;
   memset(params, 0, sizeof(*params));
-  (void)c; /* negotiation lands with the permessage-deflate integration */
+  if (c) *params = c->pmd;
 }

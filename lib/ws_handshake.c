@@ -12,7 +12,7 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /* RFC 7230 3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-static int is_tchar(uint8_t c) {
+int ws_is_tchar(uint8_t c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
       (c >= '0' && c <= '9'))
     return 1;
@@ -209,7 +209,7 @@ static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
     /* RFC 7230 3.2.4: obs-fold (a line starting with SP/HTAB) */
     if (is_ows(buf[pos])) return HDR_MALFORMED;
     size_t name = pos;
-    while (pos < len && is_tchar(buf[pos]))
+    while (pos < len && ws_is_tchar(buf[pos]))
       pos++;
     /* empty name, a non-token byte, or whitespace before the colon
      * (RFC 7230 3.2.4) */
@@ -264,7 +264,7 @@ int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
   memset(req, 0, sizeof(*req));
 
   /* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF */
-  while (pos < len && is_tchar(buf[pos]))
+  while (pos < len && ws_is_tchar(buf[pos]))
     pos++;
   if (pos == 0 || pos == len || buf[pos] != ' ')
     HS_FAIL(400, "malformed request line");
@@ -451,7 +451,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
     if (!ws_list_next(&list, &el) || el.len != proto.len)
       VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
     for (size_t i = 0; i < el.len; i++)
-      if (!is_tchar(el.base[i]))
+      if (!ws_is_tchar(el.base[i]))
         VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
     int found = 0;
     list = offered_protocols;
@@ -527,7 +527,7 @@ static int emit_to_buf(ws_buf *out, const ws_mem *mem, emit_fn emit,
 static int valid_token(const char *s) {
   if (!s || !*s) return 0;
   for (; *s; s++)
-    if (!is_tchar((uint8_t)*s)) return 0;
+    if (!ws_is_tchar((uint8_t)*s)) return 0;
   return 1;
 }
 

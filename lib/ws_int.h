@@ -18,6 +18,7 @@
 #endif
 
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* ---- allocation (ws_mem.c) ------------------------------------------ */
 
@@ -95,6 +96,9 @@ int ws_base64_decode(const uint8_t *in, size_t len, uint8_t *out,
 
 /* Case-insensitive comparison of two byte ranges. */
 int ws_ascii_ieq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
+/* 1 if |c| is an RFC 7230 tchar (a token character). */
+int ws_is_tchar(uint8_t c);
 
 /* 1 if |list| (a comma list) contains |token| case-insensitively. */
 int ws_list_has_token(ws_slice list, const char *token);

@@ -8,6 +8,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "testutil.h"
 
+#include "ws_deflate.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,10 +201,16 @@ static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
   free(copy);
 }
 
+/* Set by the permessage-deflate tests: the extension configuration that
+ * new_conn() uses and the request open_server() sends. */
+static const ws_pmd_config *g_pmd;
+static const char *g_req;
+
 static ws_conn *new_conn(ws_role role, ws_delivery d, uint64_t *rng) {
   ws_config cfg;
   ws_conn *c = NULL;
   ws_config_default(&cfg, role);
+  if (g_pmd) cfg.pmd = *g_pmd;
   cfg.delivery = d;
   cfg.rand = tu_rand_fn;
   cfg.rand_user_data = rng;
@@ -214,7 +222,8 @@ static ws_conn *new_conn(ws_role role, ws_delivery d, uint64_t *rng) {
 static ws_conn *open_server(ws_delivery d) {
   ws_conn *c = new_conn(WS_ROLE_SERVER, d, NULL);
   transcript t = {0};
-  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  const char *req = g_req ? g_req : REQ;
+  tr_feed(&t, c, (const uint8_t *)req, strlen(req), 0);
   assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
   assert_int_equal(ws_conn_state(c), WS_STATE_OPEN);
   tr_free(&t);
@@ -1310,6 +1319,640 @@ static void idle_conn_is_small(void **state) {
   ws_conn_del(c);
 }
 
+/* ---- permessage-deflate (RFC 7692) ---------------------------------------- */
+
+static const char REQ_PMD[] =
+    "GET /chat HTTP/1.1\r\n"
+    "Host: server.example.com\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "\r\n";
+
+static ws_pmd_config pmd_on(void) {
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.pmd.enable = 1;
+  return cfg.pmd;
+}
+
+/* Runs |in| through server_run() on a connection that negotiated
+ * permessage-deflate with |pmd| from |req|. */
+static transcript pmd_server_run(const ws_pmd_config *pmd, const char *req,
+                                 const uint8_t *in, size_t len) {
+  g_pmd = pmd;
+  g_req = req;
+  transcript t = server_run(in, len);
+  g_pmd = NULL;
+  g_req = NULL;
+  return t;
+}
+
+/* A masked client frame carrying the payload given in hex. */
+static size_t cframe_hex(uint8_t *out, unsigned fin, unsigned rsv,
+                         unsigned op, const char *hex) {
+  size_t n;
+  uint8_t *p = tu_hex(hex, &n);
+  size_t r = cframe(out, fin, rsv, op, p, n);
+  free(p);
+  return r;
+}
+
+/* RFC 7692 5, 7.1: the 101 carries the accepted parameters. */
+static void pmd_server_accepts_offer(void **state) {
+  (void)state;
+  ws_pmd_config pmd = pmd_on();
+  pmd.client_no_context_takeover = 1;
+  pmd.server_max_window_bits = 10;
+  g_pmd = &pmd;
+  ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+  g_pmd = NULL;
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ_PMD, strlen(REQ_PMD), 0);
+  assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+  const char *want =
+      "HTTP/1.1 101 Switching Protocols\r\n"
+      "Upgrade: websocket\r\n"
+      "Connection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+      "Sec-WebSocket-Extensions: permessage-deflate; "
+      "client_no_context_takeover; server_max_window_bits=10\r\n"
+      "\r\n";
+  assert_int_equal(t.outlen, strlen(want));
+  assert_memory_equal(t.out, want, t.outlen);
+  ws_pmd_params p;
+  ws_conn_pmd(c, &p);
+  assert_int_equal(p.enabled, 1);
+  assert_int_equal(p.client_no_context_takeover, 1);
+  assert_int_equal(p.server_no_context_takeover, 0);
+  assert_int_equal(p.server_max_window_bits, 10);
+  assert_int_equal(p.client_max_window_bits, 15);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* Without enable, or with only invalid offers, the extension is not
+ * used and the handshake still succeeds (RFC 7692 5: decline). */
+static void pmd_server_declines(void **state) {
+  (void)state;
+  static const char bad[] =
+      "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  ws_pmd_config on = pmd_on();
+  const ws_pmd_config *cfgs[2] = {NULL, &on};
+  const char *reqs[2] = {REQ_PMD, bad};
+  for (int i = 0; i < 2; i++) {
+    g_pmd = cfgs[i];
+    ws_conn *c = new_conn(WS_ROLE_SERVER, WS_DELIVER_STREAM, NULL);
+    g_pmd = NULL;
+    transcript t = {0};
+    tr_feed(&t, c, (const uint8_t *)reqs[i], strlen(reqs[i]), 0);
+    assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+    assert_int_equal(t.outlen, strlen(RESP101));
+    assert_memory_equal(t.out, RESP101, t.outlen);
+    ws_pmd_params p;
+    ws_conn_pmd(c, &p);
+    assert_int_equal(p.enabled, 0);
+    /* and RSV1 stays a protocol error */
+    uint8_t in[32];
+    size_t n = cframe_hex(in, 1, WS_RSV1, WS_OP_TEXT, "f2 48 cd c9 c9 07 00");
+    transcript u = {0};
+    tr_feed(&u, c, in, n, 0);
+    assert_string_equal(u.text, "ERROR -201 1002 reserved bits set\n");
+    tr_free(&t);
+    tr_free(&u);
+    ws_conn_del(c);
+  }
+}
+
+/* RFC 7692 7.2.3.1-7.2.3.5, received by a server (masked, every split). */
+static void pmd_recv_rfc7692_examples(void **state) {
+  (void)state;
+  ws_pmd_config pmd = pmd_on();
+  uint8_t in[256];
+  size_t n = 0;
+  /* 7.2.3.1 one frame, then fragmented (RSV1 on the first only) */
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_TEXT, "f2 48 cd c9 c9 07 00");
+  n += cframe_hex(in + n, 0, WS_RSV1, WS_OP_TEXT, "f2 48 cd");
+  n += cframe_hex(in + n, 1, 0, WS_OP_CONT, "c9 c9 07 00");
+  /* 7.2.3.2 back reference into the previous message */
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_TEXT, "f2 00 11 00 00");
+  /* 7.2.3.3 stored block, 7.2.3.4 two blocks, 7.2.3.5 BFINAL set */
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_TEXT,
+                  "00 05 00 fa ff 48 65 6c 6c 6f 00");
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_TEXT,
+                  "f2 48 05 00 00 00 ff ff ca c9 c9 07 00");
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_BINARY, "f3 48 cd c9 c9 07 00");
+  /* an empty message (7.2.3.6), and an uncompressed one in between */
+  n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_BINARY, "00");
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "plain", 5);
+  /* a ping inside a compressed fragmented message */
+  n += cframe_hex(in + n, 0, WS_RSV1, WS_OP_TEXT, "f2 48");
+  n += cframe(in + n, 1, 0, WS_OP_PING, "p", 1);
+  n += cframe_hex(in + n, 1, 0, WS_OP_CONT, "cd c9 c9 07 00");
+  transcript t = pmd_server_run(&pmd, REQ_PMD, in, n);
+  assert_string_equal(t.text,
+                      "TEXT first final 5:48656c6c6f\n"
+                      "TEXT first final 5:48656c6c6f\n"
+                      "TEXT first final 5:48656c6c6f\n"
+                      "TEXT first final 5:48656c6c6f\n"
+                      "TEXT first final 5:48656c6c6f\n"
+                      "BIN first final 5:48656c6c6f\n"
+                      "BIN first final 0:\n"
+                      "TEXT first final 5:706c61696e\n"
+                      "PING 1:70\n"
+                      "TEXT first final 5:48656c6c6f\n");
+  tu_assert_hex(t.out, t.outlen, "8a 01 70");
+  tr_free(&t);
+}
+
+/* RFC 7692 6.1: RSV1 on a continuation or a control frame is an error;
+ * corrupt data and invalid inflated UTF-8 fail with 1007 (RFC 7692 8,
+ * RFC 6455 8.1), whatever came before being delivered first. */
+static void pmd_recv_errors(void **state) {
+  (void)state;
+  ws_pmd_config pmd = pmd_on();
+  struct {
+    unsigned fin0, rsv0, op0;
+    const char *hex0;
+    int err;
+    uint16_t code;
+    const char *log;
+  } cases[] = {
+      {0, WS_RSV1, WS_OP_TEXT, "f2 48", WS_ERR_PROTO, 1002,
+       "ERROR -201 1002 RSV1 set on a continuation frame\n"},
+      {1, WS_RSV1, WS_OP_PING, "00", WS_ERR_PROTO, 1002,
+       "ERROR -201 1002 reserved bits set\n"},
+      /* BTYPE 11 */
+      {1, WS_RSV1, WS_OP_BINARY, "07", WS_ERR_DATA, 1007,
+       "ERROR -211 1007 invalid compressed data\n"},
+      /* the message stops inside a block */
+      {1, WS_RSV1, WS_OP_BINARY, "f2 48 cd", WS_ERR_DATA, 1007,
+       "ERROR -211 1007 invalid compressed data\n"},
+      /* a stored block holding ff: invalid UTF-8 in text */
+      {1, WS_RSV1, WS_OP_TEXT, "00 01 00 fe ff ff 00", WS_ERR_UTF8, 1007,
+       "ERROR -202 1007 invalid UTF-8 in text\n"},
+      /* a stored block ending inside a character */
+      {1, WS_RSV1, WS_OP_TEXT, "00 01 00 fe ff ce 00", WS_ERR_UTF8, 1007,
+       "ERROR -202 1007 text ends inside a character\n"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    uint8_t in[64];
+    size_t n = cframe_hex(in, 1, WS_RSV1, WS_OP_TEXT, "f2 48 cd c9 c9 07 00");
+    n += cframe_hex(in + n, cases[i].fin0, cases[i].fin0 ? cases[i].rsv0 : WS_RSV1,
+                    cases[i].op0, cases[i].hex0);
+    if (!cases[i].fin0) n += cframe_hex(in + n, 1, WS_RSV1, WS_OP_CONT, "00");
+    transcript t = pmd_server_run(&pmd, REQ_PMD, in, n);
+    char want[256];
+    snprintf(want, sizeof(want), "TEXT first final 5:48656c6c6f\n%s",
+             cases[i].log);
+    if (strcmp(t.text, want) != 0)
+      fail_msg("case %zu:\n%s\nwant:\n%s", i, t.text, want);
+    assert_int_equal(t.last_error, cases[i].err);
+    assert_int_equal(t.last_close, cases[i].code);
+    assert_int_equal(t.out[0], 0x88);
+    assert_int_equal(t.out[2] << 8 | t.out[3], cases[i].code);
+    tr_free(&t);
+  }
+}
+
+/* Invalid UTF-8 is caught in the inflated bytes of a frame whose
+ * compressed data has not all arrived (Autobahn 12/13 with 6.4.x): the
+ * 1007 is queued before the rest is fed. */
+static void pmd_recv_utf8_fail_fast(void **state) {
+  (void)state;
+  ws_pmd_config pmd = pmd_on();
+  g_pmd = &pmd;
+  g_req = REQ_PMD;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  g_pmd = NULL;
+  g_req = NULL;
+  /* stored block of 6 bytes "ab" ff "cde", frame declares 11 + 10 more */
+  uint8_t payload[21] = {0x00, 0x06, 0x00, 0xf9, 0xff, 'a', 'b', 0xff,
+                         'c',  'd',  'e'};
+  uint8_t in[64];
+  size_t n = cframe(in, 1, WS_RSV1, WS_OP_TEXT, payload, sizeof(payload));
+  transcript t = {0};
+  tr_feed(&t, c, in, n - 13, 0); /* up to 0xff and one more */
+  assert_string_equal(t.text, "ERROR -202 1007 invalid UTF-8 in text\n");
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
+/* A compressed message inflating past max_message ends with 1009 while
+ * inflating, in both delivery modes, never holding more than the limit;
+ * exactly the limit is fine. */
+static void pmd_recv_bomb(void **state) {
+  (void)state;
+  /* 1 MiB of zeros, compressed by our own compressor */
+  size_t big = 1u << 20;
+  uint8_t *zeros = calloc(1, big);
+  ws_deflater d;
+  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
+  uint8_t z[4096];
+  size_t nin, zn;
+  assert_int_equal(ws_deflate(&d, zeros, big, &nin, z, sizeof(z), &zn,
+                              WS_DEFLATE_SYNC_FLUSH), 0);
+  ws_deflate_free(&d);
+  zn -= 4;
+  assert_true(zn < 2048);
+  for (int mode = 0; mode < 2; mode++) {
+    for (int exact = 0; exact < 2; exact++) {
+      tu_alloc a;
+      tu_alloc_init(&a, 0);
+      ws_config cfg;
+      ws_config_default(&cfg, WS_ROLE_SERVER);
+      cfg.pmd.enable = 1;
+      cfg.delivery = mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
+      cfg.max_message = exact ? big : 100000;
+      ws_conn *c;
+      assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+      uint8_t *buf = malloc(strlen(REQ_PMD) + zn + 16);
+      size_t n = strlen(REQ_PMD);
+      memcpy(buf, REQ_PMD, n);
+      n += cframe(buf + n, 1, WS_RSV1, WS_OP_BINARY, z, zn);
+      transcript t = {0};
+      tr_feed(&t, c, buf, n, 0);
+      if (exact) {
+        assert_int_equal(t.last_error, 0);
+        assert_non_null(strstr(t.text, "BIN first final 1048576:0000"));
+        assert_true(a.peak_bytes < (mode ? big + 200000 : 200000));
+      } else {
+        assert_int_equal(t.last_error, WS_ERR_TOO_BIG);
+        assert_int_equal(t.last_close, 1009);
+        assert_non_null(strstr(t.text, "ERROR -203 1009 message too big\n"));
+        /* the inflater, the window and at most the limit */
+        assert_true(a.peak_bytes < 100000 + 100000);
+      }
+      tr_free(&t);
+      free(buf);
+      ws_conn_del(c);
+      assert_int_equal(a.live_blocks, 0);
+    }
+  }
+  free(zeros);
+}
+
+/* A large compressed message arrives in stream mode as bounded chunks,
+ * each at most 16 KiB, that add up to the message; the inflater's output
+ * is drained by ws_conn_next_event() even when no input is left. */
+static void pmd_recv_stream_chunks(void **state) {
+  (void)state;
+  size_t big = 300000;
+  uint8_t *msg = malloc(big);
+  uint64_t rng = 7;
+  for (size_t i = 0; i < big; i++) msg[i] = (uint8_t)('a' + tu_rand(&rng) % 4);
+  ws_deflater d;
+  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
+  uint8_t *z = malloc(big);
+  size_t nin, zn;
+  assert_int_equal(ws_deflate(&d, msg, big, &nin, z, big, &zn,
+                              WS_DEFLATE_SYNC_FLUSH), 0);
+  ws_deflate_free(&d);
+  zn -= 4;
+  ws_pmd_config pmd = pmd_on();
+  g_pmd = &pmd;
+  g_req = REQ_PMD;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  g_pmd = NULL;
+  g_req = NULL;
+  uint8_t *in = malloc(zn + 16);
+  size_t n = cframe(in, 1, WS_RSV1, WS_OP_TEXT, z, zn);
+  size_t off = 0, got = 0, events = 0;
+  int final = 0;
+  while (!final) {
+    size_t nread = 0;
+    if (off < n) {
+      ws_conn_feed(c, in + off, n - off, &nread);
+      off += nread;
+    }
+    ws_event ev;
+    while (ws_conn_next_event(c, &ev) == 0) {
+      assert_int_equal(ev.type, WS_EV_TEXT);
+      assert_true(ev.data.len <= 16384);
+      assert_memory_equal(ev.data.base, msg + got, ev.data.len);
+      assert_int_equal(!!(ev.flags & WS_EVF_FIRST), got == 0);
+      got += ev.data.len;
+      events++;
+      if (ev.flags & WS_EVF_FINAL) final = 1;
+    }
+    assert_true(off == n || nread > 0 || final);
+  }
+  assert_int_equal(got, big);
+  assert_true(events >= big / 16384);
+  free(in);
+  free(z);
+  free(msg);
+  ws_conn_del(c);
+}
+
+/* RFC 7692 7.2.3.1/7.2.3.2 sent by a server: exact bytes, the second
+ * message referring back into the first unless no context is kept; small
+ * messages and WS_SEND_NO_COMPRESS go out uncompressed. */
+static void pmd_send_server(void **state) {
+  (void)state;
+  for (int nct = 0; nct < 2; nct++) {
+    ws_pmd_config pmd = pmd_on();
+    pmd.min_size = 4;
+    pmd.server_no_context_takeover = (uint8_t)nct;
+    g_pmd = &pmd;
+    g_req = REQ_PMD;
+    ws_conn *c = open_server(WS_DELIVER_STREAM);
+    g_pmd = NULL;
+    g_req = NULL;
+    transcript t = {0};
+    assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5, 0), 0);
+    tr_drain(&t, c);
+    tu_assert_hex(t.out, t.outlen, "c1 07 f2 48 cd c9 c9 07 00");
+    t.outlen = 0;
+    assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5, 0), 0);
+    tr_drain(&t, c);
+    if (nct)
+      tu_assert_hex(t.out, t.outlen, "c1 07 f2 48 cd c9 c9 07 00");
+    else
+      tu_assert_hex(t.out, t.outlen, "c1 04 02 13 00 00");
+    t.outlen = 0;
+    /* under min_size, and asked not to */
+    assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hel", 3, 0), 0);
+    assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5,
+                                  WS_SEND_NO_COMPRESS), 0);
+    tr_drain(&t, c);
+    tu_assert_hex(t.out, t.outlen, "81 03 48 65 6c 81 05 48 65 6c 6c 6f");
+    t.outlen = 0;
+    /* fragmented: RSV1 on the first frame only, the tail removed from the
+     * last; an empty message is the single byte 00 */
+    assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "He", 2, WS_SEND_MORE), 0);
+    assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "llo", 3, 0), 0);
+    assert_int_equal(ws_conn_send(c, WS_OP_BINARY, NULL, 0, WS_SEND_MORE), 0);
+    assert_int_equal(ws_conn_send(c, WS_OP_BINARY, NULL, 0, 0), 0);
+    tr_drain(&t, c);
+    /* decode what was sent with a fresh inflater of our own */
+    size_t pos = 0, frames = 0;
+    ws_inflater z;
+    assert_int_equal(ws_inflate_init(&z, NULL, 15), 0);
+    if (!nct) { /* the window holds the two earlier messages */
+      uint8_t junk[16];
+      size_t a, b;
+      static const uint8_t hello[] = {0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07,
+                                      0x00, 0x00, 0x00, 0xff, 0xff};
+      assert_int_equal(ws_inflate(&z, hello, sizeof(hello), &a, junk, 16, &b), 0);
+      assert_int_equal(ws_inflate_end_message(&z), 0);
+      static const uint8_t again[] = {0x02, 0x13, 0x00, 0x00, 0x00, 0x00,
+                                      0xff, 0xff};
+      assert_int_equal(ws_inflate(&z, again, sizeof(again), &a, junk, 16, &b), 0);
+      assert_int_equal(ws_inflate_end_message(&z), 0);
+    }
+    uint8_t outb[64];
+    size_t outn = 0;
+    while (pos < t.outlen) {
+      ws_frame_header fh;
+      size_t h;
+      assert_int_equal(ws_frame_decode_header(&fh, t.out + pos, t.outlen - pos, &h), 0);
+      assert_int_equal(fh.rsv, (frames % 2 == 0) ? WS_RSV1 : 0);
+      assert_int_equal(fh.opcode, (frames % 2 == 0) ? WS_OP_BINARY : WS_OP_CONT);
+      assert_int_equal(fh.fin, frames % 2);
+      size_t a, b;
+      assert_int_equal(ws_inflate(&z, t.out + pos + h, (size_t)fh.payload_len,
+                                  &a, outb + outn, sizeof(outb) - outn, &b), 0);
+      outn += b;
+      if (fh.fin) {
+        static const uint8_t tl[4] = {0, 0, 0xff, 0xff};
+        assert_int_equal(ws_inflate(&z, tl, 4, &a, outb + outn,
+                                    sizeof(outb) - outn, &b), 0);
+        outn += b;
+        assert_int_equal(ws_inflate_end_message(&z), 0);
+        if (frames == 1) {
+          assert_int_equal(outn, 5);
+          assert_memory_equal(outb, "Hello", 5);
+        } else {
+          assert_int_equal(outn, 5); /* nothing more */
+        }
+      }
+      pos += h + (size_t)fh.payload_len;
+      frames++;
+    }
+    assert_int_equal(frames, 4);
+    ws_inflate_free(&z);
+    ws_stats st;
+    ws_conn_stats(c, &st);
+    assert_int_equal(st.msgs_out, 6);
+    assert_int_equal(st.bytes_out, 5 + 5 + 3 + 5 + 5);
+    tr_free(&t);
+    ws_conn_del(c);
+  }
+}
+
+/* Client and server in memory, both ways compressed, for every window
+ * size and context-takeover choice, with messages from empty to large:
+ * what is sent is what arrives, and nothing leaks. */
+static void pmd_pair_echo(void **state) {
+  (void)state;
+  uint64_t rng = 99;
+  size_t maxlen = 200000;
+  uint8_t *msg = malloc(maxlen);
+  for (unsigned bits = 8; bits <= 15; bits++) {
+    for (int nct = 0; nct < 4; nct++) {
+      tu_alloc ca, sa;
+      tu_alloc_init(&ca, 0);
+      tu_alloc_init(&sa, 0);
+      ws_config ccfg, scfg;
+      ws_config_default(&ccfg, WS_ROLE_CLIENT);
+      ws_config_default(&scfg, WS_ROLE_SERVER);
+      ccfg.rand = tu_rand_fn;
+      ccfg.rand_user_data = &rng;
+      ccfg.pmd.enable = scfg.pmd.enable = 1;
+      ccfg.pmd.client_max_window_bits = (uint8_t)bits;
+      ccfg.pmd.server_max_window_bits = (uint8_t)(23 - bits);
+      ccfg.pmd.client_no_context_takeover = nct & 1;
+      scfg.pmd.server_no_context_takeover = (nct >> 1) & 1;
+      ccfg.pmd.level = (uint8_t)(1 + bits % 9);
+      ccfg.delivery = (bits & 1) ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
+      scfg.delivery = (bits & 1) ? WS_DELIVER_STREAM : WS_DELIVER_MESSAGE;
+      ccfg.max_message = scfg.max_message = maxlen;
+      ws_conn *cli, *srv;
+      assert_int_equal(ws_conn_new(&cli, &ccfg, &ca.mem), 0);
+      assert_int_equal(ws_conn_new(&srv, &scfg, &sa.mem), 0);
+      ws_client_params p = {0};
+      p.host = "localhost";
+      assert_int_equal(ws_conn_connect(cli, &p), 0);
+      transcript a = {0}, b = {0};
+      pump(cli, srv, &a); /* tr_feed() keeps the server's 101 in a.out */
+      assert_string_equal(a.text, "REQUEST /\nOPEN\n");
+      tr_feed(&b, cli, a.out, a.outlen, 0);
+      assert_string_equal(b.text, "OPEN\n");
+      ws_pmd_params cp, sp;
+      ws_conn_pmd(cli, &cp);
+      ws_conn_pmd(srv, &sp);
+      assert_memory_equal(&cp, &sp, sizeof(cp));
+      assert_int_equal(cp.enabled, 1);
+      assert_int_equal(cp.client_max_window_bits, bits);
+      assert_int_equal(cp.server_max_window_bits, 23 - bits);
+      tr_free(&a);
+      tr_free(&b);
+      for (int i = 0; i < 12; i++) {
+        size_t len = i == 0 ? 0 : tu_rand(&rng) % (i % 4 == 3 ? maxlen : 3000);
+        int kind = (int)(tu_rand(&rng) % 3);
+        for (size_t k = 0; k < len; k++)
+          msg[k] = kind == 0   ? (uint8_t)('a' + tu_rand(&rng) % 26)
+                   : kind == 1 ? (uint8_t)tu_rand(&rng)
+                               : (uint8_t)("{\"id\":1,\"v\":[2,3]}"[k % 18]);
+        ws_opcode op = kind == 1 ? WS_OP_BINARY : WS_OP_TEXT;
+        transcript exp = {0};
+        tr_data(&exp, op == WS_OP_TEXT ? "TEXT first final" : "BIN first final",
+                msg, len);
+        for (int dir = 0; dir < 2; dir++) {
+          ws_conn *from = dir ? srv : cli, *to = dir ? cli : srv;
+          transcript got = {0};
+          if (len > 1000 && (i & 1)) { /* in fragments */
+            size_t half = len / 2;
+            assert_int_equal(ws_conn_send(from, op, msg, half, WS_SEND_MORE), 0);
+            assert_int_equal(ws_conn_send(from, op, msg + half, len - half, 0), 0);
+          } else {
+            assert_int_equal(ws_conn_send(from, op, msg, len, 0), 0);
+          }
+          transcript tmp = {0};
+          tr_drain(&tmp, from);
+          tr_feed(&got, to, tmp.out, tmp.outlen, 1 + tu_rand(&rng) % 5000);
+          tr_free(&tmp);
+          if (!got.text || strcmp(got.text, exp.text) != 0)
+            fail_msg("bits %u nct %d msg %d dir %d len %zu: got\n%s\nwant\n%s",
+                     bits, nct, i, dir, len, got.text ? got.text : "(nothing)",
+                     exp.text);
+          tr_free(&got);
+        }
+        tr_free(&exp);
+      }
+      ws_conn_del(cli);
+      ws_conn_del(srv);
+      assert_int_equal(ca.live_blocks, 0);
+      assert_int_equal(sa.live_blocks, 0);
+    }
+  }
+  free(msg);
+}
+
+/* RFC 7692 7.1: a client fails the connection on a response its offer
+ * does not allow, and configures itself from one it does. */
+static void pmd_client_checks_response(void **state) {
+  (void)state;
+  struct {
+    const char *ext;
+    int err;
+  } cases[] = {
+      {"permessage-deflate; client_max_window_bits=9", 0},
+      {"permessage-deflate; foo", WS_ERR_EXTENSION},
+      {"permessage-deflate; server_max_window_bits=16", WS_ERR_EXTENSION},
+      {"permessage-deflate; client_max_window_bits", WS_ERR_EXTENSION},
+      {"x-other", WS_ERR_EXTENSION},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    uint64_t rng = 1;
+    ws_pmd_config pmd = pmd_on();
+    g_pmd = &pmd;
+    ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+    g_pmd = NULL;
+    ws_client_params p = {0};
+    p.host = "h";
+    assert_int_equal(ws_conn_connect(c, &p), 0);
+    transcript t = {0};
+    tr_drain(&t, c);
+    assert_non_null(strstr((const char *)t.out,
+                           "\r\nSec-WebSocket-Extensions: permessage-deflate; "
+                           "client_max_window_bits\r\n"));
+    /* answer with the accept key for the key the client sent */
+    const char *k = strstr((const char *)t.out, "Sec-WebSocket-Key: ") + 19;
+    char acc[29] = {0};
+    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+    char resp[512];
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+             "Sec-WebSocket-Extensions: %s\r\n\r\n",
+             acc, cases[i].ext);
+    transcript u = {0};
+    tr_feed(&u, c, (const uint8_t *)resp, strlen(resp), 0);
+    ws_pmd_params pp;
+    ws_conn_pmd(c, &pp);
+    if (cases[i].err) {
+      assert_int_equal(u.last_error, cases[i].err);
+      assert_int_equal(pp.enabled, 0);
+      assert_int_equal(ws_conn_state(c), WS_STATE_FAILED);
+      assert_int_equal(u.outlen, 0); /* no close frame before opening */
+    } else {
+      assert_string_equal(u.text, "OPEN\n");
+      assert_int_equal(pp.enabled, 1);
+      assert_int_equal(pp.client_max_window_bits, 9);
+      /* a server frame with RSV1 inflates */
+      static const uint8_t fr[] = {0xc1, 0x07, 0xf2, 0x48, 0xcd,
+                                   0xc9, 0xc9, 0x07, 0x00};
+      transcript v = {0};
+      tr_feed(&v, c, fr, sizeof(fr), 0);
+      assert_string_equal(v.text, "TEXT first final 5:48656c6c6f\n");
+      tr_free(&v);
+    }
+    tr_free(&t);
+    tr_free(&u);
+    ws_conn_del(c);
+  }
+}
+
+/* Allocation failures anywhere on the compressed paths fail cleanly and
+ * leak nothing. */
+static void pmd_failing_allocator(void **state) {
+  (void)state;
+  uint8_t frames[256];
+  size_t fn = cframe_hex(frames, 0, WS_RSV1, WS_OP_TEXT, "f2 48");
+  fn += cframe(frames + fn, 1, 0, WS_OP_PING, "p", 1);
+  fn += cframe_hex(frames + fn, 1, 0, WS_OP_CONT, "cd c9 c9 07 00");
+  uint8_t cl[2] = {0x03, 0xe8};
+  fn += cframe(frames + fn, 1, 0, WS_OP_CLOSE, cl, 2);
+  int completed = 0;
+  for (size_t failat = 1; failat < 400 && !completed; failat++) {
+    for (int mode = 0; mode < 2; mode++) {
+      tu_alloc a;
+      tu_alloc_init(&a, failat);
+      ws_config cfg;
+      ws_config_default(&cfg, WS_ROLE_SERVER);
+      cfg.pmd.enable = 1;
+      cfg.pmd.min_size = 0;
+      cfg.delivery = mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
+      ws_conn *c = NULL;
+      if (ws_conn_new(&c, &cfg, &a.mem) != 0) continue;
+      uint8_t buf[1024];
+      size_t n = strlen(REQ_PMD);
+      memcpy(buf, REQ_PMD, n);
+      memcpy(buf + n, frames, fn);
+      n += fn;
+      size_t off = 0;
+      int failed = 0;
+      while (off < n && !failed) {
+        size_t nread = 0;
+        int rv = ws_conn_feed(c, buf + off, n - off, &nread);
+        off += nread;
+        ws_event ev;
+        while (ws_conn_next_event(c, &ev) == 0) {
+          if (ev.type == WS_EV_REQUEST && ws_conn_accept(c, NULL) != 0)
+            failed = 1;
+          if (ev.type == WS_EV_TEXT &&
+              ws_conn_send(c, WS_OP_TEXT, ev.data.base, ev.data.len, 0) != 0)
+            failed = 1;
+        }
+        if (rv < 0 && rv != WS_ERR_WOULDBLOCK) break;
+      }
+      if (!failed && mode == 1 && ws_conn_state(c) == WS_STATE_CLOSED)
+        completed = 1;
+      ws_conn_del(c);
+      assert_int_equal(a.live_blocks, 0);
+      assert_int_equal(a.live_bytes, 0);
+    }
+  }
+  assert_true(completed);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(recv_rfc_5_7_masked_hello),
@@ -1362,6 +2005,17 @@ int main(void) {
       cmocka_unit_test(pair_echo_random_messages),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
+      cmocka_unit_test(pmd_server_accepts_offer),
+      cmocka_unit_test(pmd_server_declines),
+      cmocka_unit_test(pmd_recv_rfc7692_examples),
+      cmocka_unit_test(pmd_recv_errors),
+      cmocka_unit_test(pmd_recv_utf8_fail_fast),
+      cmocka_unit_test(pmd_recv_bomb),
+      cmocka_unit_test(pmd_recv_stream_chunks),
+      cmocka_unit_test(pmd_send_server),
+      cmocka_unit_test(pmd_pair_echo),
+      cmocka_unit_test(pmd_client_checks_response),
+      cmocka_unit_test(pmd_failing_allocator),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

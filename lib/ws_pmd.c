@@ -1,0 +1,279 @@
+/*
+ * permessage-deflate negotiation (RFC 7692 5, 7.1).
+ * SPDX-License-Identifier: MIT
+ *
+ * An element is "permessage-deflate" followed by ";"-separated
+ * parameters (RFC 6455 9.1):
+ *   extension-param = token [ "=" (token | quoted-string) ]
+ * where a quoted value must itself be a token once unquoted.
+ */
+#include "ws_pmd.h"
+
+static const char pmd_name[] = "permessage-deflate";
+
+static int is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
+
+/* A cursor over an element. */
+typedef struct {
+  const uint8_t *p;
+  size_t n, i;
+} cursor;
+
+static void skip_ows(cursor *c) {
+  while (c->i < c->n && is_ows(c->p[c->i])) c->i++;
+}
+
+static ws_slice take_token(cursor *c) {
+  ws_slice s = {c->p + c->i, 0};
+  while (c->i < c->n && ws_is_tchar(c->p[c->i])) c->i++;
+  s.len = (size_t)(c->p + c->i - s.base);
+  return s;
+}
+
+/* A quoted-string whose content is a token: no escapes are needed for
+ * tchars, so a quoted-pair is refused along with anything else. */
+static int take_quoted(cursor *c, ws_slice *v) {
+  c->i++; /* the opening quote */
+  *v = take_token(c);
+  if (c->i >= c->n || c->p[c->i] != '"' || v->len == 0) return -1;
+  c->i++;
+  return 0;
+}
+
+/* RFC 7692 7.1.2.1/7.1.2.2: 8..15, decimal, no leading zeros. */
+static int parse_bits(ws_slice v) {
+  if (v.len == 1 && v.base[0] >= '8' && v.base[0] <= '9')
+    return v.base[0] - '0';
+  if (v.len == 2 && v.base[0] == '1' && v.base[1] >= '0' && v.base[1] <= '5')
+    return 10 + (v.base[1] - '0');
+  return -1;
+}
+
+int ws_pmd_parse(ws_slice element, ws_pmd_offer *o) {
+  cursor c = {element.base, element.len, 0};
+  memset(o, 0, sizeof(*o));
+  skip_ows(&c);
+  ws_slice name = take_token(&c);
+  if (!ws_slice_ieq(name, pmd_name)) return 0;
+  uint8_t seen = 0;
+  for (;;) {
+    skip_ows(&c);
+    if (c.i == c.n) return 1;
+    if (c.p[c.i] != ';') return -1;
+    c.i++;
+    skip_ows(&c);
+    ws_slice pn = take_token(&c);
+    if (pn.len == 0) return -1;
+    skip_ows(&c);
+    ws_slice v = {NULL, 0};
+    int has_value = 0;
+    if (c.i < c.n && c.p[c.i] == '=') {
+      c.i++;
+      skip_ows(&c);
+      if (c.i < c.n && c.p[c.i] == '"') {
+        if (take_quoted(&c, &v)) return -1;
+      } else {
+        v = take_token(&c);
+        if (v.len == 0) return -1;
+      }
+      has_value = 1;
+    }
+    uint8_t bit;
+    if (ws_slice_ieq(pn, "server_no_context_takeover")) {
+      bit = 1;
+      if (has_value) return -1;
+      o->server_no_context_takeover = 1;
+    } else if (ws_slice_ieq(pn, "client_no_context_takeover")) {
+      bit = 2;
+      if (has_value) return -1;
+      o->client_no_context_takeover = 1;
+    } else if (ws_slice_ieq(pn, "server_max_window_bits")) {
+      bit = 4;
+      int b = has_value ? parse_bits(v) : -1; /* a value is required */
+      if (b < 0) return -1;
+      o->server_max_window_bits = (uint8_t)b;
+    } else if (ws_slice_ieq(pn, "client_max_window_bits")) {
+      bit = 8;
+      int b = has_value ? parse_bits(v) : WS_PMD_BITS_NOVALUE;
+      if (b < 0) return -1;
+      o->client_max_window_bits = (uint8_t)b;
+    } else {
+      return -1; /* RFC 7692 5.1: unknown parameter */
+    }
+    if (seen & bit) return -1; /* RFC 7692 5.1: the same parameter twice */
+    seen |= bit;
+  }
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct {
+  char *p;
+  size_t len;
+} text_buf;
+
+static void put(text_buf *t, const char *s) {
+  size_t n = strlen(s);
+  if (t->len + n >= WS_PMD_TEXT_MAX) return; /* cannot happen: sized */
+  memcpy(t->p + t->len, s, n + 1);
+  t->len += n;
+}
+
+static void put_bits(text_buf *t, const char *name, unsigned bits) {
+  char num[3] = {0};
+  put(t, "; ");
+  put(t, name);
+  put(t, "=");
+  if (bits >= 10) {
+    num[0] = '1';
+    num[1] = (char)('0' + bits - 10);
+  } else {
+    num[0] = (char)('0' + bits);
+  }
+  put(t, num);
+}
+
+static unsigned clamp_bits(unsigned b) {
+  return b < 8 ? 8 : b > 15 ? 15 : b;
+}
+
+void ws_pmd_write_offer(const ws_pmd_config *cfg,
+                        char text[WS_PMD_TEXT_MAX]) {
+  text_buf t = {text, 0};
+  text[0] = 0;
+  put(&t, pmd_name);
+  if (cfg->server_no_context_takeover) put(&t, "; server_no_context_takeover");
+  if (cfg->client_no_context_takeover) put(&t, "; client_no_context_takeover");
+  unsigned sb = clamp_bits(cfg->server_max_window_bits);
+  unsigned cb = clamp_bits(cfg->client_max_window_bits);
+  if (sb < 15) put_bits(&t, "server_max_window_bits", sb);
+  /* Always say we can be held to a client window (RFC 7692 7.1.2.2). */
+  if (cb < 15)
+    put_bits(&t, "client_max_window_bits", cb);
+  else
+    put(&t, "; client_max_window_bits");
+}
+
+/* ---- server ------------------------------------------------------------- */
+
+int ws_pmd_negotiate(const ws_pmd_config *cfg, const ws_request *req,
+                     ws_pmd_params *params, char text[WS_PMD_TEXT_MAX]) {
+  ws_slice el;
+  unsigned want_s = clamp_bits(cfg->server_max_window_bits);
+  unsigned want_c = clamp_bits(cfg->client_max_window_bits);
+  for (size_t i = 0; ws_request_extension(req, i, &el); i++) {
+    ws_pmd_offer o;
+    if (ws_pmd_parse(el, &o) != 1) continue; /* other or invalid: decline */
+    unsigned cb = 15;
+    if (o.client_max_window_bits == 0) {
+      /* RFC 7692 7.1.2.2: without the parameter in the offer the response
+       * must not carry it, so the client could not be held to a smaller
+       * window than 15: decline when the configuration asks for one. */
+      if (want_c < 15) continue;
+    } else {
+      cb = o.client_max_window_bits == WS_PMD_BITS_NOVALUE
+               ? want_c
+               : WS_MIN(want_c, o.client_max_window_bits);
+    }
+    /* RFC 7692 7.1.2.1: accept the offer's limit, or one of our own. */
+    unsigned sb = o.server_max_window_bits
+                      ? WS_MIN(want_s, o.server_max_window_bits)
+                      : want_s;
+    memset(params, 0, sizeof(*params));
+    params->enabled = 1;
+    /* RFC 7692 7.1.1.1: a server that accepts an offer with
+     * server_no_context_takeover includes it; it may add it unasked. */
+    params->server_no_context_takeover =
+        (uint8_t)(o.server_no_context_takeover ||
+                  cfg->server_no_context_takeover);
+    /* RFC 7692 7.1.1.2: the server may always ask for it; when the client
+     * offered it, taking it up lets us drop the inflater between
+     * messages. */
+    params->client_no_context_takeover =
+        (uint8_t)(o.client_no_context_takeover ||
+                  cfg->client_no_context_takeover);
+    params->server_max_window_bits = (uint8_t)sb;
+    params->client_max_window_bits = (uint8_t)cb;
+
+    text_buf t = {text, 0};
+    text[0] = 0;
+    put(&t, pmd_name);
+    if (params->server_no_context_takeover)
+      put(&t, "; server_no_context_takeover");
+    if (params->client_no_context_takeover)
+      put(&t, "; client_no_context_takeover");
+    if (sb < 15 || o.server_max_window_bits)
+      put_bits(&t, "server_max_window_bits", sb);
+    if (cb < 15) put_bits(&t, "client_max_window_bits", cb);
+    return 1;
+  }
+  return 0;
+}
+
+/* ---- client ------------------------------------------------------------- */
+
+int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
+                          ws_pmd_params *params, const char **preason) {
+  ws_slice list = ext, el, more;
+  ws_pmd_offer r;
+  memset(params, 0, sizeof(*params));
+  if (!ws_list_next(&list, &el)) {
+    *preason = "empty Sec-WebSocket-Extensions";
+    return WS_ERR_EXTENSION;
+  }
+  if (ws_list_next(&list, &more)) {
+    *preason = "more than one extension accepted";
+    return WS_ERR_EXTENSION;
+  }
+  int rv = ws_pmd_parse(el, &r);
+  if (rv == 0) {
+    *preason = "extension not offered";
+    return WS_ERR_EXTENSION;
+  }
+  if (rv < 0) {
+    *preason = "invalid permessage-deflate parameters";
+    return WS_ERR_EXTENSION;
+  }
+  unsigned sb = clamp_bits(cfg->server_max_window_bits);
+  unsigned cb = clamp_bits(cfg->client_max_window_bits);
+  /* RFC 7692 7.1.1.1: a server accepts server_no_context_takeover by
+   * answering it; it may also add it unasked. */
+  if (cfg->server_no_context_takeover && !r.server_no_context_takeover) {
+    *preason = "server_no_context_takeover not accepted";
+    return WS_ERR_EXTENSION;
+  }
+  /* RFC 7692 7.1.2.1: the server accepts our limit by answering it with
+   * the same or a smaller value; it may limit itself unasked. */
+  if (r.server_max_window_bits) {
+    if (r.server_max_window_bits > sb) {
+      *preason = "server_max_window_bits above the offer";
+      return WS_ERR_EXTENSION;
+    }
+    sb = r.server_max_window_bits;
+  } else if (sb < 15) {
+    *preason = "server_max_window_bits not accepted";
+    return WS_ERR_EXTENSION;
+  }
+  /* RFC 7692 7.1.2.2: in a response the parameter needs a value, no
+   * larger than the offer's. */
+  if (r.client_max_window_bits == WS_PMD_BITS_NOVALUE) {
+    *preason = "client_max_window_bits without a value";
+    return WS_ERR_EXTENSION;
+  }
+  if (r.client_max_window_bits) {
+    if (r.client_max_window_bits > cb) {
+      *preason = "client_max_window_bits above the offer";
+      return WS_ERR_EXTENSION;
+    }
+    cb = r.client_max_window_bits;
+  }
+  params->enabled = 1;
+  params->server_no_context_takeover = r.server_no_context_takeover;
+  /* What we offered we keep to, whether or not the server echoed it. */
+  params->client_no_context_takeover =
+      (uint8_t)(r.client_no_context_takeover ||
+                cfg->client_no_context_takeover);
+  params->server_max_window_bits = (uint8_t)sb;
+  params->client_max_window_bits = (uint8_t)cb;
+  return 0;
+}
