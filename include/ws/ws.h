@@ -473,7 +473,10 @@ typedef enum ws_event_type {
                     none), data: reason; client rejects carry response */
 } ws_event_type;
 
-/* ws_event.flags for WS_EV_TEXT / WS_EV_BINARY */
+/* ws_event.flags for WS_EV_TEXT / WS_EV_BINARY. A compressed message
+ * (permessage-deflate) is delivered as inflated data, in chunks of at
+ * most 16 KiB in WS_DELIVER_STREAM mode, that do not follow its frames:
+ * for it WS_EVF_FRAME_END comes only with WS_EVF_FINAL. */
 #define WS_EVF_FIRST 0x1u     /* first data of a message */
 #define WS_EVF_FRAME_END 0x2u /* last data of a frame */
 #define WS_EVF_FINAL 0x4u     /* last data of a message */
@@ -488,7 +491,10 @@ typedef struct ws_event {
   const ws_response *response; /* client WS_EV_OPEN, WS_EV_ERROR reject */
 } ws_event;
 
-/* Takes the next event. Returns 0, or WS_ERR_WOULDBLOCK if none. */
+/* Takes the next event. Returns 0, or WS_ERR_WOULDBLOCK if none. Once a
+ * compressed message's data is all in, this call inflates its next chunk
+ * itself, without more input: pull until WS_ERR_WOULDBLOCK before
+ * waiting for the transport. */
 WS_EXTERN int ws_conn_next_event(ws_conn *conn, ws_event *ev);
 
 /* ws_conn_send() flags */
