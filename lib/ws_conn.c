@@ -1078,6 +1078,54 @@ static int can_send_data(const ws_conn *c) {
          (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
 }
 
+/* ---- the shared compressor ---------------------------------------------- */
+
+struct ws_pmd_shared {
+  ws_mem mem;
+  int level;
+  ws_deflater *z[WS_DEFLATE_MAX_WINDOW_BITS - WS_DEFLATE_MIN_WINDOW_BITS + 1];
+};
+
+int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
+  ws_mem m;
+  if (!pshared || level < 0 || level > 9) return WS_ERR_INVALID_ARGUMENT;
+  *pshared = NULL;
+  if (ws_mem_resolve(&m, mem)) return WS_ERR_INVALID_ARGUMENT;
+  ws_pmd_shared *sh = ws_malloc(&m, sizeof(*sh));
+  if (!sh) return WS_ERR_NOMEM;
+  memset(sh, 0, sizeof(*sh));
+  sh->mem = m;
+  sh->level = level ? level : WS_DEFLATE_DEFAULT;
+  *pshared = sh;
+  return 0;
+}
+
+void ws_pmd_shared_del(ws_pmd_shared *sh) {
+  if (!sh) return;
+  for (size_t i = 0; i < sizeof(sh->z) / sizeof(sh->z[0]); i++) {
+    if (!sh->z[i]) continue;
+    ws_deflate_free(sh->z[i]);
+    ws_free(&sh->mem, sh->z[i]);
+  }
+  ws_free(&sh->mem, sh);
+}
+
+/* The shared compressor for |bits|, created on first use. */
+static int shared_get(ws_pmd_shared *sh, unsigned bits, ws_deflater **pz) {
+  ws_deflater **slot = &sh->z[bits - WS_DEFLATE_MIN_WINDOW_BITS];
+  if (!*slot) {
+    ws_deflater *z = ws_malloc(&sh->mem, sizeof(*z));
+    if (!z) return WS_ERR_NOMEM;
+    if (ws_deflate_init(z, &sh->mem, bits, sh->level)) {
+      ws_free(&sh->mem, z);
+      return WS_ERR_NOMEM;
+    }
+    *slot = z;
+  }
+  *pz = *slot;
+  return 0;
+}
+
 /* Compresses one fragment of a message into a frame (RFC 7692 7.2.1):
  * RSV1 on the first frame only; the last one ends with a sync flush whose
  * 00 00 ff ff tail is removed. The payload is compressed straight into
@@ -1096,18 +1144,26 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
     if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data))
       return WS_ERR_INTERNAL;
   }
-  if (!c->def) {
-    unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
-                                 : c->pmd.server_max_window_bits;
+  unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
+                               : c->pmd.server_max_window_bits;
+  ws_deflater *z = c->def;
+  /* A message that starts and ends in this call, with no context to
+   * keep, can borrow the thread's shared compressor. */
+  int borrowed = !z && c->cfg.pmd.shared && fin && opcode != WS_OP_CONT &&
+                 we_reset(c);
+  if (borrowed) {
+    int rv = shared_get(c->cfg.pmd.shared, bits, &z);
+    if (rv) return rv;
+  } else if (!z) {
     int level = c->cfg.pmd.level;
     if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
-    c->def = ws_malloc(&c->mem, sizeof(*c->def));
-    if (!c->def) return WS_ERR_NOMEM;
-    if (ws_deflate_init(c->def, &c->mem, bits, level)) {
-      ws_free(&c->mem, c->def);
-      c->def = NULL;
+    z = ws_malloc(&c->mem, sizeof(*z));
+    if (!z) return WS_ERR_NOMEM;
+    if (ws_deflate_init(z, &c->mem, bits, level)) {
+      ws_free(&c->mem, z);
       return WS_ERR_NOMEM;
     }
+    c->def = z;
   }
   size_t clen = 0, used = 0;
   size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
@@ -1118,18 +1174,20 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
                                (size_t)c->cfg.max_out_queue + 512u)) {
       /* The compressor has taken input it cannot give back: the
        * message cannot go on, so neither can the connection. */
+      if (borrowed) ws_deflate_reset(z);
       return nomem(c);
     }
     uint8_t *dst = c->out.base + c->out.len + WS_FRAME_HEADER_MAX + clen;
     size_t room = c->out.cap - c->out.len - WS_FRAME_HEADER_MAX - clen;
     size_t nin, nout;
-    rv = ws_deflate(c->def, len ? data + used : data, len - used, &nin, dst,
+    rv = ws_deflate(z, len ? data + used : data, len - used, &nin, dst,
                     room, &nout,
                     fin ? WS_DEFLATE_SYNC_FLUSH : WS_DEFLATE_NO_FLUSH);
     used += nin;
     clen += nout;
     step = WS_MAX(step, clen);
   } while (rv == WS_ERR_WOULDBLOCK);
+  if (borrowed) ws_deflate_reset(z); /* clean for its next borrower */
   if (rv) return fail(c, WS_ERR_INTERNAL, 1011, "compressor failed");
   uint8_t *base = c->out.base + c->out.len;
   if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */

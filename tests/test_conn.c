@@ -1773,6 +1773,14 @@ static void pmd_pair_echo(void **state) {
       ccfg.delivery = (bits & 1) ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
       scfg.delivery = (bits & 1) ? WS_DELIVER_STREAM : WS_DELIVER_MESSAGE;
       ccfg.max_message = scfg.max_message = maxlen;
+      /* half the runs compress through per-thread shared compressors */
+      ws_pmd_shared *csh = NULL, *ssh = NULL;
+      if (bits & 2) {
+        assert_int_equal(ws_pmd_shared_new(&csh, ccfg.pmd.level, NULL), 0);
+        assert_int_equal(ws_pmd_shared_new(&ssh, 0, NULL), 0);
+        ccfg.pmd.shared = csh;
+        scfg.pmd.shared = ssh;
+      }
       ws_conn *cli, *srv;
       assert_int_equal(ws_conn_new(&cli, &ccfg, &ca.mem), 0);
       assert_int_equal(ws_conn_new(&srv, &scfg, &sa.mem), 0);
@@ -1828,11 +1836,70 @@ static void pmd_pair_echo(void **state) {
       }
       ws_conn_del(cli);
       ws_conn_del(srv);
+      ws_pmd_shared_del(csh);
+      ws_pmd_shared_del(ssh);
       assert_int_equal(ca.live_blocks, 0);
       assert_int_equal(sa.live_blocks, 0);
     }
   }
   free(msg);
+}
+
+/* Where our side keeps no context, single-frame messages borrow the
+ * thread's shared compressor: the same bytes go out, and the connection
+ * itself allocates no compressor at all. */
+static void pmd_shared_compressor(void **state) {
+  (void)state;
+  static const char req[] =
+      "GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Extensions: permessage-deflate; "
+      "server_no_context_takeover; server_max_window_bits=9\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  uint8_t text[2000];
+  for (size_t i = 0; i < sizeof(text); i++) text[i] = (uint8_t)((size_t)"abcab"[i % 5] + i / 300);
+  transcript out[2] = {{0}, {0}};
+  tu_alloc sa;
+  tu_alloc_init(&sa, 0);
+  ws_pmd_shared *sh;
+  assert_int_equal(ws_pmd_shared_new(&sh, 10, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_pmd_shared_new(NULL, 6, NULL), WS_ERR_INVALID_ARGUMENT);
+  ws_pmd_shared_del(NULL);
+  assert_int_equal(ws_pmd_shared_new(&sh, 6, &sa.mem), 0);
+  for (int use = 0; use < 2; use++) {
+    tu_alloc a;
+    tu_alloc_init(&a, 0);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.pmd.enable = 1;
+    cfg.pmd.shared = use ? sh : NULL;
+    ws_conn *c;
+    assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+    transcript t = {0};
+    tr_feed(&t, c, (const uint8_t *)req, strlen(req), 0);
+    assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+    size_t peak_before = a.peak_bytes;
+    for (int k = 0; k < 3; k++) {
+      assert_int_equal(ws_conn_send(c, WS_OP_TEXT, text, sizeof(text), 0), 0);
+      tr_drain(&out[use], c);
+    }
+    if (use) /* only the output queue came and went */
+      assert_true(a.peak_bytes - peak_before < 2 * sizeof(text));
+    else
+      assert_true(a.peak_bytes - peak_before > ws_deflate_memsize(9, 6));
+    tr_free(&t);
+    ws_conn_del(c);
+    assert_int_equal(a.live_blocks, 0);
+  }
+  assert_int_equal(out[0].outlen, out[1].outlen);
+  assert_memory_equal(out[0].out, out[1].out, out[0].outlen);
+  /* one compressor, for window 9, lives in the shared state */
+  assert_true(sa.live_bytes >= ws_deflate_memsize(9, 6) + sizeof(ws_deflater));
+  assert_true(sa.live_bytes < ws_deflate_memsize(9, 6) + sizeof(ws_deflater) + 256);
+  ws_pmd_shared_del(sh);
+  assert_int_equal(sa.live_blocks, 0);
+  tr_free(&out[0]);
+  tr_free(&out[1]);
 }
 
 /* RFC 7692 7.1: a client fails the connection on a response its offer
@@ -2014,6 +2081,7 @@ int main(void) {
       cmocka_unit_test(pmd_recv_stream_chunks),
       cmocka_unit_test(pmd_send_server),
       cmocka_unit_test(pmd_pair_echo),
+      cmocka_unit_test(pmd_shared_compressor),
       cmocka_unit_test(pmd_client_checks_response),
       cmocka_unit_test(pmd_failing_allocator),
   };

@@ -342,6 +342,8 @@ typedef enum ws_delivery {
  * kept for a direction, that direction's codec state exists only while a
  * message is being compressed or inflated.
  */
+typedef struct ws_pmd_shared ws_pmd_shared;
+
 typedef struct ws_pmd_config {
   uint8_t enable;                     /* 1: offer / accept */
   uint8_t level;                      /* 1 (fast) .. 9; default 6 */
@@ -351,7 +353,25 @@ typedef struct ws_pmd_config {
   uint8_t client_no_context_takeover; /* ask for / grant it; default 0 */
   uint32_t min_size; /* messages shorter than this are sent uncompressed;
                         default 32 */
+  /* NULL, or a compressor shared by the connections of one thread (see
+   * ws_pmd_shared_new()): used for single-frame messages where our side
+   * keeps no context, instead of a compressor allocated per message. */
+  ws_pmd_shared *shared;
 } ws_pmd_config;
+
+/*
+ * Creates a compressor state to share among connections that are only
+ * ever used from one thread at a time (an event loop's). It holds one
+ * compressor per window size, created on first use (see README for the
+ * sizes); each message borrows it for the ws_conn_send() call that
+ * compresses it. |level| is 1..9 (0: 6). |mem| may be NULL; it is
+ * copied. Returns 0, WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM.
+ */
+WS_EXTERN int ws_pmd_shared_new(ws_pmd_shared **pshared, int level,
+                                const ws_mem *mem);
+
+/* Frees it; every connection using it must be deleted first. */
+WS_EXTERN void ws_pmd_shared_del(ws_pmd_shared *shared);
 
 typedef struct ws_config {
   ws_role role;
