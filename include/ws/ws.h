@@ -69,7 +69,7 @@ typedef enum ws_error {
   WS_ERR_TOO_BIG = -203,     /* over a size limit [1009] */
   WS_ERR_HANDSHAKE = -204,   /* invalid opening handshake (HTTP error) */
   WS_ERR_REJECTED = -205,    /* client: server answered other than 101 */
-  WS_ERR_EXTENSION = -206,   /* extension negotiation failed [1010] */
+  WS_ERR_EXTENSION = -206,   /* client: extension response not allowed */
   WS_ERR_TIMEOUT = -207,     /* a timer ran out (pong, close, handshake) */
   WS_ERR_EOF = -208,         /* transport ended without close [1006] */
   WS_ERR_CLOSED = -209,      /* the connection is closed */
