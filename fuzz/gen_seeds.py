@@ -184,11 +184,147 @@ def deflate_seeds(root):
     write(root, t, bytes([0x2f, 0x55, 1, 2]) + b"Hello")
 
 
+def frame(op, payload, fin=True, rsv1=False, key=None):
+    """A frame; masked with |key| (4 bytes) when given."""
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+    n = len(payload)
+    m = 0x80 if key is not None else 0
+    if n < 126:
+        h = bytes([b0, m | n])
+    elif n < 65536:
+        h = bytes([b0, m | 126]) + n.to_bytes(2, "big")
+    else:
+        h = bytes([b0, m | 127]) + n.to_bytes(8, "big")
+    if key is None:
+        return h + payload
+    return h + key + bytes(c ^ key[i % 4] for i, c in enumerate(payload))
+
+
+def zmsgs(msgs, wbits=15, level=6):
+    """Each message compressed with a sync flush, tail removed (7.2.1)."""
+    c = zlib.compressobj(level, zlib.DEFLATED, -max(wbits, 9))
+    out = []
+    for m in msgs:
+        d = c.compress(m) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert d.endswith(TAIL)
+        out.append(d[:-4])
+    return out
+
+
+def conn_seeds(root):
+    """permessage-deflate sessions for the connection targets. Bytes 2-3
+    (the seed): 0x40 in byte 3 turns deflate on, byte 2 holds the window
+    bits and no_context_takeover flags (see conn_driver.c)."""
+    hx = bytes.fromhex
+    hello = hx("f248cdc9c90700")
+    rnd = random.Random(6455)
+    r300 = bytes(rnd.randrange(256) for _ in range(300))
+    text = b" ".join(rnd.choice([b"deflate", b"window", b"message", b"\xce\xba"])
+                     for _ in range(400))
+    for target, key in (("fuzz_conn_server", bytes(4)),
+                        ("fuzz_conn_client", None)):
+        k2 = None if key is None else hx("37fa213d")
+        def f(*a, **kw):
+            kw.setdefault("key", key)
+            return frame(*a, **kw)
+        # byte 0: CF_* (0x01 message mode, 0x02 small limits), byte 1:
+        # limits, byte 2: pmd parameters, byte 3: 0x40 pmd (| 0x08
+        # min_size 0 | 0x80 level 1)
+        sessions = [
+            # RFC 7692 7.2.3.1 and 7.2.3.2 (shared window), stream mode
+            (0x00, 0x00, 0x3f, 0x48,
+             f(1, hello, rsv1=True) + f(1, hx("f200110000"), rsv1=True)),
+            # the same in message mode, echoed compressed at level 1
+            (0x01, 0x00, 0x3f, 0xc8,
+             f(1, hello, rsv1=True) + f(1, hx("f200110000"), rsv1=True)),
+            # stored block (7.2.3.3), two blocks in one message (7.2.3.4)
+            (0x00, 0x00, 0x3f, 0x48,
+             f(1, hx("000500faff48656c6c6f00"), rsv1=True) +
+             f(1, hx("f24805000000ffffcac9c90700"), rsv1=True)),
+            # fragmented: RSV1 on the first frame only, a ping between
+            (0x00, 0x00, 0x3f, 0x48,
+             f(1, hello[:3], fin=False, rsv1=True) + f(9, b"p") +
+             f(0, hello[3:])),
+            # no context takeover both ways, window 8 and 9
+            (0x01, 0x00, 0xc8, 0x48,
+             b"".join(f(1, m, rsv1=True) for m in
+                      [zmsgs([text[:300]], 8, 6)[0]] * 2)),
+            # a longer text, compressed, message mode; and level 9 runs
+            (0x01, 0x00, 0x3f, 0x48,
+             b"".join(f(1, m, rsv1=True) for m in zmsgs([text, text[5:]]))),
+            (0x00, 0x00, 0x3f, 0x08 | 0x40,
+             b"".join(f(2, m, rsv1=True) for m in
+                      zmsgs([bytes(5000), b"ab" * 900], 15, 9))),
+            # a bomb: 2 MiB of zeros, past max_message (1009)
+            (0x01, 0x00, 0x3f, 0x48,
+             f(2, zmsgs([bytes(2 << 20)], 15, 9)[0], rsv1=True)),
+            # and past small limits, stream mode
+            (0x02, 0x05, 0x3f, 0x48,
+             f(2, zmsgs([bytes(4000)], 15, 9)[0], rsv1=True)),
+            # invalid data (1007), RSV1 on a continuation (1002), invalid
+            # UTF-8 after inflating (1007), distance beyond a window of 8
+            (0x00, 0x00, 0x3f, 0x48, f(1, hx("07"), rsv1=True)),
+            (0x00, 0x00, 0x3f, 0x48,
+             f(1, hello[:3], fin=False, rsv1=True) +
+             f(0, hello[3:], rsv1=True)),
+            (0x00, 0x00, 0x3f, 0x48,
+             f(1, zmsgs([b"ok \xff\xfe"])[0], rsv1=True)),
+            (0x00, 0x00, 0x00, 0x48,
+             f(2, zmsgs([r300 + r300], 15, 9)[0], rsv1=True)),
+        ]
+        for cf, lim, pb, sb, body in sessions:
+            write(root, target, bytes([cf, lim, pb, sb]) + body)
+        if k2 is not None:  # a real mask key too
+            write(root, target, bytes([0, 0, 0x3f, 0x48]) +
+                  frame(1, hello, rsv1=True, key=k2))
+
+
+def pmd_seeds(root):
+    """Extension offers and responses (fuzz_pmd.c)."""
+    t = "fuzz_pmd"
+    offers = [
+        b"permessage-deflate",
+        b"permessage-deflate; client_max_window_bits",
+        b"permessage-deflate; client_max_window_bits=10; "
+        b"server_max_window_bits=12",
+        b"permessage-deflate; server_no_context_takeover; "
+        b"client_no_context_takeover",
+        b'permessage-deflate; server_max_window_bits="10", '
+        b"permessage-deflate",
+        b"x-webkit-deflate-frame, permessage-deflate; client_max_window_bits",
+        b"permessage-deflate; server_max_window_bits=08",
+        b"permessage-deflate; server_max_window_bits=16, "
+        b"permessage-deflate; client_max_window_bits=8",
+        b"permessage-deflate; client_max_window_bits; client_max_window_bits",
+        b"permessage-deflate; foo=1\npermessage-deflate;client_max_window_bits",
+        b"PERMESSAGE-DEFLATE ; Server_No_Context_Takeover\t",
+        b'permessage-deflate; server_max_window_bits="1\\0"',
+    ]
+    responses = [
+        b"permessage-deflate",
+        b"permessage-deflate; server_max_window_bits=10",
+        b"permessage-deflate; client_max_window_bits=9",
+        b"permessage-deflate; client_max_window_bits",
+        b"permessage-deflate; server_no_context_takeover; "
+        b"client_no_context_takeover; server_max_window_bits=8; "
+        b"client_max_window_bits=8",
+        b"permessage-deflate, permessage-deflate",
+        b"x-webkit-deflate-frame",
+        b"",
+    ]
+    for i, o in enumerate(offers):
+        r = responses[i % len(responses)]
+        cfgs = [(0x3f, 0x3f), (0x00, 0xff), (0xd2, 0x1b), (0x7f, 0x40)][i % 4]
+        write(root, t, bytes(cfgs) + o + b"\x00" + r)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "corpus")
     inflate_seeds(root)
     deflate_seeds(root)
+    conn_seeds(root)
+    pmd_seeds(root)
 
 
 if __name__ == "__main__":
