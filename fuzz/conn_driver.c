@@ -7,6 +7,8 @@
  *   byte 0   configuration bits (CF_* below)
  *   byte 1   limits and timer values
  *   byte 2-3 seed of the chunk sizes (feeding and draining) and app bits
+ *            (SB_* below), among them permessage-deflate: SB_PMD turns it
+ *            on, byte 2 holds its parameters (PB_* below)
  *   rest     the peer's bytes: frames, after a valid handshake the driver
  *            builds, or the whole handshake as well (CF_RAW)
  *
@@ -17,7 +19,11 @@
  *  - every output byte after the handshake head is a well-formed,
  *    complete frame of this role (server: unmasked; client: masked),
  *    fragments in order, nothing after a close frame, close payloads
- *    with a sendable code and UTF-8 reason;
+ *    with a sendable code and UTF-8 reason; RSV1 only when
+ *    permessage-deflate was negotiated, on first fragments only;
+ *  - the data of the output frames, inflated (our inflater, with the
+ *    negotiated window and takeover) where RSV1 says so, is exactly the
+ *    data the application sent, in order;
  *  - live allocated bytes never exceed what the configured limits allow,
  *    and nothing is left allocated after ws_conn_del();
  *  - unless timers are on, the same input fed unsplit gives the same
@@ -28,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ws_deflate.h"
 #include "ws_int.h"
 
 int fuzz_conn_run(ws_role role, const uint8_t *data, size_t size);
@@ -50,6 +57,25 @@ enum {
   CF_TIMERS = 0x20,   /* short timers, clock moving; no split compare */
   CF_ALT = 0x40,      /* server: reject or other request; client: proto */
   CF_EOF = 0x80       /* transport EOF after the input */
+};
+
+/* Bits of the seed (bytes 2-3) that the application and the
+ * configuration use; the whole seed also seeds the chunk sizes. */
+enum {
+  SB_REQ = 0x03,     /* server: which request / whether to reject */
+  SB_PROTO = 0x04,   /* server: accept the first subprotocol */
+  SB_MINSIZE0 = 0x08,/* pmd.min_size 0: compress every message */
+  SB_PING = 0x10,    /* the app pings after some frames */
+  SB_CLOSE = 0x20,   /* the app closes after two frames */
+  SB_PMD = 0x40,     /* permessage-deflate enabled */
+  SB_LEVEL1 = 0x80   /* pmd.level 1 (else 6) */
+};
+/* Byte 2 (the seed's high byte), when SB_PMD is set. */
+enum {
+  PB_SBITS = 0x07,   /* server_max_window_bits - 8 */
+  PB_CBITS = 0x38,   /* client_max_window_bits - 8, shifted by 3 */
+  PB_SNCT = 0x40,    /* server_no_context_takeover */
+  PB_CNCT = 0x80     /* client_no_context_takeover */
 };
 
 /* ---- counting allocator ------------------------------------------------- */
@@ -164,6 +190,8 @@ typedef struct run {
   int in_frame;
   bytes out;          /* everything the connection wrote */
   int accepted;       /* server: accept() returned 0 */
+  bytes sent;         /* data the application sent (send() returned 0) */
+  ws_pmd_params pmd;  /* what was negotiated, at WS_EV_OPEN */
   size_t nframes;     /* complete data frames seen */
   size_t nevents;
 } run;
@@ -249,7 +277,7 @@ static void on_request(run *R, const ws_request *req) {
     CHECK(v.len > 0);
   (void)ws_request_header(req, "Host", 0, &v);
   (void)ws_request_header(req, "Sec-WebSocket-Protocol", 1, &v);
-  if ((R->cf & CF_ALT) && (R->seed & 3u) == 0) {
+  if ((R->cf & CF_ALT) && (R->seed & SB_REQ) == 0) {
     static const ws_kv h[1] = {{"X-Reason", "fuzz"}};
     CHECK(ws_conn_reject(R->c, 403, h, 1, "no", 2) == 0);
     return;
@@ -261,7 +289,7 @@ static void on_request(run *R, const ws_request *req) {
   ap.headers = h;
   ap.nheaders = 1;
   if (p0.len && p0.len < sizeof(proto) && is_token(p0.base, p0.len) &&
-      (R->seed & 4u)) {
+      (R->seed & SB_PROTO)) {
     memcpy(proto, p0.base, p0.len);
     proto[p0.len] = 0;
     ap.protocol = proto;
@@ -290,26 +318,54 @@ static void on_data(run *R, const ws_event *ev) {
   uint32_t sf = (ev->flags & WS_EVF_FINAL) ? 0 : WS_SEND_MORE;
   int rv = ws_conn_send(R->c, op, ev->data.base, ev->data.len, sf);
   CHECK(rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG ||
-        rv == WS_ERR_INVALID_STATE || rv == WS_ERR_INVALID_ARGUMENT);
+        rv == WS_ERR_INVALID_STATE || rv == WS_ERR_INVALID_ARGUMENT ||
+        rv == WS_ERR_NOMEM);
+  if (rv == 0) b_add(&R->sent, ev->data.base, ev->data.len);
 
   if (ev->flags & WS_EVF_FRAME_END) {
     end_frame_record(R);
-    if ((R->seed & 0x10u) && R->nframes % 3 == 1) {
+    if ((R->seed & SB_PING) && R->nframes % 3 == 1) {
       rv = ws_conn_ping(R->c, "fz", 2);
       CHECK(rv <= 0);
     }
-    if ((R->seed & 0x20u) && R->nframes == 2) {
+    if ((R->seed & SB_CLOSE) && R->nframes == 2) {
       rv = ws_conn_close(R->c, 1000, "bye", 3);
       CHECK(rv == 0 || rv == WS_ERR_INVALID_STATE);
     }
   }
 }
 
+/* What permessage-deflate negotiated: within the configuration, and on
+ * whenever the driver's own handshake offered or answered it. */
+static void check_pmd(run *R) {
+  ws_pmd_params *p = &R->pmd;
+  const ws_pmd_config *c = &R->cfg.pmd;
+  ws_conn_pmd(R->c, p);
+  if (!p->enabled) {
+    CHECK(p->server_max_window_bits == 0 && p->client_max_window_bits == 0);
+    /* the driver's handshakes make an acceptable offer / answer */
+    if (!(R->cf & CF_RAW)) CHECK(!c->enable);
+    return;
+  }
+  CHECK(c->enable);
+  CHECK(p->server_max_window_bits >= 8 && p->server_max_window_bits <= 15);
+  CHECK(p->client_max_window_bits >= 8 && p->client_max_window_bits <= 15);
+  /* never a window above what we asked for or allow */
+  /* server: the smaller of the offer and its bound; client: at most
+   * what it offered, which is its configuration */
+  CHECK(p->server_max_window_bits <= c->server_max_window_bits);
+  CHECK(p->client_max_window_bits <= c->client_max_window_bits);
+  if (c->server_no_context_takeover) CHECK(p->server_no_context_takeover);
+  if (c->client_no_context_takeover) CHECK(p->client_no_context_takeover);
+}
+
 static void handle(run *R, const ws_event *ev) {
   R->nevents++;
-  if (ev->type != WS_EV_TEXT && ev->type != WS_EV_BINARY && R->in_frame) {
+  if ((ev->type == WS_EV_ERROR || ev->type == WS_EV_CLOSE) && R->in_frame) {
     /* a frame cut short (by an error or EOF): how much of it came out
-     * depends on the split, so it is not compared */
+     * depends on the split, so it is not compared. (Pings and pongs come
+     * between frames; inside a compressed message, whose events do not
+     * follow its frames, the data goes on after them.) */
     R->frame.len = 0;
     R->in_frame = 0;
     R->frame_flags = 0;
@@ -324,6 +380,7 @@ static void handle(run *R, const ws_event *ev) {
   case WS_EV_OPEN:
     record(R, (uint8_t)ev->type, 0, 0, 0, NULL, 0);
     if (R->role == WS_ROLE_CLIENT) CHECK(ev->response != NULL);
+    check_pmd(R);
     break;
   case WS_EV_TEXT:
   case WS_EV_BINARY:
@@ -441,6 +498,31 @@ static void check_close_payload(const uint8_t *p, size_t n) {
   }
 }
 
+/* Inflates one frame's payload of our own compressed output onto |out|,
+ * with the tail after the final frame (RFC 7692 7.2.2). */
+static void inflate_into(ws_inflater *z, bytes *out, const uint8_t *p,
+                         size_t n, int fin, int reset) {
+  static const uint8_t tl[4] = {0x00, 0x00, 0xff, 0xff};
+  uint8_t buf[4096];
+  for (int part = 0; part < 2; part++) {
+    const uint8_t *in = part ? tl : p;
+    size_t len = part ? (fin ? 4u : 0u) : n, ip = 0;
+    for (;;) {
+      size_t nin, nout;
+      int rv = ws_inflate(z, in + ip, len - ip, &nin, buf, sizeof(buf), &nout);
+      if (rv) fprintf(stderr, "our output does not inflate: %d\n", rv);
+      CHECK(rv == 0);
+      b_add(out, buf, nout);
+      ip += nin;
+      if (ip == len && nout < sizeof(buf)) break;
+    }
+  }
+  if (fin) {
+    CHECK(ws_inflate_end_message(z) == 0);
+    if (reset) ws_inflate_reset(z);
+  }
+}
+
 /* The whole output: handshake head, then complete frames of our role. */
 static void check_output(run *R) {
   const uint8_t *o = R->out.p;
@@ -466,8 +548,21 @@ static void check_output(run *R) {
   pos = (size_t)(e - o) + 4;
 
   int is_client = R->role == WS_ROLE_CLIENT;
-  int msg_open = 0, closed = 0;
+  int msg_open = 0, closed = 0, comp = 0;
   uint8_t ctl[WS_CONTROL_MAX];
+  /* our inflater for our own compressed output */
+  ws_inflater inf;
+  int have_inf = 0;
+  unsigned our_bits = is_client ? R->pmd.client_max_window_bits
+                                : R->pmd.server_max_window_bits;
+  int our_reset = is_client ? R->pmd.client_no_context_takeover
+                            : R->pmd.server_no_context_takeover;
+  bytes data = {NULL, 0, 0}; /* the output's data, inflated */
+  uint8_t *pay = NULL;
+  if (R->pmd.enabled) {
+    CHECK(ws_inflate_init(&inf, NULL, our_bits) == 0);
+    have_inf = 1;
+  }
   while (pos < len) {
     ws_frame_header hd;
     size_t hl = 0;
@@ -476,19 +571,38 @@ static void check_output(run *R) {
     if (rv) fprintf(stderr, "output frame at %zu of %zu: %d\n", pos, len, rv);
     CHECK(rv == 0);
     /* our frames, seen by the peer: a server checks a client's frames */
-    CHECK(ws_frame_check_header(&hd, is_client, 0) == 0);
+    CHECK(ws_frame_check_header(&hd, is_client,
+                                R->pmd.enabled ? WS_RSV1 : 0) == 0);
     pos += hl;
     CHECK(hd.payload_len <= len - pos);
     size_t n = (size_t)hd.payload_len;
+    if (hd.opcode <= WS_OP_BINARY) {
+      /* RFC 7692 6.1: RSV1 on the first frame of a message only */
+      if (hd.opcode == WS_OP_CONT) CHECK(!(hd.rsv & WS_RSV1));
+      pay = realloc(pay, n ? n : 1);
+      CHECK(pay);
+      memcpy(pay, o + pos, n);
+      if (hd.masked) ws_mask(pay, n, hd.mask, 0);
+    }
     switch (hd.opcode) {
     case WS_OP_CONT:
       CHECK(msg_open);
-      if (hd.fin) msg_open = 0;
+      if (comp)
+        inflate_into(&inf, &data, pay, n, hd.fin, our_reset);
+      else
+        b_add(&data, pay, n);
+      if (hd.fin) msg_open = comp = 0;
       break;
     case WS_OP_TEXT:
     case WS_OP_BINARY:
       CHECK(!msg_open);
+      comp = (hd.rsv & WS_RSV1) != 0;
+      if (comp)
+        inflate_into(&inf, &data, pay, n, hd.fin, our_reset);
+      else
+        b_add(&data, pay, n);
       if (!hd.fin) msg_open = 1;
+      else comp = 0;
       break;
     case WS_OP_CLOSE:
       memcpy(ctl, o + pos, n);
@@ -501,6 +615,19 @@ static void check_output(run *R) {
     }
     pos += n;
   }
+  /* the data sent, every byte and in order; all of it unless a message
+   * was cut short by the end of the connection */
+  CHECK(data.len <= R->sent.len);
+  CHECK(data.len == 0 || memcmp(data.p, R->sent.p, data.len) == 0);
+  if (!msg_open) {
+    if (data.len != R->sent.len)
+      fprintf(stderr, "output data %zu bytes, sent %zu\n", data.len,
+              R->sent.len);
+    CHECK(data.len == R->sent.len);
+  }
+  if (have_inf) ws_inflate_free(&inf);
+  free(data.p);
+  free(pay);
 }
 
 /* A valid 101 for the request the client wrote. */
@@ -521,6 +648,22 @@ static void build_response(run *R, bytes *resp) {
   if (R->cf & CF_ALT) {
     static const char p[] = "Sec-WebSocket-Protocol: chat\r\n";
     b_add(resp, p, strlen(p));
+  }
+  if (R->cfg.pmd.enable) {
+    /* the answer to the client's offer: what it asked for */
+    const ws_pmd_config *c = &R->cfg.pmd;
+    char ext[200];
+    int en = snprintf(ext, sizeof(ext),
+                      "Sec-WebSocket-Extensions: permessage-deflate%s%s; "
+                      "server_max_window_bits=%u; "
+                      "client_max_window_bits=%u\r\n",
+                      c->server_no_context_takeover
+                          ? "; server_no_context_takeover" : "",
+                      c->client_no_context_takeover
+                          ? "; client_no_context_takeover" : "",
+                      c->server_max_window_bits, c->client_max_window_bits);
+    CHECK(en > 0 && (size_t)en < sizeof(ext));
+    b_add(resp, ext, (size_t)en);
   }
   b_add(resp, "\r\n", 2);
 }
@@ -571,6 +714,16 @@ static void set_config(run *R) {
     cfg->rand = det_rand;
     cfg->rand_user_data = &R->rand_state;
   }
+  if (R->seed & SB_PMD) {
+    uint8_t pb = (uint8_t)(R->seed >> 8);
+    cfg->pmd.enable = 1;
+    cfg->pmd.level = (R->seed & SB_LEVEL1) ? 1 : 6;
+    cfg->pmd.server_max_window_bits = (uint8_t)(8 + (pb & PB_SBITS));
+    cfg->pmd.client_max_window_bits = (uint8_t)(8 + ((pb & PB_CBITS) >> 3));
+    cfg->pmd.server_no_context_takeover = (pb & PB_SNCT) != 0;
+    cfg->pmd.client_no_context_takeover = (pb & PB_CNCT) != 0;
+    if (R->seed & SB_MINSIZE0) cfg->pmd.min_size = 0;
+  }
 }
 
 static void do_run(run *R, const uint8_t *body, size_t bodylen) {
@@ -583,6 +736,19 @@ static void do_run(run *R, const uint8_t *body, size_t bodylen) {
                    2 * ((size_t)cfg->max_out_queue + 1024) +
                    2 * (size_t)cfg->max_handshake_bytes +
                    (size_t)cfg->max_headers * sizeof(ws_header) + 4096;
+  /* permessage-deflate: one inflater and one compressor of at most the
+   * configured windows, and the 16 KiB stream-mode chunk */
+  if (cfg->pmd.enable) {
+    unsigned sb = cfg->pmd.server_max_window_bits;
+    unsigned cb = cfg->pmd.client_max_window_bits;
+    unsigned ib = R->role == WS_ROLE_SERVER ? cb : sb;
+    unsigned db = R->role == WS_ROLE_SERVER ? sb : cb;
+    /* a server may be offered a smaller window than its own bound, a
+     * client is held to what it offered */
+    R->alloc.limit += sizeof(ws_inflater) + ws_inflate_memsize(ib) +
+                      sizeof(ws_deflater) +
+                      ws_deflate_memsize(db, cfg->pmd.level) + 16384;
+  }
   R->rand_state = 0x2545F491u ^ R->seed;
   R->r = 0x9E3779B9u ^ ((uint32_t)R->seed << 7) ^ R->cf;
   ws_mem mem = {&R->alloc, c_malloc, c_realloc, c_free};
@@ -608,7 +774,11 @@ static void do_run(run *R, const uint8_t *body, size_t bodylen) {
     drain(R);
     if (!(R->cf & CF_RAW)) build_response(R, &stream);
   } else if (!(R->cf & CF_RAW)) {
-    const char *rq = (R->cf & CF_ALT) && (R->seed & 3u) ? req1 : req0;
+    /* req1 offers permessage-deflate */
+    const char *rq = ((R->cf & CF_ALT) && (R->seed & SB_REQ)) ||
+                             (R->seed & SB_PMD)
+                         ? req1
+                         : req0;
     b_add(&stream, rq, strlen(rq));
   }
   b_add(&stream, body, bodylen);
@@ -689,8 +859,10 @@ int fuzz_conn_run(ws_role role, const uint8_t *data, size_t size) {
   free(a.events.p);
   free(a.frame.p);
   free(a.out.p);
+  free(a.sent.p);
   free(b.events.p);
   free(b.frame.p);
   free(b.out.p);
+  free(b.sent.p);
   return 0;
 }
