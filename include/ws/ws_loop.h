@@ -1,0 +1,398 @@
+/*
+ * libws event loop: a small loop over the sans-IO core for servers and
+ * clients. The backend (epoll on Linux, <ws/ws_epoll.h>) only creates the
+ * loop; everything else is this header, shared by every backend.
+ * SPDX-License-Identifier: MIT
+ *
+ * One loop runs on one thread. Every function here must be called on the
+ * loop's thread (inside a callback, or before/after ws_loop_run()), except
+ * the ones marked "any thread", which queue work for the loop and wake it.
+ *
+ * What the loop does for each connection: non-blocking accept/connect,
+ * read -> ws_conn_feed(), events -> callbacks, queued output -> writev
+ * (write interest only while output is pending), timers from
+ * ws_conn_next_deadline(), backpressure (stop reading a connection whose
+ * unsent output is over |high_water|, resume under |low_water|, and tell
+ * the application through on_writable), and graceful shutdown.
+ *
+ * Callbacks return int: 0 to go on; WS_LOOP_PAUSE to pause the connection
+ * (see below); a negative value stops the loop and ws_loop_run() returns
+ * it. A connection pointer is valid from the first callback that names it
+ * (or ws_loop_connect()) until on_close returns.
+ */
+#ifndef WS_WS_LOOP_H
+#define WS_WS_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ws/ws.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(WS_STATICLIB)
+#  define WS_LOOP_EXTERN
+#elif defined(BUILDING_WS_LOOP) && defined(__GNUC__) && __GNUC__ >= 4
+#  define WS_LOOP_EXTERN __attribute__((visibility("default")))
+#else
+#  define WS_LOOP_EXTERN
+#endif
+
+typedef struct ws_loop ws_loop;
+typedef struct ws_loop_conn ws_loop_conn;
+
+/* Callback return value: keep the event and stop reading the connection.
+ * The same event is delivered again after ws_loop_resume(), or by itself
+ * once the connection's pending output has drained under |low_water| if
+ * output was pending when it paused (so an echo that got
+ * WS_ERR_WOULDBLOCK from ws_loop_send() can simply return WS_LOOP_PAUSE).
+ * While paused, the event's data stays valid and the connection's core
+ * timers wait. on_request may answer later (ws_loop_accept() or
+ * ws_loop_reject(), then ws_loop_resume()): the request is then not
+ * delivered again. Honoured by on_request, on_open, on_message and
+ * on_control; elsewhere it means 0. */
+#define WS_LOOP_PAUSE 1
+
+/* Errors of the loop itself, beside the core's WS_ERR_* (ws_loop_strerror
+ * describes both). */
+#define WS_LOOP_ERR_IO (-301)       /* socket error; sys_errno says which */
+#define WS_LOOP_ERR_RESOLVE (-302)  /* host name did not resolve */
+#define WS_LOOP_ERR_STALLED (-303)  /* no write progress for write_timeout_ms */
+#define WS_LOOP_ERR_SHUTDOWN (-304) /* dropped at the end of the drain */
+#define WS_LOOP_ERR_ABORTED (-305)  /* the loop was deleted */
+
+/* How a connection ended, for on_close. */
+typedef struct ws_loop_close_info {
+  uint16_t code;      /* the peer's close code: 1005 if its close frame had
+                         none, 1006 if no close frame arrived */
+  uint16_t sent_code; /* the close code we sent, 0 if none */
+  ws_slice reason;    /* the peer's close reason, borrowed for the call */
+  int error;          /* 0 after a close handshake; else WS_ERR_* or
+                         WS_LOOP_ERR_* (WS_ERR_EOF, WS_ERR_TIMEOUT, ...) */
+  int sys_errno;      /* errno behind WS_LOOP_ERR_IO, else 0 */
+  int http_status;    /* client: status of a non-101 answer, else 0 */
+  const ws_response *response; /* client: that answer, borrowed; or NULL */
+} ws_loop_close_info;
+
+/* A plain HTTP request (not an Upgrade) on a listener, for on_http. All
+ * slices borrow the connection's buffer, valid during the call only. */
+typedef struct ws_loop_http_request {
+  ws_slice method;
+  ws_slice target; /* as sent */
+  ws_slice path;   /* target up to '?' */
+  ws_slice query;  /* after '?', without it */
+  const ws_header *headers;
+  size_t nheaders;
+} ws_loop_http_request;
+
+typedef struct ws_loop_callbacks {
+  /* Server: an Upgrade request. Answer with ws_loop_accept() or
+   * ws_loop_reject() here, or later after returning WS_LOOP_PAUSE.
+   * Returning 0 without answering accepts with no subprotocol. If NULL,
+   * every request is accepted. |req| is valid until answered. */
+  int (*on_request)(ws_loop_conn *conn, void *user_data,
+                    const ws_request *req);
+  /* Server: a request without "Upgrade: websocket". Answer with
+   * ws_loop_http_respond() (else 404); the connection then closes. If
+   * NULL, such requests go to the core, which answers 400 or 426. Not
+   * followed by on_close. */
+  int (*on_http)(ws_loop_conn *conn, void *user_data,
+                 const ws_loop_http_request *req);
+  /* The WebSocket is open (both roles). */
+  int (*on_open)(ws_loop_conn *conn, void *user_data);
+  /* Text or binary data: |ev| is the core's WS_EV_TEXT/WS_EV_BINARY event
+   * (whole messages with WS_DELIVER_MESSAGE, chunks with WS_DELIVER_STREAM;
+   * see ws_event.flags). |ev->data| is borrowed for the call (or until
+   * the event is delivered again, after WS_LOOP_PAUSE). */
+  int (*on_message)(ws_loop_conn *conn, void *user_data, const ws_event *ev);
+  /* A ping or pong arrived (WS_EV_PING / WS_EV_PONG); pongs to pings are
+   * sent by the core. May be NULL. */
+  int (*on_control)(ws_loop_conn *conn, void *user_data, const ws_event *ev);
+  /* Backpressure: |writable| 0 when the pending output went over
+   * |high_water| (reading stopped: slow your producers), 1 when it went
+   * back under |low_water|. May be NULL. */
+  int (*on_writable)(ws_loop_conn *conn, void *user_data, int writable);
+  /* The connection is over: called once for every connection that had
+   * on_request or on_open called, or was made by ws_loop_connect(). The
+   * pointer is invalid after it returns. During the call only, a
+   * connection with WS_CFG_NO_AUTO_CLOSE may still answer the close. */
+  int (*on_close)(ws_loop_conn *conn, void *user_data,
+                  const ws_loop_close_info *info);
+} ws_loop_callbacks;
+
+/*
+ * Byte transport between the socket and the core: the seam for TLS. The
+ * default (NULL) is plain TCP. A transport's read() returns the bytes for
+ * the core (plaintext) and its write() takes the core's output; what it
+ * puts on and takes off the socket is its own business. Every function
+ * returns 0, WS_ERR_WOULDBLOCK (the socket would block: the loop waits for
+ * readiness), WS_ERR_EOF (read: orderly end) or another negative code
+ * with errno set (a failure).
+ */
+typedef struct ws_loop_transport {
+  void *user_data;
+  /* A connection starts on connected socket |fd|; |server_name| is the
+   * client's host (SNI), NULL for servers. Sets |*pctx|. */
+  int (*attach)(void *user_data, int fd, ws_role role,
+                const char *server_name, void **pctx);
+  /* Reads up to |cap| bytes for the core into |buf|, |*pnread| > 0 on 0.
+   * The loop reads until WS_ERR_WOULDBLOCK, so bytes buffered inside the
+   * transport are never stranded. */
+  int (*read)(void *ctx, int fd, uint8_t *buf, size_t cap, size_t *pnread);
+  /* Takes up to the |iovcnt| vectors' bytes; |*pnwritten| says how many
+   * were taken. |iovcnt| 0 means: flush what you hold. */
+  int (*write)(void *ctx, int fd, const ws_iovec *iov, size_t iovcnt,
+               size_t *pnwritten);
+  /* Bytes the transport holds for the socket (0 for plain TCP); the loop
+   * keeps write interest and calls write(iovcnt 0) while it is nonzero. */
+  size_t (*pending)(void *ctx);
+  /* The WebSocket is done: queue a closing record (TLS close_notify) if
+   * any. The loop flushes it, then shuts the socket down. May be NULL. */
+  int (*shutdown)(void *ctx, int fd);
+  /* Frees |ctx|. The loop closes the socket. */
+  void (*detach)(void *ctx);
+} ws_loop_transport;
+
+typedef struct ws_loop_config {
+  ws_loop_callbacks callbacks;
+  void *user_data;           /* loop-wide, see ws_loop_user_data() */
+  const ws_mem *mem;         /* for the loop and its connections; NULL:
+                                malloc */
+  uint32_t read_size;        /* the one shared read buffer; 65536 */
+  uint32_t high_water;       /* pending output bytes that stop reading;
+                                1 MiB */
+  uint32_t low_water;        /* ... and that resume it; 256 KiB */
+  uint32_t write_timeout_ms; /* drop a connection whose pending output made
+                                no progress for this long; 30000, 0 off */
+  uint32_t linger_ms;        /* server, after the close handshake: wait
+                                this long for the peer's FIN; 2000 */
+  uint32_t max_post_bytes;   /* payload bytes queued by the ws_loop_post_*
+                                functions and not applied yet; 16 MiB */
+} ws_loop_config;
+
+/* Fills |cfg| with the defaults above (no callbacks). Since: 0.1 */
+WS_LOOP_EXTERN void ws_loop_config_default(ws_loop_config *cfg);
+
+/* Creates a loop with the platform's backend (the library linked in:
+ * libws_epoll on Linux). |cfg| is copied. Returns 0, WS_ERR_INVALID_ARGUMENT
+ * (e.g. low_water above high_water), WS_LOOP_ERR_IO (the poller could not
+ * be made: errno set) or WS_ERR_NOMEM. */
+WS_LOOP_EXTERN int ws_loop_new(ws_loop **ploop, const ws_loop_config *cfg);
+
+/* Deletes the loop: every connection is closed at once (on_close is
+ * called with WS_LOOP_ERR_ABORTED for those it is owed to) and every
+ * listener. NULL is fine. Not from a callback. */
+WS_LOOP_EXTERN void ws_loop_del(ws_loop *loop);
+
+/* The loop-wide user data from the config. */
+WS_LOOP_EXTERN void *ws_loop_user_data(const ws_loop *loop);
+
+/* ---- listening and connecting ------------------------------------------ */
+
+#define WS_LOOP_REUSEPORT 0x1u /* SO_REUSEPORT: one loop per core */
+#define WS_LOOP_V6ONLY 0x2u    /* IPV6_V6ONLY on an IPv6 address */
+
+typedef struct ws_loop_listen_params {
+  const char *host;  /* numeric IPv4 or IPv6 address; NULL: 127.0.0.1 */
+  uint16_t port;     /* 0: any free port, see |*pport| */
+  int backlog;       /* 0: SOMAXCONN */
+  uint32_t flags;    /* WS_LOOP_REUSEPORT, WS_LOOP_V6ONLY */
+  const ws_config *config; /* server config of each connection (copied);
+                              NULL: ws_config_default() */
+  void *user_data;   /* initial user data of each accepted connection */
+  const ws_loop_transport *transport; /* NULL: plain TCP */
+} ws_loop_listen_params;
+
+/*
+ * Listens. |*pport| (may be NULL) gets the bound port. During a graceful
+ * shutdown, new Upgrade requests are rejected with 503. Returns 0,
+ * WS_ERR_INVALID_ARGUMENT (bad address or config), WS_LOOP_ERR_IO (bind,
+ * listen: errno set) or WS_ERR_NOMEM.
+ */
+WS_LOOP_EXTERN int ws_loop_listen(ws_loop *loop,
+                                  const ws_loop_listen_params *params,
+                                  uint16_t *pport);
+
+typedef struct ws_loop_connect_params {
+  const char *host; /* name or address; a name is resolved with
+                       getaddrinfo(), which blocks */
+  uint16_t port;
+  /* The opening request: path, origin, subprotocols, headers. Its |host|
+   * and |port| default to the ones above (port omitted when 80). */
+  ws_client_params request;
+  const ws_config *config; /* client config (copied); NULL: defaults. A
+                              NULL |rand| gets the system's random source */
+  void *user_data;         /* the connection's user data */
+  const ws_loop_transport *transport; /* NULL: plain TCP */
+} ws_loop_connect_params;
+
+/*
+ * Starts a client connection: resolves |host|, connects (non-blocking,
+ * each address in turn) and sends the opening request. The core's
+ * handshake timeout covers the TCP connect too. Afterwards on_open, or
+ * on_close with the reason it failed (WS_LOOP_ERR_IO for a refused
+ * connection, WS_ERR_REJECTED with |http_status| for a non-101 answer).
+ * Returns 0 and sets |*pconn| (may be NULL), or WS_ERR_INVALID_ARGUMENT,
+ * WS_LOOP_ERR_RESOLVE, WS_LOOP_ERR_IO or WS_ERR_NOMEM (no callback
+ * follows then).
+ */
+WS_LOOP_EXTERN int ws_loop_connect(ws_loop *loop,
+                                   const ws_loop_connect_params *params,
+                                   ws_loop_conn **pconn);
+
+/* A parsed ws:// or wss:// URL. |path| points into the URL (or is "/"). */
+typedef struct ws_loop_url {
+  int secure;      /* 1 for wss:// */
+  char host[256];  /* NUL-terminated, IPv6 without brackets */
+  uint16_t port;   /* 80 / 443 when absent */
+  const char *path;
+} ws_loop_url;
+
+/* Parses |url|. Returns 0 or WS_ERR_INVALID_ARGUMENT. */
+WS_LOOP_EXTERN int ws_loop_parse_url(const char *url, ws_loop_url *purl);
+
+/* ---- running -------------------------------------------------------------- */
+
+/*
+ * Runs until ws_loop_stop(), the end of a graceful shutdown, a callback's
+ * negative return, or until there is nothing left (no listener, no
+ * connection). Returns 0, that callback's value, or WS_LOOP_ERR_IO if the
+ * poller failed.
+ */
+WS_LOOP_EXTERN int ws_loop_run(ws_loop *loop);
+
+/* One round: waits up to |timeout_ms| (-1: until something happens) and
+ * handles what is ready. Returns as ws_loop_run(), plus 1 if the loop has
+ * nothing left or was stopped. */
+WS_LOOP_EXTERN int ws_loop_run_once(ws_loop *loop, int timeout_ms);
+
+/* Any thread, and async-signal-safe: makes ws_loop_run() return soon.
+ * Connections stay as they are. */
+WS_LOOP_EXTERN void ws_loop_stop(ws_loop *loop);
+
+/*
+ * Any thread, and async-signal-safe: graceful shutdown. The loop stops
+ * accepting upgrades (new requests get 503), sends close |code| (1001
+ * "going away" if 0, or 1012 "service restart") to every open connection
+ * at a random moment within |spread_ms| (so clients do not all come back
+ * at once), waits up to |drain_ms| for the close handshakes, drops what
+ * is left (WS_LOOP_ERR_SHUTDOWN), closes the listeners and makes
+ * ws_loop_run() return 0.
+ */
+WS_LOOP_EXTERN void ws_loop_shutdown(ws_loop *loop, uint16_t code,
+                                     uint32_t spread_ms, uint32_t drain_ms);
+
+/* The loop's clock (monotonic milliseconds), as given to the core. */
+WS_LOOP_EXTERN uint64_t ws_loop_now(const ws_loop *loop);
+
+/* Connections the loop holds (any state). */
+WS_LOOP_EXTERN size_t ws_loop_conn_count(const ws_loop *loop);
+
+/* ---- connections (loop thread) ------------------------------------------- */
+
+/* Server: answers a request (see on_request): ws_conn_accept() and
+ * ws_conn_reject() with the loop doing the rest. Same returns. */
+WS_LOOP_EXTERN int ws_loop_accept(ws_loop_conn *conn,
+                                  const ws_accept_params *params);
+WS_LOOP_EXTERN int ws_loop_reject(ws_loop_conn *conn, int status,
+                                  const ws_kv *headers, size_t nheaders,
+                                  const void *body, size_t bodylen);
+
+/* Server: answers an on_http request with |status| (100..599), extra
+ * |headers| (a Content-Type, say) and |body| (copied); Content-Length and
+ * "Connection: close" are added. Returns 0, WS_ERR_INVALID_STATE (not an
+ * HTTP request or answered already), WS_ERR_INVALID_ARGUMENT, or
+ * WS_ERR_NOMEM. */
+WS_LOOP_EXTERN int ws_loop_http_respond(ws_loop_conn *conn, int status,
+                                        const ws_kv *headers, size_t nheaders,
+                                        const void *body, size_t bodylen);
+
+/*
+ * Queues a message (as ws_conn_send(): |data| is copied) and schedules
+ * the write. Returns 0; WS_ERR_WOULDBLOCK when the core's output queue
+ * (max_out_queue) cannot take it now (retry after on_writable, or return
+ * WS_LOOP_PAUSE from on_message); WS_ERR_INVALID_STATE when the
+ * connection is not open or is closing; or as ws_conn_send().
+ */
+WS_LOOP_EXTERN int ws_loop_send(ws_loop_conn *conn, ws_opcode opcode,
+                                const void *data, size_t len, uint32_t flags);
+
+/* Queues a ping, or starts the close handshake; as ws_conn_ping() and
+ * ws_conn_close(). */
+WS_LOOP_EXTERN int ws_loop_ping(ws_loop_conn *conn, const void *data,
+                                size_t len);
+WS_LOOP_EXTERN int ws_loop_close(ws_loop_conn *conn, uint16_t code,
+                                 const void *reason, size_t reasonlen);
+
+/* Sends a message to every open connection except |except| (may be
+ * NULL). A connection whose output queue cannot take it is skipped.
+ * Sets |*pnsent| (may be NULL) to the number that took it. Returns 0 or
+ * WS_ERR_INVALID_ARGUMENT. */
+WS_LOOP_EXTERN int ws_loop_broadcast(ws_loop *loop, ws_opcode opcode,
+                                     const void *data, size_t len,
+                                     const ws_loop_conn *except,
+                                     size_t *pnsent);
+
+/* Ends a pause (WS_LOOP_PAUSE): the kept event is delivered again, then
+ * reading goes on. Harmless if not paused. */
+WS_LOOP_EXTERN void ws_loop_resume(ws_loop_conn *conn);
+
+/* A 64-bit id, unique within the loop and never reused, for the
+ * ws_loop_post_* functions. */
+WS_LOOP_EXTERN uint64_t ws_loop_conn_id(const ws_loop_conn *conn);
+WS_LOOP_EXTERN ws_loop *ws_loop_conn_loop(const ws_loop_conn *conn);
+WS_LOOP_EXTERN void *ws_loop_conn_user_data(const ws_loop_conn *conn);
+WS_LOOP_EXTERN void ws_loop_conn_set_user_data(ws_loop_conn *conn, void *ud);
+/* The core connection, for queries (ws_conn_state, ws_conn_protocol,
+ * ws_conn_pmd, ws_conn_stats). Send through ws_loop_send() so the loop
+ * knows there is output. */
+WS_LOOP_EXTERN ws_conn *ws_loop_conn_ws(const ws_loop_conn *conn);
+/* Pending output bytes (core queue and transport). */
+WS_LOOP_EXTERN size_t ws_loop_conn_pending(const ws_loop_conn *conn);
+/* Writes the peer's address as "1.2.3.4:5" or "[::1]:5" into |buf|
+ * (NUL-terminated, truncated to |buflen|). */
+WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
+                                      size_t buflen);
+
+/* ---- from other threads --------------------------------------------------- */
+
+/*
+ * Any thread: queues a message for connection |id| (0: every open
+ * connection, as ws_loop_broadcast()), copying |data|, and wakes the loop,
+ * which sends it on its own thread. Messages posted to one connection go
+ * out in the order posted; one its output queue cannot take yet waits for
+ * room. Returns 0, WS_ERR_WOULDBLOCK (max_post_bytes are already
+ * waiting: retry later), WS_ERR_TOO_BIG (over max_post_bytes on its own),
+ * WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM. A connection gone by
+ * the time the loop gets to it is skipped silently.
+ */
+WS_LOOP_EXTERN int ws_loop_post_send(ws_loop *loop, uint64_t id,
+                                     ws_opcode opcode, const void *data,
+                                     size_t len, uint32_t flags);
+
+/* Any thread: starts the close handshake of connection |id| with |code|
+ * and the NUL-terminated |reason| (may be NULL). */
+WS_LOOP_EXTERN int ws_loop_post_close(ws_loop *loop, uint64_t id,
+                                      uint16_t code, const char *reason);
+
+/* Any thread: runs |fn(loop, arg)| on the loop's thread, in post order. */
+WS_LOOP_EXTERN int ws_loop_post_call(ws_loop *loop,
+                                     void (*fn)(ws_loop *loop, void *arg),
+                                     void *arg);
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* A ws_rand_fn over the system's random source (getrandom(2) or
+ * arc4random_buf). */
+WS_LOOP_EXTERN int ws_loop_rand(uint8_t *buf, size_t len, void *user_data);
+
+/* Describes a WS_ERR_* or WS_LOOP_ERR_* code. */
+WS_LOOP_EXTERN const char *ws_loop_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WS_WS_LOOP_H */
