@@ -92,16 +92,6 @@ static uint32_t sym_entry(int type, unsigned sym) {
   return (uint32_t)dist_base[sym] << 16 | (uint32_t)dist_extra[sym] << 8;
 }
 
-/* The low |len| bits of |code| in reverse order (len 1..15). */
-static unsigned reverse_bits(unsigned code, unsigned len) {
-  uint32_t x = code;
-  x = (x & 0x5555u) << 1 | (x >> 1 & 0x5555u);
-  x = (x & 0x3333u) << 2 | (x >> 2 & 0x3333u);
-  x = (x & 0x0f0fu) << 4 | (x >> 4 & 0x0f0fu);
-  x = (x & 0x00ffu) << 8 | (x >> 8 & 0x00ffu);
-  return (unsigned)(x >> (16 - len));
-}
-
 /*
  * Builds the table for the |n| code lengths |lens| into |tab| (|cap|
  * entries) with |root| index bits. Returns 0, or -1 for an
@@ -144,29 +134,51 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
     if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
   for (len = 0; len < 16; len++) left[len] = count[len];
 
-  unsigned code = 0, i = 0, next = rootsize;
+  /* |r| is the current codeword bit-reversed (RFC 1951 3.1.1: codes
+   * are read from the least significant bit). Appending a 0 to a code
+   * (the step to the next length) leaves its reversal unchanged, so the
+   * reversed counter is carried from one length to the next and
+   * incremented in place: clear the top bits that are set, then set the
+   * first clear one. */
+  unsigned r = 0, i = 0, next = rootsize;
   unsigned cur_prefix = ~0u, sub_off = 0, sub_bits = 0;
+  /* The root table is built |size| entries wide and doubled (a copy of
+   * the part built so far) before each longer length: a code of length
+   * l sits at its reversed value below 2^l, and every doubling repeats
+   * it at all the indexes that share its low l bits. */
+  unsigned size = 0;
   for (len = 1; len <= maxlen; len++) {
+    if (count[len] && (len <= root || size < rootsize)) {
+      unsigned want = len <= root ? 1u << len : rootsize;
+      if (size == 0 && len <= root) size = want; /* nothing built yet */
+      for (; size < want; size *= 2)
+        memcpy(tab + size, tab, size * sizeof(*tab));
+    }
     for (unsigned k = 0; k < count[len]; k++, i++) {
       uint32_t e = sym_entry(type, sorted[i]);
-      unsigned r = reverse_bits(code, len);
-      code++;
+      unsigned cur = r;
+      unsigned bit = 1u << (len - 1);
+      while (r & bit) {
+        r ^= bit;
+        bit >>= 1;
+      }
+      r |= bit;
       left[len]--;
       if (len <= root) {
-        for (unsigned j = r; j < rootsize; j += 1u << len) tab[j] = e | len;
+        tab[cur] = e | len;
         continue;
       }
-      unsigned prefix = r & (rootsize - 1);
+      unsigned prefix = cur & (rootsize - 1);
       if (prefix != cur_prefix) {
         /* New subtable: deep enough for the subtree under this prefix,
          * which the following codes fill completely. */
-        unsigned cur = len;
+        unsigned deep = len;
         int room = (1 << (len - root)) - (int)left[len] - 1;
-        while (room > 0 && cur < maxlen) {
-          cur++;
-          room = room * 2 - (int)left[cur];
+        while (room > 0 && deep < maxlen) {
+          deep++;
+          room = room * 2 - (int)left[deep];
         }
-        sub_bits = cur - root;
+        sub_bits = deep - root;
         sub_off = next;
         next += 1u << sub_bits;
         if (next > cap) return -1;
@@ -174,11 +186,12 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
         tab[prefix] = (uint32_t)sub_off << 16 | E_SUB | sub_bits << 8 | root;
       }
       unsigned sublen = len - root;
-      for (unsigned j = r >> root; j < (1u << sub_bits); j += 1u << sublen)
+      for (unsigned j = cur >> root; j < (1u << sub_bits); j += 1u << sublen)
         tab[sub_off + j] = e | sublen;
     }
-    code <<= 1;
   }
+  for (; size < rootsize; size *= 2)
+    memcpy(tab + size, tab, size * sizeof(*tab));
   return 0;
 }
 
