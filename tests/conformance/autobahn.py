@@ -21,6 +21,9 @@ Per case it checks, in this order:
     never accepted in place of a close frame);
   * the server then closes the TCP connection.
 
+The cases are shared with fuzzingserver.py, which plays them from the
+server side against a client (examples/autobahn-client).
+
 Usage:
   autobahn.py --server-cmd PATH [--cases PATTERNS]   start PATH --port N
   autobahn.py --url ws://127.0.0.1:9001 [--cases ...] use a running server
@@ -42,6 +45,7 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 CASE_TIMEOUT = 10.0     # seconds per case, handshake to TCP close
 CLOSE_TCP_WAIT = 2.0    # after the close handshake, for the server's FIN
+CLIENT_FIN_WAIT = 0.05  # server role: a client FIN this soon is too early
 FAIL_FAST_WAIT = 0.5    # 6.4.x: the 1007 must come within this
 PAUSE = 0.5             # 5.19/5.20: the pause between the two halves
 CHOP_DELAY = 0.001      # between chops of one write
@@ -61,16 +65,20 @@ def mask_payload(key, data):
     return x.to_bytes(n, "little")
 
 
-def encode_frame(opcode, payload=b"", fin=True, rsv=0):
-    """A masked client frame with the shortest length encoding."""
+def encode_frame(opcode, payload=b"", fin=True, rsv=0, masked=True):
+    """A frame with the shortest length encoding: masked as a client's,
+    or unmasked as a server's."""
     b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
     n = len(payload)
+    m = 0x80 if masked else 0
     if n < 126:
-        hdr = struct.pack("!BB", b0, 0x80 | n)
+        hdr = struct.pack("!BB", b0, m | n)
     elif n < 65536:
-        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+        hdr = struct.pack("!BBH", b0, m | 126, n)
     else:
-        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+        hdr = struct.pack("!BBQ", b0, m | 127, n)
+    if not masked:
+        return hdr + payload
     key = os.urandom(4)
     return hdr + key + mask_payload(key, payload)
 
@@ -92,7 +100,7 @@ class F:
         self.chop, self.sync = chop, sync
 
     def run(self, c):
-        data = encode_frame(self.opcode, self.payload, self.fin, self.rsv)
+        data = c.encode(self.opcode, self.payload, self.fin, self.rsv)
         c.send_raw(data, self.chop)
         if self.sync:
             time.sleep(SYNC_DELAY)
@@ -111,14 +119,23 @@ class Close:
         return True
 
 
-class Raw:
-    """Send raw bytes (a part of a frame)."""
+class Part:
+    """Send part of one frame: from payload offset |lo| (None: the frame's
+    start) to |hi| (None: its end). The parts of one frame share its
+    encoding (and mask key)."""
 
-    def __init__(self, data):
-        self.data = data
+    def __init__(self, opcode, payload, lo, hi):
+        self.opcode, self.payload, self.lo, self.hi = opcode, payload, lo, hi
 
     def run(self, c):
-        c.send_raw(self.data)
+        key = (self.opcode, self.payload)
+        if key not in c.frames:
+            c.frames[key] = c.encode(self.opcode, self.payload)
+        whole = c.frames[key]
+        h = len(whole) - len(self.payload)
+        lo = 0 if self.lo is None else h + self.lo
+        hi = len(whole) if self.hi is None else h + self.hi
+        c.send_raw(whole[lo:hi])
         return True
 
 
@@ -395,13 +412,10 @@ def build_group6():
                    F(OP_CONT, parts[1], fin=False),
                    Quiet(FAIL_FAST_WAIT, "B"),
                    F(OP_CONT, parts[2])], [("timeout", "A")], code=1007)
-    for cid, cut in (("6.4.3", (11, 15)), ("6.4.4", (12, 13))):
-        whole = encode_frame(OP_TEXT, b41)
-        h = len(whole) - len(b41)
-        a, b = h + cut[0], h + cut[1]
-        fail(cid, [Raw(whole[:a]), Quiet(FAIL_FAST_WAIT, "A"),
-                   Raw(whole[a:b]), Quiet(FAIL_FAST_WAIT, "B"),
-                   Raw(whole[b:])], [("timeout", "A")], code=1007)
+    for cid, (a, b) in (("6.4.3", (11, 15)), ("6.4.4", (12, 13))):
+        fail(cid, [Part(OP_TEXT, b41, None, a), Quiet(FAIL_FAST_WAIT, "A"),
+                   Part(OP_TEXT, b41, a, b), Quiet(FAIL_FAST_WAIT, "B"),
+                   Part(OP_TEXT, b41, b, None)], [("timeout", "A")], code=1007)
 
     for i, (_, vecs) in enumerate(utf8_vectors(), 5):
         for j, (valid, p) in enumerate(vecs, 1):
@@ -467,11 +481,20 @@ for _build in (build_group1, build_group2, build_group3, build_group4,
 # The client connection
 
 class Conn:
-    def __init__(self, host, port, deadline):
+    """Our end of a case. As a client (the default) it masks what it sends
+    and judges the server; with |sock| given it is the server end of an
+    accepted connection and judges a client."""
+
+    def __init__(self, host, port, deadline, sock=None):
         self.deadline = deadline
-        self.sock = socket.create_connection(
-            (host, port), timeout=max(0.1, deadline - time.monotonic()))
+        self.is_server = sock is not None
+        self.peer = "client" if self.is_server else "server"
+        if sock is None:
+            sock = socket.create_connection(
+                (host, port), timeout=max(0.1, deadline - time.monotonic()))
+        self.sock = sock
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.frames = {}
         self.buf = bytearray()
         self.events = []
         self.violation = None
@@ -495,9 +518,22 @@ class Conn:
         except OSError:
             pass
 
+    def encode(self, opcode, payload=b"", fin=True, rsv=0):
+        return encode_frame(opcode, payload, fin, rsv, masked=not self.is_server)
+
     def send_close(self, payload):
-        self.send_raw(encode_frame(OP_CLOSE, payload))
+        self.sent_close_payload = payload
+        self.send_raw(self.encode(OP_CLOSE, payload))
         self.sent_close = True
+
+    def echoed_our_close(self):
+        """True if the peer's close repeats the code we sent (a clean
+        close), not a different one (it failed the connection)."""
+        ours = getattr(self, "sent_close_payload", None)
+        if ours is None:
+            return False
+        code = struct.unpack("!H", ours[:2])[0] if len(ours) >= 2 else None
+        return self.close_code == code
 
     # -- receiving
     def handshake(self, host, port):
@@ -589,45 +625,47 @@ class Conn:
             payload = bytes(b[pos:pos + n])
             if masked:
                 payload = mask_payload(bytes(b[pos - 4:pos]), payload)
-                self.bad("server sent a masked frame")
+            if masked != self.is_server:
+                self.bad("%s sent %s frame" % (
+                    self.peer, "an unmasked" if self.is_server else "a masked"))
             del b[:pos + n]
             self.on_frame(fin, rsv, op, payload)
 
     def on_frame(self, fin, rsv, op, payload):
         if self.got_close:
-            self.bad("server sent a frame (opcode %d) after its close" % op)
+            self.bad(self.peer + " sent a frame (opcode %d) after its close" % op)
             return
         if rsv:
-            self.bad("server sent RSV bits %d" % rsv)
+            self.bad(self.peer + " sent RSV bits %d" % rsv)
         if op >= 8 and (not fin or len(payload) > 125):
-            self.bad("server sent a fragmented or long control frame")
+            self.bad(self.peer + " sent a fragmented or long control frame")
         if op == OP_PING:
             self.events.append(("ping", payload))
             if not self.sent_close:
-                self.send_raw(encode_frame(OP_PONG, payload))
+                self.send_raw(self.encode(OP_PONG, payload))
         elif op == OP_PONG:
             self.events.append(("pong", payload))
         elif op == OP_CLOSE:
             self.got_close = True
             self.closed_by_me = self.sent_close
             if len(payload) == 1:
-                self.bad("server sent a 1-byte close payload")
+                self.bad(self.peer + " sent a 1-byte close payload")
             elif len(payload) >= 2:
                 self.close_code = struct.unpack("!H", payload[:2])[0]
                 if not utf8_ok(payload[2:]):
-                    self.bad("server sent a close reason that is not UTF-8")
+                    self.bad(self.peer + " sent a close reason that is not UTF-8")
             if not self.sent_close:   # answer with the same code
                 self.send_close(payload[:2])
         elif op in (OP_TEXT, OP_BINARY):
             if self.frag_op is not None:
-                self.bad("server started a message inside another")
+                self.bad(self.peer + " started a message inside another")
             if fin:
                 self.events.append(msg(payload, op == OP_BINARY))
             else:
                 self.frag_op, self.frag = op, [payload]
         elif op == OP_CONT:
             if self.frag_op is None:
-                self.bad("server sent a continuation with nothing to continue")
+                self.bad(self.peer + " sent a continuation with nothing to continue")
                 return
             self.frag.append(payload)
             if fin:
@@ -635,7 +673,7 @@ class Conn:
                                        self.frag_op == OP_BINARY))
                 self.frag_op, self.frag = None, []
         else:
-            self.bad("server sent reserved opcode %d" % op)
+            self.bad(self.peer + " sent reserved opcode %d" % op)
 
     def close(self):
         try:
@@ -677,44 +715,58 @@ def run_case(case, host, port):
             c.handshake(host, port)
         except (RuntimeError, OSError) as e:
             return "handshake: %s" % e
-        for step in case.steps:
-            if not step.run(c):
-                break
-        if case.by_me and not c.sent_close and not c.closed_or_gone():
-            # Start the close once the expected events are in, as
-            # Autobahn does; anything extra shows up before the answer.
-            c.read_until(lambda: len(c.events) >= len(case.expect)
-                         or c.closed_or_gone(), deadline)
-            if not c.got_close:
-                c.send_close(close_payload(1000))
-        c.read_until(c.closed_or_gone, deadline)
-        if c.got_close:
-            c.read_until(lambda: c.eof,
-                         min(deadline, time.monotonic() + CLOSE_TCP_WAIT))
-        # Judge.
-        if c.violation:
-            return c.violation
-        if c.events != case.expect:
-            return "expected %s got %s" % (fmt_events(case.expect),
-                                           fmt_events(c.events))
-        want = "close %s %s" % (fmt_codes(case.codes),
-                                "answering ours" if case.by_me
-                                else "started by the server")
-        if not c.got_close:
-            return "expected %s got %s" % (
-                want, "TCP close without a close frame" if c.eof
-                else "nothing (timeout)")
-        if c.closed_by_me != case.by_me:
-            return "expected %s got close %s %s" % (
-                want, fmt_codes((c.close_code,)),
-                "answering ours" if c.closed_by_me else "started by the server")
-        if c.close_code not in case.codes:
-            return "expected %s got close %s" % (want, fmt_codes((c.close_code,)))
-        if not c.eof:
-            return "server did not close the TCP connection after the close"
-        return None
+        return drive_case(case, c, deadline)
     finally:
         c.close()
+
+
+def drive_case(case, c, deadline):
+    """Runs |case|'s steps on the open connection |c|, then the close, and
+    judges. Returns None on success or a description of the failure."""
+    for step in case.steps:
+        if not step.run(c):
+            break
+    if case.by_me and not c.sent_close and not c.closed_or_gone():
+        # Start the close once the expected events are in, as
+        # Autobahn does; anything extra shows up before the answer.
+        c.read_until(lambda: len(c.events) >= len(case.expect)
+                     or c.closed_or_gone(), deadline)
+        if not c.got_close:
+            c.send_close(close_payload(1000))
+    c.read_until(c.closed_or_gone, deadline)
+    if c.got_close and not c.is_server:
+        c.read_until(lambda: c.eof,
+                     min(deadline, time.monotonic() + CLOSE_TCP_WAIT))
+    elif c.got_close and case.by_me and c.echoed_our_close():
+        # RFC 6455 7.1.1: the server closes the TCP connection first;
+        # a client that hangs up right away is not waiting for it.
+        c.read_until(lambda: c.eof,
+                     min(deadline, time.monotonic() + CLIENT_FIN_WAIT))
+    # Judge.
+    if c.violation:
+        return c.violation
+    if c.events != case.expect:
+        return "expected %s got %s" % (fmt_events(case.expect),
+                                       fmt_events(c.events))
+    want = "close %s %s" % (fmt_codes(case.codes),
+                            "answering ours" if case.by_me
+                            else "started by the " + c.peer)
+    if not c.got_close:
+        return "expected %s got %s" % (
+            want, "TCP close without a close frame" if c.eof
+            else "nothing (timeout)")
+    if c.closed_by_me != case.by_me:
+        return "expected %s got close %s %s" % (
+            want, fmt_codes((c.close_code,)),
+            "answering ours" if c.closed_by_me else "started by the " + c.peer)
+    if c.close_code not in case.codes:
+        return "expected %s got close %s" % (want, fmt_codes((c.close_code,)))
+    if c.is_server:
+        if case.by_me and c.echoed_our_close() and c.eof:
+            return "client closed the TCP connection before the server"
+    elif not c.eof:
+        return "server did not close the TCP connection after the close"
+    return None
 
 
 def free_port():
