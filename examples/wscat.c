@@ -37,11 +37,14 @@ static void print_hex(const char *tag, ws_slice s) {
   fflush(stdout);
 }
 
+static void free_line(void *p) { free(*(char **)p); }
+
 static void *read_stdin(void *arg) {
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
   (void)arg;
+  pthread_cleanup_push(free_line, &line); /* main may cancel us in getline */
   while ((n = getline(&line, &cap, stdin)) >= 0) {
     if (n > 0 && line[n - 1] == '\n') n--;
     if (n > 0 && line[n - 1] == '\r') n--;
@@ -50,8 +53,8 @@ static void *read_stdin(void *arg) {
            WS_ERR_WOULDBLOCK)
       nanosleep(&ms, NULL); /* the loop is behind: wait for it */
   }
-  free(line);
   if (!listening) ws_loop_post_close(loop, conn_id, 1000, NULL);
+  pthread_cleanup_pop(1);
   return NULL;
 }
 
