@@ -139,7 +139,7 @@ static int get_layout(unsigned window_bits, int level, layout *l) {
     return -1;
   size_t w = (size_t)1 << window_bits;
   size_t n = nsyms_for(window_bits);
-  size_t bufsize = 2 * w + 2 * LOOK;
+  size_t bufsize = 2 * w + 2 * (size_t)LOOK;
   l->syms = 0; /* 4-byte aligned items first */
   l->pend = l->syms + 4 * n;
   l->head = l->pend + ((4 * n + 1024 + 3) & ~(size_t)3);
@@ -272,6 +272,9 @@ static void build_lengths(const uint16_t *freq, unsigned n, unsigned limit,
     uint16_t order[288];
     for (unsigned i = 0; i < m; i++) {
       unsigned j = i;
+      /* order[0..i-1] were written by the earlier rounds; cppcheck's
+       * value flow does not see that j - 1 < i. */
+      /* cppcheck-suppress uninitvar */
       while (j > 0 && f[order[j - 1]] > f[i]) {
         order[j] = order[j - 1];
         j--;
@@ -423,6 +426,10 @@ static void emit_block(ws_deflater *z) {
       run--;
     }
   }
+  /* rs[0..nr-1] were all written above (nr counts them); cppcheck only
+   * sees that the loop above may run zero times (it cannot: total is at
+   * least 258). */
+  /* cppcheck-suppress uninitvar */
   for (i = 0; i < nr; i++) cfreq[rs[i]]++;
   build_lengths(cfreq, 19, 7, cl);
   unsigned hclen = 19;

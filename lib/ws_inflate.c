@@ -148,7 +148,7 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
    * it at all the indexes that share its low l bits. */
   unsigned size = 0;
   for (len = 1; len <= maxlen; len++) {
-    if (count[len] && (len <= root || size < rootsize)) {
+    if ((len <= root || size < rootsize) && count[len]) {
       unsigned want = len <= root ? 1u << len : rootsize;
       if (size == 0 && len <= root) size = want; /* nothing built yet */
       for (; size < want; size *= 2)

@@ -29,7 +29,10 @@ int ws_mem_resolve(ws_mem *dst, const ws_mem *src) {
     m.free = default_free;
   }
 #endif
-  /* A partial allocator cannot be mixed with the C library's. */
+  /* A partial allocator cannot be mixed with the C library's. (The
+   * members are function pointers named after malloc and realloc, not
+   * memory: cppcheck's leak check takes them for allocations.) */
+  /* cppcheck-suppress memleak */
   if (!m.malloc || !m.realloc || !m.free) return WS_ERR_INVALID_ARGUMENT;
   *dst = m;
   return 0;

@@ -26,7 +26,7 @@ static void sha1_block(uint32_t h[5], const uint8_t *blk) {
   uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
 
   for (unsigned t = 0; t < 16; t++)
-    w[t] = load_be32(blk + 4 * t);
+    w[t] = load_be32(blk + (size_t)t * 4);
 
   for (unsigned t = 0; t < 80; t++) {
     uint32_t f, k, wt;
@@ -115,7 +115,7 @@ void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   store_be32(ctx->block + 60, (uint32_t)bits);
   sha1_block(ctx->h, ctx->block);
   for (unsigned i = 0; i < 5; i++)
-    store_be32(out + 4 * i, ctx->h[i]);
+    store_be32(out + (size_t)i * 4, ctx->h[i]);
   /* The context holds no secret here, but leave it reusable only via
    * ws_sha1_init(). */
   ctx->blocklen = 0;
