@@ -1822,6 +1822,9 @@ static int wait_timeout(ws_loop *l, int timeout_ms) {
 int ws_loop_run_once(ws_loop *l, int timeout_ms) {
   if (!l) return WS_ERR_INVALID_ARGUMENT;
   if (l->stopped) return 1;
+  if (l->nconns == 0 && !l->listeners && !atomic_load(&l->posted) &&
+      !atomic_load(&l->stop_req) && !atomic_load(&l->shutdown_req))
+    return 1; /* nothing left: do not wait for ever */
   int t = wait_timeout(l, timeout_ms);
   l->in_round = 1;
   int rv = l->poller.wait(l->poller.self, l, t);
