@@ -681,8 +681,10 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
       c->state = WS_STATE_CLOSED;
       c->close_deadline = NO_DEADLINE;
     } else if (!(c->cfg.flags & WS_CFG_NO_AUTO_CLOSE)) {
-      /* RFC 6455 5.5.1: echo the status code received. */
-      rv = queue_close(c, code == 1005 ? 0 : code, NULL, 0);
+      /* RFC 6455 5.5.1: echo the status code received (and its reason,
+       * as other implementations do). */
+      rv = queue_close(c, code == 1005 ? 0 : code, len > 2 ? data + 2 : NULL,
+                       len > 2 ? len - 2 : 0);
       if (rv) return nomem(c);
       c->state = WS_STATE_CLOSED;
     } else {
@@ -1029,7 +1031,12 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 int ws_conn_feed_eof(ws_conn *c) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->err) return c->err;
-  if (c->state == WS_STATE_CLOSED) return 0;
+  if (c->state == WS_STATE_CLOSED) {
+    /* A client waiting for the server's FIN (RFC 6455 7.1.1) has it. */
+    c->linger_done = 1;
+    c->close_deadline = NO_DEADLINE;
+    return 0;
+  }
   c->state = WS_STATE_FAILED;
   c->err = WS_ERR_EOF;
   c->err_reason = "transport closed without close frame";

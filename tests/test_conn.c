@@ -702,7 +702,8 @@ static void recv_close_echoes_code_and_ignores_rest(void **state) {
   n += cframe(in + n, 1, 0, WS_OP_TEXT, "late", 4);
   transcript t = server_run(in, n);
   assert_string_equal(t.text, "CLOSE 1000 3:627965\n");
-  tu_assert_hex(t.out, t.outlen, "88 02 03 e8");
+  /* RFC 6455 5.5.1: the code echoed, and the reason with it */
+  tu_assert_hex(t.out, t.outlen, "88 05 03 e8 62 79 65");
   tr_free(&t);
   ws_conn *c = open_server(WS_DELIVER_STREAM);
   transcript u = {0};
@@ -1227,13 +1228,17 @@ static void pair_echo_random_messages(void **state) {
     assert_string_equal(x.text, "CLOSE 1000 4:646f6e65\n");
     /* tr_feed drained the server's echo into x.out */
     assert_true(ws_conn_should_close_transport(srv));
-    tu_assert_hex(x.out, x.outlen, "88 02 03 e8");
+    tu_assert_hex(x.out, x.outlen, "88 06 03 e8 64 6f 6e 65");
     transcript y = {0};
     tr_feed(&y, cli, x.out, x.outlen, 0);
-    assert_string_equal(y.text, "CLOSE 1000 0:\n");
+    assert_string_equal(y.text, "CLOSE 1000 4:646f6e65\n");
     assert_int_equal(ws_conn_state(cli), WS_STATE_CLOSED);
-    /* RFC 6455 7.1.1: the client waits for the server to close TCP */
+    /* RFC 6455 7.1.1: the client waits for the server to close TCP, and
+     * may close its side once that has happened */
     assert_false(ws_conn_should_close_transport(cli));
+    assert_int_equal(ws_conn_feed_eof(cli), 0);
+    assert_true(ws_conn_should_close_transport(cli));
+    assert_false(ws_conn_want_read(cli));
     ws_stats st;
     ws_conn_stats(srv, &st);
     assert_int_equal(st.msgs_in, 50);

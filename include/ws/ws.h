@@ -477,7 +477,9 @@ WS_EXTERN int ws_conn_feed(ws_conn *conn, uint8_t *in, size_t inlen,
                            size_t *pnread);
 
 /* The transport reached EOF. Yields WS_EV_ERROR with WS_ERR_EOF and
- * close code 1006 unless the close handshake had completed. */
+ * close code 1006 unless the close handshake had completed; after it, a
+ * client that was waiting for the server to close the connection (RFC
+ * 6455 7.1.1) is then done: ws_conn_should_close_transport() turns 1. */
 WS_EXTERN int ws_conn_feed_eof(ws_conn *conn);
 
 typedef enum ws_event_type {
