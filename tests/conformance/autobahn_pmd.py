@@ -15,7 +15,16 @@ have), and each case sends --count messages (Autobahn sends 1000) so the
 suite runs in seconds. Compression on our side is Python's zlib, a
 different implementation from the server's own DEFLATE code.
 
+With --client-cmd it plays the fuzzingserver instead (getCaseCount,
+runCase, updateReports) against a client such as examples/autobahn-client:
+each case answers the client's offer as Autobahn's server does for it
+(12.x: accept as offered; 13.1-13.7: accept1-accept7 of case12_x_x.py,
+e.g. client_max_window_bits=8 with client_no_context_takeover for 13.5),
+sends the messages compressed, and checks the client's masked, compressed
+echoes with a decompressor held to the window it was granted.
+
 Usage: autobahn_pmd.py --server-cmd PATH [--cases 12.*,13.5.*] [--count N]
+       autobahn_pmd.py --client-cmd PATH [--cases ...] [--count N]
 """
 
 import argparse
@@ -29,6 +38,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 import zlib
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -257,11 +267,7 @@ def run_case(port, offers, data, binary, size, frag, count):
         comp = zlib.compressobj(6, zlib.DEFLATED, -cbits)
         decomp = zlib.decompressobj(-sbits)
         op = OP_BINARY if binary else OP_TEXT
-        pos = 0
-        for _ in range(count):
-            end = (pos + size) % len(data)
-            msg = data[pos:end] if end > pos else data[pos:] + data[:end]
-            pos = end
+        for msg in messages(data, size, count):
             if p.get("client_no_context_takeover"):
                 comp = zlib.compressobj(6, zlib.DEFLATED, -cbits)
             z = comp.compress(msg) + comp.flush(zlib.Z_SYNC_FLUSH)
@@ -319,6 +325,250 @@ def run_case(port, offers, data, binary, size, frag, count):
             c.close()
 
 
+def messages(data, size, count):
+    """Autobahn's sendOne: consecutive |size|-byte slices of |data|,
+    wrapping around at its end."""
+    pos = 0
+    for _ in range(count):
+        end = (pos + size) % len(data)
+        yield data[pos:end] if end > pos else data[pos:] + data[:end]
+        pos = end
+
+
+# ---------------------------------------------------------------------------
+# The fuzzingserver side (--client-cmd)
+
+# What Autobahn's server answers for 13.1-13.7 (accept1..accept7 of
+# case12_x_x.py), to an offer that allows both: (client_no_context_takeover,
+# client_max_window_bits) requested from the client; 12.x uses the first.
+ACCEPTS = [(False, 0), (True, 0), (False, 8), (False, 15), (True, 8),
+           (True, 15), (True, 8)]
+
+
+class ServerConn:
+    """Our end as the server: reads masked client frames, sends unmasked."""
+
+    def __init__(self, sock, deadline):
+        self.sock, self.deadline, self.buf = sock, deadline, bytearray()
+
+    recv = Conn.recv
+
+    def read_request(self):
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 16384:
+                raise Fail("request head too long")
+            self.recv()
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        self.buf = bytearray(rest)
+        lines = head.decode("latin-1").split("\r\n")
+        target = lines[0].split(" ")[1]
+        hdrs = {}
+        for ln in lines[1:]:
+            name, _, value = ln.partition(":")
+            hdrs.setdefault(name.strip().lower(), []).append(value.strip())
+        key = hdrs.get("sec-websocket-key", [""])[0]
+        return urllib.parse.urlsplit(target), hdrs, key
+
+    def accept(self, key, ext):
+        acc = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        resp = ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                % acc.decode())
+        if ext:
+            resp += "Sec-WebSocket-Extensions: %s\r\n" % ext
+        self.sock.sendall((resp + "\r\n").encode())
+
+    @staticmethod
+    def frame(op, payload, fin=True, rsv1=False):
+        b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+        n = len(payload)
+        if n < 126:
+            hdr = struct.pack("!BB", b0, n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", b0, 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, 127, n)
+        return hdr + payload
+
+    def send(self, op, payload, fin=True, rsv1=False):
+        self.sock.sendall(self.frame(op, payload, fin, rsv1))
+
+    def read_frame(self):
+        while True:
+            b = self.buf
+            if len(b) >= 2:
+                if not b[1] & 0x80:
+                    raise Fail("client sent an unmasked frame")
+                n, pos = b[1] & 127, 2
+                if n == 126 and len(b) >= 4:
+                    n, pos = struct.unpack_from("!H", b, 2)[0], 4
+                elif n == 127 and len(b) >= 10:
+                    n, pos = struct.unpack_from("!Q", b, 2)[0], 10
+                if (n < 126 or pos > 2) and len(b) >= pos + 4 + n:
+                    key = bytes(b[pos:pos + 4])
+                    payload = mask(key, bytes(b[pos + 4:pos + 4 + n]))
+                    f = (b[0] >> 7, (b[0] >> 4) & 7, b[0] & 15, payload)
+                    del b[:pos + 4 + n]
+                    return f
+            self.recv()
+
+    def close_and_wait(self):
+        """Close with 1000; the client must answer it with 1000 and leave
+        the TCP close to us (RFC 6455 7.1.1)."""
+        self.send(OP_CLOSE, struct.pack("!H", 1000))
+        while True:
+            fin, rsv, op, payload = self.read_frame()
+            if op == OP_CLOSE:
+                if payload[:2] != struct.pack("!H", 1000):
+                    raise Fail("client closed with %r, want 1000"
+                               % payload[:2])
+                return
+            if op not in (OP_PING, OP_PONG):
+                raise Fail("client sent opcode %d after our close" % op)
+
+
+def client_case(sc, offer_hdrs, accept, data, binary, size, frag, count):
+    offers = offer_hdrs.get("sec-websocket-extensions", [])
+    elems = [e.strip() for h in offers for e in h.split(",") if e.strip()]
+    first = [e for e in elems if e.split(";")[0].strip() == "permessage-deflate"]
+    if not first:
+        raise Fail("the client offered no permessage-deflate (%r)" % offers)
+    params = [q.strip() for q in first[0].split(";")[1:]]
+    if "client_max_window_bits" not in [q.split("=")[0] for q in params]:
+        raise Fail("the offer does not allow client_max_window_bits")
+    req_nct, req_bits = accept
+    ext = "permessage-deflate"
+    if req_nct:
+        ext += "; client_no_context_takeover"
+    if req_bits:
+        ext += "; client_max_window_bits=%d" % req_bits
+    sc.accept(sc.key, ext)
+    cbits = req_bits or 15
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    decomp = zlib.decompressobj(-cbits)
+    op = OP_BINARY if binary else OP_TEXT
+    for msg in messages(data, size, count):
+        z = comp.compress(msg) + comp.flush(zlib.Z_SYNC_FLUSH)
+        z = z[:-4]
+        chunks = [z[i:i + frag] for i in range(0, len(z), frag)] \
+            if frag else [z]
+        sc.sock.sendall(b"".join(
+            sc.frame(op if i == 0 else OP_CONT, ch, i == len(chunks) - 1,
+                     i == 0) for i, ch in enumerate(chunks)))
+        got, rsv1, firstf = [], False, True
+        while True:
+            fin, rsv, fop, payload = sc.read_frame()
+            if fop in (OP_PING, OP_PONG):
+                continue
+            if fop == OP_CLOSE:
+                raise Fail("client closed: %r" % payload[:2])
+            if firstf:
+                if fop != op or rsv & 3:
+                    raise Fail("echo opcode %d rsv %d" % (fop, rsv))
+                rsv1 = bool(rsv & 4)
+            elif fop != OP_CONT or rsv:
+                raise Fail("continuation with opcode %d rsv %d" % (fop, rsv))
+            firstf = False
+            got.append(payload)
+            if fin:
+                break
+        body = b"".join(got)
+        if rsv1:
+            # a window over the one granted shows as a distance zlib
+            # refuses ("invalid distance too far back")
+            try:
+                body = decomp.decompress(body + TAIL)
+            except zlib.error as e:
+                raise Fail("client's compressed data: %s" % e)
+            if req_nct:
+                decomp = zlib.decompressobj(-cbits)
+        if body != msg:
+            raise Fail("echo differs (%d bytes back, %d sent)"
+                       % (len(body), len(msg)))
+    sc.close_and_wait()
+
+
+def serve_client(args):
+    all_cases = [c for c in cases(gen_data())
+                 if any(fnmatch.fnmatch(c[0], p) for p in args.cases.split(","))]
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    port = ls.getsockname()[1]
+    proc = subprocess.Popen([args.client_cmd, "--url",
+                             "ws://127.0.0.1:%d" % port, "--agent", "libws"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    end = time.monotonic() + args.suite_timeout
+    passed = failed = 0
+    done = set()
+    problems = []
+    try:
+        while time.monotonic() < end:
+            ls.settimeout(15)
+            try:
+                sock, _ = ls.accept()
+            except socket.timeout:
+                problems.append("the client made no connection for 15 s")
+                break
+            sc = ServerConn(sock, time.monotonic() + CASE_TIMEOUT)
+            try:
+                url, hdrs, sc.key = sc.read_request()
+                q = dict(urllib.parse.parse_qsl(url.query))
+                if url.path == "/getCaseCount":
+                    sc.accept(sc.key, None)
+                    sc.send(OP_TEXT, str(len(all_cases)).encode())
+                    sc.close_and_wait()
+                elif url.path == "/updateReports":
+                    sc.accept(sc.key, None)
+                    sc.close_and_wait()
+                    break
+                elif url.path == "/runCase":
+                    n = int(q.get("case", "0"))
+                    if not 1 <= n <= len(all_cases) or n in done:
+                        problems.append("bad or repeated case %d" % n)
+                        continue
+                    done.add(n)
+                    cid, _offers, data, binary, size, frag = all_cases[n - 1]
+                    j = int(cid.split(".")[1]) if cid.startswith("13.") else 1
+                    try:
+                        client_case(sc, hdrs, ACCEPTS[j - 1], data, binary,
+                                    size, frag, args.count)
+                        passed += 1
+                    except (Fail, OSError) as e:
+                        print("case %s FAILED: %s" % (cid, e))
+                        failed += 1
+                else:
+                    problems.append("unknown path %s" % url.path)
+            except (Fail, OSError) as e:
+                problems.append(str(e))
+            finally:
+                sock.close()
+        try:
+            out, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            problems.append("the client did not exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        ls.close()
+    if proc.returncode != 0:
+        problems.append("the client exited with status %s" % proc.returncode)
+    if len(done) != len(all_cases):
+        problems.append("%d cases never run" % (len(all_cases) - len(done)))
+    for p in problems:
+        print("problem: %s" % p)
+    if problems:
+        print("client output:\n" + out.decode("utf-8", "replace")[-4000:])
+    print("%d passed, %d failed" % (passed, failed + len(all_cases) - len(done)))
+    return 1 if failed or problems else 0
+
+
 def cases(datasets):
     out = []
     for j, (name, data, binary) in enumerate(datasets, 1):
@@ -343,12 +593,16 @@ def free_port():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--server-cmd", required=True)
+    who = ap.add_mutually_exclusive_group(required=True)
+    who.add_argument("--server-cmd")
+    who.add_argument("--client-cmd")
     ap.add_argument("--server-arg", action="append", default=[])
     ap.add_argument("--cases", default="*")
     ap.add_argument("--count", type=int, default=10)
     ap.add_argument("--suite-timeout", type=float, default=240)
     args = ap.parse_args()
+    if args.client_cmd:
+        return serve_client(args)
     port = free_port()
     srv = subprocess.Popen([args.server_cmd, "--port", str(port)] +
                            args.server_arg, stdout=subprocess.DEVNULL)
