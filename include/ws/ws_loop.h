@@ -1,7 +1,9 @@
 /*
  * libws event loop: a small loop over the sans-IO core for servers and
- * clients. The backend (epoll on Linux, <ws/ws_epoll.h>) only creates the
- * loop; everything else is this header, shared by every backend.
+ * clients. The backend (epoll on Linux, <ws/ws_epoll.h>; kqueue on the
+ * BSDs and macOS, <ws/ws_kqueue.h>) only creates the loop; everything else
+ * is this header, shared by every backend. TLS (wss://) plugs in as a
+ * ws_loop_transport (<ws/ws_mbedtls.h>).
  * SPDX-License-Identifier: MIT
  *
  * One loop runs on one thread. Every function here must be called on the
@@ -69,11 +71,18 @@ typedef struct ws_loop_close_info {
                          none, 1006 if no close frame arrived */
   uint16_t sent_code; /* the close code we sent, 0 if none */
   ws_slice reason;    /* the peer's close reason, borrowed for the call */
-  int error;          /* 0 after a close handshake; else WS_ERR_* or
-                         WS_LOOP_ERR_* (WS_ERR_EOF, WS_ERR_TIMEOUT, ...) */
+  int error;          /* 0 after a close handshake; else WS_ERR_*,
+                         WS_LOOP_ERR_* (WS_ERR_EOF, WS_ERR_TIMEOUT, ...), or
+                         the transport's own code when it failed (TLS:
+                         WS_TLS_ERR_*, see <ws/ws_mbedtls.h>) */
   int sys_errno;      /* errno behind WS_LOOP_ERR_IO, else 0 */
   int http_status;    /* client: status of a non-101 answer, else 0 */
   const ws_response *response; /* client: that answer, borrowed; or NULL */
+  /* When the transport failed and can say why (its error() callback):
+   * its text, e.g. "certificate verification failed: the certificate
+   * Common Name (CN) does not match with the expected CN". Borrowed for
+   * the call; NULL otherwise. Since: 0.1 */
+  const char *transport_error;
 } ws_loop_close_info;
 
 /* A plain HTTP request (not an Upgrade) on a listener, for on_http. All
@@ -123,18 +132,27 @@ typedef struct ws_loop_callbacks {
 } ws_loop_callbacks;
 
 /*
- * Byte transport between the socket and the core: the seam for TLS. The
- * default (NULL) is plain TCP. A transport's read() returns the bytes for
- * the core (plaintext) and its write() takes the core's output; what it
- * puts on and takes off the socket is its own business. Every function
- * returns 0, WS_ERR_WOULDBLOCK (the socket would block: the loop waits for
- * readiness), WS_ERR_EOF (read: orderly end) or another negative code
- * with errno set (a failure).
+ * Byte transport between the socket and the core: the seam for TLS
+ * (ws_tls_transport() in <ws/ws_mbedtls.h> fills one). The default (NULL)
+ * is plain TCP. A transport's read() returns the bytes for the core
+ * (plaintext) and its write() takes the core's output; what it puts on
+ * and takes off the socket is its own business. Every function returns
+ * 0, WS_ERR_WOULDBLOCK (the socket would block: the loop waits for
+ * readiness), WS_ERR_EOF (read: orderly end), or a failure:
+ * WS_LOOP_ERR_IO with errno set (a socket error), or a negative code of
+ * the transport's own (TLS uses -401..-404). A failure ends the
+ * connection; on_close gets the code as ws_loop_close_info.error (with
+ * sys_errno the errno for WS_LOOP_ERR_IO, else 0) and error()'s text as
+ * transport_error. A transport that holds input (decrypted or not) must
+ * hand it out on the next read() even when the socket has nothing new:
+ * the loop reads again, without waiting for readiness, whenever it
+ * resumes reading a connection.
  */
 typedef struct ws_loop_transport {
   void *user_data;
   /* A connection starts on connected socket |fd|; |server_name| is the
-   * client's host (SNI), NULL for servers. Sets |*pctx|. */
+   * client's host (SNI), NULL for servers. Sets |*pctx|. Returns 0 or a
+   * failure (on_close follows for clients). */
   int (*attach)(void *user_data, int fd, ws_role role,
                 const char *server_name, void **pctx);
   /* Reads up to |cap| bytes for the core into |buf|, |*pnread| > 0 on 0.
@@ -153,6 +171,10 @@ typedef struct ws_loop_transport {
   int (*shutdown)(void *ctx, int fd);
   /* Frees |ctx|. The loop closes the socket. */
   void (*detach)(void *ctx);
+  /* Describes the failure that |ctx| last returned, NUL-terminated and
+   * valid until the next call on |ctx|; "" or NULL if there is none. May
+   * be NULL. Since: 0.1 */
+  const char *(*error)(void *ctx);
 } ws_loop_transport;
 
 typedef struct ws_loop_config {

@@ -1,8 +1,8 @@
 /*
  * The connection driver: everything of <ws/ws_loop.h> that does not
- * depend on the readiness API. A backend (ws_epoll.c) supplies the
- * poller; this file owns sockets, connections, timers, backpressure,
- * cross-thread posts and graceful shutdown.
+ * depend on the readiness API. A backend (ws_epoll.c, ws_kqueue.c)
+ * supplies the poller; this file owns sockets, connections, timers,
+ * backpressure, cross-thread posts and graceful shutdown.
  * SPDX-License-Identifier: MIT
  *
  * Life of a connection: created at accept() or ws_loop_connect(), it is
@@ -38,6 +38,18 @@
 #include <unistd.h>
 #if defined(__linux__)
 #include <sys/random.h>
+#endif
+
+/* Sockets are made non-blocking and close-on-exec in the call that
+ * creates them (SOCK_NONBLOCK, SOCK_CLOEXEC, accept4: Linux and the BSDs)
+ * or else with fcntl() (macOS). WS_LOOP_NO_SOCK_FLAGS forces the fcntl()
+ * path; the kqueue tests on Linux build with it, so that path runs. */
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && \
+    !defined(WS_LOOP_NO_SOCK_FLAGS)
+#define HAVE_SOCK_FLAGS 1
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE on the socket instead */
 #endif
 
 #define NO_DEADLINE UINT64_MAX
@@ -120,7 +132,8 @@ struct ws_loop_conn {
   uint16_t http_status;
   uint32_t flags;
   int fd;
-  int io_err;    /* WS_LOOP_ERR_IO after a socket error */
+  int io_err;    /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
+                    says which) or a code of its own */
   int sys_errno;
   int end_err;   /* the reason to report if the core has none */
   unsigned events; /* interest registered with the poller */
@@ -370,10 +383,30 @@ static int plain_write(void *ctx, int fd, const ws_iovec *iov, size_t iovcnt,
 }
 
 static const ws_loop_transport plain_transport = {
-    NULL, NULL, plain_read, plain_write, NULL, NULL, NULL};
+    NULL, NULL, plain_read, plain_write, NULL, NULL, NULL, NULL};
 
 static size_t tp_pending(const ws_loop_conn *c) {
   return c->tp->pending && c->tctx ? c->tp->pending(c->tctx) : 0;
+}
+
+/* The transport's description of its failure, or NULL. */
+static const char *tp_error_text(const ws_loop_conn *c) {
+  const char *s = c->io_err && c->tp->error && c->tctx ? c->tp->error(c->tctx)
+                                                       : NULL;
+  return s && *s ? s : NULL;
+}
+
+/* Notes that a transport call failed with |rv| (WS_LOOP_ERR_IO: errno
+ * says why; any other negative code is the transport's own) and returns
+ * the code to report. The first failure is the one kept. */
+static int tp_fail(ws_loop_conn *c, int rv) {
+  int e = errno;
+  if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
+  if (!c->io_err) {
+    c->io_err = rv;
+    c->sys_errno = rv == WS_LOOP_ERR_IO ? (e ? e : EIO) : 0;
+  }
+  return c->io_err;
 }
 
 /* ---- connection bookkeeping ------------------------------------------------ */
@@ -510,6 +543,7 @@ static void conn_destroy(ws_loop_conn *c, int err) {
     info.error = c->end_err ? c->end_err : err;
     info.sys_errno = c->sys_errno;
     info.http_status = c->http_status;
+    info.transport_error = tp_error_text(c);
     if (l->cfg.callbacks.on_close) {
       int rv = l->cfg.callbacks.on_close(c, c->user_data, &info);
       if (rv < 0 && !l->stop_rv) l->stop_rv = rv;
@@ -610,6 +644,7 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
       info.error = ev->error;
       if (ev->error == WS_ERR_EOF && c->io_err) info.error = c->io_err;
       info.sys_errno = c->sys_errno;
+      info.transport_error = tp_error_text(c);
       if (ev->response) {
         info.response = ev->response;
         info.http_status = ev->response->status;
@@ -756,22 +791,19 @@ static void conn_tick(ws_loop_conn *c) {
   }
 }
 
-/* The transport is gone: report it, and end the connection. */
-static void conn_lost(ws_loop_conn *c, int io_err) {
+/* The transport is gone: ended (|err| 0) or failed (|err| from
+ * tp_fail()). Reports it and ends the connection. */
+static void conn_lost(ws_loop_conn *c, int err) {
   if (c->state == C_DEAD) return;
-  if (io_err) {
-    c->io_err = WS_LOOP_ERR_IO;
-    c->sys_errno = io_err;
-  }
   if (c->state == C_WS) {
     if (c->flags & F_PAUSED) { /* the kept event is moot now */
       c->flags &= ~(F_PAUSED | F_PAUSED_AUTO);
     }
     ws_conn_feed_eof(c->ws);
     pull_events(c);
-    if (!io_err) conn_flush(c); /* a close reply, best effort */
+    if (!err) conn_flush(c); /* a close reply, best effort */
   }
-  conn_destroy(c, io_err ? WS_LOOP_ERR_IO : WS_ERR_EOF);
+  conn_destroy(c, err ? err : WS_ERR_EOF);
 }
 
 /* ---- plain HTTP on a WebSocket listener -------------------------------- */
@@ -997,14 +1029,16 @@ static void conn_read_round(ws_loop_conn *c) {
   int i, got = 0;
   for (i = 0; i < READ_BUDGET && can_read(c); i++) {
     size_t n = 0;
+    errno = 0;
     int rv = c->tp->read(c->tctx, c->fd, l->rbuf, l->cfg.read_size, &n);
     if (rv == WS_ERR_WOULDBLOCK) break;
     if (rv == WS_ERR_EOF) {
       conn_lost(c, 0);
       return;
     }
-    if (rv < 0) {
-      conn_lost(c, errno ? errno : EIO);
+    if (rv < 0 || n == 0 || n > l->cfg.read_size) {
+      /* n out of range: the transport broke its contract */
+      conn_lost(c, tp_fail(c, rv < 0 ? rv : WS_ERR_INTERNAL));
       return;
     }
     got = 1;
@@ -1018,7 +1052,7 @@ static void conn_read_round(ws_loop_conn *c) {
   if (i == READ_BUDGET && can_read(c)) mark_again(c);
 }
 
-/* Writes what is pending. Returns 0, or the errno of a failed write. */
+/* Writes what is pending. Returns 0, or the failure from tp_fail(). */
 static int conn_flush(ws_loop_conn *c) {
   for (;;) {
     ws_iovec iov[2];
@@ -1042,7 +1076,7 @@ static int conn_flush(ws_loop_conn *c) {
         ws_conn_out_consume(c->ws, w);
     }
     if (rv == WS_ERR_WOULDBLOCK) return 0;
-    if (rv < 0) return errno ? errno : EIO;
+    if (rv < 0) return tp_fail(c, rv);
     if (w == 0) return 0; /* nothing taken and no error: wait */
   }
 }
@@ -1086,7 +1120,7 @@ static void maybe_finish(ws_loop_conn *c) {
       c->tp->shutdown(c->tctx, c->fd);
       int e = conn_flush(c);
       if (e) {
-        conn_destroy(c, WS_LOOP_ERR_IO);
+        conn_destroy(c, e);
         return;
       }
       if (tp_pending(c) > 0) return; /* the closing record is on its way */
@@ -1106,6 +1140,11 @@ static void conn_set_interest(ws_loop_conn *c) {
     if (conn_pending(c) > 0) ev |= WS_DRV_OUT;
   }
   if ((c->flags & F_REG) && ev == c->events) return;
+  /* Reading starts or resumes: read once without waiting, since the
+   * transport (TLS) may hold input that no readiness will announce. */
+  if ((ev & WS_DRV_IN) && c->state == C_WS &&
+      !((c->flags & F_REG) && (c->events & WS_DRV_IN)))
+    mark_again(c);
   int rv;
   if (c->flags & F_REG)
     rv = l->poller.mod(l->poller.self, c->fd, c, ev);
@@ -1184,6 +1223,50 @@ static void conn_after(ws_loop_conn *c) {
 
 /* ---- client connect ---------------------------------------------------------- */
 
+#ifndef HAVE_SOCK_FLAGS
+static int set_fd_flags(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+#endif
+
+/* socket(), non-blocking and close-on-exec, without SIGPIPE. */
+static int sock_open(int family, int type, int proto) {
+#ifdef HAVE_SOCK_FLAGS
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
+#else
+  int fd = socket(family, type, proto);
+  if (fd >= 0) fd = set_fd_flags(fd);
+#endif
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  if (fd >= 0) (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+  return fd;
+}
+
+/* accept(), the same way. */
+static int sock_accept(int lfd) {
+#ifdef HAVE_SOCK_FLAGS
+  int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+  int fd = accept(lfd, NULL, NULL);
+  if (fd >= 0) fd = set_fd_flags(fd);
+#endif
+#ifdef SO_NOSIGPIPE
+  int one = 1;
+  if (fd >= 0) (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+  return fd;
+}
+
 static int set_nodelay(int fd) {
   int one = 1;
   return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -1197,8 +1280,7 @@ static int connect_next(ws_loop_conn *c) {
   while (a->ai_next) {
     struct addrinfo *ai = a->ai_next;
     a->ai_next = ai->ai_next;
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+    int fd = sock_open(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
     if (fd < 0) {
       err = errno;
       continue;
@@ -1236,13 +1318,15 @@ static void connect_done(ws_loop_conn *c) {
   freeaddrinfo(a->ai_all);
   a->ai_all = a->ai_next = NULL;
   set_nodelay(c->fd);
-  if (c->tp->attach &&
-      c->tp->attach(c->tp->user_data, c->fd, WS_ROLE_CLIENT, a->server_name,
-                    &c->tctx) != 0) {
-    c->io_err = WS_LOOP_ERR_IO;
-    c->sys_errno = errno;
-    conn_destroy(c, WS_LOOP_ERR_IO);
-    return;
+  if (c->tp->attach) {
+    errno = 0;
+    int rv = c->tp->attach(c->tp->user_data, c->fd, WS_ROLE_CLIENT,
+                           a->server_name, &c->tctx);
+    if (rv != 0) {
+      c->tctx = NULL;
+      conn_destroy(c, tp_fail(c, rv));
+      return;
+    }
   }
   c->state = C_WS;
 }
@@ -1387,8 +1471,7 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   s->cfg.role = WS_ROLE_SERVER;
   s->user_data = p->user_data;
   s->tp = p->transport;
-  int one = 1, fd = socket(res->ai_family,
-                           SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1, fd = sock_open(res->ai_family, SOCK_STREAM, 0);
   int ok = fd >= 0 &&
            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0;
   if (ok && (p->flags & WS_LOOP_REUSEPORT))
@@ -1425,7 +1508,7 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
 
 static void accept_round(ws_loop *l, listener *s) {
   for (int i = 0; i < ACCEPT_BUDGET; i++) {
-    int fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = sock_accept(s->fd);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -1449,7 +1532,8 @@ static void accept_round(ws_loop *l, listener *s) {
     c->state = l->cfg.callbacks.on_http ? C_SNIFF : C_WS;
     if (c->tp->attach && c->tp->attach(c->tp->user_data, fd, WS_ROLE_SERVER,
                                        NULL, &c->tctx) != 0) {
-      conn_destroy(c, WS_LOOP_ERR_IO);
+      c->tctx = NULL;
+      conn_destroy(c, WS_LOOP_ERR_IO); /* owed no on_close yet */
       continue;
     }
     conn_after(c);
