@@ -8,7 +8,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ws/ws_epoll.h>
+#include <ws/ws_loop.h>
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ws/ws_epoll.h>
+#include <ws/ws_loop.h>
 
 #include <pthread.h>
 #include <signal.h>
