@@ -316,6 +316,13 @@ def pmd_seeds(root):
         r = responses[i % len(responses)]
         cfgs = [(0x3f, 0x3f), (0x00, 0xff), (0xd2, 0x1b), (0x7f, 0x40)][i % 4]
         write(root, t, bytes(cfgs) + o + b"\x00" + r)
+    # responses beyond what a client with windows of 8 offered
+    for r in (b"permessage-deflate; server_max_window_bits=8; "
+              b"client_max_window_bits=12",
+              b"permessage-deflate; server_max_window_bits=12",
+              b"permessage-deflate; server_max_window_bits=8; "
+              b"client_max_window_bits=8"):
+        write(root, t, bytes([0x3f, 0x00]) + b"permessage-deflate\x00" + r)
 
 
 def main():
