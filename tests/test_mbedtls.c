@@ -30,6 +30,7 @@
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/ecp.h>
 #include <mbedtls/entropy.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
@@ -56,11 +57,18 @@ static void gen_key(mbedtls_pk_context *pk, char *pem, size_t cap) {
   assert_int_equal(mbedtls_pk_write_key_pem(pk, (unsigned char *)pem, cap), 0);
 }
 
+/* subjectAltName DNS:localhost, IP:127.0.0.1 (DER; mbedTLS 2.28 has no
+ * writer for it). */
+static const unsigned char san_localhost[] = {
+    0x30, 0x11, 0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',
+    0x87, 0x04, 127, 0, 0, 1};
+
 /* A certificate for |subject| signed by |issuer_key| as |issuer| (itself
- * when NULL: a CA), valid from 2024 to 2099. */
+ * when NULL: a CA), valid from 2024 to 2099, with |san| if not NULL. */
 static void gen_cert(pem_pair *out, mbedtls_pk_context *key, const char *subject,
                      mbedtls_pk_context *issuer_key, const char *issuer,
-                     int is_ca, int serial) {
+                     int is_ca, int serial, const unsigned char *san,
+                     size_t sanlen) {
   mbedtls_x509write_cert w;
   mbedtls_mpi sn;
   mbedtls_x509write_crt_init(&w);
@@ -77,6 +85,12 @@ static void gen_cert(pem_pair *out, mbedtls_pk_context *key, const char *subject
   mbedtls_x509write_crt_set_issuer_key(&w, issuer_key ? issuer_key : key);
   mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
   assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, is_ca, -1), 0);
+  if (san)
+    assert_int_equal(mbedtls_x509write_crt_set_extension(
+                         &w, MBEDTLS_OID_SUBJECT_ALT_NAME,
+                         MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
+                         san, sanlen),
+                     0);
   assert_int_equal(mbedtls_x509write_crt_pem(&w, (unsigned char *)out->crt,
                                              sizeof(out->crt),
                                              mbedtls_ctr_drbg_random, &drbg),
@@ -85,7 +99,7 @@ static void gen_cert(pem_pair *out, mbedtls_pk_context *key, const char *subject
   mbedtls_mpi_free(&sn);
 }
 
-static pem_pair ca, other_ca, srv, wrong_host;
+static pem_pair ca, other_ca, srv, wrong_host, cn_only;
 
 static int setup(void **state) {
   (void)state;
@@ -93,19 +107,25 @@ static int setup(void **state) {
   mbedtls_ctr_drbg_init(&drbg);
   if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy, NULL, 0))
     return -1;
-  mbedtls_pk_context kca, kother, ksrv, kwrong;
+  mbedtls_pk_context kca, kother, ksrv, kwrong, kcn;
   gen_key(&kca, ca.key, sizeof(ca.key));
-  gen_cert(&ca, &kca, "CN=libws test CA", NULL, NULL, 1, 1);
+  gen_cert(&ca, &kca, "CN=libws test CA", NULL, NULL, 1, 1, NULL, 0);
   gen_key(&kother, other_ca.key, sizeof(other_ca.key));
-  gen_cert(&other_ca, &kother, "CN=libws other CA", NULL, NULL, 1, 2);
+  gen_cert(&other_ca, &kother, "CN=libws other CA", NULL, NULL, 1, 2, NULL, 0);
   gen_key(&ksrv, srv.key, sizeof(srv.key));
-  gen_cert(&srv, &ksrv, "CN=localhost", &kca, "CN=libws test CA", 0, 3);
+  gen_cert(&srv, &ksrv, "CN=libws test server", &kca, "CN=libws test CA", 0, 3,
+           san_localhost, sizeof(san_localhost));
   gen_key(&kwrong, wrong_host.key, sizeof(wrong_host.key));
-  gen_cert(&wrong_host, &kwrong, "CN=wrong.example", &kca, "CN=libws test CA", 0, 4);
+  gen_cert(&wrong_host, &kwrong, "CN=wrong.example", &kca, "CN=libws test CA", 0, 4,
+           NULL, 0);
+  /* a name in the CN only: mbedTLS takes it when there is no SAN */
+  gen_key(&kcn, cn_only.key, sizeof(cn_only.key));
+  gen_cert(&cn_only, &kcn, "CN=localhost", &kca, "CN=libws test CA", 0, 5, NULL, 0);
   mbedtls_pk_free(&kca);
   mbedtls_pk_free(&kother);
   mbedtls_pk_free(&ksrv);
   mbedtls_pk_free(&kwrong);
+  mbedtls_pk_free(&kcn);
   return 0;
 }
 
@@ -284,7 +304,16 @@ static void verification_failures(void **state) {
   } cases[] = {
       {&wrong_host, &ca, "localhost", "Common Name", 0, WS_TLS_ERR_VERIFY},
       {&srv, &other_ca, "localhost", "not correctly signed", 0, WS_TLS_ERR_VERIFY},
-      {&srv, &ca, "127.0.0.2", "Common Name", 0, WS_TLS_ERR_VERIFY},
+      /* IP addresses are checked against the iPAddress entries */
+      {&srv, &ca, "127.0.0.2", "the name checked was \"127.0.0.2\"", 0,
+       WS_TLS_ERR_VERIFY},
+      {&srv, &ca, "::1", "Common Name", 0, WS_TLS_ERR_VERIFY},
+      {&cn_only, &ca, "127.0.0.1", "Common Name", 0, WS_TLS_ERR_VERIFY},
+      {&srv, &ca, "127.0.0.1", "", 0, 0},
+      {&srv, &ca, "localhost", "", 0, 0},
+      {&cn_only, &ca, "localhost", "", 0, 0},
+      /* with a SAN, the CN does not count (RFC 6125 6.4.4) */
+      {&srv, &ca, "libws test server", "Common Name", 0, WS_TLS_ERR_VERIFY},
       /* the loudly named option accepts anything */
       {&wrong_host, NULL, "localhost", "", WS_TLS_INSECURE_NO_VERIFY, 0},
   };
@@ -306,7 +335,8 @@ static void verification_failures(void **state) {
       size_t w;
       assert_int_equal(ws_tls_write(c, (const uint8_t *)"x", 1, &w), cases[i].want);
     } else {
-      assert_int_equal(rc, WS_ERR_WOULDBLOCK);
+      if (rc != WS_ERR_WOULDBLOCK)
+        fail_msg("case %zu: %d %s", i, rc, ws_tls_error(c));
       assert_true(ws_tls_handshake_done(c));
     }
     ws_tls_del(c);
@@ -477,7 +507,7 @@ typedef struct lrec {
   int opened, closed, msgs, error, bad;
   uint16_t code;
   size_t bytes;
-  char terr[320];
+  char terr[400];
 } lrec;
 
 static lrec lsrv, lcli;
@@ -584,7 +614,8 @@ static void wss_echo_over_the_loop(void **state) {
   ws_tls_transport(&ctp, cc);
   ws_loop *l = tls_loop();
   uint16_t port = tls_listen(l, &stp);
-  ws_loop_conn *c = tls_connect(l, "localhost", port, &ctp);
+  /* an IP address: checked against the certificate's iPAddress entry */
+  ws_loop_conn *c = tls_connect(l, "127.0.0.1", port, &ctp);
   run_until(l, &lcli.opened, 1);
   ws_pmd_params pp;
   ws_conn_pmd(ws_loop_conn_ws(c), &pp);
@@ -615,16 +646,19 @@ static void wss_echo_over_the_loop(void **state) {
 static void wss_verification_failures_reach_on_close(void **state) {
   (void)state;
   struct {
-    const pem_pair *trust;
+    const pem_pair *id, *trust;
     const char *host, *why;
   } cases[] = {
-      {&ca, "127.0.0.1", "Common Name"}, /* the certificate says localhost */
-      {&other_ca, "localhost", "not correctly signed"},
+      /* the certificate is for wrong.example */
+      {&wrong_host, &ca, "127.0.0.1",
+       "Common Name (CN) does not match with the expected CN (the name "
+       "checked was \"127.0.0.1\")"},
+      {&srv, &other_ca, "localhost", "not correctly signed"},
   };
-  ws_tls_ctx *sc = server_ctx(&srv);
-  ws_loop_transport stp;
-  ws_tls_transport(&stp, sc);
   for (size_t i = 0; i < 2; i++) {
+    ws_tls_ctx *sc = server_ctx(cases[i].id);
+    ws_loop_transport stp;
+    ws_tls_transport(&stp, sc);
     ws_tls_ctx *cc = client_ctx(cases[i].trust, 0);
     ws_loop_transport ctp;
     ws_tls_transport(&ctp, cc);
@@ -644,8 +678,8 @@ static void wss_verification_failures_reach_on_close(void **state) {
     assert_int_equal(ws_loop_conn_count(l), 0); /* the server dropped it */
     ws_loop_del(l);
     ws_tls_ctx_del(cc);
+    ws_tls_ctx_del(sc);
   }
-  ws_tls_ctx_del(sc);
 }
 
 static int raw_connect(uint16_t port) {

@@ -224,7 +224,9 @@ typedef struct ws_loop_listen_params {
   const ws_config *config; /* server config of each connection (copied);
                               NULL: ws_config_default() */
   void *user_data;   /* initial user data of each accepted connection */
-  const ws_loop_transport *transport; /* NULL: plain TCP */
+  const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
+                                         MUST stay valid as long as the
+                                         loop (listeners live as long) */
 } ws_loop_listen_params;
 
 /*
@@ -247,7 +249,9 @@ typedef struct ws_loop_connect_params {
   const ws_config *config; /* client config (copied); NULL: defaults. A
                               NULL |rand| gets the system's random source */
   void *user_data;         /* the connection's user data */
-  const ws_loop_transport *transport; /* NULL: plain TCP */
+  const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
+                                         MUST stay valid until on_close
+                                         returns */
 } ws_loop_connect_params;
 
 /*

@@ -165,8 +165,12 @@ WS_TLS_EXTERN int ws_tls_close(ws_tls *tls);
 WS_TLS_EXTERN int ws_tls_handshake_done(const ws_tls *tls);
 
 /* A description of the last failure ("certificate verification failed:
- * the certificate Common Name (CN) does not match with the expected CN"),
- * or "" if none. Valid until the next call on |tls|. */
+ * The certificate Common Name (CN) does not match with the expected CN
+ * (the name checked was "example.org")", "certificate verification
+ * failed: The certificate is not correctly signed by the trusted CA",
+ * "connection closed during the TLS handshake", "TLS handshake failed:
+ * ..." with mbedTLS's reason), or "" if none. Valid until the next call
+ * on |tls|. */
 WS_TLS_EXTERN const char *ws_tls_error(const ws_tls *tls);
 
 /* The negotiated ALPN protocol, or NULL. */
@@ -183,7 +187,9 @@ WS_TLS_EXTERN const char *ws_tls_alpn(const ws_tls *tls);
  * on the TLS port, a failed handshake) is dropped at once, without a
  * callback. Before the TLS handshake is done, the core's output (the
  * client's opening request) waits inside the transport, so the loop has
- * no write interest while it waits for the peer. |*tp| may be copied.
+ * no write interest while it waits for the peer. The loop keeps the
+ * pointer it is given, so |*tp| must outlive the listener or connection
+ * (a static or the loop's lifetime).
  */
 WS_TLS_EXTERN void ws_tls_transport(ws_loop_transport *tp, ws_tls_ctx *ctx);
 

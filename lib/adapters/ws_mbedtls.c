@@ -11,6 +11,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <ws/ws_mbedtls.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include <mbedtls/ctr_drbg.h>
 #include <mbedtls/entropy.h>
+#include <mbedtls/asn1.h>
 #include <mbedtls/error.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
@@ -38,7 +40,8 @@
 
 #define RBUF_SIZE 16384u   /* socket bytes waiting for mbedTLS */
 #define SEND_HIGH 32768u   /* ciphertext that stops ws_tls_write() */
-#define ERR_MAX 320
+#define ERR_MAX 400
+#define NAME_CAP 256       /* DNS names end at 253 bytes */
 
 struct ws_tls_ctx {
   ws_role role;
@@ -64,6 +67,9 @@ struct ws_tls {
   int hs_done;
   int failed;          /* sticky WS_TLS_ERR_* or WS_ERR_EOF */
   char err[ERR_MAX];
+  char name[NAME_CAP]; /* client: the name checked, for the error text */
+  uint8_t ip[16];      /* ... when it is an IP address: its bytes */
+  size_t iplen;        /* 4 or 16; 0 for a DNS name */
 };
 
 /* ---- errors --------------------------------------------------------------- */
@@ -326,19 +332,54 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
 
 /* ---- sessions ------------------------------------------------------------- */
 
+/* An IP address as the server's name: mbedTLS 2.28 checks names against
+ * dNSName entries only, and RFC 6066 forbids an IP address as SNI. So the
+ * session sends no SNI and checks the certificate's iPAddress entries
+ * itself (RFC 6125 section 6.2, RFC 5280 section 4.2.1.6), as part of
+ * verification: a mismatch is reported like a wrong DNS name. */
+static int verify_ip(void *arg, mbedtls_x509_crt *crt, int depth,
+                     uint32_t *flags) {
+  const ws_tls *t = arg;
+  if (depth != 0) return 0; /* the server's own certificate only */
+  const uint8_t tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7; /* iPAddress */
+  for (const mbedtls_x509_sequence *n = &crt->subject_alt_names;
+       n && n->buf.p; n = n->next) {
+    if (n->buf.tag == tag && n->buf.len == t->iplen &&
+        memcmp(n->buf.p, t->ip, t->iplen) == 0)
+      return 0;
+  }
+  *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
+  return 0;
+}
+
 int ws_tls_new(ws_tls **pt, ws_tls_ctx *ctx, const char *server_name) {
   if (!pt || !ctx) return WS_ERR_INVALID_ARGUMENT;
   *pt = NULL;
   if (ctx->role == WS_ROLE_CLIENT && !server_name &&
       !(ctx->flags & WS_TLS_INSECURE_NO_VERIFY))
     return WS_ERR_INVALID_ARGUMENT;
+  if (server_name && strlen(server_name) >= NAME_CAP)
+    return WS_ERR_INVALID_ARGUMENT;
   ws_tls *t = calloc(1, sizeof(*t));
   if (!t) return WS_ERR_NOMEM;
   t->ctx = ctx;
+  if (server_name) memcpy(t->name, server_name, strlen(server_name) + 1);
   mbedtls_ssl_init(&t->ssl);
   int rv = mbedtls_ssl_setup(&t->ssl, &ctx->conf);
-  if (rv == 0 && ctx->role == WS_ROLE_CLIENT && server_name)
-    rv = mbedtls_ssl_set_hostname(&t->ssl, server_name); /* SNI + check */
+  if (rv == 0 && ctx->role == WS_ROLE_CLIENT && server_name) {
+    if (inet_pton(AF_INET, server_name, t->ip) == 1)
+      t->iplen = 4;
+    else if (inet_pton(AF_INET6, server_name, t->ip) == 1)
+      t->iplen = 16;
+    if (t->iplen) {
+      /* NULL on purpose: no SNI, and (mbedTLS 3.6.3 and later) no
+       * "verification without a host name" error. */
+      rv = mbedtls_ssl_set_hostname(&t->ssl, NULL);
+      mbedtls_ssl_set_verify(&t->ssl, verify_ip, t);
+    } else {
+      rv = mbedtls_ssl_set_hostname(&t->ssl, server_name); /* SNI + check */
+    }
+  }
   if (rv) {
     mbedtls_ssl_free(&t->ssl);
     free(t);
@@ -401,8 +442,14 @@ static int fail(ws_tls *t, int code, int mret) {
     mbedtls_x509_crt_verify_info(info, sizeof(info), "", flags);
     char *nl = strchr(info, '\n');
     if (nl) *nl = 0; /* the first reason is the one to show */
-    snprintf(t->err, sizeof(t->err), "certificate verification failed: %s",
-             info[0] ? info : "unknown reason");
+    if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) /* say which name */
+      snprintf(t->err, sizeof(t->err),
+               "certificate verification failed: %s (the name checked was "
+               "\"%s\")",
+               info, t->name);
+    else
+      snprintf(t->err, sizeof(t->err), "certificate verification failed: %s",
+               info[0] ? info : "unknown reason");
     code = WS_TLS_ERR_VERIFY;
   } else if (code == WS_TLS_ERR_HANDSHAKE && mret == 0) {
     snprintf(t->err, sizeof(t->err),
