@@ -3,18 +3,27 @@
  * for the number of cases (/getCaseCount), runs each one
  * (/runCase?case=N&agent=AGENT), echoing every message it gets, and then
  * asks the server to write its reports (/updateReports?agent=AGENT).
- * One connection at a time: each on_close starts the next.
+ * One connection at a time: each on_close starts the next. A wss:// URL
+ * goes through the mbedTLS adapter, verified against --ca (by default
+ * Debian's CA bundle).
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <ws/ws_loop.h>
+#ifdef WS_EXAMPLES_TLS
+#include <ws/ws_mbedtls.h>
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CA "/etc/ssl/certs/ca-certificates.crt" /* Debian's bundle */
 
 static ws_loop_url url;
+static const ws_loop_transport *transport; /* NULL: ws://, plain TCP */
 static const char *agent = "libws";
 static int deflate = 1, ncases = -1, current; /* 0: getCaseCount */
 static int failed, reported;
@@ -33,6 +42,7 @@ static int connect_to(ws_loop *loop, const char *path) {
   cp.port = url.port;
   cp.request.path = path;
   cp.config = &cfg;
+  cp.transport = transport;
   int rv = ws_loop_connect(loop, &cp, NULL);
   if (rv != 0)
     fprintf(stderr, "autobahn-client: connect: %s\n", ws_loop_strerror(rv));
@@ -71,7 +81,9 @@ static int on_close(ws_loop_conn *conn, void *ud,
   if (current == 0) {
     if (ncases < 0) {
       fprintf(stderr, "autobahn-client: no case count (%s)\n",
-              ws_loop_strerror(in->error ? in->error : WS_ERR_PROTO));
+              in->transport_error ? in->transport_error
+                                  : ws_loop_strerror(in->error ? in->error
+                                                               : WS_ERR_PROTO));
       failed = 1;
       return 0;
     }
@@ -89,24 +101,49 @@ static int on_close(ws_loop_conn *conn, void *ud,
 }
 
 int main(int argc, char **argv) {
-  const char *u = "ws://127.0.0.1:9001";
+  const char *u = "ws://127.0.0.1:9001", *ca = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--url") && i + 1 < argc) {
       u = argv[++i];
+    } else if (!strcmp(argv[i], "--ca") && i + 1 < argc) {
+      ca = argv[++i];
     } else if (!strcmp(argv[i], "--agent") && i + 1 < argc) {
       agent = argv[++i];
     } else if (!strcmp(argv[i], "--no-deflate")) {
       deflate = 0;
     } else {
-      fprintf(stderr, "usage: %s [--url ws://HOST:PORT] [--agent NAME] "
-                      "[--no-deflate]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--url ws[s]://HOST:PORT] [--ca FILE] "
+                      "[--agent NAME] [--no-deflate]\n", argv[0]);
       return 2;
     }
   }
-  if (ws_loop_parse_url(u, &url) != 0 || url.secure) {
-    fprintf(stderr, "autobahn-client: %s: need ws://HOST:PORT\n", u);
+  if (ws_loop_parse_url(u, &url) != 0) {
+    fprintf(stderr, "autobahn-client: %s: need ws[s]://HOST:PORT\n", u);
     return 2;
   }
+#ifdef WS_EXAMPLES_TLS
+  ws_tls_ctx *tls = NULL;
+  static ws_loop_transport tp; /* the loop keeps this pointer */
+  if (url.secure) {
+    ws_tls_params tlsp;
+    char err[400];
+    memset(&tlsp, 0, sizeof(tlsp));
+    tlsp.role = WS_ROLE_CLIENT;
+    tlsp.ca_file = ca ? ca : access(DEFAULT_CA, R_OK) == 0 ? DEFAULT_CA : NULL;
+    if (ws_tls_ctx_new(&tls, &tlsp, err, sizeof(err)) != 0) {
+      fprintf(stderr, "autobahn-client: %s\n", err);
+      return 1;
+    }
+    ws_tls_transport(&tp, tls);
+    transport = &tp;
+  }
+#else
+  if (url.secure || ca) {
+    fprintf(stderr, "autobahn-client: TLS (wss://, --ca) is not built in "
+                    "(meson setup -Dtls=mbedtls)\n");
+    return 2;
+  }
+#endif
   ws_loop_config lc;
   ws_loop_config_default(&lc);
   lc.callbacks.on_message = on_message;
@@ -116,5 +153,8 @@ int main(int argc, char **argv) {
     return 1;
   int rv = ws_loop_run(loop);
   ws_loop_del(loop);
+#ifdef WS_EXAMPLES_TLS
+  ws_tls_ctx_del(tls);
+#endif
   return rv != 0 || failed || !reported ? 1 : 0;
 }

@@ -1,14 +1,19 @@
 /*
  * echo-server: sends every text and binary message back as it came, with
- * permessage-deflate offered to clients (unless --no-deflate). Built on
- * the epoll adapter (<ws/ws_epoll.h>); the Autobahn fuzzingclient target
- * and the target of tests/conformance, tests/interop and tests/load.
- * Ctrl-C (SIGINT) or SIGTERM closes every connection with 1001 and exits.
+ * permessage-deflate offered to clients (unless --no-deflate), over
+ * wss:// with --tls-cert and --tls-key. Built on the loop
+ * (<ws/ws_loop.h>) and, for TLS, the mbedTLS adapter (<ws/ws_mbedtls.h>);
+ * the Autobahn fuzzingclient target and the target of tests/conformance,
+ * tests/interop and tests/load. Ctrl-C (SIGINT) or SIGTERM closes every
+ * connection with 1001 and exits.
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <ws/ws_loop.h>
+#ifdef WS_EXAMPLES_TLS
+#include <ws/ws_mbedtls.h>
+#endif
 
 #include <pthread.h>
 #include <signal.h>
@@ -49,7 +54,9 @@ static int usage(FILE *f, const char *argv0) {
           "  --max-message BYTES      largest message and frame (67108864)\n"
           "  --handshake-timeout MS   drop clients that do not finish the\n"
           "                           opening handshake in time (10000)\n"
-          "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
+          "  --threads N              N loops on one SO_REUSEPORT port (1)\n"
+          "  --tls-cert FILE          serve wss://: the certificate chain (PEM)\n"
+          "  --tls-key FILE           ... and its private key (PEM)\n",
           argv0);
   return f == stdout ? 0 : 2;
 }
@@ -64,7 +71,7 @@ static int num(const char *s, unsigned long lo, unsigned long hi,
 }
 
 int main(int argc, char **argv) {
-  const char *host = "127.0.0.1";
+  const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
   unsigned long port = 9001, maxmsg = 64ul << 20, hs_ms = 10000, threads = 1;
   int deflate = 1;
   for (int i = 1; i < argc; i++) {
@@ -77,6 +84,8 @@ int main(int argc, char **argv) {
     if (!v) return usage(stderr, argv[0]);
     i++;
     if (!strcmp(a, "--host")) host = v;
+    else if (!strcmp(a, "--tls-cert")) cert = v;
+    else if (!strcmp(a, "--tls-key")) key = v;
     else if (!strcmp(a, "--port") ? num(v, 0, 65535, &port)
              : !strcmp(a, "--max-message")
                  ? num(v, 1, 0xffffffffu - (8u << 20), &maxmsg)
@@ -105,6 +114,30 @@ int main(int argc, char **argv) {
   lp.port = (uint16_t)port;
   lp.config = &cfg;
   lp.flags = threads > 1 ? WS_LOOP_REUSEPORT : 0;
+#ifdef WS_EXAMPLES_TLS
+  ws_tls_ctx *tls = NULL;
+  ws_loop_transport tp;
+  if (cert || key) { /* wss://: every connection goes through TLS */
+    ws_tls_params tlsp;
+    char err[400];
+    memset(&tlsp, 0, sizeof(tlsp));
+    tlsp.role = WS_ROLE_SERVER;
+    tlsp.cert_file = cert;
+    tlsp.key_file = key;
+    if (ws_tls_ctx_new(&tls, &tlsp, err, sizeof(err)) != 0) {
+      fprintf(stderr, "echo-server: %s\n", err);
+      return 1;
+    }
+    ws_tls_transport(&tp, tls); /* one context, shared by the threads */
+    lp.transport = &tp;
+  }
+#else
+  if (cert || key) {
+    fprintf(stderr, "echo-server: TLS is not built in (meson setup "
+                    "-Dtls=mbedtls)\n");
+    return 2;
+  }
+#endif
   for (unsigned long i = 0; i < threads; i++) {
     uint16_t bound = 0;
     int rv = ws_loop_new(&loops[i], &lc);
@@ -123,9 +156,10 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  printf(strchr(host, ':') ? "echo-server listening on ws://[%s]:%u/%s\n"
-                           : "echo-server listening on ws://%s:%u/%s\n",
-         host, (unsigned)lp.port, deflate ? " (permessage-deflate)" : "");
+  printf(strchr(host, ':') ? "echo-server listening on %s://[%s]:%u/%s\n"
+                           : "echo-server listening on %s://%s:%u/%s\n",
+         lp.transport ? "wss" : "ws", host, (unsigned)lp.port,
+         deflate ? " (permessage-deflate)" : "");
   fflush(stdout);
 
   pthread_t tids[MAX_THREADS];
@@ -134,5 +168,8 @@ int main(int argc, char **argv) {
   int rv = ws_loop_run(loops[0]);
   for (int i = 1; i < nloops; i++) pthread_join(tids[i], NULL);
   for (int i = 0; i < nloops; i++) ws_loop_del(loops[i]);
+#ifdef WS_EXAMPLES_TLS
+  ws_tls_ctx_del(tls);
+#endif
   return rv == 0 ? 0 : 1;
 }

@@ -3,25 +3,33 @@
  * from stdin are sent as text messages; what arrives is printed on stdout
  * ("< text", binary and control frames as hex). Status goes to stderr.
  * A thread reads stdin and hands the lines to the loop with
- * ws_loop_post_send(), the thread-safe way in.
+ * ws_loop_post_send(), the thread-safe way in. wss:// URLs go through
+ * the mbedTLS adapter (<ws/ws_mbedtls.h>), which verifies the server's
+ * certificate against --ca (by default Debian's CA bundle).
  *
  * Exit status: 0 after a normal close (1000, 1001 or no code), 1 if the
- * connection or the opening handshake failed (the HTTP status is shown),
- * 2 for bad usage, 3 if the peer closed with an error code or the
- * connection broke.
+ * connection, TLS (a certificate that does not verify, say) or the
+ * opening handshake failed (the reason or HTTP status is shown), 2 for
+ * bad usage, 3 if the peer closed with an error code or the connection
+ * broke.
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <ws/ws_loop.h>
+#ifdef WS_EXAMPLES_TLS
+#include <ws/ws_mbedtls.h>
+#endif
 
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_HEADERS 16
+#define DEFAULT_CA "/etc/ssl/certs/ca-certificates.crt" /* Debian's bundle */
 #define MAX_PROTOCOLS 8
 
 static ws_loop *loop;
@@ -29,6 +37,9 @@ static uint64_t conn_id; /* 0 in listen mode: stdin goes to everyone */
 static int listening, opened, exit_status = 1;
 static pthread_t reader;
 static int reader_started;
+#ifdef WS_EXAMPLES_TLS
+static ws_tls_ctx *tls;
+#endif
 
 static void print_hex(const char *tag, ws_slice s) {
   printf("< [%s %zu]%s", tag, s.len, s.len ? " " : "");
@@ -106,6 +117,8 @@ static int on_close(ws_loop_conn *conn, void *ud,
       fprintf(stderr, "handshake failed: HTTP %d %.*s\n", in->http_status,
               (int)in->response->reason.len,
               (const char *)in->response->reason.base);
+    else if (in->transport_error) /* TLS: says which check failed */
+      fprintf(stderr, "connection failed: %s\n", in->transport_error);
     else
       fprintf(stderr, "connection failed: %s%s%s\n", ws_loop_strerror(in->error),
               in->sys_errno ? ": " : "", in->sys_errno ? strerror(in->sys_errno) : "");
@@ -114,7 +127,10 @@ static int on_close(ws_loop_conn *conn, void *ud,
   }
   fprintf(stderr, "closed: %u%s%.*s%s%s\n", in->code, in->reason.len ? " " : "",
           (int)in->reason.len, (const char *)in->reason.base,
-          in->error ? ", " : "", in->error ? ws_loop_strerror(in->error) : "");
+          in->error ? ", " : "",
+          in->transport_error ? in->transport_error
+          : in->error         ? ws_loop_strerror(in->error)
+                              : "");
   int normal = !in->error &&
                (in->code == 1000 || in->code == 1001 || in->code == 1005);
   if (!listening) exit_status = normal ? 0 : 3;
@@ -129,13 +145,16 @@ static void on_signal(int sig) {
 
 static int usage(FILE *f) {
   fprintf(f,
-          "usage: wscat [options] ws://HOST:PORT/PATH\n"
+          "usage: wscat [options] ws[s]://HOST[:PORT][/PATH]\n"
           "       wscat [options] -l PORT\n"
           "  -H 'Name: value'   extra request header (repeatable)\n"
           "  -s PROTOCOL        offer a subprotocol (repeatable)\n"
           "  --origin ORIGIN    send an Origin header\n"
           "  --ping SECONDS     ping when the connection was idle that long\n"
           "  --no-deflate       do not offer/accept permessage-deflate\n"
+          "  --ca FILE          wss://: CA certificates (PEM) to verify the\n"
+          "                     server with (" DEFAULT_CA ")\n"
+          "  --insecure         wss://: do NOT verify the server (testing only)\n"
           "  -l PORT            listen instead (on --host, 127.0.0.1)\n"
           "  --host ADDR        address to listen on with -l\n");
   return 2;
@@ -148,12 +167,15 @@ int main(int argc, char **argv) {
   char *hbuf[MAX_HEADERS];
   size_t nprotos = 0, nhdrs = 0;
   unsigned long ping = 0, lport = 0;
-  int deflate = 1;
+  int deflate = 1, insecure = 0;
+  const char *ca = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
     if (!strcmp(a, "--no-deflate")) {
       deflate = 0;
+    } else if (!strcmp(a, "--insecure")) {
+      insecure = 1;
     } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
@@ -177,6 +199,8 @@ int main(int argc, char **argv) {
       origin = argv[++i];
     } else if (!strcmp(a, "--host")) {
       host = argv[++i];
+    } else if (!strcmp(a, "--ca")) {
+      ca = argv[++i];
     } else if (!strcmp(a, "--ping") || !strcmp(a, "-l")) {
       unsigned long n = strtoul(v, &end, 10);
       if (*end || n == 0 || n > 65535) return usage(stderr);
@@ -218,12 +242,40 @@ int main(int argc, char **argv) {
     }
   } else if (rv == 0) {
     ws_loop_url u;
-    if (ws_loop_parse_url(url, &u) != 0 || u.secure) {
-      fprintf(stderr, "wscat: %s: need ws://HOST[:PORT][/PATH]\n", url);
+    if (ws_loop_parse_url(url, &u) != 0) {
+      fprintf(stderr, "wscat: %s: need ws[s]://HOST[:PORT][/PATH]\n", url);
       return 2;
     }
     ws_loop_connect_params cp;
     memset(&cp, 0, sizeof(cp));
+#ifdef WS_EXAMPLES_TLS
+    static ws_loop_transport tp; /* the loop keeps this pointer */
+    if (u.secure) {
+      ws_tls_params tlsp;
+      char err[400];
+      memset(&tlsp, 0, sizeof(tlsp));
+      tlsp.role = WS_ROLE_CLIENT;
+      tlsp.ca_file = ca ? ca : access(DEFAULT_CA, R_OK) == 0 ? DEFAULT_CA : NULL;
+      if (insecure) {
+        fprintf(stderr, "wscat: WARNING: --insecure: the server's certificate "
+                        "is NOT verified; anyone on the path can read and "
+                        "change this connection\n");
+        tlsp.flags = WS_TLS_INSECURE_NO_VERIFY;
+      }
+      if (ws_tls_ctx_new(&tls, &tlsp, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wscat: %s\n", err);
+        return 1;
+      }
+      ws_tls_transport(&tp, tls); /* SNI and the name check use u.host */
+      cp.transport = &tp;
+    }
+#else
+    if (u.secure || ca || insecure) {
+      fprintf(stderr, "wscat: TLS (wss://, --ca, --insecure) is not built in "
+                      "(meson setup -Dtls=mbedtls)\n");
+      return 2;
+    }
+#endif
     cp.host = u.host;
     cp.port = u.port;
     cp.request.path = u.path;
@@ -253,6 +305,9 @@ int main(int argc, char **argv) {
     pthread_join(reader, NULL);
   }
   ws_loop_del(loop);
+#ifdef WS_EXAMPLES_TLS
+  ws_tls_ctx_del(tls);
+#endif
   for (size_t i = 0; i < nhdrs; i++) free(hbuf[i]);
   if (listening) return rv == 0 ? 0 : 1;
   return exit_status;
