@@ -809,7 +809,9 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
     } else {
       rv = ws_inflate(c->inf, NULL, 0, &used, out, room, &produced);
     }
-    if (rv) return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    /* What was inflated before an error comes first in the stream, so it
+     * is judged first: a split of the input must not change which fault
+     * is reported. */
     if (produced) {
       if (out == &probe) return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
       if (text && ws_utf8_feed(&c->utf8, out, produced))
@@ -821,6 +823,7 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       else
         c->msg.len += produced;
     }
+    if (rv) return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
     if (produced < room && at_end && c->ztail == sizeof(pmd_tail)) {
       if (ws_inflate_end_message(c->inf))
         return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");

@@ -772,15 +772,13 @@ static void deflate_corrupt_1007(void **state) {
   for (int k = 0; k < 3; k++) free(w[k].b);
 }
 
-#ifdef WS_TEST_PENDING
 /* Finding F1 of the fuzz report (fuzz/findings/fuzz_conn_*): a compressed
  * text message whose inflated bytes are not UTF-8 before its data turns
  * invalid. Fed whole, the inflater returns the data error in the same
  * call that produced the bad UTF-8, and the connection reported 1007
  * "invalid compressed data"; fed a byte at a time, the UTF-8 error came
  * first. Both must report the UTF-8 error, the first fault in the
- * stream. Needs the ws_conn.c change in the report; build with
- * -DWS_TEST_PENDING until it is in, then drop the #ifdef. */
+ * stream. */
 static void deflate_utf8_error_before_data_error(void **state) {
   (void)state;
   bitw w = {NULL, 0, 0};
@@ -810,7 +808,6 @@ static void deflate_utf8_error_before_data_error(void **state) {
   }
   free(w.b);
 }
-#endif
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -826,9 +823,7 @@ int main(void) {
       cmocka_unit_test(close_reason_invalid_utf8_1007),
       cmocka_unit_test(deflate_bomb_1009),
       cmocka_unit_test(deflate_corrupt_1007),
-#ifdef WS_TEST_PENDING
       cmocka_unit_test(deflate_utf8_error_before_data_error),
-#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
