@@ -1932,11 +1932,15 @@ static void pmd_client_checks_response(void **state) {
     assert_int_equal(ws_conn_connect(c, &p), 0);
     transcript t = {0};
     tr_drain(&t, c);
-    assert_non_null(strstr((const char *)t.out,
+    char req[1024];
+    assert_true(t.outlen < sizeof(req));
+    memcpy(req, t.out, t.outlen);
+    req[t.outlen] = 0;
+    assert_non_null(strstr(req,
                            "\r\nSec-WebSocket-Extensions: permessage-deflate; "
                            "client_max_window_bits\r\n"));
     /* answer with the accept key for the key the client sent */
-    const char *k = strstr((const char *)t.out, "Sec-WebSocket-Key: ") + 19;
+    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
     char acc[29] = {0};
     ws_handshake_accept_key((const uint8_t *)k, 24, acc);
     char resp[512];
