@@ -12,7 +12,7 @@
 
 #include <ws/ws_loop.h>
 #ifdef WS_EXAMPLES_TLS
-#include <ws/ws_mbedtls.h>
+#  include <ws/ws_mbedtls.h>
 #endif
 
 #include <stdio.h>
@@ -81,9 +81,9 @@ static int on_close(ws_loop_conn *conn, void *ud,
   if (current == 0) {
     if (ncases < 0) {
       fprintf(stderr, "autobahn-client: no case count (%s)\n",
-              in->transport_error ? in->transport_error
-                                  : ws_loop_strerror(in->error ? in->error
-                                                               : WS_ERR_PROTO));
+              in->transport_error
+                  ? in->transport_error
+                  : ws_loop_strerror(in->error ? in->error : WS_ERR_PROTO));
       failed = 1;
       return 0;
     }
@@ -112,8 +112,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--no-deflate")) {
       deflate = 0;
     } else {
-      fprintf(stderr, "usage: %s [--url ws[s]://HOST:PORT] [--ca FILE] "
-                      "[--agent NAME] [--no-deflate]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--url ws[s]://HOST:PORT] [--ca FILE] "
+              "[--agent NAME] [--no-deflate]\n",
+              argv[0]);
       return 2;
     }
   }

@@ -12,7 +12,7 @@
 
 #include <ws/ws_loop.h>
 #ifdef WS_EXAMPLES_TLS
-#include <ws/ws_mbedtls.h>
+#  include <ws/ws_mbedtls.h>
 #endif
 
 #include <pthread.h>
@@ -46,18 +46,19 @@ static void *run(void *arg) {
 }
 
 static int usage(FILE *f, const char *argv0) {
-  fprintf(f,
-          "usage: %s [options]\n"
-          "  --host ADDR              IPv4 or IPv6 address (127.0.0.1)\n"
-          "  --port N                 TCP port, 0 for any free one (9001)\n"
-          "  --no-deflate             do not accept permessage-deflate\n"
-          "  --max-message BYTES      largest message and frame (67108864)\n"
-          "  --handshake-timeout MS   drop clients that do not finish the\n"
-          "                           opening handshake in time (10000)\n"
-          "  --threads N              N loops on one SO_REUSEPORT port (1)\n"
-          "  --tls-cert FILE          serve wss://: the certificate chain (PEM)\n"
-          "  --tls-key FILE           ... and its private key (PEM)\n",
-          argv0);
+  fprintf(
+      f,
+      "usage: %s [options]\n"
+      "  --host ADDR              IPv4 or IPv6 address (127.0.0.1)\n"
+      "  --port N                 TCP port, 0 for any free one (9001)\n"
+      "  --no-deflate             do not accept permessage-deflate\n"
+      "  --max-message BYTES      largest message and frame (67108864)\n"
+      "  --handshake-timeout MS   drop clients that do not finish the\n"
+      "                           opening handshake in time (10000)\n"
+      "  --threads N              N loops on one SO_REUSEPORT port (1)\n"
+      "  --tls-cert FILE          serve wss://: the certificate chain (PEM)\n"
+      "  --tls-key FILE           ... and its private key (PEM)\n",
+      argv0);
   return f == stdout ? 0 : 2;
 }
 
@@ -83,9 +84,12 @@ int main(int argc, char **argv) {
     }
     if (!v) return usage(stderr, argv[0]);
     i++;
-    if (!strcmp(a, "--host")) host = v;
-    else if (!strcmp(a, "--tls-cert")) cert = v;
-    else if (!strcmp(a, "--tls-key")) key = v;
+    if (!strcmp(a, "--host"))
+      host = v;
+    else if (!strcmp(a, "--tls-cert"))
+      cert = v;
+    else if (!strcmp(a, "--tls-key"))
+      key = v;
     else if (!strcmp(a, "--port") ? num(v, 0, 65535, &port)
              : !strcmp(a, "--max-message")
                  ? num(v, 1, 0xffffffffu - (8u << 20), &maxmsg)

@@ -18,7 +18,7 @@
 
 #include <ws/ws_loop.h>
 #ifdef WS_EXAMPLES_TLS
-#include <ws/ws_mbedtls.h>
+#  include <ws/ws_mbedtls.h>
 #endif
 
 #include <pthread.h>
@@ -144,19 +144,20 @@ static void on_signal(int sig) {
 }
 
 static int usage(FILE *f) {
-  fprintf(f,
-          "usage: wscat [options] ws[s]://HOST[:PORT][/PATH]\n"
-          "       wscat [options] -l PORT\n"
-          "  -H 'Name: value'   extra request header (repeatable)\n"
-          "  -s PROTOCOL        offer a subprotocol (repeatable)\n"
-          "  --origin ORIGIN    send an Origin header\n"
-          "  --ping SECONDS     ping when the connection was idle that long\n"
-          "  --no-deflate       do not offer/accept permessage-deflate\n"
-          "  --ca FILE          wss://: CA certificates (PEM) to verify the\n"
-          "                     server with (" DEFAULT_CA ")\n"
-          "  --insecure         wss://: do NOT verify the server (testing only)\n"
-          "  -l PORT            listen instead (on --host, 127.0.0.1)\n"
-          "  --host ADDR        address to listen on with -l\n");
+  fprintf(
+      f,
+      "usage: wscat [options] ws[s]://HOST[:PORT][/PATH]\n"
+      "       wscat [options] -l PORT\n"
+      "  -H 'Name: value'   extra request header (repeatable)\n"
+      "  -s PROTOCOL        offer a subprotocol (repeatable)\n"
+      "  --origin ORIGIN    send an Origin header\n"
+      "  --ping SECONDS     ping when the connection was idle that long\n"
+      "  --no-deflate       do not offer/accept permessage-deflate\n"
+      "  --ca FILE          wss://: CA certificates (PEM) to verify the\n"
+      "                     server with (" DEFAULT_CA ")\n"
+      "  --insecure         wss://: do NOT verify the server (testing only)\n"
+      "  -l PORT            listen instead (on --host, 127.0.0.1)\n"
+      "  --host ADDR        address to listen on with -l\n");
   return 2;
 }
 
@@ -255,7 +256,9 @@ int main(int argc, char **argv) {
       char err[400];
       memset(&tlsp, 0, sizeof(tlsp));
       tlsp.role = WS_ROLE_CLIENT;
-      tlsp.ca_file = ca ? ca : access(DEFAULT_CA, R_OK) == 0 ? DEFAULT_CA : NULL;
+      tlsp.ca_file = ca                              ? ca
+                     : access(DEFAULT_CA, R_OK) == 0 ? DEFAULT_CA
+                                                     : NULL;
       if (insecure) {
         fprintf(stderr, "wscat: WARNING: --insecure: the server's certificate "
                         "is NOT verified; anyone on the path can read and "

@@ -50,8 +50,10 @@ static mbedtls_ctr_drbg_context drbg;
 
 static void gen_key(mbedtls_pk_context *pk, char *pem, size_t cap) {
   mbedtls_pk_init(pk);
-  assert_int_equal(mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
-  assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1, mbedtls_pk_ec(*pk),
+  assert_int_equal(
+      mbedtls_pk_setup(pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY)), 0);
+  assert_int_equal(mbedtls_ecp_gen_key(MBEDTLS_ECP_DP_SECP256R1,
+                                       mbedtls_pk_ec(*pk),
                                        mbedtls_ctr_drbg_random, &drbg),
                    0);
   assert_int_equal(mbedtls_pk_write_key_pem(pk, (unsigned char *)pem, cap), 0);
@@ -59,16 +61,19 @@ static void gen_key(mbedtls_pk_context *pk, char *pem, size_t cap) {
 
 /* subjectAltName DNS:localhost, IP:127.0.0.1 (DER; mbedTLS 2.28 has no
  * writer for it). */
+/* clang-format off */
 static const unsigned char san_localhost[] = {
-    0x30, 0x11, 0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't',
-    0x87, 0x04, 127, 0, 0, 1};
+    0x30, 0x11,                                             /* SEQUENCE */
+    0x82, 0x09, 'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', /* dNSName */
+    0x87, 0x04, 127, 0, 0, 1};                              /* iPAddress */
+/* clang-format on */
 
 /* A certificate for |subject| signed by |issuer_key| as |issuer| (itself
  * when NULL: a CA), valid from 2024 to 2099, with |san| if not NULL. */
-static void gen_cert(pem_pair *out, mbedtls_pk_context *key, const char *subject,
-                     mbedtls_pk_context *issuer_key, const char *issuer,
-                     int is_ca, int serial, const unsigned char *san,
-                     size_t sanlen) {
+static void gen_cert(pem_pair *out, mbedtls_pk_context *key,
+                     const char *subject, mbedtls_pk_context *issuer_key,
+                     const char *issuer, int is_ca, int serial,
+                     const unsigned char *san, size_t sanlen) {
   mbedtls_x509write_cert w;
   mbedtls_mpi sn;
   mbedtls_x509write_crt_init(&w);
@@ -80,16 +85,18 @@ static void gen_cert(pem_pair *out, mbedtls_pk_context *key, const char *subject
                                                       "20991231235959"),
                    0);
   assert_int_equal(mbedtls_x509write_crt_set_subject_name(&w, subject), 0);
-  assert_int_equal(mbedtls_x509write_crt_set_issuer_name(&w, issuer ? issuer : subject), 0);
+  assert_int_equal(
+      mbedtls_x509write_crt_set_issuer_name(&w, issuer ? issuer : subject), 0);
   mbedtls_x509write_crt_set_subject_key(&w, key);
   mbedtls_x509write_crt_set_issuer_key(&w, issuer_key ? issuer_key : key);
   mbedtls_x509write_crt_set_md_alg(&w, MBEDTLS_MD_SHA256);
-  assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, is_ca, -1), 0);
+  assert_int_equal(mbedtls_x509write_crt_set_basic_constraints(&w, is_ca, -1),
+                   0);
   if (san)
     assert_int_equal(mbedtls_x509write_crt_set_extension(
                          &w, MBEDTLS_OID_SUBJECT_ALT_NAME,
-                         MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0,
-                         san, sanlen),
+                         MBEDTLS_OID_SIZE(MBEDTLS_OID_SUBJECT_ALT_NAME), 0, san,
+                         sanlen),
                      0);
   assert_int_equal(mbedtls_x509write_crt_pem(&w, (unsigned char *)out->crt,
                                              sizeof(out->crt),
@@ -116,11 +123,12 @@ static int setup(void **state) {
   gen_cert(&srv, &ksrv, "CN=libws test server", &kca, "CN=libws test CA", 0, 3,
            san_localhost, sizeof(san_localhost));
   gen_key(&kwrong, wrong_host.key, sizeof(wrong_host.key));
-  gen_cert(&wrong_host, &kwrong, "CN=wrong.example", &kca, "CN=libws test CA", 0, 4,
-           NULL, 0);
+  gen_cert(&wrong_host, &kwrong, "CN=wrong.example", &kca, "CN=libws test CA",
+           0, 4, NULL, 0);
   /* a name in the CN only: mbedTLS takes it when there is no SAN */
   gen_key(&kcn, cn_only.key, sizeof(cn_only.key));
-  gen_cert(&cn_only, &kcn, "CN=localhost", &kca, "CN=libws test CA", 0, 5, NULL, 0);
+  gen_cert(&cn_only, &kcn, "CN=localhost", &kca, "CN=libws test CA", 0, 5, NULL,
+           0);
   mbedtls_pk_free(&kca);
   mbedtls_pk_free(&kother);
   mbedtls_pk_free(&ksrv);
@@ -136,7 +144,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* ---- a client and a server in memory -------------------------------------- */
+/* ---- a client and a server in memory ------------------------------------- */
 
 static ws_tls_ctx *server_ctx(const pem_pair *id) {
   ws_tls_params p;
@@ -219,10 +227,12 @@ static void handshake_byte_at_a_time(void **state) {
     assert_string_equal(ws_tls_error(c), "");
     /* data both ways, every record split to single bytes */
     size_t w;
-    assert_int_equal(ws_tls_write(c, (const uint8_t *)"GET / HTTP/1.1\r\n", 16, &w), 0);
+    assert_int_equal(
+        ws_tls_write(c, (const uint8_t *)"GET / HTTP/1.1\r\n", 16, &w), 0);
     assert_int_equal(w, 16);
     move(c, s, step);
-    while (move(c, s, step)) {}
+    while (move(c, s, step)) {
+    }
     uint8_t buf[64];
     size_t got = 0, r;
     while (got < 16) {
@@ -237,7 +247,8 @@ static void handshake_byte_at_a_time(void **state) {
     assert_memory_equal(buf, "GET / HTTP/1.1\r\n", 16);
     /* close_notify ends the peer's reads cleanly */
     assert_int_equal(ws_tls_close(s), 0);
-    while (move(s, c, step)) {}
+    while (move(s, c, step)) {
+    }
     int rv;
     do {
       rv = ws_tls_read(c, buf, sizeof(buf), &r);
@@ -262,7 +273,8 @@ static void bulk_transfer_and_backpressure(void **state) {
   pump(c, s, 0, &rc, &rs);
   size_t total = 1u << 20, sent = 0, got = 0;
   uint8_t *data = malloc(total), *back = malloc(total);
-  for (size_t i = 0; i < total; i++) data[i] = (uint8_t)(i * 7 + i / 1000);
+  for (size_t i = 0; i < total; i++)
+    data[i] = (uint8_t)(i * 7 + i / 1000);
   int blocked = 0;
   while (got < total) {
     /* write until it pushes back, then let the records go */
@@ -280,7 +292,8 @@ static void bulk_transfer_and_backpressure(void **state) {
     }
     move(c, s, 0);
     size_t r;
-    while (ws_tls_read(s, back + got, total - got, &r) == 0) got += r;
+    while (ws_tls_read(s, back + got, total - got, &r) == 0)
+      got += r;
   }
   assert_true(blocked > 10);
   assert_memory_equal(data, back, total);
@@ -303,7 +316,8 @@ static void verification_failures(void **state) {
     int want;
   } cases[] = {
       {&wrong_host, &ca, "localhost", "Common Name", 0, WS_TLS_ERR_VERIFY},
-      {&srv, &other_ca, "localhost", "not correctly signed", 0, WS_TLS_ERR_VERIFY},
+      {&srv, &other_ca, "localhost", "not correctly signed", 0,
+       WS_TLS_ERR_VERIFY},
       /* IP addresses are checked against the iPAddress entries */
       {&srv, &ca, "127.0.0.2", "the name checked was \"127.0.0.2\"", 0,
        WS_TLS_ERR_VERIFY},
@@ -330,10 +344,12 @@ static void verification_failures(void **state) {
       if (!strstr(ws_tls_error(c), cases[i].why))
         fail_msg("case %zu: '%s' does not say '%s'", i, ws_tls_error(c),
                  cases[i].why);
-      assert_non_null(strstr(ws_tls_error(c), "certificate verification failed"));
+      assert_non_null(
+          strstr(ws_tls_error(c), "certificate verification failed"));
       /* sticky */
       size_t w;
-      assert_int_equal(ws_tls_write(c, (const uint8_t *)"x", 1, &w), cases[i].want);
+      assert_int_equal(ws_tls_write(c, (const uint8_t *)"x", 1, &w),
+                       cases[i].want);
     } else {
       if (rc != WS_ERR_WOULDBLOCK)
         fail_msg("case %zu: %d %s", i, rc, ws_tls_error(c));
@@ -367,7 +383,8 @@ static void plaintext_and_eof_during_handshake(void **state) {
   assert_int_equal(ws_tls_new(&s, sc, NULL), 0);
   ws_tls_recv_eof(s);
   assert_int_equal(ws_tls_read(s, buf, sizeof(buf), &r), WS_TLS_ERR_HANDSHAKE);
-  assert_string_equal(ws_tls_error(s), "connection closed during the TLS handshake");
+  assert_string_equal(ws_tls_error(s),
+                      "connection closed during the TLS handshake");
   ws_tls_del(s);
   ws_tls_ctx_del(sc);
 }
@@ -379,10 +396,12 @@ static void setup_errors(void **state) {
   char err[256];
   memset(&p, 0, sizeof(p));
   p.role = WS_ROLE_CLIENT;
-  assert_int_equal(ws_tls_ctx_new(&c, &p, err, sizeof(err)), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_tls_ctx_new(&c, &p, err, sizeof(err)),
+                   WS_ERR_INVALID_ARGUMENT);
   assert_non_null(strstr(err, "needs a CA"));
   p.role = WS_ROLE_SERVER;
-  assert_int_equal(ws_tls_ctx_new(&c, &p, err, sizeof(err)), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_tls_ctx_new(&c, &p, err, sizeof(err)),
+                   WS_ERR_INVALID_ARGUMENT);
   assert_non_null(strstr(err, "certificate and its key"));
   p.cert_file = "/nonexistent/cert.pem";
   p.key_file = "/nonexistent/key.pem";
@@ -392,7 +411,8 @@ static void setup_errors(void **state) {
   p.role = WS_ROLE_SERVER;
   p.cert_pem = srv.crt;
   p.cert_pem_len = strlen(srv.crt);
-  p.key_pem = "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
+  p.key_pem =
+      "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n";
   p.key_pem_len = strlen(p.key_pem);
   assert_int_equal(ws_tls_ctx_new(&c, &p, err, sizeof(err)), WS_TLS_ERR_SETUP);
   assert_non_null(strstr(err, "key PEM"));
@@ -405,7 +425,7 @@ static void setup_errors(void **state) {
   assert_non_null(strstr(ws_tls_strerror(WS_TLS_ERR_VERIFY), "verification"));
 }
 
-/* ---- a WebSocket over TLS, in memory ---------------------------------------- */
+/* ---- a WebSocket over TLS, in memory ------------------------------------- */
 
 static int rnd(uint8_t *buf, size_t len, void *ud) {
   uint32_t *s = ud;
@@ -438,7 +458,8 @@ static void ws_side(ws_conn *w, ws_tls *t, int *popen, char *got, size_t *pgot,
       off += n;
       ws_event ev;
       while (ws_conn_next_event(w, &ev) == 0) {
-        if (ev.type == WS_EV_REQUEST) assert_int_equal(ws_conn_accept(w, NULL), 0);
+        if (ev.type == WS_EV_REQUEST)
+          assert_int_equal(ws_conn_accept(w, NULL), 0);
         if (ev.type == WS_EV_OPEN) *popen = 1;
         if (ev.type == WS_EV_TEXT) {
           memcpy(got + *pgot, ev.data.base, ev.data.len);
@@ -479,7 +500,8 @@ static void websocket_over_tls(void **state) {
     ws_side(sw, st, &sopen, sgot, &sn, 1);
     if (copen && !sent) {
       assert_int_equal(ws_conn_send(cw, WS_OP_TEXT,
-                                    "hello over TLS, compressed or not", 33, 0), 0);
+                                    "hello over TLS, compressed or not", 33, 0),
+                       0);
       ws_conn_send(cw, WS_OP_TEXT, "second", 6, 0);
       sent = 1;
     }
@@ -602,7 +624,8 @@ static ws_loop_conn *tls_connect(ws_loop *l, const char *host, uint16_t port,
 /* Runs |l| until |*flag| reaches |want| or 10 s pass. */
 static void run_until(ws_loop *l, const int *flag, int want) {
   uint64_t end = now_ms() + 10000;
-  while (*flag < want && now_ms() < end) ws_loop_run_once(l, 10);
+  while (*flag < want && now_ms() < end)
+    ws_loop_run_once(l, 10);
   assert_int_equal(*flag, want);
 }
 
@@ -673,7 +696,8 @@ static void wss_verification_failures_reach_on_close(void **state) {
       fail_msg("case %zu: '%s' does not say '%s'", i, lcli.terr, cases[i].why);
     assert_string_equal(ws_tls_strerror(lcli.error),
                         "TLS certificate verification failed");
-    for (int k = 0; k < 10; k++) ws_loop_run_once(l, 5);
+    for (int k = 0; k < 10; k++)
+      ws_loop_run_once(l, 5);
     assert_int_equal(lsrv.opened + lsrv.closed, 0);
     assert_int_equal(ws_loop_conn_count(l), 0); /* the server dropped it */
     ws_loop_del(l);
@@ -779,9 +803,11 @@ static void handshake_wait_does_not_spin(void **state) {
   }
   assert_true(n > 5);
   assert_int_equal(hello[0], 22); /* a TLS handshake record: ClientHello */
-  for (int i = 0; i < 5; i++) ws_loop_run_once(l, 0);
+  for (int i = 0; i < 5; i++)
+    ws_loop_run_once(l, 0);
   uint64_t t0 = now_ms();
-  for (int i = 0; i < 4; i++) ws_loop_run_once(l, 30);
+  for (int i = 0; i < 4; i++)
+    ws_loop_run_once(l, 30);
   assert_true(now_ms() - t0 >= 110);
   close(peer);
   run_until(l, &lcli.closed, 1);

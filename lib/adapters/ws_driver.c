@@ -44,12 +44,12 @@
  * creates them (SOCK_NONBLOCK, SOCK_CLOEXEC, accept4: Linux and the BSDs)
  * or else with fcntl() (macOS). WS_LOOP_NO_SOCK_FLAGS forces the fcntl()
  * path; the kqueue tests on Linux build with it, so that path runs. */
-#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && \
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) &&                         \
     !defined(WS_LOOP_NO_SOCK_FLAGS)
-#define HAVE_SOCK_FLAGS 1
+#  define HAVE_SOCK_FLAGS 1
 #endif
 #ifndef MSG_NOSIGNAL
-#define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE on the socket instead */
+#  define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE on the socket instead */
 #endif
 
 #define NO_DEADLINE UINT64_MAX
@@ -132,8 +132,8 @@ struct ws_loop_conn {
   uint16_t http_status;
   uint32_t flags;
   int fd;
-  int io_err;    /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
-                    says which) or a code of its own */
+  int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
+                 says which) or a code of its own */
   int sys_errno;
   int end_err;   /* the reason to report if the core has none */
   unsigned events; /* interest registered with the poller */
@@ -391,8 +391,8 @@ static size_t tp_pending(const ws_loop_conn *c) {
 
 /* The transport's description of its failure, or NULL. */
 static const char *tp_error_text(const ws_loop_conn *c) {
-  const char *s = c->io_err && c->tp->error && c->tctx ? c->tp->error(c->tctx)
-                                                       : NULL;
+  const char *s =
+      c->io_err && c->tp->error && c->tctx ? c->tp->error(c->tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
@@ -1247,7 +1247,8 @@ static int sock_open(int family, int type, int proto) {
 #endif
 #ifdef SO_NOSIGPIPE
   int one = 1;
-  if (fd >= 0) (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+  if (fd >= 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
 #endif
   return fd;
 }
@@ -1262,7 +1263,8 @@ static int sock_accept(int lfd) {
 #endif
 #ifdef SO_NOSIGPIPE
   int one = 1;
-  if (fd >= 0) (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+  if (fd >= 0)
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
 #endif
   return fd;
 }

@@ -38,10 +38,10 @@
 #  define MSG_NOSIGNAL 0 /* macOS: the loop sets SO_NOSIGPIPE */
 #endif
 
-#define RBUF_SIZE 16384u   /* socket bytes waiting for mbedTLS */
-#define SEND_HIGH 32768u   /* ciphertext that stops ws_tls_write() */
+#define RBUF_SIZE 16384u /* socket bytes waiting for mbedTLS */
+#define SEND_HIGH 32768u /* ciphertext that stops ws_tls_write() */
 #define ERR_MAX 400
-#define NAME_CAP 256       /* DNS names end at 253 bytes */
+#define NAME_CAP 256 /* DNS names end at 253 bytes */
 
 struct ws_tls_ctx {
   ws_role role;
@@ -60,19 +60,19 @@ struct ws_tls {
   ws_tls_ctx *ctx;
   mbedtls_ssl_context ssl;
   uint8_t rbuf[RBUF_SIZE];
-  size_t rpos, rlen;   /* unread socket bytes are rbuf[rpos, rlen) */
-  uint8_t *sbuf;       /* records for the socket */
+  size_t rpos, rlen; /* unread socket bytes are rbuf[rpos, rlen) */
+  uint8_t *sbuf;     /* records for the socket */
   size_t spos, slen, scap;
-  int eof;             /* the socket ended */
+  int eof; /* the socket ended */
   int hs_done;
-  int failed;          /* sticky WS_TLS_ERR_* or WS_ERR_EOF */
+  int failed; /* sticky WS_TLS_ERR_* or WS_ERR_EOF */
   char err[ERR_MAX];
   char name[NAME_CAP]; /* client: the name checked, for the error text */
   uint8_t ip[16];      /* ... when it is an IP address: its bytes */
   size_t iplen;        /* 4 or 16; 0 for a DNS name */
 };
 
-/* ---- errors --------------------------------------------------------------- */
+/* ---- errors -------------------------------------------------------------- */
 
 static void set_err(char *dst, size_t cap, const char *what, int mret) {
   char reason[128] = "";
@@ -91,7 +91,7 @@ const char *ws_tls_strerror(int err) {
   }
 }
 
-/* ---- shared configuration --------------------------------------------------- */
+/* ---- shared configuration ------------------------------------------------ */
 
 static int parse_key_file(ws_tls_ctx *c, const char *path, const char *pw) {
 #ifdef WS_MBEDTLS3
@@ -124,8 +124,8 @@ static int parse_key_pem(ws_tls_ctx *c, const void *pem, size_t len,
   int rv = mbedtls_pk_parse_key(&c->key, buf, n, (const unsigned char *)pw,
                                 pwlen, mbedtls_ctr_drbg_random, &c->drbg);
 #else
-  int rv = mbedtls_pk_parse_key(&c->key, buf, n, (const unsigned char *)pw,
-                                pwlen);
+  int rv =
+      mbedtls_pk_parse_key(&c->key, buf, n, (const unsigned char *)pw, pwlen);
 #endif
   mbedtls_platform_zeroize(buf, n);
   free(buf);
@@ -177,17 +177,16 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
   int have_ca = p->ca_file || p->ca_path || p->ca_pem;
   int have_cert = p->cert_file || p->cert_pem;
   int have_key = p->key_file || p->key_pem;
-  if (have_cert != have_key ||
-      (p->role == WS_ROLE_SERVER && !have_cert) ||
+  if (have_cert != have_key || (p->role == WS_ROLE_SERVER && !have_cert) ||
       (p->role == WS_ROLE_CLIENT && !have_ca &&
        !(p->flags & WS_TLS_INSECURE_NO_VERIFY))) {
     set_err(err, errlen,
             p->role == WS_ROLE_SERVER
                 ? "a TLS server needs a certificate and its key"
-                : have_cert != have_key
-                      ? "a client certificate needs its key"
-                      : "a TLS client needs a CA to verify the server with "
-                        "(or WS_TLS_INSECURE_NO_VERIFY)",
+            : have_cert != have_key
+                ? "a client certificate needs its key"
+                : "a TLS client needs a CA to verify the server with "
+                  "(or WS_TLS_INSECURE_NO_VERIFY)",
             0);
     return WS_ERR_INVALID_ARGUMENT;
   }
@@ -236,7 +235,8 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
   }
   if (p->cert_pem &&
       (rv = parse_crt_pem(&c->cert, p->cert_pem, p->cert_pem_len)))
-    SETUP_FAIL("certificate PEM", rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
+    SETUP_FAIL("certificate PEM",
+               rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
   if (p->key_file && (rv = parse_key_file(c, p->key_file, p->key_password))) {
     snprintf(what, sizeof(what), "key file %s", p->key_file);
     SETUP_FAIL(what, rv);
@@ -268,7 +268,8 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
     mbedtls_ssl_conf_authmode(&c->conf, have_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
                                                 : MBEDTLS_SSL_VERIFY_NONE);
   if (have_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-  if (have_cert && (rv = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)))
+  if (have_cert &&
+      (rv = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)))
     SETUP_FAIL("certificate and key", rv);
 
   /* ALPN: copied, mbedTLS keeps the pointers. */
@@ -294,7 +295,7 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
   return 0;
 }
 
-/* ---- memory BIO ----------------------------------------------------------- */
+/* ---- memory BIO ---------------------------------------------------------- */
 
 static int bio_recv(void *arg, unsigned char *buf, size_t len) {
   ws_tls *t = arg;
@@ -318,7 +319,8 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
     }
     if (t->scap - t->slen < len) {
       size_t cap = t->scap ? t->scap : 4096;
-      while (cap - t->slen < len) cap *= 2;
+      while (cap - t->slen < len)
+        cap *= 2;
       uint8_t *p = realloc(t->sbuf, cap);
       if (!p) return MBEDTLS_ERR_SSL_ALLOC_FAILED;
       t->sbuf = p;
@@ -330,7 +332,7 @@ static int bio_send(void *arg, const unsigned char *buf, size_t len) {
   return (int)len;
 }
 
-/* ---- sessions ------------------------------------------------------------- */
+/* ---- sessions ------------------------------------------------------------ */
 
 /* An IP address as the server's name: mbedTLS 2.28 checks names against
  * dNSName entries only, and RFC 6066 forbids an IP address as SNI. So the
@@ -342,8 +344,8 @@ static int verify_ip(void *arg, mbedtls_x509_crt *crt, int depth,
   const ws_tls *t = arg;
   if (depth != 0) return 0; /* the server's own certificate only */
   const uint8_t tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7; /* iPAddress */
-  for (const mbedtls_x509_sequence *n = &crt->subject_alt_names;
-       n && n->buf.p; n = n->next) {
+  for (const mbedtls_x509_sequence *n = &crt->subject_alt_names; n && n->buf.p;
+       n = n->next) {
     if (n->buf.tag == tag && n->buf.len == t->iplen &&
         memcmp(n->buf.p, t->ip, t->iplen) == 0)
       return 0;
@@ -383,8 +385,7 @@ int ws_tls_new(ws_tls **pt, ws_tls_ctx *ctx, const char *server_name) {
   if (rv) {
     mbedtls_ssl_free(&t->ssl);
     free(t);
-    return rv == MBEDTLS_ERR_SSL_ALLOC_FAILED ? WS_ERR_NOMEM
-                                              : WS_TLS_ERR_SETUP;
+    return rv == MBEDTLS_ERR_SSL_ALLOC_FAILED ? WS_ERR_NOMEM : WS_TLS_ERR_SETUP;
   }
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   *pt = t;
@@ -456,8 +457,7 @@ static int fail(ws_tls *t, int code, int mret) {
              "connection closed during the TLS handshake");
   } else {
     set_err(t->err, sizeof(t->err),
-            code == WS_TLS_ERR_HANDSHAKE ? "TLS handshake failed"
-                                         : "TLS error",
+            code == WS_TLS_ERR_HANDSHAKE ? "TLS handshake failed" : "TLS error",
             mret);
   }
   t->failed = code;
@@ -553,7 +553,7 @@ const char *ws_tls_alpn(const ws_tls *t) {
   return mbedtls_ssl_get_alpn_protocol(&t->ssl);
 }
 
-/* ---- the event-loop transport ------------------------------------------------ */
+/* ---- the event-loop transport -------------------------------------------- */
 
 /* Plaintext the core queued before the handshake finished (the client's
  * opening request) waits here, so the loop does not keep write interest

@@ -21,10 +21,10 @@
 
 #include <ws/ws_loop.h>
 #ifdef WS_TEST_KQUEUE
-#include <ws/ws_kqueue.h>
-#define loop_new ws_kqueue_loop_new
+#  include <ws/ws_kqueue.h>
+#  define loop_new ws_kqueue_loop_new
 #else
-#define loop_new ws_loop_new
+#  define loop_new ws_loop_new
 #endif
 
 #include <errno.h>
@@ -161,7 +161,7 @@ static void reset(void) {
   memset(&cli, 0, sizeof(cli));
 }
 
-/* ---- tests ----------------------------------------------------------------- */
+/* ---- tests --------------------------------------------------------------- */
 
 typedef struct poster {
   ws_loop *loop;
@@ -556,9 +556,11 @@ static void idle_connection_does_not_wake_the_loop(void **state) {
   connect_to(l, "127.0.0.1", port, NULL);
   run_until(l, &cli.opened, 1);
   run_until(l, &srv.opened, 1);
-  for (int i = 0; i < 5; i++) ws_loop_run_once(l, 0); /* settle */
+  for (int i = 0; i < 5; i++)
+    ws_loop_run_once(l, 0); /* settle */
   uint64_t t0 = now_ms();
-  for (int i = 0; i < 4; i++) assert_int_equal(ws_loop_run_once(l, 30), 0);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(ws_loop_run_once(l, 30), 0);
   assert_true(now_ms() - t0 >= 110);
   ws_loop_del(l);
 }

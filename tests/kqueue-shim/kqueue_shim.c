@@ -19,7 +19,7 @@
 
 typedef struct knote {
   int kq, fd;
-  int has[2];     /* [0] read, [1] write: the knote exists */
+  int has[2]; /* [0] read, [1] write: the knote exists */
   int enabled[2];
   void *udata[2];
   int registered; /* the fd is in the epoll set */
@@ -180,8 +180,7 @@ int kevent(int kq, const struct kevent *changelist, int nchanges,
     int soerr = 0;
     if (e & EPOLLERR) {
       socklen_t len = sizeof(soerr);
-      if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0)
-        soerr = 0;
+      if (getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = 0;
     }
     if (k->has[0] && k->enabled[0] &&
         (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {

@@ -49,7 +49,8 @@ static void disabled_write_filter_reports_nothing(void **state) {
   pair(sv);
   assert_true(kq >= 0);
   /* A writable socket, but the filter was added disabled. */
-  assert_int_equal(change(kq, sv[0], EVFILT_WRITE, EV_ADD | EV_DISABLE, &tag), 0);
+  assert_int_equal(change(kq, sv[0], EVFILT_WRITE, EV_ADD | EV_DISABLE, &tag),
+                   0);
   assert_int_equal(poll_kq(kq, ev, 4, 0), 0);
   assert_int_equal(change(kq, sv[0], EVFILT_WRITE, EV_ENABLE, NULL), 0);
   assert_int_equal(poll_kq(kq, ev, 4, 0), 1);
