@@ -624,7 +624,9 @@ static int tp_early(tp_sess *s) {
 static int tp_recv(tp_sess *s, int fd) {
   size_t room;
   uint8_t *p = ws_tls_recv_buf(s->tls, &room);
-  if (room == 0) return 0;
+  /* mbedTLS asks for more (WANT_READ) only once it has taken every byte
+   * held here, so a full buffer now is a bug: fail rather than spin. */
+  if (room == 0) return WS_ERR_INTERNAL;
   for (;;) {
     ssize_t r = recv(fd, p, room, 0);
     if (r > 0) {
