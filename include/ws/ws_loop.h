@@ -17,6 +17,13 @@
  * unsent output is over |high_water|, resume under |low_water|, and tell
  * the application through on_writable), and graceful shutdown.
  *
+ * Backpressure stops reading, and that holds for both ends: two peers
+ * that each stop reading while their own output is over the mark (two
+ * loops, or a loop and a peer built the same way) wait on each other once
+ * each has more than |high_water| in flight to the other, until
+ * write_timeout_ms drops the connection. An echo client should read its
+ * echoes as it sends, or keep less than |high_water| in flight.
+ *
  * Callbacks return int: 0 to go on; WS_LOOP_PAUSE to pause the connection
  * (see below); a negative value stops the loop and ws_loop_run() returns
  * it. A connection pointer is valid from the first callback that names it
