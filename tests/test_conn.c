@@ -1253,6 +1253,58 @@ static void pair_echo_random_messages(void **state) {
 
 /* ---- allocation failure at every point ---------------------------------- */
 
+/* Runs |req| then |frames| through a server (echoing text) whose N-th
+ * allocation fails, for every N until one run completes the close
+ * handshake; each run must fail cleanly and free everything. */
+static void run_failing_allocator(const char *req, const uint8_t *frames,
+                                  size_t fn, int pmd) {
+  int completed = 0;
+  for (size_t failat = 1; failat < 400 && !completed; failat++) {
+    for (int mode = 0; mode < 2; mode++) {
+      tu_alloc a;
+      tu_alloc_init(&a, failat);
+      ws_config cfg;
+      ws_config_default(&cfg, WS_ROLE_SERVER);
+      cfg.pmd.enable = (uint8_t)pmd;
+      cfg.pmd.min_size = 0;
+      cfg.delivery = mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
+      ws_conn *c = NULL;
+      if (ws_conn_new(&c, &cfg, &a.mem) != 0) {
+        assert_int_equal(a.live_blocks, 0);
+        continue;
+      }
+      uint8_t buf[1024];
+      size_t n = strlen(req);
+      assert_true(n + fn <= sizeof(buf));
+      memcpy(buf, req, n);
+      memcpy(buf + n, frames, fn);
+      n += fn;
+      size_t off = 0;
+      int failed = 0;
+      while (off < n && !failed) {
+        size_t nread = 0;
+        int rv = ws_conn_feed(c, buf + off, n - off, &nread);
+        off += nread;
+        ws_event ev;
+        while (ws_conn_next_event(c, &ev) == 0) {
+          if (ev.type == WS_EV_REQUEST && ws_conn_accept(c, NULL) != 0)
+            failed = 1;
+          if (ev.type == WS_EV_TEXT &&
+              ws_conn_send(c, WS_OP_TEXT, ev.data.base, ev.data.len, 0) != 0)
+            failed = 1;
+        }
+        if (rv < 0 && rv != WS_ERR_WOULDBLOCK) break;
+      }
+      if (!failed && mode == 1 && ws_conn_state(c) == WS_STATE_CLOSED)
+        completed = 1;
+      ws_conn_del(c);
+      assert_int_equal(a.live_blocks, 0);
+      assert_int_equal(a.live_bytes, 0);
+    }
+  }
+  assert_true(completed);
+}
+
 static void failing_allocator_every_call(void **state) {
   (void)state;
   uint8_t frames[256];
@@ -1261,43 +1313,7 @@ static void failing_allocator_every_call(void **state) {
   fn += cframe(frames + fn, 1, 0, WS_OP_CONT, "lo", 2);
   uint8_t cl[2] = {0x03, 0xe8};
   fn += cframe(frames + fn, 1, 0, WS_OP_CLOSE, cl, 2);
-  int completed = 0;
-  for (size_t failat = 1; failat < 200 && !completed; failat++) {
-    tu_alloc a;
-    tu_alloc_init(&a, failat);
-    ws_config cfg;
-    ws_config_default(&cfg, WS_ROLE_SERVER);
-    cfg.delivery = WS_DELIVER_MESSAGE;
-    ws_conn *c = NULL;
-    if (ws_conn_new(&c, &cfg, &a.mem) != 0) {
-      assert_int_equal(a.live_blocks, 0);
-      continue;
-    }
-    uint8_t buf[1024];
-    size_t n = strlen(REQ);
-    memcpy(buf, REQ, n);
-    memcpy(buf + n, frames, fn);
-    n += fn;
-    size_t off = 0;
-    int failed = 0;
-    while (off < n && !failed) {
-      size_t nread = 0;
-      int rv = ws_conn_feed(c, buf + off, n - off, &nread);
-      off += nread;
-      ws_event ev;
-      while (ws_conn_next_event(c, &ev) == 0) {
-        if (ev.type == WS_EV_REQUEST && ws_conn_accept(c, NULL) != 0) failed = 1;
-        if (ev.type == WS_EV_TEXT && ws_conn_send(c, WS_OP_TEXT, ev.data.base, ev.data.len, 0) != 0)
-          failed = 1;
-      }
-      if (rv < 0 && rv != WS_ERR_WOULDBLOCK) break;
-    }
-    if (!failed && ws_conn_state(c) == WS_STATE_CLOSED) completed = 1;
-    ws_conn_del(c);
-    assert_int_equal(a.live_blocks, 0);
-    assert_int_equal(a.live_bytes, 0);
-  }
-  assert_true(completed);
+  run_failing_allocator(REQ, frames, fn, 0);
 }
 
 static void idle_conn_is_small(void **state) {
@@ -1986,47 +2002,7 @@ static void pmd_failing_allocator(void **state) {
   fn += cframe_hex(frames + fn, 1, 0, WS_OP_CONT, "cd c9 c9 07 00");
   uint8_t cl[2] = {0x03, 0xe8};
   fn += cframe(frames + fn, 1, 0, WS_OP_CLOSE, cl, 2);
-  int completed = 0;
-  for (size_t failat = 1; failat < 400 && !completed; failat++) {
-    for (int mode = 0; mode < 2; mode++) {
-      tu_alloc a;
-      tu_alloc_init(&a, failat);
-      ws_config cfg;
-      ws_config_default(&cfg, WS_ROLE_SERVER);
-      cfg.pmd.enable = 1;
-      cfg.pmd.min_size = 0;
-      cfg.delivery = mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
-      ws_conn *c = NULL;
-      if (ws_conn_new(&c, &cfg, &a.mem) != 0) continue;
-      uint8_t buf[1024];
-      size_t n = strlen(REQ_PMD);
-      memcpy(buf, REQ_PMD, n);
-      memcpy(buf + n, frames, fn);
-      n += fn;
-      size_t off = 0;
-      int failed = 0;
-      while (off < n && !failed) {
-        size_t nread = 0;
-        int rv = ws_conn_feed(c, buf + off, n - off, &nread);
-        off += nread;
-        ws_event ev;
-        while (ws_conn_next_event(c, &ev) == 0) {
-          if (ev.type == WS_EV_REQUEST && ws_conn_accept(c, NULL) != 0)
-            failed = 1;
-          if (ev.type == WS_EV_TEXT &&
-              ws_conn_send(c, WS_OP_TEXT, ev.data.base, ev.data.len, 0) != 0)
-            failed = 1;
-        }
-        if (rv < 0 && rv != WS_ERR_WOULDBLOCK) break;
-      }
-      if (!failed && mode == 1 && ws_conn_state(c) == WS_STATE_CLOSED)
-        completed = 1;
-      ws_conn_del(c);
-      assert_int_equal(a.live_blocks, 0);
-      assert_int_equal(a.live_bytes, 0);
-    }
-  }
-  assert_true(completed);
+  run_failing_allocator(REQ_PMD, frames, fn, 1);
 }
 
 int main(void) {
