@@ -1057,7 +1057,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   release_event_storage(c);
   if (draining(c)) {
     size_t n;
-    (void)read_payload(c, NULL, 0, &n);
+    (void)read_compressed(c, NULL, 0, &n);
     if (c->ev_ready) {
       *ev = c->ev;
       c->ev_ready = 0;

@@ -16,7 +16,9 @@ int ws_is_tchar(uint8_t c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
       (c >= '0' && c <= '9'))
     return 1;
-  return memchr("!#$%&'*+-.^_`|~", c, 15) != NULL;
+  for (const char *p = "!#$%&'*+-.^_`|~"; *p; p++)
+    if ((uint8_t)*p == c) return 1;
+  return 0;
 }
 
 /* RFC 7230 3.2.3: OWS = *( SP / HTAB ) */
