@@ -103,7 +103,8 @@ int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits);
  * call is proportional to |*pnin| + |*pnout|, so capping the total of
  * |outlen| over a message caps a decompression bomb.
  *
- * |in| and |out| are borrowed for the call only.
+ * |in| and |out| are borrowed for the call only; either may be NULL when
+ * its length is 0 (to drain pending output, pass no input).
  *
  * Returns 0, or one of:
  *   WS_ERR_DATA  invalid data (block type 3, stored length mismatch,

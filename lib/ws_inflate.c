@@ -280,6 +280,7 @@ int ws_inflate_end_message(ws_inflater *z) {
 /* Appends the |n| bytes just produced at |p| to the window. */
 static void update_window(ws_inflater *z, const uint8_t *p, size_t n) {
   uint32_t ws = z->wsize;
+  if (n == 0) return; /* |p| may be NULL then */
   if (n >= ws) {
     memcpy(z->win, p + n - ws, ws);
     z->wpos = 0;
@@ -338,8 +339,9 @@ static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
 
 int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
                uint8_t *out, size_t outlen, size_t *pnout) {
-  const uint8_t *ip = in, *const iend = in + inlen;
-  uint8_t *op = out, *const oend = out + outlen;
+  /* NULL with a length of 0 is allowed: no arithmetic on it (C11 6.5.6) */
+  const uint8_t *ip = in, *const iend = inlen ? in + inlen : in;
+  uint8_t *op = out, *const oend = outlen ? out + outlen : out;
   uint64_t b = z->bits;
   unsigned nb = z->nbits;
   int rc = 0;
@@ -409,7 +411,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       if (z->left > 0) {
         size_t n = WS_MIN((size_t)(iend - ip), (size_t)(oend - op));
         if (n > z->left) n = z->left;
-        memcpy(op, ip, n);
+        if (n) memcpy(op, ip, n);
         op += n;
         ip += n;
         z->left -= (uint32_t)n;

@@ -590,6 +590,44 @@ static void deflate_flush_retries(void **state) {
   }
 }
 
+/* No input at all is fine, as a NULL pointer with length 0: at the
+ * start, in the middle of a match being copied out, and at the end. The
+ * connection drains the inflater that way (fuzz_conn_server found
+ * ws_inflate() computing NULL + 0, undefined behaviour, under UBSan). */
+static void inflate_null_input(void **state) {
+  (void)state;
+  size_t clen, nin, nout, got = 0, nulls = 0;
+  uint8_t src[1000], out[1001];
+  memset(src, 'z', sizeof(src));
+  memcpy(src + 500, "a stored-looking middle", 23);
+  uint8_t *c = z_deflate(src, sizeof(src), 15, 9, &clen);
+  ws_inflater z;
+  assert_int_equal(ws_inflate_init(&z, NULL, 15), 0);
+  /* before each input byte, drain with no input (NULL, 0) until nothing
+   * comes: every state of the decoder sees such a call */
+  for (size_t ip = 0; ip <= clen; ip++) {
+    do {
+      assert_int_equal(ws_inflate(&z, NULL, 0, &nin, out + got, 7, &nout), 0);
+      assert_int_equal(nin, 0);
+      got += nout;
+      nulls += nout > 0;
+    } while (nout == 7);
+    if (ip == clen) break;
+    do {
+      assert_int_equal(ws_inflate(&z, c + ip, 1, &nin, out + got, 7, &nout),
+                       0);
+      got += nout;
+    } while (nin == 0);
+  }
+  assert_true(nulls > 0); /* some output came out of NULL calls */
+  assert_int_equal(ws_inflate(&z, NULL, 0, &nin, NULL, 0, &nout), 0);
+  assert_int_equal(ws_inflate_end_message(&z), 0);
+  assert_int_equal(got, sizeof(src));
+  assert_memory_equal(out, src, sizeof(src));
+  ws_inflate_free(&z);
+  free(c);
+}
+
 /* Our window-8 output never reaches back more than 256 bytes, and a
  * window-9 inflater rejects what zlib produces with window 15. */
 static void window_limits(void **state) {
@@ -1067,6 +1105,7 @@ int main(void) {
       cmocka_unit_test(ours_roundtrip_large),
       cmocka_unit_test(ours_takeover),
       cmocka_unit_test(deflate_flush_retries),
+      cmocka_unit_test(inflate_null_input),
       cmocka_unit_test(window_limits),
       cmocka_unit_test(corrupt_streams),
       cmocka_unit_test(distance_beyond_window),
