@@ -99,6 +99,8 @@ struct ws_conn {
   uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
   uint8_t tx_comp;    /* the fragmented message being sent is */
   uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
+  uint8_t zpending;   /* all input given was taken, its output not all
+                         out yet */
   uint64_t inflated;  /* inflated bytes of the current message */
   ws_inflater *inf;   /* allocated by the first compressed message */
   ws_deflater *def;
@@ -745,7 +747,7 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->cfg.delivery == WS_DELIVER_STREAM;
   size_t pos = 0;
-  int done = 0;
+  int done = 0, drained = 0;
 
   *pnread = 0;
   if (!c->inf) {
@@ -765,7 +767,6 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   }
   for (;;) {
     int at_end = c->remaining == 0 && c->fh.fin;
-    if (!at_end && pos == n) break; /* more input needed, or frame over */
     if (stream && c->zlen == ZCHUNK) break; /* hand out a full chunk */
     uint8_t *out, probe;
     size_t room;
@@ -802,11 +803,12 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       c->mask_off = (uint8_t)((c->mask_off + used) & 3u);
       pos += used;
       c->remaining -= used;
-    } else if (c->ztail < sizeof(pmd_tail)) {
+    } else if (at_end && c->ztail < sizeof(pmd_tail)) {
       rv = ws_inflate(c->inf, pmd_tail + c->ztail, sizeof(pmd_tail) - c->ztail,
                       &used, out, room, &produced);
       c->ztail = (uint8_t)(c->ztail + used);
     } else {
+      /* no input left: drain what the inflater still holds */
       rv = ws_inflate(c->inf, NULL, 0, &used, out, room, &produced);
     }
     /* What was inflated before an error comes first in the stream, so it
@@ -830,10 +832,19 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       done = 1;
       break;
     }
+    /* All input so far used and all its output out: wait for more. */
+    if (!at_end && pos == n && produced < room) {
+      drained = 1;
+      break;
+    }
     if (!used && !produced) /* cannot happen: the inflater moved nothing */
       return fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
   }
   *pnread = pos;
+  /* All the input given was taken but the inflater was not drained (a
+   * chunk filled up): ws_conn_next_event() goes on, as the caller may
+   * have nothing more to feed. */
+  c->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if (text && ws_utf8_finish(&c->utf8))
       return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
@@ -844,8 +855,8 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
     /* RFC 7692 7.1.1: without context takeover nothing carries over, so
      * the inflater's memory goes until the next compressed message. */
     if (peer_resets(c)) inflater_drop(c);
-  } else if (c->remaining == 0 && !c->fh.fin) {
-    c->rx_state = RX_HEADER; /* a non-final frame is over */
+  } else if (c->remaining == 0 && !c->fh.fin && drained) {
+    c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
   }
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
   if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
@@ -870,8 +881,8 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
 /* A compressed message whose data is all in but whose inflated output is
  * not all out yet: the drain goes on without input. */
 static int draining(const ws_conn *c) {
-  return c->rx_comp && c->rx_state == RX_PAYLOAD && c->remaining == 0 &&
-         c->fh.fin && !c->err;
+  return c->rx_comp && c->rx_state == RX_PAYLOAD &&
+         (c->remaining == 0 || c->zpending) && !c->err;
 }
 
 static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,

@@ -809,16 +809,13 @@ static void deflate_utf8_error_before_data_error(void **state) {
   free(w.b);
 }
 
-#ifdef WS_TEST_PENDING
 /* Finding F3 of the fuzz report (fuzz/findings/fuzz_conn_client): a
  * compressed frame still arriving, whose bytes so far inflate to more
  * than one 16 KiB stream chunk. Fed whole, the chunk filled just as the
  * input ran out, and what the inflater still held (the rest of the data,
  * here an invalid code) waited for bytes that may never come: no event,
  * no error, while the same bytes fed one by one gave both. Everything
- * the input so far yields must come out without more input. Needs the
- * ws_conn.c change in the report; build with -DWS_TEST_PENDING until it
- * is in, then drop the #ifdef. */
+ * the input so far yields must come out without more input. */
 static void deflate_partial_frame_drained(void **state) {
   (void)state;
   for (int bad = 0; bad <= 1; bad++) {
@@ -869,7 +866,6 @@ static void deflate_partial_frame_drained(void **state) {
     free(w.b);
   }
 }
-#endif
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -886,9 +882,7 @@ int main(void) {
       cmocka_unit_test(deflate_bomb_1009),
       cmocka_unit_test(deflate_corrupt_1007),
       cmocka_unit_test(deflate_utf8_error_before_data_error),
-#ifdef WS_TEST_PENDING
       cmocka_unit_test(deflate_partial_frame_drained),
-#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
