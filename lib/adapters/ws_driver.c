@@ -1488,6 +1488,7 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   freeaddrinfo(res);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
   ok = ok && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0;
   ok = ok && l->poller.add(l->poller.self, fd, s, WS_DRV_IN) == 0;
   if (!ok) {
@@ -2046,6 +2047,7 @@ void ws_loop_conn_peer(const ws_loop_conn *c, char *buf, size_t buflen) {
   unsigned port = 0;
   if (!buf || buflen == 0) return;
   buf[0] = 0;
+  memset(&ss, 0, sizeof(ss));
   if (!c || c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) != 0)
     return;
   if (ss.ss_family == AF_INET6) {
