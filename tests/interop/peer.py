@@ -11,7 +11,9 @@
   peer.py client --url URL --small-url URL [--no-deflate] [--server-deflate]
       Checks our echo-server: every size from 0 B to 4 MiB as text and
       binary, fragmented messages, ping/pong, close codes both ways, 1007
-      for invalid UTF-8 and 1009 over --max-message (at --small-url).
+      for invalid UTF-8 and 1009 over --max-message (at --small-url); with
+      deflate, again with server_max_window_bits=9 and with
+      server/client_no_context_takeover offered.
 """
 
 import argparse
@@ -115,6 +117,34 @@ async def client(args):
         # RFC 6455 5.5.1: the code is echoed; the reason need not be.
         t.check(ws.close_code == 4321, "our close 4321 echoed",
                 "%s %r" % (ws.close_code, ws.close_reason))
+
+    # RFC 7692 parameters asked for by the client: a 512-byte server
+    # window (which zlib, python's compressor, cannot go below), and no
+    # context takeover either way. Every size again, compressed.
+    if args.server_deflate and not args.no_deflate:
+        from websockets.extensions.permessage_deflate import \
+            ClientPerMessageDeflateFactory as Pmd
+        variants = [
+            ("server_max_window_bits=9",
+             Pmd(server_max_window_bits=9, client_max_window_bits=9)),
+            ("server_no_context_takeover",
+             Pmd(server_no_context_takeover=True,
+                 client_no_context_takeover=True)),
+        ]
+        for what, factory in variants:
+            async with websockets.connect(args.url, max_size=None,
+                                          compression=None,
+                                          extensions=[factory]) as ws:
+                ext = ws.response_headers.get("Sec-WebSocket-Extensions") or ""
+                t.check(what in ext, "negotiated %s" % what, "got %r" % ext)
+                for n in (0, 1, 4096, 65537, 1 << 20, 4 << 20):
+                    for kind in ("text", "binary"):
+                        m = text_of(n) if kind == "text" else \
+                            (os.urandom(n // 2) + b"z" * (n - n // 2))
+                        await ws.send(m)
+                        r = await ws.recv()
+                        t.check(r == m, "%s: %s %d echoed" % (what, kind, n),
+                                "got %s of %d" % (type(r).__name__, len(r)))
 
     # Invalid UTF-8 in a text frame: the server must fail with 1007.
     async with websockets.connect(args.url, compression=None) as ws:
