@@ -832,8 +832,9 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       done = 1;
       break;
     }
-    /* All input so far used and all its output out: wait for more. */
-    if (!at_end && pos == n && produced < room) {
+    /* All input so far used and all its output out: wait for more (but
+     * if that input ended the message, go on to its tail at once). */
+    if (!(c->remaining == 0 && c->fh.fin) && pos == n && produced < room) {
       drained = 1;
       break;
     }

@@ -1491,6 +1491,31 @@ static void pmd_recv_rfc7692_examples(void **state) {
   tr_free(&t);
 }
 
+/* A compressed message that arrives whole is one event in stream mode,
+ * first, frame end and final at once, like an uncompressed one. */
+static void pmd_recv_whole_message_one_event(void **state) {
+  (void)state;
+  ws_pmd_config pmd = pmd_on();
+  g_pmd = &pmd;
+  g_req = REQ_PMD;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  g_pmd = NULL;
+  g_req = NULL;
+  uint8_t in[32];
+  size_t n = cframe_hex(in, 1, WS_RSV1, WS_OP_TEXT, "f2 48 cd c9 c9 07 00");
+  size_t nread = 0;
+  assert_int_equal(ws_conn_feed(c, in, n, &nread), 0);
+  assert_int_equal(nread, n);
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_TEXT);
+  assert_int_equal(ev.flags, WS_EVF_FIRST | WS_EVF_FRAME_END | WS_EVF_FINAL);
+  assert_int_equal(ev.data.len, 5);
+  assert_memory_equal(ev.data.base, "Hello", 5);
+  assert_int_equal(ws_conn_next_event(c, &ev), WS_ERR_WOULDBLOCK);
+  ws_conn_del(c);
+}
+
 /* RFC 7692 6.1: RSV1 on a continuation or a control frame is an error;
  * corrupt data and invalid inflated UTF-8 fail with 1007 (RFC 7692 8,
  * RFC 6455 8.1), whatever came before being delivered first. */
@@ -2060,6 +2085,7 @@ int main(void) {
       cmocka_unit_test(pmd_server_accepts_offer),
       cmocka_unit_test(pmd_server_declines),
       cmocka_unit_test(pmd_recv_rfc7692_examples),
+      cmocka_unit_test(pmd_recv_whole_message_one_event),
       cmocka_unit_test(pmd_recv_errors),
       cmocka_unit_test(pmd_recv_utf8_fail_fast),
       cmocka_unit_test(pmd_recv_bomb),
