@@ -1359,6 +1359,17 @@ static ws_pmd_config pmd_on(void) {
   return cfg.pmd;
 }
 
+/* A stream-mode server that negotiated permessage-deflate with |pmd|
+ * from REQ_PMD. */
+static ws_conn *open_pmd_server(const ws_pmd_config *pmd) {
+  g_pmd = pmd;
+  g_req = REQ_PMD;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  g_pmd = NULL;
+  g_req = NULL;
+  return c;
+}
+
 /* Runs |in| through server_run() on a connection that negotiated
  * permessage-deflate with |pmd| from |req|. */
 static transcript pmd_server_run(const ws_pmd_config *pmd, const char *req,
@@ -1496,11 +1507,7 @@ static void pmd_recv_rfc7692_examples(void **state) {
 static void pmd_recv_whole_message_one_event(void **state) {
   (void)state;
   ws_pmd_config pmd = pmd_on();
-  g_pmd = &pmd;
-  g_req = REQ_PMD;
-  ws_conn *c = open_server(WS_DELIVER_STREAM);
-  g_pmd = NULL;
-  g_req = NULL;
+  ws_conn *c = open_pmd_server(&pmd);
   uint8_t in[32];
   size_t n = cframe_hex(in, 1, WS_RSV1, WS_OP_TEXT, "f2 48 cd c9 c9 07 00");
   size_t nread = 0;
@@ -1572,11 +1579,7 @@ static void pmd_recv_errors(void **state) {
 static void pmd_recv_utf8_fail_fast(void **state) {
   (void)state;
   ws_pmd_config pmd = pmd_on();
-  g_pmd = &pmd;
-  g_req = REQ_PMD;
-  ws_conn *c = open_server(WS_DELIVER_STREAM);
-  g_pmd = NULL;
-  g_req = NULL;
+  ws_conn *c = open_pmd_server(&pmd);
   /* stored block of 6 bytes "ab" ff "cde", frame declares 11 + 10 more */
   uint8_t payload[21] = {0x00, 0x06, 0x00, 0xf9, 0xff, 'a', 'b', 0xff,
                          'c',  'd',  'e'};
@@ -1661,11 +1664,7 @@ static void pmd_recv_stream_chunks(void **state) {
   ws_deflate_free(&d);
   zn -= 4;
   ws_pmd_config pmd = pmd_on();
-  g_pmd = &pmd;
-  g_req = REQ_PMD;
-  ws_conn *c = open_server(WS_DELIVER_STREAM);
-  g_pmd = NULL;
-  g_req = NULL;
+  ws_conn *c = open_pmd_server(&pmd);
   uint8_t *in = malloc(zn + 16);
   size_t n = cframe(in, 1, WS_RSV1, WS_OP_TEXT, z, zn);
   size_t off = 0, got = 0, events = 0;
@@ -1705,11 +1704,7 @@ static void pmd_send_server(void **state) {
     ws_pmd_config pmd = pmd_on();
     pmd.min_size = 4;
     pmd.server_no_context_takeover = (uint8_t)nct;
-    g_pmd = &pmd;
-    g_req = REQ_PMD;
-    ws_conn *c = open_server(WS_DELIVER_STREAM);
-    g_pmd = NULL;
-    g_req = NULL;
+    ws_conn *c = open_pmd_server(&pmd);
     transcript t = {0};
     assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "Hello", 5, 0), 0);
     tr_drain(&t, c);
