@@ -92,16 +92,12 @@ typedef struct ws_loop_close_info {
   const char *transport_error;
 } ws_loop_close_info;
 
-/* A plain HTTP request (not an Upgrade) on a listener, for on_http. All
- * slices borrow the connection's buffer, valid during the call only. */
-typedef struct ws_loop_http_request {
-  ws_slice method;
-  ws_slice target; /* as sent */
-  ws_slice path;   /* target up to '?' */
-  ws_slice query;  /* after '?', without it */
-  const ws_header *headers;
-  size_t nheaders;
-} ws_loop_http_request;
+/* A plain HTTP request (not an Upgrade) on a listener, for on_http: the
+ * core's parsed request (method, target, path, query, host, headers,
+ * version; see ws_request in <ws/ws.h>), parsed by the same parser and
+ * under the same limits as an opening handshake. All slices borrow the
+ * connection's buffer, valid during the call only. */
+typedef ws_request ws_loop_http_request;
 
 typedef struct ws_loop_callbacks {
   /* Server: an Upgrade request. Answer with ws_loop_accept() or
