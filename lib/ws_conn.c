@@ -78,6 +78,7 @@ struct ws_conn {
   uint8_t close_sent_flag;
   uint8_t linger_done; /* client: waited long enough for server's FIN */
   uint8_t ping_outstanding;
+  uint8_t close_arm;   /* start the close timer at the next tick */
   uint8_t ping_wanted; /* a ping was due while the output queue was full:
                           it goes out as soon as there is room */
   uint16_t close_sent; /* code we sent */
@@ -267,9 +268,12 @@ static int queue_close(ws_conn *c, uint16_t code, const void *reason,
   return 0;
 }
 
+/* The close timeout counts from the next ws_conn_tick(): the caller's
+ * clock is read there, not when the close was queued (c->now may be the
+ * time of a tick long ago). Until then ws_conn_next_deadline() asks for a
+ * tick at once. */
 static void arm_close_timer(ws_conn *c) {
-  if (c->cfg.close_timeout_ms && c->clock_started)
-    c->close_deadline = c->now + c->cfg.close_timeout_ms;
+  if (c->cfg.close_timeout_ms) c->close_arm = 1;
 }
 
 /* Fails the connection: records the sticky error, drops message state and
@@ -1380,10 +1384,10 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     c->last_rx = now;
     if (c->state == WS_STATE_CONNECTING && c->cfg.handshake_timeout_ms)
       c->hs_deadline = now + c->cfg.handshake_timeout_ms;
-    if ((c->state == WS_STATE_CLOSING_LOCAL ||
-         (c->state == WS_STATE_CLOSED && is_client(c))) &&
-        c->close_deadline == NO_DEADLINE)
-      arm_close_timer(c);
+  }
+  if (c->close_arm) {
+    c->close_arm = 0;
+    c->close_deadline = c->now + c->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
@@ -1430,6 +1434,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
 uint64_t ws_conn_next_deadline(const ws_conn *c) {
   if (!c || c->err) return NO_DEADLINE;
   if (!c->clock_started) return 0; /* tick once to start the clock */
+  if (c->close_arm) return c->now; /* tick now to start the close timer */
   uint64_t d = WS_MIN(c->hs_deadline, c->pong_deadline);
   d = WS_MIN(d, c->close_deadline);
   d = WS_MIN(d, ping_deadline(c));

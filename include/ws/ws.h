@@ -576,8 +576,10 @@ WS_EXTERN int ws_conn_pong(ws_conn *conn, const void *data, size_t len);
  * Starts (or answers, with WS_CFG_NO_AUTO_CLOSE) the close handshake:
  * queues a close frame with |code| (0: no code and no reason) and
  * |reason| (at most 123 bytes, valid UTF-8). After it no data can be
- * sent. Returns 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC
- * 6455 7.4, reason too long or not UTF-8), WS_ERR_INVALID_STATE.
+ * sent. The close timeout (close_timeout_ms) counts from the next
+ * ws_conn_tick(), for which ws_conn_next_deadline() asks at once. Returns
+ * 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC 6455 7.4, reason
+ * too long or not UTF-8), WS_ERR_INVALID_STATE.
  */
 WS_EXTERN int ws_conn_close(ws_conn *conn, uint16_t code, const void *reason,
                             size_t reasonlen);
