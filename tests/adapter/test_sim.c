@@ -682,6 +682,211 @@ static void posts_race_with_close(void **state) {
   h_end();
 }
 
+
+/* ---- the application's side of the API --------------------------------------- */
+
+static int req_mode; /* 0 accept "chat", 1 reject 403, 2 pause */
+static ws_loop_conn *req_paused;
+
+static int r_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)ud;
+  (void)req;
+  if (req_mode == 1) {
+    static const ws_kv h[] = {{"X-Why", "origin"}};
+    assert_int_equal(ws_loop_reject(c, 403, h, 1, "no", 2), 0);
+    return 0;
+  }
+  if (req_mode == 2) {
+    req_paused = c;
+    return WS_LOOP_PAUSE; /* answered later */
+  }
+  ws_accept_params ap = {NULL, NULL, 0};
+  assert_int_equal(ws_loop_accept(c, &ap), 0);
+  assert_int_equal(ws_loop_accept(c, &ap), WS_ERR_INVALID_STATE);
+  return 0;
+}
+
+/* on_request answering at once (accept, reject) or later after a pause;
+ * sends, pings and broadcasts; the getters; arguments refused. */
+static void api_requests_sends_and_getters(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = r_request;
+  lc.user_data = &H;
+  h_start(&lc, NULL, 0);
+  assert_ptr_equal(ws_loop_user_data(H.l), &H);
+  peer a, b, c;
+  req_mode = 0;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  req_mode = 1;
+  h_peer(&b, "/");
+  for (int i = 0; i < 10 && !b.status; i++) h_round();
+  assert_int_equal(b.status, 403);
+  req_mode = 2;
+  h_peer(&c, "/");
+  for (int i = 0; i < 5; i++) h_round();
+  assert_non_null(req_paused);
+  assert_int_equal(c.opened, 0);
+  assert_int_equal(ws_loop_accept(req_paused, NULL), 0);
+  ws_loop_resume(req_paused);
+  h_until(&c.opened, 1, 10);
+  assert_int_equal(ws_loop_conn_count(H.l), 2);
+  assert_true(ws_loop_now(H.l) >= T0);
+
+  ws_loop_conn *ca = H.l->slots[0];
+  assert_int_equal(ws_loop_ping(ca, "hi", 2), 0);
+  h_until(&a.pings, 1, 10);
+  size_t n = 0;
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "all", 3, ca, &n), 0);
+  assert_int_equal(n, 1); /* everyone but |ca| */
+  h_until(&c.msgs, 1, 10);
+  assert_string_equal(c.last, "all");
+  assert_int_equal(a.msgs, 0);
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_CLOSE, "x", 1, NULL, &n),
+                   WS_ERR_INVALID_ARGUMENT);
+
+  int tag = 5;
+  ws_loop_conn_set_user_data(ca, &tag);
+  assert_ptr_equal(ws_loop_conn_user_data(ca), &tag);
+  assert_ptr_equal(ws_loop_conn_loop(ca), H.l);
+  assert_non_null(ws_loop_conn_ws(ca));
+  assert_int_equal(ws_loop_conn_pending(ca), 0);
+  char peername[64];
+  ws_loop_conn_peer(ca, peername, sizeof(peername));
+  assert_true(strncmp(peername, "127.0.0.1:", 10) == 0);
+
+  /* NULL and misuse */
+  assert_int_equal(ws_loop_send(NULL, WS_OP_TEXT, "x", 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_ping(NULL, NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_close(NULL, 1000, NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_accept(NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_reject(NULL, 400, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_http_respond(NULL, 200, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_http_respond(ca, 200, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_STATE);
+  assert_int_equal(ws_loop_conn_id(NULL), 0);
+  assert_null(ws_loop_conn_loop(NULL));
+  assert_null(ws_loop_conn_user_data(NULL));
+  assert_null(ws_loop_conn_ws(NULL));
+  assert_int_equal(ws_loop_conn_pending(NULL), 0);
+  ws_loop_conn_set_user_data(NULL, NULL);
+  ws_loop_resume(NULL);
+  ws_loop_conn_peer(NULL, peername, sizeof(peername));
+  assert_string_equal(peername, "");
+  assert_null(ws_loop_user_data(NULL));
+  assert_int_equal(ws_loop_now(NULL), 0);
+  assert_int_equal(ws_loop_conn_count(NULL), 0);
+  assert_int_equal(ws_loop_run(NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_run_once(NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_listen(NULL, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_connect(NULL, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  ws_loop_stop(NULL);
+  ws_loop_shutdown(NULL, 0, 0, 0);
+  ws_loop_del(NULL);
+  h_end();
+}
+
+static int called;
+static void post_fn(ws_loop *l, void *arg) {
+  (void)l;
+  *(int *)arg += 1;
+}
+
+/* Posts of every kind, their budget and their arguments; a stop. */
+static void posts_budget_and_kinds(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.max_post_bytes = 64;
+  h_start(&lc, NULL, 0);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  uint64_t id = ws_loop_conn_id(H.l->slots[0]);
+  char big[65] = {0};
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 65, 0),
+                   WS_ERR_TOO_BIG);
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 40, 0), 0);
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 40, 0),
+                   WS_ERR_WOULDBLOCK); /* 40 + 40 > 64 until applied */
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_PING, big, 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_send(NULL, id, WS_OP_TEXT, big, 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_send(H.l, 0, WS_OP_TEXT, "to all", 6, 0), 0);
+  called = 0;
+  assert_int_equal(ws_loop_post_call(H.l, post_fn, &called), 0);
+  assert_int_equal(ws_loop_post_call(H.l, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  h_until(&a.msgs, 2, 10);
+  assert_string_equal(a.last, "to all");
+  assert_int_equal(called, 1);
+  assert_int_equal(ws_loop_post_close(H.l, id, 999, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_close(H.l, id, 4000, "done"), 0);
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(a.close_code, 4000);
+  /* a stop ends ws_loop_run(); a post left unapplied then is freed with
+   * the loop, never called */
+  ws_loop_stop(H.l);
+  assert_int_equal(ws_loop_run(H.l), 0);
+  assert_int_equal(ws_loop_post_call(H.l, post_fn, &called), 0);
+  h_end();
+  assert_int_equal(called, 1);
+}
+
+static void only_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+/* Loop and listener arguments. */
+static void loop_config_and_listen_errors(void **state) {
+  (void)state;
+  sim *s = sim_new(T0, 1);
+  ws_loop *l = NULL;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.low_water = lc.high_water + 1;
+  ws_drv_poller pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)),
+                   WS_ERR_INVALID_ARGUMENT);
+  ws_loop_config_default(&lc);
+  ws_mem partial = {NULL, NULL, NULL, NULL};
+  partial.free = only_free;
+  lc.mem = &partial;
+  pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)),
+                   WS_ERR_INVALID_ARGUMENT);
+  lc.mem = NULL;
+  pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.host = "example.org"; /* names are not listened on */
+  uint16_t port = 0;
+  assert_int_equal(ws_loop_listen(l, &lp, &port), WS_ERR_INVALID_ARGUMENT);
+  lp.host = NULL;
+  lp.port = 7000;
+  assert_int_equal(ws_loop_listen(l, &lp, &port), 0);
+  assert_int_equal(port, 7000);
+  assert_int_equal(ws_loop_listen(l, &lp, &port), WS_LOOP_ERR_IO);
+  assert_int_equal(errno, EADDRINUSE);
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_IO), "socket error");
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_STALLED),
+                      "peer stopped reading (write timeout)");
+  assert_string_equal(ws_loop_strerror(WS_ERR_PROTO), ws_strerror(WS_ERR_PROTO));
+  ws_loop_del(l);
+  sim_stats st;
+  sim_get_stats(s, &st);
+  assert_int_equal(st.open_fds, 0);
+  sim_del(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -696,6 +901,9 @@ int main(void) {
       cmocka_unit_test(loop_client_connects_and_is_refused),
       cmocka_unit_test(http_requests_through_the_core),
       cmocka_unit_test(posts_race_with_close),
+      cmocka_unit_test(api_requests_sends_and_getters),
+      cmocka_unit_test(posts_budget_and_kinds),
+      cmocka_unit_test(loop_config_and_listen_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
