@@ -27,6 +27,7 @@
 #include "ws_drv.h" /* the loop's connection table, for the tests */
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -887,6 +888,111 @@ static void loop_config_and_listen_errors(void **state) {
   sim_del(s);
 }
 
+
+/* ---- allocation failures ----------------------------------------------------- */
+
+typedef struct failing {
+  ws_mem mem;
+  long calls, fail_at; /* fail the fail_at-th call (1-based) and after */
+  long live;
+} failing;
+
+static void *f_malloc(size_t n, void *ud) {
+  failing *f = ud;
+  if (++f->calls >= f->fail_at) return NULL;
+  void *p = malloc(n);
+  if (p) f->live++;
+  return p;
+}
+static void *f_realloc(void *p, size_t n, void *ud) {
+  failing *f = ud;
+  if (++f->calls >= f->fail_at) return NULL;
+  void *q = realloc(p, n);
+  if (q && !p) f->live++;
+  return q;
+}
+static void f_free(void *p, void *ud) {
+  failing *f = ud;
+  if (p) f->live--;
+  free(p);
+}
+
+/* One scenario (a server, a loop client to it, a raw peer that echoes,
+ * posts, a close) with every allocation from the |fail_at|-th on
+ * failing: whatever breaks, nothing crashes or leaks, and every
+ * connection owed an on_close gets one. */
+static long run_failing(long fail_at) {
+  failing f;
+  memset(&f, 0, sizeof(f));
+  f.fail_at = fail_at;
+  f.mem.user_data = &f;
+  f.mem.malloc = f_malloc;
+  f.mem.realloc = f_realloc;
+  f.mem.free = f_free;
+  memset(&H, 0, sizeof(H));
+  H.s = sim_new(T0, 11);
+  sim_set_block_limit(H.s, 200);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.mem = &f.mem;
+  lc.callbacks.on_open = c_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = c_close;
+  lc.callbacks.on_http = h_http;
+  ws_drv_poller pl = sim_poller(H.s);
+  if (ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)) != 0) {
+    sim_del(H.s);
+    assert_int_equal(f.live, 0);
+    return f.calls;
+  }
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  int listening = ws_loop_listen(H.l, &lp, &H.port) == 0;
+  cli_opened = cli_closed = 0;
+  peer a;
+  if (listening) {
+    ws_loop_connect_params cp;
+    memset(&cp, 0, sizeof(cp));
+    cp.host = "127.0.0.1";
+    cp.port = H.port;
+    cp.user_data = &cli_opened;
+    ws_loop_connect(H.l, &cp, NULL);
+    h_peer(&a, "/");
+    for (int i = 0; i < 30 && !a.closed_at; i++) {
+      if (a.opened == 1 && a.msgs == 0 && i == 5) peer_send(&a, "echo");
+      if (i == 8) ws_loop_post_send(H.l, 0, WS_OP_TEXT, "post", 4, 0);
+      if (i == 12 && a.ws) {
+        ws_conn_close(a.ws, 1000, NULL, 0);
+        peer_pump(&a);
+      }
+      int rv = ws_loop_run_once(H.l, 100);
+      if (rv != 0) break;
+      peer_pump(&a);
+    }
+  }
+  ws_loop_del(H.l);
+  for (size_t i = 0; i < H.npeers; i++) peer_end(H.peers[i]);
+  assert_int_equal(H.dup_close, 0);
+  assert_int_equal(cli_closed, cli_opened ? 1 : cli_closed);
+  sim_stats st;
+  sim_get_stats(H.s, &st);
+  assert_int_equal(st.open_fds, 0);
+  sim_del(H.s);
+  assert_int_equal(f.live, 0);
+  if (fail_at == LONG_MAX) { /* the whole scenario ran */
+    assert_int_equal(a.msgs, 2);
+    assert_int_equal(cli_opened, 1);
+    assert_int_equal(a.close_code, 1000);
+  }
+  return f.calls;
+}
+
+static void failing_allocator_every_call(void **state) {
+  (void)state;
+  long total = run_failing(LONG_MAX);
+  for (long n = 1; n <= total; n++) run_failing(n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -904,6 +1010,7 @@ int main(void) {
       cmocka_unit_test(api_requests_sends_and_getters),
       cmocka_unit_test(posts_budget_and_kinds),
       cmocka_unit_test(loop_config_and_listen_errors),
+      cmocka_unit_test(failing_allocator_every_call),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
