@@ -13,7 +13,7 @@
 #if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE) &&                      \
     !defined(_DARWIN_C_SOURCE) && !defined(__FreeBSD__) &&                     \
     !defined(__OpenBSD__) && !defined(__NetBSD__)
-#  define _GNU_SOURCE
+#  define _GNU_SOURCE /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): a feature-test macro */
 #endif
 
 #include <ws/ws_loop.h>

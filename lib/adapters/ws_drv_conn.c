@@ -71,7 +71,8 @@ ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
 
 static int slot_grow(ws_loop *l) {
   uint32_t cap = l->slotcap ? l->slotcap * 2 : 64;
-  ws_loop_conn **ns = drv_realloc(l, l->slots, cap * sizeof(*ns));
+  /* an array of pointers: sizeof a pointer is meant */
+  ws_loop_conn **ns = drv_realloc(l, l->slots, cap * sizeof(*ns)); /* NOLINT(bugprone-sizeof-expression) */
   if (!ns) return -1;
   l->slots = ns;
   uint32_t *ng = drv_realloc(l, l->gens, cap * sizeof(*ng));

@@ -121,7 +121,8 @@ int ws_loop_connect(ws_loop *l, const ws_loop_connect_params *p,
   return 0;
 }
 
-int ws_loop_parse_url(const char *url, ws_loop_url *u) {
+int ws_loop_parse_url(const char *url, ws_loop_url *purl) {
+  ws_loop_url *u = purl;
   if (!url || !u) return WS_ERR_INVALID_ARGUMENT;
   memset(u, 0, sizeof(*u));
   const char *p;

@@ -123,7 +123,7 @@ static int sys_listen(void *self, const char *host, uint16_t port,
   memset(&hints, 0, sizeof(hints));
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-  snprintf(ports, sizeof(ports), "%u", (unsigned)port);
+  (void)snprintf(ports, sizeof(ports), "%u", (unsigned)port);
   if (getaddrinfo(host ? host : "127.0.0.1", ports, &hints, &res) != 0 ||
       !res) {
     errno = EINVAL;
@@ -166,7 +166,7 @@ static int sys_resolve(void *self, const char *host, uint16_t port,
   memset(&hints, 0, sizeof(hints));
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
-  snprintf(ports, sizeof(ports), "%u", (unsigned)port);
+  (void)snprintf(ports, sizeof(ports), "%u", (unsigned)port);
   *pres = NULL;
   int gai = getaddrinfo(host, ports, &hints, pres);
   if (gai != 0 || !*pres) {
@@ -218,7 +218,7 @@ static ssize_t sys_sendv(void *self, int fd, const ws_iovec *iov, size_t n) {
   (void)self;
   if (n > 8) n = 8;
   for (size_t i = 0; i < n; i++) {
-    v[i].iov_base = (void *)(uintptr_t)iov[i].base; /* only read */
+    v[i].iov_base = (void *)iov[i].base; /* only read */
     v[i].iov_len = iov[i].len;
   }
   memset(&mh, 0, sizeof(mh));
@@ -250,11 +250,11 @@ static int sys_peer(void *self, int fd, char *buf, size_t buflen) {
   if (ss.ss_family == AF_INET6) {
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
     inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-    snprintf(buf, buflen, "[%s]:%u", host, (unsigned)ntohs(s6->sin6_port));
+    (void)snprintf(buf, buflen, "[%s]:%u", host, (unsigned)ntohs(s6->sin6_port));
   } else {
     const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
     inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-    snprintf(buf, buflen, "%s:%u", host, (unsigned)ntohs(s4->sin_port));
+    (void)snprintf(buf, buflen, "%s:%u", host, (unsigned)ntohs(s4->sin_port));
   }
   return 0;
 }
@@ -308,7 +308,7 @@ static int plain_write(void *ctx, int fd, const ws_iovec *iov, size_t iovcnt,
 
 void drv_plain_transport(ws_loop_transport *tp, const ws_drv_sys *sys) {
   memset(tp, 0, sizeof(*tp));
-  tp->user_data = (void *)(uintptr_t)sys; /* only read */
+  tp->user_data = (void *)sys; /* only read */
   tp->attach = plain_attach;
   tp->read = plain_read;
   tp->write = plain_write;

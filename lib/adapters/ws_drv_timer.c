@@ -58,7 +58,8 @@ int heap_update(ws_loop *l, ws_loop_conn *c, uint64_t d) {
   if (c->heap_idx == UINT32_MAX) {
     if (l->heaplen == l->heapcap) {
       uint32_t cap = l->heapcap ? l->heapcap * 2 : 64;
-      ws_loop_conn **h = drv_realloc(l, l->heap, cap * sizeof(*h));
+      /* an array of pointers: sizeof a pointer is meant */
+      ws_loop_conn **h = drv_realloc(l, l->heap, cap * sizeof(*h)); /* NOLINT(bugprone-sizeof-expression) */
       if (!h) return -1;
       l->heap = h;
       l->heapcap = cap;

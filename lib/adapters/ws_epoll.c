@@ -5,7 +5,8 @@
  * driver (ws_drv_*.c).
  * SPDX-License-Identifier: MIT
  */
-#define _GNU_SOURCE
+/* A feature-test macro: glibc has the application define it. */
+#define _GNU_SOURCE /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp) */
 
 #include <ws/ws_epoll.h>
 

@@ -7,9 +7,9 @@
  * SPDX-License-Identifier: MIT
  */
 #if defined(__APPLE__)
-#  define _DARWIN_C_SOURCE
+#  define _DARWIN_C_SOURCE /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): a feature-test macro */
 #elif !defined(__FreeBSD__) && !defined(__OpenBSD__) && !defined(__NetBSD__)
-#  define _DEFAULT_SOURCE
+#  define _DEFAULT_SOURCE /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp): a feature-test macro */
 #endif
 
 #include <ws/ws_kqueue.h>
