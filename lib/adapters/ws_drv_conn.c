@@ -601,7 +601,8 @@ static int conn_account(ws_loop_conn *c) {
   if (c->state == C_WS && !(c->flags & F_CONGESTED) &&
       pend > l->cfg.high_water) {
     c->flags |= F_CONGESTED;
-    if (cb->on_writable && (c->flags & F_KNOWN))
+    /* not after on_close: the pointer is the application's no more */
+    if (cb->on_writable && (c->flags & F_KNOWN) && !(c->flags & F_CLOSED_CB))
       drv_note_rv(l, cb->on_writable(c, c->user_data, 0));
   } else if ((c->flags & F_CONGESTED) && pend <= l->cfg.low_water) {
     c->flags &= ~F_CONGESTED;
