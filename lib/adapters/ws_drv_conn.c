@@ -475,6 +475,11 @@ static void conn_read_round(ws_loop_conn *c) {
     got = 1;
     if (c->state == C_WS) process_input(c, l->rbuf, 0, n, 0);
     /* C_LINGER: the bytes are dropped */
+    /* Plain TCP: a read shorter than asked emptied the socket, so asking
+     * again would only get EAGAIN; readiness reports what comes next.
+     * (A transport may hold bytes that no readiness announces: those are
+     * read until WS_ERR_WOULDBLOCK.) */
+    if (c->tp == &l->plain && n < l->cfg.read_size) break;
   }
   if (got && c->state == C_WS) conn_tick(c);
   if (i == READ_BUDGET && can_read(c)) conn_mark_again(c);

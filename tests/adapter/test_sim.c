@@ -993,6 +993,26 @@ static void failing_allocator_every_call(void **state) {
   for (long n = 1; n <= total; n++) run_failing(n);
 }
 
+
+/* An echo costs one recv() per message read, not two: a read shorter
+ * than the buffer emptied the socket, so the loop does not ask again for
+ * an EAGAIN (the echo-server's recv calls per message). */
+static void one_recv_per_message(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  sim_stats before = h_stats();
+  for (int i = 0; i < 10; i++) {
+    peer_send(&p, "ping-pong");
+    h_until(&p.msgs, i + 1, 10);
+  }
+  sim_stats after = h_stats();
+  assert_int_equal(after.recvs - before.recvs, 10);
+  h_end();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -1011,6 +1031,7 @@ int main(void) {
       cmocka_unit_test(posts_budget_and_kinds),
       cmocka_unit_test(loop_config_and_listen_errors),
       cmocka_unit_test(failing_allocator_every_call),
+      cmocka_unit_test(one_recv_per_message),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
