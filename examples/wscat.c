@@ -163,20 +163,45 @@ static const optdef optdefs[] = {
 };
 #define NOPTS (sizeof(optdefs) / sizeof(optdefs[0]))
 
+/* Prints |text| from column |col|, wrapped before column 80. */
+static void wrap(FILE *f, const char *text, int col) {
+  int at = col;
+  while (*text) {
+    size_t w = strcspn(text, " ");
+    if (at > col && at + 1 + (int)w > 79) {
+      fprintf(f, "\n%*s", col, "");
+      at = col;
+    } else if (at > col) {
+      fputc(' ', f);
+      at++;
+    }
+    fprintf(f, "%.*s", (int)w, text);
+    at += (int)w;
+    text += w + strspn(text + w, " ");
+  }
+  fputc('\n', f);
+}
+
 static void usage(FILE *f) {
   fprintf(f, "usage: wscat [options] -c URL\n"
              "       wscat [options] -l [ADDR:]PORT\n\n");
   for (size_t i = 0; i < NOPTS; i++) {
     const optdef *d = &optdefs[i];
     char left[64];
-    snprintf(left, sizeof(left), "%s%c%s--%s%s%s", d->s ? "-" : "",
-             d->s ? d->s : ' ', d->s ? ", " : "  ", d->l, d->arg ? " " : "",
-             d->arg ? d->arg : "");
-    fprintf(f, "  %-32s %s\n", d->s ? left : left + 2, d->help);
+    if (d->s)
+      snprintf(left, sizeof(left), "-%c, --%s%s%s", d->s, d->l,
+               d->arg ? " " : "", d->arg ? d->arg : "");
+    else
+      snprintf(left, sizeof(left), "    --%s%s%s", d->l, d->arg ? " " : "",
+               d->arg ? d->arg : "");
+    fprintf(f, "  %-28s", left);
+    if (strlen(left) > 27) fprintf(f, "\n%30s", "");
+    wrap(f, d->help, 30);
   }
   fprintf(f, "\nexit status: 0 normal close, 1 could not connect (resolve, "
-             "connect, proxy, TLS, handshake),\n2 bad usage or URL, 3 closed "
-             "with an error code or connection lost\n");
+             "connect, proxy,\nTLS, handshake), 2 bad usage or URL, 3 closed "
+             "with an error code or\nconnection lost. doc/wscat.1 has the "
+             "details.\n");
 }
 
 #if defined(__GNUC__)
