@@ -462,7 +462,10 @@ static void json_data(ws_slice s) {
   }
 }
 
+/* json_begin() to json_end() holds stdout: the input thread may print an
+ * error event meanwhile. */
 static void json_begin(const char *event, ws_loop_conn *c) {
+  flockfile(stdout);
   printf("{\"event\":\"%s\"", event);
   if (out.listening && c)
     printf(",\"conn\":%llu", (unsigned long long)ws_loop_conn_id(c));
@@ -471,6 +474,7 @@ static void json_begin(const char *event, ws_loop_conn *c) {
 static void json_end(void) {
   fputs("}\n", stdout);
   fflush(stdout);
+  funlockfile(stdout);
 }
 
 /* Status for people, on stderr ("connected to ...", "closed: 1000"). */

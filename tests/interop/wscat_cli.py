@@ -13,6 +13,8 @@ raw whole message plus a newline when stdout is not a terminal, the
 "Received ping (data: ...)" notices of -P, the slash commands, -x with -w,
 Basic authentication. Our own additions are checked the same way: exact
 error texts, distinct exit statuses, --json, --file, the terminal prefix.
+With TLS built in and openssl at hand: wss:// with a client certificate
+(--cert/--key), and wss:// through --proxy.
 Prints each check and "N passed, N failed"; exits non-zero on a failure.
 """
 
@@ -24,8 +26,10 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,7 +45,8 @@ JSON_DOC = {"name": "libws", "list": [1, 2, 3], "nested": {"a": "b\u00e9"}}
 class Server:
     """python3-websockets in a thread; |seen| records per-path facts."""
 
-    def __init__(self):
+    def __init__(self, ssl_ctx=None):
+        self.ssl_ctx = ssl_ctx
         self.seen = []
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -69,9 +74,11 @@ class Server:
 
     async def handler(self, ws, path):
         h = ws.request_headers
-        self.record(request=path, origin=h.get("Origin"), x=h.get("X"),
-                    host=h.get("Host"), auth=h.get("Authorization"),
-                    protocol=ws.subprotocol)
+        cert = ws.transport.get_extra_info("peercert") or {}
+        client = dict(x[0] for x in cert.get("subject", ())).get("commonName")
+        self.record(request=path, client=client, origin=h.get("Origin"),
+                    x=h.get("X"), host=h.get("Host"),
+                    auth=h.get("Authorization"), protocol=ws.subprotocol)
         if path == "/json":
             await ws.send(json.dumps(JSON_DOC, indent=2))
         try:
@@ -85,7 +92,7 @@ class Server:
         async def main():
             srv = await websockets.serve(
                 self.handler, "127.0.0.1", 0, subprotocols=["chat"],
-                process_request=self.process_request)
+                process_request=self.process_request, ssl=self.ssl_ctx)
             self.port = srv.sockets[0].getsockname()[1]
             self.ready.set()
             await asyncio.Future()
@@ -466,6 +473,71 @@ def redirects_and_proxy(t, w, srv, url):
     px.ls.close()
 
 
+def make_certs(d):
+    """A CA, a server certificate for localhost and 127.0.0.1, and a client
+    certificate, all signed by the CA (openssl, P-256)."""
+    def ossl(*a):
+        subprocess.run(("openssl",) + a, check=True, timeout=30,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    ossl("req", "-x509", *key, "-keyout", d + "/ca.key", "-out",
+         d + "/ca.crt", "-days", "2", "-subj", "/CN=wscat test CA")
+    for n, (name, ext) in enumerate((
+            ("server", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                       "extendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n"))):
+        with open("%s/%s.ext" % (d, name), "w") as f:
+            f.write("basicConstraints=CA:FALSE\n" + ext)
+        ossl("req", "-new", *key, "-keyout", "%s/%s.key" % (d, name),
+             "-out", "%s/%s.csr" % (d, name), "-subj",
+             "/CN=wscat test %s" % name)
+        ossl("x509", "-req", "-in", "%s/%s.csr" % (d, name), "-CA",
+             d + "/ca.crt", "-CAkey", d + "/ca.key", "-set_serial",
+             str(100 + n), "-days", "2", "-out", "%s/%s.crt" % (d, name),
+             "-extfile", "%s/%s.ext" % (d, name))
+
+
+def tls(t, w):
+    """wss:// with a client certificate, directly and through --proxy."""
+    rc, out, err = run([w, "--ca", "/nonexistent", "-c",
+                        "wss://127.0.0.1:1/"])
+    if "not built in" in err or not shutil.which("openssl"):
+        print("skip wss:// (no TLS in wscat, or no openssl)", flush=True)
+        return
+    d = tempfile.mkdtemp(prefix="wscat-cli-")
+    try:
+        make_certs(d)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(d + "/server.crt", d + "/server.key")
+        ctx.load_verify_locations(d + "/ca.crt")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        srv = Server(ctx)
+        url = "wss://localhost:%d/" % srv.port
+        ca = ["--ca", d + "/ca.crt"]
+        cert = ["--cert", d + "/client.crt", "--key", d + "/client.key"]
+        rc, out, err = run([w] + ca + cert + ["-c", url + "cert", "-x",
+                                              "tls", "-w", "0.5"])
+        seen = [s for s in srv.find("request") if s["request"] == "/cert"]
+        t.check(rc == 0 and out == b"tls\n" and seen and
+                seen[-1]["client"] == "wscat test client",
+                "--cert/--key: the server sees the client certificate",
+                (rc, out, err, seen))
+        rc, out, err = run([w] + ca + ["-c", url, "-x", "tls", "-w", "0.5"])
+        t.check(rc == 1 and err.startswith("wscat: connection failed: "),
+                "no client certificate: exit 1, says the connection failed",
+                (rc, err))
+        px = Proxy()
+        rc, out, err = run([w, "--proxy", "127.0.0.1:%d" % px.port] + ca +
+                           cert + ["-c", url, "-x", "tunnel", "-w", "0.5"])
+        t.check(rc == 0 and out == b"tunnel\n" and px.targets and
+                px.targets[-1][0] == "CONNECT localhost:%d HTTP/1.1" %
+                srv.port, "--proxy with wss://: TLS inside the tunnel, the "
+                "name checked is the server's", (rc, out, err, px.targets))
+        px.ls.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--wscat", required=True)
@@ -484,6 +556,7 @@ def main():
         output(t, w, srv, url)
         listen(t, w)
         redirects_and_proxy(t, w, srv, url)
+        tls(t, w)
     except (RuntimeError, OSError, ValueError,
             subprocess.SubprocessError) as e:
         t.check(False, "setup", e)
