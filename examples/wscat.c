@@ -997,16 +997,30 @@ static int on_open(ws_loop_conn *conn, void *ud) {
   return 0;
 }
 
+/* Nobody reads stdout any more (`wscat ... | head -1`): close with 1000,
+ * or stop listening. */
+static int check_stdout(ws_loop_conn *conn) {
+  static int gone;
+  if (!ferror(stdout) || gone) return 0;
+  gone = 1;
+  atomic_store(&we_closed, 1);
+  if (opt->listen)
+    ws_loop_shutdown(loop, 1001, 0, 2000);
+  else
+    ws_loop_close(conn, 1000, NULL, 0);
+  return 0;
+}
+
 static int on_message(ws_loop_conn *conn, void *ud, const ws_event *ev) {
   (void)ud;
   out_message(conn, ev);
-  return 0;
+  return check_stdout(conn);
 }
 
 static int on_control(ws_loop_conn *conn, void *ud, const ws_event *ev) {
   (void)ud;
   out_control(conn, ev);
-  return 0;
+  return check_stdout(conn);
 }
 
 static int start_connect(const char *url);

@@ -273,6 +273,27 @@ def talk(t, w, url):
         if p.poll() is None:
             p.kill()
             p.wait()
+    # wscat -c URL | head -1: once stdout is gone, close and exit.
+    p = subprocess.Popen([w, "-c", url], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        p.stdin.write(b"first\n")
+        p.stdin.flush()
+        got = read_line(p.stdout, STEP)
+        p.stdout.close()
+        p.stdin.write(b"second\n")
+        p.stdin.flush()
+        rc = p.wait(STEP)
+        err = p.stderr.read().decode()
+        t.check(got == "first" and rc == 0 and "closed: 1000" in err,
+                "stdout closed by its reader: close 1000, exit 0 (stdin "
+                "still open)", (got, rc, err))
+    except subprocess.TimeoutExpired:
+        t.check(False, "stdout closed by its reader: wscat exits", "hangs")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     rc, out, err = run([w, "-c", url, "-x", "hello", "-w", "1"])
     t.check(rc == 0 and out == b"hello\n", "-x hello -w 1: the echo, exit 0",
             (rc, out, err))
