@@ -335,21 +335,22 @@ static int check_opts(const opts *o) {
   if (o->connect && o->listen)
     return bad_usage("use either -l/--listen or -c/--connect");
   if (o->listen) {
-    const char *no = o->nexecs     ? "-x"
-                     : o->nfiles   ? "--file"
-                     : o->slash    ? "--slash"
-                     : o->origin   ? "-o"
-                     : o->nheaders ? "-H"
-                     : o->nprotos  ? "-s"
-                     : o->host     ? "--host"
-                     : o->auth     ? "--auth"
-                     : o->proxy    ? "--proxy"
-                     : o->follow   ? "-L"
-                     : o->ca       ? "--ca"
-                     : o->cert     ? "--cert"
-                     : o->wait_set ? "-w"
-                                   : NULL;
-    if (no) return bad_usage("%s is for --connect only", no);
+    const struct {
+      int set;
+      const char *name;
+    } client_only[] = {
+        {o->nexecs > 0, "-x"},         {o->nfiles > 0, "--file"},
+        {o->slash, "--slash"},         {o->origin != NULL, "-o"},
+        {o->nheaders > 0, "-H"},       {o->nprotos > 0, "-s"},
+        {o->host != NULL, "--host"},   {o->auth != NULL, "--auth"},
+        {o->proxy != NULL, "--proxy"}, {o->follow, "-L"},
+        {o->ca != NULL, "--ca"},       {o->cert != NULL, "--cert"},
+        {o->key != NULL, "--key"},     {o->no_check || o->insecure, "-n"},
+        {o->wait_set, "-w"},
+    };
+    for (size_t i = 0; i < sizeof(client_only) / sizeof(client_only[0]); i++)
+      if (client_only[i].set)
+        return bad_usage("%s is for --connect only", client_only[i].name);
   }
   return -1;
 }
@@ -817,6 +818,13 @@ static int opened, exit_status = EXIT_CONNECT;
 static pthread_t worker;
 static int worker_started;
 
+/* The TCP peer for messages: "127.0.0.1:9001" or "proxy 10.0.0.1:3128". */
+static const char *tcp_peer(void) {
+  static char buf[320];
+  snprintf(buf, sizeof(buf), "%s%s", lk.target[0] ? "proxy " : "", lk.where);
+  return buf;
+}
+
 /* ---- input: stdin lines, -x, --file, slash commands -------------------- */
 
 /* Posts a message for the loop, waiting while the loop is behind. */
@@ -969,14 +977,21 @@ static void *input_main(void *arg) {
 /* ---- loop callbacks ------------------------------------------------------ */
 
 static int on_open(ws_loop_conn *conn, void *ud) {
-  char peer[64];
+  char peer[64], shown[700];
   ws_pmd_params pmd;
   ws_slice proto = ws_conn_protocol(ws_loop_conn_ws(conn));
   (void)ud;
   ws_conn_pmd(ws_loop_conn_ws(conn), &pmd);
   ws_loop_conn_peer(conn, peer, sizeof(peer));
-  status("connected %s %s%s%.*s%s", opt->listen ? "from" : "to",
-         opt->listen ? peer : lk.where, proto.len ? ", subprotocol " : "",
+  if (opt->listen)
+    snprintf(shown, sizeof(shown), "from %s", peer);
+  else if (lk.target[0]) /* "to host:port through proxy p:q" */
+    snprintf(shown, sizeof(shown), "to %s through %s", lk.target, tcp_peer());
+  else if (strcmp(lk.where, peer) != 0) /* "to localhost:80 (::1:80)" */
+    snprintf(shown, sizeof(shown), "to %s (%s)", lk.where, peer);
+  else
+    snprintf(shown, sizeof(shown), "to %s", lk.where);
+  status("connected %s%s%.*s%s", shown, proto.len ? ", subprotocol " : "",
          (int)proto.len, (const char *)proto.base,
          pmd.enabled ? ", permessage-deflate" : "");
   if (out.mode == OUT_JSON) {
@@ -1070,16 +1085,16 @@ static void report_failure(const ws_loop_close_info *in) {
   } else if (in->transport_error) { /* TLS or the proxy: says which check */
     error_msg("connection failed: %s", in->transport_error);
   } else if (in->error == WS_LOOP_ERR_IO && !lk.tcp_up) {
-    error_msg("connect %s: %s", lk.where, strerror(in->sys_errno));
+    error_msg("connect %s: %s", tcp_peer(), strerror(in->sys_errno));
   } else if (in->error == WS_ERR_TIMEOUT) {
     error_msg(lk.tcp_up ? "%s: no answer to the opening handshake in time"
                         : "connect %s: timed out",
-              lk.where);
+              tcp_peer());
   } else if (in->error == WS_ERR_EOF) {
     error_msg("%s closed the connection during the opening handshake",
-              lk.where);
+              tcp_peer());
   } else {
-    error_msg("connection to %s failed: %s%s%s", lk.where,
+    error_msg("connection to %s failed: %s%s%s", tcp_peer(),
               ws_loop_strerror(in->error), in->sys_errno ? ": " : "",
               in->sys_errno ? strerror(in->sys_errno) : "");
   }
@@ -1285,9 +1300,9 @@ static int connect_cur(void) {
   errno = 0;
   rv = ws_loop_connect(loop, &cp, NULL);
   if (rv == WS_LOOP_ERR_IO)
-    error_msg("connect %s: %s", lk.where, strerror(errno));
+    error_msg("connect %s: %s", tcp_peer(), strerror(errno));
   else if (rv != 0)
-    error_msg("connect %s: %s", lk.where, ws_loop_strerror(rv));
+    error_msg("connect %s: %s", tcp_peer(), ws_loop_strerror(rv));
   return rv == 0                         ? EXIT_OK
          : rv == WS_ERR_INVALID_ARGUMENT ? EXIT_USAGE
                                          : EXIT_CONNECT;

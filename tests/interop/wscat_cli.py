@@ -132,6 +132,10 @@ class Proxy:
         self.targets.append((line, auth))
         target = line.split()[1]
         host, port = target.rsplit(":", 1)
+        if port == "1":
+            c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+            c.close()
+            return
         up = socket.create_connection((host, int(port)), 5)
         c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         for a, b in ((c, up), (up, c)):
@@ -491,7 +495,18 @@ def redirects_and_proxy(t, w, srv, url):
             px.targets[-1][1] == [b"Proxy-Authorization: Basic dTpw"],
             "--proxy: CONNECT %s with Proxy-Authorization, then "
             "the echo" % target, (rc, out, err, px.targets))
+    rc, out, err = run([w, "--proxy", "127.0.0.1:%d" % px.port, "-c",
+                        "ws://127.0.0.1:1/"])
+    t.check(rc == 1 and err == "wscat: connection failed: proxy "
+            "127.0.0.1:%d refused CONNECT 127.0.0.1:1: HTTP/1.1 403 "
+            "Forbidden\n" % px.port, "the proxy refuses: exit 1, its "
+            "answer shown", (rc, err))
     px.ls.close()
+    port = free_port()
+    rc, out, err = run([w, "--proxy", "127.0.0.1:%d" % port, "-c", url])
+    t.check(rc == 1 and err == "wscat: connect proxy 127.0.0.1:%d: "
+            "Connection refused\n" % port,
+            "the proxy is not there: exit 1, names the proxy", (rc, err))
 
 
 def make_certs(d):
