@@ -65,9 +65,10 @@ class Server:
 
     async def process_request(self, path, headers):
         if path == "/redirect":
-            return (http.HTTPStatus.FOUND, [("Location", "/echo")], b"")
+            return (http.HTTPStatus.FOUND, [("Location", "/close-after-1")],
+                    b"")
         if path == "/redirect-abs":
-            loc = "ws://127.0.0.1:%d/echo" % self.port
+            loc = "ws://127.0.0.1:%d/close-after-1" % self.port
             return (http.HTTPStatus.MOVED_PERMANENTLY, [("Location", loc)],
                     b"")
         return None
@@ -79,8 +80,16 @@ class Server:
         self.record(request=path, client=client, origin=h.get("Origin"),
                     x=h.get("X"), host=h.get("Host"),
                     auth=h.get("Authorization"), protocol=ws.subprotocol)
-        if path == "/json":
+        if path == "/json":  # one message, then close
             await ws.send(json.dumps(JSON_DOC, indent=2))
+            await ws.close(1000)
+        if path.startswith("/close-after-"):  # echo N, then close
+            try:
+                for _ in range(int(path.rsplit("-", 1)[1])):
+                    await ws.send(await ws.recv())
+                await ws.close(1000)
+            except websockets.ConnectionClosed:
+                pass
         try:
             async for m in ws:
                 await ws.send(m)
@@ -301,19 +310,22 @@ def talk(t, w, url):
     rc, out, err = run([w, "-c", url, "-x", "hello", "-w", "1"])
     t.check(rc == 0 and out == b"hello\n", "-x hello -w 1: the echo, exit 0",
             (rc, out, err))
-    rc, out, err = run([w, "-c", url, "-x", "one", "-x", "two", "-w", "1"])
+    rc, out, err = run([w, "-c", url + "close-after-2", "-x", "one", "-x",
+                        "two", "-w", "15"])
     t.check(rc == 0 and out == b"one\ntwo\n", "-x repeated, in order",
             (rc, out, err))
     rc, out, err = run([w, "-c", url], stdin=b"hi\n")
     t.check(rc == 0 and out == b"hi\n",
             "echo hi | wscat -c URL: the reply after the end of stdin is "
             "printed", (rc, out, err))
-    rc, out, err = run([w, "-c", url.replace("ws://", "")], stdin=b"x\n")
+    rc, out, err = run([w, "-c", url.replace("ws://", "") + "close-after-1",
+                        "-w", "15"], stdin=b"x\n")
     t.check(rc == 0 and out == b"x\n", "a URL without ws:// (as npm)",
             (rc, out, err))
 
 
 def slash(t, w, srv, url):
+    once = url + "close-after-1"
     p = subprocess.Popen([w, "-c", url + "slash", "-P", "--slash"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
@@ -341,7 +353,7 @@ def slash(t, w, srv, url):
                              if s["path"] == "/slash"], 10)
     t.check(seen and seen[-1]["close"] == (4000, "bye"),
             "the server saw close 4000 'bye'", seen)
-    rc, out, err = run([w, "-c", url, "-x", "x", "-w", "0.5"])
+    rc, out, err = run([w, "-c", once, "-x", "x", "-w", "15"])
     t.check(rc == 0 and b"Received" not in out,
             "pings and pongs are not printed without -P", out)
 
@@ -374,8 +386,9 @@ def request(t, w, srv, url):
 
 
 def output(t, w, srv, url):
+    once = url + "close-after-1"
     # The acceptance pipe: wscat -c URL | python3 -c 'json.load'.
-    a = subprocess.Popen([w, "-c", url + "json", "-w", "1"],
+    a = subprocess.Popen([w, "-c", url + "json", "-w", "15"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
     b = subprocess.Popen([sys.executable, "-c", "import json, sys; "
@@ -391,7 +404,7 @@ def output(t, w, srv, url):
     t.check(rc == 0 and b.returncode == 0 and got == "b\u00e9\n".encode(),
             "wscat -c URL | json.load: a multi-line message whole, no "
             "prefix", (rc, b.returncode, got))
-    rc, out, err = run([w, "--json", "-c", url, "-x", "a\nb\"", "-w", "0.5"])
+    rc, out, err = run([w, "--json", "-c", once, "-x", "a\nb\"", "-w", "15"])
     ev = []
     try:
         ev = [json.loads(l) for l in out.decode().splitlines()]
@@ -405,17 +418,17 @@ def output(t, w, srv, url):
     with tempfile.NamedTemporaryFile() as f:
         f.write(data)
         f.flush()
-        rc, out, err = run([w, "-c", url, "--file", f.name, "-w", "1"])
+        rc, out, err = run([w, "-c", once, "--file", f.name, "-w", "15"])
     t.check(rc == 0 and out == data + b"\n",
             "--file: sent as one binary message, echoed raw", (rc, len(out)))
-    rc, out, err = run([w, "-c", url, "--binary", "-x", "bin", "--json",
-                        "-w", "0.5"])
+    rc, out, err = run([w, "-c", once, "--binary", "-x", "bin", "--json",
+                        "-w", "15"])
     t.check(rc == 0 and b'"type":"binary","base64":"Ymlu"' in out,
             "--binary -x: a binary message (base64 in --json)", out)
     # A terminal: "< " before every line, colour unless --no-color.
     for extra, color in (([], True), (["--no-color"], False)):
         master, slave = pty.openpty()
-        p = subprocess.Popen([w, "-c", url, "-x", "l1\nl2", "-w", "0.5"] +
+        p = subprocess.Popen([w, "-c", once, "-x", "l1\nl2", "-w", "15"] +
                              extra, stdin=subprocess.DEVNULL, stdout=slave,
                              stderr=subprocess.DEVNULL)
         os.close(slave)
@@ -479,7 +492,7 @@ def redirects_and_proxy(t, w, srv, url):
             "a 302 without -L: exit 1, says -L would follow", (rc, err))
     for path in ("redirect", "redirect-abs"):
         rc, out, err = run([w, "-L", "-c", url + path, "-x", "r", "-w",
-                            "0.5"])
+                            "15"])
         t.check(rc == 0 and out == b"r\n", "-L follows /%s" % path,
                 (rc, out, err))
     rc, out, err = run([w, "-L", "--max-redirects", "0", "-c",
@@ -488,7 +501,8 @@ def redirects_and_proxy(t, w, srv, url):
             "--max-redirects 0: exit 1", (rc, err))
     px = Proxy()
     rc, out, err = run([w, "--proxy", "http://u:p@127.0.0.1:%d" % px.port,
-                        "-c", url, "-x", "through", "-w", "0.5"])
+                        "-c", url + "close-after-1", "-x", "through",
+                        "-w", "15"])
     target = "127.0.0.1:%d" % srv.port
     t.check(rc == 0 and out == b"through\n" and px.targets and
             px.targets[-1][0] == "CONNECT %s HTTP/1.1" % target and
@@ -551,9 +565,10 @@ def tls(t, w):
         url = "wss://localhost:%d/" % srv.port
         ca = ["--ca", d + "/ca.crt"]
         cert = ["--cert", d + "/client.crt", "--key", d + "/client.key"]
-        rc, out, err = run([w] + ca + cert + ["-c", url + "cert", "-x",
-                                              "tls", "-w", "0.5"])
-        seen = [s for s in srv.find("request") if s["request"] == "/cert"]
+        rc, out, err = run([w] + ca + cert + ["-c", url + "close-after-1",
+                                              "-x", "tls", "-w", "15"])
+        seen = [s for s in srv.find("request")
+                if s["request"] == "/close-after-1"]
         t.check(rc == 0 and out == b"tls\n" and seen and
                 seen[-1]["client"] == "wscat test client",
                 "--cert/--key: the server sees the client certificate",
@@ -564,7 +579,8 @@ def tls(t, w):
                 (rc, err))
         px = Proxy()
         rc, out, err = run([w, "--proxy", "127.0.0.1:%d" % px.port] + ca +
-                           cert + ["-c", url, "-x", "tunnel", "-w", "0.5"])
+                           cert + ["-c", url + "close-after-1", "-x",
+                                   "tunnel", "-w", "15"])
         t.check(rc == 0 and out == b"tunnel\n" and px.targets and
                 px.targets[-1][0] == "CONNECT localhost:%d HTTP/1.1" %
                 srv.port, "--proxy with wss://: TLS inside the tunnel, the "
