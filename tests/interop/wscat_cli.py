@@ -5,7 +5,8 @@
   wscat_cli.py --wscat BUILD/examples/wscat
 
 A python3-websockets server (in a thread of this script, 127.0.0.1 only)
-records what it sees: request headers, subprotocol, pings, close codes.
+records what it sees: request headers, subprotocol, client certificate,
+close codes.
 A small HTTP CONNECT proxy runs here too. Each step runs wscat with its own
 timeout. The npm behaviours (observed by running npm's wscat 6.1.0 by
 hand) are written down as exact expectations: the option spellings, the
@@ -15,6 +16,14 @@ Basic authentication. Our own additions are checked the same way: exact
 error texts, distinct exit statuses, --json, --file, the terminal prefix.
 With TLS built in and openssl at hand: wss:// with a client certificate
 (--cert/--key), and wss:// through --proxy.
+
+No check races a clock: where a reply is expected, the server closes after
+echoing (/close-after-N) and wscat waits up to -w 15 for it, so a slow
+machine only makes a step slower. The two exceptions are the acceptance
+commands as written, `-x hello -w 1` and `echo hi | wscat -c URL` (1 s by
+default after stdin ends), whose margin is that second for an echo on
+127.0.0.1.
+
 Prints each check and "N passed, N failed"; exits non-zero on a failure.
 """
 
