@@ -581,6 +581,8 @@ typedef struct wlink {
   char sni[256];                /* the server's host: SNI, name check */
   char target[300];             /* "host:port" to CONNECT to; "" direct */
   char *proxy_auth;             /* Proxy-Authorization value, or NULL */
+  const char *host_value;       /* Host header to put in the request, or
+                                   NULL to keep the core's */
   char where[300];              /* "host:port" of the TCP peer, for errors */
   int tcp_up;                   /* the TCP connection was made */
 } wlink;
@@ -593,8 +595,9 @@ typedef struct link_ctx {
   size_t reqlen, reqpos; /* ... and how much of it was sent */
   char head[4096];       /* the proxy's answer so far */
   size_t headlen;
-  uint8_t *held; /* the core's output while the tunnel is made */
-  size_t heldlen, heldpos;
+  uint8_t *held;           /* the core's output while the tunnel is made, */
+  size_t heldlen, heldpos; /* or while the request head is collected */
+  int head_done;           /* the request head went through set_host() */
   char err[1200];
 } link_ctx;
 
@@ -654,7 +657,7 @@ static int send_request(link_ctx *x, int fd) {
 
 /* Hands over what the core wrote while the tunnel was being made. */
 static int push_held(link_ctx *x, int fd) {
-  while (x->heldpos < x->heldlen) {
+  while (x->head_done && x->heldpos < x->heldlen) {
     ws_iovec v = {x->held + x->heldpos, x->heldlen - x->heldpos};
     size_t w = 0;
     int rv = lower_write(x, fd, &v, 1, &w);
@@ -717,6 +720,7 @@ static int lk_attach(void *ud, int fd, ws_role role, const char *server_name,
   if (!x) return WS_ERR_NOMEM;
   *pctx = x;
   x->lk = lk;
+  x->head_done = lk->host_value == NULL;
   lk->tcp_up = 1;
   if (!lk->target[0]) return tunnel_up(x, fd);
   int n = snprintf(
@@ -739,23 +743,60 @@ static int lk_read(void *ctx, int fd, uint8_t *buf, size_t cap, size_t *pn) {
   return sys_read(fd, buf, cap, pn);
 }
 
+/* Appends the core's output to |held|, taking all of it. */
+static int hold(link_ctx *x, const ws_iovec *iov, size_t n, size_t *pn) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += iov[i].len;
+  uint8_t *h = realloc(x->held, x->heldlen + total + 1);
+  if (!h) return WS_ERR_NOMEM;
+  x->held = h;
+  for (size_t i = 0; i < n; i++) {
+    memcpy(x->held + x->heldlen, iov[i].base, iov[i].len);
+    x->heldlen += iov[i].len;
+  }
+  x->held[x->heldlen] = 0; /* for set_host()'s strstr() */
+  *pn = total;
+  return 0;
+}
+
+/* Once the whole request head is held, puts lk->host_value in its Host
+ * line: the loop adds the port to Host unless it is 80, so "--host name"
+ * and wss:// on 443 need this. */
+static int set_host(link_ctx *x) {
+  const char *h = (const char *)x->held;
+  const char *crlf2 = strstr(h, "\r\n\r\n");
+  if (!crlf2) return 0; /* not all there yet */
+  const char *line = strstr(h, "\r\nHost: ");
+  if (!line || line > crlf2) return WS_ERR_INTERNAL;
+  line += 2;
+  const char *end = strstr(line, "\r\n");
+  size_t vlen = strlen(x->lk->host_value), pre = (size_t)(line - h);
+  size_t post = x->heldlen - (size_t)(end - h);
+  uint8_t *nb = malloc(pre + 6 + vlen + post + 1);
+  if (!nb) return WS_ERR_NOMEM;
+  memcpy(nb, h, pre);
+  memcpy(nb + pre, "Host: ", 6);
+  memcpy(nb + pre + 6, x->lk->host_value, vlen);
+  memcpy(nb + pre + 6 + vlen, end, post + 1);
+  free(x->held);
+  x->held = nb;
+  x->heldlen = pre + 6 + vlen + post;
+  x->head_done = 1;
+  return 0;
+}
+
 static int lk_write(void *ctx, int fd, const ws_iovec *iov, size_t n,
                     size_t *pn) {
   link_ctx *x = ctx;
   *pn = 0;
-  if (!x->tunnel) { /* keep it for later; wait for the proxy */
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++)
-      total += iov[i].len;
-    uint8_t *h = realloc(x->held, x->heldlen + total);
-    if (!h && total) return WS_ERR_NOMEM;
-    x->held = h;
-    for (size_t i = 0; i < n; i++) {
-      memcpy(x->held + x->heldlen, iov[i].base, iov[i].len);
-      x->heldlen += iov[i].len;
-    }
-    *pn = total;
-    int rv = send_request(x, fd);
+  if (!x->tunnel || !x->head_done) { /* keep it: no tunnel or head yet */
+    int rv = hold(x, iov, n, pn);
+    if (rv == 0 && !x->head_done) rv = set_host(x);
+    if (rv == 0 && !x->tunnel)
+      rv = send_request(x, fd);
+    else if (rv == 0 && x->head_done)
+      rv = push_held(x, fd);
     return rv == WS_ERR_WOULDBLOCK ? 0 : rv;
   }
   int rv = push_held(x, fd);
@@ -766,7 +807,7 @@ static int lk_write(void *ctx, int fd, const ws_iovec *iov, size_t n,
 static size_t lk_pending(void *ctx) {
   link_ctx *x = ctx;
   size_t n = x->reqlen - x->reqpos;
-  if (x->tunnel) n += x->heldlen - x->heldpos;
+  if (x->tunnel && x->head_done) n += x->heldlen - x->heldpos;
   if (x->inner && x->lk->tls->pending) n += x->lk->tls->pending(x->inner);
   return n;
 }
@@ -825,6 +866,43 @@ static const char *tcp_peer(void) {
   return buf;
 }
 
+/* On the loop's thread: starts the close handshake of |c|. The core is
+ * told the time first: the loop does not tick a connection before
+ * ws_loop_close(), so after a few idle seconds the core would date the
+ * close timeout from its last tick and fail the close at once (1006,
+ * "timed out"). */
+static int close_conn(ws_loop_conn *c, uint16_t code, const void *reason,
+                      size_t len) {
+  ws_conn_tick(ws_loop_conn_ws(c), ws_loop_now(loop));
+  atomic_store(&we_closed, 1);
+  return ws_loop_close(c, code, reason, len);
+}
+
+/* -l: the open connections, to close them on SIGINT. */
+static ws_loop_conn **lconns;
+static size_t nlconns, caplconns;
+
+static void track(ws_loop_conn *c, int add) {
+  for (size_t i = 0; !add && i < nlconns; i++)
+    if (lconns[i] == c) lconns[i] = lconns[--nlconns];
+  if (add && nlconns == caplconns) {
+    ws_loop_conn **n = realloc(lconns, (caplconns * 2 + 8) * sizeof(*n));
+    if (!n) return;
+    lconns = n, caplconns = caplconns * 2 + 8;
+  }
+  if (add) lconns[nlconns++] = c;
+}
+
+/* On the loop's thread: the client closes with |arg| (1000 or 1001); the
+ * server closes every connection with 1001 and stops listening. */
+static void close_all(ws_loop *l, void *arg) {
+  uint16_t code = (uint16_t)(uintptr_t)arg;
+  if (cur_conn) close_conn(cur_conn, code, NULL, 0);
+  for (size_t i = 0; i < nlconns; i++)
+    close_conn(lconns[i], 1001, NULL, 0);
+  if (opt->listen) ws_loop_shutdown(l, 1001, 0, 2000);
+}
+
 /* ---- input: stdin lines, -x, --file, slash commands -------------------- */
 
 /* Posts a message for the loop, waiting while the loop is behind. */
@@ -858,8 +936,7 @@ static void run_command(ws_loop *l, void *arg) {
      * write on the connection (a message, a ping, the close). */
     rv = ws_conn_pong(ws_loop_conn_ws(cur_conn), c->data, c->len);
   } else if (cur_conn) {
-    atomic_store(&we_closed, 1);
-    rv = ws_loop_close(cur_conn, c->code, c->data, c->len);
+    rv = close_conn(cur_conn, c->code, c->data, c->len);
     if (rv != 0) atomic_store(&we_closed, 0);
   }
   if (rv != 0)
@@ -969,8 +1046,7 @@ static void *input_main(void *arg) {
   double wait = opt->wait_set ? opt->wait : opt->nexecs || opt->nfiles ? 2 : 1;
   if (wait < 0) return NULL; /* -w -1: until the server closes */
   sleep_seconds(wait);
-  atomic_store(&we_closed, 1);
-  ws_loop_post_close(loop, conn_id, 1000, NULL);
+  ws_loop_post_call(loop, close_all, (void *)(uintptr_t)1000);
   return NULL;
 }
 
@@ -1003,7 +1079,10 @@ static int on_open(ws_loop_conn *conn, void *ud) {
     printf(",\"deflate\":%s", pmd.enabled ? "true" : "false");
     json_end();
   }
-  if (opt->listen) return 0;
+  if (opt->listen) {
+    track(conn, 1);
+    return 0;
+  }
   opened = 1;
   cur_conn = conn;
   conn_id = ws_loop_conn_id(conn);
@@ -1018,11 +1097,10 @@ static int check_stdout(ws_loop_conn *conn) {
   static int gone;
   if (!ferror(stdout) || gone) return 0;
   gone = 1;
-  atomic_store(&we_closed, 1);
   if (opt->listen)
-    ws_loop_shutdown(loop, 1001, 0, 2000);
+    close_all(loop, (void *)(uintptr_t)1001);
   else
-    ws_loop_close(conn, 1000, NULL, 0);
+    close_conn(conn, 1000, NULL, 0);
   return 0;
 }
 
@@ -1129,7 +1207,10 @@ static int on_close(ws_loop_conn *conn, void *ud,
     }
     json_end();
   }
-  if (opt->listen) return 0;
+  if (opt->listen) {
+    track(conn, 0);
+    return 0;
+  }
   cur_conn = NULL;
   int normal = !in->error && (in->code == 1000 || in->code == 1001 ||
                               in->code == 1005 || atomic_load(&we_closed));
@@ -1137,11 +1218,18 @@ static int on_close(ws_loop_conn *conn, void *ud,
   return 0;
 }
 
-/* Ctrl-C: close with 1001 "going away" and exit (async-signal-safe). */
-static void on_signal(int sig) {
-  (void)sig;
-  atomic_store(&we_closed, 1);
-  ws_loop_shutdown(loop, 1001, 0, 2000);
+/* SIGINT, SIGTERM (blocked in every other thread): the first closes with
+ * 1001 "going away" (on the loop's thread), the next one stops at once. */
+static void *signal_main(void *arg) {
+  const sigset_t *set = arg;
+  int sig, n = 0;
+  while (sigwait(set, &sig) == 0) {
+    if (n++ == 0)
+      ws_loop_post_call(loop, close_all, (void *)(uintptr_t)1001);
+    else
+      ws_loop_stop(loop);
+  }
+  return NULL;
 }
 
 /* ---- connecting and listening ------------------------------------------ */
@@ -1283,14 +1371,11 @@ static int connect_cur(void) {
   cp.config = &cfg;
   cp.request.host = hosthdr;
   cp.request.port = cur.port == (cur.secure ? 443 : 80) ? 0 : cur.port;
-  if (opt->host) { /* --host NAME[:PORT]; the loop adds a port unless 80 */
-    const char *c = strrchr(opt->host, ':');
-    unsigned long hp = c && !strchr(c, ']') ? strtoul(c + 1, NULL, 10) : 0;
-    snprintf(hosthdr, sizeof(hosthdr), "%.*s",
-             (int)(hp ? (size_t)(c - opt->host) : strlen(opt->host)),
-             opt->host);
-    cp.request.port = (uint16_t)(hp <= 65535 ? hp : 0);
-  }
+  /* The loop writes Host as NAME:PORT unless PORT is 80; the transport
+   * puts in --host as given, or the name alone for wss:// on 443. */
+  lk.host_value = opt->host                        ? opt->host
+                  : cur.secure && !cp.request.port ? hosthdr
+                                                   : NULL;
   cp.request.path = cur.path;
   cp.request.origin = opt->origin;
   cp.request.protocols = opt->protos;
@@ -1435,15 +1520,19 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
 #endif
+  /* Signals go to one thread, before any other thread starts. */
+  static sigset_t sigs;
+  pthread_t sigthread;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
   rv = setup_loop();
+  int sig_started =
+      rv == 0 && pthread_create(&sigthread, NULL, signal_main, &sigs) == 0;
   if (rv == 0) rv = o.listen ? start_listen() : start_connect(o.connect);
   if (rv == 0) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
     rv = ws_loop_run(loop);
     rv = o.listen ? (rv == 0 ? EXIT_OK : EXIT_CONNECT) : exit_status;
   }
@@ -1451,12 +1540,16 @@ int main(int argc, char **argv) {
     pthread_cancel(worker);
     pthread_join(worker, NULL);
   }
+  if (sig_started) {
+    pthread_cancel(sigthread);
+    pthread_join(sigthread, NULL);
+  }
   ws_loop_del(loop);
 #ifdef WS_EXAMPLES_TLS
   ws_tls_ctx_del(tls);
 #endif
   for (size_t i = 0; i < nhdrs; i++)
     free((char *)(uintptr_t)hdrs[i].name);
-  free(auth_hdr), free(url_copy), free(lk.proxy_auth);
+  free(auth_hdr), free(url_copy), free(lk.proxy_auth), free(lconns);
   return rv;
 }

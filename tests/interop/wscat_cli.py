@@ -94,7 +94,7 @@ class Server:
             await ws.close(1000)
         if path.startswith("/close-after-"):  # echo N, then close
             try:
-                for _ in range(int(path.rsplit("-", 1)[1])):
+                for _ in range(int(path.split("?")[0].rsplit("-", 1)[1])):
                     await ws.send(await ws.recv())
                 await ws.close(1000)
             except websockets.ConnectionClosed:
@@ -155,6 +155,7 @@ class Proxy:
             c.close()
             return
         up = socket.create_connection((host, int(port)), 5)
+        up.settimeout(None)  # idle tunnels stay up
         c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         for a, b in ((c, up), (up, c)):
             threading.Thread(target=self._pump, args=(a, b),
@@ -319,6 +320,11 @@ def talk(t, w, url):
     rc, out, err = run([w, "-c", url, "-x", "hello", "-w", "1"])
     t.check(rc == 0 and out == b"hello\n", "-x hello -w 1: the echo, exit 0",
             (rc, out, err))
+    rc, out, err = run([w, "-c", url + "close-after-2", "-x", "idle",
+                        "-w", "6"])
+    t.check(rc == 0 and out == b"idle\n" and "closed: 1000" in err,
+            "-w 6: our close after 6 idle seconds (more than the close "
+            "timeout) finishes, exit 0", (rc, out, err))
     rc, out, err = run([w, "-c", url + "close-after-2", "-x", "one", "-x",
                         "two", "-w", "15"])
     t.check(rc == 0 and out == b"one\ntwo\n", "-x repeated, in order",
@@ -383,6 +389,11 @@ def request(t, w, srv, url):
     t.check(rc == 0 and seen and seen[-1]["origin"] == "http://b.example" and
             seen[-1]["x"] == "z" and seen[-1]["host"] == "h.example:81",
             "long spellings; --host is the Host header (as npm)", (rc, seen))
+    rc, out, err = run([w, "-c", url + "hdr3", "--host", "h.example", "-w",
+                        "0.5"])
+    seen = [s for s in srv.find("request") if s["request"] == "/hdr3"]
+    t.check(rc == 0 and seen and seen[-1]["host"] == "h.example",
+            "--host without a port: Host exactly as given", (rc, seen))
     want = "Basic " + base64.b64encode(b"user:pa:ss").decode()
     for args, what in ((["--auth", "user:pa:ss", url + "auth1"], "--auth"),
                        ([url.replace("ws://", "ws://user:pa%3Ass@") + "auth2"],
@@ -487,8 +498,26 @@ def listen(t, w):
         th.join(STEP)
         t.check(box.get("r") == "hi from wscat",
                 "wscat -l sends stdin lines to the client", box)
+
+        # A client that stays, idle longer than the close timeout (5 s):
+        # SIGINT still closes it with 1001 and a finished handshake.
+        async def idle():
+            async with websockets.connect("ws://127.0.0.1:%d/" % port) as ws:
+                await ws.send("here")
+                await asyncio.wait_for(ws.wait_closed(), 30)
+                return ws.close_code
+        th = threading.Thread(target=lambda: box.update(
+            c=asyncio.run(idle())), daemon=True)
+        th.start()
+        got = read_line(p.stdout, STEP)
+        time.sleep(6)
         p.send_signal(signal.SIGINT)
-        t.check(p.wait(STEP) == 0, "wscat -l exits 0 on SIGINT")
+        th.join(STEP)
+        rc = p.wait(STEP)
+        err = p.stderr.read().decode()
+        t.check(got == "here" and box.get("c") == 1001 and rc == 0 and
+                "timed out" not in err, "wscat -l, SIGINT after 6 s idle: "
+                "the client gets 1001, exit 0", (got, box, rc, err))
     finally:
         if p.poll() is None:
             p.kill()
@@ -588,12 +617,16 @@ def tls(t, w):
                 (rc, err))
         px = Proxy()
         rc, out, err = run([w, "--proxy", "127.0.0.1:%d" % px.port] + ca +
-                           cert + ["-c", url + "close-after-1", "-x",
-                                   "tunnel", "-w", "15"])
+                           cert + ["-c", url + "close-after-1?proxy", "-x",
+                                   "tunnel", "-w", "15", "--host", "x.test"])
+        seen = [s for s in srv.find("request")
+                if s["request"] == "/close-after-1?proxy"]
         t.check(rc == 0 and out == b"tunnel\n" and px.targets and
                 px.targets[-1][0] == "CONNECT localhost:%d HTTP/1.1" %
-                srv.port, "--proxy with wss://: TLS inside the tunnel, the "
-                "name checked is the server's", (rc, out, err, px.targets))
+                srv.port and seen and seen[-1]["host"] == "x.test",
+                "--proxy with wss:// and --host: TLS inside the tunnel, the "
+                "name checked is the server's, Host as given",
+                (rc, out, err, px.targets, seen))
         px.ls.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
