@@ -1462,6 +1462,30 @@ static int start_listen(void) {
   return 0;
 }
 
+/* An HTTP token (RFC 9110): what header names and subprotocols are. */
+static int is_token(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+      return 0;
+  return n > 0;
+}
+
+/* Checks what goes into the request, before connecting: the core would
+ * only say "invalid argument". */
+static int check_request(const opts *o) {
+  for (size_t i = 0; i < o->nprotos; i++)
+    if (!is_token(o->protos[i], strlen(o->protos[i])))
+      return bad_usage("-s '%s': a subprotocol is a token (letters, digits "
+                       "and !#$%%&'*+-.^_`|~)",
+                       o->protos[i]);
+  const char *v[] = {o->origin, o->host, o->auth};
+  const char *name[] = {"-o", "--host", "--auth"};
+  for (size_t i = 0; i < 3; i++)
+    if (v[i] && v[i][strcspn(v[i], "\r\n")])
+      return bad_usage("%s: no line breaks in a header value", name[i]);
+  return -1;
+}
+
 /* -H 'Name: value' into |hdrs|; Host and Origin become --host and -o. */
 static int parse_headers(opts *o) {
   for (size_t i = 0; i < o->nheaders; i++) {
@@ -1470,6 +1494,10 @@ static int parse_headers(opts *o) {
     while (nl && (h[nl - 1] == ' ' || h[nl - 1] == '\t'))
       nl--;
     if (!colon || nl == 0) return bad_usage("-H '%s': need 'Name: value'", h);
+    if (!is_token(h, nl))
+      return bad_usage("-H '%s': the name must be a token", h);
+    if (colon[strcspn(colon, "\r\n")])
+      return bad_usage("-H: no line breaks in a header value");
     char *name = strndup(h, nl);
     const char *value = colon + 1 + strspn(colon + 1, " \t");
     if (!name) return EXIT_CONNECT;
@@ -1510,6 +1538,7 @@ int main(int argc, char **argv) {
   int rv = parse_args(argc, argv, &o);
   if (rv < 0) rv = check_opts(&o);
   if (rv < 0) rv = parse_headers(&o);
+  if (rv < 0) rv = check_request(&o);
   if (rv >= 0) return rv;
   opt = &o;
   out_init(&o);

@@ -246,6 +246,10 @@ def cli_basics(t, w):
     rc, out, err = run([w, "-c", "ws://127.0.0.1:1/", "-l", "1"])
     t.check(rc == 2 and "either -l/--listen or -c/--connect" in err,
             "-c and -l together: exit 2 with the reason", (rc, err))
+    rc, out, err = run([w, "-c", "ws://127.0.0.1:1/", "-s", "a b"])
+    t.check(rc == 2 and err.startswith("wscat: -s 'a b': a subprotocol is a "
+                                       "token"),
+            "-s with a space: exit 2 before connecting, says why", (rc, err))
     rc, out, err = run([w, "-l", "1", "-x", "a"])
     t.check(rc == 2 and "-x is for --connect only" in err,
             "-l with -x: exit 2 with the reason", (rc, err))
