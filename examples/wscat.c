@@ -362,6 +362,7 @@ static const char b64chars[] =
 
 /* Writes base64 of |in| to |f| (or into |out| when |f| is NULL). */
 static void b64(const uint8_t *in, size_t n, FILE *f, char *out) {
+  if (!f) out[0] = 0;
   for (size_t i = 0; i < n; i += 3) {
     uint32_t v = (uint32_t)in[i] << 16;
     if (i + 1 < n) v |= (uint32_t)in[i + 1] << 8;
@@ -546,8 +547,9 @@ static void out_message(ws_loop_conn *c, const ws_event *ev) {
     for (;;) { /* every line gets the prefix */
       const char *nl = p < e ? memchr(p, '\n', (size_t)(e - p)) : NULL;
       const char *end = nl ? nl : e;
-      printf("%s< %.*s%s", out.color ? BLUE : "", (int)(end - p), p,
-             out.color ? RESET : "");
+      fputs(out.color ? BLUE "< " : "< ", stdout);
+      fwrite(p, 1, (size_t)(end - p), stdout); /* NUL is valid text too */
+      fputs(out.color ? RESET : "", stdout);
       if (!nl) break;
       putchar('\n');
       p = nl + 1;
@@ -665,6 +667,11 @@ static int push_held(link_ctx *x, int fd) {
     if (rv != 0) return rv;
     if (w == 0) return WS_ERR_WOULDBLOCK;
   }
+  if (x->head_done && x->held) { /* all handed over */
+    free(x->held);
+    x->held = NULL;
+    x->heldlen = x->heldpos = 0;
+  }
   return x->inner ? x->lk->tls->write(x->inner, fd, NULL, 0, &(size_t){0}) : 0;
 }
 
@@ -712,25 +719,34 @@ static int tunnel_read(link_ctx *x, int fd) {
   return tunnel_up(x, fd);
 }
 
+static void lk_detach(void *ctx);
+
 static int lk_attach(void *ud, int fd, ws_role role, const char *server_name,
                      void **pctx) {
   wlink *lk = ud;
   link_ctx *x = calloc(1, sizeof(*x));
+  int rv = 0;
   (void)role, (void)server_name; /* the loop's host is the proxy's */
   if (!x) return WS_ERR_NOMEM;
-  *pctx = x;
   x->lk = lk;
   x->head_done = lk->host_value == NULL;
   lk->tcp_up = 1;
-  if (!lk->target[0]) return tunnel_up(x, fd);
-  int n = snprintf(
-      x->req, sizeof(x->req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
-      lk->target, lk->target, lk->proxy_auth ? "Proxy-Authorization: " : "",
-      lk->proxy_auth ? lk->proxy_auth : "", lk->proxy_auth ? "\r\n" : "");
-  if (n < 0 || (size_t)n >= sizeof(x->req)) return WS_ERR_INVALID_ARGUMENT;
-  x->reqlen = (size_t)n;
-  int rv = send_request(x, fd);
-  return rv == WS_ERR_WOULDBLOCK ? 0 : rv;
+  if (!lk->target[0]) {
+    rv = tunnel_up(x, fd);
+  } else {
+    int n = snprintf(
+        x->req, sizeof(x->req), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s%s%s\r\n",
+        lk->target, lk->target, lk->proxy_auth ? "Proxy-Authorization: " : "",
+        lk->proxy_auth ? lk->proxy_auth : "", lk->proxy_auth ? "\r\n" : "");
+    x->reqlen = n > 0 && (size_t)n < sizeof(x->req) ? (size_t)n : 0;
+    rv = x->reqlen ? send_request(x, fd) : WS_ERR_INVALID_ARGUMENT;
+  }
+  if (rv != 0 && rv != WS_ERR_WOULDBLOCK) { /* the loop drops the context */
+    lk_detach(x);
+    return rv;
+  }
+  *pctx = x;
+  return 0;
 }
 
 static int lk_read(void *ctx, int fd, uint8_t *buf, size_t cap, size_t *pn) {
@@ -1008,6 +1024,7 @@ static void send_file(const char *path) {
   FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
   char *buf = NULL;
   size_t len = 0, cap = 0;
+  int err = 0;
   if (!f) {
     error_msg("--file %s: %s", path, strerror(errno));
     return;
@@ -1015,15 +1032,18 @@ static void send_file(const char *path) {
   for (;;) {
     if (len == cap) {
       char *b = realloc(buf, cap = cap ? cap * 2 : 65536);
-      if (!b) break;
+      if (!b) {
+        err = ENOMEM;
+        break;
+      }
       buf = b;
     }
     size_t r = fread(buf + len, 1, cap - len, f);
     if (r == 0) break;
     len += r;
   }
-  if (ferror(f))
-    error_msg("--file %s: %s", path, strerror(errno));
+  if (ferror(f) || err)
+    error_msg("--file %s: %s", path, strerror(err ? err : errno));
   else
     post(WS_OP_BINARY, buf, len);
   free(buf);
@@ -1473,6 +1493,11 @@ static int is_token(const char *s, size_t n) {
 /* Checks what goes into the request, before connecting: the core would
  * only say "invalid argument". */
 static int check_request(const opts *o) {
+  for (size_t i = 0; i < o->nfiles; i++)
+    if (strcmp(o->files[i], "-") != 0 && access(o->files[i], R_OK) != 0) {
+      error_msg("--file %s: %s", o->files[i], strerror(errno));
+      return EXIT_USAGE;
+    }
   for (size_t i = 0; i < o->nprotos; i++)
     if (!is_token(o->protos[i], strlen(o->protos[i])))
       return bad_usage("-s '%s': a subprotocol is a token (letters, digits "

@@ -445,6 +445,10 @@ def output(t, w, srv, url):
         rc, out, err = run([w, "-c", once, "--file", f.name, "-w", "15"])
     t.check(rc == 0 and out == data + b"\n",
             "--file: sent as one binary message, echoed raw", (rc, len(out)))
+    rc, out, err = run([w, "-c", once, "--file", "/nonexistent/x"])
+    t.check(rc == 2 and err == "wscat: --file /nonexistent/x: No such file "
+            "or directory\n", "--file that is not there: exit 2 before "
+            "connecting", (rc, err))
     rc, out, err = run([w, "-c", once, "--binary", "-x", "bin", "--json",
                         "-w", "15"])
     t.check(rc == 0 and b'"type":"binary","base64":"Ymlu"' in out,
