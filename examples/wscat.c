@@ -1161,7 +1161,10 @@ static int follow_redirect(const ws_loop_close_info *in) {
   }
   char next[2048], hp[300];
   host_port(hp, sizeof(hp), cur.host, cur.port);
-  if (loc.base[0] == '/') /* a path on the same server */
+  if (loc.len > 1 && loc.base[0] == '/' && loc.base[1] == '/') /* //host/ */
+    snprintf(next, sizeof(next), "%s:%.*s", cur.secure ? "wss" : "ws",
+             (int)loc.len, (const char *)loc.base);
+  else if (loc.base[0] == '/') /* a path on the same server */
     snprintf(next, sizeof(next), "%s://%s%.*s", cur.secure ? "wss" : "ws", hp,
              (int)loc.len, (const char *)loc.base);
   else

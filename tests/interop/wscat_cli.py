@@ -76,6 +76,10 @@ class Server:
         if path == "/redirect":
             return (http.HTTPStatus.FOUND, [("Location", "/close-after-1")],
                     b"")
+        if path == "/redirect-net":  # scheme-relative
+            loc = "//127.0.0.1:%d/close-after-1" % self.port
+            return (http.HTTPStatus.TEMPORARY_REDIRECT, [("Location", loc)],
+                    b"")
         if path == "/redirect-abs":
             loc = "ws://127.0.0.1:%d/close-after-1" % self.port
             return (http.HTTPStatus.MOVED_PERMANENTLY, [("Location", loc)],
@@ -536,7 +540,7 @@ def redirects_and_proxy(t, w, srv, url):
     rc, out, err = run([w, "-c", url + "redirect", "-x", "r", "-w", "0.5"])
     t.check(rc == 1 and "HTTP 302" in err and "-L follows it" in err,
             "a 302 without -L: exit 1, says -L would follow", (rc, err))
-    for path in ("redirect", "redirect-abs"):
+    for path in ("redirect", "redirect-abs", "redirect-net"):
         rc, out, err = run([w, "-L", "-c", url + path, "-x", "r", "-w",
                             "15"])
         t.check(rc == 0 and out == b"r\n", "-L follows /%s" % path,
