@@ -255,7 +255,7 @@ static int apply(opts *o, const optdef *d, const char *v) {
   case O_PROXY: o->proxy = v; break;
   case O_LOCATION: o->follow = 1; break;
   case O_MAXREDIR:
-    if (number(v, 0, 100, &x) != 0 || x != (unsigned long)x)
+    if (number(v, 0, 100, &x) != 0 || x != (double)(unsigned)x)
       return bad_usage("--max-redirects %s: need 0 to 100", v);
     o->max_redirects = (unsigned long)x;
     break;
@@ -275,7 +275,7 @@ static int apply(opts *o, const optdef *d, const char *v) {
   case O_NOCOLOR: o->no_color = 1; break;
   case O_NODEFLATE: o->no_deflate = 1; break;
   case O_PING:
-    if (number(v, 1, 86400, &x) != 0 || x != (unsigned long)x)
+    if (number(v, 1, 86400, &x) != 0 || x != (double)(unsigned)x)
       return bad_usage("--ping %s: need whole seconds, 1 to 86400", v);
     o->ping = (unsigned long)x;
     break;
