@@ -45,6 +45,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,7 +105,7 @@ enum opt_id {
 typedef struct optdef {
   char s;          /* short form, or 0 */
   const char *l;   /* long form */
-  const char *arg; /* value's name, or NULL for a flag */
+  const char *arg; /* value's name ("[NAME]": optional), NULL for a flag */
   int id;
   const char *help;
 } optdef;
@@ -137,7 +138,7 @@ static const optdef optdefs[] = {
     {0, "proxy", "[http://]HOST:PORT", O_PROXY,
      "connect through an HTTP proxy (CONNECT); USER:PASS@ allowed"},
     {'L', "location", NULL, O_LOCATION, "follow redirects (3xx Location)"},
-    {0, "max-redirects", "N", O_MAXREDIR, "with -L, at most N (10)"},
+    {0, "max-redirects", "[N]", O_MAXREDIR, "with -L, at most N (10)"},
     {'n', "no-check", NULL, O_NOCHECK,
      "wss://: do NOT verify the server's certificate (testing only)"},
     {0, "insecure", NULL, O_INSECURE, "the same as -n"},
@@ -145,7 +146,8 @@ static const optdef optdefs[] = {
      "wss://: trusted CA certificates, PEM (" DEFAULT_CA ")"},
     {0, "cert", "FILE", O_CERT, "wss://: client certificate chain, PEM"},
     {0, "key", "FILE", O_KEY, "wss://: its private key, PEM (default: --cert)"},
-    {0, "passphrase", "PASS", O_PASSPHRASE, "the key's passphrase"},
+    {0, "passphrase", "[PASS]", O_PASSPHRASE,
+     "the key's passphrase; without PASS, asked for on the terminal"},
     {'p', "protocol", "VERSION", O_PROTOCOL,
      "WebSocket protocol version: only 13"},
     {'b', "binary", NULL, O_BINARY,
@@ -255,6 +257,7 @@ static int apply(opts *o, const optdef *d, const char *v) {
   case O_PROXY: o->proxy = v; break;
   case O_LOCATION: o->follow = 1; break;
   case O_MAXREDIR:
+    if (!*v) break; /* the default */
     if (number(v, 0, 100, &x) != 0 || x != (double)(unsigned)x)
       return bad_usage("--max-redirects %s: need 0 to 100", v);
     o->max_redirects = (unsigned long)x;
@@ -264,7 +267,7 @@ static int apply(opts *o, const optdef *d, const char *v) {
   case O_CA: o->ca = v; break;
   case O_CERT: o->cert = v; break;
   case O_KEY: o->key = v; break;
-  case O_PASSPHRASE: o->passphrase = v; break;
+  case O_PASSPHRASE: o->passphrase = v; break; /* "": ask */
   case O_PROTOCOL:
     if (strcmp(v, "13") != 0)
       return bad_usage("-p %s: only protocol version 13 (RFC 6455) is spoken",
@@ -318,10 +321,14 @@ static int parse_args(int argc, char **argv, opts *o) {
     }
     if (!d) return bad_usage("unknown option '%s'", a);
     if (!d->arg && v) return bad_usage("%s takes no value", a);
-    if (d->arg && !v) {
-      if (i + 1 == argc) return bad_usage("%s needs %s", a, d->arg);
+    int optional = d->arg && d->arg[0] == '[';
+    if (d->arg && !v && optional &&
+        (i + 1 == argc || (argv[i + 1][0] == '-' && argv[i + 1][1])))
+      v = ""; /* an optional value left out */
+    else if (d->arg && !v && i + 1 == argc)
+      return bad_usage("%s needs %s", a, d->arg);
+    else if (d->arg && !v)
       v = argv[++i];
-    }
     int rv = apply(o, d, v);
     if (rv >= 0) return rv;
   }
@@ -1295,6 +1302,33 @@ static int normalize_url(const char *in, char **pout, char **puser) {
   return 0;
 }
 
+/* --passphrase without a value: asks on the terminal, without echo. */
+static const char *ask_passphrase(void) {
+  static char pass[256];
+  struct termios old, quiet;
+  FILE *tty = fopen("/dev/tty", "r+");
+  if (!tty) {
+    error_msg("--passphrase without a value needs a terminal to ask on");
+    return NULL;
+  }
+  fputs("Passphrase: ", tty);
+  fflush(tty);
+  int restore = tcgetattr(fileno(tty), &old) == 0;
+  quiet = old;
+  quiet.c_lflag &= ~(tcflag_t)ECHO;
+  if (restore) tcsetattr(fileno(tty), TCSANOW, &quiet);
+  const char *got = fgets(pass, sizeof(pass), tty);
+  if (restore) tcsetattr(fileno(tty), TCSANOW, &old);
+  fputc('\n', tty);
+  fclose(tty);
+  if (!got) {
+    error_msg("--passphrase: nothing read from the terminal");
+    return NULL;
+  }
+  pass[strcspn(pass, "\r\n")] = 0;
+  return pass;
+}
+
 /* The TLS context, made once for the first wss:// URL. */
 static int make_tls(void) {
 #ifdef WS_EXAMPLES_TLS
@@ -1309,6 +1343,9 @@ static int make_tls(void) {
   p.cert_file = opt->cert;
   p.key_file = opt->key ? opt->key : opt->cert;
   p.key_password = opt->passphrase;
+  if (opt->passphrase && !*opt->passphrase &&
+      !(p.key_password = ask_passphrase()))
+    return EXIT_USAGE;
   if (opt->insecure || opt->no_check) {
     error_msg("WARNING: --insecure (-n, --no-check): the server's "
               "certificate is NOT verified; anyone on the path can read and "

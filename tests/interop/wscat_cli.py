@@ -35,6 +35,7 @@ import json
 import os
 import pty
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -597,6 +598,36 @@ def make_certs(d):
              "-extfile", "%s/%s.ext" % (d, name))
 
 
+def passphrase(t, w, d, srv, ca):
+    """An encrypted client key: --passphrase PASS, a wrong one, and
+    --passphrase alone asking on the terminal (through script(1))."""
+    subprocess.run(["openssl", "ec", "-in", d + "/client.key", "-aes128",
+                    "-passout", "pass:s3cret", "-out", d + "/enc.key"],
+                   check=True, capture_output=True, timeout=30)
+    cmd = [w] + ca + ["--cert", d + "/client.crt", "--key", d + "/enc.key",
+                      "-c", "wss://localhost:%d/close-after-1" % srv.port,
+                      "-x", "pp", "-w", "15", "--passphrase"]
+    rc, out, err = run(cmd + ["s3cret"])
+    t.check(rc == 0 and out == b"pp\n", "--passphrase PASS opens an "
+            "encrypted key", (rc, out, err))
+    rc, out, err = run(cmd + ["wrong"])
+    t.check(rc == 1 and err.startswith("wscat: key file %s/enc.key: " % d) and
+            "password" in err, "a wrong passphrase: exit 1, names the key "
+            "file", (rc, err))
+    if not shutil.which("script"):
+        return
+    try:
+        p = subprocess.run(["script", "-qec", shlex.join(cmd), "/dev/null"],
+                           input=b"s3cret\n", capture_output=True,
+                           timeout=STEP)
+        rc, out = p.returncode, p.stdout
+    except subprocess.TimeoutExpired:
+        rc, out = None, b""
+    t.check(rc == 0 and b"Passphrase: " in out and b"< pp" in out and
+            out.count(b"s3cret") <= 1, "--passphrase alone asks on the "
+            "terminal", (rc, out))
+
+
 def tls(t, w):
     """wss:// with a client certificate, directly and through --proxy."""
     rc, out, err = run([w, "--ca", "/nonexistent", "-c",
@@ -623,6 +654,7 @@ def tls(t, w):
                 seen[-1]["client"] == "wscat test client",
                 "--cert/--key: the server sees the client certificate",
                 (rc, out, err, seen))
+        passphrase(t, w, d, srv, ca)
         rc, out, err = run([w] + ca + ["-c", url, "-x", "tls", "-w", "0.5"])
         t.check(rc == 1 and err.startswith("wscat: connection failed: "),
                 "no client certificate: exit 1, says the connection failed",
