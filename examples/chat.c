@@ -2,7 +2,8 @@
  * chat: one binary that serves a small chat page at http://127.0.0.1:8080/
  * and relays every message typed in any tab to every connected tab over
  * WebSocket (/ws, with permessage-deflate). Open it in two tabs and chat.
- * Plain HTTP comes in through on_http; the WebSocket through on_request.
+ * Plain HTTP comes in through on_http (parsed by the core, under the same
+ * limits as a handshake); the WebSocket through on_request.
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
@@ -60,14 +61,23 @@ static void announce(const char *text) {
   ws_loop_broadcast(loop, WS_OP_TEXT, text, strlen(text), NULL, NULL);
 }
 
+/* Methods are case-sensitive (RFC 7230 3.1.1). */
+static int method_is(const ws_loop_http_request *req, const char *m) {
+  return req->method.len == strlen(m) &&
+         memcmp(req->method.base, m, req->method.len) == 0;
+}
+
 static int on_http(ws_loop_conn *conn, void *ud,
                    const ws_loop_http_request *req) {
   static const ws_kv html[] = {{"Content-Type", "text/html; charset=utf-8"},
                                {"Cache-Control", "no-store"}};
+  static const ws_kv allow[] = {{"Allow", "GET, HEAD"}};
   (void)ud;
+  if (!method_is(req, "GET") && !method_is(req, "HEAD"))
+    return ws_loop_http_respond(conn, 405, allow, 1, NULL, 0), 0;
   if (ws_slice_ieq(req->path, "/") || ws_slice_ieq(req->path, "/index.html"))
     ws_loop_http_respond(conn, 200, html, 2, page, sizeof(page) - 1);
-  return 0; /* anything else: the loop answers 404 */
+  return 0; /* anything else: the loop answers 404 (HEAD: no body) */
 }
 
 static int on_request(ws_loop_conn *conn, void *ud, const ws_request *req) {

@@ -37,6 +37,7 @@ typedef struct ws_hs {
   uint8_t *offered; /* client: offered subprotocols as one comma list */
   size_t offeredlen;
   uint8_t parsed;   /* head complete and parsed, event produced */
+  uint8_t http;     /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
 struct ws_conn {
@@ -77,6 +78,9 @@ struct ws_conn {
   uint8_t close_sent_flag;
   uint8_t linger_done; /* client: waited long enough for server's FIN */
   uint8_t ping_outstanding;
+  uint8_t close_arm;   /* start the close timer at the next tick */
+  uint8_t ping_wanted; /* a ping was due while the output queue was full:
+                          it goes out as soon as there is room */
   uint16_t close_sent; /* code we sent */
   int err;
   const char *err_reason;
@@ -264,9 +268,12 @@ static int queue_close(ws_conn *c, uint16_t code, const void *reason,
   return 0;
 }
 
+/* The close timeout counts from the next ws_conn_tick(): the caller's
+ * clock is read there, not when the close was queued (c->now may be the
+ * time of a tick long ago). Until then ws_conn_next_deadline() asks for a
+ * tick at once. */
 static void arm_close_timer(ws_conn *c) {
-  if (c->cfg.close_timeout_ms && c->clock_started)
-    c->close_deadline = c->now + c->cfg.close_timeout_ms;
+  if (c->cfg.close_timeout_ms) c->close_arm = 1;
 }
 
 /* Fails the connection: records the sticky error, drops message state and
@@ -358,7 +365,7 @@ static void set_event(ws_conn *c, ws_event_type type) {
 int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
-      !c->hs->parsed || c->err)
+      !c->hs->parsed || c->hs->http || c->err)
     return WS_ERR_INVALID_STATE;
   const char *proto = p ? p->protocol : NULL;
   if (p && check_header_kv(p->headers, p->nheaders))
@@ -428,6 +435,33 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   return 0;
 }
 
+int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
+                    size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || !c->hs->http || c->err)
+    return WS_ERR_INVALID_STATE;
+  if (status < 200 || status > 599 || check_header_kv(headers, nheaders) ||
+      (bodylen && !body))
+    return WS_ERR_INVALID_ARGUMENT;
+  const ws_slice m = c->hs->req.method;
+  int head = m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
+  size_t before = c->out.len;
+  int rv = ws_hs_write_response(&c->out, &c->mem, status, headers, nheaders,
+                                body, bodylen, head);
+  if (rv) return rv;
+  c->stats.wire_out += c->out.len - before;
+  hs_free(c);
+  /* One request per connection: the exchange is over once the answer is
+   * written. */
+  c->err = WS_ERR_CLOSED;
+  c->err_reason = "plain HTTP request answered";
+  c->err_reported = 1;
+  c->state = WS_STATE_CLOSED;
+  c->hs_deadline = NO_DEADLINE;
+  return 0;
+}
+
 /* Server handshake failure: answer with an HTTP error and fail. */
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
   size_t before = c->out.len;
@@ -478,10 +512,18 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (!hs->headers) return nomem(c);
     int status = 400;
     const char *reason = "invalid request";
-    if (ws_hs_parse_request(&hs->req, hs->headers, c->cfg.max_headers,
-                            hs->in.base, head, &status, &reason))
+    if (ws_hs_parse_http(&hs->req, hs->headers, c->cfg.max_headers,
+                         hs->in.base, head, &status, &reason))
       return hs_fail_http(c, status, reason);
     hs->parsed = 1;
+    if ((c->cfg.flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
+      hs->http = 1;
+      set_event(c, WS_EV_HTTP);
+      c->ev.request = &hs->req;
+      return 0;
+    }
+    if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
+      return hs_fail_http(c, status, reason);
     set_event(c, WS_EV_REQUEST);
     c->ev.request = &hs->req;
     return 0;
@@ -665,6 +707,7 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     break;
   case WS_OP_PONG:
     c->ping_outstanding = 0;
+    c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
     set_event(c, WS_EV_PONG);
     break;
@@ -1313,6 +1356,10 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
                     c->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
+  if (c->ping_wanted && !out_full(c) && c->state == WS_STATE_OPEN &&
+      !c->err) {
+    if (queue_frame(c, 1, WS_OP_PING, NULL, 0) == 0) c->ping_wanted = 0;
+  }
 }
 
 size_t ws_conn_out_pending(const ws_conn *c) {
@@ -1323,7 +1370,7 @@ size_t ws_conn_out_pending(const ws_conn *c) {
 
 static uint64_t ping_deadline(const ws_conn *c) {
   if (!c->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
-      c->ping_outstanding || !c->clock_started)
+      c->ping_outstanding || c->ping_wanted || !c->clock_started)
     return NO_DEADLINE;
   return c->last_rx + c->cfg.ping_interval_ms;
 }
@@ -1337,10 +1384,10 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     c->last_rx = now;
     if (c->state == WS_STATE_CONNECTING && c->cfg.handshake_timeout_ms)
       c->hs_deadline = now + c->cfg.handshake_timeout_ms;
-    if ((c->state == WS_STATE_CLOSING_LOCAL ||
-         (c->state == WS_STATE_CLOSED && is_client(c))) &&
-        c->close_deadline == NO_DEADLINE)
-      arm_close_timer(c);
+  }
+  if (c->close_arm) {
+    c->close_arm = 0;
+    c->close_deadline = c->now + c->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
@@ -1348,6 +1395,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     c->last_rx = c->now;
     /* Any bytes from the peer prove it is alive. */
     c->ping_outstanding = 0;
+    c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
   }
   now = c->now;
@@ -1364,9 +1412,18 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   }
   if (now >= c->pong_deadline)
     return fail(c, WS_ERR_TIMEOUT, 1011, "keepalive pong timeout");
-  if (now >= ping_deadline(c) && !out_full(c)) {
-    int rv = queue_frame(c, 1, WS_OP_PING, NULL, 0);
-    if (rv) return nomem(c);
+  if (now >= ping_deadline(c)) {
+    /* With the output queue full the ping waits for room (it goes out
+     * from ws_conn_out_consume()), but the pong timeout starts now: a
+     * peer that neither reads nor sends is as dead as one that does not
+     * answer. Either way the ping deadline is spent, so the next
+     * deadline is never one that this call would leave unchanged. */
+    if (out_full(c)) {
+      c->ping_wanted = 1;
+    } else {
+      int rv = queue_frame(c, 1, WS_OP_PING, NULL, 0);
+      if (rv) return nomem(c);
+    }
     c->ping_outstanding = 1;
     if (c->cfg.pong_timeout_ms)
       c->pong_deadline = now + c->cfg.pong_timeout_ms;
@@ -1377,6 +1434,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
 uint64_t ws_conn_next_deadline(const ws_conn *c) {
   if (!c || c->err) return NO_DEADLINE;
   if (!c->clock_started) return 0; /* tick once to start the clock */
+  if (c->close_arm) return c->now; /* tick now to start the close timer */
   uint64_t d = WS_MIN(c->hs_deadline, c->pong_deadline);
   d = WS_MIN(d, c->close_deadline);
   d = WS_MIN(d, ping_deadline(c));
@@ -1385,7 +1443,9 @@ uint64_t ws_conn_next_deadline(const ws_conn *c) {
 
 /* ---- queries ------------------------------------------------------------- */
 
-ws_state ws_conn_state(const ws_conn *c) { return (ws_state)c->state; }
+ws_state ws_conn_state(const ws_conn *c) {
+  return c ? (ws_state)c->state : WS_STATE_FAILED;
+}
 
 int ws_conn_want_read(const ws_conn *c) {
   if (!c || c->err) return 0;

@@ -257,9 +257,9 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
     return WS_ERR_HANDSHAKE;                                                   \
   } while (0)
 
-int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
-                        const uint8_t *buf, size_t len, int *pstatus,
-                        const char **preason) {
+int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
+                     const uint8_t *buf, size_t len, int *pstatus,
+                     const char **preason) {
   size_t pos = 0;
   int ver;
 
@@ -281,19 +281,15 @@ int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
   req->target.len = pos - tstart;
   pos++;
   size_t vlen = parse_version(buf + pos, len - pos, &ver);
-  if (vlen == 0) HS_FAIL(400, "malformed request line");
+  if (vlen == 0 || ver < 10)
+    HS_FAIL(400, "malformed request line");
+  req->version = ver;
   pos += vlen;
   if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
     HS_FAIL(400, "malformed request line");
   pos += 2;
 
-  /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
-   * case-sensitive (RFC 7230 3.1.1). */
-  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
-    HS_FAIL(405, "method is not GET");
-  if (ver < 11) HS_FAIL(400, "HTTP/1.1 or higher required");
-
-  /* path and query, RFC 6455 3 */
+  /* path and query, RFC 6455 3 and RFC 7230 5.3 */
   req->path = req->target;
   for (size_t i = 0; i < req->target.len; i++) {
     if (req->target.base[i] == '?') {
@@ -314,22 +310,55 @@ int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
   req->headers = headers;
   req->nheaders = nh;
 
-  /* RFC 6455 4.2.1 (2): a Host header (RFC 7230 5.4: exactly one) */
+  /* RFC 7230 5.4: at most one Host; an HTTP/1.1 request must have one */
   size_t cnt = header_count(headers, nh, "Host", &req->host);
-  if (cnt == 0) HS_FAIL(400, "missing Host");
   if (cnt > 1) HS_FAIL(400, "duplicate Host");
-  if (req->host.len == 0) HS_FAIL(400, "empty Host");
+  if (cnt == 0 && ver >= 11) HS_FAIL(400, "missing Host");
+  /* A repeated Origin is refused so that the application checks the
+   * only one there is (RFC 6455 10.2). */
+  cnt = header_count(headers, nh, "Origin", &req->origin);
+  if (cnt > 1) HS_FAIL(400, "duplicate Origin");
+  return 0;
+}
+
+int ws_hs_is_upgrade(const ws_request *req) {
+  return headers_have_token(req->headers, req->nheaders, "Upgrade",
+                            "websocket");
+}
+
+int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
+                           const char **preason) {
+  const ws_header *headers = req->headers;
+  size_t nh = req->nheaders;
+
+  /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
+   * case-sensitive (RFC 7230 3.1.1). */
+  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+    HS_FAIL(405, "method is not GET");
+  if (req->version < 11) HS_FAIL(400, "HTTP/1.1 or higher required");
+
+  /* RFC 6455 4.2.1 (2): a Host header, not empty */
+  if (!req->host.base || req->host.len == 0) HS_FAIL(400, "empty Host");
 
   /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively */
-  if (!headers_have_token(headers, nh, "Upgrade", "websocket"))
-    HS_FAIL(400, "Upgrade: websocket missing");
+  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, "Upgrade: websocket missing");
 
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
   if (!headers_have_token(headers, nh, "Connection", "Upgrade"))
     HS_FAIL(400, "Connection: Upgrade missing");
 
+  /* The bytes after the head are frames. A request that says a body
+   * follows (RFC 7230 3.3) is refused: a proxy that believed the body
+   * would read those frames as the next request (request smuggling). */
+  ws_slice cl = {NULL, 0};
+  size_t ncl = header_count(headers, nh, "Content-Length", &cl);
+  if (ncl > 1 || (ncl == 1 && !(cl.len == 1 && cl.base[0] == '0')))
+    HS_FAIL(400, "request with a body");
+  if (header_count(headers, nh, "Transfer-Encoding", NULL))
+    HS_FAIL(400, "request with a body");
+
   /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
-  cnt = header_count(headers, nh, "Sec-WebSocket-Key", &req->key);
+  size_t cnt = header_count(headers, nh, "Sec-WebSocket-Key", &req->key);
   if (cnt == 0) HS_FAIL(400, "missing Sec-WebSocket-Key");
   if (cnt > 1) HS_FAIL(400, "duplicate Sec-WebSocket-Key");
   {
@@ -341,11 +370,6 @@ int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
       HS_FAIL(400, "invalid Sec-WebSocket-Key");
   }
 
-  /* RFC 6455 4.2.1 (7), optional Origin. A repeated Origin is refused so
-   * that the application checks the only one there is. */
-  cnt = header_count(headers, nh, "Origin", &req->origin);
-  if (cnt > 1) HS_FAIL(400, "duplicate Origin");
-
   /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
    * versions we support */
   {
@@ -356,6 +380,14 @@ int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
       HS_FAIL(426, "Sec-WebSocket-Version must be 13");
   }
   return 0;
+}
+
+int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
+                        const uint8_t *buf, size_t len, int *pstatus,
+                        const char **preason) {
+  int rv = ws_hs_parse_http(req, headers, maxheaders, buf, len, pstatus,
+                            preason);
+  return rv ? rv : ws_hs_validate_upgrade(req, pstatus, preason);
 }
 
 /* ---- response parsing (client) ----------------------------------------- */
@@ -598,9 +630,13 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
 static const char *reason_phrase(int status) {
   switch (status) {
   case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
   case 301: return "Moved Permanently";
   case 302: return "Found";
   case 303: return "See Other";
+  case 304: return "Not Modified";
   case 307: return "Temporary Redirect";
   case 308: return "Permanent Redirect";
   case 400: return "Bad Request";
@@ -627,7 +663,16 @@ typedef struct reject_args {
   size_t nheaders;
   const void *body;
   size_t bodylen;
+  int omit_body;
 } reject_args;
+
+static int kvs_have(const ws_kv *kv, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (ws_ascii_ieq((const uint8_t *)kv[i].name, strlen(kv[i].name),
+                     (const uint8_t *)name, strlen(name)))
+      return 1;
+  return 0;
+}
 
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
@@ -639,22 +684,33 @@ static void emit_reject(wr *w, const void *arg) {
   wr_uint(w, (uint64_t)a->bodylen);
   wr_mem(w, "\r\n", 2);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods */
-  if (a->status == 405) wr_header(w, "Allow", "GET");
+  if (a->status == 405 && !kvs_have(a->headers, a->nheaders, "Allow"))
+    wr_header(w, "Allow", "GET");
   /* RFC 6455 4.4: say which versions we speak */
-  if (a->status == 426) wr_header(w, "Sec-WebSocket-Version", "13");
+  if (a->status == 426 &&
+      !kvs_have(a->headers, a->nheaders, "Sec-WebSocket-Version"))
+    wr_header(w, "Sec-WebSocket-Version", "13");
   wr_kvs(w, a->headers, a->nheaders);
   wr_mem(w, "\r\n", 2);
-  wr_mem(w, a->body, a->bodylen);
+  /* RFC 7231 4.3.2: the answer to HEAD has the headers of GET's, no body */
+  if (!a->omit_body) wr_mem(w, a->body, a->bodylen);
+}
+
+int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
+                         const ws_kv *headers, size_t nheaders,
+                         const void *body, size_t bodylen, int omit_body) {
+  if (status < 100 || status > 599) return WS_ERR_INVALID_ARGUMENT;
+  if (bodylen && !body) return WS_ERR_INVALID_ARGUMENT;
+  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  reject_args a = {status, headers, nheaders, body, bodylen, omit_body};
+  return emit_to_buf(out, mem, emit_reject, &a);
 }
 
 int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
                        const ws_kv *headers, size_t nheaders, const void *body,
                        size_t bodylen) {
-  if (status < 100 || status > 599) return WS_ERR_INVALID_ARGUMENT;
-  if (bodylen && !body) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
-  reject_args a = {status, headers, nheaders, body, bodylen};
-  return emit_to_buf(out, mem, emit_reject, &a);
+  return ws_hs_write_response(out, mem, status, headers, nheaders, body,
+                              bodylen, 0);
 }
 
 typedef struct request_args {

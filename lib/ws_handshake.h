@@ -19,13 +19,33 @@
 size_t ws_hs_head_end(const uint8_t *buf, size_t len, size_t scanned);
 
 /*
- * Server: parses and validates a complete request head buf[0, len)
- * (ending in CRLFCRLF), RFC 6455 4.2.1. Fills |req|, whose slices and
- * headers point into |buf| and |headers| (room for |maxheaders|).
- * Returns 0, or WS_ERR_HANDSHAKE with |*pstatus| set to the HTTP status
- * to answer (400 malformed or invalid, 405 not GET, 426 bad version,
- * 431 too many headers) and |*preason| a static short explanation.
+ * Server: parses a complete request head buf[0, len) (ending in CRLFCRLF)
+ * as HTTP/1.x (RFC 7230 3): request line, header fields, at most one Host
+ * (exactly one for HTTP/1.1) and at most one Origin. Any method. Fills
+ * |req|, whose slices and headers point into |buf| and |headers| (room
+ * for |maxheaders|). Returns 0, or WS_ERR_HANDSHAKE with |*pstatus| the
+ * HTTP status to answer (400 malformed, 431 too many headers) and
+ * |*preason| a static short explanation.
  */
+int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
+                     const uint8_t *buf, size_t len, int *pstatus,
+                     const char **preason);
+
+/* 1 if a parsed request asks for a WebSocket: an Upgrade header lists
+ * "websocket" (RFC 6455 4.2.1 (3)). */
+int ws_hs_is_upgrade(const ws_request *req);
+
+/*
+ * Server: validates a request from ws_hs_parse_http() as an opening
+ * handshake, RFC 6455 4.2.1, and sets |req->key|. Also refuses a request
+ * that announces a body (Content-Length other than 0, Transfer-Encoding):
+ * the bytes after the head are frames. Returns 0 or WS_ERR_HANDSHAKE with
+ * the status (400 invalid, 405 not GET, 426 bad version) and reason.
+ */
+int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
+                           const char **preason);
+
+/* ws_hs_parse_http() then ws_hs_validate_upgrade(). */
 int ws_hs_parse_request(ws_request *req, ws_header *headers,
                         size_t maxheaders, const uint8_t *buf, size_t len,
                         int *pstatus, const char **preason);
@@ -52,6 +72,12 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
 int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
                        const ws_kv *headers, size_t nheaders,
                        const void *body, size_t bodylen);
+
+/* As ws_hs_write_reject(), for any status; with |omit_body| the body is
+ * counted in Content-Length but not written (the answer to HEAD). */
+int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
+                         const ws_kv *headers, size_t nheaders,
+                         const void *body, size_t bodylen, int omit_body);
 
 /*
  * Client: appends the opening request (RFC 6455 4.1): GET |path| (or

@@ -244,6 +244,40 @@ static void conn_del_null(void **state) {
   assert_true(ws_conn_sizeof() > 0);
 }
 
+/* Every getter takes NULL without dereferencing it. */
+static void getters_take_null(void **state) {
+  (void)state;
+  ws_stats st = {1, 1, 1, 1, 1, 1};
+  ws_pmd_params pp = {1, 1, 1, 9, 9};
+  assert_int_equal(ws_conn_state(NULL), WS_STATE_FAILED);
+  assert_int_equal(ws_conn_want_read(NULL), 0);
+  assert_int_equal(ws_conn_want_write(NULL), 0);
+  assert_int_equal(ws_conn_should_close_transport(NULL), 0);
+  assert_int_equal(ws_conn_close_code(NULL), 0);
+  assert_int_equal(ws_conn_out_pending(NULL), 0);
+  assert_int_equal(ws_conn_next_deadline(NULL), UINT64_MAX);
+  assert_int_equal(ws_conn_protocol(NULL).len, 0);
+  ws_conn_stats(NULL, &st); /* left as it was */
+  assert_int_equal(st.msgs_in, 1);
+  ws_conn_pmd(NULL, &pp);
+  assert_int_equal(pp.enabled, 0);
+}
+
+/* A partial allocator cannot be mixed with the C library's: refused, as
+ * ws.h says; all three NULL means the default. */
+static void conn_new_partial_allocator_refused(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_conn *conn = NULL;
+  ws_mem m = {NULL, NULL, NULL, NULL};
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  assert_int_equal(ws_conn_new(&conn, &cfg, &m), 0);
+  ws_conn_del(conn);
+  m.malloc = ca_malloc;
+  assert_int_equal(ws_conn_new(&conn, &cfg, &m), WS_ERR_INVALID_ARGUMENT);
+  assert_null(conn);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(strerror_every_code_non_null_and_distinct),
@@ -257,6 +291,8 @@ int main(void) {
       cmocka_unit_test(conn_new_nomem),
       cmocka_unit_test(conn_new_client_requires_rand),
       cmocka_unit_test(conn_del_null),
+      cmocka_unit_test(getters_take_null),
+      cmocka_unit_test(conn_new_partial_allocator_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,7 +73,8 @@ typedef enum ws_error {
   WS_ERR_TIMEOUT = -207,     /* a timer ran out (pong, close, handshake) */
   WS_ERR_EOF = -208,         /* transport ended without close [1006] */
   WS_ERR_CLOSED = -209,      /* the connection is closed */
-  WS_ERR_POLICY = -210,      /* local limit on rate/count [1008] */
+  WS_ERR_POLICY = -210,      /* reserved for local rate/count limits
+                                [1008]; no function returns it yet */
   WS_ERR_DATA = -211,        /* invalid compressed data [1007] */
   /* fatal */
   WS_ERR_FATAL = -500,
@@ -114,8 +115,10 @@ typedef struct ws_kv {
   const char *value;
 } ws_kv;
 
-/* Injected allocator. Any NULL function pointer, or a NULL ws_mem, means
- * the C library's malloc/realloc/free. */
+/* Injected allocator. A NULL ws_mem, or one whose three functions are
+ * all NULL, means the C library's malloc/realloc/free (not available in
+ * WS_FREESTANDING builds). One with only some of them set cannot be
+ * mixed with the C library's and is refused (WS_ERR_INVALID_ARGUMENT). */
 typedef struct ws_mem {
   void *user_data;
   void *(*malloc)(size_t size, void *user_data);
@@ -245,9 +248,11 @@ WS_EXTERN int ws_list_next(ws_slice *plist, ws_slice *ptoken);
  * string. Returns 1 if equal. */
 WS_EXTERN int ws_slice_ieq(ws_slice s, const char *str);
 
-/* A parsed opening-handshake request (server role). Every slice borrows
- * the connection's handshake buffer: valid until ws_conn_accept() or
- * ws_conn_reject() returns or the connection is deleted. */
+/* A parsed request (server role): an opening handshake (WS_EV_REQUEST)
+ * or, with WS_CFG_HTTP, a plain HTTP request (WS_EV_HTTP). Every slice
+ * borrows the connection's handshake buffer: valid until
+ * ws_conn_accept(), ws_conn_reject() or ws_conn_respond() returns or the
+ * connection is deleted. */
 typedef struct ws_request {
   ws_slice method;
   ws_slice target;   /* request-target as sent: path and query */
@@ -255,9 +260,10 @@ typedef struct ws_request {
   ws_slice query;    /* after '?', without it; empty if none */
   ws_slice host;     /* Host header value */
   ws_slice origin;   /* Origin header value; base NULL if absent */
-  ws_slice key;      /* Sec-WebSocket-Key */
+  ws_slice key;      /* Sec-WebSocket-Key; empty for plain HTTP */
   const ws_header *headers; /* all headers, in order */
   size_t nheaders;
+  int version;       /* HTTP version as 10 * major + minor: 10, 11. Since: 0.2 */
 } ws_request;
 
 /*
@@ -309,6 +315,11 @@ typedef enum ws_delivery {
 /* ws_config.flags */
 #define WS_CFG_NO_AUTO_PONG 0x1u  /* do not answer pings automatically */
 #define WS_CFG_NO_AUTO_CLOSE 0x2u /* do not echo a received close */
+/* Server: a request without "Upgrade: websocket" (a page, a health check)
+ * is handed to the application as WS_EV_HTTP, to be answered with
+ * ws_conn_respond(), instead of being refused with 400. It is parsed by
+ * the same parser, under the same limits. Since: 0.2 */
+#define WS_CFG_HTTP 0x4u
 
 /*
  * permessage-deflate (RFC 7692), the |pmd| member of ws_config. Off
@@ -460,6 +471,21 @@ WS_EXTERN int ws_conn_reject(ws_conn *conn, int status, const ws_kv *headers,
                              size_t bodylen);
 
 /*
+ * Server role: answers a plain HTTP request (WS_EV_HTTP) with |status|
+ * (200..599), extra |headers| (a Content-Type, say) and |body| (copied;
+ * may be NULL). "Content-Length" and "Connection: close" are added; the
+ * answer to HEAD carries no body (RFC 7231 4.3.2). The connection then
+ * only drains the answer: ws_conn_should_close_transport() turns 1 once
+ * it is written, and the state is WS_STATE_CLOSED. Returns 0,
+ * WS_ERR_INVALID_STATE (no plain request pending),
+ * WS_ERR_INVALID_ARGUMENT (status, CR/LF in a header) or WS_ERR_NOMEM.
+ * Since: 0.2
+ */
+WS_EXTERN int ws_conn_respond(ws_conn *conn, int status, const ws_kv *headers,
+                              size_t nheaders, const void *body,
+                              size_t bodylen);
+
+/*
  * Feeds received bytes. Parses until one event is ready or |inlen| bytes
  * are used, and sets |*pnread| to the bytes consumed; feed the rest after
  * pulling the events. The buffer is modified in place (payload is
@@ -491,8 +517,11 @@ typedef enum ws_event_type {
   WS_EV_PING,    /* data: the ping payload (pong queued unless disabled) */
   WS_EV_PONG,    /* data: the pong payload */
   WS_EV_CLOSE,   /* peer's close: close_code (1005 if none), data: reason */
-  WS_EV_ERROR    /* the connection failed: error, close_code sent (0 if
+  WS_EV_ERROR,   /* the connection failed: error, close_code sent (0 if
                     none), data: reason; client rejects carry response */
+  WS_EV_HTTP     /* server, WS_CFG_HTTP: a plain HTTP request (any method,
+                    no "Upgrade: websocket"); answer with ws_conn_respond()
+                    or ws_conn_reject(). Since: 0.2 */
 } ws_event_type;
 
 /* ws_event.flags for WS_EV_TEXT / WS_EV_BINARY. A compressed message
@@ -509,7 +538,7 @@ typedef struct ws_event {
   ws_slice data;        /* borrowed, see ws_conn_feed() */
   uint16_t close_code;  /* WS_EV_CLOSE, WS_EV_ERROR */
   int error;            /* WS_EV_ERROR: a WS_ERR_* */
-  const ws_request *request;   /* WS_EV_REQUEST */
+  const ws_request *request;   /* WS_EV_REQUEST, WS_EV_HTTP */
   const ws_response *response; /* client WS_EV_OPEN, WS_EV_ERROR reject */
 } ws_event;
 
@@ -547,8 +576,10 @@ WS_EXTERN int ws_conn_pong(ws_conn *conn, const void *data, size_t len);
  * Starts (or answers, with WS_CFG_NO_AUTO_CLOSE) the close handshake:
  * queues a close frame with |code| (0: no code and no reason) and
  * |reason| (at most 123 bytes, valid UTF-8). After it no data can be
- * sent. Returns 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC
- * 6455 7.4, reason too long or not UTF-8), WS_ERR_INVALID_STATE.
+ * sent. The close timeout (close_timeout_ms) counts from the next
+ * ws_conn_tick(), for which ws_conn_next_deadline() asks at once. Returns
+ * 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC 6455 7.4, reason
+ * too long or not UTF-8), WS_ERR_INVALID_STATE.
  */
 WS_EXTERN int ws_conn_close(ws_conn *conn, uint16_t code, const void *reason,
                             size_t reasonlen);
@@ -595,6 +626,7 @@ typedef enum ws_state {
   WS_STATE_FAILED          /* failed: error, EOF, timeout, rejected */
 } ws_state;
 
+/* The state; WS_STATE_FAILED for a NULL |conn|. */
 WS_EXTERN ws_state ws_conn_state(const ws_conn *conn);
 
 /* 1 if the caller should read: not failed/closed and the output queue is

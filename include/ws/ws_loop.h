@@ -92,16 +92,12 @@ typedef struct ws_loop_close_info {
   const char *transport_error;
 } ws_loop_close_info;
 
-/* A plain HTTP request (not an Upgrade) on a listener, for on_http. All
- * slices borrow the connection's buffer, valid during the call only. */
-typedef struct ws_loop_http_request {
-  ws_slice method;
-  ws_slice target; /* as sent */
-  ws_slice path;   /* target up to '?' */
-  ws_slice query;  /* after '?', without it */
-  const ws_header *headers;
-  size_t nheaders;
-} ws_loop_http_request;
+/* A plain HTTP request (not an Upgrade) on a listener, for on_http: the
+ * core's parsed request (method, target, path, query, host, headers,
+ * version; see ws_request in <ws/ws.h>), parsed by the same parser and
+ * under the same limits as an opening handshake. All slices borrow the
+ * connection's buffer, valid during the call only. */
+typedef ws_request ws_loop_http_request;
 
 typedef struct ws_loop_callbacks {
   /* Server: an Upgrade request. Answer with ws_loop_accept() or
@@ -110,17 +106,21 @@ typedef struct ws_loop_callbacks {
    * every request is accepted. |req| is valid until answered. */
   int (*on_request)(ws_loop_conn *conn, void *user_data,
                     const ws_request *req);
-  /* Server: a request without "Upgrade: websocket". Answer with
-   * ws_loop_http_respond() (else 404); the connection then closes. If
-   * NULL, such requests go to the core, which answers 400 or 426. Not
-   * followed by on_close. */
+  /* Server: a request without "Upgrade: websocket" (any method), parsed
+   * by the core (WS_CFG_HTTP is set on the listener's connections when
+   * this callback is): malformed or oversized heads never get here, they
+   * are answered 400 or 431 at once. Answer with ws_loop_http_respond()
+   * (else 404; during a shutdown the loop answers 503 itself); the
+   * connection then closes. If NULL, such requests are refused with 400.
+   * Not followed by on_close. */
   int (*on_http)(ws_loop_conn *conn, void *user_data,
                  const ws_loop_http_request *req);
   /* The WebSocket is open (both roles). */
   int (*on_open)(ws_loop_conn *conn, void *user_data);
-  /* Text or binary data: |ev| is the core's WS_EV_TEXT/WS_EV_BINARY event
-   * (whole messages with WS_DELIVER_MESSAGE, chunks with WS_DELIVER_STREAM;
-   * see ws_event.flags). |ev->data| is borrowed for the call (or until
+  /* Text or binary data: |ev| is the core's WS_EV_TEXT/WS_EV_BINARY event:
+   * a whole message with WS_DELIVER_MESSAGE (the loop's default when a
+   * listener or a connect has no config), chunks as they arrive with
+   * WS_DELIVER_STREAM (see ws_event.flags: WS_EVF_FIRST, WS_EVF_FINAL). |ev->data| is borrowed for the call (or until
    * the event is delivered again, after WS_LOOP_PAUSE). */
   int (*on_message)(ws_loop_conn *conn, void *user_data, const ws_event *ev);
   /* A ping or pong arrived (WS_EV_PING / WS_EV_PONG); pongs to pings are
@@ -229,7 +229,8 @@ typedef struct ws_loop_listen_params {
   int backlog;       /* 0: SOMAXCONN */
   uint32_t flags;    /* WS_LOOP_REUSEPORT, WS_LOOP_V6ONLY */
   const ws_config *config; /* server config of each connection (copied);
-                              NULL: ws_config_default() */
+                              NULL: ws_config_default() with
+                              WS_DELIVER_MESSAGE */
   void *user_data;   /* initial user data of each accepted connection */
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid as long as the
@@ -253,8 +254,9 @@ typedef struct ws_loop_connect_params {
   /* The opening request: path, origin, subprotocols, headers. Its |host|
    * and |port| default to the ones above (port omitted when 80). */
   ws_client_params request;
-  const ws_config *config; /* client config (copied); NULL: defaults. A
-                              NULL |rand| gets the system's random source */
+  const ws_config *config; /* client config (copied); NULL: defaults, with
+                              WS_DELIVER_MESSAGE. A NULL |rand| gets the
+                              system's random source */
   void *user_data;         /* the connection's user data */
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid until on_close
@@ -333,11 +335,11 @@ WS_LOOP_EXTERN int ws_loop_reject(ws_loop_conn *conn, int status,
                                   const ws_kv *headers, size_t nheaders,
                                   const void *body, size_t bodylen);
 
-/* Server: answers an on_http request with |status| (100..599), extra
- * |headers| (a Content-Type, say) and |body| (copied); Content-Length and
- * "Connection: close" are added. Returns 0, WS_ERR_INVALID_STATE (not an
- * HTTP request or answered already), WS_ERR_INVALID_ARGUMENT, or
- * WS_ERR_NOMEM. */
+/* Server: answers an on_http request with |status| (200..599), extra
+ * |headers| (a Content-Type, say) and |body| (copied): ws_conn_respond(),
+ * which adds Content-Length and "Connection: close" and sends no body to
+ * HEAD. Returns 0, WS_ERR_INVALID_STATE (not an HTTP request or answered
+ * already), WS_ERR_INVALID_ARGUMENT, or WS_ERR_NOMEM. */
 WS_LOOP_EXTERN int ws_loop_http_respond(ws_loop_conn *conn, int status,
                                         const ws_kv *headers, size_t nheaders,
                                         const void *body, size_t bodylen);

@@ -8,7 +8,8 @@
  * a partial write; ws_tls_write() holds plaintext back instead once
  * SEND_HIGH bytes wait for the socket.
  */
-#define _POSIX_C_SOURCE 200809L
+/* A feature-test macro: POSIX has the application define it. */
+#define _POSIX_C_SOURCE 200809L /* NOLINT(bugprone-reserved-identifier,cert-dcl37-c,cert-dcl51-cpp) */
 #include <ws/ws_mbedtls.h>
 
 #include <arpa/inet.h>
@@ -78,7 +79,7 @@ static void set_err(char *dst, size_t cap, const char *what, int mret) {
   char reason[128] = "";
   if (!dst || cap == 0) return;
   if (mret) mbedtls_strerror(mret, reason, sizeof(reason));
-  snprintf(dst, cap, "%s%s%s", what, mret ? ": " : "", reason);
+  (void)snprintf(dst, cap, "%s%s%s", what, mret ? ": " : "", reason);
 }
 
 const char *ws_tls_strerror(int err) {
@@ -217,12 +218,12 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
    * the rest is used. Only nothing at all is an error. */
   if (p->ca_file &&
       (rv = ca_result(c, mbedtls_x509_crt_parse_file(&c->ca, p->ca_file)))) {
-    snprintf(what, sizeof(what), "CA file %s", p->ca_file);
+    (void)snprintf(what, sizeof(what), "CA file %s", p->ca_file);
     SETUP_FAIL(what, rv);
   }
   if (p->ca_path &&
       (rv = ca_result(c, mbedtls_x509_crt_parse_path(&c->ca, p->ca_path)))) {
-    snprintf(what, sizeof(what), "CA directory %s", p->ca_path);
+    (void)snprintf(what, sizeof(what), "CA directory %s", p->ca_path);
     SETUP_FAIL(what, rv);
   }
   if (p->ca_pem &&
@@ -230,7 +231,7 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
     SETUP_FAIL("CA PEM", rv);
   if (p->cert_file &&
       (rv = mbedtls_x509_crt_parse_file(&c->cert, p->cert_file))) {
-    snprintf(what, sizeof(what), "certificate file %s", p->cert_file);
+    (void)snprintf(what, sizeof(what), "certificate file %s", p->cert_file);
     SETUP_FAIL(what, rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
   }
   if (p->cert_pem &&
@@ -238,7 +239,7 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
     SETUP_FAIL("certificate PEM",
                rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
   if (p->key_file && (rv = parse_key_file(c, p->key_file, p->key_password))) {
-    snprintf(what, sizeof(what), "key file %s", p->key_file);
+    (void)snprintf(what, sizeof(what), "key file %s", p->key_file);
     SETUP_FAIL(what, rv);
   }
   if (p->key_pem &&
@@ -426,7 +427,7 @@ void ws_tls_send_ack(ws_tls *t, size_t n) {
   t->spos += n;
   if (t->spos == t->slen) {
     t->spos = t->slen = 0;
-    if (t->scap > 4 * SEND_HIGH) { /* give back what a burst took */
+    if (t->scap > (size_t)4 * SEND_HIGH) { /* give back what a burst took */
       free(t->sbuf);
       t->sbuf = NULL;
       t->scap = 0;
@@ -444,16 +445,16 @@ static int fail(ws_tls *t, int code, int mret) {
     char *nl = strchr(info, '\n');
     if (nl) *nl = 0; /* the first reason is the one to show */
     if (flags & MBEDTLS_X509_BADCERT_CN_MISMATCH) /* say which name */
-      snprintf(t->err, sizeof(t->err),
+      (void)snprintf(t->err, sizeof(t->err),
                "certificate verification failed: %s (the name checked was "
                "\"%s\")",
                info, t->name);
     else
-      snprintf(t->err, sizeof(t->err), "certificate verification failed: %s",
+      (void)snprintf(t->err, sizeof(t->err), "certificate verification failed: %s",
                info[0] ? info : "unknown reason");
     code = WS_TLS_ERR_VERIFY;
   } else if (code == WS_TLS_ERR_HANDSHAKE && mret == 0) {
-    snprintf(t->err, sizeof(t->err),
+    (void)snprintf(t->err, sizeof(t->err),
              "connection closed during the TLS handshake");
   } else {
     set_err(t->err, sizeof(t->err),

@@ -234,10 +234,16 @@ def main():
                 "wscat --insecure warns on stderr", err)
         ws.stop()
 
-        # ---- 4. plaintext and silent clients on the TLS port
-        es = Proc([echo, "--port", "0", "--handshake-timeout", "1000"] + srv)
+        # ---- 4. plaintext and silent clients on the TLS port. Two servers:
+        # one with the default 10 s handshake timeout, where "at once" has
+        # seconds of margin on a loaded machine, and one with 1 s for the
+        # silent client (checked with wide margins on both sides).
+        es = Proc([echo, "--port", "0"] + srv)
         procs.append(es)
         port = port_of(es, "echo-server")
+        es1 = Proc([echo, "--port", "0", "--handshake-timeout", "1000"] + srv)
+        procs.append(es1)
+        port1 = port_of(es1, "echo-server")
         w = Proc([wscat, "--ca", ca, "wss://localhost:%d/" % port], stdin=True)
         procs.append(w)
         w.send("before\n")
@@ -248,7 +254,7 @@ def main():
                   b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                   b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         t0, got, end = time.monotonic(), b"", "EOF"
-        s.settimeout(3)
+        s.settimeout(8)
         try:
             while True:
                 b = s.recv(4096)
@@ -258,33 +264,36 @@ def main():
         except (ConnectionResetError, socket.timeout) as e:
             end = type(e).__name__
         dt = time.monotonic() - t0
-        t.check(dt < 1.0 and end != "TimeoutError" and not got.startswith(b"HTTP"),
+        t.check(dt < 5.0 and end != "TimeoutError" and not got.startswith(b"HTTP"),
                 "a plaintext client on the TLS port is dropped at once "
                 "(%.0f ms, %s after %d bytes)" % (dt * 1000, end, len(got)),
                 "%.2f s, %s, %r" % (dt, end, got[:80]))
         s.close()
-        silent = socket.create_connection(("127.0.0.1", port), 5)
-        silent.settimeout(5)
+        silent = socket.create_connection(("127.0.0.1", port1), 5)
+        silent.settimeout(20)
         t0 = time.monotonic()
         w.send("during\n")
-        t.check(w.wait_line(lambda l: True, 5) == "during",
+        t.check(w.wait_line(lambda l: True, 20) == "during",
                 "served while a silent client waits")
         try:
             end = silent.recv(1)
         except (ConnectionResetError, socket.timeout) as e:
             end = type(e).__name__
         dt = time.monotonic() - t0
-        t.check(end == b"" and 0.5 < dt < 3.0,
+        t.check(end == b"" and 0.9 < dt < 15.0,
                 "a silent client is dropped after the handshake timeout "
                 "(%.1f s)" % dt, "%r after %.1f s" % (end, dt))
         silent.close()
         w.send("after\n")
-        t.check(w.wait_line(lambda l: True, 5) == "after",
+        t.check(w.wait_line(lambda l: True, 20) == "after",
                 "the wss client is still served")
         w.close_stdin()
         t.check(w.wait(10) == 0, "and closes cleanly")
 
-        # ---- 5. TLS records one byte at a time, both directions
+        es1.stop()
+        # ---- 5. TLS records one byte at a time, both directions, to the
+        # server with the default handshake timeout: ~1,850 bytes relayed
+        # one by one take seconds on a loaded machine.
         r = Relay(port)
         c = Proc(peer + ["client", "--url", "wss://localhost:%d/" % r.lport,
                          "--ca", ca, "--expect-deflate", "--small"])

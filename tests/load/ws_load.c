@@ -4,7 +4,7 @@
  *   ws_load --server PATH [--conns 5000] [--msgs 100] [--window 4]
  *           [--no-faults] [--threads N]
  *
- * Starts the server (--port 0 --handshake-timeout 1000), opens --conns
+ * Starts the server (--port 0 --handshake-timeout 3000), opens --conns
  * client connections with the epoll loop (at most 256 connecting at a
  * time) and keeps them all open; measures the server's RSS per open
  * connection; then every connection echoes --msgs messages of mixed sizes
@@ -314,11 +314,14 @@ static void *fault_thread(void *arg) {
   for (int i = 0; i < STALL; i++)
     if (stall[i] >= 0) close(stall[i]);
 
-  /* The half handshakes must have been dropped by now (timeout 1 s). */
+  /* The half handshakes are dropped at the 3 s timeout; on a loaded
+   * machine that can take a while longer, so wait up to 20 s. Well-behaved
+   * clients have the same 3 s for their handshake: plenty even with CPU
+   * hogs beside the test. */
   for (int i = 0; i < HALF; i++) {
     if (half[i] < 0) continue;
     struct pollfd p = {half[i], POLLIN, 0};
-    double left = 3.0 - (now_s() - t0);
+    double left = 20.0 - (now_s() - t0);
     if (poll(&p, 1, left > 0 ? (int)(left * 1000) : 0) == 1) {
       char b[64];
       ssize_t n = read(half[i], b, sizeof(b));
@@ -342,7 +345,7 @@ static pid_t spawn_server(const char *path, int threads, uint16_t *pport) {
   char th[16];
   snprintf(th, sizeof(th), "%d", threads);
   char a0[256], a1[] = "--port", a2[] = "0", a3[] = "--handshake-timeout",
-       a4[] = "1000", a5[] = "--threads";
+       a4[] = "3000", a5[] = "--threads";
   snprintf(a0, sizeof(a0), "%s", path);
   char *argv[] = {a0, a1, a2, a3, a4, a5, th, NULL};
   pid_t pid;
@@ -457,7 +460,7 @@ int main(int argc, char **argv) {
     printf("  %d of %d unfinished handshakes dropped within %.1f s\n",
            fr.half_dropped, fr.half, fr.drop_secs);
     result(fr.half_dropped == fr.half && fr.half == 100,
-           "unfinished handshakes dropped by the 1 s timeout");
+           "unfinished handshakes dropped by the 3 s timeout");
   }
   result(kill(server, 0) == 0, "server still up");
   kill(server, SIGTERM);

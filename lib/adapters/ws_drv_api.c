@@ -1,0 +1,123 @@
+/*
+ * What the application calls on a connection of the loop (loop thread):
+ * answering requests, sending, closing, pausing, and the queries.
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_drv.h"
+
+#include <string.h>
+
+int ws_loop_accept(ws_loop_conn *c, const ws_accept_params *params) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_accept(c->ws, params);
+  if (rv == 0) {
+    conn_mark_dirty(c);
+    if (c->flags & F_PAUSED) conn_mark_again(c); /* the open event waits */
+  }
+  return rv;
+}
+
+int ws_loop_reject(ws_loop_conn *c, int status, const ws_kv *headers,
+                   size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_reject(c->ws, status, headers, nheaders, body, bodylen);
+  if (rv == 0) {
+    c->end_err = WS_ERR_REJECTED;
+    c->http_status = (uint16_t)status;
+    conn_mark_dirty(c);
+    if (c->flags & F_PAUSED) conn_mark_again(c);
+  }
+  return rv;
+}
+
+int ws_loop_http_respond(ws_loop_conn *c, int status, const ws_kv *headers,
+                         size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_respond(c->ws, status, headers, nheaders, body, bodylen);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
+int ws_loop_send(ws_loop_conn *c, ws_opcode opcode, const void *data,
+                 size_t len, uint32_t flags) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_send(c->ws, opcode, data, len, flags);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
+int ws_loop_ping(ws_loop_conn *c, const void *data, size_t len) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_ping(c->ws, data, len);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
+int ws_loop_close(ws_loop_conn *c, uint16_t code, const void *reason,
+                  size_t reasonlen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_close(c->ws, code, reason, reasonlen);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
+int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
+                      size_t len, const ws_loop_conn *except,
+                      size_t *pnsent) {
+  size_t n = 0;
+  if (pnsent) *pnsent = 0;
+  if (!l || (len && !data) || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY))
+    return WS_ERR_INVALID_ARGUMENT;
+  for (uint32_t i = 0; i < l->nslots; i++) {
+    ws_loop_conn *c = l->slots[i];
+    if (!c || c == except || c->state != C_WS ||
+        ws_conn_state(c->ws) != WS_STATE_OPEN)
+      continue;
+    if (ws_conn_send(c->ws, opcode, data, len, 0) == 0) {
+      conn_mark_dirty(c);
+      n++;
+    }
+  }
+  if (pnsent) *pnsent = n;
+  return 0;
+}
+
+void ws_loop_resume(ws_loop_conn *c) {
+  if (!c || c->state == C_DEAD || !(c->flags & F_PAUSED)) return;
+  c->flags |= F_RESUME;
+  conn_mark_again(c);
+}
+
+uint64_t ws_loop_conn_id(const ws_loop_conn *c) { return c ? c->id : 0; }
+
+ws_loop *ws_loop_conn_loop(const ws_loop_conn *c) {
+  return c ? c->loop : NULL;
+}
+
+void *ws_loop_conn_user_data(const ws_loop_conn *c) {
+  return c ? c->user_data : NULL;
+}
+
+void ws_loop_conn_set_user_data(ws_loop_conn *c, void *ud) {
+  if (c) c->user_data = ud;
+}
+
+ws_conn *ws_loop_conn_ws(const ws_loop_conn *c) { return c ? c->ws : NULL; }
+
+size_t ws_loop_conn_pending(const ws_loop_conn *c) {
+  return c ? conn_pending(c) : 0;
+}
+
+void ws_loop_conn_peer(const ws_loop_conn *c, char *buf, size_t buflen) {
+  if (!buf || buflen == 0) return;
+  buf[0] = 0;
+  if (!c || c->fd < 0) return;
+  const ws_drv_sys *sys = &c->loop->sys;
+  if (sys->peer(sys->self, c->fd, buf, buflen) != 0) buf[0] = 0;
+}

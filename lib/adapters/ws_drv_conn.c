@@ -1,0 +1,727 @@
+/*
+ * A connection of the loop: the core's events to the callbacks, socket
+ * bytes to the core and back through the transport, backpressure, pauses,
+ * and the end of the transport.
+ * SPDX-License-Identifier: MIT
+ *
+ * Socket bytes and core bytes meet in exactly two places,
+ * conn_read_round (transport read -> core feed) and conn_flush (core
+ * out_peek -> transport write): the seam where a TLS transport slots in.
+ */
+#include "ws_drv.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* ---- bookkeeping ----------------------------------------------------------- */
+
+conn_aux *conn_aux_get(ws_loop_conn *c) {
+  if (!c->aux) {
+    c->aux = drv_malloc(c->loop, sizeof(conn_aux));
+    if (c->aux) memset(c->aux, 0, sizeof(conn_aux));
+  }
+  return c->aux;
+}
+
+void post_free(ws_loop *l, post *p) {
+  atomic_fetch_sub(&l->post_bytes, p->len);
+  drv_free(l, p);
+}
+
+static void aux_free(ws_loop_conn *c) {
+  conn_aux *a = c->aux;
+  if (!a) return;
+  ws_loop *l = c->loop;
+  drv_free(l, a->rbuf);
+  if (a->ai_all) l->sys.free_addrs(l->sys.self, a->ai_all);
+  drv_free(l, a->server_name);
+  while (a->def_head) {
+    post *p = a->def_head;
+    a->def_head = p->next;
+    post_free(l, p);
+  }
+  drv_free(l, a);
+  c->aux = NULL;
+}
+
+static int has_retained(const ws_loop_conn *c) {
+  return c->aux && c->aux->rpos < c->aux->rlen;
+}
+
+void conn_mark_dirty(ws_loop_conn *c) {
+  if (c->flags & (F_DIRTY | F_GRAVE)) return;
+  c->flags |= F_DIRTY;
+  c->next_dirty = c->loop->dirty;
+  c->loop->dirty = c;
+}
+
+void conn_mark_again(ws_loop_conn *c) {
+  if (c->flags & (F_AGAIN | F_GRAVE)) return;
+  c->flags |= F_AGAIN;
+  c->next_again = c->loop->again;
+  c->loop->again = c;
+}
+
+ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
+  uint32_t slot = (uint32_t)(id & 0xffffffffu);
+  if (slot == 0 || slot > l->nslots) return NULL;
+  ws_loop_conn *c = l->slots[slot - 1];
+  return c && c->id == id ? c : NULL;
+}
+
+static int slot_grow(ws_loop *l) {
+  uint32_t cap = l->slotcap ? l->slotcap * 2 : 64;
+  /* an array of pointers: sizeof a pointer is meant */
+  ws_loop_conn **ns = drv_realloc(l, l->slots, cap * sizeof(*ns)); /* NOLINT(bugprone-sizeof-expression) */
+  if (!ns) return -1;
+  l->slots = ns;
+  uint32_t *ng = drv_realloc(l, l->gens, cap * sizeof(*ng));
+  if (!ng) return -1;
+  l->gens = ng;
+  uint32_t *nf = drv_realloc(l, l->free_slots, cap * sizeof(*nf));
+  if (!nf) return -1;
+  l->free_slots = nf;
+  l->slotcap = cap;
+  return 0;
+}
+
+/* Gives |c| a slot and an id that is never reused: the slot's generation
+ * in the high 32 bits, the slot + 1 in the low ones. */
+static int slot_take(ws_loop *l, ws_loop_conn *c) {
+  uint32_t s;
+  if (l->nfree) {
+    s = l->free_slots[--l->nfree];
+  } else {
+    if (l->nslots == l->slotcap && slot_grow(l) != 0) return -1;
+    s = l->nslots++;
+    l->gens[s] = 0;
+  }
+  l->slots[s] = c;
+  l->gens[s]++;
+  c->slot = s;
+  c->id = (uint64_t)l->gens[s] << 32 | (uint64_t)(s + 1);
+  return 0;
+}
+
+static void slot_release(ws_loop *l, ws_loop_conn *c) {
+  if (c->slot == UINT32_MAX) return;
+  l->slots[c->slot] = NULL;
+  l->free_slots[l->nfree++] = c->slot;
+  c->slot = UINT32_MAX;
+}
+
+ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
+                       const ws_loop_transport *tp, void *ud) {
+  ws_loop_conn *c = drv_malloc(l, sizeof(*c));
+  if (!c) return NULL;
+  memset(c, 0, sizeof(*c));
+  c->h.kind = H_CONN;
+  c->fd = fd;
+  c->role = (uint8_t)role;
+  c->state = C_WS;
+  c->heap_idx = UINT32_MAX;
+  c->slot = UINT32_MAX;
+  c->deadline = NO_DEADLINE;
+  c->loop = l;
+  c->user_data = ud;
+  c->tp = tp ? tp : &l->plain;
+  if (ws_conn_new(&c->ws, cfg, &l->mem) != 0 || slot_take(l, c) != 0) {
+    ws_conn_del(c->ws);
+    drv_free(l, c);
+    return NULL;
+  }
+  l->nconns++;
+  /* The handshake timer starts now: the clock is read for it. */
+  ws_conn_tick(c->ws, drv_clock(l));
+  return c;
+}
+
+/* The transport's description of its failure, or NULL. */
+static const char *tp_error_text(const ws_loop_conn *c) {
+  const char *s =
+      c->io_err && c->tp->error && c->tctx ? c->tp->error(c->tctx) : NULL;
+  return s && *s ? s : NULL;
+}
+
+static size_t tp_pending(const ws_loop_conn *c) {
+  return c->tp->pending && c->tctx ? c->tp->pending(c->tctx) : 0;
+}
+
+/* Notes that a transport call failed with |rv| (WS_LOOP_ERR_IO: errno
+ * says why; any other negative code is the transport's own) and returns
+ * the code to report. The first failure is the one kept. */
+static int tp_fail(ws_loop_conn *c, int rv) {
+  int e = errno;
+  if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
+  if (!c->io_err) {
+    c->io_err = rv;
+    c->sys_errno = rv == WS_LOOP_ERR_IO ? (e ? e : EIO) : 0;
+  }
+  return c->io_err;
+}
+
+static void call_on_close(ws_loop_conn *c, ws_loop_close_info *info) {
+  ws_loop *l = c->loop;
+  c->flags |= F_CLOSED_CB;
+  if (l->cfg.callbacks.on_close)
+    drv_note_rv(l, l->cfg.callbacks.on_close(c, c->user_data, info));
+}
+
+void conn_destroy(ws_loop_conn *c, int err) {
+  ws_loop *l = c->loop;
+  if (c->state == C_DEAD) return;
+  if ((c->flags & (F_KNOWN | F_CLOSED_CB)) == F_KNOWN) {
+    ws_loop_close_info info;
+    memset(&info, 0, sizeof(info));
+    info.code = 1006;
+    info.sent_code = ws_conn_close_code(c->ws);
+    info.error = c->end_err ? c->end_err : err;
+    info.sys_errno = c->sys_errno;
+    info.http_status = c->http_status;
+    info.transport_error = tp_error_text(c);
+    call_on_close(c, &info);
+  }
+  c->state = C_DEAD;
+  if (c->flags & F_REG) l->poller.remove(l->poller.self, c->fd);
+  c->flags &= ~F_REG;
+  if (c->tctx && c->tp->detach) c->tp->detach(c->tctx);
+  c->tctx = NULL;
+  if (c->fd >= 0) l->sys.close(l->sys.self, c->fd);
+  c->fd = -1;
+  heap_remove(l, c);
+  slot_release(l, c);
+  l->nconns--;
+  c->flags |= F_GRAVE;
+  c->next_grave = l->grave;
+  l->grave = c;
+}
+
+void conn_free_memory(ws_loop_conn *c) {
+  ws_conn_del(c->ws);
+  aux_free(c);
+  drv_free(c->loop, c);
+}
+
+size_t conn_pending(const ws_loop_conn *c) {
+  return ws_conn_out_pending(c->ws) + tp_pending(c);
+}
+
+/* ---- events -> callbacks ------------------------------------------------- */
+
+static const char *sd_reason(uint16_t code) {
+  return code == 1012 ? "service restart" : "going away";
+}
+
+void conn_shutdown_close(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  if (c->state != C_WS || ws_conn_state(c->ws) != WS_STATE_OPEN) return;
+  const char *r = sd_reason(l->sd_code);
+  ws_conn_close(c->ws, l->sd_code, r, strlen(r));
+  conn_mark_dirty(c);
+}
+
+static const ws_kv retry_after[] = {{"Retry-After", "5"}};
+
+static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
+  ws_loop *l = c->loop;
+  int rv = 0;
+  if (l->draining) {
+    ws_conn_reject(c->ws, 503, retry_after, 1, NULL, 0);
+    return 0;
+  }
+  c->flags |= F_KNOWN;
+  if (l->cfg.callbacks.on_request)
+    rv = l->cfg.callbacks.on_request(c, c->user_data, ev->request);
+  if (rv == WS_LOOP_PAUSE && ws_conn_state(c->ws) == WS_STATE_CONNECTING)
+    return WS_LOOP_PAUSE;
+  if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
+      ws_conn_accept(c->ws, NULL) != 0)
+    ws_conn_reject(c->ws, 500, NULL, 0, NULL, 0);
+  return rv == WS_LOOP_PAUSE ? 0 : rv;
+}
+
+/* A plain HTTP request (WS_CFG_HTTP, set when on_http is). */
+static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
+  ws_loop *l = c->loop;
+  static const ws_kv text[] = {{"Content-Type", "text/plain"}};
+  int rv = 0;
+  if (l->draining) { /* a load balancer's health check sees it */
+    ws_conn_respond(c->ws, 503, retry_after, 1, NULL, 0);
+    return 0;
+  }
+  if (l->cfg.callbacks.on_http)
+    rv = l->cfg.callbacks.on_http(c, c->user_data, ev->request);
+  if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
+      ws_conn_respond(c->ws, 404, text, 1, "not found\n", 10) != 0)
+    ws_conn_respond(c->ws, 404, NULL, 0, NULL, 0);
+  return rv == WS_LOOP_PAUSE ? 0 : rv;
+}
+
+static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
+  ws_loop_close_info info;
+  if (!(c->flags & F_KNOWN)) return;
+  memset(&info, 0, sizeof(info));
+  info.sent_code = ws_conn_close_code(c->ws); /* only what was sent */
+  if (ev->type == WS_EV_CLOSE) {
+    info.code = ev->close_code;
+    info.reason = ev->data;
+  } else {
+    info.code = 1006;
+    info.error = ev->error;
+    if (ev->error == WS_ERR_EOF && c->io_err) info.error = c->io_err;
+    info.sys_errno = c->sys_errno;
+    info.transport_error = tp_error_text(c);
+    if (ev->response) {
+      info.response = ev->response;
+      info.http_status = ev->response->status;
+    }
+  }
+  call_on_close(c, &info);
+}
+
+/* Hands one core event to the application. Returns WS_LOOP_PAUSE if the
+ * event must be kept, else 0. */
+static int dispatch(ws_loop_conn *c, const ws_event *ev) {
+  ws_loop *l = c->loop;
+  const ws_loop_callbacks *cb = &l->cfg.callbacks;
+  int rv = 0;
+  if (c->flags & F_CLOSED_CB) return 0;
+  switch (ev->type) {
+  case WS_EV_REQUEST: rv = dispatch_request(c, ev); break;
+  case WS_EV_HTTP: rv = dispatch_http(c, ev); break;
+  case WS_EV_OPEN:
+    c->flags |= F_KNOWN;
+    if (cb->on_open) rv = cb->on_open(c, c->user_data);
+    if (l->draining) conn_shutdown_close(c);
+    break;
+  case WS_EV_TEXT:
+  case WS_EV_BINARY:
+    if (cb->on_message) rv = cb->on_message(c, c->user_data, ev);
+    break;
+  case WS_EV_PING:
+  case WS_EV_PONG:
+    if (cb->on_control) rv = cb->on_control(c, c->user_data, ev);
+    break;
+  case WS_EV_CLOSE:
+  case WS_EV_ERROR: dispatch_end(c, ev); return 0;
+  default: break;
+  }
+  conn_mark_dirty(c);
+  if (rv == WS_LOOP_PAUSE) return WS_LOOP_PAUSE;
+  drv_note_rv(l, rv);
+  return 0;
+}
+
+/* Keeps |ev| for later. */
+static int keep_event(ws_loop_conn *c, const ws_event *ev) {
+  conn_aux *a = conn_aux_get(c);
+  if (!a) return -1;
+  a->ev = *ev;
+  c->flags |= F_PAUSED;
+  if (conn_pending(c) > 0)
+    c->flags |= F_PAUSED_AUTO;
+  else
+    c->flags &= ~F_PAUSED_AUTO;
+  return 0;
+}
+
+int conn_pull_events(ws_loop_conn *c) {
+  ws_event ev;
+  while (c->state == C_WS && !(c->flags & F_PAUSED)) {
+    if (ws_conn_next_event(c->ws, &ev) != 0) return 0;
+    if (dispatch(c, &ev) == WS_LOOP_PAUSE) {
+      if (keep_event(c, &ev) != 0) {
+        ws_conn_close(c->ws, 1011, NULL, 0);
+        continue;
+      }
+      return 1;
+    }
+  }
+  return (c->flags & F_PAUSED) != 0;
+}
+
+/* ---- input ----------------------------------------------------------------- */
+
+/* Keeps the unfed input |buf[pos..len)| (and, if an event is kept, the
+ * bytes its data may point to, from |fstart|) in the connection. */
+static int retain(ws_loop_conn *c, uint8_t *buf, size_t fstart, size_t pos,
+                  size_t len, int priv) {
+  conn_aux *a = conn_aux_get(c);
+  if (!a) return -1;
+  if (priv) {
+    a->rpos = pos;
+    a->rlen = len;
+    return 0;
+  }
+  size_t from = (c->flags & F_PAUSED) ? fstart : pos;
+  size_t n = len - from;
+  if (n > a->rcap) {
+    uint8_t *nb = drv_realloc(c->loop, a->rbuf, n);
+    if (!nb) return -1;
+    a->rbuf = nb;
+    a->rcap = n;
+  }
+  if (n) memcpy(a->rbuf, buf + from, n);
+  if (c->flags & F_PAUSED) {
+    /* The kept event's data may point into |buf|: move it along. */
+    const uint8_t *b = a->ev.data.base;
+    if (b && b >= buf + from && b <= buf + len)
+      a->ev.data.base = a->rbuf + (b - (buf + from));
+  }
+  a->rpos = pos - from;
+  a->rlen = n;
+  return 0;
+}
+
+static void retained_done(ws_loop_conn *c) {
+  conn_aux *a = c->aux;
+  if (!a) return;
+  a->rpos = a->rlen = 0;
+  if (a->rcap > c->loop->cfg.read_size) { /* do not keep a big buffer */
+    drv_free(c->loop, a->rbuf);
+    a->rbuf = NULL;
+    a->rcap = 0;
+  }
+}
+
+/* Feeds |buf[pos..len)| to the core and dispatches the events, until it is
+ * used up, or the connection pauses or congests (the rest is retained).
+ * |priv|: |buf| is the connection's own retained buffer. */
+static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
+                          size_t len, int priv) {
+  size_t fstart = pos;
+  int stuck = 0;
+  for (;;) {
+    int paused = conn_pull_events(c);
+    if (c->state != C_WS) return;
+    if (paused || ((c->flags & F_CONGESTED) && pos < len)) {
+      if (retain(c, buf, fstart, pos, len, priv) != 0) {
+        /* Out of memory: give the connection up. */
+        c->flags &= ~F_PAUSED;
+        ws_conn_close(c->ws, 1011, NULL, 0);
+        if (priv) retained_done(c);
+      }
+      return;
+    }
+    if (pos >= len) {
+      if (priv) retained_done(c);
+      return;
+    }
+    size_t n = 0;
+    fstart = pos;
+    int rv = ws_conn_feed(c->ws, buf + pos, len - pos, &n);
+    pos += n;
+    if (rv < 0 && rv != WS_ERR_WOULDBLOCK) pos = len; /* the rest is moot */
+    /* Nothing taken twice in a row with no event between: give up on the
+     * rest rather than spin (the core refuses it for good). */
+    stuck = n ? 0 : stuck + 1;
+    if (stuck > 2) pos = len;
+  }
+}
+
+void conn_tick(ws_loop_conn *c) {
+  if (c->state != C_WS && c->state != C_CONNECTING) return;
+  if (c->flags & F_PAUSED) return; /* a tick would release its storage */
+  ws_conn_tick(c->ws, drv_clock(c->loop));
+  if (c->state == C_WS)
+    conn_pull_events(c);
+  else if (ws_conn_state(c->ws) == WS_STATE_FAILED)
+    conn_destroy(c, WS_ERR_TIMEOUT); /* the TCP connect took too long */
+}
+
+static int conn_flush(ws_loop_conn *c);
+
+/* The transport is gone: ended (|err| 0) or failed (|err| from
+ * tp_fail()). Reports it and ends the connection. */
+static void conn_lost(ws_loop_conn *c, int err) {
+  if (c->state == C_DEAD) return;
+  if (c->state == C_WS) {
+    c->flags &= ~(F_PAUSED | F_PAUSED_AUTO); /* a kept event is moot */
+    ws_conn_feed_eof(c->ws);
+    conn_pull_events(c);
+    if (!err) conn_flush(c); /* a close reply, best effort */
+  }
+  conn_destroy(c, err ? err : WS_ERR_EOF);
+}
+
+static int can_read(const ws_loop_conn *c) {
+  switch (c->state) {
+  case C_LINGER: return 1;
+  case C_WS:
+    return !(c->flags & (F_PAUSED | F_CONGESTED)) && !has_retained(c) &&
+           ws_conn_want_read(c->ws);
+  default: return 0;
+  }
+}
+
+/* Reads and processes up to READ_BUDGET buffers. */
+static void conn_read_round(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  int i, got = 0;
+  for (i = 0; i < READ_BUDGET && can_read(c); i++) {
+    size_t n = 0;
+    errno = 0;
+    int rv = c->tp->read(c->tctx, c->fd, l->rbuf, l->cfg.read_size, &n);
+    if (rv == WS_ERR_WOULDBLOCK) break;
+    if (rv == WS_ERR_EOF) {
+      conn_lost(c, 0);
+      return;
+    }
+    if (rv < 0 || n == 0 || n > l->cfg.read_size) {
+      /* n out of range: the transport broke its contract */
+      conn_lost(c, tp_fail(c, rv < 0 ? rv : WS_ERR_INTERNAL));
+      return;
+    }
+    got = 1;
+    if (c->state == C_WS) process_input(c, l->rbuf, 0, n, 0);
+    /* C_LINGER: the bytes are dropped */
+    /* Plain TCP: a read shorter than asked emptied the socket, so asking
+     * again would only get EAGAIN; readiness reports what comes next.
+     * (A transport may hold bytes that no readiness announces: those are
+     * read until WS_ERR_WOULDBLOCK.) */
+    if (c->tp == &l->plain && n < l->cfg.read_size) break;
+  }
+  if (got && c->state == C_WS) conn_tick(c);
+  if (i == READ_BUDGET && can_read(c)) conn_mark_again(c);
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+/* Writes what is pending. Returns 0, or the failure from tp_fail(). */
+static int conn_flush(ws_loop_conn *c) {
+  for (;;) {
+    ws_iovec iov[2];
+    size_t w = 0, n = ws_conn_out_peek(c->ws, iov, 2);
+    if (n == 0 && tp_pending(c) == 0) return 0;
+    errno = 0;
+    int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
+    if (w) {
+      c->stall_since = drv_clock(c->loop);
+      ws_conn_out_consume(c->ws, w);
+    }
+    if (rv == WS_ERR_WOULDBLOCK) return 0;
+    if (rv < 0) return tp_fail(c, rv);
+    if (w == 0) return 0; /* nothing taken and no error: wait */
+  }
+}
+
+/* Retries posted sends that were waiting for queue room. */
+static void retry_deferred(ws_loop_conn *c) {
+  conn_aux *a = c->aux;
+  while (a && a->def_head && c->state == C_WS) {
+    post *p = a->def_head;
+    int rv =
+        ws_conn_send(c->ws, (ws_opcode)p->opcode, p->data, p->len, p->flags);
+    if (rv == WS_ERR_WOULDBLOCK) return;
+    a->def_head = p->next;
+    if (!a->def_head) a->def_tail = NULL;
+    post_free(c->loop, p);
+  }
+}
+
+static void start_linger(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  l->sys.shutdown_wr(l->sys.self, c->fd);
+  if (l->cfg.linger_ms == 0 || c->role == WS_ROLE_CLIENT) {
+    conn_destroy(c, 0);
+    return;
+  }
+  c->state = C_LINGER;
+  c->drv_at = drv_clock(l) + l->cfg.linger_ms;
+}
+
+/* Ends the transport once everything is written. */
+static void maybe_finish(ws_loop_conn *c) {
+  if (c->state != C_WS || !ws_conn_should_close_transport(c->ws) ||
+      conn_pending(c) > 0)
+    return;
+  if (!(c->flags & F_SHUT)) {
+    c->flags |= F_SHUT;
+    if (c->tp->shutdown && c->tctx) {
+      c->tp->shutdown(c->tctx, c->fd);
+      int e = conn_flush(c);
+      if (e) {
+        conn_destroy(c, e);
+        return;
+      }
+      if (tp_pending(c) > 0) return; /* the closing record is on its way */
+    }
+  }
+  start_linger(c);
+}
+
+static void conn_set_interest(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  unsigned ev = 0;
+  if (c->state == C_DEAD || (c->flags & F_HUP)) return;
+  if (c->state == C_CONNECTING) {
+    ev = WS_DRV_OUT;
+  } else {
+    if (can_read(c)) ev |= WS_DRV_IN;
+    if (conn_pending(c) > 0) ev |= WS_DRV_OUT;
+  }
+  if ((c->flags & F_REG) && ev == c->events) return;
+  /* Reading starts or resumes: read once without waiting, since the
+   * transport (TLS) may hold input that no readiness will announce. */
+  if ((ev & WS_DRV_IN) && c->state == C_WS &&
+      !((c->flags & F_REG) && (c->events & WS_DRV_IN)))
+    conn_mark_again(c);
+  int rv;
+  if (c->flags & F_REG)
+    rv = l->poller.mod(l->poller.self, c->fd, c, ev);
+  else
+    rv = l->poller.add(l->poller.self, c->fd, c, ev);
+  if (rv != 0) {
+    c->sys_errno = errno;
+    c->io_err = WS_LOOP_ERR_IO;
+    conn_destroy(c, WS_LOOP_ERR_IO);
+    return;
+  }
+  c->flags |= F_REG;
+  c->events = ev;
+}
+
+uint64_t conn_deadline(const ws_loop_conn *c) {
+  const ws_loop *l = c->loop;
+  uint64_t d = NO_DEADLINE;
+  if ((c->state == C_WS || c->state == C_CONNECTING) && !(c->flags & F_PAUSED))
+    d = ws_conn_next_deadline(c->ws);
+  if (c->state == C_LINGER || (c->flags & F_SD_CLOSE))
+    d = c->drv_at < d ? c->drv_at : d;
+  if (l->cfg.write_timeout_ms && c->stall_since) {
+    uint64_t s = c->stall_since + l->cfg.write_timeout_ms;
+    d = s < d ? s : d;
+  }
+  return d;
+}
+
+/* Backpressure bookkeeping after a flush: over |high_water| stops
+ * reading, under |low_water| resumes. Returns 1 if a callback ran that may
+ * have queued output. */
+static int conn_account(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  const ws_loop_callbacks *cb = &l->cfg.callbacks;
+  size_t pend = conn_pending(c);
+  int again = 0;
+  if (c->state == C_WS && !(c->flags & F_CONGESTED) &&
+      pend > l->cfg.high_water) {
+    c->flags |= F_CONGESTED;
+    /* not after on_close: the pointer is the application's no more */
+    if (cb->on_writable && (c->flags & F_KNOWN) && !(c->flags & F_CLOSED_CB))
+      drv_note_rv(l, cb->on_writable(c, c->user_data, 0));
+  } else if ((c->flags & F_CONGESTED) && pend <= l->cfg.low_water) {
+    c->flags &= ~F_CONGESTED;
+    if (has_retained(c)) conn_mark_again(c);
+    if (cb->on_writable && (c->flags & F_KNOWN) && !(c->flags & F_CLOSED_CB))
+      drv_note_rv(l, cb->on_writable(c, c->user_data, 1));
+    again = 1;
+  }
+  if ((c->flags & (F_PAUSED | F_PAUSED_AUTO)) == (F_PAUSED | F_PAUSED_AUTO) &&
+      pend <= l->cfg.low_water)
+    conn_mark_again(c); /* auto-resume */
+  return again;
+}
+
+void conn_after(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  if (c->state == C_DEAD) return;
+  if (c->state != C_CONNECTING) {
+    for (int round = 0; round < 4 && c->state != C_DEAD; round++) {
+      int e = conn_flush(c);
+      if (e) {
+        conn_lost(c, e);
+        return;
+      }
+      retry_deferred(c);
+      if (!conn_account(c) || conn_pending(c) == 0) break;
+    }
+    if (c->state == C_DEAD) return;
+    if (conn_pending(c) == 0)
+      c->stall_since = 0;
+    else if (!c->stall_since)
+      c->stall_since = drv_clock(l);
+    maybe_finish(c);
+    if (c->state == C_DEAD) return;
+  }
+  conn_set_interest(c);
+  if (c->state == C_DEAD) return;
+  if (heap_update(l, c, conn_deadline(c)) != 0) conn_destroy(c, WS_ERR_NOMEM);
+}
+
+/* ---- readiness and the again list ----------------------------------------- */
+
+void conn_ready(ws_loop_conn *c, unsigned events) {
+  ws_loop *l = c->loop;
+  if (c->state == C_DEAD) return;
+  if (c->state == C_CONNECTING) {
+    if (events & (WS_DRV_OUT | WS_DRV_ERR)) connect_done(c);
+    conn_after(c);
+    return;
+  }
+  if (events & WS_DRV_OUT) {
+    int e = conn_flush(c);
+    if (e) {
+      conn_lost(c, e);
+      return;
+    }
+  }
+  if (events & (WS_DRV_IN | WS_DRV_ERR)) {
+    if (can_read(c)) {
+      conn_read_round(c);
+    } else if (events & WS_DRV_ERR) {
+      /* Not reading now: stop watching, or the hang-up repeats; the next
+       * read (after a resume) finds out what happened. */
+      int e = conn_pending(c) ? conn_flush(c) : 0;
+      if (e) {
+        conn_lost(c, e);
+        return;
+      }
+      if (c->flags & F_REG) l->poller.remove(l->poller.self, c->fd);
+      c->flags &= ~F_REG;
+      c->flags |= F_HUP;
+    }
+  }
+  conn_after(c);
+}
+
+/* A kept event whose pause ended: delivered again. Returns 1 if it was
+ * kept once more. */
+static int redeliver(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  int go = (c->flags & F_RESUME) ||
+           ((c->flags & F_PAUSED_AUTO) && conn_pending(c) <= l->cfg.low_water);
+  if (!go) return 1;
+  c->flags &= ~(F_PAUSED | F_PAUSED_AUTO | F_RESUME);
+  ws_event ev = c->aux->ev;
+  /* A request answered meanwhile is not delivered again. */
+  if (ev.type == WS_EV_REQUEST && ws_conn_state(c->ws) != WS_STATE_CONNECTING)
+    return 0;
+  if (dispatch(c, &ev) == WS_LOOP_PAUSE) {
+    if (keep_event(c, &ev) != 0) ws_conn_close(c->ws, 1011, NULL, 0);
+    return 1;
+  }
+  return 0;
+}
+
+void conn_again(ws_loop_conn *c) {
+  if (c->state == C_DEAD) return;
+  if ((c->flags & F_PAUSED) && redeliver(c)) {
+    conn_after(c);
+    return;
+  }
+  c->flags &= ~F_RESUME;
+  if (c->state == C_WS) {
+    if (has_retained(c)) {
+      if (!(c->flags & F_CONGESTED)) {
+        conn_aux *a = c->aux;
+        process_input(c, a->rbuf, a->rpos, a->rlen, 1);
+        conn_tick(c);
+      }
+    } else {
+      conn_pull_events(c);
+    }
+  }
+  c->flags &= ~F_HUP; /* hung up while not reading: look again */
+  if (can_read(c)) conn_read_round(c);
+  conn_after(c);
+}

@@ -1,0 +1,106 @@
+/*
+ * Listening sockets: ws_loop_listen() and accepting connections.
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_drv.h"
+
+#include <errno.h>
+#include <string.h>
+
+static void listener_watch(ws_loop *l, listener *s, int on) {
+  if (s->watching == on) return;
+  if (l->poller.mod(l->poller.self, s->fd, s, on ? WS_DRV_IN : 0) == 0)
+    s->watching = (uint8_t)on;
+}
+
+void drv_listeners_watch(ws_loop *l, int on) {
+  for (listener *s = l->listeners; s; s = s->next) listener_watch(l, s, on);
+}
+
+void drv_close_listeners(ws_loop *l) {
+  while (l->listeners) {
+    listener *s = l->listeners;
+    l->listeners = s->next;
+    l->poller.remove(l->poller.self, s->fd);
+    l->sys.close(l->sys.self, s->fd);
+    drv_free(l, s);
+  }
+}
+
+int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
+                   uint16_t *pport) {
+  if (!l || !p) return WS_ERR_INVALID_ARGUMENT;
+  listener *s = drv_malloc(l, sizeof(*s));
+  if (!s) return WS_ERR_NOMEM;
+  memset(s, 0, sizeof(*s));
+  s->h.kind = H_LISTENER;
+  if (p->config) {
+    s->cfg = *p->config;
+  } else { /* the loop's default: on_message gets whole messages */
+    ws_config_default(&s->cfg, WS_ROLE_SERVER);
+    s->cfg.delivery = WS_DELIVER_MESSAGE;
+  }
+  s->cfg.role = WS_ROLE_SERVER;
+  /* Plain HTTP requests go to on_http when there is one. */
+  if (l->cfg.callbacks.on_http) s->cfg.flags |= WS_CFG_HTTP;
+  s->user_data = p->user_data;
+  s->tp = p->transport;
+  uint16_t bound = 0;
+  errno = 0;
+  int fd = l->sys.listen(l->sys.self, p->host, p->port, p->backlog, p->flags,
+                         &bound);
+  if (fd < 0) {
+    int e = errno;
+    drv_free(l, s);
+    errno = e;
+    return e == EINVAL ? WS_ERR_INVALID_ARGUMENT : WS_LOOP_ERR_IO;
+  }
+  if (l->poller.add(l->poller.self, fd, s, WS_DRV_IN) != 0) {
+    int e = errno;
+    l->sys.close(l->sys.self, fd);
+    drv_free(l, s);
+    errno = e;
+    return WS_LOOP_ERR_IO;
+  }
+  s->fd = fd;
+  s->watching = 1;
+  s->next = l->listeners;
+  l->listeners = s;
+  if (pport) *pport = bound;
+  return 0;
+}
+
+/* Out of descriptors or memory: stop accepting for a moment rather than
+ * spin on a listener that stays readable. */
+static void accept_pause(ws_loop *l) {
+  drv_listeners_watch(l, 0);
+  l->listen_paused = 1;
+  l->listen_resume_at = drv_clock(l) + LISTEN_PAUSE_MS;
+}
+
+void drv_accept_round(ws_loop *l, listener *s) {
+  for (int i = 0; i < ACCEPT_BUDGET; i++) {
+    int fd = l->sys.accept(l->sys.self, s->fd);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM)
+        accept_pause(l);
+      return;
+    }
+    ws_loop_conn *c =
+        conn_new(l, fd, WS_ROLE_SERVER, &s->cfg, s->tp, s->user_data);
+    if (!c) {
+      l->sys.close(l->sys.self, fd);
+      continue;
+    }
+    c->lst = s;
+    if (c->tp->attach && c->tp->attach(c->tp->user_data, fd, WS_ROLE_SERVER,
+                                       NULL, &c->tctx) != 0) {
+      c->tctx = NULL;
+      conn_destroy(c, WS_LOOP_ERR_IO); /* owed no on_close yet */
+      continue;
+    }
+    conn_after(c);
+  }
+}

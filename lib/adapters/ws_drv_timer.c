@@ -1,0 +1,124 @@
+/*
+ * Timers: a binary heap of connections keyed by their next deadline (the
+ * core's, the write timeout, linger and the shutdown close), and what
+ * happens when one is due.
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_drv.h"
+
+#include <string.h>
+
+static void heap_set(ws_loop *l, uint32_t i, ws_loop_conn *c) {
+  l->heap[i] = c;
+  c->heap_idx = i;
+}
+
+static void heap_up(ws_loop *l, uint32_t i) {
+  ws_loop_conn *c = l->heap[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (l->heap[p]->deadline <= c->deadline) break;
+    heap_set(l, i, l->heap[p]);
+    i = p;
+  }
+  heap_set(l, i, c);
+}
+
+static void heap_down(ws_loop *l, uint32_t i) {
+  ws_loop_conn *c = l->heap[i];
+  for (;;) {
+    uint32_t k = 2 * i + 1;
+    if (k >= l->heaplen) break;
+    if (k + 1 < l->heaplen && l->heap[k + 1]->deadline < l->heap[k]->deadline)
+      k++;
+    if (l->heap[k]->deadline >= c->deadline) break;
+    heap_set(l, i, l->heap[k]);
+    i = k;
+  }
+  heap_set(l, i, c);
+}
+
+void heap_remove(ws_loop *l, ws_loop_conn *c) {
+  uint32_t i = c->heap_idx;
+  if (i == UINT32_MAX) return;
+  c->heap_idx = UINT32_MAX;
+  ws_loop_conn *last = l->heap[--l->heaplen];
+  if (i == l->heaplen) return;
+  heap_set(l, i, last);
+  heap_up(l, i);
+  heap_down(l, last->heap_idx);
+}
+
+int heap_update(ws_loop *l, ws_loop_conn *c, uint64_t d) {
+  if (d == NO_DEADLINE) {
+    heap_remove(l, c);
+    c->deadline = d;
+    return 0;
+  }
+  if (c->heap_idx == UINT32_MAX) {
+    if (l->heaplen == l->heapcap) {
+      uint32_t cap = l->heapcap ? l->heapcap * 2 : 64;
+      /* an array of pointers: sizeof a pointer is meant */
+      ws_loop_conn **h = drv_realloc(l, l->heap, cap * sizeof(*h)); /* NOLINT(bugprone-sizeof-expression) */
+      if (!h) return -1;
+      l->heap = h;
+      l->heapcap = cap;
+    }
+    c->deadline = d;
+    heap_set(l, l->heaplen++, c);
+    heap_up(l, c->heap_idx);
+    return 0;
+  }
+  uint64_t old = c->deadline;
+  c->deadline = d;
+  if (d < old)
+    heap_up(l, c->heap_idx);
+  else if (d > old)
+    heap_down(l, c->heap_idx);
+  return 0;
+}
+
+uint64_t heap_first(const ws_loop *l) {
+  return l->heaplen ? l->heap[0]->deadline : NO_DEADLINE;
+}
+
+/* One due connection. */
+static void conn_due(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  const ws_loop_config *cfg = &l->cfg;
+  if (c->state == C_LINGER && l->now >= c->drv_at) {
+    conn_destroy(c, 0);
+    return;
+  }
+  if (cfg->write_timeout_ms && c->stall_since &&
+      l->now >= c->stall_since + cfg->write_timeout_ms) {
+    c->end_err = WS_LOOP_ERR_STALLED;
+    conn_destroy(c, WS_LOOP_ERR_STALLED);
+    return;
+  }
+  if ((c->flags & F_SD_CLOSE) && l->now >= c->drv_at) {
+    c->flags &= ~F_SD_CLOSE;
+    conn_shutdown_close(c);
+  }
+  if (!(c->flags & F_PAUSED) && ws_conn_next_deadline(c->ws) <= l->now)
+    conn_tick(c);
+  conn_after(c);
+}
+
+void drv_run_timers(ws_loop *l) {
+  /* Take the due connections first: handling one may re-arm it. */
+  ws_loop_conn *due = NULL;
+  drv_clock(l);
+  while (l->heaplen && l->heap[0]->deadline <= l->now) {
+    ws_loop_conn *c = l->heap[0];
+    heap_remove(l, c);
+    c->next_due = due;
+    due = c;
+  }
+  while (due) {
+    ws_loop_conn *c = due;
+    due = c->next_due;
+    c->next_due = NULL;
+    if (c->state != C_DEAD) conn_due(c);
+  }
+}

@@ -1,0 +1,1037 @@
+/*
+ * The loop over simulated sockets and a simulated clock (sim.h): time is
+ * advanced by hours in microseconds, so every timer is checked to the
+ * millisecond, and wakeups are counted, on any machine however loaded.
+ *
+ *  - a new client after 12 s, 60 s or 300 s of quiet gets its 101 at
+ *    once and the full handshake timeout (the regression for the stale
+ *    clock: deadlines were computed from the previous round's time);
+ *  - keepalive pings go out every 25 s on an idle connection for a
+ *    simulated day, with no other wakeup;
+ *  - non-reading clients at the keepalive deadline cost a bounded number
+ *    of wakeups (no spin) and are dropped at the write timeout;
+ *  - linger, graceful shutdown with spread and drain, the EMFILE pause,
+ *    partial reads and writes, resets, refused connects, plain HTTP
+ *    (400 at once for a bare-LF head, 431, HEAD), posts from a thread
+ *    racing with the close.
+ * Every connection gets exactly one on_close.
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "sim.h"
+#include "ws_drv.h" /* the loop's connection table, for the tests */
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T0 1000000u /* the simulation starts at 1000 s */
+#define MAXPEERS 64
+
+/* ---- a WebSocket client of the test's own, over a simulated socket ------- */
+
+typedef struct peer {
+  sim *s;
+  int fd;
+  ws_conn *ws;
+  uint64_t rng;
+  int opened, msgs, pings, eof_fed, mute;
+  int status; /* of a rejected handshake */
+  int err;
+  uint16_t close_code;
+  uint64_t opened_at, closed_at, last_ping_at;
+  char last[256];
+} peer;
+
+static int peer_rand(uint8_t *buf, size_t n, void *ud) {
+  uint64_t *r = ud;
+  for (size_t i = 0; i < n; i++) {
+    *r = *r * 6364136223846793005ull + 1442695040888963407ull;
+    buf[i] = (uint8_t)(*r >> 56);
+  }
+  return 0;
+}
+
+static void peer_event(peer *p, const ws_event *ev) {
+  uint64_t now = sim_now(p->s);
+  switch (ev->type) {
+  case WS_EV_OPEN:
+    p->opened++;
+    p->opened_at = now;
+    break;
+  case WS_EV_TEXT:
+  case WS_EV_BINARY:
+    p->msgs++;
+    snprintf(p->last, sizeof(p->last), "%.*s", (int)ev->data.len,
+             (const char *)ev->data.base);
+    break;
+  case WS_EV_PING:
+    p->pings++;
+    p->last_ping_at = now;
+    break;
+  case WS_EV_CLOSE:
+    p->close_code = ev->close_code;
+    p->closed_at = now;
+    break;
+  case WS_EV_ERROR:
+    p->err = ev->error;
+    if (!p->closed_at) p->closed_at = now;
+    if (ev->response) p->status = ev->response->status;
+    break;
+  default: break;
+  }
+}
+
+/* Reads what the loop sent, answers (the core pongs and echoes closes),
+ * and writes what it can. */
+static void peer_pump(peer *p) {
+  if (p->mute || !p->ws || p->fd < 0) return;
+  uint8_t buf[16384];
+  ws_event ev;
+  size_t n;
+  while ((n = sim_recv(p->s, p->fd, buf, sizeof(buf))) > 0) {
+    size_t off = 0;
+    while (off < n) {
+      size_t used = 0;
+      int rv = ws_conn_feed(p->ws, buf + off, n - off, &used);
+      off += used;
+      while (ws_conn_next_event(p->ws, &ev) == 0) peer_event(p, &ev);
+      if (rv < 0 && rv != WS_ERR_WOULDBLOCK) off = n;
+    }
+  }
+  if (sim_peer_done(p->s, p->fd) && !p->eof_fed) {
+    p->eof_fed = 1;
+    ws_conn_feed_eof(p->ws);
+    while (ws_conn_next_event(p->ws, &ev) == 0) peer_event(p, &ev);
+  }
+  ws_iovec v;
+  while (ws_conn_out_peek(p->ws, &v, 1) == 1) {
+    size_t w = sim_send(p->s, p->fd, v.base, v.len);
+    if (w == 0) break;
+    ws_conn_out_consume(p->ws, w);
+  }
+}
+
+static void peer_start(peer *p, sim *s, uint16_t port, const char *path) {
+  memset(p, 0, sizeof(*p));
+  p->s = s;
+  p->rng = 42;
+  p->fd = sim_dial(s, port);
+  assert_true(p->fd >= 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_CLIENT);
+  cfg.rand = peer_rand;
+  cfg.rand_user_data = &p->rng;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  cfg.handshake_timeout_ms = cfg.ping_interval_ms = 0;
+  cfg.pong_timeout_ms = cfg.close_timeout_ms = 0;
+  assert_int_equal(ws_conn_new(&p->ws, &cfg, NULL), 0);
+  ws_client_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = "h";
+  cp.path = path ? path : "/";
+  assert_int_equal(ws_conn_connect(p->ws, &cp), 0);
+  peer_pump(p);
+}
+
+static void peer_send(peer *p, const char *text) {
+  assert_int_equal(ws_conn_send(p->ws, WS_OP_TEXT, text, strlen(text), 0), 0);
+  peer_pump(p);
+}
+
+static void peer_end(peer *p) {
+  ws_conn_del(p->ws);
+  p->ws = NULL;
+  if (p->fd >= 0) sim_close(p->s, p->fd);
+  p->fd = -1;
+}
+
+/* ---- the loop under test ---------------------------------------------------- */
+
+typedef struct harness {
+  sim *s;
+  ws_loop *l;
+  uint16_t port;
+  peer *peers[MAXPEERS];
+  size_t npeers;
+  int opens, closes, msgs, dup_close;
+  int close_err, close_errno;
+  uint16_t close_code, sent_code;
+  uint64_t close_at;
+  uint64_t closed_ids[256];
+  int pause_next;
+} harness;
+
+static harness H;
+
+static int h_open(ws_loop_conn *c, void *ud) {
+  (void)c;
+  (void)ud;
+  H.opens++;
+  return 0;
+}
+
+static int h_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
+  (void)ud;
+  H.msgs++;
+  int rv = ws_loop_send(c, ev->type == WS_EV_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
+                        ev->data.base, ev->data.len, 0);
+  return rv == WS_ERR_WOULDBLOCK ? WS_LOOP_PAUSE : 0;
+}
+
+static int h_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
+  (void)ud;
+  uint64_t id = ws_loop_conn_id(c);
+  for (int i = 0; i < H.closes && i < 256; i++)
+    if (H.closed_ids[i] == id) H.dup_close++;
+  if (H.closes < 256) H.closed_ids[H.closes] = id;
+  H.closes++;
+  H.close_err = in->error;
+  H.close_errno = in->sys_errno;
+  H.close_code = in->code;
+  H.sent_code = in->sent_code;
+  H.close_at = ws_loop_now(ws_loop_conn_loop(c));
+  return 0;
+}
+
+static const char page[] = "<p>page</p>";
+
+static int h_http(ws_loop_conn *c, void *ud, const ws_loop_http_request *req) {
+  static const ws_kv html[] = {{"Content-Type", "text/html"}};
+  (void)ud;
+  if (ws_slice_ieq(req->path, "/"))
+    ws_loop_http_respond(c, 200, html, 1, page, sizeof(page) - 1);
+  return 0;
+}
+
+static void h_start(const ws_loop_config *lcfg, const ws_config *scfg,
+                    int http) {
+  memset(&H, 0, sizeof(H));
+  H.s = sim_new(T0, 7);
+  sim_set_block_limit(H.s, 2000);
+  ws_loop_config lc;
+  if (lcfg)
+    lc = *lcfg;
+  else
+    ws_loop_config_default(&lc);
+  lc.callbacks.on_open = h_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = h_close;
+  if (http) lc.callbacks.on_http = h_http;
+  ws_drv_poller pl = sim_poller(H.s);
+  assert_int_equal(ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.config = scfg;
+  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0);
+}
+
+static void h_end(void) {
+  for (size_t i = 0; i < H.npeers; i++) peer_end(H.peers[i]);
+  ws_loop_del(H.l);
+  assert_int_equal(H.dup_close, 0);
+  sim_stats st;
+  sim_get_stats(H.s, &st);
+  assert_int_equal(st.open_fds, 0); /* the loop closed all it opened */
+  sim_del(H.s);
+}
+
+static peer *h_peer(peer *p, const char *path) {
+  peer_start(p, H.s, H.port, path);
+  assert_true(H.npeers < MAXPEERS);
+  H.peers[H.npeers++] = p;
+  return p;
+}
+
+/* One round of the loop (waiting as long as it wants: the simulation
+ * jumps to its next deadline), then every peer reads and answers. */
+static void h_round(void) {
+  int rv = ws_loop_run_once(H.l, -1);
+  assert_true(rv == 0 || rv == 1);
+  for (size_t i = 0; i < H.npeers; i++) peer_pump(H.peers[i]);
+}
+
+/* Rounds until |*flag| >= |want|, failing after |max_rounds|. */
+static void h_until(const int *flag, int want, int max_rounds) {
+  for (int i = 0; i < max_rounds && *flag < want; i++) h_round();
+  assert_true(*flag >= want);
+}
+
+static sim_stats h_stats(void) {
+  sim_stats st;
+  sim_get_stats(H.s, &st);
+  return st;
+}
+
+/* ---- time ------------------------------------------------------------------- */
+
+static peer quiet_peers[4];
+static int quiet_arrived;
+
+static void arrive(sim *s, void *arg) {
+  (void)s;
+  h_peer(arg, "/");
+  quiet_arrived++;
+}
+
+/* Issue: the first client after a quiet period was dropped at once, and
+ * shorter quiet periods shortened the handshake timeout, because a new
+ * connection's deadline was computed from the previous round's clock. */
+static void new_client_after_quiet_gets_full_timeout(void **state) {
+  (void)state;
+  static const uint64_t quiet[] = {12000, 60000, 300000};
+  for (size_t q = 0; q < 3; q++) {
+    h_start(NULL, NULL, 0);
+    quiet_arrived = 0;
+    /* one client comes and goes */
+    peer *a = h_peer(&quiet_peers[0], "/");
+    h_until(&a->opened, 1, 20);
+    ws_conn_close(a->ws, 1000, NULL, 0);
+    peer_pump(a);
+    h_until(&H.closes, 1, 20);
+    uint64_t last = sim_now(H.s);
+    /* after the quiet period: one client that completes its handshake,
+     * one that never sends a byte */
+    sim_at(H.s, last + quiet[q], arrive, &quiet_peers[1]);
+    h_until(&quiet_arrived, 1, 20);
+    peer *b = H.peers[1];
+    h_until(&b->opened, 1, 5);
+    assert_int_equal(b->opened_at, last + quiet[q]); /* no time passed */
+    int silent = sim_dial(H.s, H.port);
+    uint64_t t1 = sim_now(H.s);
+    for (int i = 0; i < 50 && !sim_peer_done(H.s, silent); i++) h_round();
+    assert_true(sim_peer_done(H.s, silent));
+    /* exactly the configured 10 s after the accept */
+    assert_int_equal(sim_now(H.s), t1 + 10000);
+    assert_int_equal(b->closed_at, 0); /* the other one is still open */
+    sim_close(H.s, silent);
+    h_end();
+  }
+}
+
+static int day_over;
+static void end_of_day(sim *s, void *arg) {
+  (void)s;
+  (void)arg;
+  day_over = 1;
+}
+
+/* Keepalive: an idle connection is pinged every ping_interval_ms (25 s)
+ * for a simulated day, answered by the peer, and nothing else wakes the
+ * loop: one wait per ping and its pong. */
+static void keepalive_pings_on_schedule_for_a_day(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  uint64_t start = sim_now(H.s);
+  sim_stats before = h_stats();
+  day_over = 0;
+  sim_at(H.s, start + 86400000u, end_of_day, NULL);
+  while (!day_over) h_round();
+  sim_stats after = h_stats();
+  assert_int_equal(p.pings, 86400 / 25);
+  assert_int_equal(p.last_ping_at, start + 86400000u);
+  assert_int_equal(p.closed_at, 0);
+  /* a ping and its pong: two wakeups each, and no busy wait */
+  assert_true(after.waits - before.waits <= 2u * 3456u + 4u);
+  assert_true(after.idle_waits - before.idle_waits <= 2);
+  h_end();
+}
+
+/* Issue: with an output queue exactly full at the keepalive deadline the
+ * loop spun (epoll_wait(0) in a tight loop) until the write timeout.
+ * Twelve clients that never read, each with a full queue: a handful of
+ * wakeups in all, and each is dropped exactly at the write timeout. */
+static void full_queues_at_ping_deadline_do_not_spin(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  cfg.max_out_queue = 4096;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.write_timeout_ms = 60000; /* after the ping (25 s) and pong (50 s) */
+  h_start(&lc, &cfg, 0);
+  peer ps[12];
+  for (int i = 0; i < 12; i++) {
+    h_peer(&ps[i], "/");
+    h_until(&ps[i].opened, 1, 10);
+  }
+  uint64_t t = sim_now(H.s);
+  char chunk[1000];
+  memset(chunk, 'x', sizeof(chunk));
+  for (int i = 0; i < 12; i++) {
+    sim_set_rcvbuf(H.s, ps[i].fd, 0); /* never reads again */
+    ps[i].mute = 1;
+  }
+  /* fill every queue to exactly max_out_queue: 4 x 1004 + 80 */
+  for (uint32_t i = 0; i < H.l->nslots; i++) {
+    ws_loop_conn *c = H.l->slots[i];
+    if (!c) continue;
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(ws_loop_send(c, WS_OP_BINARY, chunk, 1000, 0), 0);
+    assert_int_equal(ws_loop_send(c, WS_OP_BINARY, chunk, 78, 0), 0);
+    assert_int_equal(ws_conn_out_pending(ws_loop_conn_ws(c)), 4096);
+  }
+  sim_stats before = h_stats();
+  h_until(&H.closes, 12, 200);
+  sim_stats after = h_stats();
+  /* The ping is due at t + 25 s with every queue full: the pong timeout
+   * (25 s) then fails each connection with 1011 at t + 50 s. */
+  assert_int_equal(H.close_at, t + 50000);
+  assert_int_equal(H.close_err, WS_ERR_TIMEOUT);
+  assert_true(after.waits - before.waits <= 6);
+  assert_true(after.idle_waits - before.idle_waits <= 2);
+  h_end();
+}
+
+/* The write timeout: a connection whose pending output makes no
+ * progress for write_timeout_ms is dropped, exactly then. */
+static void write_timeout_drops_a_stalled_reader(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  h_start(NULL, &cfg, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  sim_set_rcvbuf(H.s, p.fd, 0);
+  p.mute = 1;
+  uint64_t t = sim_now(H.s);
+  ws_loop_send(H.l->slots[0], WS_OP_TEXT, "stuck", 5, 0);
+  h_until(&H.closes, 1, 20);
+  assert_int_equal(H.close_at, t + 30000);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
+  assert_true(h_stats().waits < 10);
+  h_end();
+}
+
+/* After the close handshake the server shuts its side and waits up to
+ * linger_ms for the client's FIN (RFC 6455 7.1.1), then closes. */
+static void linger_after_close_handshake(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  uint64_t t = sim_now(H.s);
+  assert_int_equal(ws_loop_close(H.l->slots[0], 1000, "bye", 3), 0);
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(H.close_code, 1000); /* echoed by the peer */
+  assert_int_equal(H.sent_code, 1000);
+  assert_int_equal(p.close_code, 1000);
+  /* the peer keeps its socket open: the server gives up at +2 s */
+  for (int i = 0; i < 10 && !sim_peer_closed(H.s, p.fd); i++) h_round();
+  assert_true(sim_peer_closed(H.s, p.fd));
+  assert_int_equal(sim_now(H.s), t + 2000);
+  h_end();
+}
+
+/* ---- shutdown ------------------------------------------------------------------ */
+
+/* 1012 to every client at a moment spread over 1 s; those that answer
+ * are gone at once, the one that does not is dropped at the drain
+ * deadline, and ws_loop_run() returns then. New upgrades get 503. */
+static void graceful_shutdown_spread_and_drain(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer ps[8];
+  for (int i = 0; i < 8; i++) {
+    h_peer(&ps[i], "/");
+    h_until(&ps[i].opened, 1, 10);
+  }
+  ps[7].mute = 1; /* never answers the close */
+  uint64_t t = sim_now(H.s);
+  ws_loop_shutdown(H.l, 1012, 1000, 5000);
+  h_round();
+  peer late;
+  h_peer(&late, "/");
+  h_until(&H.closes, 8, 100);
+  for (int i = 0; i < 7; i++) {
+    assert_int_equal(ps[i].close_code, 1012);
+    assert_true(ps[i].closed_at >= t && ps[i].closed_at < t + 1000);
+  }
+  assert_int_equal(late.status, 503);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_SHUTDOWN);
+  assert_int_equal(H.close_at, t + 5000);
+  assert_int_equal(ws_loop_run_once(H.l, -1), 1); /* over */
+  h_end();
+}
+
+/* ---- faults ---------------------------------------------------------------------- */
+
+/* Out of descriptors at accept(): the listener rests 100 ms instead of
+ * spinning on a readable socket, then accepts. */
+static void accept_emfile_pauses_listener(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  sim_fail_accepts(H.s, 1, EMFILE);
+  uint64_t t = sim_now(H.s);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  assert_int_equal(p.opened_at, t + 100);
+  assert_true(h_stats().idle_waits <= 2);
+  assert_true(h_stats().waits <= 6);
+  h_end();
+}
+
+/* Reads of 1 byte and writes of 3: the same messages arrive. */
+static void partial_reads_and_writes(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  sim_set_partial(H.s, 1, 3);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 2000);
+  for (int i = 0; i < 5; i++) {
+    char m[32];
+    snprintf(m, sizeof(m), "partial message %d", i);
+    peer_send(&p, m);
+  }
+  h_until(&p.msgs, 5, 5000);
+  assert_string_equal(p.last, "partial message 4");
+  h_end();
+}
+
+/* A reset in the middle of a frame: on_close once, with the errno. */
+static void reset_mid_frame(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  static const uint8_t half[] = {0x81, 0x85, 1, 2, 3, 4, 'a'};
+  sim_send(H.s, p.fd, half, sizeof(half));
+  h_round();
+  sim_reset(H.s, p.fd);
+  p.fd = -1;
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_IO);
+  assert_int_equal(H.close_errno, ECONNRESET);
+  assert_int_equal(H.close_code, 1006);
+  assert_int_equal(H.sent_code, 0); /* nothing was sent: not 1006 */
+  h_end();
+}
+
+/* The loop's own client: connects through the simulated network to the
+ * loop's own listener; a port nobody listens on is refused; a name that
+ * does not resolve fails at once. */
+static int cli_opened, cli_closed, cli_err, cli_errno;
+static int c_open(ws_loop_conn *c, void *ud) {
+  (void)c;
+  if (ud == &cli_opened) cli_opened++;
+  return 0;
+}
+static int c_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
+  if (ud != &cli_opened) return h_close(c, ud, in);
+  cli_closed++;
+  cli_err = in->error;
+  cli_errno = in->sys_errno;
+  return 0;
+}
+
+static void loop_client_connects_and_is_refused(void **state) {
+  (void)state;
+  memset(&H, 0, sizeof(H));
+  H.s = sim_new(T0, 3);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_open = c_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = c_close;
+  ws_drv_poller pl = sim_poller(H.s);
+  assert_int_equal(ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0);
+  ws_loop_connect_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = "127.0.0.1";
+  cp.port = H.port;
+  cp.user_data = &cli_opened;
+  cli_opened = cli_closed = 0;
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), 0);
+  h_until(&cli_opened, 1, 10);
+  cp.port = 1; /* nobody */
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), 0);
+  h_until(&cli_closed, 1, 10);
+  assert_int_equal(cli_err, WS_LOOP_ERR_IO);
+  assert_int_equal(cli_errno, ECONNREFUSED);
+  cp.host = "no-such-host.invalid";
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), WS_LOOP_ERR_RESOLVE);
+  ws_loop_del(H.l);
+  assert_int_equal(cli_closed, 2); /* the open one: ABORTED */
+  assert_int_equal(cli_err, WS_LOOP_ERR_ABORTED);
+  sim_stats st;
+  sim_get_stats(H.s, &st);
+  assert_int_equal(st.open_fds, 0);
+  sim_del(H.s);
+}
+
+/* ---- plain HTTP ----------------------------------------------------------------- */
+
+/* Sends |req| on a fresh connection and returns what came back, once the
+ * server closed its side. */
+static size_t http_exchange(const char *req, char *out, size_t cap,
+                            uint64_t *pelapsed) {
+  int fd = sim_dial(H.s, H.port);
+  uint64_t t = sim_now(H.s);
+  sim_send(H.s, fd, req, strlen(req));
+  for (int i = 0; i < 10 && !sim_peer_done(H.s, fd); i++) h_round();
+  assert_true(sim_peer_done(H.s, fd));
+  *pelapsed = sim_now(H.s) - t;
+  size_t n = sim_recv(H.s, fd, out, cap - 1);
+  out[n] = 0;
+  sim_close(H.s, fd);
+  return n;
+}
+
+static void http_requests_through_the_core(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 1);
+  char out[4096];
+  uint64_t dt;
+  http_exchange("GET / HTTP/1.1\r\nHost: h\r\n\r\n", out, sizeof(out), &dt);
+  assert_int_equal(dt, 0);
+  assert_string_equal(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                           "Content-Length: 11\r\nContent-Type: text/html"
+                           "\r\n\r\n<p>page</p>");
+  http_exchange("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", out, sizeof(out), &dt);
+  assert_string_equal(out, "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                           "Content-Length: 11\r\nContent-Type: text/html"
+                           "\r\n\r\n");
+  http_exchange("GET /nothing HTTP/1.1\r\nHost: h\r\n\r\n", out, sizeof(out),
+                &dt);
+  assert_memory_equal(out, "HTTP/1.1 404 Not Found\r\n", 24);
+  /* a bare-LF head: 400 at once, not after the handshake timeout */
+  http_exchange("GET / HTTP/1.1\nHost: h\n\n", out, sizeof(out), &dt);
+  assert_memory_equal(out, "HTTP/1.1 400 Bad Request\r\n", 26);
+  assert_int_equal(dt, 0);
+  /* 65 header lines (max_headers is 64): 431 */
+  char big[2048];
+  size_t n = (size_t)snprintf(big, sizeof(big), "GET / HTTP/1.1\r\nHost: h\r\n");
+  for (int i = 0; i < 64; i++)
+    n += (size_t)snprintf(big + n, sizeof(big) - n, "X%d: y\r\n", i);
+  snprintf(big + n, sizeof(big) - n, "\r\n");
+  http_exchange(big, out, sizeof(out), &dt);
+  assert_memory_equal(out, "HTTP/1.1 431 ", 13);
+  /* a WebSocket on the same port still opens */
+  peer p;
+  h_peer(&p, "/ws");
+  h_until(&p.opened, 1, 10);
+  /* during a shutdown, plain requests get 503 (health checks see it) */
+  ws_loop_shutdown(H.l, 1001, 0, 5000);
+  h_round();
+  http_exchange("GET / HTTP/1.1\r\nHost: h\r\n\r\n", out, sizeof(out), &dt);
+  assert_memory_equal(out, "HTTP/1.1 503 ", 13);
+  h_end();
+}
+
+/* ---- posts from another thread --------------------------------------------- */
+
+typedef struct poster {
+  ws_loop *loop;
+  uint64_t id;
+  int sent;
+} poster;
+
+static void *post_thread(void *arg) {
+  poster *p = arg;
+  for (int i = 0; i < 400; i++) {
+    char m[16];
+    int n = snprintf(m, sizeof(m), "m%d", i);
+    if (ws_loop_post_send(p->loop, p->id, WS_OP_TEXT, m, (size_t)n, 0) == 0)
+      p->sent++;
+  }
+  return NULL;
+}
+
+/* Sends posted from a thread while the connection closes: the peer gets
+ * them in order up to the close, the rest are dropped, nothing leaks. */
+static void posts_race_with_close(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_conn *c = H.l->slots[0];
+  poster po = {H.l, ws_loop_conn_id(c), 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, post_thread, &po), 0);
+  h_until(&p.msgs, 20, 100000);
+  ws_loop_close(c, 1001, NULL, 0);
+  pthread_join(t, NULL);
+  for (int i = 0; i < 20 && !sim_peer_closed(H.s, p.fd); i++) h_round();
+  assert_int_equal(H.closes, 1);
+  assert_int_equal(po.sent, 400);
+  assert_true(p.msgs >= 20 && p.msgs <= 400);
+  char want[16];
+  snprintf(want, sizeof(want), "m%d", p.msgs - 1); /* in order, no gap */
+  assert_string_equal(p.last, want);
+  h_end();
+}
+
+
+/* ---- the application's side of the API --------------------------------------- */
+
+static int req_mode; /* 0 accept "chat", 1 reject 403, 2 pause */
+static ws_loop_conn *req_paused;
+
+static int r_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)ud;
+  (void)req;
+  if (req_mode == 1) {
+    static const ws_kv h[] = {{"X-Why", "origin"}};
+    assert_int_equal(ws_loop_reject(c, 403, h, 1, "no", 2), 0);
+    return 0;
+  }
+  if (req_mode == 2) {
+    req_paused = c;
+    return WS_LOOP_PAUSE; /* answered later */
+  }
+  ws_accept_params ap = {NULL, NULL, 0};
+  assert_int_equal(ws_loop_accept(c, &ap), 0);
+  assert_int_equal(ws_loop_accept(c, &ap), WS_ERR_INVALID_STATE);
+  return 0;
+}
+
+/* on_request answering at once (accept, reject) or later after a pause;
+ * sends, pings and broadcasts; the getters; arguments refused. */
+static void api_requests_sends_and_getters(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = r_request;
+  lc.user_data = &H;
+  h_start(&lc, NULL, 0);
+  assert_ptr_equal(ws_loop_user_data(H.l), &H);
+  peer a, b, c;
+  req_mode = 0;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  req_mode = 1;
+  h_peer(&b, "/");
+  for (int i = 0; i < 10 && !b.status; i++) h_round();
+  assert_int_equal(b.status, 403);
+  req_mode = 2;
+  h_peer(&c, "/");
+  for (int i = 0; i < 5; i++) h_round();
+  assert_non_null(req_paused);
+  assert_int_equal(c.opened, 0);
+  assert_int_equal(ws_loop_accept(req_paused, NULL), 0);
+  ws_loop_resume(req_paused);
+  h_until(&c.opened, 1, 10);
+  assert_int_equal(ws_loop_conn_count(H.l), 2);
+  assert_true(ws_loop_now(H.l) >= T0);
+
+  ws_loop_conn *ca = H.l->slots[0];
+  assert_int_equal(ws_loop_ping(ca, "hi", 2), 0);
+  h_until(&a.pings, 1, 10);
+  size_t n = 0;
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "all", 3, ca, &n), 0);
+  assert_int_equal(n, 1); /* everyone but |ca| */
+  h_until(&c.msgs, 1, 10);
+  assert_string_equal(c.last, "all");
+  assert_int_equal(a.msgs, 0);
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_CLOSE, "x", 1, NULL, &n),
+                   WS_ERR_INVALID_ARGUMENT);
+
+  int tag = 5;
+  ws_loop_conn_set_user_data(ca, &tag);
+  assert_ptr_equal(ws_loop_conn_user_data(ca), &tag);
+  assert_ptr_equal(ws_loop_conn_loop(ca), H.l);
+  assert_non_null(ws_loop_conn_ws(ca));
+  assert_int_equal(ws_loop_conn_pending(ca), 0);
+  char peername[64];
+  ws_loop_conn_peer(ca, peername, sizeof(peername));
+  assert_true(strncmp(peername, "127.0.0.1:", 10) == 0);
+
+  /* NULL and misuse */
+  assert_int_equal(ws_loop_send(NULL, WS_OP_TEXT, "x", 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_ping(NULL, NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_close(NULL, 1000, NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_accept(NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_reject(NULL, 400, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_http_respond(NULL, 200, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_http_respond(ca, 200, NULL, 0, NULL, 0),
+                   WS_ERR_INVALID_STATE);
+  assert_int_equal(ws_loop_conn_id(NULL), 0);
+  assert_null(ws_loop_conn_loop(NULL));
+  assert_null(ws_loop_conn_user_data(NULL));
+  assert_null(ws_loop_conn_ws(NULL));
+  assert_int_equal(ws_loop_conn_pending(NULL), 0);
+  ws_loop_conn_set_user_data(NULL, NULL);
+  ws_loop_resume(NULL);
+  ws_loop_conn_peer(NULL, peername, sizeof(peername));
+  assert_string_equal(peername, "");
+  assert_null(ws_loop_user_data(NULL));
+  assert_int_equal(ws_loop_now(NULL), 0);
+  assert_int_equal(ws_loop_conn_count(NULL), 0);
+  assert_int_equal(ws_loop_run(NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_run_once(NULL, 0), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_listen(NULL, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_connect(NULL, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  ws_loop_stop(NULL);
+  ws_loop_shutdown(NULL, 0, 0, 0);
+  ws_loop_del(NULL);
+  h_end();
+}
+
+static int called;
+static void post_fn(ws_loop *l, void *arg) {
+  (void)l;
+  *(int *)arg += 1;
+}
+
+/* Posts of every kind, their budget and their arguments; a stop. */
+static void posts_budget_and_kinds(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.max_post_bytes = 64;
+  h_start(&lc, NULL, 0);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  uint64_t id = ws_loop_conn_id(H.l->slots[0]);
+  char big[65] = {0};
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 65, 0),
+                   WS_ERR_TOO_BIG);
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 40, 0), 0);
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 40, 0),
+                   WS_ERR_WOULDBLOCK); /* 40 + 40 > 64 until applied */
+  assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_PING, big, 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_send(NULL, id, WS_OP_TEXT, big, 1, 0),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_send(H.l, 0, WS_OP_TEXT, "to all", 6, 0), 0);
+  called = 0;
+  assert_int_equal(ws_loop_post_call(H.l, post_fn, &called), 0);
+  assert_int_equal(ws_loop_post_call(H.l, NULL, NULL), WS_ERR_INVALID_ARGUMENT);
+  h_until(&a.msgs, 2, 10);
+  assert_string_equal(a.last, "to all");
+  assert_int_equal(called, 1);
+  assert_int_equal(ws_loop_post_close(H.l, id, 999, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_post_close(H.l, id, 4000, "done"), 0);
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(a.close_code, 4000);
+  /* a stop ends ws_loop_run(); a post left unapplied then is freed with
+   * the loop, never called */
+  ws_loop_stop(H.l);
+  assert_int_equal(ws_loop_run(H.l), 0);
+  assert_int_equal(ws_loop_post_call(H.l, post_fn, &called), 0);
+  h_end();
+  assert_int_equal(called, 1);
+}
+
+static void only_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+/* Loop and listener arguments. */
+static void loop_config_and_listen_errors(void **state) {
+  (void)state;
+  sim *s = sim_new(T0, 1);
+  ws_loop *l = NULL;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.low_water = lc.high_water + 1;
+  ws_drv_poller pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)),
+                   WS_ERR_INVALID_ARGUMENT);
+  ws_loop_config_default(&lc);
+  ws_mem partial = {NULL, NULL, NULL, NULL};
+  partial.free = only_free;
+  lc.mem = &partial;
+  pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)),
+                   WS_ERR_INVALID_ARGUMENT);
+  lc.mem = NULL;
+  pl = sim_poller(s);
+  assert_int_equal(ws_drv_new(&l, &lc, &pl, sim_sys(s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.host = "example.org"; /* names are not listened on */
+  uint16_t port = 0;
+  assert_int_equal(ws_loop_listen(l, &lp, &port), WS_ERR_INVALID_ARGUMENT);
+  lp.host = NULL;
+  lp.port = 7000;
+  assert_int_equal(ws_loop_listen(l, &lp, &port), 0);
+  assert_int_equal(port, 7000);
+  assert_int_equal(ws_loop_listen(l, &lp, &port), WS_LOOP_ERR_IO);
+  assert_int_equal(errno, EADDRINUSE);
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_IO), "socket error");
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_STALLED),
+                      "peer stopped reading (write timeout)");
+  assert_string_equal(ws_loop_strerror(WS_ERR_PROTO), ws_strerror(WS_ERR_PROTO));
+  ws_loop_del(l);
+  sim_stats st;
+  sim_get_stats(s, &st);
+  assert_int_equal(st.open_fds, 0);
+  sim_del(s);
+}
+
+
+/* ---- allocation failures ----------------------------------------------------- */
+
+typedef struct failing {
+  ws_mem mem;
+  long calls, fail_at; /* fail the fail_at-th call (1-based) and after */
+  long live;
+} failing;
+
+static void *f_malloc(size_t n, void *ud) {
+  failing *f = ud;
+  if (++f->calls >= f->fail_at) return NULL;
+  void *p = malloc(n);
+  if (p) f->live++;
+  return p;
+}
+static void *f_realloc(void *p, size_t n, void *ud) {
+  failing *f = ud;
+  if (++f->calls >= f->fail_at) return NULL;
+  void *q = realloc(p, n);
+  if (q && !p) f->live++;
+  return q;
+}
+static void f_free(void *p, void *ud) {
+  failing *f = ud;
+  if (p) f->live--;
+  free(p);
+}
+
+/* One scenario (a server, a loop client to it, a raw peer that echoes,
+ * posts, a close) with every allocation from the |fail_at|-th on
+ * failing: whatever breaks, nothing crashes or leaks, and every
+ * connection owed an on_close gets one. */
+static long run_failing(long fail_at) {
+  failing f;
+  memset(&f, 0, sizeof(f));
+  f.fail_at = fail_at;
+  f.mem.user_data = &f;
+  f.mem.malloc = f_malloc;
+  f.mem.realloc = f_realloc;
+  f.mem.free = f_free;
+  memset(&H, 0, sizeof(H));
+  H.s = sim_new(T0, 11);
+  sim_set_block_limit(H.s, 200);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.mem = &f.mem;
+  lc.callbacks.on_open = c_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = c_close;
+  lc.callbacks.on_http = h_http;
+  ws_drv_poller pl = sim_poller(H.s);
+  if (ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)) != 0) {
+    sim_del(H.s);
+    assert_int_equal(f.live, 0);
+    return f.calls;
+  }
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  int listening = ws_loop_listen(H.l, &lp, &H.port) == 0;
+  cli_opened = cli_closed = 0;
+  peer a;
+  if (listening) {
+    ws_loop_connect_params cp;
+    memset(&cp, 0, sizeof(cp));
+    cp.host = "127.0.0.1";
+    cp.port = H.port;
+    cp.user_data = &cli_opened;
+    ws_loop_connect(H.l, &cp, NULL);
+    h_peer(&a, "/");
+    for (int i = 0; i < 30 && !a.closed_at; i++) {
+      if (a.opened == 1 && a.msgs == 0 && i == 5) peer_send(&a, "echo");
+      if (i == 8) ws_loop_post_send(H.l, 0, WS_OP_TEXT, "post", 4, 0);
+      if (i == 12 && a.ws) {
+        ws_conn_close(a.ws, 1000, NULL, 0);
+        peer_pump(&a);
+      }
+      int rv = ws_loop_run_once(H.l, 100);
+      if (rv != 0) break;
+      peer_pump(&a);
+    }
+  }
+  ws_loop_del(H.l);
+  for (size_t i = 0; i < H.npeers; i++) peer_end(H.peers[i]);
+  assert_int_equal(H.dup_close, 0);
+  assert_int_equal(cli_closed, cli_opened ? 1 : cli_closed);
+  sim_stats st;
+  sim_get_stats(H.s, &st);
+  assert_int_equal(st.open_fds, 0);
+  sim_del(H.s);
+  assert_int_equal(f.live, 0);
+  if (fail_at == LONG_MAX) { /* the whole scenario ran */
+    assert_int_equal(a.msgs, 2);
+    assert_int_equal(cli_opened, 1);
+    assert_int_equal(a.close_code, 1000);
+  }
+  return f.calls;
+}
+
+static void failing_allocator_every_call(void **state) {
+  (void)state;
+  long total = run_failing(LONG_MAX);
+  for (long n = 1; n <= total; n++) run_failing(n);
+}
+
+
+/* An echo costs one recv() per message read, not two: a read shorter
+ * than the buffer emptied the socket, so the loop does not ask again for
+ * an EAGAIN (the echo-server's recv calls per message). */
+static void one_recv_per_message(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  sim_stats before = h_stats();
+  for (int i = 0; i < 10; i++) {
+    peer_send(&p, "ping-pong");
+    h_until(&p.msgs, i + 1, 10);
+  }
+  sim_stats after = h_stats();
+  assert_int_equal(after.recvs - before.recvs, 10);
+  h_end();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
+      cmocka_unit_test(keepalive_pings_on_schedule_for_a_day),
+      cmocka_unit_test(full_queues_at_ping_deadline_do_not_spin),
+      cmocka_unit_test(write_timeout_drops_a_stalled_reader),
+      cmocka_unit_test(linger_after_close_handshake),
+      cmocka_unit_test(graceful_shutdown_spread_and_drain),
+      cmocka_unit_test(accept_emfile_pauses_listener),
+      cmocka_unit_test(partial_reads_and_writes),
+      cmocka_unit_test(reset_mid_frame),
+      cmocka_unit_test(loop_client_connects_and_is_refused),
+      cmocka_unit_test(http_requests_through_the_core),
+      cmocka_unit_test(posts_race_with_close),
+      cmocka_unit_test(api_requests_sends_and_getters),
+      cmocka_unit_test(posts_budget_and_kinds),
+      cmocka_unit_test(loop_config_and_listen_errors),
+      cmocka_unit_test(failing_allocator_every_call),
+      cmocka_unit_test(one_recv_per_message),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
