@@ -889,14 +889,10 @@ static const char *tcp_peer(void) {
   return buf;
 }
 
-/* On the loop's thread: starts the close handshake of |c|. The core is
- * told the time first: the loop does not tick a connection before
- * ws_loop_close(), so after a few idle seconds the core would date the
- * close timeout from its last tick and fail the close at once (1006,
- * "timed out"). */
+/* On the loop's thread: starts the close handshake of |c|, noting that we
+ * started it (the exit status is 0 whatever code the peer echoes). */
 static int close_conn(ws_loop_conn *c, uint16_t code, const void *reason,
                       size_t len) {
-  ws_conn_tick(ws_loop_conn_ws(c), ws_loop_now(loop));
   atomic_store(&we_closed, 1);
   return ws_loop_close(c, code, reason, len);
 }
