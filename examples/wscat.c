@@ -436,7 +436,8 @@ static struct {
 #define RESET "\033[39m"
 
 static void out_init(const opts *o) {
-  int nocolor = o->no_color || (getenv("NO_COLOR") && *getenv("NO_COLOR"));
+  const char *no_color = getenv("NO_COLOR");
+  int nocolor = o->no_color || (no_color && *no_color);
   out.mode = o->json ? OUT_JSON : isatty(1) ? OUT_TTY : OUT_RAW;
   out.color = out.mode == OUT_TTY && !nocolor;
   out.ecolor = isatty(2) && !nocolor;
@@ -1455,7 +1456,10 @@ static int start_connect(const char *url) {
   char old_host[256];
   snprintf(old_host, sizeof(old_host), "%s", url_copy ? cur.host : "");
   int rv = normalize_url(url, &norm, &user);
-  if (rv != 0 || !norm) return rv ? rv : EXIT_CONNECT;
+  if (rv != 0 || !norm) {
+    free(user);
+    return rv ? rv : EXIT_CONNECT;
+  }
   if (ws_loop_parse_url(norm, &cur) != 0) {
     error_msg("bad URL '%s': need ws[s]://[USER:PASS@]HOST[:PORT][/PATH]", url);
     free(norm), free(user);
