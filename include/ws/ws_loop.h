@@ -358,6 +358,10 @@ WS_LOOP_EXTERN int ws_loop_send(ws_loop_conn *conn, ws_opcode opcode,
  * ws_conn_close(). */
 WS_LOOP_EXTERN int ws_loop_ping(ws_loop_conn *conn, const void *data,
                                 size_t len);
+/* Queues an unsolicited pong (RFC 6455 5.5.3: a unidirectional
+ * heartbeat); as ws_conn_pong(). Since: 0.2 */
+WS_LOOP_EXTERN int ws_loop_pong(ws_loop_conn *conn, const void *data,
+                                size_t len);
 WS_LOOP_EXTERN int ws_loop_close(ws_loop_conn *conn, uint16_t code,
                                  const void *reason, size_t reasonlen);
 

@@ -58,6 +58,14 @@ int ws_loop_ping(ws_loop_conn *c, const void *data, size_t len) {
   return rv;
 }
 
+int ws_loop_pong(ws_loop_conn *c, const void *data, size_t len) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_pong(c->ws, data, len);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
 int ws_loop_close(ws_loop_conn *c, uint16_t code, const void *reason,
                   size_t reasonlen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;

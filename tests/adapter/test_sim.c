@@ -739,6 +739,8 @@ static void api_requests_sends_and_getters(void **state) {
   ws_loop_conn *ca = H.l->slots[0];
   assert_int_equal(ws_loop_ping(ca, "hi", 2), 0);
   h_until(&a.pings, 1, 10);
+  assert_int_equal(ws_loop_pong(ca, "hb", 2), 0);
+  assert_int_equal(ws_loop_pong(NULL, NULL, 0), WS_ERR_INVALID_ARGUMENT);
   size_t n = 0;
   assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "all", 3, ca, &n), 0);
   assert_int_equal(n, 1); /* everyone but |ca| */
