@@ -878,7 +878,8 @@ int ws_request_origin_allowed(const ws_request *req, const char *const *origins,
     origin_parts h;
     memset(&h, 0, sizeof(h));
     if (!split_authority(req->host.base, req->host.len, &h)) return 0;
-    if (!h.port_written) h.port = o.port; /* the scheme's default */
+    if (!h.port_written) /* the scheme's default */
+      h.port = ws_slice_ieq(o.scheme, "https") ? 443 : 80;
     return h.port == o.port &&
            ws_ascii_ieq(h.host.base, h.host.len, o.host.base, o.host.len);
   }
