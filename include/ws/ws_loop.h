@@ -215,7 +215,10 @@ typedef struct ws_loop_config {
    * input asked for it, that connection is closed with 1013 "try again
    * later" (on_close: WS_LOOP_ERR_BUDGET); an application's send gets
    * WS_ERR_NOMEM. While the loop holds more than 90% of it, new
-   * requests are answered 503. See ws_loop_memory(). Since: 0.2 */
+   * requests are answered 503, and sends to a connection whose output is
+   * over |high_water| get WS_ERR_WOULDBLOCK (ws_loop_broadcast() skips
+   * it): the rest is kept for the connections that read. See
+   * ws_loop_memory(). Since: 0.2 */
   uint64_t memory_budget;
   /* A message that has started (its first frame arrived) but not
    * finished within this long, fragments or compressed data still

@@ -261,6 +261,10 @@ int budget_high(const ws_loop *l);
  * -1 to close it at once. */
 int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
                  uint32_t *pflags, uint64_t *pip);
+/* 1 if a send to |c| must wait: the loop is over 90% of its budget and
+ * |c|'s output is over high_water (the last 10% are kept for the
+ * connections that read). */
+int budget_hold_back(const ws_loop_conn *c);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);

@@ -98,6 +98,10 @@ int budget_high(const ws_loop *l) {
   return b && l->mem_now > b - b / 10;
 }
 
+int budget_hold_back(const ws_loop_conn *c) {
+  return (c->flags & F_CONGESTED) && budget_high(c->loop);
+}
+
 /* ---- caps at accept ------------------------------------------------------ */
 
 /* FNV-1a of the peer's address without its port. */

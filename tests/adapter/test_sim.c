@@ -1123,6 +1123,43 @@ static void budget_high_mark_refuses_new_requests(void **state) {
   h_end();
 }
 
+/* Over 90% of the budget, a connection whose output is over high_water
+ * gets no more (WS_ERR_WOULDBLOCK, skipped by broadcasts): the rest is
+ * kept for the connections that read. */
+static void budget_holds_back_congested_connections(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  peer a, b;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  ws_loop_conn *ca = H.l->slots[0], *cb = H.l->slots[1];
+  a.mute = 1;
+  sim_set_rcvbuf(H.s, a.fd, 0);
+  static uint8_t big[2u << 20];
+  assert_int_equal(ws_loop_send(ca, WS_OP_BINARY, big, sizeof(big), 0), 0);
+  h_round();
+  assert_true(ca->flags & F_CONGESTED);
+  uint64_t now = 0;
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now + 65536; /* over 90% used */
+  assert_true(budget_high(H.l));
+  assert_int_equal(ws_loop_send(ca, WS_OP_TEXT, "x", 1, 0), WS_ERR_WOULDBLOCK);
+  assert_int_equal(ws_loop_send(cb, WS_OP_TEXT, "y", 1, 0), 0);
+  size_t n = 0;
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "z", 1, NULL, &n), 0);
+  assert_int_equal(n, 1);
+  H.l->cfg.memory_budget = now * 2; /* under the mark */
+  assert_false(budget_high(H.l));
+  assert_int_equal(ws_loop_send(ca, WS_OP_TEXT, "x", 1, 0), 0);
+  h_end();
+}
+
 static void b_listen(const ws_loop_listen_params *lp) {
   ws_loop_listen_params p = *lp;
   assert_int_equal(ws_loop_listen(H.l, &p, &H.port), 0);
@@ -1412,6 +1449,7 @@ int main(void) {
       /* budgets and caps (h-budget) */
       cmocka_unit_test(budget_refuses_the_connection_that_asks),
       cmocka_unit_test(budget_high_mark_refuses_new_requests),
+      cmocka_unit_test(budget_holds_back_congested_connections),
       cmocka_unit_test(listener_caps_at_their_edges),
       cmocka_unit_test(slow_reader_trickle_dropped_above_low_water),
       cmocka_unit_test(message_timeout_at_its_edge),
