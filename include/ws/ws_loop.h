@@ -223,7 +223,9 @@ typedef struct ws_loop_config {
   /* A message that has started (its first frame arrived) but not
    * finished within this long, fragments or compressed data still
    * coming, is refused: close 1008 (on_close: WS_LOOP_ERR_SLOW_MESSAGE).
-   * 60000; 0 off. Since: 0.2 */
+   * It is not counted while the connection is paused or congested (the
+   * loop is not reading then). An application streaming long uploads
+   * (WS_DELIVER_STREAM) raises it or sets 0. 60000; 0 off. Since: 0.2 */
   uint32_t message_timeout_ms;
 } ws_loop_config;
 

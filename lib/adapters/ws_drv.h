@@ -148,7 +148,8 @@ struct ws_loop {
   ws_loop_config cfg;
   ws_mem mem;  /* counting: ws_drv_budget.c */
   ws_mem umem; /* the application's (or malloc) */
-  uint64_t mem_now, mem_peak;
+  /* bytes held: posts allocate from any thread (budget_malloc_posted) */
+  _Atomic uint64_t mem_now, mem_peak;
   ws_loop_conn *feeding; /* the connection whose input is being fed */
   uint32_t nrefusing;    /* F_REFUSE connections alive */
   ws_drv_poller poller;
@@ -254,6 +255,9 @@ void drv_close_listeners(ws_loop *l);
 
 /* Sets |l->mem| to the counting allocator over |l->umem|. */
 void budget_init_mem(ws_loop *l);
+/* drv_malloc() for any thread (the ws_loop_post_* functions): counted,
+ * never refused by the budget (posts have their own, max_post_bytes). */
+void *budget_malloc_posted(ws_loop *l, size_t n);
 /* 1 while new requests are refused (over 90% of memory_budget). */
 int budget_high(const ws_loop *l);
 /* A connection accepted on |s|: the caps. Returns 0 to go on with

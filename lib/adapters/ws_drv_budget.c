@@ -26,33 +26,43 @@ _Static_assert(_Alignof(max_align_t) <= MEM_HDR, "MEM_HDR too small");
 #define MAX_REFUSING 64
 
 /* ---- the counting allocator ------------------------------------------------
- */
+ * The counts are atomic: posts are allocated on other threads. Only the
+ * loop's thread looks at |feeding| and refuses. */
 
-static void mem_add(ws_loop *l, size_t n) {
-  l->mem_now += n;
-  if (l->mem_now > l->mem_peak) l->mem_peak = l->mem_now;
+static void mem_add(ws_loop *l, uint64_t n) {
+  uint64_t now = atomic_fetch_add(&l->mem_now, n) + n;
+  uint64_t peak = atomic_load(&l->mem_peak);
+  while (now > peak &&
+         !atomic_compare_exchange_weak(&l->mem_peak, &peak, now)) {
+  }
 }
 
 /* 1 if |extra| more bytes may not be allocated now. */
 static int mem_refused(ws_loop *l, size_t extra) {
   ws_loop_conn *c = l->feeding;
   if (c && (c->flags & F_BUDGET)) return 1;
-  if (!l->cfg.memory_budget || l->mem_now + extra <= l->cfg.memory_budget)
+  if (!l->cfg.memory_budget ||
+      atomic_load(&l->mem_now) + extra <= l->cfg.memory_budget)
     return 0;
   if (c) c->flags |= F_BUDGET;
   return 1;
 }
 
-static void *b_malloc(size_t n, void *ud) {
-  ws_loop *l = ud;
+static void *count_malloc(ws_loop *l, size_t n, int check) {
   if (n > SIZE_MAX - MEM_HDR) return NULL;
   size_t t = n + MEM_HDR;
-  if (mem_refused(l, t)) return NULL;
+  if (check && mem_refused(l, t)) return NULL;
   unsigned char *p = l->umem.malloc(t, l->umem.user_data);
   if (!p) return NULL;
   memcpy(p, &t, sizeof(t));
   mem_add(l, t);
   return p + MEM_HDR;
+}
+
+static void *b_malloc(size_t n, void *ud) { return count_malloc(ud, n, 1); }
+
+void *budget_malloc_posted(ws_loop *l, size_t n) {
+  return count_malloc(l, n ? n : 1, 0);
 }
 
 static void *b_realloc(void *ptr, size_t n, void *ud) {
@@ -66,7 +76,7 @@ static void *b_realloc(void *ptr, size_t n, void *ud) {
   unsigned char *p = l->umem.realloc(base, t, l->umem.user_data);
   if (!p) return NULL;
   memcpy(p, &t, sizeof(t));
-  l->mem_now -= old;
+  atomic_fetch_sub(&l->mem_now, old);
   mem_add(l, t);
   return p + MEM_HDR;
 }
@@ -77,7 +87,7 @@ static void b_free(void *ptr, void *ud) {
   unsigned char *base = (unsigned char *)ptr - MEM_HDR;
   size_t old;
   memcpy(&old, base, sizeof(old));
-  l->mem_now -= old;
+  atomic_fetch_sub(&l->mem_now, old);
   l->umem.free(base, l->umem.user_data);
 }
 
@@ -89,13 +99,15 @@ void budget_init_mem(ws_loop *l) {
 }
 
 void ws_loop_memory(const ws_loop *l, uint64_t *pnow, uint64_t *ppeak) {
-  if (pnow) *pnow = l ? l->mem_now : 0;
-  if (ppeak) *ppeak = l ? l->mem_peak : 0;
+  ws_loop *m = (ws_loop *)(uintptr_t)l; /* atomic loads only */
+  if (pnow) *pnow = m ? atomic_load(&m->mem_now) : 0;
+  if (ppeak) *ppeak = m ? atomic_load(&m->mem_peak) : 0;
 }
 
 int budget_high(const ws_loop *l) {
+  ws_loop *m = (ws_loop *)(uintptr_t)l; /* atomic loads only */
   uint64_t b = l->cfg.memory_budget;
-  return b && l->mem_now > b - b / 10;
+  return b && atomic_load(&m->mem_now) > b - b / 10;
 }
 
 int budget_hold_back(const ws_loop_conn *c) {
