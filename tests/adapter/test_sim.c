@@ -1382,6 +1382,12 @@ static void origin_allowlist(void **state) {
   b_peer(&ps[2], "https://chat.example.com:8443", 0);
   h_until(&ps[2].opened, 1, 10);
   assert_int_equal(H.opens, 2);
+  lp.origins = NULL; /* a count without a list */
+  assert_int_equal(ws_loop_listen(H.l, &lp, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_BUDGET),
+                      "over the loop's memory budget");
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_SLOW_MESSAGE),
+                      "message not finished in time");
   h_end();
 }
 
@@ -1412,11 +1418,11 @@ static void pmd_context_cap(void **state) {
   assert_true(pp.enabled);
   assert_true(pp.server_no_context_takeover);
   assert_true(pp.client_no_context_takeover);
-  b_peer(&ps[2], NULL, 0); /* no deflate: takes no context */
-  h_until(&ps[2].opened, 1, 10);
   sim_close(H.s, ps[0].fd); /* the holder leaves */
   ps[0].fd = -1;
   h_until(&H.closes, 1, 10);
+  b_peer(&ps[2], NULL, 0); /* no deflate: gives the slot back at open */
+  h_until(&ps[2].opened, 1, 10);
   static peer late;
   b_peer(&late, NULL, 1);
   h_until(&late.opened, 1, 10);
