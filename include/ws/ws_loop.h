@@ -227,6 +227,15 @@ typedef struct ws_loop_config {
    * loop is not reading then). An application streaming long uploads
    * (WS_DELIVER_STREAM) raises it or sets 0. 60000; 0 off. Since: 0.2 */
   uint32_t message_timeout_ms;
+  /* Minimum drain rate, bytes per second (0: none, the default): while a
+   * connection has output pending, it must have written at least this
+   * many bytes per second over each window of write_timeout_ms (counted
+   * from when output became pending; a window ends early, and no check
+   * is made, when the output drains completely), else it is dropped as
+   * stalled (WS_LOOP_ERR_STALLED). Catches readers that trickle just
+   * enough to stay under |low_water|. Needs write_timeout_ms.
+   * Since: 0.2 */
+  uint32_t min_drain_rate;
 } ws_loop_config;
 
 /* Fills |cfg| with the defaults above (no callbacks). Since: 0.1 */

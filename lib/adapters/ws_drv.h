@@ -133,6 +133,8 @@ struct ws_loop_conn {
   uint64_t drv_at;      /* linger end, or the shutdown close time */
   uint64_t stall_since; /* pending output without progress since */
   uint64_t msg_since;   /* a message is being received since */
+  uint64_t drain_since; /* min_drain_rate: the window started then */
+  uint64_t drained;     /* ... and this many bytes were written since */
   uint64_t ip_hash;     /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
   ws_conn *ws;
@@ -239,6 +241,9 @@ void conn_ready(ws_loop_conn *c, unsigned events);
 void conn_again(ws_loop_conn *c);
 /* The deadline the heap should hold for |c|. */
 uint64_t conn_deadline(const ws_loop_conn *c);
+/* min_drain_rate: at the end of a window, drops |c| if it drained too
+ * little (returns 1), else starts the next window. */
+int conn_drain_check(ws_loop_conn *c);
 /* message_timeout_ms: closes |c| with 1008 if its message is late. */
 void conn_message_timeout(ws_loop_conn *c);
 /* Sends the graceful-shutdown close (l->sd_code) if |c| is open. */

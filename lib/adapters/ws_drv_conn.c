@@ -508,6 +508,7 @@ static int conn_flush(ws_loop_conn *c) {
     int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
     if (w) {
       ws_conn_out_consume(c->ws, w);
+      c->drained += w;
       /* Above low_water, a trickle does not count as progress: the
        * write timeout runs until the queue is down to low_water. */
       if (conn_pending(c) <= c->loop->cfg.low_water)
@@ -607,6 +608,10 @@ uint64_t conn_deadline(const ws_loop_conn *c) {
     uint64_t s = c->stall_since + l->cfg.write_timeout_ms;
     d = s < d ? s : d;
   }
+  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && c->drain_since) {
+    uint64_t r = c->drain_since + l->cfg.write_timeout_ms;
+    d = r < d ? r : d;
+  }
   if (c->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
     uint64_t m = c->msg_since + l->cfg.message_timeout_ms;
     d = m < d ? m : d;
@@ -653,6 +658,22 @@ static void conn_track_message(ws_loop_conn *c) {
   }
 }
 
+int conn_drain_check(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  uint64_t win = l->cfg.write_timeout_ms;
+  if (!l->cfg.min_drain_rate || !win || !c->drain_since ||
+      l->now < c->drain_since + win)
+    return 0;
+  if (c->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
+    c->end_err = WS_LOOP_ERR_STALLED;
+    conn_destroy(c, WS_LOOP_ERR_STALLED);
+    return 1;
+  }
+  c->drain_since = l->now; /* the next window */
+  c->drained = 0;
+  return 0;
+}
+
 void conn_message_timeout(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   static const char reason[] = "message too slow";
@@ -683,6 +704,12 @@ void conn_after(ws_loop_conn *c) {
       c->stall_since = 0;
     else if (!c->stall_since)
       c->stall_since = drv_clock(l);
+    if (conn_pending(c) == 0) {
+      c->drain_since = 0;
+    } else if (!c->drain_since) {
+      c->drain_since = drv_clock(l);
+      c->drained = 0;
+    }
     conn_track_message(c);
     maybe_finish(c);
     if (c->state == C_DEAD) return;

@@ -1280,6 +1280,50 @@ static void slow_reader_trickle_dropped_above_low_water(void **state) {
   }
 }
 
+static void refill(sim *s, void *arg) {
+  static uint8_t buf[16384];
+  peer *p = arg;
+  sim_recv(s, p->fd, buf, sizeof(buf));
+}
+
+/* min_drain_rate: a reader under low_water that reads 16 KiB once per
+ * 32 s window drains 512 B/s: kept with a minimum of 511 or 512 B/s,
+ * dropped at the window's end with 513. */
+static void min_drain_rate_at_its_edge(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  static const uint32_t rates[] = {511, 512, 513};
+  static uint8_t msg[100u << 10];
+  for (int k = 0; k < 3; k++) {
+    ws_loop_config lc;
+    ws_loop_config_default(&lc);
+    lc.write_timeout_ms = 32000;
+    lc.min_drain_rate = rates[k];
+    h_start(&lc, &cfg, 0);
+    peer p;
+    h_peer(&p, "/");
+    h_until(&p.opened, 1, 10);
+    p.mute = 1;
+    sim_set_rcvbuf(H.s, p.fd, 16384);
+    uint64_t t = sim_now(H.s);
+    sim_at(H.s, t + 16000, refill, &p);
+    assert_int_equal(
+        ws_loop_send(H.l->slots[0], WS_OP_BINARY, msg, sizeof(msg), 0), 0);
+    while (sim_now(H.s) < t + 33000) /* waits of 1 s at most */
+      assert_int_equal(ws_loop_run_once(H.l, 1000), 0);
+    if (k < 2) {
+      assert_int_equal(H.closes, 0);
+    } else {
+      assert_int_equal(H.closes, 1);
+      assert_int_equal(H.close_at, t + 32000);
+      assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
+    }
+    h_end();
+  }
+}
+
 static void finish_fragment(sim *s, void *arg) {
   peer *p = arg;
   (void)s;
@@ -1458,6 +1502,7 @@ int main(void) {
       cmocka_unit_test(budget_holds_back_congested_connections),
       cmocka_unit_test(listener_caps_at_their_edges),
       cmocka_unit_test(slow_reader_trickle_dropped_above_low_water),
+      cmocka_unit_test(min_drain_rate_at_its_edge),
       cmocka_unit_test(message_timeout_at_its_edge),
       cmocka_unit_test(origin_allowlist),
       cmocka_unit_test(pmd_context_cap),
