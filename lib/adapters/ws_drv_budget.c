@@ -99,15 +99,13 @@ void budget_init_mem(ws_loop *l) {
 }
 
 void ws_loop_memory(const ws_loop *l, uint64_t *pnow, uint64_t *ppeak) {
-  ws_loop *m = (ws_loop *)(uintptr_t)l; /* atomic loads only */
-  if (pnow) *pnow = m ? atomic_load(&m->mem_now) : 0;
-  if (ppeak) *ppeak = m ? atomic_load(&m->mem_peak) : 0;
+  if (pnow) *pnow = l ? atomic_load(&l->mem_now) : 0;
+  if (ppeak) *ppeak = l ? atomic_load(&l->mem_peak) : 0;
 }
 
 int budget_high(const ws_loop *l) {
-  ws_loop *m = (ws_loop *)(uintptr_t)l; /* atomic loads only */
   uint64_t b = l->cfg.memory_budget;
-  return b && atomic_load(&m->mem_now) > b - b / 10;
+  return b && atomic_load(&l->mem_now) > b - b / 10;
 }
 
 int budget_hold_back(const ws_loop_conn *c) {
