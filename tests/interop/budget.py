@@ -15,9 +15,10 @@ the margins are seconds, not milliseconds, so a loaded machine passes.
    meanwhile.
 2. slow: chat with --memory-budget 64 MiB; 50 clients that do not read
    (half of them read a few bytes every few seconds) while a client
-   floods the room: all 50 are dropped within the write timeout (30 s,
-   plus margin), RSS stays bounded, two well-behaved clients keep
-   receiving throughout.
+   floods the room: all 50 are dropped within the write timeout (30 s
+   once their queue in the server is over low_water, which takes a few
+   seconds of filling kernel buffers first), RSS stays bounded, two
+   well-behaved clients keep receiving throughout.
 3. origin: chat answers 403 to a cross-site Origin (RFC 6455 10.2), 101
    to its own host's, and to an --origin it was given.
 4. tls: echo-server over TLS with --max-handshakes 16, 200 sockets each
@@ -381,9 +382,12 @@ def part_slow(bindir):
                     for g in good]
         for t in threads:
             t.start()
-        # the write timeout is 30 s; allow 30 s more on a loaded machine
+        # The write timeout is 30 s from when a reader's queue in the
+        # server went over low_water, which comes after the kernel's
+        # socket buffers filled (~8 s at this rate); allow for a loaded
+        # machine.
         nap = 0
-        while time.monotonic() - t0 < 60:
+        while time.monotonic() - t0 < 90:
             if all(len(set(slow) - set(g["left"])) == 0 for g in good):
                 break
             nap += 1
@@ -408,7 +412,7 @@ def part_slow(bindir):
               (len(times), times[0] if times else -1,
                times[-1] if times else -1, [g["got"] for g in good],
                ["%.1f" % g["gap"] for g in good], growth / MiB))
-        check(len(times) == 50, "all 50 slow readers dropped within 60 s "
+        check(len(times) == 50, "all 50 slow readers dropped within 90 s "
               "(write timeout 30 s)", "%d" % len(times))
         check(all(g["got"] > 100 and not g["closed"] for g in good),
               "well-behaved clients keep receiving",
