@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define MAX_MESSAGE 8192 /* bytes of one chat message */
+#define MAX_ORIGINS 16
 
 static const char page[] =
     "<!doctype html><html><head><meta charset=utf-8><title>libws chat</title>"
@@ -125,9 +126,37 @@ static void on_signal(int sig) {
   ws_loop_shutdown(loop, 1001, 0, 3000);
 }
 
+/* Limits for a public port: --memory-budget BYTES (0: none),
+ * --max-conns N, --max-conns-per-ip N (0: any). A browser page from
+ * another site must not reach the chat in its visitor's name (RFC 6455
+ * 10.2): only pages of this server's own host are allowed, plus every
+ * --origin ORIGIN (repeatable: an exact origin, or a host pattern
+ * such as *.example.com). */
+static int limit_arg(const char *a, const char *v, uint64_t *budget,
+                     ws_loop_listen_params *lp) {
+  char *end = NULL;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (!*v || *end || *v == '-') return -1;
+  if (!strcmp(a, "--memory-budget"))
+    *budget = n;
+  else if (n > 0xffffffffu)
+    return -1;
+  else if (!strcmp(a, "--max-conns"))
+    lp->max_conns = (uint32_t)n;
+  else if (!strcmp(a, "--max-conns-per-ip"))
+    lp->max_conns_per_ip = (uint32_t)n;
+  else
+    return -1;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   unsigned long port = 8080;
+  uint64_t budget = 0;
+  static const char *origins[MAX_ORIGINS];
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
   for (int i = 1; i < argc; i++) {
     char *end = NULL;
     if (!strcmp(argv[i], "--port") && i + 1 < argc) {
@@ -135,11 +164,20 @@ int main(int argc, char **argv) {
       if (*end || port > 65535) port = 70000;
     } else if (!strcmp(argv[i], "--host") && i + 1 < argc) {
       host = argv[++i];
+    } else if (!strcmp(argv[i], "--origin") && i + 1 < argc &&
+               lp.norigins < MAX_ORIGINS) {
+      origins[lp.norigins++] = argv[++i];
+    } else if (i + 1 < argc && !limit_arg(argv[i], argv[i + 1], &budget, &lp)) {
+      i++;
     } else {
       port = 70000;
     }
     if (port > 65535) {
-      fprintf(stderr, "usage: %s [--port N (8080)] [--host ADDR]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--port N (8080)] [--host ADDR] [--origin ORIGIN]..."
+              "\n  [--memory-budget BYTES] [--max-conns N] "
+              "[--max-conns-per-ip N]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -156,8 +194,9 @@ int main(int argc, char **argv) {
   lc.callbacks.on_open = on_open;
   lc.callbacks.on_message = on_message;
   lc.callbacks.on_close = on_close;
-  ws_loop_listen_params lp;
-  memset(&lp, 0, sizeof(lp));
+  lc.memory_budget = budget;
+  lp.origins = origins;
+  lp.origin_flags = WS_ORIGIN_SAME_HOST; /* this server's own pages */
   lp.host = host;
   lp.port = (uint16_t)port;
   lp.config = &cfg;

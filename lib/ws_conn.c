@@ -1485,3 +1485,11 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
   memset(params, 0, sizeof(*params));
   if (c) *params = c->pmd;
 }
+
+/* ---- h-budget: one getter for the loop's message timeout ---------------- */
+
+int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
+  int on = c && c->msg_op != 0;
+  if (pbytes) *pbytes = !on ? 0 : c->rx_comp ? c->inflated : c->msg_bytes;
+  return on;
+}

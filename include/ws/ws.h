@@ -674,6 +674,45 @@ WS_EXTERN void ws_conn_stats(const ws_conn *conn, ws_stats *pstats);
  * (service restart, try again later, bad gateway), and 3000-4999. */
 WS_EXTERN int ws_close_code_valid(uint16_t code);
 
+/* ---- Origin allowlist (RFC 6455 10.2) ----------------------------------- */
+
+/* Allow the origin whose host[:port] is the request's Host. */
+#define WS_ORIGIN_SAME_HOST 0x1u
+/* Refuse a request without Origin. */
+#define WS_ORIGIN_REQUIRE 0x2u
+
+/*
+ * Whether |req|'s Origin is allowed: a browser sends the page's origin,
+ * so a server that only serves its own pages refuses the others
+ * (cross-site WebSocket hijacking). Each of the |n| |origins| is either
+ *   "https://chat.example.com:8443"  an origin, matched exactly (scheme
+ *                                    and host case-insensitively, the
+ *                                    port as written);
+ *   the same with "*." as the host's first label (any subdomain, not
+ *                                    the domain itself), same scheme
+ *                                    and port;
+ *   "*.example.com", "example.com"   a host pattern: any scheme, any port;
+ *   "*"                              anything.
+ * With WS_ORIGIN_SAME_HOST, an origin whose host and port (80/443 when
+ * absent, by its scheme) are those of the Host header is allowed too. A
+ * request without Origin (not from a browser) is allowed unless
+ * WS_ORIGIN_REQUIRE; "null" only if listed. Returns 1 or 0.
+ * Since: 0.2
+ */
+WS_EXTERN int ws_request_origin_allowed(const ws_request *req,
+                                        const char *const *origins, size_t n,
+                                        uint32_t flags);
+
+/* ---- for the loop's message timeout ------------------------------------ */
+
+/*
+ * Whether a data message is being received (its first frame arrived,
+ * its last has not), and if so the payload bytes received for it so far
+ * (after inflation when compressed) in |*pbytes| (may be NULL).
+ * Since: 0.2
+ */
+WS_EXTERN int ws_conn_rx_message(const ws_conn *conn, uint64_t *pbytes);
+
 #ifdef __cplusplus
 }
 #endif

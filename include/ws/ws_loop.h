@@ -71,6 +71,10 @@ typedef struct ws_loop_conn ws_loop_conn;
 #define WS_LOOP_ERR_STALLED (-303)  /* no write progress for write_timeout_ms */
 #define WS_LOOP_ERR_SHUTDOWN (-304) /* dropped at the end of the drain */
 #define WS_LOOP_ERR_ABORTED (-305)  /* the loop was deleted */
+/* Refused by memory_budget (close 1013). Since: 0.2 */
+#define WS_LOOP_ERR_BUDGET (-306)
+/* A message unfinished after message_timeout_ms (close 1008). Since: 0.2 */
+#define WS_LOOP_ERR_SLOW_MESSAGE (-307)
 
 /* How a connection ended, for on_close. */
 typedef struct ws_loop_close_info {
@@ -193,12 +197,45 @@ typedef struct ws_loop_config {
   uint32_t high_water;       /* pending output bytes that stop reading;
                                 1 MiB */
   uint32_t low_water;        /* ... and that resume it; 256 KiB */
-  uint32_t write_timeout_ms; /* drop a connection whose pending output made
-                                no progress for this long; 30000, 0 off */
+  /* Drop a connection whose pending output stayed above |low_water| for
+   * this long, however many bytes trickled out meanwhile (the count
+   * restarts only once the queue is down to |low_water|), or, at or under
+   * |low_water|, made no progress at all for this long: a reader taking
+   * a few KiB now and then is dropped too (since 0.2; before, any byte of
+   * progress restarted it). 30000, 0 off */
+  uint32_t write_timeout_ms;
   uint32_t linger_ms;        /* server, after the close handshake: wait
                                 this long for the peer's FIN; 2000 */
   uint32_t max_post_bytes;   /* payload bytes queued by the ws_loop_post_*
                                 functions and not applied yet; 16 MiB */
+  /* Every byte the loop and its connections' cores allocate (buffers,
+   * messages being assembled or inflated, deflate contexts, output
+   * queues) counts toward this; 0: no budget (the default). An
+   * allocation that would go over it is refused: when a connection's
+   * input asked for it, that connection is closed with 1013 "try again
+   * later" (on_close: WS_LOOP_ERR_BUDGET); an application's send gets
+   * WS_ERR_NOMEM. While the loop holds more than 90% of it, new
+   * requests are answered 503, and sends to a connection whose output is
+   * over |high_water| get WS_ERR_WOULDBLOCK (ws_loop_broadcast() skips
+   * it): the rest is kept for the connections that read. See
+   * ws_loop_memory(). Since: 0.2 */
+  uint64_t memory_budget;
+  /* A message that has started (its first frame arrived) but not
+   * finished within this long, fragments or compressed data still
+   * coming, is refused: close 1008 (on_close: WS_LOOP_ERR_SLOW_MESSAGE).
+   * It is not counted while the connection is paused or congested (the
+   * loop is not reading then). An application streaming long uploads
+   * (WS_DELIVER_STREAM) raises it or sets 0. 60000; 0 off. Since: 0.2 */
+  uint32_t message_timeout_ms;
+  /* Minimum drain rate, bytes per second (0: none, the default): while a
+   * connection has output pending, it must have written at least this
+   * many bytes per second over each window of write_timeout_ms (counted
+   * from when output became pending; a window ends early, and no check
+   * is made, when the output drains completely), else it is dropped as
+   * stalled (WS_LOOP_ERR_STALLED). Catches readers that trickle just
+   * enough to stay under |low_water|. Needs write_timeout_ms.
+   * Since: 0.2 */
+  uint32_t min_drain_rate;
 } ws_loop_config;
 
 /* Fills |cfg| with the defaults above (no callbacks). Since: 0.1 */
@@ -235,6 +272,32 @@ typedef struct ws_loop_listen_params {
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid as long as the
                                          loop (listeners live as long) */
+  /* Caps, 0 = none (the defaults). Over one, a plain connection's request
+   * (Upgrade or plain HTTP) is answered 503 with Retry-After, and a
+   * connection over a transport (TLS) is closed at once, before any
+   * handshake work. |max_conns|: connections of this listener at once;
+   * |max_conns_per_ip|: of them, from one peer address;
+   * |max_handshakes|: of them, still in their opening handshake (TLS
+   * handshake included) at once. Since: 0.2 */
+  uint32_t max_conns;
+  uint32_t max_conns_per_ip;
+  uint32_t max_handshakes;
+  /* Origin allowlist (RFC 6455 10.2), checked before on_request: see
+   * ws_request_origin_allowed() in <ws/ws.h> for the patterns and
+   * |origin_flags| (WS_ORIGIN_*). Off when |norigins| and |origin_flags|
+   * are both 0. A refused request is answered 403. The strings are not
+   * copied: they MUST stay valid as long as the loop. Since: 0.2 */
+  const char *const *origins;
+  size_t norigins;
+  uint32_t origin_flags;
+  /* Compression context (RFC 7692 7.1.1): a connection that keeps its
+   * deflate context between messages holds up to ~2^window_bits bytes
+   * per direction plus the compressor's tables for its whole life (~64 +
+   * 64 KiB at 15 bits), one that does not only while a message is in
+   * flight. At most |max_pmd_context| connections of this listener keep
+   * one (0: no limit): later ones negotiate server_no_context_takeover
+   * and client_no_context_takeover. Since: 0.2 */
+  uint32_t max_pmd_context;
 } ws_loop_listen_params;
 
 /*
@@ -324,6 +387,12 @@ WS_LOOP_EXTERN uint64_t ws_loop_now(const ws_loop *loop);
 
 /* Connections the loop holds (any state). */
 WS_LOOP_EXTERN size_t ws_loop_conn_count(const ws_loop *loop);
+
+/* Bytes the loop and its connections hold now, and the most they held
+ * at once (either pointer may be NULL). Counted whether or not a
+ * memory_budget is set; allocation headers included. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_memory(const ws_loop *loop, uint64_t *pnow,
+                                   uint64_t *ppeak);
 
 /* ---- connections (loop thread) ------------------------------------------- */
 

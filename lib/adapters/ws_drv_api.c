@@ -45,6 +45,7 @@ int ws_loop_send(ws_loop_conn *c, ws_opcode opcode, const void *data,
                  size_t len, uint32_t flags) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  if (budget_hold_back(c)) return WS_ERR_WOULDBLOCK;
   int rv = ws_conn_send(c->ws, opcode, data, len, flags);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
@@ -85,7 +86,7 @@ int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
   for (uint32_t i = 0; i < l->nslots; i++) {
     ws_loop_conn *c = l->slots[i];
     if (!c || c == except || c->state != C_WS ||
-        ws_conn_state(c->ws) != WS_STATE_OPEN)
+        ws_conn_state(c->ws) != WS_STATE_OPEN || budget_hold_back(c))
       continue;
     if (ws_conn_send(c->ws, opcode, data, len, 0) == 0) {
       conn_mark_dirty(c);

@@ -64,6 +64,8 @@ const char *ws_loop_strerror(int err) {
   case WS_LOOP_ERR_STALLED: return "peer stopped reading (write timeout)";
   case WS_LOOP_ERR_SHUTDOWN: return "dropped at the end of the shutdown";
   case WS_LOOP_ERR_ABORTED: return "the loop was deleted";
+  case WS_LOOP_ERR_BUDGET: return "over the loop's memory budget";
+  case WS_LOOP_ERR_SLOW_MESSAGE: return "message not finished in time";
   default: return ws_strerror(err);
   }
 }
@@ -76,6 +78,7 @@ void ws_loop_config_default(ws_loop_config *cfg) {
   cfg->write_timeout_ms = 30000;
   cfg->linger_ms = 2000;
   cfg->max_post_bytes = 16u << 20;
+  cfg->message_timeout_ms = 60000;
 }
 
 void *ws_loop_user_data(const ws_loop *l) { return l ? l->cfg.user_data : NULL; }
@@ -215,7 +218,8 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
   }
   memset(l, 0, sizeof(*l));
   l->cfg = *cfg;
-  l->mem = m;
+  l->umem = m;
+  budget_init_mem(l);
   l->poller = *poller;
   l->sys = sys ? *sys : ws_drv_sys_default;
   drv_plain_transport(&l->plain, &l->sys);
@@ -259,6 +263,6 @@ void ws_loop_del(ws_loop *l) {
   drv_free(l, l->slots);
   drv_free(l, l->gens);
   drv_free(l, l->free_slots);
-  ws_mem m = l->mem;
+  ws_mem m = l->umem;
   m.free(l, m.user_data);
 }

@@ -137,7 +137,9 @@ def main():
     procs = []
     try:
         # ---- 1. the peer's client against our echo-server
-        es = Proc([echo, "--port", "0"] + ([] if on else ["--no-deflate"]))
+        # up to 4 MiB messages: the Autobahn-sized limits
+        es = Proc([echo, "--port", "0", "--autobahn"] +
+                  ([] if on else ["--no-deflate"]))
         small = Proc([echo, "--port", "0", "--no-deflate", "--max-message",
                       "1000"])
         procs += [es, small]

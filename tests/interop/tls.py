@@ -158,7 +158,9 @@ def main():
     try:
         make_certs(d)
         ca, other = f"{d}/ca.crt", f"{d}/other-ca.crt"
-        srv = ["--tls-cert", f"{d}/server.crt", "--tls-key", f"{d}/server.key"]
+        # 1 MiB messages and more: the Autobahn-sized limits
+        srv = ["--tls-cert", f"{d}/server.crt", "--tls-key", f"{d}/server.key",
+               "--autobahn"]
 
         # ---- 1. the python client against our echo-server
         for on in (True, False):
@@ -309,7 +311,9 @@ def main():
         r = Relay(port_of(ps, "PORT "))
         wscat_lines(t, [wscat, "--ca", ca, "wss://localhost:%d/" % r.lport],
                     "wscat -> 1-byte relay -> python wss server")
-        t.check(r.bytes > 2000, "%d bytes relayed one by one" % r.bytes)
+        # (a handshake's worth: ~2 KB, less since the client offers only
+        # AEAD suites)
+        t.check(r.bytes > 1500, "%d bytes relayed one by one" % r.bytes)
         r.close()
         ps.stop()
     except (RuntimeError, subprocess.SubprocessError, OSError,
