@@ -527,16 +527,13 @@ static inline size_t seq_start(const uint8_t *p, size_t n) {
 }
 
 /* The mask key for a block starting at offset |off|, as one 32-bit word
- * whose bytes lie in memory order. */
+ * whose bytes lie in memory order: the key word rotated by |off| bytes
+ * (the vector kernels exist only for little-endian targets). */
 static inline uint32_t key_word(const uint8_t key[4], size_t off) {
-  uint8_t r[4];
   uint32_t w;
-  r[0] = key[off & 3];
-  r[1] = key[(off + 1) & 3];
-  r[2] = key[(off + 2) & 3];
-  r[3] = key[(off + 3) & 3];
-  memcpy(&w, r, 4);
-  return w;
+  unsigned r = (unsigned)(off & 3) * 8;
+  memcpy(&w, key, 4);
+  return (w >> r) | (w << ((32 - r) & 31));
 }
 #endif
 
@@ -563,14 +560,22 @@ typedef struct k128 {
   __m128i t_hi, t_lo, t_cur, nib, sub2, sub3, cc;
 } k128;
 
+/* A splat constant, loaded: the empty asm hides its value from the
+ * compiler, which would otherwise build it from immediates in three
+ * instructions instead of one load. */
+static WS_AINLINE TGT_SSE4 __m128i k128_const(const uint8_t *p) {
+  __asm__("" : "+r"(p));
+  return LD128(p);
+}
+
 static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
   k->t_hi = LD128(k_prev_hi);
   k->t_lo = LD128(k_prev_lo);
   k->t_cur = LD128(k_cur_hi);
-  k->nib = LD128(k_nib);
-  k->sub2 = LD128(k_sub2); /* E0.. two back: >= 0x80 */
-  k->sub3 = LD128(k_sub3); /* F0.. three back: >= 0x80 */
-  k->cc = LD128(k_cc);
+  k->nib = k128_const(k_nib);
+  k->sub2 = k128_const(k_sub2); /* E0.. two back: >= 0x80 */
+  k->sub3 = k128_const(k_sub3); /* F0.. three back: >= 0x80 */
+  k->cc = k128_const(k_cc);
 }
 
 /* Rule violations in |cur| given the block before it; 0 if none. */
@@ -654,6 +659,58 @@ static WS_AINLINE TGT_SSE4 size_t k128_tail(const k128 *k, uint8_t *dst,
   if (!_mm_testz_si128(err, err)) *pbad = i;
   return b;
 }
+
+/*
+ * Short inputs, 16..32 bytes, in one go: the first 16 bytes and the last
+ * 16 (overlapping), stored if |dst|, checked as two blocks. Returns 1 if
+ * they are valid and end between characters; otherwise (an error, or an
+ * unfinished sequence at the end) 0, and the caller validates the stored
+ * bytes with the scalar DFA.
+ */
+static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
+                                          size_t n, const uint8_t *key,
+                                          size_t off) {
+  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), err;
+  k128 k;
+
+  if (dst) {
+    if (key) {
+      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)key_word(key, off)));
+      v1 = _mm_xor_si128(v1,
+                         _mm_set1_epi32((int)key_word(key, off + n - 16)));
+    }
+    ST128(dst, v0);
+    ST128(dst + n - 16, v1);
+  }
+  if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
+  k128_init(&k);
+  err = _mm_or_si128(k128_incomplete(v1),
+                     k128_check(&k, _mm_setzero_si128(), v0));
+  if (n > 16) {
+    err = _mm_or_si128(
+        err, k128_check(&k, v0,
+                        _mm_shuffle_epi8(v1, LD128(k_slide + 32 - n))));
+  }
+  return _mm_testz_si128(err, err);
+}
+
+static TGT_SSE4 int short_sse4(uint8_t *dst, const uint8_t *src, size_t n,
+                               const uint8_t *key, size_t off) {
+  return k128_short(dst, src, n, key, off);
+}
+static TGT_SSE4 int short_sse4_v(const uint8_t *src, size_t n) {
+  return k128_short(NULL, src, n, NULL, 0);
+}
+#  ifdef WS_UTF8_AVX2
+/* The same in VEX form, for CPUs with AVX2. */
+static TGT_AVX2 int short_avx2(uint8_t *dst, const uint8_t *src, size_t n,
+                               const uint8_t *key, size_t off) {
+  return k128_short(dst, src, n, key, off);
+}
+static TGT_AVX2 int short_avx2_v(const uint8_t *src, size_t n) {
+  return k128_short(NULL, src, n, NULL, 0);
+}
+#  endif
 
 /*
  * The SSE4.1 kernel over n >= 16 bytes, starting between characters:
@@ -1021,15 +1078,29 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p,
 static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
                              const uint8_t *key, size_t off, size_t *pw,
                              int impl) {
+  /* 16..32 bytes: both ends at once; if that does not settle it, the
+   * bytes are stored and the scalar DFA looks closer (*pw = n, 0). */
 #  ifdef WS_UTF8_AVX2
   if (n >= 16 && (impl == WS_UTF8_IMPL_AVX2 ||
                   (impl == WS_UTF8_IMPL_BEST && impl_ok(WS_UTF8_IMPL_AVX2)))) {
+    if (n <= 32) {
+      *pw = n;
+      return (dst ? short_avx2(dst, src, n, key, off) : short_avx2_v(src, n))
+                 ? n
+                 : 0;
+    }
     return dst ? kern_avx2(dst, src, n, key, off, pw)
                : kern_avx2_v(src, n, pw);
   }
 #  endif
 #  ifdef WS_UTF8_SSE4
   if (n >= 16 && impl != WS_UTF8_IMPL_NEON && impl_ok(WS_UTF8_IMPL_SSE4)) {
+    if (n <= 32) {
+      *pw = n;
+      return (dst ? short_sse4(dst, src, n, key, off) : short_sse4_v(src, n))
+                 ? n
+                 : 0;
+    }
     return dst ? kern_sse4(dst, src, n, key, off, pw)
                : kern_sse4_v(src, n, pw);
   }
@@ -1056,14 +1127,20 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
  */
 static WS_NOINLINE int run_general(uint8_t *dst, const uint8_t *src,
                                    size_t len, const uint8_t *key,
-                                   size_t *poffset, size_t off, ws_utf8 *u,
+                                   size_t *poffset, ws_utf8 *u,
                                    size_t *pvalid, int impl, size_t i,
                                    size_t w) {
   const uint8_t *plain = dst ? dst : src;
-  size_t valid = len;
-  uint32_t st = u->state;
+  size_t off = (key && poffset) ? *poffset : 0, valid = len;
+  uint32_t st;
   int rv = 0;
 
+  if (u == NULL) {
+    transform(dst, src, 0, len, key, off);
+    w = len;
+    goto out;
+  }
+  st = u->state;
   if (st == U_ERR) {
     valid = 0;
     rv = WS_ERR_UTF8;
@@ -1121,41 +1198,187 @@ out:
 }
 
 /*
- * Everything in one sweep: dst = src XOR key (or a copy of src without a
- * key; nothing stored without dst), validated from u's state. See
- * ws_copy_unmask_utf8() for the contract. The common case, a call that
- * starts between characters and ends in vector blocks, stays inline.
+ * The common case: a call that starts between characters with at least
+ * one vector block. Each entry point has a twin per instruction set with
+ * the same parameters, so that the checks in the entry point end in a
+ * tail call, and the twin's short path (16..32 bytes) calls nothing but
+ * by tail calls either: no stack frame. Twins need u->state == 0 (and
+ * |u|, |key|, |poffset| where the entry point allows NULL but the twin
+ * does not), and len >= 16.
  */
-static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
-                          const uint8_t *key, size_t *poffset, ws_utf8 *u,
-                          size_t *pvalid, int impl) {
-  size_t off = (key && poffset) ? *poffset : 0;
+#define GO_LONG(kern_fn, kern_v_fn)                                            \
+  size_t off = (key && poffset) ? *poffset : 0, pos, w = len;                  \
+  pos = dst ? kern_fn(dst, src, len, key, off, &w) : kern_v_fn(src, len, &w); \
+  if (WS_LIKELY(pos == len)) {                                                 \
+    if (pvalid) *pvalid = len;                                                 \
+    if (key && poffset) *poffset = (off + len) & 3u;                           \
+    return 0;                                                                  \
+  }                                                                            \
+  return run_general(dst, src, len, key, poffset, u, pvalid,                   \
+                     WS_UTF8_IMPL_BEST, pos, w)
 
-  if (!dst) key = NULL;
-  if (u == NULL) {
-    transform(dst, src, 0, len, key, off);
+/* The twins for one instruction set |isa| with target attribute |tgt|. */
+#define TWINS(isa, tgt)                                                        \
+  static WS_NOINLINE tgt int go_long_##isa(                                    \
+      uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,       \
+      size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
+    GO_LONG(kern_##isa, kern_##isa##_v);                                       \
+  }                                                                            \
+  static tgt int validate_##isa(const uint8_t *buf, size_t len) {             \
+    if (len > 32) {                                                            \
+      ws_utf8 u = {0};                                                         \
+      if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
+        return WS_ERR_UTF8;                                                    \
+      }                                                                        \
+      return u.state == 0 ? 0 : WS_ERR_UTF8;                                   \
+    }                                                                          \
+    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;             \
+    return validate_general(buf, len);                                         \
+  }                                                                            \
+  static tgt int feed_##isa(ws_utf8 *u, const uint8_t *buf, size_t len) {     \
+    if (len > 32) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);  \
+    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;             \
+    return feed_general(u, buf, len);                                          \
+  }                                                                            \
+  static tgt int unmask_##isa(uint8_t *buf, size_t len, const uint8_t *key,   \
+                              size_t *poffset, ws_utf8 *u, size_t *pvalid) {   \
+    size_t off = *poffset;                                                     \
+    if (len > 32) {                                                            \
+      return go_long_##isa(buf, buf, len, key, poffset, u, pvalid);            \
+    }                                                                          \
+    if (WS_LIKELY(k128_short(buf, buf, len, key, off))) {                      \
+      if (pvalid) *pvalid = len;                                               \
+      *poffset = (off + len) & 3u;                                             \
+      return 0;                                                                \
+    }                                                                          \
+    return unmask_stored(buf, len, key, poffset, u, pvalid);                   \
+  }                                                                            \
+  static tgt int copy_##isa(uint8_t *dst, const uint8_t *src, size_t len,     \
+                            const uint8_t *key, size_t *poffset, ws_utf8 *u,   \
+                            size_t *pvalid) {                                  \
+    size_t off = (key && poffset) ? *poffset : 0;                              \
+    if (len > 32) {                                                            \
+      return go_long_##isa(dst, src, len, key, poffset, u, pvalid);            \
+    }                                                                          \
+    if (WS_LIKELY(k128_short(dst, src, len, key, off))) {                      \
+      if (pvalid) *pvalid = len;                                               \
+      if (key && poffset) *poffset = (off + len) & 3u;                         \
+      return 0;                                                                \
+    }                                                                          \
+    return copy_stored(dst, src, len, key, poffset, u, pvalid);                \
+  }
+
+/* The general paths the twins fall back on; *_stored: a short kernel
+ * stored all |len| bytes but could not settle them, so the scalar DFA
+ * looks at them from the start. */
+static WS_NOINLINE int validate_general(const uint8_t *buf, size_t len) {
+  ws_utf8 u = {0};
+  if (run_general(NULL, buf, len, NULL, NULL, &u, NULL, WS_UTF8_IMPL_BEST, 0,
+                  len)) {
+    return WS_ERR_UTF8;
+  }
+  return u.state == 0 ? 0 : WS_ERR_UTF8;
+}
+static WS_NOINLINE int feed_general(ws_utf8 *u, const uint8_t *buf,
+                                    size_t len) {
+  return run_general(NULL, buf, len, NULL, NULL, u, NULL, WS_UTF8_IMPL_BEST,
+                     0, len);
+}
+static WS_NOINLINE int unmask_stored(uint8_t *buf, size_t len,
+                                     const uint8_t *key, size_t *poffset,
+                                     ws_utf8 *u, size_t *pvalid) {
+  return run_general(buf, buf, len, key, poffset, u, pvalid,
+                     WS_UTF8_IMPL_BEST, 0, len);
+}
+static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src,
+                                   size_t len, const uint8_t *key,
+                                   size_t *poffset, ws_utf8 *u,
+                                   size_t *pvalid) {
+  return run_general(dst, src, len, key, poffset, u, pvalid,
+                     WS_UTF8_IMPL_BEST, 0, len);
+}
+
+#ifdef WS_UTF8_SSE4
+TWINS(sse4, TGT_SSE4)
+#endif
+#ifdef WS_UTF8_AVX2
+TWINS(avx2, TGT_AVX2)
+#endif
+#ifdef WS_UTF8_NEON
+static size_t kern_neon_v(const uint8_t *src, size_t n, size_t *pw) {
+  return kern_neon(NULL, src, n, NULL, 0, pw);
+}
+static int go_neon(uint8_t *dst, const uint8_t *src, size_t len,
+                   const uint8_t *key, size_t *poffset, ws_utf8 *u,
+                   size_t *pvalid) {
+  size_t off = (key && poffset) ? *poffset : 0, pos, w = len;
+  pos = dst ? kern_neon(dst, src, len, key, off, &w)
+            : kern_neon_v(src, len, &w);
+  if (WS_LIKELY(pos == len)) {
     if (pvalid) *pvalid = len;
     if (key && poffset) *poffset = (off + len) & 3u;
     return 0;
   }
-#ifdef WS_UTF8_VECTOR
-  if (u->state == U_ACC) {
-    size_t w = 0, pos = vec(dst, src, len, key, off, &w, impl);
-
-    if (pos == len) {
-      if (pvalid) *pvalid = len;
-      if (key && poffset) *poffset = (off + len) & 3u;
-      return 0;
-    }
-    if (pos != SIZE_MAX) {
-      return run_general(dst, src, len, key, poffset, off, u, pvalid, impl,
-                         pos, w);
-    }
-  }
-#endif
-  return run_general(dst, src, len, key, poffset, off, u, pvalid, impl, 0,
-                     0);
+  return run_general(dst, src, len, key, poffset, u, pvalid,
+                     WS_UTF8_IMPL_BEST, pos, w);
 }
+static int validate_neon(const uint8_t *buf, size_t len) {
+  ws_utf8 u = {0};
+  if (go_neon(NULL, buf, len, NULL, NULL, &u, NULL)) return WS_ERR_UTF8;
+  return u.state == 0 ? 0 : WS_ERR_UTF8;
+}
+static int feed_neon(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  return go_neon(NULL, buf, len, NULL, NULL, u, NULL);
+}
+static int unmask_neon(uint8_t *buf, size_t len, const uint8_t *key,
+                       size_t *poffset, ws_utf8 *u, size_t *pvalid) {
+  return go_neon(buf, buf, len, key, poffset, u, pvalid);
+}
+static int copy_neon(uint8_t *dst, const uint8_t *src, size_t len,
+                     const uint8_t *key, size_t *poffset, ws_utf8 *u,
+                     size_t *pvalid) {
+  return go_neon(dst, src, len, key, poffset, u, pvalid);
+}
+#endif
+
+/*
+ * Everything in one sweep: dst = src XOR key (or a copy of src without a
+ * key; nothing stored without dst), validated from u's state. See
+ * ws_copy_unmask_utf8() for the contract.
+ */
+static int run(uint8_t *dst, const uint8_t *src, size_t len,
+               const uint8_t *key, size_t *poffset, ws_utf8 *u,
+               size_t *pvalid) {
+  if (!dst) key = NULL;
+  return run_general(dst, src, len, key, poffset, u, pvalid,
+                     WS_UTF8_IMPL_BEST, 0, 0);
+}
+
+/*
+ * The twin to tail-call for an entry point, if any: |name|_avx2 or
+ * |name|_sse4 when the CPU has them, |name|_neon on AArch64.
+ */
+#if defined(WS_UTF8_AVX2) && defined(WS_UTF8_SSE4)
+#  define DISPATCH(cond, name, ...)                                            \
+    do {                                                                       \
+      if (cond) {                                                              \
+        if (impl_ok(WS_UTF8_IMPL_AVX2)) return name##_avx2(__VA_ARGS__);       \
+        if (impl_ok(WS_UTF8_IMPL_SSE4)) return name##_sse4(__VA_ARGS__);       \
+      }                                                                        \
+    } while (0)
+#elif defined(WS_UTF8_SSE4)
+#  define DISPATCH(cond, name, ...)                                            \
+    do {                                                                       \
+      if ((cond) && impl_ok(WS_UTF8_IMPL_SSE4)) return name##_sse4(__VA_ARGS__); \
+    } while (0)
+#elif defined(WS_UTF8_NEON)
+#  define DISPATCH(cond, name, ...)                                            \
+    do {                                                                       \
+      if (cond) return name##_neon(__VA_ARGS__);                               \
+    } while (0)
+#else
+#  define DISPATCH(cond, name, ...) (void)0
+#endif
 
 /* ---- entry points ---------------------------------------------------- */
 
@@ -1178,7 +1401,7 @@ size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len,
                          int impl) {
   size_t valid;
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
-  run(NULL, buf, len, NULL, NULL, u, &valid, impl);
+  run_general(NULL, buf, len, NULL, NULL, u, &valid, impl, 0, 0);
   return valid;
 }
 
@@ -1186,17 +1409,19 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
                              const uint8_t key[4], size_t *poffset,
                              ws_utf8 *u, size_t *pvalid, int impl) {
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
-  return run(dst, src, len, key, poffset, u, pvalid, impl);
+  if (!dst) key = NULL;
+  return run_general(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
 }
 
 size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
   size_t valid;
-  run(NULL, buf, len, NULL, NULL, u, &valid, WS_UTF8_IMPL_BEST);
+  run(NULL, buf, len, NULL, NULL, u, &valid);
   return valid;
 }
 
 int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len) {
-  return run(NULL, buf, len, NULL, NULL, u, NULL, WS_UTF8_IMPL_BEST);
+  DISPATCH(u->state == 0 && len >= 16, feed, u, buf, len);
+  return run(NULL, buf, len, NULL, NULL, u, NULL);
 }
 
 int ws_utf8_finish(const ws_utf8 *u) {
@@ -1206,22 +1431,24 @@ int ws_utf8_finish(const ws_utf8 *u) {
 int ws_utf8_validate(const uint8_t *buf, size_t len) {
   ws_utf8 u;
 
+  DISPATCH(len >= 16, validate, buf, len);
   u.state = 0;
-  if (run(NULL, buf, len, NULL, NULL, &u, NULL, WS_UTF8_IMPL_BEST) != 0) {
-    return WS_ERR_UTF8;
-  }
+  if (run(NULL, buf, len, NULL, NULL, &u, NULL) != 0) return WS_ERR_UTF8;
   return u.state == 0 ? 0 : WS_ERR_UTF8;
 }
 
 int ws_unmask_utf8(uint8_t *buf, size_t len, const uint8_t key[4],
                    size_t *poffset, ws_utf8 *u, size_t *pvalid) {
+  DISPATCH(key && poffset && u && u->state == 0 && len >= 16, unmask, buf,
+           len, key, poffset, u, pvalid);
   /* Without a key nothing is stored: validation only. */
-  return run(key ? buf : NULL, buf, len, key, poffset, u, pvalid,
-             WS_UTF8_IMPL_BEST);
+  return run(key ? buf : NULL, buf, len, key, poffset, u, pvalid);
 }
 
 int ws_copy_unmask_utf8(uint8_t *dst, const uint8_t *src, size_t len,
                         const uint8_t key[4], size_t *poffset, ws_utf8 *u,
                         size_t *pvalid) {
-  return run(dst, src, len, key, poffset, u, pvalid, WS_UTF8_IMPL_BEST);
+  DISPATCH(u && u->state == 0 && len >= 16, copy, dst, src, len,
+           dst ? key : NULL, poffset, u, pvalid);
+  return run(dst, src, len, key, poffset, u, pvalid);
 }
