@@ -130,33 +130,29 @@ static uint32_t step(uint32_t st, uint8_t b) {
   return need ? SEQ(need, 0x80, 0xBF) : 0;
 }
 
-/* Canonical state <-> reference state. */
-static uint32_t canon_to_seq(uint32_t s) {
-  switch (s) {
-  case U_ACC: return 0;
-  case U_T1: return SEQ(1, 0x80, 0xBF);
-  case U_T2: return SEQ(2, 0x80, 0xBF);
-  case U_T3: return SEQ(3, 0x80, 0xBF);
-  case U_E0: return SEQ(2, 0xA0, 0xBF);
-  case U_ED: return SEQ(2, 0x80, 0x9F);
-  case U_F0: return SEQ(3, 0x90, 0xBF);
-  case U_F4: return SEQ(3, 0x80, 0x8F);
-  default: return SEQ_FAILED;
-  }
+/* The canonical states in a fixed order (also the compact DFA's state
+ * numbers, below) and the reference state for each. */
+static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
+                                   U_E0,  U_ED,  U_F0, U_F4};
+static const uint32_t seq_of[9] = {
+    0,                  SEQ_FAILED,         SEQ(1, 0x80, 0xBF),
+    SEQ(2, 0x80, 0xBF), SEQ(3, 0x80, 0xBF), SEQ(2, 0xA0, 0xBF),
+    SEQ(2, 0x80, 0x9F), SEQ(3, 0x90, 0xBF), SEQ(3, 0x80, 0x8F)};
+
+/* The index of canonical state |s| in c_canon; 1 (failed) if unknown. */
+static unsigned canon_index(uint32_t s) {
+  unsigned k;
+  for (k = 0; k < 9 && c_canon[k] != s; k++) continue;
+  return k < 9 ? k : 1;
 }
 
+/* Canonical state <-> reference state. */
+static uint32_t canon_to_seq(uint32_t s) { return seq_of[canon_index(s)]; }
+
 static uint32_t seq_to_canon(uint32_t s) {
-  switch (s) {
-  case 0: return U_ACC;
-  case SEQ(1, 0x80, 0xBF): return U_T1;
-  case SEQ(2, 0x80, 0xBF): return U_T2;
-  case SEQ(3, 0x80, 0xBF): return U_T3;
-  case SEQ(2, 0xA0, 0xBF): return U_E0;
-  case SEQ(2, 0x80, 0x9F): return U_ED;
-  case SEQ(3, 0x90, 0xBF): return U_F0;
-  case SEQ(3, 0x80, 0x8F): return U_F4;
-  default: return U_ERR;
-  }
+  unsigned k;
+  for (k = 0; k < 9 && seq_of[k] != s; k++) continue;
+  return k < 9 ? c_canon[k] : U_ERR;
 }
 
 void ws_utf8_init(ws_utf8 *u) { u->state = 0; }
@@ -213,9 +209,9 @@ static const uint8_t cclass[64] = {
     0xA9, 0xAA, 0x4B, 0x44, 0x44, 0x44, 0x44, 0x44, /* F0..FF */
 };
 
-/* Compact states: 0 between characters, 1 failed, then T1, T2, T3, E0,
- * ED, F0, F4 as in U_*; next[state - 2][class] for the seven states
- * inside a sequence, and lead[class] for state 0. */
+/* Compact states: the indexes of c_canon (0 between characters, 1
+ * failed, then T1, T2, T3, E0, ED, F0, F4); c_lead[class] is the state
+ * after a lead byte. */
 enum { C_ACC, C_ERR, C_T1, C_T2, C_T3, C_E0, C_ED, C_F0, C_F4 };
 
 static const uint8_t c_lead[12] = {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1,
@@ -225,19 +221,11 @@ static const uint8_t c_lead[12] = {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1,
 static const uint8_t c_ok[7] = {7, 7, 7, 4, 3, 6, 1};
 static const uint8_t c_then[7] = {C_ACC, C_T1, C_T2, C_T1,
                                   C_T1,  C_T2, C_T2};
-static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
-                                   U_E0,  U_ED,  U_F0, U_F4};
-
-static unsigned compact_from_canon(uint32_t s) {
-  unsigned k;
-  for (k = 0; k < 9 && c_canon[k] != s; k++) continue;
-  return k < 9 ? k : C_ERR;
-}
 
 /* Validates |n| bytes from canonical state |*pst|; returns how many
  * precede the first invalid one (*pst is then U_ERR). */
 static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
-  unsigned st = compact_from_canon(*pst);
+  unsigned st = canon_index(*pst);
   size_t i = 0;
 
   if (st == C_ERR) return 0;
@@ -1125,11 +1113,11 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
  * (unless it has run: |w| > 0); then the scalar DFA for short inputs, the
  * final unfinished sequence, and the exact byte when a block failed.
  */
-static WS_NOINLINE int run_general(uint8_t *dst, const uint8_t *src,
-                                   size_t len, const uint8_t *key,
-                                   size_t *poffset, ws_utf8 *u,
-                                   size_t *pvalid, int impl, size_t i,
-                                   size_t w) {
+static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
+                                       size_t len, const uint8_t *key,
+                                       size_t *poffset, ws_utf8 *u,
+                                       size_t *pvalid, int impl, size_t i,
+                                       size_t w) {
   const uint8_t *plain = dst ? dst : src;
   size_t off = (key && poffset) ? *poffset : 0, valid = len;
   uint32_t st;
@@ -1197,6 +1185,25 @@ out:
   return rv;
 }
 
+/* run_general_impl() for the entry points, and for a chosen |impl| (tests
+ * and benchmarks): apart, so that firmware that links only the entry
+ * points does not link the reference implementation too. */
+static WS_NOINLINE int run_general(uint8_t *dst, const uint8_t *src,
+                                   size_t len, const uint8_t *key,
+                                   size_t *poffset, ws_utf8 *u,
+                                   size_t *pvalid, size_t i, size_t w) {
+  return run_general_impl(dst, src, len, key, poffset, u, pvalid,
+                          WS_UTF8_IMPL_BEST, i, w);
+}
+
+static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
+                                       size_t len, const uint8_t *key,
+                                       size_t *poffset, ws_utf8 *u,
+                                       size_t *pvalid, int impl) {
+  return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0,
+                          0);
+}
+
 /*
  * The common case: a call that starts between characters with at least
  * one vector block. Each entry point has a twin per instruction set with
@@ -1214,8 +1221,7 @@ out:
     if (key && poffset) *poffset = (off + len) & 3u;                           \
     return 0;                                                                  \
   }                                                                            \
-  return run_general(dst, src, len, key, poffset, u, pvalid,                   \
-                     WS_UTF8_IMPL_BEST, pos, w)
+  return run_general(dst, src, len, key, poffset, u, pvalid, pos, w)
 
 /* The twins for one instruction set |isa| with target attribute |tgt|. */
 #define TWINS(isa, tgt)                                                        \
@@ -1273,7 +1279,7 @@ out:
  * looks at them from the start. */
 static WS_NOINLINE int validate_general(const uint8_t *buf, size_t len) {
   ws_utf8 u = {0};
-  if (run_general(NULL, buf, len, NULL, NULL, &u, NULL, WS_UTF8_IMPL_BEST, 0,
+  if (run_general(NULL, buf, len, NULL, NULL, &u, NULL, 0,
                   len)) {
     return WS_ERR_UTF8;
   }
@@ -1281,21 +1287,18 @@ static WS_NOINLINE int validate_general(const uint8_t *buf, size_t len) {
 }
 static WS_NOINLINE int feed_general(ws_utf8 *u, const uint8_t *buf,
                                     size_t len) {
-  return run_general(NULL, buf, len, NULL, NULL, u, NULL, WS_UTF8_IMPL_BEST,
-                     0, len);
+  return run_general(NULL, buf, len, NULL, NULL, u, NULL, 0, len);
 }
 static WS_NOINLINE int unmask_stored(uint8_t *buf, size_t len,
                                      const uint8_t *key, size_t *poffset,
                                      ws_utf8 *u, size_t *pvalid) {
-  return run_general(buf, buf, len, key, poffset, u, pvalid,
-                     WS_UTF8_IMPL_BEST, 0, len);
+  return run_general(buf, buf, len, key, poffset, u, pvalid, 0, len);
 }
 static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src,
                                    size_t len, const uint8_t *key,
                                    size_t *poffset, ws_utf8 *u,
                                    size_t *pvalid) {
-  return run_general(dst, src, len, key, poffset, u, pvalid,
-                     WS_UTF8_IMPL_BEST, 0, len);
+  return run_general(dst, src, len, key, poffset, u, pvalid, 0, len);
 }
 
 #ifdef WS_UTF8_SSE4
@@ -1319,8 +1322,7 @@ static int go_neon(uint8_t *dst, const uint8_t *src, size_t len,
     if (key && poffset) *poffset = (off + len) & 3u;
     return 0;
   }
-  return run_general(dst, src, len, key, poffset, u, pvalid,
-                     WS_UTF8_IMPL_BEST, pos, w);
+  return run_general(dst, src, len, key, poffset, u, pvalid, pos, w);
 }
 static int validate_neon(const uint8_t *buf, size_t len) {
   ws_utf8 u = {0};
@@ -1350,8 +1352,7 @@ static int run(uint8_t *dst, const uint8_t *src, size_t len,
                const uint8_t *key, size_t *poffset, ws_utf8 *u,
                size_t *pvalid) {
   if (!dst) key = NULL;
-  return run_general(dst, src, len, key, poffset, u, pvalid,
-                     WS_UTF8_IMPL_BEST, 0, 0);
+  return run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
 }
 
 /*
@@ -1401,7 +1402,7 @@ size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len,
                          int impl) {
   size_t valid;
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
-  run_general(NULL, buf, len, NULL, NULL, u, &valid, impl, 0, 0);
+  run_general_any(NULL, buf, len, NULL, NULL, u, &valid, impl);
   return valid;
 }
 
@@ -1410,7 +1411,7 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
                              ws_utf8 *u, size_t *pvalid, int impl) {
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   if (!dst) key = NULL;
-  return run_general(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
+  return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
 }
 
 size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
