@@ -60,7 +60,9 @@
 #    if !defined(WS_FREESTANDING)
 #      define WS_UTF8_X86_RUNTIME 1
 #      define WS_UTF8_SSE4 1
-#      define WS_UTF8_AVX2 1
+#      ifndef WS_UTF8_NO_AVX2 /* SSE4.1 only, e.g. to test it on AVX2 CPUs */
+#        define WS_UTF8_AVX2 1
+#      endif
 #    else
 #      if defined(__SSE4_1__)
 #        define WS_UTF8_SSE4 1
@@ -72,7 +74,8 @@
 #    if defined(WS_UTF8_SSE4) || defined(WS_UTF8_AVX2)
 #      include <immintrin.h>
 #    endif
-#  elif defined(__aarch64__) && defined(__ARM_NEON)
+#  elif defined(__aarch64__) && defined(__ARM_NEON) &&                         \
+      defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #    define WS_UTF8_NEON 1
 #    include <arm_neon.h>
 #  endif
@@ -1274,6 +1277,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
     return copy_stored(dst, src, len, key, poffset, u, pvalid);                \
   }
 
+#ifdef WS_UTF8_SSE4
 /* The general paths the twins fall back on; *_stored: a short kernel
  * stored all |len| bytes but could not settle them, so the scalar DFA
  * looks at them from the start. */
@@ -1301,12 +1305,11 @@ static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src,
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, len);
 }
 
-#ifdef WS_UTF8_SSE4
 TWINS(sse4, TGT_SSE4)
-#endif
-#ifdef WS_UTF8_AVX2
+#  ifdef WS_UTF8_AVX2
 TWINS(avx2, TGT_AVX2)
-#endif
+#  endif
+#endif /* WS_UTF8_SSE4 */
 #ifdef WS_UTF8_NEON
 static size_t kern_neon_v(const uint8_t *src, size_t n, size_t *pw) {
   return kern_neon(NULL, src, n, NULL, 0, pw);
