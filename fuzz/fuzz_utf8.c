@@ -290,9 +290,8 @@ static void check_unmask(const uint8_t *text, size_t len,
 /* Every implementation (reference, DFAs, vector kernels this CPU has):
  * same position and same state as the reference, whole and chunked; and
  * ws_copy_unmask_utf8 into a separate exact-size buffer. */
-static void check_impls(const uint8_t *text, size_t len,
-                        const ref_result *ref, const uint8_t key[4],
-                        uint8_t ctl) {
+static void check_impls(const uint8_t *text, size_t len, const ref_result *ref,
+                        const uint8_t key[4], uint8_t ctl) {
   ws_utf8 r;
   ws_utf8_init(&r);
   CHECK(ws_utf8_scan_scalar(&r, text, len) == ref->fail);
@@ -325,10 +324,10 @@ static void check_impls(const uint8_t *text, size_t len,
     ws_mask_scalar(masked, len, key, off0);
     memset(dst, 0, len ? len : 1);
     ws_utf8_init(&u);
-    int rv = (k & 1) ? ws_copy_unmask_utf8_impl(dst, masked, len, key, &off,
-                                                &u, &valid, k)
-                     : ws_copy_unmask_utf8(dst, masked, len, key, &off, &u,
-                                           &valid);
+    int rv = (k & 1)
+                 ? ws_copy_unmask_utf8_impl(dst, masked, len, key, &off, &u,
+                                            &valid, k)
+                 : ws_copy_unmask_utf8(dst, masked, len, key, &off, &u, &valid);
     CHECK(valid == ref->fail);
     CHECK((rv == 0) == (ref->fail == len));
     if (rv == 0) {

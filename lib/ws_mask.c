@@ -80,8 +80,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
       const __m128i mm = _mm_set1_epi32((int)k32);
 
       for (; len - i >= 64; i += 64) {
-        __m128i a =
-            _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
         __m128i b =
             _mm_loadu_si128((const __m128i *)(const void *)(src + i + 16));
         __m128i c =
@@ -97,8 +96,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
                          _mm_xor_si128(d, mm));
       }
       for (; len - i >= 16; i += 16) {
-        __m128i a =
-            _mm_loadu_si128((const __m128i *)(const void *)(src + i));
+        __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(src + i));
         _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, mm));
       }
     }
@@ -129,7 +127,8 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
     uint8_t kb[4];
 
     memcpy(kb, &k32, 4);
-    for (; i < len; i++) dst[i] = (uint8_t)(src[i] ^ kb[i]);
+    for (; i < len; i++)
+      dst[i] = (uint8_t)(src[i] ^ kb[i]);
   }
   return (offset + len) & 3;
 }

@@ -137,15 +137,18 @@ static uint32_t step(uint32_t st, uint8_t b) {
  * numbers, below) and the reference state for each. */
 static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
                                    U_E0,  U_ED,  U_F0, U_F4};
+/* clang-format off */
 static const uint32_t seq_of[9] = {
     0,                  SEQ_FAILED,         SEQ(1, 0x80, 0xBF),
     SEQ(2, 0x80, 0xBF), SEQ(3, 0x80, 0xBF), SEQ(2, 0xA0, 0xBF),
     SEQ(2, 0x80, 0x9F), SEQ(3, 0x90, 0xBF), SEQ(3, 0x80, 0x8F)};
+/* clang-format on */
 
 /* The index of canonical state |s| in c_canon; 1 (failed) if unknown. */
 static unsigned canon_index(uint32_t s) {
   unsigned k;
-  for (k = 0; k < 9 && c_canon[k] != s; k++) continue;
+  for (k = 0; k < 9 && c_canon[k] != s; k++)
+    continue;
   return k < 9 ? k : 1;
 }
 
@@ -154,7 +157,8 @@ static uint32_t canon_to_seq(uint32_t s) { return seq_of[canon_index(s)]; }
 
 static uint32_t seq_to_canon(uint32_t s) {
   unsigned k;
-  for (k = 0; k < 9 && seq_of[k] != s; k++) continue;
+  for (k = 0; k < 9 && seq_of[k] != s; k++)
+    continue;
   return k < 9 ? c_canon[k] : U_ERR;
 }
 
@@ -189,7 +193,8 @@ static inline int ascii_upto8(const uint8_t *p, size_t n) {
     return ((a | b) & 0x80808080u) == 0;
   }
   a = 0;
-  while (n--) a |= p[n];
+  while (n--)
+    a |= p[n];
   return a < 0x80;
 }
 
@@ -222,8 +227,7 @@ static const uint8_t c_lead[12] = {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1,
 /* The class ranges each in-sequence state accepts, as bit masks over
  * classes 1..3 (80..8F, 90..9F, A0..BF), and the state after. */
 static const uint8_t c_ok[7] = {7, 7, 7, 4, 3, 6, 1};
-static const uint8_t c_then[7] = {C_ACC, C_T1, C_T2, C_T1,
-                                  C_T1,  C_T2, C_T2};
+static const uint8_t c_then[7] = {C_ACC, C_T1, C_T2, C_T1, C_T1, C_T2, C_T2};
 
 /* Validates |n| bytes from canonical state |*pst|; returns how many
  * precede the first invalid one (*pst is then U_ERR). */
@@ -240,19 +244,21 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
       if (b < 0x80) {
         i++;
         /* Skip ASCII four bytes at a time between characters. */
-        while (n - i >= 4 && ascii_upto8(p + i, 4)) i += 4;
+        while (n - i >= 4 && ascii_upto8(p + i, 4))
+          i += 4;
         continue;
       }
       c = (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
       st = c_lead[c];
     } else {
-      c = b < 0x80 ? 0 : (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
+      c = b < 0x80
+              ? 0
+              : (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
       /* Classes 1..3 are continuation bytes; the state's mask says which
        * of them it accepts (RFC 3629 section 4: the narrow ranges after
        * E0, ED, F0, F4). */
-      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u))
-               ? c_then[st - 2]
-               : C_ERR;
+      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u)) ? c_then[st - 2]
+                                                                : C_ERR;
     }
     if (st == C_ERR) break;
     i++;
@@ -304,12 +310,12 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
 #  define R64(x) R32(x), R32(x)
 
 static const uint64_t dfa[256] = {
-    R64(C_ASC), R64(C_ASC),                   /* 00..7F */
-    R16(C_80),                                /* 80..8F */
-    R16(C_90),                                /* 90..9F */
-    R32(C_A0),                                /* A0..BF */
-    R2(C_BAD),                                /* C0..C1 */
-    R16(C_L2),  R8(C_L2),   R4(C_L2), R2(C_L2), /* C2..DF */
+    R64(C_ASC), R64(C_ASC),                               /* 00..7F */
+    R16(C_80),                                            /* 80..8F */
+    R16(C_90),                                            /* 90..9F */
+    R32(C_A0),                                            /* A0..BF */
+    R2(C_BAD),                                            /* C0..C1 */
+    R16(C_L2),  R8(C_L2),   R4(C_L2), R2(C_L2),           /* C2..DF */
     C_E0,       R8(C_L3),   R4(C_L3), C_ED,     R2(C_L3), /* E0..EF */
     C_F0,       C_L4,       C_L4,     C_L4,     C_F4,     /* F0..F4 */
     R8(C_BAD),  R2(C_BAD),  C_BAD,                        /* F5..FF */
@@ -342,9 +348,9 @@ static size_t scan_dfa(uint32_t *pst, const uint8_t *buf, size_t len) {
 
   if (st == D_ERR) return 0;
   if (len < 16) {
-    if (st == D_ACC && (len <= 8 ? ascii_upto8(buf, len)
-                                 : ascii_upto8(buf, 8) &&
-                                       ascii_upto8(buf + 8, len - 8))) {
+    if (st == D_ACC &&
+        (len <= 8 ? ascii_upto8(buf, len)
+                  : ascii_upto8(buf, 8) && ascii_upto8(buf + 8, len - 8))) {
       return len;
     }
   }
@@ -391,7 +397,8 @@ static size_t scan_dfa(uint32_t *pst, const uint8_t *buf, size_t len) {
   {
     uint64_t s0 = st;
     size_t k;
-    for (k = i; k < len; k++) STEP(st, buf[k]);
+    for (k = i; k < len; k++)
+      STEP(st, buf[k]);
     st &= 63u;
     if (st == D_ERR) {
       i += locate_error(s0, buf + i, len - i);
@@ -435,6 +442,7 @@ fail:
 #  define K_ANY_CONT (K_LONG | K_CC | K_OVL2)
 
 /* Indexed by the high nibble of the previous byte. */
+/* clang-format off */
 static const uint8_t k_prev_hi[16] = {
     K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, /* 0-7 */
     K_CC,   K_CC,   K_CC,   K_CC,                                   /* 8-B */
@@ -443,8 +451,10 @@ static const uint8_t k_prev_hi[16] = {
     K_SHORT | K_OVL3 | K_SURR,                                      /* E */
     K_SHORT | K_BIG | K_F8X,                                        /* F */
 };
+/* clang-format on */
 /* Indexed by the low nibble of the previous byte. */
 #  define K_ALL (K_SHORT | K_LONG | K_CC)
+/* clang-format off */
 static const uint8_t k_prev_lo[16] = {
     K_ALL | K_OVL2 | K_OVL3 | K_F8X, /* x0: C0, E0, F0 */
     K_ALL | K_OVL2,                  /* x1: C1 */
@@ -463,7 +473,9 @@ static const uint8_t k_prev_lo[16] = {
     K_ALL | K_BIG | K_F8X,
     K_ALL | K_BIG | K_F8X,
 };
+/* clang-format on */
 /* Indexed by the high nibble of the byte itself. */
+/* clang-format off */
 static const uint8_t k_cur_hi[16] = {
     K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT,
     K_ANY_CONT | K_OVL3 | K_F8X,         /* 8 */
@@ -472,10 +484,11 @@ static const uint8_t k_cur_hi[16] = {
     K_ANY_CONT | K_SURR | K_BIG,         /* B */
     K_SHORT, K_SHORT, K_SHORT, K_SHORT, /* C-F */
 };
+/* clang-format on */
 /* A block whose last bytes are these or more ends inside a sequence. */
-static const uint8_t k_incomplete[16] = {
-    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
-    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xEF, 0xDF, 0xBF};
+static const uint8_t k_incomplete[16] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                         0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+                                         0xFF, 0xEF, 0xDF, 0xBF};
 /* Splat constants, loaded rather than built: the low nibble mask, the
  * offsets that take E0.. and F0.. to 80.. (saturating), and K_CC. */
 static const uint8_t k_nib[16] = {0x0F, 0x0F, 0x0F, 0x0F, 0x0F, 0x0F,
@@ -571,17 +584,17 @@ static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
 
 /* Rule violations in |cur| given the block before it; 0 if none. */
 static WS_AINLINE TGT_SSE4 __m128i k128_check(const k128 *k, __m128i prev,
-                                          __m128i cur) {
+                                              __m128i cur) {
   __m128i p1 = _mm_alignr_epi8(cur, prev, 15);
   __m128i p2 = _mm_alignr_epi8(cur, prev, 14);
   __m128i p3 = _mm_alignr_epi8(cur, prev, 13);
-  __m128i a = _mm_shuffle_epi8(
-      k->t_hi, _mm_and_si128(_mm_srli_epi16(p1, 4), k->nib));
+  __m128i a =
+      _mm_shuffle_epi8(k->t_hi, _mm_and_si128(_mm_srli_epi16(p1, 4), k->nib));
   __m128i b = _mm_shuffle_epi8(k->t_lo, _mm_and_si128(p1, k->nib));
-  __m128i c = _mm_shuffle_epi8(
-      k->t_cur, _mm_and_si128(_mm_srli_epi16(cur, 4), k->nib));
-  __m128i owed = _mm_or_si128(_mm_subs_epu8(p2, k->sub2),
-                              _mm_subs_epu8(p3, k->sub3));
+  __m128i c =
+      _mm_shuffle_epi8(k->t_cur, _mm_and_si128(_mm_srli_epi16(cur, 4), k->nib));
+  __m128i owed =
+      _mm_or_si128(_mm_subs_epu8(p2, k->sub2), _mm_subs_epu8(p3, k->sub3));
   /* Only bit 7 of |owed| matters: it must match K_CC. */
   owed = _mm_and_si128(owed, k->cc);
   return _mm_xor_si128(_mm_and_si128(_mm_and_si128(a, b), c), owed);
@@ -594,7 +607,7 @@ static WS_AINLINE TGT_SSE4 __m128i k128_incomplete(__m128i prev) {
 
 /* Loads (and stores, if |dst|) one block, XORed with |mk|. */
 static WS_AINLINE TGT_SSE4 __m128i k128_load(uint8_t *dst, const uint8_t *src,
-                                         __m128i mk) {
+                                             __m128i mk) {
   __m128i v = LD128(src);
   if (dst) {
     v = _mm_xor_si128(v, mk);
@@ -625,8 +638,10 @@ static WS_AINLINE TGT_SSE4 size_t k128_tail(const k128 *k, uint8_t *dst,
   __m128i err, last;
 
   if (dst && i < n) {
-    if (key) ws_copy_mask(dst + i, src + i, n - i, key, off + i);
-    else if (dst != src) memcpy(dst + i, src + i, n - i);
+    if (key)
+      ws_copy_mask(dst + i, src + i, n - i, key, off + i);
+    else if (dst != src)
+      memcpy(dst + i, src + i, n - i);
   }
   last = i < n ? LD128(plain + n - 16) : prev;
   err = k128_incomplete(last);
@@ -643,8 +658,8 @@ static WS_AINLINE TGT_SSE4 size_t k128_tail(const k128 *k, uint8_t *dst,
     err = k128_incomplete(prev);
   } else {
     /* The 16 bytes ending at b, slid down. b >= i >= 16: in bounds. */
-    __m128i v = _mm_shuffle_epi8(LD128(plain + b - 16),
-                                 LD128(k_slide + 16 - (b - i)));
+    __m128i v =
+        _mm_shuffle_epi8(LD128(plain + b - 16), LD128(k_slide + 16 - (b - i)));
     err = k128_check(k, prev, v);
   }
   if (!_mm_testz_si128(err, err)) *pbad = i;
@@ -667,8 +682,7 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
   if (dst) {
     if (key) {
       v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)key_word(key, off)));
-      v1 = _mm_xor_si128(v1,
-                         _mm_set1_epi32((int)key_word(key, off + n - 16)));
+      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)key_word(key, off + n - 16)));
     }
     ST128(dst, v0);
     ST128(dst + n - 16, v1);
@@ -679,8 +693,7 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
                      k128_check(&k, _mm_setzero_si128(), v0));
   if (n > 16) {
     err = _mm_or_si128(
-        err, k128_check(&k, v0,
-                        _mm_shuffle_epi8(v1, LD128(k_slide + 32 - n))));
+        err, k128_check(&k, v0, _mm_shuffle_epi8(v1, LD128(k_slide + 32 - n))));
   }
   return _mm_testz_si128(err, err);
 }
@@ -708,10 +721,9 @@ static TGT_AVX2 int short_avx2_v(const uint8_t *src, size_t n) {
  * src XOR the key (from key offset |off|, if |key|) goes to dst (if not
  * NULL) and is validated 16 bytes at a time, 64 between error checks.
  */
-static WS_AINLINE TGT_SSE4 size_t kbody_sse4(uint8_t *dst,
-                                              const uint8_t *src, size_t n,
-                                              const uint8_t *key, size_t off,
-                                              size_t *pw) {
+static WS_AINLINE TGT_SSE4 size_t kbody_sse4(uint8_t *dst, const uint8_t *src,
+                                             size_t n, const uint8_t *key,
+                                             size_t off, size_t *pw) {
   const uint8_t *plain = dst ? dst : src;
   k128 k;
   __m128i prev = _mm_setzero_si128(), mk = _mm_setzero_si128(), err;
@@ -724,8 +736,7 @@ static WS_AINLINE TGT_SSE4 size_t kbody_sse4(uint8_t *dst,
     __m128i v1 = k128_load(dst ? dst + i + 16 : NULL, src + i + 16, mk);
     __m128i v2 = k128_load(dst ? dst + i + 32 : NULL, src + i + 32, mk);
     __m128i v3 = k128_load(dst ? dst + i + 48 : NULL, src + i + 48, mk);
-    __m128i any =
-        _mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3));
+    __m128i any = _mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3));
     if (_mm_movemask_epi8(any) == 0) {
       err = k128_incomplete(prev);
     } else {
@@ -742,8 +753,10 @@ static WS_AINLINE TGT_SSE4 size_t kbody_sse4(uint8_t *dst,
   }
   for (; n - i >= 16; i += 16) {
     __m128i v = k128_load(dst ? dst + i : NULL, src + i, mk);
-    if (_mm_movemask_epi8(v) == 0) err = k128_incomplete(prev);
-    else err = k128_check(&k, prev, v);
+    if (_mm_movemask_epi8(v) == 0)
+      err = k128_incomplete(prev);
+    else
+      err = k128_check(&k, prev, v);
     prev = v;
     if (WS_UNLIKELY(!_mm_testz_si128(err, err))) {
       bad = i;
@@ -763,13 +776,11 @@ fail:
 }
 
 /* Validation only, and store (copy or unmask) and validate. */
-static TGT_SSE4 size_t kern_sse4_v(const uint8_t *src, size_t n,
-                                   size_t *pw) {
+static TGT_SSE4 size_t kern_sse4_v(const uint8_t *src, size_t n, size_t *pw) {
   return kbody_sse4(NULL, src, n, NULL, 0, pw);
 }
-static TGT_SSE4 size_t kern_sse4(uint8_t *dst, const uint8_t *src,
-                                 size_t n, const uint8_t *key, size_t off,
-                                 size_t *pw) {
+static TGT_SSE4 size_t kern_sse4(uint8_t *dst, const uint8_t *src, size_t n,
+                                 const uint8_t *key, size_t off, size_t *pw) {
   return kbody_sse4(dst, src, n, key, off, pw);
 }
 #endif /* WS_UTF8_SSE4 */
@@ -787,7 +798,7 @@ static WS_AINLINE TGT_AVX2 __m256i bcast16(const uint8_t *t) {
 }
 
 static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
-                                          __m256i cur) {
+                                              __m256i cur) {
   /* [high half of prev, low half of cur]: what precedes each lane. */
   __m256i pc = _mm256_permute2x128_si256(prev, cur, 0x21);
   __m256i p1 = _mm256_alignr_epi8(cur, pc, 15);
@@ -801,12 +812,11 @@ static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
   __m256i owed = _mm256_or_si256(_mm256_subs_epu8(p2, k->sub2),
                                  _mm256_subs_epu8(p3, k->sub3));
   owed = _mm256_and_si256(owed, k->cc);
-  return _mm256_xor_si256(_mm256_and_si256(_mm256_and_si256(a, b), c),
-                          owed);
+  return _mm256_xor_si256(_mm256_and_si256(_mm256_and_si256(a, b), c), owed);
 }
 
 static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
-                                         __m256i mk) {
+                                             __m256i mk) {
   __m256i v = LD256(src);
   if (dst) {
     v = _mm256_xor_si256(v, mk);
@@ -817,10 +827,9 @@ static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
 
 /* The AVX2 kernel: as kern_sse4() with 32-byte blocks; n >= 16. The
  * 16-byte steps at the end are the SSE4.1 ones, in VEX form here. */
-static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst,
-                                              const uint8_t *src, size_t n,
-                                              const uint8_t *key, size_t off,
-                                              size_t *pw) {
+static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst, const uint8_t *src,
+                                             size_t n, const uint8_t *key,
+                                             size_t off, size_t *pw) {
   const uint8_t *plain = dst ? dst : src;
   k256 k;
   k128 k1;
@@ -846,8 +855,7 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst,
         /* Only the high lane's check is about the block's end. */
         err = _mm256_permute2x128_si256(err, err, 0x11);
       } else {
-        err = _mm256_or_si256(k256_check(&k, prev, v0),
-                              k256_check(&k, v0, v1));
+        err = _mm256_or_si256(k256_check(&k, prev, v0), k256_check(&k, v0, v1));
       }
       prev = v1;
       if (WS_UNLIKELY(!_mm256_testz_si256(err, err))) {
@@ -872,8 +880,8 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst,
   /* Under 32 bytes left: finish with 16-byte blocks. */
   k128_init(&k1);
   if (n - i >= 16) {
-    __m128i v = k128_load(dst ? dst + i : NULL, src + i,
-                          _mm256_castsi256_si128(mk));
+    __m128i v =
+        k128_load(dst ? dst + i : NULL, src + i, _mm256_castsi256_si128(mk));
     __m128i e = k128_check(&k1, prev1, v);
     prev1 = v;
     if (WS_UNLIKELY(!_mm_testz_si128(e, e))) {
@@ -894,13 +902,11 @@ fail:
   return seq_start(plain, bad);
 }
 
-static TGT_AVX2 size_t kern_avx2_v(const uint8_t *src, size_t n,
-                                   size_t *pw) {
+static TGT_AVX2 size_t kern_avx2_v(const uint8_t *src, size_t n, size_t *pw) {
   return kbody_avx2(NULL, src, n, NULL, 0, pw);
 }
-static TGT_AVX2 size_t kern_avx2(uint8_t *dst, const uint8_t *src,
-                                 size_t n, const uint8_t *key, size_t off,
-                                 size_t *pw) {
+static TGT_AVX2 size_t kern_avx2(uint8_t *dst, const uint8_t *src, size_t n,
+                                 const uint8_t *key, size_t off, size_t *pw) {
   return kbody_avx2(dst, src, n, key, off, pw);
 }
 #endif /* WS_UTF8_AVX2 */
@@ -911,21 +917,20 @@ typedef struct kneon {
 } kneon;
 
 static WS_AINLINE uint8x16_t kn_check(const kneon *k, uint8x16_t prev,
-                                  uint8x16_t cur) {
+                                      uint8x16_t cur) {
   uint8x16_t p1 = vextq_u8(prev, cur, 15);
   uint8x16_t p2 = vextq_u8(prev, cur, 14);
   uint8x16_t p3 = vextq_u8(prev, cur, 13);
   uint8x16_t a = vqtbl1q_u8(k->t_hi, vshrq_n_u8(p1, 4));
   uint8x16_t b = vqtbl1q_u8(k->t_lo, vandq_u8(p1, k->nib));
   uint8x16_t c = vqtbl1q_u8(k->t_cur, vshrq_n_u8(cur, 4));
-  uint8x16_t owed =
-      vorrq_u8(vqsubq_u8(p2, k->sub2), vqsubq_u8(p3, k->sub3));
+  uint8x16_t owed = vorrq_u8(vqsubq_u8(p2, k->sub2), vqsubq_u8(p3, k->sub3));
   owed = vandq_u8(owed, k->cc);
   return veorq_u8(vandq_u8(vandq_u8(a, b), c), owed);
 }
 
 static WS_AINLINE uint8x16_t kn_load(uint8_t *dst, const uint8_t *src,
-                                 uint8x16_t mk) {
+                                     uint8x16_t mk) {
   uint8x16_t v = vld1q_u8(src);
   if (dst) {
     v = veorq_u8(v, mk);
@@ -952,8 +957,10 @@ static size_t kern_neon(uint8_t *dst, const uint8_t *src, size_t n,
   if (key) mk = vreinterpretq_u8_u32(vdupq_n_u32(key_word(key, off)));
   for (; n - i >= 16; i += 16) {
     uint8x16_t v = kn_load(dst ? dst + i : NULL, src + i, mk);
-    if (vmaxvq_u8(v) < 0x80) err = vqsubq_u8(prev, vld1q_u8(k_incomplete));
-    else err = kn_check(&k, prev, v);
+    if (vmaxvq_u8(v) < 0x80)
+      err = vqsubq_u8(prev, vld1q_u8(k_incomplete));
+    else
+      err = kn_check(&k, prev, v);
     prev = v;
     if (WS_UNLIKELY(vmaxvq_u8(err) != 0)) {
       bad = i;
@@ -962,16 +969,18 @@ static size_t kern_neon(uint8_t *dst, const uint8_t *src, size_t n,
     }
   }
   if (dst && i < n) {
-    if (key) ws_copy_mask(dst + i, src + i, n - i, key, off + i);
-    else if (dst != src) memcpy(dst + i, src + i, n - i);
+    if (key)
+      ws_copy_mask(dst + i, src + i, n - i, key, off + i);
+    else if (dst != src)
+      memcpy(dst + i, src + i, n - i);
   }
   b = seq_start(plain, n);
   if (b >= i) {
     if (b == i) {
       err = vqsubq_u8(prev, vld1q_u8(k_incomplete));
     } else {
-      uint8x16_t v =
-          vqtbl1q_u8(vld1q_u8(plain + b - 16), vld1q_u8(k_slide + 16 - (b - i)));
+      uint8x16_t v = vqtbl1q_u8(vld1q_u8(plain + b - 16),
+                                vld1q_u8(k_slide + 16 - (b - i)));
       err = kn_check(&k, prev, v);
     }
     if (vmaxvq_u8(err) != 0) {
@@ -999,12 +1008,13 @@ fail:
 static inline void transform(uint8_t *dst, const uint8_t *src, size_t i,
                              size_t n, const uint8_t *key, size_t off) {
   if (!dst) return;
-  if (key) ws_copy_mask(dst + i, src + i, n, key, (off + i) & 3u);
-  else if (dst != src) memcpy(dst + i, src + i, n);
+  if (key)
+    ws_copy_mask(dst + i, src + i, n, key, (off + i) & 3u);
+  else if (dst != src)
+    memcpy(dst + i, src + i, n);
 }
 
-static inline size_t scan_default(uint32_t *pst, const uint8_t *p,
-                                  size_t n) {
+static inline size_t scan_default(uint32_t *pst, const uint8_t *p, size_t n) {
 #ifdef WS_UTF8_COMPACT
   return scan_compact(pst, p, n);
 #else
@@ -1047,8 +1057,7 @@ static int impl_ok(int impl) {
 
 /* The scalar validators by implementation, for the parts that are not
  * vector blocks. */
-static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p,
-                        size_t n) {
+static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
   if (impl == WS_UTF8_IMPL_REF) {
     ws_utf8 t;
     size_t v;
@@ -1080,8 +1089,7 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
                  ? n
                  : 0;
     }
-    return dst ? kern_avx2(dst, src, n, key, off, pw)
-               : kern_avx2_v(src, n, pw);
+    return dst ? kern_avx2(dst, src, n, key, off, pw) : kern_avx2_v(src, n, pw);
   }
 #  endif
 #  ifdef WS_UTF8_SSE4
@@ -1092,8 +1100,7 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
                  ? n
                  : 0;
     }
-    return dst ? kern_sse4(dst, src, n, key, off, pw)
-               : kern_sse4_v(src, n, pw);
+    return dst ? kern_sse4(dst, src, n, key, off, pw) : kern_sse4_v(src, n, pw);
   }
 #  endif
 #  ifdef WS_UTF8_NEON
@@ -1151,8 +1158,7 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
       }
       i++;
     }
-    pos = vec(dst ? dst + i : NULL, src + i, len - i, key, off + i, &wk,
-              impl);
+    pos = vec(dst ? dst + i : NULL, src + i, len - i, key, off + i, &wk, impl);
     if (pos != SIZE_MAX) {
       if (i + wk > w) w = i + wk;
       i += pos;
@@ -1191,10 +1197,10 @@ out:
 /* run_general_impl() for the entry points, and for a chosen |impl| (tests
  * and benchmarks): apart, so that firmware that links only the entry
  * points does not link the reference implementation too. */
-static WS_NOINLINE int run_general(uint8_t *dst, const uint8_t *src,
-                                   size_t len, const uint8_t *key,
-                                   size_t *poffset, ws_utf8 *u,
-                                   size_t *pvalid, size_t i, size_t w) {
+static WS_NOINLINE int run_general(uint8_t *dst, const uint8_t *src, size_t len,
+                                   const uint8_t *key, size_t *poffset,
+                                   ws_utf8 *u, size_t *pvalid, size_t i,
+                                   size_t w) {
   return run_general_impl(dst, src, len, key, poffset, u, pvalid,
                           WS_UTF8_IMPL_BEST, i, w);
 }
@@ -1203,8 +1209,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
                                        size_t len, const uint8_t *key,
                                        size_t *poffset, ws_utf8 *u,
                                        size_t *pvalid, int impl) {
-  return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0,
-                          0);
+  return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
 }
 
 /*
@@ -1218,7 +1223,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
  */
 #define GO_LONG(kern_fn, kern_v_fn)                                            \
   size_t off = (key && poffset) ? *poffset : 0, pos, w = len;                  \
-  pos = dst ? kern_fn(dst, src, len, key, off, &w) : kern_v_fn(src, len, &w); \
+  pos = dst ? kern_fn(dst, src, len, key, off, &w) : kern_v_fn(src, len, &w);  \
   if (WS_LIKELY(pos == len)) {                                                 \
     if (pvalid) *pvalid = len;                                                 \
     if (key && poffset) *poffset = (off + len) & 3u;                           \
@@ -1229,11 +1234,11 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
 /* The twins for one instruction set |isa| with target attribute |tgt|. */
 #define TWINS(isa, tgt)                                                        \
   static WS_NOINLINE tgt int go_long_##isa(                                    \
-      uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,       \
+      uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     GO_LONG(kern_##isa, kern_##isa##_v);                                       \
   }                                                                            \
-  static tgt int validate_##isa(const uint8_t *buf, size_t len) {             \
+  static tgt int validate_##isa(const uint8_t *buf, size_t len) {              \
     if (len > 32) {                                                            \
       ws_utf8 u = {0};                                                         \
       if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
@@ -1241,15 +1246,15 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
       }                                                                        \
       return u.state == 0 ? 0 : WS_ERR_UTF8;                                   \
     }                                                                          \
-    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;             \
+    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
     return validate_general(buf, len);                                         \
   }                                                                            \
-  static tgt int feed_##isa(ws_utf8 *u, const uint8_t *buf, size_t len) {     \
-    if (len > 32) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);  \
-    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;             \
+  static tgt int feed_##isa(ws_utf8 *u, const uint8_t *buf, size_t len) {      \
+    if (len > 32) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
+    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
     return feed_general(u, buf, len);                                          \
   }                                                                            \
-  static tgt int unmask_##isa(uint8_t *buf, size_t len, const uint8_t *key,   \
+  static tgt int unmask_##isa(uint8_t *buf, size_t len, const uint8_t *key,    \
                               size_t *poffset, ws_utf8 *u, size_t *pvalid) {   \
     size_t off = *poffset;                                                     \
     if (len > 32) {                                                            \
@@ -1262,7 +1267,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
     }                                                                          \
     return unmask_stored(buf, len, key, poffset, u, pvalid);                   \
   }                                                                            \
-  static tgt int copy_##isa(uint8_t *dst, const uint8_t *src, size_t len,     \
+  static tgt int copy_##isa(uint8_t *dst, const uint8_t *src, size_t len,      \
                             const uint8_t *key, size_t *poffset, ws_utf8 *u,   \
                             size_t *pvalid) {                                  \
     size_t off = (key && poffset) ? *poffset : 0;                              \
@@ -1283,8 +1288,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
  * looks at them from the start. */
 static WS_NOINLINE int validate_general(const uint8_t *buf, size_t len) {
   ws_utf8 u = {0};
-  if (run_general(NULL, buf, len, NULL, NULL, &u, NULL, 0,
-                  len)) {
+  if (run_general(NULL, buf, len, NULL, NULL, &u, NULL, 0, len)) {
     return WS_ERR_UTF8;
   }
   return u.state == 0 ? 0 : WS_ERR_UTF8;
@@ -1298,10 +1302,9 @@ static WS_NOINLINE int unmask_stored(uint8_t *buf, size_t len,
                                      ws_utf8 *u, size_t *pvalid) {
   return run_general(buf, buf, len, key, poffset, u, pvalid, 0, len);
 }
-static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src,
-                                   size_t len, const uint8_t *key,
-                                   size_t *poffset, ws_utf8 *u,
-                                   size_t *pvalid) {
+static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src, size_t len,
+                                   const uint8_t *key, size_t *poffset,
+                                   ws_utf8 *u, size_t *pvalid) {
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, len);
 }
 
@@ -1318,8 +1321,8 @@ static int go_neon(uint8_t *dst, const uint8_t *src, size_t len,
                    const uint8_t *key, size_t *poffset, ws_utf8 *u,
                    size_t *pvalid) {
   size_t off = (key && poffset) ? *poffset : 0, pos, w = len;
-  pos = dst ? kern_neon(dst, src, len, key, off, &w)
-            : kern_neon_v(src, len, &w);
+  pos =
+      dst ? kern_neon(dst, src, len, key, off, &w) : kern_neon_v(src, len, &w);
   if (WS_LIKELY(pos == len)) {
     if (pvalid) *pvalid = len;
     if (key && poffset) *poffset = (off + len) & 3u;
@@ -1351,9 +1354,8 @@ static int copy_neon(uint8_t *dst, const uint8_t *src, size_t len,
  * key; nothing stored without dst), validated from u's state. See
  * ws_copy_unmask_utf8() for the contract.
  */
-static int run(uint8_t *dst, const uint8_t *src, size_t len,
-               const uint8_t *key, size_t *poffset, ws_utf8 *u,
-               size_t *pvalid) {
+static int run(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
+               size_t *poffset, ws_utf8 *u, size_t *pvalid) {
   if (!dst) key = NULL;
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
 }
@@ -1373,7 +1375,8 @@ static int run(uint8_t *dst, const uint8_t *src, size_t len,
 #elif defined(WS_UTF8_SSE4)
 #  define DISPATCH(cond, name, ...)                                            \
     do {                                                                       \
-      if ((cond) && impl_ok(WS_UTF8_IMPL_SSE4)) return name##_sse4(__VA_ARGS__); \
+      if ((cond) && impl_ok(WS_UTF8_IMPL_SSE4))                                \
+        return name##_sse4(__VA_ARGS__);                                       \
     } while (0)
 #elif defined(WS_UTF8_NEON)
 #  define DISPATCH(cond, name, ...)                                            \
@@ -1401,8 +1404,7 @@ const char *ws_utf8_impl_name(int impl) {
   }
 }
 
-size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len,
-                         int impl) {
+size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len, int impl) {
   size_t valid;
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   run_general_any(NULL, buf, len, NULL, NULL, u, &valid, impl);
@@ -1410,8 +1412,8 @@ size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len,
 }
 
 int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
-                             const uint8_t key[4], size_t *poffset,
-                             ws_utf8 *u, size_t *pvalid, int impl) {
+                             const uint8_t key[4], size_t *poffset, ws_utf8 *u,
+                             size_t *pvalid, int impl) {
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   if (!dst) key = NULL;
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
@@ -1428,9 +1430,7 @@ int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len) {
   return run(NULL, buf, len, NULL, NULL, u, NULL);
 }
 
-int ws_utf8_finish(const ws_utf8 *u) {
-  return u->state == 0 ? 0 : WS_ERR_UTF8;
-}
+int ws_utf8_finish(const ws_utf8 *u) { return u->state == 0 ? 0 : WS_ERR_UTF8; }
 
 int ws_utf8_validate(const uint8_t *buf, size_t len) {
   ws_utf8 u;
@@ -1443,8 +1443,8 @@ int ws_utf8_validate(const uint8_t *buf, size_t len) {
 
 int ws_unmask_utf8(uint8_t *buf, size_t len, const uint8_t key[4],
                    size_t *poffset, ws_utf8 *u, size_t *pvalid) {
-  DISPATCH(key && poffset && u && u->state == 0 && len >= 16, unmask, buf,
-           len, key, poffset, u, pvalid);
+  DISPATCH(key && poffset && u && u->state == 0 && len >= 16, unmask, buf, len,
+           key, poffset, u, pvalid);
   /* Without a key nothing is stored: validation only. */
   return run(key ? buf : NULL, buf, len, key, poffset, u, pvalid);
 }

@@ -63,11 +63,10 @@ const char *ws_utf8_impl_name(int impl);
 
 /* ws_utf8_scan() and ws_copy_unmask_utf8() with implementation |impl|
  * (WS_UTF8_IMPL_BEST when it is not available). */
-size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len,
-                         int impl);
+size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len, int impl);
 int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
-                             const uint8_t key[4], size_t *poffset,
-                             ws_utf8 *u, size_t *pvalid, int impl);
+                             const uint8_t key[4], size_t *poffset, ws_utf8 *u,
+                             size_t *pvalid, int impl);
 
 /*
  * The receive hot path: unmasks |len| bytes of |buf| in place with |key|

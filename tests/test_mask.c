@@ -169,7 +169,8 @@ static void mask_short_overlapping_words(void **state) {
 
   for (len = 0; len <= 40; len++) {
     for (off = 0; off < 4; off++) {
-      for (i = 0; i < sizeof(buf); i++) buf[i] = (uint8_t)(i * 7 + 1);
+      for (i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 7 + 1);
       memcpy(ref, buf, sizeof(buf));
       naive_mask(ref + 1, len, key, off);
       memset(dst, 0xEE, sizeof(dst));

@@ -142,8 +142,8 @@ static void check_bytes(const uint8_t *s, size_t len, size_t expect) {
           assert_int_equal(v1, bad);
         } else {
           assert_int_equal(v1, split);
-          assert_int_equal(split + scan_with(impls[k], &u, s + split, len - split),
-                           bad);
+          assert_int_equal(
+              split + scan_with(impls[k], &u, s + split, len - split), bad);
         }
       }
     }
@@ -689,8 +689,10 @@ static void check_all_impls(const uint8_t *s, size_t len) {
 
   ws_utf8_init(&r);
   assert_int_equal(ws_utf8_scan_scalar(&r, s, len), exp);
-  if (exp == len) assert_int_equal(r.state != 0, trunc);
-  else assert_int_equal(r.state, WS_UTF8_FAILED);
+  if (exp == len)
+    assert_int_equal(r.state != 0, trunc);
+  else
+    assert_int_equal(r.state, WS_UTF8_FAILED);
   for (k = 0; k < nimpls; k++) {
     ws_utf8 u;
     ws_utf8_init(&u);
@@ -821,7 +823,8 @@ static void impls_agree_at_every_split(void **state) {
     int trunc, k;
     ws_utf8 r;
 
-    while (len < target) len += random_piece(&rs, s + len);
+    while (len < target)
+      len += random_piece(&rs, s + len);
     if (iter % 3 == 0) len = ref_prefix(s, len, &trunc); /* valid */
     exp = ref_prefix(s, len, &trunc);
     ws_utf8_init(&r);
@@ -875,12 +878,14 @@ static void fused_copy_unmask_every_impl(void **state) {
     uint8_t key[4];
 
     target = (iter % 7 == 0) ? tu_rand(&rs) % 660 : tu_rand(&rs) % 140;
-    while (len < target) len += random_piece(&rs, plain + len);
+    while (len < target)
+      len += random_piece(&rs, plain + len);
     if (len > 680) len = 680;
     if (iter % 3 == 0) len = ref_prefix(plain, len, &trunc);
     exp = ref_prefix(plain, len, &trunc);
     tu_rand_fn(key, 4, &rs);
-    for (k = 0; k < 4; k++) key[k] |= 1; /* every byte changes */
+    for (k = 0; k < 4; k++)
+      key[k] |= 1; /* every byte changes */
     off0 = tu_rand(&rs) % 4;
     sa = tu_rand(&rs) % 8;
     da = tu_rand(&rs) % 8;
@@ -900,7 +905,8 @@ static void fused_copy_unmask_every_impl(void **state) {
       } else {
         d = dst + da;
         src = wire + sa;
-        for (i = 0; i < len; i++) d[i] = (uint8_t)(plain[i] ^ 0x5A);
+        for (i = 0; i < len; i++)
+          d[i] = (uint8_t)(plain[i] ^ 0x5A);
         memcpy(orig, d, len);
       }
       ws_utf8_init(&u);
@@ -914,7 +920,8 @@ static void fused_copy_unmask_every_impl(void **state) {
       for (w = 0; w < len && d[w] == plain[w] && d[w] != orig[w]; w++) {
         continue;
       }
-      for (i = w; i < len; i++) assert_int_equal(d[i], orig[i]);
+      for (i = w; i < len; i++)
+        assert_int_equal(d[i], orig[i]);
       if (rv == 0) {
         assert_int_equal(w, len);
         assert_int_equal(u.state != 0, trunc);
@@ -928,8 +935,8 @@ static void fused_copy_unmask_every_impl(void **state) {
       memcpy(dst + da, plain, len);
       ws_utf8_init(&u);
       off = off0;
-      rv = ws_copy_unmask_utf8_impl(NULL, dst + da, len, key, &off, &u,
-                                    &valid, impls[k]);
+      rv = ws_copy_unmask_utf8_impl(NULL, dst + da, len, key, &off, &u, &valid,
+                                    impls[k]);
       assert_int_equal(valid, exp);
       assert_int_equal(rv, exp == len ? 0 : WS_ERR_UTF8);
       assert_memory_equal(dst + da, plain, len);

@@ -112,8 +112,7 @@ static __attribute__((noinline)) int row_memcpy(work *w, size_t k, int impl) {
   return w->dst[k * w->size] == 0xFF;
 }
 
-static __attribute__((noinline)) int row_validate(work *w, size_t k,
-                                                  int impl) {
+static __attribute__((noinline)) int row_validate(work *w, size_t k, int impl) {
   (void)impl;
   return ws_utf8_validate(w->text + k * w->size, w->size);
 }
@@ -182,7 +181,8 @@ static void make_work(work *w, size_t size, int mixed) {
   w->masked = malloc(w->count * size);
   w->dst = malloc(w->count * size);
   if (!w->text || !w->masked || !w->dst) die("out of memory");
-  for (k = 0; k < w->count; k++) make_text(w->text + k * size, size, mixed);
+  for (k = 0; k < w->count; k++)
+    make_text(w->text + k * size, size, mixed);
   w->key[0] = 0x37;
   w->key[1] = 0xFA;
   w->key[2] = 0x21;
@@ -225,7 +225,8 @@ static int calls_mode(int argc, char **argv) {
   size = strtoul(argv[3], NULL, 10);
   calls = strtol(argv[5], NULL, 10);
   if (size == 0 || calls <= 0) die("bad SIZE or N");
-  for (i = 0; i < nrows && strcmp(rows[i].name, argv[2]) != 0; i++) continue;
+  for (i = 0; i < nrows && strcmp(rows[i].name, argv[2]) != 0; i++)
+    continue;
   if (i == nrows) die("no such row here");
   make_work(&w, size, strcmp(argv[4], "mixed") == 0);
   for (c = 0, n = 0; c < calls; c++) {
@@ -259,9 +260,8 @@ int main(int argc, char **argv) {
     }
   }
   printf("bench_utf8: MB/s of text (and vs the reference)\n");
-  printf("%-10s |%21s%21s%21s |%21s%21s%21s\n", "", "ascii 16 B",
-         "ascii 125 B", "ascii 64 KiB", "mixed 16 B", "mixed 125 B",
-         "mixed 64 KiB");
+  printf("%-10s |%21s%21s%21s |%21s%21s%21s\n", "", "ascii 16 B", "ascii 125 B",
+         "ascii 64 KiB", "mixed 16 B", "mixed 125 B", "mixed 64 KiB");
   for (i = 0; i < nrows; i++) {
     size_t c;
     printf("%-10s |", rows[i].name);
