@@ -794,7 +794,7 @@ typedef struct k256 {
 } k256;
 
 static WS_AINLINE TGT_AVX2 __m256i bcast16(const uint8_t *t) {
-  return _mm256_broadcastsi128_si256(LD128(t));
+  return _mm256_broadcastsi128_si256(k128_const(t));
 }
 
 static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
