@@ -560,6 +560,12 @@ static inline uint32_t key_word(const uint8_t key[4], size_t off) {
 #  define LD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #  define ST128(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
 
+/* loadu(k_tailmask + n) selects the last n bytes of a vector. */
+static const uint8_t k_tailmask[32] = {
+    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+    0,    0,    0,    0,    0,    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
 typedef struct k128 {
   __m128i t_hi, t_lo, t_cur, nib, sub2, sub3, cc;
 } k128;
@@ -637,13 +643,24 @@ static WS_AINLINE TGT_SSE4 size_t k128_tail(const k128 *k, uint8_t *dst,
   size_t b;
   __m128i err, last;
 
-  if (dst && i < n) {
-    if (key)
-      ws_copy_mask(dst + i, src + i, n - i, key, off + i);
-    else if (dst != src)
-      memcpy(dst + i, src + i, n - i);
+  if (i == n) {
+    last = prev;
+  } else if (dst) {
+    /* Store the last 16 bytes, XORed with the key from offset n - 16. In
+     * place, bytes before i are already unmasked: keep them as they are
+     * (only the last n - i bytes take the XOR). */
+    __m128i v = LD128(src + n - 16);
+    last = v;
+    if (key) {
+      last = _mm_xor_si128(v, _mm_set1_epi32((int)key_word(key, off + n - 16)));
+    }
+    if (dst == src) {
+      last = _mm_blendv_epi8(v, last, LD128(k_tailmask + (n - i)));
+    }
+    ST128(dst + n - 16, last);
+  } else {
+    last = LD128(src + n - 16);
   }
-  last = i < n ? LD128(plain + n - 16) : prev;
   err = k128_incomplete(last);
   if (WS_LIKELY(_mm_testz_si128(err, err))) {
     if (i == n) return n;

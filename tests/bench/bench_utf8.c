@@ -199,7 +199,8 @@ static void make_work(work *w, size_t size, int mixed) {
   w->key[3] = 0x3D;
   memcpy(w->masked, w->text, w->count * size);
   for (k = 0; k < w->count; k++) {
-    ws_mask(w->masked + k * size, size, w->key, 0);
+    /* The reference, so that callgrind counts only the rows' ws_mask. */
+    ws_mask_scalar(w->masked + k * size, size, w->key, 0);
   }
   memcpy(w->dst, w->text, w->count * size);
 }
