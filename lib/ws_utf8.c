@@ -1024,7 +1024,7 @@ fail:
  * without |key|); nothing without |dst|. */
 static inline void transform(uint8_t *dst, const uint8_t *src, size_t i,
                              size_t n, const uint8_t *key, size_t off) {
-  if (!dst) return;
+  if (!dst || n == 0) return;
   if (key)
     ws_copy_mask(dst + i, src + i, n, key, (off + i) & 3u);
   else if (dst != src)
@@ -1175,7 +1175,9 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
       }
       i++;
     }
-    pos = vec(dst ? dst + i : NULL, src + i, len - i, key, off + i, &wk, impl);
+    pos = len - i < 16 ? SIZE_MAX
+                       : vec(dst ? dst + i : NULL, src + i, len - i, key,
+                             off + i, &wk, impl);
     if (pos != SIZE_MAX) {
       if (i + wk > w) w = i + wk;
       i += pos;
