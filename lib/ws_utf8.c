@@ -52,28 +52,17 @@
 /*
  * Vector kernels. On x86 in a hosted build they are compiled with target
  * attributes and chosen per call from the CPU's feature bits (kept by the
- * compiler runtime, not by us: the core holds no mutable state). Elsewhere
- * only what the compiler targets anyway is used.
+ * compiler runtime, not by us: the core holds no mutable state). NEON is
+ * part of every AArch64 CPU. Freestanding x86 builds, which may have no
+ * compiler runtime to ask, keep to the scalar code.
  */
 #if !defined(WS_UTF8_COMPACT) && !defined(WS_NO_SIMD) && defined(__GNUC__)
-#  if defined(__x86_64__) || defined(__i386__)
-#    if !defined(WS_FREESTANDING)
-#      define WS_UTF8_X86_RUNTIME 1
-#      define WS_UTF8_SSE4 1
-#      ifndef WS_UTF8_NO_AVX2 /* SSE4.1 only, e.g. to test it on AVX2 CPUs */
-#        define WS_UTF8_AVX2 1
-#      endif
-#    else
-#      if defined(__SSE4_1__)
-#        define WS_UTF8_SSE4 1
-#      endif
-#      if defined(__AVX2__)
-#        define WS_UTF8_AVX2 1
-#      endif
+#  if (defined(__x86_64__) || defined(__i386__)) && !defined(WS_FREESTANDING)
+#    define WS_UTF8_SSE4 1
+#    ifndef WS_UTF8_NO_AVX2 /* SSE4.1 only, e.g. to test it on AVX2 CPUs */
+#      define WS_UTF8_AVX2 1
 #    endif
-#    if defined(WS_UTF8_SSE4) || defined(WS_UTF8_AVX2)
-#      include <immintrin.h>
-#    endif
+#    include <immintrin.h>
 #  elif defined(__aarch64__) && defined(__ARM_NEON) &&                         \
       defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #    define WS_UTF8_NEON 1
@@ -550,13 +539,10 @@ static inline uint32_t key_word(const uint8_t key[4], size_t off) {
 #endif
 
 #ifdef WS_UTF8_SSE4
-#  ifdef WS_UTF8_X86_RUNTIME
-#    define TGT_SSE4 __attribute__((target("sse4.1")))
-#    define TGT_AVX2 __attribute__((target("avx2")))
-#  else
-#    define TGT_SSE4
-#    define TGT_AVX2
-#  endif
+#  define TGT_SSE4 __attribute__((target("sse4.1")))
+#  define TGT_AVX2 __attribute__((target("avx2")))
+#  define TGT_sse4 TGT_SSE4
+#  define TGT_avx2 TGT_AVX2
 #  define LD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
 #  define ST128(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
 
@@ -1045,28 +1031,18 @@ static int impl_ok(int impl) {
   switch (impl) {
   case WS_UTF8_IMPL_BEST:
   case WS_UTF8_IMPL_REF:
-  case WS_UTF8_IMPL_COMPACT: return 1;
 #ifndef WS_UTF8_COMPACT
-  case WS_UTF8_IMPL_DFA: return 1;
-#endif
-#ifdef WS_UTF8_SSE4
-  case WS_UTF8_IMPL_SSE4:
-#  ifdef WS_UTF8_X86_RUNTIME
-    return __builtin_cpu_supports("sse4.1");
-#  else
-    return 1;
-#  endif
-#endif
-#ifdef WS_UTF8_AVX2
-  case WS_UTF8_IMPL_AVX2:
-#  ifdef WS_UTF8_X86_RUNTIME
-    return __builtin_cpu_supports("avx2");
-#  else
-    return 1;
-#  endif
+  case WS_UTF8_IMPL_DFA:
 #endif
 #ifdef WS_UTF8_NEON
-  case WS_UTF8_IMPL_NEON: return 1;
+  case WS_UTF8_IMPL_NEON:
+#endif
+  case WS_UTF8_IMPL_COMPACT: return 1;
+#ifdef WS_UTF8_SSE4
+  case WS_UTF8_IMPL_SSE4: return __builtin_cpu_supports("sse4.1");
+#endif
+#ifdef WS_UTF8_AVX2
+  case WS_UTF8_IMPL_AVX2: return __builtin_cpu_supports("avx2");
 #endif
   default: return 0;
   }
@@ -1250,14 +1226,15 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
   }                                                                            \
   return run_general(dst, src, len, key, poffset, u, pvalid, pos, w)
 
-/* The twins for one instruction set |isa| with target attribute |tgt|. */
-#define TWINS(isa, tgt)                                                        \
-  static WS_NOINLINE tgt int go_long_##isa(                                    \
+/* The twins for one instruction set |isa|, with its target attribute
+ * TGT_|isa|. */
+#define TWINS(isa)                                                             \
+  static WS_NOINLINE TGT_##isa int go_long_##isa(                              \
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     GO_LONG(kern_##isa, kern_##isa##_v);                                       \
   }                                                                            \
-  static tgt int validate_##isa(const uint8_t *buf, size_t len) {              \
+  static TGT_##isa int validate_##isa(const uint8_t *buf, size_t len) {        \
     if (len > 32) {                                                            \
       ws_utf8 u = {0};                                                         \
       if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
@@ -1268,13 +1245,15 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
     if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
     return validate_general(buf, len);                                         \
   }                                                                            \
-  static tgt int feed_##isa(ws_utf8 *u, const uint8_t *buf, size_t len) {      \
+  static TGT_##isa int feed_##isa(ws_utf8 *u, const uint8_t *buf,              \
+                                  size_t len) {                                \
     if (len > 32) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
     if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
     return feed_general(u, buf, len);                                          \
   }                                                                            \
-  static tgt int unmask_##isa(uint8_t *buf, size_t len, const uint8_t *key,    \
-                              size_t *poffset, ws_utf8 *u, size_t *pvalid) {   \
+  static TGT_##isa int unmask_##isa(uint8_t *buf, size_t len,                  \
+                                    const uint8_t *key, size_t *poffset,       \
+                                    ws_utf8 *u, size_t *pvalid) {              \
     size_t off = *poffset;                                                     \
     if (len > 32) {                                                            \
       return go_long_##isa(buf, buf, len, key, poffset, u, pvalid);            \
@@ -1286,9 +1265,9 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
     }                                                                          \
     return unmask_stored(buf, len, key, poffset, u, pvalid);                   \
   }                                                                            \
-  static tgt int copy_##isa(uint8_t *dst, const uint8_t *src, size_t len,      \
-                            const uint8_t *key, size_t *poffset, ws_utf8 *u,   \
-                            size_t *pvalid) {                                  \
+  static TGT_##isa int copy_##isa(                                             \
+      uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
+      size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     size_t off = (key && poffset) ? *poffset : 0;                              \
     if (len > 32) {                                                            \
       return go_long_##isa(dst, src, len, key, poffset, u, pvalid);            \
@@ -1327,9 +1306,9 @@ static WS_NOINLINE int copy_stored(uint8_t *dst, const uint8_t *src, size_t len,
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, len);
 }
 
-TWINS(sse4, TGT_SSE4)
+TWINS(sse4)
 #  ifdef WS_UTF8_AVX2
-TWINS(avx2, TGT_AVX2)
+TWINS(avx2)
 #  endif
 #endif /* WS_UTF8_SSE4 */
 #ifdef WS_UTF8_NEON
