@@ -684,8 +684,12 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
 
   if (dst) {
     if (key) {
-      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)key_word(key, off)));
-      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)key_word(key, off + n - 16)));
+      uint32_t k0 = key_word(key, off);
+      /* The key from offset n - 16: k0 rotated by (n - 16) mod 4 bytes. */
+      unsigned r = (unsigned)((n - 16) & 3) * 8;
+      uint32_t k1 = (k0 >> r) | (k0 << ((32 - r) & 31));
+      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)k0));
+      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)k1));
     }
     ST128(dst, v0);
     ST128(dst + n - 16, v1);
