@@ -954,6 +954,31 @@ static void fused_copy_unmask_every_impl(void **state) {
   }
 }
 
+/* The implementation list: the reference, the compact DFA and the best
+ * choice are always there; each has its own name; unknown ones are not
+ * available and asking for one falls back to the best. */
+static void impl_list(void **state) {
+  int k, j;
+  uint8_t b[20] = "0123456789abcdefghi";
+  ws_utf8 u;
+  (void)state;
+
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_BEST));
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_REF));
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_COMPACT));
+  assert_false(ws_utf8_impl_available(-1));
+  assert_false(ws_utf8_impl_available(WS_UTF8_IMPL_COUNT));
+  assert_string_equal(ws_utf8_impl_name(WS_UTF8_IMPL_COUNT), "?");
+  for (k = 0; k < WS_UTF8_IMPL_COUNT; k++) {
+    for (j = 0; j < k; j++) {
+      assert_string_not_equal(ws_utf8_impl_name(k), ws_utf8_impl_name(j));
+    }
+  }
+  ws_utf8_init(&u);
+  assert_int_equal(ws_utf8_scan_impl(&u, b, 19, WS_UTF8_IMPL_COUNT), 19);
+  assert_int_equal(u.state, 0);
+}
+
 /* Zero-initialised state is the initial state; empty input is fine. */
 static void init_and_empty(void **state) {
   ws_utf8 u = {0};
@@ -970,6 +995,7 @@ static void init_and_empty(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(init_and_empty),
+      cmocka_unit_test(impl_list),
       cmocka_unit_test(kuhn_valid_text),
       cmocka_unit_test(kuhn_valid_text_prefixes),
       cmocka_unit_test(kuhn_boundaries),
