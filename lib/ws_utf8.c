@@ -1030,7 +1030,9 @@ static inline size_t scan_default(uint32_t *pst, const uint8_t *p, size_t n) {
 }
 
 /* Is implementation |impl| usable here (built in and, for run-time
- * choices, supported by this CPU)? */
+ * choices, supported by this CPU)? The feature bits are the compiler
+ * runtime's, filled in by a constructor: a call made before it ran (from
+ * another constructor) sees no feature and stays scalar, still correct. */
 static int impl_ok(int impl) {
   switch (impl) {
   case WS_UTF8_IMPL_BEST:
