@@ -705,21 +705,82 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
   return _mm_testz_si128(err, err);
 }
 
+/*
+ * As k128_short() for 33..64 bytes (it works from 16): the whole 16-byte
+ * blocks and the last 16 bytes (overlapping the block before when the length is
+ * not a multiple of 16), all loaded before anything is stored, so that in place
+ * a byte stored twice gets the same value twice. Checks them as blocks;
+ * returns 1 if they are valid and end between characters; otherwise (an
+ * error, or an unfinished sequence at the end) 0, and the caller looks at
+ * the stored bytes with the scalar DFA.
+ */
+static WS_AINLINE TGT_SSE4 int k128_mid(uint8_t *dst, const uint8_t *src,
+                                        size_t n, const uint8_t *key,
+                                        size_t off) {
+  size_t r = n & 15, nb = n >> 4; /* n = 16 nb + r, nb 1..4 */
+  __m128i z = _mm_setzero_si128();
+  __m128i v0 = LD128(src), v1 = z, v2 = z, v3 = z, vl, err, all;
+  k128 k;
+
+  if (nb >= 2) v1 = LD128(src + 16);
+  if (nb >= 3) v2 = LD128(src + 32);
+  if (nb >= 4) v3 = LD128(src + 48);
+  vl = LD128(src + n - 16);
+  if (dst) {
+    if (key) {
+      uint32_t k0 = key_word(key, off);
+      /* The key from offset n - 16: k0 rotated by (n - 16) mod 4 bytes. */
+      unsigned rot = (unsigned)(r & 3) * 8;
+      __m128i m0 = _mm_set1_epi32((int)k0);
+      v0 = _mm_xor_si128(v0, m0);
+      v1 = _mm_xor_si128(v1, m0);
+      v2 = _mm_xor_si128(v2, m0);
+      v3 = _mm_xor_si128(v3, m0);
+      vl = _mm_xor_si128(
+          vl, _mm_set1_epi32((int)((k0 >> rot) | (k0 << ((32 - rot) & 31)))));
+    }
+    ST128(dst, v0);
+    if (nb >= 2) ST128(dst + 16, v1);
+    if (nb >= 3) ST128(dst + 32, v2);
+    if (nb >= 4) ST128(dst + 48, v3);
+    ST128(dst + n - 16, vl);
+  }
+  all = _mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3));
+  if (_mm_movemask_epi8(_mm_or_si128(all, vl)) == 0) return 1;
+  k128_init(&k);
+  err = _mm_or_si128(k128_incomplete(vl), k128_check(&k, z, v0));
+  if (nb >= 2) err = _mm_or_si128(err, k128_check(&k, v0, v1));
+  if (nb >= 3) err = _mm_or_si128(err, k128_check(&k, v1, v2));
+  if (nb >= 4) err = _mm_or_si128(err, k128_check(&k, v2, v3));
+  if (r) {
+    /* The last r bytes, slid down behind the last whole block. */
+    __m128i last = nb == 1 ? v0 : nb == 2 ? v1 : nb == 3 ? v2 : v3;
+    err = _mm_or_si128(
+        err,
+        k128_check(&k, last, _mm_shuffle_epi8(vl, LD128(k_slide + 16 - r))));
+  }
+  return _mm_testz_si128(err, err);
+}
+
 static TGT_SSE4 int short_sse4(uint8_t *dst, const uint8_t *src, size_t n,
                                const uint8_t *key, size_t off) {
-  return k128_short(dst, src, n, key, off);
+  return n <= 32 ? k128_short(dst, src, n, key, off)
+                 : k128_mid(dst, src, n, key, off);
 }
 static TGT_SSE4 int short_sse4_v(const uint8_t *src, size_t n) {
-  return k128_short(NULL, src, n, NULL, 0);
+  return n <= 32 ? k128_short(NULL, src, n, NULL, 0)
+                 : k128_mid(NULL, src, n, NULL, 0);
 }
 #  ifdef WS_UTF8_AVX2
 /* The same in VEX form, for CPUs with AVX2. */
 static TGT_AVX2 int short_avx2(uint8_t *dst, const uint8_t *src, size_t n,
                                const uint8_t *key, size_t off) {
-  return k128_short(dst, src, n, key, off);
+  return n <= 32 ? k128_short(dst, src, n, key, off)
+                 : k128_mid(dst, src, n, key, off);
 }
 static TGT_AVX2 int short_avx2_v(const uint8_t *src, size_t n) {
-  return k128_short(NULL, src, n, NULL, 0);
+  return n <= 32 ? k128_short(NULL, src, n, NULL, 0)
+                 : k128_mid(NULL, src, n, NULL, 0);
 }
 #  endif
 
@@ -1077,12 +1138,12 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
 static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
                              const uint8_t *key, size_t off, size_t *pw,
                              int impl) {
-  /* 16..32 bytes: both ends at once; if that does not settle it, the
-   * bytes are stored and the scalar DFA looks closer (*pw = n, 0). */
+  /* 16..64 bytes: whole blocks and the last 16 at once; if that does not settle
+   * it, the bytes are stored and the scalar DFA looks closer (*pw = n, 0). */
 #  ifdef WS_UTF8_AVX2
   if (n >= 16 && (impl == WS_UTF8_IMPL_AVX2 ||
                   (impl == WS_UTF8_IMPL_BEST && impl_ok(WS_UTF8_IMPL_AVX2)))) {
-    if (n <= 32) {
+    if (n <= 64) {
       *pw = n;
       return (dst ? short_avx2(dst, src, n, key, off) : short_avx2_v(src, n))
                  ? n
@@ -1093,7 +1154,7 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
 #  endif
 #  ifdef WS_UTF8_SSE4
   if (n >= 16 && impl != WS_UTF8_IMPL_NEON && impl_ok(WS_UTF8_IMPL_SSE4)) {
-    if (n <= 32) {
+    if (n <= 64) {
       *pw = n;
       return (dst ? short_sse4(dst, src, n, key, off) : short_sse4_v(src, n))
                  ? n
@@ -1217,7 +1278,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
  * The common case: a call that starts between characters with at least
  * one vector block. Each entry point has a twin per instruction set with
  * the same parameters, so that the checks in the entry point end in a
- * tail call, and the twin's short path (16..32 bytes) calls nothing but
+ * tail call, and the twin's short path (16..64 bytes) calls nothing but
  * by tail calls either: no stack frame. Twins need u->state == 0 (and
  * |u|, |key|, |poffset| where the entry point allows NULL but the twin
  * does not), and len >= 16.
@@ -1234,6 +1295,11 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
 
 /* The twins for one instruction set |isa|, with its target attribute
  * TGT_|isa|. */
+/* k128_short() or k128_mid() by length (16..64). */
+#define SHORT(dst, src, len, key, off)                                         \
+  ((len) <= 32 ? k128_short((dst), (src), (len), (key), (off))                 \
+               : k128_mid((dst), (src), (len), (key), (off)))
+
 #define TWINS(isa)                                                             \
   static WS_NOINLINE TGT_##isa int go_long_##isa(                              \
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
@@ -1241,30 +1307,30 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
     GO_LONG(kern_##isa, kern_##isa##_v);                                       \
   }                                                                            \
   static TGT_##isa int validate_##isa(const uint8_t *buf, size_t len) {        \
-    if (len > 32) {                                                            \
+    if (len > 64) {                                                            \
       ws_utf8 u = {0};                                                         \
       if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
         return WS_ERR_UTF8;                                                    \
       }                                                                        \
       return u.state == 0 ? 0 : WS_ERR_UTF8;                                   \
     }                                                                          \
-    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
+    if (WS_LIKELY(SHORT(NULL, buf, len, NULL, 0))) return 0;                   \
     return validate_general(buf, len);                                         \
   }                                                                            \
   static TGT_##isa int feed_##isa(ws_utf8 *u, const uint8_t *buf,              \
                                   size_t len) {                                \
-    if (len > 32) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
-    if (WS_LIKELY(k128_short(NULL, buf, len, NULL, 0))) return 0;              \
+    if (len > 64) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
+    if (WS_LIKELY(SHORT(NULL, buf, len, NULL, 0))) return 0;                   \
     return feed_general(u, buf, len);                                          \
   }                                                                            \
   static TGT_##isa int unmask_##isa(uint8_t *buf, size_t len,                  \
                                     const uint8_t *key, size_t *poffset,       \
                                     ws_utf8 *u, size_t *pvalid) {              \
     size_t off = *poffset;                                                     \
-    if (len > 32) {                                                            \
+    if (len > 64) {                                                            \
       return go_long_##isa(buf, buf, len, key, poffset, u, pvalid);            \
     }                                                                          \
-    if (WS_LIKELY(k128_short(buf, buf, len, key, off))) {                      \
+    if (WS_LIKELY(SHORT(buf, buf, len, key, off))) {                           \
       if (pvalid) *pvalid = len;                                               \
       *poffset = (off + len) & 3u;                                             \
       return 0;                                                                \
@@ -1275,10 +1341,10 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     size_t off = (key && poffset) ? *poffset : 0;                              \
-    if (len > 32) {                                                            \
+    if (len > 64) {                                                            \
       return go_long_##isa(dst, src, len, key, poffset, u, pvalid);            \
     }                                                                          \
-    if (WS_LIKELY(k128_short(dst, src, len, key, off))) {                      \
+    if (WS_LIKELY(SHORT(dst, src, len, key, off))) {                           \
       if (pvalid) *pvalid = len;                                               \
       if (key && poffset) *poffset = (off + len) & 3u;                         \
       return 0;                                                                \
