@@ -42,7 +42,9 @@ int ws_utf8_feed_scalar(ws_utf8 *u, const uint8_t *buf, size_t len);
  *            unfinished sequence
  *
  * Compact builds (WS_SMALL, WS_FREESTANDING or -Os, unless WS_UTF8_FAST)
- * have only REF and COMPACT; WS_NO_SIMD leaves the vector ones out.
+ * have only REF and COMPACT; WS_NO_SIMD leaves the vector ones out, as
+ * does a freestanding x86 build (no runtime to ask for CPU features);
+ * WS_UTF8_NO_AVX2 leaves out AVX2 (to test the SSE4.1 paths on any x86).
  */
 enum {
   WS_UTF8_IMPL_BEST,
@@ -71,8 +73,9 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
 /*
  * The receive hot path: unmasks |len| bytes of |buf| in place with |key|
  * from key offset |*poffset| (|key| NULL: no unmasking, |poffset| may then
- * be NULL) and validates them with |u| (NULL: no validation), in blocks
- * small enough to stay in L1 between the two steps.
+ * be NULL) and validates them with |u| (NULL: no validation): in one pass
+ * over the bytes with the vector kernels, in blocks small enough to stay
+ * in L1 between the two steps otherwise.
  *
  * Returns 0 and sets |*pvalid| (if not NULL) to |len|, or WS_ERR_UTF8 and
  * sets |*pvalid| to the number of bytes before the first invalid one. On
