@@ -331,18 +331,36 @@ static inline int ascii16(const uint8_t *p) {
 }
 
 /* As scan_compact(), with the 64-bit DFA. */
+/* scan_dfa() for under 16 bytes: ASCII a word at a time, else the DFA
+ * byte by byte. */
+static size_t scan_dfa_short(uint32_t *pst, const uint8_t *buf, size_t len) {
+  uint64_t st = (uint64_t)*pst ^ D_ACC, s0;
+  size_t k;
+
+  if (st == D_ERR) return 0;
+  if (st == D_ACC &&
+      (len <= 8 ? ascii_upto8(buf, len)
+                : ascii_upto8(buf, 8) && ascii_upto8(buf + 8, len - 8))) {
+    return len;
+  }
+  s0 = st;
+  for (k = 0; k < len; k++)
+    STEP(st, buf[k]);
+  st &= 63u;
+  if (st == D_ERR) {
+    *pst = U_ERR;
+    return locate_error(s0, buf, len);
+  }
+  *pst = (uint32_t)(st ^ D_ACC);
+  return len;
+}
+
 static size_t scan_dfa(uint32_t *pst, const uint8_t *buf, size_t len) {
   uint64_t st = (uint64_t)*pst ^ D_ACC;
   size_t i = 0;
 
+  if (len < 16) return scan_dfa_short(pst, buf, len);
   if (st == D_ERR) return 0;
-  if (len < 16) {
-    if (st == D_ACC &&
-        (len <= 8 ? ascii_upto8(buf, len)
-                  : ascii_upto8(buf, 8) && ascii_upto8(buf + 8, len - 8))) {
-      return len;
-    }
-  }
   while (len - i >= 16) {
     const uint8_t *p = buf + i;
     uint64_t s0;
@@ -1424,9 +1442,39 @@ static int copy_neon(uint8_t *dst, const uint8_t *src, size_t len,
  * key; nothing stored without dst), validated from u's state. See
  * ws_copy_unmask_utf8() for the contract.
  */
-static int run(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,
-               size_t *poffset, ws_utf8 *u, size_t *pvalid) {
+/* The scalar validator for under 16 bytes. */
+static WS_AINLINE size_t scan_short(uint32_t *pst, const uint8_t *p, size_t n) {
+#ifdef WS_UTF8_COMPACT
+  return scan_compact(pst, p, n);
+#else
+  return scan_dfa_short(pst, p, n);
+#endif
+}
+
+/* Under one block (short chat messages, the ends of fragments): store,
+ * then the scalar DFA, which looks at ASCII a word at a time. |u| is not
+ * NULL and has not failed; len < 16. */
+static WS_NOINLINE int run_small(uint8_t *dst, const uint8_t *src, size_t len,
+                                 const uint8_t *key, size_t *poffset,
+                                 ws_utf8 *u, size_t *pvalid) {
+  size_t off = (key && poffset) ? *poffset : 0, v;
+  uint32_t st = u->state;
+
+  transform(dst, src, 0, len, key, off);
+  if (key && poffset) *poffset = (off + len) & 3u;
+  v = scan_short(&st, dst ? dst : src, len);
+  u->state = st;
+  if (pvalid) *pvalid = v;
+  return v == len ? 0 : WS_ERR_UTF8;
+}
+
+static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
+                          const uint8_t *key, size_t *poffset, ws_utf8 *u,
+                          size_t *pvalid) {
   if (!dst) key = NULL;
+  if (len < 16 && u && u->state != U_ERR) {
+    return run_small(dst, src, len, key, poffset, u, pvalid);
+  }
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
 }
 
@@ -1495,20 +1543,38 @@ size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
   return valid;
 }
 
+/* What the entry points do when no twin takes the call: apart, so that
+ * the entry points themselves need no stack frame before their tail
+ * calls. */
+static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  if (len < 16 && u->state != U_ERR) {
+    return scan_short(&u->state, buf, len) == len ? 0 : WS_ERR_UTF8;
+  }
+  return run(NULL, buf, len, NULL, NULL, u, NULL);
+}
+
+static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
+  ws_utf8 u;
+
+  u.state = 0;
+  if (len < 16) {
+    return scan_short(&u.state, buf, len) == len && u.state == 0 ? 0
+                                                                 : WS_ERR_UTF8;
+  }
+  if (run(NULL, buf, len, NULL, NULL, &u, NULL) != 0) return WS_ERR_UTF8;
+  return u.state == 0 ? 0 : WS_ERR_UTF8;
+}
+
 int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len) {
   DISPATCH(u->state == 0 && len >= 16, feed, u, buf, len);
-  return run(NULL, buf, len, NULL, NULL, u, NULL);
+  return feed_rest(u, buf, len);
 }
 
 int ws_utf8_finish(const ws_utf8 *u) { return u->state == 0 ? 0 : WS_ERR_UTF8; }
 
 int ws_utf8_validate(const uint8_t *buf, size_t len) {
-  ws_utf8 u;
-
   DISPATCH(len >= 16, validate, buf, len);
-  u.state = 0;
-  if (run(NULL, buf, len, NULL, NULL, &u, NULL) != 0) return WS_ERR_UTF8;
-  return u.state == 0 ? 0 : WS_ERR_UTF8;
+  return validate_rest(buf, len);
 }
 
 int ws_unmask_utf8(uint8_t *buf, size_t len, const uint8_t key[4],
