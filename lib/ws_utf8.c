@@ -1442,13 +1442,10 @@ static int copy_neon(uint8_t *dst, const uint8_t *src, size_t len,
  * key; nothing stored without dst), validated from u's state. See
  * ws_copy_unmask_utf8() for the contract.
  */
+#ifndef WS_UTF8_COMPACT
 /* The scalar validator for under 16 bytes. */
 static WS_AINLINE size_t scan_short(uint32_t *pst, const uint8_t *p, size_t n) {
-#ifdef WS_UTF8_COMPACT
-  return scan_compact(pst, p, n);
-#else
   return scan_dfa_short(pst, p, n);
-#endif
 }
 
 /* Under one block (short chat messages, the ends of fragments): store,
@@ -1467,14 +1464,17 @@ static WS_NOINLINE int run_small(uint8_t *dst, const uint8_t *src, size_t len,
   if (pvalid) *pvalid = v;
   return v == len ? 0 : WS_ERR_UTF8;
 }
+#endif
 
 static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
                           const uint8_t *key, size_t *poffset, ws_utf8 *u,
                           size_t *pvalid) {
   if (!dst) key = NULL;
+#ifndef WS_UTF8_COMPACT /* compact builds keep one path, for size */
   if (len < 16 && u && u->state != U_ERR) {
     return run_small(dst, src, len, key, poffset, u, pvalid);
   }
+#endif
   return run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
 }
 
@@ -1547,9 +1547,11 @@ size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
  * the entry points themselves need no stack frame before their tail
  * calls. */
 static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
+#ifndef WS_UTF8_COMPACT
   if (len < 16 && u->state != U_ERR) {
     return scan_short(&u->state, buf, len) == len ? 0 : WS_ERR_UTF8;
   }
+#endif
   return run(NULL, buf, len, NULL, NULL, u, NULL);
 }
 
@@ -1557,10 +1559,12 @@ static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   ws_utf8 u;
 
   u.state = 0;
+#ifndef WS_UTF8_COMPACT
   if (len < 16) {
     return scan_short(&u.state, buf, len) == len && u.state == 0 ? 0
                                                                  : WS_ERR_UTF8;
   }
+#endif
   if (run(NULL, buf, len, NULL, NULL, &u, NULL) != 0) return WS_ERR_UTF8;
   return u.state == 0 ? 0 : WS_ERR_UTF8;
 }
