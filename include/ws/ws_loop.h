@@ -325,6 +325,12 @@ WS_LOOP_EXTERN uint64_t ws_loop_now(const ws_loop *loop);
 /* Connections the loop holds (any state). */
 WS_LOOP_EXTERN size_t ws_loop_conn_count(const ws_loop *loop);
 
+/* Closes the listening sockets now (for a graceful restart: a new
+ * process bound with WS_LOOP_REUSEPORT takes every new connection while
+ * this one drains its own). Open connections go on; ws_loop_run()
+ * returns once none is left. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_close_listeners(ws_loop *loop);
+
 /* ---- connections (loop thread) ------------------------------------------- */
 
 /* Server: answers a request (see on_request): ws_conn_accept() and
@@ -390,6 +396,18 @@ WS_LOOP_EXTERN size_t ws_loop_conn_pending(const ws_loop_conn *conn);
  * (NUL-terminated, truncated to |buflen|). */
 WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
                                       size_t buflen);
+
+/*
+ * Stops reading |conn| (|on| 1) or starts again (|on| 0), from the
+ * application: for a relay whose other side is over its high-water mark
+ * (see on_writable). Events already parsed wait, and so do the core's
+ * timers, as with WS_LOOP_PAUSE; input stays in the socket, so the peer
+ * feels the backpressure. Returns 0, WS_ERR_INVALID_STATE (the connection
+ * is ending, or paused by WS_LOOP_PAUSE with an event kept: that pause
+ * ends with ws_loop_resume()), WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
 /* ---- from other threads --------------------------------------------------- */
 
