@@ -130,9 +130,12 @@ int ws_loop_conn_pause_reading(ws_loop_conn *c, int on) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
   if (on) {
-    if (c->flags & F_PAUSED) /* an event is kept already, or paused */
-      return c->aux && c->aux->ev.type == WS_EV_NONE ? 0
-                                                     : WS_ERR_INVALID_STATE;
+    if (c->flags & F_PAUSED) { /* an event is kept already, or paused */
+      if (!c->aux || c->aux->ev.type != WS_EV_NONE)
+        return WS_ERR_INVALID_STATE;
+      c->flags &= ~F_RESUME; /* a resume asked for this round is undone */
+      return 0;
+    }
     conn_aux *a = conn_aux_get(c);
     if (!a) return WS_ERR_NOMEM;
     memset(&a->ev, 0, sizeof(a->ev)); /* WS_EV_NONE */

@@ -1,0 +1,511 @@
+#!/usr/bin/python3
+"""examples/ws-proxy against python3-websockets clients and upstreams.
+
+  proxy.py --bindir BUILD/examples [--large MIB] [--only NAME,...]
+
+Upstreams: examples/echo-server, and a python3-websockets server whose
+path says what to do (refuse 403, close 4001, abort the TCP connection,
+echo the request headers, record how the client side closed). Everything
+on 127.0.0.1, every step bounded in time.
+"""
+import argparse
+import asyncio
+import http
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import websockets
+
+TIMEOUT = 20
+RESULTS = {}  # upstream-side records, by path
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_port(port, proc, secs=10):
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("process exited with %d" % proc.returncode)
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("port %d never opened" % port)
+
+
+class Proc:
+    def __init__(self, args, port, **kw):
+        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                  stdin=subprocess.DEVNULL, **kw)
+        wait_port(port, self.p)
+
+    def rss_kib(self, field="VmRSS"):
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+# ---- the python upstream -------------------------------------------------
+
+def process_request(path, headers):
+    if path.startswith("/deny"):
+        return (http.HTTPStatus.FORBIDDEN, [("X-Why", "denied")], b"no\n")
+    return None
+
+
+async def upstream_handler(ws, path):
+    rec = RESULTS.setdefault(path.split("?")[0], {})
+    rec["headers"] = dict(ws.request_headers.raw_items())
+    rec["path"] = path
+    try:
+        if path.startswith("/close4001"):
+            await ws.recv()
+            await ws.close(4001, "upstream says bye")
+        elif path.startswith("/abort"):
+            await ws.send("first")
+            await asyncio.sleep(0.2)
+            ws.transport.abort()
+        elif path.startswith("/headers"):
+            await ws.send(json.dumps(rec["headers"]))
+            await ws.recv()
+        elif path.startswith("/flood"):
+            sent = 0
+            chunk = os.urandom(65536)  # incompressible
+            rec["sent"] = 0
+            while True:
+                await ws.send(chunk)
+                sent += len(chunk)
+                rec["sent"] = sent
+        else:
+            async for msg in ws:
+                await ws.send(msg)
+    except websockets.ConnectionClosed:
+        pass
+    rec["code"] = ws.close_code
+    rec["reason"] = ws.close_reason
+    rec.setdefault("closed", asyncio.get_running_loop().time())
+
+
+async def silent_server(reader, writer):  # accepts TCP, never answers
+    await asyncio.sleep(60)
+
+
+# ---- helpers --------------------------------------------------------------
+
+def metrics(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
+                                timeout=5) as r:
+        out = {}
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = int(v)
+        return out
+
+
+async def expect_status(url, status):
+    try:
+        async with websockets.connect(url, open_timeout=TIMEOUT):
+            pass
+    except websockets.InvalidStatusCode as e:
+        assert e.status_code == status, (url, e.status_code, status)
+        return
+    raise AssertionError("%s: connected, expected %d" % (url, status))
+
+
+def check(name, cond, detail=""):
+    if not cond:
+        raise AssertionError("%s: %s" % (name, detail))
+
+
+# ---- the tests ------------------------------------------------------------
+
+async def t_echo(env):
+    """text, binary, fragmented, with and without deflate on the client"""
+    for comp in ("deflate", None):
+        async with websockets.connect(env.url("/echo"), compression=comp,
+                                      max_size=None) as ws:
+            await ws.send("héllo")
+            check("text", await ws.recv() == "héllo")
+            data = os.urandom(300000)
+            await ws.send(data)
+            check("binary", await ws.recv() == data)
+            await ws.send(["frag", "mented ", "text"])
+            check("fragmented", await ws.recv() == "fragmented text")
+            big = b"abc" * 200000  # compresses well
+            await ws.send(big)
+            check("compressible", await ws.recv() == big)
+            await ws.send("")
+            check("empty", await ws.recv() == "")
+
+
+async def t_subprotocol_headers(env):
+    """path, query, subprotocol, Cookie, Authorization, X-Forwarded-For"""
+    async with websockets.connect(
+            env.py_url("/headers/x?a=1&b=2"), subprotocols=["x", "chat"],
+            extra_headers={"Cookie": "sid=42", "Authorization": "Bearer t",
+                           "X-Forwarded-For": "10.0.0.1",
+                           "X-Custom": "yes"}) as ws:
+        check("subprotocol", ws.subprotocol == "chat", ws.subprotocol)
+        h = {k.lower(): v for k, v in json.loads(await ws.recv()).items()}
+        check("cookie", h.get("cookie") == "sid=42", h)
+        check("authorization", h.get("authorization") == "Bearer t", h)
+        check("custom", h.get("x-custom") == "yes", h)
+        check("xff", h.get("x-forwarded-for") == "10.0.0.1, 127.0.0.1", h)
+        check("forwarded", h.get("forwarded", "").startswith(
+            "for=127.0.0.1;proto=http"), h)
+        await ws.send("done")
+    rec = RESULTS["/headers/x"]
+    check("query", rec["path"] == "/headers/x?a=1&b=2", rec["path"])
+
+
+async def t_statuses(env):
+    """403 passes through; dead upstream 502; silent upstream 504"""
+    await expect_status(env.py_url("/deny"), 403)
+    await expect_status(env.dead_url("/"), 502)
+    t0 = time.monotonic()
+    await expect_status(env.silent_url("/"), 504)
+    check("504 in time", time.monotonic() - t0 < 5)
+
+
+async def t_close_codes(env):
+    """a client's 4002 reaches the upstream; the upstream's 4001 the client"""
+    async with websockets.connect(env.py_url("/close4001")) as ws:
+        await ws.send("x")
+        try:
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+        except websockets.ConnectionClosed:
+            pass
+        check("4001", ws.close_code == 4001 and
+              ws.close_reason == "upstream says bye",
+              (ws.close_code, ws.close_reason))
+    async with websockets.connect(env.py_url("/echo-c")) as ws:
+        await ws.send("x")
+        await ws.recv()
+        await ws.close(4002, "client says bye")
+    await wait_for(lambda: "code" in RESULTS.get("/echo-c", {}))
+    rec = RESULTS["/echo-c"]
+    check("4002", (rec["code"], rec["reason"]) == (4002, "client says bye"),
+          rec)
+
+
+async def wait_for(cond, secs=TIMEOUT):
+    end = time.monotonic() + secs
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
+
+
+async def t_vanish(env):
+    """upstream aborted -> client 1014; client reset -> upstream 1001"""
+    async with websockets.connect(env.py_url("/abort")) as ws:
+        check("first", await ws.recv() == "first")
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed:
+            pass
+        check("1014", ws.close_code in (1014, 1011), ws.close_code)
+        check("1014 soon", time.monotonic() - t0 < 4)
+    ws = await websockets.connect(env.py_url("/echo-reset"))
+    await ws.send("x")
+    await ws.recv()
+    sock = ws.transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                    b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+    ws.transport.abort()
+    await wait_for(lambda: "code" in RESULTS.get("/echo-reset", {}), 10)
+    check("1001", RESULTS["/echo-reset"]["code"] == 1001,
+          RESULTS["/echo-reset"])
+
+
+def raw_client(port, path):
+    """A client socket that completes the handshake and then reads only
+    when told: the one that does not read."""
+    s = socket.create_connection(("127.0.0.1", port), TIMEOUT)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: "
+               "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13"
+               "\r\n\r\n" % path).encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+async def t_backpressure(env):
+    """a client that does not read stops the upstream, in bounded memory"""
+    before = env.proxy.rss_kib()
+    loop = asyncio.get_running_loop()
+    port = int(env.py_url("").rsplit(":", 1)[1])
+    s = await loop.run_in_executor(None, raw_client, port, "/flood")
+    await asyncio.sleep(3)
+    sent1 = RESULTS["/flood"]["sent"]
+    await asyncio.sleep(1)
+    sent2 = RESULTS["/flood"]["sent"]
+    grew = env.proxy.rss_kib() - before
+    print("backpressure: upstream sent %.1f MiB, then %d bytes more in 1 s; "
+          "proxy RSS +%d KiB" % (sent1 / 2**20, sent2 - sent1, grew))
+    check("upstream stopped", sent2 == sent1 and sent1 < 64 << 20,
+          (sent1, sent2))
+    check("bounded memory", grew < 16 << 10, grew)
+
+    def drain():  # now read: the flood goes on
+        got = 0
+        while got < sent2 + (8 << 20):
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            got += len(b)
+        s.close()
+        return got
+    got = await loop.run_in_executor(None, drain)
+    check("flows again", got >= sent2 + (8 << 20), (got, sent2))
+
+
+async def t_large(env, mib):
+    """a large message through the proxy, RSS growth printed"""
+    base = env.proxy.rss_kib()
+    chunk = os.urandom(1 << 20)
+
+    async def frags():
+        for _ in range(mib):
+            yield chunk
+
+    t0 = time.monotonic()
+    async with websockets.connect(env.url("/large"), max_size=None,
+                                  compression=None, close_timeout=60) as ws:
+        await ws.send(frags())
+        echo = await asyncio.wait_for(ws.recv(), 600)
+        check("large", len(echo) == mib << 20 and echo[:1 << 20] == chunk)
+        del echo
+    peak = env.proxy.rss_kib("VmHWM")
+    print("large: %d MiB each way in %.1f s; proxy RSS %d KiB before, peak "
+          "%d KiB (+%d KiB)" % (mib, time.monotonic() - t0, base, peak,
+                                peak - base))
+    check("RSS", peak - base < 8 << 10, peak - base)
+
+
+async def t_metrics_log(env):
+    """/metrics and the access log after a scripted session"""
+    m0 = metrics(env.admin)
+    async with websockets.connect(env.py_url("/echo-m?q=1"),
+                                  compression=None) as ws:
+        for s in ("a", "bb", "ccc"):
+            await ws.send(s)
+            await ws.recv()
+        await ws.close(1000, "done")
+    await expect_status(env.py_url("/deny"), 403)
+
+    def settled():
+        m = metrics(env.admin)
+        return m["wsproxy_connections_open"] == 0 and m.get(
+            'wsproxy_upgrades_refused_total{status="403"}', 0) > m0.get(
+            'wsproxy_upgrades_refused_total{status="403"}', 0)
+    await wait_for(settled)
+    m1 = metrics(env.admin)
+
+    def d(k):
+        return m1.get(k, 0) - m0.get(k, 0)
+    want = {
+        "wsproxy_upgrades_accepted_total": 1,
+        'wsproxy_upgrades_refused_total{status="403"}': 1,
+        'wsproxy_messages_total{direction="to_client"}': 3,
+        'wsproxy_messages_total{direction="to_upstream"}': 3,
+        'wsproxy_payload_bytes_total{direction="to_client"}': 6,
+        'wsproxy_payload_bytes_total{direction="to_upstream"}': 6,
+        'wsproxy_closes_total{side="client",code="1000"}': 1,
+        'wsproxy_closes_total{side="upstream",code="1000"}': 1,
+    }
+    for k, v in want.items():
+        check("metrics " + k, d(k) == v, (d(k), v))
+    check("open", m1["wsproxy_connections_open"] == 0)
+    await asyncio.sleep(0.2)
+    with open(env.log) as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    mine = [x for x in lines if x["path"] == "/echo-m?q=1"]
+    check("log line", len(mine) == 1, mine)
+    x = mine[0]
+    for k, v in {"status": 101, "msgs_to_upstream": 3, "bytes_to_upstream": 6,
+                 "msgs_to_client": 3, "bytes_to_client": 6,
+                 "first": "client", "upstream": env.py_upstream}.items():
+        check("log " + k, x[k] == v, (k, x[k], v))
+    check("log close", x["client_close"]["code"] == 1000 and
+          x["client_close"]["reason"] == "done" and
+          x["upstream_close"]["code"] == 1000, x)
+    check("log wire", x["wire_client_in"] > 6 and x["wire_upstream_out"] > 6)
+    deny = [x for x in lines if x["path"] == "/deny"]
+    check("log 403", deny and deny[-1]["status"] == 403, deny)
+
+
+async def t_several_upstreams(env):
+    """a dead upstream is skipped; live ones share the connections"""
+    log = env.log + ".multi"
+    port = free_port()
+    p = Proc([env.bindir + "/ws-proxy", "--listen", str(port),
+              "--upstream", env.dead_upstream, "--upstream", env.py_upstream,
+              "--upstream", env.echo_upstream, "--access-log", log], port)
+    try:
+        url = "ws://127.0.0.1:%d/echo-multi" % port
+        conns = [await websockets.connect(url) for _ in range(4)]
+        for ws in conns:
+            await ws.send("x")
+            check("multi echo", await ws.recv() == "x")
+        for ws in conns:
+            await ws.close()
+    finally:
+        p.stop()
+    with open(log) as f:
+        lines = [json.loads(x) for x in f if x.strip()]
+    ups = [x["upstream"] for x in lines]
+    check("multi count", len(lines) == 4, lines)
+    check("multi dead skipped", env.dead_upstream not in ups, ups)
+    check("multi spread", ups.count(env.py_upstream) == 2 and
+          ups.count(env.echo_upstream) == 2, ups)
+    check("multi attempts", max(x["attempts"] for x in lines) == 2, lines)
+
+
+async def t_drain(env):
+    """SIGTERM: clients get 1012, upstreams 1001, the port is released"""
+    port = free_port()
+    p = Proc([env.bindir + "/ws-proxy", "--listen", str(port),
+              "--upstream", env.py_upstream, "--drain-timeout", "3000"], port)
+    try:
+        ws = await websockets.connect("ws://127.0.0.1:%d/echo-drain" % port)
+        await ws.send("x")
+        await ws.recv()
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(ws.recv(), 5)
+        except websockets.ConnectionClosed:
+            pass
+        check("1012", ws.close_code == 1012, ws.close_code)
+        await wait_for(lambda: "code" in RESULTS.get("/echo-drain", {}), 5)
+        check("upstream 1001", RESULTS["/echo-drain"]["code"] == 1001,
+              RESULTS["/echo-drain"])
+        rc = await asyncio.get_running_loop().run_in_executor(
+            None, p.p.wait, 10)
+        check("exit", rc == 0 and time.monotonic() - t0 < 5, rc)
+    finally:
+        p.stop()
+
+
+class Env:
+    pass
+
+
+async def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bindir", required=True)
+    ap.add_argument("--large", type=int, default=256, help="MiB")
+    ap.add_argument("--only", default="")
+    args = ap.parse_args()
+    env = Env()
+    env.bindir = args.bindir
+    py_port, silent_port, dead_port, echo_port = (free_port() for _ in "1234")
+    server = await websockets.serve(upstream_handler, "127.0.0.1", py_port,
+                                    process_request=process_request,
+                                    subprotocols=["chat"], max_size=None)
+    silent = await asyncio.start_server(silent_server, "127.0.0.1",
+                                        silent_port)
+    echo = Proc([args.bindir + "/echo-server", "--port", str(echo_port),
+                 "--max-message", str((args.large + 8) << 20)], echo_port)
+    env.echo_upstream = "ws://127.0.0.1:%d" % echo_port
+    env.py_upstream = "ws://127.0.0.1:%d" % py_port
+    env.dead_upstream = "ws://127.0.0.1:%d" % dead_port
+    procs = [echo]
+    env.log = "/tmp/ws-proxy-test-%d.log" % os.getpid()
+
+    def proxy(upstream, extra=()):
+        port = free_port()
+        p = Proc([args.bindir + "/ws-proxy", "--listen", str(port),
+                  "--upstream", upstream, *extra], port)
+        procs.append(p)
+        return p, port
+
+    env.proxy, eport = proxy(env.echo_upstream)
+    env.admin = free_port()
+    pyproxy, pport = proxy(env.py_upstream, ["--admin", str(env.admin),
+                                             "--access-log", env.log])
+    wait_port(env.admin, pyproxy.p)
+    _, dport = proxy(env.dead_upstream)
+    _, sport = proxy("ws://127.0.0.1:%d" % silent_port,
+                     ["--connect-timeout", "1000"])
+    env.url = lambda p: "ws://127.0.0.1:%d%s" % (eport, p)
+    env.py_url = lambda p: "ws://127.0.0.1:%d%s" % (pport, p)
+    env.dead_url = lambda p: "ws://127.0.0.1:%d%s" % (dport, p)
+    env.silent_url = lambda p: "ws://127.0.0.1:%d%s" % (sport, p)
+    pyproxy_env = Env()
+    pyproxy_env.__dict__.update(env.__dict__)
+    pyproxy_env.proxy = pyproxy
+    tests = [("echo", t_echo, env), ("headers", t_subprotocol_headers, env),
+             ("statuses", t_statuses, env), ("close", t_close_codes, env),
+             ("vanish", t_vanish, env),
+             ("backpressure", t_backpressure, pyproxy_env),
+             ("metrics", t_metrics_log, env),
+             ("upstreams", t_several_upstreams, env),
+             ("drain", t_drain, env)]
+    only = [x for x in args.only.split(",") if x]
+    failed = 0
+    try:
+        for name, fn, e in tests:
+            if only and name not in only:
+                continue
+            try:
+                await asyncio.wait_for(fn(e), 60)
+                print("ok", name)
+            except Exception as ex:  # report and go on
+                failed += 1
+                print("FAIL", name, repr(ex))
+        if args.large and (not only or "large" in only):
+            try:
+                await asyncio.wait_for(t_large(env, args.large), 900)
+                print("ok large")
+            except Exception as ex:
+                failed += 1
+                print("FAIL large", repr(ex))
+    finally:
+        for p in procs:
+            p.stop()
+        server.close()
+        silent.close()
+        for suffix in ("", ".multi"):
+            try:
+                os.unlink(env.log + suffix)
+            except OSError:
+                pass
+    print("%s" % ("FAILED %d" % failed if failed else "all passed"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
