@@ -621,11 +621,8 @@ static int on_close(ws_loop_conn *conn, void *ud,
     } else {
       upstream_failed(p->ups);
       if (info->error == WS_ERR_TIMEOUT) status = 504;
-      if (o &&
-          (info->error == WS_ERR_TIMEOUT || info->error == WS_LOOP_ERR_IO ||
-           info->error == WS_LOOP_ERR_RESOLVE) &&
-          start_upstream(p) == 0)
-        return 0;
+      /* refused, timed out, TLS or handshake failure: the next one */
+      if (o && start_upstream(p) == 0) return 0;
     }
     ws_kv h[16];
     size_t nh = 0;
