@@ -13,6 +13,7 @@ import asyncio
 import http
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -419,6 +420,65 @@ async def t_drain(env):
         p.stop()
 
 
+async def t_tls(env):
+    """wss:// on both sides: the client to the proxy, the proxy to an
+    echo-server upstream verified against --upstream-ca; another CA: 502"""
+    import ssl
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        def openssl(*a):
+            subprocess.run(("openssl",) + a, check=True, timeout=30,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+               "-nodes")
+        for ca in ("ca", "other"):
+            openssl("req", "-x509", *key, "-keyout", d + "/%s.key" % ca,
+                    "-out", d + "/%s.crt" % ca, "-days", "2",
+                    "-subj", "/CN=ws-proxy test %s" % ca)
+        with open(d + "/srv.ext", "w") as f:
+            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        openssl("req", "-new", *key, "-keyout", d + "/srv.key",
+                "-out", d + "/srv.csr", "-subj", "/CN=localhost")
+        openssl("x509", "-req", "-in", d + "/srv.csr", "-CA", d + "/ca.crt",
+                "-CAkey", d + "/ca.key", "-set_serial", "7", "-days", "2",
+                "-out", d + "/srv.crt", "-extfile", d + "/srv.ext")
+        up = free_port()
+        echo = Proc([env.bindir + "/echo-server", "--port", str(up),
+                     "--tls-cert", d + "/srv.crt", "--tls-key",
+                     d + "/srv.key"], up)
+        procs = [echo]
+        try:
+            ports = []
+            for ca in ("ca", "other"):
+                port = free_port()
+                procs.append(Proc(
+                    [env.bindir + "/ws-proxy", "--listen", str(port),
+                     "--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key",
+                     "--upstream", "wss://localhost:%d" % up,
+                     "--upstream-ca", d + "/%s.crt" % ca,
+                     "--access-log", "/dev/null"], port))
+                ports.append(port)
+            ctx = ssl.create_default_context(cafile=d + "/ca.crt")
+            async with websockets.connect("wss://localhost:%d/t" % ports[0],
+                                          ssl=ctx) as ws:
+                await ws.send("over tls")
+                check("tls echo", await ws.recv() == "over tls")
+                data = os.urandom(200000)
+                await ws.send(data)
+                check("tls binary", await ws.recv() == data)
+            try:
+                async with websockets.connect(
+                        "wss://localhost:%d/t" % ports[1], ssl=ctx):
+                    pass
+                raise AssertionError("unverified upstream accepted")
+            except websockets.InvalidStatusCode as e:
+                check("tls 502", e.status_code == 502, e.status_code)
+        finally:
+            for p in procs:
+                p.stop()
+
+
 class Env:
     pass
 
@@ -428,6 +488,8 @@ async def main():
     ap.add_argument("--bindir", required=True)
     ap.add_argument("--large", type=int, default=256, help="MiB")
     ap.add_argument("--only", default="")
+    ap.add_argument("--no-tls", action="store_true",
+                    help="built without -Dtls=mbedtls: skip wss://")
     args = ap.parse_args()
     env = Env()
     env.bindir = args.bindir
@@ -473,12 +535,15 @@ async def main():
              ("backpressure", t_backpressure, pyproxy_env),
              ("metrics", t_metrics_log, env),
              ("upstreams", t_several_upstreams, env),
-             ("drain", t_drain, env)]
+             ("drain", t_drain, env), ("tls", t_tls, env)]
     only = [x for x in args.only.split(",") if x]
     failed = 0
     try:
         for name, fn, e in tests:
             if only and name not in only:
+                continue
+            if name == "tls" and (args.no_tls or not shutil.which("openssl")):
+                print("skipped tls")
                 continue
             try:
                 await asyncio.wait_for(fn(e), 60)
