@@ -1001,7 +1001,7 @@ static void failing_allocator_every_call(void **state) {
 #define RC_MAX 32
 static struct {
   ws_loop_conn *srv; /* the server side of the current connection */
-  int opens, closes, refuse;
+  int opens, closes, refuse, stop_in_close;
   uint64_t open_at[RC_MAX], close_at[RC_MAX];
   uint32_t delay[RC_MAX];
   int has_delay[RC_MAX], err[RC_MAX];
@@ -1035,6 +1035,7 @@ static int rc_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
   RC.close_at[i] = ws_loop_now(H.l);
   RC.code[i] = in->code;
   RC.err[i] = in->error;
+  if (RC.stop_in_close) ws_loop_conn_reconnect_stop(c);
   RC.has_delay[i] = ws_loop_conn_reconnect_delay(c, &RC.delay[i]);
   return 0;
 }
@@ -1178,6 +1179,81 @@ static void reconnect_on_refused_connects_and_statuses(void **state) {
   rc_run_for(10000);
   assert_int_equal(RC.closes, 2);
   h_end();
+
+  rc_start(&rp2, 0); /* the loop deleted while an attempt waits */
+  RC.refuse = 503;
+  rc_until(&RC.closes, 1, 100);
+  assert_true(RC.has_delay[0]);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped from on_close */
+  RC.refuse = 503;
+  RC.stop_in_close = 1;
+  rc_until(&RC.closes, 1, 100);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 1);
+  h_end();
+}
+
+/* ws_loop_conn_pause_reading(): a paused connection's input waits in the
+ * socket until it is resumed, a resume undone in the same round keeps it
+ * paused; ws_loop_close_listeners(): nobody can connect any more, the
+ * open connection goes on. */
+static ws_loop_conn *the_server_conn(void) {
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i]) return H.l->slots[i];
+  return NULL;
+}
+
+static void pr_rounds(peer *p, int n) {
+  for (int i = 0; i < n; i++) {
+    int rv = ws_loop_run_once(H.l, 100);
+    assert_true(rv == 0 || rv == 1);
+    peer_pump(p);
+  }
+}
+
+static void pause_reading_and_close_listeners(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_conn *c = the_server_conn();
+  assert_non_null(c);
+  assert_int_equal(ws_loop_conn_pause_reading(NULL, 1),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0); /* again: fine */
+  peer_send(&p, "held");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 0);
+  assert_true(sim_pending(H.s, p.fd) == 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 0), 0);
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 1);
+  assert_string_equal(p.last, "held");
+  /* resumed and paused again before the loop got to it: still paused */
+  ws_loop_conn_pause_reading(c, 1);
+  pr_rounds(&p, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 1);
+  peer_send(&p, "later");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 0); /* not paused: harmless */
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 2);
+  assert_string_equal(p.last, "later");
+  ws_loop_close_listeners(H.l);
+  ws_loop_close_listeners(NULL);
+  assert_int_equal(sim_dial(H.s, H.port), -1);
+  peer_send(&p, "still");
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 3);
+  h_end();
 }
 
 int main(void) {
@@ -1200,6 +1276,7 @@ int main(void) {
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(reconnect_backoff_full_jitter_and_reset),
       cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
+      cmocka_unit_test(pause_reading_and_close_listeners),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
