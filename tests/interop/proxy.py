@@ -482,6 +482,49 @@ async def t_tls(env):
                 p.stop()
 
 
+async def mute_upstream(reader, writer):
+    """Completes the opening handshake, then neither reads nor answers."""
+    import base64
+    import hashlib
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = [ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+           if ln.lower().startswith(b"sec-websocket-key:")][0]
+    acc = base64.b64encode(hashlib.sha1(
+        key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket"
+                 b"\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " +
+                 acc + b"\r\n\r\n")
+    await asyncio.sleep(30)
+    writer.close()
+
+
+async def t_keepalive(env):
+    """an upstream that stops answering pings: the client gets 1014 after
+    --upstream-ping-interval + --upstream-idle-timeout, while the client
+    side keeps its own (longer) keepalive"""
+    srv = await asyncio.start_server(mute_upstream, "127.0.0.1", 0)
+    up = srv.sockets[0].getsockname()[1]
+    port = free_port()
+    p = Proc([env.bindir + "/ws-proxy", "--listen", str(port), "--upstream",
+              "ws://127.0.0.1:%d" % up, "--upstream-ping-interval", "300",
+              "--upstream-idle-timeout", "300", "--ping-interval", "60000",
+              "--access-log", "/dev/null"], port)
+    try:
+        async with websockets.connect("ws://127.0.0.1:%d/" % port,
+                                      ping_interval=None) as ws:
+            t0 = time.monotonic()
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+            except websockets.ConnectionClosed:
+                pass
+            dt = time.monotonic() - t0
+            check("keepalive 1014", ws.close_code == 1014, ws.close_code)
+            check("keepalive time", 0.5 < dt < 5, dt)
+    finally:
+        p.stop()
+        srv.close()
+
+
 class Env:
     pass
 
@@ -540,7 +583,8 @@ async def main():
              ("backpressure", t_backpressure, pyproxy_env),
              ("metrics", t_metrics_log, env),
              ("upstreams", t_several_upstreams, env),
-             ("drain", t_drain, env), ("tls", t_tls, env)]
+             ("drain", t_drain, env), ("keepalive", t_keepalive, env),
+             ("tls", t_tls, env)]
     only = [x for x in args.only.split(",") if x]
     failed = 0
     try:
