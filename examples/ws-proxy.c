@@ -106,7 +106,6 @@ typedef struct side {
   uint16_t sent;      /* the one we sent it */
   char reason[124];   /* its close reason */
   uint8_t done, kept; /* on_close seen; an event kept (queue full) */
-  uint8_t mid;        /* inside a message (to this side) */
 } side;
 
 typedef struct worker worker;
@@ -287,6 +286,25 @@ static int hop_by_hop(ws_slice name, ws_slice connection) {
   return 0;
 }
 
+/* Writes the values of every |name| header of |req| into |buf|, each
+ * followed by ", ", as far as they fit with room to spare (a chain too
+ * long is cut). Returns the length written. */
+static size_t join_header(const ws_request *req, const char *name, char *buf,
+                          size_t cap) {
+  size_t tl = 0;
+  ws_slice v;
+  buf[0] = 0;
+  for (size_t i = 0; ws_request_header(req, name, i, &v); i++) {
+    if (v.len + 3 + 256 > cap - tl) break; /* keep room for the client */
+    memcpy(buf + tl, v.base, v.len);
+    tl += v.len;
+    buf[tl++] = ',';
+    buf[tl++] = ' ';
+    buf[tl] = 0;
+  }
+  return tl;
+}
+
 /* Copies what the upstream request needs out of |req| into one block. */
 static int build_request(pair *p, const ws_request *req) {
   size_t need = 4096 + req->target.len + req->origin.len + req->host.len * 2;
@@ -317,7 +335,7 @@ static int build_request(pair *p, const ws_request *req) {
     protos[i] = s;
     PUT(pr.base, pr.len);
   }
-  ws_slice conn_hdr = {NULL, 0}, v;
+  ws_slice conn_hdr = {NULL, 0};
   ws_request_header(req, "Connection", 0, &conn_hdr);
   for (size_t i = 0; i < req->nheaders; i++) {
     const ws_header *h = &req->headers[i];
@@ -337,25 +355,13 @@ static int build_request(pair *p, const ws_request *req) {
   snprintf(bare, sizeof(bare), "%s", ip[0] == '[' ? ip + 1 : ip);
   if (bare[0] && bare[strlen(bare) - 1] == ']') bare[strlen(bare) - 1] = 0;
   char tmp[2048];
-  size_t tl = 0;
-  tmp[0] = 0;
-  for (size_t i = 0; ws_request_header(req, "X-Forwarded-For", i, &v); i++)
-    tl +=
-        (size_t)snprintf(tmp + tl, sizeof(tmp) - tl > 0 ? sizeof(tmp) - tl : 0,
-                         "%.*s, ", (int)v.len, (const char *)v.base);
-  if (tl >= sizeof(tmp)) tl = 0;
+  size_t tl = join_header(req, "X-Forwarded-For", tmp, sizeof(tmp));
   snprintf(tmp + tl, sizeof(tmp) - tl, "%s", bare);
   kv[nkv].name = "X-Forwarded-For";
   kv[nkv].value = s;
   PUT(tmp, strlen(tmp));
   nkv++;
-  tl = 0;
-  tmp[0] = 0;
-  for (size_t i = 0; ws_request_header(req, "Forwarded", i, &v); i++)
-    tl +=
-        (size_t)snprintf(tmp + tl, sizeof(tmp) - tl > 0 ? sizeof(tmp) - tl : 0,
-                         "%.*s, ", (int)v.len, (const char *)v.base);
-  if (tl >= sizeof(tmp)) tl = 0;
+  tl = join_header(req, "Forwarded", tmp, sizeof(tmp));
   snprintf(tmp + tl, sizeof(tmp) - tl,
            ip[0] == '[' ? "for=\"%s\";proto=%s" : "for=%s;proto=%s", ip,
            opt.listen_tp ? "https" : "http");
@@ -559,7 +565,6 @@ static int on_message(ws_loop_conn *conn, void *ud, const ws_event *ev) {
     atomic_fetch_add(&m.bytes_to_upstreams, ev->data.len);
     if (!fl) atomic_fetch_add(&m.msgs_to_upstreams, 1);
   }
-  p->s[to].mid = fl != 0;
   return 0;
 }
 
