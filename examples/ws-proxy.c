@@ -470,6 +470,7 @@ static int start_upstream(pair *p) {
 
 static void refuse(pair *p, int status, const ws_kv *h, size_t nh) {
   if (status < 400 || status > 599) status = 502;
+  if (!p->first) p->first = "proxy";
   p->status = status;
   p->state = P_REFUSED;
   atomic_fetch_add(&m.refused[status], 1);
@@ -657,6 +658,7 @@ static int on_close(ws_loop_conn *conn, void *ud,
         nh++;
       }
     }
+    p->first = info->http_status ? "upstream" : "proxy"; /* refused it */
     if (o) {
       refuse(p, status, h, nh);
     } else {

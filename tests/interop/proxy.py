@@ -367,7 +367,8 @@ async def t_metrics_log(env):
           x["upstream_close"]["code"] == 1000, x)
     check("log wire", x["wire_client_in"] > 6 and x["wire_upstream_out"] > 6)
     deny = [x for x in lines if x["path"] == "/deny"]
-    check("log 403", deny and deny[-1]["status"] == 403, deny)
+    check("log 403", deny and deny[-1]["status"] == 403 and
+          deny[-1]["first"] == "upstream", deny)
 
 
 async def t_several_upstreams(env):
