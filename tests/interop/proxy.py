@@ -399,14 +399,19 @@ async def t_several_upstreams(env):
 
 
 async def t_drain(env):
-    """SIGTERM: clients get 1012, upstreams 1001, the port is released"""
+    """SIGTERM: clients get 1012, upstreams 1001, and a new process bound
+    to the same port (SO_REUSEPORT) takes the new connections"""
     port = free_port()
     p = Proc([env.bindir + "/ws-proxy", "--listen", str(port),
               "--upstream", env.py_upstream, "--drain-timeout", "3000"], port)
+    q = None
     try:
         ws = await websockets.connect("ws://127.0.0.1:%d/echo-drain" % port)
         await ws.send("x")
         await ws.recv()
+        q = Proc([env.bindir + "/ws-proxy", "--listen", str(port),
+                  "--upstream", env.py_upstream, "--access-log", "/dev/null"],
+                 port)  # SO_REUSEPORT: a second process on the same port
         t0 = time.monotonic()
         p.p.send_signal(signal.SIGTERM)
         try:
@@ -420,8 +425,15 @@ async def t_drain(env):
         rc = await asyncio.get_running_loop().run_in_executor(
             None, p.p.wait, 10)
         check("exit", rc == 0 and time.monotonic() - t0 < 5, rc)
+        # the new process, bound to the same port meanwhile, has it all
+        async with websockets.connect("ws://127.0.0.1:%d/echo-new" %
+                                      port) as ws:
+            await ws.send("y")
+            check("takeover", await ws.recv() == "y")
     finally:
         p.stop()
+        if q:
+            q.stop()
 
 
 async def t_tls(env):
