@@ -538,6 +538,33 @@ async def t_keepalive(env):
         srv.close()
 
 
+async def t_threads(env):
+    """--threads 3: three loops on one SO_REUSEPORT port, one set of
+    counters"""
+    port, admin = free_port(), free_port()
+    p = Proc([env.bindir + "/ws-proxy", "--listen", str(port), "--upstream",
+              env.echo_upstream, "--threads", "3", "--admin", str(admin),
+              "--access-log", "/dev/null"], port)
+    try:
+        wait_port(admin, p.p)
+
+        async def one(i):
+            async with websockets.connect("ws://127.0.0.1:%d/t" % port) as ws:
+                for j in range(5):
+                    await ws.send("m%d-%d" % (i, j))
+                    check("threads echo", await ws.recv() == "m%d-%d" % (i, j))
+        await asyncio.gather(*(one(i) for i in range(30)))
+        await wait_for(lambda: metrics(admin)["wsproxy_connections_open"]
+                       == 0)
+        m = metrics(admin)
+        check("threads accepted", m["wsproxy_upgrades_accepted_total"] == 30,
+              m)
+        check("threads msgs",
+              m['wsproxy_messages_total{direction="to_upstream"}'] == 150, m)
+    finally:
+        p.stop()
+
+
 class Env:
     pass
 
@@ -597,7 +624,7 @@ async def main():
              ("metrics", t_metrics_log, env),
              ("upstreams", t_several_upstreams, env),
              ("drain", t_drain, env), ("keepalive", t_keepalive, env),
-             ("tls", t_tls, env)]
+             ("threads", t_threads, env), ("tls", t_tls, env)]
     only = [x for x in args.only.split(",") if x]
     failed = 0
     try:
