@@ -268,6 +268,13 @@ async def t_backpressure(env):
     loop = asyncio.get_running_loop()
     port = int(env.py_url("").rsplit(":", 1)[1])
     s = await loop.run_in_executor(None, raw_client, port, "/flood")
+    try:
+        await backpressure_checks(env, loop, s, before)
+    finally:
+        s.close()  # also when a check failed: the next tests need quiet
+
+
+async def backpressure_checks(env, loop, s, before):
     await asyncio.sleep(3)
     sent1 = RESULTS["/flood"]["sent"]
     await asyncio.sleep(1)
