@@ -1193,6 +1193,32 @@ static void reconnect_on_refused_connects_and_statuses(void **state) {
   assert_false(RC.has_delay[0]);
   rc_run_for(10000);
   assert_int_equal(RC.closes, 1);
+  /* a first attempt that fails at once is the caller's to hear of */
+  ws_loop_connect_params bad;
+  memset(&bad, 0, sizeof(bad));
+  bad.host = "no-such-host.invalid";
+  bad.port = 80;
+  bad.reconnect = &rp2;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_LOOP_ERR_RESOLVE);
+  bad.host = NULL;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_reconnect_delay(NULL, NULL), 0);
+  ws_loop_conn_reconnect_stop(NULL);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped while open: its end is the last */
+  rc_until(&RC.opens, 1, 100);
+  ws_loop_conn *cli = NULL;
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i] && H.l->slots[i] != RC.srv) cli = H.l->slots[i];
+  assert_non_null(cli);
+  assert_int_equal(ws_loop_conn_reconnect_delay(cli, NULL), 0); /* open */
+  ws_loop_conn_reconnect_stop(cli);
+  ws_loop_close(RC.srv, 1012, NULL, 0);
+  rc_until(&RC.closes, 1, 1000);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.opens, 1);
   h_end();
 }
 
