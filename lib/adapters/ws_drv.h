@@ -10,6 +10,7 @@
  *   ws_drv_api.c       what the application calls on a connection
  *   ws_drv_listen.c    listening sockets and accept
  *   ws_drv_connect.c   client connections: resolve, connect, URLs
+ *   ws_drv_reconnect.c clients that come back: backoff, the next attempt
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
  *   ws_drv_sys.c       the system calls, and the plain TCP transport
