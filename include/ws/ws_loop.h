@@ -310,6 +310,29 @@ WS_LOOP_EXTERN int ws_loop_listen(ws_loop *loop,
                                   const ws_loop_listen_params *params,
                                   uint16_t *pport);
 
+/*
+ * A client that comes back (ws_loop_connect_params.reconnect): after a
+ * close with 1001, 1006 (no close frame: the transport ended or failed),
+ * 1011, 1012, 1013 or 1014, after a failed connect (refused, timed out,
+ * a TLS failure) and after a 5xx answer, the loop connects again after a
+ * random delay in [0, bound] ("full jitter"). The bound starts at
+ * |initial_ms|, is multiplied by |multiplier_pct| / 100 after each
+ * attempt that did not stay up, up to |max_ms|, and goes back to
+ * |initial_ms| once a connection has stayed open |reset_after_ms|. No
+ * new attempt follows a close with any other code (1000 "normal", 1005,
+ * 1002, 4000-4999 ...), a 4xx answer, ws_loop_del(), the loop's graceful
+ * shutdown, or ws_loop_conn_reconnect_stop(). A zero field takes its
+ * default. Since: 0.2
+ */
+typedef struct ws_loop_reconnect {
+  uint32_t initial_ms;     /* 500 */
+  uint32_t max_ms;         /* 30000 */
+  uint32_t multiplier_pct; /* 200: the bound doubles */
+  uint32_t reset_after_ms; /* 10000 */
+  uint32_t max_attempts;   /* attempts in a row that do not stay up; 0:
+                              no limit */
+} ws_loop_reconnect;
+
 typedef struct ws_loop_connect_params {
   const char *host; /* name or address; a name is resolved with
                        getaddrinfo(), which blocks */
@@ -323,7 +346,16 @@ typedef struct ws_loop_connect_params {
   void *user_data;         /* the connection's user data */
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid until on_close
-                                         returns */
+                                         returns (with |reconnect|: until
+                                         the last attempt's on_close) */
+  /* NULL: one attempt. Else the loop reconnects as described at
+   * ws_loop_reconnect; everything here is copied for the later attempts
+   * (strings and arrays included). Each attempt is a new connection with
+   * the same user data: on_open for each open, on_close for each end
+   * (ws_loop_conn_reconnect_delay() says there whether and when the next
+   * attempt starts). An attempt whose connect fails at once (a name that
+   * no longer resolves) is retried silently. Since: 0.2 */
+  const ws_loop_reconnect *reconnect;
 } ws_loop_connect_params;
 
 /*
@@ -339,6 +371,19 @@ typedef struct ws_loop_connect_params {
 WS_LOOP_EXTERN int ws_loop_connect(ws_loop *loop,
                                    const ws_loop_connect_params *params,
                                    ws_loop_conn **pconn);
+
+/* In on_close of a connection made with |reconnect|: returns 1 and sets
+ * |*pdelay_ms| (may be NULL) to the delay after which the next attempt
+ * starts, or returns 0 if none will. 0 for any other connection or
+ * outside on_close. Since: 0.2 */
+WS_LOOP_EXTERN int ws_loop_conn_reconnect_delay(const ws_loop_conn *conn,
+                                                uint32_t *pdelay_ms);
+
+/* Ends reconnecting for the connection |conn| came from (made with
+ * |reconnect|): no attempt follows its end. Also in on_close, where it
+ * cancels the attempt ws_loop_conn_reconnect_delay() announced.
+ * Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_conn_reconnect_stop(ws_loop_conn *conn);
 
 /* A parsed ws:// or wss:// URL. |path| points into the URL (or is "/"). */
 typedef struct ws_loop_url {
@@ -393,6 +438,11 @@ WS_LOOP_EXTERN size_t ws_loop_conn_count(const ws_loop *loop);
  * memory_budget is set; allocation headers included. Since: 0.2 */
 WS_LOOP_EXTERN void ws_loop_memory(const ws_loop *loop, uint64_t *pnow,
                                    uint64_t *ppeak);
+/* Closes the listening sockets now (for a graceful restart: a new
+ * process bound with WS_LOOP_REUSEPORT takes every new connection while
+ * this one drains its own). Open connections go on; ws_loop_run()
+ * returns once none is left. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_close_listeners(ws_loop *loop);
 
 /* ---- connections (loop thread) ------------------------------------------- */
 
@@ -463,6 +513,18 @@ WS_LOOP_EXTERN size_t ws_loop_conn_pending(const ws_loop_conn *conn);
  * (NUL-terminated, truncated to |buflen|). */
 WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
                                       size_t buflen);
+
+/*
+ * Stops reading |conn| (|on| 1) or starts again (|on| 0), from the
+ * application: for a relay whose other side is over its high-water mark
+ * (see on_writable). Events already parsed wait, and so do the core's
+ * timers, as with WS_LOOP_PAUSE; input stays in the socket, so the peer
+ * feels the backpressure. Returns 0, WS_ERR_INVALID_STATE (the connection
+ * is ending, or paused by WS_LOOP_PAUSE with an event kept: that pause
+ * ends with ws_loop_resume()), WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
 /* ---- from other threads --------------------------------------------------- */
 

@@ -10,6 +10,7 @@
  *   ws_drv_api.c       what the application calls on a connection
  *   ws_drv_listen.c    listening sockets and accept
  *   ws_drv_connect.c   client connections: resolve, connect, URLs
+ *   ws_drv_reconnect.c clients that come back: backoff, the next attempt
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
  *   ws_drv_sys.c       the system calls, and the plain TCP transport
@@ -190,6 +191,7 @@ struct ws_loop {
   atomic_uint sd_req_code;
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
+  struct drv_reconnect *rc; /* clients that come back (ws_drv_reconnect.c) */
 };
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
@@ -292,6 +294,22 @@ void budget_close_frame(ws_loop_conn *c);
 
 /* The TCP connect of |c| finished (writable or failed). */
 void connect_done(ws_loop_conn *c);
+
+/* One attempt of ws_loop_connect() (the reconnect's too). */
+int connect_once(ws_loop *l, const ws_loop_connect_params *p,
+                 ws_loop_conn **pconn);
+
+/* ---- ws_drv_reconnect.c -------------------------------------------------- */
+
+/* ws_loop_connect() with |reconnect| set. */
+int drv_reconnect_start(ws_loop *l, const ws_loop_connect_params *p,
+                        ws_loop_conn **pconn);
+/* Starts the attempts that are due. */
+void drv_run_reconnects(ws_loop *l);
+/* The time of the next attempt waiting, or NO_DEADLINE. */
+uint64_t drv_reconnect_next(const ws_loop *l);
+/* Frees what is left (ws_loop_del(), after every connection ended). */
+void drv_reconnect_free(ws_loop *l);
 
 /* ---- ws_drv_post.c ------------------------------------------------------- */
 

@@ -130,3 +130,34 @@ void ws_loop_conn_peer(const ws_loop_conn *c, char *buf, size_t buflen) {
   const ws_drv_sys *sys = &c->loop->sys;
   if (sys->peer(sys->self, c->fd, buf, buflen) != 0) buf[0] = 0;
 }
+
+/* Stops or restarts reading |c| from the application, for a relay whose
+ * other side is congested. It is the pause of WS_LOOP_PAUSE without an
+ * event to keep (an empty one is kept: delivering it again does
+ * nothing). */
+int ws_loop_conn_pause_reading(ws_loop_conn *c, int on) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  if (on) {
+    if (c->flags & F_PAUSED) { /* an event is kept already, or paused */
+      if (!c->aux || c->aux->ev.type != WS_EV_NONE)
+        return WS_ERR_INVALID_STATE;
+      c->flags &= ~F_RESUME; /* a resume asked for this round is undone */
+      return 0;
+    }
+    conn_aux *a = conn_aux_get(c);
+    if (!a) return WS_ERR_NOMEM;
+    memset(&a->ev, 0, sizeof(a->ev)); /* WS_EV_NONE */
+    c->flags |= F_PAUSED;
+    c->flags &= ~(F_PAUSED_AUTO | F_RESUME);
+    conn_mark_dirty(c);
+    return 0;
+  }
+  if ((c->flags & F_PAUSED) && c->aux && c->aux->ev.type == WS_EV_NONE)
+    ws_loop_resume(c);
+  return 0;
+}
+
+void ws_loop_close_listeners(ws_loop *l) {
+  if (l) drv_close_listeners(l);
+}

@@ -114,6 +114,8 @@ static int wait_timeout(ws_loop *l, int timeout_ms) {
       atomic_load(&l->stop_req) || atomic_load(&l->shutdown_req))
     return 0;
   uint64_t d = heap_first(l);
+  uint64_t r = drv_reconnect_next(l); /* a client's next attempt */
+  if (r < d) d = r;
   if (l->draining && l->drain_deadline < d) d = l->drain_deadline;
   if (l->listen_paused && l->listen_resume_at < d) d = l->listen_resume_at;
   uint64_t now = drv_clock(l);
@@ -140,7 +142,8 @@ static void dispatch_ready(ws_loop *l, int n) {
 }
 
 static int nothing_left(ws_loop *l) {
-  return l->nconns == 0 && !l->listeners && !atomic_load(&l->posted);
+  return l->nconns == 0 && !l->listeners && !atomic_load(&l->posted) &&
+         drv_reconnect_next(l) == NO_DEADLINE;
 }
 
 int ws_loop_run_once(ws_loop *l, int timeout_ms) {
@@ -162,6 +165,7 @@ int ws_loop_run_once(ws_loop *l, int timeout_ms) {
     drv_listeners_watch(l, 1);
   }
   drv_run_timers(l);
+  drv_run_reconnects(l);
   drain_lists(l);
   drv_check_drain(l);
   drv_free_grave(l);
@@ -256,6 +260,7 @@ void ws_loop_del(ws_loop *l) {
   l->dirty = l->again = NULL;
   drv_free_grave(l);
   drv_free_posts(l);
+  drv_reconnect_free(l);
   pthread_mutex_destroy(&l->mu);
   l->poller.del(l->poller.self);
   drv_free(l, l->rbuf);

@@ -1500,6 +1500,295 @@ static void pmd_context_cap(void **state) {
 /* ---- end of budgets and caps (h-budget) -----------------------------------
  */
 
+/* ---- clients that come back (ws_loop_connect_params.reconnect) ----------- */
+
+/* The loop's own client with |reconnect|, against the loop's own
+ * listener: each close the client sees is recorded with the delay it
+ * announced; the next open must come exactly that long after. */
+#define RC_MAX 32
+static struct {
+  ws_loop_conn *srv; /* the server side of the current connection */
+  int opens, closes, refuse, stop_in_close;
+  uint64_t open_at[RC_MAX], close_at[RC_MAX];
+  uint32_t delay[RC_MAX];
+  int has_delay[RC_MAX], err[RC_MAX];
+  uint16_t code[RC_MAX];
+} RC;
+
+static int rc_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)ud;
+  (void)req;
+  if (RC.refuse) ws_loop_reject(c, RC.refuse, NULL, 0, NULL, 0);
+  return 0;
+}
+
+static int rc_open(ws_loop_conn *c, void *ud) {
+  if (ud != &RC) {
+    RC.srv = c;
+    return 0;
+  }
+  if (RC.opens < RC_MAX) RC.open_at[RC.opens] = ws_loop_now(H.l);
+  RC.opens++;
+  return 0;
+}
+
+static int rc_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
+  if (ud != &RC) {
+    if (c == RC.srv) RC.srv = NULL;
+    return 0;
+  }
+  int i = RC.closes++;
+  assert_true(i < RC_MAX);
+  RC.close_at[i] = ws_loop_now(H.l);
+  RC.code[i] = in->code;
+  RC.err[i] = in->error;
+  if (RC.stop_in_close) ws_loop_conn_reconnect_stop(c);
+  RC.has_delay[i] = ws_loop_conn_reconnect_delay(c, &RC.delay[i]);
+  return 0;
+}
+
+static void rc_start(const ws_loop_reconnect *rp, uint16_t port) {
+  memset(&H, 0, sizeof(H));
+  memset(&RC, 0, sizeof(RC));
+  H.s = sim_new(T0, 5);
+  sim_set_block_limit(H.s, 2000);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = rc_request;
+  lc.callbacks.on_open = rc_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = rc_close;
+  ws_drv_poller pl = sim_poller(H.s);
+  assert_int_equal(ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0);
+  static const char *const protos[] = {"chat"};
+  static const ws_kv hdr[] = {{"X-Try", "1"}};
+  char host[16]; /* copied by the loop: gone before the reconnects */
+  snprintf(host, sizeof(host), "127.0.0.1");
+  ws_loop_connect_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = host;
+  cp.port = port ? port : H.port;
+  cp.request.protocols = protos;
+  cp.request.nprotocols = 1;
+  cp.request.headers = hdr;
+  cp.request.nheaders = 1;
+  cp.user_data = &RC;
+  cp.reconnect = rp;
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), 0);
+  memset(host, 'x', sizeof(host) - 1);
+}
+
+/* Runs the loop for |ms| of simulated time. */
+static void rc_run_for(uint64_t ms) {
+  uint64_t end = sim_now(H.s) + ms;
+  while (sim_now(H.s) < end) {
+    uint64_t left = end - sim_now(H.s);
+    int rv = ws_loop_run_once(H.l, left > 1000 ? 1000 : (int)left);
+    assert_true(rv == 0 || rv == 1);
+  }
+}
+
+static void rc_until(const int *flag, int want, uint64_t max_ms) {
+  uint64_t end = sim_now(H.s) + max_ms;
+  while (*flag < want && sim_now(H.s) <= end) {
+    int rv = ws_loop_run_once(H.l, 50);
+    assert_true(rv == 0 || rv == 1);
+  }
+  assert_true(*flag >= want);
+}
+
+/* The next attempt starts when announced, to the millisecond (the
+ * simulated connect and handshake take no time). */
+static void rc_check_gap(int i) {
+  assert_true(RC.has_delay[i]);
+  assert_true(RC.open_at[i + 1] >= RC.close_at[i] + RC.delay[i]);
+  assert_true(RC.open_at[i + 1] <= RC.close_at[i] + RC.delay[i] + 1);
+}
+
+/* The server restarts (1012) five times right after each open: the
+ * bound doubles from 1 s to the 8 s cap; a connection that then stays up
+ * 6 s (over reset_after_ms) brings it back to 1 s; a normal close (1000)
+ * ends the reconnecting, as does a 403 answer. */
+static void reconnect_backoff_full_jitter_and_reset(void **state) {
+  (void)state;
+  ws_loop_reconnect rp = {1000, 8000, 200, 5000, 0};
+  rc_start(&rp, 0);
+  rc_until(&RC.opens, 1, 100);
+  static const uint32_t bound[] = {1000, 2000, 4000, 8000, 8000};
+  uint32_t sum = 0;
+  for (int i = 0; i < 5; i++) {
+    assert_non_null(RC.srv);
+    assert_int_equal(ws_loop_close(RC.srv, 1012, "restart", 7), 0);
+    rc_until(&RC.closes, i + 1, 1000);
+    assert_int_equal(RC.code[i], 1012);
+    assert_true(RC.has_delay[i]);
+    assert_true(RC.delay[i] <= bound[i]);
+    sum += RC.delay[i];
+    rc_until(&RC.opens, i + 2, bound[i] + 100);
+    rc_check_gap(i);
+  }
+  assert_true(sum > 0); /* jitter, not always 0 */
+  rc_run_for(6000);     /* stays up over reset_after_ms */
+  assert_int_equal(RC.closes, 5);
+  ws_loop_close(RC.srv, 1001, "going away", 10);
+  rc_until(&RC.closes, 6, 1000);
+  assert_true(RC.has_delay[5] && RC.delay[5] <= 1000); /* reset */
+  rc_until(&RC.opens, 7, 1100);
+  rc_check_gap(5);
+  /* a normal close: no further attempt, however long we wait */
+  ws_loop_close(RC.srv, 1000, NULL, 0);
+  rc_until(&RC.closes, 7, 1000);
+  assert_int_equal(RC.code[6], 1000);
+  assert_false(RC.has_delay[6]);
+  rc_run_for(120000);
+  assert_int_equal(RC.opens, 7);
+  h_end();
+}
+
+/* Connect failures: refused every time; bounds 100, 300, 900 then the
+ * 1000 cap; after max_attempts (6) the client gives up. A 5xx answer is
+ * retried, a 4xx one is not. */
+static void reconnect_on_refused_connects_and_statuses(void **state) {
+  (void)state;
+  ws_loop_reconnect rp = {100, 1000, 300, 5000, 6};
+  rc_start(&rp, 1); /* nobody listens on port 1 */
+  static const uint32_t bound[] = {100, 300, 900, 1000, 1000, 1000};
+  rc_until(&RC.closes, 1, 100);
+  for (int i = 0; i < 6; i++) {
+    rc_until(&RC.closes, i + 1, 2000);
+    assert_int_equal(RC.err[i], WS_LOOP_ERR_IO);
+    if (i < 5) {
+      assert_true(RC.has_delay[i]);
+      assert_true(RC.delay[i] <= bound[i]);
+    }
+  }
+  for (int i = 0; i < 5; i++) {
+    assert_true(RC.close_at[i + 1] >= RC.close_at[i] + RC.delay[i]);
+    assert_true(RC.close_at[i + 1] <= RC.close_at[i] + RC.delay[i] + 1);
+  }
+  assert_false(RC.has_delay[5]); /* the sixth failure in a row: done */
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 6);
+  assert_int_equal(RC.opens, 0);
+  h_end();
+
+  ws_loop_reconnect rp2 = {100, 1000, 200, 5000, 0};
+  rc_start(&rp2, 0);
+  RC.refuse = 503;
+  rc_until(&RC.closes, 1, 100);
+  assert_true(RC.has_delay[0]); /* 503: try again */
+  RC.refuse = 403;
+  rc_until(&RC.closes, 2, 1000);
+  assert_false(RC.has_delay[1]); /* 403: no */
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 2);
+  h_end();
+
+  rc_start(&rp2, 0); /* the loop deleted while an attempt waits */
+  RC.refuse = 503;
+  rc_until(&RC.closes, 1, 100);
+  assert_true(RC.has_delay[0]);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped from on_close */
+  RC.refuse = 503;
+  RC.stop_in_close = 1;
+  rc_until(&RC.closes, 1, 100);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 1);
+  /* a first attempt that fails at once is the caller's to hear of */
+  ws_loop_connect_params bad;
+  memset(&bad, 0, sizeof(bad));
+  bad.host = "no-such-host.invalid";
+  bad.port = 80;
+  bad.reconnect = &rp2;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_LOOP_ERR_RESOLVE);
+  bad.host = NULL;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_reconnect_delay(NULL, NULL), 0);
+  ws_loop_conn_reconnect_stop(NULL);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped while open: its end is the last */
+  rc_until(&RC.opens, 1, 100);
+  ws_loop_conn *cli = NULL;
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i] && H.l->slots[i] != RC.srv) cli = H.l->slots[i];
+  assert_non_null(cli);
+  assert_int_equal(ws_loop_conn_reconnect_delay(cli, NULL), 0); /* open */
+  ws_loop_conn_reconnect_stop(cli);
+  ws_loop_close(RC.srv, 1012, NULL, 0);
+  rc_until(&RC.closes, 1, 1000);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.opens, 1);
+  h_end();
+}
+
+/* ws_loop_conn_pause_reading(): a paused connection's input waits in the
+ * socket until it is resumed, a resume undone in the same round keeps it
+ * paused; ws_loop_close_listeners(): nobody can connect any more, the
+ * open connection goes on. */
+static ws_loop_conn *the_server_conn(void) {
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i]) return H.l->slots[i];
+  return NULL;
+}
+
+static void pr_rounds(peer *p, int n) {
+  for (int i = 0; i < n; i++) {
+    int rv = ws_loop_run_once(H.l, 100);
+    assert_true(rv == 0 || rv == 1);
+    peer_pump(p);
+  }
+}
+
+static void pause_reading_and_close_listeners(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_conn *c = the_server_conn();
+  assert_non_null(c);
+  assert_int_equal(ws_loop_conn_pause_reading(NULL, 1),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0); /* again: fine */
+  peer_send(&p, "held");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 0);
+  assert_true(sim_pending(H.s, p.fd) == 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 0), 0);
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 1);
+  assert_string_equal(p.last, "held");
+  /* resumed and paused again before the loop got to it: still paused */
+  ws_loop_conn_pause_reading(c, 1);
+  pr_rounds(&p, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 1);
+  peer_send(&p, "later");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 0); /* not paused: harmless */
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 2);
+  assert_string_equal(p.last, "later");
+  ws_loop_close_listeners(H.l);
+  ws_loop_close_listeners(NULL);
+  assert_int_equal(sim_dial(H.s, H.port), -1);
+  peer_send(&p, "still");
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 3);
+  h_end();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -1529,6 +1818,9 @@ int main(void) {
       cmocka_unit_test(message_timeout_at_its_edge),
       cmocka_unit_test(origin_allowlist),
       cmocka_unit_test(pmd_context_cap),
+      cmocka_unit_test(reconnect_backoff_full_jitter_and_reset),
+      cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
+      cmocka_unit_test(pause_reading_and_close_listeners),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
