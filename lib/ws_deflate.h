@@ -62,23 +62,23 @@
  */
 typedef struct ws_inflater {
   ws_mem mem;
-  uint8_t *block;    /* the one heap block: tables, then window */
-  uint32_t *lit;     /* literal/length decoding table (+ subtables) */
-  uint32_t *dist;    /* distance decoding table (+ subtables) */
-  uint32_t *clen;    /* code length code table */
-  uint8_t *lens;     /* code lengths being read (320) */
-  uint8_t *win;      /* circular history, wsize bytes */
-  uint32_t wsize;    /* 2^window_bits */
-  uint32_t wpos;     /* next write position in win */
-  uint32_t whave;    /* valid bytes in win (<= wsize) */
-  uint64_t bits;     /* bit accumulator, LSB first */
-  unsigned nbits;    /* valid bits in |bits| */
+  uint8_t *block; /* the one heap block: tables, then window */
+  uint32_t *lit;  /* literal/length decoding table (+ subtables) */
+  uint32_t *dist; /* distance decoding table (+ subtables) */
+  uint32_t *clen; /* code length code table */
+  uint8_t *lens;  /* code lengths being read (320) */
+  uint8_t *win;   /* circular history, wsize bytes */
+  uint32_t wsize; /* 2^window_bits */
+  uint32_t wpos;  /* next write position in win */
+  uint32_t whave; /* valid bytes in win (<= wsize) */
+  uint64_t bits;  /* bit accumulator, LSB first */
+  unsigned nbits; /* valid bits in |bits| */
   int mode;
-  int last;          /* current block has BFINAL set */
-  int err;           /* sticky error, 0 if none */
-  int tables;        /* what lit/dist hold: 0 none, 1 fixed, 2 dynamic */
+  int last;   /* current block has BFINAL set */
+  int err;    /* sticky error, 0 if none */
+  int tables; /* what lit/dist hold: 0 none, 1 fixed, 2 dynamic */
   unsigned hlit, hdist, hclen, idx;
-  uint32_t left;     /* stored bytes or match bytes still to copy */
+  uint32_t left; /* stored bytes or match bytes still to copy */
   uint32_t dist_pending;
 } ws_inflater;
 
@@ -149,6 +149,7 @@ size_t ws_inflate_memsize(unsigned window_bits);
 #define WS_DEFLATE_SYNC_FLUSH 1 /* end of message: ends with 00 00 ff ff */
 
 typedef struct ws_deflater ws_deflater;
+typedef struct ws_deflate_work ws_deflate_work;
 
 /*
  * A streaming raw compressor whose matches never reach back more than
@@ -156,18 +157,19 @@ typedef struct ws_deflater ws_deflater;
  */
 struct ws_deflater {
   ws_mem mem;
-  uint8_t *block;      /* the one heap block */
-  uint8_t *buf;        /* history + lookahead, bufsize bytes */
-  uint16_t *head;      /* hash heads: low 16 bits of stream positions */
-  uint16_t *prev;      /* hash chains (levels >= 2), wsize entries */
-  uint32_t *syms;      /* buffered symbols of the current block */
-  uint8_t *pend;       /* compressed bytes not yet handed out */
+  uint8_t *block;        /* the one heap block */
+  uint8_t *buf;          /* history + lookahead, bufsize bytes */
+  uint16_t *head;        /* hash heads: buffer indexes, 0 for none */
+  uint16_t *prev;        /* hash chains (levels >= 2), wsize entries,
+                            slot (index + pshift) mod wsize */
+  uint32_t *syms;        /* buffered symbols of the current block */
+  uint8_t *pend;         /* compressed bytes not yet handed out */
+  ws_deflate_work *work; /* tables for building a block */
   uint32_t wsize, bufsize, hbits, nsyms_max;
   uint32_t pendcap, pendpos, pendlen;
   uint32_t pos;        /* current position in buf */
   uint32_t lookahead;  /* bytes at buf[pos..] not yet compressed */
-  uint32_t hist;       /* bytes of history before pos (<= wsize) */
-  uint32_t abspos;     /* stream position of buf[0], mod 2^32 */
+  uint32_t pshift;     /* total of the moves of buf, mod wsize */
   int64_t block_start; /* buf index where the block began (< 0: gone) */
   uint32_t nsyms;
   int level;
@@ -176,8 +178,8 @@ struct ws_deflater {
   int have_prev;
   uint32_t prev_len, prev_dist;
   uint8_t prev_lit;
-  int flushed;         /* the sync flush of this message was written */
-  uint64_t bitbuf;     /* bit writer */
+  int flushed;     /* the sync flush of this message was written */
+  uint64_t bitbuf; /* bit writer */
   unsigned bitcnt;
   uint16_t lfreq[288];
   uint16_t dfreq[30];
