@@ -642,21 +642,6 @@ static inline uint32_t reach_limit(const ws_deflater *z, uint32_t pos) {
   return pos > z->wsize ? pos - z->wsize : 0;
 }
 
-/* Inserts buffer index |pos| in its hash chain; returns the index that
- * held the head before (0: none). Needs 4 bytes at |pos|. */
-static inline uint32_t insert3(ws_deflater *z, uint32_t pos) {
-  uint32_t h = hash3(z->buf + pos, z->hbits);
-  uint32_t old = z->head[h];
-  z->head[h] = (uint16_t)pos;
-  z->prev[(pos + z->pshift) & (z->wsize - 1)] = (uint16_t)old;
-  return old;
-}
-
-static inline void advance(ws_deflater *z, uint32_t k) {
-  z->pos += k;
-  z->lookahead -= k;
-}
-
 /*
  * Longest match at |pos| along the chain from buffer index |cand|,
  * longer than |best| (>= FIND_MIN - 1); sets |*pdist| when one is found.
@@ -665,36 +650,44 @@ static inline void advance(ws_deflater *z, uint32_t k) {
  * first on the 4 bytes that end at |best| (where a longer match must
  * still agree) and on its first 4, then in 8-byte words.
  */
-static uint32_t longest_match(const ws_deflater *z, uint32_t pos, uint32_t cand,
-                              uint32_t best, uint32_t *pdist,
+static uint32_t longest_match(const ws_deflater *z, uint32_t pos, uint32_t look,
+                              uint32_t cand, uint32_t best, uint32_t *pdist,
                               const level_cfg *cfg) {
   const uint8_t *const buf = z->buf, *const cur = buf + pos;
   const uint16_t *const prev = z->prev;
   const uint32_t wmask = z->wsize - 1, limit = reach_limit(z, pos);
   const uint32_t pshift = z->pshift;
-  uint32_t max = z->lookahead < MAX_MATCH ? z->lookahead : MAX_MATCH;
+  uint32_t max = look < MAX_MATCH ? look : MAX_MATCH;
   uint32_t nice = cfg->nice < max ? cfg->nice : max;
   uint32_t chain = cfg->chain;
   if (best >= cfg->good) chain >>= 2;
   if (best >= max) return best;
-  /* Until a match is found, 3 bytes must agree (the mask); after that
-   * the 4 at 0 and the 4 ending at |best|. */
-  uint32_t mask = best >= 3 ? 0xffffffffu : 0xffffffu;
-  uint32_t endoff = best >= 3 ? best - 3 : 0;
   const uint32_t first = load32le(cur);
-  uint32_t endw = load32le(cur + endoff);
+  if (best < 3) {
+    /* No match yet: the first 3 bytes must agree. */
+    for (;;) {
+      if (cand <= limit) return best;
+      if (((load32le(buf + cand) ^ first) & 0xffffffu) == 0) break;
+      if (--chain == 0) return best;
+      cand = prev[(cand + pshift) & wmask];
+    }
+    best = 3 + match_len(cur + 3, buf + cand + 3, max - 3);
+    *pdist = pos - cand;
+    if (best >= nice || --chain == 0) return best;
+    cand = prev[(cand + pshift) & wmask];
+  }
+  /* A longer match agrees on its first 4 bytes and on the 4 ending at
+   * |best|; the latter tell most candidates apart. */
+  uint32_t endw = load32le(cur + best - 3);
   while (cand > limit) {
     const uint8_t *m = buf + cand;
-    if (((load32le(m + endoff) ^ endw) & mask) == 0 &&
-        ((load32le(m) ^ first) & mask) == 0) {
-      uint32_t len = 3 + match_len(cur + 3, m + 3, max - 3);
+    if (load32le(m + best - 3) == endw && load32le(m) == first) {
+      uint32_t len = 4 + match_len(cur + 4, m + 4, max - 4);
       if (len > best) {
         best = len;
         *pdist = pos - cand;
         if (len >= nice) break;
-        mask = 0xffffffffu;
-        endoff = best - 3;
-        endw = load32le(cur + endoff);
+        endw = load32le(cur + best - 3);
       }
     }
     if (--chain == 0) break;
@@ -703,35 +696,48 @@ static uint32_t longest_match(const ws_deflater *z, uint32_t pos, uint32_t cand,
   return best;
 }
 
-static inline void tally_lit(ws_deflater *z, uint8_t c) {
-  z->syms[z->nsyms++] = c;
-  z->lfreq[c]++;
+/* Frequencies of a literal and of a match, and their symbol entries
+ * (literal: the byte; match: distance << 8 | length - 3). */
+static inline uint32_t lit_sym(uint16_t *lfreq, uint8_t c) {
+  lfreq[c]++;
+  return c;
 }
 
-static inline void tally_match(ws_deflater *z, uint32_t len, uint32_t dist) {
-  z->syms[z->nsyms++] = dist << 8 | (len - MIN_MATCH);
-  z->lfreq[257 + len_code[len - MIN_MATCH]]++;
-  z->dfreq[dist_code(dist)]++;
+static inline uint32_t match_sym(uint16_t *lfreq, uint16_t *dfreq, uint32_t len,
+                                 uint32_t dist) {
+  lfreq[257 + len_code[len - MIN_MATCH]]++;
+  dfreq[dist_code(dist)]++;
+  return dist << 8 | (len - MIN_MATCH);
 }
+
+/*
+ * The compress loops keep the position, the lookahead and the symbol
+ * count in locals and store them back at the end. Each runs while
+ * there is room for a symbol and at least |stop| bytes of lookahead: a
+ * whole longest match and its hashing without a flush, any byte with
+ * one.
+ */
 
 /* Level 1: one probe of a 4-byte hash, greedy. */
 static void compress_fast(ws_deflater *z, int final) {
-  uint8_t *buf = z->buf;
+  uint8_t *const buf = z->buf;
+  uint16_t *const head = z->head, *const lfreq = z->lfreq,
+                  *const dfreq = z->dfreq;
+  uint32_t *const syms = z->syms;
   const unsigned hb = z->hbits;
-  uint16_t *head = z->head;
-  while (z->nsyms < z->nsyms_max) {
-    uint32_t look = z->lookahead;
-    if (look < LOOK && (!final || look == 0)) break;
-    uint32_t pos = z->pos;
+  const uint32_t wsize = z->wsize, nmax = z->nsyms_max;
+  const uint32_t stop = final ? 1 : LOOK;
+  uint32_t pos = z->pos, look = z->lookahead, n = z->nsyms;
+  while (n < nmax && look >= stop) {
     if (look >= 4u) {
       uint32_t h = hash4(buf + pos, hb);
       uint32_t cand = head[h];
       head[h] = (uint16_t)pos;
-      if (cand > reach_limit(z, pos) &&
+      if (cand + wsize > pos && cand != 0 &&
           load32le(buf + cand) == load32le(buf + pos)) {
         uint32_t max = look < MAX_MATCH ? look : MAX_MATCH;
         uint32_t len = 4 + match_len(buf + pos + 4, buf + cand + 4, max - 4);
-        tally_match(z, len, pos - cand);
+        syms[n++] = match_sym(lfreq, dfreq, len, pos - cand);
         /* hash a few positions inside short matches */
         if (len <= 8) {
           for (uint32_t k = 1; k < len && look - k >= 4u; k++)
@@ -739,80 +745,117 @@ static void compress_fast(ws_deflater *z, int final) {
         } else if (look - len + 2 >= 4u) {
           head[hash4(buf + pos + len - 2, hb)] = (uint16_t)(pos + len - 2);
         }
-        advance(z, len);
+        pos += len;
+        look -= len;
         continue;
       }
     }
-    tally_lit(z, buf[pos]);
-    advance(z, 1);
+    syms[n++] = lit_sym(lfreq, buf[pos]);
+    pos++;
+    look--;
   }
+  z->pos = pos;
+  z->lookahead = look;
+  z->nsyms = n;
+}
+
+/* Inserts buffer index |pos| in its hash chain; returns the index that
+ * held the head before (0: none). Reads 4 bytes at |pos|. */
+static inline uint32_t insert3(const ws_deflater *z, uint32_t pos) {
+  uint32_t h = hash3(z->buf + pos, z->hbits);
+  uint32_t old = z->head[h];
+  z->head[h] = (uint16_t)pos;
+  z->prev[(pos + z->pshift) & (z->wsize - 1)] = (uint16_t)old;
+  return old;
 }
 
 /* Levels 2-3: hash chains, greedy. */
 static void compress_greedy(ws_deflater *z, int final, const level_cfg *cfg) {
-  while (z->nsyms < z->nsyms_max) {
-    uint32_t look = z->lookahead;
-    if (look < LOOK && (!final || look == 0)) break;
-    uint32_t pos = z->pos, len = FIND_MIN - 1, dist = 0;
+  const uint8_t *const buf = z->buf;
+  uint16_t *const lfreq = z->lfreq, *const dfreq = z->dfreq;
+  uint32_t *const syms = z->syms;
+  const uint32_t nmax = z->nsyms_max, stop = final ? 1 : LOOK;
+  uint32_t pos = z->pos, look = z->lookahead, n = z->nsyms;
+  while (n < nmax && look >= stop) {
+    uint32_t len = FIND_MIN - 1, dist = 0;
     if (look >= FIND_MIN) {
       uint32_t cand = insert3(z, pos);
-      len = longest_match(z, pos, cand, FIND_MIN - 1, &dist, cfg);
+      len = longest_match(z, pos, look, cand, FIND_MIN - 1, &dist, cfg);
       if (len == MIN_MATCH && dist > TOO_FAR) len = FIND_MIN - 1;
     }
     if (len >= FIND_MIN) {
-      tally_match(z, len, dist);
+      syms[n++] = match_sym(lfreq, dfreq, len, dist);
       if (len <= cfg->lazy) {
         for (uint32_t k = 1; k < len && look - k >= FIND_MIN; k++)
           (void)insert3(z, pos + k);
       }
-      advance(z, len);
+      pos += len;
+      look -= len;
     } else {
-      tally_lit(z, z->buf[pos]);
-      advance(z, 1);
+      syms[n++] = lit_sym(lfreq, buf[pos]);
+      pos++;
+      look--;
     }
   }
+  z->pos = pos;
+  z->lookahead = look;
+  z->nsyms = n;
 }
 
 /* Levels 4-9: hash chains with lazy evaluation: a match is taken only
  * if the next position does not start a longer one. */
 static void compress_lazy(ws_deflater *z, int final, const level_cfg *cfg) {
-  while (z->nsyms < z->nsyms_max) {
-    uint32_t look = z->lookahead;
-    if (look < LOOK && (!final || look == 0)) break;
-    uint32_t pos = z->pos, len = FIND_MIN - 1, dist = 0;
-    uint32_t plen = z->have_prev ? z->prev_len : FIND_MIN - 1;
+  const uint8_t *const buf = z->buf;
+  uint16_t *const lfreq = z->lfreq, *const dfreq = z->dfreq;
+  uint32_t *const syms = z->syms;
+  const uint32_t nmax = z->nsyms_max, stop = final ? 1 : LOOK;
+  uint32_t pos = z->pos, look = z->lookahead, n = z->nsyms;
+  /* a match found at pos-1 waiting for a better one (plen < FIND_MIN:
+   * only the literal at pos-1 waits) */
+  int have_prev = z->have_prev;
+  uint32_t plen = have_prev ? z->prev_len : FIND_MIN - 1, pdist = z->prev_dist;
+  while (n < nmax && look >= stop) {
+    uint32_t len = FIND_MIN - 1, dist = 0;
     if (look >= FIND_MIN) {
       uint32_t cand = insert3(z, pos);
       if (plen < cfg->lazy) {
-        len = longest_match(z, pos, cand, plen, &dist, cfg);
+        len = longest_match(z, pos, look, cand, plen, &dist, cfg);
         if (len == plen) len = FIND_MIN - 1; /* nothing longer */
         if (len == MIN_MATCH && dist > TOO_FAR) len = FIND_MIN - 1;
       }
     }
     if (plen >= FIND_MIN && len <= plen) {
       /* the match at pos-1 wins */
-      tally_match(z, plen, z->prev_dist);
-      uint32_t end = pos - 1 + plen; /* first position after it */
-      uint32_t last = z->pos + z->lookahead - FIND_MIN; /* hashable */
+      syms[n++] = match_sym(lfreq, dfreq, plen, pdist);
+      uint32_t end = pos - 1 + plen;         /* first position after it */
+      uint32_t last = pos + look - FIND_MIN; /* last one hashable */
       if (last > end - 1) last = end - 1;
       for (uint32_t p = pos + 1; p <= last; p++)
         (void)insert3(z, p);
-      advance(z, end - pos);
-      z->have_prev = 0;
-      z->prev_len = FIND_MIN - 1;
+      look -= end - pos;
+      pos = end;
+      have_prev = 0;
+      plen = FIND_MIN - 1;
       continue;
     }
-    if (z->have_prev) tally_lit(z, z->buf[pos - 1]);
-    z->have_prev = 1;
-    z->prev_len = len;
-    z->prev_dist = dist;
-    advance(z, 1);
+    if (have_prev) syms[n++] = lit_sym(lfreq, buf[pos - 1]);
+    have_prev = 1;
+    plen = len;
+    pdist = dist;
+    pos++;
+    look--;
   }
-  if (final && z->lookahead == 0 && z->have_prev && z->nsyms < z->nsyms_max) {
-    tally_lit(z, z->buf[z->pos - 1]);
-    z->have_prev = 0;
-    z->prev_len = FIND_MIN - 1;
+  if (final && look == 0 && have_prev && n < nmax) {
+    syms[n++] = lit_sym(lfreq, buf[pos - 1]);
+    have_prev = 0;
+    plen = FIND_MIN - 1;
   }
+  z->pos = pos;
+  z->lookahead = look;
+  z->nsyms = n;
+  z->have_prev = have_prev;
+  z->prev_len = plen;
+  z->prev_dist = pdist;
 }
 
 /* Nothing left to compress before the flush point? */
@@ -830,11 +873,16 @@ static void compress(ws_deflater *z, int final) {
 }
 
 /* Subtracts |d| from every buffer index in |t|; those below |d| (and
- * index |d| itself, which becomes 0) are dropped. */
+ * index |d| itself, which becomes 0) are dropped. |n| is a multiple of
+ * 16 (a power of two >= 256): the fixed inner loop lets compilers use
+ * vector saturating subtraction. */
 static void rebase(uint16_t *t, size_t n, uint32_t d) {
-  for (size_t i = 0; i < n; i++) {
-    uint32_t v = t[i];
-    t[i] = (uint16_t)(v > d ? v - d : 0);
+  const uint16_t dd = (uint16_t)d;
+  for (size_t i = 0; i < n; i += 16) {
+    for (size_t k = 0; k < 16; k++) {
+      uint16_t v = t[i + k];
+      t[i + k] = (uint16_t)(v > dd ? v - dd : 0);
+    }
   }
 }
 
