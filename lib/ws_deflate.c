@@ -124,23 +124,44 @@ static uint32_t hash_bits_for(unsigned window_bits, int level) {
   return hb > cap ? cap : hb;
 }
 
+/* Symbols per block, N = 2^clamp(window_bits, 10, 13): small windows
+ * get small blocks. N bounds every frequency and their sum (N + 1 with
+ * the end-of-block code), so weights fit 16 bits. */
 static uint32_t nsyms_for(unsigned window_bits) {
-  unsigned b = window_bits < 12 ? 12 : window_bits > 14 ? 14 : window_bits;
+  unsigned b = window_bits;
+  b = b < 10 ? 10 : b > 13 ? 13 : b;
   return (uint32_t)1 << b;
 }
 
-/* History plus lookahead: W + max(W, 2*LOOK) <= 65,536, so that every
- * index fits the 16-bit hash entries. */
+/*
+ * Symbols and output share one region (pend) of PEND_HEAD + 6N bytes:
+ * the symbols (4 bytes each) fill its last 4N bytes, and a block is
+ * written from its start while they are read. A block's header takes at
+ * most 4,498 bits (3 + 14 + 19*3, and 316 code length codes of at most
+ * 7 + 7 bits) and a symbol at most 48 (15 + 5 for the length, 15 + 13
+ * for the distance), so before symbol i is read at most 567 + 6i bytes
+ * (with up to 31 bits already pending) were written: below its offset
+ * PEND_HEAD - 16 + 2N + 4i. The 16 bytes left at the end take the end
+ * of block code and the empty stored block of a flush. A stored block
+ * is written only when it costs no more than the fixed code would, at
+ * most 31 bits a symbol, so it fits too.
+ */
+#define PEND_HEAD (568u + 16u)
+
+/* History plus lookahead: max(W, N) + max(W, 2*LOOK) <= 65,536, so
+ * that every index fits the 16-bit hash entries. Room for N bytes
+ * behind the position lets a block of N literals (data that does not
+ * compress) still be written stored when W < N: see fill(). */
 static size_t bufsize_for(unsigned window_bits) {
-  size_t w = (size_t)1 << window_bits;
-  return w + (w > 2 * LOOK ? w : 2 * LOOK);
+  size_t w = (size_t)1 << window_bits, n = nsyms_for(window_bits);
+  return (w > n ? w : n) + (w > 2 * LOOK ? w : 2 * LOOK);
 }
 
 /* Tables of emit_block(), in the heap block to keep the stack small. */
 struct ws_deflate_work {
   union {
     struct {
-      uint32_t a[288];   /* build_lengths(): keys, weights, depths */
+      uint16_t a[288];   /* build_lengths(): weights, links, depths */
       uint16_t sym[288]; /* the symbols in weight order */
     } hl;
     struct {
@@ -163,9 +184,9 @@ static int get_layout(unsigned window_bits, int level, layout *l) {
   size_t w = (size_t)1 << window_bits;
   size_t n = nsyms_for(window_bits);
   size_t bufsize = bufsize_for(window_bits);
-  l->syms = 0; /* 4-byte aligned items first */
-  l->pend = l->syms + 4 * n;
-  l->work = l->pend + ((4 * n + 1024 + 3) & ~(size_t)3);
+  l->pend = 0; /* 4-byte aligned items first */
+  l->syms = l->pend + PEND_HEAD + 2 * n;
+  l->work = l->syms + 4 * n;
   l->head = l->work + ((sizeof(ws_deflate_work) + 3) & ~(size_t)3);
   l->prev = l->head + 2 * ((size_t)1 << hash_bits_for(window_bits, level));
   l->buf = l->prev + (level >= 2 ? 2 * w : 0);
@@ -199,7 +220,7 @@ int ws_deflate_init(ws_deflater *z, const ws_mem *mem, unsigned window_bits,
   z->bufsize = (uint32_t)bufsize_for(window_bits);
   z->hbits = hash_bits_for(window_bits, level);
   z->nsyms_max = nsyms_for(window_bits);
-  z->pendcap = (uint32_t)(4 * z->nsyms_max + 1024);
+  z->pendcap = (uint32_t)(PEND_HEAD + 6 * z->nsyms_max);
   z->level = level;
   /* Bytes past the data are read (never used) by hashing and 8-byte
    * compares: keep them defined. */
@@ -298,7 +319,7 @@ static const uint8_t rev8[256] = {
  */
 static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
                           unsigned limit, uint8_t *lens) {
-  uint32_t *a = w->u.hl.a;
+  uint16_t *a = w->u.hl.a;
   uint16_t *sym = w->u.hl.sym;
   unsigned m = 0, s, flat = 0;
 
@@ -315,47 +336,44 @@ static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
     return;
   }
   for (;;) {
-    /* keys: weight, then symbol (ties keep symbol order), sorted */
+    /* weights in increasing order, ties in symbol order */
     unsigned i = 0;
     for (s = 0; s < n; s++) {
-      uint32_t f = freq[s];
+      unsigned f = freq[s];
       if (!f) continue;
       for (unsigned k = 0; k < flat; k++)
         f = (f >> 1) | 1u;
-      uint32_t key = f << 9 | s;
       unsigned j = i++;
-      while (j > 0 && a[j - 1] > key) {
+      while (j > 0 && a[j - 1] > f) {
         a[j] = a[j - 1];
+        sym[j] = sym[j - 1];
         j--;
       }
-      a[j] = key;
-    }
-    for (i = 0; i < m; i++) {
-      sym[i] = (uint16_t)(a[i] & 511u);
-      a[i] >>= 9;
+      a[j] = (uint16_t)f;
+      sym[j] = (uint16_t)s;
     }
     /* merge: a leaf wins ties against a subtree */
     unsigned leaf = 0, node = 0, next;
     for (next = 0; next < m - 1; next++) {
-      uint32_t wt;
+      unsigned wt;
       if (leaf >= m || (node < next && a[node] < a[leaf])) {
         wt = a[node];
-        a[node++] = next;
+        a[node++] = (uint16_t)next;
       } else {
         wt = a[leaf++];
       }
       if (leaf >= m || (node < next && a[node] < a[leaf])) {
         wt += a[node];
-        a[node++] = next;
+        a[node++] = (uint16_t)next;
       } else {
         wt += a[leaf++];
       }
-      a[next] = wt;
+      a[next] = (uint16_t)wt;
     }
     /* parent links to depths (the root, m - 2, has depth 0) */
     a[m - 2] = 0;
     for (next = m - 2; next-- > 0;)
-      a[next] = a[a[next]] + 1;
+      a[next] = (uint16_t)(a[a[next]] + 1);
     /* leaves per level: each subtree at depth d frees two slots at d+1 */
     int in = (int)m - 2, out = (int)m - 1;
     unsigned avail = 1, depth = 0;
@@ -366,7 +384,7 @@ static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
         in--;
       }
       while (avail > used) {
-        a[out--] = depth;
+        a[out--] = (uint16_t)depth;
         avail--;
       }
       avail = 2 * used;
@@ -887,11 +905,16 @@ static void rebase(uint16_t *t, size_t n, uint32_t d) {
 }
 
 /* Appends input to the buffer, first dropping history older than W when
- * space runs short. Returns the bytes taken. */
+ * space runs short, but keeping the bytes of the current block when
+ * they leave at least LOOK bytes free (its stored form needs them).
+ * Returns the bytes taken. */
 static size_t fill(ws_deflater *z, const uint8_t *in, size_t inlen) {
   uint32_t end = z->pos + z->lookahead;
   if (z->bufsize - end < LOOK && z->pos > z->wsize) {
     uint32_t d = z->pos - z->wsize;
+    if (z->block_start >= 0 && (uint32_t)z->block_start < d &&
+        end - (uint32_t)z->block_start <= z->bufsize - LOOK)
+      d = (uint32_t)z->block_start; /* > 0: end > bufsize - LOOK */
     memmove(z->buf, z->buf + d, end - d);
     rebase(z->head, (size_t)1 << z->hbits, d);
     if (z->prev) rebase(z->prev, z->wsize, d);

@@ -7,26 +7,32 @@
  * of a few hundred bytes) and own one heap block each, allocated by
  * *_init() and released by *_free().
  *
- * Memory per stream: the struct (ws_inflater 152 bytes, ws_deflater 816
+ * Memory per stream: the struct (ws_inflater 160 bytes, ws_deflater 816
  * on LP64) plus one heap block, W = 2^window_bits:
  *
- *   inflate:           W + 16,848 bytes (decoding tables and the window)
- *   deflate, level 1:  2W + 8N + 2H + 1,556 bytes
- *   deflate, 2..9:     4W + 8N + 2H + 1,556 bytes (2W of it hash chains)
- *     N = symbols per block = 2^clamp(window_bits, 12, 14) (4 bytes
- *         each, plus up to 4 bytes each of pending output: blocks are
- *         built whole, then drained in pieces);
+ *   inflate:           W + 7,248 bytes (decoding tables, the window)
+ *   deflate, level 1:  B + 6N + 2H + 2,716 bytes
+ *   deflate, 2..9:     B + 2W + 6N + 2H + 2,716 bytes (2W: hash chains)
+ *     B = history buffer = max(W, N) + max(W, 524);
+ *     N = symbols per block = 2^clamp(window_bits, 10, 13): 4 bytes
+ *         each, sharing 584 + 6N bytes with the block's output, which
+ *         is built whole, then drained in pieces;
  *     H = hash slots = 2^min(window_bits + 1, 14 at level 1, 15 else).
+ *   Deflate stays below zlib's deflateInit2() memory at every window
+ *   and level (2^(window_bits + 2) + 128 KiB at its default memLevel).
  *
  *   window_bits   inflate   deflate level 1   deflate levels 2..9
- *        8         17,104         35,860            36,372
- *        9         17,360         37,396            38,420
- *       10         17,872         40,468            42,516
- *       11         18,896         46,612            50,708
- *       12         20,944         58,900            67,092
- *       13         25,040        116,244           132,628
- *       14         33,232        198,164           263,700
- *       15         49,616        230,932           329,236
+ *        8       7,504         11,432            11,944
+ *        9       7,760         12,456            13,480
+ *       10       8,272         15,004            17,052
+ *       11       9,296         27,292            31,388
+ *       12      11,344         51,868            60,060
+ *       13      15,440        101,020           117,404
+ *       14      23,632        117,404           182,940
+ *       15      40,016        150,172           248,476
+ *
+ * Stack: no function of either direction keeps a table on the stack
+ * (the largest frames are a few hundred bytes; see the README).
  *
  * ws_inflate_memsize() and ws_deflate_memsize() give the exact figure.
  *
@@ -62,17 +68,18 @@
  */
 typedef struct ws_inflater {
   ws_mem mem;
-  uint8_t *block; /* the one heap block: tables, then window */
-  uint32_t *lit;  /* literal/length decoding table (+ subtables) */
-  uint32_t *dist; /* distance decoding table (+ subtables) */
-  uint32_t *clen; /* code length code table */
-  uint8_t *lens;  /* code lengths being read (320) */
-  uint8_t *win;   /* circular history, wsize bytes */
-  uint32_t wsize; /* 2^window_bits */
-  uint32_t wpos;  /* next write position in win */
-  uint32_t whave; /* valid bytes in win (<= wsize) */
-  uint64_t bits;  /* bit accumulator, LSB first */
-  unsigned nbits; /* valid bits in |bits| */
+  uint8_t *block;   /* the one heap block: tables, then window */
+  uint32_t *lit;    /* literal/length decoding table (+ subtables) */
+  uint32_t *dist;   /* distance decoding table (+ subtables) */
+  uint32_t *clen;   /* code length code table */
+  uint16_t *sorted; /* build_table() work space (320) */
+  uint8_t *lens;    /* code lengths being read (320) */
+  uint8_t *win;     /* circular history, wsize bytes */
+  uint32_t wsize;   /* 2^window_bits */
+  uint32_t wpos;    /* next write position in win */
+  uint32_t whave;   /* valid bytes in win (<= wsize) */
+  uint64_t bits;    /* bit accumulator, LSB first */
+  unsigned nbits;   /* valid bits in |bits| */
   int mode;
   int last;   /* current block has BFINAL set */
   int err;    /* sticky error, 0 if none */

@@ -24,15 +24,19 @@
 #include "ws_deflate.h"
 
 #define LIT_ROOT 9u
-#define DIST_ROOT 7u
+#define DIST_ROOT 6u
 #define CLEN_ROOT 7u
-/* Root table plus a bound on what the subtables can take: a subtable of
- * 2^s entries needs a complete subtree of at least s+1 codes, so with
- * 286 codes of at most 15 bits (6 past the root) there are at most
- * 40*64+32 entries; for 30 distance codes (8 past the root) at most
- * 3*256+4. (Loose bounds; build_table() checks them anyway.) */
-#define LIT_CAP (512u + 2592u)
-#define DIST_CAP (128u + 772u)
+/* Root table plus the most its subtables can take. A subtable is as
+ * deep as the subtree under its root prefix needs to be complete (see
+ * build_table()), which makes the largest total over all complete codes
+ * of at most 15 bits a property of the counts of codes alone: 852
+ * entries for 286 literal/length codes with a 9-bit root, 592 for 30
+ * distance codes with a 6-bit root (the maxima over every count vector,
+ * as tabulated for this layout by zlib's examples/enough.c; figures, not
+ * code). The code length code (19 codes of at most 7 bits) needs no
+ * subtable. build_table() still checks the bound. */
+#define LIT_CAP 852u
+#define DIST_CAP 592u
 #define CLEN_CAP 128u
 #define LENS_MAX 320u
 
@@ -59,19 +63,18 @@ enum {
 };
 
 /* RFC 1951 3.2.5 */
-static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,
-                                      11, 13, 15, 17,  19,  23,  27,  31,
-                                      35, 43, 51, 59,  67,  83,  99,  115,
-                                      131, 163, 195, 227, 258};
+static const uint16_t len_base[29] = {
+    3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+    31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
 static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
                                       1, 1, 2, 2, 2, 2, 3, 3, 3, 3,
                                       4, 4, 4, 4, 5, 5, 5, 5, 0};
 static const uint16_t dist_base[30] = {
-    1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
-    33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
+    1,    2,    3,    4,    5,    7,    9,    13,    17,    25,
+    33,   49,   65,   97,   129,  193,  257,  385,   513,   769,
     1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2,  2,  3,  3,
-                                       4, 4, 5, 5, 6, 6, 7,  7,  8,  8,
+static const uint8_t dist_extra[30] = {0, 0, 0,  0,  1,  1,  2,  2,  3,  3,
+                                       4, 4, 5,  5,  6,  6,  7,  7,  8,  8,
                                        9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 /* RFC 1951 3.2.7: order of the code length code lengths */
 static const uint8_t clen_order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
@@ -99,26 +102,29 @@ static uint32_t sym_entry(int type, unsigned sym) {
  * length 1, or no code at all for distances), or a table overflow.
  */
 static int build_table(uint32_t *tab, unsigned cap, unsigned root,
-                       const uint8_t *lens, unsigned n, int type) {
+                       const uint8_t *lens, unsigned n, int type,
+                       uint16_t *sorted) {
   unsigned count[16] = {0};
   unsigned left[16];
-  uint16_t sorted[LENS_MAX];
   unsigned offs[16];
   unsigned s, len, used = 0;
   int avail = 1;
 
-  for (s = 0; s < n; s++) count[lens[s]]++;
+  for (s = 0; s < n; s++)
+    count[lens[s]]++;
   for (len = 1; len < 16; len++) {
     avail = avail * 2 - (int)count[len];
     if (avail < 0) return -1; /* oversubscribed */
     used += count[len];
   }
   unsigned maxlen = 15;
-  while (maxlen > 0 && count[maxlen] == 0) maxlen--;
+  while (maxlen > 0 && count[maxlen] == 0)
+    maxlen--;
   unsigned rootsize = 1u << root;
   if (avail > 0) {
     /* holes of an incomplete code decode as errors */
-    for (s = 0; s < rootsize; s++) tab[s] = E_BAD | root;
+    for (s = 0; s < rootsize; s++)
+      tab[s] = E_BAD | root;
     /* Incomplete: RFC 1951 allows one distance code of one bit, and no
      * distance codes at all; take the single code of length 1 for
      * literal/lengths too (it can only be the end-of-block code). */
@@ -129,10 +135,12 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   if (used == 0) return 0;
 
   offs[1] = 0;
-  for (len = 1; len < 15; len++) offs[len + 1] = offs[len] + count[len];
+  for (len = 1; len < 15; len++)
+    offs[len + 1] = offs[len] + count[len];
   for (s = 0; s < n; s++)
     if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
-  for (len = 0; len < 16; len++) left[len] = count[len];
+  for (len = 0; len < 16; len++)
+    left[len] = count[len];
 
   /* |r| is the current codeword bit-reversed (RFC 1951 3.1.1: codes
    * are read from the least significant bit). Appending a 0 to a code
@@ -198,13 +206,18 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
 static void build_fixed(ws_inflater *z) {
   uint8_t *l = z->lens;
   unsigned s;
-  for (s = 0; s < 144; s++) l[s] = 8;
-  for (; s < 256; s++) l[s] = 9;
-  for (; s < 280; s++) l[s] = 7;
-  for (; s < 288; s++) l[s] = 8;
-  (void)build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT);
-  for (s = 0; s < 30 + 2; s++) l[s] = 5;
-  (void)build_table(z->dist, DIST_CAP, DIST_ROOT, l, 32, T_DIST);
+  for (s = 0; s < 144; s++)
+    l[s] = 8;
+  for (; s < 256; s++)
+    l[s] = 9;
+  for (; s < 280; s++)
+    l[s] = 7;
+  for (; s < 288; s++)
+    l[s] = 8;
+  (void)build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT, z->sorted);
+  for (s = 0; s < 30 + 2; s++)
+    l[s] = 5;
+  (void)build_table(z->dist, DIST_CAP, DIST_ROOT, l, 32, T_DIST, z->sorted);
   z->tables = 1;
 }
 
@@ -212,8 +225,8 @@ size_t ws_inflate_memsize(unsigned window_bits) {
   if (window_bits < WS_DEFLATE_MIN_WINDOW_BITS ||
       window_bits > WS_DEFLATE_MAX_WINDOW_BITS)
     return 0;
-  return (LIT_CAP + DIST_CAP + CLEN_CAP) * sizeof(uint32_t) + LENS_MAX +
-         ((size_t)1 << window_bits);
+  return (LIT_CAP + DIST_CAP + CLEN_CAP) * sizeof(uint32_t) +
+         LENS_MAX * sizeof(uint16_t) + LENS_MAX + ((size_t)1 << window_bits);
 }
 
 int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
@@ -228,7 +241,8 @@ int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
   z->lit = (uint32_t *)(void *)p;
   z->dist = z->lit + LIT_CAP;
   z->clen = z->dist + DIST_CAP;
-  z->lens = (uint8_t *)(z->clen + CLEN_CAP);
+  z->sorted = (uint16_t *)(void *)(z->clen + CLEN_CAP);
+  z->lens = (uint8_t *)(z->sorted + LENS_MAX);
   z->win = z->lens + LENS_MAX;
   z->wsize = (uint32_t)1 << window_bits;
   ws_inflate_reset(z);
@@ -266,10 +280,8 @@ int ws_inflate_end_message(ws_inflater *z) {
     z->bits = 0;
     z->nbits = 0;
     return 0;
-  case M_COPY:
-    return WS_ERR_WOULDBLOCK;
-  case M_ERROR:
-    return z->err;
+  case M_COPY: return WS_ERR_WOULDBLOCK;
+  case M_ERROR: return z->err;
   default:
     z->mode = M_ERROR;
     z->err = WS_ERR_DATA;
@@ -304,8 +316,8 @@ static inline uint64_t load64le(const uint8_t *p) {
 
 /* Looks up a code with the |nb| bits available: the entry with its total
  * length in bits 0..7, or 0 when more bits are needed. */
-static inline uint32_t peek_code(const uint32_t *t, unsigned root,
-                                 uint64_t b, unsigned nb) {
+static inline uint32_t peek_code(const uint32_t *t, unsigned root, uint64_t b,
+                                 unsigned nb) {
   uint32_t e = t[b & ((1u << root) - 1)];
   if (e & E_SUB) {
     if (nb < root) return 0;
@@ -346,25 +358,25 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   unsigned nb = z->nbits;
   int rc = 0;
 
-#define NEED(n)                                                             \
-  do {                                                                      \
-    while (nb < (n)) {                                                      \
-      if (ip == iend) goto out;                                             \
-      b |= (uint64_t)*ip++ << nb;                                           \
-      nb += 8;                                                              \
-    }                                                                       \
+#define NEED(n)                                                                \
+  do {                                                                         \
+    while (nb < (n)) {                                                         \
+      if (ip == iend) goto out;                                                \
+      b |= (uint64_t)*ip++ << nb;                                              \
+      nb += 8;                                                                 \
+    }                                                                          \
   } while (0)
-#define DROP(n)                                                             \
-  do {                                                                      \
-    b >>= (n);                                                              \
-    nb -= (n);                                                              \
+#define DROP(n)                                                                \
+  do {                                                                         \
+    b >>= (n);                                                                 \
+    nb -= (n);                                                                 \
   } while (0)
-#define FAIL()                                                              \
-  do {                                                                      \
-    z->mode = M_ERROR;                                                      \
-    z->err = WS_ERR_DATA;                                                   \
-    rc = WS_ERR_DATA;                                                       \
-    goto out;                                                               \
+#define FAIL()                                                                 \
+  do {                                                                         \
+    z->mode = M_ERROR;                                                         \
+    z->err = WS_ERR_DATA;                                                      \
+    rc = WS_ERR_DATA;                                                          \
+    goto out;                                                                  \
   } while (0)
 
   if (z->mode == M_ERROR) {
@@ -435,8 +447,10 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         z->lens[clen_order[z->idx++]] = (uint8_t)(b & 7u);
         DROP(3);
       }
-      while (z->idx < 19) z->lens[clen_order[z->idx++]] = 0;
-      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN))
+      while (z->idx < 19)
+        z->lens[clen_order[z->idx++]] = 0;
+      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN,
+                      z->sorted))
         FAIL();
       z->idx = 0;
       z->mode = M_DYN_LENS;
@@ -477,13 +491,15 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           DROP(7);
         }
         if (z->idx + rep > total) FAIL();
-        while (rep--) z->lens[z->idx++] = val;
+        while (rep--)
+          z->lens[z->idx++] = val;
       }
       if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
       z->tables = 0;
-      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT) ||
-          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit,
-                      z->hdist, T_DIST))
+      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
+                      z->sorted) ||
+          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit, z->hdist,
+                      T_DIST, z->sorted))
         FAIL();
       z->tables = 2;
       z->mode = M_CODES;
@@ -491,7 +507,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     }
     case M_CODES: {
       const uint32_t *lt = z->lit, *dt = z->dist;
-      const uint32_t lmask = (1u << LIT_ROOT) - 1, dmask = (1u << DIST_ROOT) - 1;
+      const uint32_t lmask = (1u << LIT_ROOT) - 1,
+                     dmask = (1u << DIST_ROOT) - 1;
       const uint32_t wsize = z->wsize, whave = z->whave;
 
       /* Fast loop: every iteration refills to >= 56 bits, enough for a
@@ -579,7 +596,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           } else if (dist == 1) {
             memset(op, *src, len);
           } else {
-            do *op++ = *src++;
+            do
+              *op++ = *src++;
             while (op < end);
           }
           op = end;
@@ -595,7 +613,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           len -= n;
           /* the rest comes from this call's output */
           const uint8_t *src = op - dist;
-          while (len--) *op++ = *src++;
+          while (len--)
+            *op++ = *src++;
         }
       }
       b &= ((uint64_t)1 << nb) - 1;
@@ -656,9 +675,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       b = 0;
       nb = 0;
       goto out;
-    default:
-      rc = z->err ? z->err : WS_ERR_DATA;
-      goto out;
+    default: rc = z->err ? z->err : WS_ERR_DATA; goto out;
     }
   }
 
