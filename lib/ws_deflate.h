@@ -31,8 +31,11 @@
  *       14      23,632        117,404           182,940
  *       15      40,016        150,172           248,476
  *
- * Stack: no function of either direction keeps a table on the stack
- * (the largest frames are a few hundred bytes; see the README).
+ * Stack: every table lives in the heap block. Deepest chains measured
+ * with gcc 12 -O2 -fstack-usage on x86-64: deflate ws_deflate 272 +
+ * emit_block 192 + build_lengths 56 = 520 bytes; inflate ws_inflate 208
+ * + build_table 216 = 424 bytes (clang 14: 520 and 640; i386: 536 and
+ * 444).
  *
  * ws_inflate_memsize() and ws_deflate_memsize() give the exact figure.
  *

@@ -14,6 +14,13 @@
  *   fast     ours level 1 vs zlib level 1 (speed, ratio = out/in)
  *   default  ours level 6 vs zlib level 6
  *
+ * Then memory at every window: ours from ws_inflate_memsize() and
+ * ws_deflate_memsize() plus the object, zlib's from its documented
+ * formulas (zlib.h, zconf.h): deflateInit2() takes
+ * 2^(windowBits+2) + 2^(memLevel+9) bytes (memLevel 8, window 8 taken as
+ * 9) "plus a few kilobytes", inflateInit2() 2^windowBits "plus about
+ * 7 KB"; the small objects are left out of zlib's column.
+ *
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
@@ -50,12 +57,18 @@ static void die(const char *what) {
   exit(1);
 }
 
-static const char *const names[] = {"alice", "bob", "carol", "dave", "erin",
+static const char *const names[] = {"alice", "bob",   "carol", "dave", "erin",
                                     "frank", "grace", "heidi", "ivan", "judy"};
-static const char *const texts[] = {
-    "hello everyone", "gg", "anyone up for another round?", "lol",
-    "brb, getting coffee", "nice shot!", "that was close",
-    "meet at the north gate", "who has the flag?", "ok"};
+static const char *const texts[] = {"hello everyone",
+                                    "gg",
+                                    "anyone up for another round?",
+                                    "lol",
+                                    "brb, getting coffee",
+                                    "nice shot!",
+                                    "that was close",
+                                    "meet at the north gate",
+                                    "who has the flag?",
+                                    "ok"};
 
 /* Appends one JSON object (chat line or game state) at |p|, at most
  * |cap| bytes; returns its length. */
@@ -91,7 +104,8 @@ static void gen_msg(uint8_t *p, size_t len, uint32_t *seq) {
     i += k;
     if (i + 2 < len) p[i++] = ',';
   }
-  while (i < len - 1) p[i++] = ' ';
+  while (i < len - 1)
+    p[i++] = ' ';
   p[len - 1] = ']';
 }
 
@@ -192,20 +206,16 @@ static void ours_unpack(const corpus *c, const packed *pk, ws_inflater *z,
 
 /* ---- timing ------------------------------------------------------------- */
 
-typedef enum {
-  R_Z_INFLATE, R_INFLATE, R_Z_DEFLATE, R_DEFLATE
-} row_kind;
+typedef enum { R_Z_INFLATE, R_INFLATE, R_Z_DEFLATE, R_DEFLATE } row_kind;
 
-static double run(row_kind k, const corpus *c, int wbits, int level,
-                  packed *pk, uint8_t *scratch) {
+static double run(row_kind k, const corpus *c, int wbits, int level, packed *pk,
+                  uint8_t *scratch) {
   /* best of repeated passes: the machine may be shared */
   double start = now_sec(), best = 1e30, t;
   do {
     double t0 = now_sec();
     switch (k) {
-    case R_Z_INFLATE:
-      zlib_unpack(c, pk, wbits, scratch);
-      break;
+    case R_Z_INFLATE: zlib_unpack(c, pk, wbits, scratch); break;
     case R_INFLATE: {
       ws_inflater z;
       if (ws_inflate_init(&z, NULL, (unsigned)wbits)) die("inflate init");
@@ -213,12 +223,11 @@ static double run(row_kind k, const corpus *c, int wbits, int level,
       ws_inflate_free(&z);
       break;
     }
-    case R_Z_DEFLATE:
-      zlib_pack(c, level, wbits, pk);
-      break;
+    case R_Z_DEFLATE: zlib_pack(c, level, wbits, pk); break;
     case R_DEFLATE: {
       ws_deflater d;
-      if (ws_deflate_init(&d, NULL, (unsigned)wbits, level)) die("deflate init");
+      if (ws_deflate_init(&d, NULL, (unsigned)wbits, level))
+        die("deflate init");
       ours_pack(c, &d, pk);
       ws_deflate_free(&d);
       break;
@@ -276,8 +285,7 @@ int main(void) {
     die("out of memory");
 
   printf("%-5s %-4s %-8s %12s %12s %7s %10s %10s %7s\n", "data", "wbit", "row",
-         "ours MB/s", "zlib MB/s", "speed", "ours ratio", "zlib ratio",
-         "size");
+         "ours MB/s", "zlib MB/s", "speed", "ours ratio", "zlib ratio", "size");
   static const int wbs[2] = {15, 9};
   for (int ci = 0; ci < 2; ci++) {
     corpus *c = &cs[ci];
@@ -304,6 +312,17 @@ int main(void) {
                100.0 * ((double)pk.total / (double)ztotal - 1.0));
       }
     }
+  }
+  printf("\n%-4s %10s %10s %6s %10s %10s %10s %6s\n", "wbit", "inflate", "zlib",
+         "ratio", "deflate1", "deflate6", "zlib", "ratio");
+  for (unsigned wb = 8; wb <= 15; wb++) {
+    size_t oi = sizeof(ws_inflater) + ws_inflate_memsize(wb);
+    size_t zi = ((size_t)1 << wb) + 7 * 1024;
+    size_t o1 = sizeof(ws_deflater) + ws_deflate_memsize(wb, 1);
+    size_t o6 = sizeof(ws_deflater) + ws_deflate_memsize(wb, 6);
+    size_t zd = ((size_t)1 << ((wb < 9 ? 9 : wb) + 2)) + ((size_t)1 << 17);
+    printf("%-4u %10zu %10zu %5.2fx %10zu %10zu %10zu %5.2fx\n", wb, oi, zi,
+           (double)oi / (double)zi, o1, o6, zd, (double)o6 / (double)zd);
   }
   free(scratch);
   free(pk.data);
