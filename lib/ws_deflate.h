@@ -86,7 +86,7 @@ typedef struct ws_inflater {
   int mode;
   int last;   /* current block has BFINAL set */
   int err;    /* sticky error, 0 if none */
-  int tables; /* what lit/dist hold: 0 none, 1 fixed, 2 dynamic */
+  int tables; /* 0 none, 1 the static fixed-code tables, 2 lit/dist */
   unsigned hlit, hdist, hclen, idx;
   uint32_t left; /* stored bytes or match bytes still to copy */
   uint32_t dist_pending;

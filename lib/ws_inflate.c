@@ -62,37 +62,37 @@ enum {
   M_ERROR
 };
 
-/* RFC 1951 3.2.5 */
-static const uint16_t len_base[29] = {
-    3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
-    31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
-static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
-                                      1, 1, 2, 2, 2, 2, 3, 3, 3, 3,
-                                      4, 4, 4, 4, 5, 5, 5, 5, 0};
-static const uint16_t dist_base[30] = {
-    1,    2,    3,    4,    5,    7,    9,    13,    17,    25,
-    33,   49,   65,   97,   129,  193,  257,  385,   513,   769,
-    1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-static const uint8_t dist_extra[30] = {0, 0, 0,  0,  1,  1,  2,  2,  3,  3,
-                                       4, 4, 5,  5,  6,  6,  7,  7,  8,  8,
-                                       9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 /* RFC 1951 3.2.7: order of the code length code lengths */
 static const uint8_t clen_order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                        11, 4,  12, 3, 13, 2, 14, 1, 15};
 
 enum { T_CLEN, T_LIT, T_DIST };
 
-static uint32_t sym_entry(int type, unsigned sym) {
+/* Table entries of the length symbols 256..287 (end of block; RFC 1951
+ * 3.2.5 base length and extra bits; 286 and 287 invalid) and of the
+ * distance symbols 0..31 (3.2.5; 30 and 31 invalid). */
+#define BX(base, extra) ((uint32_t)(base) << 16 | (uint32_t)(extra) << 8)
+static const uint32_t len_entry[32] = {
+    E_EOB,      BX(3, 0),   BX(4, 0),   BX(5, 0),   BX(6, 0),   BX(7, 0),
+    BX(8, 0),   BX(9, 0),   BX(10, 0),  BX(11, 1),  BX(13, 1),  BX(15, 1),
+    BX(17, 1),  BX(19, 2),  BX(23, 2),  BX(27, 2),  BX(31, 2),  BX(35, 3),
+    BX(43, 3),  BX(51, 3),  BX(59, 3),  BX(67, 4),  BX(83, 4),  BX(99, 4),
+    BX(115, 4), BX(131, 5), BX(163, 5), BX(195, 5), BX(227, 5), BX(258, 0),
+    E_BAD,      E_BAD};
+static const uint32_t dist_entry[32] = {
+    BX(1, 0),     BX(2, 0),     BX(3, 0),      BX(4, 0),      BX(5, 1),
+    BX(7, 1),     BX(9, 2),     BX(13, 2),     BX(17, 3),     BX(25, 3),
+    BX(33, 4),    BX(49, 4),    BX(65, 5),     BX(97, 5),     BX(129, 6),
+    BX(193, 6),   BX(257, 7),   BX(385, 7),    BX(513, 8),    BX(769, 8),
+    BX(1025, 9),  BX(1537, 9),  BX(2049, 10),  BX(3073, 10),  BX(4097, 11),
+    BX(6145, 11), BX(8193, 12), BX(12289, 12), BX(16385, 13), BX(24577, 13),
+    E_BAD,        E_BAD};
+#undef BX
+
+static inline uint32_t sym_entry(int type, unsigned sym) {
   if (type == T_CLEN) return (uint32_t)sym << 16;
-  if (type == T_LIT) {
-    if (sym < 256) return E_LIT | (uint32_t)sym << 16;
-    if (sym == 256) return E_EOB;
-    if (sym > 285) return E_BAD;
-    sym -= 257;
-    return (uint32_t)len_base[sym] << 16 | (uint32_t)len_extra[sym] << 8;
-  }
-  if (sym > 29) return E_BAD;
-  return (uint32_t)dist_base[sym] << 16 | (uint32_t)dist_extra[sym] << 8;
+  if (type == T_DIST) return dist_entry[sym & 31u];
+  return sym < 256 ? E_LIT | (uint32_t)sym << 16 : len_entry[(sym - 256) & 31u];
 }
 
 /*
@@ -134,11 +134,13 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   }
   if (used == 0) return 0;
 
+  /* symbols by length, then by value; unused ones go after the rest */
   offs[1] = 0;
   for (len = 1; len < 15; len++)
     offs[len + 1] = offs[len] + count[len];
+  offs[0] = used;
   for (s = 0; s < n; s++)
-    if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
+    sorted[offs[lens[s]]++] = (uint16_t)s;
   for (len = 0; len < 16; len++)
     left[len] = count[len];
 
@@ -203,23 +205,131 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   return 0;
 }
 
-static void build_fixed(ws_inflater *z) {
-  uint8_t *l = z->lens;
-  unsigned s;
-  for (s = 0; s < 144; s++)
-    l[s] = 8;
-  for (; s < 256; s++)
-    l[s] = 9;
-  for (; s < 280; s++)
-    l[s] = 7;
-  for (; s < 288; s++)
-    l[s] = 8;
-  (void)build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT, z->sorted);
-  for (s = 0; s < 30 + 2; s++)
-    l[s] = 5;
-  (void)build_table(z->dist, DIST_CAP, DIST_ROOT, l, 32, T_DIST, z->sorted);
-  z->tables = 1;
-}
+/* The tables build_table() makes for the fixed code (RFC 1951 3.2.6:
+ * literal/length lengths 8, 9, 7, 8 by range, 32 distance codes of 5
+ * bits), which need no subtables: read-only data, so fixed blocks cost
+ * nothing to start. (Generated with build_table(); the fixed-code tests
+ * against zlib decode through them.) */
+static const uint32_t fixed_lit[1u << LIT_ROOT] = {
+    0x00002007u, 0x00508008u, 0x00108008u, 0x00730408u, 0x001f0207u,
+    0x00708008u, 0x00308008u, 0x00c08009u, 0x000a0007u, 0x00608008u,
+    0x00208008u, 0x00a08009u, 0x00008008u, 0x00808008u, 0x00408008u,
+    0x00e08009u, 0x00060007u, 0x00588008u, 0x00188008u, 0x00908009u,
+    0x003b0307u, 0x00788008u, 0x00388008u, 0x00d08009u, 0x00110107u,
+    0x00688008u, 0x00288008u, 0x00b08009u, 0x00088008u, 0x00888008u,
+    0x00488008u, 0x00f08009u, 0x00040007u, 0x00548008u, 0x00148008u,
+    0x00e30508u, 0x002b0307u, 0x00748008u, 0x00348008u, 0x00c88009u,
+    0x000d0107u, 0x00648008u, 0x00248008u, 0x00a88009u, 0x00048008u,
+    0x00848008u, 0x00448008u, 0x00e88009u, 0x00080007u, 0x005c8008u,
+    0x001c8008u, 0x00988009u, 0x00530407u, 0x007c8008u, 0x003c8008u,
+    0x00d88009u, 0x00170207u, 0x006c8008u, 0x002c8008u, 0x00b88009u,
+    0x000c8008u, 0x008c8008u, 0x004c8008u, 0x00f88009u, 0x00030007u,
+    0x00528008u, 0x00128008u, 0x00a30508u, 0x00230307u, 0x00728008u,
+    0x00328008u, 0x00c48009u, 0x000b0107u, 0x00628008u, 0x00228008u,
+    0x00a48009u, 0x00028008u, 0x00828008u, 0x00428008u, 0x00e48009u,
+    0x00070007u, 0x005a8008u, 0x001a8008u, 0x00948009u, 0x00430407u,
+    0x007a8008u, 0x003a8008u, 0x00d48009u, 0x00130207u, 0x006a8008u,
+    0x002a8008u, 0x00b48009u, 0x000a8008u, 0x008a8008u, 0x004a8008u,
+    0x00f48009u, 0x00050007u, 0x00568008u, 0x00168008u, 0x00001008u,
+    0x00330307u, 0x00768008u, 0x00368008u, 0x00cc8009u, 0x000f0107u,
+    0x00668008u, 0x00268008u, 0x00ac8009u, 0x00068008u, 0x00868008u,
+    0x00468008u, 0x00ec8009u, 0x00090007u, 0x005e8008u, 0x001e8008u,
+    0x009c8009u, 0x00630407u, 0x007e8008u, 0x003e8008u, 0x00dc8009u,
+    0x001b0207u, 0x006e8008u, 0x002e8008u, 0x00bc8009u, 0x000e8008u,
+    0x008e8008u, 0x004e8008u, 0x00fc8009u, 0x00002007u, 0x00518008u,
+    0x00118008u, 0x00830508u, 0x001f0207u, 0x00718008u, 0x00318008u,
+    0x00c28009u, 0x000a0007u, 0x00618008u, 0x00218008u, 0x00a28009u,
+    0x00018008u, 0x00818008u, 0x00418008u, 0x00e28009u, 0x00060007u,
+    0x00598008u, 0x00198008u, 0x00928009u, 0x003b0307u, 0x00798008u,
+    0x00398008u, 0x00d28009u, 0x00110107u, 0x00698008u, 0x00298008u,
+    0x00b28009u, 0x00098008u, 0x00898008u, 0x00498008u, 0x00f28009u,
+    0x00040007u, 0x00558008u, 0x00158008u, 0x01020008u, 0x002b0307u,
+    0x00758008u, 0x00358008u, 0x00ca8009u, 0x000d0107u, 0x00658008u,
+    0x00258008u, 0x00aa8009u, 0x00058008u, 0x00858008u, 0x00458008u,
+    0x00ea8009u, 0x00080007u, 0x005d8008u, 0x001d8008u, 0x009a8009u,
+    0x00530407u, 0x007d8008u, 0x003d8008u, 0x00da8009u, 0x00170207u,
+    0x006d8008u, 0x002d8008u, 0x00ba8009u, 0x000d8008u, 0x008d8008u,
+    0x004d8008u, 0x00fa8009u, 0x00030007u, 0x00538008u, 0x00138008u,
+    0x00c30508u, 0x00230307u, 0x00738008u, 0x00338008u, 0x00c68009u,
+    0x000b0107u, 0x00638008u, 0x00238008u, 0x00a68009u, 0x00038008u,
+    0x00838008u, 0x00438008u, 0x00e68009u, 0x00070007u, 0x005b8008u,
+    0x001b8008u, 0x00968009u, 0x00430407u, 0x007b8008u, 0x003b8008u,
+    0x00d68009u, 0x00130207u, 0x006b8008u, 0x002b8008u, 0x00b68009u,
+    0x000b8008u, 0x008b8008u, 0x004b8008u, 0x00f68009u, 0x00050007u,
+    0x00578008u, 0x00178008u, 0x00001008u, 0x00330307u, 0x00778008u,
+    0x00378008u, 0x00ce8009u, 0x000f0107u, 0x00678008u, 0x00278008u,
+    0x00ae8009u, 0x00078008u, 0x00878008u, 0x00478008u, 0x00ee8009u,
+    0x00090007u, 0x005f8008u, 0x001f8008u, 0x009e8009u, 0x00630407u,
+    0x007f8008u, 0x003f8008u, 0x00de8009u, 0x001b0207u, 0x006f8008u,
+    0x002f8008u, 0x00be8009u, 0x000f8008u, 0x008f8008u, 0x004f8008u,
+    0x00fe8009u, 0x00002007u, 0x00508008u, 0x00108008u, 0x00730408u,
+    0x001f0207u, 0x00708008u, 0x00308008u, 0x00c18009u, 0x000a0007u,
+    0x00608008u, 0x00208008u, 0x00a18009u, 0x00008008u, 0x00808008u,
+    0x00408008u, 0x00e18009u, 0x00060007u, 0x00588008u, 0x00188008u,
+    0x00918009u, 0x003b0307u, 0x00788008u, 0x00388008u, 0x00d18009u,
+    0x00110107u, 0x00688008u, 0x00288008u, 0x00b18009u, 0x00088008u,
+    0x00888008u, 0x00488008u, 0x00f18009u, 0x00040007u, 0x00548008u,
+    0x00148008u, 0x00e30508u, 0x002b0307u, 0x00748008u, 0x00348008u,
+    0x00c98009u, 0x000d0107u, 0x00648008u, 0x00248008u, 0x00a98009u,
+    0x00048008u, 0x00848008u, 0x00448008u, 0x00e98009u, 0x00080007u,
+    0x005c8008u, 0x001c8008u, 0x00998009u, 0x00530407u, 0x007c8008u,
+    0x003c8008u, 0x00d98009u, 0x00170207u, 0x006c8008u, 0x002c8008u,
+    0x00b98009u, 0x000c8008u, 0x008c8008u, 0x004c8008u, 0x00f98009u,
+    0x00030007u, 0x00528008u, 0x00128008u, 0x00a30508u, 0x00230307u,
+    0x00728008u, 0x00328008u, 0x00c58009u, 0x000b0107u, 0x00628008u,
+    0x00228008u, 0x00a58009u, 0x00028008u, 0x00828008u, 0x00428008u,
+    0x00e58009u, 0x00070007u, 0x005a8008u, 0x001a8008u, 0x00958009u,
+    0x00430407u, 0x007a8008u, 0x003a8008u, 0x00d58009u, 0x00130207u,
+    0x006a8008u, 0x002a8008u, 0x00b58009u, 0x000a8008u, 0x008a8008u,
+    0x004a8008u, 0x00f58009u, 0x00050007u, 0x00568008u, 0x00168008u,
+    0x00001008u, 0x00330307u, 0x00768008u, 0x00368008u, 0x00cd8009u,
+    0x000f0107u, 0x00668008u, 0x00268008u, 0x00ad8009u, 0x00068008u,
+    0x00868008u, 0x00468008u, 0x00ed8009u, 0x00090007u, 0x005e8008u,
+    0x001e8008u, 0x009d8009u, 0x00630407u, 0x007e8008u, 0x003e8008u,
+    0x00dd8009u, 0x001b0207u, 0x006e8008u, 0x002e8008u, 0x00bd8009u,
+    0x000e8008u, 0x008e8008u, 0x004e8008u, 0x00fd8009u, 0x00002007u,
+    0x00518008u, 0x00118008u, 0x00830508u, 0x001f0207u, 0x00718008u,
+    0x00318008u, 0x00c38009u, 0x000a0007u, 0x00618008u, 0x00218008u,
+    0x00a38009u, 0x00018008u, 0x00818008u, 0x00418008u, 0x00e38009u,
+    0x00060007u, 0x00598008u, 0x00198008u, 0x00938009u, 0x003b0307u,
+    0x00798008u, 0x00398008u, 0x00d38009u, 0x00110107u, 0x00698008u,
+    0x00298008u, 0x00b38009u, 0x00098008u, 0x00898008u, 0x00498008u,
+    0x00f38009u, 0x00040007u, 0x00558008u, 0x00158008u, 0x01020008u,
+    0x002b0307u, 0x00758008u, 0x00358008u, 0x00cb8009u, 0x000d0107u,
+    0x00658008u, 0x00258008u, 0x00ab8009u, 0x00058008u, 0x00858008u,
+    0x00458008u, 0x00eb8009u, 0x00080007u, 0x005d8008u, 0x001d8008u,
+    0x009b8009u, 0x00530407u, 0x007d8008u, 0x003d8008u, 0x00db8009u,
+    0x00170207u, 0x006d8008u, 0x002d8008u, 0x00bb8009u, 0x000d8008u,
+    0x008d8008u, 0x004d8008u, 0x00fb8009u, 0x00030007u, 0x00538008u,
+    0x00138008u, 0x00c30508u, 0x00230307u, 0x00738008u, 0x00338008u,
+    0x00c78009u, 0x000b0107u, 0x00638008u, 0x00238008u, 0x00a78009u,
+    0x00038008u, 0x00838008u, 0x00438008u, 0x00e78009u, 0x00070007u,
+    0x005b8008u, 0x001b8008u, 0x00978009u, 0x00430407u, 0x007b8008u,
+    0x003b8008u, 0x00d78009u, 0x00130207u, 0x006b8008u, 0x002b8008u,
+    0x00b78009u, 0x000b8008u, 0x008b8008u, 0x004b8008u, 0x00f78009u,
+    0x00050007u, 0x00578008u, 0x00178008u, 0x00001008u, 0x00330307u,
+    0x00778008u, 0x00378008u, 0x00cf8009u, 0x000f0107u, 0x00678008u,
+    0x00278008u, 0x00af8009u, 0x00078008u, 0x00878008u, 0x00478008u,
+    0x00ef8009u, 0x00090007u, 0x005f8008u, 0x001f8008u, 0x009f8009u,
+    0x00630407u, 0x007f8008u, 0x003f8008u, 0x00df8009u, 0x001b0207u,
+    0x006f8008u, 0x002f8008u, 0x00bf8009u, 0x000f8008u, 0x008f8008u,
+    0x004f8008u, 0x00ff8009u,
+};
+static const uint32_t fixed_dist[1u << DIST_ROOT] = {
+    0x00010005u, 0x01010705u, 0x00110305u, 0x10010b05u, 0x00050105u,
+    0x04010905u, 0x00410505u, 0x40010d05u, 0x00030005u, 0x02010805u,
+    0x00210405u, 0x20010c05u, 0x00090205u, 0x08010a05u, 0x00810605u,
+    0x00001005u, 0x00020005u, 0x01810705u, 0x00190305u, 0x18010b05u,
+    0x00070105u, 0x06010905u, 0x00610505u, 0x60010d05u, 0x00040005u,
+    0x03010805u, 0x00310405u, 0x30010c05u, 0x000d0205u, 0x0c010a05u,
+    0x00c10605u, 0x00001005u, 0x00010005u, 0x01010705u, 0x00110305u,
+    0x10010b05u, 0x00050105u, 0x04010905u, 0x00410505u, 0x40010d05u,
+    0x00030005u, 0x02010805u, 0x00210405u, 0x20010c05u, 0x00090205u,
+    0x08010a05u, 0x00810605u, 0x00001005u, 0x00020005u, 0x01810705u,
+    0x00190305u, 0x18010b05u, 0x00070105u, 0x06010905u, 0x00610505u,
+    0x60010d05u, 0x00040005u, 0x03010805u, 0x00310405u, 0x30010c05u,
+    0x000d0205u, 0x0c010a05u, 0x00c10605u, 0x00001005u,
+};
 
 size_t ws_inflate_memsize(unsigned window_bits) {
   if (window_bits < WS_DEFLATE_MIN_WINDOW_BITS ||
@@ -332,20 +442,25 @@ static inline uint32_t peek_code(const uint32_t *t, unsigned root, uint64_t b,
 }
 
 /* Copies a match of |len| bytes at |dist| (already validated) to
- * |out|, from the call's output at |out0| or the window. Byte-wise: the
- * slow path only. */
+ * |out|: first what is still in the window, then from the output of the
+ * current call (|out0| onwards), bytewise as the two may overlap. */
 static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
                           uint8_t *out, uint32_t len, uint32_t dist) {
-  uint32_t wmask = z->wsize - 1;
-  while (len--) {
-    size_t made = (size_t)(out - out0);
-    uint8_t c;
-    if (dist <= made)
-      c = out[-(ptrdiff_t)dist];
-    else
-      c = z->win[(z->wpos - (uint32_t)(dist - made)) & wmask];
-    *out++ = c;
+  size_t made = (size_t)(out - out0);
+  if (dist > made) {
+    uint32_t back = dist - (uint32_t)made, wsize = z->wsize;
+    uint32_t n = back < len ? back : len;
+    uint32_t start = (z->wpos - back) & (wsize - 1);
+    uint32_t first = wsize - start;
+    if (first > n) first = n;
+    memcpy(out, z->win + start, first);
+    if (n > first) memcpy(out + first, z->win, n - first);
+    out += n;
+    len -= n;
   }
+  const uint8_t *src = out - dist;
+  while (len--)
+    *out++ = *src++;
   return out;
 }
 
@@ -395,7 +510,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         DROP(nb & 7u);
         z->mode = M_STORED_LEN;
       } else if (type == 1) {
-        if (z->tables != 1) build_fixed(z);
+        z->tables = 1;
         z->mode = M_CODES;
       } else if (type == 2) {
         z->mode = M_DYN_COUNTS;
@@ -491,8 +606,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           DROP(7);
         }
         if (z->idx + rep > total) FAIL();
-        while (rep--)
-          z->lens[z->idx++] = val;
+        memset(z->lens + z->idx, val, rep);
+        z->idx += rep;
       }
       if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
       z->tables = 0;
@@ -506,7 +621,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       break;
     }
     case M_CODES: {
-      const uint32_t *lt = z->lit, *dt = z->dist;
+      const uint32_t *lt = z->tables == 1 ? fixed_lit : z->lit;
+      const uint32_t *dt = z->tables == 1 ? fixed_dist : z->dist;
       const uint32_t lmask = (1u << LIT_ROOT) - 1,
                      dmask = (1u << DIST_ROOT) - 1;
       const uint32_t wsize = z->wsize, whave = z->whave;
@@ -620,42 +736,52 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       b &= ((uint64_t)1 << nb) - 1;
       if (z->mode != M_CODES) break;
 
-      /* Slow path: one symbol with whatever input and output is left. */
-      while (nb <= 48 && ip < iend) {
-        b |= (uint64_t)*ip++ << nb;
-        nb += 8;
+      /* Slow path, symbol by symbol with whatever input and output is
+       * left (fewer than FAST_IN input bytes, or |out| full): until the
+       * block ends, a match does not fit, or more input or room is
+       * needed. */
+      for (;;) {
+        while (nb <= 48 && ip < iend) {
+          b |= (uint64_t)*ip++ << nb;
+          nb += 8;
+        }
+        uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
+        if (!e) goto out;
+        unsigned clen = e & 0xffu;
+        if (e & E_LIT) {
+          if (op == oend) goto out;
+          *op++ = (uint8_t)(e >> 16);
+          DROP(clen);
+          continue;
+        }
+        if (e & E_EOB) {
+          DROP(clen);
+          z->mode = z->last ? M_DONE : M_HEADER;
+          break;
+        }
+        if (e & E_BAD) FAIL();
+        unsigned ex = (e >> 8) & 15u;
+        unsigned used = clen + ex;
+        if (nb < used) goto out;
+        uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
+        uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
+        if (!d) goto out;
+        if (d & E_BAD) FAIL();
+        unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
+        if (nb < used + dlen + dex) goto out;
+        uint32_t dist =
+            (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+        DROP(used + dlen + dex);
+        if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
+        uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
+        op = copy_slow(z, out, op, room, dist);
+        if (room < len) {
+          z->left = len - room;
+          z->dist_pending = dist;
+          z->mode = M_COPY;
+          break;
+        }
       }
-      uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
-      if (!e) goto out;
-      unsigned clen = e & 0xffu;
-      if (e & E_LIT) {
-        if (op == oend) goto out;
-        *op++ = (uint8_t)(e >> 16);
-        DROP(clen);
-        break;
-      }
-      if (e & E_EOB) {
-        DROP(clen);
-        z->mode = z->last ? M_DONE : M_HEADER;
-        break;
-      }
-      if (e & E_BAD) FAIL();
-      unsigned ex = (e >> 8) & 15u;
-      unsigned used = clen + ex;
-      if (nb < used) goto out;
-      uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
-      uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
-      if (!d) goto out;
-      if (d & E_BAD) FAIL();
-      unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
-      if (nb < used + dlen + dex) goto out;
-      uint32_t dist =
-          (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
-      DROP(used + dlen + dex);
-      if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
-      z->left = len;
-      z->dist_pending = dist;
-      z->mode = M_COPY;
       break;
     }
     case M_COPY: {
