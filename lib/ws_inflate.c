@@ -486,8 +486,14 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     b >>= (n);                                                                 \
     nb -= (n);                                                                 \
   } while (0)
+/* On an error, whole bytes of this call still in the bit buffer (read
+ * ahead by a refill) are given back: the input taken ends where the
+ * bad data does. */
 #define FAIL()                                                                 \
   do {                                                                         \
+    size_t back_ = WS_MIN((size_t)(nb >> 3), (size_t)(ip - in));               \
+    ip -= back_;                                                               \
+    nb -= 8 * (unsigned)back_;                                                 \
     z->mode = M_ERROR;                                                         \
     z->err = WS_ERR_DATA;                                                      \
     rc = WS_ERR_DATA;                                                          \
@@ -571,31 +577,45 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       z->mode = M_DYN_LENS;
       break;
     case M_DYN_LENS: {
-      unsigned total = z->hlit + z->hdist;
-      while (z->idx < total) {
+      unsigned total = z->hlit + z->hdist, idx = z->idx;
+      uint8_t *const lens = z->lens;
+      const uint32_t *const ct = z->clen;
+      while (idx < total) {
         uint32_t e;
-        for (;;) {
-          e = peek_code(z->clen, CLEN_ROOT, b, nb);
-          if (e) {
-            unsigned sym = e >> 16, need = e & 0xffu;
-            need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
-            if (nb >= need) break;
+        if ((size_t)(iend - ip) >= FAST_IN) {
+          /* one refill holds a code and its extra bits (7 + 7); the
+           * code is complete, so every entry is a symbol */
+          b |= load64le(ip) << nb;
+          ip += (63u - nb) >> 3;
+          nb |= 56u;
+          e = ct[b & ((1u << CLEN_ROOT) - 1)];
+        } else {
+          for (;;) {
+            e = peek_code(ct, CLEN_ROOT, b, nb);
+            if (e) {
+              unsigned sym = e >> 16, need = e & 0xffu;
+              need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
+              if (nb >= need) break;
+            }
+            if (ip == iend) {
+              z->idx = idx;
+              goto out;
+            }
+            b |= (uint64_t)*ip++ << nb;
+            nb += 8;
           }
-          if (ip == iend) goto out;
-          b |= (uint64_t)*ip++ << nb;
-          nb += 8;
         }
         unsigned sym = e >> 16;
         DROP(e & 0xffu);
         if (sym < 16) {
-          z->lens[z->idx++] = (uint8_t)sym;
+          lens[idx++] = (uint8_t)sym;
           continue;
         }
         unsigned rep;
         uint8_t val = 0;
         if (sym == 16) {
-          if (z->idx == 0) FAIL();
-          val = z->lens[z->idx - 1];
+          if (idx == 0) FAIL();
+          val = lens[idx - 1];
           rep = 3 + (unsigned)(b & 3u);
           DROP(2);
         } else if (sym == 17) {
@@ -605,10 +625,12 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           rep = 11 + (unsigned)(b & 127u);
           DROP(7);
         }
-        if (z->idx + rep > total) FAIL();
-        memset(z->lens + z->idx, val, rep);
-        z->idx += rep;
+        if (idx + rep > total) FAIL();
+        memset(lens + idx, val, rep);
+        idx += rep;
       }
+      z->idx = idx;
+      b &= ((uint64_t)1 << nb) - 1;
       if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
       z->tables = 0;
       if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
@@ -806,6 +828,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   }
 
 out:
+  b &= ((uint64_t)1 << nb) - 1; /* nb < 64: no bits past the input taken */
 #undef NEED
 #undef DROP
 #undef FAIL
