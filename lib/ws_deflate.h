@@ -71,7 +71,7 @@
  */
 typedef struct ws_inflater {
   ws_mem mem;
-  uint8_t *block;   /* the one heap block: tables, then window */
+  uint8_t *block;   /* the one heap block: window, then tables */
   uint32_t *lit;    /* literal/length decoding table (+ subtables) */
   uint32_t *dist;   /* distance decoding table (+ subtables) */
   uint32_t *clen;   /* code length code table */

@@ -110,7 +110,17 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   unsigned s, len, used = 0;
   int avail = 1;
 
-  for (s = 0; s < n; s++)
+  /* Counts, and below the symbols sorted by length: runs of unused
+   * symbols (length 0; most of the literals of a block) are skipped 8
+   * at a time. count[0] is not used. */
+  for (s = 0; s + 8 <= n; s += 8) {
+    uint64_t w;
+    memcpy(&w, lens + s, 8);
+    if (w == 0) continue;
+    for (unsigned k = 0; k < 8; k++)
+      count[lens[s + k]]++;
+  }
+  for (; s < n; s++)
     count[lens[s]]++;
   for (len = 1; len < 16; len++) {
     avail = avail * 2 - (int)count[len];
@@ -134,12 +144,19 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   }
   if (used == 0) return 0;
 
-  /* symbols by length, then by value; unused ones go after the rest */
+  /* symbols by length, then by value (unused ones after the rest) */
   offs[1] = 0;
   for (len = 1; len < 15; len++)
     offs[len + 1] = offs[len] + count[len];
   offs[0] = used;
-  for (s = 0; s < n; s++)
+  for (s = 0; s + 8 <= n; s += 8) {
+    uint64_t w;
+    memcpy(&w, lens + s, 8);
+    if (w == 0) continue;
+    for (unsigned k = 0; k < 8; k++)
+      sorted[offs[lens[s + k]]++] = (uint16_t)(s + k);
+  }
+  for (; s < n; s++)
     sorted[offs[lens[s]]++] = (uint16_t)s;
   for (len = 0; len < 16; len++)
     left[len] = count[len];
@@ -348,12 +365,15 @@ int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
   if (!p) return WS_ERR_NOMEM;
   z->mem = m;
   z->block = p;
-  z->lit = (uint32_t *)(void *)p;
+  /* The window comes first: 8-byte copies out of it may read up to 7
+   * bytes past its end, into the tables (2^window_bits keeps them
+   * aligned). */
+  z->win = p;
+  z->lit = (uint32_t *)(void *)(p + ((size_t)1 << window_bits));
   z->dist = z->lit + LIT_CAP;
   z->clen = z->dist + DIST_CAP;
   z->sorted = (uint16_t *)(void *)(z->clen + CLEN_CAP);
   z->lens = (uint8_t *)(z->sorted + LENS_MAX);
-  z->win = z->lens + LENS_MAX;
   z->wsize = (uint32_t)1 << window_bits;
   ws_inflate_reset(z);
   return 0;
@@ -422,6 +442,17 @@ static inline uint64_t load64le(const uint8_t *p) {
   return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
          (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
          (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}
+
+/* Copies |n| > 0 bytes 8 at a time: up to 7 more are read and written.
+ * The ranges must not overlap. */
+static inline void copy8(uint8_t *dst, const uint8_t *src, uint32_t n) {
+  uint8_t *const end = dst + n;
+  do {
+    memcpy(dst, src, 8);
+    dst += 8;
+    src += 8;
+  } while (dst < end);
 }
 
 /* Looks up a code with the |nb| bits available: the entry with its total
@@ -745,8 +776,10 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           uint32_t n = back < len ? back : len;
           uint32_t first = wsize - start;
           if (first > n) first = n;
-          memcpy(op, z->win + start, first);
-          if (n > first) memcpy(op + first, z->win, n - first);
+          /* 8 bytes at a time: |out| has FAST_SLACK bytes to spare, and
+           * reads past the window's end stay in the block */
+          copy8(op, z->win + start, first);
+          if (n > first) copy8(op + first, z->win, n - first);
           op += n;
           len -= n;
           /* the rest comes from this call's output */
