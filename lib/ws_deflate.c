@@ -323,34 +323,40 @@ static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
   uint16_t *sym = w->u.hl.sym;
   unsigned m = 0, s, flat = 0;
 
+  /* the used symbols, in order; runs of unused ones skipped 4 at a time */
   memset(lens, 0, n);
-  for (s = 0; s < n; s++)
-    m += freq[s] != 0;
+  for (s = 0; s + 4 <= n; s += 4) {
+    uint64_t q;
+    memcpy(&q, freq + s, 8);
+    if (q == 0) continue;
+    for (unsigned k = s; k < s + 4; k++)
+      if (freq[k]) sym[m++] = (uint16_t)k;
+  }
+  for (; s < n; s++)
+    if (freq[s]) sym[m++] = (uint16_t)s;
   if (m < 2) {
     /* one or no symbol: two codes of one bit */
-    unsigned u = 0;
-    for (s = 0; s < n; s++)
-      if (freq[s]) u = s;
+    unsigned u = m ? sym[0] : 0;
     lens[u] = 1;
     lens[u == 0 ? 1 : 0] = 1;
     return;
   }
   for (;;) {
-    /* weights in increasing order, ties in symbol order */
-    unsigned i = 0;
-    for (s = 0; s < n; s++) {
-      unsigned f = freq[s];
-      if (!f) continue;
+    /* weights in increasing order, ties in symbol order: an insertion
+     * sort of sym[] in place (sym[i] is read before the sorted prefix
+     * grows over it) */
+    for (unsigned i = 0; i < m; i++) {
+      unsigned u = sym[i], f = freq[u];
       for (unsigned k = 0; k < flat; k++)
         f = (f >> 1) | 1u;
-      unsigned j = i++;
+      unsigned j = i;
       while (j > 0 && a[j - 1] > f) {
         a[j] = a[j - 1];
         sym[j] = sym[j - 1];
         j--;
       }
       a[j] = (uint16_t)f;
-      sym[j] = (uint16_t)s;
+      sym[j] = (uint16_t)u;
     }
     /* merge: a leaf wins ties against a subtree */
     unsigned leaf = 0, node = 0, next;
@@ -391,11 +397,16 @@ static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
       depth++;
     }
     if (a[0] <= limit) { /* a[0], the lightest leaf, is the deepest */
-      for (i = 0; i < m; i++)
+      for (unsigned i = 0; i < m; i++)
         lens[sym[i]] = (uint8_t)a[i];
       return;
     }
+    /* too deep (rare): flatten the weights and start again from the
+     * used symbols in order */
     flat++;
+    m = 0;
+    for (s = 0; s < n; s++)
+      if (freq[s]) sym[m++] = (uint16_t)s;
   }
 }
 
@@ -403,7 +414,16 @@ static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
 static void gen_codes(const uint8_t *lens, unsigned n, uint16_t *codes) {
   unsigned count[16] = {0}, next[16];
   unsigned s, len, code = 0;
-  for (s = 0; s < n; s++)
+  /* codes of unused symbols (length 0) are never read: runs of them are
+   * skipped 8 at a time */
+  for (s = 0; s + 8 <= n; s += 8) {
+    uint64_t q;
+    memcpy(&q, lens + s, 8);
+    if (q == 0) continue;
+    for (unsigned k = 0; k < 8; k++)
+      count[lens[s + k]]++;
+  }
+  for (; s < n; s++)
     count[lens[s]]++;
   count[0] = 0;
   for (len = 1; len < 16; len++) {
@@ -411,16 +431,49 @@ static void gen_codes(const uint8_t *lens, unsigned n, uint16_t *codes) {
     next[len] = code;
   }
   for (s = 0; s < n; s++) {
-    len = lens[s];
-    if (!len) {
-      codes[s] = 0;
-      continue;
+    if ((s & 7u) == 0 && s + 8 <= n) {
+      uint64_t q;
+      memcpy(&q, lens + s, 8);
+      if (q == 0) {
+        s += 7;
+        continue;
+      }
     }
+    len = lens[s];
+    if (!len) continue;
     unsigned c = next[len]++;
     unsigned r = (unsigned)rev8[c & 255u] << 8 | rev8[(c >> 8) & 255u];
     codes[s] = (uint16_t)(r >> (16 - len));
   }
 }
+
+/* The fixed code (RFC 1951 3.2.6), bit-reversed for LSB-first output:
+ * literal/length codes of 8, 9, 7 and 8 bits by range, distance codes
+ * of 5 bits (what gen_codes() makes of fixed_lens()). */
+static const uint16_t fixed_lc[288] = {
+    12, 140, 76,  204, 44, 172, 108, 236, 28, 156, 92,  220, 60,  188, 124, 252,
+    2,  130, 66,  194, 34, 162, 98,  226, 18, 146, 82,  210, 50,  178, 114, 242,
+    10, 138, 74,  202, 42, 170, 106, 234, 26, 154, 90,  218, 58,  186, 122, 250,
+    6,  134, 70,  198, 38, 166, 102, 230, 22, 150, 86,  214, 54,  182, 118, 246,
+    14, 142, 78,  206, 46, 174, 110, 238, 30, 158, 94,  222, 62,  190, 126, 254,
+    1,  129, 65,  193, 33, 161, 97,  225, 17, 145, 81,  209, 49,  177, 113, 241,
+    9,  137, 73,  201, 41, 169, 105, 233, 25, 153, 89,  217, 57,  185, 121, 249,
+    5,  133, 69,  197, 37, 165, 101, 229, 21, 149, 85,  213, 53,  181, 117, 245,
+    13, 141, 77,  205, 45, 173, 109, 237, 29, 157, 93,  221, 61,  189, 125, 253,
+    19, 275, 147, 403, 83, 339, 211, 467, 51, 307, 179, 435, 115, 371, 243, 499,
+    11, 267, 139, 395, 75, 331, 203, 459, 43, 299, 171, 427, 107, 363, 235, 491,
+    27, 283, 155, 411, 91, 347, 219, 475, 59, 315, 187, 443, 123, 379, 251, 507,
+    7,  263, 135, 391, 71, 327, 199, 455, 39, 295, 167, 423, 103, 359, 231, 487,
+    23, 279, 151, 407, 87, 343, 215, 471, 55, 311, 183, 439, 119, 375, 247, 503,
+    15, 271, 143, 399, 79, 335, 207, 463, 47, 303, 175, 431, 111, 367, 239, 495,
+    31, 287, 159, 415, 95, 351, 223, 479, 63, 319, 191, 447, 127, 383, 255, 511,
+    0,  64,  32,  96,  16, 80,  48,  112, 8,  72,  40,  104, 24,  88,  56,  120,
+    4,  68,  36,  100, 20, 84,  52,  116, 3,  131, 67,  195, 35,  163, 99,  227,
+};
+static const uint16_t fixed_dc[30] = {
+    0,  16, 8,  24, 4,  20, 12, 28, 2,  18, 10, 26, 6,  22, 14,
+    30, 1,  17, 9,  25, 5,  21, 13, 29, 3,  19, 11, 27, 7,  23,
+};
 
 /* RFC 1951 3.2.6 */
 static void fixed_lens(uint8_t *ll, uint8_t *dl) {
@@ -451,9 +504,17 @@ static uint64_t extra_cost(const ws_deflater *z) {
 static uint64_t code_cost(const ws_deflater *z, const uint8_t *ll,
                           const uint8_t *dl) {
   uint64_t c = 0;
-  for (unsigned i = 0; i < 286; i++)
+  unsigned i;
+  for (i = 0; i + 4 <= 286; i += 4) { /* unused symbols 4 at a time */
+    uint64_t q;
+    memcpy(&q, z->lfreq + i, 8);
+    if (q == 0) continue;
+    for (unsigned k = i; k < i + 4; k++)
+      c += (uint64_t)z->lfreq[k] * ll[k];
+  }
+  for (; i < 286; i++)
     c += (uint64_t)z->lfreq[i] * ll[i];
-  for (unsigned i = 0; i < 30; i++)
+  for (i = 0; i < 30; i++)
     c += (uint64_t)z->dfreq[i] * dl[i];
   return c;
 }
@@ -514,13 +575,17 @@ static void emit_block(ws_deflater *z) {
   while (hdist > 1 && dl[hdist - 1] == 0)
     hdist--;
   /* RFC 1951 3.2.7: the lengths of both codes as one sequence, runs
-   * coded with 16 (repeat previous), 17 and 18 (zeros) */
+   * coded with 16 (repeat previous), 17 and 18 (zeros). The sequence is
+   * put together where build_lengths() works (free until the code
+   * length code is built below). */
   unsigned total = hlit + hdist;
-#define LEN_AT(k) ((k) < hlit ? ll[k] : dl[(k)-hlit])
+  uint8_t *all = (uint8_t *)w->u.hl.a;
+  memcpy(all, ll, hlit);
+  memcpy(all + hlit, dl, hdist);
   for (i = 0; i < total;) {
-    uint8_t v = LEN_AT(i);
+    uint8_t v = all[i];
     unsigned run = 1;
-    while (i + run < total && LEN_AT(i + run) == v)
+    while (i + run < total && all[i + run] == v)
       run++;
     i += run;
     if (v == 0) {
@@ -547,7 +612,6 @@ static void emit_block(ws_deflater *z) {
       run--;
     }
   }
-#undef LEN_AT
   for (i = 0; i < nr; i++)
     cfreq[rs[i]]++;
   build_lengths(w, cfreq, 19, 7, cl);
@@ -594,9 +658,7 @@ static void emit_block(ws_deflater *z) {
   } else if (fix <= dyn) {
     put_bits(z, 1u << 1, 3);
     fixed_lens(ll, dl);
-    gen_codes(ll, 288, lc);
-    gen_codes(dl, 30, dc);
-    write_syms(z, ll, lc, dl, dc);
+    write_syms(z, ll, fixed_lc, dl, fixed_dc);
   } else {
     put_bits(z, 2u << 1, 3);
     put_bits(z, (hlit - 257) | (hdist - 1) << 5 | (hclen - 4) << 10, 14);
