@@ -758,15 +758,17 @@ static uint32_t longest_match(const ws_deflater *z, uint32_t pos, uint32_t look,
   }
   /* A longer match agrees on its first 4 bytes and on the 4 ending at
    * |best|; the latter tell most candidates apart. */
+  const uint8_t *bend = buf + best - 3; /* + cand: where the 4 end */
   uint32_t endw = load32le(cur + best - 3);
   while (cand > limit) {
-    const uint8_t *m = buf + cand;
-    if (load32le(m + best - 3) == endw && load32le(m) == first) {
+    if (load32le(bend + cand) == endw && load32le(buf + cand) == first) {
+      const uint8_t *m = buf + cand;
       uint32_t len = 4 + match_len(cur + 4, m + 4, max - 4);
       if (len > best) {
         best = len;
         *pdist = pos - cand;
         if (len >= nice) break;
+        bend = buf + best - 3;
         endw = load32le(cur + best - 3);
       }
     }
