@@ -2,25 +2,28 @@
  * Streaming raw DEFLATE compressor (RFC 1951) with sync flush, for
  * permessage-deflate (RFC 7692).
  *
- * History: one buffer of W + max(W, 2*LOOK) bytes (W = 2^window_bits, so
- * at most 64 KiB). Input is appended after the lookahead; when the buffer
- * is full the oldest bytes beyond the last W are dropped by moving the
- * rest down. Index 0 of the buffer never starts a match (a stream starts
- * at index 1), and matches reach back less than W bytes: window_bits is
- * honoured, 8 included.
+ * History: one buffer of max(W, N) + max(W, 2*LOOK) bytes (W =
+ * 2^window_bits, N symbols per block; at most 64 KiB). Input is appended
+ * after the lookahead; when the buffer is full the oldest bytes beyond
+ * the last W (or, when it fits, before the current block) are dropped by
+ * moving the rest down. Index 0 of the buffer never starts a match (a
+ * stream starts at index 1), and matches reach back less than W bytes:
+ * window_bits is honoured, 8 included.
  *
- * Match finding: hash heads and, from level 2, chains (indexed by buffer
- * index plus pshift, mod W) hold 16-bit buffer indexes, 0 meaning none;
- * moving the buffer down by d subtracts d from every entry (dropping
- * those that fall off) and adds d to pshift, so no slot moves. A chain
- * therefore lists strictly decreasing indexes, and a step costs one load and
- * one compare against the reach limit. Hashes cover 4 bytes, so matches found
- * are at least 4 long.
+ * Match finding: hash heads (of 3 bytes; 4 at level 1) and, from level
+ * 2, chains (indexed by buffer index plus pshift, mod W) hold 16-bit
+ * buffer indexes, 0 meaning none; moving the buffer down by d subtracts
+ * d from every entry (dropping those that fall off) and adds d to
+ * pshift, so no slot moves. A chain therefore lists strictly decreasing
+ * indexes, and a step costs one load and one compare against the reach
+ * limit. Once a match is known, a candidate is first compared on the 4
+ * bytes that end at the current best length, then on its first 4.
  *
  * Blocks: up to N symbols are buffered with their frequencies, then the
  * cheapest of dynamic Huffman, fixed Huffman and stored (when the raw
  * bytes are still in the buffer) is written whole into a pending buffer
- * that the caller drains in pieces.
+ * (which the symbols share) that the caller drains in pieces. Every
+ * table lives in the heap block: the stack stays small.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -118,10 +121,12 @@ static inline unsigned dist_code(uint32_t d) {
   return d <= 256 ? dist_code_tab[d - 1] : dist_code_tab[256 + ((d - 1) >> 7)];
 }
 
+/* Hash slots: 2^window_bits with chains (a slot per window position;
+ * more do not shorten the searches measurably), twice that, at most
+ * 2^14, for level 1's single probe. */
 static uint32_t hash_bits_for(unsigned window_bits, int level) {
-  unsigned hb = window_bits + 1;
-  unsigned cap = level == 1 ? 14u : 15u;
-  return hb > cap ? cap : hb;
+  if (level >= 2) return window_bits;
+  return window_bits + 1 > 14 ? 14 : window_bits + 1;
 }
 
 /* Symbols per block, N = 2^clamp(window_bits, 10, 13): small windows

@@ -12,23 +12,23 @@
  *
  *   inflate:           W + 7,248 bytes (decoding tables, the window)
  *   deflate, level 1:  B + 6N + 2H + 2,716 bytes
- *   deflate, 2..9:     B + 2W + 6N + 2H + 2,716 bytes (2W: hash chains)
+ *   deflate, 2..9:     B + 4W + 6N + 2,716 bytes (hash heads and chains)
  *     B = history buffer = max(W, N) + max(W, 524);
  *     N = symbols per block = 2^clamp(window_bits, 10, 13): 4 bytes
  *         each, sharing 584 + 6N bytes with the block's output, which
  *         is built whole, then drained in pieces;
- *     H = hash slots = 2^min(window_bits + 1, 14 at level 1, 15 else).
+ *     H = level 1 hash slots = 2^min(window_bits + 1, 14).
  *   Deflate stays below zlib's deflateInit2() memory at every window
  *   and level (2^(window_bits + 2) + 128 KiB at its default memLevel).
  *
  *   window_bits   inflate   deflate level 1   deflate levels 2..9
- *        8       7,504         11,432            11,944
- *        9       7,760         12,456            13,480
- *       10       8,272         15,004            17,052
- *       11       9,296         27,292            31,388
- *       12      11,344         51,868            60,060
- *       13      15,440        101,020           117,404
- *       14      23,632        117,404           182,940
+ *        8       7,504         11,432            11,432
+ *        9       7,760         12,456            12,456
+ *       10       8,272         15,004            15,004
+ *       11       9,296         27,292            27,292
+ *       12      11,344         51,868            51,868
+ *       13      15,440        101,020           101,020
+ *       14      23,632        117,404           150,172
  *       15      40,016        150,172           248,476
  *
  * Stack: every table lives in the heap block. Deepest chains measured
