@@ -698,10 +698,12 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         DROP(e & 0xffu);
         if (e & E_LIT) {
           *op++ = (uint8_t)(e >> 16);
-          /* a second literal often fits without a refill */
-          if (nb >= LIT_ROOT && op < oend) {
-            e = lt[b & lmask];
-            if ((e & (E_LIT | E_SUB)) == E_LIT) {
+          /* Up to 4 more literals from the root table fit in what the
+           * refill left: at least 56 - 15 bits, and at most 9 each. */
+          if ((size_t)(oend - op) >= 4) {
+            for (unsigned k = 0; k < 4; k++) {
+              e = lt[b & lmask];
+              if ((e & (E_LIT | E_SUB)) != E_LIT) break;
               DROP(e & 0xffu);
               *op++ = (uint8_t)(e >> 16);
             }
