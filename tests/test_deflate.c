@@ -1253,6 +1253,47 @@ static void chains_across_window_moves(void **state) {
   free(out);
 }
 
+/* Data that does not compress goes out stored (RFC 1951 3.2.4: 5
+ * bytes of header a block) at every window, also where a block of N
+ * literals is longer than the window: the history buffer keeps the
+ * block's bytes. 10,000 random bytes at window 15 are two blocks (N =
+ * 8,192 symbols) and the empty stored block of the flush. */
+static void incompressible_stays_stored(void **state) {
+  (void)state;
+  uint64_t rs = 16;
+  size_t n = 100000, nin, clen;
+  uint8_t *src = malloc(n), *c = malloc(2 * n), *back = malloc(n);
+  assert_non_null(src);
+  assert_non_null(c);
+  assert_non_null(back);
+  for (size_t i = 0; i < n; i++)
+    src[i] = (uint8_t)tu_rand(&rs);
+  for (unsigned w = 8; w <= 15; w++) {
+    for (int level = 1; level <= 9; level += 4) {
+      ws_deflater d;
+      assert_int_equal(ws_deflate_init(&d, NULL, w, level), 0);
+      assert_int_equal(
+          ws_deflate(&d, src, n, &nin, c, 2 * n, &clen, WS_DEFLATE_SYNC_FLUSH),
+          0);
+      /* at most one block per 1,024 bytes, and the flush */
+      assert_true(clen <= n + 5 * ((n + 1023) / 1024 + 1));
+      assert_int_equal(z_inflate(c, clen, back, n, 15), n);
+      assert_memory_equal(back, src, n);
+      if (w == 15) {
+        /* 10,000 bytes: two blocks (N = 8,192 symbols), the flush */
+        assert_int_equal(ws_deflate(&d, src, 10000, &nin, c, 2 * n, &clen,
+                                    WS_DEFLATE_SYNC_FLUSH),
+                         0);
+        assert_int_equal(clen, 10000 + 3 * 5);
+      }
+      ws_deflate_free(&d);
+    }
+  }
+  free(src);
+  free(c);
+  free(back);
+}
+
 /* ---- memory: exact figures, firmware budgets ------------------------------
  */
 
@@ -1405,6 +1446,7 @@ int main(void) {
       cmocka_unit_test(longest_matches_258),
       cmocka_unit_test(window8_distances),
       cmocka_unit_test(chains_across_window_moves),
+      cmocka_unit_test(incompressible_stays_stored),
       cmocka_unit_test(memsize_exact),
       cmocka_unit_test(firmware_budgets),
   };
