@@ -159,7 +159,8 @@ static uint32_t nsyms_for(unsigned window_bits) {
  * compress) still be written stored when W < N: see fill(). */
 static size_t bufsize_for(unsigned window_bits) {
   size_t w = (size_t)1 << window_bits, n = nsyms_for(window_bits);
-  return (w > n ? w : n) + (w > 2 * LOOK ? w : 2 * LOOK);
+  size_t look2 = (size_t)2 * LOOK;
+  return (w > n ? w : n) + (w > look2 ? w : look2);
 }
 
 /* Tables of emit_block(), in the heap block to keep the stack small. */
