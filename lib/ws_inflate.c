@@ -190,11 +190,11 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
         bit >>= 1;
       }
       r |= bit;
-      left[len]--;
       if (len <= root) {
         tab[cur] = e | len;
         continue;
       }
+      left[len]--; /* codes of this length still to place (> root only) */
       unsigned prefix = cur & (rootsize - 1);
       if (prefix != cur_prefix) {
         /* New subtable: deep enough for the subtree under this prefix,
