@@ -163,20 +163,24 @@ static size_t bufsize_for(unsigned window_bits) {
   return (w > n ? w : n) + (w > look2 ? w : look2);
 }
 
-/* Tables of emit_block(), in the heap block to keep the stack small. */
+/* Tables of emit_block() that live while a block is written, in the
+ * heap block to keep the stack small. */
 struct ws_deflate_work {
-  union {
-    struct {
-      uint16_t a[288];   /* build_lengths(): weights, links, depths */
-      uint16_t sym[288]; /* the symbols in weight order */
-    } hl;
-    struct {
-      uint16_t lc[288], dc[30], cc[19]; /* codes, bit-reversed */
-    } code;
-  } u;
-  uint8_t ll[288], dl[30], cl[19];    /* code lengths */
-  uint8_t rs[286 + 30], rx[286 + 30]; /* RFC 1951 3.2.7 run coding */
+  uint16_t lc[288], dc[30], cc[19]; /* codes, bit-reversed */
+  uint8_t ll[288], dl[30], cl[19];  /* code lengths */
 };
+
+/* Work space that is dead once a block's output starts, at the start of
+ * pend (empty when a block is built; its first 2N + 584 bytes stay clear
+ * of the symbols): build_lengths() at 0 (two arrays of 288 uint16_t; the
+ * run coding's input sequence, 316 bytes, there too), and the run coding
+ * itself (316 symbols, 316 extra values) ending at 2N + 584, beyond the
+ * at most 567 bytes the block header takes before they are read. */
+#define SCR_SYM 576u
+#define SCR_RUNS (2u * 316u) /* below PEND_HEAD + 2N */
+_Static_assert(PEND_HEAD + 2u * 1024u - SCR_RUNS >= 2u * SCR_SYM &&
+                   PEND_HEAD + 2u * 1024u - SCR_RUNS >= 567u,
+               "with N >= 1024 the work spaces in pend do not overlap");
 
 /* Layout of the heap block: syms, pend, work, head, prev, buf. */
 typedef struct layout {
@@ -323,10 +327,8 @@ static const uint8_t rev8[256] = {
  * first; a third hands out leaf depths level by level, the heaviest
  * leaves the shallowest. No memory beyond the sorted array.
  */
-static void build_lengths(ws_deflate_work *w, const uint16_t *freq, unsigned n,
-                          unsigned limit, uint8_t *lens) {
-  uint16_t *a = w->u.hl.a;
-  uint16_t *sym = w->u.hl.sym;
+static void build_lengths(uint16_t *a, uint16_t *sym, const uint16_t *freq,
+                          unsigned n, unsigned limit, uint8_t *lens) {
   unsigned m = 0, s, flat = 0;
 
   /* the used symbols, in order; runs of unused ones skipped 4 at a time */
@@ -566,13 +568,17 @@ static void write_syms(ws_deflater *z, const uint8_t *ll, const uint16_t *lc,
  * see pendcap) and starts the next block. All tables are in z->work. */
 static void emit_block(ws_deflater *z) {
   ws_deflate_work *w = z->work;
-  uint8_t *ll = w->ll, *dl = w->dl, *cl = w->cl, *rs = w->rs, *rx = w->rx;
+  uint8_t *ll = w->ll, *dl = w->dl, *cl = w->cl;
+  uint16_t *ha = (uint16_t *)(void *)z->pend;
+  uint16_t *hsym = (uint16_t *)(void *)(z->pend + SCR_SYM);
+  uint8_t *rs = z->pend + (PEND_HEAD + (size_t)2 * z->nsyms_max - SCR_RUNS);
+  uint8_t *rx = rs + SCR_RUNS / 2;
   uint16_t cfreq[19] = {0};
   unsigned nr = 0, i;
 
   z->lfreq[256] = 1;
-  build_lengths(w, z->lfreq, 286, 15, ll);
-  build_lengths(w, z->dfreq, 30, 15, dl);
+  build_lengths(ha, hsym, z->lfreq, 286, 15, ll);
+  build_lengths(ha, hsym, z->dfreq, 30, 15, dl);
   ll[286] = ll[287] = 0;
 
   unsigned hlit = 286, hdist = 30;
@@ -583,9 +589,9 @@ static void emit_block(ws_deflater *z) {
   /* RFC 1951 3.2.7: the lengths of both codes as one sequence, runs
    * coded with 16 (repeat previous), 17 and 18 (zeros). The sequence is
    * put together where build_lengths() works (free until the code
-   * length code is built below). */
+   * length code is built below); see SCR_RUNS. */
   unsigned total = hlit + hdist;
-  uint8_t *all = (uint8_t *)w->u.hl.a;
+  uint8_t *all = z->pend;
   memcpy(all, ll, hlit);
   memcpy(all + hlit, dl, hdist);
   for (i = 0; i < total;) {
@@ -620,7 +626,7 @@ static void emit_block(ws_deflater *z) {
   }
   for (i = 0; i < nr; i++)
     cfreq[rs[i]]++;
-  build_lengths(w, cfreq, 19, 7, cl);
+  build_lengths(ha, hsym, cfreq, 19, 7, cl);
   unsigned hclen = 19;
   while (hclen > 4 && cl[clen_order[hclen - 1]] == 0)
     hclen--;
@@ -644,7 +650,7 @@ static void emit_block(ws_deflater *z) {
     sto = (uint64_t)nblk * 40 + 8 * (uint64_t)raw + 7;
   }
 
-  uint16_t *lc = w->u.code.lc, *dc = w->u.code.dc, *cc = w->u.code.cc;
+  uint16_t *lc = w->lc, *dc = w->dc, *cc = w->cc;
   if (sto <= fix && sto <= dyn) {
     const uint8_t *p = z->buf + z->block_start;
     do {

@@ -11,8 +11,8 @@
  * on LP64) plus one heap block, W = 2^window_bits:
  *
  *   inflate:           W + 7,248 bytes (decoding tables, the window)
- *   deflate, level 1:  B + 6N + 2H + 2,716 bytes
- *   deflate, 2..9:     B + 4W + 6N + 2,716 bytes (hash heads and chains)
+ *   deflate, level 1:  B + 6N + 2H + 1,604 bytes
+ *   deflate, 2..9:     B + 4W + 6N + 1,604 bytes (hash heads and chains)
  *     B = history buffer = max(W, N) + max(W, 524);
  *     N = symbols per block = 2^clamp(window_bits, 10, 13): 4 bytes
  *         each, sharing 584 + 6N bytes with the block's output, which
@@ -22,14 +22,14 @@
  *   and level (2^(window_bits + 2) + 128 KiB at its default memLevel).
  *
  *   window_bits   inflate   deflate level 1   deflate levels 2..9
- *        8          7,504         11,432            11,432
- *        9          7,760         12,456            12,456
- *       10          8,272         15,004            15,004
- *       11          9,296         27,292            27,292
- *       12         11,344         51,868            51,868
- *       13         15,440        101,020           101,020
- *       14         23,632        117,404           150,172
- *       15         40,016        150,172           248,476
+ *        8          7,504         10,320            10,320
+ *        9          7,760         11,344            11,344
+ *       10          8,272         13,892            13,892
+ *       11          9,296         26,180            26,180
+ *       12         11,344         50,756            50,756
+ *       13         15,440         99,908            99,908
+ *       14         23,632        116,292           149,060
+ *       15         40,016        149,060           247,364
  *
  * Stack: every table lives in the heap block. Deepest chains measured
  * with -fstack-usage at -O2 (bytes, x86-64 gcc 12 / clang 14 / i386 gcc):
