@@ -177,7 +177,7 @@ struct ws_deflate_work {
  * itself (316 symbols, 316 extra values) ending at 2N + 584, beyond the
  * at most 567 bytes the block header takes before they are read. */
 #define SCR_SYM 576u
-#define SCR_RUNS (2u * 316u) /* below PEND_HEAD + 2N */
+#define SCR_RUNS 632u /* 2 * 316, below PEND_HEAD + 2N */
 _Static_assert(PEND_HEAD + 2u * 1024u - SCR_RUNS >= 2u * SCR_SYM &&
                    PEND_HEAD + 2u * 1024u - SCR_RUNS >= 567u,
                "with N >= 1024 the work spaces in pend do not overlap");
