@@ -580,17 +580,9 @@ static int is_control(unsigned op) { return (op & 0x8u) != 0; }
 /* Checks a complete header against the message state and limits. */
 static int on_header(ws_conn *c) {
   ws_frame_header *fh = &c->fh;
-  if (ws_frame_check_header(fh, !is_client(c), c->rsv_allowed)) {
-    const char *why = "invalid control frame";
-    if (fh->masked == is_client(c))
-      why = is_client(c) ? "masked frame from server"
-                         : "unmasked frame from client";
-    else if ((fh->opcode & 7u) > 2 || fh->opcode > WS_OP_PONG)
-      why = "reserved opcode";
-    else if (fh->rsv)
-      why = "reserved bits set";
+  const char *why;
+  if (ws_frame_check(fh, !is_client(c), c->rsv_allowed, &why))
     return fail(c, WS_ERR_PROTO, 1002, why);
-  }
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
@@ -1134,6 +1126,229 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     return 0;
   }
   return WS_ERR_WOULDBLOCK;
+}
+
+/* ---- batch receive -------------------------------------------------------- */
+
+/* Payloads up to this size are unmasked (and checked for ASCII) inline;
+ * longer ones go through ws_mask() / ws_unmask_utf8(). */
+#define SMALL_PAYLOAD 64u
+
+#define HIGH_BITS 0x8080808080808080ull
+
+/* XORs a payload that starts at key offset 0 with |key|, 8 bytes at a
+ * time, and returns the OR of the result's bytes (bit 7 set: not ASCII).
+ * |key| NULL: only the OR. */
+static inline uint64_t unmask_small(uint8_t *p, size_t n,
+                                    const uint8_t *key) {
+  uint64_t k64 = 0, w, acc = 0;
+  uint32_t k32 = 0;
+  if (key) {
+    memcpy(&k32, key, 4);
+    k64 = (uint64_t)k32 << 32 | k32; /* both halves equal: any byte order */
+  }
+  for (; n >= 16; p += 16, n -= 16) {
+    uint64_t w2;
+    memcpy(&w, p, 8);
+    memcpy(&w2, p + 8, 8);
+    w ^= k64;
+    w2 ^= k64;
+    memcpy(p, &w, 8);
+    memcpy(p + 8, &w2, 8);
+    acc |= w | w2;
+  }
+  if (n >= 8) {
+    memcpy(&w, p, 8);
+    w ^= k64;
+    memcpy(p, &w, 8);
+    acc |= w;
+    p += 8;
+    n -= 8;
+  }
+  if (n >= 4) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    v ^= k32;
+    memcpy(p, &v, 4);
+    acc |= v;
+    p += 4;
+    n -= 4;
+  }
+  for (size_t i = 0; i < n; i++) {
+    p[i] = (uint8_t)(p[i] ^ (key ? key[i] : 0));
+    acc |= p[i];
+  }
+  return acc;
+}
+
+/* Unmasks and validates a whole text frame's payload with |u| (the
+ * message's state so far); |fin|: the message must end on a character.
+ * On failure the payload is masked again, as it arrived, and 0 returned:
+ * the caller then leaves the frame to the general path, which reports the
+ * fault exactly as it would for any split. */
+static int fast_text(uint8_t *p, size_t n, const uint8_t *key, ws_utf8 *u,
+                     unsigned fin) {
+  if (n <= SMALL_PAYLOAD) {
+    uint64_t acc = unmask_small(p, n, key);
+    if (!(acc & HIGH_BITS) && u->state == 0) return 1; /* ASCII */
+    if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
+      return 1;
+    if (key) (void)unmask_small(p, n, key);
+    return 0;
+  }
+  if (key) (void)ws_mask(p, n, key, 0);
+  if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
+    return 1;
+  if (key) (void)ws_mask(p, n, key, 0);
+  return 0;
+}
+
+/* The connection is between frames with nothing waiting: whole frames in
+ * the input can take the fast path. */
+static int fast_ready(const ws_conn *c) {
+  return (c->ev_ready | c->release | c->hdrlen | c->rx_comp) == 0 &&
+         c->err == 0 && c->rx_state == RX_HEADER &&
+         (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_LOCAL);
+}
+
+/*
+ * The fast path of ws_conn_feed_events(): uncompressed data frames with a
+ * 2- or 4-byte length header that are whole in |in| and pass every rule,
+ * handed to |fn| straight from the input (in WS_DELIVER_MESSAGE mode,
+ * single-frame messages, which need no assembly). It stops at the first
+ * frame it does not take: a control frame, a frame split across reads, a
+ * compressed or over-limit one, any fault. That frame goes through the
+ * general path (ws_conn_feed()), from the same state and bytes, so events,
+ * errors and their order are those of the general path for any split.
+ * Returns the bytes used; sets |*pstop| if |fn| asked to stop.
+ */
+static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
+                          ws_event_fn fn, void *ud, int *pstop) {
+  const unsigned want_mask = is_client(c) ? 0u : 0x80u;
+  const int message = c->cfg.delivery == WS_DELIVER_MESSAGE;
+  const uint64_t max_frame = c->cfg.max_frame_payload;
+  /* A first frame's limit: frame and message limits at once (one frame
+   * of a new message never exceeds max_fragments, which is 0 or more). */
+  const uint64_t max_first = WS_MIN(max_frame, c->cfg.max_message);
+  const uint8_t state = c->state;
+  size_t pos = 0;
+  ws_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  while (inlen - pos >= 2) {
+    uint8_t *h = in + pos;
+    unsigned b0 = h[0], b1 = h[1], op = b0 & 0x0Fu, fin = b0 >> 7;
+    size_t avail = inlen - pos, hl, plen;
+    /* RSV bits, control and reserved opcodes, masking by role (RFC 6455
+     * 5.1, 5.2): anything unusual is the general path's. */
+    if ((b0 & 0x70u) || op > WS_OP_BINARY || (b1 & 0x80u) != want_mask)
+      break;
+    plen = b1 & 0x7Fu;
+    hl = want_mask ? 6u : 2u;
+    if (plen >= 126) {
+      if (plen == 127 || avail < 4) break;
+      plen = (size_t)h[2] << 8 | h[3];
+      hl += 2;
+    }
+    if (avail < hl || avail - hl < plen) break; /* not whole here */
+    /* RFC 6455 5.4: continuation only inside a message, a new message
+     * only after the previous one ended. */
+    unsigned mop;
+    uint64_t before = 0;
+    uint32_t nfrags = 1;
+    if (op != WS_OP_CONT) {
+      if (c->msg_op || plen > max_first || (message && !fin)) break;
+      mop = op;
+    } else {
+      if (!c->msg_op || message) break;
+      mop = c->msg_op;
+      before = c->msg_bytes;
+      nfrags = c->nfrags + 1;
+      if (plen > max_frame || plen > c->cfg.max_message - before ||
+          (c->cfg.max_fragments && nfrags > c->cfg.max_fragments))
+        break;
+    }
+    uint8_t *p = h + hl;
+    const uint8_t *key = want_mask ? p - 4 : NULL;
+    if (mop == WS_OP_TEXT) {
+      ws_utf8 u = c->utf8;
+      if (op != WS_OP_CONT) u.state = 0;
+      if (!fast_text(p, plen, key, &u, fin)) break;
+      c->utf8 = u;
+    } else if (key) {
+      if (plen <= SMALL_PAYLOAD)
+        (void)unmask_small(p, plen, key);
+      else
+        (void)ws_mask(p, plen, key, 0);
+    }
+    /* The frame is in: the state the general path would leave (the
+     * counts of a message are only read while it is open). */
+    c->stats.bytes_in += plen;
+    c->stats.wire_in += hl + plen;
+    ev.type = mop == WS_OP_TEXT ? WS_EV_TEXT : WS_EV_BINARY;
+    ev.flags = (op != WS_OP_CONT ? WS_EVF_FIRST : 0u) | WS_EVF_FRAME_END;
+    if (fin) {
+      ev.flags |= WS_EVF_FINAL;
+      c->msg_op = 0;
+      c->stats.msgs_in++;
+    } else {
+      c->msg_op = (uint8_t)mop;
+      c->nfrags = nfrags;
+      c->msg_bytes = before + plen;
+      c->msg_started = 1;
+    }
+    ev.data.base = p;
+    ev.data.len = plen;
+    pos += hl + plen;
+    if (fn(c, &ev, ud)) {
+      *pstop = 1;
+      break;
+    }
+    /* |fn| may close or fail the connection (nothing it may call queues
+     * an event or touches the receive state). */
+    if (c->err || c->state != state) break;
+  }
+  return pos;
+}
+
+int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread, ws_event_fn fn, void *ud) {
+  size_t dummy, pos = 0;
+  ws_event ev;
+  int rv = 0;
+  if (!pnread) pnread = &dummy;
+  *pnread = 0;
+  if (!c || !fn || (!in && inlen)) return WS_ERR_INVALID_ARGUMENT;
+  for (;;) {
+    /* Events already waiting (or a compressed message's drain) first. */
+    while (ws_conn_next_event(c, &ev) == 0) {
+      if (fn(c, &ev, ud)) {
+        *pnread = pos;
+        return rv;
+      }
+    }
+    if (rv) break; /* the error event, if any, is out */
+    if (pos < inlen && fast_ready(c)) {
+      int stop = 0;
+      size_t n = fast_frames(c, in + pos, inlen - pos, fn, ud, &stop);
+      if (n) c->rx_activity = 1;
+      pos += n;
+      if (stop) break;
+    }
+    if (pos == inlen) break;
+    size_t n = 0;
+    rv = ws_conn_feed(c, in + pos, inlen - pos, &n);
+    pos += n;
+    if (rv == WS_ERR_WOULDBLOCK) {
+      /* A request waiting for the application's answer. */
+      rv = 0;
+      if (!c->ev_ready) break;
+    } else if (!rv && !n && !c->ev_ready) {
+      break; /* nothing taken, nothing to say: do not spin */
+    }
+  }
+  *pnread = pos;
+  return rv ? rv : c->err;
 }
 
 /* ---- send ----------------------------------------------------------------- */

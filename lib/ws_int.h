@@ -69,6 +69,14 @@ void ws_buf_free(ws_buf *b, const ws_mem *m);
 
 static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
 
+/* ---- frame rules (ws_frame.c) ----------------------------------------- */
+
+/* ws_frame_check_header(), which it implements, and on failure sets
+ * |*preason| (if not NULL) to the close reason of the rule that failed:
+ * the rule that fails is the one that names the reason. */
+int ws_frame_check(const ws_frame_header *hd, int is_server,
+                   unsigned rsv_allowed, const char **preason);
+
 /* ---- SHA-1 and base64 (ws_sha1.c, ws_base64.c) ------------------------ */
 
 typedef struct ws_sha1_ctx {

@@ -179,6 +179,19 @@ static void tr_pull(transcript *t, ws_conn *c) {
   }
 }
 
+/* Set by server_run(): tr_feed() goes through ws_conn_feed_events(). */
+static int g_batch;
+
+/* The ws_conn_feed_events() callback: logs the event, accepts requests
+ * and drains output, as tr_pull() and tr_drain() do. */
+static int tr_event_cb(ws_conn *c, const ws_event *ev, void *ud) {
+  transcript *t = ud;
+  tr_event(t, ev);
+  if (ev->type == WS_EV_REQUEST) assert_int_equal(ws_conn_accept(c, NULL), 0);
+  tr_drain(t, c);
+  return 0;
+}
+
 /* Feeds |len| bytes in pieces of the sizes |split| gives (0: whole). The
  * input is copied so in-place unmasking cannot leak between replays. */
 static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
@@ -189,6 +202,18 @@ static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
   while (off < len) {
     size_t end = chunk ? off + chunk : len;
     if (end > len) end = len;
+    while (g_batch && off < end) {
+      size_t nread = 0;
+      int rv = ws_conn_feed_events(c, copy + off, end - off, &nread,
+                                   tr_event_cb, t);
+      off += nread;
+      tr_drain(t, c);
+      if (rv < 0) {
+        off = len;
+        break;
+      }
+      if (nread == 0) fail_msg("ws_conn_feed_events took nothing");
+    }
     while (off < end) {
       size_t nread = 0;
       int rv = ws_conn_feed(c, copy + off, end - off, &nread);
@@ -260,9 +285,13 @@ static transcript server_run(const uint8_t *in, size_t len) {
   transcript refs[2] = {{0}, {0}};
   for (int mode = 0; mode < 2; mode++) {
     transcript *ref = &refs[mode];
-    for (size_t split = 0; split <= len + 1; split++) {
+    for (size_t run = 0; run < 2 * (len + 2); run++) {
+      /* every split through ws_conn_feed() + ws_conn_next_event(), then
+       * every split again through ws_conn_feed_events() */
+      size_t split = run % (len + 2);
       ws_conn *c = open_server(mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM);
       transcript t = {0};
+      g_batch = run >= len + 2;
       if (split == 0) {
         tr_feed(&t, c, in, len, 0);
       } else if (split <= len) {
@@ -273,13 +302,14 @@ static transcript server_run(const uint8_t *in, size_t len) {
       } else {
         tr_feed(&t, c, in, len, 1);
       }
+      g_batch = 0;
       if (!t.text) t.text = calloc(1, 1);
-      if (split == 0) {
+      if (run == 0) {
         *ref = t;
       } else {
         if (strcmp(ref->text, t.text) != 0)
-          fail_msg("split %zu mode %d:\n%s\nvs reference:\n%s", split, mode,
-                   t.text, ref->text);
+          fail_msg("split %zu mode %d batch %d:\n%s\nvs reference:\n%s",
+                   split, mode, run >= len + 2, t.text, ref->text);
         assert_int_equal(ref->outlen, t.outlen);
         if (t.outlen) assert_memory_equal(ref->out, t.out, t.outlen);
         tr_free(&t);
