@@ -1132,53 +1132,36 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
 
 /* Payloads up to this size are unmasked (and checked for ASCII) inline;
  * longer ones go through ws_mask() / ws_unmask_utf8(). */
-#define SMALL_PAYLOAD 64u
+#define SMALL_PAYLOAD 128u
 
 #define HIGH_BITS 0x8080808080808080ull
 
-/* XORs a payload that starts at key offset 0 with |key|, 8 bytes at a
- * time, and returns the OR of the result's bytes (bit 7 set: not ASCII).
- * |key| NULL: only the OR. */
-static inline uint64_t unmask_small(uint8_t *p, size_t n,
-                                    const uint8_t *key) {
-  uint64_t k64 = 0, w, acc = 0;
-  uint32_t k32 = 0;
-  if (key) {
-    memcpy(&k32, key, 4);
-    k64 = (uint64_t)k32 << 32 | k32; /* both halves equal: any byte order */
-  }
-  for (; n >= 16; p += 16, n -= 16) {
-    uint64_t w2;
-    memcpy(&w, p, 8);
-    memcpy(&w2, p + 8, 8);
+/* XORs a short payload that starts at key offset 0 with |key|, 8 bytes
+ * at a time (any alignment, any byte order: both key halves are equal). */
+static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
+  uint32_t k32;
+  uint64_t k64, w;
+  size_t i = 0;
+  memcpy(&k32, key, 4);
+  k64 = (uint64_t)k32 << 32 | k32;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
     w ^= k64;
-    w2 ^= k64;
-    memcpy(p, &w, 8);
-    memcpy(p + 8, &w2, 8);
-    acc |= w | w2;
+    memcpy(p + i, &w, 8);
   }
-  if (n >= 8) {
-    memcpy(&w, p, 8);
-    w ^= k64;
-    memcpy(p, &w, 8);
+  for (; i < n; i++) p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
+}
+
+/* 1 if the |n| bytes at |p| are all ASCII. */
+static inline int ascii_small(const uint8_t *p, size_t n) {
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
     acc |= w;
-    p += 8;
-    n -= 8;
   }
-  if (n >= 4) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    v ^= k32;
-    memcpy(p, &v, 4);
-    acc |= v;
-    p += 4;
-    n -= 4;
-  }
-  for (size_t i = 0; i < n; i++) {
-    p[i] = (uint8_t)(p[i] ^ (key ? key[i] : 0));
-    acc |= p[i];
-  }
-  return acc;
+  for (; i < n; i++) acc |= p[i];
+  return (acc & HIGH_BITS) == 0;
 }
 
 /* Unmasks and validates a whole text frame's payload with |u| (the
@@ -1189,11 +1172,11 @@ static inline uint64_t unmask_small(uint8_t *p, size_t n,
 static int fast_text(uint8_t *p, size_t n, const uint8_t *key, ws_utf8 *u,
                      unsigned fin) {
   if (n <= SMALL_PAYLOAD) {
-    uint64_t acc = unmask_small(p, n, key);
-    if (!(acc & HIGH_BITS) && u->state == 0) return 1; /* ASCII */
+    if (key) unmask_small(p, n, key);
+    if (u->state == 0 && ascii_small(p, n)) return 1;
     if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
       return 1;
-    if (key) (void)unmask_small(p, n, key);
+    if (key) unmask_small(p, n, key);
     return 0;
   }
   if (key) (void)ws_mask(p, n, key, 0);
@@ -1225,7 +1208,7 @@ static int fast_ready(const ws_conn *c) {
 static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
                           ws_event_fn fn, void *ud, int *pstop) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
-  const int message = c->cfg.delivery == WS_DELIVER_MESSAGE;
+  const unsigned message = c->cfg.delivery == WS_DELIVER_MESSAGE;
   const uint64_t max_frame = c->cfg.max_frame_payload;
   /* A first frame's limit: frame and message limits at once (one frame
    * of a new message never exceeds max_fragments, which is 0 or more). */
@@ -1250,14 +1233,15 @@ static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
       plen = (size_t)h[2] << 8 | h[3];
       hl += 2;
     }
-    if (avail < hl || avail - hl < plen) break; /* not whole here */
+    if (avail < hl + plen) break; /* not whole here (no overflow: both
+                                     are at most 16 bits) */
     /* RFC 6455 5.4: continuation only inside a message, a new message
      * only after the previous one ended. */
     unsigned mop;
     uint64_t before = 0;
     uint32_t nfrags = 1;
     if (op != WS_OP_CONT) {
-      if (c->msg_op || plen > max_first || (message && !fin)) break;
+      if (c->msg_op || plen > max_first || message > fin) break;
       mop = op;
     } else {
       if (!c->msg_op || message) break;
@@ -1277,7 +1261,7 @@ static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
       c->utf8 = u;
     } else if (key) {
       if (plen <= SMALL_PAYLOAD)
-        (void)unmask_small(p, plen, key);
+        unmask_small(p, plen, key);
       else
         (void)ws_mask(p, plen, key, 0);
     }
