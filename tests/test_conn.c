@@ -1038,6 +1038,57 @@ static void error_after_complete_message_in_same_buffer(void **state) {
                "TEXT first 4:66726167\nTEXT final 5:6d656e7431\nERROR");
 }
 
+/* ws_conn_feed_events() against ws_conn_feed() + ws_conn_next_event() on
+ * frames of every payload size up to past the inline-unmask limit (128 B)
+ * and the 16-bit length, binary, ASCII and UTF-8 text, whole messages and
+ * fragments, at every alignment of the input, ending in a bad frame. */
+static void batch_matches_pull_every_size(void **state) {
+  (void)state;
+  static uint8_t in[200 * 700];
+  static uint8_t work[sizeof(in) + 8];
+  uint8_t payload[300];
+  size_t n = 0;
+  memset(payload, 'a', sizeof(payload));
+  for (size_t len = 0; len <= 300; len += len < 140 ? 1 : 37) {
+    for (size_t k = 0; k < len; k++) payload[k] = (uint8_t)('a' + (k * 7 + len) % 26);
+    n += cframe(in + n, 1, 0, WS_OP_BINARY, payload, len);
+    n += cframe(in + n, 1, 0, WS_OP_TEXT, payload, len);
+    if (len >= 3) { /* a 2-byte character at the end, then one split */
+      payload[len - 2] = 0xc3;
+      payload[len - 1] = 0xa9;
+    }
+    n += cframe(in + n, 1, 0, WS_OP_TEXT, payload, len);
+    n += cframe(in + n, 0, 0, WS_OP_TEXT, payload, len >= 3 ? len - 1 : 0);
+    n += cframe(in + n, 1, 0, WS_OP_CONT, len >= 3 ? payload + len - 1 : payload,
+                len >= 3 ? 1 : 0);
+  }
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "\xc3", 1); /* ends inside a character */
+  assert_true(n <= sizeof(in));
+  for (int mode = 0; mode < 2; mode++) {
+    transcript ref = {0};
+    for (int run = 0; run < 9; run++) {
+      ws_conn *c = open_server(mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM);
+      transcript t = {0};
+      size_t align = (size_t)run % 4;
+      memcpy(work + align, in, n);
+      g_batch = run > 0;
+      tr_feed(&t, c, work + align, n, run == 8 ? 4096 : 0);
+      g_batch = 0;
+      assert_int_equal(t.last_error, WS_ERR_UTF8);
+      if (run == 0) {
+        ref = t;
+      } else {
+        assert_string_equal(ref.text, t.text);
+        assert_int_equal(ref.outlen, t.outlen);
+        assert_memory_equal(ref.out, t.out, t.outlen);
+        tr_free(&t);
+      }
+      ws_conn_del(c);
+    }
+    tr_free(&ref);
+  }
+}
+
 /* ---- output queue and backpressure ----------------------------------------- */
 
 static void send_queue_bounded(void **state) {
@@ -2334,6 +2385,7 @@ int main(void) {
       cmocka_unit_test(limit_message_buffer_never_over_limit),
       cmocka_unit_test(limit_fragments),
       cmocka_unit_test(error_after_complete_message_in_same_buffer),
+      cmocka_unit_test(batch_matches_pull_every_size),
       cmocka_unit_test(send_queue_bounded),
       cmocka_unit_test(fragmented_send_rules),
       cmocka_unit_test(timer_handshake_timeout),
