@@ -40,6 +40,16 @@ typedef struct ws_hs {
   uint8_t http;     /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
+/* The one event waiting to be pulled, kept compactly:
+ * ws_conn_next_event() rebuilds the ws_event (its request or response is
+ * the handshake state's, its error the sticky one). */
+typedef struct pending_ev {
+  ws_slice data;
+  uint16_t close_code;
+  uint8_t type;  /* ws_event_type */
+  uint8_t flags; /* WS_EVF_* */
+} pending_ev;
+
 struct ws_conn {
   ws_mem mem;
   ws_config cfg;
@@ -85,14 +95,18 @@ struct ws_conn {
   int err;
   const char *err_reason;
 
-  ws_event ev;
+  pending_ev ev;       /* the event waiting to be pulled (ev_ready) */
 
   /* timers, in caller milliseconds; UINT64_MAX = not armed */
   uint64_t now;
   uint64_t last_rx;
-  uint64_t hs_deadline;
   uint64_t pong_deadline;
-  uint64_t close_deadline;
+  /* The handshake deadline is armed only while connecting, the close
+   * deadline only after: they share the field. */
+  union {
+    uint64_t hs_deadline;
+    uint64_t close_deadline;
+  };
 
   ws_stats stats;
   uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
@@ -357,8 +371,11 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 }
 
 static void set_event(ws_conn *c, ws_event_type type) {
-  memset(&c->ev, 0, sizeof(c->ev));
-  c->ev.type = type;
+  c->ev.data.base = NULL;
+  c->ev.data.len = 0;
+  c->ev.close_code = 0;
+  c->ev.type = (uint8_t)type;
+  c->ev.flags = 0;
   c->ev_ready = 1;
 }
 
@@ -518,14 +535,12 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     hs->parsed = 1;
     if ((c->cfg.flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
       hs->http = 1;
-      set_event(c, WS_EV_HTTP);
-      c->ev.request = &hs->req;
+      set_event(c, WS_EV_HTTP); /* the request is hs->req */
       return 0;
     }
     if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
       return hs_fail_http(c, status, reason);
-    set_event(c, WS_EV_REQUEST);
-    c->ev.request = &hs->req;
+    set_event(c, WS_EV_REQUEST); /* the request is hs->req */
     return 0;
   }
   if (rv == WS_ERR_TOO_BIG)
@@ -567,8 +582,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   c->state = WS_STATE_OPEN;
   c->hs_deadline = NO_DEADLINE;
   c->last_rx = c->now;
-  set_event(c, WS_EV_OPEN);
-  c->ev.response = &hs->resp;
+  set_event(c, WS_EV_OPEN); /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
 }
@@ -899,14 +913,14 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   if (stream && (done || c->zlen)) {
     c->msg_started = 1;
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags;
+    c->ev.flags = (uint8_t)flags;
     c->ev.data.base = c->zbuf;
     c->ev.data.len = c->zlen;
     c->zlen = 0;
     if (done) c->release = 1; /* the chunk buffer goes at the next call */
   } else if (done) {
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags | WS_EVF_FIRST;
+    c->ev.flags = (uint8_t)(flags | WS_EVF_FIRST);
     c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
     c->ev.data.len = ws_buf_size(&c->msg);
     c->release = 1;
@@ -980,7 +994,7 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
     }
     c->msg_started = 1;
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags;
+    c->ev.flags = (uint8_t)flags;
     c->ev.data.base = in;
     c->ev.data.len = n;
     return 0;
@@ -1013,7 +1027,7 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
     return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
   flags = data_frame_end(c, WS_EVF_FIRST);
   set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev.flags = flags;
+  c->ev.flags = (uint8_t)flags;
   c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
   c->ev.data.len = ws_buf_size(&c->msg);
   c->release = 1; /* the message buffer goes at the next call */
@@ -1094,11 +1108,28 @@ int ws_conn_feed_eof(ws_conn *c) {
   return WS_ERR_EOF;
 }
 
+/* Hands the waiting event out. */
+static void take_event(ws_conn *c, ws_event *ev) {
+  ev->type = (ws_event_type)c->ev.type;
+  ev->flags = c->ev.flags;
+  ev->data = c->ev.data;
+  ev->close_code = c->ev.close_code;
+  ev->error = 0;
+  ev->request = NULL;
+  ev->response = NULL;
+  if (c->hs) {
+    if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
+      ev->request = &c->hs->req;
+    else if (ev->type == WS_EV_OPEN && is_client(c))
+      ev->response = &c->hs->resp;
+  }
+  c->ev_ready = 0;
+}
+
 int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   if (!c || !ev) return WS_ERR_INVALID_ARGUMENT;
   if (c->ev_ready) {
-    *ev = c->ev;
-    c->ev_ready = 0;
+    take_event(c, ev);
     return 0;
   }
   release_event_storage(c);
@@ -1106,8 +1137,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     size_t n;
     (void)read_compressed(c, NULL, 0, &n);
     if (c->ev_ready) {
-      *ev = c->ev;
-      c->ev_ready = 0;
+      take_event(c, ev);
       return 0;
     }
   }
