@@ -50,9 +50,41 @@ typedef struct pending_ev {
   uint8_t flags; /* WS_EVF_* */
 } pending_ev;
 
+/* What a connection reads of its ws_config: copied at ws_conn_new(),
+ * without what it does not need (the permessage-deflate configuration
+ * lives in conn_z, only when enabled). */
+typedef struct conn_cfg {
+  uint64_t max_frame_payload;
+  uint64_t max_message;
+  ws_rand_fn rand;
+  void *rand_user_data;
+  uint32_t max_fragments;
+  uint32_t max_out_queue;
+  uint32_t max_handshake_bytes;
+  uint32_t max_headers;
+  uint32_t handshake_timeout_ms;
+  uint32_t ping_interval_ms;
+  uint32_t pong_timeout_ms;
+  uint32_t close_timeout_ms;
+} conn_cfg;
+
+/* permessage-deflate state (RFC 7692), allocated with the connection
+ * only when the configuration enables it. */
+typedef struct conn_z {
+  ws_pmd_config cfg;  /* as configured */
+  uint64_t inflated;  /* inflated bytes of the current message */
+  ws_inflater *inf;   /* allocated by the first compressed message */
+  ws_deflater *def;
+  uint8_t *zbuf;      /* stream mode: inflated data lent to events */
+  uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
+  uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
+  uint8_t zpending;   /* all input given was taken, its output not all
+                         out yet */
+} conn_z;
+
 struct ws_conn {
   ws_mem mem;
-  ws_config cfg;
+  conn_cfg cfg;
   ws_buf out;  /* queued output */
   ws_hs *hs;   /* non-NULL while connecting (and one event after) */
   ws_buf msg;  /* message mode: the message being assembled */
@@ -60,42 +92,8 @@ struct ws_conn {
   uint8_t *pending_pong; /* latest unanswered ping when out is full */
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
   size_t protocollen;
-
-  /* receive side */
-  ws_frame_header fh;
-  uint64_t remaining;  /* payload bytes left in the current frame */
-  uint64_t msg_bytes;  /* payload bytes so far in the current message */
-  uint32_t nfrags;     /* frames so far in the current message */
-  ws_utf8 utf8;        /* text message validator */
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  uint8_t hdrlen;
-  uint8_t rx_state;
-  uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
-  uint8_t msg_started; /* some data of the message was delivered */
-  uint8_t mask_off;
-  uint8_t ctrllen;
-  uint8_t pending_pong_len;
-  uint8_t has_pending_pong;
-
-  /* send side */
-  uint8_t tx_op;       /* opcode of an unfinished fragmented send */
-  uint8_t state;       /* ws_state */
-  uint8_t ev_ready;
-  uint8_t err_reported;
-  uint8_t release;     /* free conn-owned event storage on next call */
-  uint8_t rx_activity; /* bytes arrived since the last tick */
-  uint8_t clock_started;
-  uint8_t close_sent_flag;
-  uint8_t linger_done; /* client: waited long enough for server's FIN */
-  uint8_t ping_outstanding;
-  uint8_t close_arm;   /* start the close timer at the next tick */
-  uint8_t ping_wanted; /* a ping was due while the output queue was full:
-                          it goes out as soon as there is room */
-  uint16_t close_sent; /* code we sent */
-  int err;
+  conn_z *z;         /* permessage-deflate configured: its state */
   const char *err_reason;
-
-  pending_ev ev;       /* the event waiting to be pulled (ev_ready) */
 
   /* timers, in caller milliseconds; UINT64_MAX = not armed */
   uint64_t now;
@@ -109,20 +107,49 @@ struct ws_conn {
   };
 
   ws_stats stats;
+
+  /* receive side */
+  ws_frame_header fh;
+  uint64_t remaining;  /* payload bytes left in the current frame */
+  uint64_t msg_bytes;  /* payload bytes so far in the current message */
+  pending_ev ev;       /* the event waiting to be pulled (ev_ready) */
+  uint32_t nfrags;     /* frames so far in the current message */
+  ws_utf8 utf8;        /* text message validator */
+  int err;
+  uint16_t close_sent; /* code we sent */
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  uint8_t hdrlen;
+  uint8_t rx_state;
+  uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
+  uint8_t msg_started; /* some data of the message was delivered */
+  uint8_t mask_off;
+  uint8_t ctrllen;
+  uint8_t pending_pong_len;
+  uint8_t has_pending_pong;
+  uint8_t rx_comp;     /* the message being received is compressed */
   uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
 
-  /* permessage-deflate (RFC 7692) */
-  ws_pmd_params pmd;  /* negotiated */
-  uint8_t rx_comp;    /* the message being received is compressed */
-  uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
-  uint8_t tx_comp;    /* the fragmented message being sent is */
-  uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
-  uint8_t zpending;   /* all input given was taken, its output not all
-                         out yet */
-  uint64_t inflated;  /* inflated bytes of the current message */
-  ws_inflater *inf;   /* allocated by the first compressed message */
-  ws_deflater *def;
-  uint8_t *zbuf;      /* stream mode: inflated data lent to events */
+  /* configuration (the rest of conn_cfg) */
+  uint8_t role;        /* ws_role */
+  uint8_t delivery;    /* ws_delivery */
+  uint8_t flags;       /* WS_CFG_* */
+
+  /* send side and state */
+  uint8_t tx_op;       /* opcode of an unfinished fragmented send */
+  uint8_t tx_comp;     /* the fragmented message being sent is compressed */
+  uint8_t state;       /* ws_state */
+  uint8_t ev_ready;
+  uint8_t err_reported;
+  uint8_t release;     /* free conn-owned event storage on next call */
+  uint8_t rx_activity; /* bytes arrived since the last tick */
+  uint8_t clock_started;
+  uint8_t close_sent_flag;
+  uint8_t linger_done; /* client: waited long enough for server's FIN */
+  uint8_t ping_outstanding;
+  uint8_t close_arm;   /* start the close timer at the next tick */
+  uint8_t ping_wanted; /* a ping was due while the output queue was full:
+                          it goes out as soon as there is room */
+  ws_pmd_params pmd;   /* negotiated permessage-deflate */
 };
 
 #define NO_DEADLINE UINT64_MAX
@@ -181,10 +208,39 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   if (!c) return WS_ERR_NOMEM;
   memset(c, 0, sizeof(*c));
   c->mem = m;
-  c->cfg = *cfg;
+  c->cfg.max_frame_payload = cfg->max_frame_payload;
+  c->cfg.max_message = cfg->max_message;
+  c->cfg.rand = cfg->rand;
+  c->cfg.rand_user_data = cfg->rand_user_data;
+  c->cfg.max_fragments = cfg->max_fragments;
+  c->cfg.max_out_queue = cfg->max_out_queue;
+  c->cfg.max_handshake_bytes = cfg->max_handshake_bytes;
+  c->cfg.max_headers = cfg->max_headers;
+  c->cfg.handshake_timeout_ms = cfg->handshake_timeout_ms;
+  c->cfg.ping_interval_ms = cfg->ping_interval_ms;
+  c->cfg.pong_timeout_ms = cfg->pong_timeout_ms;
+  c->cfg.close_timeout_ms = cfg->close_timeout_ms;
+  c->role = (uint8_t)cfg->role;
+  /* (any value but WS_DELIVER_STREAM has always meant whole messages) */
+  c->delivery = (uint8_t)(cfg->delivery == WS_DELIVER_STREAM
+                              ? WS_DELIVER_STREAM
+                              : WS_DELIVER_MESSAGE);
+  /* every WS_CFG_* flag fits in the byte */
+  c->flags = (uint8_t)(cfg->flags & (WS_CFG_NO_AUTO_PONG |
+                                     WS_CFG_NO_AUTO_CLOSE | WS_CFG_HTTP));
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
+  if (cfg->pmd.enable) {
+    c->z = ws_malloc(&m, sizeof(*c->z));
+    if (!c->z) {
+      ws_free(&m, c);
+      return WS_ERR_NOMEM;
+    }
+    memset(c->z, 0, sizeof(*c->z));
+    c->z->cfg = cfg->pmd;
+  }
   if (cfg->role == WS_ROLE_SERVER && hs_alloc(c)) {
+    ws_free(&m, c->z);
     ws_free(&m, c);
     return WS_ERR_NOMEM;
   }
@@ -193,17 +249,17 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
 }
 
 static void inflater_drop(ws_conn *c) {
-  if (!c->inf) return;
-  ws_inflate_free(c->inf);
-  ws_free(&c->mem, c->inf);
-  c->inf = NULL;
+  if (!c->z || !c->z->inf) return;
+  ws_inflate_free(c->z->inf);
+  ws_free(&c->mem, c->z->inf);
+  c->z->inf = NULL;
 }
 
 static void deflater_drop(ws_conn *c) {
-  if (!c->def) return;
-  ws_deflate_free(c->def);
-  ws_free(&c->mem, c->def);
-  c->def = NULL;
+  if (!c->z || !c->z->def) return;
+  ws_deflate_free(c->z->def);
+  ws_free(&c->mem, c->z->def);
+  c->z->def = NULL;
 }
 
 void ws_conn_del(ws_conn *c) {
@@ -211,7 +267,8 @@ void ws_conn_del(ws_conn *c) {
   hs_free(c);
   inflater_drop(c);
   deflater_drop(c);
-  ws_free(&c->mem, c->zbuf);
+  if (c->z) ws_free(&c->mem, c->z->zbuf);
+  ws_free(&c->mem, c->z);
   ws_buf_free(&c->out, &c->mem);
   ws_buf_free(&c->msg, &c->mem);
   ws_free(&c->mem, c->ctrl);
@@ -222,7 +279,7 @@ void ws_conn_del(ws_conn *c) {
 
 /* ---- output ------------------------------------------------------------ */
 
-static int is_client(const ws_conn *c) { return c->cfg.role == WS_ROLE_CLIENT; }
+static int is_client(const ws_conn *c) { return c->role == WS_ROLE_CLIENT; }
 
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
@@ -358,10 +415,10 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     c->hs->offeredlen = off;
   }
   char offer[WS_PMD_TEXT_MAX];
-  if (c->cfg.pmd.enable) ws_pmd_write_offer(&c->cfg.pmd, offer);
+  if (c->z) ws_pmd_write_offer(&c->z->cfg, offer);
   size_t before = c->out.len;
   rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key,
-                           c->cfg.pmd.enable ? offer : NULL);
+                           c->z ? offer : NULL);
   if (rv) {
     hs_free(c);
     return rv;
@@ -406,7 +463,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   ws_pmd_params pmd;
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
-  if (c->cfg.pmd.enable) ws_pmd_negotiate(&c->cfg.pmd, &c->hs->req, &pmd, ext);
+  if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
   size_t before = c->out.len;
   int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
                               pmd.enabled ? ext : NULL,
@@ -533,7 +590,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
                          hs->in.base, head, &status, &reason))
       return hs_fail_http(c, status, reason);
     hs->parsed = 1;
-    if ((c->cfg.flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
+    if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
       hs->http = 1;
       set_event(c, WS_EV_HTTP); /* the request is hs->req */
       return 0;
@@ -555,7 +612,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   const char *reason = "invalid response";
   ws_slice offered = {hs->offered, hs->offeredlen};
   rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
-                               c->cfg.pmd.enable, &reason);
+                               c->z != NULL, &reason);
   if (rv == WS_ERR_REJECTED) {
     /* The response stays readable through the error event. */
     return fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
@@ -569,7 +626,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
-    if (ws_pmd_check_response(&c->cfg.pmd, v, &c->pmd, &reason))
+    if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
   }
@@ -616,8 +673,10 @@ static int on_header(ws_conn *c) {
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
       c->rx_comp = (fh->rsv & WS_RSV1) != 0;
-      c->inflated = 0;
-      c->ztail = 0;
+      if (c->rx_comp) { /* RSV1 is allowed only with the deflate state */
+        c->z->inflated = 0;
+        c->z->ztail = 0;
+      }
     }
     if (fh->payload_len > c->cfg.max_frame_payload)
       return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
@@ -687,7 +746,7 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
  * once the output queue has room (RFC 6455 5.5.3: answering only the
  * most recent ping is allowed). */
 static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
-  if (c->cfg.flags & WS_CFG_NO_AUTO_PONG) return 0;
+  if (c->flags & WS_CFG_NO_AUTO_PONG) return 0;
   if (c->close_sent_flag) return 0;
   if (!out_full(c)) {
     c->has_pending_pong = 0;
@@ -731,7 +790,7 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
       c->close_deadline = NO_DEADLINE;
-    } else if (!(c->cfg.flags & WS_CFG_NO_AUTO_CLOSE)) {
+    } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
       /* RFC 6455 5.5.1: echo the status code received (and its reason,
        * as other implementations do). */
       rv = queue_close(c, code == 1005 ? 0 : code, len > 2 ? data + 2 : NULL,
@@ -794,35 +853,35 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
-  int stream = c->cfg.delivery == WS_DELIVER_STREAM;
+  int stream = c->delivery == WS_DELIVER_STREAM;
   size_t pos = 0;
   int done = 0, drained = 0;
 
   *pnread = 0;
-  if (!c->inf) {
+  if (!c->z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
-    c->inf = ws_malloc(&c->mem, sizeof(*c->inf));
-    if (!c->inf) return nomem(c);
-    if (ws_inflate_init(c->inf, &c->mem, bits)) {
-      ws_free(&c->mem, c->inf);
-      c->inf = NULL;
+    c->z->inf = ws_malloc(&c->mem, sizeof(*c->z->inf));
+    if (!c->z->inf) return nomem(c);
+    if (ws_inflate_init(c->z->inf, &c->mem, bits)) {
+      ws_free(&c->mem, c->z->inf);
+      c->z->inf = NULL;
       return nomem(c);
     }
   }
-  if (stream && !c->zbuf) {
-    c->zbuf = ws_malloc(&c->mem, ZCHUNK);
-    if (!c->zbuf) return nomem(c);
+  if (stream && !c->z->zbuf) {
+    c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!c->z->zbuf) return nomem(c);
   }
   for (;;) {
     int at_end = c->remaining == 0 && c->fh.fin;
-    if (stream && c->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
     uint8_t *out, probe;
     size_t room;
-    uint64_t left = c->cfg.max_message - c->inflated;
+    uint64_t left = c->cfg.max_message - c->z->inflated;
     if (stream) {
-      out = c->zbuf + c->zlen;
-      room = ZCHUNK - c->zlen;
+      out = c->z->zbuf + c->z->zlen;
+      room = ZCHUNK - c->z->zlen;
     } else {
       if (c->msg.cap == c->msg.len && left > 0) {
         size_t grow =
@@ -846,19 +905,19 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       size_t k = WS_MIN(n - pos, ZSTEP);
       uint8_t *p = in + pos;
       if (key) ws_mask(p, k, key, c->mask_off);
-      rv = ws_inflate(c->inf, p, k, &used, out, room, &produced);
+      rv = ws_inflate(c->z->inf, p, k, &used, out, room, &produced);
       if (key && used < k)
         ws_mask(p + used, k - used, key, (c->mask_off + used) & 3u);
       c->mask_off = (uint8_t)((c->mask_off + used) & 3u);
       pos += used;
       c->remaining -= used;
-    } else if (at_end && c->ztail < sizeof(pmd_tail)) {
-      rv = ws_inflate(c->inf, pmd_tail + c->ztail, sizeof(pmd_tail) - c->ztail,
+    } else if (at_end && c->z->ztail < sizeof(pmd_tail)) {
+      rv = ws_inflate(c->z->inf, pmd_tail + c->z->ztail, sizeof(pmd_tail) - c->z->ztail,
                       &used, out, room, &produced);
-      c->ztail = (uint8_t)(c->ztail + used);
+      c->z->ztail = (uint8_t)(c->z->ztail + used);
     } else {
       /* no input left: drain what the inflater still holds */
-      rv = ws_inflate(c->inf, NULL, 0, &used, out, room, &produced);
+      rv = ws_inflate(c->z->inf, NULL, 0, &used, out, room, &produced);
     }
     /* What was inflated before an error comes first in the stream, so it
      * is judged first: a split of the input must not change which fault
@@ -867,16 +926,16 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       if (out == &probe) return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
       if (text && ws_utf8_feed(&c->utf8, out, produced))
         return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-      c->inflated += produced;
+      c->z->inflated += produced;
       c->stats.bytes_in += produced;
       if (stream)
-        c->zlen += (uint32_t)produced;
+        c->z->zlen += (uint32_t)produced;
       else
         c->msg.len += produced;
     }
     if (rv) return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
-    if (produced < room && at_end && c->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(c->inf))
+    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(c->z->inf))
         return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
       done = 1;
       break;
@@ -894,7 +953,7 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   /* All the input given was taken but the inflater was not drained (a
    * chunk filled up): ws_conn_next_event() goes on, as the caller may
    * have nothing more to feed. */
-  c->zpending = (uint8_t)(!(done || drained) && pos == n);
+  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if (text && ws_utf8_finish(&c->utf8))
       return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
@@ -910,13 +969,13 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   }
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
   if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
-  if (stream && (done || c->zlen)) {
+  if (stream && (done || c->z->zlen)) {
     c->msg_started = 1;
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
     c->ev.flags = (uint8_t)flags;
-    c->ev.data.base = c->zbuf;
-    c->ev.data.len = c->zlen;
-    c->zlen = 0;
+    c->ev.data.base = c->z->zbuf;
+    c->ev.data.len = c->z->zlen;
+    c->z->zlen = 0;
     if (done) c->release = 1; /* the chunk buffer goes at the next call */
   } else if (done) {
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
@@ -932,7 +991,7 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
  * not all out yet: the drain goes on without input. */
 static int draining(const ws_conn *c) {
   return c->rx_comp && c->rx_state == RX_PAYLOAD &&
-         (c->remaining == 0 || c->zpending) && !c->err;
+         (c->remaining == 0 || c->z->zpending) && !c->err;
 }
 
 static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
@@ -970,7 +1029,7 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
 
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  if (c->cfg.delivery == WS_DELIVER_STREAM) {
+  if (c->delivery == WS_DELIVER_STREAM) {
     size_t off = c->mask_off;
     if (text) {
       size_t valid;
@@ -1039,8 +1098,10 @@ static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
   ws_buf_free(&c->msg, &c->mem);
-  ws_free(&c->mem, c->zbuf);
-  c->zbuf = NULL;
+  if (c->z) {
+    ws_free(&c->mem, c->z->zbuf);
+    c->z->zbuf = NULL;
+  }
   if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
     hs_free(c);
 }
@@ -1238,7 +1299,7 @@ static int fast_ready(const ws_conn *c) {
 static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
                           ws_event_fn fn, void *ud, int *pstop) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
-  const unsigned message = c->cfg.delivery == WS_DELIVER_MESSAGE;
+  const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
   const uint64_t max_frame = c->cfg.max_frame_payload;
   /* A first frame's limit: frame and message limits at once (one frame
    * of a new message never exceeds max_fragments, which is 0 or more). */
@@ -1440,16 +1501,16 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   }
   unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
                                : c->pmd.server_max_window_bits;
-  ws_deflater *z = c->def;
+  ws_deflater *z = c->z->def;
   /* A message that starts and ends in this call, with no context to
    * keep, can borrow the thread's shared compressor. */
-  int borrowed = !z && c->cfg.pmd.shared && fin && opcode != WS_OP_CONT &&
+  int borrowed = !z && c->z->cfg.shared && fin && opcode != WS_OP_CONT &&
                  we_reset(c);
   if (borrowed) {
-    int rv = shared_get(c->cfg.pmd.shared, bits, &z);
+    int rv = shared_get(c->z->cfg.shared, bits, &z);
     if (rv) return rv;
   } else if (!z) {
-    int level = c->cfg.pmd.level;
+    int level = c->z->cfg.level;
     if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
     z = ws_malloc(&c->mem, sizeof(*z));
     if (!z) return WS_ERR_NOMEM;
@@ -1457,7 +1518,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
       ws_free(&c->mem, z);
       return WS_ERR_NOMEM;
     }
-    c->def = z;
+    c->z->def = z;
   }
   size_t clen = 0, used = 0;
   size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
@@ -1517,7 +1578,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
    * small single-frame messages are not worth it (min_size). */
   int comp = c->tx_op ? c->tx_comp
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
-                            (!fin || len >= c->cfg.pmd.min_size);
+                            (!fin || len >= c->z->cfg.min_size);
   unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
                 : queue_frame(c, fin, op, data, len);
