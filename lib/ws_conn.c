@@ -994,74 +994,93 @@ static int draining(const ws_conn *c) {
          (c->remaining == 0 || c->z->zpending) && !c->err;
 }
 
-static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
+/* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
+ * place; a split one is gathered in a small conn buffer. */
+static int read_control(ws_conn *c, uint8_t *in, size_t inlen,
                         size_t *pnread) {
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  unsigned op = c->fh.opcode;
-
-  if (is_control(op)) {
-    /* A control payload arriving whole is used in place; a split one is
-     * gathered in a small conn buffer. */
-    const uint8_t *data;
-    if (c->ctrllen == 0 && n == c->remaining) {
-      if (key) ws_mask(in, n, key, 0);
-      data = in;
-    } else {
-      if (!c->ctrl) {
-        c->ctrl = ws_malloc(&c->mem, WS_CONTROL_MAX);
-        if (!c->ctrl) return nomem(c);
-      }
-      if (key)
-        ws_copy_mask(c->ctrl + c->ctrllen, in, n, key, c->ctrllen & 3u);
-      else
-        memcpy(c->ctrl + c->ctrllen, in, n);
-      c->ctrllen = (uint8_t)(c->ctrllen + n);
-      data = c->ctrl;
+  const uint8_t *data;
+  if (c->ctrllen == 0 && n == c->remaining) {
+    if (key) ws_mask(in, n, key, 0);
+    data = in;
+  } else {
+    if (!c->ctrl) {
+      c->ctrl = ws_malloc(&c->mem, WS_CONTROL_MAX);
+      if (!c->ctrl) return nomem(c);
     }
-    *pnread = n;
-    c->remaining -= n;
-    if (c->remaining) return 0;
-    c->rx_state = RX_HEADER;
-    return on_control(c, data, (size_t)c->fh.payload_len);
+    if (key)
+      ws_copy_mask(c->ctrl + c->ctrllen, in, n, key, c->ctrllen & 3u);
+    else
+      memcpy(c->ctrl + c->ctrllen, in, n);
+    c->ctrllen = (uint8_t)(c->ctrllen + n);
+    data = c->ctrl;
   }
-  if (c->rx_comp) return read_compressed(c, in, inlen, pnread);
+  *pnread = n;
+  c->remaining -= n;
+  if (c->remaining) return 0;
+  c->rx_state = RX_HEADER;
+  return on_control(c, data, (size_t)c->fh.payload_len);
+}
 
+/* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
+ * and lent out as it arrives. */
+static int read_stream(ws_conn *c, uint8_t *in, size_t inlen,
+                       size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  if (c->delivery == WS_DELIVER_STREAM) {
-    size_t off = c->mask_off;
+  size_t off = c->mask_off;
+  if (text) {
+    size_t valid;
+    if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+      return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  } else if (key) {
+    off = ws_mask(in, n, key, off);
+  }
+  c->mask_off = (uint8_t)off;
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining == 0) {
+    c->rx_state = RX_HEADER;
+    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+      return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    flags = data_frame_end(c, flags);
+  } else if (n == 0) {
+    return 0; /* nothing to report yet */
+  }
+  c->msg_started = 1;
+  set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev.flags = (uint8_t)flags;
+  c->ev.data.base = in;
+  c->ev.data.len = n;
+  return 0;
+}
+
+/* Uncompressed data, WS_DELIVER_MESSAGE. A message that is one frame,
+ * whole in this input, is unmasked and validated in place and lent out
+ * from the input like a stream chunk: no copy, no allocation. Otherwise
+ * each piece is copied and unmasked into the message buffer in one pass
+ * and validated while hot; the event comes with the last frame. */
+static int read_message(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
+      ws_buf_size(&c->msg) == 0) {
+    /* the whole payload of a single-frame message is here */
     if (text) {
-      size_t valid;
+      size_t off = 0, valid;
       if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
         return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
     } else if (key) {
-      off = ws_mask(in, n, key, off);
+      (void)ws_mask(in, n, key, 0);
     }
-    c->mask_off = (uint8_t)off;
-    *pnread = n;
-    c->remaining -= n;
-    c->msg_bytes += n;
-    c->stats.bytes_in += n;
-    if (c->remaining == 0) {
-      c->rx_state = RX_HEADER;
-      if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-        return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
-      flags = data_frame_end(c, flags);
-    } else if (n == 0) {
-      return 0; /* nothing to report yet */
-    }
-    c->msg_started = 1;
-    set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = (uint8_t)flags;
-    c->ev.data.base = in;
-    c->ev.data.len = n;
-    return 0;
-  }
-
-  /* Whole-message delivery: copy and unmask into the message buffer in
-   * one pass, then validate the new bytes while they are hot. */
-  if (n) {
+  } else if (n) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit = c->cfg.max_message > SIZE_MAX ? SIZE_MAX
                                                  : (size_t)c->cfg.max_message;
@@ -1084,13 +1103,27 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
   if (!c->fh.fin) return 0;
   if (text && ws_utf8_finish(&c->utf8))
     return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
-  flags = data_frame_end(c, WS_EVF_FIRST);
   set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev.flags = (uint8_t)flags;
-  c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+  c->ev.flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
+  if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
+    c->ev.data.base = n ? in : NULL;
+    c->ev.data.len = n;
+    return 0;
+  }
+  c->ev.data.base = c->msg.base + c->msg.pos;
   c->ev.data.len = ws_buf_size(&c->msg);
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
+}
+
+/* A frame's payload, to the reader for its kind. */
+static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
+  if (c->rx_comp) return read_compressed(c, in, inlen, pnread);
+  if (c->delivery == WS_DELIVER_STREAM)
+    return read_stream(c, in, inlen, pnread);
+  return read_message(c, in, inlen, pnread);
 }
 
 /* Frees conn-owned storage that the previous event lent out. */
