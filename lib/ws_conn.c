@@ -644,6 +644,40 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   return 0;
 }
 
+/* Payloads up to this size are unmasked (and checked for ASCII) inline;
+ * longer ones go through ws_mask() / ws_unmask_utf8(). */
+#define SMALL_PAYLOAD 128u
+
+#define HIGH_BITS 0x8080808080808080ull
+
+/* XORs a short payload that starts at key offset 0 with |key|, 8 bytes
+ * at a time (any alignment, any byte order: both key halves are equal). */
+static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
+  uint32_t k32;
+  uint64_t k64, w;
+  size_t i = 0;
+  memcpy(&k32, key, 4);
+  k64 = (uint64_t)k32 << 32 | k32;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    w ^= k64;
+    memcpy(p + i, &w, 8);
+  }
+  for (; i < n; i++) p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
+}
+
+/* 1 if the |n| bytes at |p| are all ASCII. */
+static inline int ascii_small(const uint8_t *p, size_t n) {
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return (acc & HIGH_BITS) == 0;
+}
+
 /* ---- receive ------------------------------------------------------------ */
 
 static int is_control(unsigned op) { return (op & 0x8u) != 0; }
@@ -699,6 +733,23 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
                        size_t *pnread) {
   size_t hlen;
   int rv;
+  if (c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
+    /* The common header: 7-bit length and, if masked, the key; here. */
+    unsigned b0 = in[0], b1 = in[1];
+    c->fh.fin = (uint8_t)(b0 >> 7);
+    c->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
+    c->fh.opcode = (uint8_t)(b0 & 0xFu);
+    c->fh.masked = (uint8_t)(b1 >> 7);
+    c->fh.payload_len = b1 & 0x7Fu;
+    if (b1 & 0x80u) {
+      memcpy(c->fh.mask, in + 2, 4);
+      *pnread = 6;
+    } else {
+      memset(c->fh.mask, 0, 4);
+      *pnread = 2;
+    }
+    return on_header(c);
+  }
   if (c->hdrlen == 0) {
     rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
     if (rv == 0) {
@@ -1036,6 +1087,9 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen,
     size_t valid;
     if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
       return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  } else if (key && off == 0 && n <= SMALL_PAYLOAD) {
+    unmask_small(in, n, key);
+    off = n & 3u;
   } else if (key) {
     off = ws_mask(in, n, key, off);
   }
@@ -1253,40 +1307,6 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
 }
 
 /* ---- batch receive -------------------------------------------------------- */
-
-/* Payloads up to this size are unmasked (and checked for ASCII) inline;
- * longer ones go through ws_mask() / ws_unmask_utf8(). */
-#define SMALL_PAYLOAD 128u
-
-#define HIGH_BITS 0x8080808080808080ull
-
-/* XORs a short payload that starts at key offset 0 with |key|, 8 bytes
- * at a time (any alignment, any byte order: both key halves are equal). */
-static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
-  uint32_t k32;
-  uint64_t k64, w;
-  size_t i = 0;
-  memcpy(&k32, key, 4);
-  k64 = (uint64_t)k32 << 32 | k32;
-  for (; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
-    w ^= k64;
-    memcpy(p + i, &w, 8);
-  }
-  for (; i < n; i++) p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
-}
-
-/* 1 if the |n| bytes at |p| are all ASCII. */
-static inline int ascii_small(const uint8_t *p, size_t n) {
-  uint64_t acc = 0, w;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
-    acc |= w;
-  }
-  for (; i < n; i++) acc |= p[i];
-  return (acc & HIGH_BITS) == 0;
-}
 
 /* Unmasks and validates a whole text frame's payload with |u| (the
  * message's state so far); |fin|: the message must end on a character.
