@@ -226,8 +226,9 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
                               ? WS_DELIVER_STREAM
                               : WS_DELIVER_MESSAGE);
   /* every WS_CFG_* flag fits in the byte */
-  c->flags = (uint8_t)(cfg->flags & (WS_CFG_NO_AUTO_PONG |
-                                     WS_CFG_NO_AUTO_CLOSE | WS_CFG_HTTP));
+  c->flags = (uint8_t)(cfg->flags &
+                       (WS_CFG_NO_AUTO_PONG | WS_CFG_NO_AUTO_CLOSE |
+                        WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS));
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
   if (cfg->pmd.enable) {
@@ -1180,11 +1181,16 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
   return read_message(c, in, inlen, pnread);
 }
 
+/* How big a drained buffer may stay allocated (WS_CFG_KEEP_BUFFERS). */
+static size_t keep_size(const ws_conn *c) {
+  return (c->flags & WS_CFG_KEEP_BUFFERS) ? WS_KEEP_BUFFER_MAX : 0;
+}
+
 /* Frees conn-owned storage that the previous event lent out. */
 static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
-  ws_buf_free(&c->msg, &c->mem);
+  ws_buf_clear_keep(&c->msg, &c->mem, keep_size(c));
   if (c->z) {
     ws_free(&c->mem, c->z->zbuf);
     c->z->zbuf = NULL;
@@ -1693,7 +1699,7 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
-  ws_buf_consume(&c->out, &c->mem, n);
+  ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (queue_frame(c, 1, WS_OP_PONG, c->pending_pong,
                     c->pending_pong_len) == 0)

@@ -65,6 +65,13 @@ int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s);
 /* Marks |n| bytes consumed; frees the storage when everything is. */
 void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n);
 
+/* As ws_buf_consume(), but when everything is consumed a buffer of at
+ * most |keep| bytes stays allocated (empty) for the next use. */
+void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep);
+
+/* Empties |b|, keeping its storage if it is at most |keep| bytes. */
+void ws_buf_clear_keep(ws_buf *b, const ws_mem *m, size_t keep);
+
 void ws_buf_free(ws_buf *b, const ws_mem *m);
 
 static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }

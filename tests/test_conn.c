@@ -1408,6 +1408,47 @@ static void failing_allocator_every_call(void **state) {
   run_failing_allocator(REQ, frames, fn, 0);
 }
 
+/* WS_CFG_KEEP_BUFFERS: an echo of fragmented messages allocates nothing
+ * per message once the output queue and the message buffer exist, and
+ * what stays is bounded; without the flag both go after each use. */
+static void keep_buffers_no_allocation_per_message(void **state) {
+  (void)state;
+  for (int keep = 0; keep < 2; keep++) {
+    tu_alloc a;
+    tu_alloc_init(&a, 0);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.delivery = WS_DELIVER_MESSAGE;
+    if (keep) cfg.flags |= WS_CFG_KEEP_BUFFERS;
+    ws_conn *c;
+    assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+    transcript t = {0};
+    tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+    size_t calls = 0;
+    for (int i = 0; i < 10; i++) {
+      uint8_t in[64];
+      size_t n = cframe(in, 0, 0, WS_OP_TEXT, "hello ", 6);
+      n += cframe(in + n, 1, 0, WS_OP_CONT, "world", 5);
+      tr_feed(&t, c, in, n, 0);
+      assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "hello world", 11, 0), 0);
+      tr_drain(&t, c);
+      tr_pull(&t, c); /* releases the message buffer */
+      if (i == 0) calls = a.calls;
+    }
+    if (keep) {
+      assert_int_equal(a.calls, calls); /* nothing after the first */
+      assert_int_equal(a.live_blocks, 3); /* conn, queue, message */
+      assert_true(a.live_bytes <= ws_conn_sizeof() + 2 * WS_KEEP_BUFFER_MAX);
+    } else {
+      assert_true(a.calls >= calls + 9 * 2);
+      assert_int_equal(a.live_blocks, 1);
+    }
+    tr_free(&t);
+    ws_conn_del(c);
+    assert_int_equal(a.live_blocks, 0);
+  }
+}
+
 static void idle_conn_is_small(void **state) {
   (void)state;
   tu_alloc a;
@@ -2396,6 +2437,7 @@ int main(void) {
       cmocka_unit_test(pair_echo_random_messages),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
+      cmocka_unit_test(keep_buffers_no_allocation_per_message),
       cmocka_unit_test(timer_ping_due_with_full_queue_does_not_spin),
       cmocka_unit_test(timer_ping_due_with_full_queue_pong_rearms),
       cmocka_unit_test(http_plain_request_answered),

@@ -320,6 +320,14 @@ typedef enum ws_delivery {
  * ws_conn_respond(), instead of being refused with 400. It is parsed by
  * the same parser, under the same limits. Since: 0.2 */
 #define WS_CFG_HTTP 0x4u
+/* Keep the output queue's buffer when it drains, and the whole-message
+ * buffer after its event, while each is at most WS_KEEP_BUFFER_MAX bytes,
+ * instead of freeing them: a server that answers every message (an echo,
+ * a chat relay) then allocates nothing per message. The price is up to
+ * twice WS_KEEP_BUFFER_MAX bytes held by a connection that has sent or
+ * assembled a message, even while idle. Since: 0.2 */
+#define WS_CFG_KEEP_BUFFERS 0x8u
+#define WS_KEEP_BUFFER_MAX 4096u
 
 /*
  * permessage-deflate (RFC 7692), the |pmd| member of ws_config. Off
