@@ -91,7 +91,6 @@ struct ws_conn {
   uint8_t *ctrl;     /* control payload split across feeds (125 B) */
   uint8_t *pending_pong; /* latest unanswered ping when out is full */
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
-  size_t protocollen;
   conn_z *z;         /* permessage-deflate configured: its state */
   const char *err_reason;
 
@@ -116,16 +115,15 @@ struct ws_conn {
   uint32_t nfrags;     /* frames so far in the current message */
   ws_utf8 utf8;        /* text message validator */
   int err;
+  uint32_t protocollen; /* (bounded by max_handshake_bytes) */
   uint16_t close_sent; /* code we sent */
   uint8_t hdr[WS_FRAME_HEADER_MAX];
   uint8_t hdrlen;
   uint8_t rx_state;
   uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
-  uint8_t msg_started; /* some data of the message was delivered */
   uint8_t mask_off;
   uint8_t ctrllen;
   uint8_t pending_pong_len;
-  uint8_t has_pending_pong;
   uint8_t rx_comp;     /* the message being received is compressed */
   uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
 
@@ -138,18 +136,22 @@ struct ws_conn {
   uint8_t tx_op;       /* opcode of an unfinished fragmented send */
   uint8_t tx_comp;     /* the fragmented message being sent is compressed */
   uint8_t state;       /* ws_state */
-  uint8_t ev_ready;
-  uint8_t err_reported;
-  uint8_t release;     /* free conn-owned event storage on next call */
-  uint8_t rx_activity; /* bytes arrived since the last tick */
-  uint8_t clock_started;
-  uint8_t close_sent_flag;
-  uint8_t linger_done; /* client: waited long enough for server's FIN */
-  uint8_t ping_outstanding;
-  uint8_t close_arm;   /* start the close timer at the next tick */
-  uint8_t ping_wanted; /* a ping was due while the output queue was full:
-                          it goes out as soon as there is room */
   ws_pmd_params pmd;   /* negotiated permessage-deflate */
+
+  /* yes/no state, a bit each */
+  unsigned msg_started : 1;      /* some data of the message was delivered */
+  unsigned has_pending_pong : 1; /* pending_pong holds a ping to answer */
+  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
+  unsigned err_reported : 1;
+  unsigned release : 1;     /* free conn-owned event storage on next call */
+  unsigned rx_activity : 1; /* bytes arrived since the last tick */
+  unsigned clock_started : 1;
+  unsigned close_sent_flag : 1;
+  unsigned linger_done : 1; /* client: waited long enough for server's FIN */
+  unsigned ping_outstanding : 1;
+  unsigned close_arm : 1;   /* start the close timer at the next tick */
+  unsigned ping_wanted : 1; /* a ping was due while the output queue was
+                               full: it goes out as soon as there is room */
 };
 
 #define NO_DEADLINE UINT64_MAX
@@ -456,7 +458,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
       }
     }
     if (!found) return WS_ERR_INVALID_ARGUMENT;
-    c->protocollen = strlen(proto);
+    /* it matched an offer in the head: under max_handshake_bytes */
+    c->protocollen = (uint32_t)strlen(proto);
     c->protocol = ws_malloc(&c->mem, c->protocollen);
     if (!c->protocol) return WS_ERR_NOMEM;
     memcpy(c->protocol, proto, c->protocollen);
@@ -635,7 +638,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
     if (!c->protocol) return nomem(c);
     memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
-    c->protocollen = hs->resp.protocol.len;
+    c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
   }
   c->state = WS_STATE_OPEN;
   c->hs_deadline = NO_DEADLINE;
