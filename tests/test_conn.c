@@ -1089,6 +1089,107 @@ static void batch_matches_pull_every_size(void **state) {
   }
 }
 
+/* ws_conn_feed_events(): a callback that says stop gets no further event
+ * and *pnread ends at its event; the rest, fed again, picks up there. A
+ * request left unanswered stops it too. Sending from the callback (an
+ * echo) and closing from it work as between ws_conn_next_event() calls. */
+typedef struct batch_ctx {
+  transcript *t;
+  int stop_every;
+  int echo;
+  int close_after;
+  int seen;
+} batch_ctx;
+
+static int batch_cb(ws_conn *c, const ws_event *ev, void *ud) {
+  batch_ctx *b = ud;
+  tr_event(b->t, ev);
+  b->seen++;
+  if (b->echo && (ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY) &&
+      ws_conn_state(c) == WS_STATE_OPEN)
+    assert_int_equal(ws_conn_send(c, ev->type == WS_EV_TEXT ? WS_OP_TEXT
+                                                             : WS_OP_BINARY,
+                                  ev->data.base, ev->data.len, 0),
+                     0);
+  if (b->close_after && b->seen == b->close_after)
+    assert_int_equal(ws_conn_close(c, 1000, "bye", 3), 0);
+  return b->stop_every && b->seen % b->stop_every == 0;
+}
+
+static void batch_stop_resume_echo_close(void **state) {
+  (void)state;
+  uint8_t in[256];
+  size_t n = 0;
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "one", 3);
+  n += cframe(in + n, 0, 0, WS_OP_BINARY, "tw", 2);
+  n += cframe(in + n, 1, 0, WS_OP_PING, "p", 1);
+  n += cframe(in + n, 1, 0, WS_OP_CONT, "o", 1);
+  n += cframe(in + n, 1, 0, WS_OP_TEXT, "three", 5);
+  n += cframe(in + n, 1, 0, WS_OP_CLOSE, "\x03\xe8", 2);
+  for (int close_after = 0; close_after <= 2; close_after += 2) {
+    transcript ref = {0};
+    for (int stop = 0; stop <= 2; stop++) {
+      ws_conn *c = open_server(WS_DELIVER_STREAM);
+      transcript t = {0};
+      batch_ctx b = {&t, stop, 1, close_after, 0};
+      uint8_t work[sizeof(in)];
+      memcpy(work, in, n);
+      size_t off = 0;
+      int rv = 0, calls = 0;
+      while (off < n && rv == 0) {
+        size_t nread = 0;
+        int before = b.seen;
+        rv = ws_conn_feed_events(c, work + off, n - off, &nread, batch_cb, &b);
+        off += nread;
+        calls++;
+        if (stop && off < n) assert_int_equal(b.seen, before + stop);
+        tr_drain(&t, c);
+      }
+      assert_int_equal(off, n);
+      assert_int_equal(rv, 0);
+      if (stop == 1) assert_int_equal(calls, b.seen);
+      if (stop == 0) {
+        ref = t;
+        /* echoes, pong and the close exchange, in order */
+        assert_true(strstr(ref.text, "CLOSE 1000") != NULL);
+      } else {
+        assert_string_equal(ref.text, t.text);
+        assert_int_equal(ref.outlen, t.outlen);
+        assert_memory_equal(ref.out, t.out, t.outlen);
+        tr_free(&t);
+      }
+      ws_conn_del(c);
+    }
+    tr_free(&ref);
+  }
+  /* A request nobody answers stops the call before the frames after it. */
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, NULL), 0);
+  uint8_t buf[512];
+  size_t reqlen = strlen(REQ);
+  memcpy(buf, REQ, reqlen);
+  size_t fl = cframe(buf + reqlen, 1, 0, WS_OP_TEXT, "hi", 2);
+  transcript t = {0};
+  batch_ctx b = {&t, 0, 0, 0, 0};
+  size_t nread = 0;
+  assert_int_equal(ws_conn_feed_events(c, buf, reqlen + fl, &nread, batch_cb, &b), 0);
+  assert_int_equal(nread, reqlen);
+  assert_string_equal(t.text, "REQUEST /chat\n");
+  assert_int_equal(ws_conn_accept(c, NULL), 0);
+  size_t more = 0;
+  assert_int_equal(ws_conn_feed_events(c, buf + nread, fl, &more, batch_cb, &b), 0);
+  assert_int_equal(more, fl);
+  assert_string_equal(t.text, "REQUEST /chat\nOPEN\nTEXT first final 2:6869\n");
+  assert_int_equal(ws_conn_feed_events(NULL, buf, 1, &more, batch_cb, &b),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_feed_events(c, buf, 1, &more, NULL, &b),
+                   WS_ERR_INVALID_ARGUMENT);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
 /* ---- output queue and backpressure ----------------------------------------- */
 
 static void send_queue_bounded(void **state) {
@@ -2427,6 +2528,7 @@ int main(void) {
       cmocka_unit_test(limit_fragments),
       cmocka_unit_test(error_after_complete_message_in_same_buffer),
       cmocka_unit_test(batch_matches_pull_every_size),
+      cmocka_unit_test(batch_stop_resume_echo_close),
       cmocka_unit_test(send_queue_bounded),
       cmocka_unit_test(fragmented_send_rules),
       cmocka_unit_test(timer_handshake_timeout),
