@@ -40,15 +40,6 @@ typedef struct ws_hs {
   uint8_t http;     /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
-/* The one event waiting to be pulled, kept compactly:
- * ws_conn_next_event() rebuilds the ws_event (its request or response is
- * the handshake state's, its error the sticky one). */
-typedef struct pending_ev {
-  ws_slice data;
-  uint16_t close_code;
-  uint8_t type;  /* ws_event_type */
-  uint8_t flags; /* WS_EVF_* */
-} pending_ev;
 
 /* What a connection reads of its ws_config: copied at ws_conn_new(),
  * without what it does not need (the permessage-deflate configuration
@@ -60,9 +51,6 @@ typedef struct conn_cfg {
   void *rand_user_data;
   uint32_t max_fragments;
   uint32_t max_out_queue;
-  uint32_t max_handshake_bytes;
-  uint32_t max_headers;
-  uint32_t handshake_timeout_ms;
   uint32_t ping_interval_ms;
   uint32_t pong_timeout_ms;
   uint32_t close_timeout_ms;
@@ -88,8 +76,10 @@ struct ws_conn {
   ws_buf out;  /* queued output */
   ws_hs *hs;   /* non-NULL while connecting (and one event after) */
   ws_buf msg;  /* message mode: the message being assembled */
-  uint8_t *ctrl;     /* control payload split across feeds (125 B) */
-  uint8_t *pending_pong; /* latest unanswered ping when out is full */
+  /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
+   * split across feeds, at CTRL_PONG the latest unanswered ping while the
+   * output queue is full. */
+  uint8_t *ctrlbuf;
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
   conn_z *z;         /* permessage-deflate configured: its state */
   const char *err_reason;
@@ -110,13 +100,29 @@ struct ws_conn {
   /* receive side */
   ws_frame_header fh;
   uint64_t remaining;  /* payload bytes left in the current frame */
-  uint64_t msg_bytes;  /* payload bytes so far in the current message */
-  pending_ev ev;       /* the event waiting to be pulled (ev_ready) */
-  uint32_t nfrags;     /* frames so far in the current message */
-  ws_utf8 utf8;        /* text message validator */
+  /* Limits read only while connecting share their storage with the
+   * counts and validator of the message being received, which are read
+   * only once open, after the first frame of a message has set them. */
+  union {
+    struct {
+      uint32_t max_handshake_bytes;
+      uint32_t max_headers;
+      uint32_t handshake_timeout_ms;
+    };
+    struct {
+      uint64_t msg_bytes; /* payload bytes so far in the current message */
+      uint32_t nfrags;    /* frames so far in the current message */
+      ws_utf8 utf8;       /* its validator, when it is text */
+    };
+  };
+  /* The one event waiting to be pulled (ev_ready), kept compactly:
+   * ws_conn_next_event() rebuilds the ws_event (its request or response
+   * is the handshake state's, its error the sticky one). */
+  ws_slice ev_data;
   int err;
   uint32_t protocollen; /* (bounded by max_handshake_bytes) */
   uint16_t close_sent; /* code we sent */
+  uint16_t ev_close;   /* the waiting event's close code */
   uint8_t hdr[WS_FRAME_HEADER_MAX];
   uint8_t hdrlen;
   uint8_t rx_state;
@@ -136,11 +142,13 @@ struct ws_conn {
   uint8_t tx_op;       /* opcode of an unfinished fragmented send */
   uint8_t tx_comp;     /* the fragmented message being sent is compressed */
   uint8_t state;       /* ws_state */
+  uint8_t ev_type;     /* the waiting event's ws_event_type */
+  uint8_t ev_flags;    /* and its WS_EVF_* */
   ws_pmd_params pmd;   /* negotiated permessage-deflate */
 
   /* yes/no state, a bit each */
   unsigned msg_started : 1;      /* some data of the message was delivered */
-  unsigned has_pending_pong : 1; /* pending_pong holds a ping to answer */
+  unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
   unsigned ev_ready : 1;         /* |ev| waits to be pulled */
   unsigned err_reported : 1;
   unsigned release : 1;     /* free conn-owned event storage on next call */
@@ -155,6 +163,18 @@ struct ws_conn {
 };
 
 #define NO_DEADLINE UINT64_MAX
+
+/* The two halves of ctrlbuf. */
+#define CTRL_SPLIT 0
+#define CTRL_PONG WS_CONTROL_MAX
+
+static int ctrlbuf_get(ws_conn *c) {
+  if (!c->ctrlbuf) {
+    c->ctrlbuf = ws_malloc(&c->mem, 2 * WS_CONTROL_MAX);
+    if (!c->ctrlbuf) return WS_ERR_NOMEM;
+  }
+  return 0;
+}
 
 void ws_config_default(ws_config *cfg, ws_role role) {
   memset(cfg, 0, sizeof(*cfg));
@@ -216,9 +236,9 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   c->cfg.rand_user_data = cfg->rand_user_data;
   c->cfg.max_fragments = cfg->max_fragments;
   c->cfg.max_out_queue = cfg->max_out_queue;
-  c->cfg.max_handshake_bytes = cfg->max_handshake_bytes;
-  c->cfg.max_headers = cfg->max_headers;
-  c->cfg.handshake_timeout_ms = cfg->handshake_timeout_ms;
+  c->max_handshake_bytes = cfg->max_handshake_bytes;
+  c->max_headers = cfg->max_headers;
+  c->handshake_timeout_ms = cfg->handshake_timeout_ms;
   c->cfg.ping_interval_ms = cfg->ping_interval_ms;
   c->cfg.pong_timeout_ms = cfg->pong_timeout_ms;
   c->cfg.close_timeout_ms = cfg->close_timeout_ms;
@@ -274,8 +294,7 @@ void ws_conn_del(ws_conn *c) {
   ws_free(&c->mem, c->z);
   ws_buf_free(&c->out, &c->mem);
   ws_buf_free(&c->msg, &c->mem);
-  ws_free(&c->mem, c->ctrl);
-  ws_free(&c->mem, c->pending_pong);
+  ws_free(&c->mem, c->ctrlbuf);
   ws_free(&c->mem, c->protocol);
   ws_free(&c->mem, c);
 }
@@ -431,11 +450,11 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 }
 
 static void set_event(ws_conn *c, ws_event_type type) {
-  c->ev.data.base = NULL;
-  c->ev.data.len = 0;
-  c->ev.close_code = 0;
-  c->ev.type = (uint8_t)type;
-  c->ev.flags = 0;
+  c->ev_data.base = NULL;
+  c->ev_data.len = 0;
+  c->ev_close = 0;
+  c->ev_type = (uint8_t)type;
+  c->ev_flags = 0;
   c->ev_ready = 1;
 }
 
@@ -553,7 +572,7 @@ static int hs_fail_http(ws_conn *c, int status, const char *reason) {
 static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
                       size_t *pnread, size_t *phead) {
   ws_hs *hs = c->hs;
-  size_t room = c->cfg.max_handshake_bytes - ws_buf_size(&hs->in);
+  size_t room = c->max_handshake_bytes - ws_buf_size(&hs->in);
   size_t n = WS_MIN(inlen, room);
   *phead = 0;
   int rv = ws_buf_append(&hs->in, &c->mem, in, n);
@@ -569,7 +588,7 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   }
   hs->scanned = hs->in.len;
   *pnread = n;
-  if (n < inlen || hs->in.len >= c->cfg.max_handshake_bytes)
+  if (n < inlen || hs->in.len >= c->max_handshake_bytes)
     return WS_ERR_TOO_BIG;
   return 0;
 }
@@ -586,11 +605,11 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (rv == WS_ERR_TOO_BIG)
       return hs_fail_http(c, 431, "request head too large");
     if (!head) return 0;
-    hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+    hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
     if (!hs->headers) return nomem(c);
     int status = 400;
     const char *reason = "invalid request";
-    if (ws_hs_parse_http(&hs->req, hs->headers, c->cfg.max_headers,
+    if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers,
                          hs->in.base, head, &status, &reason))
       return hs_fail_http(c, status, reason);
     hs->parsed = 1;
@@ -607,9 +626,9 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   if (rv == WS_ERR_TOO_BIG)
     return fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
-  hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
   if (!hs->headers) return nomem(c);
-  if (ws_hs_parse_response(&hs->resp, hs->headers, c->cfg.max_headers,
+  if (ws_hs_parse_response(&hs->resp, hs->headers, c->max_headers,
                            hs->in.base, head))
     return fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
   hs->parsed = 1;
@@ -807,11 +826,8 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
     c->has_pending_pong = 0;
     return queue_frame(c, 1, WS_OP_PONG, data, len);
   }
-  if (!c->pending_pong) {
-    c->pending_pong = ws_malloc(&c->mem, WS_CONTROL_MAX);
-    if (!c->pending_pong) return WS_ERR_NOMEM;
-  }
-  if (len) memcpy(c->pending_pong, data, len);
+  if (ctrlbuf_get(c)) return WS_ERR_NOMEM;
+  if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);
   c->pending_pong_len = (uint8_t)len;
   c->has_pending_pong = 1;
   return 0;
@@ -858,16 +874,16 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     if (c->state == WS_STATE_CLOSED && is_client(c)) arm_close_timer(c);
     ws_buf_free(&c->msg, &c->mem);
     set_event(c, WS_EV_CLOSE);
-    c->ev.close_code = code;
+    c->ev_close = code;
     if (len > 2) {
-      c->ev.data.base = data + 2;
-      c->ev.data.len = len - 2;
+      c->ev_data.base = data + 2;
+      c->ev_data.len = len - 2;
     }
     return 0;
   }
   }
-  c->ev.data.base = data;
-  c->ev.data.len = len;
+  c->ev_data.base = data;
+  c->ev_data.len = len;
   return 0;
 }
 
@@ -1027,16 +1043,16 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   if (stream && (done || c->z->zlen)) {
     c->msg_started = 1;
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = (uint8_t)flags;
-    c->ev.data.base = c->z->zbuf;
-    c->ev.data.len = c->z->zlen;
+    c->ev_flags = (uint8_t)flags;
+    c->ev_data.base = c->z->zbuf;
+    c->ev_data.len = c->z->zlen;
     c->z->zlen = 0;
     if (done) c->release = 1; /* the chunk buffer goes at the next call */
   } else if (done) {
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = (uint8_t)(flags | WS_EVF_FIRST);
-    c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
-    c->ev.data.len = ws_buf_size(&c->msg);
+    c->ev_flags = (uint8_t)(flags | WS_EVF_FIRST);
+    c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+    c->ev_data.len = ws_buf_size(&c->msg);
     c->release = 1;
   }
   return 0;
@@ -1060,16 +1076,14 @@ static int read_control(ws_conn *c, uint8_t *in, size_t inlen,
     if (key) ws_mask(in, n, key, 0);
     data = in;
   } else {
-    if (!c->ctrl) {
-      c->ctrl = ws_malloc(&c->mem, WS_CONTROL_MAX);
-      if (!c->ctrl) return nomem(c);
-    }
+    if (ctrlbuf_get(c)) return nomem(c);
     if (key)
-      ws_copy_mask(c->ctrl + c->ctrllen, in, n, key, c->ctrllen & 3u);
+      ws_copy_mask(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n, key,
+                   c->ctrllen & 3u);
     else
-      memcpy(c->ctrl + c->ctrllen, in, n);
+      memcpy(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n);
     c->ctrllen = (uint8_t)(c->ctrllen + n);
-    data = c->ctrl;
+    data = c->ctrlbuf + CTRL_SPLIT;
   }
   *pnread = n;
   c->remaining -= n;
@@ -1112,9 +1126,9 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen,
   }
   c->msg_started = 1;
   set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev.flags = (uint8_t)flags;
-  c->ev.data.base = in;
-  c->ev.data.len = n;
+  c->ev_flags = (uint8_t)flags;
+  c->ev_data.base = in;
+  c->ev_data.len = n;
   return 0;
 }
 
@@ -1162,14 +1176,14 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen,
   if (text && ws_utf8_finish(&c->utf8))
     return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
   set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev.flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
+  c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
   if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
-    c->ev.data.base = n ? in : NULL;
-    c->ev.data.len = n;
+    c->ev_data.base = n ? in : NULL;
+    c->ev_data.len = n;
     return 0;
   }
-  c->ev.data.base = c->msg.base + c->msg.pos;
-  c->ev.data.len = ws_buf_size(&c->msg);
+  c->ev_data.base = c->msg.base + c->msg.pos;
+  c->ev_data.len = ws_buf_size(&c->msg);
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
 }
@@ -1267,10 +1281,10 @@ int ws_conn_feed_eof(ws_conn *c) {
 
 /* Hands the waiting event out. */
 static void take_event(ws_conn *c, ws_event *ev) {
-  ev->type = (ws_event_type)c->ev.type;
-  ev->flags = c->ev.flags;
-  ev->data = c->ev.data;
-  ev->close_code = c->ev.close_code;
+  ev->type = (ws_event_type)c->ev_type;
+  ev->flags = c->ev_flags;
+  ev->data = c->ev_data;
+  ev->close_code = c->ev_close;
   ev->error = 0;
   ev->request = NULL;
   ev->response = NULL;
@@ -1704,7 +1718,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
   ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
-    if (queue_frame(c, 1, WS_OP_PONG, c->pending_pong,
+    if (queue_frame(c, 1, WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                     c->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
@@ -1734,8 +1748,8 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   if (!c->clock_started) {
     c->clock_started = 1;
     c->last_rx = now;
-    if (c->state == WS_STATE_CONNECTING && c->cfg.handshake_timeout_ms)
-      c->hs_deadline = now + c->cfg.handshake_timeout_ms;
+    if (c->state == WS_STATE_CONNECTING && c->handshake_timeout_ms)
+      c->hs_deadline = now + c->handshake_timeout_ms;
   }
   if (c->close_arm) {
     c->close_arm = 0;
