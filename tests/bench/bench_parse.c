@@ -277,7 +277,7 @@ static void drain_out(ws_conn *c) {
   }
 }
 
-static ws_conn *open_server_conn(ws_delivery delivery) {
+static ws_conn *open_server_conn_flags(ws_delivery delivery, uint32_t flags) {
   ws_config cfg;
   ws_conn *c;
   ws_event ev;
@@ -287,6 +287,7 @@ static ws_conn *open_server_conn(ws_delivery delivery) {
 
   ws_config_default(&cfg, WS_ROLE_SERVER);
   cfg.delivery = delivery;
+  cfg.flags = flags;
   cfg.ping_interval_ms = 0;
   cfg.pong_timeout_ms = 0;
   cfg.handshake_timeout_ms = 0;
@@ -315,6 +316,10 @@ static ws_conn *open_server_conn(ws_delivery delivery) {
   }
   drain_out(c);
   return c;
+}
+
+static ws_conn *open_server_conn(ws_delivery delivery) {
+  return open_server_conn_flags(delivery, 0);
 }
 
 /* A server loop reads at most this much at a time. */
@@ -355,6 +360,40 @@ static int count_event(ws_conn *c, const ws_event *ev, void *ud) {
   if (ev->type == WS_EV_ERROR) die("conn: error event");
   if (ev->flags & WS_EVF_FINAL) ++*msgs;
   return 0;
+}
+
+/* An echo server that gets one message per read: ws_conn_feed_events,
+ * ws_conn_send of each message from the callback, then the output drained
+ * (as written to the socket) after every read. */
+static int echo_event(ws_conn *c, const ws_event *ev, void *ud) {
+  size_t *msgs = ud;
+  if (ev->type == WS_EV_ERROR) die("conn: error event");
+  if (ev->type != WS_EV_TEXT && ev->type != WS_EV_BINARY) return 0;
+  if (ws_conn_send(c, ev->type == WS_EV_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
+                   ev->data.base, ev->data.len, 0) != 0)
+    die("conn: echo");
+  if (ev->flags & WS_EVF_FINAL) ++*msgs;
+  return 0;
+}
+
+static size_t pass_echo(stream *s, void *ctx) {
+  ws_conn *c = ctx;
+  uint8_t *buf = s->work;
+  size_t pos = 0, msgs = 0, per = s->len / s->nframes;
+
+  while (pos < s->len) {
+    size_t n = 0;
+    ws_iovec iov[4];
+    size_t cnt, i, total = 0;
+    if (ws_conn_feed_events(c, buf + pos, per, &n, echo_event, &msgs) != 0 ||
+        n != per)
+      die("conn: echo feed");
+    pos += n;
+    cnt = ws_conn_out_peek(c, iov, 4);
+    for (i = 0; i < cnt; i++) total += iov[i].len;
+    ws_conn_out_consume(c, total);
+  }
+  return msgs;
 }
 
 /* ws_conn_feed_events, the stream in 64 KiB reads. */
@@ -493,6 +532,17 @@ static int count_child(void) {
       ws_conn_del(c);
 #endif
     }
+#if defined(WS_BENCH_CONN) && BENCH_FEED_EVENTS
+    if (count_cases[i].size <= 125) {
+      /* one message per read, echoed: frames of one size are all alike */
+      ws_conn *c = open_server_conn(WS_DELIVER_STREAM);
+      count_one(&s, label, "echo, a read per message", pass_echo, c);
+      ws_conn_del(c);
+      c = open_server_conn_flags(WS_DELIVER_STREAM, WS_CFG_KEEP_BUFFERS);
+      count_one(&s, label, "echo, WS_CFG_KEEP_BUFFERS", pass_echo, c);
+      ws_conn_del(c);
+    }
+#endif
     free_stream(&s);
   }
   return 0;
