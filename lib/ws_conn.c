@@ -307,6 +307,21 @@ static int is_client(const ws_conn *c) { return c->role == WS_ROLE_CLIENT; }
  * payload, copied and masked in one pass. */
 static int queue_frame(ws_conn *c, unsigned fin, unsigned opcode,
                        const void *data, size_t len) {
+  if (!is_client(c) && len < 126) {
+    /* The common server frame: a 2-byte header, written in place. */
+    if (c->out.cap - c->out.len < 2 + len) {
+      int rv = ws_buf_reserve_bounded(&c->out, &c->mem, 2 + len,
+                                      (size_t)c->cfg.max_out_queue + 512u);
+      if (rv) return rv;
+    }
+    uint8_t *dst = c->out.base + c->out.len;
+    dst[0] = (uint8_t)((fin ? 0x80u : 0u) | (opcode & 0xFu));
+    dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
+    if (len) memcpy(dst + 2, data, len);
+    c->out.len += 2 + len;
+    c->stats.wire_out += 2 + len;
+    return 0;
+  }
   ws_frame_header fh;
   uint8_t hdr[WS_FRAME_HEADER_MAX];
   memset(&fh, 0, sizeof(fh));
@@ -1471,8 +1486,11 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
   *pnread = 0;
   if (!c || !fn || (!in && inlen)) return WS_ERR_INVALID_ARGUMENT;
   for (;;) {
-    /* Events already waiting (or a compressed message's drain) first. */
-    while (ws_conn_next_event(c, &ev) == 0) {
+    /* Events already waiting (or a compressed message's drain, storage
+     * to release, an error to report) first. */
+    while ((c->ev_ready || c->release || c->rx_comp ||
+            (c->err && !c->err_reported)) &&
+           ws_conn_next_event(c, &ev) == 0) {
       if (fn(c, &ev, ud)) {
         *pnread = pos;
         return rv;
