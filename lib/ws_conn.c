@@ -1232,8 +1232,9 @@ static void release_event_storage(ws_conn *c) {
 }
 
 static int fast_ready(const ws_conn *c);
-static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
-                          ws_event_fn fn, void *ud, int *pstop);
+static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
+                                           size_t inlen, ws_event_fn fn,
+                                           void *ud, int *pstop);
 
 /* ws_conn_feed()'s use of the fast path: the frame's event goes to the
  * slot, and the fast path stops there. */
@@ -1377,8 +1378,9 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
  * On failure the payload is masked again, as it arrived, and 0 returned:
  * the caller then leaves the frame to the general path, which reports the
  * fault exactly as it would for any split. */
-static int fast_text(uint8_t *p, size_t n, const uint8_t *key, ws_utf8 *u,
-                     unsigned fin) {
+static WS_ALWAYS_INLINE int fast_text(uint8_t *p, size_t n,
+                                      const uint8_t *key, ws_utf8 *u,
+                                      unsigned fin) {
   if (n <= SMALL_PAYLOAD) {
     if (key) unmask_small(p, n, key);
     if (u->state == 0 && ascii_small(p, n)) return 1;
@@ -1413,8 +1415,9 @@ static int fast_ready(const ws_conn *c) {
  * errors and their order are those of the general path for any split.
  * Returns the bytes used; sets |*pstop| if |fn| asked to stop.
  */
-static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
-                          ws_event_fn fn, void *ud, int *pstop) {
+static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
+                                           size_t inlen, ws_event_fn fn,
+                                           void *ud, int *pstop) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
   const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
   const uint64_t max_frame = c->cfg.max_frame_payload;
@@ -1497,8 +1500,9 @@ static size_t fast_frames(ws_conn *c, uint8_t *in, size_t inlen,
       break;
     }
     /* |fn| may close or fail the connection (nothing it may call queues
-     * an event or touches the receive state). */
-    if (c->err || c->state != state) break;
+     * an event or touches the receive state); whatever sets |err| also
+     * moves |state| (to FAILED, or CLOSED for ws_conn_respond()). */
+    if (c->state != state) break;
   }
   return pos;
 }

@@ -17,6 +17,12 @@
 #  define WS_UNLIKELY(x) (x)
 #endif
 
+#if defined(__GNUC__)
+#  define WS_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define WS_ALWAYS_INLINE inline
+#endif
+
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
