@@ -1904,6 +1904,6 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
 
 int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
   int on = c && c->msg_op != 0;
-  if (pbytes) *pbytes = !on ? 0 : c->rx_comp ? c->inflated : c->msg_bytes;
+  if (pbytes) *pbytes = !on ? 0 : c->rx_comp && c->z ? c->z->inflated : c->msg_bytes;
   return on;
 }
