@@ -232,9 +232,13 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
     budget_hs_done(c);
     return 0;
   }
-  c->flags |= F_KNOWN;
-  if (l->cfg.callbacks.on_request)
+  /* Owed an on_close once the application heard of it: here if it has
+   * on_request, else at WS_EV_OPEN (an accept that fails for lack of
+   * memory ends the connection unannounced). */
+  if (l->cfg.callbacks.on_request) {
+    c->flags |= F_KNOWN;
     rv = l->cfg.callbacks.on_request(c, c->user_data, ev->request);
+  }
   if (rv == WS_LOOP_PAUSE && ws_conn_state(c->ws) == WS_STATE_CONNECTING)
     return WS_LOOP_PAUSE;
   if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
