@@ -12,6 +12,8 @@
  *   ws_drv_connect.c   client connections: resolve, connect, URLs
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
+ *   ws_drv_activate.c  ws_loop_listen_fd(): sockets from systemd or an
+ *                      old process
  *   ws_drv_sys.c       the system calls, and the plain TCP transport
  *
  * Life of a connection: created at accept() or ws_loop_connect(), it is
@@ -74,6 +76,7 @@ typedef struct listener {
   ws_config cfg;
   void *user_data;
   const ws_loop_transport *tp;
+  uint8_t handed; /* ws_loop_listen_fd(): does not hold a drain open */
 } listener;
 
 enum { P_SEND = 1, P_CLOSE, P_CALL };
@@ -168,6 +171,9 @@ struct ws_loop {
   atomic_uint sd_req_code;
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
+  /* ws_loop_stats_get(): the connections freed so far (open ones are
+   * added at query time) */
+  ws_loop_stats freed;
 };
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
