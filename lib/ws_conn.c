@@ -115,6 +115,7 @@ struct ws_conn {
 
 void ws_config_default(ws_config *cfg, ws_role role) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = (uint32_t)sizeof(*cfg);
   cfg->role = role;
   cfg->delivery = WS_DELIVER_STREAM;
   cfg->max_handshake_bytes = 8192;
@@ -155,6 +156,9 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   ws_mem m;
   if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
   *pconn = NULL;
+  /* ABI: 0 is the 0.2 layout; no other layout exists yet */
+  if (cfg->size != 0 && cfg->size != sizeof(ws_config))
+    return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
     return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role == WS_ROLE_CLIENT && !cfg->rand)

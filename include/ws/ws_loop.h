@@ -185,6 +185,13 @@ typedef struct ws_loop_transport {
 } ws_loop_transport;
 
 typedef struct ws_loop_config {
+  /* ABI: sizeof(ws_loop_config) as the caller's header knew it, set by
+   * ws_loop_config_default(); 0 (memset, a designated initializer) means
+   * the layout of 0.2. It stays the first field; a later release that
+   * appends fields (here or to ws_loop_callbacks) tells the layouts apart
+   * by it, and ws_loop_new() refuses a size it does not know with
+   * WS_ERR_INVALID_ARGUMENT. See "ABI policy" in README.md. Since: 0.2 */
+  uint32_t size;
   ws_loop_callbacks callbacks;
   void *user_data;           /* loop-wide, see ws_loop_user_data() */
   const ws_mem *mem;         /* for the loop and its connections; NULL:
@@ -201,7 +208,8 @@ typedef struct ws_loop_config {
                                 functions and not applied yet; 16 MiB */
 } ws_loop_config;
 
-/* Fills |cfg| with the defaults above (no callbacks). Since: 0.1 */
+/* Fills |cfg| with the defaults above (no callbacks), and |cfg->size|.
+ * Since: 0.1 */
 WS_LOOP_EXTERN void ws_loop_config_default(ws_loop_config *cfg);
 
 /* Creates a loop with the platform's backend (the library linked in:

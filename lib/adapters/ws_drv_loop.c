@@ -106,6 +106,7 @@ const char *ws_loop_strerror(int err) {
 
 void ws_loop_config_default(ws_loop_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = (uint32_t)sizeof(*cfg);
   cfg->read_size = 65536;
   cfg->high_water = 1u << 20;
   cfg->low_water = 256u << 10;
@@ -239,7 +240,8 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
                const ws_drv_poller *poller, const ws_drv_sys *sys) {
   ws_mem m;
   if (ploop) *ploop = NULL;
-  if (!ploop || !cfg || cfg->read_size < 1024 ||
+  if (!ploop || !cfg || (cfg->size && cfg->size != sizeof(*cfg)) ||
+      cfg->read_size < 1024 ||
       cfg->low_water > cfg->high_water || resolve_mem(&m, cfg->mem) != 0) {
     poller->del(poller->self);
     return WS_ERR_INVALID_ARGUMENT;
