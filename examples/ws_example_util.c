@@ -87,11 +87,17 @@ static const char *clean(ws_slice v, char *buf, size_t buflen) {
 }
 
 ex_conn *ex_conn_new(ws_loop_conn *conn, const ws_request *req) {
-  ex_conn *x = calloc(1, sizeof(*x));
+  char peer[64], path[97];
+  ws_loop_conn_peer(conn, peer, sizeof(peer)); /* gone at close */
+  clean(req->path, path, sizeof(path));       /* no control bytes */
+  size_t plen = strlen(peer) + 1, tlen = strlen(path) + 1;
+  ex_conn *x = malloc(sizeof(*x) + plen + tlen);
   if (!x) return NULL;
+  memset(x, 0, sizeof(*x));
   x->t0 = ws_loop_now(ws_loop_conn_loop(conn));
-  clean(req->path, x->path, sizeof(x->path));        /* no control bytes */
-  ws_loop_conn_peer(conn, x->peer, sizeof(x->peer)); /* gone at close */
+  x->path_off = (uint8_t)plen;
+  memcpy(x->text, peer, plen);
+  memcpy(x->text + plen, path, tlen);
   ws_loop_conn_set_user_data(conn, x);
   return x;
 }
@@ -103,14 +109,14 @@ void ex_conn_free(ws_loop_conn *conn) {
 
 static const char *peer_of(ws_loop_conn *conn, char *buf, size_t buflen) {
   ex_conn *x = ws_loop_conn_user_data(conn);
-  if (x && x->peer[0]) return x->peer;
+  if (x && x->text[0]) return x->text;
   ws_loop_conn_peer(conn, buf, buflen);
   return buf[0] ? buf : "-";
 }
 
 static const char *path_of(ws_loop_conn *conn) {
   ex_conn *x = ws_loop_conn_user_data(conn);
-  return x && x->path[0] ? x->path : "-";
+  return x && x->text[x->path_off] ? x->text + x->path_off : "-";
 }
 
 void ex_log_request(ws_loop_conn *conn, const ws_request *req, int status) {

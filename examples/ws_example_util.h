@@ -39,9 +39,9 @@ const char *ex_errtext(int err, int sys_errno, char *buf, size_t buflen);
 typedef struct ex_conn {
   uint64_t t0;
   unsigned tag;
-  uint8_t refused; /* ex_log_refused() said why: no close line */
-  char peer[48];
-  char path[96];
+  uint8_t refused;  /* ex_log_refused() said why: no close line */
+  uint8_t path_off; /* text: the peer, NUL, the path (at most 96), NUL */
+  char text[];      /* allocated to size: an idle connection stays small */
 } ex_conn;
 
 /* From on_request: allocates the state (NULL without memory) and sets it
