@@ -25,6 +25,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -191,10 +192,66 @@ static void listen_fd_refuses_what_is_not_a_listener(void **state) {
                    WS_ERR_INVALID_ARGUMENT);
   assert_int_equal(ws_loop_listen_fd(NULL, tcp, &lp, NULL),
                    WS_ERR_INVALID_ARGUMENT);
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0); /* not a socket at all */
+  assert_int_equal(ws_loop_listen_fd(l, pfd[0], &lp, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  close(pfd[0]);
+  close(pfd[1]);
   assert_true(fcntl(udp, F_GETFD) >= 0); /* left open, to the caller */
   assert_true(fcntl(tcp, F_GETFD) >= 0);
   close(udp);
   close(tcp);
+  ws_loop_del(l);
+}
+
+/* Other families, and the defaults when no params are given: an IPv6
+ * socket tells its port, a Unix socket has none; both are served. */
+static void listen_fd_other_families(void **state) {
+  (void)state;
+  ws_loop *l = new_loop();
+  uint16_t port = 1;
+  int un = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un su;
+  memset(&su, 0, sizeof(su));
+  su.sun_family = AF_UNIX; /* autobind: an abstract name on Linux */
+  assert_true(un >= 0);
+  assert_int_equal(bind(un, (struct sockaddr *)&su, sizeof(sa_family_t)), 0);
+  assert_int_equal(listen(un, 4), 0);
+  assert_int_equal(ws_loop_listen_fd(l, un, NULL, &port), 0);
+  assert_int_equal(port, 0);
+
+  int v6 = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 s6;
+  memset(&s6, 0, sizeof(s6));
+  s6.sin6_family = AF_INET6;
+  s6.sin6_addr = in6addr_loopback;
+  if (v6 >= 0 && bind(v6, (struct sockaddr *)&s6, sizeof(s6)) == 0 &&
+      listen(v6, 4) == 0) {
+    ws_config cfg;
+    ws_loop_listen_params lp;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.delivery = WS_DELIVER_MESSAGE;
+    memset(&lp, 0, sizeof(lp));
+    lp.config = &cfg;
+    assert_int_equal(ws_loop_listen_fd(l, v6, &lp, &port), 0);
+    assert_true(port != 0);
+    ws_loop_connect_params cp;
+    memset(&cp, 0, sizeof(cp));
+    cp.host = "::1";
+    cp.port = port;
+    cp.request.path = "/";
+    cp.user_data = &cli;
+    assert_int_equal(ws_loop_connect(l, &cp, NULL), 0);
+    run_until(l, &cli.closed, 1);
+    assert_int_equal(cli.msgs, 1);
+  } else if (v6 >= 0) { /* no IPv6 here */
+    close(v6);
+  }
+  ws_loop_stats st;
+  ws_loop_stats_get(l, NULL, sizeof(st)); /* harmless */
+  ws_loop_stats_get(NULL, &st, sizeof(st));
+  assert_int_equal(st.accepted + st.connected + st.open, 0);
   ws_loop_del(l);
 }
 
@@ -247,6 +304,7 @@ int main(void) {
       cmocka_unit_test(listen_fd_serves_and_hands_back),
       cmocka_unit_test(own_listener_answers_503_for_the_whole_drain),
       cmocka_unit_test(listen_fd_refuses_what_is_not_a_listener),
+      cmocka_unit_test(listen_fd_other_families),
       cmocka_unit_test(listen_names_and_taken_ports),
       cmocka_unit_test(config_sizes),
   };
