@@ -19,6 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef MSG_NOSIGNAL
+#  define MSG_NOSIGNAL 0 /* macOS: a datagram to a gone reader raises none */
+#endif
+#ifndef SOCK_CLOEXEC
+#  define SOCK_CLOEXEC 0 /* macOS: the socket lives for one call only */
+#endif
+
 int ex_verbosity = 1;
 static const char *prog_name = "libws";
 static struct sockaddr_un notify_addr; /* read by ex_notify() */
