@@ -25,6 +25,7 @@
 
 static unsigned long max_message = 8192; /* bytes of one chat message */
 static char *line_buf;                   /* max_message + 32 */
+#define MAX_ORIGINS 16
 
 static const char page[] =
     "<!doctype html><html><head><meta charset=utf-8><title>libws chat</title>"
@@ -173,6 +174,12 @@ static int usage(FILE *f, const char *argv0) {
           "(127.0.0.1)\n"
           "  --port N             TCP port, 0 for any free one (8080)\n"
           "  --max-message BYTES  largest chat message (8192)\n"
+          "  --origin ORIGIN      also allow pages of ORIGIN (an exact origin\n"
+          "                       or a host pattern such as *.example.com;\n"
+          "                       repeatable; this server's own host always)\n"
+          "  --memory-budget BYTES  loop-wide memory budget (0: none)\n"
+          "  --max-conns N        connections at once (0: any)\n"
+          "  --max-conns-per-ip N   of them from one address (0: any)\n"
           "  -q, --quiet          log errors only\n"
           "  -v, --verbose        log every HTTP request and totals too\n"
           "  --version            print the version and exit\n"
@@ -194,9 +201,37 @@ static int num(const char *s, unsigned long lo, unsigned long hi,
   return 0;
 }
 
+/* Limits for a public port: --memory-budget BYTES (0: none),
+ * --max-conns N, --max-conns-per-ip N (0: any). A browser page from
+ * another site must not reach the chat in its visitor's name (RFC 6455
+ * 10.2): only pages of this server's own host are allowed, plus every
+ * --origin ORIGIN (repeatable: an exact origin, or a host pattern
+ * such as *.example.com). */
+static int limit_arg(const char *a, const char *v, uint64_t *budget,
+                     ws_loop_listen_params *lp) {
+  char *end = NULL;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (!*v || *end || *v == '-') return -1;
+  if (!strcmp(a, "--memory-budget"))
+    *budget = n;
+  else if (n > 0xffffffffu)
+    return -1;
+  else if (!strcmp(a, "--max-conns"))
+    lp->max_conns = (uint32_t)n;
+  else if (!strcmp(a, "--max-conns-per-ip"))
+    lp->max_conns_per_ip = (uint32_t)n;
+  else
+    return -1;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   unsigned long port = 8080;
+  uint64_t budget = 0;
+  static const char *origins[MAX_ORIGINS];
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
   ex_log_init("chat");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -211,6 +246,10 @@ int main(int argc, char **argv) {
     i++;
     if (!strcmp(a, "--host"))
       host = v;
+    else if (!strcmp(a, "--origin") && lp.norigins < MAX_ORIGINS)
+      origins[lp.norigins++] = v;
+    else if (!limit_arg(a, v, &budget, &lp))
+      continue;
     else if (!strcmp(a, "--port")          ? num(v, 0, 65535, &port)
              : !strcmp(a, "--max-message") ? num(v, 1, 16ul << 20, &max_message)
                                            : -1)
@@ -234,8 +273,9 @@ int main(int argc, char **argv) {
   lc.callbacks.on_open = on_open;
   lc.callbacks.on_message = on_message;
   lc.callbacks.on_close = on_close;
-  ws_loop_listen_params lp;
-  memset(&lp, 0, sizeof(lp));
+  lc.memory_budget = budget;
+  lp.origins = origins;
+  lp.origin_flags = WS_ORIGIN_SAME_HOST; /* this server's own pages */
   lp.host = host;
   lp.port = (uint16_t)port;
   lp.config = &cfg;

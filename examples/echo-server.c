@@ -22,6 +22,7 @@
 #include "ws_example_util.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #define MAX_THREADS 64
+#define MAX_ORIGINS 16
 
 static ws_loop *loops[MAX_THREADS];
 static int nloops;
@@ -95,7 +97,22 @@ static int usage(FILE *f, const char *argv0) {
       "                           (127.0.0.1)\n"
       "  --port N                 TCP port, 0 for any free one (9001)\n"
       "  --no-deflate             do not accept permessage-deflate\n"
-      "  --max-message BYTES      largest message and frame (67108864)\n"
+      "  --max-message BYTES      largest message and frame (1048576;\n"
+      "                           67108864 with --autobahn)\n"
+      "  --autobahn               the Autobahn testsuite's limits: 64 MiB\n"
+      "                           messages, no fragment limit, an output\n"
+      "                           queue of the message + 4 MiB (not for a\n"
+      "                           public port)\n"
+      "  --memory-budget BYTES    per loop, for all its connections; over\n"
+      "                           it the client asking is closed 1013 (0:\n"
+      "                           none, the default)\n"
+      "  --max-conns N            connections at once, per loop (0: any)\n"
+      "  --max-conns-per-ip N     ... from one address (0: any)\n"
+      "  --max-handshakes N       opening (and TLS) handshakes at once, per\n"
+      "                           loop (0: any)\n"
+      "  --origin ORIGIN          allow this Origin (repeatable; exact, or\n"
+      "                           a pattern: https://*.example.com); with\n"
+      "                           any, other browser origins get 403\n"
       "  --handshake-timeout MS   drop clients that do not finish the\n"
       "                           opening handshake in time (10000)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n"
@@ -126,14 +143,21 @@ static int num(const char *s, unsigned long lo, unsigned long hi,
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
   ex_log_init("echo-server");
-  unsigned long port = 9001, maxmsg = 64ul << 20, hs_ms = 10000, threads = 1;
-  int deflate = 1;
+  unsigned long port = 9001, maxmsg = 0, hs_ms = 10000, threads = 1;
+  unsigned long budget = 0, max_conns = 0, per_ip = 0, max_hs = 0;
+  const char *origins[MAX_ORIGINS];
+  size_t norigins = 0;
+  int deflate = 1, autobahn = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, argv[0]);
     if (!strcmp(a, "--version")) return ex_version("echo-server");
     if (!strcmp(a, "--no-deflate")) {
       deflate = 0;
+      continue;
+    }
+    if (!strcmp(a, "--autobahn")) {
+      autobahn = 1;
       continue;
     }
     if (!strcmp(a, "-q") || !strcmp(a, "--quiet") || !strcmp(a, "-v") ||
@@ -149,22 +173,33 @@ int main(int argc, char **argv) {
       cert = v;
     else if (!strcmp(a, "--tls-key"))
       key = v;
+    else if (!strcmp(a, "--origin") && norigins < MAX_ORIGINS)
+      origins[norigins++] = v;
     else if (!strcmp(a, "--port") ? num(v, 0, 65535, &port)
              : !strcmp(a, "--max-message")
                  ? num(v, 1, 0xffffffffu - (8u << 20), &maxmsg)
              : !strcmp(a, "--handshake-timeout") ? num(v, 0, 86400000, &hs_ms)
-             : !strcmp(a, "--threads") ? num(v, 1, MAX_THREADS, &threads)
-             : !strcmp(a, "--drain")   ? num(v, 0, 3600000, &drain_ms)
-                                       : -1)
+             : !strcmp(a, "--threads")       ? num(v, 1, MAX_THREADS, &threads)
+             : !strcmp(a, "--memory-budget") ? num(v, 0, ULONG_MAX, &budget)
+             : !strcmp(a, "--max-conns") ? num(v, 0, 0xffffffffu, &max_conns)
+             : !strcmp(a, "--max-conns-per-ip")
+                 ? num(v, 0, 0xffffffffu, &per_ip)
+             : !strcmp(a, "--max-handshakes") ? num(v, 0, 0xffffffffu, &max_hs)
+                                              : -1)
       return usage(stderr, argv[0]);
   }
 
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
   cfg.delivery = WS_DELIVER_MESSAGE;
-  cfg.max_message = cfg.max_frame_payload = maxmsg;
-  cfg.max_fragments = 0;
-  cfg.max_out_queue = (uint32_t)(maxmsg + (4u << 20)); /* an echo fits */
+  if (autobahn) { /* its cases send up to 16 MiB in up to 1M fragments */
+    cfg.max_fragments = 0;
+    if (!maxmsg) maxmsg = 64ul << 20;
+  }
+  if (maxmsg) { /* else the library's safe defaults */
+    cfg.max_message = cfg.max_frame_payload = maxmsg;
+    cfg.max_out_queue = (uint32_t)(maxmsg + (4u << 20)); /* an echo fits */
+  }
   cfg.handshake_timeout_ms = (uint32_t)hs_ms;
   cfg.pmd.enable = (uint8_t)deflate;
 
@@ -174,6 +209,7 @@ int main(int argc, char **argv) {
   lc.callbacks.on_request = on_request;
   lc.callbacks.on_open = on_open;
   lc.callbacks.on_close = on_close;
+  lc.memory_budget = budget;
 
   ws_loop_listen_params lp;
   memset(&lp, 0, sizeof(lp));
@@ -181,6 +217,11 @@ int main(int argc, char **argv) {
   lp.port = (uint16_t)port;
   lp.config = &cfg;
   lp.flags = threads > 1 ? WS_LOOP_REUSEPORT : 0;
+  lp.max_conns = (uint32_t)max_conns;
+  lp.max_conns_per_ip = (uint32_t)per_ip;
+  lp.max_handshakes = (uint32_t)max_hs;
+  lp.origins = origins;
+  lp.norigins = norigins;
 #ifdef WS_EXAMPLES_TLS
   ws_tls_ctx *tls = NULL;
   ws_loop_transport tp;

@@ -16,8 +16,10 @@
  *
  * Compared against it: ws_utf8_validate, ws_utf8_feed and ws_utf8_finish
  * in fuzzer-chosen chunks, ws_utf8_scan / _scan_scalar / _feed_scalar
- * (exact error position), and ws_unmask_utf8 over masked input (error
- * position, unmasked bytes, key offset), whole and chunked.
+ * (exact error position), ws_unmask_utf8 over masked input (error
+ * position, unmasked bytes, key offset), whole and chunked, and every
+ * implementation this build and CPU have (ws_utf8_scan_impl, same state
+ * as the reference) with ws_copy_unmask_utf8 into a separate buffer.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -285,6 +287,61 @@ static void check_unmask(const uint8_t *text, size_t len,
   free(masked);
 }
 
+/* Every implementation (reference, DFAs, vector kernels this CPU has):
+ * same position and same state as the reference, whole and chunked; and
+ * ws_copy_unmask_utf8 into a separate exact-size buffer. */
+static void check_impls(const uint8_t *text, size_t len, const ref_result *ref,
+                        const uint8_t key[4], uint8_t ctl) {
+  ws_utf8 r;
+  ws_utf8_init(&r);
+  CHECK(ws_utf8_scan_scalar(&r, text, len) == ref->fail);
+  for (int k = 0; k < WS_UTF8_IMPL_COUNT; k++) {
+    if (!ws_utf8_impl_available(k)) continue;
+    ws_utf8 u;
+    ws_utf8_init(&u);
+    CHECK(ws_utf8_scan_impl(&u, text, len, k) == ref->fail);
+    CHECK(u.state == r.state);
+
+    splitter sp = {0xFACEu ^ (uint32_t)k << 20 ^ (uint32_t)len,
+                   (uint8_t)(ctl + k)};
+    size_t pos = 0, guard = 0, got = 0;
+    ws_utf8_init(&u);
+    while (pos < len) {
+      size_t n = next_chunk(&sp, len - pos);
+      if (n == 0 && ++guard > len + 16) n = 1;
+      got = ws_utf8_scan_impl(&u, text + pos, n, k);
+      if (got < n) break;
+      pos += n;
+    }
+    CHECK((pos < len ? pos + got : len) == ref->fail);
+    CHECK(u.state == r.state);
+
+    /* copy, unmask and validate in one pass */
+    size_t off0 = (size_t)(ctl & 3u), off = off0, valid = 777;
+    uint8_t *masked = malloc(len ? len : 1), *dst = malloc(len ? len : 1);
+    CHECK(masked && dst);
+    if (len) memcpy(masked, text, len);
+    ws_mask_scalar(masked, len, key, off0);
+    memset(dst, 0, len ? len : 1);
+    ws_utf8_init(&u);
+    int rv = (k & 1)
+                 ? ws_copy_unmask_utf8_impl(dst, masked, len, key, &off, &u,
+                                            &valid, k)
+                 : ws_copy_unmask_utf8(dst, masked, len, key, &off, &u, &valid);
+    CHECK(valid == ref->fail);
+    CHECK((rv == 0) == (ref->fail == len));
+    if (rv == 0) {
+      CHECK(off == (off0 + len) % 4);
+      if (len) CHECK(memcmp(dst, text, len) == 0);
+      CHECK(u.state == r.state);
+    } else {
+      CHECK(memcmp(dst, text, valid + 1) == 0);
+    }
+    free(masked);
+    free(dst);
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const uint8_t fixed_key[4] = {0x37, 0xfa, 0x21, 0x3d};
   uint8_t ctl = 0;
@@ -309,6 +366,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_feed(t, len, &ref, ctl);
   check_scan(t, len, &ref, ctl);
   check_unmask(t, len, &ref, key, ctl);
+  check_impls(t, len, &ref, key, ctl);
   free(t);
   return 0;
 }

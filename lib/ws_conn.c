@@ -40,78 +40,141 @@ typedef struct ws_hs {
   uint8_t http;     /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
-struct ws_conn {
-  ws_mem mem;
-  ws_config cfg;
-  ws_buf out;  /* queued output */
-  ws_hs *hs;   /* non-NULL while connecting (and one event after) */
-  ws_buf msg;  /* message mode: the message being assembled */
-  uint8_t *ctrl;     /* control payload split across feeds (125 B) */
-  uint8_t *pending_pong; /* latest unanswered ping when out is full */
-  uint8_t *protocol; /* negotiated subprotocol, conn-owned */
-  size_t protocollen;
 
-  /* receive side */
-  ws_frame_header fh;
-  uint64_t remaining;  /* payload bytes left in the current frame */
-  uint64_t msg_bytes;  /* payload bytes so far in the current message */
-  uint32_t nfrags;     /* frames so far in the current message */
-  ws_utf8 utf8;        /* text message validator */
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  uint8_t hdrlen;
-  uint8_t rx_state;
-  uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
-  uint8_t msg_started; /* some data of the message was delivered */
-  uint8_t mask_off;
-  uint8_t ctrllen;
-  uint8_t pending_pong_len;
-  uint8_t has_pending_pong;
+/* What a connection reads of its ws_config: copied at ws_conn_new(),
+ * without what it does not need (the permessage-deflate configuration
+ * lives in conn_z, only when enabled). */
+typedef struct conn_cfg {
+  uint64_t max_frame_payload;
+  uint64_t max_message;
+  ws_rand_fn rand;
+  void *rand_user_data;
+  uint32_t max_fragments;
+  uint32_t max_out_queue;
+  uint32_t ping_interval_ms;
+  uint32_t pong_timeout_ms;
+  uint32_t close_timeout_ms;
+} conn_cfg;
 
-  /* send side */
-  uint8_t tx_op;       /* opcode of an unfinished fragmented send */
-  uint8_t state;       /* ws_state */
-  uint8_t ev_ready;
-  uint8_t err_reported;
-  uint8_t release;     /* free conn-owned event storage on next call */
-  uint8_t rx_activity; /* bytes arrived since the last tick */
-  uint8_t clock_started;
-  uint8_t close_sent_flag;
-  uint8_t linger_done; /* client: waited long enough for server's FIN */
-  uint8_t ping_outstanding;
-  uint8_t close_arm;   /* start the close timer at the next tick */
-  uint8_t ping_wanted; /* a ping was due while the output queue was full:
-                          it goes out as soon as there is room */
-  uint16_t close_sent; /* code we sent */
-  int err;
-  const char *err_reason;
-
-  ws_event ev;
-
-  /* timers, in caller milliseconds; UINT64_MAX = not armed */
-  uint64_t now;
-  uint64_t last_rx;
-  uint64_t hs_deadline;
-  uint64_t pong_deadline;
-  uint64_t close_deadline;
-
-  ws_stats stats;
-  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
-
-  /* permessage-deflate (RFC 7692) */
-  ws_pmd_params pmd;  /* negotiated */
-  uint8_t rx_comp;    /* the message being received is compressed */
-  uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
-  uint8_t tx_comp;    /* the fragmented message being sent is */
-  uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
-  uint8_t zpending;   /* all input given was taken, its output not all
-                         out yet */
+/* permessage-deflate state (RFC 7692), allocated with the connection
+ * only when the configuration enables it. */
+typedef struct conn_z {
+  ws_pmd_config cfg;  /* as configured */
   uint64_t inflated;  /* inflated bytes of the current message */
   ws_inflater *inf;   /* allocated by the first compressed message */
   ws_deflater *def;
   uint8_t *zbuf;      /* stream mode: inflated data lent to events */
+  uint32_t zlen;      /* stream mode: inflated bytes in zbuf */
+  uint8_t ztail;      /* bytes of the 00 00 ff ff tail fed (7.2.2) */
+  uint8_t zpending;   /* all input given was taken, its output not all
+                         out yet */
+} conn_z;
+
+struct ws_conn {
+  ws_mem mem;
+  conn_cfg cfg;
+  ws_buf out;  /* queued output */
+  ws_hs *hs;   /* non-NULL while connecting (and one event after) */
+  ws_buf msg;  /* message mode: the message being assembled */
+  /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
+   * split across feeds, at CTRL_PONG the latest unanswered ping while the
+   * output queue is full. */
+  uint8_t *ctrlbuf;
+  uint8_t *protocol; /* negotiated subprotocol, conn-owned */
+  conn_z *z;         /* permessage-deflate configured: its state */
+  const char *err_reason;
+
+  /* timers, in caller milliseconds; UINT64_MAX = not armed */
+  uint64_t now;
+  uint64_t last_rx;
+  uint64_t pong_deadline;
+  /* The handshake deadline is armed only while connecting, the close
+   * deadline only after: they share the field. */
+  union {
+    uint64_t hs_deadline;
+    uint64_t close_deadline;
+  };
+
+  ws_stats stats;
+
+  /* receive side */
+  ws_frame_header fh;
+  uint64_t remaining;  /* payload bytes left in the current frame */
+  /* Limits read only while connecting share their storage with the
+   * counts and validator of the message being received, which are read
+   * only once open, after the first frame of a message has set them. */
+  union {
+    struct {
+      uint32_t max_handshake_bytes;
+      uint32_t max_headers;
+      uint32_t handshake_timeout_ms;
+    };
+    struct {
+      uint64_t msg_bytes; /* payload bytes so far in the current message */
+      uint32_t nfrags;    /* frames so far in the current message */
+      ws_utf8 utf8;       /* its validator, when it is text */
+    };
+  };
+  /* The one event waiting to be pulled (ev_ready), kept compactly:
+   * ws_conn_next_event() rebuilds the ws_event (its request or response
+   * is the handshake state's, its error the sticky one). */
+  ws_slice ev_data;
+  int err;
+  uint32_t protocollen; /* (bounded by max_handshake_bytes) */
+  uint16_t close_sent; /* code we sent */
+  uint16_t ev_close;   /* the waiting event's close code */
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  uint8_t hdrlen;
+  uint8_t rx_state;
+  uint8_t msg_op;      /* WS_OP_TEXT/BINARY while a message is open */
+  uint8_t mask_off;
+  uint8_t ctrllen;
+  uint8_t pending_pong_len;
+  uint8_t rx_comp;     /* the message being received is compressed */
+  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
+
+  /* configuration (the rest of conn_cfg) */
+  uint8_t role;        /* ws_role */
+  uint8_t delivery;    /* ws_delivery */
+  uint8_t flags;       /* WS_CFG_* */
+
+  /* send side and state */
+  uint8_t tx_op;       /* opcode of an unfinished fragmented send */
+  uint8_t tx_comp;     /* the fragmented message being sent is compressed */
+  uint8_t state;       /* ws_state */
+  uint8_t ev_type;     /* the waiting event's ws_event_type */
+  uint8_t ev_flags;    /* and its WS_EVF_* */
+  ws_pmd_params pmd;   /* negotiated permessage-deflate */
+
+  /* yes/no state, a bit each */
+  unsigned msg_started : 1;      /* some data of the message was delivered */
+  unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
+  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
+  unsigned err_reported : 1;
+  unsigned release : 1;     /* free conn-owned event storage on next call */
+  unsigned rx_activity : 1; /* bytes arrived since the last tick */
+  unsigned clock_started : 1;
+  unsigned close_sent_flag : 1;
+  unsigned linger_done : 1; /* client: waited long enough for server's FIN */
+  unsigned ping_outstanding : 1;
+  unsigned close_arm : 1;   /* start the close timer at the next tick */
+  unsigned ping_wanted : 1; /* a ping was due while the output queue was
+                               full: it goes out as soon as there is room */
 };
 
 #define NO_DEADLINE UINT64_MAX
+
+/* The two halves of ctrlbuf. */
+#define CTRL_SPLIT 0
+#define CTRL_PONG WS_CONTROL_MAX
+
+static int ctrlbuf_get(ws_conn *c) {
+  if (!c->ctrlbuf) {
+    c->ctrlbuf = ws_malloc(&c->mem, 2 * WS_CONTROL_MAX);
+    if (!c->ctrlbuf) return WS_ERR_NOMEM;
+  }
+  return 0;
+}
 
 void ws_config_default(ws_config *cfg, ws_role role) {
   memset(cfg, 0, sizeof(*cfg));
@@ -171,10 +234,40 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   if (!c) return WS_ERR_NOMEM;
   memset(c, 0, sizeof(*c));
   c->mem = m;
-  c->cfg = *cfg;
+  c->cfg.max_frame_payload = cfg->max_frame_payload;
+  c->cfg.max_message = cfg->max_message;
+  c->cfg.rand = cfg->rand;
+  c->cfg.rand_user_data = cfg->rand_user_data;
+  c->cfg.max_fragments = cfg->max_fragments;
+  c->cfg.max_out_queue = cfg->max_out_queue;
+  c->max_handshake_bytes = cfg->max_handshake_bytes;
+  c->max_headers = cfg->max_headers;
+  c->handshake_timeout_ms = cfg->handshake_timeout_ms;
+  c->cfg.ping_interval_ms = cfg->ping_interval_ms;
+  c->cfg.pong_timeout_ms = cfg->pong_timeout_ms;
+  c->cfg.close_timeout_ms = cfg->close_timeout_ms;
+  c->role = (uint8_t)cfg->role;
+  /* (any value but WS_DELIVER_STREAM has always meant whole messages) */
+  c->delivery = (uint8_t)(cfg->delivery == WS_DELIVER_STREAM
+                              ? WS_DELIVER_STREAM
+                              : WS_DELIVER_MESSAGE);
+  /* every WS_CFG_* flag fits in the byte */
+  c->flags = (uint8_t)(cfg->flags &
+                       (WS_CFG_NO_AUTO_PONG | WS_CFG_NO_AUTO_CLOSE |
+                        WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS));
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
+  if (cfg->pmd.enable) {
+    c->z = ws_malloc(&m, sizeof(*c->z));
+    if (!c->z) {
+      ws_free(&m, c);
+      return WS_ERR_NOMEM;
+    }
+    memset(c->z, 0, sizeof(*c->z));
+    c->z->cfg = cfg->pmd;
+  }
   if (cfg->role == WS_ROLE_SERVER && hs_alloc(c)) {
+    ws_free(&m, c->z);
     ws_free(&m, c);
     return WS_ERR_NOMEM;
   }
@@ -183,17 +276,17 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
 }
 
 static void inflater_drop(ws_conn *c) {
-  if (!c->inf) return;
-  ws_inflate_free(c->inf);
-  ws_free(&c->mem, c->inf);
-  c->inf = NULL;
+  if (!c->z || !c->z->inf) return;
+  ws_inflate_free(c->z->inf);
+  ws_free(&c->mem, c->z->inf);
+  c->z->inf = NULL;
 }
 
 static void deflater_drop(ws_conn *c) {
-  if (!c->def) return;
-  ws_deflate_free(c->def);
-  ws_free(&c->mem, c->def);
-  c->def = NULL;
+  if (!c->z || !c->z->def) return;
+  ws_deflate_free(c->z->def);
+  ws_free(&c->mem, c->z->def);
+  c->z->def = NULL;
 }
 
 void ws_conn_del(ws_conn *c) {
@@ -201,23 +294,38 @@ void ws_conn_del(ws_conn *c) {
   hs_free(c);
   inflater_drop(c);
   deflater_drop(c);
-  ws_free(&c->mem, c->zbuf);
+  if (c->z) ws_free(&c->mem, c->z->zbuf);
+  ws_free(&c->mem, c->z);
   ws_buf_free(&c->out, &c->mem);
   ws_buf_free(&c->msg, &c->mem);
-  ws_free(&c->mem, c->ctrl);
-  ws_free(&c->mem, c->pending_pong);
+  ws_free(&c->mem, c->ctrlbuf);
   ws_free(&c->mem, c->protocol);
   ws_free(&c->mem, c);
 }
 
 /* ---- output ------------------------------------------------------------ */
 
-static int is_client(const ws_conn *c) { return c->cfg.role == WS_ROLE_CLIENT; }
+static int is_client(const ws_conn *c) { return c->role == WS_ROLE_CLIENT; }
 
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
 static int queue_frame(ws_conn *c, unsigned fin, unsigned opcode,
                        const void *data, size_t len) {
+  if (!is_client(c) && len < 126) {
+    /* The common server frame: a 2-byte header, written in place. */
+    if (c->out.cap - c->out.len < 2 + len) {
+      int rv = ws_buf_reserve_bounded(&c->out, &c->mem, 2 + len,
+                                      (size_t)c->cfg.max_out_queue + 512u);
+      if (rv) return rv;
+    }
+    uint8_t *dst = c->out.base + c->out.len;
+    dst[0] = (uint8_t)((fin ? 0x80u : 0u) | (opcode & 0xFu));
+    dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
+    if (len) memcpy(dst + 2, data, len);
+    c->out.len += 2 + len;
+    c->stats.wire_out += 2 + len;
+    return 0;
+  }
   ws_frame_header fh;
   uint8_t hdr[WS_FRAME_HEADER_MAX];
   memset(&fh, 0, sizeof(fh));
@@ -348,10 +456,10 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     c->hs->offeredlen = off;
   }
   char offer[WS_PMD_TEXT_MAX];
-  if (c->cfg.pmd.enable) ws_pmd_write_offer(&c->cfg.pmd, offer);
+  if (c->z) ws_pmd_write_offer(&c->z->cfg, offer);
   size_t before = c->out.len;
   rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key,
-                           c->cfg.pmd.enable ? offer : NULL);
+                           c->z ? offer : NULL);
   if (rv) {
     hs_free(c);
     return rv;
@@ -361,8 +469,11 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 }
 
 static void set_event(ws_conn *c, ws_event_type type) {
-  memset(&c->ev, 0, sizeof(c->ev));
-  c->ev.type = type;
+  c->ev_data.base = NULL;
+  c->ev_data.len = 0;
+  c->ev_close = 0;
+  c->ev_type = (uint8_t)type;
+  c->ev_flags = 0;
   c->ev_ready = 1;
 }
 
@@ -385,7 +496,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
       }
     }
     if (!found) return WS_ERR_INVALID_ARGUMENT;
-    c->protocollen = strlen(proto);
+    /* it matched an offer in the head: under max_handshake_bytes */
+    c->protocollen = (uint32_t)strlen(proto);
     c->protocol = ws_malloc(&c->mem, c->protocollen);
     if (!c->protocol) return WS_ERR_NOMEM;
     memcpy(c->protocol, proto, c->protocollen);
@@ -393,7 +505,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   ws_pmd_params pmd;
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
-  if (c->cfg.pmd.enable) ws_pmd_negotiate(&c->cfg.pmd, &c->hs->req, &pmd, ext);
+  if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
   size_t before = c->out.len;
   int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
                               pmd.enabled ? ext : NULL,
@@ -479,7 +591,7 @@ static int hs_fail_http(ws_conn *c, int status, const char *reason) {
 static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
                       size_t *pnread, size_t *phead) {
   ws_hs *hs = c->hs;
-  size_t room = c->cfg.max_handshake_bytes - ws_buf_size(&hs->in);
+  size_t room = c->max_handshake_bytes - ws_buf_size(&hs->in);
   size_t n = WS_MIN(inlen, room);
   *phead = 0;
   int rv = ws_buf_append(&hs->in, &c->mem, in, n);
@@ -495,7 +607,7 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   }
   hs->scanned = hs->in.len;
   *pnread = n;
-  if (n < inlen || hs->in.len >= c->cfg.max_handshake_bytes)
+  if (n < inlen || hs->in.len >= c->max_handshake_bytes)
     return WS_ERR_TOO_BIG;
   return 0;
 }
@@ -512,39 +624,37 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (rv == WS_ERR_TOO_BIG)
       return hs_fail_http(c, 431, "request head too large");
     if (!head) return 0;
-    hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+    hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
     if (!hs->headers) return nomem(c);
     int status = 400;
     const char *reason = "invalid request";
-    if (ws_hs_parse_http(&hs->req, hs->headers, c->cfg.max_headers,
+    if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers,
                          hs->in.base, head, &status, &reason))
       return hs_fail_http(c, status, reason);
     hs->parsed = 1;
-    if ((c->cfg.flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
+    if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
       hs->http = 1;
-      set_event(c, WS_EV_HTTP);
-      c->ev.request = &hs->req;
+      set_event(c, WS_EV_HTTP); /* the request is hs->req */
       return 0;
     }
     if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
       return hs_fail_http(c, status, reason);
-    set_event(c, WS_EV_REQUEST);
-    c->ev.request = &hs->req;
+    set_event(c, WS_EV_REQUEST); /* the request is hs->req */
     return 0;
   }
   if (rv == WS_ERR_TOO_BIG)
     return fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
-  hs->headers = ws_malloc(&c->mem, c->cfg.max_headers * sizeof(ws_header));
+  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
   if (!hs->headers) return nomem(c);
-  if (ws_hs_parse_response(&hs->resp, hs->headers, c->cfg.max_headers,
+  if (ws_hs_parse_response(&hs->resp, hs->headers, c->max_headers,
                            hs->in.base, head))
     return fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
   hs->parsed = 1;
   const char *reason = "invalid response";
   ws_slice offered = {hs->offered, hs->offeredlen};
   rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
-                               c->cfg.pmd.enable, &reason);
+                               c->z != NULL, &reason);
   if (rv == WS_ERR_REJECTED) {
     /* The response stays readable through the error event. */
     return fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
@@ -558,7 +668,7 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
-    if (ws_pmd_check_response(&c->cfg.pmd, v, &c->pmd, &reason))
+    if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
   }
@@ -566,15 +676,48 @@ static int feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
     if (!c->protocol) return nomem(c);
     memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
-    c->protocollen = hs->resp.protocol.len;
+    c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
   }
   c->state = WS_STATE_OPEN;
   c->hs_deadline = NO_DEADLINE;
   c->last_rx = c->now;
-  set_event(c, WS_EV_OPEN);
-  c->ev.response = &hs->resp;
+  set_event(c, WS_EV_OPEN); /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
+}
+
+/* Payloads up to this size are unmasked (and checked for ASCII) inline;
+ * longer ones go through ws_mask() / ws_unmask_utf8(). */
+#define SMALL_PAYLOAD 128u
+
+#define HIGH_BITS 0x8080808080808080ull
+
+/* XORs a short payload that starts at key offset 0 with |key|, 8 bytes
+ * at a time (any alignment, any byte order: both key halves are equal). */
+static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
+  uint32_t k32;
+  uint64_t k64, w;
+  size_t i = 0;
+  memcpy(&k32, key, 4);
+  k64 = (uint64_t)k32 << 32 | k32;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    w ^= k64;
+    memcpy(p + i, &w, 8);
+  }
+  for (; i < n; i++) p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
+}
+
+/* 1 if the |n| bytes at |p| are all ASCII. */
+static inline int ascii_small(const uint8_t *p, size_t n) {
+  uint64_t acc = 0, w;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    memcpy(&w, p + i, 8);
+    acc |= w;
+  }
+  for (; i < n; i++) acc |= p[i];
+  return (acc & HIGH_BITS) == 0;
 }
 
 /* ---- receive ------------------------------------------------------------ */
@@ -584,17 +727,9 @@ static int is_control(unsigned op) { return (op & 0x8u) != 0; }
 /* Checks a complete header against the message state and limits. */
 static int on_header(ws_conn *c) {
   ws_frame_header *fh = &c->fh;
-  if (ws_frame_check_header(fh, !is_client(c), c->rsv_allowed)) {
-    const char *why = "invalid control frame";
-    if (fh->masked == is_client(c))
-      why = is_client(c) ? "masked frame from server"
-                         : "unmasked frame from client";
-    else if ((fh->opcode & 7u) > 2 || fh->opcode > WS_OP_PONG)
-      why = "reserved opcode";
-    else if (fh->rsv)
-      why = "reserved bits set";
+  const char *why;
+  if (ws_frame_check(fh, !is_client(c), c->rsv_allowed, &why))
     return fail(c, WS_ERR_PROTO, 1002, why);
-  }
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
@@ -614,8 +749,10 @@ static int on_header(ws_conn *c) {
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
       c->rx_comp = (fh->rsv & WS_RSV1) != 0;
-      c->inflated = 0;
-      c->ztail = 0;
+      if (c->rx_comp) { /* RSV1 is allowed only with the deflate state */
+        c->z->inflated = 0;
+        c->z->ztail = 0;
+      }
     }
     if (fh->payload_len > c->cfg.max_frame_payload)
       return fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
@@ -638,6 +775,23 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
                        size_t *pnread) {
   size_t hlen;
   int rv;
+  if (c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
+    /* The common header: 7-bit length and, if masked, the key; here. */
+    unsigned b0 = in[0], b1 = in[1];
+    c->fh.fin = (uint8_t)(b0 >> 7);
+    c->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
+    c->fh.opcode = (uint8_t)(b0 & 0xFu);
+    c->fh.masked = (uint8_t)(b1 >> 7);
+    c->fh.payload_len = b1 & 0x7Fu;
+    if (b1 & 0x80u) {
+      memcpy(c->fh.mask, in + 2, 4);
+      *pnread = 6;
+    } else {
+      memset(c->fh.mask, 0, 4);
+      *pnread = 2;
+    }
+    return on_header(c);
+  }
   if (c->hdrlen == 0) {
     rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
     if (rv == 0) {
@@ -685,17 +839,14 @@ static int read_header(ws_conn *c, const uint8_t *in, size_t inlen,
  * once the output queue has room (RFC 6455 5.5.3: answering only the
  * most recent ping is allowed). */
 static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
-  if (c->cfg.flags & WS_CFG_NO_AUTO_PONG) return 0;
+  if (c->flags & WS_CFG_NO_AUTO_PONG) return 0;
   if (c->close_sent_flag) return 0;
   if (!out_full(c)) {
     c->has_pending_pong = 0;
     return queue_frame(c, 1, WS_OP_PONG, data, len);
   }
-  if (!c->pending_pong) {
-    c->pending_pong = ws_malloc(&c->mem, WS_CONTROL_MAX);
-    if (!c->pending_pong) return WS_ERR_NOMEM;
-  }
-  if (len) memcpy(c->pending_pong, data, len);
+  if (ctrlbuf_get(c)) return WS_ERR_NOMEM;
+  if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);
   c->pending_pong_len = (uint8_t)len;
   c->has_pending_pong = 1;
   return 0;
@@ -729,7 +880,7 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
       c->close_deadline = NO_DEADLINE;
-    } else if (!(c->cfg.flags & WS_CFG_NO_AUTO_CLOSE)) {
+    } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
       /* RFC 6455 5.5.1: echo the status code received (and its reason,
        * as other implementations do). */
       rv = queue_close(c, code == 1005 ? 0 : code, len > 2 ? data + 2 : NULL,
@@ -742,16 +893,16 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     if (c->state == WS_STATE_CLOSED && is_client(c)) arm_close_timer(c);
     ws_buf_free(&c->msg, &c->mem);
     set_event(c, WS_EV_CLOSE);
-    c->ev.close_code = code;
+    c->ev_close = code;
     if (len > 2) {
-      c->ev.data.base = data + 2;
-      c->ev.data.len = len - 2;
+      c->ev_data.base = data + 2;
+      c->ev_data.len = len - 2;
     }
     return 0;
   }
   }
-  c->ev.data.base = data;
-  c->ev.data.len = len;
+  c->ev_data.base = data;
+  c->ev_data.len = len;
   return 0;
 }
 
@@ -792,35 +943,35 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
-  int stream = c->cfg.delivery == WS_DELIVER_STREAM;
+  int stream = c->delivery == WS_DELIVER_STREAM;
   size_t pos = 0;
   int done = 0, drained = 0;
 
   *pnread = 0;
-  if (!c->inf) {
+  if (!c->z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
-    c->inf = ws_malloc(&c->mem, sizeof(*c->inf));
-    if (!c->inf) return nomem(c);
-    if (ws_inflate_init(c->inf, &c->mem, bits)) {
-      ws_free(&c->mem, c->inf);
-      c->inf = NULL;
+    c->z->inf = ws_malloc(&c->mem, sizeof(*c->z->inf));
+    if (!c->z->inf) return nomem(c);
+    if (ws_inflate_init(c->z->inf, &c->mem, bits)) {
+      ws_free(&c->mem, c->z->inf);
+      c->z->inf = NULL;
       return nomem(c);
     }
   }
-  if (stream && !c->zbuf) {
-    c->zbuf = ws_malloc(&c->mem, ZCHUNK);
-    if (!c->zbuf) return nomem(c);
+  if (stream && !c->z->zbuf) {
+    c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!c->z->zbuf) return nomem(c);
   }
   for (;;) {
     int at_end = c->remaining == 0 && c->fh.fin;
-    if (stream && c->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
     uint8_t *out, probe;
     size_t room;
-    uint64_t left = c->cfg.max_message - c->inflated;
+    uint64_t left = c->cfg.max_message - c->z->inflated;
     if (stream) {
-      out = c->zbuf + c->zlen;
-      room = ZCHUNK - c->zlen;
+      out = c->z->zbuf + c->z->zlen;
+      room = ZCHUNK - c->z->zlen;
     } else {
       if (c->msg.cap == c->msg.len && left > 0) {
         size_t grow =
@@ -844,19 +995,19 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       size_t k = WS_MIN(n - pos, ZSTEP);
       uint8_t *p = in + pos;
       if (key) ws_mask(p, k, key, c->mask_off);
-      rv = ws_inflate(c->inf, p, k, &used, out, room, &produced);
+      rv = ws_inflate(c->z->inf, p, k, &used, out, room, &produced);
       if (key && used < k)
         ws_mask(p + used, k - used, key, (c->mask_off + used) & 3u);
       c->mask_off = (uint8_t)((c->mask_off + used) & 3u);
       pos += used;
       c->remaining -= used;
-    } else if (at_end && c->ztail < sizeof(pmd_tail)) {
-      rv = ws_inflate(c->inf, pmd_tail + c->ztail, sizeof(pmd_tail) - c->ztail,
+    } else if (at_end && c->z->ztail < sizeof(pmd_tail)) {
+      rv = ws_inflate(c->z->inf, pmd_tail + c->z->ztail, sizeof(pmd_tail) - c->z->ztail,
                       &used, out, room, &produced);
-      c->ztail = (uint8_t)(c->ztail + used);
+      c->z->ztail = (uint8_t)(c->z->ztail + used);
     } else {
       /* no input left: drain what the inflater still holds */
-      rv = ws_inflate(c->inf, NULL, 0, &used, out, room, &produced);
+      rv = ws_inflate(c->z->inf, NULL, 0, &used, out, room, &produced);
     }
     /* What was inflated before an error comes first in the stream, so it
      * is judged first: a split of the input must not change which fault
@@ -865,16 +1016,16 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
       if (out == &probe) return fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
       if (text && ws_utf8_feed(&c->utf8, out, produced))
         return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-      c->inflated += produced;
+      c->z->inflated += produced;
       c->stats.bytes_in += produced;
       if (stream)
-        c->zlen += (uint32_t)produced;
+        c->z->zlen += (uint32_t)produced;
       else
         c->msg.len += produced;
     }
     if (rv) return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
-    if (produced < room && at_end && c->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(c->inf))
+    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(c->z->inf))
         return fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
       done = 1;
       break;
@@ -892,7 +1043,7 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   /* All the input given was taken but the inflater was not drained (a
    * chunk filled up): ws_conn_next_event() goes on, as the caller may
    * have nothing more to feed. */
-  c->zpending = (uint8_t)(!(done || drained) && pos == n);
+  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if (text && ws_utf8_finish(&c->utf8))
       return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
@@ -908,19 +1059,19 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   }
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
   if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
-  if (stream && (done || c->zlen)) {
+  if (stream && (done || c->z->zlen)) {
     c->msg_started = 1;
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags;
-    c->ev.data.base = c->zbuf;
-    c->ev.data.len = c->zlen;
-    c->zlen = 0;
+    c->ev_flags = (uint8_t)flags;
+    c->ev_data.base = c->z->zbuf;
+    c->ev_data.len = c->z->zlen;
+    c->z->zlen = 0;
     if (done) c->release = 1; /* the chunk buffer goes at the next call */
   } else if (done) {
     set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags | WS_EVF_FIRST;
-    c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
-    c->ev.data.len = ws_buf_size(&c->msg);
+    c->ev_flags = (uint8_t)(flags | WS_EVF_FIRST);
+    c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+    c->ev_data.len = ws_buf_size(&c->msg);
     c->release = 1;
   }
   return 0;
@@ -930,77 +1081,97 @@ static int read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
  * not all out yet: the drain goes on without input. */
 static int draining(const ws_conn *c) {
   return c->rx_comp && c->rx_state == RX_PAYLOAD &&
-         (c->remaining == 0 || c->zpending) && !c->err;
+         (c->remaining == 0 || c->z->zpending) && !c->err;
 }
 
-static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
+/* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
+ * place; a split one is gathered in a small conn buffer. */
+static int read_control(ws_conn *c, uint8_t *in, size_t inlen,
                         size_t *pnread) {
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  unsigned op = c->fh.opcode;
-
-  if (is_control(op)) {
-    /* A control payload arriving whole is used in place; a split one is
-     * gathered in a small conn buffer. */
-    const uint8_t *data;
-    if (c->ctrllen == 0 && n == c->remaining) {
-      if (key) ws_mask(in, n, key, 0);
-      data = in;
-    } else {
-      if (!c->ctrl) {
-        c->ctrl = ws_malloc(&c->mem, WS_CONTROL_MAX);
-        if (!c->ctrl) return nomem(c);
-      }
-      if (key)
-        ws_copy_mask(c->ctrl + c->ctrllen, in, n, key, c->ctrllen & 3u);
-      else
-        memcpy(c->ctrl + c->ctrllen, in, n);
-      c->ctrllen = (uint8_t)(c->ctrllen + n);
-      data = c->ctrl;
-    }
-    *pnread = n;
-    c->remaining -= n;
-    if (c->remaining) return 0;
-    c->rx_state = RX_HEADER;
-    return on_control(c, data, (size_t)c->fh.payload_len);
+  const uint8_t *data;
+  if (c->ctrllen == 0 && n == c->remaining) {
+    if (key) ws_mask(in, n, key, 0);
+    data = in;
+  } else {
+    if (ctrlbuf_get(c)) return nomem(c);
+    if (key)
+      ws_copy_mask(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n, key,
+                   c->ctrllen & 3u);
+    else
+      memcpy(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n);
+    c->ctrllen = (uint8_t)(c->ctrllen + n);
+    data = c->ctrlbuf + CTRL_SPLIT;
   }
-  if (c->rx_comp) return read_compressed(c, in, inlen, pnread);
+  *pnread = n;
+  c->remaining -= n;
+  if (c->remaining) return 0;
+  c->rx_state = RX_HEADER;
+  return on_control(c, data, (size_t)c->fh.payload_len);
+}
 
+/* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
+ * and lent out as it arrives. */
+static int read_stream(ws_conn *c, uint8_t *in, size_t inlen,
+                       size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  if (c->cfg.delivery == WS_DELIVER_STREAM) {
-    size_t off = c->mask_off;
+  size_t off = c->mask_off;
+  if (text) {
+    size_t valid;
+    if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+      return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  } else if (key && off == 0 && n <= SMALL_PAYLOAD) {
+    unmask_small(in, n, key);
+    off = n & 3u;
+  } else if (key) {
+    off = ws_mask(in, n, key, off);
+  }
+  c->mask_off = (uint8_t)off;
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining == 0) {
+    c->rx_state = RX_HEADER;
+    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+      return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    flags = data_frame_end(c, flags);
+  } else if (n == 0) {
+    return 0; /* nothing to report yet */
+  }
+  c->msg_started = 1;
+  set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)flags;
+  c->ev_data.base = in;
+  c->ev_data.len = n;
+  return 0;
+}
+
+/* Uncompressed data, WS_DELIVER_MESSAGE. A message that is one frame,
+ * whole in this input, is unmasked and validated in place and lent out
+ * from the input like a stream chunk: no copy, no allocation. Otherwise
+ * each piece is copied and unmasked into the message buffer in one pass
+ * and validated while hot; the event comes with the last frame. */
+static int read_message(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
+      ws_buf_size(&c->msg) == 0) {
+    /* the whole payload of a single-frame message is here */
     if (text) {
-      size_t valid;
+      size_t off = 0, valid;
       if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
         return fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
     } else if (key) {
-      off = ws_mask(in, n, key, off);
+      (void)ws_mask(in, n, key, 0);
     }
-    c->mask_off = (uint8_t)off;
-    *pnread = n;
-    c->remaining -= n;
-    c->msg_bytes += n;
-    c->stats.bytes_in += n;
-    if (c->remaining == 0) {
-      c->rx_state = RX_HEADER;
-      if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-        return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
-      flags = data_frame_end(c, flags);
-    } else if (n == 0) {
-      return 0; /* nothing to report yet */
-    }
-    c->msg_started = 1;
-    set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev.flags = flags;
-    c->ev.data.base = in;
-    c->ev.data.len = n;
-    return 0;
-  }
-
-  /* Whole-message delivery: copy and unmask into the message buffer in
-   * one pass, then validate the new bytes while they are hot. */
-  if (n) {
+  } else if (n) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit = c->cfg.max_message > SIZE_MAX ? SIZE_MAX
                                                  : (size_t)c->cfg.max_message;
@@ -1023,24 +1194,62 @@ static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
   if (!c->fh.fin) return 0;
   if (text && ws_utf8_finish(&c->utf8))
     return fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
-  flags = data_frame_end(c, WS_EVF_FIRST);
   set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev.flags = flags;
-  c->ev.data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
-  c->ev.data.len = ws_buf_size(&c->msg);
+  c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
+  if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
+    c->ev_data.base = n ? in : NULL;
+    c->ev_data.len = n;
+    return 0;
+  }
+  c->ev_data.base = c->msg.base + c->msg.pos;
+  c->ev_data.len = ws_buf_size(&c->msg);
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
+}
+
+/* A frame's payload, to the reader for its kind. */
+static int read_payload(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
+  if (c->rx_comp) return read_compressed(c, in, inlen, pnread);
+  if (c->delivery == WS_DELIVER_STREAM)
+    return read_stream(c, in, inlen, pnread);
+  return read_message(c, in, inlen, pnread);
+}
+
+/* How big a drained buffer may stay allocated (WS_CFG_KEEP_BUFFERS). */
+static size_t keep_size(const ws_conn *c) {
+  return (c->flags & WS_CFG_KEEP_BUFFERS) ? WS_KEEP_BUFFER_MAX : 0;
 }
 
 /* Frees conn-owned storage that the previous event lent out. */
 static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
-  ws_buf_free(&c->msg, &c->mem);
-  ws_free(&c->mem, c->zbuf);
-  c->zbuf = NULL;
+  ws_buf_clear_keep(&c->msg, &c->mem, keep_size(c));
+  if (c->z) {
+    ws_free(&c->mem, c->z->zbuf);
+    c->z->zbuf = NULL;
+  }
   if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
     hs_free(c);
+}
+
+static int fast_ready(const ws_conn *c);
+static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
+                                           size_t inlen, ws_event_fn fn,
+                                           void *ud, int *pstop);
+
+/* ws_conn_feed()'s use of the fast path: the frame's event goes to the
+ * slot, and the fast path stops there. */
+static int slot_event(ws_conn *c, const ws_event *ev, void *ud) {
+  (void)ud;
+  c->ev_type = (uint8_t)ev->type;
+  c->ev_flags = (uint8_t)ev->flags;
+  c->ev_data = ev->data;
+  c->ev_close = 0;
+  c->ev_ready = 1;
+  return 1;
 }
 
 int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
@@ -1069,6 +1278,16 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   }
   size_t pos = 0;
   if (inlen) c->rx_activity = 1;
+  if (inlen && fast_ready(c)) {
+    /* A whole uncompressed data frame: its event straight to the slot
+     * (the fast path counts the bytes in the stats itself). */
+    int stop = 0;
+    size_t n = fast_frames(c, in, inlen, slot_event, NULL, &stop);
+    if (n) {
+      *pnread = n;
+      return 0;
+    }
+  }
   while ((pos < inlen || draining(c)) && !c->ev_ready && !c->err) {
     size_t n = 0;
     int rv;
@@ -1106,11 +1325,28 @@ int ws_conn_feed_eof(ws_conn *c) {
   return WS_ERR_EOF;
 }
 
+/* Hands the waiting event out. */
+static void take_event(ws_conn *c, ws_event *ev) {
+  ev->type = (ws_event_type)c->ev_type;
+  ev->flags = c->ev_flags;
+  ev->data = c->ev_data;
+  ev->close_code = c->ev_close;
+  ev->error = 0;
+  ev->request = NULL;
+  ev->response = NULL;
+  if (c->hs) {
+    if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
+      ev->request = &c->hs->req;
+    else if (ev->type == WS_EV_OPEN && is_client(c))
+      ev->response = &c->hs->resp;
+  }
+  c->ev_ready = 0;
+}
+
 int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   if (!c || !ev) return WS_ERR_INVALID_ARGUMENT;
   if (c->ev_ready) {
-    *ev = c->ev;
-    c->ev_ready = 0;
+    take_event(c, ev);
     return 0;
   }
   release_event_storage(c);
@@ -1118,8 +1354,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     size_t n;
     (void)read_compressed(c, NULL, 0, &n);
     if (c->ev_ready) {
-      *ev = c->ev;
-      c->ev_ready = 0;
+      take_event(c, ev);
       return 0;
     }
   }
@@ -1138,6 +1373,185 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     return 0;
   }
   return WS_ERR_WOULDBLOCK;
+}
+
+/* ---- batch receive -------------------------------------------------------- */
+
+/* Unmasks and validates a whole text frame's payload with |u| (the
+ * message's state so far); |fin|: the message must end on a character.
+ * On failure the payload is masked again, as it arrived, and 0 returned:
+ * the caller then leaves the frame to the general path, which reports the
+ * fault exactly as it would for any split. */
+static WS_ALWAYS_INLINE int fast_text(uint8_t *p, size_t n,
+                                      const uint8_t *key, ws_utf8 *u,
+                                      unsigned fin) {
+  if (n <= SMALL_PAYLOAD) {
+    if (key) unmask_small(p, n, key);
+    if (u->state == 0 && ascii_small(p, n)) return 1;
+    if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
+      return 1;
+    if (key) unmask_small(p, n, key);
+    return 0;
+  }
+  if (key) (void)ws_mask(p, n, key, 0);
+  if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
+    return 1;
+  if (key) (void)ws_mask(p, n, key, 0);
+  return 0;
+}
+
+/* The connection is between frames with nothing waiting: whole frames in
+ * the input can take the fast path. */
+static int fast_ready(const ws_conn *c) {
+  return (c->ev_ready | c->release | c->hdrlen | c->rx_comp) == 0 &&
+         c->err == 0 && c->rx_state == RX_HEADER &&
+         (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_LOCAL);
+}
+
+/*
+ * The fast path of ws_conn_feed_events(): uncompressed data frames with a
+ * 2- or 4-byte length header that are whole in |in| and pass every rule,
+ * handed to |fn| straight from the input (in WS_DELIVER_MESSAGE mode,
+ * single-frame messages, which need no assembly). It stops at the first
+ * frame it does not take: a control frame, a frame split across reads, a
+ * compressed or over-limit one, any fault. That frame goes through the
+ * general path (ws_conn_feed()), from the same state and bytes, so events,
+ * errors and their order are those of the general path for any split.
+ * Returns the bytes used; sets |*pstop| if |fn| asked to stop.
+ */
+static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
+                                           size_t inlen, ws_event_fn fn,
+                                           void *ud, int *pstop) {
+  const unsigned want_mask = is_client(c) ? 0u : 0x80u;
+  const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
+  const uint64_t max_frame = c->cfg.max_frame_payload;
+  /* A first frame's limit: frame and message limits at once (one frame
+   * of a new message never exceeds max_fragments, which is 0 or more). */
+  const uint64_t max_first = WS_MIN(max_frame, c->cfg.max_message);
+  const uint8_t state = c->state;
+  size_t pos = 0;
+  ws_event ev;
+
+  memset(&ev, 0, sizeof(ev));
+  while (inlen - pos >= 2) {
+    uint8_t *h = in + pos;
+    unsigned b0 = h[0], b1 = h[1], op = b0 & 0x0Fu, fin = b0 >> 7;
+    size_t avail = inlen - pos, hl, plen;
+    /* RSV bits, control and reserved opcodes, masking by role (RFC 6455
+     * 5.1, 5.2): anything unusual is the general path's. */
+    if ((b0 & 0x70u) || op > WS_OP_BINARY || (b1 & 0x80u) != want_mask)
+      break;
+    plen = b1 & 0x7Fu;
+    hl = want_mask ? 6u : 2u;
+    if (plen >= 126) {
+      if (plen == 127 || avail < 4) break;
+      plen = (size_t)h[2] << 8 | h[3];
+      hl += 2;
+    }
+    if (avail < hl + plen) break; /* not whole here (no overflow: both
+                                     are at most 16 bits) */
+    /* RFC 6455 5.4: continuation only inside a message, a new message
+     * only after the previous one ended. */
+    unsigned mop;
+    uint64_t before = 0;
+    uint32_t nfrags = 1;
+    if (op != WS_OP_CONT) {
+      if (c->msg_op || plen > max_first || message > fin) break;
+      mop = op;
+    } else {
+      if (!c->msg_op || message) break;
+      mop = c->msg_op;
+      before = c->msg_bytes;
+      nfrags = c->nfrags + 1;
+      if (plen > max_frame || plen > c->cfg.max_message - before ||
+          (c->cfg.max_fragments && nfrags > c->cfg.max_fragments))
+        break;
+    }
+    uint8_t *p = h + hl;
+    const uint8_t *key = want_mask ? p - 4 : NULL;
+    if (mop == WS_OP_TEXT) {
+      ws_utf8 u = c->utf8;
+      if (op != WS_OP_CONT) u.state = 0;
+      if (!fast_text(p, plen, key, &u, fin)) break;
+      c->utf8 = u;
+    } else if (key) {
+      if (plen <= SMALL_PAYLOAD)
+        unmask_small(p, plen, key);
+      else
+        (void)ws_mask(p, plen, key, 0);
+    }
+    /* The frame is in: the state the general path would leave (the
+     * counts of a message are only read while it is open). */
+    c->stats.bytes_in += plen;
+    c->stats.wire_in += hl + plen;
+    ev.type = mop == WS_OP_TEXT ? WS_EV_TEXT : WS_EV_BINARY;
+    ev.flags = (op != WS_OP_CONT ? WS_EVF_FIRST : 0u) | WS_EVF_FRAME_END;
+    if (fin) {
+      ev.flags |= WS_EVF_FINAL;
+      c->msg_op = 0;
+      c->stats.msgs_in++;
+    } else {
+      c->msg_op = (uint8_t)mop;
+      c->nfrags = nfrags;
+      c->msg_bytes = before + plen;
+      c->msg_started = 1;
+    }
+    ev.data.base = p;
+    ev.data.len = plen;
+    pos += hl + plen;
+    if (fn(c, &ev, ud)) {
+      *pstop = 1;
+      break;
+    }
+    /* |fn| may close or fail the connection (nothing it may call queues
+     * an event or touches the receive state); whatever sets |err| also
+     * moves |state| (to FAILED, or CLOSED for ws_conn_respond()). */
+    if (c->state != state) break;
+  }
+  return pos;
+}
+
+int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread, ws_event_fn fn, void *ud) {
+  size_t dummy, pos = 0;
+  ws_event ev;
+  int rv = 0;
+  if (!pnread) pnread = &dummy;
+  *pnread = 0;
+  if (!c || !fn || (!in && inlen)) return WS_ERR_INVALID_ARGUMENT;
+  for (;;) {
+    /* Events already waiting (or a compressed message's drain, storage
+     * to release, an error to report) first. */
+    while ((c->ev_ready || c->release || c->rx_comp ||
+            (c->err && !c->err_reported)) &&
+           ws_conn_next_event(c, &ev) == 0) {
+      if (fn(c, &ev, ud)) {
+        *pnread = pos;
+        return rv;
+      }
+    }
+    if (rv) break; /* the error event, if any, is out */
+    if (pos < inlen && fast_ready(c)) {
+      int stop = 0;
+      size_t n = fast_frames(c, in + pos, inlen - pos, fn, ud, &stop);
+      if (n) c->rx_activity = 1;
+      pos += n;
+      if (stop) break;
+    }
+    if (pos == inlen) break;
+    size_t n = 0;
+    rv = ws_conn_feed(c, in + pos, inlen - pos, &n);
+    pos += n;
+    if (rv == WS_ERR_WOULDBLOCK) {
+      /* A request waiting for the application's answer. */
+      rv = 0;
+      if (!c->ev_ready) break;
+    } else if (!rv && !n && !c->ev_ready) {
+      break; /* nothing taken, nothing to say: do not spin */
+    }
+  }
+  *pnread = pos;
+  return rv ? rv : c->err;
 }
 
 /* ---- send ----------------------------------------------------------------- */
@@ -1215,16 +1629,16 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   }
   unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
                                : c->pmd.server_max_window_bits;
-  ws_deflater *z = c->def;
+  ws_deflater *z = c->z->def;
   /* A message that starts and ends in this call, with no context to
    * keep, can borrow the thread's shared compressor. */
-  int borrowed = !z && c->cfg.pmd.shared && fin && opcode != WS_OP_CONT &&
+  int borrowed = !z && c->z->cfg.shared && fin && opcode != WS_OP_CONT &&
                  we_reset(c);
   if (borrowed) {
-    int rv = shared_get(c->cfg.pmd.shared, bits, &z);
+    int rv = shared_get(c->z->cfg.shared, bits, &z);
     if (rv) return rv;
   } else if (!z) {
-    int level = c->cfg.pmd.level;
+    int level = c->z->cfg.level;
     if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
     z = ws_malloc(&c->mem, sizeof(*z));
     if (!z) return WS_ERR_NOMEM;
@@ -1232,7 +1646,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
       ws_free(&c->mem, z);
       return WS_ERR_NOMEM;
     }
-    c->def = z;
+    c->z->def = z;
   }
   size_t clen = 0, used = 0;
   size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
@@ -1292,7 +1706,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
    * small single-frame messages are not worth it (min_size). */
   int comp = c->tx_op ? c->tx_comp
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
-                            (!fin || len >= c->cfg.pmd.min_size);
+                            (!fin || len >= c->z->cfg.min_size);
   unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
                 : queue_frame(c, fin, op, data, len);
@@ -1354,9 +1768,9 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
-  ws_buf_consume(&c->out, &c->mem, n);
+  ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
-    if (queue_frame(c, 1, WS_OP_PONG, c->pending_pong,
+    if (queue_frame(c, 1, WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                     c->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
@@ -1386,8 +1800,8 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   if (!c->clock_started) {
     c->clock_started = 1;
     c->last_rx = now;
-    if (c->state == WS_STATE_CONNECTING && c->cfg.handshake_timeout_ms)
-      c->hs_deadline = now + c->cfg.handshake_timeout_ms;
+    if (c->state == WS_STATE_CONNECTING && c->handshake_timeout_ms)
+      c->hs_deadline = now + c->handshake_timeout_ms;
   }
   if (c->close_arm) {
     c->close_arm = 0;
@@ -1488,4 +1902,12 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
   if (!params) return;
   memset(params, 0, sizeof(*params));
   if (c) *params = c->pmd;
+}
+
+/* ---- h-budget: one getter for the loop's message timeout ---------------- */
+
+int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
+  int on = c && c->msg_op != 0;
+  if (pbytes) *pbytes = !on ? 0 : c->rx_comp && c->z ? c->z->inflated : c->msg_bytes;
+  return on;
 }

@@ -7,26 +7,36 @@
  * of a few hundred bytes) and own one heap block each, allocated by
  * *_init() and released by *_free().
  *
- * Memory per stream: the struct (ws_inflater 152 bytes, ws_deflater 816
+ * Memory per stream: the struct (ws_inflater 160 bytes, ws_deflater 816
  * on LP64) plus one heap block, W = 2^window_bits:
  *
- *   inflate:           W + 16,848 bytes (decoding tables and the window)
- *   deflate, level 1:  2W + 8N + 2H + 1,556 bytes
- *   deflate, 2..9:     4W + 8N + 2H + 1,556 bytes (2W of it hash chains)
- *     N = symbols per block = 2^clamp(window_bits, 12, 14) (4 bytes
- *         each, plus up to 4 bytes each of pending output: blocks are
- *         built whole, then drained in pieces);
- *     H = hash slots = 2^min(window_bits + 1, 14 at level 1, 15 else).
+ *   inflate:           W + 7,248 bytes (decoding tables, the window)
+ *   deflate, level 1:  B + 6N + 2H + 1,604 bytes
+ *   deflate, 2..9:     B + 4W + 6N + 1,604 bytes (hash heads and chains)
+ *     B = history buffer = max(W, N) + max(W, 524);
+ *     N = symbols per block = 2^clamp(window_bits, 10, 13): 4 bytes
+ *         each, sharing 584 + 6N bytes with the block's output, which
+ *         is built whole, then drained in pieces;
+ *     H = level 1 hash slots = 2^min(window_bits + 1, 14).
+ *   Deflate stays below zlib's deflateInit2() memory at every window
+ *   and level (2^(window_bits + 2) + 128 KiB at its default memLevel).
  *
  *   window_bits   inflate   deflate level 1   deflate levels 2..9
- *        8         17,104         35,860            36,372
- *        9         17,360         37,396            38,420
- *       10         17,872         40,468            42,516
- *       11         18,896         46,612            50,708
- *       12         20,944         58,900            67,092
- *       13         25,040        116,244           132,628
- *       14         33,232        198,164           263,700
- *       15         49,616        230,932           329,236
+ *        8          7,504         10,320            10,320
+ *        9          7,760         11,344            11,344
+ *       10          8,272         13,892            13,892
+ *       11          9,296         26,180            26,180
+ *       12         11,344         50,756            50,756
+ *       13         15,440         99,908            99,908
+ *       14         23,632        116,292           149,060
+ *       15         40,016        149,060           247,364
+ *
+ * Stack: every table lives in the heap block. Deepest chains measured
+ * with -fstack-usage at -O2 (bytes, x86-64 gcc 12 / clang 14 / i386 gcc):
+ *   deflate: ws_deflate 272/216/192 + emit_block 176/184/200 + its
+ *            deepest callee 56/136/156 = 504/536/548
+ *   inflate: ws_inflate 192/184/112 + build_table 216/472/304
+ *            = 408/656/416
  *
  * ws_inflate_memsize() and ws_deflate_memsize() give the exact figure.
  *
@@ -62,23 +72,24 @@
  */
 typedef struct ws_inflater {
   ws_mem mem;
-  uint8_t *block;    /* the one heap block: tables, then window */
-  uint32_t *lit;     /* literal/length decoding table (+ subtables) */
-  uint32_t *dist;    /* distance decoding table (+ subtables) */
-  uint32_t *clen;    /* code length code table */
-  uint8_t *lens;     /* code lengths being read (320) */
-  uint8_t *win;      /* circular history, wsize bytes */
-  uint32_t wsize;    /* 2^window_bits */
-  uint32_t wpos;     /* next write position in win */
-  uint32_t whave;    /* valid bytes in win (<= wsize) */
-  uint64_t bits;     /* bit accumulator, LSB first */
-  unsigned nbits;    /* valid bits in |bits| */
+  uint8_t *block;   /* the one heap block: window, then tables */
+  uint32_t *lit;    /* literal/length decoding table (+ subtables) */
+  uint32_t *dist;   /* distance decoding table (+ subtables) */
+  uint32_t *clen;   /* code length code table */
+  uint16_t *sorted; /* build_table() work space (320) */
+  uint8_t *lens;    /* code lengths being read (320) */
+  uint8_t *win;     /* circular history, wsize bytes */
+  uint32_t wsize;   /* 2^window_bits */
+  uint32_t wpos;    /* next write position in win */
+  uint32_t whave;   /* valid bytes in win (<= wsize) */
+  uint64_t bits;    /* bit accumulator, LSB first */
+  unsigned nbits;   /* valid bits in |bits| */
   int mode;
-  int last;          /* current block has BFINAL set */
-  int err;           /* sticky error, 0 if none */
-  int tables;        /* what lit/dist hold: 0 none, 1 fixed, 2 dynamic */
+  int last;   /* current block has BFINAL set */
+  int err;    /* sticky error, 0 if none */
+  int tables; /* 0 none, 1 the static fixed-code tables, 2 lit/dist */
   unsigned hlit, hdist, hclen, idx;
-  uint32_t left;     /* stored bytes or match bytes still to copy */
+  uint32_t left; /* stored bytes or match bytes still to copy */
   uint32_t dist_pending;
 } ws_inflater;
 
@@ -149,6 +160,7 @@ size_t ws_inflate_memsize(unsigned window_bits);
 #define WS_DEFLATE_SYNC_FLUSH 1 /* end of message: ends with 00 00 ff ff */
 
 typedef struct ws_deflater ws_deflater;
+typedef struct ws_deflate_work ws_deflate_work;
 
 /*
  * A streaming raw compressor whose matches never reach back more than
@@ -156,18 +168,19 @@ typedef struct ws_deflater ws_deflater;
  */
 struct ws_deflater {
   ws_mem mem;
-  uint8_t *block;      /* the one heap block */
-  uint8_t *buf;        /* history + lookahead, bufsize bytes */
-  uint16_t *head;      /* hash heads: low 16 bits of stream positions */
-  uint16_t *prev;      /* hash chains (levels >= 2), wsize entries */
-  uint32_t *syms;      /* buffered symbols of the current block */
-  uint8_t *pend;       /* compressed bytes not yet handed out */
+  uint8_t *block;        /* the one heap block */
+  uint8_t *buf;          /* history + lookahead, bufsize bytes */
+  uint16_t *head;        /* hash heads: buffer indexes, 0 for none */
+  uint16_t *prev;        /* hash chains (levels >= 2), wsize entries,
+                            slot (index + pshift) mod wsize */
+  uint32_t *syms;        /* buffered symbols of the current block */
+  uint8_t *pend;         /* compressed bytes not yet handed out */
+  ws_deflate_work *work; /* tables for building a block */
   uint32_t wsize, bufsize, hbits, nsyms_max;
   uint32_t pendcap, pendpos, pendlen;
   uint32_t pos;        /* current position in buf */
   uint32_t lookahead;  /* bytes at buf[pos..] not yet compressed */
-  uint32_t hist;       /* bytes of history before pos (<= wsize) */
-  uint32_t abspos;     /* stream position of buf[0], mod 2^32 */
+  uint32_t pshift;     /* total of the moves of buf, mod wsize */
   int64_t block_start; /* buf index where the block began (< 0: gone) */
   uint32_t nsyms;
   int level;
@@ -176,8 +189,8 @@ struct ws_deflater {
   int have_prev;
   uint32_t prev_len, prev_dist;
   uint8_t prev_lit;
-  int flushed;         /* the sync flush of this message was written */
-  uint64_t bitbuf;     /* bit writer */
+  int flushed;     /* the sync flush of this message was written */
+  uint64_t bitbuf; /* bit writer */
   unsigned bitcnt;
   uint16_t lfreq[288];
   uint16_t dfreq[30];

@@ -70,11 +70,13 @@ int ws_frame_decode_header(ws_frame_header *hd, const uint8_t *in,
   return 0;
 }
 
-int ws_frame_check_header(const ws_frame_header *hd, int is_server,
-                          unsigned rsv_allowed) {
+int ws_frame_check(const ws_frame_header *hd, int is_server,
+                   unsigned rsv_allowed, const char **preason) {
+  const char *why;
   /* RFC 6455 5.1: clients mask every frame, servers mask none. */
   if (!hd->masked != !is_server) {
-    return WS_ERR_PROTO;
+    why = is_server ? "unmasked frame from client" : "masked frame from server";
+    goto bad;
   }
   switch (hd->opcode) {
   case WS_OP_CONT:
@@ -82,7 +84,8 @@ int ws_frame_check_header(const ws_frame_header *hd, int is_server,
   case WS_OP_BINARY:
     /* RFC 6455 5.2: RSV bits only with an extension that defines them. */
     if (hd->rsv & ~rsv_allowed & 0x7u) {
-      return WS_ERR_PROTO;
+      why = "reserved bits set";
+      goto bad;
     }
     return 0;
   case WS_OP_CLOSE:
@@ -91,21 +94,29 @@ int ws_frame_check_header(const ws_frame_header *hd, int is_server,
     /* No extension we support defines RSV bits on control frames
      * (RFC 7692 6: RSV1 is for the first frame of a data message). */
     if (hd->rsv) {
-      return WS_ERR_PROTO;
+      why = "reserved bits set";
+      goto bad;
     }
     /* RFC 6455 5.5: control frames are not fragmented. */
-    if (!hd->fin) {
-      return WS_ERR_PROTO;
-    }
     /* RFC 6455 5.5: control payload <= 125 */
-    if (hd->payload_len > WS_CONTROL_MAX) {
-      return WS_ERR_PROTO;
+    if (!hd->fin || hd->payload_len > WS_CONTROL_MAX) {
+      why = "invalid control frame";
+      goto bad;
     }
     return 0;
   default:
     /* RFC 6455 5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved. */
-    return WS_ERR_PROTO;
+    why = "reserved opcode";
+    goto bad;
   }
+bad:
+  if (preason) *preason = why;
+  return WS_ERR_PROTO;
+}
+
+int ws_frame_check_header(const ws_frame_header *hd, int is_server,
+                          unsigned rsv_allowed) {
+  return ws_frame_check(hd, is_server, rsv_allowed, NULL);
 }
 
 size_t ws_frame_encode_header(uint8_t *out, const ws_frame_header *hd) {

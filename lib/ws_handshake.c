@@ -773,3 +773,115 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
   request_args a = {p, key, extensions};
   return emit_to_buf(out, mem, emit_request, &a);
 }
+
+/* ---- Origin allowlist (RFC 6455 10.2) ------------------------------------ */
+
+/* An origin "scheme://host[:port]" split up; 0 if it is not one. The
+ * port is the one written, else the scheme's (80/443), else 0. */
+typedef struct origin_parts {
+  ws_slice scheme, host;
+  unsigned port;
+  int port_written;
+} origin_parts;
+
+static int parse_port(const uint8_t *p, size_t n, unsigned *pport) {
+  unsigned v = 0;
+  if (n == 0 || n > 5) return 0;
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9') return 0;
+    v = v * 10 + (unsigned)(p[i] - '0');
+  }
+  if (v > 65535) return 0;
+  *pport = v;
+  return 1;
+}
+
+/* Splits "host[:port]" (host may be "[v6]"). */
+static int split_authority(const uint8_t *p, size_t n, origin_parts *o) {
+  size_t hlen = n;
+  if (n && p[0] == '[') {
+    const uint8_t *e = memchr(p, ']', n);
+    if (!e) return 0;
+    hlen = (size_t)(e - p) + 1;
+  } else {
+    const uint8_t *e = memchr(p, ':', n);
+    if (e) hlen = (size_t)(e - p);
+  }
+  o->host.base = p;
+  o->host.len = hlen;
+  o->port_written = 0;
+  if (hlen < n) {
+    if (p[hlen] != ':' || !parse_port(p + hlen + 1, n - hlen - 1, &o->port))
+      return 0;
+    o->port_written = 1;
+  }
+  return hlen > 0;
+}
+
+static int split_origin(const uint8_t *p, size_t n, origin_parts *o) {
+  memset(o, 0, sizeof(*o));
+  for (size_t i = 0; i + 2 < n; i++) {
+    if (p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/') {
+      o->scheme.base = p;
+      o->scheme.len = i;
+      if (i == 0 || !split_authority(p + i + 3, n - i - 3, o)) return 0;
+      if (!o->port_written)
+        o->port = ws_slice_ieq(o->scheme, "https")  ? 443
+                  : ws_slice_ieq(o->scheme, "http") ? 80
+                                                    : 0;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* |host| matches |pat|: equal, or "*.rest" and host ends with ".rest"
+ * after a non-empty label. */
+static int host_match(ws_slice host, const uint8_t *pat, size_t plen) {
+  if (plen >= 2 && pat[0] == '*' && pat[1] == '.') {
+    size_t sl = plen - 1; /* ".rest" */
+    return host.len > sl &&
+           ws_ascii_ieq(host.base + host.len - sl, sl, pat + 1, sl);
+  }
+  return ws_ascii_ieq(host.base, host.len, pat, plen);
+}
+
+static int origin_entry_match(const origin_parts *o, ws_slice origin,
+                              const char *e) {
+  size_t elen = strlen(e);
+  const uint8_t *ep = (const uint8_t *)e;
+  if (elen == 1 && e[0] == '*') return 1;
+  if (ws_ascii_ieq(origin.base, origin.len, ep, elen)) return 1;
+  if (!o) return 0;        /* "null" or malformed: exact only */
+  if (!strstr(e, "://")) { /* a host pattern */
+    return host_match(o->host, ep, elen);
+  }
+  origin_parts pe;
+  /* the pattern's own host may start with "*." */
+  if (!split_origin(ep, elen, &pe)) return 0;
+  return ws_ascii_ieq(o->scheme.base, o->scheme.len, pe.scheme.base,
+                      pe.scheme.len) &&
+         o->port == pe.port && host_match(o->host, pe.host.base, pe.host.len);
+}
+
+int ws_request_origin_allowed(const ws_request *req, const char *const *origins,
+                              size_t n, uint32_t flags) {
+  if (!req || (n && !origins)) return 0;
+  ws_slice origin = req->origin;
+  if (!origin.base) return !(flags & WS_ORIGIN_REQUIRE);
+  origin_parts o;
+  int ok = split_origin(origin.base, origin.len, &o);
+  for (size_t i = 0; i < n; i++)
+    if (origins[i] && origin_entry_match(ok ? &o : NULL, origin, origins[i]))
+      return 1;
+  if ((flags & WS_ORIGIN_SAME_HOST) && ok && req->host.base) {
+    origin_parts h;
+    memset(&h, 0, sizeof(h));
+    if (!split_authority(req->host.base, req->host.len, &h)) return 0;
+    if (!h.port_written) /* the scheme's default */
+      h.port = ws_slice_ieq(o.scheme, "https") ? 443 : 80;
+    return h.port == o.port &&
+           ws_ascii_ieq(h.host.base, h.host.len, o.host.base, o.host.len);
+  }
+  return 0;
+}

@@ -24,15 +24,19 @@
 #include "ws_deflate.h"
 
 #define LIT_ROOT 9u
-#define DIST_ROOT 7u
+#define DIST_ROOT 6u
 #define CLEN_ROOT 7u
-/* Root table plus a bound on what the subtables can take: a subtable of
- * 2^s entries needs a complete subtree of at least s+1 codes, so with
- * 286 codes of at most 15 bits (6 past the root) there are at most
- * 40*64+32 entries; for 30 distance codes (8 past the root) at most
- * 3*256+4. (Loose bounds; build_table() checks them anyway.) */
-#define LIT_CAP (512u + 2592u)
-#define DIST_CAP (128u + 772u)
+/* Root table plus the most its subtables can take. A subtable is as
+ * deep as the subtree under its root prefix needs to be complete (see
+ * build_table()), which makes the largest total over all complete codes
+ * of at most 15 bits a property of the counts of codes alone: 852
+ * entries for 286 literal/length codes with a 9-bit root, 592 for 30
+ * distance codes with a 6-bit root (the maxima over every count vector,
+ * as tabulated for this layout by zlib's examples/enough.c; figures, not
+ * code). The code length code (19 codes of at most 7 bits) needs no
+ * subtable. build_table() still checks the bound. */
+#define LIT_CAP 852u
+#define DIST_CAP 592u
 #define CLEN_CAP 128u
 #define LENS_MAX 320u
 
@@ -58,38 +62,37 @@ enum {
   M_ERROR
 };
 
-/* RFC 1951 3.2.5 */
-static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,
-                                      11, 13, 15, 17,  19,  23,  27,  31,
-                                      35, 43, 51, 59,  67,  83,  99,  115,
-                                      131, 163, 195, 227, 258};
-static const uint8_t len_extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1,
-                                      1, 1, 2, 2, 2, 2, 3, 3, 3, 3,
-                                      4, 4, 4, 4, 5, 5, 5, 5, 0};
-static const uint16_t dist_base[30] = {
-    1,    2,    3,    4,    5,    7,     9,     13,    17,  25,
-    33,   49,   65,   97,   129,  193,   257,   385,   513, 769,
-    1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2,  2,  3,  3,
-                                       4, 4, 5, 5, 6, 6, 7,  7,  8,  8,
-                                       9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 /* RFC 1951 3.2.7: order of the code length code lengths */
 static const uint8_t clen_order[19] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
                                        11, 4,  12, 3, 13, 2, 14, 1, 15};
 
 enum { T_CLEN, T_LIT, T_DIST };
 
-static uint32_t sym_entry(int type, unsigned sym) {
+/* Table entries of the length symbols 256..287 (end of block; RFC 1951
+ * 3.2.5 base length and extra bits; 286 and 287 invalid) and of the
+ * distance symbols 0..31 (3.2.5; 30 and 31 invalid). */
+#define BX(base, extra) ((uint32_t)(base) << 16 | (uint32_t)(extra) << 8)
+static const uint32_t len_entry[32] = {
+    E_EOB,      BX(3, 0),   BX(4, 0),   BX(5, 0),   BX(6, 0),   BX(7, 0),
+    BX(8, 0),   BX(9, 0),   BX(10, 0),  BX(11, 1),  BX(13, 1),  BX(15, 1),
+    BX(17, 1),  BX(19, 2),  BX(23, 2),  BX(27, 2),  BX(31, 2),  BX(35, 3),
+    BX(43, 3),  BX(51, 3),  BX(59, 3),  BX(67, 4),  BX(83, 4),  BX(99, 4),
+    BX(115, 4), BX(131, 5), BX(163, 5), BX(195, 5), BX(227, 5), BX(258, 0),
+    E_BAD,      E_BAD};
+static const uint32_t dist_entry[32] = {
+    BX(1, 0),     BX(2, 0),     BX(3, 0),      BX(4, 0),      BX(5, 1),
+    BX(7, 1),     BX(9, 2),     BX(13, 2),     BX(17, 3),     BX(25, 3),
+    BX(33, 4),    BX(49, 4),    BX(65, 5),     BX(97, 5),     BX(129, 6),
+    BX(193, 6),   BX(257, 7),   BX(385, 7),    BX(513, 8),    BX(769, 8),
+    BX(1025, 9),  BX(1537, 9),  BX(2049, 10),  BX(3073, 10),  BX(4097, 11),
+    BX(6145, 11), BX(8193, 12), BX(12289, 12), BX(16385, 13), BX(24577, 13),
+    E_BAD,        E_BAD};
+#undef BX
+
+static inline uint32_t sym_entry(int type, unsigned sym) {
   if (type == T_CLEN) return (uint32_t)sym << 16;
-  if (type == T_LIT) {
-    if (sym < 256) return E_LIT | (uint32_t)sym << 16;
-    if (sym == 256) return E_EOB;
-    if (sym > 285) return E_BAD;
-    sym -= 257;
-    return (uint32_t)len_base[sym] << 16 | (uint32_t)len_extra[sym] << 8;
-  }
-  if (sym > 29) return E_BAD;
-  return (uint32_t)dist_base[sym] << 16 | (uint32_t)dist_extra[sym] << 8;
+  if (type == T_DIST) return dist_entry[sym & 31u];
+  return sym < 256 ? E_LIT | (uint32_t)sym << 16 : len_entry[(sym - 256) & 31u];
 }
 
 /*
@@ -99,26 +102,39 @@ static uint32_t sym_entry(int type, unsigned sym) {
  * length 1, or no code at all for distances), or a table overflow.
  */
 static int build_table(uint32_t *tab, unsigned cap, unsigned root,
-                       const uint8_t *lens, unsigned n, int type) {
+                       const uint8_t *lens, unsigned n, int type,
+                       uint16_t *sorted) {
   unsigned count[16] = {0};
   unsigned left[16];
-  uint16_t sorted[LENS_MAX];
   unsigned offs[16];
   unsigned s, len, used = 0;
   int avail = 1;
 
-  for (s = 0; s < n; s++) count[lens[s]]++;
+  /* Counts, and below the symbols sorted by length: runs of unused
+   * symbols (length 0; most of the literals of a block) are skipped 8
+   * at a time. count[0] is not used. */
+  for (s = 0; s + 8 <= n; s += 8) {
+    uint64_t w;
+    memcpy(&w, lens + s, 8);
+    if (w == 0) continue;
+    for (unsigned k = 0; k < 8; k++)
+      count[lens[s + k]]++;
+  }
+  for (; s < n; s++)
+    count[lens[s]]++;
   for (len = 1; len < 16; len++) {
     avail = avail * 2 - (int)count[len];
     if (avail < 0) return -1; /* oversubscribed */
     used += count[len];
   }
   unsigned maxlen = 15;
-  while (maxlen > 0 && count[maxlen] == 0) maxlen--;
+  while (maxlen > 0 && count[maxlen] == 0)
+    maxlen--;
   unsigned rootsize = 1u << root;
   if (avail > 0) {
     /* holes of an incomplete code decode as errors */
-    for (s = 0; s < rootsize; s++) tab[s] = E_BAD | root;
+    for (s = 0; s < rootsize; s++)
+      tab[s] = E_BAD | root;
     /* Incomplete: RFC 1951 allows one distance code of one bit, and no
      * distance codes at all; take the single code of length 1 for
      * literal/lengths too (it can only be the end-of-block code). */
@@ -128,11 +144,22 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   }
   if (used == 0) return 0;
 
+  /* symbols by length, then by value (unused ones after the rest) */
   offs[1] = 0;
-  for (len = 1; len < 15; len++) offs[len + 1] = offs[len] + count[len];
-  for (s = 0; s < n; s++)
-    if (lens[s]) sorted[offs[lens[s]]++] = (uint16_t)s;
-  for (len = 0; len < 16; len++) left[len] = count[len];
+  for (len = 1; len < 15; len++)
+    offs[len + 1] = offs[len] + count[len];
+  offs[0] = used;
+  for (s = 0; s + 8 <= n; s += 8) {
+    uint64_t w;
+    memcpy(&w, lens + s, 8);
+    if (w == 0) continue;
+    for (unsigned k = 0; k < 8; k++)
+      sorted[offs[lens[s + k]]++] = (uint16_t)(s + k);
+  }
+  for (; s < n; s++)
+    sorted[offs[lens[s]]++] = (uint16_t)s;
+  for (len = 0; len < 16; len++)
+    left[len] = count[len];
 
   /* |r| is the current codeword bit-reversed (RFC 1951 3.1.1: codes
    * are read from the least significant bit). Appending a 0 to a code
@@ -163,11 +190,11 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
         bit >>= 1;
       }
       r |= bit;
-      left[len]--;
       if (len <= root) {
         tab[cur] = e | len;
         continue;
       }
+      left[len]--; /* codes of this length still to place (> root only) */
       unsigned prefix = cur & (rootsize - 1);
       if (prefix != cur_prefix) {
         /* New subtable: deep enough for the subtree under this prefix,
@@ -195,25 +222,138 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   return 0;
 }
 
-static void build_fixed(ws_inflater *z) {
-  uint8_t *l = z->lens;
-  unsigned s;
-  for (s = 0; s < 144; s++) l[s] = 8;
-  for (; s < 256; s++) l[s] = 9;
-  for (; s < 280; s++) l[s] = 7;
-  for (; s < 288; s++) l[s] = 8;
-  (void)build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT);
-  for (s = 0; s < 30 + 2; s++) l[s] = 5;
-  (void)build_table(z->dist, DIST_CAP, DIST_ROOT, l, 32, T_DIST);
-  z->tables = 1;
-}
+/* The tables build_table() makes for the fixed code (RFC 1951 3.2.6:
+ * literal/length lengths 8, 9, 7, 8 by range, 32 distance codes of 5
+ * bits), which need no subtables: read-only data, so fixed blocks cost
+ * nothing to start. (Generated with build_table(); the fixed-code tests
+ * against zlib decode through them.) */
+static const uint32_t fixed_lit[1u << LIT_ROOT] = {
+    0x00002007u, 0x00508008u, 0x00108008u, 0x00730408u, 0x001f0207u,
+    0x00708008u, 0x00308008u, 0x00c08009u, 0x000a0007u, 0x00608008u,
+    0x00208008u, 0x00a08009u, 0x00008008u, 0x00808008u, 0x00408008u,
+    0x00e08009u, 0x00060007u, 0x00588008u, 0x00188008u, 0x00908009u,
+    0x003b0307u, 0x00788008u, 0x00388008u, 0x00d08009u, 0x00110107u,
+    0x00688008u, 0x00288008u, 0x00b08009u, 0x00088008u, 0x00888008u,
+    0x00488008u, 0x00f08009u, 0x00040007u, 0x00548008u, 0x00148008u,
+    0x00e30508u, 0x002b0307u, 0x00748008u, 0x00348008u, 0x00c88009u,
+    0x000d0107u, 0x00648008u, 0x00248008u, 0x00a88009u, 0x00048008u,
+    0x00848008u, 0x00448008u, 0x00e88009u, 0x00080007u, 0x005c8008u,
+    0x001c8008u, 0x00988009u, 0x00530407u, 0x007c8008u, 0x003c8008u,
+    0x00d88009u, 0x00170207u, 0x006c8008u, 0x002c8008u, 0x00b88009u,
+    0x000c8008u, 0x008c8008u, 0x004c8008u, 0x00f88009u, 0x00030007u,
+    0x00528008u, 0x00128008u, 0x00a30508u, 0x00230307u, 0x00728008u,
+    0x00328008u, 0x00c48009u, 0x000b0107u, 0x00628008u, 0x00228008u,
+    0x00a48009u, 0x00028008u, 0x00828008u, 0x00428008u, 0x00e48009u,
+    0x00070007u, 0x005a8008u, 0x001a8008u, 0x00948009u, 0x00430407u,
+    0x007a8008u, 0x003a8008u, 0x00d48009u, 0x00130207u, 0x006a8008u,
+    0x002a8008u, 0x00b48009u, 0x000a8008u, 0x008a8008u, 0x004a8008u,
+    0x00f48009u, 0x00050007u, 0x00568008u, 0x00168008u, 0x00001008u,
+    0x00330307u, 0x00768008u, 0x00368008u, 0x00cc8009u, 0x000f0107u,
+    0x00668008u, 0x00268008u, 0x00ac8009u, 0x00068008u, 0x00868008u,
+    0x00468008u, 0x00ec8009u, 0x00090007u, 0x005e8008u, 0x001e8008u,
+    0x009c8009u, 0x00630407u, 0x007e8008u, 0x003e8008u, 0x00dc8009u,
+    0x001b0207u, 0x006e8008u, 0x002e8008u, 0x00bc8009u, 0x000e8008u,
+    0x008e8008u, 0x004e8008u, 0x00fc8009u, 0x00002007u, 0x00518008u,
+    0x00118008u, 0x00830508u, 0x001f0207u, 0x00718008u, 0x00318008u,
+    0x00c28009u, 0x000a0007u, 0x00618008u, 0x00218008u, 0x00a28009u,
+    0x00018008u, 0x00818008u, 0x00418008u, 0x00e28009u, 0x00060007u,
+    0x00598008u, 0x00198008u, 0x00928009u, 0x003b0307u, 0x00798008u,
+    0x00398008u, 0x00d28009u, 0x00110107u, 0x00698008u, 0x00298008u,
+    0x00b28009u, 0x00098008u, 0x00898008u, 0x00498008u, 0x00f28009u,
+    0x00040007u, 0x00558008u, 0x00158008u, 0x01020008u, 0x002b0307u,
+    0x00758008u, 0x00358008u, 0x00ca8009u, 0x000d0107u, 0x00658008u,
+    0x00258008u, 0x00aa8009u, 0x00058008u, 0x00858008u, 0x00458008u,
+    0x00ea8009u, 0x00080007u, 0x005d8008u, 0x001d8008u, 0x009a8009u,
+    0x00530407u, 0x007d8008u, 0x003d8008u, 0x00da8009u, 0x00170207u,
+    0x006d8008u, 0x002d8008u, 0x00ba8009u, 0x000d8008u, 0x008d8008u,
+    0x004d8008u, 0x00fa8009u, 0x00030007u, 0x00538008u, 0x00138008u,
+    0x00c30508u, 0x00230307u, 0x00738008u, 0x00338008u, 0x00c68009u,
+    0x000b0107u, 0x00638008u, 0x00238008u, 0x00a68009u, 0x00038008u,
+    0x00838008u, 0x00438008u, 0x00e68009u, 0x00070007u, 0x005b8008u,
+    0x001b8008u, 0x00968009u, 0x00430407u, 0x007b8008u, 0x003b8008u,
+    0x00d68009u, 0x00130207u, 0x006b8008u, 0x002b8008u, 0x00b68009u,
+    0x000b8008u, 0x008b8008u, 0x004b8008u, 0x00f68009u, 0x00050007u,
+    0x00578008u, 0x00178008u, 0x00001008u, 0x00330307u, 0x00778008u,
+    0x00378008u, 0x00ce8009u, 0x000f0107u, 0x00678008u, 0x00278008u,
+    0x00ae8009u, 0x00078008u, 0x00878008u, 0x00478008u, 0x00ee8009u,
+    0x00090007u, 0x005f8008u, 0x001f8008u, 0x009e8009u, 0x00630407u,
+    0x007f8008u, 0x003f8008u, 0x00de8009u, 0x001b0207u, 0x006f8008u,
+    0x002f8008u, 0x00be8009u, 0x000f8008u, 0x008f8008u, 0x004f8008u,
+    0x00fe8009u, 0x00002007u, 0x00508008u, 0x00108008u, 0x00730408u,
+    0x001f0207u, 0x00708008u, 0x00308008u, 0x00c18009u, 0x000a0007u,
+    0x00608008u, 0x00208008u, 0x00a18009u, 0x00008008u, 0x00808008u,
+    0x00408008u, 0x00e18009u, 0x00060007u, 0x00588008u, 0x00188008u,
+    0x00918009u, 0x003b0307u, 0x00788008u, 0x00388008u, 0x00d18009u,
+    0x00110107u, 0x00688008u, 0x00288008u, 0x00b18009u, 0x00088008u,
+    0x00888008u, 0x00488008u, 0x00f18009u, 0x00040007u, 0x00548008u,
+    0x00148008u, 0x00e30508u, 0x002b0307u, 0x00748008u, 0x00348008u,
+    0x00c98009u, 0x000d0107u, 0x00648008u, 0x00248008u, 0x00a98009u,
+    0x00048008u, 0x00848008u, 0x00448008u, 0x00e98009u, 0x00080007u,
+    0x005c8008u, 0x001c8008u, 0x00998009u, 0x00530407u, 0x007c8008u,
+    0x003c8008u, 0x00d98009u, 0x00170207u, 0x006c8008u, 0x002c8008u,
+    0x00b98009u, 0x000c8008u, 0x008c8008u, 0x004c8008u, 0x00f98009u,
+    0x00030007u, 0x00528008u, 0x00128008u, 0x00a30508u, 0x00230307u,
+    0x00728008u, 0x00328008u, 0x00c58009u, 0x000b0107u, 0x00628008u,
+    0x00228008u, 0x00a58009u, 0x00028008u, 0x00828008u, 0x00428008u,
+    0x00e58009u, 0x00070007u, 0x005a8008u, 0x001a8008u, 0x00958009u,
+    0x00430407u, 0x007a8008u, 0x003a8008u, 0x00d58009u, 0x00130207u,
+    0x006a8008u, 0x002a8008u, 0x00b58009u, 0x000a8008u, 0x008a8008u,
+    0x004a8008u, 0x00f58009u, 0x00050007u, 0x00568008u, 0x00168008u,
+    0x00001008u, 0x00330307u, 0x00768008u, 0x00368008u, 0x00cd8009u,
+    0x000f0107u, 0x00668008u, 0x00268008u, 0x00ad8009u, 0x00068008u,
+    0x00868008u, 0x00468008u, 0x00ed8009u, 0x00090007u, 0x005e8008u,
+    0x001e8008u, 0x009d8009u, 0x00630407u, 0x007e8008u, 0x003e8008u,
+    0x00dd8009u, 0x001b0207u, 0x006e8008u, 0x002e8008u, 0x00bd8009u,
+    0x000e8008u, 0x008e8008u, 0x004e8008u, 0x00fd8009u, 0x00002007u,
+    0x00518008u, 0x00118008u, 0x00830508u, 0x001f0207u, 0x00718008u,
+    0x00318008u, 0x00c38009u, 0x000a0007u, 0x00618008u, 0x00218008u,
+    0x00a38009u, 0x00018008u, 0x00818008u, 0x00418008u, 0x00e38009u,
+    0x00060007u, 0x00598008u, 0x00198008u, 0x00938009u, 0x003b0307u,
+    0x00798008u, 0x00398008u, 0x00d38009u, 0x00110107u, 0x00698008u,
+    0x00298008u, 0x00b38009u, 0x00098008u, 0x00898008u, 0x00498008u,
+    0x00f38009u, 0x00040007u, 0x00558008u, 0x00158008u, 0x01020008u,
+    0x002b0307u, 0x00758008u, 0x00358008u, 0x00cb8009u, 0x000d0107u,
+    0x00658008u, 0x00258008u, 0x00ab8009u, 0x00058008u, 0x00858008u,
+    0x00458008u, 0x00eb8009u, 0x00080007u, 0x005d8008u, 0x001d8008u,
+    0x009b8009u, 0x00530407u, 0x007d8008u, 0x003d8008u, 0x00db8009u,
+    0x00170207u, 0x006d8008u, 0x002d8008u, 0x00bb8009u, 0x000d8008u,
+    0x008d8008u, 0x004d8008u, 0x00fb8009u, 0x00030007u, 0x00538008u,
+    0x00138008u, 0x00c30508u, 0x00230307u, 0x00738008u, 0x00338008u,
+    0x00c78009u, 0x000b0107u, 0x00638008u, 0x00238008u, 0x00a78009u,
+    0x00038008u, 0x00838008u, 0x00438008u, 0x00e78009u, 0x00070007u,
+    0x005b8008u, 0x001b8008u, 0x00978009u, 0x00430407u, 0x007b8008u,
+    0x003b8008u, 0x00d78009u, 0x00130207u, 0x006b8008u, 0x002b8008u,
+    0x00b78009u, 0x000b8008u, 0x008b8008u, 0x004b8008u, 0x00f78009u,
+    0x00050007u, 0x00578008u, 0x00178008u, 0x00001008u, 0x00330307u,
+    0x00778008u, 0x00378008u, 0x00cf8009u, 0x000f0107u, 0x00678008u,
+    0x00278008u, 0x00af8009u, 0x00078008u, 0x00878008u, 0x00478008u,
+    0x00ef8009u, 0x00090007u, 0x005f8008u, 0x001f8008u, 0x009f8009u,
+    0x00630407u, 0x007f8008u, 0x003f8008u, 0x00df8009u, 0x001b0207u,
+    0x006f8008u, 0x002f8008u, 0x00bf8009u, 0x000f8008u, 0x008f8008u,
+    0x004f8008u, 0x00ff8009u,
+};
+static const uint32_t fixed_dist[1u << DIST_ROOT] = {
+    0x00010005u, 0x01010705u, 0x00110305u, 0x10010b05u, 0x00050105u,
+    0x04010905u, 0x00410505u, 0x40010d05u, 0x00030005u, 0x02010805u,
+    0x00210405u, 0x20010c05u, 0x00090205u, 0x08010a05u, 0x00810605u,
+    0x00001005u, 0x00020005u, 0x01810705u, 0x00190305u, 0x18010b05u,
+    0x00070105u, 0x06010905u, 0x00610505u, 0x60010d05u, 0x00040005u,
+    0x03010805u, 0x00310405u, 0x30010c05u, 0x000d0205u, 0x0c010a05u,
+    0x00c10605u, 0x00001005u, 0x00010005u, 0x01010705u, 0x00110305u,
+    0x10010b05u, 0x00050105u, 0x04010905u, 0x00410505u, 0x40010d05u,
+    0x00030005u, 0x02010805u, 0x00210405u, 0x20010c05u, 0x00090205u,
+    0x08010a05u, 0x00810605u, 0x00001005u, 0x00020005u, 0x01810705u,
+    0x00190305u, 0x18010b05u, 0x00070105u, 0x06010905u, 0x00610505u,
+    0x60010d05u, 0x00040005u, 0x03010805u, 0x00310405u, 0x30010c05u,
+    0x000d0205u, 0x0c010a05u, 0x00c10605u, 0x00001005u,
+};
 
 size_t ws_inflate_memsize(unsigned window_bits) {
   if (window_bits < WS_DEFLATE_MIN_WINDOW_BITS ||
       window_bits > WS_DEFLATE_MAX_WINDOW_BITS)
     return 0;
-  return (LIT_CAP + DIST_CAP + CLEN_CAP) * sizeof(uint32_t) + LENS_MAX +
-         ((size_t)1 << window_bits);
+  return (LIT_CAP + DIST_CAP + CLEN_CAP) * sizeof(uint32_t) +
+         LENS_MAX * sizeof(uint16_t) + LENS_MAX + ((size_t)1 << window_bits);
 }
 
 int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
@@ -225,11 +365,15 @@ int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
   if (!p) return WS_ERR_NOMEM;
   z->mem = m;
   z->block = p;
-  z->lit = (uint32_t *)(void *)p;
+  /* The window comes first: 8-byte copies out of it may read up to 7
+   * bytes past its end, into the tables (2^window_bits keeps them
+   * aligned). */
+  z->win = p;
+  z->lit = (uint32_t *)(void *)(p + ((size_t)1 << window_bits));
   z->dist = z->lit + LIT_CAP;
   z->clen = z->dist + DIST_CAP;
-  z->lens = (uint8_t *)(z->clen + CLEN_CAP);
-  z->win = z->lens + LENS_MAX;
+  z->sorted = (uint16_t *)(void *)(z->clen + CLEN_CAP);
+  z->lens = (uint8_t *)(z->sorted + LENS_MAX);
   z->wsize = (uint32_t)1 << window_bits;
   ws_inflate_reset(z);
   return 0;
@@ -266,10 +410,8 @@ int ws_inflate_end_message(ws_inflater *z) {
     z->bits = 0;
     z->nbits = 0;
     return 0;
-  case M_COPY:
-    return WS_ERR_WOULDBLOCK;
-  case M_ERROR:
-    return z->err;
+  case M_COPY: return WS_ERR_WOULDBLOCK;
+  case M_ERROR: return z->err;
   default:
     z->mode = M_ERROR;
     z->err = WS_ERR_DATA;
@@ -302,10 +444,21 @@ static inline uint64_t load64le(const uint8_t *p) {
          (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
 }
 
+/* Copies |n| > 0 bytes 8 at a time: up to 7 more are read and written.
+ * The ranges must not overlap. */
+static inline void copy8(uint8_t *dst, const uint8_t *src, uint32_t n) {
+  uint8_t *const end = dst + n;
+  do {
+    memcpy(dst, src, 8);
+    dst += 8;
+    src += 8;
+  } while (dst < end);
+}
+
 /* Looks up a code with the |nb| bits available: the entry with its total
  * length in bits 0..7, or 0 when more bits are needed. */
-static inline uint32_t peek_code(const uint32_t *t, unsigned root,
-                                 uint64_t b, unsigned nb) {
+static inline uint32_t peek_code(const uint32_t *t, unsigned root, uint64_t b,
+                                 unsigned nb) {
   uint32_t e = t[b & ((1u << root) - 1)];
   if (e & E_SUB) {
     if (nb < root) return 0;
@@ -320,20 +473,25 @@ static inline uint32_t peek_code(const uint32_t *t, unsigned root,
 }
 
 /* Copies a match of |len| bytes at |dist| (already validated) to
- * |out|, from the call's output at |out0| or the window. Byte-wise: the
- * slow path only. */
+ * |out|: first what is still in the window, then from the output of the
+ * current call (|out0| onwards), bytewise as the two may overlap. */
 static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
                           uint8_t *out, uint32_t len, uint32_t dist) {
-  uint32_t wmask = z->wsize - 1;
-  while (len--) {
-    size_t made = (size_t)(out - out0);
-    uint8_t c;
-    if (dist <= made)
-      c = out[-(ptrdiff_t)dist];
-    else
-      c = z->win[(z->wpos - (uint32_t)(dist - made)) & wmask];
-    *out++ = c;
+  size_t made = (size_t)(out - out0);
+  if (dist > made) {
+    uint32_t back = dist - (uint32_t)made, wsize = z->wsize;
+    uint32_t n = back < len ? back : len;
+    uint32_t start = (z->wpos - back) & (wsize - 1);
+    uint32_t first = wsize - start;
+    if (first > n) first = n;
+    memcpy(out, z->win + start, first);
+    if (n > first) memcpy(out + first, z->win, n - first);
+    out += n;
+    len -= n;
   }
+  const uint8_t *src = out - dist;
+  while (len--)
+    *out++ = *src++;
   return out;
 }
 
@@ -346,25 +504,31 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   unsigned nb = z->nbits;
   int rc = 0;
 
-#define NEED(n)                                                             \
-  do {                                                                      \
-    while (nb < (n)) {                                                      \
-      if (ip == iend) goto out;                                             \
-      b |= (uint64_t)*ip++ << nb;                                           \
-      nb += 8;                                                              \
-    }                                                                       \
+#define NEED(n)                                                                \
+  do {                                                                         \
+    while (nb < (n)) {                                                         \
+      if (ip == iend) goto out;                                                \
+      b |= (uint64_t)*ip++ << nb;                                              \
+      nb += 8;                                                                 \
+    }                                                                          \
   } while (0)
-#define DROP(n)                                                             \
-  do {                                                                      \
-    b >>= (n);                                                              \
-    nb -= (n);                                                              \
+#define DROP(n)                                                                \
+  do {                                                                         \
+    b >>= (n);                                                                 \
+    nb -= (n);                                                                 \
   } while (0)
-#define FAIL()                                                              \
-  do {                                                                      \
-    z->mode = M_ERROR;                                                      \
-    z->err = WS_ERR_DATA;                                                   \
-    rc = WS_ERR_DATA;                                                       \
-    goto out;                                                               \
+/* On an error, whole bytes of this call still in the bit buffer (read
+ * ahead by a refill) are given back: the input taken ends where the
+ * bad data does. */
+#define FAIL()                                                                 \
+  do {                                                                         \
+    size_t back_ = WS_MIN((size_t)(nb >> 3), (size_t)(ip - in));               \
+    ip -= back_;                                                               \
+    nb -= 8 * (unsigned)back_;                                                 \
+    z->mode = M_ERROR;                                                         \
+    z->err = WS_ERR_DATA;                                                      \
+    rc = WS_ERR_DATA;                                                          \
+    goto out;                                                                  \
   } while (0)
 
   if (z->mode == M_ERROR) {
@@ -383,7 +547,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         DROP(nb & 7u);
         z->mode = M_STORED_LEN;
       } else if (type == 1) {
-        if (z->tables != 1) build_fixed(z);
+        z->tables = 1;
         z->mode = M_CODES;
       } else if (type == 2) {
         z->mode = M_DYN_COUNTS;
@@ -435,38 +599,54 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         z->lens[clen_order[z->idx++]] = (uint8_t)(b & 7u);
         DROP(3);
       }
-      while (z->idx < 19) z->lens[clen_order[z->idx++]] = 0;
-      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN))
+      while (z->idx < 19)
+        z->lens[clen_order[z->idx++]] = 0;
+      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN,
+                      z->sorted))
         FAIL();
       z->idx = 0;
       z->mode = M_DYN_LENS;
       break;
     case M_DYN_LENS: {
-      unsigned total = z->hlit + z->hdist;
-      while (z->idx < total) {
+      unsigned total = z->hlit + z->hdist, idx = z->idx;
+      uint8_t *const lens = z->lens;
+      const uint32_t *const ct = z->clen;
+      while (idx < total) {
         uint32_t e;
-        for (;;) {
-          e = peek_code(z->clen, CLEN_ROOT, b, nb);
-          if (e) {
-            unsigned sym = e >> 16, need = e & 0xffu;
-            need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
-            if (nb >= need) break;
+        if ((size_t)(iend - ip) >= FAST_IN) {
+          /* one refill holds a code and its extra bits (7 + 7); the
+           * code is complete, so every entry is a symbol */
+          b |= load64le(ip) << nb;
+          ip += (63u - nb) >> 3;
+          nb |= 56u;
+          e = ct[b & ((1u << CLEN_ROOT) - 1)];
+        } else {
+          for (;;) {
+            e = peek_code(ct, CLEN_ROOT, b, nb);
+            if (e) {
+              unsigned sym = e >> 16, need = e & 0xffu;
+              need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
+              if (nb >= need) break;
+            }
+            if (ip == iend) {
+              z->idx = idx;
+              goto out;
+            }
+            b |= (uint64_t)*ip++ << nb;
+            nb += 8;
           }
-          if (ip == iend) goto out;
-          b |= (uint64_t)*ip++ << nb;
-          nb += 8;
         }
         unsigned sym = e >> 16;
         DROP(e & 0xffu);
         if (sym < 16) {
-          z->lens[z->idx++] = (uint8_t)sym;
+          lens[idx++] = (uint8_t)sym;
           continue;
         }
         unsigned rep;
         uint8_t val = 0;
         if (sym == 16) {
-          if (z->idx == 0) FAIL();
-          val = z->lens[z->idx - 1];
+          if (idx == 0) FAIL();
+          val = lens[idx - 1];
           rep = 3 + (unsigned)(b & 3u);
           DROP(2);
         } else if (sym == 17) {
@@ -476,22 +656,28 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           rep = 11 + (unsigned)(b & 127u);
           DROP(7);
         }
-        if (z->idx + rep > total) FAIL();
-        while (rep--) z->lens[z->idx++] = val;
+        if (idx + rep > total) FAIL();
+        memset(lens + idx, val, rep);
+        idx += rep;
       }
+      z->idx = idx;
+      b &= ((uint64_t)1 << nb) - 1;
       if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
       z->tables = 0;
-      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT) ||
-          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit,
-                      z->hdist, T_DIST))
+      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
+                      z->sorted) ||
+          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit, z->hdist,
+                      T_DIST, z->sorted))
         FAIL();
       z->tables = 2;
       z->mode = M_CODES;
       break;
     }
     case M_CODES: {
-      const uint32_t *lt = z->lit, *dt = z->dist;
-      const uint32_t lmask = (1u << LIT_ROOT) - 1, dmask = (1u << DIST_ROOT) - 1;
+      const uint32_t *lt = z->tables == 1 ? fixed_lit : z->lit;
+      const uint32_t *dt = z->tables == 1 ? fixed_dist : z->dist;
+      const uint32_t lmask = (1u << LIT_ROOT) - 1,
+                     dmask = (1u << DIST_ROOT) - 1;
       const uint32_t wsize = z->wsize, whave = z->whave;
 
       /* Fast loop: every iteration refills to >= 56 bits, enough for a
@@ -512,10 +698,12 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
         DROP(e & 0xffu);
         if (e & E_LIT) {
           *op++ = (uint8_t)(e >> 16);
-          /* a second literal often fits without a refill */
-          if (nb >= LIT_ROOT && op < oend) {
-            e = lt[b & lmask];
-            if ((e & (E_LIT | E_SUB)) == E_LIT) {
+          /* Up to 4 more literals from the root table fit in what the
+           * refill left: at least 56 - 15 bits, and at most 9 each. */
+          if ((size_t)(oend - op) >= 4) {
+            for (unsigned k = 0; k < 4; k++) {
+              e = lt[b & lmask];
+              if ((e & (E_LIT | E_SUB)) != E_LIT) break;
               DROP(e & 0xffu);
               *op++ = (uint8_t)(e >> 16);
             }
@@ -579,7 +767,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           } else if (dist == 1) {
             memset(op, *src, len);
           } else {
-            do *op++ = *src++;
+            do
+              *op++ = *src++;
             while (op < end);
           }
           op = end;
@@ -589,54 +778,67 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
           uint32_t n = back < len ? back : len;
           uint32_t first = wsize - start;
           if (first > n) first = n;
-          memcpy(op, z->win + start, first);
-          if (n > first) memcpy(op + first, z->win, n - first);
+          /* 8 bytes at a time: |out| has FAST_SLACK bytes to spare, and
+           * reads past the window's end stay in the block */
+          copy8(op, z->win + start, first);
+          if (n > first) copy8(op + first, z->win, n - first);
           op += n;
           len -= n;
           /* the rest comes from this call's output */
           const uint8_t *src = op - dist;
-          while (len--) *op++ = *src++;
+          while (len--)
+            *op++ = *src++;
         }
       }
       b &= ((uint64_t)1 << nb) - 1;
       if (z->mode != M_CODES) break;
 
-      /* Slow path: one symbol with whatever input and output is left. */
-      while (nb <= 48 && ip < iend) {
-        b |= (uint64_t)*ip++ << nb;
-        nb += 8;
+      /* Slow path, symbol by symbol with whatever input and output is
+       * left (fewer than FAST_IN input bytes, or |out| full): until the
+       * block ends, a match does not fit, or more input or room is
+       * needed. */
+      for (;;) {
+        while (nb <= 48 && ip < iend) {
+          b |= (uint64_t)*ip++ << nb;
+          nb += 8;
+        }
+        uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
+        if (!e) goto out;
+        unsigned clen = e & 0xffu;
+        if (e & E_LIT) {
+          if (op == oend) goto out;
+          *op++ = (uint8_t)(e >> 16);
+          DROP(clen);
+          continue;
+        }
+        if (e & E_EOB) {
+          DROP(clen);
+          z->mode = z->last ? M_DONE : M_HEADER;
+          break;
+        }
+        if (e & E_BAD) FAIL();
+        unsigned ex = (e >> 8) & 15u;
+        unsigned used = clen + ex;
+        if (nb < used) goto out;
+        uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
+        uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
+        if (!d) goto out;
+        if (d & E_BAD) FAIL();
+        unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
+        if (nb < used + dlen + dex) goto out;
+        uint32_t dist =
+            (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+        DROP(used + dlen + dex);
+        if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
+        uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
+        op = copy_slow(z, out, op, room, dist);
+        if (room < len) {
+          z->left = len - room;
+          z->dist_pending = dist;
+          z->mode = M_COPY;
+          break;
+        }
       }
-      uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
-      if (!e) goto out;
-      unsigned clen = e & 0xffu;
-      if (e & E_LIT) {
-        if (op == oend) goto out;
-        *op++ = (uint8_t)(e >> 16);
-        DROP(clen);
-        break;
-      }
-      if (e & E_EOB) {
-        DROP(clen);
-        z->mode = z->last ? M_DONE : M_HEADER;
-        break;
-      }
-      if (e & E_BAD) FAIL();
-      unsigned ex = (e >> 8) & 15u;
-      unsigned used = clen + ex;
-      if (nb < used) goto out;
-      uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
-      uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
-      if (!d) goto out;
-      if (d & E_BAD) FAIL();
-      unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
-      if (nb < used + dlen + dex) goto out;
-      uint32_t dist =
-          (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
-      DROP(used + dlen + dex);
-      if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
-      z->left = len;
-      z->dist_pending = dist;
-      z->mode = M_COPY;
       break;
     }
     case M_COPY: {
@@ -656,13 +858,12 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
       b = 0;
       nb = 0;
       goto out;
-    default:
-      rc = z->err ? z->err : WS_ERR_DATA;
-      goto out;
+    default: rc = z->err ? z->err : WS_ERR_DATA; goto out;
     }
   }
 
 out:
+  b &= ((uint64_t)1 << nb) - 1; /* nb < 64: no bits past the input taken */
 #undef NEED
 #undef DROP
 #undef FAIL

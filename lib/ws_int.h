@@ -17,6 +17,12 @@
 #  define WS_UNLIKELY(x) (x)
 #endif
 
+#if defined(__GNUC__)
+#  define WS_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define WS_ALWAYS_INLINE inline
+#endif
+
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -65,9 +71,24 @@ int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s);
 /* Marks |n| bytes consumed; frees the storage when everything is. */
 void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n);
 
+/* As ws_buf_consume(), but when everything is consumed a buffer of at
+ * most |keep| bytes stays allocated (empty) for the next use. */
+void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep);
+
+/* Empties |b|, keeping its storage if it is at most |keep| bytes. */
+void ws_buf_clear_keep(ws_buf *b, const ws_mem *m, size_t keep);
+
 void ws_buf_free(ws_buf *b, const ws_mem *m);
 
 static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
+
+/* ---- frame rules (ws_frame.c) ----------------------------------------- */
+
+/* ws_frame_check_header(), which it implements, and on failure sets
+ * |*preason| (if not NULL) to the close reason of the rule that failed:
+ * the rule that fails is the one that names the reason. */
+int ws_frame_check(const ws_frame_header *hd, int is_server,
+                   unsigned rsv_allowed, const char **preason);
 
 /* ---- SHA-1 and base64 (ws_sha1.c, ws_base64.c) ------------------------ */
 

@@ -90,6 +90,20 @@ void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n) {
   if (b->pos == b->len) ws_buf_free(b, m);
 }
 
+void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep) {
+  if (n > b->len - b->pos) n = b->len - b->pos;
+  b->pos += n;
+  if (b->pos == b->len) ws_buf_clear_keep(b, m, keep);
+}
+
+void ws_buf_clear_keep(ws_buf *b, const ws_mem *m, size_t keep) {
+  if (b->cap > keep) {
+    ws_buf_free(b, m);
+    return;
+  }
+  b->pos = b->len = 0;
+}
+
 void ws_buf_free(ws_buf *b, const ws_mem *m) {
   ws_free(m, b->base);
   b->base = NULL;

@@ -43,34 +43,47 @@ static void gen(int kind, uint8_t *p, size_t n, uint64_t *rs) {
   case C_TEXT:
     while (i < n) {
       const char *w = words[tu_rand(rs) % (sizeof(words) / sizeof(words[0]))];
-      while (*w && i < n) p[i++] = (uint8_t)*w++;
+      while (*w && i < n)
+        p[i++] = (uint8_t)*w++;
       if (i < n) p[i++] = (tu_rand(rs) % 11 == 0) ? '\n' : ' ';
     }
     break;
   case C_JSON:
     while (i < n) {
       char tmp[160];
-      int k = snprintf(tmp, sizeof(tmp),
-                       "{\"id\":%u,\"user\":\"%s\",\"x\":%u.%02u,\"y\":%u,"
-                       "\"tags\":[\"%s\",\"%s\"],\"ok\":%s}\n",
-                       tu_rand(rs) % 100000,
-                       words[tu_rand(rs) % 28], tu_rand(rs) % 1000,
-                       tu_rand(rs) % 100, tu_rand(rs) % 5000,
-                       words[tu_rand(rs) % 28], words[tu_rand(rs) % 28],
-                       tu_rand(rs) & 1 ? "true" : "false");
-      for (int j = 0; j < k && i < n; j++) p[i++] = (uint8_t)tmp[j];
+      int k = snprintf(
+          tmp, sizeof(tmp),
+          "{\"id\":%u,\"user\":\"%s\",\"x\":%u.%02u,\"y\":%u,"
+          "\"tags\":[\"%s\",\"%s\"],\"ok\":%s}\n",
+          tu_rand(rs) % 100000, words[tu_rand(rs) % 28], tu_rand(rs) % 1000,
+          tu_rand(rs) % 100, tu_rand(rs) % 5000, words[tu_rand(rs) % 28],
+          words[tu_rand(rs) % 28], tu_rand(rs) & 1 ? "true" : "false");
+      for (int j = 0; j < k && i < n; j++)
+        p[i++] = (uint8_t)tmp[j];
     }
     break;
   case C_BINARY: /* structured records with small deltas */
     while (i < n) {
       uint32_t v = tu_rand(rs);
-      uint8_t rec[12] = {0x01, 0x00, (uint8_t)(v & 7), 0x00, (uint8_t)(v >> 8),
-                         (uint8_t)(v >> 16 & 3), 0xff, 0xfe, 0, 0, 0, 0};
-      for (int j = 0; j < 12 && i < n; j++) p[i++] = rec[j];
+      uint8_t rec[12] = {0x01,
+                         0x00,
+                         (uint8_t)(v & 7),
+                         0x00,
+                         (uint8_t)(v >> 8),
+                         (uint8_t)(v >> 16 & 3),
+                         0xff,
+                         0xfe,
+                         0,
+                         0,
+                         0,
+                         0};
+      for (int j = 0; j < 12 && i < n; j++)
+        p[i++] = rec[j];
     }
     break;
   case C_RANDOM:
-    for (; i < n; i++) p[i] = (uint8_t)tu_rand(rs);
+    for (; i < n; i++)
+      p[i] = (uint8_t)tu_rand(rs);
     break;
   default: /* long runs and long-distance repeats */
     while (i < n) {
@@ -78,10 +91,12 @@ static void gen(int kind, uint8_t *p, size_t n, uint64_t *rs) {
       size_t len = 1 + r % 700;
       if (i > 0 && (r & 0x30000) != 0) {
         size_t d = 1 + tu_rand(rs) % (i < 40000 ? i : 40000);
-        for (size_t j = 0; j < len && i < n; j++, i++) p[i] = p[i - d];
+        for (size_t j = 0; j < len && i < n; j++, i++)
+          p[i] = p[i - d];
       } else {
         uint8_t c = (uint8_t)(r >> 24);
-        for (size_t j = 0; j < len && i < n; j++) p[i++] = c;
+        for (size_t j = 0; j < len && i < n; j++)
+          p[i++] = c;
       }
     }
     break;
@@ -95,9 +110,8 @@ static uint8_t *z_deflate(const uint8_t *in, size_t n, int wbits, int level,
                           size_t *poutlen) {
   z_stream s;
   memset(&s, 0, sizeof(s));
-  assert_int_equal(deflateInit2(&s, level, Z_DEFLATED, -wbits, 8,
-                                Z_DEFAULT_STRATEGY),
-                   Z_OK);
+  assert_int_equal(
+      deflateInit2(&s, level, Z_DEFLATED, -wbits, 8, Z_DEFAULT_STRATEGY), Z_OK);
   size_t cap = deflateBound(&s, (uLong)n) + 64;
   uint8_t *out = malloc(cap);
   assert_non_null(out);
@@ -130,7 +144,8 @@ static size_t z_inflate(const uint8_t *in, size_t n, uint8_t *out, size_t cap,
   return got;
 }
 
-/* ---- our codec, driven in random pieces ----------------------------------- */
+/* ---- our codec, driven in random pieces -----------------------------------
+ */
 
 /* Piece sizes: 0 = random up to 4 KiB, 1 = one byte, else fixed. */
 static size_t piece(uint64_t *rs, size_t mode, size_t left) {
@@ -182,13 +197,13 @@ static void inflate_msg_hex(ws_inflater *z, const char *hex, const char *want) {
   uint8_t out[64];
   /* one byte at a time, then the tail (RFC 7692 7.2.2) */
   for (size_t i = 0; i < n; i++) {
-    assert_int_equal(ws_inflate(z, in + i, 1, &nin, out + got,
-                                sizeof(out) - got, &nout), 0);
+    assert_int_equal(
+        ws_inflate(z, in + i, 1, &nin, out + got, sizeof(out) - got, &nout), 0);
     assert_int_equal(nin, 1);
     got += nout;
   }
-  assert_int_equal(ws_inflate(z, tail, 4, &nin, out + got, sizeof(out) - got,
-                              &nout), 0);
+  assert_int_equal(
+      ws_inflate(z, tail, 4, &nin, out + got, sizeof(out) - got, &nout), 0);
   got += nout;
   assert_int_equal(ws_inflate_end_message(z), 0);
   assert_int_equal(got, strlen(want));
@@ -275,13 +290,14 @@ static void rfc7692_deflate_hello(void **state) {
   }
 }
 
-/* ---- differential: zlib deflate -> our inflate ------------------------------ */
+/* ---- differential: zlib deflate -> our inflate ------------------------------
+ */
 
 static void zlib_to_ours(void **state) {
   (void)state;
   uint64_t rs = 42;
-  static const size_t sizes[] = {0, 1, 2, 3, 17, 258, 259, 1000, 4096,
-                                 33000, 70000, 300000};
+  static const size_t sizes[] = {0,   1,    2,    3,     17,    258,
+                                 259, 1000, 4096, 33000, 70000, 300000};
   static const int levels[] = {0, 1, 6, 9};
   size_t nsizes = sizeof(sizes) / sizeof(sizes[0]);
   for (int wbits = 9; wbits <= 15; wbits++) {
@@ -328,7 +344,8 @@ static void zlib_to_ours_large(void **state) {
       uint8_t *c = z_deflate(src, n, 15, level, &clen);
       ws_inflater z;
       assert_int_equal(ws_inflate_init(&z, NULL, 15), 0);
-      assert_int_equal(our_inflate(&z, c, clen, out, n + 1, &got, &rs, 0, 0), 0);
+      assert_int_equal(our_inflate(&z, c, clen, out, n + 1, &got, &rs, 0, 0),
+                       0);
       assert_int_equal(got, n);
       assert_memory_equal(out, src, n);
       ws_inflate_free(&z);
@@ -347,8 +364,8 @@ static void zlib_to_ours_takeover(void **state) {
   for (int wbits = 9; wbits <= 15; wbits += 3) {
     z_stream s;
     memset(&s, 0, sizeof(s));
-    assert_int_equal(deflateInit2(&s, 6, Z_DEFLATED, -wbits, 8,
-                                  Z_DEFAULT_STRATEGY), Z_OK);
+    assert_int_equal(
+        deflateInit2(&s, 6, Z_DEFLATED, -wbits, 8, Z_DEFAULT_STRATEGY), Z_OK);
     ws_inflater z;
     assert_int_equal(ws_inflate_init(&z, NULL, (unsigned)wbits), 0);
     uint8_t src[5000], c[6000], out[5001];
@@ -365,7 +382,8 @@ static void zlib_to_ours_takeover(void **state) {
       assert_memory_equal(c + clen - 4, tail, 4);
       memcpy(c + clen - 4, tail, 4); /* strip and re-append */
       assert_int_equal(our_inflate(&z, c, clen, out, sizeof(out), &got, &rs,
-                                   m & 1 ? 0 : 7, m & 2 ? 0 : 300), 0);
+                                   m & 1 ? 0 : 7, m & 2 ? 0 : 300),
+                       0);
       assert_int_equal(ws_inflate_end_message(&z), 0);
       assert_int_equal(got, n);
       assert_memory_equal(out, src, n);
@@ -375,7 +393,8 @@ static void zlib_to_ours_takeover(void **state) {
   }
 }
 
-/* ---- differential: our deflate -> zlib inflate and ours ------------------- */
+/* ---- differential: our deflate -> zlib inflate and ours -------------------
+ */
 
 /* Compresses |n| bytes with |d| in pieces, output in pieces, ending with
  * a sync flush; returns malloc'd output. */
@@ -405,8 +424,8 @@ static uint8_t *our_deflate(ws_deflater *d, const uint8_t *in, size_t n,
 static void ours_roundtrip(void **state) {
   (void)state;
   uint64_t rs = 1234;
-  static const size_t sizes[] = {0, 1, 2, 3, 4, 5, 100, 257, 258, 259, 600,
-                                 5000, 40000, 200000};
+  static const size_t sizes[] = {0,   1,   2,   3,   4,    5,     100,
+                                 257, 258, 259, 600, 5000, 40000, 200000};
   for (int wbits = 8; wbits <= 15; wbits++) {
     for (int level = 1; level <= 9; level += (level == 1 ? 5 : 3)) {
       for (int kind = 0; kind < C_KINDS; kind++) {
@@ -421,7 +440,8 @@ static void ours_roundtrip(void **state) {
           uint8_t *src = malloc(n + 1), *out = malloc(n + 1);
           gen(kind, src, n, &rs);
           ws_deflater d;
-          assert_int_equal(ws_deflate_init(&d, NULL, (unsigned)wbits, level), 0);
+          assert_int_equal(ws_deflate_init(&d, NULL, (unsigned)wbits, level),
+                           0);
           size_t inmode = n <= 5000 && (si & 1) ? 1 : 0;
           uint8_t *c = our_deflate(&d, src, n, &clen, &rs, inmode,
                                    (si & 2) ? 0 : 1u << 22);
@@ -445,8 +465,8 @@ static void ours_roundtrip(void **state) {
           /* ours, at exactly the window */
           ws_inflater z;
           assert_int_equal(ws_inflate_init(&z, NULL, (unsigned)wbits), 0);
-          assert_int_equal(our_inflate(&z, c, clen, out, n + 1, &got, &rs,
-                                       0, 0), 0);
+          assert_int_equal(
+              our_inflate(&z, c, clen, out, n + 1, &got, &rs, 0, 0), 0);
           assert_int_equal(got, n);
           assert_memory_equal(out, src, n);
           ws_inflate_free(&z);
@@ -525,7 +545,8 @@ static void ours_takeover(void **state) {
         assert_memory_equal(out, src, n);
         /* ours */
         assert_int_equal(our_inflate(&z, c, clen, out, sizeof(out), &got, &rs,
-                                     0, m & 2 ? 0 : 1000), 0);
+                                     0, m & 2 ? 0 : 1000),
+                         0);
         assert_int_equal(ws_inflate_end_message(&z), 0);
         assert_int_equal(got, n);
         assert_memory_equal(out, src, n);
@@ -560,12 +581,14 @@ static void deflate_flush_retries(void **state) {
     size_t ip = 0, op = 0, calls = 0, nin, nout;
     /* the first 1000 bytes without flush, then the rest with it */
     assert_int_equal(ws_deflate(&d, src, 1000, &nin, c, sizeof(c), &nout,
-                                WS_DEFLATE_NO_FLUSH), 0);
+                                WS_DEFLATE_NO_FLUSH),
+                     0);
     ip = nin;
     op = nout;
     int rc;
     do {
-      int flush = drop && calls == 3 ? WS_DEFLATE_NO_FLUSH : WS_DEFLATE_SYNC_FLUSH;
+      int flush =
+          drop && calls == 3 ? WS_DEFLATE_NO_FLUSH : WS_DEFLATE_SYNC_FLUSH;
       rc = ws_deflate(&d, src + ip, sizeof(src) - ip, &nin, c + op, 1, &nout,
                       flush);
       assert_true(rc == 0 || rc == WS_ERR_WOULDBLOCK);
@@ -614,8 +637,7 @@ static void inflate_null_input(void **state) {
     } while (nout == 7);
     if (ip == clen) break;
     do {
-      assert_int_equal(ws_inflate(&z, c + ip, 1, &nin, out + got, 7, &nout),
-                       0);
+      assert_int_equal(ws_inflate(&z, c + ip, 1, &nin, out + got, 7, &nout), 0);
       got += nout;
     } while (nin == 0);
   }
@@ -661,7 +683,8 @@ static void window_limits(void **state) {
   free(out);
 }
 
-/* ---- corrupt data (RFC 1951) ---------------------------------------------- */
+/* ---- corrupt data (RFC 1951) ----------------------------------------------
+ */
 
 /* Builds a bit string LSB first. */
 typedef struct bits {
@@ -677,7 +700,8 @@ static void put(bits *s, uint32_t v, unsigned k) {
 
 /* Huffman codes go in MSB first. */
 static void put_code(bits *s, uint32_t code, unsigned k) {
-  while (k--) put(s, code >> k & 1u, 1);
+  while (k--)
+    put(s, code >> k & 1u, 1);
 }
 
 static int inflate_all(const uint8_t *in, size_t n, unsigned wbits) {
@@ -704,7 +728,8 @@ static void dyn_header(bits *s, unsigned hlit, unsigned hdist, unsigned hclen,
   put(s, hlit - 257, 5);
   put(s, hdist - 1, 5);
   put(s, hclen - 4, 4);
-  for (unsigned i = 0; i < hclen; i++) put(s, cl[i], 3);
+  for (unsigned i = 0; i < hclen; i++)
+    put(s, cl[i], 3);
 }
 
 static void corrupt_streams(void **state) {
@@ -718,8 +743,8 @@ static void corrupt_streams(void **state) {
 
   /* 3.2.4: stored LEN must be the complement of NLEN */
   {
-    static const uint8_t st[] = {0x01, 0x05, 0x00, 0xfa, 0xfe, 'H', 'e', 'l',
-                                 'l', 'o'};
+    static const uint8_t st[] = {0x01, 0x05, 0x00, 0xfa, 0xfe,
+                                 'H',  'e',  'l',  'l',  'o'};
     assert_int_equal(inflate_all(st, sizeof(st), 15), WS_ERR_DATA);
   }
   /* 3.2.6: fixed code 286 and 287 are invalid: 286 = 11000110 */
@@ -834,12 +859,12 @@ static void corrupt_streams(void **state) {
     cl[17] = 1; /* 1 */
     memset(&s, 0, sizeof(s));
     dyn_header(&s, 257, 1, 18, cl);
-    put_code(&s, 0, 1);      /* lit 0: length 1 */
-    put_code(&s, 0, 1);      /* lit 1: length 1 */
+    put_code(&s, 0, 1); /* lit 0: length 1 */
+    put_code(&s, 0, 1); /* lit 1: length 1 */
     put_code(&s, 1, 1);
     put(&s, 127, 7); /* 138 zeros */
     put_code(&s, 1, 1);
-    put(&s, 116, 7); /* 127 zeros: 256 done, 256 has length 0 */
+    put(&s, 116, 7);    /* 127 zeros: 256 done, 256 has length 0 */
     put_code(&s, 0, 1); /* distance 0: length 1 */
     put(&s, 0, 32);
     assert_int_equal(inflate_all(s.b, (s.n + 7) / 8, 15), WS_ERR_DATA);
@@ -864,14 +889,15 @@ static void distance_beyond_window(void **state) {
   in[n++] = 0x00; /* stored, not final */
   in[n++] = 600 & 0xff;
   in[n++] = 600 >> 8;
-  in[n++] = (uint8_t)~(600 & 0xff);
-  in[n++] = (uint8_t)~(600 >> 8);
-  for (int i = 0; i < 600; i++) in[n++] = (uint8_t)('a' + i % 26);
+  in[n++] = (uint8_t) ~(600 & 0xff);
+  in[n++] = (uint8_t) ~(600 >> 8);
+  for (int i = 0; i < 600; i++)
+    in[n++] = (uint8_t)('a' + i % 26);
   bits s;
   memset(&s, 0, sizeof(s));
-  put(&s, 1, 1);      /* final */
-  put(&s, 1, 2);      /* fixed */
-  put_code(&s, 1, 7); /* 257: length 3 */
+  put(&s, 1, 1);       /* final */
+  put(&s, 1, 2);       /* fixed */
+  put_code(&s, 1, 7);  /* 257: length 3 */
   put_code(&s, 18, 5); /* distance code 18: 513 + 8 extra bits */
   put(&s, 550 - 513, 8);
   put_code(&s, 0, 7); /* end of block */
@@ -924,8 +950,7 @@ static void oversubscribed_tables(void **state) {
   /* Code length code lengths, in the RFC order 16 17 18 0 8 7 9 6 10 5
    * 11 4 12 3 13 2 14 1: 1 -> 1, 0 -> 2, 16 -> 2, so the codes are
    * 1 "0", 0 "10", 16 "11". */
-  uint8_t cl[19] = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0,
-                    0, 0, 0, 0, 0, 0, 0, 1};
+  uint8_t cl[19] = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
   /* literal/lengths all of length 1 (257 codes): oversubscribed */
   bits s;
   memset(&s, 0, sizeof(s));
@@ -945,9 +970,10 @@ static void oversubscribed_tables(void **state) {
   memset(&s, 0, sizeof(s));
   dyn_header(&s, 257, 30, 18, cl);
   put_code(&s, 0, 1); /* lit 0: 1 */
-  for (int i = 1; i < 256; i++) put_code(&s, 2, 2); /* zeros */
-  put_code(&s, 0, 1); /* 256: 1 */
-  put_code(&s, 0, 1); /* distance 0: 1 */
+  for (int i = 1; i < 256; i++)
+    put_code(&s, 2, 2); /* zeros */
+  put_code(&s, 0, 1);   /* 256: 1 */
+  put_code(&s, 0, 1);   /* distance 0: 1 */
   for (int i = 0; i < 4; i++) {
     put_code(&s, 3, 2); /* 16: repeat 6, 24 more */
     put(&s, 3, 2);
@@ -960,21 +986,21 @@ static void oversubscribed_tables(void **state) {
    * decode, and a match using the missing distance code "1" fails.
    * Code length codes: 0 "00", 1 "01", 2 "10", 16 "11"; literal/lengths
    * 0 "0", 256 "10", 257 "11"; distance 0 "0". */
-  uint8_t cl2[19] = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0,
-                     0, 0, 0, 0, 0, 2, 0, 2};
+  uint8_t cl2[19] = {2, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2};
   for (int bad = 1; bad >= 0; bad--) {
     memset(&s, 0, sizeof(s));
     dyn_header(&s, 258, 1, 18, cl2);
     put_code(&s, 1, 2); /* lit 0: 1 */
-    for (int i = 1; i < 256; i++) put_code(&s, 0, 2);
-    put_code(&s, 2, 2); /* 256: 2 */
-    put_code(&s, 2, 2); /* 257: 2 */
-    put_code(&s, 1, 2); /* distance 0: 1 */
-    put_code(&s, 0, 1); /* lit 0 */
-    put_code(&s, 0, 1); /* lit 0 */
-    put_code(&s, 3, 2); /* 257: length 3 */
+    for (int i = 1; i < 256; i++)
+      put_code(&s, 0, 2);
+    put_code(&s, 2, 2);             /* 256: 2 */
+    put_code(&s, 2, 2);             /* 257: 2 */
+    put_code(&s, 1, 2);             /* distance 0: 1 */
+    put_code(&s, 0, 1);             /* lit 0 */
+    put_code(&s, 0, 1);             /* lit 0 */
+    put_code(&s, 3, 2);             /* 257: length 3 */
     put_code(&s, (uint32_t)bad, 1); /* distance code "1" (missing) or "0" */
-    put_code(&s, 2, 2); /* end of block */
+    put_code(&s, 2, 2);             /* end of block */
     /* the sync flush a message ends with (RFC 7692 7.2.1) */
     put(&s, 0, 3);
     s.n = (s.n + 7) / 8 * 8;
@@ -995,7 +1021,8 @@ static void oversubscribed_tables(void **state) {
     assert_int_equal(out[0], 0);
     assert_int_equal(out[1], 0);
     ws_inflate_free(&z);
-    assert_int_equal(inflate_all(s.b, (s.n + 7) / 8, 15), bad ? WS_ERR_DATA : 0);
+    assert_int_equal(inflate_all(s.b, (s.n + 7) / 8, 15),
+                     bad ? WS_ERR_DATA : 0);
   }
 }
 
@@ -1024,7 +1051,8 @@ static void corrupt_random(void **state) {
   }
 }
 
-/* ---- bomb ------------------------------------------------------------------- */
+/* ---- bomb -------------------------------------------------------------------
+ */
 
 /* 10 MiB (by default 1 MiB) of zeros compress to ~10 KiB (~1 KiB); with
  * an output cap of 64 KiB the inflater stops at the cap, having read
@@ -1042,7 +1070,8 @@ static void bomb(void **state) {
   /* the caller's cap: 64 KiB in 4 KiB pieces */
   while (total_out < sizeof(out)) {
     assert_int_equal(ws_inflate(&z, c + total_in, clen - total_in, &nin,
-                                out + total_out, 4096, &nout), 0);
+                                out + total_out, 4096, &nout),
+                     0);
     total_in += nin;
     total_out += nout;
     assert_int_equal(nout, 4096);
@@ -1050,12 +1079,312 @@ static void bomb(void **state) {
   assert_int_equal(total_out, sizeof(out));
   /* 64 KiB of output needs well under 1 KiB of this input */
   assert_true(total_in < 1024);
-  for (size_t i = 0; i < total_out; i++) assert_int_equal(out[i], 0);
+  for (size_t i = 0; i < total_out; i++)
+    assert_int_equal(out[i], 0);
   ws_inflate_free(&z);
   free(c);
 }
 
-/* ---- misc: arguments, allocation failure ------------------------------------ */
+/* ---- match finder edges ------------------------------------------------- */
+
+/* Deflates |n| bytes at |src| as one message with a fresh deflater;
+ * checks both inflaters give them back (ours with the same window, so
+ * every distance is checked against it). Returns the compressed size. */
+static size_t roundtrip_one(const uint8_t *src, size_t n, unsigned w, int level,
+                            uint64_t *rs) {
+  ws_deflater d;
+  ws_inflater z;
+  size_t clen, got;
+  uint8_t *out = malloc(n + 1);
+  assert_non_null(out);
+  assert_int_equal(ws_deflate_init(&d, NULL, w, level), 0);
+  uint8_t *c = our_deflate(&d, src, n, &clen, rs, 0, 0);
+  assert_int_equal(ws_inflate_init(&z, NULL, w), 0);
+  assert_int_equal(our_inflate(&z, c, clen, out, n + 1, &got, rs, 0, 0), 0);
+  assert_int_equal(got, n);
+  assert_memory_equal(out, src, n);
+  assert_int_equal(z_inflate(c, clen, out, n + 1, 15), n);
+  assert_memory_equal(out, src, n);
+  ws_inflate_free(&z);
+  ws_deflate_free(&d);
+  free(c);
+  free(out);
+  return clen;
+}
+
+/* RFC 1951 3.2.5 / RFC 7692 7.1.2: a match may reach back no further
+ * than the window. 258 random bytes repeated W - 1 back are one match
+ * of 258 (the longest, RFC 1951 3.2.5) at the edge of the window;
+ * repeated W + 1 back they are out of reach and nothing compresses. */
+static void match_at_window_edge(void **state) {
+  (void)state;
+  uint64_t rs = 11;
+  for (unsigned w = 8; w <= 15; w++) {
+    size_t W = (size_t)1 << w;
+    for (int far = 0; far < 2; far++) {
+      size_t d = far ? W + 1 : W - 1, n = d + 258;
+      uint8_t *src = malloc(n);
+      assert_non_null(src);
+      for (size_t i = 0; i < d; i++)
+        src[i] = (uint8_t)tu_rand(&rs);
+      memcpy(src + d, src, 258);
+      for (int level = 1; level <= 9; level++) {
+        size_t clen = roundtrip_one(src, n, w, level, &rs);
+        if (far)
+          assert_true(clen >= n);
+        else if (level >= 2) /* the chains find it; level 1 may not */
+          assert_true(clen + 150 <= n);
+      }
+      free(src);
+    }
+  }
+}
+
+/* A run of 1 + 258k equal bytes is a literal and k matches of 258 at
+ * distance 1 (RFC 1951 3.2.5: length code 285, distance code 0), in a
+ * fixed-code block (3.2.6), then the empty stored block of the flush.
+ * Exact bits at the lazy levels, which hash every position; levels 1-3
+ * skip the inside of long matches and pick other distances. */
+static void longest_matches_258(void **state) {
+  (void)state;
+  uint64_t rs = 15;
+  uint8_t src[1 + 258 * 3], out[64];
+  memset(src, 'a', sizeof(src));
+  for (size_t k = 1; k <= 3; k++) {
+    size_t n = 1 + 258 * k, olen, nin;
+    bits want;
+    memset(&want, 0, sizeof(want));
+    put(&want, 0, 1);               /* BFINAL 0 */
+    put(&want, 1, 2);               /* BTYPE 01 */
+    put_code(&want, 0x30 + 'a', 8); /* literal 'a' */
+    for (size_t i = 0; i < k; i++) {
+      put_code(&want, 0xc0 + (285 - 280), 8); /* length 258 */
+      put_code(&want, 0, 5);                  /* distance 1 */
+    }
+    put_code(&want, 0, 7); /* end of block */
+    put(&want, 0, 3);      /* stored, BFINAL 0, then LEN 0, NLEN ffff */
+    want.n = (want.n + 7) / 8 * 8;
+    put(&want, 0xffff0000u, 32);
+    for (int level = 1; level <= 9; level++) {
+      for (unsigned w = 8; w <= 15; w += 7) {
+        ws_deflater d;
+        assert_int_equal(ws_deflate_init(&d, NULL, w, level), 0);
+        assert_int_equal(ws_deflate(&d, src, n, &nin, out, sizeof(out), &olen,
+                                    WS_DEFLATE_SYNC_FLUSH),
+                         0);
+        assert_int_equal(nin, n);
+        if (level >= 4) {
+          assert_int_equal(olen, want.n / 8);
+          assert_memory_equal(out, want.b, olen);
+        }
+        ws_deflate_free(&d);
+        (void)roundtrip_one(src, n, w, level, &rs);
+      }
+    }
+  }
+}
+
+/* Window 8 (RFC 7692 7.1.2.1, the smallest): distances up to 255 are
+ * used, 256 and beyond never (our inflater at window 8 checks every
+ * one), on text fed in pieces across many buffer moves. */
+static void window8_distances(void **state) {
+  (void)state;
+  uint64_t rs = 12;
+  size_t n = 200000;
+  uint8_t *src = malloc(n);
+  assert_non_null(src);
+  /* a 240-byte phrase, 250 random bytes: every repeat is 490 back */
+  for (size_t i = 0; i < n; i++)
+    src[i] = (i % 490) < 240 ? (uint8_t)('a' + (i % 490) % 26)
+                             : (uint8_t)tu_rand(&rs);
+  size_t clen = roundtrip_one(src, n, 8, 6, &rs);
+  assert_true(clen >= n / 490 * 250); /* the phrase is out of reach */
+  /* every 245 bytes: in reach, so about half of the data goes away */
+  for (size_t i = 0; i < n; i++)
+    src[i] = (i % 245) < 120 ? (uint8_t)('a' + (i % 245) % 26)
+                             : (uint8_t)tu_rand(&rs);
+  clen = roundtrip_one(src, n, 8, 6, &rs);
+  assert_true(clen < n / 245 * 140);
+  free(src);
+}
+
+/* Hash chains across moves of the history buffer: a 4 KiB block comes
+ * back 30,000 bytes later (within the 32 KiB window) ten times over
+ * 300 KB, in random input pieces, so the buffer moves by odd amounts
+ * between a block and its repeat; every repeat must still be found.
+ * Then the same with each 30,000 bytes as a message of its own (context
+ * takeover, RFC 7692 7.2.3.2). */
+static void chains_across_window_moves(void **state) {
+  (void)state;
+  uint64_t rs = 13;
+  const size_t blk = 4096, period = 30000, reps = 10, n = period * reps;
+  uint8_t *src = malloc(n), *out = malloc(n + 1);
+  assert_non_null(src);
+  assert_non_null(out);
+  for (size_t i = 0; i < n; i++)
+    src[i] = (uint8_t)tu_rand(&rs);
+  for (size_t r = 1; r < reps; r++)
+    memcpy(src + r * period, src, blk);
+  for (int level = 2; level <= 9; level += 7) {
+    size_t clen = roundtrip_one(src, n, 15, level, &rs);
+    assert_true(clen + (reps - 1) * (blk - 64) <= n + 1024);
+    /* one message per period */
+    ws_deflater d;
+    ws_inflater z;
+    assert_int_equal(ws_deflate_init(&d, NULL, 15, level), 0);
+    assert_int_equal(ws_inflate_init(&z, NULL, 15), 0);
+    size_t total = 0;
+    for (size_t r = 0; r < reps; r++) {
+      size_t mlen, got;
+      uint8_t *c = our_deflate(&d, src + r * period, period, &mlen, &rs, 0, 0);
+      total += mlen;
+      assert_int_equal(
+          our_inflate(&z, c, mlen, out, period + 1, &got, &rs, 0, 0), 0);
+      assert_int_equal(got, period);
+      assert_memory_equal(out, src + r * period, period);
+      assert_int_equal(ws_inflate_end_message(&z), 0);
+      free(c);
+    }
+    assert_true(total + (reps - 1) * (blk - 64) <= n + 1024);
+    ws_inflate_free(&z);
+    ws_deflate_free(&d);
+  }
+  free(src);
+  free(out);
+}
+
+/* Data that does not compress goes out stored (RFC 1951 3.2.4: 5
+ * bytes of header a block) at every window, also where a block of N
+ * literals is longer than the window: the history buffer keeps the
+ * block's bytes. 10,000 random bytes at window 15 are two blocks (N =
+ * 8,192 symbols) and the empty stored block of the flush. */
+static void incompressible_stays_stored(void **state) {
+  (void)state;
+  uint64_t rs = 16;
+  size_t n = 100000, nin, clen;
+  uint8_t *src = malloc(n), *c = malloc(2 * n), *back = malloc(n);
+  assert_non_null(src);
+  assert_non_null(c);
+  assert_non_null(back);
+  for (size_t i = 0; i < n; i++)
+    src[i] = (uint8_t)tu_rand(&rs);
+  for (unsigned w = 8; w <= 15; w++) {
+    for (int level = 1; level <= 9; level += 4) {
+      ws_deflater d;
+      assert_int_equal(ws_deflate_init(&d, NULL, w, level), 0);
+      assert_int_equal(
+          ws_deflate(&d, src, n, &nin, c, 2 * n, &clen, WS_DEFLATE_SYNC_FLUSH),
+          0);
+      /* at most one block per 1,024 bytes, and the flush */
+      assert_true(clen <= n + 5 * ((n + 1023) / 1024 + 1));
+      assert_int_equal(z_inflate(c, clen, back, n, 15), n);
+      assert_memory_equal(back, src, n);
+      if (w == 15) {
+        /* 10,000 bytes: two blocks (N = 8,192 symbols), the flush */
+        assert_int_equal(ws_deflate(&d, src, 10000, &nin, c, 2 * n, &clen,
+                                    WS_DEFLATE_SYNC_FLUSH),
+                         0);
+        assert_int_equal(clen, 10000 + 3 * 5);
+      }
+      ws_deflate_free(&d);
+    }
+  }
+  free(src);
+  free(c);
+  free(back);
+}
+
+/* ---- memory: exact figures, firmware budgets ------------------------------
+ */
+
+/* The figures documented in ws_deflate.h and README.md. Deflate never
+ * needs more than zlib's documented deflateInit2() memory,
+ * (1 << (windowBits + 2)) + (1 << (memLevel + 9)) with its default
+ * memLevel 8 (zlib takes window 8 as 9). */
+static void memsize_exact(void **state) {
+  (void)state;
+  static const size_t inflate_b[8] = {7504,  7760,  8272,  9296,
+                                      11344, 15440, 23632, 40016};
+  static const size_t fast_b[8] = {10320, 11344, 13892,  26180,
+                                   50756, 99908, 116292, 149060};
+  static const size_t chain_b[8] = {10320, 11344, 13892,  26180,
+                                    50756, 99908, 149060, 247364};
+  for (unsigned w = 8; w <= 15; w++) {
+    assert_int_equal(ws_inflate_memsize(w), inflate_b[w - 8]);
+    assert_int_equal(ws_deflate_memsize(w, 1), fast_b[w - 8]);
+    size_t zlib_def = ((size_t)1 << ((w < 9 ? 9 : w) + 2)) + ((size_t)1 << 17);
+    for (int level = 2; level <= 9; level++) {
+      assert_int_equal(ws_deflate_memsize(w, level), chain_b[w - 8]);
+      assert_true(ws_deflate_memsize(w, level) < zlib_def);
+    }
+  }
+}
+
+/* Compresses |n| bytes of JSON-like text with |d| as one message. */
+static void deflate_msg(ws_deflater *d, const uint8_t *src, size_t n,
+                        uint8_t *out, size_t cap, size_t *pclen) {
+  size_t nin;
+  assert_int_equal(
+      ws_deflate(d, src, n, &nin, out, cap, pclen, WS_DEFLATE_SYNC_FLUSH), 0);
+  assert_int_equal(nin, n);
+}
+
+/* Firmware budgets, measured with a counting allocator that also holds
+ * the codec objects themselves (as a connection does):
+ *   window 8, no context takeover: compressing a 4 KiB message peaks
+ *     at <= 16 KiB;
+ *   window 9 with context takeover: an inflater and a deflater together
+ *     stay under 24 KiB however many messages go through. */
+static void firmware_budgets(void **state) {
+  (void)state;
+  uint64_t rs = 14;
+  uint8_t src[4096], c[4096 + 256], back[4097];
+  tu_alloc a;
+  size_t clen, got;
+
+  tu_alloc_init(&a, 0);
+  gen(C_JSON, src, sizeof(src), &rs);
+  ws_deflater *d = a.mem.malloc(sizeof(*d), a.mem.user_data);
+  assert_non_null(d);
+  assert_int_equal(ws_deflate_init(d, &a.mem, 8, WS_DEFLATE_DEFAULT), 0);
+  deflate_msg(d, src, sizeof(src), c, sizeof(c), &clen);
+  assert_true(clen < sizeof(src) / 2);
+  ws_deflate_reset(d); /* no context takeover */
+  deflate_msg(d, src, sizeof(src), c, sizeof(c), &clen);
+  ws_deflate_free(d);
+  a.mem.free(d, a.mem.user_data);
+  assert_int_equal(a.live_bytes, 0);
+  assert_int_equal(a.peak_bytes, sizeof(ws_deflater) + 10320);
+  assert_true(a.peak_bytes <= 16384);
+
+  tu_alloc_init(&a, 0);
+  d = a.mem.malloc(sizeof(*d), a.mem.user_data);
+  ws_inflater *z = a.mem.malloc(sizeof(*z), a.mem.user_data);
+  assert_non_null(d);
+  assert_non_null(z);
+  assert_int_equal(ws_deflate_init(d, &a.mem, 9, WS_DEFLATE_DEFAULT), 0);
+  assert_int_equal(ws_inflate_init(z, &a.mem, 9), 0);
+  for (int m = 0; m < 20; m++) {
+    gen(C_JSON, src, sizeof(src), &rs);
+    deflate_msg(d, src, sizeof(src), c, sizeof(c), &clen);
+    assert_int_equal(
+        our_inflate(z, c, clen, back, sizeof(back), &got, &rs, 0, 0), 0);
+    assert_int_equal(got, sizeof(src));
+    assert_memory_equal(back, src, sizeof(src));
+    assert_int_equal(ws_inflate_end_message(z), 0);
+  }
+  ws_inflate_free(z);
+  ws_deflate_free(d);
+  a.mem.free(z, a.mem.user_data);
+  a.mem.free(d, a.mem.user_data);
+  assert_int_equal(a.live_bytes, 0);
+  assert_int_equal(a.peak_bytes,
+                   sizeof(ws_deflater) + sizeof(ws_inflater) + 11344 + 7760);
+  assert_true(a.peak_bytes < 24576);
+}
+
+/* ---- misc: arguments, allocation failure ------------------------------------
+ */
 
 static void args_and_nomem(void **state) {
   (void)state;
@@ -1113,6 +1442,13 @@ int main(void) {
       cmocka_unit_test(corrupt_random),
       cmocka_unit_test(bomb),
       cmocka_unit_test(args_and_nomem),
+      cmocka_unit_test(match_at_window_edge),
+      cmocka_unit_test(longest_matches_258),
+      cmocka_unit_test(window8_distances),
+      cmocka_unit_test(chains_across_window_moves),
+      cmocka_unit_test(incompressible_stays_stored),
+      cmocka_unit_test(memsize_exact),
+      cmocka_unit_test(firmware_budgets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,6 +154,37 @@ static void copy_mask_in_place(void **state) {
 }
 
 /* Large buffers (the SIMD loop's territory) at odd start addresses. */
+/*
+ * Short payloads (RFC 6455 5.3, any length and key offset): the fast path
+ * stores a first and a last word that overlap for lengths that are not a
+ * multiple of the word size; in place, the overlapping bytes must not be
+ * XORed twice. Lengths 0..40, every offset, a key with four different
+ * bytes, in place and copied.
+ */
+static void mask_short_overlapping_words(void **state) {
+  const uint8_t key[4] = {0x11, 0x22, 0x44, 0x88};
+  uint8_t buf[48], ref[48], dst[48];
+  size_t len, off, i;
+  (void)state;
+
+  for (len = 0; len <= 40; len++) {
+    for (off = 0; off < 4; off++) {
+      for (i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 7 + 1);
+      memcpy(ref, buf, sizeof(buf));
+      naive_mask(ref + 1, len, key, off);
+      memset(dst, 0xEE, sizeof(dst));
+      assert_int_equal(ws_copy_mask(dst + 1, buf + 1, len, key, off),
+                       (off + len) % 4);
+      if (len) assert_memory_equal(dst + 1, ref + 1, len);
+      assert_int_equal(dst[0], 0xEE);
+      assert_int_equal(dst[len + 1], 0xEE);
+      assert_int_equal(ws_mask(buf + 1, len, key, off), (off + len) % 4);
+      assert_memory_equal(buf, ref, sizeof(buf));
+    }
+  }
+}
+
 static void mask_large(void **state) {
   uint64_t rs = 11;
   size_t len = 1u << 20;
@@ -194,6 +225,7 @@ int main(void) {
       cmocka_unit_test(mask_any_length_offset_alignment),
       cmocka_unit_test(mask_chunked_random_splits),
       cmocka_unit_test(copy_mask_in_place),
+      cmocka_unit_test(mask_short_overlapping_words),
       cmocka_unit_test(mask_large),
       cmocka_unit_test(mask_degenerate),
   };

@@ -32,6 +32,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
+#include <mbedtls/ssl_ciphersuites.h>
 #include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
 
@@ -818,6 +819,84 @@ static void handshake_wait_does_not_spin(void **state) {
   ws_tls_ctx_del(cc);
 }
 
+/* ---- cipher suites (h-budget) ---------------------------------------------
+ * RFC 9325 4.2: TLS 1.2 with ECDHE and AEAD only by default; CBC and
+ * CCM_8 suites only when listed in ws_tls_params.ciphersuites. */
+
+static ws_tls_ctx *suite_ctx(ws_role role, const int *suites, int *prv) {
+  ws_tls_params p;
+  memset(&p, 0, sizeof(p));
+  p.role = role;
+  if (role == WS_ROLE_SERVER) {
+    p.cert_pem = srv.crt;
+    p.cert_pem_len = strlen(srv.crt);
+    p.key_pem = srv.key;
+    p.key_pem_len = strlen(srv.key);
+  } else {
+    p.ca_pem = ca.crt;
+    p.ca_pem_len = strlen(ca.crt);
+  }
+  p.ciphersuites = suites;
+  ws_tls_ctx *c = NULL;
+  *prv = ws_tls_ctx_new(&c, &p, NULL, 0);
+  return c;
+}
+
+/* 1 if a client and a server with these suites complete a handshake. */
+static int suites_agree(const int *client, const int *server) {
+  int rv;
+  ws_tls_ctx *cc = suite_ctx(WS_ROLE_CLIENT, client, &rv);
+  assert_int_equal(rv, 0);
+  ws_tls_ctx *sc = suite_ctx(WS_ROLE_SERVER, server, &rv);
+  assert_int_equal(rv, 0);
+  ws_tls *s, *c;
+  assert_int_equal(ws_tls_new(&s, sc, NULL), 0);
+  assert_int_equal(ws_tls_new(&c, cc, "localhost"), 0);
+  int rc, rs;
+  pump(c, s, 0, &rc, &rs);
+  int ok = ws_tls_handshake_done(c) && ws_tls_handshake_done(s);
+  if (!ok) assert_true(rc < 0 && rc != WS_ERR_WOULDBLOCK);
+  ws_tls_del(c);
+  ws_tls_del(s);
+  ws_tls_ctx_del(cc);
+  ws_tls_ctx_del(sc);
+  return ok;
+}
+
+static void aead_cipher_suites_by_default(void **state) {
+  (void)state;
+  static const int cbc[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256, 0};
+  static const int cbc_sha1[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+                                 0};
+  static const int ccm8[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8, 0};
+  static const int gcm[] = {MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, 0};
+  static const int chacha[] = {
+      MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, 0};
+  assert_true(suites_agree(NULL, NULL));
+  assert_true(suites_agree(gcm, NULL));
+  assert_true(suites_agree(chacha, NULL));
+  /* a client offering only CBC or CCM_8 is refused by default ... */
+  assert_false(suites_agree(cbc, NULL));
+  assert_false(suites_agree(cbc_sha1, NULL));
+  assert_false(suites_agree(ccm8, NULL));
+  /* ... and served by a server that lists it */
+  assert_true(suites_agree(cbc, cbc));
+  /* a list: empty, 31 entries (the most), 32 */
+  int rv, many[33];
+  static const int none[] = {0};
+  assert_null(suite_ctx(WS_ROLE_SERVER, none, &rv));
+  assert_int_equal(rv, WS_ERR_INVALID_ARGUMENT);
+  for (int i = 0; i < 32; i++)
+    many[i] = gcm[0];
+  many[32] = 0;
+  assert_null(suite_ctx(WS_ROLE_SERVER, many, &rv));
+  assert_int_equal(rv, WS_ERR_INVALID_ARGUMENT);
+  many[31] = 0;
+  ws_tls_ctx *c = suite_ctx(WS_ROLE_SERVER, many, &rv);
+  assert_int_equal(rv, 0);
+  ws_tls_ctx_del(c);
+}
+
 int main(void) {
   pattern = malloc(1u << 20);
   if (!pattern) return 1;
@@ -834,6 +913,7 @@ int main(void) {
       cmocka_unit_test(wss_verification_failures_reach_on_close),
       cmocka_unit_test(plaintext_client_is_dropped),
       cmocka_unit_test(handshake_wait_does_not_spin),
+      cmocka_unit_test(aead_cipher_suites_by_default),
   };
   int rv = cmocka_run_group_tests(tests, setup, teardown);
   free(pattern);

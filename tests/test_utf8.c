@@ -67,10 +67,33 @@ static size_t ref_prefix(const uint8_t *s, size_t len, int *ptrunc) {
 #define VALID ((size_t)-1)
 #define TRUNC ((size_t)-2)
 
-static size_t (*const scanners[])(ws_utf8 *, const uint8_t *, size_t) = {
-    ws_utf8_scan, ws_utf8_scan_scalar};
-static int (*const feeders[])(ws_utf8 *, const uint8_t *, size_t) = {
-    ws_utf8_feed, ws_utf8_feed_scalar};
+/*
+ * Every implementation this build and CPU have (ws_utf8.h): the public
+ * entry points first (WS_UTF8_IMPL_BEST), then the reference, then the
+ * others through ws_utf8_scan_impl(). Each must give the same answers.
+ */
+static int impls[WS_UTF8_IMPL_COUNT];
+static int nimpls;
+
+static void init_impls(void) {
+  int k;
+  for (k = 0; k < WS_UTF8_IMPL_COUNT; k++) {
+    if (ws_utf8_impl_available(k)) impls[nimpls++] = k;
+  }
+}
+
+static size_t scan_with(int impl, ws_utf8 *u, const uint8_t *s, size_t n) {
+  if (impl == WS_UTF8_IMPL_BEST) return ws_utf8_scan(u, s, n);
+  if (impl == WS_UTF8_IMPL_REF) return ws_utf8_scan_scalar(u, s, n);
+  return ws_utf8_scan_impl(u, s, n, impl);
+}
+
+static int feed_with(int impl, ws_utf8 *u, const uint8_t *s, size_t n) {
+  if (impl == WS_UTF8_IMPL_BEST) return ws_utf8_feed(u, s, n);
+  if (impl == WS_UTF8_IMPL_REF) return ws_utf8_feed_scalar(u, s, n);
+  if (u->state == WS_UTF8_FAILED) return WS_ERR_UTF8;
+  return ws_utf8_scan_impl(u, s, n, impl) == n ? 0 : WS_ERR_UTF8;
+}
 
 /*
  * Checks one input against its expected outcome: whole, split at every
@@ -89,17 +112,17 @@ static void check_bytes(const uint8_t *s, size_t len, size_t expect) {
 
   assert_int_equal(ws_utf8_validate(s, len),
                    expect == VALID ? 0 : WS_ERR_UTF8);
-  for (k = 0; k < 2; k++) {
+  for (k = 0; k < nimpls; k++) {
     ws_utf8 u;
     ws_utf8_init(&u);
-    assert_int_equal(scanners[k](&u, s, len), bad);
+    assert_int_equal(scan_with(impls[k], &u, s, len), bad);
     assert_int_equal(ws_utf8_finish(&u), expect == VALID ? 0 : WS_ERR_UTF8);
 
     for (split = 0; split <= len; split++) {
       int r1, r2;
       ws_utf8_init(&u);
-      r1 = feeders[k](&u, s, split);
-      r2 = feeders[k](&u, s + split, len - split);
+      r1 = feed_with(impls[k], &u, s, split);
+      r2 = feed_with(impls[k], &u, s + split, len - split);
       if (bad < split) {
         assert_int_equal(r1, WS_ERR_UTF8);
         assert_int_equal(r2, WS_ERR_UTF8); /* stays failed */
@@ -114,20 +137,20 @@ static void check_bytes(const uint8_t *s, size_t len, size_t expect) {
       /* Scan positions add up across the split. */
       ws_utf8_init(&u);
       {
-        size_t v1 = scanners[k](&u, s, split);
+        size_t v1 = scan_with(impls[k], &u, s, split);
         if (bad < split) {
           assert_int_equal(v1, bad);
         } else {
           assert_int_equal(v1, split);
-          assert_int_equal(split + scanners[k](&u, s + split, len - split),
-                           bad);
+          assert_int_equal(
+              split + scan_with(impls[k], &u, s + split, len - split), bad);
         }
       }
     }
 
     ws_utf8_init(&u);
     for (i = 0; i < len; i++) {
-      int r = feeders[k](&u, s + i, 1);
+      int r = feed_with(impls[k], &u, s + i, 1);
       assert_int_equal(r, i < bad ? 0 : WS_ERR_UTF8);
     }
     assert_int_equal(ws_utf8_finish(&u), expect == VALID ? 0 : WS_ERR_UTF8);
@@ -427,10 +450,10 @@ static void all_code_points(void **state) {
     int k;
     if (c >= 0xD800 && c <= 0xDFFF) exp = 1;
     if (c > 0x10FFFF) exp = 1; /* F4 90.. up to F4 BF.. */
-    for (k = 0; k < 2; k++) {
+    for (k = 0; k < nimpls; k++) {
       ws_utf8 u;
       ws_utf8_init(&u);
-      assert_int_equal(scanners[k](&u, b, n), exp);
+      assert_int_equal(scan_with(impls[k], &u, b, n), exp);
       assert_int_equal(ws_utf8_finish(&u), exp == n ? 0 : WS_ERR_UTF8);
     }
   }
@@ -653,6 +676,309 @@ static void unmask_utf8_matches_separate_passes(void **state) {
   free(ref);
 }
 
+/*
+ * Checks every implementation against the interval reference on one
+ * input: the position of the first invalid byte and, when there is none,
+ * the state (which must be the reference's own, so a later call carries
+ * on identically whichever implementation left it).
+ */
+static void check_all_impls(const uint8_t *s, size_t len) {
+  int trunc, k;
+  size_t exp = ref_prefix(s, len, &trunc);
+  ws_utf8 r;
+
+  ws_utf8_init(&r);
+  assert_int_equal(ws_utf8_scan_scalar(&r, s, len), exp);
+  if (exp == len)
+    assert_int_equal(r.state != 0, trunc);
+  else
+    assert_int_equal(r.state, WS_UTF8_FAILED);
+  for (k = 0; k < nimpls; k++) {
+    ws_utf8 u;
+    ws_utf8_init(&u);
+    assert_int_equal(scan_with(impls[k], &u, s, len), exp);
+    assert_int_equal(u.state, r.state);
+  }
+}
+
+/* Bytes at the edges of the ranges in RFC 3629 section 4 (and Unicode
+ * Table 3-7): ASCII, each continuation sub-range, the overlong leads C0
+ * C1, E0, the surrogate lead ED, F0, F4, and F5..FF that never occur. */
+static const uint8_t edge[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F,
+                               0xA0, 0xBF, 0xC0, 0xC1, 0xC2, 0xDF, 0xE0,
+                               0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF};
+
+/*
+ * Puts |seq| at |pos| in a |len|-byte buffer of |bg| (ASCII, or a run of
+ * three-byte characters that the sequence interrupts) and checks it.
+ */
+static void place(const uint8_t *seq, size_t n, size_t len, size_t pos,
+                  int bg) {
+  uint8_t b[160];
+  size_t i;
+
+  for (i = 0; i < len; i++) {
+    static const uint8_t cjk[3] = {0xE4, 0xB8, 0x96}; /* U+4E16 */
+    b[i] = bg ? cjk[i % 3] : (uint8_t)('a' + i % 26);
+  }
+  /* In the CJK background, start the sequence between characters. */
+  if (bg) pos -= pos % 3;
+  if (pos + n > len) return;
+  memcpy(b + pos, seq, n);
+  check_all_impls(b, len);
+}
+
+/* Where the vector kernels change gear: 16-byte blocks, 32-byte AVX2
+ * blocks, 64-byte groups between error checks, and the tail. */
+static void place_near_edges(const uint8_t *seq, size_t n, int wide) {
+  static const size_t at48[] = {0, 13, 14, 15, 16, 17, 30, 31, 32, 33, 45};
+  static const size_t at80[] = {61, 62, 63, 64, 65};
+  size_t j;
+
+  for (j = 0; j < sizeof(at48) / sizeof(at48[0]); j++) {
+    place(seq, n, 48, at48[j], 0);
+  }
+  place(seq, n, 48, 48 - n, 0); /* at the very end */
+  place(seq, n, 20, 20 - n, 0); /* one block and a short tail */
+  place(seq, n, 16, 16 - n, 0); /* exactly one block */
+  place(seq, n, 16, 0, 0);
+  if (!wide) return;
+  place(seq, n, 48, 15, 1);
+  place(seq, n, 48, 31, 1);
+  for (j = 0; j < sizeof(at80) / sizeof(at80[0]); j++) {
+    place(seq, n, 80, at80[j], 0);
+  }
+  place(seq, n, 80, 80 - n, 1);
+  place(seq, n, 150, 150 - n, 0);
+  place(seq, n, 150, 127, 1);
+}
+
+/*
+ * Every 1- and 2-byte sequence, every lead with all pairs of edge bytes
+ * after it, and the 4-byte leads with all triples of edge bytes, at every
+ * position where the vector kernels could get them wrong: block edges,
+ * the tail, the end of input (truncated sequences, RFC 6455 8.1: only a
+ * complete message must be valid). Every implementation agrees with the
+ * reference.
+ */
+static void vector_edges_exhaustive(void **state) {
+  uint8_t q[4];
+  unsigned a, b, c, d;
+  (void)state;
+
+  for (a = 0; a < 256; a++) {
+    q[0] = (uint8_t)a;
+    place_near_edges(q, 1, 1);
+    for (b = 0; b < 256; b++) {
+      q[1] = (uint8_t)b;
+      place_near_edges(q, 2, a >= 0xC0 && (b & 0xC0) == 0x80);
+    }
+  }
+  for (a = 0xC0; a < 256; a++) {
+    q[0] = (uint8_t)a;
+    for (b = 0; b < sizeof(edge); b++) {
+      q[1] = edge[b];
+      for (c = 0; c < sizeof(edge); c++) {
+        q[2] = edge[c];
+        place_near_edges(q, 3, 0);
+      }
+    }
+  }
+  {
+    static const uint8_t lead4[] = {0xE0, 0xED, 0xEF, 0xF0, 0xF1,
+                                    0xF3, 0xF4, 0xF5, 0xFF};
+    for (a = 0; a < sizeof(lead4); a++) {
+      q[0] = lead4[a];
+      for (b = 0; b < sizeof(edge); b++) {
+        q[1] = edge[b];
+        for (c = 0; c < sizeof(edge); c++) {
+          q[2] = edge[c];
+          for (d = 0; d < sizeof(edge); d++) {
+            q[3] = edge[d];
+            place(q, 4, 48, 14, 0);
+            place(q, 4, 48, 31, 0);
+            place(q, 4, 48, 44, 0);
+            place(q, 4, 20, 16, 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+/*
+ * Random mostly-UTF-8 text of 0..300 bytes split into two chunks at every
+ * position, and into random chunks: each implementation gives the same
+ * error position and state as the reference whatever the split (the
+ * state carries sequences across calls).
+ */
+static void impls_agree_at_every_split(void **state) {
+  uint64_t rs = 6455;
+  uint8_t s[400];
+  int iter;
+  (void)state;
+
+  for (iter = 0; iter < 600; iter++) {
+    size_t len = 0, target = tu_rand(&rs) % 300, exp, split;
+    int trunc, k;
+    ws_utf8 r;
+
+    while (len < target)
+      len += random_piece(&rs, s + len);
+    if (iter % 3 == 0) len = ref_prefix(s, len, &trunc); /* valid */
+    exp = ref_prefix(s, len, &trunc);
+    ws_utf8_init(&r);
+    assert_int_equal(ws_utf8_scan_scalar(&r, s, len), exp);
+    for (k = 0; k < nimpls; k++) {
+      for (split = 0; split <= len; split++) {
+        ws_utf8 u;
+        size_t v;
+        ws_utf8_init(&u);
+        v = scan_with(impls[k], &u, s, split);
+        if (v == split) v += scan_with(impls[k], &u, s + split, len - split);
+        assert_int_equal(v, exp);
+        assert_int_equal(u.state, r.state);
+      }
+      { /* random chunks, some of them empty */
+        ws_utf8 u;
+        size_t pos = 0, v = 0;
+        ws_utf8_init(&u);
+        while (pos < len) {
+          size_t n = tu_rand(&rs) % 70;
+          if (n > len - pos) n = len - pos;
+          v = scan_with(impls[k], &u, s + pos, n);
+          if (v != n) break;
+          pos += n;
+        }
+        assert_int_equal(pos + (pos < len ? v : 0), exp);
+        assert_int_equal(u.state, r.state);
+      }
+    }
+  }
+}
+
+/*
+ * ws_copy_unmask_utf8 with every implementation: in place and into
+ * another buffer, at every alignment of source and destination, every
+ * key offset, and lengths around the block sizes. The bytes stored are
+ * exactly the unmasked ones (RFC 6455 5.3), the ones after them are left
+ * alone, the key offset moves by the number stored, at least one byte
+ * past the first invalid one is stored, and the validity verdict is the
+ * reference's.
+ */
+static void fused_copy_unmask_every_impl(void **state) {
+  uint64_t rs = 1007;
+  static uint8_t plain[700], wire[720], dst[720], orig[720];
+  int iter;
+  (void)state;
+
+  for (iter = 0; iter < 1200; iter++) {
+    size_t len = 0, target, exp, off0, sa, da;
+    int trunc, k, inplace = iter & 1;
+    uint8_t key[4];
+
+    target = (iter % 7 == 0) ? tu_rand(&rs) % 660 : tu_rand(&rs) % 140;
+    while (len < target)
+      len += random_piece(&rs, plain + len);
+    if (len > 680) len = 680;
+    if (iter % 3 == 0) len = ref_prefix(plain, len, &trunc);
+    exp = ref_prefix(plain, len, &trunc);
+    tu_rand_fn(key, 4, &rs);
+    for (k = 0; k < 4; k++)
+      key[k] |= 1; /* every byte changes */
+    off0 = tu_rand(&rs) % 4;
+    sa = tu_rand(&rs) % 8;
+    da = tu_rand(&rs) % 8;
+    for (k = 0; k < nimpls; k++) {
+      ws_utf8 u;
+      size_t valid = 12345, off = off0, i, w;
+      uint8_t *d;
+      const uint8_t *src;
+      int rv;
+
+      memcpy(wire + sa, plain, len);
+      ws_mask_scalar(wire + sa, len, key, off0);
+      if (inplace) {
+        d = wire + sa;
+        src = wire + sa;
+        memcpy(orig, wire + sa, len);
+      } else {
+        d = dst + da;
+        src = wire + sa;
+        for (i = 0; i < len; i++)
+          d[i] = (uint8_t)(plain[i] ^ 0x5A);
+        memcpy(orig, d, len);
+      }
+      ws_utf8_init(&u);
+      rv = impls[k] == WS_UTF8_IMPL_BEST
+               ? ws_copy_unmask_utf8(d, src, len, key, &off, &u, &valid)
+               : ws_copy_unmask_utf8_impl(d, src, len, key, &off, &u, &valid,
+                                          impls[k]);
+      assert_int_equal(valid, exp);
+      assert_int_equal(rv, exp == len ? 0 : WS_ERR_UTF8);
+      /* w = bytes stored: a prefix of plain, then untouched bytes. */
+      for (w = 0; w < len && d[w] == plain[w] && d[w] != orig[w]; w++) {
+        continue;
+      }
+      for (i = w; i < len; i++)
+        assert_int_equal(d[i], orig[i]);
+      if (rv == 0) {
+        assert_int_equal(w, len);
+        assert_int_equal(u.state != 0, trunc);
+      } else {
+        assert_true(w >= exp + 1);
+        assert_int_equal(u.state, WS_UTF8_FAILED);
+      }
+      assert_int_equal(off, (off0 + w) % 4);
+
+      /* No destination: validation only, the source is left alone. */
+      memcpy(dst + da, plain, len);
+      ws_utf8_init(&u);
+      off = off0;
+      rv = ws_copy_unmask_utf8_impl(NULL, dst + da, len, key, &off, &u, &valid,
+                                    impls[k]);
+      assert_int_equal(valid, exp);
+      assert_int_equal(rv, exp == len ? 0 : WS_ERR_UTF8);
+      assert_memory_equal(dst + da, plain, len);
+
+      /* No key: a plain copy. */
+      if (!inplace && rv == 0) {
+        memset(dst, 0, sizeof(dst));
+        ws_utf8_init(&u);
+        assert_int_equal(ws_copy_unmask_utf8_impl(dst + da, plain, len, NULL,
+                                                  NULL, &u, &valid, impls[k]),
+                         0);
+        assert_memory_equal(dst + da, plain, len);
+      }
+    }
+  }
+}
+
+/* The implementation list: the reference, the compact DFA and the best
+ * choice are always there; each has its own name; unknown ones are not
+ * available and asking for one falls back to the best. */
+static void impl_list(void **state) {
+  int k, j;
+  uint8_t b[20] = "0123456789abcdefghi";
+  ws_utf8 u;
+  (void)state;
+
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_BEST));
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_REF));
+  assert_true(ws_utf8_impl_available(WS_UTF8_IMPL_COMPACT));
+  assert_false(ws_utf8_impl_available(-1));
+  assert_false(ws_utf8_impl_available(WS_UTF8_IMPL_COUNT));
+  assert_string_equal(ws_utf8_impl_name(WS_UTF8_IMPL_COUNT), "?");
+  for (k = 0; k < WS_UTF8_IMPL_COUNT; k++) {
+    for (j = 0; j < k; j++) {
+      assert_string_not_equal(ws_utf8_impl_name(k), ws_utf8_impl_name(j));
+    }
+  }
+  ws_utf8_init(&u);
+  assert_int_equal(ws_utf8_scan_impl(&u, b, 19, WS_UTF8_IMPL_COUNT), 19);
+  assert_int_equal(u.state, 0);
+}
+
 /* Zero-initialised state is the initial state; empty input is fine. */
 static void init_and_empty(void **state) {
   ws_utf8 u = {0};
@@ -669,6 +995,7 @@ static void init_and_empty(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(init_and_empty),
+      cmocka_unit_test(impl_list),
       cmocka_unit_test(kuhn_valid_text),
       cmocka_unit_test(kuhn_valid_text_prefixes),
       cmocka_unit_test(kuhn_boundaries),
@@ -680,6 +1007,10 @@ int main(void) {
       cmocka_unit_test(all_code_points),
       cmocka_unit_test(differential_random),
       cmocka_unit_test(unmask_utf8_matches_separate_passes),
+      cmocka_unit_test(vector_edges_exhaustive),
+      cmocka_unit_test(impls_agree_at_every_split),
+      cmocka_unit_test(fused_copy_unmask_every_impl),
   };
+  init_impls();
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -320,6 +320,14 @@ typedef enum ws_delivery {
  * ws_conn_respond(), instead of being refused with 400. It is parsed by
  * the same parser, under the same limits. Since: 0.2 */
 #define WS_CFG_HTTP 0x4u
+/* Keep the output queue's buffer when it drains, and the whole-message
+ * buffer after its event, while each is at most WS_KEEP_BUFFER_MAX bytes,
+ * instead of freeing them: a server that answers every message (an echo,
+ * a chat relay) then allocates nothing per message. The price is up to
+ * twice WS_KEEP_BUFFER_MAX bytes held by a connection that has sent or
+ * assembled a message, even while idle. Since: 0.2 */
+#define WS_CFG_KEEP_BUFFERS 0x8u
+#define WS_KEEP_BUFFER_MAX 4096u
 
 /*
  * permessage-deflate (RFC 7692), the |pmd| member of ws_config. Off
@@ -557,6 +565,44 @@ typedef struct ws_event {
  * waiting for the transport. */
 WS_EXTERN int ws_conn_next_event(ws_conn *conn, ws_event *ev);
 
+/*
+ * The receive callback of ws_conn_feed_events(): handles one event, which
+ * is only valid during the call (its slices as in ws_conn_next_event()).
+ * Returns 0 to go on, or nonzero to stop after this event. Since: 0.2
+ */
+typedef int (*ws_event_fn)(ws_conn *conn, const ws_event *ev,
+                           void *user_data);
+
+/*
+ * Feeds received bytes and hands every event they produce to |fn|, in
+ * order, without stopping at each one: the batch form of ws_conn_feed()
+ * followed by ws_conn_next_event() until WS_ERR_WOULDBLOCK, with the same
+ * events, the same order (everything before a bad frame first), the same
+ * result for any split of the input, and the same buffer contract (|in|
+ * is unmasked in place; event slices may point into it). Events waiting
+ * from an earlier ws_conn_feed() come first; compressed data is inflated
+ * to the end.
+ *
+ * It returns when all |inlen| bytes are used and no event is left, when
+ * |fn| returns nonzero (the event it was given is consumed; feed the rest,
+ * from |in| + |*pnread|, later), or when the connection waits for the
+ * application (a WS_EV_REQUEST or WS_EV_HTTP not yet answered: with
+ * |*pnread| < |inlen|). |fn| may call ws_conn_send(), ws_conn_ping(),
+ * ws_conn_pong(), ws_conn_close(), ws_conn_accept(), ws_conn_reject(),
+ * ws_conn_respond(), the ws_conn_out_*() calls and the queries; it MUST
+ * NOT call ws_conn_feed(), ws_conn_feed_events(), ws_conn_feed_eof(),
+ * ws_conn_next_event(), ws_conn_tick() or ws_conn_del() on |conn|.
+ *
+ * Returns 0; WS_ERR_CLOSED (input after a close is ignored, as in
+ * ws_conn_feed()); or the sticky error, after |fn| was given the
+ * WS_EV_ERROR event that describes it; WS_ERR_INVALID_ARGUMENT (NULL
+ * |conn| or |fn|) or WS_ERR_INVALID_STATE (a client before
+ * ws_conn_connect()). Since: 0.2
+ */
+WS_EXTERN int ws_conn_feed_events(ws_conn *conn, uint8_t *in, size_t inlen,
+                                  size_t *pnread, ws_event_fn fn,
+                                  void *user_data);
+
 /* ws_conn_send() flags */
 #define WS_SEND_MORE 0x1u        /* not the last fragment of the message */
 #define WS_SEND_NO_COMPRESS 0x2u /* send this message uncompressed even if
@@ -682,6 +728,45 @@ WS_EXTERN void ws_conn_stats(const ws_conn *conn, ws_stats *pstats);
  * 7.4.1/7.4.2 1000-1003 and 1007-1011, the IANA-registered 1012-1014
  * (service restart, try again later, bad gateway), and 3000-4999. */
 WS_EXTERN int ws_close_code_valid(uint16_t code);
+
+/* ---- Origin allowlist (RFC 6455 10.2) ----------------------------------- */
+
+/* Allow the origin whose host[:port] is the request's Host. */
+#define WS_ORIGIN_SAME_HOST 0x1u
+/* Refuse a request without Origin. */
+#define WS_ORIGIN_REQUIRE 0x2u
+
+/*
+ * Whether |req|'s Origin is allowed: a browser sends the page's origin,
+ * so a server that only serves its own pages refuses the others
+ * (cross-site WebSocket hijacking). Each of the |n| |origins| is either
+ *   "https://chat.example.com:8443"  an origin, matched exactly (scheme
+ *                                    and host case-insensitively, the
+ *                                    port as written);
+ *   the same with "*." as the host's first label (any subdomain, not
+ *                                    the domain itself), same scheme
+ *                                    and port;
+ *   "*.example.com", "example.com"   a host pattern: any scheme, any port;
+ *   "*"                              anything.
+ * With WS_ORIGIN_SAME_HOST, an origin whose host and port (80/443 when
+ * absent, by its scheme) are those of the Host header is allowed too. A
+ * request without Origin (not from a browser) is allowed unless
+ * WS_ORIGIN_REQUIRE; "null" only if listed. Returns 1 or 0.
+ * Since: 0.2
+ */
+WS_EXTERN int ws_request_origin_allowed(const ws_request *req,
+                                        const char *const *origins, size_t n,
+                                        uint32_t flags);
+
+/* ---- for the loop's message timeout ------------------------------------ */
+
+/*
+ * Whether a data message is being received (its first frame arrived,
+ * its last has not), and if so the payload bytes received for it so far
+ * (after inflation when compressed) in |*pbytes| (may be NULL).
+ * Since: 0.2
+ */
+WS_EXTERN int ws_conn_rx_message(const ws_conn *conn, uint64_t *pbytes);
 
 #ifdef __cplusplus
 }

@@ -71,6 +71,10 @@ typedef struct ws_loop_conn ws_loop_conn;
 #define WS_LOOP_ERR_STALLED (-303)  /* no write progress for write_timeout_ms */
 #define WS_LOOP_ERR_SHUTDOWN (-304) /* dropped at the end of the drain */
 #define WS_LOOP_ERR_ABORTED (-305)  /* the loop was deleted */
+/* Refused by memory_budget (close 1013). Since: 0.2 */
+#define WS_LOOP_ERR_BUDGET (-306)
+/* A message unfinished after message_timeout_ms (close 1008). Since: 0.2 */
+#define WS_LOOP_ERR_SLOW_MESSAGE (-307)
 
 /* How a connection ended, for on_close. */
 typedef struct ws_loop_close_info {
@@ -200,12 +204,45 @@ typedef struct ws_loop_config {
   uint32_t high_water;       /* pending output bytes that stop reading;
                                 1 MiB */
   uint32_t low_water;        /* ... and that resume it; 256 KiB */
-  uint32_t write_timeout_ms; /* drop a connection whose pending output made
-                                no progress for this long; 30000, 0 off */
+  /* Drop a connection whose pending output stayed above |low_water| for
+   * this long, however many bytes trickled out meanwhile (the count
+   * restarts only once the queue is down to |low_water|), or, at or under
+   * |low_water|, made no progress at all for this long: a reader taking
+   * a few KiB now and then is dropped too (since 0.2; before, any byte of
+   * progress restarted it). 30000, 0 off */
+  uint32_t write_timeout_ms;
   uint32_t linger_ms;        /* server, after the close handshake: wait
                                 this long for the peer's FIN; 2000 */
   uint32_t max_post_bytes;   /* payload bytes queued by the ws_loop_post_*
                                 functions and not applied yet; 16 MiB */
+  /* Every byte the loop and its connections' cores allocate (buffers,
+   * messages being assembled or inflated, deflate contexts, output
+   * queues) counts toward this; 0: no budget (the default). An
+   * allocation that would go over it is refused: when a connection's
+   * input asked for it, that connection is closed with 1013 "try again
+   * later" (on_close: WS_LOOP_ERR_BUDGET); an application's send gets
+   * WS_ERR_NOMEM. While the loop holds more than 90% of it, new
+   * requests are answered 503, and sends to a connection whose output is
+   * over |high_water| get WS_ERR_WOULDBLOCK (ws_loop_broadcast() skips
+   * it): the rest is kept for the connections that read. See
+   * ws_loop_memory(). Since: 0.2 */
+  uint64_t memory_budget;
+  /* A message that has started (its first frame arrived) but not
+   * finished within this long, fragments or compressed data still
+   * coming, is refused: close 1008 (on_close: WS_LOOP_ERR_SLOW_MESSAGE).
+   * It is not counted while the connection is paused or congested (the
+   * loop is not reading then). An application streaming long uploads
+   * (WS_DELIVER_STREAM) raises it or sets 0. 60000; 0 off. Since: 0.2 */
+  uint32_t message_timeout_ms;
+  /* Minimum drain rate, bytes per second (0: none, the default): while a
+   * connection has output pending, it must have written at least this
+   * many bytes per second over each window of write_timeout_ms (counted
+   * from when output became pending; a window ends early, and no check
+   * is made, when the output drains completely), else it is dropped as
+   * stalled (WS_LOOP_ERR_STALLED). Catches readers that trickle just
+   * enough to stay under |low_water|. Needs write_timeout_ms.
+   * Since: 0.2 */
+  uint32_t min_drain_rate;
 } ws_loop_config;
 
 /* Fills |cfg| with the defaults above (no callbacks), and |cfg->size|.
@@ -245,6 +282,32 @@ typedef struct ws_loop_listen_params {
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid as long as the
                                          loop (listeners live as long) */
+  /* Caps, 0 = none (the defaults). Over one, a plain connection's request
+   * (Upgrade or plain HTTP) is answered 503 with Retry-After, and a
+   * connection over a transport (TLS) is closed at once, before any
+   * handshake work. |max_conns|: connections of this listener at once;
+   * |max_conns_per_ip|: of them, from one peer address;
+   * |max_handshakes|: of them, still in their opening handshake (TLS
+   * handshake included) at once. Since: 0.2 */
+  uint32_t max_conns;
+  uint32_t max_conns_per_ip;
+  uint32_t max_handshakes;
+  /* Origin allowlist (RFC 6455 10.2), checked before on_request: see
+   * ws_request_origin_allowed() in <ws/ws.h> for the patterns and
+   * |origin_flags| (WS_ORIGIN_*). Off when |norigins| and |origin_flags|
+   * are both 0. A refused request is answered 403. The strings are not
+   * copied: they MUST stay valid as long as the loop. Since: 0.2 */
+  const char *const *origins;
+  size_t norigins;
+  uint32_t origin_flags;
+  /* Compression context (RFC 7692 7.1.1): a connection that keeps its
+   * deflate context between messages holds up to ~2^window_bits bytes
+   * per direction plus the compressor's tables for its whole life (~64 +
+   * 64 KiB at 15 bits), one that does not only while a message is in
+   * flight. At most |max_pmd_context| connections of this listener keep
+   * one (0: no limit): later ones negotiate server_no_context_takeover
+   * and client_no_context_takeover. Since: 0.2 */
+  uint32_t max_pmd_context;
 } ws_loop_listen_params;
 
 /*
@@ -261,11 +324,12 @@ WS_LOOP_EXTERN int ws_loop_listen(ws_loop *loop,
 /*
  * Listens on |fd|, a listening TCP socket made by someone else: systemd
  * socket activation (LISTEN_FDS, descriptors from 3 on), or an old
- * process handing its socket to a new one. Of |params| only config,
- * user_data and transport are used (host, port, backlog and flags are
- * the socket's own). The socket is made non-blocking and close-on-exec.
- * On success the loop owns |fd| and closes it with its listeners; on
- * failure it is left to the caller, open. |*pport| (may be NULL) gets
+ * process handing its socket to a new one. |params| (may be NULL: the
+ * defaults) is used as by ws_loop_listen(), but for host, port, backlog
+ * and flags, which are the socket's own. The socket is made
+ * non-blocking and close-on-exec. On success the loop owns |fd| and
+ * closes it with its listeners; on failure it is left to the caller,
+ * open. |*pport| (may be NULL) gets
  * its port. During a graceful shutdown such a listener does not hold
  * the drain open (see ws_loop_shutdown()): whoever passed it keeps it
  * and its queued connections for the next process. Returns 0,
@@ -275,6 +339,29 @@ WS_LOOP_EXTERN int ws_loop_listen(ws_loop *loop,
 WS_LOOP_EXTERN int ws_loop_listen_fd(ws_loop *loop, int fd,
                                      const ws_loop_listen_params *params,
                                      uint16_t *pport);
+
+/*
+ * A client that comes back (ws_loop_connect_params.reconnect): after a
+ * close with 1001, 1006 (no close frame: the transport ended or failed),
+ * 1011, 1012, 1013 or 1014, after a failed connect (refused, timed out,
+ * a TLS failure) and after a 5xx answer, the loop connects again after a
+ * random delay in [0, bound] ("full jitter"). The bound starts at
+ * |initial_ms|, is multiplied by |multiplier_pct| / 100 after each
+ * attempt that did not stay up, up to |max_ms|, and goes back to
+ * |initial_ms| once a connection has stayed open |reset_after_ms|. No
+ * new attempt follows a close with any other code (1000 "normal", 1005,
+ * 1002, 4000-4999 ...), a 4xx answer, ws_loop_del(), the loop's graceful
+ * shutdown, or ws_loop_conn_reconnect_stop(). A zero field takes its
+ * default. Since: 0.2
+ */
+typedef struct ws_loop_reconnect {
+  uint32_t initial_ms;     /* 500 */
+  uint32_t max_ms;         /* 30000 */
+  uint32_t multiplier_pct; /* 200: the bound doubles */
+  uint32_t reset_after_ms; /* 10000 */
+  uint32_t max_attempts;   /* attempts in a row that do not stay up; 0:
+                              no limit */
+} ws_loop_reconnect;
 
 typedef struct ws_loop_connect_params {
   const char *host; /* name or address; a name is resolved with
@@ -289,7 +376,16 @@ typedef struct ws_loop_connect_params {
   void *user_data;         /* the connection's user data */
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid until on_close
-                                         returns */
+                                         returns (with |reconnect|: until
+                                         the last attempt's on_close) */
+  /* NULL: one attempt. Else the loop reconnects as described at
+   * ws_loop_reconnect; everything here is copied for the later attempts
+   * (strings and arrays included). Each attempt is a new connection with
+   * the same user data: on_open for each open, on_close for each end
+   * (ws_loop_conn_reconnect_delay() says there whether and when the next
+   * attempt starts). An attempt whose connect fails at once (a name that
+   * no longer resolves) is retried silently. Since: 0.2 */
+  const ws_loop_reconnect *reconnect;
 } ws_loop_connect_params;
 
 /*
@@ -305,6 +401,19 @@ typedef struct ws_loop_connect_params {
 WS_LOOP_EXTERN int ws_loop_connect(ws_loop *loop,
                                    const ws_loop_connect_params *params,
                                    ws_loop_conn **pconn);
+
+/* In on_close of a connection made with |reconnect|: returns 1 and sets
+ * |*pdelay_ms| (may be NULL) to the delay after which the next attempt
+ * starts, or returns 0 if none will. 0 for any other connection or
+ * outside on_close. Since: 0.2 */
+WS_LOOP_EXTERN int ws_loop_conn_reconnect_delay(const ws_loop_conn *conn,
+                                                uint32_t *pdelay_ms);
+
+/* Ends reconnecting for the connection |conn| came from (made with
+ * |reconnect|): no attempt follows its end. Also in on_close, where it
+ * cancels the attempt ws_loop_conn_reconnect_delay() announced.
+ * Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_conn_reconnect_stop(ws_loop_conn *conn);
 
 /* A parsed ws:// or wss:// URL. |path| points into the URL (or is "/"). */
 typedef struct ws_loop_url {
@@ -362,6 +471,17 @@ WS_LOOP_EXTERN uint64_t ws_loop_now(const ws_loop *loop);
 /* Connections the loop holds (any state). */
 WS_LOOP_EXTERN size_t ws_loop_conn_count(const ws_loop *loop);
 
+/* Bytes the loop and its connections hold now, and the most they held
+ * at once (either pointer may be NULL). Counted whether or not a
+ * memory_budget is set; allocation headers included. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_memory(const ws_loop *loop, uint64_t *pnow,
+                                   uint64_t *ppeak);
+/* Closes the listening sockets now (for a graceful restart: a new
+ * process bound with WS_LOOP_REUSEPORT takes every new connection while
+ * this one drains its own). Open connections go on; ws_loop_run()
+ * returns once none is left. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_close_listeners(ws_loop *loop);
+
 /* ---- connections (loop thread) ------------------------------------------- */
 
 /* Server: answers a request (see on_request): ws_conn_accept() and
@@ -395,6 +515,10 @@ WS_LOOP_EXTERN int ws_loop_send(ws_loop_conn *conn, ws_opcode opcode,
  * ws_conn_close(). */
 WS_LOOP_EXTERN int ws_loop_ping(ws_loop_conn *conn, const void *data,
                                 size_t len);
+/* Queues an unsolicited pong (RFC 6455 5.5.3: a unidirectional
+ * heartbeat); as ws_conn_pong(). Since: 0.2 */
+WS_LOOP_EXTERN int ws_loop_pong(ws_loop_conn *conn, const void *data,
+                                size_t len);
 WS_LOOP_EXTERN int ws_loop_close(ws_loop_conn *conn, uint16_t code,
                                  const void *reason, size_t reasonlen);
 
@@ -427,6 +551,18 @@ WS_LOOP_EXTERN size_t ws_loop_conn_pending(const ws_loop_conn *conn);
  * (NUL-terminated, truncated to |buflen|). */
 WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
                                       size_t buflen);
+
+/*
+ * Stops reading |conn| (|on| 1) or starts again (|on| 0), from the
+ * application: for a relay whose other side is over its high-water mark
+ * (see on_writable). Events already parsed wait, and so do the core's
+ * timers, as with WS_LOOP_PAUSE; input stays in the socket, so the peer
+ * feels the backpressure. Returns 0, WS_ERR_INVALID_STATE (the connection
+ * is ending, or paused by WS_LOOP_PAUSE with an event kept: that pause
+ * ends with ws_loop_resume()), WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
 /* ---- from other threads --------------------------------------------------- */
 

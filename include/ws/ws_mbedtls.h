@@ -89,6 +89,15 @@ typedef struct ws_tls_params {
   const char *key_password;
   /* ALPN protocols, NULL-terminated; NULL means {"http/1.1", NULL}. */
   const char *const *alpn;
+  /* Cipher suites, by their IANA numbers (mbedTLS's MBEDTLS_TLS_*
+   * macros), 0-terminated, at most 31; copied. NULL: the defaults, which
+   * are forward secret and authenticated encryption only: TLS 1.2 ECDHE
+   * (ECDSA or RSA certificates) with AES-128/256-GCM or
+   * ChaCha20-Poly1305, plus the TLS 1.3 suites when mbedTLS has TLS 1.3.
+   * CBC, CCM_8, CAMELLIA, static-RSA and DHE suites need to be listed
+   * here explicitly (for old clients). TLS 1.2 is the minimum version
+   * either way. Since: 0.2 */
+  const int *ciphersuites;
 } ws_tls_params;
 
 /* Shared configuration: certificates, keys, trust anchors, the random

@@ -10,6 +10,7 @@
  *   ws_drv_api.c       what the application calls on a connection
  *   ws_drv_listen.c    listening sockets and accept
  *   ws_drv_connect.c   client connections: resolve, connect, URLs
+ *   ws_drv_reconnect.c clients that come back: backoff, the next attempt
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
  *   ws_drv_activate.c  ws_loop_listen_fd(): sockets from systemd or an
@@ -63,6 +64,13 @@ enum cstate {
 #define F_SD_CLOSE 0x400u  /* graceful shutdown: close at drv_at */
 #define F_GRAVE 0x1000u    /* on the graveyard list */
 #define F_RESUME 0x2000u   /* ws_loop_resume() was called */
+/* budgets and caps (ws_drv_budget.c) */
+#define F_REFUSE 0x4000u  /* over a listener cap: its request gets 503 */
+#define F_COUNTED 0x8000u /* counted in its listener's nconns */
+#define F_HS 0x10000u     /* counted in its listener's handshakes */
+#define F_PMDCTX 0x20000u /* holds one of max_pmd_context */
+#define F_BUDGET 0x40000u /* its input was refused by memory_budget */
+#define F_BCLOSE 0x80000u /* ... and its 1013 close was written */
 
 typedef struct handle {
   uint8_t kind;
@@ -76,6 +84,12 @@ typedef struct listener {
   ws_config cfg;
   void *user_data;
   const ws_loop_transport *tp;
+  /* caps (ws_loop_listen_params, Since 0.2) and their counts */
+  uint32_t max_conns, max_per_ip, max_hs, max_pmd;
+  uint32_t nconns, nhs, npmd;
+  const char *const *origins;
+  size_t norigins;
+  uint32_t origin_flags;
   uint8_t handed; /* ws_loop_listen_fd(): does not hold a drain open */
 } listener;
 
@@ -122,6 +136,10 @@ struct ws_loop_conn {
   uint64_t deadline;    /* heap key */
   uint64_t drv_at;      /* linger end, or the shutdown close time */
   uint64_t stall_since; /* pending output without progress since */
+  uint64_t msg_since;   /* a message is being received since */
+  uint64_t drain_since; /* min_drain_rate: the window started then */
+  uint64_t drained;     /* ... and this many bytes were written since */
+  uint64_t ip_hash;     /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
   ws_conn *ws;
   void *user_data;
@@ -134,7 +152,12 @@ struct ws_loop_conn {
 
 struct ws_loop {
   ws_loop_config cfg;
-  ws_mem mem;
+  ws_mem mem;  /* counting: ws_drv_budget.c */
+  ws_mem umem; /* the application's (or malloc) */
+  /* bytes held: posts allocate from any thread (budget_malloc_posted) */
+  _Atomic uint64_t mem_now, mem_peak;
+  ws_loop_conn *feeding; /* the connection whose input is being fed */
+  uint32_t nrefusing;    /* F_REFUSE connections alive */
   ws_drv_poller poller;
   ws_drv_sys sys;
   ws_loop_transport plain; /* TCP through |sys| */
@@ -171,6 +194,7 @@ struct ws_loop {
   atomic_uint sd_req_code;
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
+  struct drv_reconnect *rc; /* clients that come back (ws_drv_reconnect.c) */
   /* ws_loop_stats_get(): the connections freed so far (open ones are
    * added at query time) */
   ws_loop_stats freed;
@@ -225,6 +249,11 @@ void conn_ready(ws_loop_conn *c, unsigned events);
 void conn_again(ws_loop_conn *c);
 /* The deadline the heap should hold for |c|. */
 uint64_t conn_deadline(const ws_loop_conn *c);
+/* min_drain_rate: at the end of a window, drops |c| if it drained too
+ * little (returns 1), else starts the next window. */
+int conn_drain_check(ws_loop_conn *c);
+/* message_timeout_ms: closes |c| with 1008 if its message is late. */
+void conn_message_timeout(ws_loop_conn *c);
 /* Sends the graceful-shutdown close (l->sd_code) if |c| is open. */
 void conn_shutdown_close(ws_loop_conn *c);
 void post_free(ws_loop *l, post *p);
@@ -235,10 +264,58 @@ void drv_accept_round(ws_loop *l, listener *s);
 void drv_listeners_watch(ws_loop *l, int on);
 void drv_close_listeners(ws_loop *l);
 
+/* ---- ws_drv_budget.c ----------------------------------------------------- */
+
+/* Sets |l->mem| to the counting allocator over |l->umem|. */
+void budget_init_mem(ws_loop *l);
+/* drv_malloc() for any thread (the ws_loop_post_* functions): counted,
+ * never refused by the budget (posts have their own, max_post_bytes). */
+void *budget_malloc_posted(ws_loop *l, size_t n);
+/* 1 while new requests are refused (over 90% of memory_budget). */
+int budget_high(const ws_loop *l);
+/* A connection accepted on |s|: the caps. Returns 0 to go on with
+ * |*cfg| (possibly adjusted for max_pmd_context) and sets |*pflags|;
+ * -1 to close it at once. */
+int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
+                 uint32_t *pflags, uint64_t *pip);
+/* 1 if a send to |c| must wait: the loop is over 90% of its budget and
+ * |c|'s output is over high_water (the last 10% are kept for the
+ * connections that read). */
+int budget_hold_back(const ws_loop_conn *c);
+/* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
+ * listener. */
+void budget_count(ws_loop_conn *c);
+/* Whether a request must be refused, and with which status (0: no). */
+int budget_request_status(ws_loop_conn *c, const ws_request *req);
+/* The opening handshake of |c| is over (answered, or failed). */
+void budget_hs_done(ws_loop_conn *c);
+/* After WS_EV_OPEN: releases the context slot if none was negotiated. */
+void budget_opened(ws_loop_conn *c);
+/* |c| ends: its counts are given back. */
+void budget_release(ws_loop_conn *c);
+/* Writes the 1013 close of a connection refused by the budget, once. */
+void budget_close_frame(ws_loop_conn *c);
+
 /* ---- ws_drv_connect.c ---------------------------------------------------- */
 
 /* The TCP connect of |c| finished (writable or failed). */
 void connect_done(ws_loop_conn *c);
+
+/* One attempt of ws_loop_connect() (the reconnect's too). */
+int connect_once(ws_loop *l, const ws_loop_connect_params *p,
+                 ws_loop_conn **pconn);
+
+/* ---- ws_drv_reconnect.c -------------------------------------------------- */
+
+/* ws_loop_connect() with |reconnect| set. */
+int drv_reconnect_start(ws_loop *l, const ws_loop_connect_params *p,
+                        ws_loop_conn **pconn);
+/* Starts the attempts that are due. */
+void drv_run_reconnects(ws_loop *l);
+/* The time of the next attempt waiting, or NO_DEADLINE. */
+uint64_t drv_reconnect_next(const ws_loop *l);
+/* Frees what is left (ws_loop_del(), after every connection ended). */
+void drv_reconnect_free(ws_loop *l);
 
 /* ---- ws_drv_post.c ------------------------------------------------------- */
 

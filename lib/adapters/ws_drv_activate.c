@@ -62,8 +62,21 @@ int ws_loop_listen_fd(ws_loop *l, int fd, const ws_loop_listen_params *p,
   }
   s->cfg.role = WS_ROLE_SERVER;
   if (l->cfg.callbacks.on_http) s->cfg.flags |= WS_CFG_HTTP;
-  s->user_data = p ? p->user_data : NULL;
-  s->tp = p ? p->transport : NULL;
+  if (p) { /* the caps, as ws_loop_listen() */
+    s->user_data = p->user_data;
+    s->tp = p->transport;
+    s->max_conns = p->max_conns;
+    s->max_per_ip = p->max_conns_per_ip;
+    s->max_hs = p->max_handshakes;
+    s->max_pmd = p->max_pmd_context;
+    s->origins = p->origins;
+    s->norigins = p->norigins;
+    s->origin_flags = p->origin_flags;
+    if (s->norigins && !s->origins) {
+      drv_free(l, s);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+  }
   s->handed = 1;
   if (l->poller.add(l->poller.self, fd, s, WS_DRV_IN) != 0) {
     int e = errno;

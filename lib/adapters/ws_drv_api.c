@@ -45,6 +45,7 @@ int ws_loop_send(ws_loop_conn *c, ws_opcode opcode, const void *data,
                  size_t len, uint32_t flags) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  if (budget_hold_back(c)) return WS_ERR_WOULDBLOCK;
   int rv = ws_conn_send(c->ws, opcode, data, len, flags);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
@@ -54,6 +55,14 @@ int ws_loop_ping(ws_loop_conn *c, const void *data, size_t len) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
   int rv = ws_conn_ping(c->ws, data, len);
+  if (rv == 0) conn_mark_dirty(c);
+  return rv;
+}
+
+int ws_loop_pong(ws_loop_conn *c, const void *data, size_t len) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  int rv = ws_conn_pong(c->ws, data, len);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -77,7 +86,7 @@ int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
   for (uint32_t i = 0; i < l->nslots; i++) {
     ws_loop_conn *c = l->slots[i];
     if (!c || c == except || c->state != C_WS ||
-        ws_conn_state(c->ws) != WS_STATE_OPEN)
+        ws_conn_state(c->ws) != WS_STATE_OPEN || budget_hold_back(c))
       continue;
     if (ws_conn_send(c->ws, opcode, data, len, 0) == 0) {
       conn_mark_dirty(c);
@@ -120,4 +129,35 @@ void ws_loop_conn_peer(const ws_loop_conn *c, char *buf, size_t buflen) {
   if (!c || c->fd < 0) return;
   const ws_drv_sys *sys = &c->loop->sys;
   if (sys->peer(sys->self, c->fd, buf, buflen) != 0) buf[0] = 0;
+}
+
+/* Stops or restarts reading |c| from the application, for a relay whose
+ * other side is congested. It is the pause of WS_LOOP_PAUSE without an
+ * event to keep (an empty one is kept: delivering it again does
+ * nothing). */
+int ws_loop_conn_pause_reading(ws_loop_conn *c, int on) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+  if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  if (on) {
+    if (c->flags & F_PAUSED) { /* an event is kept already, or paused */
+      if (!c->aux || c->aux->ev.type != WS_EV_NONE)
+        return WS_ERR_INVALID_STATE;
+      c->flags &= ~F_RESUME; /* a resume asked for this round is undone */
+      return 0;
+    }
+    conn_aux *a = conn_aux_get(c);
+    if (!a) return WS_ERR_NOMEM;
+    memset(&a->ev, 0, sizeof(a->ev)); /* WS_EV_NONE */
+    c->flags |= F_PAUSED;
+    c->flags &= ~(F_PAUSED_AUTO | F_RESUME);
+    conn_mark_dirty(c);
+    return 0;
+  }
+  if ((c->flags & F_PAUSED) && c->aux && c->aux->ev.type == WS_EV_NONE)
+    ws_loop_resume(c);
+  return 0;
+}
+
+void ws_loop_close_listeners(ws_loop *l) {
+  if (l) drv_close_listeners(l);
 }

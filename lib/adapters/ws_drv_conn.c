@@ -189,6 +189,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
   if (c->fd >= 0) l->sys.close(l->sys.self, c->fd);
   c->fd = -1;
   heap_remove(l, c);
+  budget_release(c);
   slot_release(l, c);
   l->nconns--;
   c->flags |= F_GRAVE;
@@ -225,8 +226,10 @@ static const ws_kv retry_after[] = {{"Retry-After", "5"}};
 static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
   ws_loop *l = c->loop;
   int rv = 0;
-  if (l->draining) {
-    ws_conn_reject(c->ws, 503, retry_after, 1, NULL, 0);
+  int st = l->draining ? 503 : budget_request_status(c, ev->request);
+  if (st) { /* over a cap or the budget (503), or a foreign Origin (403) */
+    ws_conn_reject(c->ws, st, retry_after, st == 503, NULL, 0);
+    budget_hs_done(c);
     return 0;
   }
   c->flags |= F_KNOWN;
@@ -237,6 +240,7 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
   if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
       ws_conn_accept(c->ws, NULL) != 0)
     ws_conn_reject(c->ws, 500, NULL, 0, NULL, 0);
+  budget_hs_done(c);
   return rv == WS_LOOP_PAUSE ? 0 : rv;
 }
 
@@ -245,7 +249,9 @@ static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
   ws_loop *l = c->loop;
   static const ws_kv text[] = {{"Content-Type", "text/plain"}};
   int rv = 0;
-  if (l->draining) { /* a load balancer's health check sees it */
+  budget_hs_done(c);
+  /* draining: a load balancer's health check sees it; or over a cap */
+  if (l->draining || budget_request_status(c, NULL) == 503) {
     ws_conn_respond(c->ws, 503, retry_after, 1, NULL, 0);
     return 0;
   }
@@ -269,6 +275,11 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
     info.code = 1006;
     info.error = ev->error;
     if (ev->error == WS_ERR_EOF && c->io_err) info.error = c->io_err;
+    if (c->flags & F_BUDGET) {
+      info.error = WS_LOOP_ERR_BUDGET;
+      if (c->role == WS_ROLE_SERVER && !info.sent_code)
+        info.sent_code = 1013; /* written once the output drains */
+    }
     info.sys_errno = c->sys_errno;
     info.transport_error = tp_error_text(c);
     if (ev->response) {
@@ -276,6 +287,7 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
       info.http_status = ev->response->status;
     }
   }
+  if (!info.error && c->end_err) info.error = c->end_err;
   call_on_close(c, &info);
 }
 
@@ -291,6 +303,7 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
   case WS_EV_HTTP: rv = dispatch_http(c, ev); break;
   case WS_EV_OPEN:
     c->flags |= F_KNOWN;
+    budget_opened(c);
     if (cb->on_open) rv = cb->on_open(c, c->user_data);
     if (l->draining) conn_shutdown_close(c);
     break;
@@ -409,7 +422,10 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
     }
     size_t n = 0;
     fstart = pos;
+    ws_loop_conn *was = c->loop->feeding;
+    c->loop->feeding = c; /* who pays for what the core allocates */
     int rv = ws_conn_feed(c->ws, buf + pos, len - pos, &n);
+    c->loop->feeding = was;
     pos += n;
     if (rv < 0 && rv != WS_ERR_WOULDBLOCK) pos = len; /* the rest is moot */
     /* Nothing taken twice in a row with no event between: give up on the
@@ -475,6 +491,11 @@ static void conn_read_round(ws_loop_conn *c) {
     got = 1;
     if (c->state == C_WS) process_input(c, l->rbuf, 0, n, 0);
     /* C_LINGER: the bytes are dropped */
+    /* Plain TCP: a read shorter than asked emptied the socket, so asking
+     * again would only get EAGAIN; readiness reports what comes next.
+     * (A transport may hold bytes that no readiness announces: those are
+     * read until WS_ERR_WOULDBLOCK.) */
+    if (c->tp == &l->plain && n < l->cfg.read_size) break;
   }
   if (got && c->state == C_WS) conn_tick(c);
   if (i == READ_BUDGET && can_read(c)) conn_mark_again(c);
@@ -491,8 +512,12 @@ static int conn_flush(ws_loop_conn *c) {
     errno = 0;
     int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
     if (w) {
-      c->stall_since = drv_clock(c->loop);
       ws_conn_out_consume(c->ws, w);
+      c->drained += w;
+      /* Above low_water, a trickle does not count as progress: the
+       * write timeout runs until the queue is down to low_water. */
+      if (conn_pending(c) <= c->loop->cfg.low_water)
+        c->stall_since = drv_clock(c->loop);
     }
     if (rv == WS_ERR_WOULDBLOCK) return 0;
     if (rv < 0) return tp_fail(c, rv);
@@ -531,6 +556,7 @@ static void maybe_finish(ws_loop_conn *c) {
       conn_pending(c) > 0)
     return;
   if (!(c->flags & F_SHUT)) {
+    budget_close_frame(c);
     c->flags |= F_SHUT;
     if (c->tp->shutdown && c->tctx) {
       c->tp->shutdown(c->tctx, c->fd);
@@ -587,6 +613,14 @@ uint64_t conn_deadline(const ws_loop_conn *c) {
     uint64_t s = c->stall_since + l->cfg.write_timeout_ms;
     d = s < d ? s : d;
   }
+  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && c->drain_since) {
+    uint64_t r = c->drain_since + l->cfg.write_timeout_ms;
+    d = r < d ? r : d;
+  }
+  if (c->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
+    uint64_t m = c->msg_since + l->cfg.message_timeout_ms;
+    d = m < d ? m : d;
+  }
   return d;
 }
 
@@ -601,7 +635,8 @@ static int conn_account(ws_loop_conn *c) {
   if (c->state == C_WS && !(c->flags & F_CONGESTED) &&
       pend > l->cfg.high_water) {
     c->flags |= F_CONGESTED;
-    if (cb->on_writable && (c->flags & F_KNOWN))
+    /* not after on_close: the pointer is the application's no more */
+    if (cb->on_writable && (c->flags & F_KNOWN) && !(c->flags & F_CLOSED_CB))
       drv_note_rv(l, cb->on_writable(c, c->user_data, 0));
   } else if ((c->flags & F_CONGESTED) && pend <= l->cfg.low_water) {
     c->flags &= ~F_CONGESTED;
@@ -614,6 +649,47 @@ static int conn_account(ws_loop_conn *c) {
       pend <= l->cfg.low_water)
     conn_mark_again(c); /* auto-resume */
   return again;
+}
+
+/* message_timeout_ms: a message in progress on an open connection is
+ * timed from the round its first frame arrived in. */
+static void conn_track_message(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  if (l->cfg.message_timeout_ms && c->state == C_WS &&
+      ws_conn_state(c->ws) == WS_STATE_OPEN &&
+      ws_conn_rx_message(c->ws, NULL)) {
+    if (!c->msg_since) c->msg_since = l->now;
+  } else {
+    c->msg_since = 0;
+  }
+}
+
+int conn_drain_check(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  uint64_t win = l->cfg.write_timeout_ms;
+  if (!l->cfg.min_drain_rate || !win || !c->drain_since ||
+      l->now < c->drain_since + win)
+    return 0;
+  if (c->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
+    c->end_err = WS_LOOP_ERR_STALLED;
+    conn_destroy(c, WS_LOOP_ERR_STALLED);
+    return 1;
+  }
+  c->drain_since = l->now; /* the next window */
+  c->drained = 0;
+  return 0;
+}
+
+void conn_message_timeout(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  static const char reason[] = "message too slow";
+  if (!c->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
+      l->now < c->msg_since + l->cfg.message_timeout_ms)
+    return;
+  c->msg_since = 0;
+  c->end_err = WS_LOOP_ERR_SLOW_MESSAGE;
+  /* RFC 6455 7.4.1: 1008, the message breaks the server's policy */
+  ws_conn_close(c->ws, 1008, reason, sizeof(reason) - 1);
 }
 
 void conn_after(ws_loop_conn *c) {
@@ -634,6 +710,13 @@ void conn_after(ws_loop_conn *c) {
       c->stall_since = 0;
     else if (!c->stall_since)
       c->stall_since = drv_clock(l);
+    if (conn_pending(c) == 0) {
+      c->drain_since = 0;
+    } else if (!c->drain_since) {
+      c->drain_since = drv_clock(l);
+      c->drained = 0;
+    }
+    conn_track_message(c);
     maybe_finish(c);
     if (c->state == C_DEAD) return;
   }

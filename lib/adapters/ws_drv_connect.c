@@ -73,6 +73,12 @@ static int connect_abort(ws_loop_conn *c, int rv) {
 
 int ws_loop_connect(ws_loop *l, const ws_loop_connect_params *p,
                     ws_loop_conn **pconn) {
+  if (p && p->reconnect) return drv_reconnect_start(l, p, pconn);
+  return connect_once(l, p, pconn);
+}
+
+int connect_once(ws_loop *l, const ws_loop_connect_params *p,
+                 ws_loop_conn **pconn) {
   if (pconn) *pconn = NULL;
   if (!l || !p || !p->host || !p->port) return WS_ERR_INVALID_ARGUMENT;
   ws_config cfg;

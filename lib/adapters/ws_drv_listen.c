@@ -45,6 +45,17 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   if (l->cfg.callbacks.on_http) s->cfg.flags |= WS_CFG_HTTP;
   s->user_data = p->user_data;
   s->tp = p->transport;
+  s->max_conns = p->max_conns;
+  s->max_per_ip = p->max_conns_per_ip;
+  s->max_hs = p->max_handshakes;
+  s->max_pmd = p->max_pmd_context;
+  s->origins = p->origins;
+  s->norigins = p->norigins;
+  s->origin_flags = p->origin_flags;
+  if (s->norigins && !s->origins) {
+    drv_free(l, s);
+    return WS_ERR_INVALID_ARGUMENT;
+  }
   uint16_t bound = 0;
   errno = 0;
   int fd = l->sys.listen(l->sys.self, p->host, p->port, p->backlog, p->flags,
@@ -88,13 +99,23 @@ void drv_accept_round(ws_loop *l, listener *s) {
         accept_pause(l);
       return;
     }
+    ws_config cfg = s->cfg;
+    uint32_t fl;
+    uint64_t ip;
+    if (budget_admit(l, s, fd, &cfg, &fl, &ip) != 0) {
+      l->sys.close(l->sys.self, fd); /* over a cap, with TLS */
+      continue;
+    }
     ws_loop_conn *c =
-        conn_new(l, fd, WS_ROLE_SERVER, &s->cfg, s->tp, s->user_data);
+        conn_new(l, fd, WS_ROLE_SERVER, &cfg, s->tp, s->user_data);
     if (!c) {
       l->sys.close(l->sys.self, fd);
       continue;
     }
     c->lst = s;
+    c->flags |= fl;
+    c->ip_hash = ip;
+    budget_count(c);
     if (c->tp->attach && c->tp->attach(c->tp->user_data, fd, WS_ROLE_SERVER,
                                        NULL, &c->tctx) != 0) {
       c->tctx = NULL;

@@ -100,6 +100,8 @@ const char *ws_loop_strerror(int err) {
   case WS_LOOP_ERR_STALLED: return "peer stopped reading (write timeout)";
   case WS_LOOP_ERR_SHUTDOWN: return "dropped at the end of the shutdown";
   case WS_LOOP_ERR_ABORTED: return "the loop was deleted";
+  case WS_LOOP_ERR_BUDGET: return "over the loop's memory budget";
+  case WS_LOOP_ERR_SLOW_MESSAGE: return "message not finished in time";
   default: return ws_strerror(err);
   }
 }
@@ -113,6 +115,7 @@ void ws_loop_config_default(ws_loop_config *cfg) {
   cfg->write_timeout_ms = 30000;
   cfg->linger_ms = 2000;
   cfg->max_post_bytes = 16u << 20;
+  cfg->message_timeout_ms = 60000;
 }
 
 void *ws_loop_user_data(const ws_loop *l) { return l ? l->cfg.user_data : NULL; }
@@ -148,6 +151,8 @@ static int wait_timeout(ws_loop *l, int timeout_ms) {
       atomic_load(&l->stop_req) || atomic_load(&l->shutdown_req))
     return 0;
   uint64_t d = heap_first(l);
+  uint64_t r = drv_reconnect_next(l); /* a client's next attempt */
+  if (r < d) d = r;
   if (l->draining && l->drain_deadline < d) d = l->drain_deadline;
   if (l->listen_paused && l->listen_resume_at < d) d = l->listen_resume_at;
   uint64_t now = drv_clock(l);
@@ -174,7 +179,8 @@ static void dispatch_ready(ws_loop *l, int n) {
 }
 
 static int nothing_left(ws_loop *l) {
-  return l->nconns == 0 && !l->listeners && !atomic_load(&l->posted);
+  return l->nconns == 0 && !l->listeners && !atomic_load(&l->posted) &&
+         drv_reconnect_next(l) == NO_DEADLINE;
 }
 
 int ws_loop_run_once(ws_loop *l, int timeout_ms) {
@@ -196,6 +202,7 @@ int ws_loop_run_once(ws_loop *l, int timeout_ms) {
     drv_listeners_watch(l, 1);
   }
   drv_run_timers(l);
+  drv_run_reconnects(l);
   drain_lists(l);
   drv_check_drain(l);
   drv_free_grave(l);
@@ -253,7 +260,8 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
   }
   memset(l, 0, sizeof(*l));
   l->cfg = *cfg;
-  l->mem = m;
+  l->umem = m;
+  budget_init_mem(l);
   l->poller = *poller;
   l->sys = sys ? *sys : ws_drv_sys_default;
   drv_plain_transport(&l->plain, &l->sys);
@@ -290,6 +298,7 @@ void ws_loop_del(ws_loop *l) {
   l->dirty = l->again = NULL;
   drv_free_grave(l);
   drv_free_posts(l);
+  drv_reconnect_free(l);
   pthread_mutex_destroy(&l->mu);
   l->poller.del(l->poller.self);
   drv_free(l, l->rbuf);
@@ -297,6 +306,6 @@ void ws_loop_del(ws_loop *l) {
   drv_free(l, l->slots);
   drv_free(l, l->gens);
   drv_free(l, l->free_slots);
-  ws_mem m = l->mem;
+  ws_mem m = l->umem;
   m.free(l, m.user_data);
 }

@@ -28,7 +28,7 @@ static post *post_alloc(ws_loop *l, size_t len) {
     atomic_fetch_sub(&l->post_bytes, len);
     return NULL;
   }
-  post *p = drv_malloc(l, sizeof(post) + len);
+  post *p = budget_malloc_posted(l, sizeof(post) + len);
   if (!p) {
     atomic_fetch_sub(&l->post_bytes, len);
     return NULL;

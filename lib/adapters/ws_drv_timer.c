@@ -96,6 +96,8 @@ static void conn_due(ws_loop_conn *c) {
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return;
   }
+  if (conn_drain_check(c)) return;
+  conn_message_timeout(c);
   if ((c->flags & F_SD_CLOSE) && l->now >= c->drv_at) {
     c->flags &= ~F_SD_CLOSE;
     conn_shutdown_close(c);

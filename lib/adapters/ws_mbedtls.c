@@ -55,7 +55,23 @@ struct ws_tls_ctx {
   mbedtls_ssl_config conf;
   const char *alpn[8]; /* pointers into alpn_text */
   char alpn_text[256];
+  int suites[32]; /* ws_tls_params.ciphersuites, 0-terminated */
 };
+
+/* The default cipher suites: ECDHE with AEAD only (ws_tls_params). */
+static const int aead_suites[] = {
+#ifdef MBEDTLS_SSL_PROTO_TLS1_3
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0};
 
 struct ws_tls {
   ws_tls_ctx *ctx;
@@ -258,6 +274,26 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
                                MBEDTLS_SSL_MINOR_VERSION_3);
 #endif
   mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  if (p->ciphersuites) { /* copied: mbedTLS keeps the pointer */
+    size_t i = 0;
+    for (; p->ciphersuites[i]; i++) {
+      if (i + 1 >= sizeof(c->suites) / sizeof(c->suites[0])) {
+        set_err(err, errlen, "too many cipher suites", 0);
+        ws_tls_ctx_del(c);
+        return WS_ERR_INVALID_ARGUMENT;
+      }
+      c->suites[i] = p->ciphersuites[i];
+    }
+    if (i == 0) {
+      set_err(err, errlen, "an empty list of cipher suites", 0);
+      ws_tls_ctx_del(c);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+    c->suites[i] = 0;
+    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+  } else {
+    mbedtls_ssl_conf_ciphersuites(&c->conf, aead_suites);
+  }
 #if defined(MBEDTLS_SSL_RENEGOTIATION)
   mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif

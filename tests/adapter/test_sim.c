@@ -739,6 +739,8 @@ static void api_requests_sends_and_getters(void **state) {
   ws_loop_conn *ca = H.l->slots[0];
   assert_int_equal(ws_loop_ping(ca, "hi", 2), 0);
   h_until(&a.pings, 1, 10);
+  assert_int_equal(ws_loop_pong(ca, "hb", 2), 0);
+  assert_int_equal(ws_loop_pong(NULL, NULL, 0), WS_ERR_INVALID_ARGUMENT);
   size_t n = 0;
   assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "all", 3, ca, &n), 0);
   assert_int_equal(n, 1); /* everyone but |ca| */
@@ -993,6 +995,800 @@ static void failing_allocator_every_call(void **state) {
   for (long n = 1; n <= total; n++) run_failing(n);
 }
 
+
+/* An echo costs one recv() per message read, not two: a read shorter
+ * than the buffer emptied the socket, so the loop does not ask again for
+ * an EAGAIN (the echo-server's recv calls per message). */
+static void one_recv_per_message(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  sim_stats before = h_stats();
+  for (int i = 0; i < 10; i++) {
+    peer_send(&p, "ping-pong");
+    h_until(&p.msgs, i + 1, 10);
+  }
+  sim_stats after = h_stats();
+  assert_int_equal(after.recvs - before.recvs, 10);
+  h_end();
+}
+
+/* ---- budgets and caps (h-budget) ------------------------------------------
+ * The loop-wide memory budget, the listeners' caps, the Origin allowlist,
+ * the deflate-context cap, slow readers and unfinished messages, each at
+ * its edge: one below, at, one above. */
+
+/* A peer of the test's own with an Origin header and a deflate offer. */
+static peer *b_peer(peer *p, const char *origin, int pmd) {
+  memset(p, 0, sizeof(*p));
+  p->s = H.s;
+  p->rng = 43;
+  p->fd = sim_dial(H.s, H.port);
+  assert_true(p->fd >= 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_CLIENT);
+  cfg.rand = peer_rand;
+  cfg.rand_user_data = &p->rng;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  cfg.handshake_timeout_ms = cfg.ping_interval_ms = 0;
+  cfg.pong_timeout_ms = cfg.close_timeout_ms = 0;
+  cfg.pmd.enable = (uint8_t)pmd;
+  assert_int_equal(ws_conn_new(&p->ws, &cfg, NULL), 0);
+  ws_client_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = "h";
+  cp.path = "/";
+  cp.origin = origin;
+  assert_int_equal(ws_conn_connect(p->ws, &cp), 0);
+  assert_true(H.npeers < MAXPEERS);
+  H.peers[H.npeers++] = p;
+  peer_pump(p);
+  return p;
+}
+
+/* Counts messages without echoing them (the echo's queue would be
+ * charged to the budget too). */
+static int b_count(ws_loop_conn *c, void *ud, const ws_event *ev) {
+  (void)c;
+  (void)ud;
+  (void)ev;
+  H.msgs++;
+  return 0;
+}
+
+/* A 64 KiB message in 4 fragments under |budget|; returns the peer's
+ * close code (0 if the message arrived) and the loop's peak. */
+static uint16_t b_budget_run(uint64_t budget, uint64_t *ppeak) {
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.memory_budget = budget;
+  h_start(&lc, NULL, 0);
+  H.l->cfg.callbacks.on_message = b_count;
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  static uint8_t chunk[16384];
+  memset(chunk, 'z', sizeof(chunk));
+  for (int i = 0; i < 4; i++) {
+    if (ws_conn_send(p.ws, WS_OP_BINARY, chunk, sizeof(chunk),
+                     i < 3 ? WS_SEND_MORE : 0) != 0)
+      break; /* closed already */
+    peer_pump(&p);
+    h_round();
+  }
+  for (int i = 0; i < 10 && !H.msgs && !p.close_code; i++)
+    h_round();
+  uint16_t code = p.close_code;
+  if (code) {
+    h_until(&H.closes, 1, 10);
+    assert_int_equal(H.close_err, WS_LOOP_ERR_BUDGET);
+    assert_int_equal(H.sent_code, 1013);
+  } else {
+    assert_int_equal(H.msgs, 1);
+  }
+  ws_loop_memory(H.l, NULL, ppeak);
+  h_end();
+  return code;
+}
+
+/* A connection whose input would take the loop over memory_budget is
+ * the one refused: close 1013 "try again later" (RFC 6455 7.4.1; the
+ * code is in the IANA registry, RFC 6455 11.7). */
+static void budget_refuses_the_connection_that_asks(void **state) {
+  (void)state;
+  uint64_t peak = 0, p2 = 0;
+  assert_int_equal(b_budget_run(0, &peak), 0); /* no budget: the peak */
+  assert_true(peak > 65536);
+  assert_int_equal(b_budget_run(peak + 1, &p2), 0);
+  assert_int_equal(p2, peak);
+  assert_int_equal(b_budget_run(peak, &p2), 0); /* exactly the budget */
+  assert_int_equal(b_budget_run(peak - 1, &p2), 1013);
+  assert_true(p2 <= peak - 1);
+}
+
+/* Over 90% of the budget new requests get 503 (the edge of the mark),
+ * and plain HTTP too. */
+static void budget_high_mark_refuses_new_requests(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.memory_budget = 1000;
+  ws_loop l;
+  memset(&l, 0, sizeof(l));
+  l.cfg = lc;
+  l.mem_now = 899;
+  assert_false(budget_high(&l));
+  l.mem_now = 900;
+  assert_false(budget_high(&l));
+  l.mem_now = 901;
+  assert_true(budget_high(&l));
+  l.cfg.memory_budget = 0;
+  assert_false(budget_high(&l));
+  /* in a loop: a budget with room for a connection, but over the mark */
+  ws_loop_config_default(&lc);
+  lc.read_size = 256u << 10;
+  h_start(&lc, NULL, 0);
+  peer a, b;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  uint64_t now = 0;
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now + 16384;
+  assert_true(budget_high(H.l)); /* 90% of it is below |now| */
+  h_peer(&b, "/");
+  for (int i = 0; i < 10 && !b.status; i++)
+    h_round();
+  assert_int_equal(b.status, 503);
+  assert_int_equal(b.opened, 0);
+  h_end();
+}
+
+/* Over 90% of the budget, a connection whose output is over high_water
+ * gets no more (WS_ERR_WOULDBLOCK, skipped by broadcasts): the rest is
+ * kept for the connections that read. */
+static void budget_holds_back_congested_connections(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  peer a, b;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  ws_loop_conn *ca = H.l->slots[0], *cb = H.l->slots[1];
+  a.mute = 1;
+  sim_set_rcvbuf(H.s, a.fd, 0);
+  static uint8_t big[2u << 20];
+  assert_int_equal(ws_loop_send(ca, WS_OP_BINARY, big, sizeof(big), 0), 0);
+  h_round();
+  assert_true(ca->flags & F_CONGESTED);
+  uint64_t now = 0;
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now + 65536; /* over 90% used */
+  assert_true(budget_high(H.l));
+  assert_int_equal(ws_loop_send(ca, WS_OP_TEXT, "x", 1, 0), WS_ERR_WOULDBLOCK);
+  assert_int_equal(ws_loop_send(cb, WS_OP_TEXT, "y", 1, 0), 0);
+  size_t n = 0;
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "z", 1, NULL, &n), 0);
+  assert_int_equal(n, 1);
+  H.l->cfg.memory_budget = now * 2; /* under the mark */
+  assert_false(budget_high(H.l));
+  assert_int_equal(ws_loop_send(ca, WS_OP_TEXT, "x", 1, 0), 0);
+  h_end();
+}
+
+static void b_listen(const ws_loop_listen_params *lp) {
+  ws_loop_listen_params p = *lp;
+  assert_int_equal(ws_loop_listen(H.l, &p, &H.port), 0);
+}
+
+/* max_conns, max_conns_per_ip, max_handshakes: the first N are served,
+ * the next gets 503 (RFC 7231 6.6.4) with Retry-After; over a transport
+ * the connection is closed at once. */
+static void listener_caps_at_their_edges(void **state) {
+  (void)state;
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  static peer ps[8];
+  /* max_conns 2 */
+  h_start(NULL, NULL, 0);
+  lp.max_conns = 2;
+  b_listen(&lp);
+  h_peer(&ps[0], "/");
+  h_until(&ps[0].opened, 1, 10); /* one below */
+  h_peer(&ps[1], "/");
+  h_until(&ps[1].opened, 1, 10); /* at */
+  h_peer(&ps[2], "/");
+  for (int i = 0; i < 10 && !ps[2].status; i++)
+    h_round();
+  assert_int_equal(ps[2].status, 503); /* one above */
+  /* one leaves: room again */
+  sim_close(H.s, ps[0].fd);
+  ps[0].fd = -1;
+  h_until(&H.closes, 1, 10);
+  h_peer(&ps[3], "/");
+  h_until(&ps[3].opened, 1, 10);
+  h_end();
+  /* max_conns_per_ip 1 (the simulation's peers all are 127.0.0.1) */
+  h_start(NULL, NULL, 0);
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns_per_ip = 1;
+  b_listen(&lp);
+  h_peer(&ps[0], "/");
+  h_until(&ps[0].opened, 1, 10);
+  h_peer(&ps[1], "/");
+  for (int i = 0; i < 10 && !ps[1].status; i++)
+    h_round();
+  assert_int_equal(ps[1].status, 503);
+  h_end();
+  /* max_handshakes 1: a connection that sends nothing holds the one */
+  h_start(NULL, NULL, 0);
+  memset(&lp, 0, sizeof(lp));
+  lp.max_handshakes = 1;
+  b_listen(&lp);
+  int mute = sim_dial(H.s, H.port);
+  h_round();
+  h_peer(&ps[0], "/");
+  for (int i = 0; i < 10 && !ps[0].status; i++)
+    h_round();
+  assert_int_equal(ps[0].status, 503);
+  sim_close(H.s, mute);
+  h_round();
+  h_peer(&ps[1], "/");
+  h_until(&ps[1].opened, 1, 10);
+  h_peer(&ps[2], "/"); /* open ones do not count */
+  h_until(&ps[2].opened, 1, 10);
+  h_end();
+  /* over a transport (TLS): closed at once, no handshake work */
+  h_start(NULL, NULL, 0);
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns = 1;
+  lp.transport = &H.l->plain;
+  b_listen(&lp);
+  h_peer(&ps[0], "/");
+  h_until(&ps[0].opened, 1, 10);
+  int fd = sim_dial(H.s, H.port);
+  h_round();
+  assert_true(sim_peer_closed(H.s, fd));
+  sim_close(H.s, fd);
+  h_end();
+}
+
+static uint8_t trickle_buf[6144];
+
+static void trickle(sim *s, void *arg) {
+  peer *p = arg;
+  sim_recv(s, p->fd, trickle_buf, sizeof(trickle_buf));
+}
+
+/* A reader taking 6 KiB every 20 s: with its queue above low_water it
+ * is dropped at the write timeout (30 s) although bytes do move; under
+ * low_water the same trickle is progress and it stays. */
+static void slow_reader_trickle_dropped_above_low_water(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  static uint8_t big[1u << 20];
+  for (int round = 0; round < 2; round++) {
+    h_start(NULL, &cfg, 0);
+    peer p;
+    h_peer(&p, "/");
+    h_until(&p.opened, 1, 10);
+    p.mute = 1;
+    sim_set_rcvbuf(H.s, p.fd, sizeof(trickle_buf));
+    uint64_t t = sim_now(H.s);
+    for (int k = 1; k <= 10; k++)
+      sim_at(H.s, t + 20000u * (unsigned)k, trickle, &p);
+    /* above: 1 MiB queued (low_water 256 KiB); under: 100 KiB */
+    size_t n = round == 0 ? sizeof(big) : 100u << 10;
+    assert_int_equal(ws_loop_send(H.l->slots[0], WS_OP_BINARY, big, n, 0), 0);
+    if (round == 0) {
+      h_until(&H.closes, 1, 50);
+      assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
+      assert_int_equal(H.close_at, t + 30000);
+    } else {
+      while (sim_now(H.s) < t + 150000)
+        h_round();
+      assert_int_equal(H.closes, 0);
+    }
+    h_end();
+  }
+}
+
+static void refill(sim *s, void *arg) {
+  static uint8_t buf[16384];
+  peer *p = arg;
+  sim_recv(s, p->fd, buf, sizeof(buf));
+}
+
+/* min_drain_rate: a reader under low_water that reads 16 KiB once per
+ * 32 s window drains 512 B/s: kept with a minimum of 511 or 512 B/s,
+ * dropped at the window's end with 513. */
+static void min_drain_rate_at_its_edge(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  static const uint32_t rates[] = {511, 512, 513};
+  static uint8_t msg[100u << 10];
+  for (int k = 0; k < 3; k++) {
+    ws_loop_config lc;
+    ws_loop_config_default(&lc);
+    lc.write_timeout_ms = 32000;
+    lc.min_drain_rate = rates[k];
+    h_start(&lc, &cfg, 0);
+    peer p;
+    h_peer(&p, "/");
+    h_until(&p.opened, 1, 10);
+    p.mute = 1;
+    sim_set_rcvbuf(H.s, p.fd, 16384);
+    uint64_t t = sim_now(H.s);
+    sim_at(H.s, t + 16000, refill, &p);
+    assert_int_equal(
+        ws_loop_send(H.l->slots[0], WS_OP_BINARY, msg, sizeof(msg), 0), 0);
+    while (sim_now(H.s) < t + 33000) /* waits of 1 s at most */
+      assert_int_equal(ws_loop_run_once(H.l, 1000), 0);
+    if (k < 2) {
+      assert_int_equal(H.closes, 0);
+    } else {
+      assert_int_equal(H.closes, 1);
+      assert_int_equal(H.close_at, t + 32000);
+      assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
+    }
+    h_end();
+  }
+}
+
+static void finish_fragment(sim *s, void *arg) {
+  peer *p = arg;
+  (void)s;
+  assert_int_equal(ws_conn_send(p->ws, WS_OP_TEXT, "end", 3, 0), 0);
+  peer_pump(p);
+}
+
+/* message_timeout_ms (60 s): a message finished at 59.999 s is
+ * delivered; one still unfinished at 60 s is refused with 1008 (RFC
+ * 6455 7.4.1, policy), counted from its first frame. */
+static void message_timeout_at_its_edge(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  H.l->cfg.callbacks.on_message = b_count;
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  uint64_t t = sim_now(H.s);
+  assert_int_equal(ws_conn_send(p.ws, WS_OP_TEXT, "start", 5, WS_SEND_MORE), 0);
+  peer_pump(&p);
+  sim_at(H.s, t + 59999, finish_fragment, &p);
+  h_until(&H.msgs, 1, 50);
+  assert_int_equal(sim_now(H.s), t + 59999);
+  assert_int_equal(H.closes, 0);
+  t = sim_now(H.s);
+  assert_int_equal(ws_conn_send(p.ws, WS_OP_TEXT, "again", 5, WS_SEND_MORE), 0);
+  peer_pump(&p);
+  h_until(&H.closes, 1, 50);
+  assert_int_equal(p.close_code, 1008);
+  assert_int_equal(p.closed_at, t + 60000);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_SLOW_MESSAGE);
+  h_end();
+}
+
+static int b_origin(const char *origin, const char *host,
+                    const char *const *list, size_t n, uint32_t flags) {
+  ws_request req;
+  memset(&req, 0, sizeof(req));
+  if (origin) {
+    req.origin.base = (const uint8_t *)origin;
+    req.origin.len = strlen(origin);
+  }
+  req.host.base = (const uint8_t *)host;
+  req.host.len = strlen(host);
+  return ws_request_origin_allowed(&req, list, n, flags);
+}
+
+/* RFC 6455 10.2: the Origin header tells a server which page opened the
+ * connection; a server for its own pages refuses the others with 403. */
+static void origin_allowlist(void **state) {
+  (void)state;
+  const uint32_t same = WS_ORIGIN_SAME_HOST;
+  assert_true(b_origin("http://h", "h", NULL, 0, same));
+  assert_true(b_origin("http://H:80", "h", NULL, 0, same));
+  assert_true(b_origin("https://h", "h:443", NULL, 0, same));
+  assert_true(b_origin("http://h:8080", "h:8080", NULL, 0, same));
+  assert_false(b_origin("http://h:8080", "h", NULL, 0, same));
+  assert_false(b_origin("http://h:8081", "h:8080", NULL, 0, same));
+  assert_false(b_origin("http://evil.example", "h", NULL, 0, same));
+  assert_false(b_origin("http://h.evil.example", "h", NULL, 0, same));
+  assert_false(b_origin("null", "h", NULL, 0, same));
+  assert_true(b_origin(NULL, "h", NULL, 0, same)); /* not a browser */
+  assert_false(b_origin(NULL, "h", NULL, 0, same | WS_ORIGIN_REQUIRE));
+  static const char *const sub[] = {"https://*.example.com"};
+  assert_true(b_origin("https://a.example.com", "x", sub, 1, 0));
+  assert_true(b_origin("https://a.b.example.com", "x", sub, 1, 0));
+  assert_false(b_origin("https://example.com", "x", sub, 1, 0));
+  assert_false(b_origin("https://aexample.com", "x", sub, 1, 0));
+  assert_false(b_origin("http://a.example.com", "x", sub, 1, 0));
+  assert_false(b_origin("https://a.example.com:8443", "x", sub, 1, 0));
+  static const char *const hostpat[] = {"*.example.com", "exact.org"};
+  assert_true(b_origin("http://a.example.com:99", "x", hostpat, 2, 0));
+  assert_true(b_origin("https://exact.org", "x", hostpat, 2, 0));
+  assert_false(b_origin("https://sub.exact.org", "x", hostpat, 2, 0));
+  static const char *const exact[] = {"https://chat.example.com:8443", "null"};
+  assert_true(b_origin("HTTPS://Chat.Example.com:8443", "x", exact, 2, 0));
+  assert_false(b_origin("https://chat.example.com", "x", exact, 2, 0));
+  assert_true(b_origin("null", "x", exact, 2, 0));
+  static const char *const any[] = {"*"};
+  assert_true(b_origin("http://anything", "x", any, 1, 0));
+  assert_false(b_origin("garbage", "x", NULL, 0, same));
+  /* in the loop: 403 before on_request, 101 for the same host */
+  h_start(NULL, NULL, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.origin_flags = WS_ORIGIN_SAME_HOST;
+  lp.origins = exact;
+  lp.norigins = 2;
+  b_listen(&lp);
+  static peer ps[3];
+  b_peer(&ps[0], "http://h", 0);
+  h_until(&ps[0].opened, 1, 10);
+  b_peer(&ps[1], "http://evil.example", 0);
+  for (int i = 0; i < 10 && !ps[1].status; i++)
+    h_round();
+  assert_int_equal(ps[1].status, 403);
+  b_peer(&ps[2], "https://chat.example.com:8443", 0);
+  h_until(&ps[2].opened, 1, 10);
+  assert_int_equal(H.opens, 2);
+  lp.origins = NULL; /* a count without a list */
+  assert_int_equal(ws_loop_listen(H.l, &lp, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_BUDGET),
+                      "over the loop's memory budget");
+  assert_string_equal(ws_loop_strerror(WS_LOOP_ERR_SLOW_MESSAGE),
+                      "message not finished in time");
+  h_end();
+}
+
+/* max_pmd_context: RFC 7692 7.1.1, the server may ask both sides not to
+ * keep a context; beyond the cap, new connections are told to. */
+static void pmd_context_cap(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.pmd.enable = 1;
+  h_start(NULL, &cfg, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.config = &cfg;
+  lp.max_pmd_context = 1;
+  b_listen(&lp);
+  static peer ps[3];
+  ws_pmd_params pp;
+  b_peer(&ps[0], NULL, 1);
+  h_until(&ps[0].opened, 1, 10);
+  ws_conn_pmd(ps[0].ws, &pp);
+  assert_true(pp.enabled);
+  assert_false(pp.server_no_context_takeover);
+  assert_false(pp.client_no_context_takeover);
+  b_peer(&ps[1], NULL, 1); /* over the cap */
+  h_until(&ps[1].opened, 1, 10);
+  ws_conn_pmd(ps[1].ws, &pp);
+  assert_true(pp.enabled);
+  assert_true(pp.server_no_context_takeover);
+  assert_true(pp.client_no_context_takeover);
+  sim_close(H.s, ps[0].fd); /* the holder leaves */
+  ps[0].fd = -1;
+  h_until(&H.closes, 1, 10);
+  b_peer(&ps[2], NULL, 0); /* no deflate: gives the slot back at open */
+  h_until(&ps[2].opened, 1, 10);
+  static peer late;
+  b_peer(&late, NULL, 1);
+  h_until(&late.opened, 1, 10);
+  ws_conn_pmd(late.ws, &pp);
+  assert_false(pp.server_no_context_takeover);
+  h_end();
+}
+
+/* ---- end of budgets and caps (h-budget) -----------------------------------
+ */
+
+/* ---- clients that come back (ws_loop_connect_params.reconnect) ----------- */
+
+/* The loop's own client with |reconnect|, against the loop's own
+ * listener: each close the client sees is recorded with the delay it
+ * announced; the next open must come exactly that long after. */
+#define RC_MAX 32
+static struct {
+  ws_loop_conn *srv; /* the server side of the current connection */
+  int opens, closes, refuse, stop_in_close;
+  uint64_t open_at[RC_MAX], close_at[RC_MAX];
+  uint32_t delay[RC_MAX];
+  int has_delay[RC_MAX], err[RC_MAX];
+  uint16_t code[RC_MAX];
+} RC;
+
+static int rc_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)ud;
+  (void)req;
+  if (RC.refuse) ws_loop_reject(c, RC.refuse, NULL, 0, NULL, 0);
+  return 0;
+}
+
+static int rc_open(ws_loop_conn *c, void *ud) {
+  if (ud != &RC) {
+    RC.srv = c;
+    return 0;
+  }
+  if (RC.opens < RC_MAX) RC.open_at[RC.opens] = ws_loop_now(H.l);
+  RC.opens++;
+  return 0;
+}
+
+static int rc_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
+  if (ud != &RC) {
+    if (c == RC.srv) RC.srv = NULL;
+    return 0;
+  }
+  int i = RC.closes++;
+  assert_true(i < RC_MAX);
+  RC.close_at[i] = ws_loop_now(H.l);
+  RC.code[i] = in->code;
+  RC.err[i] = in->error;
+  if (RC.stop_in_close) ws_loop_conn_reconnect_stop(c);
+  RC.has_delay[i] = ws_loop_conn_reconnect_delay(c, &RC.delay[i]);
+  return 0;
+}
+
+static void rc_start(const ws_loop_reconnect *rp, uint16_t port) {
+  memset(&H, 0, sizeof(H));
+  memset(&RC, 0, sizeof(RC));
+  H.s = sim_new(T0, 5);
+  sim_set_block_limit(H.s, 2000);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = rc_request;
+  lc.callbacks.on_open = rc_open;
+  lc.callbacks.on_message = h_message;
+  lc.callbacks.on_close = rc_close;
+  ws_drv_poller pl = sim_poller(H.s);
+  assert_int_equal(ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0);
+  static const char *const protos[] = {"chat"};
+  static const ws_kv hdr[] = {{"X-Try", "1"}};
+  char host[16]; /* copied by the loop: gone before the reconnects */
+  snprintf(host, sizeof(host), "127.0.0.1");
+  ws_loop_connect_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = host;
+  cp.port = port ? port : H.port;
+  cp.request.protocols = protos;
+  cp.request.nprotocols = 1;
+  cp.request.headers = hdr;
+  cp.request.nheaders = 1;
+  cp.user_data = &RC;
+  cp.reconnect = rp;
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), 0);
+  memset(host, 'x', sizeof(host) - 1);
+}
+
+/* Runs the loop for |ms| of simulated time. */
+static void rc_run_for(uint64_t ms) {
+  uint64_t end = sim_now(H.s) + ms;
+  while (sim_now(H.s) < end) {
+    uint64_t left = end - sim_now(H.s);
+    int rv = ws_loop_run_once(H.l, left > 1000 ? 1000 : (int)left);
+    assert_true(rv == 0 || rv == 1);
+  }
+}
+
+static void rc_until(const int *flag, int want, uint64_t max_ms) {
+  uint64_t end = sim_now(H.s) + max_ms;
+  while (*flag < want && sim_now(H.s) <= end) {
+    int rv = ws_loop_run_once(H.l, 50);
+    assert_true(rv == 0 || rv == 1);
+  }
+  assert_true(*flag >= want);
+}
+
+/* The next attempt starts when announced, to the millisecond (the
+ * simulated connect and handshake take no time). */
+static void rc_check_gap(int i) {
+  assert_true(RC.has_delay[i]);
+  assert_true(RC.open_at[i + 1] >= RC.close_at[i] + RC.delay[i]);
+  assert_true(RC.open_at[i + 1] <= RC.close_at[i] + RC.delay[i] + 1);
+}
+
+/* The server restarts (1012) five times right after each open: the
+ * bound doubles from 1 s to the 8 s cap; a connection that then stays up
+ * 6 s (over reset_after_ms) brings it back to 1 s; a normal close (1000)
+ * ends the reconnecting, as does a 403 answer. */
+static void reconnect_backoff_full_jitter_and_reset(void **state) {
+  (void)state;
+  ws_loop_reconnect rp = {1000, 8000, 200, 5000, 0};
+  rc_start(&rp, 0);
+  rc_until(&RC.opens, 1, 100);
+  static const uint32_t bound[] = {1000, 2000, 4000, 8000, 8000};
+  uint32_t sum = 0;
+  for (int i = 0; i < 5; i++) {
+    assert_non_null(RC.srv);
+    assert_int_equal(ws_loop_close(RC.srv, 1012, "restart", 7), 0);
+    rc_until(&RC.closes, i + 1, 1000);
+    assert_int_equal(RC.code[i], 1012);
+    assert_true(RC.has_delay[i]);
+    assert_true(RC.delay[i] <= bound[i]);
+    sum += RC.delay[i];
+    rc_until(&RC.opens, i + 2, bound[i] + 100);
+    rc_check_gap(i);
+  }
+  assert_true(sum > 0); /* jitter, not always 0 */
+  rc_run_for(6000);     /* stays up over reset_after_ms */
+  assert_int_equal(RC.closes, 5);
+  ws_loop_close(RC.srv, 1001, "going away", 10);
+  rc_until(&RC.closes, 6, 1000);
+  assert_true(RC.has_delay[5] && RC.delay[5] <= 1000); /* reset */
+  rc_until(&RC.opens, 7, 1100);
+  rc_check_gap(5);
+  /* a normal close: no further attempt, however long we wait */
+  ws_loop_close(RC.srv, 1000, NULL, 0);
+  rc_until(&RC.closes, 7, 1000);
+  assert_int_equal(RC.code[6], 1000);
+  assert_false(RC.has_delay[6]);
+  rc_run_for(120000);
+  assert_int_equal(RC.opens, 7);
+  h_end();
+}
+
+/* Connect failures: refused every time; bounds 100, 300, 900 then the
+ * 1000 cap; after max_attempts (6) the client gives up. A 5xx answer is
+ * retried, a 4xx one is not. */
+static void reconnect_on_refused_connects_and_statuses(void **state) {
+  (void)state;
+  ws_loop_reconnect rp = {100, 1000, 300, 5000, 6};
+  rc_start(&rp, 1); /* nobody listens on port 1 */
+  static const uint32_t bound[] = {100, 300, 900, 1000, 1000, 1000};
+  rc_until(&RC.closes, 1, 100);
+  for (int i = 0; i < 6; i++) {
+    rc_until(&RC.closes, i + 1, 2000);
+    assert_int_equal(RC.err[i], WS_LOOP_ERR_IO);
+    if (i < 5) {
+      assert_true(RC.has_delay[i]);
+      assert_true(RC.delay[i] <= bound[i]);
+    }
+  }
+  for (int i = 0; i < 5; i++) {
+    assert_true(RC.close_at[i + 1] >= RC.close_at[i] + RC.delay[i]);
+    assert_true(RC.close_at[i + 1] <= RC.close_at[i] + RC.delay[i] + 1);
+  }
+  assert_false(RC.has_delay[5]); /* the sixth failure in a row: done */
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 6);
+  assert_int_equal(RC.opens, 0);
+  h_end();
+
+  ws_loop_reconnect rp2 = {100, 1000, 200, 5000, 0};
+  rc_start(&rp2, 0);
+  RC.refuse = 503;
+  rc_until(&RC.closes, 1, 100);
+  assert_true(RC.has_delay[0]); /* 503: try again */
+  RC.refuse = 403;
+  rc_until(&RC.closes, 2, 1000);
+  assert_false(RC.has_delay[1]); /* 403: no */
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 2);
+  h_end();
+
+  rc_start(&rp2, 0); /* the loop deleted while an attempt waits */
+  RC.refuse = 503;
+  rc_until(&RC.closes, 1, 100);
+  assert_true(RC.has_delay[0]);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped from on_close */
+  RC.refuse = 503;
+  RC.stop_in_close = 1;
+  rc_until(&RC.closes, 1, 100);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.closes, 1);
+  /* a first attempt that fails at once is the caller's to hear of */
+  ws_loop_connect_params bad;
+  memset(&bad, 0, sizeof(bad));
+  bad.host = "no-such-host.invalid";
+  bad.port = 80;
+  bad.reconnect = &rp2;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_LOOP_ERR_RESOLVE);
+  bad.host = NULL;
+  assert_int_equal(ws_loop_connect(H.l, &bad, NULL), WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_reconnect_delay(NULL, NULL), 0);
+  ws_loop_conn_reconnect_stop(NULL);
+  h_end();
+
+  rc_start(&rp2, 0); /* stopped while open: its end is the last */
+  rc_until(&RC.opens, 1, 100);
+  ws_loop_conn *cli = NULL;
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i] && H.l->slots[i] != RC.srv) cli = H.l->slots[i];
+  assert_non_null(cli);
+  assert_int_equal(ws_loop_conn_reconnect_delay(cli, NULL), 0); /* open */
+  ws_loop_conn_reconnect_stop(cli);
+  ws_loop_close(RC.srv, 1012, NULL, 0);
+  rc_until(&RC.closes, 1, 1000);
+  assert_false(RC.has_delay[0]);
+  rc_run_for(10000);
+  assert_int_equal(RC.opens, 1);
+  h_end();
+}
+
+/* ws_loop_conn_pause_reading(): a paused connection's input waits in the
+ * socket until it is resumed, a resume undone in the same round keeps it
+ * paused; ws_loop_close_listeners(): nobody can connect any more, the
+ * open connection goes on. */
+static ws_loop_conn *the_server_conn(void) {
+  for (uint32_t i = 0; i < H.l->nslots; i++)
+    if (H.l->slots[i]) return H.l->slots[i];
+  return NULL;
+}
+
+static void pr_rounds(peer *p, int n) {
+  for (int i = 0; i < n; i++) {
+    int rv = ws_loop_run_once(H.l, 100);
+    assert_true(rv == 0 || rv == 1);
+    peer_pump(p);
+  }
+}
+
+static void pause_reading_and_close_listeners(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_conn *c = the_server_conn();
+  assert_non_null(c);
+  assert_int_equal(ws_loop_conn_pause_reading(NULL, 1),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 1), 0); /* again: fine */
+  peer_send(&p, "held");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 0);
+  assert_true(sim_pending(H.s, p.fd) == 0);
+  assert_int_equal(ws_loop_conn_pause_reading(c, 0), 0);
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 1);
+  assert_string_equal(p.last, "held");
+  /* resumed and paused again before the loop got to it: still paused */
+  ws_loop_conn_pause_reading(c, 1);
+  pr_rounds(&p, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 1);
+  peer_send(&p, "later");
+  pr_rounds(&p, 5);
+  assert_int_equal(H.msgs, 1);
+  ws_loop_conn_pause_reading(c, 0);
+  ws_loop_conn_pause_reading(c, 0); /* not paused: harmless */
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 2);
+  assert_string_equal(p.last, "later");
+  ws_loop_close_listeners(H.l);
+  ws_loop_close_listeners(NULL);
+  assert_int_equal(sim_dial(H.s, H.port), -1);
+  peer_send(&p, "still");
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 3);
+  h_end();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -1011,6 +1807,20 @@ int main(void) {
       cmocka_unit_test(posts_budget_and_kinds),
       cmocka_unit_test(loop_config_and_listen_errors),
       cmocka_unit_test(failing_allocator_every_call),
+      cmocka_unit_test(one_recv_per_message),
+      /* budgets and caps (h-budget) */
+      cmocka_unit_test(budget_refuses_the_connection_that_asks),
+      cmocka_unit_test(budget_high_mark_refuses_new_requests),
+      cmocka_unit_test(budget_holds_back_congested_connections),
+      cmocka_unit_test(listener_caps_at_their_edges),
+      cmocka_unit_test(slow_reader_trickle_dropped_above_low_water),
+      cmocka_unit_test(min_drain_rate_at_its_edge),
+      cmocka_unit_test(message_timeout_at_its_edge),
+      cmocka_unit_test(origin_allowlist),
+      cmocka_unit_test(pmd_context_cap),
+      cmocka_unit_test(reconnect_backoff_full_jitter_and_reset),
+      cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
+      cmocka_unit_test(pause_reading_and_close_listeners),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,7 +13,15 @@
  *            connection (when built with WS_BENCH_CONN)
  *
  * The codec and conn rows unmask in place, so the stream is restored from
- * a pristine copy before every pass, outside the timed region.
+ * a pristine copy before every pass, outside the timed region. The conn
+ * rows feed the stream in 64 KiB reads, as a server loop would.
+ *
+ * Instruction counts: `bench_parse --callgrind` runs itself once under
+ * valgrind's callgrind (which must be installed), one pass per row over
+ * 16 B and 125 B binary frames and 16 B text frames (mixed UTF-8, and pure
+ * ASCII), and prints the instructions per message of each row. Counts are
+ * deterministic: they do not depend on the machine's load, so rows can
+ * be compared across runs, unlike the timed table.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -29,12 +37,23 @@
 
 #include "ws_utf8.h"
 
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef WS_BENCH_CALLGRIND
+#  include <valgrind/callgrind.h>
+#endif
+
 #ifdef WS_BENCH_WSLAY
-#  include <sys/types.h>
 #  include <wslay/wslay.h>
 #endif
 
 #define STREAM_BYTES (2u << 20) /* per pass: fits in L2/L3 */
+
+#ifndef BENCH_FEED_EVENTS
+#  define BENCH_FEED_EVENTS 1 /* the batch receive call, ws_conn_feed_events */
+#endif
 #define MIN_SECONDS 0.25
 
 static double now_sec(void) {
@@ -115,7 +134,10 @@ static void make_stream(stream *s, size_t payload, int text) {
     hd.masked = 1;
     hd.payload_len = payload;
     for (size_t k = 0; k < 4; k++) hd.mask[k] = (uint8_t)rnd();
-    if (text) {
+    if (text == 2) {
+      for (size_t k = 0; k < payload; k++)
+        plain[k] = (uint8_t)('a' + rnd() % 26);
+    } else if (text) {
       make_text(plain, payload);
     } else {
       for (size_t k = 0; k < payload; k++) plain[k] = (uint8_t)rnd();
@@ -255,7 +277,7 @@ static void drain_out(ws_conn *c) {
   }
 }
 
-static ws_conn *open_server_conn(void) {
+static ws_conn *open_server_conn_flags(ws_delivery delivery, uint32_t flags) {
   ws_config cfg;
   ws_conn *c;
   ws_event ev;
@@ -264,6 +286,8 @@ static ws_conn *open_server_conn(void) {
   int opened = 0, requested = 0, rv;
 
   ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = delivery;
+  cfg.flags = flags;
   cfg.ping_interval_ms = 0;
   cfg.pong_timeout_ms = 0;
   cfg.handshake_timeout_ms = 0;
@@ -294,27 +318,103 @@ static ws_conn *open_server_conn(void) {
   return c;
 }
 
+static ws_conn *open_server_conn(ws_delivery delivery) {
+  return open_server_conn_flags(delivery, 0);
+}
+
+/* A server loop reads at most this much at a time. */
+#define READ_SIZE 65536u
+
+/* ws_conn_feed + ws_conn_next_event, the stream in 64 KiB reads. */
 static size_t pass_conn(stream *s, void *ctx) {
   ws_conn *c = ctx;
   uint8_t *buf = s->work;
-  size_t pos = 0, msgs = 0;
+  size_t rpos = 0, msgs = 0;
 
-  while (pos < s->len) {
-    size_t n = 0;
-    ws_event ev;
-    int rv = ws_conn_feed(c, buf + pos, s->len - pos, &n);
-    if (rv != 0 && rv != WS_ERR_WOULDBLOCK) die("conn: feed");
-    pos += n;
-    while (ws_conn_next_event(c, &ev) == 0) {
-      if (ev.type == WS_EV_ERROR) die("conn: error event");
-      if ((ev.type == WS_EV_TEXT || ev.type == WS_EV_BINARY) &&
-          (ev.flags & WS_EVF_FINAL)) {
-        msgs++;
+  while (rpos < s->len) {
+    size_t end = s->len - rpos < READ_SIZE ? s->len : rpos + READ_SIZE;
+    size_t pos = rpos;
+    while (pos < end) {
+      size_t n = 0;
+      ws_event ev;
+      int rv = ws_conn_feed(c, buf + pos, end - pos, &n);
+      if (rv != 0 && rv != WS_ERR_WOULDBLOCK) die("conn: feed");
+      pos += n;
+      while (ws_conn_next_event(c, &ev) == 0) {
+        if (ev.type == WS_EV_ERROR) die("conn: error event");
+        if ((ev.type == WS_EV_TEXT || ev.type == WS_EV_BINARY) &&
+            (ev.flags & WS_EVF_FINAL)) {
+          msgs++;
+        }
       }
     }
+    rpos = end;
   }
   return msgs;
 }
+
+#if BENCH_FEED_EVENTS
+static int count_event(ws_conn *c, const ws_event *ev, void *ud) {
+  size_t *msgs = ud;
+  (void)c;
+  if (ev->type == WS_EV_ERROR) die("conn: error event");
+  if (ev->flags & WS_EVF_FINAL) ++*msgs;
+  return 0;
+}
+
+/* An echo server that gets one message per read: ws_conn_feed_events,
+ * ws_conn_send of each message from the callback, then the output drained
+ * (as written to the socket) after every read. */
+static int echo_event(ws_conn *c, const ws_event *ev, void *ud) {
+  size_t *msgs = ud;
+  if (ev->type == WS_EV_ERROR) die("conn: error event");
+  if (ev->type != WS_EV_TEXT && ev->type != WS_EV_BINARY) return 0;
+  if (ws_conn_send(c, ev->type == WS_EV_TEXT ? WS_OP_TEXT : WS_OP_BINARY,
+                   ev->data.base, ev->data.len, 0) != 0)
+    die("conn: echo");
+  if (ev->flags & WS_EVF_FINAL) ++*msgs;
+  return 0;
+}
+
+static size_t pass_echo(stream *s, void *ctx) {
+  ws_conn *c = ctx;
+  uint8_t *buf = s->work;
+  size_t pos = 0, msgs = 0, per = s->len / s->nframes;
+
+  while (pos < s->len) {
+    size_t n = 0;
+    ws_iovec iov[4];
+    size_t cnt, i, total = 0;
+    if (ws_conn_feed_events(c, buf + pos, per, &n, echo_event, &msgs) != 0 ||
+        n != per)
+      die("conn: echo feed");
+    pos += n;
+    cnt = ws_conn_out_peek(c, iov, 4);
+    for (i = 0; i < cnt; i++) total += iov[i].len;
+    ws_conn_out_consume(c, total);
+  }
+  return msgs;
+}
+
+/* ws_conn_feed_events, the stream in 64 KiB reads. */
+static size_t pass_conn_cb(stream *s, void *ctx) {
+  ws_conn *c = ctx;
+  uint8_t *buf = s->work;
+  size_t rpos = 0, msgs = 0;
+
+  while (rpos < s->len) {
+    size_t end = s->len - rpos < READ_SIZE ? s->len : rpos + READ_SIZE;
+    size_t n = 0;
+    if (ws_conn_feed_events(c, buf + rpos, end - rpos, &n, count_event,
+                            &msgs) != 0 ||
+        n != end - rpos) {
+      die("conn: feed_events");
+    }
+    rpos = end;
+  }
+  return msgs;
+}
+#endif
 #endif
 
 typedef struct result {
@@ -356,11 +456,187 @@ static void print_row(const char *label, const char *row, result r,
   printf("\n");
 }
 
-int main(void) {
+/* The conn rows: each delivery mode through both receive calls. */
+typedef struct conn_row {
+  const char *name;
+  ws_delivery delivery;
+  pass_fn fn;
+} conn_row;
+
+#ifdef WS_BENCH_CONN
+static const conn_row conn_rows[] = {
+    {"conn stream feed+next", WS_DELIVER_STREAM, pass_conn},
+#if BENCH_FEED_EVENTS
+    {"conn stream feed_events", WS_DELIVER_STREAM, pass_conn_cb},
+#endif
+    {"conn message feed+next", WS_DELIVER_MESSAGE, pass_conn},
+#if BENCH_FEED_EVENTS
+    {"conn message feed_events", WS_DELIVER_MESSAGE, pass_conn_cb},
+#endif
+};
+#define NCONN_ROWS (sizeof(conn_rows) / sizeof(conn_rows[0]))
+#else
+#define NCONN_ROWS 0
+#endif
+
+static const char *case_label(char *buf, size_t len, size_t size, int text) {
+  snprintf(buf, len, "%s %zu B",
+           text == 2 ? "ascii" : text ? "text" : "binary", size);
+  return buf;
+}
+
+/* ---- instruction counts (callgrind) ------------------------------------- */
+
+static const struct {
+  size_t size;
+  int text; /* 0 binary, 1 mixed UTF-8, 2 ASCII */
+} count_cases[] = {{16, 0}, {125, 0}, {16, 1}, {16, 2}, {1024, 1}};
+
+#define NCOUNT_CASES (sizeof(count_cases) / sizeof(count_cases[0]))
+
+#ifdef WS_BENCH_CALLGRIND
+/* Under callgrind: one warm pass, then one counted pass per row, each
+ * dumped under its own label "case|row|messages". */
+static void count_one(stream *s, const char *label, const char *row,
+                      pass_fn fn, void *ctx) {
+  char desc[128];
+  size_t msgs;
+  memcpy(s->work, s->pristine, s->len);
+  if (fn(s, ctx) != s->nframes) die("wrong message count");
+  memcpy(s->work, s->pristine, s->len);
+  CALLGRIND_TOGGLE_COLLECT;
+  msgs = fn(s, ctx);
+  CALLGRIND_TOGGLE_COLLECT;
+  snprintf(desc, sizeof(desc), "%s|%s|%zu", label, row, msgs);
+  CALLGRIND_DUMP_STATS_AT(desc);
+}
+
+static int count_child(void) {
+  size_t i, r;
+  for (i = 0; i < NCOUNT_CASES; i++) {
+    stream s;
+    char label[32];
+    make_stream(&s, count_cases[i].size, count_cases[i].text);
+    case_label(label, sizeof(label), count_cases[i].size,
+               count_cases[i].text);
+    count_one(&s, label, "codec (decode+unmask+utf8)", pass_codec, NULL);
+#ifdef WS_BENCH_WSLAY
+    count_one(&s, label, count_cases[i].text ? "wslay frame + ws_utf8"
+                                             : "wslay frame",
+              pass_wslay, count_cases[i].text ? (void *)&s : NULL);
+#endif
+    for (r = 0; r < NCONN_ROWS; r++) {
+#ifdef WS_BENCH_CONN
+      ws_conn *c = open_server_conn(conn_rows[r].delivery);
+      count_one(&s, label, conn_rows[r].name, conn_rows[r].fn, c);
+      ws_conn_del(c);
+#endif
+    }
+#if defined(WS_BENCH_CONN) && BENCH_FEED_EVENTS
+    if (count_cases[i].size <= 125) {
+      /* one message per read, echoed: frames of one size are all alike */
+      ws_conn *c = open_server_conn(WS_DELIVER_STREAM);
+      count_one(&s, label, "echo, a read per message", pass_echo, c);
+      ws_conn_del(c);
+      c = open_server_conn_flags(WS_DELIVER_STREAM, WS_CFG_KEEP_BUFFERS);
+      count_one(&s, label, "echo, WS_CFG_KEEP_BUFFERS", pass_echo, c);
+      ws_conn_del(c);
+    }
+#endif
+    free_stream(&s);
+  }
+  return 0;
+}
+
+/* Runs this program under callgrind and prints the counts it dumped. */
+static int count_parent(const char *self) {
+  char dir[] = "/tmp/bench_parse.XXXXXX", out[96], path[128], line[512];
+  char desc[256] = "";
+  pid_t pid;
+  int status;
+  unsigned k;
+  double wslay_per[NCOUNT_CASES] = {0};
+
+  if (!mkdtemp(dir)) die("mkdtemp");
+  snprintf(out, sizeof(out), "--callgrind-out-file=%s/cg", dir);
+  fflush(stdout);
+  pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    execlp("valgrind", "valgrind", "--tool=callgrind", "--quiet",
+           "--collect-atstart=no", out, self, "--callgrind", (char *)NULL);
+    perror("bench_parse: valgrind");
+    _exit(127);
+  }
+  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0) {
+    die("callgrind run failed (is valgrind installed?)");
+  }
+  printf("libws receive path: instructions per message (callgrind), "
+         "64 KiB reads\n");
+  printf("%-14s %-26s %12s %9s\n", "case", "row", "instr/msg", "x wslay");
+  for (k = 1;; k++) {
+    FILE *f;
+    unsigned long long total = 0;
+    char *c1, *c2;
+    size_t msgs, ci;
+    snprintf(path, sizeof(path), "%s/cg.%u", dir, k);
+    f = fopen(path, "r");
+    if (!f) break;
+    while (fgets(line, sizeof(line), f)) {
+      if (strncmp(line, "desc: Trigger: Client Request: ", 31) == 0) {
+        size_t l = strcspn(line + 31, "\n");
+        if (l >= sizeof(desc)) l = sizeof(desc) - 1;
+        memcpy(desc, line + 31, l);
+        desc[l] = 0;
+      } else if (strncmp(line, "totals: ", 8) == 0) {
+        total = strtoull(line + 8, NULL, 10);
+      }
+    }
+    fclose(f);
+    remove(path);
+    c1 = strchr(desc, '|');
+    c2 = c1 ? strchr(c1 + 1, '|') : NULL;
+    if (!c2) continue;
+    *c1 = *c2 = 0;
+    msgs = (size_t)strtoull(c2 + 1, NULL, 10);
+    if (!msgs) continue;
+    for (ci = 0; ci < NCOUNT_CASES; ci++) {
+      char label[32];
+      if (strcmp(case_label(label, sizeof(label), count_cases[ci].size,
+                            count_cases[ci].text),
+                 desc) == 0)
+        break;
+    }
+    if (ci == NCOUNT_CASES) continue;
+    double per = (double)total / (double)msgs;
+    if (strncmp(c1 + 1, "wslay", 5) == 0) wslay_per[ci] = per;
+    printf("%-14s %-26s %12.1f", desc, c1 + 1, per);
+    if (wslay_per[ci] > 0)
+      printf(" %9.2f\n", per / wslay_per[ci]);
+    else
+      printf(" %9s\n", "-");
+  }
+  /* the final dump at exit, and the directory */
+  snprintf(path, sizeof(path), "%s/cg", dir);
+  remove(path);
+  rmdir(dir);
+  return 0;
+}
+#endif
+
+int main(int argc, char **argv) {
   static const size_t sizes[] = {16, 1024, 65536};
   int text;
   size_t i;
 
+  if (argc > 1 && strcmp(argv[1], "--callgrind") == 0) {
+#ifdef WS_BENCH_CALLGRIND
+    return RUNNING_ON_VALGRIND ? count_child() : count_parent(argv[0]);
+#else
+    die("built without valgrind/callgrind.h");
+#endif
+  }
   printf("libws receive path: stream of masked client frames, %u KiB per "
          "pass, >= %.2f s per row\n",
          STREAM_BYTES >> 10, MIN_SECONDS);
@@ -377,8 +653,7 @@ int main(void) {
 #endif
 
       make_stream(&s, sizes[i], text);
-      snprintf(label, sizeof(label), "%s %zu B", text ? "text" : "binary",
-               sizes[i]);
+      case_label(label, sizeof(label), sizes[i], text);
       rm = run(&s, pass_memcpy, NULL, 0);
 #ifdef WS_BENCH_WSLAY
       rw = run(&s, pass_wslay, text ? (void *)&s : NULL, 0);
@@ -392,10 +667,10 @@ int main(void) {
 #endif
       print_row(label, "codec (decode+unmask+utf8)", rc, rm, pw);
 #ifdef WS_BENCH_CONN
-      {
-        ws_conn *c = open_server_conn();
-        result rn = run(&s, pass_conn, c, 1);
-        print_row(label, "conn feed+next_event", rn, rm, pw);
+      for (size_t r = 0; r < NCONN_ROWS; r++) {
+        ws_conn *c = open_server_conn(conn_rows[r].delivery);
+        result rn = run(&s, conn_rows[r].fn, c, 1);
+        print_row(label, conn_rows[r].name, rn, rm, pw);
         ws_conn_del(c);
       }
 #endif
@@ -408,5 +683,6 @@ int main(void) {
 #ifndef WS_BENCH_CONN
   printf("(conn row skipped: built without WS_BENCH_CONN)\n");
 #endif
+  printf("(instruction counts per message: bench_parse --callgrind)\n");
   return 0;
 }

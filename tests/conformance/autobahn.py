@@ -777,9 +777,9 @@ def free_port():
     return port
 
 
-def start_server(cmd, port):
-    proc = subprocess.Popen([cmd, "--port", str(port)], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+def start_server(cmd, port, extra=()):
+    proc = subprocess.Popen([cmd, "--port", str(port)] + list(extra),
+                            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     end = time.monotonic() + 10
     while time.monotonic() < end:       # wait until it accepts
         if proc.poll() is not None:
@@ -810,6 +810,8 @@ def main():
     src.add_argument("--server-cmd", help="echo server binary to start "
                      "(run as CMD --port N)")
     src.add_argument("--url", help="ws://HOST:PORT of a running server")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more argument for --server-cmd (repeatable)")
     ap.add_argument("--cases", default="*",
                     help="comma-separated case patterns, e.g. '6.4.*,7.9.1'")
     ap.add_argument("--suite-timeout", type=float, default=540,
@@ -837,7 +839,7 @@ def main():
     else:
         host, port = "127.0.0.1", free_port()
         try:
-            proc = start_server(args.server_cmd, port)
+            proc = start_server(args.server_cmd, port, args.server_arg)
         except (RuntimeError, OSError) as e:
             print("cannot start server: %s" % e)
             print("0 passed, %d failed" % len(cases))

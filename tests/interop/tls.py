@@ -123,7 +123,7 @@ def wscat_lines(t, cmd, what, lines=("hello", "w\u00f6rld")):
     for line in lines:
         w.send(line + "\n")
         got = w.wait_line(lambda l: True, 15)
-        t.check(got == "< " + line, "%s: %r echoed" % (what, line),
+        t.check(got == line, "%s: %r echoed" % (what, line),
                 "got %r, %s" % (got, w.errs[-3:]))
     w.close_stdin()
     rc = w.wait(15)
@@ -158,7 +158,9 @@ def main():
     try:
         make_certs(d)
         ca, other = f"{d}/ca.crt", f"{d}/other-ca.crt"
-        srv = ["--tls-cert", f"{d}/server.crt", "--tls-key", f"{d}/server.key"]
+        # 1 MiB messages and more: the Autobahn-sized limits
+        srv = ["--tls-cert", f"{d}/server.crt", "--tls-key", f"{d}/server.key",
+               "--autobahn"]
 
         # ---- 1. the python client against our echo-server
         for on in (True, False):
@@ -247,7 +249,7 @@ def main():
         w = Proc([wscat, "--ca", ca, "wss://localhost:%d/" % port], stdin=True)
         procs.append(w)
         w.send("before\n")
-        t.check(w.wait_line(lambda l: True, 15) == "< before",
+        t.check(w.wait_line(lambda l: True, 15) == "before",
                 "a wss client is served")
         s = socket.create_connection(("127.0.0.1", port), 5)
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
@@ -273,7 +275,7 @@ def main():
         silent.settimeout(20)
         t0 = time.monotonic()
         w.send("during\n")
-        t.check(w.wait_line(lambda l: True, 20) == "< during",
+        t.check(w.wait_line(lambda l: True, 20) == "during",
                 "served while a silent client waits")
         try:
             end = silent.recv(1)
@@ -285,7 +287,7 @@ def main():
                 "(%.1f s)" % dt, "%r after %.1f s" % (end, dt))
         silent.close()
         w.send("after\n")
-        t.check(w.wait_line(lambda l: True, 20) == "< after",
+        t.check(w.wait_line(lambda l: True, 20) == "after",
                 "the wss client is still served")
         w.close_stdin()
         t.check(w.wait(10) == 0, "and closes cleanly")
@@ -309,7 +311,9 @@ def main():
         r = Relay(port_of(ps, "PORT "))
         wscat_lines(t, [wscat, "--ca", ca, "wss://localhost:%d/" % r.lport],
                     "wscat -> 1-byte relay -> python wss server")
-        t.check(r.bytes > 2000, "%d bytes relayed one by one" % r.bytes)
+        # (a handshake's worth: ~2 KB, less since the client offers only
+        # AEAD suites)
+        t.check(r.bytes > 1500, "%d bytes relayed one by one" % r.bytes)
         r.close()
         ps.stop()
     except (RuntimeError, subprocess.SubprocessError, OSError,

@@ -1,0 +1,107 @@
+#!/usr/bin/python3
+"""CPU per relayed message: examples/ws-proxy in front of echo-server,
+against echo-server alone, for 32 B and 16 KiB messages.
+
+  proxy_bench.py --bindir BUILD/examples [--count 50000]
+
+A python3-websockets client keeps a window of messages in flight on one
+connection (without deflate) and checks every echo; the CPU time of each
+server process (utime + stime from /proc/PID/stat) over the run, divided
+by the number of messages, is what is printed. The client's own speed
+does not enter the figures. A benchmark (meson benchmark), not a test.
+"""
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import websockets
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def start(args, port):
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return p
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise RuntimeError("%s did not start" % args[0])
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+async def run(url, size, count, window=64):
+    msg = os.urandom(size)
+    async with websockets.connect(url, compression=None, max_size=None,
+                                  max_queue=window * 2) as ws:
+        sent = got = 0
+        while got < count:
+            while sent < count and sent - got < window:
+                await ws.send(msg)
+                sent += 1
+            r = await ws.recv()
+            assert r == msg
+            got += 1
+
+
+def measure(url, pids, size, count):
+    before = [cpu_s(p) for p in pids]
+    t0 = time.monotonic()
+    asyncio.run(run(url, size, count))
+    wall = time.monotonic() - t0
+    return wall, [cpu_s(p) - b for p, b in zip(pids, before)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bindir", required=True)
+    ap.add_argument("--count", type=int, default=50000)
+    args = ap.parse_args()
+    eport, pport = free_port(), free_port()
+    echo = start([args.bindir + "/echo-server", "--port", str(eport),
+                  "--no-deflate"], eport)
+    proxy = start([args.bindir + "/ws-proxy", "--listen", str(pport),
+                   "--upstream", "ws://127.0.0.1:%d" % eport, "--no-deflate",
+                   "--access-log", "/dev/null"], pport)
+    try:
+        print("%-8s %8s  %-28s %s" % ("size", "msgs", "echo-server alone",
+                                       "through ws-proxy"))
+        for size, count in ((32, args.count), (16384, args.count // 5)):
+            w1, (e1,) = measure("ws://127.0.0.1:%d/" % eport, [echo.pid],
+                                size, count)
+            w2, (e2, p2) = measure("ws://127.0.0.1:%d/" % pport,
+                                   [echo.pid, proxy.pid], size, count)
+            print("%-8d %8d  echo %5.2f us/msg (%4.1f s)   proxy %5.2f us/msg"
+                  " + echo %5.2f us/msg (%4.1f s)" %
+                  (size, count, e1 / count * 1e6, w1, p2 / count * 1e6,
+                   e2 / count * 1e6, w2))
+    finally:
+        for p in (proxy, echo):
+            p.terminate()
+            p.wait(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

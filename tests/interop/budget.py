@@ -1,0 +1,558 @@
+#!/usr/bin/env python3
+"""Budgets and caps of the real servers, attacked from 127.0.0.1.
+
+Each part starts examples/echo-server or examples/chat, attacks it with
+raw sockets (Python standard library only: the attacks need frames no
+client library sends), and checks exact outcomes and the server's
+resident memory (VmRSS from /proc/PID/status). Every wait is bounded, and
+the margins are seconds, not milliseconds, so a loaded machine passes.
+
+1. compressed: 8 clients each send one never-finished compressed message
+   (64 KB of DEFLATE that inflates to 60 MiB; RFC 7692 7.2) to
+   echo-server --autobahn --memory-budget 64 MiB: the server's RSS grows
+   by less than 80 MiB, the offenders are closed with 1013 (RFC 6455
+   7.4.1, IANA registry 11.7) or 1009, and a fresh client is served
+   meanwhile.
+2. slow: chat with --memory-budget 64 MiB; 50 clients that do not read
+   (half of them read a few bytes every few seconds) while a client
+   floods the room: all 50 are dropped within the write timeout (30 s
+   once their queue in the server is over low_water, which takes a few
+   seconds of filling kernel buffers first), RSS stays bounded, two
+   well-behaved clients keep receiving throughout.
+3. origin: chat answers 403 to a cross-site Origin (RFC 6455 10.2), 101
+   to its own host's, and to an --origin it was given.
+4. tls: echo-server over TLS with --max-handshakes 16, 200 sockets each
+   send a ClientHello and stop: at most 16 ever get a ServerHello, the
+   others are closed at once; a legitimate wss client is served within
+   a few seconds (once the --handshake-timeout of 2 s frees the slots).
+
+Usage: budget.py --bindir BUILD/examples [--only NAME]
+"""
+import argparse
+import base64
+import os
+import re
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+
+MiB = 1 << 20
+KEY = base64.b64encode(b"0123456789abcdef").decode()
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, what, detail=""):
+    print("%s %s%s" % ("ok  " if cond else "FAIL", what,
+                       "" if cond or not detail else ": %s" % detail))
+    sys.stdout.flush()
+    if not cond:
+        raise Fail(what)
+
+
+# ---- the server process ----------------------------------------------------
+
+class Server:
+    def __init__(self, argv):
+        self.argv = argv
+        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL,
+                                  stdin=subprocess.DEVNULL, text=True)
+        self.port = None
+        end = time.monotonic() + 15
+        while time.monotonic() < end and self.port is None:
+            r, _, _ = select.select([self.p.stdout], [], [], 1)
+            if r:
+                line = self.p.stdout.readline()
+                if not line:
+                    break
+                m = re.search(r"://\[?[0-9a-f.:]+\]?:(\d+)/", line)
+                if m:
+                    self.port = int(m.group(1))
+        if self.port is None:
+            self.stop()
+            raise Fail("%s did not start" % argv[0])
+        # keep reading its output so it never blocks on a full pipe
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        for _ in self.p.stdout:
+            pass
+
+    def rss(self):
+        with open("/proc/%d/status" % self.p.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+class RssWatch:
+    """Samples the server's RSS every 50 ms; |peak| is the most seen."""
+
+    def __init__(self, srv):
+        self.srv = srv
+        self.base = srv.rss()
+        self.peak = self.base
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop_ev.wait(0.05):
+            try:
+                self.peak = max(self.peak, self.srv.rss())
+            except OSError:
+                return
+
+    def growth(self):
+        self.peak = max(self.peak, self.srv.rss())
+        return self.peak - self.base
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join()
+
+
+# ---- a raw WebSocket client ------------------------------------------------
+
+def recv_head(s, timeout=10):
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    m = re.match(rb"HTTP/1\.1 (\d{3})", head)
+    return (int(m.group(1)) if m else 0), head.decode("latin-1"), rest
+
+
+def upgrade(port, path="/", origin=None, deflate=False, host=None,
+            rcvbuf=None, wrap=None):
+    """Connects and sends the opening handshake (RFC 6455 4.1). Returns
+    (socket, status, head, bytes after the head)."""
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    if wrap:
+        s = wrap(s)
+    req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+           "Sec-WebSocket-Version: 13\r\n" %
+           (path, host or "127.0.0.1:%d" % port, KEY))
+    if origin:
+        req += "Origin: %s\r\n" % origin
+    if deflate:
+        req += "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    s.sendall((req + "\r\n").encode())
+    status, head, rest = recv_head(s)
+    return s, status, head, rest
+
+
+def frame(op, payload, fin=True, rsv1=False):
+    """A client frame, masked (RFC 6455 5.3)."""
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+    n = len(payload)
+    if n < 126:
+        hdr = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    mask = os.urandom(4)
+    m = (mask * (n // 4 + 1))[:n]
+    data = (int.from_bytes(payload, "big") ^ int.from_bytes(m, "big")
+            ).to_bytes(n, "big") if n else b""
+    return hdr + mask + data
+
+
+class Reader:
+    """Parses the server's (unmasked) frames from a socket."""
+
+    def __init__(self, s, rest=b""):
+        self.s = s
+        self.buf = rest
+
+    def next(self, timeout):
+        """(opcode, payload), or None at the end or after |timeout|."""
+        end = time.monotonic() + timeout
+        while True:
+            if len(self.buf) >= 2:
+                n = self.buf[1] & 0x7F
+                off = 2
+                if n == 126 and len(self.buf) >= 4:
+                    n = struct.unpack("!H", self.buf[2:4])[0]
+                    off = 4
+                elif n == 127 and len(self.buf) >= 10:
+                    n = struct.unpack("!Q", self.buf[2:10])[0]
+                    off = 10
+                if n < 126 or off > 2:
+                    if len(self.buf) >= off + n:
+                        op = self.buf[0] & 0x0F
+                        p = self.buf[off:off + n]
+                        self.buf = self.buf[off + n:]
+                        return op, p
+            left = end - time.monotonic()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                d = self.s.recv(65536)
+            except (socket.timeout, ssl.SSLError, OSError):
+                return None
+            if not d:
+                return None
+            self.buf += d
+
+
+def close_code(reader, timeout):
+    """Reads until a close frame: its code; 1006 if the end came first."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        f = reader.next(end - time.monotonic())
+        if f is None:
+            return 1006
+        if f[0] == 8:
+            return struct.unpack("!H", f[1][:2])[0] if len(f[1]) >= 2 else 1005
+    return None
+
+
+def echo_ok(port, text=b"hello", wrap=None, attempts_for=0.0):
+    """A fresh client: 101, then one text message echoed. Retries on 503
+    for |attempts_for| seconds. Returns (ok, statuses seen)."""
+    seen = []
+    end = time.monotonic() + attempts_for
+    while True:
+        try:
+            s, st, _, rest = upgrade(port, wrap=wrap)
+        except (OSError, ssl.SSLError) as e:
+            st, s = "error %s" % e.__class__.__name__, None
+        seen.append(st)
+        if st == 101:
+            s.sendall(frame(1, text))
+            f = Reader(s, rest).next(10)
+            s.close()
+            return f == (1, text), seen
+        if s:
+            s.close()
+        if time.monotonic() >= end:
+            return False, seen
+        time.sleep(0.2)
+
+
+# ---- 1. never-finished compressed messages ---------------------------------
+
+def part_compressed(bindir):
+    srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                  "--autobahn", "--memory-budget", str(64 * MiB)])
+    try:
+        z = zlib.compressobj(9, zlib.DEFLATED, -15)
+        body = z.compress(bytes(60 * MiB)) + z.flush(zlib.Z_SYNC_FLUSH)
+        body = body[:-4]  # RFC 7692 7.2.1: the 00 00 ff ff tail removed
+        check(len(body) < 80 * 1024, "60 MiB inflate from %d bytes" % len(body))
+        time.sleep(0.5)
+        watch = RssWatch(srv)
+        socks = []
+        for i in range(8):
+            s, st, head, rest = upgrade(srv.port, deflate=True)
+            if st != 101 or "permessage-deflate" not in head:
+                check(False, "attacker %d: 101 with permessage-deflate" % i)
+            # the first frame of a binary message, compressed, never ended
+            s.sendall(frame(2, body, fin=False, rsv1=True))
+            socks.append((s, Reader(s, rest)))
+        ok, seen = echo_ok(srv.port, attempts_for=20)
+        codes = [close_code(r, 30) for _, r in socks]
+        growth = watch.growth()
+        watch.stop()
+        print("  close codes %s; fresh client saw %s; RSS %.1f -> +%.1f MiB"
+              % (codes, seen, watch.base / MiB, growth / MiB))
+        refused = [c for c in codes if c in (1013, 1009)]
+        check(len(refused) >= 7, "offenders closed with 1013 or 1009",
+              "codes %s" % codes)
+        check(all(c in (1013, 1009, None) for c in codes),
+              "no other close code", "codes %s" % codes)
+        check(ok, "a fresh client is served meanwhile", "saw %s" % seen)
+        check(growth < 80 * MiB, "RSS grew by less than 80 MiB",
+              "%.1f MiB" % (growth / MiB))
+        check(srv.alive(), "echo-server still up")
+        for s, _ in socks:
+            s.close()
+    finally:
+        srv.stop()
+
+
+# ---- 2. slow readers in the chat -------------------------------------------
+
+def guest_of(reader):
+    """The guest number from chat's first message, "* you are guest-N"."""
+    f = reader.next(10)
+    m = re.match(rb"\* you are guest-(\d+)", f[1]) if f else None
+    if not m:
+        raise Fail("no guest number: %r" % (f,))
+    return int(m.group(1))
+
+
+def part_slow(bindir):
+    srv = Server([os.path.join(bindir, "chat"), "--port", "0",
+                  "--memory-budget", str(64 * MiB)])
+    try:
+        watch = RssWatch(srv)
+        slow = {}
+        for i in range(50):
+            s, st, _, rest = upgrade(srv.port, path="/ws", rcvbuf=4096)
+            if st != 101:
+                check(False, "slow reader %d: 101" % i, "%d" % st)
+            slow[guest_of(Reader(s, rest))] = s
+        check(True, "50 slow readers: 101")
+        good = []
+        for i in range(2):
+            s, st, _, rest = upgrade(srv.port, path="/ws")
+            check(st == 101, "good reader %d: 101" % i)
+            r = Reader(s, rest)
+            guest_of(r)
+            good.append({"r": r, "got": 0, "last": 0.0, "gap": 0.0,
+                         "closed": False, "left": {}})
+        talker, st, _, _ = upgrade(srv.port, path="/ws")
+        check(st == 101, "talker: 101")
+        stop = threading.Event()
+        line = b"x" * 8000
+        t0 = time.monotonic()
+
+        def talk():  # ~400 KB/s into the room, to 53 readers
+            talker.settimeout(0.001)
+            while not stop.is_set():
+                try:
+                    talker.sendall(frame(1, line))
+                except OSError:
+                    return
+                try:  # the talker reads its own relays too
+                    while talker.recv(1 << 20):
+                        pass
+                except (socket.timeout, BlockingIOError):
+                    pass
+                except OSError:
+                    return
+                time.sleep(0.02)
+
+        def read_good(g):
+            g["last"] = time.monotonic()
+            while not stop.is_set():
+                f = g["r"].next(1)
+                now = time.monotonic()
+                if f is None:
+                    continue
+                if f[0] == 8:
+                    g["closed"] = True
+                    return
+                m = re.match(rb"\* guest-(\d+) left", f[1])
+                if m:
+                    g["left"].setdefault(int(m.group(1)), now - t0)
+                    continue
+                g["got"] += 1
+                g["gap"] = max(g["gap"], now - g["last"])
+                g["last"] = now
+
+        threads = [threading.Thread(target=talk, daemon=True)]
+        threads += [threading.Thread(target=read_good, args=(g,), daemon=True)
+                    for g in good]
+        for t in threads:
+            t.start()
+        # The write timeout is 30 s from when a reader's queue in the
+        # server went over low_water, which comes after the kernel's
+        # socket buffers filled (~8 s at this rate); allow for a loaded
+        # machine.
+        nap = 0
+        while time.monotonic() - t0 < 90:
+            if all(len(set(slow) - set(g["left"])) == 0 for g in good):
+                break
+            nap += 1
+            if nap % 20 == 0:  # every ~5 s, half of them read 512 bytes
+                for k, s in slow.items():
+                    if k % 2 == 0:
+                        try:
+                            s.setblocking(False)
+                            s.recv(512)
+                        except OSError:
+                            pass
+            time.sleep(0.25)
+        growth = watch.growth()
+        watch.stop()
+        stop.set()
+        for t in threads:
+            t.join(5)
+        left = good[0]["left"]
+        times = sorted(v for k, v in left.items() if k in slow)
+        print("  %d/50 dropped, first at %.1f s, last at %.1f s; good "
+              "readers got %s messages (largest gap %s s); RSS +%.1f MiB" %
+              (len(times), times[0] if times else -1,
+               times[-1] if times else -1, [g["got"] for g in good],
+               ["%.1f" % g["gap"] for g in good], growth / MiB))
+        check(len(times) == 50, "all 50 slow readers dropped within 90 s "
+              "(write timeout 30 s)", "%d" % len(times))
+        check(all(g["got"] > 100 and not g["closed"] for g in good),
+              "well-behaved clients keep receiving",
+              "%s" % [(g["got"], g["closed"]) for g in good])
+        check(all(g["gap"] < 15 for g in good),
+              "... without a long gap", "%s" % [g["gap"] for g in good])
+        check(growth < 100 * MiB, "chat RSS grew by less than 100 MiB",
+              "%.1f MiB" % (growth / MiB))
+        check(srv.alive(), "chat still up")
+        for s in slow.values():
+            s.close()
+        talker.close()
+        for g in good:
+            g["r"].s.close()
+    finally:
+        srv.stop()
+
+
+# ---- 3. Origin --------------------------------------------------------------
+
+def part_origin(bindir):
+    srv = Server([os.path.join(bindir, "chat"), "--port", "0",
+                  "--origin", "https://ok.example"])
+    try:
+        p = srv.port
+        for origin, want in (("http://evil.example", 403),
+                             ("http://127.0.0.1:%d.evil.example" % p, 403),
+                             ("http://127.0.0.1:%d" % p, 101),
+                             ("https://ok.example", 101),
+                             ("null", 403),
+                             (None, 101)):
+            s, st, _, _ = upgrade(p, path="/ws", origin=origin)
+            s.close()
+            check(st == want, "chat: Origin %s -> %d" % (origin, want),
+                  "got %d" % st)
+    finally:
+        srv.stop()
+
+
+# ---- 4. a flood of TLS ClientHellos ----------------------------------------
+
+def make_cert(d):
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    d + "/key.pem", "-out", d + "/cert.pem", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, timeout=30, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def client_hello():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def part_tls(bindir):
+    cap = 16
+    with tempfile.TemporaryDirectory() as d:
+        make_cert(d)
+        srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                      "--tls-cert", d + "/cert.pem", "--tls-key",
+                      d + "/key.pem", "--max-handshakes", str(cap),
+                      "--handshake-timeout", "2000"])
+        try:
+            hello = client_hello()
+            watch = RssWatch(srv)
+            socks = []
+            for _ in range(200):
+                s = socket.create_connection(("127.0.0.1", srv.port), 10)
+                s.sendall(hello)
+                socks.append(s)
+            # who got a ServerHello, who was closed at once
+            answered, closed = set(), set()
+            end = time.monotonic() + 1.5  # before the 2 s timeout
+            while time.monotonic() < end and len(answered | closed) < 200:
+                live = [s for s in socks if s not in answered | closed]
+                r, _, _ = select.select(live, [], [], 0.2)
+                for s in r:
+                    try:
+                        data = s.recv(65536)
+                    except OSError:
+                        data = b""
+                    (answered if data else closed).add(s)
+            print("  %d sockets got a ServerHello, %d were closed at once; "
+                  "RSS +%.1f MiB" % (len(answered), len(closed),
+                                     watch.growth() / MiB))
+            check(1 <= len(answered) <= cap,
+                  "at most %d handshakes at once" % cap, "%d" % len(answered))
+            check(len(closed) >= 200 - cap, "the others are closed at once",
+                  "%d" % len(closed))
+            ctx = ssl.create_default_context(cafile=d + "/cert.pem")
+
+            def wrap(s):
+                return ctx.wrap_socket(s, server_hostname="localhost")
+            t0 = time.monotonic()
+            ok, seen = echo_ok(srv.port, wrap=wrap, attempts_for=10)
+            dt = time.monotonic() - t0
+            print("  legitimate wss client: %s after %.1f s (%d tries)" %
+                  (ok, dt, len(seen)))
+            check(ok and dt < 10, "a legitimate wss client served within "
+                  "a few seconds", "%s" % seen)
+            watch.stop()
+            for s in socks:
+                s.close()
+            check(srv.alive(), "echo-server still up")
+        finally:
+            srv.stop()
+
+
+PARTS = {"compressed": part_compressed, "slow": part_slow,
+         "origin": part_origin, "tls": part_tls}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bindir", required=True)
+    ap.add_argument("--only", action="append", choices=sorted(PARTS))
+    ap.add_argument("--no-tls", action="store_true")
+    args = ap.parse_args()
+    names = args.only or [n for n in PARTS if n != "tls" or not args.no_tls]
+    failed = []
+    for n in names:
+        print("---- %s" % n)
+        try:
+            PARTS[n](args.bindir)
+        except (Fail, OSError, ssl.SSLError) as e:
+            print("FAIL %s: %r" % (n, e))
+            failed.append(n)
+    print("failed: %s" % failed if failed else "all passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
