@@ -170,7 +170,7 @@ struct ws_conn {
 
 static int ctrlbuf_get(ws_conn *c) {
   if (!c->ctrlbuf) {
-    c->ctrlbuf = ws_malloc(&c->mem, 2 * WS_CONTROL_MAX);
+    c->ctrlbuf = ws_malloc(&c->mem, (size_t)2 * WS_CONTROL_MAX);
     if (!c->ctrlbuf) return WS_ERR_NOMEM;
   }
   return 0;
@@ -178,6 +178,7 @@ static int ctrlbuf_get(ws_conn *c) {
 
 void ws_config_default(ws_config *cfg, ws_role role) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = (uint32_t)sizeof(*cfg);
   cfg->role = role;
   cfg->delivery = WS_DELIVER_STREAM;
   cfg->max_handshake_bytes = 8192;
@@ -218,6 +219,9 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   ws_mem m;
   if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
   *pconn = NULL;
+  /* ABI: 0 is the 0.2 layout; no other layout exists yet */
+  if (cfg->size != 0 && cfg->size != sizeof(ws_config))
+    return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
     return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role == WS_ROLE_CLIENT && !cfg->rand)
@@ -1508,7 +1512,7 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
 }
 
 int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
-                        size_t *pnread, ws_event_fn fn, void *ud) {
+                        size_t *pnread, ws_event_fn fn, void *user_data) {
   size_t dummy, pos = 0;
   ws_event ev;
   int rv = 0;
@@ -1521,7 +1525,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
     while ((c->ev_ready || c->release || c->rx_comp ||
             (c->err && !c->err_reported)) &&
            ws_conn_next_event(c, &ev) == 0) {
-      if (fn(c, &ev, ud)) {
+      if (fn(c, &ev, user_data)) {
         *pnread = pos;
         return rv;
       }
@@ -1529,7 +1533,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
     if (rv) break; /* the error event, if any, is out */
     if (pos < inlen && fast_ready(c)) {
       int stop = 0;
-      size_t n = fast_frames(c, in + pos, inlen - pos, fn, ud, &stop);
+      size_t n = fast_frames(c, in + pos, inlen - pos, fn, user_data, &stop);
       if (n) c->rx_activity = 1;
       pos += n;
       if (stop) break;

@@ -13,6 +13,8 @@
  *   ws_drv_reconnect.c clients that come back: backoff, the next attempt
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
+ *   ws_drv_activate.c  ws_loop_listen_fd(): sockets from systemd or an
+ *                      old process
  *   ws_drv_sys.c       the system calls, and the plain TCP transport
  *
  * Life of a connection: created at accept() or ws_loop_connect(), it is
@@ -88,6 +90,7 @@ typedef struct listener {
   const char *const *origins;
   size_t norigins;
   uint32_t origin_flags;
+  uint8_t handed; /* ws_loop_listen_fd(): does not hold a drain open */
 } listener;
 
 enum { P_SEND = 1, P_CLOSE, P_CALL };
@@ -192,6 +195,9 @@ struct ws_loop {
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
   struct drv_reconnect *rc; /* clients that come back (ws_drv_reconnect.c) */
+  /* ws_loop_stats_get(): the connections freed so far (open ones are
+   * added at query time) */
+  ws_loop_stats freed;
 };
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
