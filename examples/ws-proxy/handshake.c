@@ -247,32 +247,70 @@ int on_request(ws_loop_conn *conn, void *ud, const ws_request *req) {
   return WS_LOOP_PAUSE; /* answered when the upstream answers */
 }
 
-int on_open(ws_loop_conn *conn, void *ud) {
-  pair *p = ud;
-  if (!p || side_of(p, conn) == SIDE_CLIENT) return 0;
+/* The upstream is open: the client gets its 101, with the subprotocol
+ * and the end-to-end headers of the upstream's (Set-Cookie ...), when
+ * |r| is known. */
+static void open_client(pair *p, ws_loop_conn *up, const ws_response *r) {
   p->state = P_OPEN;
   upstream_ok(p->ups);
   free(p->arena);
   p->arena = NULL;
   ws_loop_conn *cl = p->s[SIDE_CLIENT].conn;
   if (!cl || p->client_gone) {
-    ws_loop_close(conn, 1001, "client gone", 11);
-    return 0;
+    ws_loop_close(up, 1001, "client gone", 11);
+    return;
   }
-  ws_slice pr = ws_conn_protocol(ws_loop_conn_ws(conn));
+  ws_slice pr = ws_conn_protocol(ws_loop_conn_ws(up));
   if (pr.len) p->proto = dup_slice(pr);
+  ws_kv h[32];
   ws_accept_params ap;
   memset(&ap, 0, sizeof(ap));
   ap.protocol = p->proto;
-  if (ws_loop_accept(cl, &ap) != 0) {
+  char *block = r ? end_to_end_headers(r, h, 32, &ap.nheaders) : NULL;
+  ap.headers = block ? h : NULL;
+  if (!block) ap.nheaders = 0;
+  int rv = ws_loop_accept(cl, &ap);
+  if (rv == WS_ERR_INVALID_ARGUMENT && ap.nheaders) { /* a header it took */
+    ap.nheaders = 0;
+    rv = ws_loop_accept(cl, &ap);
+  }
+  free(block);
+  if (rv != 0) {
     refuse(p, 502, NULL, 0);
-    ws_loop_close(conn, 1001, "client refused", 14);
-    return 0;
+    ws_loop_close(up, 1001, "client refused", 14);
+    return;
   }
   p->status = 101;
   p->counted_open = 1;
   atomic_fetch_add(&m.open, 1);
   atomic_fetch_add(&m.accepted, 1);
   ws_loop_resume(cl);
+}
+
+/* Posted from on_open: the upstreams whose open event is kept have their
+ * answer at hand (ws_loop_conn_response()): their clients are opened,
+ * then the events are delivered again. */
+static void open_kept(ws_loop *loop, void *arg) {
+  worker *w = ws_loop_user_data(loop);
+  (void)arg;
+  for (pair *p = w->pairs; p; p = p->next) {
+    ws_loop_conn *up = p->s[SIDE_UPSTREAM].conn;
+    if (!p->open_kept || !up) continue;
+    p->open_kept = 0;
+    if (p->state == P_CONNECTING) open_client(p, up, ws_loop_conn_response(up));
+    ws_loop_resume(up);
+  }
+}
+
+int on_open(ws_loop_conn *conn, void *ud) {
+  pair *p = ud;
+  if (!p || side_of(p, conn) == SIDE_CLIENT || p->state != P_CONNECTING)
+    return 0; /* an upstream's open delivered again: done already */
+  /* Keep the event: its answer stays readable until it is resumed. */
+  if (ws_loop_post_call(ws_loop_conn_loop(conn), open_kept, NULL) == 0) {
+    p->open_kept = 1;
+    return WS_LOOP_PAUSE;
+  }
+  open_client(p, conn, NULL);
   return 0;
 }

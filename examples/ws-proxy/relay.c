@@ -114,6 +114,7 @@ static void side_ended(pair *p, int me, ws_loop_conn *conn,
     atomic_fetch_add(&m.wire_to_upstreams, s->st.wire_out);
     if (p->ups_counted) atomic_fetch_sub(&p->ups->open, 1);
     p->ups_counted = 0;
+    p->open_kept = 0; /* its open event went with it */
     if (p->state == P_OPEN) count_close(m.closes_upstream, info->code);
   }
 }
