@@ -34,6 +34,7 @@ static int usage(FILE *f, const char *argv0) {
       "  --high-water BYTES       pending output that pauses the other\n"
       "                           side (1048576)\n"
       "  --no-deflate             no permessage-deflate on either side\n"
+      "  --no-client-deflate, --no-upstream-deflate   ... on one side\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
       argv0);
   return f == stdout ? 0 : 2;
@@ -143,8 +144,10 @@ int flags_parse(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, argv[0]);
-    if (!strcmp(a, "--no-deflate")) {
-      opt.deflate_client = opt.deflate_upstream = 0;
+    if (!strcmp(a, "--no-deflate") || !strcmp(a, "--no-client-deflate") ||
+        !strcmp(a, "--no-upstream-deflate")) {
+      if (strcmp(a, "--no-upstream-deflate")) opt.deflate_client = 0;
+      if (strcmp(a, "--no-client-deflate")) opt.deflate_upstream = 0;
       continue;
     }
     if (!val) return usage(stderr, argv[0]);

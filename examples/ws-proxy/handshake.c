@@ -239,6 +239,8 @@ int on_request(ws_loop_conn *conn, void *ud, const ws_request *req) {
   w->pairs = p;
   ws_loop_conn_set_user_data(conn, p);
   ws_loop_conn_peer(conn, p->peer, sizeof(p->peer));
+  p->gate = gate_of(conn);
+  gate_get_info(p->gate)->pair = p;
   p->path = dup_slice(req->target);
   if (!p->path || build_request(p, req) != 0 || start_upstream(p) != 0) {
     refuse(p, 502, NULL, 0);
@@ -280,6 +282,9 @@ static void open_client(pair *p, ws_loop_conn *up, const ws_response *r) {
     ws_loop_close(up, 1001, "client refused", 14);
     return;
   }
+  ws_pmd_params pmd;
+  ws_conn_pmd(ws_loop_conn_ws(cl), &pmd);
+  gate_get_info(p->gate)->pmd = pmd.enabled;
   p->status = 101;
   p->counted_open = 1;
   atomic_fetch_add(&m.open, 1);

@@ -115,8 +115,10 @@ static int start_loops(uint16_t *pport) {
   lp.host = opt.listen_host;
   lp.port = opt.listen_port;
   lp.config = &cl_cfg;
-  lp.flags = WS_LOOP_REUSEPORT; /* a new process can take the port over */
-  lp.transport = opt.listen_tp;
+  lp.flags = WS_LOOP_REUSEPORT;     /* a new process can take the port over */
+  static ws_loop_transport gate_tp; /* over TLS or plain TCP */
+  gate_transport(&gate_tp, opt.listen_tp);
+  lp.transport = &gate_tp;
   for (unsigned i = 0; i < opt.threads; i++) {
     uint16_t bound = 0;
     lc.user_data = &workers[i];

@@ -10,6 +10,8 @@
  *   upstream.c   which upstream to try, and backing off a failing one
  *   metrics.c    the counters and GET /metrics
  *   access_log.c one JSON line per connection
+ *   gate.c       the client side's transport: holds a client's close (or
+ *                a frame it fails on) until the upstream has closed
  * SPDX-License-Identifier: MIT
  */
 #ifndef WS_PROXY_H
@@ -95,6 +97,7 @@ typedef struct side {
 } side;
 
 typedef struct worker worker;
+typedef struct gate gate;
 
 typedef struct pair {
   struct pair *prev, *next;
@@ -105,6 +108,8 @@ typedef struct pair {
   int state, status, attempts;
   uint8_t counted_open, client_gone, ups_counted;
   uint8_t open_kept; /* the upstream's open event is kept (handshake.c) */
+  uint8_t held;      /* the client's gate is held (gate.c) */
+  gate *gate;        /* the client connection's transport */
   const char *first; /* who closed first */
   uint64_t t0_ms;    /* monotonic start */
   char peer[64];
@@ -160,6 +165,31 @@ void drain(ws_loop *loop, void *arg);
 int start_upstream(pair *p);
 void upstream_failed(upstream *u);
 void upstream_ok(upstream *u);
+
+/* ---- gate.c ----------------------------------------------------------------
+ */
+
+/* What a gate tells the proxy about the frame it holds. */
+typedef struct gate_info {
+  void *pair;       /* the proxy's, set in on_request */
+  uint8_t pmd;      /* permessage-deflate on: RSV1 allowed */
+  uint8_t bad;      /* 1: a frame the core fails on; 0: a close frame */
+  uint8_t told;     /* gate_held() was called */
+  uint16_t code;    /* close: its code (1005: none) */
+  size_t reasonlen; /* ... and its reason, unchecked */
+  char reason[123];
+} gate_info;
+
+/* Fills |tp| with the gate over |inner| (NULL: plain TCP). */
+void gate_transport(ws_loop_transport *tp, const ws_loop_transport *inner);
+/* The gate of a connection made over it. */
+gate *gate_of(ws_loop_conn *conn);
+gate_info *gate_get_info(gate *g);
+/* Lets the held frame and everything after it through, for good. */
+void gate_open(gate *g);
+/* relay.c: the gate of |info->pair|'s client holds a frame, and the core
+ * has had everything before it. */
+void gate_held(gate_info *info);
 
 /* ---- access_log.c ----------------------------------------------------------
  */

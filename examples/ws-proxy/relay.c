@@ -86,7 +86,7 @@ int on_writable(ws_loop_conn *conn, void *ud, int writable) {
   if (!p || ud == &admin_tag) return 0;
   int other = !side_of(p, conn);
   ws_loop_conn *o = p->s[other].conn;
-  if (!o) return 0;
+  if (!o || (other == SIDE_CLIENT && p->held)) return 0;
   ws_loop_conn_pause_reading(o, !writable);
   if (writable && p->s[other].kept) {
     p->s[other].kept = 0;
@@ -108,6 +108,8 @@ static void side_ended(pair *p, int me, ws_loop_conn *conn,
   s->conn = NULL;
   s->done = 1;
   if (me == SIDE_CLIENT) {
+    if (p->gate) gate_get_info(p->gate)->pair = NULL;
+    p->gate = NULL;
     atomic_fetch_add(&m.wire_to_clients, s->st.wire_out);
     if (p->state == P_OPEN) count_close(m.closes_client, info->code);
   } else {
@@ -152,9 +154,38 @@ int on_close(ws_loop_conn *conn, void *ud, const ws_loop_close_info *info) {
   if (!p->first) p->first = me == SIDE_CLIENT ? "client" : "upstream";
   if (me == SIDE_CLIENT && p->state == P_CONNECTING) p->client_gone = 1;
   ws_loop_conn *o = p->s[!me].conn;
-  if (o) pass_close(p, me, o, info);
+  if (o && me == SIDE_UPSTREAM && p->held) {
+    /* The client's close (or bad frame) goes to its core now, after
+     * everything the upstream sent before it closed. */
+    p->held = 0;
+    gate_open(p->gate);
+    ws_loop_conn_pause_reading(o, 0);
+  } else if (o) {
+    pass_close(p, me, o, info);
+  }
   pair_maybe_end(p);
   return 0;
+}
+
+void gate_held(gate_info *gi) {
+  pair *p = gi->pair;
+  ws_loop_conn *cl = p ? p->s[SIDE_CLIENT].conn : NULL;
+  ws_loop_conn *up = p ? p->s[SIDE_UPSTREAM].conn : NULL;
+  if (!cl || !up || p->state != P_OPEN) { /* no upstream to wait for */
+    if (p && p->gate) gate_open(p->gate);
+    return;
+  }
+  p->held = 1;
+  if (!p->first) p->first = "client";
+  ws_loop_conn_pause_reading(cl, 1); /* until the upstream has closed */
+  ws_loop_conn_pause_reading(up, 0);
+  int rv = -1;
+  if (!gi->bad && gi->code == 1005)
+    rv = ws_loop_close(up, 0, NULL, 0);
+  else if (!gi->bad)
+    rv = ws_loop_close(up, gi->code, gi->reason, gi->reasonlen);
+  if (rv == WS_ERR_INVALID_ARGUMENT || gi->bad) /* the client's core fails */
+    ws_loop_close(up, 1001, "client gone", 11);
 }
 
 void drain(ws_loop *loop, void *arg) {

@@ -539,6 +539,16 @@ WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 WS_LOOP_EXTERN const ws_response *
 ws_loop_conn_response(const ws_loop_conn *conn);
 
+/*
+ * The context |conn|'s transport made in attach() (its |*pctx|), or NULL
+ * for a connection not attached yet or over. For an application that
+ * brings its own transport (say, one wrapping TLS or TCP that watches
+ * the bytes) and must reach that connection's part of it. The plain TCP
+ * transport's context is the loop's own: not the application's to use.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN void *ws_loop_conn_transport_ctx(const ws_loop_conn *conn);
+
 /* ---- from other threads --------------------------------------------------- */
 
 /*

@@ -172,3 +172,7 @@ const ws_response *ws_loop_conn_response(const ws_loop_conn *c) {
     return NULL;
   return c->aux->ev.response;
 }
+
+void *ws_loop_conn_transport_ctx(const ws_loop_conn *c) {
+  return c && c->state != C_DEAD ? c->tctx : NULL;
+}

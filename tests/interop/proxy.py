@@ -241,6 +241,28 @@ async def t_close_codes(env):
           rec)
 
 
+async def t_close_order(env):
+    """messages then a close at once: the client gets every echo before
+    the proxy answers its close, and its own code back (with and without
+    deflate on the client side)"""
+    big = os.urandom(256 * 1024)
+    for comp in ("deflate", None):
+        ws = await websockets.connect(env.url("/order"), compression=comp,
+                                      max_size=None)
+        await ws.send(big)
+        await ws.send("hw")
+        await ws.close(4003, "in order")
+        got = []
+        while True:
+            try:
+                got.append(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            except websockets.ConnectionClosed:
+                break
+        check("order echoes", got == [big, "hw"], [len(x) for x in got])
+        check("order code", (ws.close_code, ws.close_reason) ==
+              (4003, "in order"), (ws.close_code, ws.close_reason))
+
+
 async def wait_for(cond, secs=TIMEOUT):
     end = time.monotonic() + secs
     while not cond():
@@ -654,6 +676,7 @@ async def main():
     tests = [("echo", t_echo, env), ("headers", t_subprotocol_headers, env),
              ("response-headers", t_response_headers, env),
              ("statuses", t_statuses, env), ("close", t_close_codes, env),
+             ("close-order", t_close_order, env),
              ("vanish", t_vanish, env),
              ("backpressure", t_backpressure, pyproxy_env),
              ("metrics", t_metrics_log, env),
