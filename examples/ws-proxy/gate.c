@@ -39,12 +39,12 @@ struct gate {
   gate_info info; /* for the proxy */
 };
 
-/* Judges the frame at b[ok..): 1 if it may pass (ok moves over its
- * header), 0 if more bytes are needed, -1 if the gate closes here. */
-static int judge(gate *g) {
+/* Judges the frame at |d| (|n| bytes): its header size if it may pass,
+ * 0 if more bytes are needed, -1 if the gate closes here. */
+static int judge(gate *g, const uint8_t *d, size_t n) {
   ws_frame_header hd;
   size_t hl = 0;
-  int rv = ws_frame_decode_header(&hd, g->b + g->ok, g->len - g->ok, &hl);
+  int rv = ws_frame_decode_header(&hd, d, n, &hl);
   if (rv == WS_ERR_WOULDBLOCK) return 0;
   unsigned rsv = g->info.pmd ? WS_RSV1 : 0;
   int bad = rv != 0 || ws_frame_check_header(&hd, 1, rsv) != 0;
@@ -53,13 +53,13 @@ static int judge(gate *g) {
   else if (!bad && hd.opcode < WS_OP_CLOSE)
     bad = g->in_msg;
   if (bad || hd.opcode == WS_OP_CLOSE) {
-    if (!bad && hl + hd.payload_len > g->len - g->ok) return 0; /* whole */
+    if (!bad && hl + hd.payload_len > n) return 0; /* the whole close */
     g->info.bad = (uint8_t)bad;
     g->info.code = 1005;
     g->info.reasonlen = 0;
     if (!bad && hd.payload_len >= 2) {
       uint8_t p[125];
-      memcpy(p, g->b + g->ok + hl, (size_t)hd.payload_len);
+      memcpy(p, d + hl, (size_t)hd.payload_len);
       ws_mask(p, (size_t)hd.payload_len, hd.mask, 0);
       g->info.code = (uint16_t)(p[0] << 8 | p[1]);
       g->info.reasonlen = (size_t)hd.payload_len - 2;
@@ -68,31 +68,62 @@ static int judge(gate *g) {
     return -1;
   }
   if (hd.opcode < WS_OP_CLOSE) g->in_msg = !hd.fin;
-  g->ok += hl;
   g->skip = hd.payload_len;
-  return 1;
+  return (int)hl;
 }
 
-/* Moves |ok| over what may go to the core. */
-static void scan(gate *g) {
-  while (g->ok < g->len && g->state != G_HELD) {
+/* Moves |*pok| over what of |d| (|n| bytes) may go to the core. */
+static void scan(gate *g, const uint8_t *d, size_t n, size_t *pok) {
+  size_t ok = *pok;
+  while (ok < n && g->state != G_HELD) {
     if (g->state == G_OPEN) {
-      g->ok = g->len;
+      ok = n;
     } else if (g->state == G_HEAD) {
-      uint8_t c = g->b[g->ok++];
+      uint8_t c = d[ok++];
       g->crlf = c == "\r\n\r\n"[g->crlf] ? g->crlf + 1 : (c == '\r');
       if (g->crlf == 4) g->state = G_FRAMES;
     } else if (g->skip) {
-      uint64_t n = g->len - g->ok;
-      n = n < g->skip ? n : g->skip;
-      g->ok += (size_t)n;
-      g->skip -= n;
+      uint64_t k = n - ok;
+      k = k < g->skip ? k : g->skip;
+      ok += (size_t)k;
+      g->skip -= k;
     } else {
-      int j = judge(g);
-      if (j == 0) return;
-      if (j < 0) g->state = G_HELD;
+      int j = judge(g, d + ok, n - ok);
+      if (j == 0) break;
+      if (j < 0)
+        g->state = G_HELD;
+      else
+        ok += (size_t)j;
     }
   }
+  *pok = ok;
+}
+
+/* Keeps |d| (|n| bytes) after the bytes held. */
+static int keep(gate *g, const uint8_t *d, size_t n) {
+  if (g->cap - g->len < n) {
+    uint8_t *nb = realloc(g->b, g->len + n);
+    if (!nb) return WS_ERR_NOMEM;
+    g->b = nb;
+    g->cap = g->len + n;
+  }
+  memcpy(g->b + g->len, d, n);
+  g->len += n;
+  return 0;
+}
+
+/* Nothing held: reads straight into |buf| and hands out what may pass
+ * (the common case: no copy); keeps the rest. Returns 1 when nothing
+ * may pass yet. */
+static int read_direct(gate *g, int fd, uint8_t *buf, size_t cap,
+                       size_t *pnread, int *prv) {
+  size_t n = 0, ok = 0;
+  *prv = g->in->read(g->ictx, fd, buf, cap, &n);
+  if (*prv != 0) return 0;
+  scan(g, buf, n, &ok);
+  if (ok < n && (*prv = keep(g, buf + ok, n - ok)) != 0) return 0;
+  *pnread = ok;
+  return ok == 0;
 }
 
 /* Reads from |in| after the bytes held. */
@@ -114,6 +145,10 @@ static int gate_read(void *ctx, int fd, uint8_t *buf, size_t cap,
   gate *g = ctx;
   if (g->state == G_OPEN && g->len == 0) /* pass-through */
     return g->eof ? WS_ERR_EOF : g->in->read(g->ictx, fd, buf, cap, pnread);
+  if (g->len == 0 && g->state == G_FRAMES) {
+    int rv = 0;
+    if (!read_direct(g, fd, buf, cap, pnread, &rv)) return rv;
+  }
   while (g->ok == 0) {
     if (g->state == G_HELD && g->ok == 0) {
       if (!g->info.told) {
@@ -132,7 +167,7 @@ static int gate_read(void *ctx, int fd, uint8_t *buf, size_t cap,
       continue;
     }
     if (rv != 0) return rv;
-    scan(g);
+    scan(g, g->b, g->len, &g->ok);
   }
   size_t n = g->ok < cap ? g->ok : cap;
   memcpy(buf, g->b, n);
