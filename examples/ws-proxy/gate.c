@@ -52,6 +52,8 @@ static int judge(gate *g, const uint8_t *d, size_t n) {
     bad = !g->in_msg || (hd.rsv & WS_RSV1);
   else if (!bad && hd.opcode < WS_OP_CLOSE)
     bad = g->in_msg;
+  else if (!bad && hd.opcode == WS_OP_CLOSE)
+    bad = hd.payload_len == 1; /* RFC 6455 5.5.1: a code is 2 bytes */
   if (bad || hd.opcode == WS_OP_CLOSE) {
     if (!bad && hl + hd.payload_len > n) return 0; /* the whole close */
     g->info.bad = (uint8_t)bad;
@@ -153,7 +155,10 @@ static int gate_read(void *ctx, int fd, uint8_t *buf, size_t cap,
     if (g->state == G_HELD && g->ok == 0) {
       if (!g->info.told) {
         g->info.told = 1;
-        gate_held(&g->info); /* the core has had everything before it */
+        if (g->info.pair)
+          gate_held(&g->info); /* the core has had everything before it */
+        else
+          gate_open(g); /* not a proxied connection (any more) */
       }
       if (g->state == G_OPEN) continue; /* nobody to wait for */
       return WS_ERR_WOULDBLOCK;

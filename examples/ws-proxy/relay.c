@@ -108,7 +108,10 @@ static void side_ended(pair *p, int me, ws_loop_conn *conn,
   s->conn = NULL;
   s->done = 1;
   if (me == SIDE_CLIENT) {
-    if (p->gate) gate_get_info(p->gate)->pair = NULL;
+    if (p->gate) { /* what the client still sends goes nowhere */
+      gate_get_info(p->gate)->pair = NULL;
+      gate_open(p->gate);
+    }
     p->gate = NULL;
     atomic_fetch_add(&m.wire_to_clients, s->st.wire_out);
     if (p->state == P_OPEN) count_close(m.closes_client, info->code);
