@@ -564,6 +564,29 @@ WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
  */
 WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
+/*
+ * Client: the server's 101 answer (status, headers: Set-Cookie and the
+ * like), while the connection's open event is kept: after on_open
+ * returned WS_LOOP_PAUSE, until ws_loop_resume() delivers it again (run
+ * the code that needs it from ws_loop_post_call(), say, then resume).
+ * The answer and its slices are borrowed from the core, valid until
+ * then. NULL at any other time, and for a server connection. (A relay
+ * uses it to pass the upstream's headers on to its own client before
+ * accepting it.) Since: 0.2
+ */
+WS_LOOP_EXTERN const ws_response *
+ws_loop_conn_response(const ws_loop_conn *conn);
+
+/*
+ * The context |conn|'s transport made in attach() (its |*pctx|), or NULL
+ * for a connection not attached yet or over. For an application that
+ * brings its own transport (say, one wrapping TLS or TCP that watches
+ * the bytes) and must reach that connection's part of it. The plain TCP
+ * transport's context is the loop's own: not the application's to use.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN void *ws_loop_conn_transport_ctx(const ws_loop_conn *conn);
+
 /* ---- from other threads --------------------------------------------------- */
 
 /*
