@@ -566,11 +566,11 @@ WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
 /*
  * Client: the server's 101 answer (status, headers: Set-Cookie and the
- * like), while the connection's open event is kept: after on_open
- * returned WS_LOOP_PAUSE, until ws_loop_resume() delivers it again (run
- * the code that needs it from ws_loop_post_call(), say, then resume).
- * The answer and its slices are borrowed from the core, valid until
- * then. NULL at any other time, and for a server connection. (A relay
+ * like), during on_open, and while the connection's open event is kept:
+ * after on_open returned WS_LOOP_PAUSE, until ws_loop_resume() delivers
+ * it again (run the code that needs it from ws_loop_post_call(), say,
+ * then resume). The answer and its slices are borrowed from the core,
+ * valid until then. NULL at any other time, and for a server connection. (A relay
  * uses it to pass the upstream's headers on to its own client before
  * accepting it.) Since: 0.2
  */

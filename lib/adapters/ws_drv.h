@@ -176,6 +176,9 @@ struct ws_loop {
   uint32_t heaplen, heapcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
+  /* the connection whose on_open runs, and its 101 (client) */
+  const ws_loop_conn *open_conn;
+  const ws_response *open_resp;
   int stop_rv;
   uint8_t stopped;
   uint8_t draining;

@@ -167,6 +167,7 @@ void ws_loop_close_listeners(ws_loop *l) {
  * returned WS_LOOP_PAUSE) makes no such call until it is delivered
  * again. */
 const ws_response *ws_loop_conn_response(const ws_loop_conn *c) {
+  if (c && c == c->loop->open_conn) return c->loop->open_resp;
   if (!c || c->state != C_WS || c->role != WS_ROLE_CLIENT ||
       !(c->flags & F_PAUSED) || !c->aux || c->aux->ev.type != WS_EV_OPEN)
     return NULL;

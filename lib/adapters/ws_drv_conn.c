@@ -308,7 +308,12 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
   case WS_EV_OPEN:
     c->flags |= F_KNOWN;
     budget_opened(c);
+    /* ws_loop_conn_response() during the call: the client's 101 */
+    l->open_conn = c;
+    l->open_resp = ev->response;
     if (cb->on_open) rv = cb->on_open(c, c->user_data);
+    l->open_conn = NULL;
+    l->open_resp = NULL;
     if (l->draining) conn_shutdown_close(c);
     break;
   case WS_EV_TEXT:
