@@ -66,7 +66,7 @@ typedef struct opts {
   size_t nheaders, nprotos, nexecs, nfiles;
   double wait; /* seconds; < 0: hold open */
   int wait_set, show_ping_pong, slash, no_check, insecure, follow;
-  int no_color, json, binary, no_deflate;
+  int no_color, json, binary, no_deflate, reconnect;
   unsigned long ping, max_redirects;
 } opts;
 
@@ -96,6 +96,7 @@ enum opt_id {
   O_JSON,
   O_NOCOLOR,
   O_NODEFLATE,
+  O_RECONNECT,
   O_PING,
   O_INSECURE,
   O_VERSION,
@@ -159,6 +160,10 @@ static const optdef optdefs[] = {
      "print every event as one JSON object per line on stdout"},
     {0, "no-color", NULL, O_NOCOLOR, "no colour (also when NO_COLOR is set)"},
     {0, "no-deflate", NULL, O_NODEFLATE, "do not offer permessage-deflate"},
+    {0, "reconnect", NULL, O_RECONNECT,
+     "connect again when the server restarts or the connection breaks "
+     "(1001, 1006, 1011-1014, 5xx, refused): backoff with full jitter, "
+     "0.5 s doubling to 30 s; not after 1000 or a 4xx"},
     {0, "ping", "SECONDS", O_PING, "ping when idle that long (keepalive)"},
     {'V', "version", NULL, O_VERSION, "print the version and exit"},
     {'h', "help", NULL, O_HELP, "print this help and exit"},
@@ -277,6 +282,7 @@ static int apply(opts *o, const optdef *d, const char *v) {
   case O_JSON: o->json = 1; break;
   case O_NOCOLOR: o->no_color = 1; break;
   case O_NODEFLATE: o->no_deflate = 1; break;
+  case O_RECONNECT: o->reconnect = 1; break;
   case O_PING:
     if (number(v, 1, 86400, &x) != 0 || x != (double)(unsigned)x)
       return bad_usage("--ping %s: need whole seconds, 1 to 86400", v);
@@ -1206,9 +1212,34 @@ static void report_failure(const ws_loop_close_info *in) {
   exit_status = EXIT_CONNECT;
 }
 
+/* --reconnect: the loop tries again after |delay| ms. */
+static void report_reconnect(ws_loop_conn *conn, const ws_loop_close_info *in,
+                             uint32_t delay) {
+  const char *why = in->transport_error ? in->transport_error
+                    : in->error         ? ws_loop_strerror(in->error)
+                                        : "";
+  status("%s %u%s%.*s%s%s, reconnecting in %u ms",
+         opened ? "closed:" : "failed:",
+         in->http_status ? (unsigned)in->http_status : in->code,
+         in->reason.len ? " " : "", (int)in->reason.len,
+         (const char *)in->reason.base, *why ? ", " : "", why, delay);
+  if (out.mode == OUT_JSON) {
+    json_begin("reconnect", conn);
+    printf(",\"code\":%u,\"delay_ms\":%u", in->code, delay);
+    json_end();
+  }
+  cur_conn = NULL;
+  opened = 0;
+}
+
 static int on_close(ws_loop_conn *conn, void *ud,
                     const ws_loop_close_info *in) {
+  uint32_t delay = 0;
   (void)ud;
+  if (!opt->listen && ws_loop_conn_reconnect_delay(conn, &delay)) {
+    report_reconnect(conn, in, delay);
+    return 0;
+  }
   if (!opt->listen && !opened) {
     cur_conn = NULL;
     report_failure(in);
@@ -1439,6 +1470,9 @@ static int connect_cur(void) {
   cp.request.nprotocols = opt->nprotos;
   cp.request.headers = hdrs;
   cp.request.nheaders = nhdrs + (auth_hdr != NULL);
+  /* --reconnect: the loop's defaults (0.5 s, doubling, 30 s at most) */
+  static const ws_loop_reconnect rc = {500, 30000, 200, 10000, 0};
+  cp.reconnect = opt->reconnect ? &rc : NULL;
   errno = 0;
   rv = ws_loop_connect(loop, &cp, NULL);
   if (rv == WS_LOOP_ERR_IO)

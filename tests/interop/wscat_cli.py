@@ -97,6 +97,18 @@ class Server:
         if path == "/json":  # one message, then close
             await ws.send(json.dumps(JSON_DOC, indent=2))
             await ws.close(1000)
+        if path == "/restart-once":  # a server that restarts once
+            with self.lock:
+                first = not any(x.get("request") == path
+                                for x in self.seen[:-1])
+            try:
+                if first:  # echo one, then "service restart"
+                    await ws.send(await ws.recv())
+                    await ws.close(1012, "restart")
+                else:
+                    await ws.close(1000)
+            except websockets.ConnectionClosed:
+                pass
         if path.startswith("/close-after-"):  # echo N, then close
             try:
                 for _ in range(int(path.split("?")[0].rsplit("-", 1)[1])):
@@ -383,6 +395,13 @@ def slash(t, w, srv, url):
 
 
 def request(t, w, srv, url):
+    rc, out, err = run([w, "-c", url + "restart-once", "--reconnect", "-x",
+                        "a", "-w", "15"])
+    n = len([x for x in srv.seen if x.get("request") == "/restart-once"])
+    t.check(rc == 0 and out == b"a\n" and "closed: 1012 restart" in err and
+            "reconnecting in" in err and n == 2,
+            "--reconnect: after a 1012 it connects again (jittered, at most "
+            "0.5 s), and stops after the 1000 that follows", (rc, out, err, n))
     rc, out, err = run([w, "-c", url + "hdr", "-o", "http://a.example",
                         "-H", "X: y", "-s", "chat", "-w", "0.5"])
     seen = [s for s in srv.find("request") if s["request"] == "/hdr"]
