@@ -117,9 +117,11 @@ static size_t rx_push(sock *k, const uint8_t *p, size_t n) {
   if (!n) return 0;
   if (k->rxoff && k->rxoff == k->rxlen) k->rxoff = k->rxlen = 0;
   if (k->rxlen + n > k->rxcap) {
-    memmove(k->rx, k->rx + k->rxoff, k->rxlen - k->rxoff);
-    k->rxlen -= k->rxoff;
-    k->rxoff = 0;
+    if (k->rxoff) { /* (k->rx is NULL until the first push) */
+      memmove(k->rx, k->rx + k->rxoff, k->rxlen - k->rxoff);
+      k->rxlen -= k->rxoff;
+      k->rxoff = 0;
+    }
     if (k->rxlen + n > k->rxcap) {
       k->rxcap = (k->rxlen + n) * 2;
       k->rx = realloc(k->rx, k->rxcap);
