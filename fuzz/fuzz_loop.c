@@ -81,6 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_ROUNDS 24     /* loop rounds per time step */
 #define MAX_IDLE_RUN 3    /* idle waits in a row at one time */
 #define MAX_PAYLOAD 20000 /* bytes of one built frame */
+#define CB_BUDGET 20000   /* callbacks that answer, per input */
 
 /* A bug of the driver whose fix has not landed (fuzz/findings/README.md,
  * fuzz_loop): conn_account() calls on_writable(conn, 0) after on_close
@@ -457,6 +458,9 @@ static int cb_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
   }
   t->msgs++;
   t->paused = 0;
+  /* Past the budget the application only looks: no more answers, which
+   * could feed each other for ever (two loop ends broadcasting). */
+  if (R->ncb > CB_BUDGET) return 0;
   ws_opcode op = ev->type == WS_EV_TEXT ? WS_OP_TEXT : WS_OP_BINARY;
   uint32_t sf = (ev->flags & WS_EVF_FINAL) ? 0 : WS_SEND_MORE;
   int copies = (t->mode & M_BIG) ? 3 : 1;
