@@ -1214,6 +1214,44 @@ static void one_op(run *R, uint8_t op) {
   }
 }
 
+/* The end, when byte 0 asks for it: every raw client hangs up, the
+ * application resumes what it paused and closes its own clients, and
+ * time runs on (partial I/O off). Then no connection may be left,
+ * unless the loop stopped (shutdown) first: with its peer gone, every
+ * connection ends by itself, through EOF, a failed write or a timer. */
+static void wind_down(run *R) {
+  sim_set_partial(R->s, 0, 0);
+  for (int i = 0; i < MAX_CLIENTS; i++) {
+    if (R->cl[i].fd < 0) continue;
+    sim_close(R->s, R->cl[i].fd);
+    R->cl[i].fd = -1;
+  }
+  int rv = 0;
+  for (int i = 0; i < 64 && rv == 0 && ws_loop_conn_count(R->l); i++) {
+    /* (again each time: a client may have opened since) */
+    for (size_t k = 0; k < R->ntc; k++) {
+      tconn *t = &R->tc[k];
+      if (!t->c) continue;
+      t->mode = 0;
+      if (t->req) {
+        t->req = 0;
+        (void)ws_loop_accept(t->c, NULL);
+      }
+      if (t->lclient) (void)ws_loop_close(t->c, 1000, NULL, 0);
+      ws_loop_resume(t->c);
+    }
+    R->idle_run = 0;
+    uint64_t end = sim_now(R->s) + 5000;
+    for (int k = 0; k < MAX_ROUNDS && rv == 0 && sim_now(R->s) < end; k++)
+      rv = round_wait(R, (int)(end - sim_now(R->s)));
+  }
+  if (rv == 0 && ws_loop_conn_count(R->l)) {
+    fprintf(stderr, "%zu connections outlived their peers\n",
+            ws_loop_conn_count(R->l));
+    abort();
+  }
+}
+
 /* ---- a run --------------------------------------------------------------- */
 
 static void set_bounds(run *R) {
@@ -1271,6 +1309,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     DBG(R, "op %u at %llu\n", op % OP_COUNT, (unsigned long long)sim_now(R->s));
     one_op(R, op);
   }
+  if (R->cf & CF_PARTIAL) wind_down(R);
 
   ws_loop_del(R->l);
   R->l = NULL;
