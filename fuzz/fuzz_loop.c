@@ -45,7 +45,10 @@
  *    core's limits allow, plus what the posts may hold), and come back
  *    to zero after ws_loop_del();
  *  - descriptors: after ws_loop_del() only the raw clients' own ends are
- *    open in the simulation (the loop closed everything it opened).
+ *    open in the simulation (the loop closed everything it opened);
+ *  - with CF_PARTIAL, the run winds down before ws_loop_del(): once the
+ *    peers are gone and time has run on, no connection is left, unless
+ *    the loop stopped (a finished shutdown).
  *
  * Each input runs in a few milliseconds: at most MAX_OPS operations, at
  * most MAX_ROUNDS rounds of the loop per time step, and bounded payload
@@ -103,7 +106,8 @@ enum {
   CF_REQUEST = 0x10,  /* on_request set */
   CF_NO_CLOSE = 0x20, /* WS_CFG_NO_AUTO_CLOSE: on_close answers */
   CF_CBS = 0x40,      /* on_control and on_writable set */
-  CF_PARTIAL = 0x80   /* partial reads and writes from the start */
+  CF_PARTIAL = 0x80   /* partial reads and writes from the start, and
+                         the wind-down at the end (wind_down()) */
 };
 
 /* Application modes, per connection (byte 4, or OP_MODE). */
