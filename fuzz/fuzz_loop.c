@@ -13,7 +13,8 @@
  * (a bounded wait, or a wait without limit ended by a scripted action);
  * the application acts on its connections (send, ping, close, pause and
  * resume, answer a paused request, posts, broadcast); the loop shuts down
- * gracefully; a client of the loop's own connects to its listener. The
+ * gracefully; a client of the loop's own connects to its listener; one
+ * allocation of the loop's fails; ws_loop_parse_url() gets a URL. The
  * callbacks act too (echo, pause, close, broadcast, post), as the
  * per-connection mode bits say.
  *
@@ -155,7 +156,9 @@ enum {
   OP_POSTCALL,
   OP_ADVANCE_LONG,
   OP_SETTLE,
-  OP_COUNT /* 32 */
+  OP_FAILMALLOC,
+  OP_URL,
+  OP_COUNT /* 34 */
 };
 
 /* ---- counting allocator -------------------------------------------------- */
@@ -166,6 +169,7 @@ typedef struct fl_alloc {
   size_t per_conn; /* one connection, driver and core */
   size_t post_max; /* max_post_bytes */
   size_t nposts;   /* posts the target made */
+  size_t fail_in;  /* 0, or: allocation number fail_in from now fails */
   ws_loop *const *ploop;
 } fl_alloc;
 
@@ -199,8 +203,12 @@ static void over(const fl_alloc *a, size_t live) {
   abort();
 }
 
+/* Counts down to the allocation that OP_FAILMALLOC made fail. */
+static int fail_now(fl_alloc *a) { return a->fail_in && --a->fail_in == 0; }
+
 static void *f_malloc(size_t n, void *ud) {
   fl_alloc *a = ud;
+  if (fail_now(a)) return NULL;
   if (n > mem_bound(a) || a->live + n > mem_bound(a)) over(a, a->live + n);
   uint8_t *p = malloc(n + HDR);
   if (!p) return NULL;
@@ -224,6 +232,7 @@ static void f_free(void *ptr, void *ud) {
 static void *f_realloc(void *ptr, size_t n, void *ud) {
   fl_alloc *a = ud;
   if (!ptr) return f_malloc(n, ud);
+  if (fail_now(a)) return NULL;
   uint8_t *p = (uint8_t *)ptr - HDR;
   size_t old;
   memcpy(&old, p, sizeof(old));
@@ -353,6 +362,13 @@ static tconn *pick_conn(run *R, uint8_t k) {
 
 /* ---- callbacks ----------------------------------------------------------- */
 
+/* A post may be refused for its budget or size, or by a failed
+ * allocation (OP_FAILMALLOC). */
+static int post_ok(int rv) {
+  return rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG ||
+         rv == WS_ERR_NOMEM;
+}
+
 static int cb_request(ws_loop_conn *c, void *ud, const ws_request *req) {
   run *R = run_of(c);
   R->ncb++;
@@ -367,7 +383,8 @@ static int cb_request(ws_loop_conn *c, void *ud, const ws_request *req) {
   DBG(R, "  on_request %llx mode %x\n", (unsigned long long)t->id, t->mode);
   if (t->mode & M_REJECT) {
     static const ws_kv h[1] = {{"X-Fuzz", "no"}};
-    CHECK(ws_loop_reject(c, 403, h, 1, "no", 2) == 0);
+    int rv = ws_loop_reject(c, 403, h, 1, "no", 2);
+    CHECK(rv == 0 || rv == WS_ERR_NOMEM);
     return 0;
   }
   if (t->mode & M_PAUSE_REQ) {
@@ -402,9 +419,11 @@ static int cb_http(ws_loop_conn *c, void *ud, const ws_loop_http_request *req) {
   DBG(R, "  on_http %llx\n", (unsigned long long)t->id);
   if (t->mode & M_BIG) {
     static const ws_kv h[1] = {{"Content-Type", "text/plain"}};
-    CHECK(ws_loop_http_respond(c, 200, h, 1, "ok\n", 3) == 0);
-    CHECK(ws_loop_http_respond(c, 200, NULL, 0, NULL, 0) ==
-          WS_ERR_INVALID_STATE);
+    int rv = ws_loop_http_respond(c, 200, h, 1, "ok\n", 3);
+    CHECK(rv == 0 || rv == WS_ERR_NOMEM);
+    if (rv == 0)
+      CHECK(ws_loop_http_respond(c, 200, NULL, 0, NULL, 0) ==
+            WS_ERR_INVALID_STATE);
   }
   /* A connection that came here is never owed an on_close: it is
    * forgotten now (its pointer is not ours to keep). */
@@ -476,7 +495,7 @@ static int cb_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
   } else if (t->mode & M_POST) {
     int rv =
         ws_loop_post_send(R->l, t->id, op, ev->data.base, ev->data.len, sf);
-    CHECK(rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG);
+    CHECK(post_ok(rv));
     if (rv == 0) R->alloc.nposts++;
   } else {
     for (int i = 0; i < copies; i++) {
@@ -992,7 +1011,7 @@ static void op_app(run *R, tconn *t) {
     memset(R->buf, 'q', arg);
     rv = ws_loop_post_send(R->l, t->id, WS_OP_TEXT, R->buf, arg,
                            (arg & 0x80) ? WS_SEND_MORE : 0);
-    CHECK(rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG);
+    CHECK(post_ok(rv));
     if (rv == 0) R->alloc.nposts++;
     break;
   case 8:
@@ -1005,7 +1024,7 @@ static void op_app(run *R, tconn *t) {
   case 9:
     memset(R->buf, 'B', arg);
     rv = ws_loop_post_send(R->l, 0, WS_OP_BINARY, R->buf, arg, 0);
-    CHECK(rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG);
+    CHECK(post_ok(rv));
     if (rv == 0) R->alloc.nposts++;
     break;
   case 10: {
@@ -1032,7 +1051,7 @@ static void op_app(run *R, tconn *t) {
   default: /* a post to a connection that is gone, or never was */
     rv = ws_loop_post_send(R->l, t->id + ((uint64_t)1 << 32), WS_OP_TEXT, "s",
                            1, 0);
-    CHECK(rv == 0 || rv == WS_ERR_WOULDBLOCK || rv == WS_ERR_TOO_BIG);
+    CHECK(post_ok(rv));
     if (rv == 0) R->alloc.nposts++;
     break;
   }
@@ -1055,7 +1074,7 @@ static void op_lconnect(run *R) {
   DBG(R, "  loop client: %d\n", rv);
   if (rv != 0) {
     CHECK(c == NULL);
-    CHECK(rv == WS_LOOP_ERR_IO);
+    CHECK(rv == WS_LOOP_ERR_IO || rv == WS_ERR_NOMEM);
     return;
   }
   CHECK(c != NULL);
@@ -1215,9 +1234,28 @@ static void one_op(run *R, uint8_t op) {
     if (t) t->mode = m;
     break;
   }
+  case OP_FAILMALLOC:
+    if (!has(R, 1)) return;
+    R->alloc.fail_in = 1 + (size_t)u8(R) % 64u;
+    break;
+  case OP_URL: {
+    if (!has(R, 1)) return;
+    size_t n;
+    const uint8_t *p = take(R, u8(R) % 80u, &n);
+    char url[96];
+    memcpy(url, p, n);
+    url[n] = 0;
+    ws_loop_url u;
+    if (ws_loop_parse_url(url, &u) == 0) {
+      CHECK(u.host[0] && strlen(u.host) < sizeof(u.host));
+      CHECK(u.port != 0 && u.path != NULL);
+      CHECK(u.path[0] == '/' || u.path[0] == '?');
+      CHECK(u.secure == (strncmp(url, "wss://", 6) == 0));
+    }
+    break;
+  }
   case OP_POSTCALL:
-    CHECK(ws_loop_post_call(R->l, noop_call, R) == 0);
-    R->alloc.nposts++;
+    if (ws_loop_post_call(R->l, noop_call, R) == 0) R->alloc.nposts++;
     break;
   default: break;
   }
