@@ -14,7 +14,8 @@
  * the application acts on its connections (send, ping, close, pause and
  * resume, answer a paused request, posts, broadcast); the loop shuts down
  * gracefully; a client of the loop's own connects to its listener; one
- * allocation of the loop's fails; ws_loop_parse_url() gets a URL. The
+ * allocation of the loop's fails; ws_loop_parse_url() gets a URL; the
+ * transport (when there is one) fails. The
  * callbacks act too (echo, pause, close, broadcast, post), as the
  * per-connection mode bits say.
  *
@@ -22,7 +23,9 @@
  *   byte 0   configuration bits (CF_* below)
  *   byte 1   limits: max_message, max_out_queue, read_size, high/low water
  *   byte 2   timers: handshake, ping/pong, close, write timeout
- *   byte 3   linger, max_post_bytes, permessage-deflate parameters
+ *   byte 3   linger, max_post_bytes, permessage-deflate parameters, and
+ *            (bit 7) a transport of the target's own (tp_*) under the
+ *            listener and the loop clients, as TLS would be
  *   byte 4   the application's initial mode for each connection (M_*)
  *   rest     operations, one byte each (OP_* below) and their arguments;
  *            at most MAX_OPS, and an operation cut short by the end of
@@ -97,6 +100,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #ifndef KNOWN_WRITABLE_AFTER_CLOSE
 #  define KNOWN_WRITABLE_AFTER_CLOSE 1
 #endif
+/* Another (fuzz/findings/README.md): without on_request, a connection
+ * whose automatic accept fails for lack of memory gets an on_close,
+ * though the application never heard of it (no on_open). */
+#ifndef KNOWN_CLOSE_UNANNOUNCED
+#  define KNOWN_CLOSE_UNANNOUNCED 1
+#endif
 
 /* byte 0 */
 enum {
@@ -158,7 +167,8 @@ enum {
   OP_SETTLE,
   OP_FAILMALLOC,
   OP_URL,
-  OP_COUNT /* 34 */
+  OP_TPFAIL,
+  OP_COUNT /* 35 */
 };
 
 /* ---- counting allocator -------------------------------------------------- */
@@ -277,6 +287,8 @@ typedef struct run {
   fl_alloc alloc;
   ws_config scfg, ccfg;
   ws_loop_config lcfg;
+  ws_loop_transport tp; /* with byte 3 bit 7: ours (tp_*) */
+  int tp_fail;          /* the next read (1), attach (2), write (3) fails */
   uint16_t port;
   client cl[MAX_CLIENTS];
   int ndials, nlclients;
@@ -557,6 +569,14 @@ static int cb_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
   R->ncb++;
   (void)ud;
   tconn *t = find(R, ws_loop_conn_id(c));
+#if KNOWN_CLOSE_UNANNOUNCED
+  if (!t && !(R->cf & CF_REQUEST) && !R->strict) {
+    DBG(R, "  on_close %llx never announced (known)\n",
+        (unsigned long long)ws_loop_conn_id(c));
+    R->known_bug++;
+    return 0;
+  }
+#endif
   CHECK(t != NULL); /* on_close only for a connection owed one */
   CHECK(t->known);
   CHECK(!t->http);
@@ -575,6 +595,142 @@ static int cb_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
   }
   t->c = NULL;
   return 0;
+}
+
+/* ---- a transport -------------------------------------------------------- */
+
+/* A transport of the target's own between the socket and the core, as
+ * TLS is (ws_loop_transport): it reads into a buffer of its own and hands
+ * the bytes out a few at a time (input held with nothing new on the
+ * socket), takes output into a buffer and writes it out later
+ * (pending(), write() with no vectors), queues a closing record at
+ * shutdown, and fails once when the script says (OP_TPFAIL). */
+typedef struct tp_ctx {
+  run *R;
+  const ws_drv_sys *sys;
+  uint8_t in[700], out[600];
+  size_t inpos, inlen, outlen;
+  int failed;
+} tp_ctx;
+
+#define TP_ERR_READ (-451) /* the transport's own failure codes */
+#define TP_ERR_WRITE (-452)
+
+static int tp_attach(void *ud, int fd, ws_role role, const char *sn,
+                     void **pctx) {
+  run *R = ud;
+  (void)fd;
+  CHECK(role == WS_ROLE_SERVER ? sn == NULL : sn != NULL);
+  if (R->tp_fail == 2) {
+    R->tp_fail = 0;
+    errno = ECONNRESET;
+    return WS_LOOP_ERR_IO;
+  }
+  tp_ctx *t = calloc(1, sizeof(*t));
+  CHECK(t != NULL);
+  t->R = R;
+  t->sys = sim_sys(R->s);
+  *pctx = t;
+  return 0;
+}
+
+static int tp_sys_err(void) {
+  return errno == EAGAIN ? WS_ERR_WOULDBLOCK : WS_LOOP_ERR_IO;
+}
+
+static int tp_read(void *ctx, int fd, uint8_t *buf, size_t cap,
+                   size_t *pnread) {
+  tp_ctx *t = ctx;
+  CHECK(cap > 0);
+  if (t->R->tp_fail == 1) {
+    t->R->tp_fail = 0;
+    t->failed = 1;
+    return TP_ERR_READ;
+  }
+  if (t->inpos == t->inlen) {
+    ssize_t r = t->sys->recv(t->sys->self, fd, t->in, sizeof(t->in));
+    if (r == 0) return WS_ERR_EOF;
+    if (r < 0) return tp_sys_err();
+    t->inpos = 0;
+    t->inlen = (size_t)r;
+  }
+  size_t n = t->inlen - t->inpos;
+  if (n > 97) n = 97; /* the rest is held */
+  if (n > cap) n = cap;
+  memcpy(buf, t->in + t->inpos, n);
+  t->inpos += n;
+  *pnread = n;
+  return 0;
+}
+
+/* Writes out what it holds; 0, or a failure. */
+static int tp_flush(tp_ctx *t, int fd) {
+  while (t->outlen) {
+    ws_iovec v = {t->out, t->outlen};
+    ssize_t w = t->sys->sendv(t->sys->self, fd, &v, 1);
+    if (w < 0) return errno == EAGAIN ? 0 : WS_LOOP_ERR_IO;
+    memmove(t->out, t->out + w, t->outlen - (size_t)w);
+    t->outlen -= (size_t)w;
+  }
+  return 0;
+}
+
+static int tp_write(void *ctx, int fd, const ws_iovec *iov, size_t iovcnt,
+                    size_t *pnwritten) {
+  tp_ctx *t = ctx;
+  size_t took = 0, total = 0;
+  *pnwritten = 0;
+  if (t->R->tp_fail == 3) {
+    t->R->tp_fail = 0;
+    t->failed = 1;
+    return TP_ERR_WRITE;
+  }
+  int rv = tp_flush(t, fd);
+  if (rv) return rv;
+  for (size_t i = 0; i < iovcnt; i++) {
+    total += iov[i].len;
+    size_t n = iov[i].len, room = sizeof(t->out) - t->outlen;
+    if (n > room) n = room;
+    memcpy(t->out + t->outlen, iov[i].base, n);
+    t->outlen += n;
+    took += n;
+  }
+  *pnwritten = took;
+  rv = tp_flush(t, fd);
+  if (rv) return rv;
+  return took < total || (iovcnt == 0 && t->outlen) ? WS_ERR_WOULDBLOCK : 0;
+}
+
+static size_t tp_pending(void *ctx) { return ((tp_ctx *)ctx)->outlen; }
+
+static int tp_shutdown(void *ctx, int fd) {
+  tp_ctx *t = ctx;
+  static const uint8_t rec[2] = {0x15, 0x03}; /* a "closing record" */
+  (void)fd;
+  if (sizeof(t->out) - t->outlen >= sizeof(rec)) {
+    memcpy(t->out + t->outlen, rec, sizeof(rec));
+    t->outlen += sizeof(rec);
+  }
+  return 0;
+}
+
+static void tp_detach(void *ctx) { free(ctx); }
+
+static const char *tp_error(void *ctx) {
+  return ((tp_ctx *)ctx)->failed ? "the script made it fail" : "";
+}
+
+static void tp_init(run *R) {
+  ws_loop_transport *tp = &R->tp;
+  memset(tp, 0, sizeof(*tp));
+  tp->user_data = R;
+  tp->attach = tp_attach;
+  tp->read = tp_read;
+  tp->write = tp_write;
+  tp->pending = tp_pending;
+  tp->shutdown = tp_shutdown;
+  tp->detach = tp_detach;
+  tp->error = tp_error;
 }
 
 /* ---- configuration ------------------------------------------------------- */
@@ -627,7 +783,7 @@ static void configure(run *R) {
       cfg->pmd.level = (R->misc & 0x10) ? 1 : 6;
       cfg->pmd.server_max_window_bits = wbits[(R->misc >> 5) & 3];
       cfg->pmd.client_max_window_bits = cfg->pmd.server_max_window_bits;
-      cfg->pmd.client_no_context_takeover = (R->misc & 0x80) != 0;
+      cfg->pmd.client_no_context_takeover = (R->misc & 0x10) != 0;
       cfg->pmd.min_size = 0;
     }
   }
@@ -1069,9 +1225,11 @@ static void op_lconnect(run *R) {
   p.request.protocols = protos;
   p.request.nprotocols = R->nlclients & 1 ? 2 : 0;
   p.config = &R->ccfg;
+  if (R->misc & 0x80) p.transport = &R->tp;
   ws_loop_conn *c = NULL;
   int rv = ws_loop_connect(R->l, &p, &c);
-  DBG(R, "  loop client: %d\n", rv);
+  DBG(R, "  loop client: %d %llx\n", rv,
+      (unsigned long long)ws_loop_conn_id(c));
   if (rv != 0) {
     CHECK(c == NULL);
     CHECK(rv == WS_LOOP_ERR_IO || rv == WS_ERR_NOMEM);
@@ -1238,6 +1396,10 @@ static void one_op(run *R, uint8_t op) {
     if (!has(R, 1)) return;
     R->alloc.fail_in = 1 + (size_t)u8(R) % 64u;
     break;
+  case OP_TPFAIL:
+    if (!has(R, 1)) return;
+    R->tp_fail = u8(R) % 4;
+    break;
   case OP_URL: {
     if (!has(R, 1)) return;
     size_t n;
@@ -1274,7 +1436,7 @@ static void wind_down(run *R) {
     R->cl[i].fd = -1;
   }
   int rv = 0;
-  for (int i = 0; i < 64 && rv == 0 && ws_loop_conn_count(R->l); i++) {
+  for (int i = 0; i < 16 && rv == 0 && ws_loop_conn_count(R->l); i++) {
     /* (again each time: a client may have opened since) */
     for (size_t k = 0; k < R->ntc; k++) {
       tconn *t = &R->tc[k];
@@ -1288,7 +1450,7 @@ static void wind_down(run *R) {
       ws_loop_resume(t->c);
     }
     R->idle_run = 0;
-    uint64_t end = sim_now(R->s) + 5000;
+    uint64_t end = sim_now(R->s) + 10000;
     for (int k = 0; k < MAX_ROUNDS && rv == 0 && sim_now(R->s) < end; k++)
       rv = round_wait(R, (int)(end - sim_now(R->s)));
   }
@@ -1348,6 +1510,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memset(&lp, 0, sizeof(lp));
   lp.config = &R->scfg;
   lp.user_data = R;
+  if (R->misc & 0x80) {
+    tp_init(R);
+    lp.transport = &R->tp;
+  }
   CHECK(ws_loop_listen(R->l, &lp, &R->port) == 0);
   if (R->cf & CF_LCLIENT) op_lconnect(R);
 
