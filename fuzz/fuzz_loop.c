@@ -784,7 +784,9 @@ static void configure(run *R) {
       cfg->pmd.server_max_window_bits = wbits[(R->misc >> 5) & 3];
       cfg->pmd.client_max_window_bits = cfg->pmd.server_max_window_bits;
       cfg->pmd.client_no_context_takeover = (R->misc & 0x10) != 0;
-      cfg->pmd.min_size = 0;
+      /* all messages, or (cheaper: compressing is most of the time) only
+       * the longer ones */
+      cfg->pmd.min_size = (R->misc & 0x10) ? 0 : 100;
     }
   }
   R->ccfg.rand = det_rand;
