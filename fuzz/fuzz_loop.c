@@ -1161,7 +1161,7 @@ static void op_app(run *R, tconn *t) {
         rv =
             ws_loop_reject(c, 400 + arg % 200, NULL, 0, "b", (size_t)(arg & 1));
       CHECK(rv <= 0);
-      t->req = 0;
+      if (rv == 0) t->req = 0; /* else (out of memory) it comes again */
     }
     ws_loop_resume(c);
     break;
@@ -1432,6 +1432,8 @@ static void one_op(run *R, uint8_t op) {
  * connection ends by itself, through EOF, a failed write or a timer. */
 static void wind_down(run *R) {
   sim_set_partial(R->s, 0, 0);
+  R->alloc.fail_in = 0;
+  R->tp_fail = 0;
   for (int i = 0; i < MAX_CLIENTS; i++) {
     if (R->cl[i].fd < 0) continue;
     sim_close(R->s, R->cl[i].fd);
@@ -1444,10 +1446,7 @@ static void wind_down(run *R) {
       tconn *t = &R->tc[k];
       if (!t->c) continue;
       t->mode = 0;
-      if (t->req) {
-        t->req = 0;
-        (void)ws_loop_accept(t->c, NULL);
-      }
+      if (t->req && ws_loop_accept(t->c, NULL) == 0) t->req = 0;
       if (t->lclient) (void)ws_loop_close(t->c, 1000, NULL, 0);
       ws_loop_resume(t->c);
     }
