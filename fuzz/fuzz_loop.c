@@ -15,9 +15,8 @@
  * resume, answer a paused request, posts, broadcast); the loop shuts down
  * gracefully; a client of the loop's own connects to its listener; one
  * allocation of the loop's fails; ws_loop_parse_url() gets a URL; the
- * transport (when there is one) fails. The
- * callbacks act too (echo, pause, close, broadcast, post), as the
- * per-connection mode bits say.
+ * transport (when there is one) fails. The callbacks act too (echo,
+ * pause, close, broadcast, post), as the per-connection mode bits say.
  *
  * Input layout:
  *   byte 0   configuration bits (CF_* below)
@@ -46,8 +45,9 @@
  *    through a counting ws_mem, and the live bytes stay within
  *    mem_bound() (see there: the loop's fixed part, plus per connection
  *    its driver state, a read buffer of retained input and what the
- *    core's limits allow, plus what the posts may hold), and come back
- *    to zero after ws_loop_del();
+ *    core's limits allow, for the connections the loop holds, those
+ *    ended and not yet freed, and one being made; plus what the posts
+ *    may hold), and come back to zero after ws_loop_del();
  *  - descriptors: after ws_loop_del() only the raw clients' own ends are
  *    open in the simulation (the loop closed everything it opened);
  *  - with CF_PARTIAL, the run winds down before ws_loop_del(): once the
@@ -86,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_LCLIENTS 3    /* clients of the loop's own per input */
 #define MAX_TRACK 128     /* connections the application saw */
 #define MAX_ROUNDS 24     /* loop rounds per time step */
-#define MAX_IDLE_RUN 3    /* idle waits in a row at one time */
+#define MAX_IDLE_RUN 3    /* busy wakeups in a row (round_wait()) */
 #define MAX_PAYLOAD 20000 /* bytes of one built frame */
 #define CB_BUDGET 4000    /* callbacks that answer, per input */
 
