@@ -414,7 +414,7 @@ static int cb_request(ws_loop_conn *c, void *ud, const ws_request *req) {
       memset(&ap, 0, sizeof(ap));
       ap.protocol = proto;
       int rv = ws_loop_accept(c, &ap);
-      CHECK(rv == 0 || rv == WS_ERR_INVALID_ARGUMENT);
+      CHECK(rv == 0 || rv == WS_ERR_INVALID_ARGUMENT || rv == WS_ERR_NOMEM);
     }
   }
   return 0;
