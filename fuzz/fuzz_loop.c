@@ -106,6 +106,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #ifndef KNOWN_CLOSE_UNANNOUNCED
 #  define KNOWN_CLOSE_UNANNOUNCED 1
 #endif
+/* A third, in the core (fuzz/findings/README.md): a send that runs out
+ * of memory while compressing fails the connection, and fail() frees
+ * the message buffer that the event being handled lends out, so a
+ * handler that broadcasts its message (to every connection, its own
+ * among them) reads freed memory in the sends after its own. Until the
+ * fix, the handler broadcasts a copy unless WS_FUZZ_STRICT is set. */
+#ifndef KNOWN_SEND_FREES_DATA
+#  define KNOWN_SEND_FREES_DATA 1
+#endif
 
 /* byte 0 */
 enum {
@@ -501,9 +510,16 @@ static int cb_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
   int copies = (t->mode & M_BIG) ? 3 : 1;
   if (t->mode & M_BCAST) {
     size_t nsent = 0;
+    const uint8_t *d = ev->data.base;
+#if KNOWN_SEND_FREES_DATA
+    if (!R->strict && ev->data.len) { /* a copy that no send frees */
+      CHECK(ev->data.len <= sizeof(R->buf));
+      memcpy(R->buf, d, ev->data.len);
+      d = R->buf;
+    }
+#endif
     if (sf == 0)
-      CHECK(ws_loop_broadcast(R->l, op, ev->data.base, ev->data.len, NULL,
-                              &nsent) == 0);
+      CHECK(ws_loop_broadcast(R->l, op, d, ev->data.len, NULL, &nsent) == 0);
   } else if (t->mode & M_POST) {
     int rv =
         ws_loop_post_send(R->l, t->id, op, ev->data.base, ev->data.len, sf);
