@@ -604,7 +604,9 @@ WS_LOOP_EXTERN int ws_loop_post_send(ws_loop *loop, uint64_t id,
                                      size_t len, uint32_t flags);
 
 /* Any thread: starts the close handshake of connection |id| with |code|
- * and the NUL-terminated |reason| (may be NULL). */
+ * and the NUL-terminated |reason| (may be NULL). Returns 0,
+ * WS_ERR_INVALID_ARGUMENT, WS_ERR_WOULDBLOCK (the reason does not fit
+ * in max_post_bytes now: retry later) or WS_ERR_NOMEM. */
 WS_LOOP_EXTERN int ws_loop_post_close(ws_loop *loop, uint64_t id,
                                       uint16_t code, const char *reason);
 

@@ -64,7 +64,10 @@ int ws_loop_post_close(ws_loop *l, uint64_t id, uint16_t code,
   if (!l || rl > WS_CONTROL_MAX - 2 || (code && !ws_close_code_valid(code)))
     return WS_ERR_INVALID_ARGUMENT;
   post *p = post_alloc(l, rl);
-  if (!p) return WS_ERR_NOMEM;
+  if (!p) /* a full budget (retry later) or a failed allocation */
+    return atomic_load(&l->post_bytes) + rl > l->cfg.max_post_bytes
+               ? WS_ERR_WOULDBLOCK
+               : WS_ERR_NOMEM;
   p->kind = P_CLOSE;
   p->id = id;
   p->code = code;
