@@ -1330,6 +1330,7 @@ static int normalize_url(const char *in, char **pout, char **puser) {
   return 0;
 }
 
+#ifdef WS_EXAMPLES_TLS
 /* --passphrase without a value: asks on the terminal, without echo. */
 static const char *ask_passphrase(void) {
   static char pass[256];
@@ -1356,6 +1357,7 @@ static const char *ask_passphrase(void) {
   pass[strcspn(pass, "\r\n")] = 0;
   return pass;
 }
+#endif
 
 /* The TLS context, made once for the first wss:// URL. */
 static int make_tls(void) {
