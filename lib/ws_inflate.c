@@ -95,24 +95,14 @@ static inline uint32_t sym_entry(int type, unsigned sym) {
   return sym < 256 ? E_LIT | (uint32_t)sym << 16 : len_entry[(sym - 256) & 31u];
 }
 
-/*
- * Builds the table for the |n| code lengths |lens| into |tab| (|cap|
- * entries) with |root| index bits. Returns 0, or -1 for an
- * oversubscribed code, an incomplete one (other than a single code of
- * length 1, or no code at all for distances), or a table overflow.
- */
-static int build_table(uint32_t *tab, unsigned cap, unsigned root,
-                       const uint8_t *lens, unsigned n, int type,
-                       uint16_t *sorted) {
-  unsigned count[16] = {0};
-  unsigned left[16];
-  unsigned offs[16];
+/* Counts the codes of each length in |lens| (|n| of them) into |count|
+ * (count[0] not used) and their number into |*pused|: runs of unused
+ * symbols (length 0; most of the literals of a block) are skipped 8 at a
+ * time. Returns the code space left unused, or -1 when oversubscribed. */
+static int count_lengths(const uint8_t *lens, unsigned n, unsigned *count,
+                         unsigned *pused) {
   unsigned s, len, used = 0;
   int avail = 1;
-
-  /* Counts, and below the symbols sorted by length: runs of unused
-   * symbols (length 0; most of the literals of a block) are skipped 8
-   * at a time. count[0] is not used. */
   for (s = 0; s + 8 <= n; s += 8) {
     uint64_t w;
     memcpy(&w, lens + s, 8);
@@ -127,28 +117,21 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
     if (avail < 0) return -1; /* oversubscribed */
     used += count[len];
   }
-  unsigned maxlen = 15;
-  while (maxlen > 0 && count[maxlen] == 0)
-    maxlen--;
-  unsigned rootsize = 1u << root;
-  if (avail > 0) {
-    /* holes of an incomplete code decode as errors */
-    for (s = 0; s < rootsize; s++)
-      tab[s] = E_BAD | root;
-    /* Incomplete: RFC 1951 allows one distance code of one bit, and no
-     * distance codes at all; take the single code of length 1 for
-     * literal/lengths too (it can only be the end-of-block code). */
-    if (type == T_CLEN) return -1;
-    if (!(used == 1 && count[1] == 1) && !(type == T_DIST && used == 0))
-      return -1;
-  }
-  if (used == 0) return 0;
+  *pused = used;
+  return avail;
+}
 
-  /* symbols by length, then by value (unused ones after the rest) */
+/* The |used| symbols with a length into |sorted|, by length, then by
+ * value. */
+static void sort_by_length(const uint8_t *lens, unsigned n,
+                           const unsigned *count, unsigned used,
+                           uint16_t *sorted) {
+  unsigned offs[16];
+  unsigned s, len;
   offs[1] = 0;
   for (len = 1; len < 15; len++)
     offs[len + 1] = offs[len] + count[len];
-  offs[0] = used;
+  offs[0] = used; /* unused symbols after the rest */
   for (s = 0; s + 8 <= n; s += 8) {
     uint64_t w;
     memcpy(&w, lens + s, 8);
@@ -158,15 +141,25 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   }
   for (; s < n; s++)
     sorted[offs[lens[s]]++] = (uint16_t)s;
+}
+
+/* Fills |tab| with the codes of the symbols |sorted| by length (|count|
+ * of each, none longer than |maxlen|). Returns 0, or -1 when the
+ * subtables need more than |cap| entries.
+ *
+ * |r| is the current codeword bit-reversed (RFC 1951 3.1.1: codes are
+ * read from the least significant bit). Appending a 0 to a code (the
+ * step to the next length) leaves its reversal unchanged, so the
+ * reversed counter is carried from one length to the next and
+ * incremented in place: clear the top bits that are set, then set the
+ * first clear one. */
+static int fill_table(uint32_t *tab, unsigned cap, unsigned root,
+                      const unsigned *count, unsigned maxlen, int type,
+                      const uint16_t *sorted) {
+  unsigned left[16];
+  unsigned len, rootsize = 1u << root;
   for (len = 0; len < 16; len++)
     left[len] = count[len];
-
-  /* |r| is the current codeword bit-reversed (RFC 1951 3.1.1: codes
-   * are read from the least significant bit). Appending a 0 to a code
-   * (the step to the next length) leaves its reversal unchanged, so the
-   * reversed counter is carried from one length to the next and
-   * incremented in place: clear the top bits that are set, then set the
-   * first clear one. */
   unsigned r = 0, i = 0, next = rootsize;
   unsigned cur_prefix = ~0u, sub_off = 0, sub_bits = 0;
   /* The root table is built |size| entries wide and doubled (a copy of
@@ -220,6 +213,39 @@ static int build_table(uint32_t *tab, unsigned cap, unsigned root,
   for (; size < rootsize; size *= 2)
     memcpy(tab + size, tab, size * sizeof(*tab));
   return 0;
+}
+
+/*
+ * Builds the table for the |n| code lengths |lens| into |tab| (|cap|
+ * entries) with |root| index bits. Returns 0, or -1 for an
+ * oversubscribed code, an incomplete one (other than a single code of
+ * length 1, or no code at all for distances), or a table overflow.
+ */
+static int build_table(uint32_t *tab, unsigned cap, unsigned root,
+                       const uint8_t *lens, unsigned n, int type,
+                       uint16_t *sorted) {
+  unsigned count[16] = {0};
+  unsigned used = 0;
+  int avail = count_lengths(lens, n, count, &used);
+  if (avail < 0) return -1;
+  unsigned maxlen = 15;
+  while (maxlen > 0 && count[maxlen] == 0)
+    maxlen--;
+  unsigned rootsize = 1u << root;
+  if (avail > 0) {
+    /* holes of an incomplete code decode as errors */
+    for (unsigned s = 0; s < rootsize; s++)
+      tab[s] = E_BAD | root;
+    /* Incomplete: RFC 1951 allows one distance code of one bit, and no
+     * distance codes at all; take the single code of length 1 for
+     * literal/lengths too (it can only be the end-of-block code). */
+    if (type == T_CLEN) return -1;
+    if (!(used == 1 && count[1] == 1) && !(type == T_DIST && used == 0))
+      return -1;
+  }
+  if (used == 0) return 0;
+  sort_by_length(lens, n, count, used, sorted);
+  return fill_table(tab, cap, root, count, maxlen, type, sorted);
 }
 
 /* The tables build_table() makes for the fixed code (RFC 1951 3.2.6:
@@ -495,15 +521,35 @@ static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
   return out;
 }
 
-int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
-               uint8_t *out, size_t outlen, size_t *pnout) {
-  /* NULL with a length of 0 is allowed: no arithmetic on it (C11 6.5.6) */
-  const uint8_t *ip = in, *const iend = inlen ? in + inlen : in;
-  uint8_t *op = out, *const oend = outlen ? out + outlen : out;
-  uint64_t b = z->bits;
-  unsigned nb = z->nbits;
-  int rc = 0;
+/*
+ * ws_inflate() runs one function per state over a cursor of the call's
+ * input, output and bit buffer. Each state function works on local
+ * copies of the cursor (registers in its loops) and writes them back on
+ * leaving; it returns STEP_NEXT to run the state it left in z->mode,
+ * STEP_STOP when it needs more input or room in |out|, or an error.
+ */
+typedef struct inf_io {
+  const uint8_t *in, *ip, *iend; /* the call's input, next byte, end */
+  uint8_t *out, *op, *oend;      /* the call's output, next byte, end */
+  uint64_t b;                    /* bit buffer, LSB first */
+  unsigned nb;                   /* bits in |b| */
+} inf_io;
 
+enum { STEP_STOP = 0, STEP_NEXT = 1 };
+
+/* The cursor as locals, and back; a state function's |rc| starts as
+ * STEP_STOP, and its label |out| writes the cursor back. */
+#define IO_LOAD()                                                              \
+  const uint8_t *ip = s->ip, *const iend = s->iend;                            \
+  uint64_t b = s->b;                                                           \
+  unsigned nb = s->nb;                                                         \
+  int rc = STEP_STOP
+#define IO_SAVE()                                                              \
+  do {                                                                         \
+    s->ip = ip;                                                                \
+    s->b = b;                                                                  \
+    s->nb = nb;                                                                \
+  } while (0)
 #define NEED(n)                                                                \
   do {                                                                         \
     while (nb < (n)) {                                                         \
@@ -522,7 +568,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
  * bad data does. */
 #define FAIL()                                                                 \
   do {                                                                         \
-    size_t back_ = WS_MIN((size_t)(nb >> 3), (size_t)(ip - in));               \
+    size_t back_ = WS_MIN((size_t)(nb >> 3), (size_t)(ip - s->in));            \
     ip -= back_;                                                               \
     nb -= 8 * (unsigned)back_;                                                 \
     z->mode = M_ERROR;                                                         \
@@ -531,346 +577,447 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     goto out;                                                                  \
   } while (0)
 
-  if (z->mode == M_ERROR) {
-    rc = z->err;
-    goto out;
-  }
+/* ---- block header and stored blocks ------------------------------------- */
 
-  for (;;) {
-    switch (z->mode) {
-    case M_HEADER: {
-      NEED(3);
-      z->last = (int)(b & 1u);
-      unsigned type = (unsigned)(b >> 1) & 3u;
+static inline int read_header(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  NEED(3);
+  z->last = (int)(b & 1u);
+  unsigned type = (unsigned)(b >> 1) & 3u;
+  DROP(3);
+  if (type == 0) {
+    DROP(nb & 7u);
+    z->mode = M_STORED_LEN;
+  } else if (type == 1) {
+    z->tables = 1;
+    z->mode = M_CODES;
+  } else if (type == 2) {
+    z->mode = M_DYN_COUNTS;
+  } else {
+    FAIL();
+  }
+  rc = STEP_NEXT;
+out:
+  IO_SAVE();
+  return rc;
+}
+
+static inline int read_stored_len(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  NEED(32);
+  uint32_t len = (uint32_t)b & 0xffffu;
+  uint32_t nlen = (uint32_t)(b >> 16) & 0xffffu;
+  DROP(32);
+  if (len != (~nlen & 0xffffu)) FAIL();
+  z->left = len;
+  z->mode = M_STORED;
+  rc = STEP_NEXT;
+out:
+  IO_SAVE();
+  return rc;
+}
+
+/* The stored bytes: first those already in the bit buffer. */
+static inline int copy_stored(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  uint8_t *op = s->op, *const oend = s->oend;
+  while (z->left > 0 && nb >= 8 && op < oend) {
+    *op++ = (uint8_t)b;
+    DROP(8);
+    z->left--;
+  }
+  if (z->left > 0) {
+    size_t n = WS_MIN((size_t)(iend - ip), (size_t)(oend - op));
+    if (n > z->left) n = z->left;
+    if (n) memcpy(op, ip, n);
+    op += n;
+    ip += n;
+    z->left -= (uint32_t)n;
+    if (z->left > 0) goto out;
+  }
+  z->mode = z->last ? M_DONE : M_HEADER;
+  rc = STEP_NEXT;
+out:
+  s->op = op;
+  IO_SAVE();
+  return rc;
+}
+
+/* ---- the code lengths of a dynamic block -------------------------------- */
+
+static inline int read_dyn_counts(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  NEED(14);
+  z->hlit = (unsigned)(b & 31u) + 257;
+  z->hdist = (unsigned)((b >> 5) & 31u) + 1;
+  z->hclen = (unsigned)((b >> 10) & 15u) + 4;
+  DROP(14);
+  if (z->hlit > 286 || z->hdist > 30) FAIL();
+  z->idx = 0;
+  z->mode = M_DYN_CLEN;
+  rc = STEP_NEXT;
+out:
+  IO_SAVE();
+  return rc;
+}
+
+/* The code length code's lengths, then its table. */
+static inline int read_dyn_clen(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  while (z->idx < z->hclen) {
+    NEED(3);
+    z->lens[clen_order[z->idx++]] = (uint8_t)(b & 7u);
+    DROP(3);
+  }
+  while (z->idx < 19)
+    z->lens[clen_order[z->idx++]] = 0;
+  if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN, z->sorted))
+    FAIL();
+  z->idx = 0;
+  z->mode = M_DYN_LENS;
+  rc = STEP_NEXT;
+out:
+  IO_SAVE();
+  return rc;
+}
+
+/* The literal/length and distance code lengths, run coded with the code
+ * length code, then their tables. */
+static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
+  IO_LOAD();
+  unsigned total = z->hlit + z->hdist, idx = z->idx;
+  uint8_t *const lens = z->lens;
+  const uint32_t *const ct = z->clen;
+  while (idx < total) {
+    uint32_t e;
+    if ((size_t)(iend - ip) >= FAST_IN) {
+      /* one refill holds a code and its extra bits (7 + 7); the code is
+       * complete, so every entry is a symbol */
+      b |= load64le(ip) << nb;
+      ip += (63u - nb) >> 3;
+      nb |= 56u;
+      e = ct[b & ((1u << CLEN_ROOT) - 1)];
+    } else {
+      for (;;) {
+        e = peek_code(ct, CLEN_ROOT, b, nb);
+        if (e) {
+          unsigned sym = e >> 16, need = e & 0xffu;
+          need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
+          if (nb >= need) break;
+        }
+        if (ip == iend) {
+          z->idx = idx;
+          goto out;
+        }
+        b |= (uint64_t)*ip++ << nb;
+        nb += 8;
+      }
+    }
+    unsigned sym = e >> 16;
+    DROP(e & 0xffu);
+    if (sym < 16) {
+      lens[idx++] = (uint8_t)sym;
+      continue;
+    }
+    unsigned rep;
+    uint8_t val = 0;
+    if (sym == 16) {
+      if (idx == 0) FAIL();
+      val = lens[idx - 1];
+      rep = 3 + (unsigned)(b & 3u);
+      DROP(2);
+    } else if (sym == 17) {
+      rep = 3 + (unsigned)(b & 7u);
       DROP(3);
-      if (type == 0) {
-        DROP(nb & 7u);
-        z->mode = M_STORED_LEN;
-      } else if (type == 1) {
-        z->tables = 1;
-        z->mode = M_CODES;
-      } else if (type == 2) {
-        z->mode = M_DYN_COUNTS;
-      } else {
+    } else {
+      rep = 11 + (unsigned)(b & 127u);
+      DROP(7);
+    }
+    if (idx + rep > total) FAIL();
+    memset(lens + idx, val, rep);
+    idx += rep;
+  }
+  z->idx = idx;
+  b &= ((uint64_t)1 << nb) - 1;
+  if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
+  z->tables = 0;
+  if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
+                  z->sorted) ||
+      build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit, z->hdist,
+                  T_DIST, z->sorted))
+    FAIL();
+  z->tables = 2;
+  z->mode = M_CODES;
+  rc = STEP_NEXT;
+out:
+  IO_SAVE();
+  return rc;
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Copies a validated match of |len| bytes at |dist| that fits in the
+ * output with FAST_SLACK to spare (|made| bytes of this call's output,
+ * at |out|, are before |op|); returns the new |op|. */
+static inline uint8_t *copy_match_fast(const ws_inflater *z, uint8_t *op,
+                                       uint32_t len, uint32_t dist,
+                                       size_t made) {
+  if (dist <= made) {
+    const uint8_t *src = op - dist;
+    uint8_t *end = op + len;
+    if (dist >= 8) {
+      do {
+        memcpy(op, src, 8);
+        op += 8;
+        src += 8;
+      } while (op < end);
+    } else if (dist == 1) {
+      memset(op, *src, len);
+    } else {
+      do
+        *op++ = *src++;
+      while (op < end);
+    }
+    return end;
+  }
+  uint32_t wsize = z->wsize;
+  uint32_t back = dist - (uint32_t)made;
+  uint32_t start = (z->wpos - back) & (wsize - 1);
+  uint32_t n = back < len ? back : len;
+  uint32_t first = wsize - start;
+  if (first > n) first = n;
+  /* 8 bytes at a time: |out| has FAST_SLACK bytes to spare, and reads
+   * past the window's end stay in the block */
+  copy8(op, z->win + start, first);
+  if (n > first) copy8(op + first, z->win, n - first);
+  op += n;
+  len -= n;
+  /* the rest comes from this call's output */
+  const uint8_t *src = op - dist;
+  while (len--)
+    *op++ = *src++;
+  return op;
+}
+
+/* Fast loop: every iteration refills to >= 56 bits, enough for a length
+ * code, its extra bits, a distance code and its extra bits (at most
+ * 15+5+15+13 = 48). A match that would not fit in |out| with the copy
+ * overrun is copied exactly, and what does not fit is left for M_COPY.
+ * Returns STEP_NEXT when the block ended or a copy is pending, STEP_STOP
+ * to go on with decode_slow(), or an error. */
+static inline int decode_fast(ws_inflater *z, inf_io *s, const uint32_t *lt,
+                              const uint32_t *dt) {
+  IO_LOAD();
+  uint8_t *op = s->op, *const oend = s->oend, *const out = s->out;
+  const uint32_t lmask = (1u << LIT_ROOT) - 1, dmask = (1u << DIST_ROOT) - 1;
+  const uint32_t wsize = z->wsize, whave = z->whave;
+
+  while ((size_t)(iend - ip) >= FAST_IN && op < oend) {
+    b |= load64le(ip) << nb;
+    ip += (63u - nb) >> 3;
+    nb |= 56u;
+
+    uint32_t e = lt[b & lmask];
+    if (e & E_SUB) {
+      DROP(LIT_ROOT);
+      e = lt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
+    }
+    DROP(e & 0xffu);
+    if (e & E_LIT) {
+      *op++ = (uint8_t)(e >> 16);
+      /* Up to 4 more literals from the root table fit in what the
+       * refill left: at least 56 - 15 bits, and at most 9 each. */
+      if ((size_t)(oend - op) >= 4) {
+        for (unsigned k = 0; k < 4; k++) {
+          e = lt[b & lmask];
+          if ((e & (E_LIT | E_SUB)) != E_LIT) break;
+          DROP(e & 0xffu);
+          *op++ = (uint8_t)(e >> 16);
+        }
+      }
+      continue;
+    }
+    if (e & (E_EOB | E_BAD)) {
+      if (e & E_BAD) {
+        b &= ((uint64_t)1 << nb) - 1;
         FAIL();
-      }
-      break;
-    }
-    case M_STORED_LEN: {
-      NEED(32);
-      uint32_t len = (uint32_t)b & 0xffffu;
-      uint32_t nlen = (uint32_t)(b >> 16) & 0xffffu;
-      DROP(32);
-      if (len != (~nlen & 0xffffu)) FAIL();
-      z->left = len;
-      z->mode = M_STORED;
-      break;
-    }
-    case M_STORED:
-      while (z->left > 0 && nb >= 8 && op < oend) { /* buffered bytes */
-        *op++ = (uint8_t)b;
-        DROP(8);
-        z->left--;
-      }
-      if (z->left > 0) {
-        size_t n = WS_MIN((size_t)(iend - ip), (size_t)(oend - op));
-        if (n > z->left) n = z->left;
-        if (n) memcpy(op, ip, n);
-        op += n;
-        ip += n;
-        z->left -= (uint32_t)n;
-        if (z->left > 0) goto out;
       }
       z->mode = z->last ? M_DONE : M_HEADER;
       break;
-    case M_DYN_COUNTS:
-      NEED(14);
-      z->hlit = (unsigned)(b & 31u) + 257;
-      z->hdist = (unsigned)((b >> 5) & 31u) + 1;
-      z->hclen = (unsigned)((b >> 10) & 15u) + 4;
-      DROP(14);
-      if (z->hlit > 286 || z->hdist > 30) FAIL();
-      z->idx = 0;
-      z->mode = M_DYN_CLEN;
-      break;
-    case M_DYN_CLEN:
-      while (z->idx < z->hclen) {
-        NEED(3);
-        z->lens[clen_order[z->idx++]] = (uint8_t)(b & 7u);
-        DROP(3);
-      }
-      while (z->idx < 19)
-        z->lens[clen_order[z->idx++]] = 0;
-      if (build_table(z->clen, CLEN_CAP, CLEN_ROOT, z->lens, 19, T_CLEN,
-                      z->sorted))
-        FAIL();
-      z->idx = 0;
-      z->mode = M_DYN_LENS;
-      break;
-    case M_DYN_LENS: {
-      unsigned total = z->hlit + z->hdist, idx = z->idx;
-      uint8_t *const lens = z->lens;
-      const uint32_t *const ct = z->clen;
-      while (idx < total) {
-        uint32_t e;
-        if ((size_t)(iend - ip) >= FAST_IN) {
-          /* one refill holds a code and its extra bits (7 + 7); the
-           * code is complete, so every entry is a symbol */
-          b |= load64le(ip) << nb;
-          ip += (63u - nb) >> 3;
-          nb |= 56u;
-          e = ct[b & ((1u << CLEN_ROOT) - 1)];
-        } else {
-          for (;;) {
-            e = peek_code(ct, CLEN_ROOT, b, nb);
-            if (e) {
-              unsigned sym = e >> 16, need = e & 0xffu;
-              need += sym == 16 ? 2u : sym == 17 ? 3u : sym == 18 ? 7u : 0u;
-              if (nb >= need) break;
-            }
-            if (ip == iend) {
-              z->idx = idx;
-              goto out;
-            }
-            b |= (uint64_t)*ip++ << nb;
-            nb += 8;
-          }
-        }
-        unsigned sym = e >> 16;
-        DROP(e & 0xffu);
-        if (sym < 16) {
-          lens[idx++] = (uint8_t)sym;
-          continue;
-        }
-        unsigned rep;
-        uint8_t val = 0;
-        if (sym == 16) {
-          if (idx == 0) FAIL();
-          val = lens[idx - 1];
-          rep = 3 + (unsigned)(b & 3u);
-          DROP(2);
-        } else if (sym == 17) {
-          rep = 3 + (unsigned)(b & 7u);
-          DROP(3);
-        } else {
-          rep = 11 + (unsigned)(b & 127u);
-          DROP(7);
-        }
-        if (idx + rep > total) FAIL();
-        memset(lens + idx, val, rep);
-        idx += rep;
-      }
-      z->idx = idx;
+    }
+    unsigned ex = (e >> 8) & 15u;
+    uint32_t len = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
+    DROP(ex);
+    e = dt[b & dmask];
+    if (e & E_SUB) {
+      DROP(DIST_ROOT);
+      e = dt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
+    }
+    DROP(e & 0xffu);
+    if (e & E_BAD) {
       b &= ((uint64_t)1 << nb) - 1;
-      if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
-      z->tables = 0;
-      if (build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
-                      z->sorted) ||
-          build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit, z->hdist,
-                      T_DIST, z->sorted))
-        FAIL();
-      z->tables = 2;
-      z->mode = M_CODES;
-      break;
+      FAIL();
     }
-    case M_CODES: {
-      const uint32_t *lt = z->tables == 1 ? fixed_lit : z->lit;
-      const uint32_t *dt = z->tables == 1 ? fixed_dist : z->dist;
-      const uint32_t lmask = (1u << LIT_ROOT) - 1,
-                     dmask = (1u << DIST_ROOT) - 1;
-      const uint32_t wsize = z->wsize, whave = z->whave;
-
-      /* Fast loop: every iteration refills to >= 56 bits, enough for a
-       * length code, its extra bits, a distance code and its extra bits
-       * (at most 15+5+15+13 = 48). A match that would not fit in |out|
-       * with the copy overrun is copied exactly, and what does not fit
-       * is left for M_COPY. */
-      while ((size_t)(iend - ip) >= FAST_IN && op < oend) {
-        b |= load64le(ip) << nb;
-        ip += (63u - nb) >> 3;
-        nb |= 56u;
-
-        uint32_t e = lt[b & lmask];
-        if (e & E_SUB) {
-          DROP(LIT_ROOT);
-          e = lt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
-        }
-        DROP(e & 0xffu);
-        if (e & E_LIT) {
-          *op++ = (uint8_t)(e >> 16);
-          /* Up to 4 more literals from the root table fit in what the
-           * refill left: at least 56 - 15 bits, and at most 9 each. */
-          if ((size_t)(oend - op) >= 4) {
-            for (unsigned k = 0; k < 4; k++) {
-              e = lt[b & lmask];
-              if ((e & (E_LIT | E_SUB)) != E_LIT) break;
-              DROP(e & 0xffu);
-              *op++ = (uint8_t)(e >> 16);
-            }
-          }
-          continue;
-        }
-        if (e & (E_EOB | E_BAD)) {
-          if (e & E_BAD) {
-            b &= ((uint64_t)1 << nb) - 1;
-            FAIL();
-          }
-          z->mode = z->last ? M_DONE : M_HEADER;
-          break;
-        }
-        unsigned ex = (e >> 8) & 15u;
-        uint32_t len = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
-        DROP(ex);
-        e = dt[b & dmask];
-        if (e & E_SUB) {
-          DROP(DIST_ROOT);
-          e = dt[(e >> 16) + (b & ((1u << ((e >> 8) & 15u)) - 1))];
-        }
-        DROP(e & 0xffu);
-        if (e & E_BAD) {
-          b &= ((uint64_t)1 << nb) - 1;
-          FAIL();
-        }
-        ex = (e >> 8) & 15u;
-        uint32_t dist = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
-        DROP(ex);
-        if (WS_UNLIKELY(dist > wsize)) {
-          b &= ((uint64_t)1 << nb) - 1;
-          FAIL();
-        }
-        size_t made = (size_t)(op - out);
-        if (WS_UNLIKELY(dist > made && dist - made > whave)) {
-          b &= ((uint64_t)1 << nb) - 1;
-          FAIL();
-        }
-        if (WS_UNLIKELY((size_t)(oend - op) < len + FAST_SLACK)) {
-          /* near the end of |out|: exact copy, the rest later */
-          uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
-          op = copy_slow(z, out, op, room, dist);
-          if (room < len) {
-            z->left = len - room;
-            z->dist_pending = dist;
-            z->mode = M_COPY;
-            break;
-          }
-          continue;
-        }
-        if (dist <= made) {
-          const uint8_t *src = op - dist;
-          uint8_t *end = op + len;
-          if (dist >= 8) {
-            do {
-              memcpy(op, src, 8);
-              op += 8;
-              src += 8;
-            } while (op < end);
-          } else if (dist == 1) {
-            memset(op, *src, len);
-          } else {
-            do
-              *op++ = *src++;
-            while (op < end);
-          }
-          op = end;
-        } else {
-          uint32_t back = dist - (uint32_t)made;
-          uint32_t start = (z->wpos - back) & (wsize - 1);
-          uint32_t n = back < len ? back : len;
-          uint32_t first = wsize - start;
-          if (first > n) first = n;
-          /* 8 bytes at a time: |out| has FAST_SLACK bytes to spare, and
-           * reads past the window's end stay in the block */
-          copy8(op, z->win + start, first);
-          if (n > first) copy8(op + first, z->win, n - first);
-          op += n;
-          len -= n;
-          /* the rest comes from this call's output */
-          const uint8_t *src = op - dist;
-          while (len--)
-            *op++ = *src++;
-        }
-      }
+    ex = (e >> 8) & 15u;
+    uint32_t dist = (e >> 16) + (uint32_t)(b & ((1u << ex) - 1));
+    DROP(ex);
+    if (WS_UNLIKELY(dist > wsize)) {
       b &= ((uint64_t)1 << nb) - 1;
-      if (z->mode != M_CODES) break;
-
-      /* Slow path, symbol by symbol with whatever input and output is
-       * left (fewer than FAST_IN input bytes, or |out| full): until the
-       * block ends, a match does not fit, or more input or room is
-       * needed. */
-      for (;;) {
-        while (nb <= 48 && ip < iend) {
-          b |= (uint64_t)*ip++ << nb;
-          nb += 8;
-        }
-        uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
-        if (!e) goto out;
-        unsigned clen = e & 0xffu;
-        if (e & E_LIT) {
-          if (op == oend) goto out;
-          *op++ = (uint8_t)(e >> 16);
-          DROP(clen);
-          continue;
-        }
-        if (e & E_EOB) {
-          DROP(clen);
-          z->mode = z->last ? M_DONE : M_HEADER;
-          break;
-        }
-        if (e & E_BAD) FAIL();
-        unsigned ex = (e >> 8) & 15u;
-        unsigned used = clen + ex;
-        if (nb < used) goto out;
-        uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
-        uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
-        if (!d) goto out;
-        if (d & E_BAD) FAIL();
-        unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
-        if (nb < used + dlen + dex) goto out;
-        uint32_t dist =
-            (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
-        DROP(used + dlen + dex);
-        if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
-        uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
-        op = copy_slow(z, out, op, room, dist);
-        if (room < len) {
-          z->left = len - room;
-          z->dist_pending = dist;
-          z->mode = M_COPY;
-          break;
-        }
+      FAIL();
+    }
+    size_t made = (size_t)(op - out);
+    if (WS_UNLIKELY(dist > made && dist - made > whave)) {
+      b &= ((uint64_t)1 << nb) - 1;
+      FAIL();
+    }
+    if (WS_UNLIKELY((size_t)(oend - op) < len + FAST_SLACK)) {
+      /* near the end of |out|: exact copy, the rest later */
+      uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
+      op = copy_slow(z, out, op, room, dist);
+      if (room < len) {
+        z->left = len - room;
+        z->dist_pending = dist;
+        z->mode = M_COPY;
+        break;
       }
+      continue;
+    }
+    op = copy_match_fast(z, op, len, dist, made);
+  }
+  b &= ((uint64_t)1 << nb) - 1;
+  if (z->mode != M_CODES) rc = STEP_NEXT;
+out:
+  s->op = op;
+  IO_SAVE();
+  return rc;
+}
+
+/* Slow path, symbol by symbol with whatever input and output is left
+ * (fewer than FAST_IN input bytes, or |out| full): until the block ends,
+ * a match does not fit, or more input or room is needed. */
+static inline int decode_slow(ws_inflater *z, inf_io *s, const uint32_t *lt,
+                              const uint32_t *dt) {
+  IO_LOAD();
+  uint8_t *op = s->op, *const oend = s->oend, *const out = s->out;
+  const uint32_t wsize = z->wsize, whave = z->whave;
+  for (;;) {
+    while (nb <= 48 && ip < iend) {
+      b |= (uint64_t)*ip++ << nb;
+      nb += 8;
+    }
+    uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
+    if (!e) goto out;
+    unsigned clen = e & 0xffu;
+    if (e & E_LIT) {
+      if (op == oend) goto out;
+      *op++ = (uint8_t)(e >> 16);
+      DROP(clen);
+      continue;
+    }
+    if (e & E_EOB) {
+      DROP(clen);
+      z->mode = z->last ? M_DONE : M_HEADER;
       break;
     }
-    case M_COPY: {
-      size_t room = (size_t)(oend - op);
-      uint32_t n = z->left;
-      if (n > room) n = (uint32_t)room;
-      op = copy_slow(z, out, op, n, z->dist_pending);
-      z->left -= n;
-      if (z->left > 0) goto out;
-      z->mode = M_CODES;
+    if (e & E_BAD) FAIL();
+    unsigned ex = (e >> 8) & 15u;
+    unsigned used = clen + ex;
+    if (nb < used) goto out;
+    uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
+    uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
+    if (!d) goto out;
+    if (d & E_BAD) FAIL();
+    unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
+    if (nb < used + dlen + dex) goto out;
+    uint32_t dist =
+        (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+    DROP(used + dlen + dex);
+    if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
+    uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
+    op = copy_slow(z, out, op, room, dist);
+    if (room < len) {
+      z->left = len - room;
+      z->dist_pending = dist;
+      z->mode = M_COPY;
       break;
-    }
-    case M_DONE:
-      /* Whatever follows the final block (the appended tail) is not
-       * part of the stream. */
-      ip = iend;
-      b = 0;
-      nb = 0;
-      goto out;
-    default: rc = z->err ? z->err : WS_ERR_DATA; goto out;
     }
   }
-
+  rc = STEP_NEXT;
 out:
-  b &= ((uint64_t)1 << nb) - 1; /* nb < 64: no bits past the input taken */
+  s->op = op;
+  IO_SAVE();
+  return rc;
+}
+
+/* The symbols of a block, with the fixed code or the block's own. */
+static inline int decode_codes(ws_inflater *z, inf_io *s) {
+  const uint32_t *lt = z->tables == 1 ? fixed_lit : z->lit;
+  const uint32_t *dt = z->tables == 1 ? fixed_dist : z->dist;
+  int rc = decode_fast(z, s, lt, dt);
+  if (rc != STEP_STOP) return rc;
+  return decode_slow(z, s, lt, dt);
+}
+
+/* The rest of a match that did not fit in the output. */
+static inline int copy_pending(ws_inflater *z, inf_io *s) {
+  size_t room = (size_t)(s->oend - s->op);
+  uint32_t n = z->left;
+  if (n > room) n = (uint32_t)room;
+  s->op = copy_slow(z, s->out, s->op, n, z->dist_pending);
+  z->left -= n;
+  if (z->left > 0) return STEP_STOP;
+  z->mode = M_CODES;
+  return STEP_NEXT;
+}
+
+#undef IO_LOAD
+#undef IO_SAVE
 #undef NEED
 #undef DROP
 #undef FAIL
-  if (rc == 0) update_window(z, out, (size_t)(op - out));
-  z->bits = b;
-  z->nbits = nb;
-  *pnin = (size_t)(ip - in);
-  *pnout = (size_t)(op - out);
+
+int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
+               uint8_t *out, size_t outlen, size_t *pnout) {
+  inf_io s;
+  /* NULL with a length of 0 is allowed: no arithmetic on it (C11 6.5.6) */
+  s.in = s.ip = in;
+  s.iend = inlen ? in + inlen : in;
+  s.out = s.op = out;
+  s.oend = outlen ? out + outlen : out;
+  s.b = z->bits;
+  s.nb = z->nbits;
+  int rc = STEP_NEXT;
+
+  if (z->mode == M_ERROR) rc = z->err;
+  while (rc == STEP_NEXT) {
+    switch (z->mode) {
+    case M_HEADER: rc = read_header(z, &s); break;
+    case M_STORED_LEN: rc = read_stored_len(z, &s); break;
+    case M_STORED: rc = copy_stored(z, &s); break;
+    case M_DYN_COUNTS: rc = read_dyn_counts(z, &s); break;
+    case M_DYN_CLEN: rc = read_dyn_clen(z, &s); break;
+    case M_DYN_LENS: rc = read_dyn_lens(z, &s); break;
+    case M_CODES: rc = decode_codes(z, &s); break;
+    case M_COPY: rc = copy_pending(z, &s); break;
+    case M_DONE:
+      /* Whatever follows the final block (the appended tail) is not
+       * part of the stream. */
+      s.ip = s.iend;
+      s.b = 0;
+      s.nb = 0;
+      rc = STEP_STOP;
+      break;
+    default: rc = z->err ? z->err : WS_ERR_DATA; break;
+    }
+  }
+  if (rc == STEP_STOP) rc = 0;
+
+  /* nb < 64: no bits past the input taken */
+  s.b &= ((uint64_t)1 << s.nb) - 1;
+  if (rc == 0) update_window(z, out, (size_t)(s.op - out));
+  z->bits = s.b;
+  z->nbits = s.nb;
+  *pnin = (size_t)(s.ip - in);
+  *pnout = (size_t)(s.op - out);
   return rc;
 }
