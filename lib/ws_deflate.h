@@ -76,7 +76,7 @@ typedef struct ws_inflater {
   uint32_t *lit;    /* literal/length decoding table (+ subtables) */
   uint32_t *dist;   /* distance decoding table (+ subtables) */
   uint32_t *clen;   /* code length code table */
-  uint16_t *sorted; /* build_table() work space (320) */
+  uint16_t *sorted; /* ws_inflate_build_table() work space (320) */
   uint8_t *lens;    /* code lengths being read (320) */
   uint8_t *win;     /* circular history, wsize bytes */
   uint32_t wsize;   /* 2^window_bits */

@@ -176,21 +176,17 @@ static int ca_result(const ws_tls_ctx *c, int rv) {
   return rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT;
 }
 
-#define SETUP_FAIL(what, mret)                                                 \
-  do {                                                                         \
-    set_err(err, errlen, (what), (mret));                                      \
-    ws_tls_ctx_del(c);                                                         \
-    return WS_TLS_ERR_SETUP;                                                   \
-  } while (0)
+/* Records |what| (and the mbedTLS error |mret|) in |err|; the setup steps
+ * below return this, and ws_tls_ctx_new() then frees the context. */
+static int setup_fail(char *err, size_t errlen, const char *what, int mret) {
+  set_err(err, errlen, what, mret);
+  return WS_TLS_ERR_SETUP;
+}
 
-int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
-                   size_t errlen) {
-  char what[160];
-  int rv;
-  if (err && errlen) err[0] = 0;
-  if (!pctx || !p || (p->role != WS_ROLE_SERVER && p->role != WS_ROLE_CLIENT))
-    return WS_ERR_INVALID_ARGUMENT;
-  *pctx = NULL;
+/* The parameters' combination: a server has its own certificate, a
+ * client something to verify the server with (or the explicit opt-out),
+ * and a certificate comes with its key. */
+static int check_params(const ws_tls_params *p, char *err, size_t errlen) {
   int have_ca = p->ca_file || p->ca_path || p->ca_pem;
   int have_cert = p->cert_file || p->cert_pem;
   int have_key = p->key_file || p->key_pem;
@@ -207,6 +203,160 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
             0);
     return WS_ERR_INVALID_ARGUMENT;
   }
+  return 0;
+}
+
+/* The random source: the CTR-DRBG seeded from the platform's entropy. */
+static int seed_random(ws_tls_ctx *c, char *err, size_t errlen) {
+  static const unsigned char pers[] = "libws";
+  int rv = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                 pers, sizeof(pers) - 1);
+  return rv ? setup_fail(err, errlen, "seeding the random generator", rv) : 0;
+}
+
+/* The trust anchors: CA file, directory and PEM, any of them.
+ * A bundle (Debian's ca-certificates.crt) may hold a few certificates
+ * mbedTLS cannot parse: the parsers then return how many failed, and
+ * the rest is used. Only nothing at all is an error. */
+static int load_trust_anchors(ws_tls_ctx *c, const ws_tls_params *p, char *err,
+                              size_t errlen) {
+  char what[160];
+  int rv;
+  if (p->ca_file &&
+      (rv = ca_result(c, mbedtls_x509_crt_parse_file(&c->ca, p->ca_file)))) {
+    (void)snprintf(what, sizeof(what), "CA file %s", p->ca_file);
+    return setup_fail(err, errlen, what, rv);
+  }
+  if (p->ca_path &&
+      (rv = ca_result(c, mbedtls_x509_crt_parse_path(&c->ca, p->ca_path)))) {
+    (void)snprintf(what, sizeof(what), "CA directory %s", p->ca_path);
+    return setup_fail(err, errlen, what, rv);
+  }
+  if (p->ca_pem &&
+      (rv = ca_result(c, parse_crt_pem(&c->ca, p->ca_pem, p->ca_pem_len))))
+    return setup_fail(err, errlen, "CA PEM", rv);
+  return 0;
+}
+
+/* The own certificate (file or PEM) and its private key (file or PEM). */
+static int load_own_cert(ws_tls_ctx *c, const ws_tls_params *p, char *err,
+                         size_t errlen) {
+  char what[160];
+  int rv;
+  if (p->cert_file &&
+      (rv = mbedtls_x509_crt_parse_file(&c->cert, p->cert_file))) {
+    (void)snprintf(what, sizeof(what), "certificate file %s", p->cert_file);
+    return setup_fail(err, errlen, what,
+                      rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
+  }
+  if (p->cert_pem &&
+      (rv = parse_crt_pem(&c->cert, p->cert_pem, p->cert_pem_len)))
+    return setup_fail(err, errlen, "certificate PEM",
+                      rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
+  if (p->key_file && (rv = parse_key_file(c, p->key_file, p->key_password))) {
+    (void)snprintf(what, sizeof(what), "key file %s", p->key_file);
+    return setup_fail(err, errlen, what, rv);
+  }
+  if (p->key_pem &&
+      (rv = parse_key_pem(c, p->key_pem, p->key_pem_len, p->key_password)))
+    return setup_fail(err, errlen, "key PEM", rv);
+  return 0;
+}
+
+/* The cipher suites: the caller's (copied: mbedTLS keeps the pointer),
+ * else the AEAD default. */
+static int setup_ciphersuites(ws_tls_ctx *c, const ws_tls_params *p, char *err,
+                              size_t errlen) {
+  if (!p->ciphersuites) {
+    mbedtls_ssl_conf_ciphersuites(&c->conf, aead_suites);
+    return 0;
+  }
+  size_t i = 0;
+  for (; p->ciphersuites[i]; i++) {
+    if (i + 1 >= sizeof(c->suites) / sizeof(c->suites[0])) {
+      set_err(err, errlen, "too many cipher suites", 0);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+    c->suites[i] = p->ciphersuites[i];
+  }
+  if (i == 0) {
+    set_err(err, errlen, "an empty list of cipher suites", 0);
+    return WS_ERR_INVALID_ARGUMENT;
+  }
+  c->suites[i] = 0;
+  mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
+  return 0;
+}
+
+/* The protocol: role defaults, TLS 1.2 at least, the random source, the
+ * cipher suites, no renegotiation, the verification mode, the CA chain
+ * and the own certificate. */
+static int setup_protocol(ws_tls_ctx *c, const ws_tls_params *p, char *err,
+                          size_t errlen) {
+  int have_ca = p->ca_file || p->ca_path || p->ca_pem;
+  int have_cert = p->cert_file || p->cert_pem;
+  int rv = mbedtls_ssl_config_defaults(
+      &c->conf,
+      p->role == WS_ROLE_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+      MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (rv) return setup_fail(err, errlen, "TLS defaults", rv);
+#if MBEDTLS_VERSION_NUMBER >= 0x03020000
+  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                               MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
+  if ((rv = setup_ciphersuites(c, p, err, errlen))) return rv;
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+  if (p->role == WS_ROLE_CLIENT)
+    mbedtls_ssl_conf_authmode(&c->conf, (p->flags & WS_TLS_INSECURE_NO_VERIFY)
+                                            ? MBEDTLS_SSL_VERIFY_NONE
+                                            : MBEDTLS_SSL_VERIFY_REQUIRED);
+  else
+    mbedtls_ssl_conf_authmode(&c->conf, have_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
+                                                : MBEDTLS_SSL_VERIFY_NONE);
+  if (have_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+  if (have_cert &&
+      (rv = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)))
+    return setup_fail(err, errlen, "certificate and key", rv);
+  return 0;
+}
+
+/* ALPN: copied, mbedTLS keeps the pointers. */
+static int setup_alpn(ws_tls_ctx *c, const ws_tls_params *p, char *err,
+                      size_t errlen) {
+  static const char *const http11[] = {"http/1.1", NULL};
+  const char *const *alpn = p->alpn ? p->alpn : http11;
+  size_t used = 0, k = 0;
+  for (; alpn[k]; k++) {
+    size_t n = strlen(alpn[k]);
+    if (k + 1 >= sizeof(c->alpn) / sizeof(c->alpn[0]) || n == 0 || n > 255 ||
+        used + n + 1 > sizeof(c->alpn_text)) {
+      set_err(err, errlen, "too many or too long ALPN protocols", 0);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+    memcpy(c->alpn_text + used, alpn[k], n + 1);
+    c->alpn[k] = c->alpn_text + used;
+    used += n + 1;
+  }
+  c->alpn[k] = NULL;
+  int rv;
+  if (k && (rv = mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn)))
+    return setup_fail(err, errlen, "ALPN", rv);
+  return 0;
+}
+
+int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
+                   size_t errlen) {
+  int rv;
+  if (err && errlen) err[0] = 0;
+  if (!pctx || !p || (p->role != WS_ROLE_SERVER && p->role != WS_ROLE_CLIENT))
+    return WS_ERR_INVALID_ARGUMENT;
+  *pctx = NULL;
+  if ((rv = check_params(p, err, errlen))) return rv;
 #if defined(WS_MBEDTLS3) && defined(MBEDTLS_PSA_CRYPTO_C)
   if (psa_crypto_init() != PSA_SUCCESS) {
     set_err(err, errlen, "psa_crypto_init failed", 0);
@@ -223,111 +373,14 @@ int ws_tls_ctx_new(ws_tls_ctx **pctx, const ws_tls_params *p, char *err,
   mbedtls_x509_crt_init(&c->cert);
   mbedtls_pk_init(&c->key);
   mbedtls_ssl_config_init(&c->conf);
-
-  static const unsigned char pers[] = "libws";
-  rv = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy, pers,
-                             sizeof(pers) - 1);
-  if (rv) SETUP_FAIL("seeding the random generator", rv);
-
-  /* A bundle (Debian's ca-certificates.crt) may hold a few certificates
-   * mbedTLS cannot parse: the parsers then return how many failed, and
-   * the rest is used. Only nothing at all is an error. */
-  if (p->ca_file &&
-      (rv = ca_result(c, mbedtls_x509_crt_parse_file(&c->ca, p->ca_file)))) {
-    (void)snprintf(what, sizeof(what), "CA file %s", p->ca_file);
-    SETUP_FAIL(what, rv);
+  if ((rv = seed_random(c, err, errlen)) ||
+      (rv = load_trust_anchors(c, p, err, errlen)) ||
+      (rv = load_own_cert(c, p, err, errlen)) ||
+      (rv = setup_protocol(c, p, err, errlen)) ||
+      (rv = setup_alpn(c, p, err, errlen))) {
+    ws_tls_ctx_del(c);
+    return rv;
   }
-  if (p->ca_path &&
-      (rv = ca_result(c, mbedtls_x509_crt_parse_path(&c->ca, p->ca_path)))) {
-    (void)snprintf(what, sizeof(what), "CA directory %s", p->ca_path);
-    SETUP_FAIL(what, rv);
-  }
-  if (p->ca_pem &&
-      (rv = ca_result(c, parse_crt_pem(&c->ca, p->ca_pem, p->ca_pem_len))))
-    SETUP_FAIL("CA PEM", rv);
-  if (p->cert_file &&
-      (rv = mbedtls_x509_crt_parse_file(&c->cert, p->cert_file))) {
-    (void)snprintf(what, sizeof(what), "certificate file %s", p->cert_file);
-    SETUP_FAIL(what, rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
-  }
-  if (p->cert_pem &&
-      (rv = parse_crt_pem(&c->cert, p->cert_pem, p->cert_pem_len)))
-    SETUP_FAIL("certificate PEM",
-               rv < 0 ? rv : MBEDTLS_ERR_X509_INVALID_FORMAT);
-  if (p->key_file && (rv = parse_key_file(c, p->key_file, p->key_password))) {
-    (void)snprintf(what, sizeof(what), "key file %s", p->key_file);
-    SETUP_FAIL(what, rv);
-  }
-  if (p->key_pem &&
-      (rv = parse_key_pem(c, p->key_pem, p->key_pem_len, p->key_password)))
-    SETUP_FAIL("key PEM", rv);
-
-  rv = mbedtls_ssl_config_defaults(
-      &c->conf,
-      p->role == WS_ROLE_SERVER ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-      MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
-  if (rv) SETUP_FAIL("TLS defaults", rv);
-#if MBEDTLS_VERSION_NUMBER >= 0x03020000
-  mbedtls_ssl_conf_min_tls_version(&c->conf, MBEDTLS_SSL_VERSION_TLS1_2);
-#else
-  mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-                               MBEDTLS_SSL_MINOR_VERSION_3);
-#endif
-  mbedtls_ssl_conf_rng(&c->conf, mbedtls_ctr_drbg_random, &c->drbg);
-  if (p->ciphersuites) { /* copied: mbedTLS keeps the pointer */
-    size_t i = 0;
-    for (; p->ciphersuites[i]; i++) {
-      if (i + 1 >= sizeof(c->suites) / sizeof(c->suites[0])) {
-        set_err(err, errlen, "too many cipher suites", 0);
-        ws_tls_ctx_del(c);
-        return WS_ERR_INVALID_ARGUMENT;
-      }
-      c->suites[i] = p->ciphersuites[i];
-    }
-    if (i == 0) {
-      set_err(err, errlen, "an empty list of cipher suites", 0);
-      ws_tls_ctx_del(c);
-      return WS_ERR_INVALID_ARGUMENT;
-    }
-    c->suites[i] = 0;
-    mbedtls_ssl_conf_ciphersuites(&c->conf, c->suites);
-  } else {
-    mbedtls_ssl_conf_ciphersuites(&c->conf, aead_suites);
-  }
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-  mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
-  if (p->role == WS_ROLE_CLIENT)
-    mbedtls_ssl_conf_authmode(&c->conf, (p->flags & WS_TLS_INSECURE_NO_VERIFY)
-                                            ? MBEDTLS_SSL_VERIFY_NONE
-                                            : MBEDTLS_SSL_VERIFY_REQUIRED);
-  else
-    mbedtls_ssl_conf_authmode(&c->conf, have_ca ? MBEDTLS_SSL_VERIFY_REQUIRED
-                                                : MBEDTLS_SSL_VERIFY_NONE);
-  if (have_ca) mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-  if (have_cert &&
-      (rv = mbedtls_ssl_conf_own_cert(&c->conf, &c->cert, &c->key)))
-    SETUP_FAIL("certificate and key", rv);
-
-  /* ALPN: copied, mbedTLS keeps the pointers. */
-  static const char *const http11[] = {"http/1.1", NULL};
-  const char *const *alpn = p->alpn ? p->alpn : http11;
-  size_t used = 0, k = 0;
-  for (; alpn[k]; k++) {
-    size_t n = strlen(alpn[k]);
-    if (k + 1 >= sizeof(c->alpn) / sizeof(c->alpn[0]) || n == 0 || n > 255 ||
-        used + n + 1 > sizeof(c->alpn_text)) {
-      set_err(err, errlen, "too many or too long ALPN protocols", 0);
-      ws_tls_ctx_del(c);
-      return WS_ERR_INVALID_ARGUMENT;
-    }
-    memcpy(c->alpn_text + used, alpn[k], n + 1);
-    c->alpn[k] = c->alpn_text + used;
-    used += n + 1;
-  }
-  c->alpn[k] = NULL;
-  if (k && (rv = mbedtls_ssl_conf_alpn_protocols(&c->conf, c->alpn)))
-    SETUP_FAIL("ALPN", rv);
   *pctx = c;
   return 0;
 }
