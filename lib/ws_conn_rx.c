@@ -206,22 +206,8 @@ static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
   return flags;
 }
 
-/* Compressed data frames (RFC 7692 7.2.2): the payload is unmasked a step
- * at a time and inflated into the stream-mode chunk or the message
- * buffer. The inflated size counts against max_message as it is
- * produced, so a bomb stops at the limit. Once the last frame's payload
- * is in, the tail is fed and the output drained, across as many events
- * as it takes: ws_conn_next_event() resumes the drain, which needs no
- * more input. */
-int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int text = c->msg_op == WS_OP_TEXT;
-  int stream = c->delivery == WS_DELIVER_STREAM;
-  size_t pos = 0;
-  int done = 0, drained = 0;
-
-  *pnread = 0;
+/* The inflater and, in stream mode, the chunk buffer, on first need. */
+static int inflate_prepare(ws_conn *c, int stream) {
   if (!c->z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
@@ -237,101 +223,103 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
     if (!c->z->zbuf) return wsc_nomem(c);
   }
-  for (;;) {
-    int at_end = c->remaining == 0 && c->fh.fin;
-    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
-    uint8_t *out, probe;
-    size_t room;
-    uint64_t left = c->cfg.max_message - c->z->inflated;
-    if (stream) {
-      out = c->z->zbuf + c->z->zlen;
-      room = ZCHUNK - c->z->zlen;
-    } else {
-      if (c->msg.cap == c->msg.len && left > 0) {
-        size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
-        /* never more than max_message, whatever doubling would do */
-        if (ws_buf_reserve_bounded(&c->msg, &c->mem, grow,
-                                   (size_t)c->cfg.max_message))
-          return wsc_nomem(c);
-      }
-      out = c->msg.base + c->msg.len;
-      room = c->msg.cap - c->msg.len;
+  return 0;
+}
+
+/* Where the next inflated bytes go: the stream-mode chunk or the message
+ * buffer, no more than max_message still allows. At the limit it is
+ * |probe|, one byte that shows whether the message goes on. */
+static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
+                          uint8_t **pout, size_t *proom) {
+  uint64_t left = c->cfg.max_message - c->z->inflated;
+  if (stream) {
+    *pout = c->z->zbuf + c->z->zlen;
+    *proom = ZCHUNK - c->z->zlen;
+  } else {
+    if (c->msg.cap == c->msg.len && left > 0) {
+      size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
+      /* never more than max_message, whatever doubling would do */
+      if (ws_buf_reserve_bounded(&c->msg, &c->mem, grow,
+                                 (size_t)c->cfg.max_message))
+        return wsc_nomem(c);
     }
-    if (room > left) room = (size_t)left;
-    if (room == 0) { /* at the limit: one more byte would be too many */
-      out = &probe;
-      room = 1;
-    }
-    size_t used = 0, produced = 0;
-    int rv;
-    if (pos < n) {
-      size_t k = WS_MIN(n - pos, ZSTEP);
-      uint8_t *p = in + pos;
-      if (key) ws_mask(p, k, key, c->mask_off);
-      rv = ws_inflate(c->z->inf, p, k, &used, out, room, &produced);
-      if (key && used < k)
-        ws_mask(p + used, k - used, key, (c->mask_off + used) & 3u);
-      c->mask_off = (uint8_t)((c->mask_off + used) & 3u);
-      pos += used;
-      c->remaining -= used;
-    } else if (at_end && c->z->ztail < sizeof(pmd_tail)) {
-      rv = ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
-                      sizeof(pmd_tail) - c->z->ztail, &used, out, room,
-                      &produced);
-      c->z->ztail = (uint8_t)(c->z->ztail + used);
-    } else {
-      /* no input left: drain what the inflater still holds */
-      rv = ws_inflate(c->z->inf, NULL, 0, &used, out, room, &produced);
-    }
-    /* What was inflated before an error comes first in the stream, so it
-     * is judged first: a split of the input must not change which fault
-     * is reported. */
-    if (produced) {
-      if (out == &probe)
-        return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
-      if (text && ws_utf8_feed(&c->utf8, out, produced))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-      c->z->inflated += produced;
-      c->stats.bytes_in += produced;
-      if (stream)
-        c->z->zlen += (uint32_t)produced;
-      else
-        c->msg.len += produced;
-    }
-    if (rv) return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
-    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(c->z->inf))
-        return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
-      done = 1;
-      break;
-    }
-    /* All input so far used and all its output out: wait for more (but
-     * if that input ended the message, go on to its tail at once). */
-    if (!(c->remaining == 0 && c->fh.fin) && pos == n && produced < room) {
-      drained = 1;
-      break;
-    }
-    if (!used && !produced) /* cannot happen: the inflater moved nothing */
-      return wsc_fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+    *pout = c->msg.base + c->msg.len;
+    *proom = c->msg.cap - c->msg.len;
   }
-  *pnread = pos;
-  /* All the input given was taken but the inflater was not drained (a
-   * chunk filled up): ws_conn_next_event() goes on, as the caller may
-   * have nothing more to feed. */
-  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
-  if (done) {
-    if (text && ws_utf8_finish(&c->utf8))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
-    c->rx_state = RX_HEADER;
-    c->rx_comp = 0;
-    c->msg_op = 0;
-    c->stats.msgs_in++;
-    /* RFC 7692 7.1.1: without context takeover nothing carries over, so
-     * the inflater's memory goes until the next compressed message. */
-    if (peer_resets(c)) wsc_inflater_drop(c);
-  } else if (c->remaining == 0 && !c->fh.fin && drained) {
-    c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
+  if (*proom > left) *proom = (size_t)left;
+  if (*proom == 0) {
+    *pout = probe;
+    *proom = 1;
   }
+  return 0;
+}
+
+/* One call of the inflater: on the next step of the payload (unmasked
+ * for it; what it leaves unused is masked back), on the tail once the
+ * message's payload is all in, or on nothing to drain it. */
+static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
+                        uint8_t *out, size_t room, size_t *pused,
+                        size_t *pproduced) {
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int rv;
+  if (*ppos < n) {
+    size_t k = WS_MIN(n - *ppos, ZSTEP);
+    uint8_t *p = in + *ppos;
+    if (key) ws_mask(p, k, key, c->mask_off);
+    rv = ws_inflate(c->z->inf, p, k, pused, out, room, pproduced);
+    if (key && *pused < k)
+      ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
+    c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
+    *ppos += *pused;
+    c->remaining -= *pused;
+  } else if (c->remaining == 0 && c->fh.fin &&
+             c->z->ztail < sizeof(pmd_tail)) {
+    rv = ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
+                    sizeof(pmd_tail) - c->z->ztail, pused, out, room,
+                    pproduced);
+    c->z->ztail = (uint8_t)(c->z->ztail + *pused);
+  } else {
+    rv = ws_inflate(c->z->inf, NULL, 0, pused, out, room, pproduced);
+  }
+  return rv;
+}
+
+/* Takes |produced| inflated bytes at |out|. What was inflated before an
+ * error comes first in the stream, so it is judged first: a split of the
+ * input must not change which fault is reported. */
+static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
+                        size_t produced, const uint8_t *probe) {
+  if (!produced) return 0;
+  if (out == probe)
+    return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+  if (text && ws_utf8_feed(&c->utf8, out, produced))
+    return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  c->z->inflated += produced;
+  c->stats.bytes_in += produced;
+  if (stream)
+    c->z->zlen += (uint32_t)produced;
+  else
+    c->msg.len += produced;
+  return 0;
+}
+
+/* The end of a compressed message: its text ends on a character, and
+ * without context takeover (RFC 7692 7.1.1) nothing carries over, so the
+ * inflater's memory goes until the next compressed message. */
+static int inflate_finish(ws_conn *c, int text) {
+  if (text && ws_utf8_finish(&c->utf8))
+    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  c->rx_state = RX_HEADER;
+  c->rx_comp = 0;
+  c->msg_op = 0;
+  c->stats.msgs_in++;
+  if (peer_resets(c)) wsc_inflater_drop(c);
+  return 0;
+}
+
+/* The event for what was inflated: a stream-mode chunk, or the whole
+ * message once it is done. */
+static void inflate_event(ws_conn *c, int stream, int text, int done) {
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
   if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
   if (stream && (done || c->z->zlen)) {
@@ -349,6 +337,60 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     c->ev_data.len = ws_buf_size(&c->msg);
     c->release = 1;
   }
+}
+
+/* Compressed data frames (RFC 7692 7.2.2): the payload is unmasked a step
+ * at a time and inflated into the stream-mode chunk or the message
+ * buffer. The inflated size counts against max_message as it is
+ * produced, so a bomb stops at the limit. Once the last frame's payload
+ * is in, the tail is fed and the output drained, across as many events
+ * as it takes: ws_conn_next_event() resumes the drain, which needs no
+ * more input. */
+int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  int text = c->msg_op == WS_OP_TEXT;
+  int stream = c->delivery == WS_DELIVER_STREAM;
+  size_t pos = 0;
+  int done = 0, drained = 0, rv;
+
+  *pnread = 0;
+  if ((rv = inflate_prepare(c, stream)) != 0) return rv;
+  for (;;) {
+    uint8_t *out = NULL, probe;
+    size_t room = 0, used = 0, produced = 0;
+    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if ((rv = inflate_window(c, stream, &probe, &out, &room)) != 0) return rv;
+    rv = inflate_step(c, in, n, &pos, out, room, &used, &produced);
+    if (inflate_took(c, stream, text, out, produced, &probe)) return c->err;
+    if (rv) return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    int at_end = c->remaining == 0 && c->fh.fin;
+    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(c->z->inf))
+        return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+      done = 1;
+      break;
+    }
+    /* All input so far used and all its output out: wait for more (but
+     * if that input ended the message, go on to its tail at once). */
+    if (!at_end && pos == n && produced < room) {
+      drained = 1;
+      break;
+    }
+    if (!used && !produced) /* cannot happen: the inflater moved nothing */
+      return wsc_fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+  }
+  *pnread = pos;
+  /* All the input given was taken but the inflater was not drained (a
+   * chunk filled up): ws_conn_next_event() goes on, as the caller may
+   * have nothing more to feed. */
+  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
+  if (done) {
+    if ((rv = inflate_finish(c, text)) != 0) return rv;
+  } else if (c->remaining == 0 && !c->fh.fin && drained) {
+    c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
+  }
+  inflate_event(c, stream, text, done);
   return 0;
 }
 
