@@ -70,6 +70,12 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   *pconn = NULL;
   if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
     return WS_ERR_INVALID_ARGUMENT;
+  /* parts left out of the build (WS_NO_SERVER, WS_NO_CLIENT,
+   * WS_NO_DEFLATE) */
+  if ((!WS_HAS_SERVER && cfg->role == WS_ROLE_SERVER) ||
+      (!WS_HAS_CLIENT && cfg->role == WS_ROLE_CLIENT) ||
+      (!WS_HAS_INFLATE && cfg->pmd.enable))
+    return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role == WS_ROLE_CLIENT && !cfg->rand) return WS_ERR_INVALID_ARGUMENT;
   if (cfg->max_handshake_bytes < 64 || cfg->max_headers == 0 ||
       cfg->max_out_queue < 1024)
@@ -121,17 +127,25 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
 }
 
 void wsc_inflater_drop(ws_conn *c) {
+#if WS_HAS_INFLATE
   if (!c->z || !c->z->inf) return;
   ws_inflate_free(c->z->inf);
   ws_free(&c->mem, c->z->inf);
   c->z->inf = NULL;
+#else
+  (void)c;
+#endif
 }
 
 void wsc_deflater_drop(ws_conn *c) {
+#if WS_HAS_DEFLATE
   if (!c->z || !c->z->def) return;
   ws_deflate_free(c->z->def);
   ws_free(&c->mem, c->z->def);
   c->z->def = NULL;
+#else
+  (void)c;
+#endif
 }
 
 void ws_conn_del(ws_conn *c) {
@@ -148,7 +162,7 @@ void ws_conn_del(ws_conn *c) {
   ws_free(&c->mem, c);
 }
 
-/* ---- output ------------------------------------------------------------ */
+/* ---- output -------------------------------------------------------------- */
 
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
@@ -389,6 +403,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     return 0;
   }
   release_event_storage(c);
+#if WS_HAS_INFLATE
   if (draining(c)) {
     size_t n;
     (void)wsc_read_compressed(c, NULL, 0, &n);
@@ -397,6 +412,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
       return 0;
     }
   }
+#endif
   if (c->err && !c->err_reported) {
     c->err_reported = 1;
     memset(ev, 0, sizeof(*ev));
@@ -414,8 +430,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   return WS_ERR_WOULDBLOCK;
 }
 
-/* ---- batch receive --------------------------------------------------------
- */
+/* ---- batch receive ------------------------------------------------------- */
 
 /* Unmasks and validates a whole text frame's payload with |u| (the
  * message's state so far); |fin|: the message must end on a character.

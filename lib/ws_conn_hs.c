@@ -13,6 +13,9 @@ static int check_header_kv(const ws_kv *h, size_t n) {
 
 int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
+#if !WS_HAS_CLIENT
+  return WS_ERR_INVALID_STATE; /* (no client connection can exist) */
+#else
   if (!is_client(c) || c->state != WS_STATE_CONNECTING || c->hs)
     return WS_ERR_INVALID_STATE;
   if (!p->host || check_header_kv(p->headers, p->nheaders) ||
@@ -49,20 +52,32 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     c->hs->offeredlen = off;
   }
   char offer[WS_PMD_TEXT_MAX];
-  if (c->z) ws_pmd_write_offer(&c->z->cfg, offer);
+  const char *poffer = NULL;
+#  if WS_HAS_INFLATE
+  if (c->z) {
+    ws_pmd_write_offer(&c->z->cfg, offer);
+    poffer = offer;
+  }
+#  else
+  (void)offer;
+#  endif
   size_t before = c->out.len;
-  rv =
-      ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, c->z ? offer : NULL);
+  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, poffer);
   if (rv) {
     wsc_hs_free(c);
     return rv;
   }
   c->stats.wire_out += c->out.len - before;
   return 0;
+#endif /* WS_HAS_CLIENT */
 }
 
 int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if !WS_HAS_SERVER
+  (void)p;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
   if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
       !c->hs->parsed || c->hs->http || c->err)
     return WS_ERR_INVALID_STATE;
@@ -89,7 +104,9 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   ws_pmd_params pmd;
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
+#  if WS_HAS_INFLATE
   if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
+#  endif
   size_t before = c->out.len;
   int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
                               pmd.enabled ? ext : NULL, p ? p->headers : NULL,
@@ -109,11 +126,20 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   c->last_rx = c->now;
   wsc_set_event(c, WS_EV_OPEN);
   return 0;
+#endif /* WS_HAS_SERVER */
 }
 
 int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if !WS_HAS_SERVER
+  (void)status;
+  (void)headers;
+  (void)nheaders;
+  (void)body;
+  (void)bodylen;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
   if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
       !c->hs->parsed || c->err)
     return WS_ERR_INVALID_STATE;
@@ -133,11 +159,20 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   c->err_reported = 1;
   c->state = WS_STATE_FAILED;
   return 0;
+#endif /* WS_HAS_SERVER */
 }
 
 int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
                     size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if !WS_HAS_SERVER
+  (void)status;
+  (void)headers;
+  (void)nheaders;
+  (void)body;
+  (void)bodylen;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
   if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
       !c->hs->parsed || !c->hs->http || c->err)
     return WS_ERR_INVALID_STATE;
@@ -160,8 +195,10 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
   c->state = WS_STATE_CLOSED;
   c->hs_deadline = NO_DEADLINE;
   return 0;
+#endif /* WS_HAS_SERVER */
 }
 
+#if WS_HAS_SERVER
 /* Server handshake failure: answer with an HTTP error and fail. */
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
   size_t before = c->out.len;
@@ -169,6 +206,7 @@ static int hs_fail_http(ws_conn *c, int status, const char *reason) {
     c->stats.wire_out += c->out.len - before;
   return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
 }
+#endif
 
 /* Collects head bytes; returns 0 with *pdone when the head is complete
  * (and *pnread only counting bytes that belong to it). */
@@ -195,36 +233,39 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   return 0;
 }
 
-int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
-                       size_t *pnread) {
+#if WS_HAS_SERVER
+/* The request head: a WebSocket upgrade (WS_EV_REQUEST) or, with
+ * WS_CFG_HTTP, a plain request (WS_EV_HTTP). |rv| is hs_collect()'s. */
+static int feed_request(ws_conn *c, int rv, size_t head) {
   ws_hs *hs = c->hs;
-  size_t head;
-  if (hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept/reject */
-  int rv = hs_collect(c, in, inlen, pnread, &head);
-  c->stats.wire_in += *pnread;
-  if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
-  if (!is_client(c)) {
-    if (rv == WS_ERR_TOO_BIG)
-      return hs_fail_http(c, 431, "request head too large");
-    if (!head) return 0;
-    hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
-    if (!hs->headers) return wsc_nomem(c);
-    int status = 400;
-    const char *reason = "invalid request";
-    if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base,
-                         head, &status, &reason))
-      return hs_fail_http(c, status, reason);
-    hs->parsed = 1;
-    if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
-      hs->http = 1;
-      wsc_set_event(c, WS_EV_HTTP); /* the request is hs->req */
-      return 0;
-    }
-    if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
-      return hs_fail_http(c, status, reason);
-    wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
+  if (rv == WS_ERR_TOO_BIG)
+    return hs_fail_http(c, 431, "request head too large");
+  if (!head) return 0;
+  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
+  if (!hs->headers) return wsc_nomem(c);
+  int status = 400;
+  const char *reason = "invalid request";
+  if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
+                       &status, &reason))
+    return hs_fail_http(c, status, reason);
+  hs->parsed = 1;
+  if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
+    hs->http = 1;
+    wsc_set_event(c, WS_EV_HTTP); /* the request is hs->req */
     return 0;
   }
+  if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
+    return hs_fail_http(c, status, reason);
+  wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
+  return 0;
+}
+#endif /* WS_HAS_SERVER */
+
+#if WS_HAS_CLIENT
+/* The response head: the server's 101 (WS_EV_OPEN), checked against what
+ * was offered. |rv| is hs_collect()'s. */
+static int feed_response(ws_conn *c, int rv, size_t head) {
+  ws_hs *hs = c->hs;
   if (rv == WS_ERR_TOO_BIG)
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
@@ -236,8 +277,8 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   hs->parsed = 1;
   const char *reason = "invalid response";
   ws_slice offered = {hs->offered, hs->offeredlen};
-  rv = ws_hs_validate_response(&hs->resp, hs->key, offered, c->z != NULL,
-                               &reason);
+  rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
+                               WS_HAS_INFLATE && c->z != NULL, &reason);
   if (rv == WS_ERR_REJECTED) {
     /* The response stays readable through the error event. */
     return wsc_fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
@@ -251,9 +292,13 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
+#  if WS_HAS_INFLATE
     if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
+#  else
+    return wsc_fail(c, WS_ERR_EXTENSION, 0, "extension not offered");
+#  endif
   }
   if (hs->resp.protocol.len) {
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
@@ -267,6 +312,23 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   wsc_set_event(c, WS_EV_OPEN); /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
+}
+#endif /* WS_HAS_CLIENT */
+
+int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
+                       size_t *pnread) {
+  size_t head;
+  if (c->hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept */
+  int rv = hs_collect(c, in, inlen, pnread, &head);
+  c->stats.wire_in += *pnread;
+  if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
+#if WS_HAS_SERVER && WS_HAS_CLIENT
+  return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);
+#elif WS_HAS_SERVER
+  return feed_request(c, rv, head);
+#else
+  return feed_response(c, rv, head);
+#endif
 }
 
 /* Payloads up to this size are unmasked (and checked for ASCII) inline;

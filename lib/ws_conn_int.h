@@ -199,8 +199,18 @@ static inline int ascii_small(const uint8_t *p, size_t n) {
 
 /* ---- small helpers -------------------------------------------------- */
 
+/* A constant when only one role is built (WS_NO_SERVER, WS_NO_CLIENT), so
+ * the other role's paths compile away. */
 static inline int is_client(const ws_conn *c) {
+#if !WS_HAS_SERVER
+  (void)c;
+  return 1;
+#elif !WS_HAS_CLIENT
+  (void)c;
+  return 0;
+#else
   return c->role == WS_ROLE_CLIENT;
+#endif
 }
 
 static inline int out_full(const ws_conn *c) {
@@ -220,6 +230,10 @@ static inline int we_reset(const ws_conn *c) {
 /* A compressed message whose data is all in but whose inflated output is
  * not all out yet: the drain goes on without input. */
 static inline int draining(const ws_conn *c) {
+#if !WS_HAS_INFLATE
+  (void)c;
+  return 0;
+#endif
   return c->rx_comp && c->rx_state == RX_PAYLOAD &&
          (c->remaining == 0 || c->z->zpending) && !c->err;
 }

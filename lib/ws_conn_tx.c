@@ -5,15 +5,15 @@
  */
 #include "ws_conn_int.h"
 
-/* ---- send -----------------------------------------------------------------
- */
+/* ---- send ---------------------------------------------------------------- */
 
 static int can_send_data(const ws_conn *c) {
   return !c->err && !c->close_sent_flag &&
          (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
 }
 
-/* ---- the shared compressor ---------------------------------------------- */
+#if WS_HAS_DEFLATE
+/* ---- the shared compressor ----------------------------------------------- */
 
 struct ws_pmd_shared {
   ws_mem mem;
@@ -137,6 +137,18 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   return 0;
 }
 
+#else  /* !WS_HAS_DEFLATE: nothing is ever compressed */
+
+int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
+  (void)level;
+  (void)mem;
+  if (pshared) *pshared = NULL;
+  return WS_ERR_INVALID_ARGUMENT;
+}
+
+void ws_pmd_shared_del(ws_pmd_shared *sh) { (void)sh; }
+#endif /* WS_HAS_DEFLATE */
+
 int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                  uint32_t flags) {
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
@@ -157,12 +169,17 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   unsigned fin = !(flags & WS_SEND_MORE);
   /* Whether a message is compressed is decided at its first fragment:
    * small single-frame messages are not worth it (min_size). */
+  unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
+#if WS_HAS_DEFLATE
   int comp = c->tx_op ? c->tx_comp
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
                             (!fin || len >= c->z->cfg.min_size);
-  unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
                 : wsc_queue_frame(c, fin, op, data, len);
+#else /* (WS_INFLATE_ONLY: RFC 7692 lets any message go uncompressed) */
+  int comp = 0;
+  int rv = wsc_queue_frame(c, fin, op, data, len);
+#endif
   if (rv) return rv;
   c->tx_comp = (uint8_t)(fin ? 0 : comp);
   c->tx_op = fin ? 0 : (uint8_t)opcode;

@@ -29,10 +29,12 @@
  */
 #include "ws_deflate.h"
 
-#define MIN_MATCH 3u  /* RFC 1951 3.2.5: shortest length code */
-#define FIND_MIN 3u   /* shortest match the finder reports */
-#define TOO_FAR 4096u /* a 3-byte match further than this is not worth it */
-#define MAX_MATCH 258u
+#if WS_HAS_DEFLATE /* the whole file (build switches, ws_int.h) */
+
+#  define MIN_MATCH 3u  /* RFC 1951 3.2.5: shortest length code */
+#  define FIND_MIN 3u   /* shortest match the finder reports */
+#  define TOO_FAR 4096u /* a 3-byte match further than this is not worth it */
+#  define MAX_MATCH 258u
 /* Lookahead kept before compressing without a flush: a longest match
  * plus the bytes hashed at its end. */
 #define LOOK (MAX_MATCH + MIN_MATCH + 1u)
@@ -1056,3 +1058,7 @@ int ws_deflate(ws_deflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     return WS_ERR_WOULDBLOCK;
   return 0;
 }
+
+#else
+typedef int ws_deflate_left_out; /* (an empty file is not ISO C) */
+#endif /* WS_HAS_DEFLATE */

@@ -23,9 +23,11 @@
  */
 #include "ws_deflate.h"
 
-#define LIT_ROOT 9u
-#define DIST_ROOT 6u
-#define CLEN_ROOT 7u
+#if WS_HAS_INFLATE /* the whole file (build switches, ws_int.h) */
+
+#  define LIT_ROOT 9u
+#  define DIST_ROOT 6u
+#  define CLEN_ROOT 7u
 /* Root table plus the most its subtables can take. A subtable is as
  * deep as the subtree under its root prefix needs to be complete (see
  * build_table()), which makes the largest total over all complete codes
@@ -874,3 +876,7 @@ out:
   *pnout = (size_t)(op - out);
   return rc;
 }
+
+#else
+typedef int ws_inflate_left_out; /* (an empty file is not ISO C) */
+#endif /* WS_HAS_INFLATE */

@@ -9,6 +9,8 @@
  */
 #include "ws_pmd.h"
 
+#if WS_HAS_INFLATE /* the whole file (build switches, ws_int.h) */
+
 static const char pmd_name[] = "permessage-deflate";
 
 static int is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
@@ -277,3 +279,7 @@ int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
   params->client_max_window_bits = (uint8_t)cb;
   return 0;
 }
+
+#else
+typedef int ws_pmd_left_out; /* (an empty file is not ISO C) */
+#endif /* WS_HAS_INFLATE */
