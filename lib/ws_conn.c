@@ -331,7 +331,7 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   }
   size_t pos = 0;
   if (inlen) c->rx_activity = 1;
-  if (inlen && fast_ready(c)) {
+  if (WS_HAS_FAST_PATH && inlen && fast_ready(c)) {
     /* A whole uncompressed data frame: its event straight to the slot
      * (the fast path counts the bytes in the stats itself). */
     int stop = 0;
@@ -584,7 +584,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread,
       }
     }
     if (rv) break; /* the error event, if any, is out */
-    if (pos < inlen && fast_ready(c)) {
+    if (WS_HAS_FAST_PATH && pos < inlen && fast_ready(c)) {
       int stop = 0;
       size_t n = fast_frames(c, in + pos, inlen - pos, fn, ud, &stop);
       if (n) c->rx_activity = 1;

@@ -165,20 +165,27 @@ struct ws_conn {
  * longer ones go through ws_mask() / ws_unmask_utf8(). */
 #define SMALL_PAYLOAD 128u
 
-#define HIGH_BITS 0x8080808080808080ull
+/* Words of the width the target handles natively: 64-bit arithmetic on a
+ * 32-bit core costs library helpers and registers. */
+#if SIZE_MAX > 0xffffffffu
+typedef uint64_t wsc_word;
+#  define HIGH_BITS 0x8080808080808080ull
+#else
+typedef uint32_t wsc_word;
+#  define HIGH_BITS 0x80808080u
+#endif
 
-/* XORs a short payload that starts at key offset 0 with |key|, 8 bytes
- * at a time (any alignment, any byte order: both key halves are equal). */
+/* XORs a short payload that starts at key offset 0 with |key|, a word at
+ * a time (any alignment, any byte order: the key repeats in the word). */
 static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
-  uint32_t k32;
-  uint64_t k64, w;
-  size_t i = 0;
-  memcpy(&k32, key, 4);
-  k64 = (uint64_t)k32 << 32 | k32;
-  for (; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
-    w ^= k64;
-    memcpy(p + i, &w, 8);
+  wsc_word k, w;
+  size_t i;
+  for (i = 0; i < sizeof(k); i += 4)
+    memcpy((uint8_t *)&k + i, key, 4);
+  for (i = 0; i + sizeof(w) <= n; i += sizeof(w)) {
+    memcpy(&w, p + i, sizeof(w));
+    w ^= k;
+    memcpy(p + i, &w, sizeof(w));
   }
   for (; i < n; i++)
     p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
@@ -186,10 +193,10 @@ static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
 
 /* 1 if the |n| bytes at |p| are all ASCII. */
 static inline int ascii_small(const uint8_t *p, size_t n) {
-  uint64_t acc = 0, w;
+  wsc_word acc = 0, w;
   size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    memcpy(&w, p + i, 8);
+  for (; i + sizeof(w) <= n; i += sizeof(w)) {
+    memcpy(&w, p + i, sizeof(w));
     acc |= w;
   }
   for (; i < n; i++)

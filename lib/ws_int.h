@@ -53,6 +53,16 @@
 #  define WS_HAS_CLIENT 1
 #endif
 
+/* The receive fast path (whole uncompressed frames straight to their
+ * event) only saves time: it is left out when optimizing for size (-Os),
+ * unless WS_FAST_PATH is defined; WS_NO_FAST_PATH leaves it out always. */
+#if defined(WS_NO_FAST_PATH) ||                                                \
+    (defined(__OPTIMIZE_SIZE__) && !defined(WS_FAST_PATH))
+#  define WS_HAS_FAST_PATH 0
+#else
+#  define WS_HAS_FAST_PATH 1
+#endif
+
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 
