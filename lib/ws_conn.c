@@ -64,10 +64,8 @@ void wsc_hs_free(ws_conn *c) {
   c->hs = NULL;
 }
 
-int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
-  ws_mem m;
-  if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
-  *pconn = NULL;
+/* The checks ws_conn_new() and ws_conn_init() share. */
+static int check_config(const ws_config *cfg) {
   if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
     return WS_ERR_INVALID_ARGUMENT;
   /* parts left out of the build (WS_NO_SERVER, WS_NO_CLIENT,
@@ -80,11 +78,14 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   if (cfg->max_handshake_bytes < 64 || cfg->max_headers == 0 ||
       cfg->max_out_queue < 1024)
     return WS_ERR_INVALID_ARGUMENT;
-  if (ws_mem_resolve(&m, mem)) return WS_ERR_INVALID_ARGUMENT;
-  ws_conn *c = ws_malloc(&m, sizeof(*c));
-  if (!c) return WS_ERR_NOMEM;
+  return 0;
+}
+
+/* Fills in a new connection at |c| from |cfg|; allocates its deflate
+ * state and, for a server, its handshake state. */
+static int conn_setup(ws_conn *c, const ws_config *cfg, const ws_mem *m) {
   memset(c, 0, sizeof(*c));
-  c->mem = m;
+  c->mem = *m;
   c->cfg.max_frame_payload = cfg->max_frame_payload;
   c->cfg.max_message = cfg->max_message;
   c->cfg.rand = cfg->rand;
@@ -109,21 +110,96 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
   if (cfg->pmd.enable) {
-    c->z = ws_malloc(&m, sizeof(*c->z));
-    if (!c->z) {
-      ws_free(&m, c);
-      return WS_ERR_NOMEM;
-    }
+    c->z = ws_malloc(m, sizeof(*c->z));
+    if (!c->z) return WS_ERR_NOMEM;
     memset(c->z, 0, sizeof(*c->z));
     c->z->cfg = cfg->pmd;
   }
   if (cfg->role == WS_ROLE_SERVER && wsc_hs_alloc(c)) {
-    ws_free(&m, c->z);
-    ws_free(&m, c);
+    ws_free(m, c->z);
     return WS_ERR_NOMEM;
+  }
+  return 0;
+}
+
+int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
+  ws_mem m;
+  if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
+  *pconn = NULL;
+  if (check_config(cfg) || ws_mem_resolve(&m, mem))
+    return WS_ERR_INVALID_ARGUMENT;
+  ws_conn *c = ws_malloc(&m, sizeof(*c));
+  if (!c) return WS_ERR_NOMEM;
+  int rv = conn_setup(c, cfg, &m);
+  if (rv) {
+    ws_free(&m, c);
+    return rv;
   }
   *pconn = c;
   return 0;
+}
+
+int ws_conn_init(ws_conn **pconn, void *block, size_t len, const ws_config *cfg,
+                 const ws_mem *mem) {
+  ws_mem m;
+  if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
+  *pconn = NULL;
+  if (!block || len < sizeof(ws_conn) ||
+      ((uintptr_t)block & (_Alignof(ws_conn) - 1)))
+    return WS_ERR_INVALID_ARGUMENT;
+  if (check_config(cfg) || ws_mem_resolve(&m, mem))
+    return WS_ERR_INVALID_ARGUMENT;
+  ws_conn *c = block;
+  int rv = conn_setup(c, cfg, &m);
+  if (rv) return rv;
+  c->placed = 1;
+  *pconn = c;
+  return 0;
+}
+
+void ws_conn_fini(ws_conn *c) { ws_conn_del(c); }
+
+/* Arena bytes of a block of |n| bytes, and of a buffer grown by ws_buf to
+ * hold |n| (doubling from 256: the copies it leaves behind add up to
+ * less than the last block, counted once more). */
+static size_t blk(size_t n) {
+  return WS_ARENA_ALIGN +
+         ((n + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1));
+}
+
+static size_t grown(size_t n, size_t limit) {
+  size_t cap = 256;
+  while (cap < n)
+    cap *= 2;
+  if (cap > limit) cap = WS_MAX(n, limit);
+  return 2 * blk(cap);
+}
+
+size_t ws_conn_memsize(const ws_config *cfg) {
+  if (!cfg) return 0;
+  size_t hs = cfg->max_handshake_bytes, ctl = WS_CONTROL_MAX + 14;
+  size_t n = blk(sizeof(ws_conn));
+  /* handshake: its state, the head, the header table, the offered
+   * subprotocols and the request or response in the output queue */
+  n += blk(sizeof(ws_hs)) + grown(hs, SIZE_MAX) +
+       blk(cfg->max_headers * sizeof(ws_header)) + blk(hs) +
+       grown(hs, SIZE_MAX);
+  /* open: the output queue (data up to max_out_queue, then control
+   * frames), the message, control payloads, the subprotocol */
+  n += grown(cfg->max_out_queue + 3 * ctl, SIZE_MAX) +
+       grown((size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4),
+             (size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4)) +
+       blk(2 * WS_CONTROL_MAX) + blk(hs);
+#if WS_HAS_INFLATE
+  if (cfg->pmd.enable) {
+    n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
+         blk(ws_inflate_memsize(15)) + blk(ZCHUNK);
+#  if WS_HAS_DEFLATE
+    n += blk(sizeof(ws_deflater)) + blk(ws_deflate_memsize(15, 9));
+#  endif
+  }
+#endif
+  return n;
 }
 
 void wsc_inflater_drop(ws_conn *c) {
@@ -159,7 +235,7 @@ void ws_conn_del(ws_conn *c) {
   ws_buf_free(&c->msg, &c->mem);
   ws_free(&c->mem, c->ctrlbuf);
   ws_free(&c->mem, c->protocol);
-  ws_free(&c->mem, c);
+  if (!c->placed) ws_free(&c->mem, c);
 }
 
 /* ---- output -------------------------------------------------------------- */

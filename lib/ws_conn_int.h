@@ -151,6 +151,7 @@ struct ws_conn {
   unsigned linger_done : 1; /* client: waited long enough for server's FIN */
   unsigned ping_outstanding : 1;
   unsigned close_arm : 1;   /* start the close timer at the next tick */
+  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
   unsigned ping_wanted : 1; /* a ping was due while the output queue was
                                full: it goes out as soon as there is room */
 };

@@ -430,6 +430,52 @@ WS_EXTERN void ws_conn_del(ws_conn *conn);
  * without buffers in flight). */
 WS_EXTERN size_t ws_conn_sizeof(void);
 
+/* ---- memory without a heap (README "Firmware") ---- */
+
+/* As ws_conn_new(), but the connection object is placed in the caller's
+ * |block| of |len| >= ws_conn_sizeof() bytes, aligned for any object
+ * (e.g. a static array of max_align_t); only its buffers come from
+ * |mem|. End it with ws_conn_fini() (ws_conn_del() does the same and
+ * leaves the block alone). */
+WS_EXTERN int ws_conn_init(ws_conn **pconn, void *block, size_t len,
+                           const ws_config *cfg, const ws_mem *mem);
+
+/* Frees what a connection owns, but not the object itself when it lives
+ * in caller storage (ws_conn_init()). NULL is fine. */
+WS_EXTERN void ws_conn_fini(ws_conn *conn);
+
+/* An upper bound on the bytes a connection with |cfg| allocates through
+ * a ws_arena at any moment: its object (unless placed by ws_conn_init(),
+ * then subtract ws_conn_sizeof() + WS_ARENA_ALIGN), the handshake, the
+ * output queue at max_out_queue, the message at max_message, control
+ * frames, and the compressor and decompressor when enabled, with the
+ * arena's block headers and the copies a growing buffer can leave
+ * behind. A pool of this size never runs out (tests/test_noheap.c).
+ * 0 if |cfg| is NULL. */
+WS_EXTERN size_t ws_conn_memsize(const ws_config *cfg);
+
+/* A fixed arena: an allocator over the caller's buffer, for a build with
+ * no heap at all. First fit with coalescing; every block has a header of
+ * WS_ARENA_ALIGN bytes and is aligned to it. The struct is the caller's
+ * storage; its fields are private. */
+#define WS_ARENA_ALIGN 8u
+typedef struct ws_arena {
+  uint8_t *base;
+  size_t len;
+  size_t used; /* bytes in blocks in use, headers included */
+  size_t peak; /* the most |used| has been */
+} ws_arena;
+
+/* Sets up |arena| over |buf| (|len| bytes, any alignment) and fills
+ * |*pmem| with an allocator that uses it (for ws_conn_new(),
+ * ws_conn_init(), ws_pmd_shared_new()). Returns 0, or
+ * WS_ERR_INVALID_ARGUMENT when |buf| is too small for one block. */
+WS_EXTERN int ws_arena_init(ws_arena *arena, void *buf, size_t len,
+                            ws_mem *pmem);
+
+/* The most bytes the arena has had in use (block headers included). */
+WS_EXTERN size_t ws_arena_peak(const ws_arena *arena);
+
 /* Client role: the request to send. Strings are NUL-terminated and read
  * during ws_conn_connect() only. */
 typedef struct ws_client_params {
