@@ -177,16 +177,17 @@ static size_t grown(size_t n, size_t limit) {
 
 size_t ws_conn_memsize(const ws_config *cfg) {
   if (!cfg) return 0;
-  size_t hs = cfg->max_handshake_bytes, ctl = WS_CONTROL_MAX + 14;
+  size_t hs = cfg->max_handshake_bytes;
   size_t n = blk(sizeof(ws_conn));
   /* handshake: its state, the head, the header table, the offered
    * subprotocols and the request or response in the output queue */
   n += blk(sizeof(ws_hs)) + grown(hs, SIZE_MAX) +
        blk(cfg->max_headers * sizeof(ws_header)) + blk(hs) +
        grown(hs, SIZE_MAX);
-  /* open: the output queue (data up to max_out_queue, then control
-   * frames), the message, control payloads, the subprotocol */
-  n += grown(cfg->max_out_queue + 3 * ctl, SIZE_MAX) +
+  /* open: the output queue (its capacity stays within 512 B of
+   * max_out_queue), the message, control payloads, the subprotocol */
+  n += grown((size_t)cfg->max_out_queue + 512u,
+             (size_t)cfg->max_out_queue + 512u) +
        grown((size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4),
              (size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4)) +
        blk(2 * WS_CONTROL_MAX) + blk(hs);
