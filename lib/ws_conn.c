@@ -687,14 +687,43 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread,
 /* ---- output draining ----------------------------------------------------- */
 
 size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
-  if (!c || !iov || iovcnt == 0 || ws_buf_size(&c->out) == 0) return 0;
-  iov[0].base = c->out.base + c->out.pos;
-  iov[0].len = ws_buf_size(&c->out);
-  return 1;
+  if (!c || !iov || iovcnt == 0 || out_size(c) == 0) return 0;
+  const uint8_t *ob = c->out.base ? c->out.base + c->out.pos : NULL;
+  size_t osz = ws_buf_size(&c->out), k = 0;
+  if (!c->ref_len) {
+    iov[0].base = ob;
+    iov[0].len = osz;
+    return 1;
+  }
+  /* out up to the payload, the caller's payload, the rest of out */
+  if (c->ref_at) {
+    iov[k].base = ob;
+    iov[k++].len = c->ref_at;
+  }
+  if (k < iovcnt) {
+    iov[k].base = c->ref;
+    iov[k++].len = c->ref_len;
+  }
+  if (k < iovcnt && osz > c->ref_at) {
+    iov[k].base = ob + c->ref_at;
+    iov[k++].len = osz - c->ref_at;
+  }
+  return k;
 }
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
+  if (c->ref_len) {
+    size_t a = WS_MIN(n, c->ref_at), b;
+    ws_buf_consume_keep(&c->out, &c->mem, a, keep_size(c));
+    c->ref_at -= a;
+    n -= a;
+    b = c->ref_at ? 0 : WS_MIN(n, c->ref_len);
+    c->ref += b;
+    c->ref_len -= b;
+    n -= b;
+    if (!c->ref_len) c->ref = NULL;
+  }
   ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (wsc_queue_frame(c, 1, WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
@@ -706,9 +735,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   }
 }
 
-size_t ws_conn_out_pending(const ws_conn *c) {
-  return c ? ws_buf_size(&c->out) : 0;
-}
+size_t ws_conn_out_pending(const ws_conn *c) { return c ? out_size(c) : 0; }
 
 /* ---- time ---------------------------------------------------------------- */
 
@@ -796,12 +823,10 @@ int ws_conn_want_read(const ws_conn *c) {
   return !out_full(c);
 }
 
-int ws_conn_want_write(const ws_conn *c) {
-  return c && ws_buf_size(&c->out) > 0;
-}
+int ws_conn_want_write(const ws_conn *c) { return c && out_size(c) > 0; }
 
 int ws_conn_should_close_transport(const ws_conn *c) {
-  if (!c || ws_buf_size(&c->out) > 0) return 0;
+  if (!c || out_size(c) > 0) return 0;
   if (c->err) return 1;
   if (c->state == WS_STATE_CLOSED)
     return !is_client(c) || c->linger_done; /* RFC 6455 7.1.1 */

@@ -67,6 +67,11 @@ struct ws_conn {
   ws_mem mem;
   conn_cfg cfg;
   ws_buf out; /* queued output */
+  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
+   * go, after the first |ref_at| bytes of |out|. */
+  const uint8_t *ref;
+  size_t ref_len;
+  size_t ref_at;
   ws_hs *hs;  /* non-NULL while connecting (and one event after) */
   ws_buf msg; /* message mode: the message being assembled */
   /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
@@ -221,8 +226,13 @@ static inline int is_client(const ws_conn *c) {
 #endif
 }
 
+/* Bytes queued for output, a ws_conn_send_ref() payload included. */
+static inline size_t out_size(const ws_conn *c) {
+  return ws_buf_size(&c->out) + c->ref_len;
+}
+
 static inline int out_full(const ws_conn *c) {
-  return ws_buf_size(&c->out) >= c->cfg.max_out_queue;
+  return out_size(c) >= c->cfg.max_out_queue;
 }
 
 static inline int peer_resets(const ws_conn *c) {

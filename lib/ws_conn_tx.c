@@ -165,7 +165,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                                  : 8u) +
                 (is_client(c) ? 4u : 0u);
   if (len > max - hlen) return WS_ERR_TOO_BIG;
-  if (ws_buf_size(&c->out) > max - hlen - len) return WS_ERR_WOULDBLOCK;
+  if (out_size(c) > max - hlen - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
   /* Whether a message is compressed is decided at its first fragment:
    * small single-frame messages are not worth it (min_size). */
@@ -187,6 +187,48 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   if (fin) c->stats.msgs_out++;
   return 0;
 }
+
+int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
+                     uint32_t flags) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c) || (c->tx_op && c->tx_comp))
+    return WS_ERR_INVALID_STATE;
+  if (c->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
+  size_t max = c->cfg.max_out_queue;
+  if (len > max - WS_FRAME_HEADER_MAX) return WS_ERR_TOO_BIG;
+  if (out_size(c) > max - WS_FRAME_HEADER_MAX - len) return WS_ERR_WOULDBLOCK;
+  unsigned fin = !(flags & WS_SEND_MORE);
+  ws_frame_header fh;
+  memset(&fh, 0, sizeof(fh));
+  fh.fin = (uint8_t)fin;
+  fh.opcode = (uint8_t)(c->tx_op ? WS_OP_CONT : (unsigned)opcode);
+  fh.payload_len = len;
+  if (is_client(c)) {
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
+  }
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  int rv = ws_buf_append(&c->out, &c->mem, hdr, hlen);
+  if (rv) return rv;
+  if (len) {
+    if (fh.masked) ws_mask(data, len, fh.mask, 0);
+    c->ref = data;
+    c->ref_len = len;
+    c->ref_at = ws_buf_size(&c->out);
+  }
+  c->tx_comp = 0;
+  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  c->stats.wire_out += hlen + len;
+  c->stats.bytes_out += len;
+  if (fin) c->stats.msgs_out++;
+  return 0;
+}
+
+size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
 
 static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;

@@ -174,6 +174,28 @@ static void test_pair(void) {
     pump_all(&cl, &sv);
   }
   CHECK(cl.rx == MSGS && sv.rx == MSGS);
+
+  /* zero-copy sends: the payload stays in |ref| until it is consumed,
+   * and what is queued after it (a ping) goes out after it */
+  static uint8_t ref[MSGLEN];
+  for (unsigned i = MSGS; i < MSGS + 10; i++) {
+    peer *from = (i & 1) ? &sv : &cl, *to = (i & 1) ? &cl : &sv;
+    unsigned before = to->rx;
+    fill(ref, to->rx);
+    CHECK(ws_conn_send_ref(from->c, WS_OP_TEXT, ref, MSGLEN, 0) == 0);
+    CHECK(ws_conn_send_ref_pending(from->c) == MSGLEN);
+    CHECK(ws_conn_send_ref(from->c, WS_OP_TEXT, ref, MSGLEN, 0) ==
+          WS_ERR_WOULDBLOCK);
+    CHECK(ws_conn_ping(from->c, "p", 1) == 0);
+    ws_iovec v[3];
+    CHECK(ws_conn_out_peek(from->c, v, 3) == 3);
+    CHECK(v[1].base == ref && v[1].len == MSGLEN);
+    CHECK(v[0].len == 4 + ((i & 1) ? 0u : 4u)); /* header (+ mask key) */
+    CHECK(ws_conn_out_pending(from->c) == v[0].len + MSGLEN + v[2].len);
+    pump_all(&cl, &sv);
+    CHECK(ws_conn_send_ref_pending(from->c) == 0);
+    CHECK(to->rx == before + 1 && !to->error);
+  }
   CHECK(ws_conn_close(cl.c, 1000, "bye", 3) == 0);
   pump_all(&cl, &sv);
   CHECK(sv.closed && cl.closed);

@@ -659,6 +659,26 @@ WS_EXTERN int ws_conn_feed_events(ws_conn *conn, uint8_t *in, size_t inlen,
 WS_EXTERN int ws_conn_send(ws_conn *conn, ws_opcode opcode, const void *data,
                            size_t len, uint32_t flags);
 
+/*
+ * As ws_conn_send(), without copying the payload: only the frame header
+ * is queued, and ws_conn_out_peek() hands out |data| itself, as its own
+ * iovec between the header and whatever was queued after it. The frame
+ * is never compressed (RFC 7692 lets any message go uncompressed; not
+ * allowed inside a fragmented compressed message: WS_ERR_INVALID_STATE).
+ * A client masks |data| in place: its bytes are the wire bytes after the
+ * call. |data| must stay valid and untouched until
+ * ws_conn_send_ref_pending() is 0 (every byte consumed by
+ * ws_conn_out_consume()), and one such payload is pending at a time
+ * (another is WS_ERR_WOULDBLOCK). The text of a WS_OP_TEXT message is
+ * the caller's to keep valid UTF-8. Returns as ws_conn_send().
+ */
+WS_EXTERN int ws_conn_send_ref(ws_conn *conn, ws_opcode opcode, void *data,
+                               size_t len, uint32_t flags);
+
+/* Bytes of the ws_conn_send_ref() payload not yet consumed (0: the
+ * caller's buffer is free again). */
+WS_EXTERN size_t ws_conn_send_ref_pending(const ws_conn *conn);
+
 /* Queues a ping / pong with up to 125 bytes of payload. Returns as
  * ws_conn_send(), and WS_ERR_INVALID_ARGUMENT over 125 bytes. */
 WS_EXTERN int ws_conn_ping(ws_conn *conn, const void *data, size_t len);
