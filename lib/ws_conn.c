@@ -714,13 +714,13 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
   if (c->ref_len) {
-    size_t a = WS_MIN(n, c->ref_at), b;
+    size_t a = WS_MIN(n, (size_t)c->ref_at), b;
     ws_buf_consume_keep(&c->out, &c->mem, a, keep_size(c));
-    c->ref_at -= a;
+    c->ref_at -= (uint32_t)a;
     n -= a;
-    b = c->ref_at ? 0 : WS_MIN(n, c->ref_len);
+    b = c->ref_at ? 0 : WS_MIN(n, (size_t)c->ref_len);
     c->ref += b;
-    c->ref_len -= b;
+    c->ref_len -= (uint32_t)b;
     n -= b;
     if (!c->ref_len) c->ref = NULL;
   }

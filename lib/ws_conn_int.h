@@ -68,10 +68,11 @@ struct ws_conn {
   conn_cfg cfg;
   ws_buf out; /* queued output */
   /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
-   * go, after the first |ref_at| bytes of |out|. */
+   * go after the first |ref_at| bytes of |out| (both under
+   * max_out_queue) */
   const uint8_t *ref;
-  size_t ref_len;
-  size_t ref_at;
+  uint32_t ref_len;
+  uint32_t ref_at;
   ws_hs *hs;  /* non-NULL while connecting (and one event after) */
   ws_buf msg; /* message mode: the message being assembled */
   /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload

@@ -217,8 +217,8 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   if (len) {
     if (fh.masked) ws_mask(data, len, fh.mask, 0);
     c->ref = data;
-    c->ref_len = len;
-    c->ref_at = ws_buf_size(&c->out);
+    c->ref_len = (uint32_t)len; /* (both under max_out_queue) */
+    c->ref_at = (uint32_t)ws_buf_size(&c->out);
   }
   c->tx_comp = 0;
   c->tx_op = fin ? 0 : (uint8_t)opcode;
