@@ -10,6 +10,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <ws/version.h>
 #include <ws/ws_loop.h>
 #ifdef WS_EXAMPLES_TLS
 #  include <ws/ws_mbedtls.h>
@@ -111,12 +112,16 @@ int main(int argc, char **argv) {
       agent = argv[++i];
     } else if (!strcmp(argv[i], "--no-deflate")) {
       deflate = 0;
+    } else if (!strcmp(argv[i], "--version")) {
+      printf("autobahn-client (libws %s)\n", WS_VERSION);
+      return 0;
     } else {
-      fprintf(stderr,
+      int help = !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+      fprintf(help ? stdout : stderr,
               "usage: %s [--url ws[s]://HOST:PORT] [--ca FILE] "
-              "[--agent NAME] [--no-deflate]\n",
+              "[--agent NAME] [--no-deflate] [--version]\n",
               argv[0]);
-      return 2;
+      return help ? 0 : 2;
     }
   }
   if (ws_loop_parse_url(u, &url) != 0) {

@@ -5,7 +5,11 @@
  * (<ws/ws_loop.h>) and, for TLS, the mbedTLS adapter (<ws/ws_mbedtls.h>);
  * the Autobahn fuzzingclient target and the target of tests/conformance,
  * tests/interop and tests/load. Ctrl-C (SIGINT) or SIGTERM closes every
- * connection with 1001 and exits.
+ * connection with 1001 and exits once they are closed and the drain time
+ * is over (new upgrades get 503 meanwhile); a second one exits at once.
+ * Logs one line per connection on stderr (-q: errors only, -v: more);
+ * takes its socket from systemd when socket-activated and tells systemd
+ * when it is ready (contrib/systemd/).
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
@@ -15,18 +19,46 @@
 #  include <ws/ws_mbedtls.h>
 #endif
 
+#include "ws_example_util.h"
+
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_THREADS 64
 #define MAX_ORIGINS 16
 
 static ws_loop *loops[MAX_THREADS];
 static int nloops;
+static unsigned long drain_ms = 5000;
+static volatile sig_atomic_t signals;
+
+/* The connection log: the request's path, then open and close lines. */
+static int on_request(ws_loop_conn *conn, void *ud, const ws_request *req) {
+  (void)ud;
+  ex_log_request(conn, req, 0);
+  ex_conn_new(conn, req);
+  return 0; /* accept */
+}
+
+static int on_open(ws_loop_conn *conn, void *ud) {
+  (void)ud;
+  ex_log_open(conn);
+  return 0;
+}
+
+static int on_close(ws_loop_conn *conn, void *ud,
+                    const ws_loop_close_info *info) {
+  (void)ud;
+  ex_log_close(conn, info);
+  ex_conn_free(conn);
+  return 0;
+}
 
 /* Echo. If the output queue is full, pause: the loop hands us the same
  * message again once the queue has drained. */
@@ -38,9 +70,19 @@ static int on_message(ws_loop_conn *conn, void *ud, const ws_event *ev) {
 }
 
 static void on_signal(int sig) {
+  static const char msg[] = "echo-server: shutting down: close 1001, new "
+                            "upgrades get 503 until the drain ends (again "
+                            "to stop at once)\n";
   (void)sig;
-  for (int i = 0; i < nloops; i++) /* async-signal-safe */
-    ws_loop_shutdown(loops[i], 1001, 0, 5000);
+  if (signals++) { /* the second one */
+    for (int i = 0; i < nloops; i++)
+      ws_loop_stop(loops[i]);
+    return;
+  }
+  ex_notify("STOPPING=1"); /* all async-signal-safe */
+  if (ex_verbosity > 0) (void)!write(2, msg, sizeof(msg) - 1);
+  for (int i = 0; i < nloops; i++)
+    ws_loop_shutdown(loops[i], 1001, 0, (uint32_t)drain_ms);
 }
 
 static void *run(void *arg) {
@@ -51,7 +93,8 @@ static int usage(FILE *f, const char *argv0) {
   fprintf(
       f,
       "usage: %s [options]\n"
-      "  --host ADDR              IPv4 or IPv6 address (127.0.0.1)\n"
+      "  --host HOST              IPv4 or IPv6 address or host name\n"
+      "                           (127.0.0.1)\n"
       "  --port N                 TCP port, 0 for any free one (9001)\n"
       "  --no-deflate             do not accept permessage-deflate\n"
       "  --max-message BYTES      largest message and frame (1048576;\n"
@@ -74,7 +117,16 @@ static int usage(FILE *f, const char *argv0) {
       "                           opening handshake in time (10000)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n"
       "  --tls-cert FILE          serve wss://: the certificate chain (PEM)\n"
-      "  --tls-key FILE           ... and its private key (PEM)\n",
+      "  --tls-key FILE           ... and its private key (PEM)\n"
+      "  --drain MS               on SIGINT/SIGTERM: keep answering 503 and\n"
+      "                           wait for the closes this long (5000)\n"
+      "  -q, --quiet              log errors only\n"
+      "  -v, --verbose            log requests and totals too\n"
+      "  --version                print the version and exit\n"
+      "  -h, --help               print this and exit\n"
+      "Logs one line per connection event on stderr. Under systemd socket\n"
+      "activation (LISTEN_FDS) it serves the sockets passed in instead of\n"
+      "--host/--port, and it notifies readiness (NOTIFY_SOCKET).\n",
       argv0);
   return f == stdout ? 0 : 2;
 }
@@ -90,6 +142,7 @@ static int num(const char *s, unsigned long lo, unsigned long hi,
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
+  ex_log_init("echo-server");
   unsigned long port = 9001, maxmsg = 0, hs_ms = 10000, threads = 1;
   unsigned long budget = 0, max_conns = 0, per_ip = 0, max_hs = 0;
   const char *origins[MAX_ORIGINS];
@@ -98,12 +151,18 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, argv[0]);
+    if (!strcmp(a, "--version")) return ex_version("echo-server");
     if (!strcmp(a, "--no-deflate")) {
       deflate = 0;
       continue;
     }
     if (!strcmp(a, "--autobahn")) {
       autobahn = 1;
+      continue;
+    }
+    if (!strcmp(a, "-q") || !strcmp(a, "--quiet") || !strcmp(a, "-v") ||
+        !strcmp(a, "--verbose")) {
+      ex_verbosity = a[1] == 'q' || a[2] == 'q' ? 0 : 2;
       continue;
     }
     if (!v) return usage(stderr, argv[0]);
@@ -147,6 +206,9 @@ int main(int argc, char **argv) {
   ws_loop_config lc;
   ws_loop_config_default(&lc);
   lc.callbacks.on_message = on_message;
+  lc.callbacks.on_request = on_request;
+  lc.callbacks.on_open = on_open;
+  lc.callbacks.on_close = on_close;
   lc.memory_budget = budget;
 
   ws_loop_listen_params lp;
@@ -171,7 +233,7 @@ int main(int argc, char **argv) {
     tlsp.cert_file = cert;
     tlsp.key_file = key;
     if (ws_tls_ctx_new(&tls, &tlsp, err, sizeof(err)) != 0) {
-      fprintf(stderr, "echo-server: %s\n", err);
+      ex_log(0, "%s", err);
       return 1;
     }
     ws_tls_transport(&tp, tls); /* one context, shared by the threads */
@@ -184,13 +246,25 @@ int main(int argc, char **argv) {
     return 2;
   }
 #endif
+  int nfds = ex_listen_fds(); /* systemd socket activation */
   for (unsigned long i = 0; i < threads; i++) {
     uint16_t bound = 0;
+    char e[160];
     int rv = ws_loop_new(&loops[i], &lc);
-    if (rv == 0) rv = ws_loop_listen(loops[i], &lp, &bound);
+    for (int k = 0; rv == 0 && k < nfds; k++) { /* each loop its own copy */
+      int fd = i + 1 < threads ? dup(3 + k) : 3 + k;
+      rv = fd < 0 ? WS_LOOP_ERR_IO
+                  : ws_loop_listen_fd(loops[i], fd, &lp, &bound);
+      if (rv != 0) {
+        ex_log(0, "cannot listen on the socket passed in (fd %d): %s", 3 + k,
+               ex_errtext(rv, errno, e, sizeof(e)));
+        return 1;
+      }
+    }
+    if (rv == 0 && nfds == 0) rv = ws_loop_listen(loops[i], &lp, &bound);
     if (rv != 0) {
-      fprintf(stderr, "echo-server: cannot listen on %s port %lu: %s\n", host,
-              port, ws_loop_strerror(rv));
+      ex_log(0, "cannot listen on %s port %lu: %s", host, port,
+             ex_errtext(rv, errno, e, sizeof(e)));
       return 1;
     }
     nloops++;
@@ -202,18 +276,27 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
+  if (nfds) host = "(sockets from systemd)";
   printf(strchr(host, ':') ? "echo-server listening on %s://[%s]:%u/%s\n"
                            : "echo-server listening on %s://%s:%u/%s\n",
          lp.transport ? "wss" : "ws", host, (unsigned)lp.port,
          deflate ? " (permessage-deflate)" : "");
   fflush(stdout);
+  ex_notify("READY=1");
 
   pthread_t tids[MAX_THREADS];
   for (int i = 1; i < nloops; i++)
     pthread_create(&tids[i], NULL, run, loops[i]);
   int rv = ws_loop_run(loops[0]);
   for (int i = 1; i < nloops; i++) pthread_join(tids[i], NULL);
-  for (int i = 0; i < nloops; i++) ws_loop_del(loops[i]);
+  for (int i = 0; i < nloops; i++) {
+    ex_log_totals(loops[i]);
+    ws_loop_del(loops[i]);
+  }
+  if (rv != 0)
+    ex_log(0, "stopped: %s", ws_loop_strerror(rv));
+  else
+    ex_log(1, "stopped");
 #ifdef WS_EXAMPLES_TLS
   ws_tls_ctx_del(tls);
 #endif

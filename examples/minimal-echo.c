@@ -7,6 +7,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
+#include <ws/version.h>
 #include <ws/ws.h>
 
 #include <arpa/inet.h>
@@ -166,6 +167,9 @@ int main(int argc, char **argv) {
     char *end = NULL;
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout, argv[0]);
+      return 0;
+    } else if (strcmp(argv[i], "--version") == 0) {
+      printf("minimal-echo (libws %s)\n", WS_VERSION);
       return 0;
     } else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
       host = argv[++i];

@@ -20,7 +20,7 @@
 
 int wsc_ctrlbuf_get(ws_conn *c) {
   if (!c->ctrlbuf) {
-    c->ctrlbuf = ws_malloc(&c->mem, 2 * WS_CONTROL_MAX);
+    c->ctrlbuf = ws_malloc(&c->mem, (size_t)2 * WS_CONTROL_MAX);
     if (!c->ctrlbuf) return WS_ERR_NOMEM;
   }
   return 0;
@@ -28,6 +28,7 @@ int wsc_ctrlbuf_get(ws_conn *c) {
 
 void ws_config_default(ws_config *cfg, ws_role role) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = (uint32_t)sizeof(*cfg);
   cfg->role = role;
   cfg->delivery = WS_DELIVER_STREAM;
   cfg->max_handshake_bytes = 8192;
@@ -66,6 +67,9 @@ void wsc_hs_free(ws_conn *c) {
 
 /* The checks ws_conn_new() and ws_conn_init() share. */
 static int check_config(const ws_config *cfg) {
+  /* ABI: 0 is the 0.2 layout; no other layout exists yet */
+  if (cfg->size != 0 && cfg->size != sizeof(ws_config))
+    return WS_ERR_INVALID_ARGUMENT;
   if (cfg->role != WS_ROLE_SERVER && cfg->role != WS_ROLE_CLIENT)
     return WS_ERR_INVALID_ARGUMENT;
   /* parts left out of the build (WS_NO_SERVER, WS_NO_CLIENT,
@@ -190,7 +194,7 @@ size_t ws_conn_memsize(const ws_config *cfg) {
              (size_t)cfg->max_out_queue + 512u) +
        grown((size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4),
              (size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4)) +
-       blk(2 * WS_CONTROL_MAX) + blk(hs);
+       blk((size_t)2 * WS_CONTROL_MAX) + blk(hs);
 #if WS_HAS_INFLATE
   if (cfg->pmd.enable) {
     n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
@@ -641,8 +645,8 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
   return pos;
 }
 
-int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread,
-                        ws_event_fn fn, void *ud) {
+int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
+                        size_t *pnread, ws_event_fn fn, void *user_data) {
   size_t dummy, pos = 0;
   ws_event ev;
   int rv = 0;
@@ -655,7 +659,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread,
     while ((c->ev_ready || c->release || c->rx_comp ||
             (c->err && !c->err_reported)) &&
            ws_conn_next_event(c, &ev) == 0) {
-      if (fn(c, &ev, ud)) {
+      if (fn(c, &ev, user_data)) {
         *pnread = pos;
         return rv;
       }
@@ -663,7 +667,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread,
     if (rv) break; /* the error event, if any, is out */
     if (WS_HAS_FAST_PATH && pos < inlen && fast_ready(c)) {
       int stop = 0;
-      size_t n = fast_frames(c, in + pos, inlen - pos, fn, ud, &stop);
+      size_t n = fast_frames(c, in + pos, inlen - pos, fn, user_data, &stop);
       if (n) c->rx_activity = 1;
       pos += n;
       if (stop) break;

@@ -147,7 +147,7 @@ static void a_merge(ws_arena *a, uint8_t *p) {
 /* Cuts the block at |p| (in use, payload |have|) down to |want|, leaving
  * the rest as a free block when there is room for one. */
 static void a_split(uint8_t *p, size_t have, size_t want) {
-  if (have - want < 2 * WS_ARENA_ALIGN) return;
+  if (have - want < (size_t)2 * WS_ARENA_ALIGN) return;
   a_set(p, want);
   uint8_t *rest = p + WS_ARENA_ALIGN + want;
   a_set(rest, (have - want - WS_ARENA_ALIGN) | A_FREE);
@@ -227,7 +227,7 @@ int ws_arena_init(ws_arena *a, void *buf, size_t len, ws_mem *pmem) {
   if (!a || !buf || !pmem) return WS_ERR_INVALID_ARGUMENT;
   /* the buffer's aligned part, whole blocks only */
   size_t skip = (size_t)(-(uintptr_t)buf & (WS_ARENA_ALIGN - 1));
-  if (len < skip + 2 * WS_ARENA_ALIGN) return WS_ERR_INVALID_ARGUMENT;
+  if (len < skip + (size_t)2 * WS_ARENA_ALIGN) return WS_ERR_INVALID_ARGUMENT;
   memset(a, 0, sizeof(*a));
   a->base = (uint8_t *)buf + skip;
   a->len = (len - skip) & ~(size_t)(WS_ARENA_ALIGN - 1);

@@ -398,6 +398,14 @@ typedef struct ws_config {
   uint32_t flags;               /* WS_CFG_* */
   uint32_t max_handshake_bytes; /* request/response head; 8192; -> 431 */
   uint32_t max_headers;         /* header lines; 64; -> 431 */
+  /* ABI: sizeof(ws_config) as the caller's header knew it, set by
+   * ws_config_default(); 0 (memset, a designated initializer) means the
+   * layout of 0.2. A later release that appends fields keeps this field
+   * where it is and tells the layouts apart by it; ws_conn_new() refuses
+   * a size it does not know (a program built against a newer header)
+   * with WS_ERR_INVALID_ARGUMENT. See "ABI policy" in README.md.
+   * Since: 0.2 */
+  uint32_t size;
   uint64_t max_frame_payload;   /* per frame; 1 MiB; -> 1009 */
   uint64_t max_message;         /* per message; 1 MiB; -> 1009 */
   uint32_t max_fragments;       /* frames per message; 65536; 0 = none */
@@ -412,13 +420,14 @@ typedef struct ws_config {
   ws_pmd_config pmd;             /* permessage-deflate; off by default */
 } ws_config;
 
-/* Fills |cfg| with the defaults documented above for |role|. */
+/* Fills |cfg| with the defaults documented above for |role|, and
+ * |cfg->size|. */
 WS_EXTERN void ws_config_default(ws_config *cfg, ws_role role);
 
 /*
  * Creates a connection. |cfg| is copied. |mem| may be NULL; it is copied.
- * Returns 0, WS_ERR_INVALID_ARGUMENT (e.g. client without rand) or
- * WS_ERR_NOMEM.
+ * Returns 0, WS_ERR_INVALID_ARGUMENT (e.g. client without rand, or a
+ * |cfg->size| this library does not know) or WS_ERR_NOMEM.
  */
 WS_EXTERN int ws_conn_new(ws_conn **pconn, const ws_config *cfg,
                           const ws_mem *mem);

@@ -189,6 +189,13 @@ typedef struct ws_loop_transport {
 } ws_loop_transport;
 
 typedef struct ws_loop_config {
+  /* ABI: sizeof(ws_loop_config) as the caller's header knew it, set by
+   * ws_loop_config_default(); 0 (memset, a designated initializer) means
+   * the layout of 0.2. It stays the first field; a later release that
+   * appends fields (here or to ws_loop_callbacks) tells the layouts apart
+   * by it, and ws_loop_new() refuses a size it does not know with
+   * WS_ERR_INVALID_ARGUMENT. See "ABI policy" in README.md. Since: 0.2 */
+  uint32_t size;
   ws_loop_callbacks callbacks;
   void *user_data;           /* loop-wide, see ws_loop_user_data() */
   const ws_mem *mem;         /* for the loop and its connections; NULL:
@@ -238,7 +245,8 @@ typedef struct ws_loop_config {
   uint32_t min_drain_rate;
 } ws_loop_config;
 
-/* Fills |cfg| with the defaults above (no callbacks). Since: 0.1 */
+/* Fills |cfg| with the defaults above (no callbacks), and |cfg->size|.
+ * Since: 0.1 */
 WS_LOOP_EXTERN void ws_loop_config_default(ws_loop_config *cfg);
 
 /* Creates a loop with the platform's backend (the library linked in:
@@ -261,7 +269,9 @@ WS_LOOP_EXTERN void *ws_loop_user_data(const ws_loop *loop);
 #define WS_LOOP_V6ONLY 0x2u    /* IPV6_V6ONLY on an IPv6 address */
 
 typedef struct ws_loop_listen_params {
-  const char *host;  /* numeric IPv4 or IPv6 address; NULL: 127.0.0.1 */
+  const char *host;  /* IPv4 or IPv6 address, or a host name resolved
+                        with getaddrinfo() (which blocks; the first of its
+                        addresses that binds is used); NULL: 127.0.0.1 */
   uint16_t port;     /* 0: any free port, see |*pport| */
   int backlog;       /* 0: SOMAXCONN */
   uint32_t flags;    /* WS_LOOP_REUSEPORT, WS_LOOP_V6ONLY */
@@ -303,12 +313,32 @@ typedef struct ws_loop_listen_params {
 /*
  * Listens. |*pport| (may be NULL) gets the bound port. During a graceful
  * shutdown, new Upgrade requests are rejected with 503. Returns 0,
- * WS_ERR_INVALID_ARGUMENT (bad address or config), WS_LOOP_ERR_IO (bind,
- * listen: errno set) or WS_ERR_NOMEM.
+ * WS_ERR_INVALID_ARGUMENT (bad address, a name that does not resolve,
+ * or a bad config), WS_LOOP_ERR_IO (bind, listen: errno set, e.g.
+ * EADDRINUSE) or WS_ERR_NOMEM.
  */
 WS_LOOP_EXTERN int ws_loop_listen(ws_loop *loop,
                                   const ws_loop_listen_params *params,
                                   uint16_t *pport);
+
+/*
+ * Listens on |fd|, a listening TCP socket made by someone else: systemd
+ * socket activation (LISTEN_FDS, descriptors from 3 on), or an old
+ * process handing its socket to a new one. |params| (may be NULL: the
+ * defaults) is used as by ws_loop_listen(), but for host, port, backlog
+ * and flags, which are the socket's own. The socket is made
+ * non-blocking and close-on-exec. On success the loop owns |fd| and
+ * closes it with its listeners; on failure it is left to the caller,
+ * open. |*pport| (may be NULL) gets
+ * its port. During a graceful shutdown such a listener does not hold
+ * the drain open (see ws_loop_shutdown()): whoever passed it keeps it
+ * and its queued connections for the next process. Returns 0,
+ * WS_ERR_INVALID_ARGUMENT (|fd| is not a listening stream socket, or a
+ * bad config), WS_LOOP_ERR_IO (errno set) or WS_ERR_NOMEM. Since: 0.2
+ */
+WS_LOOP_EXTERN int ws_loop_listen_fd(ws_loop *loop, int fd,
+                                     const ws_loop_listen_params *params,
+                                     uint16_t *pport);
 
 /*
  * A client that comes back (ws_loop_connect_params.reconnect): after a
@@ -423,6 +453,14 @@ WS_LOOP_EXTERN void ws_loop_stop(ws_loop *loop);
  * at once), waits up to |drain_ms| for the close handshakes, drops what
  * is left (WS_LOOP_ERR_SHUTDOWN), closes the listeners and makes
  * ws_loop_run() return 0.
+ *
+ * The listening sockets stay open, and new connections are answered 503
+ * (with Retry-After), until |drain_ms| has passed, even once every
+ * connection has closed: a proxy in front (nginx with proxy_next_upstream
+ * http_503) retries another server instead of meeting a refused
+ * connection. The drain ends earlier, as soon as every connection has
+ * closed, only when every listener was handed over (ws_loop_listen_fd():
+ * systemd keeps the socket and its queue for the next process).
  */
 WS_LOOP_EXTERN void ws_loop_shutdown(ws_loop *loop, uint16_t code,
                                      uint32_t spread_ms, uint32_t drain_ms);
@@ -526,6 +564,29 @@ WS_LOOP_EXTERN void ws_loop_conn_peer(const ws_loop_conn *conn, char *buf,
  */
 WS_LOOP_EXTERN int ws_loop_conn_pause_reading(ws_loop_conn *conn, int on);
 
+/*
+ * Client: the server's 101 answer (status, headers: Set-Cookie and the
+ * like), during on_open, and while the connection's open event is kept:
+ * after on_open returned WS_LOOP_PAUSE, until ws_loop_resume() delivers
+ * it again (run the code that needs it from ws_loop_post_call(), say,
+ * then resume). The answer and its slices are borrowed from the core,
+ * valid until then. NULL at any other time, and for a server connection. (A relay
+ * uses it to pass the upstream's headers on to its own client before
+ * accepting it.) Since: 0.2
+ */
+WS_LOOP_EXTERN const ws_response *
+ws_loop_conn_response(const ws_loop_conn *conn);
+
+/*
+ * The context |conn|'s transport made in attach() (its |*pctx|), or NULL
+ * for a connection not attached yet or over. For an application that
+ * brings its own transport (say, one wrapping TLS or TCP that watches
+ * the bytes) and must reach that connection's part of it. The plain TCP
+ * transport's context is the loop's own: not the application's to use.
+ * Since: 0.2
+ */
+WS_LOOP_EXTERN void *ws_loop_conn_transport_ctx(const ws_loop_conn *conn);
+
 /* ---- from other threads --------------------------------------------------- */
 
 /*
@@ -560,6 +621,31 @@ WS_LOOP_EXTERN int ws_loop_rand(uint8_t *buf, size_t len, void *user_data);
 
 /* Describes a WS_ERR_* or WS_LOOP_ERR_* code. */
 WS_LOOP_EXTERN const char *ws_loop_strerror(int err);
+
+/* ---- totals ------------------------------------------------------------ */
+
+/*
+ * What a loop has done since it was created: every connection it
+ * accepted or started, and the ws_conn_stats counters of all of them,
+ * the closed ones and those open now. Fields are only ever added at the
+ * end: ws_loop_stats_get() fills the first |size| bytes, so a program
+ * built against an older, smaller struct keeps working. Since: 0.2
+ */
+typedef struct ws_loop_stats {
+  uint64_t accepted;          /* server connections accepted */
+  uint64_t connected;         /* client connections started (ws_loop_connect) */
+  uint64_t closed;            /* connections ended (both kinds) */
+  uint64_t open;              /* connections held now (ws_loop_conn_count) */
+  uint64_t msgs_in, msgs_out; /* data messages (ws_stats) */
+  uint64_t bytes_in, bytes_out; /* data payload bytes */
+  uint64_t wire_in, wire_out;   /* all bytes, handshakes included */
+} ws_loop_stats;
+
+/* Fills |pstats| (|size| = sizeof(*pstats), at most sizeof(ws_loop_stats)
+ * bytes are written) with the loop's totals. Loop thread; costs one pass
+ * over the open connections. Since: 0.2 */
+WS_LOOP_EXTERN void ws_loop_stats_get(const ws_loop *loop,
+                                      ws_loop_stats *pstats, size_t size);
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,8 @@ typedef struct ws_drv_sys {
   uint64_t (*now_ms)(void *self);
   /* Unpredictable bytes; 0 or -1. */
   int (*rand)(void *self, uint8_t *buf, size_t len);
-  /* A listening TCP socket on numeric |host| (NULL: 127.0.0.1) and |port|
+  /* A listening TCP socket on |host| (an address, or a name resolved to
+   * the first of its addresses that binds; NULL: 127.0.0.1) and |port|
    * (0: any), with WS_LOOP_REUSEPORT / WS_LOOP_V6ONLY |flags|; sets the
    * bound port. Returns the descriptor. */
   int (*listen)(void *self, const char *host, uint16_t port, int backlog,

@@ -13,6 +13,8 @@
  *   ws_drv_reconnect.c clients that come back: backoff, the next attempt
  *   ws_drv_post.c      work queued from other threads
  *   ws_drv_shutdown.c  ws_loop_stop() and the graceful shutdown
+ *   ws_drv_activate.c  ws_loop_listen_fd(): sockets from systemd or an
+ *                      old process
  *   ws_drv_sys.c       the system calls, and the plain TCP transport
  *
  * Life of a connection: created at accept() or ws_loop_connect(), it is
@@ -88,6 +90,7 @@ typedef struct listener {
   const char *const *origins;
   size_t norigins;
   uint32_t origin_flags;
+  uint8_t handed; /* ws_loop_listen_fd(): does not hold a drain open */
 } listener;
 
 enum { P_SEND = 1, P_CLOSE, P_CALL };
@@ -173,6 +176,9 @@ struct ws_loop {
   uint32_t heaplen, heapcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
+  /* the connection whose on_open runs, and its 101 (client) */
+  const ws_loop_conn *open_conn;
+  const ws_response *open_resp;
   int stop_rv;
   uint8_t stopped;
   uint8_t draining;
@@ -192,6 +198,9 @@ struct ws_loop {
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
   struct drv_reconnect *rc; /* clients that come back (ws_drv_reconnect.c) */
+  /* ws_loop_stats_get(): the connections freed so far (open ones are
+   * added at query time) */
+  ws_loop_stats freed;
 };
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */

@@ -161,3 +161,19 @@ int ws_loop_conn_pause_reading(ws_loop_conn *c, int on) {
 void ws_loop_close_listeners(ws_loop *l) {
   if (l) drv_close_listeners(l);
 }
+
+/* The answer of a client's opening handshake lives in the core until the
+ * next call on it; a connection whose open event is kept (on_open
+ * returned WS_LOOP_PAUSE) makes no such call until it is delivered
+ * again. */
+const ws_response *ws_loop_conn_response(const ws_loop_conn *c) {
+  if (c && c == c->loop->open_conn) return c->loop->open_resp;
+  if (!c || c->state != C_WS || c->role != WS_ROLE_CLIENT ||
+      !(c->flags & F_PAUSED) || !c->aux || c->aux->ev.type != WS_EV_OPEN)
+    return NULL;
+  return c->aux->ev.response;
+}
+
+void *ws_loop_conn_transport_ctx(const ws_loop_conn *c) {
+  return c && c->state != C_DEAD ? c->tctx : NULL;
+}

@@ -232,9 +232,13 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
     budget_hs_done(c);
     return 0;
   }
-  c->flags |= F_KNOWN;
-  if (l->cfg.callbacks.on_request)
+  /* Owed an on_close once the application heard of it: here if it has
+   * on_request, else at WS_EV_OPEN (an accept that fails for lack of
+   * memory ends the connection unannounced). */
+  if (l->cfg.callbacks.on_request) {
+    c->flags |= F_KNOWN;
     rv = l->cfg.callbacks.on_request(c, c->user_data, ev->request);
+  }
   if (rv == WS_LOOP_PAUSE && ws_conn_state(c->ws) == WS_STATE_CONNECTING)
     return WS_LOOP_PAUSE;
   if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
@@ -304,7 +308,12 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
   case WS_EV_OPEN:
     c->flags |= F_KNOWN;
     budget_opened(c);
+    /* ws_loop_conn_response() during the call: the client's 101 */
+    l->open_conn = c;
+    l->open_resp = ev->response;
     if (cb->on_open) rv = cb->on_open(c, c->user_data);
+    l->open_conn = NULL;
+    l->open_resp = NULL;
     if (l->draining) conn_shutdown_close(c);
     break;
   case WS_EV_TEXT:
@@ -397,9 +406,33 @@ static void retained_done(ws_loop_conn *c) {
   }
 }
 
+/* ws_conn_feed_events()'s callback: one event to the application, as
+ * conn_pull_events() does. Returns 1 to stop the feed: the event was kept
+ * (WS_LOOP_PAUSE), or the connection ended. */
+static int feed_event(ws_conn *ws, const ws_event *ev, void *ud) {
+  ws_loop_conn *c = ud;
+  ws_loop *l = c->loop;
+  (void)ws;
+  /* What the application allocates in its callbacks (sends to other
+   * connections, say) is not this connection's input. */
+  ws_loop_conn *was = l->feeding;
+  l->feeding = NULL;
+  int kept = 0;
+  if (dispatch(c, ev) == WS_LOOP_PAUSE) {
+    if (keep_event(c, ev) != 0)
+      ws_conn_close(c->ws, 1011, NULL, 0);
+    else
+      kept = 1;
+  }
+  l->feeding = was;
+  return kept || c->state != C_WS;
+}
+
 /* Feeds |buf[pos..len)| to the core and dispatches the events, until it is
  * used up, or the connection pauses or congests (the rest is retained).
- * |priv|: |buf| is the connection's own retained buffer. */
+ * |priv|: |buf| is the connection's own retained buffer. The events go to
+ * the application from inside the core's batch call, as they are parsed
+ * (ws_conn_feed_events): no stop at each one. */
 static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
                           size_t len, int priv) {
   size_t fstart = pos;
@@ -424,7 +457,7 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
     fstart = pos;
     ws_loop_conn *was = c->loop->feeding;
     c->loop->feeding = c; /* who pays for what the core allocates */
-    int rv = ws_conn_feed(c->ws, buf + pos, len - pos, &n);
+    int rv = ws_conn_feed_events(c->ws, buf + pos, len - pos, &n, feed_event, c);
     c->loop->feeding = was;
     pos += n;
     if (rv < 0 && rv != WS_ERR_WOULDBLOCK) pos = len; /* the rest is moot */

@@ -44,6 +44,23 @@ void drv_note_rv(ws_loop *l, int rv) {
   if (rv < 0 && !l->stop_rv) l->stop_rv = rv;
 }
 
+/* Adds |c| (its role and its core counters) to |st|. */
+static void add_conn_stats(ws_loop_stats *st, const ws_loop_conn *c) {
+  ws_stats cs;
+  if (c->role == WS_ROLE_CLIENT)
+    st->connected++;
+  else
+    st->accepted++;
+  if (!c->ws) return;
+  ws_conn_stats(c->ws, &cs);
+  st->msgs_in += cs.msgs_in;
+  st->msgs_out += cs.msgs_out;
+  st->bytes_in += cs.bytes_in;
+  st->bytes_out += cs.bytes_out;
+  st->wire_in += cs.wire_in;
+  st->wire_out += cs.wire_out;
+}
+
 void drv_free_grave(ws_loop *l) {
   ws_loop_conn **pp = &l->grave;
   while (*pp) {
@@ -53,8 +70,27 @@ void drv_free_grave(ws_loop *l) {
       continue;
     }
     *pp = c->next_grave;
+    add_conn_stats(&l->freed, c);
+    l->freed.closed++;
     conn_free_memory(c);
   }
+}
+
+void ws_loop_stats_get(const ws_loop *l, ws_loop_stats *pstats, size_t size) {
+  ws_loop_stats st;
+  if (!pstats) return;
+  memset(&st, 0, sizeof(st));
+  if (l) {
+    st = l->freed;
+    for (const ws_loop_conn *c = l->grave; c; c = c->next_grave) {
+      add_conn_stats(&st, c); /* ended this round, not freed yet */
+      st.closed++;
+    }
+    for (uint32_t i = 0; i < l->nslots; i++)
+      if (l->slots[i]) add_conn_stats(&st, l->slots[i]);
+    st.open = l->nconns;
+  }
+  memcpy(pstats, &st, size < sizeof(st) ? size : sizeof(st));
 }
 
 const char *ws_loop_strerror(int err) {
@@ -72,6 +108,7 @@ const char *ws_loop_strerror(int err) {
 
 void ws_loop_config_default(ws_loop_config *cfg) {
   memset(cfg, 0, sizeof(*cfg));
+  cfg->size = (uint32_t)sizeof(*cfg);
   cfg->read_size = 65536;
   cfg->high_water = 1u << 20;
   cfg->low_water = 256u << 10;
@@ -210,7 +247,8 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
                const ws_drv_poller *poller, const ws_drv_sys *sys) {
   ws_mem m;
   if (ploop) *ploop = NULL;
-  if (!ploop || !cfg || cfg->read_size < 1024 ||
+  if (!ploop || !cfg || (cfg->size && cfg->size != sizeof(*cfg)) ||
+      cfg->read_size < 1024 ||
       cfg->low_water > cfg->high_water || resolve_mem(&m, cfg->mem) != 0) {
     poller->del(poller->self);
     return WS_ERR_INVALID_ARGUMENT;

@@ -71,8 +71,18 @@ void drv_take_requests(ws_loop *l) {
   if (atomic_exchange(&l->shutdown_req, 0) && !l->draining) start_drain(l);
 }
 
+/* A listener of our own (not handed over by ws_loop_listen_fd()) keeps
+ * the drain going to its deadline: until then new connections get 503,
+ * which a proxy in front can retry elsewhere, instead of a refusal. */
+static int own_listener(const ws_loop *l) {
+  for (const listener *s = l->listeners; s; s = s->next)
+    if (!s->handed) return 1;
+  return 0;
+}
+
 void drv_check_drain(ws_loop *l) {
-  if (!l->draining || (l->nconns > 0 && l->now < l->drain_deadline)) return;
+  if (!l->draining) return;
+  if (l->now < l->drain_deadline && (l->nconns > 0 || own_listener(l))) return;
   for (uint32_t i = 0; i < l->nslots; i++) {
     ws_loop_conn *c = l->slots[i];
     if (c) conn_destroy(c, WS_LOOP_ERR_SHUTDOWN);

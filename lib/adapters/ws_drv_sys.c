@@ -115,8 +115,35 @@ static int sys_accept(void *self, int lfd) {
   return fd;
 }
 
-static int sys_listen(void *self, const char *host, uint16_t port,
-                      int backlog, uint32_t flags, uint16_t *pport) {
+/* A listening socket on one address; -1 with errno set. */
+static int listen_one(const struct addrinfo *ai, int backlog, uint32_t flags) {
+  int one = 1, fd = sock_open(ai->ai_family, SOCK_STREAM, 0);
+  int ok = fd >= 0 &&
+           setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0;
+  if (ok && (flags & WS_LOOP_REUSEPORT))
+    ok = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0;
+  if (ok && ai->ai_family == AF_INET6) {
+    int v6only = (flags & WS_LOOP_V6ONLY) ? 1 : 0;
+    ok =
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) == 0;
+  }
+  ok = ok && bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+       listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0;
+  if (!ok && fd >= 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    fd = -1;
+  }
+  return fd;
+}
+
+/* |host| is a numeric address or a name: a name is resolved
+ * (getaddrinfo, which blocks) and the first of its addresses that can be
+ * bound is used ("localhost": ::1 or 127.0.0.1). A name that does not
+ * resolve is EINVAL; a bind failure keeps bind's errno (EADDRINUSE). */
+static int sys_listen(void *self, const char *host, uint16_t port, int backlog,
+                      uint32_t flags, uint16_t *pport) {
   struct addrinfo hints, *res = NULL;
   char ports[8];
   (void)self;
@@ -124,31 +151,31 @@ static int sys_listen(void *self, const char *host, uint16_t port,
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
   (void)snprintf(ports, sizeof(ports), "%u", (unsigned)port);
-  if (getaddrinfo(host ? host : "127.0.0.1", ports, &hints, &res) != 0 ||
-      !res) {
-    errno = EINVAL;
-    return -1;
+  if (!host) host = "127.0.0.1";
+  if (getaddrinfo(host, ports, &hints, &res) != 0 || !res) {
+    hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE; /* a name */
+    res = NULL;
+    if (getaddrinfo(host, ports, &hints, &res) != 0 || !res) {
+      errno = EINVAL;
+      return -1;
+    }
   }
-  int one = 1, fd = sock_open(res->ai_family, SOCK_STREAM, 0);
-  int ok = fd >= 0 &&
-           setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0;
-  if (ok && (flags & WS_LOOP_REUSEPORT))
-    ok = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0;
-  if (ok && res->ai_family == AF_INET6) {
-    int v6only = (flags & WS_LOOP_V6ONLY) ? 1 : 0;
-    ok = setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
-                    sizeof(v6only)) == 0;
+  int fd = -1, e = 0;
+  for (const struct addrinfo *ai = res; ai && fd < 0; ai = ai->ai_next) {
+    fd = listen_one(ai, backlog, flags);
+    if (fd < 0 && !e) e = errno; /* the first address's reason */
   }
-  ok = ok && bind(fd, res->ai_addr, res->ai_addrlen) == 0 &&
-       listen(fd, backlog > 0 ? backlog : SOMAXCONN) == 0;
   freeaddrinfo(res);
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
   memset(&ss, 0, sizeof(ss));
-  ok = ok && getsockname(fd, (struct sockaddr *)&ss, &sl) == 0;
-  if (!ok) {
-    int e = errno;
-    if (fd >= 0) close(fd);
+  if (fd < 0) {
+    errno = e ? e : EINVAL;
+    return -1;
+  }
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+    e = errno;
+    close(fd);
     errno = e;
     return -1;
   }

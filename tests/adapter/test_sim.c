@@ -1789,6 +1789,61 @@ static void pause_reading_and_close_listeners(void **state) {
   h_end();
 }
 
+
+/* ws_loop_conn_response(): a client's 101 during on_open and while its
+ * open event is kept; NULL otherwise and for servers.
+ * ws_loop_conn_transport_ctx(): the transport's context. */
+static int resp_status_in_open, resp_null_after;
+static ws_loop_conn *resp_conn;
+static int r_open(ws_loop_conn *c, void *ud) {
+  const ws_response *r = ws_loop_conn_response(c);
+  if (ud == &cli_opened) {
+    resp_status_in_open = r ? r->status : -1;
+    resp_conn = c;
+    /* the first time, keep the open event; delivered again, go on */
+    return cli_opened++ == 0 ? WS_LOOP_PAUSE : 0;
+  }
+  assert_null(r); /* a server connection */
+  return 0;
+}
+
+static void loop_conn_response_and_transport_ctx(void **state) {
+  (void)state;
+  memset(&H, 0, sizeof(H));
+  H.s = sim_new(T0, 5);
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_open = r_open;
+  lc.callbacks.on_close = c_close;
+  ws_drv_poller pl = sim_poller(H.s);
+  assert_int_equal(ws_drv_new(&H.l, &lc, &pl, sim_sys(H.s)), 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0);
+  ws_loop_connect_params cp;
+  memset(&cp, 0, sizeof(cp));
+  cp.host = "127.0.0.1";
+  cp.port = H.port;
+  cp.user_data = &cli_opened;
+  cli_opened = cli_closed = 0;
+  assert_int_equal(ws_loop_connect(H.l, &cp, NULL), 0);
+  h_until(&cli_opened, 1, 10);
+  assert_int_equal(resp_status_in_open, 101);
+  const ws_response *r = ws_loop_conn_response(resp_conn); /* still kept */
+  assert_non_null(r);
+  assert_int_equal(r->status, 101);
+  assert_non_null(ws_loop_conn_transport_ctx(resp_conn)); /* plain TCP */
+  assert_null(ws_loop_conn_transport_ctx(NULL));
+  assert_null(ws_loop_conn_response(NULL));
+  ws_loop_resume(resp_conn);
+  h_round();
+  assert_int_equal(cli_opened, 2);
+  assert_null(ws_loop_conn_response(resp_conn)); /* delivered: gone */
+  (void)resp_null_after;
+  ws_loop_del(H.l);
+  sim_del(H.s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -1808,6 +1863,7 @@ int main(void) {
       cmocka_unit_test(loop_config_and_listen_errors),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(one_recv_per_message),
+      cmocka_unit_test(loop_conn_response_and_transport_ctx),
       /* budgets and caps (h-budget) */
       cmocka_unit_test(budget_refuses_the_connection_that_asks),
       cmocka_unit_test(budget_high_mark_refuses_new_requests),

@@ -79,6 +79,15 @@ def process_request(path, headers):
     return None
 
 
+def upstream_headers(path, headers):
+    """/cookie: end-to-end headers in the 101, for the proxy to pass on"""
+    if path.startswith("/cookie"):
+        return [("Set-Cookie", "sid=1; Path=/"),
+                ("Set-Cookie", "theme=dark"), ("X-Origin", "a"),
+                ("Keep-Alive", "timeout=5")]  # hop-by-hop: not passed on
+    return []
+
+
 async def upstream_handler(ws, path):
     rec = RESULTS.setdefault(path.split("?")[0], {})
     rec["headers"] = dict(ws.request_headers.raw_items())
@@ -185,6 +194,23 @@ async def t_subprotocol_headers(env):
     check("query", rec["path"] == "/headers/x?a=1&b=2", rec["path"])
 
 
+async def t_response_headers(env):
+    """the upstream's Set-Cookie and other end-to-end 101 headers reach
+    the client; hop-by-hop ones do not"""
+    async with websockets.connect(env.py_url("/cookie"),
+                                  subprotocols=["chat"]) as ws:
+        h = ws.response_headers
+        check("set-cookie", h.get_all("Set-Cookie") ==
+              ["sid=1; Path=/", "theme=dark"], h.raw_items())
+        check("x-origin", h.get("X-Origin") == "a", h.raw_items())
+        check("keep-alive", "Keep-Alive" not in h, h.raw_items())
+        check("one accept", len(h.get_all("Sec-WebSocket-Accept")) == 1,
+              h.raw_items())
+        check("subprotocol", ws.subprotocol == "chat", ws.subprotocol)
+        await ws.send("x")
+        check("echo", await ws.recv() == "x")
+
+
 async def t_statuses(env):
     """403 passes through; dead upstream 502; silent upstream 504"""
     await expect_status(env.py_url("/deny"), 403)
@@ -213,6 +239,28 @@ async def t_close_codes(env):
     rec = RESULTS["/echo-c"]
     check("4002", (rec["code"], rec["reason"]) == (4002, "client says bye"),
           rec)
+
+
+async def t_close_order(env):
+    """messages then a close at once: the client gets every echo before
+    the proxy answers its close, and its own code back (with and without
+    deflate on the client side)"""
+    big = os.urandom(256 * 1024)
+    for comp in ("deflate", None):
+        ws = await websockets.connect(env.url("/order"), compression=comp,
+                                      max_size=None)
+        await ws.send(big)
+        await ws.send("hw")
+        await ws.close(4003, "in order")
+        got = []
+        while True:
+            try:
+                got.append(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            except websockets.ConnectionClosed:
+                break
+        check("order echoes", got == [big, "hw"], [len(x) for x in got])
+        check("order code", (ws.close_code, ws.close_reason) ==
+              (4003, "in order"), (ws.close_code, ws.close_reason))
 
 
 async def wait_for(cond, secs=TIMEOUT):
@@ -589,6 +637,7 @@ async def main():
     py_port, silent_port, dead_port, echo_port = (free_port() for _ in "1234")
     server = await websockets.serve(upstream_handler, "127.0.0.1", py_port,
                                     process_request=process_request,
+                                    extra_headers=upstream_headers,
                                     subprotocols=["chat"], max_size=None)
     silent = await asyncio.start_server(silent_server, "127.0.0.1",
                                         silent_port)
@@ -625,7 +674,9 @@ async def main():
     pyproxy_env.__dict__.update(env.__dict__)
     pyproxy_env.proxy = pyproxy
     tests = [("echo", t_echo, env), ("headers", t_subprotocol_headers, env),
+             ("response-headers", t_response_headers, env),
              ("statuses", t_statuses, env), ("close", t_close_codes, env),
+             ("close-order", t_close_order, env),
              ("vanish", t_vanish, env),
              ("backpressure", t_backpressure, pyproxy_env),
              ("metrics", t_metrics_log, env),

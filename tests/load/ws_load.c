@@ -2,7 +2,7 @@
  * ws_load: load and fault test (and benchmark) of examples/echo-server.
  *
  *   ws_load --server PATH [--conns 5000] [--msgs 100] [--window 4]
- *           [--no-faults] [--threads N]
+ *           [--no-faults] [--threads N] [--size BYTES]
  *
  * Starts the server (--port 0 --handshake-timeout 3000), opens --conns
  * client connections with the epoll loop (at most 256 connecting at a
@@ -77,6 +77,23 @@ static long rss_kib(pid_t pid) {
   return kib;
 }
 
+/* CPU seconds (user + system) the process |pid| has used. */
+static double cpu_s(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  unsigned long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                   &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 /* Prints "ok WHAT" or "FAIL WHAT" after the detail line printed before. */
 static void result(int ok, const char *what) {
   if (ok) passed++;
@@ -87,7 +104,10 @@ static void result(int ok, const char *what) {
 
 /* Message |m| of client |i|: its size, kind and bytes are a function of
  * (i, m), so the echo can be checked without keeping what was sent. */
+static long fixed_size = -1; /* --size: every message this long */
+
 static size_t msg_size(uint32_t i, uint32_t m) {
+  if (fixed_size >= 0) return (size_t)fixed_size;
   uint32_t h = (i * 2654435761u) ^ (m * 40503u + 0x9e37u);
   h ^= h >> 13;
   uint32_t k = h % 100;
@@ -379,6 +399,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--window") && i + 1 < argc) window = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-faults")) faults = 0;
+    else if (!strcmp(argv[i], "--size") && i + 1 < argc) fixed_size = atol(argv[++i]);
     else path = NULL, i = argc;
   }
   if (!path || nconns < 1 || nmsgs < 1 || window < 1) {
@@ -432,10 +453,12 @@ int main(int argc, char **argv) {
   pthread_t ft;
   if (faults) pthread_create(&ft, NULL, fault_thread, &fr);
   ws_loop_post_call(loop, start_all, NULL);
+  double cpu0 = cpu_s(server);
   double t1 = now_s();
   while (closed_clean + failures < nconns && now_s() - t1 < 40)
     if (ws_loop_run_once(loop, 100) < 0) break;
   double t_echo = now_s() - t1;
+  double cpu_echo = cpu_s(server) - cpu0;
   if (faults) pthread_join(ft, NULL);
 
   printf("  %llu echoes, %d failures, %d clean closes\n",
@@ -447,6 +470,9 @@ int main(int argc, char **argv) {
          "%.1f MiB/s each way\n", (unsigned long long)echoes,
          (double)bytes / 1048576.0, t_echo, (double)echoes / t_echo,
          (double)bytes / 1048576.0 / t_echo);
+  printf("server CPU: %.2f s for the echoes: %.0f messages per server "
+         "CPU-second\n", cpu_echo,
+         cpu_echo > 0 ? (double)echoes / cpu_echo : 0.0);
   if (faults) {
     printf("  %d of 100 vanished\n", fr.vanished);
     result(fr.vanished == 100, "clients vanished mid-frame (FIN and RST)");

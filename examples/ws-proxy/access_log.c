@@ -1,0 +1,87 @@
+/*
+ * ws-proxy: the access log, one JSON line per connection at its end
+ * (stderr, or --access-log FILE), written with one write().
+ * SPDX-License-Identifier: MIT
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include "proxy.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+void sb_printf(sbuf *sb, const char *fmt, ...) {
+  va_list ap;
+  if (sb->len >= sb->cap) return;
+  va_start(ap, fmt);
+  int n = vsnprintf(sb->b + sb->len, sb->cap - sb->len, fmt, ap);
+  va_end(ap);
+  if (n > 0) sb->len += (size_t)n;
+  if (sb->len > sb->cap) sb->len = sb->cap;
+}
+
+static void sb_json_str(sbuf *sb, const char *s) {
+  sb_printf(sb, "\"");
+  for (; s && *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      sb_printf(sb, "\\%c", c);
+    else if (c < 0x20)
+      sb_printf(sb, "\\u%04x", c);
+    else
+      sb_printf(sb, "%c", c);
+  }
+  sb_printf(sb, "\"");
+}
+
+/* ,"name":"value" */
+static void sb_field(sbuf *sb, const char *name, const char *value) {
+  sb_printf(sb, ",\"%s\":", name);
+  sb_json_str(sb, value);
+}
+
+static void log_closes(sbuf *sb, const pair *p) {
+  const side *c = &p->s[SIDE_CLIENT], *u = &p->s[SIDE_UPSTREAM];
+  sb_printf(sb, ",\"client_close\":{\"code\":%u", c->code);
+  sb_field(sb, "reason", c->reason);
+  sb_printf(sb, ",\"sent\":%u},\"upstream_close\":{\"code\":%u", c->sent,
+            u->code);
+  sb_field(sb, "reason", u->reason);
+  sb_printf(sb, ",\"sent\":%u}", u->sent);
+  sb_field(sb, "first", p->first ? p->first : "");
+}
+
+void access_log(const pair *p) {
+  char line[4096];
+  sbuf sb = {line, 0, sizeof(line) - 2};
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  char when[40];
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+  const side *c = &p->s[SIDE_CLIENT], *u = &p->s[SIDE_UPSTREAM];
+  sb_printf(&sb, "{\"time\":\"%s.%03ldZ\",\"client\":", when,
+            ts.tv_nsec / 1000000);
+  sb_json_str(&sb, p->peer);
+  sb_field(&sb, "path", p->path);
+  sb_field(&sb, "subprotocol", p->proto);
+  sb_field(&sb, "upstream", p->ups ? p->ups->url : "");
+  sb_printf(&sb,
+            ",\"attempts\":%d,\"status\":%d,\"duration_ms\":%" PRIu64
+            ",\"msgs_to_upstream\":%" PRIu64 ",\"bytes_to_upstream\":%" PRIu64
+            ",\"msgs_to_client\":%" PRIu64 ",\"bytes_to_client\":%" PRIu64
+            ",\"wire_client_in\":%" PRIu64 ",\"wire_client_out\":%" PRIu64
+            ",\"wire_upstream_in\":%" PRIu64 ",\"wire_upstream_out\":%" PRIu64,
+            p->attempts, p->status, mono_ms() - p->t0_ms, c->st.msgs_in,
+            c->st.bytes_in, c->st.msgs_out, c->st.bytes_out, c->st.wire_in,
+            c->st.wire_out, u->st.wire_in, u->st.wire_out);
+  log_closes(&sb, p);
+  sb_printf(&sb, "}");
+  line[sb.len++] = '\n';
+  ssize_t wr = write(opt.log_fd, line, sb.len); /* one line, one write */
+  (void)wr;
+}
