@@ -18,6 +18,15 @@
  */
 #include "ws_conn_int.h"
 
+/* The receive fast path (whole uncompressed frames straight to their
+ * event) only saves time: it is left out when optimizing for size
+ * (-Os). */
+#if defined(__OPTIMIZE_SIZE__)
+#  define WS_HAS_FAST_PATH 0
+#else
+#  define WS_HAS_FAST_PATH 1
+#endif
+
 int wsc_ctrlbuf_get(ws_conn *c) {
   if (!c->ctrlbuf) {
     c->ctrlbuf = ws_malloc(&c->mem, (size_t)2 * WS_CONTROL_MAX);
@@ -195,11 +204,11 @@ size_t ws_conn_memsize(const ws_config *cfg) {
        grown((size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4),
              (size_t)WS_MIN(cfg->max_message, (uint64_t)SIZE_MAX / 4)) +
        blk((size_t)2 * WS_CONTROL_MAX) + blk(hs);
-#if WS_HAS_INFLATE
+#if !defined(WS_NO_DEFLATE)
   if (cfg->pmd.enable) {
     n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
          blk(ws_inflate_memsize(15)) + blk(ZCHUNK);
-#  if WS_HAS_DEFLATE
+#  if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
     n += blk(sizeof(ws_deflater)) + blk(ws_deflate_memsize(15, 9));
 #  endif
   }
@@ -208,7 +217,7 @@ size_t ws_conn_memsize(const ws_config *cfg) {
 }
 
 void wsc_inflater_drop(ws_conn *c) {
-#if WS_HAS_INFLATE
+#if !defined(WS_NO_DEFLATE)
   if (!c->z || !c->z->inf) return;
   ws_inflate_free(c->z->inf);
   ws_free(&c->mem, c->z->inf);
@@ -219,7 +228,7 @@ void wsc_inflater_drop(ws_conn *c) {
 }
 
 void wsc_deflater_drop(ws_conn *c) {
-#if WS_HAS_DEFLATE
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
   if (!c->z || !c->z->def) return;
   ws_deflate_free(c->z->def);
   ws_free(&c->mem, c->z->def);
@@ -484,7 +493,7 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     return 0;
   }
   release_event_storage(c);
-#if WS_HAS_INFLATE
+#if !defined(WS_NO_DEFLATE)
   if (draining(c)) {
     size_t n;
     (void)wsc_read_compressed(c, NULL, 0, &n);

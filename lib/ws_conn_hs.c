@@ -13,7 +13,7 @@ static int check_header_kv(const ws_kv *h, size_t n) {
 
 int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
-#if !WS_HAS_CLIENT
+#if defined(WS_NO_CLIENT)
   return WS_ERR_INVALID_STATE; /* (no client connection can exist) */
 #else
   if (!is_client(c) || c->state != WS_STATE_CONNECTING || c->hs)
@@ -53,7 +53,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   }
   char offer[WS_PMD_TEXT_MAX];
   const char *poffer = NULL;
-#  if WS_HAS_INFLATE
+#  if !defined(WS_NO_DEFLATE)
   if (c->z) {
     ws_pmd_write_offer(&c->z->cfg, offer);
     poffer = offer;
@@ -69,12 +69,12 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   }
   c->stats.wire_out += c->out.len - before;
   return 0;
-#endif /* WS_HAS_CLIENT */
+#endif /* !WS_NO_CLIENT */
 }
 
 int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
-#if !WS_HAS_SERVER
+#if defined(WS_NO_SERVER)
   (void)p;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
@@ -104,7 +104,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   ws_pmd_params pmd;
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
-#  if WS_HAS_INFLATE
+#  if !defined(WS_NO_DEFLATE)
   if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
 #  endif
   size_t before = c->out.len;
@@ -126,13 +126,13 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   c->last_rx = c->now;
   wsc_set_event(c, WS_EV_OPEN);
   return 0;
-#endif /* WS_HAS_SERVER */
+#endif /* !WS_NO_SERVER */
 }
 
 int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
-#if !WS_HAS_SERVER
+#if defined(WS_NO_SERVER)
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -159,13 +159,13 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   c->err_reported = 1;
   c->state = WS_STATE_FAILED;
   return 0;
-#endif /* WS_HAS_SERVER */
+#endif /* !WS_NO_SERVER */
 }
 
 int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
                     size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
-#if !WS_HAS_SERVER
+#if defined(WS_NO_SERVER)
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -195,10 +195,10 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
   c->state = WS_STATE_CLOSED;
   c->hs_deadline = NO_DEADLINE;
   return 0;
-#endif /* WS_HAS_SERVER */
+#endif /* !WS_NO_SERVER */
 }
 
-#if WS_HAS_SERVER
+#if !defined(WS_NO_SERVER)
 /* Server handshake failure: answer with an HTTP error and fail. */
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
   size_t before = c->out.len;
@@ -233,7 +233,7 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   return 0;
 }
 
-#if WS_HAS_SERVER
+#if !defined(WS_NO_SERVER)
 /* The request head: a WebSocket upgrade (WS_EV_REQUEST) or, with
  * WS_CFG_HTTP, a plain request (WS_EV_HTTP). |rv| is hs_collect()'s. */
 static int feed_request(ws_conn *c, int rv, size_t head) {
@@ -259,9 +259,9 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
   return 0;
 }
-#endif /* WS_HAS_SERVER */
+#endif /* !WS_NO_SERVER */
 
-#if WS_HAS_CLIENT
+#if !defined(WS_NO_CLIENT)
 /* The response head: the server's 101 (WS_EV_OPEN), checked against what
  * was offered. |rv| is hs_collect()'s. */
 static int feed_response(ws_conn *c, int rv, size_t head) {
@@ -292,7 +292,7 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
-#  if WS_HAS_INFLATE
+#  if !defined(WS_NO_DEFLATE)
     if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
@@ -313,7 +313,7 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
 }
-#endif /* WS_HAS_CLIENT */
+#endif /* !WS_NO_CLIENT */
 
 int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
                        size_t *pnread) {
@@ -322,9 +322,9 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   int rv = hs_collect(c, in, inlen, pnread, &head);
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
-#if WS_HAS_SERVER && WS_HAS_CLIENT
+#if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
   return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);
-#elif WS_HAS_SERVER
+#elif !defined(WS_NO_SERVER)
   return feed_request(c, rv, head);
 #else
   return feed_response(c, rv, head);

@@ -6,6 +6,7 @@
 #define WS_CONN_INT_H
 
 #include "ws_int.h"
+#include "ws_switch.h"
 #include "ws_deflate.h"
 #include "ws_handshake.h"
 #include "ws_mask.h"
@@ -216,10 +217,10 @@ static inline int ascii_small(const uint8_t *p, size_t n) {
 /* A constant when only one role is built (WS_NO_SERVER, WS_NO_CLIENT), so
  * the other role's paths compile away. */
 static inline int is_client(const ws_conn *c) {
-#if !WS_HAS_SERVER
+#if defined(WS_NO_SERVER)
   (void)c;
   return 1;
-#elif !WS_HAS_CLIENT
+#elif defined(WS_NO_CLIENT)
   (void)c;
   return 0;
 #else
@@ -249,7 +250,7 @@ static inline int we_reset(const ws_conn *c) {
 /* A compressed message whose data is all in but whose inflated output is
  * not all out yet: the drain goes on without input. */
 static inline int draining(const ws_conn *c) {
-#if !WS_HAS_INFLATE
+#if defined(WS_NO_DEFLATE)
   (void)c;
   return 0;
 #endif

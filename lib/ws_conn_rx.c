@@ -206,7 +206,7 @@ static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
   return flags;
 }
 
-#if WS_HAS_INFLATE
+#if !defined(WS_NO_DEFLATE)
 /* The inflater and, in stream mode, the chunk buffer, on first need. */
 static int inflate_prepare(ws_conn *c, int stream) {
   if (!c->z->inf) {
@@ -394,7 +394,7 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
   inflate_event(c, stream, text, done);
   return 0;
 }
-#endif /* WS_HAS_INFLATE */
+#endif /* !WS_NO_DEFLATE */
 
 /* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
  * place; a split one is gathered in a small conn buffer. */
@@ -519,7 +519,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 /* A frame's payload, to the reader for its kind. */
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
-#if WS_HAS_INFLATE
+#if !defined(WS_NO_DEFLATE)
   if (c->rx_comp) return wsc_read_compressed(c, in, inlen, pnread);
 #endif
   if (c->delivery == WS_DELIVER_STREAM)

@@ -12,7 +12,7 @@ static int can_send_data(const ws_conn *c) {
          (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
 }
 
-#if WS_HAS_DEFLATE
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
 /* ---- the shared compressor ----------------------------------------------- */
 
 struct ws_pmd_shared {
@@ -147,7 +147,7 @@ int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
 }
 
 void ws_pmd_shared_del(ws_pmd_shared *sh) { (void)sh; }
-#endif /* WS_HAS_DEFLATE */
+#endif /* !WS_NO_DEFLATE && !WS_INFLATE_ONLY */
 
 int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                  uint32_t flags) {
@@ -170,7 +170,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   /* Whether a message is compressed is decided at its first fragment:
    * small single-frame messages are not worth it (min_size). */
   unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
-#if WS_HAS_DEFLATE
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
   int comp = c->tx_op ? c->tx_comp
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
                             (!fin || len >= c->z->cfg.min_size);

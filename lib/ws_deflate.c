@@ -29,7 +29,8 @@
  */
 #include "ws_deflate.h"
 
-#if WS_HAS_DEFLATE /* the whole file (build switches, ws_int.h) */
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
 
 #  define MIN_MATCH 3u  /* RFC 1951 3.2.5: shortest length code */
 #  define FIND_MIN 3u   /* shortest match the finder reports */
@@ -37,8 +38,8 @@
 #  define MAX_MATCH 258u
 /* Lookahead kept before compressing without a flush: a longest match
  * plus the bytes hashed at its end. */
-#define LOOK (MAX_MATCH + MIN_MATCH + 1u)
-#define BUF_SLACK 8u /* readable bytes past the buffer for 8-byte loads */
+#  define LOOK (MAX_MATCH + MIN_MATCH + 1u)
+#  define BUF_SLACK 8u /* readable bytes past the buffer for 8-byte loads */
 
 static const uint8_t len_code[256] = {
     0,  1,  2,  3,  4,  5,  6,  7,  8,  8,  9,  9,  10, 10, 11, 11, 12, 12, 12,
@@ -1061,4 +1062,4 @@ int ws_deflate(ws_deflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
 
 #else
 typedef int ws_deflate_left_out; /* (an empty file is not ISO C) */
-#endif /* WS_HAS_DEFLATE */
+#endif /* !WS_NO_DEFLATE && !WS_INFLATE_ONLY */

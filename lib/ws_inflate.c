@@ -23,7 +23,8 @@
  */
 #include "ws_deflate.h"
 
-#if WS_HAS_INFLATE /* the whole file (build switches, ws_int.h) */
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE)
 
 #  define LIT_ROOT 9u
 #  define DIST_ROOT 6u
@@ -37,15 +38,15 @@
  * as tabulated for this layout by zlib's examples/enough.c; figures, not
  * code). The code length code (19 codes of at most 7 bits) needs no
  * subtable. build_table() still checks the bound. */
-#define LIT_CAP 852u
-#define DIST_CAP 592u
-#define CLEN_CAP 128u
-#define LENS_MAX 320u
+#  define LIT_CAP 852u
+#  define DIST_CAP 592u
+#  define CLEN_CAP 128u
+#  define LENS_MAX 320u
 
-#define E_LIT 0x8000u
-#define E_SUB 0x4000u
-#define E_EOB 0x2000u
-#define E_BAD 0x1000u
+#  define E_LIT 0x8000u
+#  define E_SUB 0x4000u
+#  define E_EOB 0x2000u
+#  define E_BAD 0x1000u
 
 /* The fast loop needs this much input (one 8-byte refill). */
 #define FAST_IN 8u
@@ -879,4 +880,4 @@ out:
 
 #else
 typedef int ws_inflate_left_out; /* (an empty file is not ISO C) */
-#endif /* WS_HAS_INFLATE */
+#endif /* !WS_NO_DEFLATE */

@@ -23,46 +23,6 @@
 #  define WS_ALWAYS_INLINE inline
 #endif
 
-/* ---- build switches ---------------------------------------------------- */
-
-/* Parts left out at compile time (README "Firmware"): WS_NO_DEFLATE (no
- * permessage-deflate), WS_INFLATE_ONLY (compressed messages are received,
- * never sent), WS_NO_SERVER, WS_NO_CLIENT. Inside the library they read
- * as the WS_HAS_* below, 0 or 1. */
-#if defined(WS_NO_DEFLATE)
-#  define WS_HAS_INFLATE 0
-#  define WS_HAS_DEFLATE 0
-#elif defined(WS_INFLATE_ONLY)
-#  define WS_HAS_INFLATE 1
-#  define WS_HAS_DEFLATE 0
-#else
-#  define WS_HAS_INFLATE 1
-#  define WS_HAS_DEFLATE 1
-#endif
-#if defined(WS_NO_SERVER) && defined(WS_NO_CLIENT)
-#  error "WS_NO_SERVER and WS_NO_CLIENT: no role left to build"
-#endif
-#if defined(WS_NO_SERVER)
-#  define WS_HAS_SERVER 0
-#else
-#  define WS_HAS_SERVER 1
-#endif
-#if defined(WS_NO_CLIENT)
-#  define WS_HAS_CLIENT 0
-#else
-#  define WS_HAS_CLIENT 1
-#endif
-
-/* The receive fast path (whole uncompressed frames straight to their
- * event) only saves time: it is left out when optimizing for size (-Os),
- * unless WS_FAST_PATH is defined; WS_NO_FAST_PATH leaves it out always. */
-#if defined(WS_NO_FAST_PATH) ||                                                \
-    (defined(__OPTIMIZE_SIZE__) && !defined(WS_FAST_PATH))
-#  define WS_HAS_FAST_PATH 0
-#else
-#  define WS_HAS_FAST_PATH 1
-#endif
-
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -9,7 +9,8 @@
  */
 #include "ws_pmd.h"
 
-#if WS_HAS_INFLATE /* the whole file (build switches, ws_int.h) */
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE)
 
 static const char pmd_name[] = "permessage-deflate";
 
@@ -282,4 +283,4 @@ int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
 
 #else
 typedef int ws_pmd_left_out; /* (an empty file is not ISO C) */
-#endif /* WS_HAS_INFLATE */
+#endif /* !WS_NO_DEFLATE */
