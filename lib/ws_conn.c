@@ -208,9 +208,7 @@ size_t ws_conn_memsize(const ws_config *cfg) {
   if (cfg->pmd.enable) {
     n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
          blk(ws_inflate_memsize(15)) + blk(ZCHUNK);
-#  if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
-    n += blk(sizeof(ws_deflater)) + blk(ws_deflate_memsize(15, 9));
-#  endif
+    n += wsc_deflater_memsize();
   }
 #endif
   return n;
@@ -222,17 +220,6 @@ void wsc_inflater_drop(ws_conn *c) {
   ws_inflate_free(c->z->inf);
   ws_free(&c->mem, c->z->inf);
   c->z->inf = NULL;
-#else
-  (void)c;
-#endif
-}
-
-void wsc_deflater_drop(ws_conn *c) {
-#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
-  if (!c->z || !c->z->def) return;
-  ws_deflate_free(c->z->def);
-  ws_free(&c->mem, c->z->def);
-  c->z->def = NULL;
 #else
   (void)c;
 #endif

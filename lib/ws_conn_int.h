@@ -285,7 +285,11 @@ int wsc_ctrlbuf_get(ws_conn *c);
 
 void wsc_inflater_drop(ws_conn *c);
 
+/* (ws_conn_tx.c) */
 void wsc_deflater_drop(ws_conn *c);
+
+/* Arena bytes of a compressor at its largest (0 without one). */
+size_t wsc_deflater_memsize(void);
 
 /* Queues a close frame with |code| (0: empty payload) and |reason|. */
 int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,

@@ -137,7 +137,24 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   return 0;
 }
 
-#else  /* !WS_HAS_DEFLATE: nothing is ever compressed */
+void wsc_deflater_drop(ws_conn *c) {
+  if (!c->z || !c->z->def) return;
+  ws_deflate_free(c->z->def);
+  ws_free(&c->mem, c->z->def);
+  c->z->def = NULL;
+}
+
+size_t wsc_deflater_memsize(void) {
+  /* two arena blocks: a header and up to one alignment unit each */
+  return sizeof(ws_deflater) + ws_deflate_memsize(15, 9) +
+         4 * (size_t)WS_ARENA_ALIGN;
+}
+
+#else  /* no compressor (WS_NO_DEFLATE, WS_INFLATE_ONLY) */
+
+void wsc_deflater_drop(ws_conn *c) { (void)c; }
+
+size_t wsc_deflater_memsize(void) { return 0; }
 
 int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
   (void)level;
