@@ -273,11 +273,10 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
     c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
     *ppos += *pused;
     c->remaining -= *pused;
-  } else if (c->remaining == 0 && c->fh.fin &&
-             c->z->ztail < sizeof(pmd_tail)) {
-    rv = ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
-                    sizeof(pmd_tail) - c->z->ztail, pused, out, room,
-                    pproduced);
+  } else if (c->remaining == 0 && c->fh.fin && c->z->ztail < sizeof(pmd_tail)) {
+    rv =
+        ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
+                   sizeof(pmd_tail) - c->z->ztail, pused, out, room, pproduced);
     c->z->ztail = (uint8_t)(c->z->ztail + *pused);
   } else {
     rv = ws_inflate(c->z->inf, NULL, 0, pused, out, room, pproduced);
@@ -291,8 +290,7 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
 static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
                         size_t produced, const uint8_t *probe) {
   if (!produced) return 0;
-  if (out == probe)
-    return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+  if (out == probe) return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
   if (text && ws_utf8_feed(&c->utf8, out, produced))
     return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
   c->z->inflated += produced;
@@ -347,8 +345,7 @@ static void inflate_event(ws_conn *c, int stream, int text, int done) {
  * is in, the tail is fed and the output drained, across as many events
  * as it takes: ws_conn_next_event() resumes the drain, which needs no
  * more input. */
-int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen,
-                        size_t *pnread) {
+int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
