@@ -30,14 +30,17 @@
  */
 #include "ws_deflate_block.h"
 
-#define MIN_MATCH 3u  /* RFC 1951 3.2.5: shortest length code */
-#define FIND_MIN 3u   /* shortest match the finder reports */
-#define TOO_FAR 4096u /* a 3-byte match further than this is not worth it */
-#define MAX_MATCH 258u
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+
+#  define MIN_MATCH 3u  /* RFC 1951 3.2.5: shortest length code */
+#  define FIND_MIN 3u   /* shortest match the finder reports */
+#  define TOO_FAR 4096u /* a 3-byte match further than this is not worth it */
+#  define MAX_MATCH 258u
 /* Lookahead kept before compressing without a flush: a longest match
  * plus the bytes hashed at its end. */
-#define LOOK (MAX_MATCH + MIN_MATCH + 1u)
-#define BUF_SLACK 8u /* readable bytes past the buffer for 8-byte loads */
+#  define LOOK (MAX_MATCH + MIN_MATCH + 1u)
+#  define BUF_SLACK 8u /* readable bytes past the buffer for 8-byte loads */
 
 /* Per-level search parameters: chain steps (halved past |good|), stop
  * at a match of |nice|, and for lazy levels no second look after a
@@ -528,3 +531,7 @@ int ws_deflate(ws_deflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     return WS_ERR_WOULDBLOCK;
   return 0;
 }
+
+#else
+typedef int ws_deflate_left_out; /* (an empty file is not ISO C) */
+#endif /* !WS_NO_DEFLATE && !WS_INFLATE_ONLY */

@@ -10,6 +10,9 @@
 
 #include <string.h>
 
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+
 const uint8_t ws_deflate_len_code[256] = {
     0,  1,  2,  3,  4,  5,  6,  7,  8,  8,  9,  9,  10, 10, 11, 11, 12, 12, 12,
     12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16,
@@ -534,3 +537,7 @@ void ws_deflate_emit_block(ws_deflater *z) {
   memset(z->lfreq, 0, sizeof(z->lfreq));
   memset(z->dfreq, 0, sizeof(z->dfreq));
 }
+
+#else
+typedef int ws_deflate_block_left_out; /* (an empty file is not ISO C) */
+#endif

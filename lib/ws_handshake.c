@@ -521,14 +521,23 @@ static void wr_mem(wr *w, const void *s, size_t n) {
 
 static void wr_str(wr *w, const char *s) { wr_mem(w, s, strlen(s)); }
 
-static void wr_uint(wr *w, uint64_t v) {
-  char tmp[20];
-  size_t i = sizeof(tmp);
-  do {
-    tmp[--i] = (char)('0' + (int)(v % 10));
-    v /= 10;
-  } while (v);
-  wr_mem(w, tmp + i, sizeof(tmp) - i);
+/* Decimal digits by subtracting powers of ten: no division, which a core
+ * without a divider (Cortex-M0) would call a library helper for. */
+static void wr_uint(wr *w, size_t v) {
+  size_t pw[20];
+  size_t k = 0;
+  char d;
+  pw[0] = 1;
+  while (k + 1 < 20 && pw[k] <= SIZE_MAX / 10 && pw[k] * 10 <= v) {
+    pw[k + 1] = pw[k] * 10;
+    k++;
+  }
+  for (;;) {
+    for (d = '0'; v >= pw[k]; d++)
+      v -= pw[k];
+    wr_mem(w, &d, 1);
+    if (k-- == 0) break;
+  }
 }
 
 static void wr_header(wr *w, const char *name, const char *value) {
@@ -677,11 +686,11 @@ static int kvs_have(const ws_kv *kv, size_t n, const char *name) {
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
   wr_str(w, "HTTP/1.1 ");
-  wr_uint(w, (uint64_t)a->status);
+  wr_uint(w, (size_t)a->status);
   wr_mem(w, " ", 1);
   wr_str(w, reason_phrase(a->status));
   wr_str(w, "\r\nConnection: close\r\nContent-Length: ");
-  wr_uint(w, (uint64_t)a->bodylen);
+  wr_uint(w, a->bodylen);
   wr_mem(w, "\r\n", 2);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods */
   if (a->status == 405 && !kvs_have(a->headers, a->nheaders, "Allow"))

@@ -24,6 +24,9 @@
  */
 #include "ws_inflate_table.h"
 
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE)
+
 /* The fast loop needs this much input (one 8-byte refill). */
 #define FAST_IN 8u
 #define FAST_SLACK 8u /* 8-byte match copies overrun by up to 7 */
@@ -693,3 +696,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   *pnout = (size_t)(s.op - out);
   return rc;
 }
+
+#else
+typedef int ws_inflate_left_out; /* (an empty file is not ISO C) */
+#endif /* !WS_NO_DEFLATE */

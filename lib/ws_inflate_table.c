@@ -9,6 +9,9 @@
 
 #include <string.h>
 
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE)
+
 /* Table entries of the length symbols 256..287 (end of block; RFC 1951
  * 3.2.5 base length and extra bits; 286 and 287 invalid) and of the
  * distance symbols 0..31 (3.2.5; 30 and 31 invalid). */
@@ -314,3 +317,7 @@ const uint32_t ws_inflate_fixed_dist[1u << DIST_ROOT] = {
     0x60010d05u, 0x00040005u, 0x03010805u, 0x00310405u, 0x30010c05u,
     0x000d0205u, 0x0c010a05u, 0x00c10605u, 0x00001005u,
 };
+
+#else
+typedef int ws_inflate_table_left_out; /* (an empty file is not ISO C) */
+#endif

@@ -109,3 +109,134 @@ void ws_buf_free(ws_buf *b, const ws_mem *m) {
   b->base = NULL;
   b->pos = b->len = b->cap = 0;
 }
+
+/* ---- the fixed arena (ws_arena_init) ------------------------------------ */
+
+/* Blocks lie end to end from the start of the buffer, each behind a
+ * header word: its payload size (a multiple of WS_ARENA_ALIGN) with the
+ * low bit set while it is free. Allocation is first fit, splitting what
+ * is left over; a free block merges with the free blocks after it
+ * whenever a walk passes it, and growth happens in place when the next
+ * block is free. No state outside the arena and the caller's buffer. */
+#define A_FREE ((size_t)1)
+
+static size_t a_round(size_t n) {
+  return (n + (WS_ARENA_ALIGN - 1)) & ~(size_t)(WS_ARENA_ALIGN - 1);
+}
+
+static size_t a_hdr(const uint8_t *p) {
+  size_t h;
+  memcpy(&h, p, sizeof(h));
+  return h;
+}
+
+static void a_set(uint8_t *p, size_t h) { memcpy(p, &h, sizeof(h)); }
+
+/* Merges the free blocks that follow the free block at |p|. */
+static void a_merge(ws_arena *a, uint8_t *p) {
+  uint8_t *end = a->base + a->len;
+  size_t sz = a_hdr(p) & ~A_FREE;
+  uint8_t *q = p + WS_ARENA_ALIGN + sz;
+  while (q < end && (a_hdr(q) & A_FREE)) {
+    sz += WS_ARENA_ALIGN + (a_hdr(q) & ~A_FREE);
+    q = p + WS_ARENA_ALIGN + sz;
+  }
+  a_set(p, sz | A_FREE);
+}
+
+/* Cuts the block at |p| (in use, payload |have|) down to |want|, leaving
+ * the rest as a free block when there is room for one. */
+static void a_split(uint8_t *p, size_t have, size_t want) {
+  if (have - want < (size_t)2 * WS_ARENA_ALIGN) return;
+  a_set(p, want);
+  uint8_t *rest = p + WS_ARENA_ALIGN + want;
+  a_set(rest, (have - want - WS_ARENA_ALIGN) | A_FREE);
+}
+
+static void a_count(ws_arena *a, uint8_t *p, int sign) {
+  size_t n = WS_ARENA_ALIGN + (a_hdr(p) & ~A_FREE);
+  a->used = sign > 0 ? a->used + n : a->used - n;
+  if (a->used > a->peak) a->peak = a->used;
+}
+
+static void *a_malloc(size_t n, void *ud) {
+  ws_arena *a = ud;
+  uint8_t *p = a->base, *end = a->base + a->len;
+  if (n > a->len) return NULL;
+  n = a_round(n ? n : 1);
+  while (p < end) {
+    size_t h = a_hdr(p);
+    if (h & A_FREE) {
+      a_merge(a, p);
+      h = a_hdr(p) & ~A_FREE;
+      if (h >= n) {
+        a_set(p, h);
+        a_split(p, h, n);
+        a_count(a, p, 1);
+        return p + WS_ARENA_ALIGN;
+      }
+    }
+    p += WS_ARENA_ALIGN + (h & ~A_FREE);
+  }
+  return NULL;
+}
+
+static void a_free(void *ptr, void *ud) {
+  ws_arena *a = ud;
+  if (!ptr) return;
+  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN;
+  a_count(a, p, -1);
+  a_set(p, a_hdr(p) | A_FREE);
+  a_merge(a, p);
+}
+
+static void *a_realloc(void *ptr, size_t n, void *ud) {
+  ws_arena *a = ud;
+  if (!ptr) return a_malloc(n, ud);
+  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN, *end = a->base + a->len;
+  size_t have = a_hdr(p);
+  if (n > a->len) return NULL;
+  n = a_round(n ? n : 1);
+  uint8_t *next = p + WS_ARENA_ALIGN + have;
+  if (n > have && next < end && (a_hdr(next) & A_FREE)) {
+    a_merge(a, next); /* grow into the free block behind */
+    size_t more = WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
+    if (have + more >= n) {
+      a_count(a, p, -1);
+      a_set(p, have + more);
+      a_split(p, have + more, n);
+      a_count(a, p, 1);
+      return ptr;
+    }
+  }
+  if (n <= have) {
+    a_count(a, p, -1);
+    a_split(p, have, n);
+    a_count(a, p, 1);
+    if (a_hdr(p) != have) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
+    return ptr;
+  }
+  void *q = a_malloc(n, ud);
+  if (!q) return NULL;
+  memcpy(q, ptr, have);
+  a_free(ptr, ud);
+  return q;
+}
+
+int ws_arena_init(ws_arena *a, void *buf, size_t len, ws_mem *pmem) {
+  if (!a || !buf || !pmem) return WS_ERR_INVALID_ARGUMENT;
+  /* the buffer's aligned part, whole blocks only */
+  size_t skip = (size_t)(-(uintptr_t)buf & (WS_ARENA_ALIGN - 1));
+  if (len < skip + (size_t)2 * WS_ARENA_ALIGN) return WS_ERR_INVALID_ARGUMENT;
+  memset(a, 0, sizeof(*a));
+  a->base = (uint8_t *)buf + skip;
+  a->len = (len - skip) & ~(size_t)(WS_ARENA_ALIGN - 1);
+  a_set(a->base, (a->len - WS_ARENA_ALIGN) | A_FREE);
+  pmem->user_data = a;
+  pmem->malloc = a_malloc;
+  pmem->realloc = a_realloc;
+  pmem->free = a_free;
+  return 0;
+}
+
+size_t ws_arena_peak(const ws_arena *a) { return a ? a->peak : 0; }

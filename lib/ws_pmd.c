@@ -9,6 +9,9 @@
  */
 #include "ws_pmd.h"
 
+/* the whole file: build switches (README "Firmware") */
+#if !defined(WS_NO_DEFLATE)
+
 static const char pmd_name[] = "permessage-deflate";
 
 static int is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
@@ -277,3 +280,7 @@ int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
   params->client_max_window_bits = (uint8_t)cb;
   return 0;
 }
+
+#else
+typedef int ws_pmd_left_out; /* (an empty file is not ISO C) */
+#endif /* !WS_NO_DEFLATE */

@@ -1570,8 +1570,10 @@ static void idle_conn_is_small(void **state) {
   assert_int_equal(a.live_bytes, ws_conn_sizeof());
   print_message("idle connection: %zu bytes\n", ws_conn_sizeof());
   /* The figure the README gives (x86-64; 32-bit targets hold less):
-   * growing it is a decision, not an accident. */
-  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 384u : 292u));
+   * growing it is a decision, not an accident. 384 -> 400 (x86-64),
+   * 292 -> 304: the zero-copy send's payload reference (a pointer and
+   * two 32-bit counts) and the in-caller-storage bit. */
+  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 400u : 304u));
   tr_free(&t);
   free(buf);
   ws_conn_del(c);

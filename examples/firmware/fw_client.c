@@ -7,58 +7,14 @@
  *
  * Only the core is used (<ws/ws.h>), built freestanding
  * (-DWS_FREESTANDING): it includes nothing beyond <stddef.h>,
- * <stdint.h> and <string.h>, and allocates through the ws_mem given
- * here (a fixed arena: no malloc anywhere).
+ * <stdint.h> and <string.h>, and allocates through the library's fixed
+ * arena over the caller's buffer (ws_arena_init(): no malloc anywhere;
+ * ws_conn_memsize() says how big that buffer must be).
  * SPDX-License-Identifier: MIT
  */
 #include "fw_client.h"
 
 #include <string.h>
-
-/* ---- a bump arena: enough for one connection, reset between runs ---------- */
-
-/* Blocks carry their size in front so realloc can copy; free only gives
- * back the last block (the core frees in the reverse order of its
- * allocations for what it keeps briefly: handshake, frames). */
-typedef struct arena {
-  uint8_t *base;
-  size_t cap, used, peak;
-} arena;
-
-#define HDR 8u
-
-static void *ar_malloc(size_t n, void *ud) {
-  arena *a = ud;
-  size_t need = HDR + ((n + 7u) & ~(size_t)7u);
-  if (need > a->cap - a->used) return NULL;
-  uint8_t *p = a->base + a->used;
-  memcpy(p, &n, sizeof(n));
-  a->used += need;
-  if (a->used > a->peak) a->peak = a->used;
-  return p + HDR;
-}
-
-static void ar_free(void *ptr, void *ud) {
-  arena *a = ud;
-  if (!ptr) return;
-  uint8_t *p = (uint8_t *)ptr - HDR;
-  size_t n;
-  memcpy(&n, p, sizeof(n));
-  if (p + HDR + ((n + 7u) & ~(size_t)7u) == a->base + a->used)
-    a->used = (size_t)(p - a->base); /* the last block: give it back */
-}
-
-static void *ar_realloc(void *ptr, size_t n, void *ud) {
-  if (!ptr) return ar_malloc(n, ud);
-  size_t old;
-  memcpy(&old, (uint8_t *)ptr - HDR, sizeof(old));
-  if (n <= old) return ptr;
-  void *q = ar_malloc(n, ud);
-  if (!q) return NULL;
-  memcpy(q, ptr, old);
-  ar_free(ptr, ud);
-  return q;
-}
 
 /* ---- the loop ---------------------------------------------------------------- */
 
@@ -98,8 +54,8 @@ static int on_event(ws_conn *c, const ws_event *ev, fw_result *r,
 
 int fw_client_run(const fw_transport *t, const char *host, const char *path,
                   const char *text, void *mem, size_t memlen, fw_result *r) {
-  arena a = {(uint8_t *)mem, memlen, 0, 0};
-  ws_mem m = {&a, ar_malloc, ar_realloc, ar_free};
+  ws_arena a;
+  ws_mem m;
   ws_config cfg;
   ws_conn *c;
   uint8_t buf[512]; /* the read buffer: events borrow it */
@@ -112,7 +68,8 @@ int fw_client_run(const fw_transport *t, const char *host, const char *path,
   cfg.max_handshake_bytes = 1024;
   cfg.max_headers = 16;
   cfg.max_out_queue = 1024;
-  if (ws_conn_new(&c, &cfg, &m) != 0) return -1;
+  if (ws_arena_init(&a, mem, memlen, &m) != 0 || ws_conn_new(&c, &cfg, &m) != 0)
+    return -1;
   ws_client_params p;
   memset(&p, 0, sizeof(p));
   p.host = host;
@@ -145,6 +102,6 @@ int fw_client_run(const fw_transport *t, const char *host, const char *path,
   drain(c, t);
   ws_conn_stats(c, &r->stats);
   ws_conn_del(c);
-  r->peak_memory = a.peak;
+  r->peak_memory = ws_arena_peak(&a);
   return r->error && r->error != WS_ERR_CLOSED ? -1 : 0;
 }

@@ -439,6 +439,52 @@ WS_EXTERN void ws_conn_del(ws_conn *conn);
  * without buffers in flight). */
 WS_EXTERN size_t ws_conn_sizeof(void);
 
+/* ---- memory without a heap (README "Firmware") ---- */
+
+/* As ws_conn_new(), but the connection object is placed in the caller's
+ * |block| of |len| >= ws_conn_sizeof() bytes, aligned for any object
+ * (e.g. a static array of max_align_t); only its buffers come from
+ * |mem|. End it with ws_conn_fini() (ws_conn_del() does the same and
+ * leaves the block alone). */
+WS_EXTERN int ws_conn_init(ws_conn **pconn, void *block, size_t len,
+                           const ws_config *cfg, const ws_mem *mem);
+
+/* Frees what a connection owns, but not the object itself when it lives
+ * in caller storage (ws_conn_init()). NULL is fine. */
+WS_EXTERN void ws_conn_fini(ws_conn *conn);
+
+/* An upper bound on the bytes a connection with |cfg| allocates through
+ * a ws_arena at any moment: its object (unless placed by ws_conn_init(),
+ * then subtract ws_conn_sizeof() + WS_ARENA_ALIGN), the handshake, the
+ * output queue at max_out_queue, the message at max_message, control
+ * frames, and the compressor and decompressor when enabled, with the
+ * arena's block headers and the copies a growing buffer can leave
+ * behind. A pool of this size never runs out (tests/test_noheap.c).
+ * 0 if |cfg| is NULL. */
+WS_EXTERN size_t ws_conn_memsize(const ws_config *cfg);
+
+/* A fixed arena: an allocator over the caller's buffer, for a build with
+ * no heap at all. First fit with coalescing; every block has a header of
+ * WS_ARENA_ALIGN bytes and is aligned to it. The struct is the caller's
+ * storage; its fields are private. */
+#define WS_ARENA_ALIGN 8u
+typedef struct ws_arena {
+  uint8_t *base;
+  size_t len;
+  size_t used; /* bytes in blocks in use, headers included */
+  size_t peak; /* the most |used| has been */
+} ws_arena;
+
+/* Sets up |arena| over |buf| (|len| bytes, any alignment) and fills
+ * |*pmem| with an allocator that uses it (for ws_conn_new(),
+ * ws_conn_init(), ws_pmd_shared_new()). Returns 0, or
+ * WS_ERR_INVALID_ARGUMENT when |buf| is too small for one block. */
+WS_EXTERN int ws_arena_init(ws_arena *arena, void *buf, size_t len,
+                            ws_mem *pmem);
+
+/* The most bytes the arena has had in use (block headers included). */
+WS_EXTERN size_t ws_arena_peak(const ws_arena *arena);
+
 /* Client role: the request to send. Strings are NUL-terminated and read
  * during ws_conn_connect() only. */
 typedef struct ws_client_params {
@@ -621,6 +667,26 @@ WS_EXTERN int ws_conn_feed_events(ws_conn *conn, uint8_t *in, size_t inlen,
  */
 WS_EXTERN int ws_conn_send(ws_conn *conn, ws_opcode opcode, const void *data,
                            size_t len, uint32_t flags);
+
+/*
+ * As ws_conn_send(), without copying the payload: only the frame header
+ * is queued, and ws_conn_out_peek() hands out |data| itself, as its own
+ * iovec between the header and whatever was queued after it. The frame
+ * is never compressed (RFC 7692 lets any message go uncompressed; not
+ * allowed inside a fragmented compressed message: WS_ERR_INVALID_STATE).
+ * A client masks |data| in place: its bytes are the wire bytes after the
+ * call. |data| must stay valid and untouched until
+ * ws_conn_send_ref_pending() is 0 (every byte consumed by
+ * ws_conn_out_consume()), and one such payload is pending at a time
+ * (another is WS_ERR_WOULDBLOCK). The text of a WS_OP_TEXT message is
+ * the caller's to keep valid UTF-8. Returns as ws_conn_send().
+ */
+WS_EXTERN int ws_conn_send_ref(ws_conn *conn, ws_opcode opcode, void *data,
+                               size_t len, uint32_t flags);
+
+/* Bytes of the ws_conn_send_ref() payload not yet consumed (0: the
+ * caller's buffer is free again). */
+WS_EXTERN size_t ws_conn_send_ref_pending(const ws_conn *conn);
 
 /* Queues a ping / pong with up to 125 bytes of payload. Returns as
  * ws_conn_send(), and WS_ERR_INVALID_ARGUMENT over 125 bytes. */

@@ -1,0 +1,335 @@
+/*
+ * The connection's opening handshake (RFC 6455 4) and plain HTTP answers.
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_conn_int.h"
+
+/* ---- handshake --------------------------------------------------------- */
+
+static int check_header_kv(const ws_kv *h, size_t n) {
+  if (n && !h) return WS_ERR_INVALID_ARGUMENT;
+  return 0;
+}
+
+int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
+  if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
+#if defined(WS_NO_CLIENT)
+  return WS_ERR_INVALID_STATE; /* (no client connection can exist) */
+#else
+  if (!is_client(c) || c->state != WS_STATE_CONNECTING || c->hs)
+    return WS_ERR_INVALID_STATE;
+  if (!p->host || check_header_kv(p->headers, p->nheaders) ||
+      (p->nprotocols && !p->protocols))
+    return WS_ERR_INVALID_ARGUMENT;
+  uint8_t raw[16];
+  if (c->cfg.rand(raw, sizeof(raw), c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
+  int rv = wsc_hs_alloc(c);
+  if (rv) return rv;
+  ws_base64_encode(raw, sizeof(raw), c->hs->key);
+  /* Keep the offered subprotocols to validate the response against. */
+  size_t total = 0;
+  for (size_t i = 0; i < p->nprotocols; i++) {
+    if (!p->protocols[i]) {
+      wsc_hs_free(c);
+      return WS_ERR_INVALID_ARGUMENT;
+    }
+    total += strlen(p->protocols[i]) + 1;
+  }
+  if (total) {
+    c->hs->offered = ws_malloc(&c->mem, total);
+    if (!c->hs->offered) {
+      wsc_hs_free(c);
+      return WS_ERR_NOMEM;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < p->nprotocols; i++) {
+      size_t n = strlen(p->protocols[i]);
+      memcpy(c->hs->offered + off, p->protocols[i], n);
+      off += n;
+      if (i + 1 < p->nprotocols) c->hs->offered[off++] = ',';
+    }
+    c->hs->offeredlen = off;
+  }
+  char offer[WS_PMD_TEXT_MAX];
+  const char *poffer = NULL;
+#  if !defined(WS_NO_DEFLATE)
+  if (c->z) {
+    ws_pmd_write_offer(&c->z->cfg, offer);
+    poffer = offer;
+  }
+#  else
+  (void)offer;
+#  endif
+  size_t before = c->out.len;
+  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, poffer);
+  if (rv) {
+    wsc_hs_free(c);
+    return rv;
+  }
+  c->stats.wire_out += c->out.len - before;
+  return 0;
+#endif /* !WS_NO_CLIENT */
+}
+
+int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if defined(WS_NO_SERVER)
+  (void)p;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || c->hs->http || c->err)
+    return WS_ERR_INVALID_STATE;
+  const char *proto = p ? p->protocol : NULL;
+  if (p && check_header_kv(p->headers, p->nheaders))
+    return WS_ERR_INVALID_ARGUMENT;
+  if (proto) {
+    /* RFC 6455 4.2.2: the selected subprotocol must be one offered. */
+    ws_slice s;
+    int found = 0;
+    for (size_t i = 0; ws_request_protocol(&c->hs->req, i, &s); i++) {
+      if (s.len == strlen(proto) && memcmp(s.base, proto, s.len) == 0) {
+        found = 1;
+        break;
+      }
+    }
+    if (!found) return WS_ERR_INVALID_ARGUMENT;
+    /* it matched an offer in the head: under max_handshake_bytes */
+    c->protocollen = (uint32_t)strlen(proto);
+    c->protocol = ws_malloc(&c->mem, c->protocollen);
+    if (!c->protocol) return WS_ERR_NOMEM;
+    memcpy(c->protocol, proto, c->protocollen);
+  }
+  ws_pmd_params pmd;
+  char ext[WS_PMD_TEXT_MAX];
+  memset(&pmd, 0, sizeof(pmd));
+#  if !defined(WS_NO_DEFLATE)
+  if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
+#  endif
+  size_t before = c->out.len;
+  int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
+                              pmd.enabled ? ext : NULL, p ? p->headers : NULL,
+                              p ? p->nheaders : 0);
+  if (rv) {
+    ws_free(&c->mem, c->protocol);
+    c->protocol = NULL;
+    c->protocollen = 0;
+    return rv;
+  }
+  c->stats.wire_out += c->out.len - before;
+  wsc_hs_free(c);
+  c->pmd = pmd;
+  c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
+  c->state = WS_STATE_OPEN;
+  c->hs_deadline = NO_DEADLINE;
+  c->last_rx = c->now;
+  wsc_set_event(c, WS_EV_OPEN);
+  return 0;
+#endif /* !WS_NO_SERVER */
+}
+
+int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
+                   size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if defined(WS_NO_SERVER)
+  (void)status;
+  (void)headers;
+  (void)nheaders;
+  (void)body;
+  (void)bodylen;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || c->err)
+    return WS_ERR_INVALID_STATE;
+  if (status < 400 || status > 599 || check_header_kv(headers, nheaders) ||
+      (bodylen && !body))
+    return WS_ERR_INVALID_ARGUMENT;
+  size_t before = c->out.len;
+  int rv = ws_hs_write_reject(&c->out, &c->mem, status, headers, nheaders, body,
+                              bodylen);
+  if (rv) return rv;
+  c->stats.wire_out += c->out.len - before;
+  wsc_hs_free(c);
+  /* A rejection decided by the application is not a peer error, but the
+   * connection is over all the same. */
+  c->err = WS_ERR_REJECTED;
+  c->err_reason = "rejected by the application";
+  c->err_reported = 1;
+  c->state = WS_STATE_FAILED;
+  return 0;
+#endif /* !WS_NO_SERVER */
+}
+
+int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
+                    size_t nheaders, const void *body, size_t bodylen) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
+#if defined(WS_NO_SERVER)
+  (void)status;
+  (void)headers;
+  (void)nheaders;
+  (void)body;
+  (void)bodylen;
+  return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
+#else
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || !c->hs->http || c->err)
+    return WS_ERR_INVALID_STATE;
+  if (status < 200 || status > 599 || check_header_kv(headers, nheaders) ||
+      (bodylen && !body))
+    return WS_ERR_INVALID_ARGUMENT;
+  const ws_slice m = c->hs->req.method;
+  int head = m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
+  size_t before = c->out.len;
+  int rv = ws_hs_write_response(&c->out, &c->mem, status, headers, nheaders,
+                                body, bodylen, head);
+  if (rv) return rv;
+  c->stats.wire_out += c->out.len - before;
+  wsc_hs_free(c);
+  /* One request per connection: the exchange is over once the answer is
+   * written. */
+  c->err = WS_ERR_CLOSED;
+  c->err_reason = "plain HTTP request answered";
+  c->err_reported = 1;
+  c->state = WS_STATE_CLOSED;
+  c->hs_deadline = NO_DEADLINE;
+  return 0;
+#endif /* !WS_NO_SERVER */
+}
+
+#if !defined(WS_NO_SERVER)
+/* Server handshake failure: answer with an HTTP error and fail. */
+static int hs_fail_http(ws_conn *c, int status, const char *reason) {
+  size_t before = c->out.len;
+  if (ws_hs_write_reject(&c->out, &c->mem, status, NULL, 0, NULL, 0) == 0)
+    c->stats.wire_out += c->out.len - before;
+  return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
+}
+#endif
+
+/* Collects head bytes; returns 0 with *pdone when the head is complete
+ * (and *pnread only counting bytes that belong to it). */
+static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
+                      size_t *pnread, size_t *phead) {
+  ws_hs *hs = c->hs;
+  size_t room = c->max_handshake_bytes - ws_buf_size(&hs->in);
+  size_t n = WS_MIN(inlen, room);
+  *phead = 0;
+  int rv = ws_buf_append(&hs->in, &c->mem, in, n);
+  if (rv) return rv;
+  size_t end = ws_hs_head_end(hs->in.base, hs->in.len, hs->scanned);
+  if (end) {
+    /* Only the bytes up to the head are ours; the rest are frames. */
+    size_t extra = hs->in.len - end;
+    hs->in.len = end;
+    *pnread = n - extra;
+    *phead = end;
+    return 0;
+  }
+  hs->scanned = hs->in.len;
+  *pnread = n;
+  if (n < inlen || hs->in.len >= c->max_handshake_bytes) return WS_ERR_TOO_BIG;
+  return 0;
+}
+
+#if !defined(WS_NO_SERVER)
+/* The request head: a WebSocket upgrade (WS_EV_REQUEST) or, with
+ * WS_CFG_HTTP, a plain request (WS_EV_HTTP). |rv| is hs_collect()'s. */
+static int feed_request(ws_conn *c, int rv, size_t head) {
+  ws_hs *hs = c->hs;
+  if (rv == WS_ERR_TOO_BIG)
+    return hs_fail_http(c, 431, "request head too large");
+  if (!head) return 0;
+  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
+  if (!hs->headers) return wsc_nomem(c);
+  int status = 400;
+  const char *reason = "invalid request";
+  if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
+                       &status, &reason))
+    return hs_fail_http(c, status, reason);
+  hs->parsed = 1;
+  if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
+    hs->http = 1;
+    wsc_set_event(c, WS_EV_HTTP); /* the request is hs->req */
+    return 0;
+  }
+  if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
+    return hs_fail_http(c, status, reason);
+  wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
+  return 0;
+}
+#endif /* !WS_NO_SERVER */
+
+#if !defined(WS_NO_CLIENT)
+/* The response head: the server's 101 (WS_EV_OPEN), checked against what
+ * was offered. |rv| is hs_collect()'s. */
+static int feed_response(ws_conn *c, int rv, size_t head) {
+  ws_hs *hs = c->hs;
+  if (rv == WS_ERR_TOO_BIG)
+    return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
+  if (!head) return 0;
+  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
+  if (!hs->headers) return wsc_nomem(c);
+  if (ws_hs_parse_response(&hs->resp, hs->headers, c->max_headers, hs->in.base,
+                           head))
+    return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
+  hs->parsed = 1;
+  const char *reason = "invalid response";
+  ws_slice offered = {hs->offered, hs->offeredlen};
+  rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
+                               WS_HAS_INFLATE && c->z != NULL, &reason);
+  if (rv == WS_ERR_REJECTED) {
+    /* The response stays readable through the error event. */
+    return wsc_fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
+  }
+  if (rv) return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
+  /* Only permessage-deflate can have been offered; validate_response let
+   * through at most one extension element. RFC 7692 7.1: a response the
+   * offer does not allow fails the connection. */
+  for (size_t i = 0; i < hs->resp.nheaders; i++) {
+    ws_slice v = hs->resp.headers[i].value, list = v, el;
+    if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
+        !ws_list_next(&list, &el))
+      continue;
+#  if !defined(WS_NO_DEFLATE)
+    if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
+      return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
+    c->rsv_allowed = WS_RSV1;
+#  else
+    return wsc_fail(c, WS_ERR_EXTENSION, 0, "extension not offered");
+#  endif
+  }
+  if (hs->resp.protocol.len) {
+    c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
+    if (!c->protocol) return wsc_nomem(c);
+    memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
+    c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
+  }
+  c->state = WS_STATE_OPEN;
+  c->hs_deadline = NO_DEADLINE;
+  c->last_rx = c->now;
+  wsc_set_event(c, WS_EV_OPEN); /* the response is hs->resp */
+  c->release = 1; /* the handshake storage goes at the next call */
+  return 0;
+}
+#endif /* !WS_NO_CLIENT */
+
+int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
+                       size_t *pnread) {
+  size_t head;
+  if (c->hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept */
+  int rv = hs_collect(c, in, inlen, pnread, &head);
+  c->stats.wire_in += *pnread;
+  if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
+#if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
+  return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);
+#elif !defined(WS_NO_SERVER)
+  return feed_request(c, rv, head);
+#else
+  return feed_response(c, rv, head);
+#endif
+}
+
+/* Payloads up to this size are unmasked (and checked for ASCII) inline;
+ * longer ones go through ws_mask() / ws_unmask_utf8(). */

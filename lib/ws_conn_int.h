@@ -1,0 +1,328 @@
+/*
+ * The connection's internal state, shared by ws_conn*.c. Not installed.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef WS_CONN_INT_H
+#define WS_CONN_INT_H
+
+#include "ws_int.h"
+#include "ws_switch.h"
+#include "ws_deflate.h"
+#include "ws_handshake.h"
+#include "ws_mask.h"
+#include "ws_pmd.h"
+#include "ws_utf8.h"
+
+enum rx_state { RX_HEADER = 0, RX_PAYLOAD };
+
+/* permessage-deflate: inflated bytes per stream-mode event, and masked
+ * input unmasked ahead of the inflater per step (what it leaves unused is
+ * masked back, so the caller's unconsumed bytes stay as they were). */
+#define ZCHUNK 16384u
+#define ZSTEP 16384u
+
+/* Opening-handshake state, allocated only while connecting. */
+typedef struct ws_hs {
+  ws_buf in;      /* the request or response head as it arrives */
+  size_t scanned; /* bytes of |in| already searched for CRLFCRLF */
+  ws_header *headers;
+  ws_request req;
+  ws_response resp;
+  char key[24];     /* client: Sec-WebSocket-Key sent */
+  uint8_t *offered; /* client: offered subprotocols as one comma list */
+  size_t offeredlen;
+  uint8_t parsed; /* head complete and parsed, event produced */
+  uint8_t http;   /* server: the request is plain HTTP (WS_EV_HTTP) */
+} ws_hs;
+
+/* What a connection reads of its ws_config: copied at ws_conn_new(),
+ * without what it does not need (the permessage-deflate configuration
+ * lives in conn_z, only when enabled). */
+typedef struct conn_cfg {
+  uint64_t max_frame_payload;
+  uint64_t max_message;
+  ws_rand_fn rand;
+  void *rand_user_data;
+  uint32_t max_fragments;
+  uint32_t max_out_queue;
+  uint32_t ping_interval_ms;
+  uint32_t pong_timeout_ms;
+  uint32_t close_timeout_ms;
+} conn_cfg;
+
+/* permessage-deflate state (RFC 7692), allocated with the connection
+ * only when the configuration enables it. */
+typedef struct conn_z {
+  ws_pmd_config cfg; /* as configured */
+  uint64_t inflated; /* inflated bytes of the current message */
+  ws_inflater *inf;  /* allocated by the first compressed message */
+  ws_deflater *def;
+  uint8_t *zbuf;    /* stream mode: inflated data lent to events */
+  uint32_t zlen;    /* stream mode: inflated bytes in zbuf */
+  uint8_t ztail;    /* bytes of the 00 00 ff ff tail fed (7.2.2) */
+  uint8_t zpending; /* all input given was taken, its output not all
+                       out yet */
+} conn_z;
+
+struct ws_conn {
+  ws_mem mem;
+  conn_cfg cfg;
+  ws_buf out; /* queued output */
+  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
+   * go after the first |ref_at| bytes of |out| (both under
+   * max_out_queue) */
+  const uint8_t *ref;
+  uint32_t ref_len;
+  uint32_t ref_at;
+  ws_hs *hs;  /* non-NULL while connecting (and one event after) */
+  ws_buf msg; /* message mode: the message being assembled */
+  /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
+   * split across feeds, at CTRL_PONG the latest unanswered ping while the
+   * output queue is full. */
+  uint8_t *ctrlbuf;
+  uint8_t *protocol; /* negotiated subprotocol, conn-owned */
+  conn_z *z;         /* permessage-deflate configured: its state */
+  const char *err_reason;
+
+  /* timers, in caller milliseconds; UINT64_MAX = not armed */
+  uint64_t now;
+  uint64_t last_rx;
+  uint64_t pong_deadline;
+  /* The handshake deadline is armed only while connecting, the close
+   * deadline only after: they share the field. */
+  union {
+    uint64_t hs_deadline;
+    uint64_t close_deadline;
+  };
+
+  ws_stats stats;
+
+  /* receive side */
+  ws_frame_header fh;
+  uint64_t remaining; /* payload bytes left in the current frame */
+  /* Limits read only while connecting share their storage with the
+   * counts and validator of the message being received, which are read
+   * only once open, after the first frame of a message has set them. */
+  union {
+    struct {
+      uint32_t max_handshake_bytes;
+      uint32_t max_headers;
+      uint32_t handshake_timeout_ms;
+    };
+    struct {
+      uint64_t msg_bytes; /* payload bytes so far in the current message */
+      uint32_t nfrags;    /* frames so far in the current message */
+      ws_utf8 utf8;       /* its validator, when it is text */
+    };
+  };
+  /* The one event waiting to be pulled (ev_ready), kept compactly:
+   * ws_conn_next_event() rebuilds the ws_event (its request or response
+   * is the handshake state's, its error the sticky one). */
+  ws_slice ev_data;
+  int err;
+  uint32_t protocollen; /* (bounded by max_handshake_bytes) */
+  uint16_t close_sent;  /* code we sent */
+  uint16_t ev_close;    /* the waiting event's close code */
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  uint8_t hdrlen;
+  uint8_t rx_state;
+  uint8_t msg_op; /* WS_OP_TEXT/BINARY while a message is open */
+  uint8_t mask_off;
+  uint8_t ctrllen;
+  uint8_t pending_pong_len;
+  uint8_t rx_comp;     /* the message being received is compressed */
+  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
+
+  /* configuration (the rest of conn_cfg) */
+  uint8_t role;     /* ws_role */
+  uint8_t delivery; /* ws_delivery */
+  uint8_t flags;    /* WS_CFG_* */
+
+  /* send side and state */
+  uint8_t tx_op;     /* opcode of an unfinished fragmented send */
+  uint8_t tx_comp;   /* the fragmented message being sent is compressed */
+  uint8_t state;     /* ws_state */
+  uint8_t ev_type;   /* the waiting event's ws_event_type */
+  uint8_t ev_flags;  /* and its WS_EVF_* */
+  ws_pmd_params pmd; /* negotiated permessage-deflate */
+
+  /* yes/no state, a bit each */
+  unsigned msg_started : 1;      /* some data of the message was delivered */
+  unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
+  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
+  unsigned err_reported : 1;
+  unsigned release : 1;     /* free conn-owned event storage on next call */
+  unsigned rx_activity : 1; /* bytes arrived since the last tick */
+  unsigned clock_started : 1;
+  unsigned close_sent_flag : 1;
+  unsigned linger_done : 1; /* client: waited long enough for server's FIN */
+  unsigned ping_outstanding : 1;
+  unsigned close_arm : 1;   /* start the close timer at the next tick */
+  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
+  unsigned ping_wanted : 1; /* a ping was due while the output queue was
+                               full: it goes out as soon as there is room */
+};
+
+#define NO_DEADLINE UINT64_MAX
+
+/* The two halves of ctrlbuf. */
+#define CTRL_SPLIT 0
+#define CTRL_PONG WS_CONTROL_MAX
+
+/* Payloads up to this size are unmasked (and checked for ASCII) inline;
+ * longer ones go through ws_mask() / ws_unmask_utf8(). */
+#define SMALL_PAYLOAD 128u
+
+/* Words of the width the target handles natively: 64-bit arithmetic on a
+ * 32-bit core costs library helpers and registers. */
+#if SIZE_MAX > 0xffffffffu
+typedef uint64_t wsc_word;
+#  define HIGH_BITS 0x8080808080808080ull
+#else
+typedef uint32_t wsc_word;
+#  define HIGH_BITS 0x80808080u
+#endif
+
+/* XORs a short payload that starts at key offset 0 with |key|, a word at
+ * a time (any alignment, any byte order: the key repeats in the word). */
+static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
+  wsc_word k, w;
+  size_t i;
+  for (i = 0; i < sizeof(k); i += 4)
+    memcpy((uint8_t *)&k + i, key, 4);
+  for (i = 0; i + sizeof(w) <= n; i += sizeof(w)) {
+    memcpy(&w, p + i, sizeof(w));
+    w ^= k;
+    memcpy(p + i, &w, sizeof(w));
+  }
+  for (; i < n; i++)
+    p[i] = (uint8_t)(p[i] ^ key[i & 3u]);
+}
+
+/* 1 if the |n| bytes at |p| are all ASCII. */
+static inline int ascii_small(const uint8_t *p, size_t n) {
+  wsc_word acc = 0, w;
+  size_t i = 0;
+  for (; i + sizeof(w) <= n; i += sizeof(w)) {
+    memcpy(&w, p + i, sizeof(w));
+    acc |= w;
+  }
+  for (; i < n; i++)
+    acc |= p[i];
+  return (acc & HIGH_BITS) == 0;
+}
+
+/* ---- small helpers -------------------------------------------------- */
+
+/* A constant when only one role is built (WS_NO_SERVER, WS_NO_CLIENT), so
+ * the other role's paths compile away. */
+static inline int is_client(const ws_conn *c) {
+#if defined(WS_NO_SERVER)
+  (void)c;
+  return 1;
+#elif defined(WS_NO_CLIENT)
+  (void)c;
+  return 0;
+#else
+  return c->role == WS_ROLE_CLIENT;
+#endif
+}
+
+/* Bytes queued for output, a ws_conn_send_ref() payload included. */
+static inline size_t out_size(const ws_conn *c) {
+  return ws_buf_size(&c->out) + c->ref_len;
+}
+
+static inline int out_full(const ws_conn *c) {
+  return out_size(c) >= c->cfg.max_out_queue;
+}
+
+static inline int peer_resets(const ws_conn *c) {
+  return is_client(c) ? c->pmd.server_no_context_takeover
+                      : c->pmd.client_no_context_takeover;
+}
+
+static inline int we_reset(const ws_conn *c) {
+  return is_client(c) ? c->pmd.client_no_context_takeover
+                      : c->pmd.server_no_context_takeover;
+}
+
+/* A compressed message whose data is all in but whose inflated output is
+ * not all out yet: the drain goes on without input. */
+static inline int draining(const ws_conn *c) {
+#if defined(WS_NO_DEFLATE)
+  (void)c;
+  return 0;
+#endif
+  return c->rx_comp && c->rx_state == RX_PAYLOAD &&
+         (c->remaining == 0 || c->z->zpending) && !c->err;
+}
+
+/* RFC 7692 7.2.2: appended to the compressed data of every message. */
+static const uint8_t pmd_tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* ---- ws_conn.c ---------------------------------------------------- */
+
+/* Fails the connection: records the sticky error, drops message state and
+ * queues a close frame with |code| (0: none, e.g. during the handshake). */
+int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason);
+
+int wsc_hs_alloc(ws_conn *c);
+
+void wsc_hs_free(ws_conn *c);
+
+int wsc_nomem(ws_conn *c);
+
+void wsc_set_event(ws_conn *c, ws_event_type type);
+
+/* The close timeout counts from the next ws_conn_tick(): the caller's
+ * clock is read there, not when the close was queued (c->now may be the
+ * time of a tick long ago). Until then ws_conn_next_deadline() asks for a
+ * tick at once. */
+void wsc_arm_close_timer(ws_conn *c);
+
+int wsc_ctrlbuf_get(ws_conn *c);
+
+void wsc_inflater_drop(ws_conn *c);
+
+/* (ws_conn_tx.c) */
+void wsc_deflater_drop(ws_conn *c);
+
+/* Arena bytes of a compressor at its largest (0 without one). */
+size_t wsc_deflater_memsize(void);
+
+/* Queues a close frame with |code| (0: empty payload) and |reason|. */
+int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
+                    size_t reasonlen);
+
+/* Appends one frame. Client frames get a fresh mask key and masked
+ * payload, copied and masked in one pass. */
+int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
+                    size_t len);
+
+/* ---- ws_conn_hs.c ---------------------------------------------------- */
+
+int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
+                       size_t *pnread);
+
+/* ---- ws_conn_rx.c ---------------------------------------------------- */
+
+/* Compressed data frames (RFC 7692 7.2.2): the payload is unmasked a step
+ * at a time and inflated into the stream-mode chunk or the message
+ * buffer. The inflated size counts against max_message as it is
+ * produced, so a bomb stops at the limit. Once the last frame's payload
+ * is in, the tail is fed and the output drained, across as many events
+ * as it takes: ws_conn_next_event() resumes the drain, which needs no
+ * more input. */
+int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread);
+
+/* Decodes the frame header from |in|, buffering a split header. Returns
+ * 0 with *pnread bytes used; the header is complete when rx_state moved
+ * to RX_PAYLOAD. */
+int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
+                    size_t *pnread);
+
+/* A frame's payload, to the reader for its kind. */
+int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread);
+
+#endif /* WS_CONN_INT_H */

@@ -1,0 +1,527 @@
+/*
+ * The connection's receive side: frame headers, payload in stream and
+ * message mode, control frames, compressed messages (RFC 7692 7.2.2).
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_conn_int.h"
+
+/* ---- receive ------------------------------------------------------------ */
+
+static int is_control(unsigned op) { return (op & 0x8u) != 0; }
+
+/* Checks a complete header against the message state and limits. */
+static int on_header(ws_conn *c) {
+  ws_frame_header *fh = &c->fh;
+  const char *why;
+  if (ws_frame_check(fh, !is_client(c), c->rsv_allowed, &why))
+    return wsc_fail(c, WS_ERR_PROTO, 1002, why);
+  if (!is_control(fh->opcode)) {
+    /* RFC 6455 5.4: continuation only inside a message, and a new message
+     * only after the previous one ended. */
+    if (fh->opcode == WS_OP_CONT && !c->msg_op)
+      return wsc_fail(c, WS_ERR_PROTO, 1002, "continuation without message");
+    if (fh->opcode != WS_OP_CONT && c->msg_op)
+      return wsc_fail(c, WS_ERR_PROTO, 1002, "message not finished");
+    /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
+     * on a continuation it is an error (control frames with RSV bits
+     * were refused above). */
+    if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
+      return wsc_fail(c, WS_ERR_PROTO, 1002,
+                      "RSV1 set on a continuation frame");
+    if (fh->opcode != WS_OP_CONT) {
+      c->msg_op = fh->opcode;
+      c->msg_bytes = 0;
+      c->nfrags = 0;
+      c->msg_started = 0;
+      ws_utf8_init(&c->utf8);
+      c->rx_comp = (fh->rsv & WS_RSV1) != 0;
+      if (c->rx_comp) { /* RSV1 is allowed only with the deflate state */
+        c->z->inflated = 0;
+        c->z->ztail = 0;
+      }
+    }
+    if (fh->payload_len > c->cfg.max_frame_payload)
+      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
+    if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
+      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+    if (c->cfg.max_fragments && ++c->nfrags > c->cfg.max_fragments)
+      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "too many fragments");
+  }
+  c->remaining = fh->payload_len;
+  c->mask_off = 0;
+  c->rx_state = RX_PAYLOAD;
+  c->ctrllen = 0;
+  return 0;
+}
+
+/* Decodes the frame header from |in|, buffering a split header. Returns
+ * 0 with *pnread bytes used; the header is complete when rx_state moved
+ * to RX_PAYLOAD. */
+int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
+                    size_t *pnread) {
+  size_t hlen;
+  int rv;
+  if (c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
+    /* The common header: 7-bit length and, if masked, the key; here. */
+    unsigned b0 = in[0], b1 = in[1];
+    c->fh.fin = (uint8_t)(b0 >> 7);
+    c->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
+    c->fh.opcode = (uint8_t)(b0 & 0xFu);
+    c->fh.masked = (uint8_t)(b1 >> 7);
+    c->fh.payload_len = b1 & 0x7Fu;
+    if (b1 & 0x80u) {
+      memcpy(c->fh.mask, in + 2, 4);
+      *pnread = 6;
+    } else {
+      memset(c->fh.mask, 0, 4);
+      *pnread = 2;
+    }
+    return on_header(c);
+  }
+  if (c->hdrlen == 0) {
+    rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
+    if (rv == 0) {
+      *pnread = hlen;
+      return on_header(c);
+    }
+    if (rv != WS_ERR_WOULDBLOCK)
+      return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+  }
+  /* Slow path: copy just enough bytes to complete the header. The
+   * decoder runs on every partial header too, so an invalid 64-bit
+   * length fails at its first byte however the header was split. */
+  size_t used = 0;
+  for (;;) {
+    if (c->hdrlen > 0) {
+      rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
+      if (rv != WS_ERR_WOULDBLOCK) {
+        *pnread = used;
+        c->hdrlen = 0;
+        if (rv) return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+        return on_header(c);
+      }
+    }
+    size_t need = 2;
+    if (c->hdrlen >= 2) {
+      unsigned l7 = c->hdr[1] & 0x7fu;
+      /* 64-bit length: take its first byte alone, to check its top bit */
+      need = l7 == 127 && c->hdrlen == 2 ? 3u
+                                         : 2u +
+                                               (l7 == 126   ? 2u
+                                                : l7 == 127 ? 8u
+                                                            : 0u) +
+                                               ((c->hdr[1] & 0x80u) ? 4u : 0u);
+    }
+    size_t n = WS_MIN(need - c->hdrlen, inlen - used);
+    if (n == 0) {
+      *pnread = used;
+      return 0;
+    }
+    memcpy(c->hdr + c->hdrlen, in + used, n);
+    c->hdrlen = (uint8_t)(c->hdrlen + n);
+    used += n;
+  }
+}
+
+/* Queues the automatic pong, or keeps the latest ping's payload to answer
+ * once the output queue has room (RFC 6455 5.5.3: answering only the
+ * most recent ping is allowed). */
+static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
+  if (c->flags & WS_CFG_NO_AUTO_PONG) return 0;
+  if (c->close_sent_flag) return 0;
+  if (!out_full(c)) {
+    c->has_pending_pong = 0;
+    return wsc_queue_frame(c, 1, WS_OP_PONG, data, len);
+  }
+  if (wsc_ctrlbuf_get(c)) return WS_ERR_NOMEM;
+  if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);
+  c->pending_pong_len = (uint8_t)len;
+  c->has_pending_pong = 1;
+  return 0;
+}
+
+static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
+  int rv;
+  switch (c->fh.opcode) {
+  case WS_OP_PING:
+    rv = auto_pong(c, data, len);
+    if (rv) return wsc_nomem(c);
+    wsc_set_event(c, WS_EV_PING);
+    break;
+  case WS_OP_PONG:
+    c->ping_outstanding = 0;
+    c->ping_wanted = 0;
+    c->pong_deadline = NO_DEADLINE;
+    wsc_set_event(c, WS_EV_PONG);
+    break;
+  default: {              /* WS_OP_CLOSE */
+    uint16_t code = 1005; /* RFC 6455 7.1.5: no status code present */
+    if (len == 1)
+      return wsc_fail(c, WS_ERR_PROTO, 1002, "close payload of 1 byte");
+    if (len >= 2) {
+      code = (uint16_t)(data[0] << 8 | data[1]);
+      if (!ws_close_code_valid(code))
+        return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid close code");
+      if (ws_utf8_validate(data + 2, len - 2))
+        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in close reason");
+    }
+    if (c->close_sent_flag) {
+      c->state = WS_STATE_CLOSED;
+      c->close_deadline = NO_DEADLINE;
+    } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
+      /* RFC 6455 5.5.1: echo the status code received (and its reason,
+       * as other implementations do). */
+      rv = wsc_queue_close(c, code == 1005 ? 0 : code,
+                           len > 2 ? data + 2 : NULL, len > 2 ? len - 2 : 0);
+      if (rv) return wsc_nomem(c);
+      c->state = WS_STATE_CLOSED;
+    } else {
+      c->state = WS_STATE_CLOSING_REMOTE;
+    }
+    if (c->state == WS_STATE_CLOSED && is_client(c)) wsc_arm_close_timer(c);
+    ws_buf_free(&c->msg, &c->mem);
+    wsc_set_event(c, WS_EV_CLOSE);
+    c->ev_close = code;
+    if (len > 2) {
+      c->ev_data.base = data + 2;
+      c->ev_data.len = len - 2;
+    }
+    return 0;
+  }
+  }
+  c->ev_data.base = data;
+  c->ev_data.len = len;
+  return 0;
+}
+
+/* Frame payload has ended: update message state. Returns the flags for
+ * the data event. */
+static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
+  flags |= WS_EVF_FRAME_END;
+  if (c->fh.fin) {
+    flags |= WS_EVF_FINAL;
+    c->msg_op = 0;
+    c->stats.msgs_in++;
+  }
+  return flags;
+}
+
+#if !defined(WS_NO_DEFLATE)
+/* The inflater and, in stream mode, the chunk buffer, on first need. */
+static int inflate_prepare(ws_conn *c, int stream) {
+  if (!c->z->inf) {
+    unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
+                                 : c->pmd.client_max_window_bits;
+    c->z->inf = ws_malloc(&c->mem, sizeof(*c->z->inf));
+    if (!c->z->inf) return wsc_nomem(c);
+    if (ws_inflate_init(c->z->inf, &c->mem, bits)) {
+      ws_free(&c->mem, c->z->inf);
+      c->z->inf = NULL;
+      return wsc_nomem(c);
+    }
+  }
+  if (stream && !c->z->zbuf) {
+    c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!c->z->zbuf) return wsc_nomem(c);
+  }
+  return 0;
+}
+
+/* Where the next inflated bytes go: the stream-mode chunk or the message
+ * buffer, no more than max_message still allows. At the limit it is
+ * |probe|, one byte that shows whether the message goes on. */
+static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
+                          uint8_t **pout, size_t *proom) {
+  uint64_t left = c->cfg.max_message - c->z->inflated;
+  if (stream) {
+    *pout = c->z->zbuf + c->z->zlen;
+    *proom = ZCHUNK - c->z->zlen;
+  } else {
+    if (c->msg.cap == c->msg.len && left > 0) {
+      size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
+      /* never more than max_message, whatever doubling would do */
+      if (ws_buf_reserve_bounded(&c->msg, &c->mem, grow,
+                                 (size_t)c->cfg.max_message))
+        return wsc_nomem(c);
+    }
+    *pout = c->msg.base + c->msg.len;
+    *proom = c->msg.cap - c->msg.len;
+  }
+  if (*proom > left) *proom = (size_t)left;
+  if (*proom == 0) {
+    *pout = probe;
+    *proom = 1;
+  }
+  return 0;
+}
+
+/* One call of the inflater: on the next step of the payload (unmasked
+ * for it; what it leaves unused is masked back), on the tail once the
+ * message's payload is all in, or on nothing to drain it. */
+static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
+                        uint8_t *out, size_t room, size_t *pused,
+                        size_t *pproduced) {
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int rv;
+  if (*ppos < n) {
+    size_t k = WS_MIN(n - *ppos, ZSTEP);
+    uint8_t *p = in + *ppos;
+    if (key) ws_mask(p, k, key, c->mask_off);
+    rv = ws_inflate(c->z->inf, p, k, pused, out, room, pproduced);
+    if (key && *pused < k)
+      ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
+    c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
+    *ppos += *pused;
+    c->remaining -= *pused;
+  } else if (c->remaining == 0 && c->fh.fin && c->z->ztail < sizeof(pmd_tail)) {
+    rv =
+        ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
+                   sizeof(pmd_tail) - c->z->ztail, pused, out, room, pproduced);
+    c->z->ztail = (uint8_t)(c->z->ztail + *pused);
+  } else {
+    rv = ws_inflate(c->z->inf, NULL, 0, pused, out, room, pproduced);
+  }
+  return rv;
+}
+
+/* Takes |produced| inflated bytes at |out|. What was inflated before an
+ * error comes first in the stream, so it is judged first: a split of the
+ * input must not change which fault is reported. */
+static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
+                        size_t produced, const uint8_t *probe) {
+  if (!produced) return 0;
+  if (out == probe) return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+  if (text && ws_utf8_feed(&c->utf8, out, produced))
+    return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  c->z->inflated += produced;
+  c->stats.bytes_in += produced;
+  if (stream)
+    c->z->zlen += (uint32_t)produced;
+  else
+    c->msg.len += produced;
+  return 0;
+}
+
+/* The end of a compressed message: its text ends on a character, and
+ * without context takeover (RFC 7692 7.1.1) nothing carries over, so the
+ * inflater's memory goes until the next compressed message. */
+static int inflate_finish(ws_conn *c, int text) {
+  if (text && ws_utf8_finish(&c->utf8))
+    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  c->rx_state = RX_HEADER;
+  c->rx_comp = 0;
+  c->msg_op = 0;
+  c->stats.msgs_in++;
+  if (peer_resets(c)) wsc_inflater_drop(c);
+  return 0;
+}
+
+/* The event for what was inflated: a stream-mode chunk, or the whole
+ * message once it is done. */
+static void inflate_event(ws_conn *c, int stream, int text, int done) {
+  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
+  if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
+  if (stream && (done || c->z->zlen)) {
+    c->msg_started = 1;
+    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+    c->ev_flags = (uint8_t)flags;
+    c->ev_data.base = c->z->zbuf;
+    c->ev_data.len = c->z->zlen;
+    c->z->zlen = 0;
+    if (done) c->release = 1; /* the chunk buffer goes at the next call */
+  } else if (done) {
+    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+    c->ev_flags = (uint8_t)(flags | WS_EVF_FIRST);
+    c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
+    c->ev_data.len = ws_buf_size(&c->msg);
+    c->release = 1;
+  }
+}
+
+/* Compressed data frames (RFC 7692 7.2.2): the payload is unmasked a step
+ * at a time and inflated into the stream-mode chunk or the message
+ * buffer. The inflated size counts against max_message as it is
+ * produced, so a bomb stops at the limit. Once the last frame's payload
+ * is in, the tail is fed and the output drained, across as many events
+ * as it takes: ws_conn_next_event() resumes the drain, which needs no
+ * more input. */
+int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  int text = c->msg_op == WS_OP_TEXT;
+  int stream = c->delivery == WS_DELIVER_STREAM;
+  size_t pos = 0;
+  int done = 0, drained = 0, rv;
+
+  *pnread = 0;
+  if ((rv = inflate_prepare(c, stream)) != 0) return rv;
+  for (;;) {
+    uint8_t *out = NULL, probe;
+    size_t room = 0, used = 0, produced = 0;
+    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if ((rv = inflate_window(c, stream, &probe, &out, &room)) != 0) return rv;
+    rv = inflate_step(c, in, n, &pos, out, room, &used, &produced);
+    if (inflate_took(c, stream, text, out, produced, &probe)) return c->err;
+    if (rv) return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    int at_end = c->remaining == 0 && c->fh.fin;
+    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(c->z->inf))
+        return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+      done = 1;
+      break;
+    }
+    /* All input so far used and all its output out: wait for more (but
+     * if that input ended the message, go on to its tail at once). */
+    if (!at_end && pos == n && produced < room) {
+      drained = 1;
+      break;
+    }
+    if (!used && !produced) /* cannot happen: the inflater moved nothing */
+      return wsc_fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+  }
+  *pnread = pos;
+  /* All the input given was taken but the inflater was not drained (a
+   * chunk filled up): ws_conn_next_event() goes on, as the caller may
+   * have nothing more to feed. */
+  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
+  if (done) {
+    if ((rv = inflate_finish(c, text)) != 0) return rv;
+  } else if (c->remaining == 0 && !c->fh.fin && drained) {
+    c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
+  }
+  inflate_event(c, stream, text, done);
+  return 0;
+}
+#endif /* !WS_NO_DEFLATE */
+
+/* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
+ * place; a split one is gathered in a small conn buffer. */
+static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  const uint8_t *data;
+  if (c->ctrllen == 0 && n == c->remaining) {
+    if (key) ws_mask(in, n, key, 0);
+    data = in;
+  } else {
+    if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
+    if (key)
+      ws_copy_mask(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n, key,
+                   c->ctrllen & 3u);
+    else
+      memcpy(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n);
+    c->ctrllen = (uint8_t)(c->ctrllen + n);
+    data = c->ctrlbuf + CTRL_SPLIT;
+  }
+  *pnread = n;
+  c->remaining -= n;
+  if (c->remaining) return 0;
+  c->rx_state = RX_HEADER;
+  return on_control(c, data, (size_t)c->fh.payload_len);
+}
+
+/* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
+ * and lent out as it arrives. */
+static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
+  size_t off = c->mask_off;
+  if (text) {
+    size_t valid;
+    if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  } else if (key && off == 0 && n <= SMALL_PAYLOAD) {
+    unmask_small(in, n, key);
+    off = n & 3u;
+  } else if (key) {
+    off = ws_mask(in, n, key, off);
+  }
+  c->mask_off = (uint8_t)off;
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining == 0) {
+    c->rx_state = RX_HEADER;
+    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    flags = data_frame_end(c, flags);
+  } else if (n == 0) {
+    return 0; /* nothing to report yet */
+  }
+  c->msg_started = 1;
+  wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)flags;
+  c->ev_data.base = in;
+  c->ev_data.len = n;
+  return 0;
+}
+
+/* Uncompressed data, WS_DELIVER_MESSAGE. A message that is one frame,
+ * whole in this input, is unmasked and validated in place and lent out
+ * from the input like a stream chunk: no copy, no allocation. Otherwise
+ * each piece is copied and unmasked into the message buffer in one pass
+ * and validated while hot; the event comes with the last frame. */
+static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
+      ws_buf_size(&c->msg) == 0) {
+    /* the whole payload of a single-frame message is here */
+    if (text) {
+      size_t off = 0, valid;
+      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    } else if (key) {
+      (void)ws_mask(in, n, key, 0);
+    }
+  } else if (n) {
+    /* Never hold more than the limit, whatever the doubling would do. */
+    size_t limit =
+        c->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return wsc_nomem(c);
+    uint8_t *dst = c->msg.base + c->msg.len;
+    if (key)
+      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
+    else
+      memcpy(dst, in, n);
+    c->msg.len += n;
+    if (text && ws_utf8_feed(&c->utf8, dst, n))
+      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  }
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining) return 0;
+  c->rx_state = RX_HEADER;
+  if (!c->fh.fin) return 0;
+  if (text && ws_utf8_finish(&c->utf8))
+    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
+  if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
+    c->ev_data.base = n ? in : NULL;
+    c->ev_data.len = n;
+    return 0;
+  }
+  c->ev_data.base = c->msg.base + c->msg.pos;
+  c->ev_data.len = ws_buf_size(&c->msg);
+  c->release = 1; /* the message buffer goes at the next call */
+  return 0;
+}
+
+/* A frame's payload, to the reader for its kind. */
+int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
+#if !defined(WS_NO_DEFLATE)
+  if (c->rx_comp) return wsc_read_compressed(c, in, inlen, pnread);
+#endif
+  if (c->delivery == WS_DELIVER_STREAM)
+    return read_stream(c, in, inlen, pnread);
+  return read_message(c, in, inlen, pnread);
+}
+
+/* How big a drained buffer may stay allocated (WS_CFG_KEEP_BUFFERS). */

@@ -1,0 +1,286 @@
+/*
+ * The connection's send side: data and control frames, compression
+ * (RFC 7692 7.2.1), and the compressor shared between connections.
+ * SPDX-License-Identifier: MIT
+ */
+#include "ws_conn_int.h"
+
+/* ---- send ---------------------------------------------------------------- */
+
+static int can_send_data(const ws_conn *c) {
+  return !c->err && !c->close_sent_flag &&
+         (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_REMOTE);
+}
+
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+/* ---- the shared compressor ----------------------------------------------- */
+
+struct ws_pmd_shared {
+  ws_mem mem;
+  int level;
+  ws_deflater *z[WS_DEFLATE_MAX_WINDOW_BITS - WS_DEFLATE_MIN_WINDOW_BITS + 1];
+};
+
+int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
+  ws_mem m;
+  if (!pshared || level < 0 || level > 9) return WS_ERR_INVALID_ARGUMENT;
+  *pshared = NULL;
+  if (ws_mem_resolve(&m, mem)) return WS_ERR_INVALID_ARGUMENT;
+  ws_pmd_shared *sh = ws_malloc(&m, sizeof(*sh));
+  if (!sh) return WS_ERR_NOMEM;
+  memset(sh, 0, sizeof(*sh));
+  sh->mem = m;
+  sh->level = level ? level : WS_DEFLATE_DEFAULT;
+  *pshared = sh;
+  return 0;
+}
+
+void ws_pmd_shared_del(ws_pmd_shared *sh) {
+  if (!sh) return;
+  for (size_t i = 0; i < sizeof(sh->z) / sizeof(sh->z[0]); i++) {
+    if (!sh->z[i]) continue;
+    ws_deflate_free(sh->z[i]);
+    ws_free(&sh->mem, sh->z[i]);
+  }
+  ws_free(&sh->mem, sh);
+}
+
+/* The shared compressor for |bits|, created on first use. */
+static int shared_get(ws_pmd_shared *sh, unsigned bits, ws_deflater **pz) {
+  ws_deflater **slot = &sh->z[bits - WS_DEFLATE_MIN_WINDOW_BITS];
+  if (!*slot) {
+    ws_deflater *z = ws_malloc(&sh->mem, sizeof(*z));
+    if (!z) return WS_ERR_NOMEM;
+    if (ws_deflate_init(z, &sh->mem, bits, sh->level)) {
+      ws_free(&sh->mem, z);
+      return WS_ERR_NOMEM;
+    }
+    *slot = z;
+  }
+  *pz = *slot;
+  return 0;
+}
+
+/* Compresses one fragment of a message into a frame (RFC 7692 7.2.1):
+ * RSV1 on the first frame only; the last one ends with a sync flush whose
+ * 00 00 ff ff tail is removed. The payload is compressed straight into
+ * the output queue behind room for the longest header, which then moves
+ * down next to the header once the payload's length is known. */
+static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
+                            const uint8_t *data, size_t len) {
+  ws_frame_header fh;
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  memset(&fh, 0, sizeof(fh));
+  fh.fin = (uint8_t)fin;
+  fh.opcode = (uint8_t)opcode;
+  if (opcode != WS_OP_CONT) fh.rsv = WS_RSV1;
+  if (is_client(c)) {
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
+  }
+  unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
+                               : c->pmd.server_max_window_bits;
+  ws_deflater *z = c->z->def;
+  /* A message that starts and ends in this call, with no context to
+   * keep, can borrow the thread's shared compressor. */
+  int borrowed =
+      !z && c->z->cfg.shared && fin && opcode != WS_OP_CONT && we_reset(c);
+  if (borrowed) {
+    int rv = shared_get(c->z->cfg.shared, bits, &z);
+    if (rv) return rv;
+  } else if (!z) {
+    int level = c->z->cfg.level;
+    if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
+    z = ws_malloc(&c->mem, sizeof(*z));
+    if (!z) return WS_ERR_NOMEM;
+    if (ws_deflate_init(z, &c->mem, bits, level)) {
+      ws_free(&c->mem, z);
+      return WS_ERR_NOMEM;
+    }
+    c->z->def = z;
+  }
+  size_t clen = 0, used = 0;
+  size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
+  int rv;
+  do {
+    if (ws_buf_reserve_bounded(&c->out, &c->mem,
+                               WS_FRAME_HEADER_MAX + clen + step,
+                               (size_t)c->cfg.max_out_queue + 512u)) {
+      /* The compressor has taken input it cannot give back: the
+       * message cannot go on, so neither can the connection. */
+      if (borrowed) ws_deflate_reset(z);
+      return wsc_nomem(c);
+    }
+    uint8_t *dst = c->out.base + c->out.len + WS_FRAME_HEADER_MAX + clen;
+    size_t room = c->out.cap - c->out.len - WS_FRAME_HEADER_MAX - clen;
+    size_t nin, nout;
+    rv = ws_deflate(z, len ? data + used : data, len - used, &nin, dst, room,
+                    &nout, fin ? WS_DEFLATE_SYNC_FLUSH : WS_DEFLATE_NO_FLUSH);
+    used += nin;
+    clen += nout;
+    step = WS_MAX(step, clen);
+  } while (rv == WS_ERR_WOULDBLOCK);
+  if (borrowed) ws_deflate_reset(z); /* clean for its next borrower */
+  if (rv) return wsc_fail(c, WS_ERR_INTERNAL, 1011, "compressor failed");
+  uint8_t *base = c->out.base + c->out.len;
+  if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
+  fh.payload_len = clen;
+  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  memmove(base + hlen, base + WS_FRAME_HEADER_MAX, clen);
+  memcpy(base, hdr, hlen);
+  if (fh.masked) ws_mask(base + hlen, clen, fh.mask, 0);
+  c->out.len += hlen + clen;
+  c->stats.wire_out += hlen + clen;
+  /* RFC 7692 7.1.1: without context takeover the next message starts
+   * afresh, so the compressor's memory is not kept between messages. */
+  if (fin && we_reset(c)) wsc_deflater_drop(c);
+  return 0;
+}
+
+void wsc_deflater_drop(ws_conn *c) {
+  if (!c->z || !c->z->def) return;
+  ws_deflate_free(c->z->def);
+  ws_free(&c->mem, c->z->def);
+  c->z->def = NULL;
+}
+
+size_t wsc_deflater_memsize(void) {
+  /* two arena blocks: a header and up to one alignment unit each */
+  return sizeof(ws_deflater) + ws_deflate_memsize(15, 9) +
+         4 * (size_t)WS_ARENA_ALIGN;
+}
+
+#else  /* no compressor (WS_NO_DEFLATE, WS_INFLATE_ONLY) */
+
+void wsc_deflater_drop(ws_conn *c) { (void)c; }
+
+size_t wsc_deflater_memsize(void) { return 0; }
+
+int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
+  (void)level;
+  (void)mem;
+  if (pshared) *pshared = NULL;
+  return WS_ERR_INVALID_ARGUMENT;
+}
+
+void ws_pmd_shared_del(ws_pmd_shared *sh) { (void)sh; }
+#endif /* !WS_NO_DEFLATE && !WS_INFLATE_ONLY */
+
+int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
+                 uint32_t flags) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
+  /* Data never makes the queue exceed max_out_queue (a compressed
+   * message is counted at its uncompressed size). */
+  size_t max = c->cfg.max_out_queue;
+  size_t hlen = 2u +
+                (len < 126       ? 0u
+                 : len <= 0xffff ? 2u
+                                 : 8u) +
+                (is_client(c) ? 4u : 0u);
+  if (len > max - hlen) return WS_ERR_TOO_BIG;
+  if (out_size(c) > max - hlen - len) return WS_ERR_WOULDBLOCK;
+  unsigned fin = !(flags & WS_SEND_MORE);
+  /* Whether a message is compressed is decided at its first fragment:
+   * small single-frame messages are not worth it (min_size). */
+  unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+  int comp = c->tx_op ? c->tx_comp
+                      : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
+                            (!fin || len >= c->z->cfg.min_size);
+  int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
+                : wsc_queue_frame(c, fin, op, data, len);
+#else /* (WS_INFLATE_ONLY: RFC 7692 lets any message go uncompressed) */
+  int comp = 0;
+  int rv = wsc_queue_frame(c, fin, op, data, len);
+#endif
+  if (rv) return rv;
+  c->tx_comp = (uint8_t)(fin ? 0 : comp);
+  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  c->stats.bytes_out += len;
+  if (fin) c->stats.msgs_out++;
+  return 0;
+}
+
+int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
+                     uint32_t flags) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c) || (c->tx_op && c->tx_comp))
+    return WS_ERR_INVALID_STATE;
+  if (c->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
+  size_t max = c->cfg.max_out_queue;
+  if (len > max - WS_FRAME_HEADER_MAX) return WS_ERR_TOO_BIG;
+  if (out_size(c) > max - WS_FRAME_HEADER_MAX - len) return WS_ERR_WOULDBLOCK;
+  unsigned fin = !(flags & WS_SEND_MORE);
+  ws_frame_header fh;
+  memset(&fh, 0, sizeof(fh));
+  fh.fin = (uint8_t)fin;
+  fh.opcode = (uint8_t)(c->tx_op ? WS_OP_CONT : (unsigned)opcode);
+  fh.payload_len = len;
+  if (is_client(c)) {
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
+  }
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
+  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  int rv = ws_buf_append(&c->out, &c->mem, hdr, hlen);
+  if (rv) return rv;
+  if (len) {
+    if (fh.masked) ws_mask(data, len, fh.mask, 0);
+    c->ref = data;
+    c->ref_len = (uint32_t)len; /* (both under max_out_queue) */
+    c->ref_at = (uint32_t)ws_buf_size(&c->out);
+  }
+  c->tx_comp = 0;
+  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  c->stats.wire_out += hlen + len;
+  c->stats.bytes_out += len;
+  if (fin) c->stats.msgs_out++;
+  return 0;
+}
+
+size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
+
+static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
+  if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
+  if (len > WS_CONTROL_MAX) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
+  if (out_full(c)) return WS_ERR_WOULDBLOCK;
+  return wsc_queue_frame(c, 1, op, data, len);
+}
+
+int ws_conn_ping(ws_conn *c, const void *data, size_t len) {
+  return send_control(c, WS_OP_PING, data, len);
+}
+
+int ws_conn_pong(ws_conn *c, const void *data, size_t len) {
+  return send_control(c, WS_OP_PONG, data, len);
+}
+
+int ws_conn_close(ws_conn *c, uint16_t code, const void *reason,
+                  size_t reasonlen) {
+  if (!c || (reasonlen && !reason)) return WS_ERR_INVALID_ARGUMENT;
+  if (code == 0 && reasonlen) return WS_ERR_INVALID_ARGUMENT;
+  if (code && !ws_close_code_valid(code)) return WS_ERR_INVALID_ARGUMENT;
+  if (reasonlen > WS_CONTROL_MAX - 2 || ws_utf8_validate(reason, reasonlen))
+    return WS_ERR_INVALID_ARGUMENT;
+  if (c->err || c->close_sent_flag ||
+      (c->state != WS_STATE_OPEN && c->state != WS_STATE_CLOSING_REMOTE))
+    return WS_ERR_INVALID_STATE;
+  int rv = wsc_queue_close(c, code, reason, reasonlen);
+  if (rv) return rv;
+  if (c->state == WS_STATE_CLOSING_REMOTE) {
+    c->state = WS_STATE_CLOSED;
+    if (is_client(c)) wsc_arm_close_timer(c);
+  } else {
+    c->state = WS_STATE_CLOSING_LOCAL;
+    wsc_arm_close_timer(c);
+  }
+  return 0;
+}
