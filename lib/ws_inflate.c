@@ -243,7 +243,7 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
 #define FAIL()                                                                 \
   do {                                                                         \
     size_t back_ = WS_MIN((size_t)(nb >> 3), (size_t)(ip - s->in));            \
-    ip -= back_;                                                               \
+    if (back_) ip -= back_; /* (not on a NULL input of length 0) */            \
     nb -= 8 * (unsigned)back_;                                                 \
     z->mode = M_ERROR;                                                         \
     z->err = WS_ERR_DATA;                                                      \

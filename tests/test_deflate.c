@@ -1127,7 +1127,10 @@ static void match_at_window_edge(void **state) {
       assert_non_null(src);
       for (size_t i = 0; i < d; i++)
         src[i] = (uint8_t)tu_rand(&rs);
-      memcpy(src + d, src, 258);
+      /* the first 258 bytes again at distance d, copied forward byte by
+       * byte as LZ77 does (the ranges overlap when d < 258) */
+      for (size_t i = 0; i < 258; i++)
+        src[d + i] = src[i];
       for (int level = 1; level <= 9; level++) {
         size_t clen = roundtrip_one(src, n, w, level, &rs);
         if (far)

@@ -18,6 +18,10 @@ void drv_listeners_watch(ws_loop *l, int on) {
 }
 
 void drv_close_listeners(ws_loop *l) {
+  /* Connections outlive their listener (ws_loop_close_listeners() during
+   * a graceful restart): they forget it, and its caps with it. */
+  for (uint32_t i = 0; i < l->nslots; i++)
+    if (l->slots[i]) l->slots[i]->lst = NULL;
   while (l->listeners) {
     listener *s = l->listeners;
     l->listeners = s->next;
