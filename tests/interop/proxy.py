@@ -14,6 +14,7 @@ import http
 import json
 import os
 import shutil
+import select
 import signal
 import socket
 import subprocess
@@ -49,9 +50,18 @@ def wait_port(port, proc, secs=10):
 
 
 class Proc:
-    def __init__(self, args, port, **kw):
-        self.p = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                  stdin=subprocess.DEVNULL, **kw)
+    def __init__(self, args, port, ready=None, **kw):
+        self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE if ready
+                                  else subprocess.DEVNULL, **kw)
+        if ready:  # the program's own start-up line, not just the port
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                r, _, _ = select.select([self.p.stdout], [], [], 1)
+                line = self.p.stdout.readline() if r else b""
+                if ready.encode() in line:
+                    break
+            self.p.stdout.close()
         wait_port(port, self.p)
 
     def rss_kib(self, field="VmRSS"):
@@ -464,9 +474,12 @@ async def t_drain(env):
         ws = await websockets.connect("ws://127.0.0.1:%d/echo-drain" % port)
         await ws.send("x")
         await ws.recv()
+        # SO_REUSEPORT: a second process on the same port. The port
+        # answers already (p listens), so wait for q's own "listening"
+        # line: on a loaded machine q may bind only after p has gone.
         q = Proc([env.bindir + "/ws-proxy", "--listen", str(port),
                   "--upstream", env.py_upstream, "--access-log", "/dev/null"],
-                 port)  # SO_REUSEPORT: a second process on the same port
+                 port, ready="listening on")
         t0 = time.monotonic()
         p.p.send_signal(signal.SIGTERM)
         try:
