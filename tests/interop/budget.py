@@ -43,6 +43,11 @@ import threading
 import time
 import zlib
 
+# Under AddressSanitizer (stage b) memory holds redzones and a quarantine:
+# the RSS bounds are checked only in plain builds.
+UNDER_ASAN = "ASAN_OPTIONS" in os.environ
+ASAN_NOTE = " (not checked under ASan)" if UNDER_ASAN else ""
+
 MiB = 1 << 20
 KEY = base64.b64encode(b"0123456789abcdef").decode()
 
@@ -297,7 +302,8 @@ def part_compressed(bindir):
         check(all(c in (1013, 1009, None) for c in codes),
               "no other close code", "codes %s" % codes)
         check(ok, "a fresh client is served meanwhile", "saw %s" % seen)
-        check(growth < 80 * MiB, "RSS grew by less than 80 MiB",
+        check(UNDER_ASAN or growth < 80 * MiB,
+              "RSS grew by less than 80 MiB" + ASAN_NOTE,
               "%.1f MiB" % (growth / MiB))
         check(srv.alive(), "echo-server still up")
         for s, _ in socks:
@@ -419,7 +425,8 @@ def part_slow(bindir):
               "%s" % [(g["got"], g["closed"]) for g in good])
         check(all(g["gap"] < 15 for g in good),
               "... without a long gap", "%s" % [g["gap"] for g in good])
-        check(growth < 100 * MiB, "chat RSS grew by less than 100 MiB",
+        check(UNDER_ASAN or growth < 100 * MiB,
+              "chat RSS grew by less than 100 MiB" + ASAN_NOTE,
               "%.1f MiB" % (growth / MiB))
         check(srv.alive(), "chat still up")
         for s in slow.values():

@@ -49,6 +49,11 @@ def wait_port(port, proc, secs=10):
     raise RuntimeError("port %d never opened" % port)
 
 
+# Under AddressSanitizer (stage b) memory holds redzones and a quarantine:
+# the RSS bounds are checked only in plain builds.
+UNDER_ASAN = "ASAN_OPTIONS" in os.environ
+
+
 class Proc:
     def __init__(self, args, port, ready=None, **kw):
         self.p = subprocess.Popen(args, stdin=subprocess.DEVNULL,
@@ -342,7 +347,7 @@ async def backpressure_checks(env, loop, s, before):
           "proxy RSS +%d KiB" % (sent1 / 2**20, sent2 - sent1, grew))
     check("upstream stopped", sent2 == sent1 and sent1 < 64 << 20,
           (sent1, sent2))
-    check("bounded memory", grew < 16 << 10, grew)
+    check("bounded memory", UNDER_ASAN or grew < 16 << 10, grew)
 
     def drain():  # now read: the flood goes on
         got = 0
@@ -380,7 +385,7 @@ async def t_large(env, mib):
     print("large: %d MiB each way in %.1f s; proxy RSS %d KiB before, peak "
           "%d KiB (+%d KiB)" % (mib, time.monotonic() - t0, base, peak,
                                 peak - base))
-    check("RSS", peak - base < 8 << 10, peak - base)
+    check("RSS", UNDER_ASAN or peak - base < 8 << 10, peak - base)
 
 
 async def t_metrics_log(env):
