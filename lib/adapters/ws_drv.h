@@ -263,6 +263,12 @@ void post_free(ws_loop *l, post *p);
 
 /* ---- ws_drv_listen.c ----------------------------------------------------- */
 
+/* A listener for |p| (NULL: the defaults), not yet listening; NULL with
+ * |*prv| WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM. */
+listener *drv_listener_new(ws_loop *l, const ws_loop_listen_params *p,
+                           int *prv);
+/* Watches |fd| for |s| and adds it to the loop; -1 with errno. */
+int drv_listener_add(ws_loop *l, listener *s, int fd);
 void drv_accept_round(ws_loop *l, listener *s);
 void drv_listeners_watch(ws_loop *l, int on);
 void drv_close_listeners(ws_loop *l);

@@ -50,44 +50,15 @@ int ws_loop_listen_fd(ws_loop *l, int fd, const ws_loop_listen_params *p,
   if (!l || fd < 0) return WS_ERR_INVALID_ARGUMENT;
   int rv = prepare_fd(fd, &port);
   if (rv != 0) return rv;
-  listener *s = drv_malloc(l, sizeof(*s));
-  if (!s) return WS_ERR_NOMEM;
-  memset(s, 0, sizeof(*s));
-  s->h.kind = H_LISTENER;
-  if (p && p->config) {
-    s->cfg = *p->config;
-  } else { /* the loop's default, as ws_loop_listen() */
-    ws_config_default(&s->cfg, WS_ROLE_SERVER);
-    s->cfg.delivery = WS_DELIVER_MESSAGE;
-  }
-  s->cfg.role = WS_ROLE_SERVER;
-  if (l->cfg.callbacks.on_http) s->cfg.flags |= WS_CFG_HTTP;
-  if (p) { /* the caps, as ws_loop_listen() */
-    s->user_data = p->user_data;
-    s->tp = p->transport;
-    s->max_conns = p->max_conns;
-    s->max_per_ip = p->max_conns_per_ip;
-    s->max_hs = p->max_handshakes;
-    s->max_pmd = p->max_pmd_context;
-    s->origins = p->origins;
-    s->norigins = p->norigins;
-    s->origin_flags = p->origin_flags;
-    if (s->norigins && !s->origins) {
-      drv_free(l, s);
-      return WS_ERR_INVALID_ARGUMENT;
-    }
-  }
+  listener *s = drv_listener_new(l, p, &rv); /* as ws_loop_listen() */
+  if (!s) return rv;
   s->handed = 1;
-  if (l->poller.add(l->poller.self, fd, s, WS_DRV_IN) != 0) {
+  if (drv_listener_add(l, s, fd) != 0) { /* the descriptor stays theirs */
     int e = errno;
     drv_free(l, s);
     errno = e;
     return WS_LOOP_ERR_IO;
   }
-  s->fd = fd;
-  s->watching = 1;
-  s->next = l->listeners;
-  l->listeners = s;
   if (pport) *pport = port;
   return 0;
 }

@@ -31,14 +31,20 @@ void drv_close_listeners(ws_loop *l) {
   }
 }
 
-int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
-                   uint16_t *pport) {
-  if (!l || !p) return WS_ERR_INVALID_ARGUMENT;
+listener *drv_listener_new(ws_loop *l, const ws_loop_listen_params *p,
+                           int *prv) {
+  if (p && p->norigins && !p->origins) {
+    *prv = WS_ERR_INVALID_ARGUMENT;
+    return NULL;
+  }
   listener *s = drv_malloc(l, sizeof(*s));
-  if (!s) return WS_ERR_NOMEM;
+  if (!s) {
+    *prv = WS_ERR_NOMEM;
+    return NULL;
+  }
   memset(s, 0, sizeof(*s));
   s->h.kind = H_LISTENER;
-  if (p->config) {
+  if (p && p->config) {
     s->cfg = *p->config;
   } else { /* the loop's default: on_message gets whole messages */
     ws_config_default(&s->cfg, WS_ROLE_SERVER);
@@ -47,19 +53,35 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   s->cfg.role = WS_ROLE_SERVER;
   /* Plain HTTP requests go to on_http when there is one. */
   if (l->cfg.callbacks.on_http) s->cfg.flags |= WS_CFG_HTTP;
-  s->user_data = p->user_data;
-  s->tp = p->transport;
-  s->max_conns = p->max_conns;
-  s->max_per_ip = p->max_conns_per_ip;
-  s->max_hs = p->max_handshakes;
-  s->max_pmd = p->max_pmd_context;
-  s->origins = p->origins;
-  s->norigins = p->norigins;
-  s->origin_flags = p->origin_flags;
-  if (s->norigins && !s->origins) {
-    drv_free(l, s);
-    return WS_ERR_INVALID_ARGUMENT;
+  if (p) {
+    s->user_data = p->user_data;
+    s->tp = p->transport;
+    s->max_conns = p->max_conns;
+    s->max_per_ip = p->max_conns_per_ip;
+    s->max_hs = p->max_handshakes;
+    s->max_pmd = p->max_pmd_context;
+    s->origins = p->origins;
+    s->norigins = p->norigins;
+    s->origin_flags = p->origin_flags;
   }
+  return s;
+}
+
+int drv_listener_add(ws_loop *l, listener *s, int fd) {
+  if (l->poller.add(l->poller.self, fd, s, WS_DRV_IN) != 0) return -1;
+  s->fd = fd;
+  s->watching = 1;
+  s->next = l->listeners;
+  l->listeners = s;
+  return 0;
+}
+
+int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
+                   uint16_t *pport) {
+  int rv = 0;
+  if (!l || !p) return WS_ERR_INVALID_ARGUMENT;
+  listener *s = drv_listener_new(l, p, &rv);
+  if (!s) return rv;
   uint16_t bound = 0;
   errno = 0;
   int fd = l->sys.listen(l->sys.self, p->host, p->port, p->backlog, p->flags,
@@ -70,17 +92,13 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
     errno = e;
     return e == EINVAL ? WS_ERR_INVALID_ARGUMENT : WS_LOOP_ERR_IO;
   }
-  if (l->poller.add(l->poller.self, fd, s, WS_DRV_IN) != 0) {
+  if (drv_listener_add(l, s, fd) != 0) {
     int e = errno;
     l->sys.close(l->sys.self, fd);
     drv_free(l, s);
     errno = e;
     return WS_LOOP_ERR_IO;
   }
-  s->fd = fd;
-  s->watching = 1;
-  s->next = l->listeners;
-  l->listeners = s;
   if (pport) *pport = bound;
   return 0;
 }
