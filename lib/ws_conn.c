@@ -119,7 +119,8 @@ static int conn_setup(ws_conn *c, const ws_config *cfg, const ws_mem *m) {
   /* every WS_CFG_* flag fits in the byte */
   c->flags =
       (uint8_t)(cfg->flags & (WS_CFG_NO_AUTO_PONG | WS_CFG_NO_AUTO_CLOSE |
-                              WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS));
+                              WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS |
+                              WS_CFG_PMD_SYMMETRIC));
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
   if (cfg->pmd.enable) {

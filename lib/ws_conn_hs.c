@@ -105,7 +105,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
 #  if !defined(WS_NO_DEFLATE)
-  if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
+  if (c->z)
+    ws_pmd_negotiate_flags(&c->z->cfg, c->flags, &c->hs->req, &pmd, ext);
 #  endif
   size_t before = c->out.len;
   int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
