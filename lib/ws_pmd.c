@@ -191,6 +191,10 @@ int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
       cb = o.client_max_window_bits == WS_PMD_BITS_NOVALUE
                ? wc
                : WS_MIN(wc, o.client_max_window_bits);
+      /* zlib, which most clients compress with, has no raw 8-bit window
+       * (deflateInit2() refuses it): a client is held to 8 only if it
+       * offered 8 itself, else the offer is declined. */
+      if (cb == 8 && wc < want_c && o.client_max_window_bits != 8) continue;
     }
     memset(params, 0, sizeof(*params));
     params->enabled = 1;

@@ -340,7 +340,10 @@ typedef enum ws_delivery {
  *                             client_max_window_bits cannot be held to
  *                             it, and is declined (7.1.2.1 lets a server
  *                             decline a server_max_window_bits it does
- *                             not support);
+ *                             not support), and so is one that would
+ *                             have to be held to 8 without offering
+ *                             client_max_window_bits=8 itself (zlib, in
+ *                             most clients, cannot compress with 8);
  *   client_no_context_takeover  whenever server_no_context_takeover is
  *                             granted (7.1.1.2: the server may ask it).
  * A client that asks nothing smaller than our configuration is answered
