@@ -35,6 +35,10 @@ static int usage(FILE *f, const char *argv0) {
       "                           side (1048576)\n"
       "  --no-deflate             no permessage-deflate on either side\n"
       "  --no-client-deflate, --no-upstream-deflate   ... on one side\n"
+      "  --max-pmd-context N      client connections per loop that keep a\n"
+      "                           deflate context (~240 KiB each); later\n"
+      "                           ones get no context takeover (256; 0: no\n"
+      "                           cap)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
       argv0);
   return f == stdout ? 0 : 2;
@@ -81,6 +85,7 @@ static int number_flag(const char *a, const char *val) {
                 : !strcmp(a, "--connect-timeout")        ? &opt.connect_ms
                 : !strcmp(a, "--drain-timeout")          ? &opt.drain_ms
                 : !strcmp(a, "--high-water")             ? &opt.high_water
+                : !strcmp(a, "--max-pmd-context")        ? &opt.max_pmd
                                                          : NULL;
   if (t) {
     if (num(val, 0, 0x7fffffff, &v) != 0) return -1;
@@ -138,6 +143,7 @@ int flags_parse(int argc, char **argv) {
   opt.connect_ms = 10000;
   opt.drain_ms = 10000;
   opt.high_water = 1u << 20;
+  opt.max_pmd = 256; /* ~60 MiB of deflate contexts per loop at most */
   opt.deflate_client = opt.deflate_upstream = 1;
   opt.log_fd = 2;
   int have_listen = 0;

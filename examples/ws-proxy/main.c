@@ -115,6 +115,7 @@ static int start_loops(uint16_t *pport) {
   lp.host = opt.listen_host;
   lp.port = opt.listen_port;
   lp.config = &cl_cfg;
+  lp.max_pmd_context = opt.max_pmd;
   lp.flags = WS_LOOP_REUSEPORT;     /* a new process can take the port over */
   static ws_loop_transport gate_tp; /* over TLS or plain TCP */
   gate_transport(&gate_tp, opt.listen_tp);

@@ -48,6 +48,7 @@ typedef struct proxy_opt {
   uint64_t max_message;
   uint32_t ping_ms, idle_ms, up_ping_ms, up_idle_ms, connect_ms, drain_ms;
   uint32_t high_water;
+  uint32_t max_pmd; /* --max-pmd-context: per loop, 0 no cap */
   int deflate_client, deflate_upstream;
   int log_fd;
   const ws_loop_transport *listen_tp;
