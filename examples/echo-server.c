@@ -192,6 +192,7 @@ int main(int argc, char **argv) {
              : !strcmp(a, "--max-conns-per-ip")
                  ? num(v, 0, 0xffffffffu, &per_ip)
              : !strcmp(a, "--max-handshakes") ? num(v, 0, 0xffffffffu, &max_hs)
+             : !strcmp(a, "--drain")         ? num(v, 0, 86400000, &drain_ms)
              : !strcmp(a, "--max-pmd-context")
                  ? num(v, 0, 0xffffffffu, &max_pmd)
                  : -1)
