@@ -181,8 +181,8 @@ static int usage(FILE *f, const char *argv0) {
           "  --max-conns N        connections at once (0: any)\n"
           "  --max-conns-per-ip N   of them from one address (0: any)\n"
           "  --max-pmd-context N  connections keeping a deflate context\n"
-          "                       (~240 KiB each); later ones get no context\n"
-          "                       takeover (64; 0: no cap)\n"
+          "                       (up to 282 KiB each); later ones get no\n"
+          "                       context takeover (64; 0: no cap)\n"
           "  -q, --quiet          log errors only\n"
           "  -v, --verbose        log every HTTP request and totals too\n"
           "  --version            print the version and exit\n"
@@ -238,7 +238,7 @@ int main(int argc, char **argv) {
   static const char *origins[MAX_ORIGINS];
   ws_loop_listen_params lp;
   memset(&lp, 0, sizeof(lp));
-  lp.max_pmd_context = 64; /* deflate contexts: ~240 KiB each */
+  lp.max_pmd_context = 64; /* deflate contexts: up to 282 KiB each */
   ex_log_init("chat");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

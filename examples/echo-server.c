@@ -111,9 +111,9 @@ static int usage(FILE *f, const char *argv0) {
       "  --max-handshakes N       opening (and TLS) handshakes at once, per\n"
       "                           loop (0: any)\n"
       "  --max-pmd-context N      connections per loop that keep a deflate\n"
-      "                           context (~240 KiB each at window 15); later\n"
-      "                           ones get no context takeover (64; 0: no\n"
-      "                           cap, the default with --autobahn)\n"
+      "                           context (up to 282 KiB each at window 15);\n"
+      "                           later ones get no context takeover (64;\n"
+      "                           0: no cap, the default with --autobahn)\n"
       "  --origin ORIGIN          allow this Origin (repeatable; exact, or\n"
       "                           a pattern: https://*.example.com); with\n"
       "                           any, other browser origins get 403\n"
@@ -213,7 +213,7 @@ int main(int argc, char **argv) {
   cfg.handshake_timeout_ms = (uint32_t)hs_ms;
   cfg.pmd.enable = (uint8_t)deflate;
   /* A public port: no client makes us echo many times what it sent, and
-   * deflate contexts (~240 KiB each, for the connection's life) are
+   * deflate contexts (up to 282 KiB each, for the connection's life) are
    * capped; Autobahn's cases 13.x expect neither. */
   if (!autobahn) cfg.flags |= WS_CFG_PMD_SYMMETRIC;
   if (max_pmd == ULONG_MAX) max_pmd = autobahn ? 0 : 64;

@@ -36,9 +36,9 @@ static int usage(FILE *f, const char *argv0) {
       "  --no-deflate             no permessage-deflate on either side\n"
       "  --no-client-deflate, --no-upstream-deflate   ... on one side\n"
       "  --max-pmd-context N      client connections per loop that keep a\n"
-      "                           deflate context (~240 KiB each); later\n"
-      "                           ones get no context takeover (256; 0: no\n"
-      "                           cap)\n"
+      "                           deflate context (up to 282 KiB each);\n"
+      "                           later ones get no context takeover (256;\n"
+      "                           0: no cap)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
       argv0);
   return f == stdout ? 0 : 2;
@@ -143,7 +143,7 @@ int flags_parse(int argc, char **argv) {
   opt.connect_ms = 10000;
   opt.drain_ms = 10000;
   opt.high_water = 1u << 20;
-  opt.max_pmd = 256; /* ~60 MiB of deflate contexts per loop at most */
+  opt.max_pmd = 256; /* ~70 MiB of deflate contexts per loop at most */
   opt.deflate_client = opt.deflate_upstream = 1;
   opt.log_fd = 2;
   int have_listen = 0;
