@@ -33,12 +33,15 @@ the margins are seconds, not milliseconds, so a loaded machine passes.
    most 100 contexts (282 KiB each allocated, README) plus 1,000 times
    the cost of a connection without deflate (measured first) plus a
    margin. Without the cap the same run must go over that bound.
+   pmddefaults: the default caps at their edge: echo-server and chat 64
+   (connection 65 gets no context), ws-proxy 256, echo-server --autobahn
+   none.
 6. amplify: a client asking for server_max_window_bits=8 and sending a
    1 KiB random block repeated (~170:1 at its window of 15) gets an echo
    ~170 times what it sent from echo-server --autobahn; echo-server
    (WS_CFG_PMD_SYMMETRIC) declines that offer (RFC 7692 7.1.2.1) or
    holds the client to its window (9: 7.1.2.2), and no echo is more
-   than twice what was sent.
+   than twice what was sent; chat declines the offer too.
 7. options: --max-pmd-context takes 0..2^32-1 (ws-proxy 0..2^31-1) and
    refuses one above, a negative number or a word with exit 2.
 
@@ -714,6 +717,58 @@ def part_pmdcap(bindir):
           "%.1f MiB > %.1f MiB" % (g_cap / MiB, bound / MiB))
 
 
+def answers_of(port, n, offer, path="/"):
+    """The Sec-WebSocket-Extensions answers to |n| connections opened one
+    after the other, all kept open until the last."""
+    socks, answers = [], []
+    try:
+        for i in range(n):
+            s, st, head, _ = upgrade(port, path=path, ext=offer)
+            socks.append(s)
+            if st != 101:
+                raise Fail("connection %d: status %d" % (i, st))
+            answers.append(ext_answer(head))
+    finally:
+        for s in socks:
+            s.close()
+    return answers
+
+
+def part_pmddefaults(bindir):
+    """The documented defaults of --max-pmd-context, at the edge: the last
+    connection allowed a context and the first refused one."""
+    raise_fd_limit(2048)
+    runs = [("echo-server", [], "/", 64), ("chat", [], "/ws", 64)]
+    up = None
+    if os.path.exists(os.path.join(bindir, "ws-proxy")):
+        up = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                     "-q", "--max-pmd-context", "0"])
+        runs.append(("ws-proxy", ["--upstream", "ws://127.0.0.1:%d/" %
+                                  up.port], "/", 256))
+    try:
+        for name, extra, path, cap in runs:
+            srv = Server([os.path.join(bindir, name), "--port", "0"] + extra)
+            try:
+                a = answers_of(srv.port, cap + 1, OFFER, path)
+            finally:
+                srv.kill()
+            check(a[:cap] == [KEEP] * cap and a[cap] == NOKEEP,
+                  "%s: connections 1..%d keep a context, connection %d "
+                  "does not" % (name, cap, cap + 1),
+                  "%s" % sorted(set(a), key=str))
+        srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                      "--autobahn", "-q"])
+        try:
+            a = answers_of(srv.port, 65, OFFER)
+        finally:
+            srv.kill()
+        check(a == [KEEP] * 65, "echo-server --autobahn: no cap (65 keep "
+              "a context)", "%s" % sorted(set(a), key=str))
+    finally:
+        if up:
+            up.kill()
+
+
 # ---- 6. output amplification through a small server window ---------------
 
 AMP_BOUND = 2.0  # echo bytes / bytes received, with WS_CFG_PMD_SYMMETRIC
@@ -794,6 +849,13 @@ def part_amplify(bindir):
         check(srv.alive(), "echo-server still up")
     finally:
         srv.kill()
+    # chat sets WS_CFG_PMD_SYMMETRIC too
+    srv = Server([os.path.join(bindir, "chat"), "--port", "0", "-q"])
+    try:
+        a = answers_of(srv.port, 1, off8, "/ws")
+        check(a == [None], "chat: '%s' declined" % off8, "%s" % a)
+    finally:
+        srv.kill()
 
 
 # ---- 7. the options' range --------------------------------------------------
@@ -822,6 +884,7 @@ def part_options(bindir):
 
 PARTS = {"compressed": part_compressed, "slow": part_slow,
          "origin": part_origin, "tls": part_tls, "pmdcap": part_pmdcap,
+         "pmddefaults": part_pmddefaults,
          "amplify": part_amplify, "options": part_options}
 
 
