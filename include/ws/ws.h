@@ -331,8 +331,8 @@ typedef enum ws_delivery {
 /* Server, permessage-deflate: never let the client compress with more
  * than we do, so that what we send back is not many times what we
  * received. Without it, a client that asks us for server_max_window_bits=8
- * and sends a 1 KiB random block repeated (~200:1 at its window of 15)
- * gets an echo ~200 times the bytes it sent, since a 256-byte window
+ * and sends a 1 KiB random block repeated (~170:1 at its window of 15)
+ * gets an echo ~170 times the bytes it sent, since a 256-byte window
  * cannot find the repeats. With it, an offer is taken only with
  *   client_max_window_bits=N  N no larger than the server_max_window_bits
  *                             granted, whenever that is below 15 (RFC 7692
