@@ -2142,6 +2142,33 @@ static void refused_over_listener_caps(void **state) {
   h_end();
 }
 
+/* The Origin allowlist: 403 before on_request, told with the request
+ * (its Origin is there to log); an allowed Origin opens. */
+static void refused_by_the_origin_allowlist(void **state) {
+  (void)state;
+  static const char *const allowed[] = {"https://chat.example.com"};
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = rf_request;
+  rf_start(&lc, NULL, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.origins = allowed;
+  lp.norigins = 1;
+  b_listen(&lp);
+  assert_int_equal(
+      rf_send(rf_head("GET", "/o", "13", "Origin: http://evil.example\r\n")),
+      403);
+  rf_check(0, 403, "origin not allowed", "/o");
+  assert_string_equal(RF.origin[0], "http://evil.example");
+  static peer ps[1];
+  b_peer(&ps[0], "https://chat.example.com", 0);
+  h_until(&ps[0].opened, 1, 10);
+  assert_int_equal(RF.n, 1);
+  assert_int_equal(H.closes, 0); /* the 403 was not on_request's */
+  h_end();
+}
+
 /* The memory budget: over its mark new requests get 503; a connection
  * whose accept or request head the budget refuses is closed at once. */
 static void refused_by_the_memory_budget(void **state) {
@@ -2322,6 +2349,7 @@ int main(void) {
       cmocka_unit_test(refused_by_the_request_parser),
       cmocka_unit_test(refused_while_draining),
       cmocka_unit_test(refused_over_listener_caps),
+      cmocka_unit_test(refused_by_the_origin_allowlist),
       cmocka_unit_test(refused_by_the_memory_budget),
       cmocka_unit_test(refused_when_the_accept_runs_out_of_memory),
       cmocka_unit_test(no_refusal_for_the_applications_own),
