@@ -106,10 +106,11 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   return 0;
 }
 
-void ws_loop_set_on_refused(ws_loop *l, ws_loop_refused_fn fn, void *ud) {
-  if (!l) return;
-  l->on_refused = fn;
-  l->on_refused_ud = ud;
+void ws_loop_set_on_refused(ws_loop *loop, ws_loop_refused_fn fn,
+                            void *user_data) {
+  if (!loop) return;
+  loop->on_refused = fn;
+  loop->on_refused_ud = user_data;
 }
 
 void drv_refused(ws_loop *l, int fd, void *ud, int status, const char *reason,
