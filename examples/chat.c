@@ -291,6 +291,8 @@ int main(int argc, char **argv) {
   char e[160];
   int nfds = ex_listen_fds(); /* systemd socket activation */
   int rv = ws_loop_new(&loop, &lc);
+  if (rv == 0) /* the loop's own refusals (400, 503, 403...) logged too */
+    ws_loop_set_on_refused(loop, ex_on_refused, NULL);
   for (int k = 0; rv == 0 && k < nfds; k++) {
     rv = ws_loop_listen_fd(loop, 3 + k, &lp, &bound);
     if (rv != 0) {

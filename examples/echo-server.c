@@ -267,6 +267,8 @@ int main(int argc, char **argv) {
     uint16_t bound = 0;
     char e[160];
     int rv = ws_loop_new(&loops[i], &lc);
+    if (rv == 0) /* the loop's own refusals (400, 503, 403...) logged too */
+      ws_loop_set_on_refused(loops[i], ex_on_refused, NULL);
     for (int k = 0; rv == 0 && k < nfds; k++) { /* each loop its own copy */
       int fd = i + 1 < threads ? dup(3 + k) : 3 + k;
       rv = fd < 0 ? WS_LOOP_ERR_IO

@@ -124,6 +124,8 @@ static int start_loops(uint16_t *pport) {
     uint16_t bound = 0;
     lc.user_data = &workers[i];
     int rv = ws_loop_new(&workers[i].loop, &lc);
+    if (rv == 0) /* the loop's own refusals in the access log too */
+      ws_loop_set_on_refused(workers[i].loop, access_log_refused, NULL);
     if (rv == 0) rv = ws_loop_listen(workers[i].loop, &lp, &bound);
     if (rv == 0 && i == 0 && opt.have_admin) {
       ws_loop_listen_params ap;

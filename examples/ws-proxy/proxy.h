@@ -203,5 +203,9 @@ typedef struct sbuf {
 void sb_printf(sbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void access_log(const pair *p);
+/* The same line for a connection the loop refused by itself ("status"
+ * 0: closed without an answer), with its "reason": the
+ * ws_loop_set_on_refused() callback. */
+int access_log_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r);
 
 #endif /* WS_PROXY_H */
