@@ -61,6 +61,7 @@ enum cstate {
 #define F_HUP 0x80u        /* error/hang-up seen while not reading */
 #define F_REG 0x100u       /* registered with the poller */
 #define F_SHUT 0x200u      /* transport shutdown() called */
+#define F_OPEN 0x800u      /* the WebSocket opened (WS_EV_OPEN) */
 #define F_SD_CLOSE 0x400u  /* graceful shutdown: close at drv_at */
 #define F_GRAVE 0x1000u    /* on the graveyard list */
 #define F_RESUME 0x2000u   /* ws_loop_resume() was called */
@@ -183,6 +184,7 @@ struct ws_loop {
   uint32_t heaplen, heapcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
+  int nready; /* entries of |ready| being dispatched */
   /* the connection whose on_open runs, and its 101 (client) */
   const ws_loop_conn *open_conn;
   const ws_response *open_resp;

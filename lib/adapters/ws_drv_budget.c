@@ -247,7 +247,9 @@ int budget_request_status(ws_loop_conn *c, const ws_request *req,
 void budget_close_frame(ws_loop_conn *c) {
   static const char reason[] = "try again later";
   uint8_t f[2 + 2 + sizeof(reason) - 1];
-  if ((c->flags & (F_BUDGET | F_BCLOSE)) != F_BUDGET ||
+  /* only on an open WebSocket: a request head refused by the budget
+   * just ends (no frame may follow a handshake that never completed) */
+  if ((c->flags & (F_BUDGET | F_BCLOSE | F_OPEN)) != (F_BUDGET | F_OPEN) ||
       c->role != WS_ROLE_SERVER || ws_conn_close_code(c->ws) != 0)
     return;
   c->flags |= F_BCLOSE;

@@ -362,7 +362,7 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
   case WS_EV_REQUEST: rv = dispatch_request(c, ev); break;
   case WS_EV_HTTP: rv = dispatch_http(c, ev); break;
   case WS_EV_OPEN:
-    c->flags |= F_KNOWN;
+    c->flags |= F_KNOWN | F_OPEN;
     budget_opened(c);
     /* ws_loop_conn_response() during the call: the client's 101 */
     l->open_conn = c;

@@ -30,6 +30,10 @@ void drv_close_listeners(ws_loop *l) {
     l->listeners = s->next;
     l->poller.remove(l->poller.self, s->fd);
     l->sys.close(l->sys.self, s->fd);
+    /* closed by a callback while the poller's batch is dispatched: later
+     * entries must not name it */
+    for (int i = 0; i < l->nready; i++)
+      if (l->ready[i].tag == s) l->ready[i].tag = NULL;
     drv_free(l, s);
   }
 }

@@ -1766,6 +1766,38 @@ static void pr_rounds(peer *p, int n) {
   }
 }
 
+/* A message handler closes every listener while, in the same batch of
+ * ready descriptors, a listener made after the connection (so later in
+ * the batch) has a connection waiting: that entry is dropped, not used
+ * after the listener was freed (ASan and valgrind check the rest). */
+static int closing_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
+  ws_loop_close_listeners(ws_loop_conn_loop(c));
+  return h_message(c, ud, ev);
+}
+
+static void close_listeners_mid_batch(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  uint16_t port2 = 0;
+  assert_int_equal(ws_loop_listen(H.l, &lp, &port2), 0);
+  H.l->cfg.callbacks.on_message = closing_message;
+  peer_send(&p, "bye, listeners");
+  int fd = sim_dial(H.s, port2); /* ready in the same wait */
+  assert_true(fd >= 0);
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 1);
+  assert_string_equal(p.last, "bye, listeners");
+  assert_true(sim_peer_closed(H.s, fd)); /* never accepted */
+  sim_close(H.s, fd);
+  assert_int_equal(sim_dial(H.s, port2), -1);
+  h_end();
+}
+
 static void pause_reading_and_close_listeners(void **state) {
   (void)state;
   h_start(NULL, NULL, 0);
@@ -2202,6 +2234,10 @@ static void refused_by_the_memory_budget(void **state) {
   sim_send(H.s, fd, head, strlen(head));
   for (int i = 0; i < 10 && !sim_peer_done(H.s, fd); i++) h_round();
   assert_true(sim_peer_done(H.s, fd));
+  /* nothing at all: no HTTP answer, and no 1013 close frame either (the
+   * handshake never completed, RFC 6455 4.1: no frame before a 101) */
+  uint8_t junk[64];
+  assert_int_equal(sim_recv(H.s, fd, junk, sizeof(junk)), 0);
   sim_close(H.s, fd);
   rf_check(2, 0, "memory budget", "-");
   assert_int_equal(RF.n, 3);
@@ -2345,6 +2381,7 @@ int main(void) {
       cmocka_unit_test(reconnect_backoff_full_jitter_and_reset),
       cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
       cmocka_unit_test(pause_reading_and_close_listeners),
+      cmocka_unit_test(close_listeners_mid_batch),
       /* refusals the loop makes itself (on_refused) */
       cmocka_unit_test(refused_by_the_request_parser),
       cmocka_unit_test(refused_while_draining),
