@@ -104,6 +104,8 @@ int access_log_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r) {
   char *path = r->request ? dup_slice(r->request->target) : NULL;
   p.path = path;
   p.status = r->status; /* 0: closed without an answer */
+  if (r->status >= 400 && r->status <= 599) /* the metrics count it too */
+    atomic_fetch_add(&m.refused[r->status], 1);
   p.first = "proxy";
   p.t0_ms = mono_ms();
   log_line(&p, r->reason);

@@ -39,6 +39,11 @@ static int usage(FILE *f, const char *argv0) {
       "                           deflate context (up to 282 KiB each);\n"
       "                           later ones get no context takeover (256;\n"
       "                           0: no cap)\n"
+      "  --autobahn               accept every permessage-deflate offer\n"
+      "                           RFC 7692 allows and keep every context\n"
+      "                           (the Autobahn testsuite's cases); without\n"
+      "                           it a client is held to the proxy's window\n"
+      "                           and context reset (WS_CFG_PMD_SYMMETRIC)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
       argv0);
   return f == stdout ? 0 : 2;
@@ -150,6 +155,10 @@ int flags_parse(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, argv[0]);
+    if (!strcmp(a, "--autobahn")) {
+      opt.autobahn = 1;
+      continue;
+    }
     if (!strcmp(a, "--no-deflate") || !strcmp(a, "--no-client-deflate") ||
         !strcmp(a, "--no-upstream-deflate")) {
       if (strcmp(a, "--no-upstream-deflate")) opt.deflate_client = 0;

@@ -50,6 +50,7 @@ typedef struct proxy_opt {
   uint32_t high_water;
   uint32_t max_pmd; /* --max-pmd-context: per loop, 0 no cap */
   int deflate_client, deflate_upstream;
+  int autobahn; /* --autobahn: every RFC 7692 offer, no context cap */
   int log_fd;
   const ws_loop_transport *listen_tp;
 } proxy_opt;

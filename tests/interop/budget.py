@@ -856,6 +856,24 @@ def part_amplify(bindir):
         check(a == [None], "chat: '%s' declined" % off8, "%s" % a)
     finally:
         srv.kill()
+    # ws-proxy too (its client side), unless --autobahn
+    if not os.path.exists(os.path.join(bindir, "ws-proxy")):
+        return
+    up = Server([os.path.join(bindir, "echo-server"), "--port", "0", "-q"])
+    try:
+        for extra, want in (([], None), (["--autobahn"], off8)):
+            srv = Server([os.path.join(bindir, "ws-proxy"), "--port", "0",
+                          "--upstream", "ws://127.0.0.1:%d/" % up.port] +
+                         extra)
+            try:
+                a = answers_of(srv.port, 1, off8)
+            finally:
+                srv.kill()
+            check(a == [want], "ws-proxy %s: '%s' %s" %
+                  (" ".join(extra), off8, "accepted" if want else "declined"),
+                  "%s" % a)
+    finally:
+        up.kill()
 
 
 # ---- 7. the options' range --------------------------------------------------
