@@ -200,8 +200,11 @@ def chat(t, bindir):
 
 def ws_proxy(t, bindir):
     # The upstream is never asked: the loop refuses the head itself.
+    with socket.socket() as f:  # a free port for the metrics
+        f.bind(("127.0.0.1", 0))
+        admin = f.getsockname()[1]
     px = Proc([os.path.join(bindir, "ws-proxy"), "--port", "0",
-               "--upstream", "ws://127.0.0.1:9/"])
+               "--upstream", "ws://127.0.0.1:9/", "--admin", str(admin)])
     try:
         port = port_of(px, "ws-proxy")
         got, me, _ = exchange(port, b"GET / HTTP/1.1\nHost: h\n\n")
@@ -218,6 +221,20 @@ def ws_proxy(t, bindir):
                 rec.get("path") == "" and rec.get("first") == "proxy",
                 "ws-proxy: ... logged as an access-log line with status 400 "
                 "and reason \"malformed request line\"", line)
+        with socket.create_connection(("127.0.0.1", admin), WAIT) as a:
+            a.settimeout(WAIT)
+            a.sendall(b"GET /metrics HTTP/1.1\r\nHost: h\r\n"
+                      b"Connection: close\r\n\r\n")
+            got = b""
+            while True:
+                b = a.recv(65536)
+                if not b:
+                    break
+                got += b
+        got = got.decode("latin-1")
+        t.check('wsproxy_upgrades_refused_total{status="400"} 1\n' in got,
+                "ws-proxy: ... and counted in /metrics as refused with 400",
+                got[-400:])
     finally:
         px.stop(signal.SIGKILL)
 
