@@ -8,6 +8,19 @@
 /* RFC 6455 1.3 / 4.2.2 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/* Strings that both roles use, as objects of their own: with
+ * -fdata-sections each is its own section, so a one-role link keeps only
+ * these and not, with them, every literal of the other role's functions
+ * (gcc groups a function's literals in one section). */
+static const char h_upgrade[] = "Upgrade";
+static const char h_connection[] = "Connection";
+static const char t_websocket[] = "websocket";
+static const char h_protocol[] = "Sec-WebSocket-Protocol";
+static const char h_extensions[] = "Sec-WebSocket-Extensions";
+static const char h_accept[] = "Sec-WebSocket-Accept";
+static const char r_no_upgrade[] = "Upgrade: websocket missing";
+static const char r_no_connection[] = "Connection: Upgrade missing";
+
 /* ---- character classes ------------------------------------------------- */
 
 /* RFC 7230 3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
@@ -160,13 +173,13 @@ int ws_request_header(const ws_request *req, const char *name, size_t index,
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return headers_list_nth(req->headers, req->nheaders, "Sec-WebSocket-Protocol",
+  return headers_list_nth(req->headers, req->nheaders, h_protocol,
                           index, pproto);
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
   return headers_list_nth(req->headers, req->nheaders,
-                          "Sec-WebSocket-Extensions", index, pext);
+                          h_extensions, index, pext);
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
@@ -322,8 +335,8 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
 }
 
 int ws_hs_is_upgrade(const ws_request *req) {
-  return headers_have_token(req->headers, req->nheaders, "Upgrade",
-                            "websocket");
+  return headers_have_token(req->headers, req->nheaders, h_upgrade,
+                            t_websocket);
 }
 
 int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
@@ -341,11 +354,11 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   if (!req->host.base || req->host.len == 0) HS_FAIL(400, "empty Host");
 
   /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively */
-  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, "Upgrade: websocket missing");
+  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, r_no_upgrade);
 
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
-  if (!headers_have_token(headers, nh, "Connection", "Upgrade"))
-    HS_FAIL(400, "Connection: Upgrade missing");
+  if (!headers_have_token(headers, nh, h_connection, h_upgrade))
+    HS_FAIL(400, r_no_connection);
 
   /* The bytes after the head are frames. A request that says a body
    * follows (RFC 7230 3.3) is refused: a proxy that believed the body
@@ -427,8 +440,8 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
     return WS_ERR_HANDSHAKE;
   resp->headers = headers;
   resp->nheaders = nh;
-  header_count(headers, nh, "Sec-WebSocket-Protocol", &resp->protocol);
-  header_count(headers, nh, "Sec-WebSocket-Extensions", &resp->extensions);
+  header_count(headers, nh, h_protocol, &resp->protocol);
+  header_count(headers, nh, h_extensions, &resp->extensions);
   return 0;
 }
 
@@ -448,14 +461,14 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   if (resp->status != 101)
     VR_FAIL(WS_ERR_REJECTED, "server did not answer 101");
   /* steps 2 and 3 */
-  if (!headers_have_token(h, nh, "Upgrade", "websocket"))
-    VR_FAIL(WS_ERR_HANDSHAKE, "Upgrade: websocket missing");
-  if (!headers_have_token(h, nh, "Connection", "Upgrade"))
-    VR_FAIL(WS_ERR_HANDSHAKE, "Connection: Upgrade missing");
+  if (!headers_have_token(h, nh, h_upgrade, t_websocket))
+    VR_FAIL(WS_ERR_HANDSHAKE, r_no_upgrade);
+  if (!headers_have_token(h, nh, h_connection, h_upgrade))
+    VR_FAIL(WS_ERR_HANDSHAKE, r_no_connection);
 
   /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
   ws_slice acc = {NULL, 0};
-  if (header_count(h, nh, "Sec-WebSocket-Accept", &acc) != 1)
+  if (header_count(h, nh, h_accept, &acc) != 1)
     VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept missing or repeated");
   char expect[28];
   ws_handshake_accept_key((const uint8_t *)key, 24, expect);
@@ -467,7 +480,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   size_t next = 0;
   for (size_t i = 0; i < nh; i++) {
     ws_slice list = h[i].value, el;
-    if (ws_slice_ieq(h[i].name, "Sec-WebSocket-Extensions") &&
+    if (ws_slice_ieq(h[i].name, h_extensions) &&
         ws_list_next(&list, &el))
       next++;
   }
@@ -478,7 +491,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   /* step 6: a subprotocol only if offered, and a single one. Subprotocol
    * names compare exactly. */
   ws_slice proto = {NULL, 0};
-  size_t nproto = header_count(h, nh, "Sec-WebSocket-Protocol", &proto);
+  size_t nproto = header_count(h, nh, h_protocol, &proto);
   if (nproto > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Protocol repeated");
   if (nproto == 1) {
     ws_slice list = proto, el, o;
@@ -604,10 +617,10 @@ static void emit_accept(wr *w, const void *arg) {
   wr_str(w, "HTTP/1.1 101 Switching Protocols\r\n"
             "Upgrade: websocket\r\n"
             "Connection: Upgrade\r\n");
-  wr_header(w, "Sec-WebSocket-Accept", a->accept);
-  if (a->protocol) wr_header(w, "Sec-WebSocket-Protocol", a->protocol);
+  wr_header(w, h_accept, a->accept);
+  if (a->protocol) wr_header(w, h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
-    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+    wr_header(w, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
   wr_mem(w, "\r\n", 2);
 }
@@ -754,7 +767,7 @@ static void emit_request(wr *w, const void *arg) {
     wr_mem(w, "\r\n", 2);
   }
   if (a->extensions && *a->extensions)
-    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+    wr_header(w, h_extensions, a->extensions);
   wr_kvs(w, p->headers, p->nheaders);
   wr_mem(w, "\r\n", 2);
 }
