@@ -23,6 +23,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_inflate_table.h"
+#include "ws_switch.h"
 
 /* the whole file: build switches (README "Firmware") */
 #if !defined(WS_NO_DEFLATE)
@@ -263,6 +264,24 @@ static inline int read_header(ws_inflater *z, inf_io *s) {
     DROP(nb & 7u);
     z->mode = M_STORED_LEN;
   } else if (type == 1) {
+#if WS_SMALL_CODE
+    /* The fixed code (RFC 1951 3.2.6) into the block's own tables, unless
+     * they hold it already. */
+    if (z->tables != 1) {
+      uint8_t *l = z->lens;
+      memset(l, 8, 144);
+      memset(l + 144, 9, 112);
+      memset(l + 256, 7, 24);
+      memset(l + 280, 8, 8);
+      memset(l + 288, 5, 32);
+      z->tables = 0;
+      if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT,
+                                 z->sorted) ||
+          ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + 288, 32,
+                                 T_DIST, z->sorted))
+        FAIL(); /* (cannot happen: the fixed code is complete) */
+    }
+#endif
     z->tables = 1;
     z->mode = M_CODES;
   } else if (type == 2) {
@@ -626,8 +645,12 @@ out:
 
 /* The symbols of a block, with the fixed code or the block's own. */
 static inline int decode_codes(ws_inflater *z, inf_io *s) {
+#if WS_SMALL_CODE
+  const uint32_t *lt = z->lit, *dt = z->dist; /* fixed or not */
+#else
   const uint32_t *lt = z->tables == 1 ? ws_inflate_fixed_lit : z->lit;
   const uint32_t *dt = z->tables == 1 ? ws_inflate_fixed_dist : z->dist;
+#endif
   int rc = decode_fast(z, s, lt, dt);
   if (rc != STEP_STOP) return rc;
   return decode_slow(z, s, lt, dt);
