@@ -499,6 +499,7 @@ static inline uint8_t *copy_match_fast(const ws_inflater *z, uint8_t *op,
  * overrun is copied exactly, and what does not fit is left for M_COPY.
  * Returns STEP_NEXT when the block ended or a copy is pending, STEP_STOP
  * to go on with decode_slow(), or an error. */
+#if !WS_SMALL_CODE
 static inline int decode_fast(ws_inflater *z, inf_io *s, const uint32_t *lt,
                               const uint32_t *dt) {
   IO_LOAD();
@@ -586,6 +587,8 @@ out:
   return rc;
 }
 
+#endif /* !WS_SMALL_CODE */
+
 /* Slow path, symbol by symbol with whatever input and output is left
  * (fewer than FAST_IN input bytes, or |out| full): until the block ends,
  * a match does not fit, or more input or room is needed. */
@@ -651,8 +654,10 @@ static inline int decode_codes(ws_inflater *z, inf_io *s) {
   const uint32_t *lt = z->tables == 1 ? ws_inflate_fixed_lit : z->lit;
   const uint32_t *dt = z->tables == 1 ? ws_inflate_fixed_dist : z->dist;
 #endif
+#if !WS_SMALL_CODE /* (the slow loop alone decodes everything too) */
   int rc = decode_fast(z, s, lt, dt);
   if (rc != STEP_STOP) return rc;
+#endif
   return decode_slow(z, s, lt, dt);
 }
 
