@@ -285,21 +285,20 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
   }
   if (rv) return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
   /* Only permessage-deflate can have been offered; validate_response let
-   * through at most one extension element. RFC 7692 7.1: a response the
-   * offer does not allow fails the connection. */
+   * through at most one extension element, and none when nothing was
+   * offered (always so without deflate: WS_NO_DEFLATE). RFC 7692 7.1: a
+   * response the offer does not allow fails the connection. */
+#  if !defined(WS_NO_DEFLATE)
   for (size_t i = 0; i < hs->resp.nheaders; i++) {
     ws_slice v = hs->resp.headers[i].value, list = v, el;
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
-#  if !defined(WS_NO_DEFLATE)
     if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
-#  else
-    return wsc_fail(c, WS_ERR_EXTENSION, 0, "extension not offered");
-#  endif
   }
+#  endif
   if (hs->resp.protocol.len) {
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
     if (!c->protocol) return wsc_nomem(c);
