@@ -284,11 +284,11 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
     return wsc_fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
   }
   if (rv) return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
+#  if !defined(WS_NO_DEFLATE)
   /* Only permessage-deflate can have been offered; validate_response let
    * through at most one extension element, and none when nothing was
    * offered (always so without deflate: WS_NO_DEFLATE). RFC 7692 7.1: a
    * response the offer does not allow fails the connection. */
-#  if !defined(WS_NO_DEFLATE)
   for (size_t i = 0; i < hs->resp.nheaders; i++) {
     ws_slice v = hs->resp.headers[i].value, list = v, el;
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||

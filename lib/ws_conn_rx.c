@@ -61,8 +61,7 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
                     size_t *pnread) {
   size_t hlen;
   int rv;
-  if (!WS_SMALL_CODE && c->hdrlen == 0 && inlen >= 6 &&
-      (in[1] & 0x7Fu) < 126) {
+  if (!WS_SMALL_CODE && c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
     /* The common header: 7-bit length and, if masked, the key; here
      * (ws_frame_decode_header() below does the same, a call away). */
     unsigned b0 = in[0], b1 = in[1];

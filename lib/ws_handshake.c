@@ -173,13 +173,13 @@ int ws_request_header(const ws_request *req, const char *name, size_t index,
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return headers_list_nth(req->headers, req->nheaders, h_protocol,
-                          index, pproto);
+  return headers_list_nth(req->headers, req->nheaders, h_protocol, index,
+                          pproto);
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
-  return headers_list_nth(req->headers, req->nheaders,
-                          h_extensions, index, pext);
+  return headers_list_nth(req->headers, req->nheaders, h_extensions, index,
+                          pext);
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
@@ -480,8 +480,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   size_t next = 0;
   for (size_t i = 0; i < nh; i++) {
     ws_slice list = h[i].value, el;
-    if (ws_slice_ieq(h[i].name, h_extensions) &&
-        ws_list_next(&list, &el))
+    if (ws_slice_ieq(h[i].name, h_extensions) && ws_list_next(&list, &el))
       next++;
   }
   if (next > 0 && !extensions_offered)
@@ -649,34 +648,48 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
   return emit_to_buf(out, mem, emit_accept, &a);
 }
 
+/* Reason phrases (RFC 7231 6.1) of the statuses in |phrase_status|, in
+ * the same order, one after the other: a table instead of a switch, for
+ * size. */
+static const uint16_t phrase_status[] = {
+    200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401,
+    403, 404, 405, 408, 426, 429, 431, 500, 501, 502, 503, 504};
+static const char phrases[] = "OK\0"
+                              "Created\0"
+                              "Accepted\0"
+                              "No Content\0"
+                              "Moved Permanently\0"
+                              "Found\0"
+                              "See Other\0"
+                              "Not Modified\0"
+                              "Temporary Redirect\0"
+                              "Permanent Redirect\0"
+                              "Bad Request\0"
+                              "Unauthorized\0"
+                              "Forbidden\0"
+                              "Not Found\0"
+                              "Method Not Allowed\0"
+                              "Request Timeout\0"
+                              "Upgrade Required\0"
+                              "Too Many Requests\0"
+                              "Request Header Fields Too Large\0"
+                              "Internal Server Error\0"
+                              "Not Implemented\0"
+                              "Bad Gateway\0"
+                              "Service Unavailable\0"
+                              "Gateway Timeout\0"
+                              "Error\0Status";
+
 static const char *reason_phrase(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 426: return "Upgrade Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return status >= 400 ? "Error" : "Status";
+  const char *p = phrases;
+  size_t k = 0, n = sizeof(phrase_status) / sizeof(phrase_status[0]);
+  while (k < n && phrase_status[k] != status) {
+    p += strlen(p) + 1;
+    k++;
   }
+  /* not listed: "Error" (4xx, 5xx) or "Status" after it */
+  if (k == n && status < 400) p += strlen(p) + 1;
+  return p;
 }
 
 typedef struct reject_args {

@@ -105,7 +105,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
 
     memcpy(&last, src + len - 8, 8);
     last ^= (uint64_t)kl << 32 | kl;
-#ifdef WS_MASK_SSE2
+#  ifdef WS_MASK_SSE2
     if (len >= 64) {
       const __m128i mm = _mm_set1_epi32((int)k32);
 
@@ -130,7 +130,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
         _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, mm));
       }
     }
-#endif
+#  endif
     if (len <= 16) { /* one word and the last: no loop */
       memcpy(&w, src, 8);
       w ^= m;

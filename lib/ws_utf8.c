@@ -566,7 +566,7 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
     rv = WS_ERR_UTF8;
     goto out;
   }
-#ifdef WS_UTF8_VECTOR
+#  ifdef WS_UTF8_VECTOR
   if (w == 0 && (impl == WS_UTF8_IMPL_BEST || impl >= WS_UTF8_IMPL_SSE4)) {
     size_t pos, wk = 0;
 
@@ -588,7 +588,7 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
       i += pos;
     }
   }
-#endif
+#  endif
   while (i < len) {
     size_t n, v;
 
