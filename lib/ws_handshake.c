@@ -263,18 +263,21 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
   return 8;
 }
 
+/* Failures go to the function's one exit (label |fail|), which stores
+ * the status and reason: less code than storing them at every check. */
 #define HS_FAIL(st, why)                                                       \
   do {                                                                         \
-    if (pstatus) *pstatus = (st);                                              \
-    if (preason) *preason = (why);                                             \
-    return WS_ERR_HANDSHAKE;                                                   \
+    fstatus = (st);                                                            \
+    freason = (why);                                                           \
+    goto fail;                                                                 \
   } while (0)
 
 int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
                      const uint8_t *buf, size_t len, int *pstatus,
                      const char **preason) {
   size_t pos = 0;
-  int ver;
+  int ver, fstatus;
+  const char *freason;
 
   memset(req, 0, sizeof(*req));
 
@@ -332,6 +335,10 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   cnt = header_count(headers, nh, "Origin", &req->origin);
   if (cnt > 1) HS_FAIL(400, "duplicate Origin");
   return 0;
+fail:
+  if (pstatus) *pstatus = fstatus;
+  if (preason) *preason = freason;
+  return WS_ERR_HANDSHAKE;
 }
 
 int ws_hs_is_upgrade(const ws_request *req) {
@@ -343,6 +350,8 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
                            const char **preason) {
   const ws_header *headers = req->headers;
   size_t nh = req->nheaders;
+  int fstatus;
+  const char *freason;
 
   /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
    * case-sensitive (RFC 7230 3.1.1). */
@@ -393,6 +402,10 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
       HS_FAIL(426, "Sec-WebSocket-Version must be 13");
   }
   return 0;
+fail:
+  if (pstatus) *pstatus = fstatus;
+  if (preason) *preason = freason;
+  return WS_ERR_HANDSHAKE;
 }
 
 int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
@@ -447,8 +460,9 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
 
 #define VR_FAIL(rv, why)                                                       \
   do {                                                                         \
-    if (preason) *preason = (why);                                             \
-    return (rv);                                                               \
+    frv = (rv);                                                                \
+    freason = (why);                                                           \
+    goto fail;                                                                 \
   } while (0)
 
 int ws_hs_validate_response(const ws_response *resp, const char key[24],
@@ -456,6 +470,8 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
                             const char **preason) {
   const ws_header *h = resp->headers;
   size_t nh = resp->nheaders;
+  int frv;
+  const char *freason;
 
   /* RFC 6455 4.1, client step 1 after sending: anything but 101 */
   if (resp->status != 101)
@@ -506,6 +522,9 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
     if (!found) VR_FAIL(WS_ERR_HANDSHAKE, "subprotocol not offered");
   }
   return 0;
+fail:
+  if (preason) *preason = freason;
+  return frv;
 }
 
 /* ---- writing ----------------------------------------------------------- */
