@@ -101,16 +101,22 @@ void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len) {
 
 void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   /* FIPS 180-4 5.1.1: a 1 bit, zeros, then the 64-bit message length in
-   * bits, so that the padded length is a multiple of 512 bits. Fed
-   * through ws_sha1_update() (once per hash, speed does not matter). */
+   * bits, so that the padded length is a multiple of 512 bits. A byte
+   * at a time (once per hash, speed does not matter). */
   uint64_t bits = ctx->total * 8u;
-  uint8_t len[8];
-  ws_sha1_update(ctx, "\x80", 1);
-  while (ctx->blocklen != 56)
-    ws_sha1_update(ctx, "", 1); /* (its NUL) */
-  store_be32(len, (uint32_t)(bits >> 32));
-  store_be32(len + 4, (uint32_t)bits);
-  ws_sha1_update(ctx, len, 8);
+  size_t n = ctx->blocklen;
+  ctx->block[n++] = 0x80;
+  for (;;) {
+    if (n == 64) {
+      sha1_block(ctx->h, ctx->block);
+      n = 0;
+    }
+    if (n == 56) break;
+    ctx->block[n++] = 0;
+  }
+  store_be32(ctx->block + 56, (uint32_t)(bits >> 32));
+  store_be32(ctx->block + 60, (uint32_t)bits);
+  sha1_block(ctx->h, ctx->block);
   for (unsigned i = 0; i < 5; i++)
     store_be32(out + (size_t)i * 4, ctx->h[i]);
   /* The context holds no secret here, but leave it reusable only via
