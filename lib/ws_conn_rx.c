@@ -34,8 +34,10 @@ static int on_header(ws_conn *c) {
       c->nfrags = 0;
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
-      c->rx_comp = (fh->rsv & WS_RSV1) != 0;
-      if (c->rx_comp) { /* RSV1 is allowed only with the deflate state */
+      /* RSV1 is allowed only with the deflate state (never without
+       * deflate: WS_NO_DEFLATE) */
+      c->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
+      if (c->rx_comp) {
         c->z->inflated = 0;
         c->z->ztail = 0;
       }
