@@ -472,11 +472,13 @@ static void take_event(ws_conn *c, ws_event *ev) {
   ev->error = 0;
   ev->request = NULL;
   ev->response = NULL;
-  if (c->hs) {
-    if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
-      ev->request = &c->hs->req;
-    else if (ev->type == WS_EV_OPEN && is_client(c))
+  if (c->hs) { /* (requests come to servers, responses to clients) */
+    if (!is_client(c)) {
+      if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
+        ev->request = &c->hs->req;
+    } else if (ev->type == WS_EV_OPEN) {
       ev->response = &c->hs->resp;
+    }
   }
   c->ev_ready = 0;
 }
