@@ -26,12 +26,11 @@ static const char r_no_connection[] = "Connection: Upgrade missing";
 /* RFC 7230 3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 int ws_is_tchar(uint8_t c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-      (c >= '0' && c <= '9'))
-    return 1;
-  for (const char *p = "!#$%&'*+-.^_`|~"; *p; p++)
-    if ((uint8_t)*p == c) return 1;
-  return 0;
+  /* one bit per ASCII byte, bit c & 7 of byte c >> 3 */
+  static const uint8_t tchar_bits[16] = {0x00, 0x00, 0x00, 0x00, 0xfa, 0x6c,
+                                         0xff, 0x03, 0xfe, 0xff, 0xff, 0xc7,
+                                         0xff, 0xff, 0xff, 0x57};
+  return c < 128 && (tchar_bits[c >> 3] >> (c & 7u) & 1u);
 }
 
 /* RFC 7230 3.2.3: OWS = *( SP / HTAB ) */
