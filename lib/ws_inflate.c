@@ -384,9 +384,10 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
   const uint32_t *const ct = z->clen;
   while (idx < total) {
     uint32_t e;
-    if ((size_t)(iend - ip) >= FAST_IN) {
+    if (!WS_SMALL_CODE && (size_t)(iend - ip) >= FAST_IN) {
       /* one refill holds a code and its extra bits (7 + 7); the code is
-       * complete, so every entry is a symbol */
+       * complete, so every entry is a symbol (a speed path: the loop
+       * below reads any code too) */
       b |= load64le(ip) << nb;
       ip += (63u - nb) >> 3;
       nb |= 56u;
