@@ -604,6 +604,14 @@ static int valid_token(const char *s) {
   return 1;
 }
 
+/* A request-target or Host value to send: not empty, visible bytes. */
+static int valid_target(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++)
+    if (!is_target_char((uint8_t)*s)) return 0;
+  return 1;
+}
+
 /* A header value to send: no CR, LF or other control but HTAB (NUL ends
  * the string). */
 static int valid_value(const char *s) {
@@ -807,15 +815,10 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
                         const ws_client_params *p, const char key[24],
                         const char *extensions) {
   if (!p || !key) return WS_ERR_INVALID_ARGUMENT;
-  /* Host is an authority: visible characters only */
-  if (!p->host || !*p->host) return WS_ERR_INVALID_ARGUMENT;
-  for (const char *s = p->host; *s; s++)
-    if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
-  if (p->path) {
-    if (!*p->path) return WS_ERR_INVALID_ARGUMENT;
-    for (const char *s = p->path; *s; s++)
-      if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
-  }
+  /* Host is an authority, the path a request-target: visible characters
+   * only, at least one */
+  if (!valid_target(p->host) || (p->path && !valid_target(p->path)))
+    return WS_ERR_INVALID_ARGUMENT;
   if (p->origin && !valid_value(p->origin)) return WS_ERR_INVALID_ARGUMENT;
   if (p->nprotocols && !p->protocols) return WS_ERR_INVALID_ARGUMENT;
   /* RFC 6455 4.1 (10): each subprotocol is a token */
