@@ -21,9 +21,14 @@ void drv_listeners_watch(ws_loop *l, int on) {
 
 void drv_close_listeners(ws_loop *l) {
   /* Connections outlive their listener (ws_loop_close_listeners() during
-   * a graceful restart): they forget it, and its caps with it. */
-  for (uint32_t i = 0; i < l->nslots; i++)
-    if (l->slots[i]) l->slots[i]->lst = NULL;
+   * a graceful restart): they forget it, and its caps and counts with it
+   * (a handshake that completes later has no count to give back). */
+  for (uint32_t i = 0; i < l->nslots; i++) {
+    ws_loop_conn *c = l->slots[i];
+    if (!c) continue;
+    c->lst = NULL;
+    c->flags &= ~(F_HS | F_COUNTED | F_PMDCTX);
+  }
   if (l->listeners) l->listen_epoch++;
   while (l->listeners) {
     listener *s = l->listeners;

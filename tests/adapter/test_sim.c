@@ -1798,6 +1798,35 @@ static void close_listeners_mid_batch(void **state) {
   h_end();
 }
 
+/* The listeners are closed while a connection is in its opening
+ * handshake: it forgets its listener (and the listener's handshake count)
+ * and still opens. */
+static void close_listeners_mid_handshake(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  int fd = sim_dial(H.s, H.port);
+  assert_true(fd >= 0);
+  h_round(); /* accepted, nothing read yet */
+  ws_loop_close_listeners(H.l);
+  static const char head[] =
+      "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  sim_send(H.s, fd, head, sizeof(head) - 1);
+  char got[160] = {0};
+  size_t n = 0;
+  for (int i = 0; i < 10 && n < 12; i++) {
+    h_round();
+    n += sim_recv(H.s, fd, got + n, sizeof(got) - 1 - n);
+  }
+  /* RFC 6455 4.2.2: the 101 with the accept value of the RFC's example */
+  assert_memory_equal(got, "HTTP/1.1 101", 12);
+  assert_non_null(strstr(got, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+  sim_close(H.s, fd);
+  h_end();
+}
+
 static void pause_reading_and_close_listeners(void **state) {
   (void)state;
   h_start(NULL, NULL, 0);
@@ -2382,6 +2411,7 @@ int main(void) {
       cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
       cmocka_unit_test(pause_reading_and_close_listeners),
       cmocka_unit_test(close_listeners_mid_batch),
+      cmocka_unit_test(close_listeners_mid_handshake),
       /* refusals the loop makes itself (on_refused) */
       cmocka_unit_test(refused_by_the_request_parser),
       cmocka_unit_test(refused_while_draining),
