@@ -267,6 +267,8 @@ WS_LOOP_EXTERN void *ws_loop_user_data(const ws_loop *loop);
 
 #define WS_LOOP_REUSEPORT 0x1u /* SO_REUSEPORT: one loop per core */
 #define WS_LOOP_V6ONLY 0x2u    /* IPV6_V6ONLY on an IPv6 address */
+/* See |max_handshakes| below. Since: 0.2 */
+#define WS_LOOP_HANDSHAKE_DISPLACE_MS 500u
 
 typedef struct ws_loop_listen_params {
   const char *host;  /* IPv4 or IPv6 address, or a host name resolved
@@ -288,7 +290,15 @@ typedef struct ws_loop_listen_params {
    * handshake work. |max_conns|: connections of this listener at once;
    * |max_conns_per_ip|: of them, from one peer address;
    * |max_handshakes|: of them, still in their opening handshake (TLS
-   * handshake included) at once. Since: 0.2 */
+   * handshake included) at once; at this cap a new connection takes the
+   * place of the oldest handshake that has run at least
+   * WS_LOOP_HANDSHAKE_DISPLACE_MS and that the application has not heard
+   * of (no on_request yet), which is closed at once (told to on_refused
+   * as 0 "displaced (max_handshakes)"), so that peers that start
+   * handshakes and stall cannot hold the cap against everyone for a
+   * whole handshake timeout; it still bounds the handshakes at once, and
+   * the handshake work to |max_handshakes| per
+   * WS_LOOP_HANDSHAKE_DISPLACE_MS. Since: 0.2 */
   uint32_t max_conns;
   uint32_t max_conns_per_ip;
   uint32_t max_handshakes;
@@ -355,6 +365,8 @@ WS_LOOP_EXTERN int ws_loop_listen_fd(ws_loop *loop, int fd,
  *   503 "over max_conns", "over max_conns_per_ip", "over max_handshakes"
  *                        a cap of the listener
  *   503 "memory budget"  the loop holds over 90% of memory_budget
+ *   0 "displaced (max_handshakes)"  a handshake stalled at the
+ *                        |max_handshakes| cap, closed for a newer one
  *   403 "origin not allowed"  the listener's Origin allowlist
  *   500 "out of memory" or "memory budget"  no on_request, and the
  *                        accept could not be made

@@ -95,6 +95,7 @@ typedef struct listener {
   /* caps (ws_loop_listen_params, Since 0.2) and their counts */
   uint32_t max_conns, max_per_ip, max_hs, max_pmd;
   uint32_t nconns, nhs, npmd;
+  uint64_t displace_at; /* no handshake to displace before then */
   const char *const *origins;
   size_t norigins;
   uint32_t origin_flags;
@@ -140,6 +141,7 @@ struct ws_loop_conn {
   unsigned events; /* interest registered with the poller */
   uint32_t slot;
   uint32_t heap_idx; /* UINT32_MAX: not in the heap */
+  uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
   uint64_t id;
   uint64_t deadline;    /* heap key */
   uint64_t drv_at;      /* linger end, or the shutdown close time */
@@ -314,6 +316,9 @@ int budget_hold_back(const ws_loop_conn *c);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);
+/* Closes |c|, a handshake displaced at the max_handshakes cap: told to
+ * on_refused (ws_drv_conn.c). */
+void conn_displace(ws_loop_conn *c);
 /* Whether a request must be refused, and with which status (0: no);
  * |*preason| (may be NULL) gets the text for on_refused. */
 int budget_request_status(ws_loop_conn *c, const ws_request *req,

@@ -137,12 +137,42 @@ static uint32_t count_ip(const ws_loop *l, const listener *s, uint64_t ip) {
   return n;
 }
 
+/* At the max_handshakes cap: closes the oldest handshake of |s| that the
+ * application has not heard of, if it has run WS_LOOP_HANDSHAKE_DISPLACE_MS
+ * (a peer that started one and stalled). Returns 0 if one was closed. One
+ * scan of the connections finds it; when none is old enough, none is
+ * looked for again before the oldest could be, so that a flood of new
+ * connections costs a scan per displaced handshake at most. */
+static int displace_handshake(ws_loop *l, listener *s) {
+  const uint32_t wait = WS_LOOP_HANDSHAKE_DISPLACE_MS;
+  uint64_t now = drv_clock(l);
+  if (now < s->displace_at) return -1;
+  ws_loop_conn *old = NULL;
+  uint32_t age = 0;
+  for (uint32_t i = 0; i < l->nslots; i++) {
+    ws_loop_conn *c = l->slots[i];
+    if (!c || c->lst != s || (c->flags & (F_HS | F_KNOWN | F_TOLD)) != F_HS)
+      continue;
+    uint32_t a = (uint32_t)now - c->hs_ms;
+    if (!old || a > age) {
+      old = c;
+      age = a;
+    }
+  }
+  if (!old || age < wait) { /* none, or none old enough yet */
+    s->displace_at = now + (old ? wait - age : wait);
+    return -1;
+  }
+  conn_displace(old);
+  return 0;
+}
+
 int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
                  uint32_t *pflags, uint64_t *pip) {
   uint32_t over = 0;
   if (s->max_conns && s->nconns >= s->max_conns)
     over = F_CAP_CONNS;
-  else if (s->max_hs && s->nhs >= s->max_hs)
+  else if (s->max_hs && s->nhs >= s->max_hs && displace_handshake(l, s) != 0)
     over = F_CAP_HS;
   *pflags = 0;
   *pip = 0;
@@ -175,7 +205,10 @@ void budget_count(ws_loop_conn *c) {
   listener *s = c->lst;
   if (c->flags & F_REFUSE) c->loop->nrefusing++;
   if (c->flags & F_COUNTED) s->nconns++;
-  if (c->flags & F_HS) s->nhs++;
+  if (c->flags & F_HS) {
+    s->nhs++;
+    c->hs_ms = (uint32_t)drv_clock(c->loop);
+  }
   if (c->flags & F_PMDCTX) s->npmd++;
 }
 

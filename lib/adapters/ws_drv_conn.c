@@ -233,6 +233,11 @@ static void conn_refused(ws_loop_conn *c, int status, const char *reason,
   drv_refused(c->loop, c->fd, c->user_data, status, reason, req);
 }
 
+void conn_displace(ws_loop_conn *c) {
+  conn_refused(c, 0, "displaced (max_handshakes)", NULL);
+  conn_destroy(c, WS_ERR_TIMEOUT);
+}
+
 /* The status of the HTTP answer the core queued for |c| when it failed
  * a request head ("HTTP/1.1 400 Bad Request..."), or 0 if none is. */
 static int answered_status(const ws_loop_conn *c) {

@@ -2203,6 +2203,77 @@ static void refused_over_listener_caps(void **state) {
   h_end();
 }
 
+/* max_handshakes at its edge in time: at the cap a new connection takes
+ * the place of the oldest stalled handshake once that one has run
+ * WS_LOOP_HANDSHAKE_DISPLACE_MS, not a millisecond before (one below:
+ * 503); a request the application holds (on_request paused) is never
+ * displaced. */
+static int hold_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)c;
+  (void)ud;
+  (void)req;
+  return WS_LOOP_PAUSE;
+}
+
+static void handshake_displaced_at_the_cap(void **state) {
+  (void)state;
+  const uint32_t wait = WS_LOOP_HANDSHAKE_DISPLACE_MS;
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.max_handshakes = 2;
+  rf_start(NULL, NULL, 0);
+  b_listen(&lp);
+  int m1 = sim_dial(H.s, H.port);
+  assert_int_equal(ws_loop_run_once(H.l, 0), 0); /* accepted at t0 */
+  uint64_t t0 = sim_now(H.s);
+  assert_int_equal(ws_loop_run_once(H.l, 100), 0);
+  int m2 = sim_dial(H.s, H.port);
+  assert_int_equal(ws_loop_run_once(H.l, 0), 0); /* at t0 + 100 */
+  assert_int_equal(ws_loop_run_once(H.l, (int)wait - 101), 0);
+  assert_int_equal(sim_now(H.s), t0 + wait - 1);
+  /* one below: m1 has run 499 ms, the newcomer is over the cap */
+  assert_int_equal(rf_send(rf_head("GET", "/early", "13", "")), 503);
+  rf_check(0, 503, "over max_handshakes", "/early");
+  assert_false(sim_peer_closed(H.s, m1));
+  /* at: 500 ms, the newcomer takes m1's place and opens */
+  for (int i = 0; i < 5 && sim_now(H.s) < t0 + wait; i++)
+    assert_int_equal(ws_loop_run_once(H.l, (int)(t0 + wait - sim_now(H.s))),
+                     0);
+  assert_int_equal(sim_now(H.s), t0 + wait);
+  static peer p;
+  h_peer(&p, "/late");
+  h_until(&p.opened, 1, 10);
+  assert_true(sim_peer_closed(H.s, m1));
+  assert_false(sim_peer_closed(H.s, m2));
+  rf_check(1, 0, "displaced (max_handshakes)", "-");
+  assert_int_equal(RF.n, 2);
+  assert_int_equal(H.closes, 0); /* m1 was never announced */
+  sim_close(H.s, m1);
+  sim_close(H.s, m2);
+  h_end();
+
+  /* a request the application holds stays: the newcomer gets 503 */
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = hold_request;
+  memset(&lp, 0, sizeof(lp));
+  lp.max_handshakes = 1;
+  rf_start(&lc, NULL, 0);
+  b_listen(&lp);
+  static peer held;
+  h_peer(&held, "/held");
+  for (int i = 0; i < 3; i++) { /* on_request holds it: no timer runs */
+    assert_int_equal(ws_loop_run_once(H.l, 10), 0);
+    peer_pump(&held);
+  }
+  assert_int_equal(ws_loop_run_once(H.l, (int)wait * 2), 0);
+  assert_int_equal(rf_send(rf_head("GET", "/next", "13", "")), 503);
+  rf_check(0, 503, "over max_handshakes", "/next");
+  assert_int_equal(RF.n, 1);
+  assert_false(sim_peer_closed(H.s, held.fd));
+  h_end();
+}
+
 /* The Origin allowlist: 403 before on_request, told with the request
  * (its Origin is there to log); an allowed Origin opens. */
 static void refused_by_the_origin_allowlist(void **state) {
@@ -2412,6 +2483,7 @@ int main(void) {
       cmocka_unit_test(pause_reading_and_close_listeners),
       cmocka_unit_test(close_listeners_mid_batch),
       cmocka_unit_test(close_listeners_mid_handshake),
+      cmocka_unit_test(handshake_displaced_at_the_cap),
       /* refusals the loop makes itself (on_refused) */
       cmocka_unit_test(refused_by_the_request_parser),
       cmocka_unit_test(refused_while_draining),
