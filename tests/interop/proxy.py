@@ -675,9 +675,15 @@ async def t_drain_many(env):
         shutil.rmtree(d, ignore_errors=True)
 
 
+# What the proxy answers python3-websockets' offer ("permessage-deflate;
+# client_max_window_bits").
+PMD_ANSWER = "permessage-deflate"
+
+
 async def t_tls(env):
-    """wss:// on both sides: the client to the proxy, the proxy to an
-    echo-server upstream verified against --upstream-ca; another CA: 502"""
+    """wss:// on the client side, the upstream side and both (echo-server
+    as the upstream, verified against --upstream-ca), with
+    permessage-deflate negotiated with the client; another CA: 502"""
     import ssl
     import tempfile
     with tempfile.TemporaryDirectory() as d:
@@ -703,28 +709,62 @@ async def t_tls(env):
                      "--tls-cert", d + "/srv.crt", "--tls-key",
                      d + "/srv.key"], up)
         procs = [echo]
+        ctx = ssl.create_default_context(cafile=d + "/ca.crt")
+        wss_up = "wss://localhost:%d" % up
         try:
-            ports = []
-            for ca in ("ca", "other"):
+            # (client side, upstream, CA for it): each TLS arrangement
+            ways = {"wss-wss": (True, wss_up, "ca"),
+                    "wss-ws": (True, env.echo_upstream, None),
+                    "ws-wss": (False, wss_up, "ca"),
+                    "other-ca": (True, wss_up, "other")}
+            ports = {}
+            for name, (tls, upstream, ca) in ways.items():
                 port = free_port()
                 procs.append(Proc(
                     [env.bindir + "/ws-proxy", "--listen", str(port),
-                     "--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key",
-                     "--upstream", "wss://localhost:%d" % up,
-                     "--upstream-ca", d + "/%s.crt" % ca,
-                     "--access-log", "/dev/null"], port))
-                ports.append(port)
-            ctx = ssl.create_default_context(cafile=d + "/ca.crt")
-            async with websockets.connect("wss://localhost:%d/t" % ports[0],
-                                          ssl=ctx) as ws:
-                await ws.send("over tls")
-                check("tls echo", await ws.recv() == "over tls")
-                data = os.urandom(200000)
-                await ws.send(data)
-                check("tls binary", await ws.recv() == data)
+                     "--upstream", upstream, "--access-log",
+                     d + "/%s.log" % name] +
+                    (["--tls-cert", d + "/srv.crt", "--tls-key",
+                      d + "/srv.key"] if tls else []) +
+                    (["--upstream-ca", d + "/%s.crt" % ca] if ca else []),
+                    port))
+                ports[name] = port
+            for name in ("wss-wss", "wss-ws", "ws-wss"):
+                tls, upstream, _ = ways[name]
+                url = "%s://localhost:%d/t-%s" % ("wss" if tls else "ws",
+                                                  ports[name], name)
+                async with websockets.connect(
+                        url, ssl=ctx if tls else None, max_size=None) as ws:
+                    ext = ws.response_headers.get("Sec-WebSocket-Extensions")
+                    check(name + " deflate", ext == PMD_ANSWER, ext)
+                    await ws.send("over tls \u00e9\u20ac")  # 14 bytes
+                    check(name + " echo",
+                          await ws.recv() == "over tls \u00e9\u20ac")
+                    data = os.urandom(200000)
+                    await ws.send(data)
+                    check(name + " binary", await ws.recv() == data)
+                    text = "compressible " * 50000
+                    await ws.send(text)
+                    check(name + " compressible", await ws.recv() == text)
+                    await ws.close(4005, name)
+                    check(name + " close", ws.close_code == 4005 and
+                          ws.close_reason == name,
+                          (ws.close_code, ws.close_reason))
+                x = await read_log_line(d + "/%s.log" % name)
+                print("tls %s: client wire in %d B for %d B of payload; "
+                      "upstream %s" % (name, x["wire_client_in"],
+                                       x["bytes_to_upstream"], x["upstream"]))
+                check(name + " log", x["upstream"] == upstream and
+                      x["bytes_to_upstream"] == len(text) + 200000 + 14 and
+                      x["msgs_to_client"] == 3 and
+                      x["client_close"]["code"] == 4005 and
+                      x["upstream_close"]["code"] == 4005, x)
+                # compressed on the client side: the text went as a few KiB
+                check(name + " compressed", x["wire_client_in"] <
+                      200000 + len(text) // 20, x["wire_client_in"])
             try:
                 async with websockets.connect(
-                        "wss://localhost:%d/t" % ports[1], ssl=ctx):
+                        "wss://localhost:%d/t" % ports["other-ca"], ssl=ctx):
                     pass
                 raise AssertionError("unverified upstream accepted")
             except websockets.InvalidStatusCode as e:
@@ -732,6 +772,19 @@ async def t_tls(env):
         finally:
             for p in procs:
                 p.stop()
+
+
+async def read_log_line(path, secs=5):
+    """The one access log line in |path| (written at the end of the
+    connection, after the client saw its close)."""
+    end = time.monotonic() + secs
+    while True:
+        with open(path) as f:
+            lines = [json.loads(x) for x in f if x.strip()]
+        if lines or time.monotonic() > end:
+            check("one log line in " + path, len(lines) == 1, lines)
+            return lines[0]
+        await asyncio.sleep(0.05)
 
 
 async def mute_upstream(reader, writer):
