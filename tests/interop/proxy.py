@@ -552,10 +552,10 @@ async def many_open(port, i):
     return r, w
 
 
-async def many_close(r, w, answer):
+async def many_close(r, w, answer, t0):
     """Waits for the proxy's close; answers it (or not); then waits for
-    the end of TCP. Returns (close payload, seconds to it, to EOF)."""
-    t0 = time.monotonic()
+    the end of TCP. Returns (close payload, seconds from |t0| to it, to
+    EOF)."""
     while True:
         op, payload = await read_frame(r)
         if op == 8:
@@ -610,7 +610,7 @@ async def t_drain_many(env):
         t0 = time.monotonic()
         p.p.send_signal(signal.SIGTERM)
         res = await asyncio.wait_for(asyncio.gather(
-            *(many_close(r, w, i not in silent)
+            *(many_close(r, w, i not in silent, t0)
               for i, (r, w) in enumerate(conns))), TIMEOUT)
         rc = await asyncio.get_running_loop().run_in_executor(
             None, p.p.wait, TIMEOUT)
