@@ -60,8 +60,10 @@ typedef struct ws_loop_conn ws_loop_conn;
  * While paused, the event's data stays valid and the connection's core
  * timers wait. on_request may answer later (ws_loop_accept() or
  * ws_loop_reject(), then ws_loop_resume()): the request is then not
- * delivered again. Honoured by on_request, on_open, on_message and
- * on_control; elsewhere it means 0. */
+ * delivered again. A paused request waits for ws_loop_resume() only,
+ * whatever output is pending (a TLS handshake's last flight, say).
+ * Honoured by on_request, on_open, on_message and on_control; elsewhere
+ * it means 0. */
 #define WS_LOOP_PAUSE 1
 
 /* Errors of the loop itself, beside the core's WS_ERR_* (ws_loop_strerror

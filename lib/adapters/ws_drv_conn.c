@@ -401,7 +401,11 @@ static int keep_event(ws_loop_conn *c, const ws_event *ev) {
   if (!a) return -1;
   a->ev = *ev;
   c->flags |= F_PAUSED;
-  if (conn_pending(c) > 0)
+  /* A request waits for its answer and ws_loop_resume(): output pending
+   * now is the transport's own (the end of a TLS handshake whose client
+   * sent the request at once, as Chromium's False Start does), and once
+   * it drained the request would be delivered a second time. */
+  if (conn_pending(c) > 0 && ev->type != WS_EV_REQUEST)
     c->flags |= F_PAUSED_AUTO;
   else
     c->flags &= ~F_PAUSED_AUTO;

@@ -132,6 +132,30 @@ async def drive(cdp_url, page_url, shots):
     return passed, failed
 
 
+def launch(profile, flags=()):
+    """Starts headless Chromium with the fresh profile directory |profile|
+    and |flags|; returns (its Popen, the DevTools WebSocket URL)."""
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--no-first-run",
+         "--user-data-dir=" + profile, "--remote-debugging-port=0",
+         *flags, "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        end = time.monotonic() + 30
+        while not os.path.exists(port_file) and time.monotonic() < end:
+            time.sleep(0.1)
+        time.sleep(0.2)
+        with open(port_file) as f:
+            dport, dpath = f.read().split("\n")[:2]
+    except BaseException:  # not left running behind the caller's back
+        browser.kill()
+        browser.wait()
+        raise
+    return browser, "ws://127.0.0.1:%s%s" % (dport.strip(), dpath.strip())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--chat", required=True)
@@ -151,19 +175,7 @@ def main():
     try:
         line = chat.stdout.readline().decode()
         url = line.split("open ")[1].split()[0]       # http://127.0.0.1:N/
-        browser = subprocess.Popen(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--no-first-run",
-             "--user-data-dir=" + profile, "--remote-debugging-port=0",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        end = time.monotonic() + 30
-        while not os.path.exists(port_file) and time.monotonic() < end:
-            time.sleep(0.1)
-        time.sleep(0.2)
-        with open(port_file) as f:
-            dport, dpath = f.read().split("\n")[:2]
-        cdp_url = "ws://127.0.0.1:%s%s" % (dport.strip(), dpath.strip())
+        browser, cdp_url = launch(profile)
         passed, failed = asyncio.run(asyncio.wait_for(
             drive(cdp_url, url, args.shots), TIMEOUT))
         chat.send_signal(signal.SIGINT)

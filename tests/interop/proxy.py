@@ -509,9 +509,181 @@ async def t_drain(env):
             q.stop()
 
 
+# ---- SIGTERM with 1,000 relayed connections --------------------------------
+
+MANY = 1000
+MANY_SILENT = 100    # of them, these never answer the proxy's close
+MANY_DRAIN_MS = 3000  # under the core's 5 s close timeout: the drain decides
+
+
+def ws_frame(opcode, payload):
+    """A masked client frame (payload < 126 bytes)."""
+    mask = os.urandom(4)
+    return (bytes([0x80 | opcode, 0x80 | len(payload)]) + mask +
+            bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+async def read_frame(r):
+    """(opcode, payload) of the next unmasked server frame, FIN set."""
+    b0, b1 = await r.readexactly(2)
+    n = b1 & 0x7f
+    if n == 126:
+        n = int.from_bytes(await r.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await r.readexactly(8), "big")
+    if b0 & 0x80 == 0 or b1 & 0x80:
+        raise AssertionError("frame %02x %02x" % (b0, b1))
+    return b0 & 0x0f, await r.readexactly(n)
+
+
+async def many_open(port, i):
+    """A raw client (no extensions) through the proxy, one echo."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(("GET /many-%d HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket"
+             "\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "
+             "dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+             % i).encode())
+    head = await r.readuntil(b"\r\n\r\n")
+    check("many 101", head.startswith(b"HTTP/1.1 101 "), head[:40])
+    msg = ("m%d" % i).encode()
+    w.write(ws_frame(1, msg))
+    got = await read_frame(r)
+    check("many echo", got == (1, msg), (i, got))
+    return r, w
+
+
+async def many_close(r, w, answer, t0):
+    """Waits for the proxy's close; answers it (or not); then waits for
+    the end of TCP. Returns (close payload, seconds from |t0| to it, to
+    EOF)."""
+    while True:
+        op, payload = await read_frame(r)
+        if op == 8:
+            break
+        check("many control", op in (9, 10), op)  # a keepalive ping
+    t_close = time.monotonic() - t0
+    if answer:
+        w.write(ws_frame(8, payload[:2]))
+    rest = await r.read()
+    check("many eof", rest == b"", rest)
+    w.close()
+    return payload, t_close, time.monotonic() - t0
+
+
+async def t_drain_many(env):
+    """SIGTERM with 1,000 relayed connections: every client gets close
+    1012 "service restart", every upstream connection 1001 "going away";
+    the clients that answer the close are let go at once, the ones that
+    do not at the drain timeout, and then the process exits 0."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * MANY + 256  # the proxy's 2,000 sockets (it inherits ours)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(need, hard), hard))
+    up, port = free_port(), free_port()
+    d = "/tmp/ws-proxy-many-%d" % os.getpid()
+    os.makedirs(d, exist_ok=True)
+    echo_err = open(d + "/echo.log", "wb")
+    echo = Proc([env.bindir + "/echo-server", "--port", str(up)], up,
+                stderr=echo_err)
+    p = Proc([env.bindir + "/ws-proxy", "--listen", str(port), "--upstream",
+              "ws://127.0.0.1:%d" % up, "--drain-timeout", str(MANY_DRAIN_MS),
+              "--access-log", d + "/access.log"], port)
+    conns = []
+    try:
+        with open("/proc/%d/limits" % p.p.pid) as f:
+            lim = [x for x in f if x.startswith("Max open files")][0].split()
+        check("proxy fds", int(lim[3]) >= need, lim)
+        sem = asyncio.Semaphore(50)
+
+        async def one(i):
+            async with sem:
+                return await asyncio.wait_for(many_open(port, i), TIMEOUT)
+        t0 = time.monotonic()
+        conns = await asyncio.gather(*(one(i) for i in range(MANY)))
+        print("drain-many: %d connections open, one echo each, in %.1f s"
+              % (len(conns), time.monotonic() - t0))
+        nfd = len(os.listdir("/proc/%d/fd" % p.p.pid))
+        print("drain-many: the proxy holds %d descriptors" % nfd)
+        check("proxy sockets", nfd >= 2 * MANY, nfd)
+        silent = set(range(0, MANY, MANY // MANY_SILENT))
+        t0 = time.monotonic()
+        p.p.send_signal(signal.SIGTERM)
+        res = await asyncio.wait_for(asyncio.gather(
+            *(many_close(r, w, i not in silent, t0)
+              for i, (r, w) in enumerate(conns))), TIMEOUT)
+        rc = await asyncio.get_running_loop().run_in_executor(
+            None, p.p.wait, TIMEOUT)
+        t_exit = time.monotonic() - t0
+        want = (1012).to_bytes(2, "big") + b"service restart"
+        got = [x[0] for x in res]
+        n1012 = sum(x == want for x in got)
+        late = max(x[1] for x in res)
+        eof_ans = max(x[2] for i, x in enumerate(res) if i not in silent)
+        eof_sil = sorted(x[2] for i, x in enumerate(res) if i in silent)
+        print("drain-many: SIGTERM -> %d of %d clients got 1012 \"service "
+              "restart\" (the last after %.2f s); answering clients closed "
+              "by %.2f s, silent ones at %.2f..%.2f s; exit %d after %.2f s "
+              "(drain timeout %.1f s)" % (
+                  n1012, MANY, late, eof_ans, eof_sil[0], eof_sil[-1], rc,
+                  t_exit, MANY_DRAIN_MS / 1000))
+        check("1012 to every client", n1012 == MANY,
+              [x for x in got if x != want][:5])
+        check("exit 0", rc == 0, rc)
+        drain = MANY_DRAIN_MS / 1000
+        # the silent ones hold the drain to its deadline, and no longer
+        # (the margin is for a loaded machine)
+        check("silent dropped at the deadline", drain - 0.05 <= eof_sil[0]
+              and eof_sil[-1] < drain + 10, eof_sil)
+        check("exit within the drain timeout", drain - 0.05 <= t_exit <
+              drain + 10, t_exit)
+        check("answering clients let go first", eof_ans < drain, eof_ans)
+        with open(d + "/access.log") as f:
+            lines = [json.loads(x) for x in f if x.strip()]
+        check("access log lines", len(lines) == MANY, len(lines))
+        by_path = {x["path"]: x for x in lines}
+        for i in range(MANY):
+            x = by_path.get("/many-%d" % i)
+            cc = 1006 if i in silent else 1012
+            check("log /many-%d" % i, x is not None and
+                  x["client_close"]["sent"] == 1012 and
+                  x["client_close"]["code"] == cc and
+                  x["upstream_close"]["sent"] == 1001 and
+                  x["upstream_close"]["code"] == 1001 and
+                  x["first"] == "proxy" and x["msgs_to_upstream"] == 1 and
+                  x["msgs_to_client"] == 1, x)
+        echo.stop()
+        echo_err.close()
+        with open(d + "/echo.log", errors="replace") as f:
+            closes = [x for x in f if " echo-server: close " in x]
+        going = set()
+        for x in closes:
+            path = x.split(" echo-server: close ")[1].split()[1].rstrip(":")
+            if 'received 1001 "going away", sent 1001' in x:
+                going.add(path)
+        print("drain-many: the upstream logged %d closes, %d of them 1001 "
+              "\"going away\" from the proxy" % (len(closes), len(going)))
+        check("upstream 1001 for each", len(closes) == MANY and
+              going == {"/many-%d" % i for i in range(MANY)},
+              (len(closes), len(going), closes[:3]))
+    finally:
+        for _, w in conns:
+            w.close()
+        p.stop()
+        echo.stop()
+        echo_err.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# What the proxy answers python3-websockets' offer ("permessage-deflate;
+# client_max_window_bits").
+PMD_ANSWER = "permessage-deflate"
+
+
 async def t_tls(env):
-    """wss:// on both sides: the client to the proxy, the proxy to an
-    echo-server upstream verified against --upstream-ca; another CA: 502"""
+    """wss:// on the client side, the upstream side and both (echo-server
+    as the upstream, verified against --upstream-ca), with
+    permessage-deflate negotiated with the client; another CA: 502"""
     import ssl
     import tempfile
     with tempfile.TemporaryDirectory() as d:
@@ -537,28 +709,62 @@ async def t_tls(env):
                      "--tls-cert", d + "/srv.crt", "--tls-key",
                      d + "/srv.key"], up)
         procs = [echo]
+        ctx = ssl.create_default_context(cafile=d + "/ca.crt")
+        wss_up = "wss://localhost:%d" % up
         try:
-            ports = []
-            for ca in ("ca", "other"):
+            # (client side, upstream, CA for it): each TLS arrangement
+            ways = {"wss-wss": (True, wss_up, "ca"),
+                    "wss-ws": (True, env.echo_upstream, None),
+                    "ws-wss": (False, wss_up, "ca"),
+                    "other-ca": (True, wss_up, "other")}
+            ports = {}
+            for name, (tls, upstream, ca) in ways.items():
                 port = free_port()
                 procs.append(Proc(
                     [env.bindir + "/ws-proxy", "--listen", str(port),
-                     "--tls-cert", d + "/srv.crt", "--tls-key", d + "/srv.key",
-                     "--upstream", "wss://localhost:%d" % up,
-                     "--upstream-ca", d + "/%s.crt" % ca,
-                     "--access-log", "/dev/null"], port))
-                ports.append(port)
-            ctx = ssl.create_default_context(cafile=d + "/ca.crt")
-            async with websockets.connect("wss://localhost:%d/t" % ports[0],
-                                          ssl=ctx) as ws:
-                await ws.send("over tls")
-                check("tls echo", await ws.recv() == "over tls")
-                data = os.urandom(200000)
-                await ws.send(data)
-                check("tls binary", await ws.recv() == data)
+                     "--upstream", upstream, "--access-log",
+                     d + "/%s.log" % name] +
+                    (["--tls-cert", d + "/srv.crt", "--tls-key",
+                      d + "/srv.key"] if tls else []) +
+                    (["--upstream-ca", d + "/%s.crt" % ca] if ca else []),
+                    port))
+                ports[name] = port
+            for name in ("wss-wss", "wss-ws", "ws-wss"):
+                tls, upstream, _ = ways[name]
+                url = "%s://localhost:%d/t-%s" % ("wss" if tls else "ws",
+                                                  ports[name], name)
+                async with websockets.connect(
+                        url, ssl=ctx if tls else None, max_size=None) as ws:
+                    ext = ws.response_headers.get("Sec-WebSocket-Extensions")
+                    check(name + " deflate", ext == PMD_ANSWER, ext)
+                    await ws.send("over tls \u00e9\u20ac")  # 14 bytes
+                    check(name + " echo",
+                          await ws.recv() == "over tls \u00e9\u20ac")
+                    data = os.urandom(200000)
+                    await ws.send(data)
+                    check(name + " binary", await ws.recv() == data)
+                    text = "compressible " * 50000
+                    await ws.send(text)
+                    check(name + " compressible", await ws.recv() == text)
+                    await ws.close(4005, name)
+                    check(name + " close", ws.close_code == 4005 and
+                          ws.close_reason == name,
+                          (ws.close_code, ws.close_reason))
+                x = await read_log_line(d + "/%s.log" % name)
+                print("tls %s: client wire in %d B for %d B of payload; "
+                      "upstream %s" % (name, x["wire_client_in"],
+                                       x["bytes_to_upstream"], x["upstream"]))
+                check(name + " log", x["upstream"] == upstream and
+                      x["bytes_to_upstream"] == len(text) + 200000 + 14 and
+                      x["msgs_to_client"] == 3 and
+                      x["client_close"]["code"] == 4005 and
+                      x["upstream_close"]["code"] == 4005, x)
+                # compressed on the client side: the text went as a few KiB
+                check(name + " compressed", x["wire_client_in"] <
+                      200000 + len(text) // 20, x["wire_client_in"])
             try:
                 async with websockets.connect(
-                        "wss://localhost:%d/t" % ports[1], ssl=ctx):
+                        "wss://localhost:%d/t" % ports["other-ca"], ssl=ctx):
                     pass
                 raise AssertionError("unverified upstream accepted")
             except websockets.InvalidStatusCode as e:
@@ -566,6 +772,19 @@ async def t_tls(env):
         finally:
             for p in procs:
                 p.stop()
+
+
+async def read_log_line(path, secs=5):
+    """The one access log line in |path| (written at the end of the
+    connection, after the client saw its close)."""
+    end = time.monotonic() + secs
+    while True:
+        with open(path) as f:
+            lines = [json.loads(x) for x in f if x.strip()]
+        if lines or time.monotonic() > end:
+            check("one log line in " + path, len(lines) == 1, lines)
+            return lines[0]
+        await asyncio.sleep(0.05)
 
 
 async def mute_upstream(reader, writer):
@@ -699,7 +918,8 @@ async def main():
              ("backpressure", t_backpressure, pyproxy_env),
              ("metrics", t_metrics_log, env),
              ("upstreams", t_several_upstreams, env),
-             ("drain", t_drain, env), ("keepalive", t_keepalive, env),
+             ("drain", t_drain, env), ("drain-many", t_drain_many, env),
+             ("keepalive", t_keepalive, env),
              ("threads", t_threads, env), ("tls", t_tls, env)]
     only = [x for x in args.only.split(",") if x]
     failed = 0
