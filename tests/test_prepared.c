@@ -159,7 +159,9 @@ static ws_pmd_config pmd(int server_nct, unsigned server_bits) {
   return cfg.pmd;
 }
 
-/* Chat-like text, deterministic; repeats that lie |far| bytes apart. */
+/* Chat-like text, deterministic; with |far|, runs of 40 bytes repeated
+ * from |far| bytes back, and from 6 * |far| back where there is that
+ * much. */
 static uint8_t *chat_text(size_t len, size_t far) {
   static const char *const words[] = {"hello", "anyone", "up", "for", "a",
                                       "round", "meet", "at", "the", "gate"};
@@ -169,14 +171,17 @@ static uint8_t *chat_text(size_t len, size_t far) {
   while (i < len) {
     if (far && i >= far && tu_rand(&r) % 4 == 0) {
       size_t n = WS_MIN((size_t)40, len - i);
-      memmove(t + i, t + i - far, n);
+      size_t d = i >= 6 * far && tu_rand(&r) % 2 ? 6 * far : far;
+      memmove(t + i, t + i - d, n);
       i += n;
       continue;
     }
+    /* (one draw per statement: argument order is unspecified) */
     const char *w = words[tu_rand(&r) % 10];
+    char letter = (char)('a' + tu_rand(&r) % 26);
+    unsigned num = tu_rand(&r) % 1000;
     char buf[48];
-    int n = snprintf(buf, sizeof(buf), "%s%c%u ", w, 'a' + (char)(tu_rand(&r) % 26),
-                     (unsigned)(tu_rand(&r) % 1000));
+    int n = snprintf(buf, sizeof(buf), "%s%c%u ", w, letter, num);
     for (int k = 0; k < n && i < len; k++) t[i++] = (uint8_t)buf[k];
   }
   return t;
@@ -401,8 +406,8 @@ static void context_takeover_compresses_itself(void **state) {
 
 /* RFC 7692 7.1.2.1: each server_max_window_bits in use gets its own
  * compression, shared by the connections with that window; a text whose
- * repeats lie 1,000 bytes apart compresses differently at 9 bits (512 B
- * window) than at 15. Each is what ws_conn_send() makes for that window
+ * repeats lie 1,000 and 6,000 bytes back compresses differently at 9
+ * bits (512 B window), 12 (4 KiB) and 15 (32 KiB). Each is what ws_conn_send() makes for that window
  * and each client decodes its own. A connection at level 1 and one with a
  * ws_pmd_shared (which compresses for it) are variants too. */
 static void mixed_windows(void **state) {
@@ -410,7 +415,7 @@ static void mixed_windows(void **state) {
   static const unsigned bits[] = {9, 15, 9, 12, 15, 9};
   enum { N = sizeof(bits) / sizeof(bits[0]) };
   pair p[N], twin[N];
-  size_t len = 5000;
+  size_t len = 12000;
   uint8_t *text = chat_text(len, 1000);
   uint8_t *wire[N];
   size_t wlen[N];

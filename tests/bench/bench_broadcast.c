@@ -108,10 +108,14 @@ static void make_message(char *out, size_t len) {
   unsigned ts = 1700000000u;
   while (pos < len) {
     char line[192];
+    /* one draw per statement: argument order is unspecified */
     ts += rnd() % 7;
+    const char *who = names[rnd() % 8];
+    unsigned room = rnd() % 4;
+    const char *what = texts[rnd() % 12];
     int n = snprintf(line, sizeof(line),
                      "{\"user\":\"%s\",\"room\":%u,\"ts\":%u,\"text\":\"%s\"}\n",
-                     names[rnd() % 8], rnd() % 4, ts, texts[rnd() % 12]);
+                     who, room, ts, what);
     for (int i = 0; i < n && pos < len; i++) out[pos++] = line[i];
   }
 }
