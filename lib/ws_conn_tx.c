@@ -309,16 +309,18 @@ int ws_conn_send_prepared(ws_conn *c, ws_prepared *p) {
                                  : c->pmd.server_max_window_bits;
     ws_pmd_shared *sh = c->z->cfg.shared;
     ws_deflater *z = NULL;
-    int level = c->z->cfg.level;
+    /* the level ws_conn_send() would compress with */
+    int level = sh ? sh->level : c->z->cfg.level;
     if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
-    if (sh) { /* what ws_conn_send() would compress with */
-      rv = shared_get(sh, bits, &z);
+    const wsp_variant *v = wsp_find(p, bits, level);
+    if (!v) {
+      if (sh) {
+        rv = shared_get(sh, bits, &z);
+        if (rv) return rv;
+      }
+      rv = wsp_compressed(p, bits, level, z, &v);
       if (rv) return rv;
-      level = sh->level;
     }
-    const wsp_variant *v;
-    rv = wsp_compressed(p, bits, level, z, &v);
-    if (rv) return rv;
     rv = queue_prepared(c, WS_RSV1, p->opcode, v->data + WSP_ROOM, v->len,
                         v->hlen);
   } else

@@ -89,15 +89,17 @@ static int compress_into(ws_prepared *p, ws_deflater *z, wsp_variant **pv,
   return 0;
 }
 
+const wsp_variant *wsp_find(const ws_prepared *p, unsigned bits, int level) {
+  const wsp_variant *v;
+  for (v = p->variants; v; v = v->next)
+    if (v->bits == bits && v->level == level) return v;
+  return NULL;
+}
+
 int wsp_compressed(ws_prepared *p, unsigned bits, int level, ws_deflater *z,
                    const wsp_variant **pv) {
   wsp_variant *v;
-  for (v = p->variants; v; v = v->next) {
-    if (v->bits == bits && v->level == level) {
-      *pv = v;
-      return 0;
-    }
-  }
+  if ((*pv = wsp_find(p, bits, level)) != NULL) return 0;
   ws_deflater *own = NULL;
   if (!z) {
     own = ws_malloc(&p->mem, sizeof(*own));

@@ -72,6 +72,10 @@ static inline const uint8_t *wsp_frame(const uint8_t *payload, uint8_t hlen) {
   return payload - hlen;
 }
 
+/* The variant of |p| compressed with window |bits| and |level|, or NULL
+ * if none was made yet. */
+const wsp_variant *wsp_find(const ws_prepared *p, unsigned bits, int level);
+
 /*
  * The variant of |p| compressed with window |bits| and |level|: found,
  * or made now with |z| (a clean compressor for |bits|, borrowed, and
