@@ -80,12 +80,14 @@ static void pair_open(pair *p, const ws_pmd_config *cpmd,
   cc.rand = tu_rand_fn;
   cc.rand_user_data = &p->rng;
   cc.max_message = 1u << 24;
+  cc.delivery = WS_DELIVER_MESSAGE; /* one event per message */
   if (cpmd) cc.pmd = *cpmd;
   ws_config_default(&sc, WS_ROLE_SERVER);
   if (spmd) sc.pmd = *spmd;
   if (max_out) sc.max_out_queue = max_out;
   sc.rand = tu_rand_fn;
   sc.rand_user_data = &p->rng;
+  sc.delivery = WS_DELIVER_MESSAGE;
   assert_int_equal(ws_conn_new(&p->c, &cc, NULL), 0);
   assert_int_equal(ws_conn_new(&p->s, &sc, smem), 0);
   ws_client_params cp;
@@ -333,6 +335,39 @@ static void compressed_once_no_context_takeover(void **state) {
   free(first);
   free(text);
   for (int i = 0; i < N; i++) pair_close(&p[i]);
+  pair_close(&twin);
+}
+
+/* Random bytes do not shrink: the compressed variant outgrows its first
+ * buffer (half the message), is grown, and is still exactly what
+ * ws_conn_send() makes (stored blocks, RFC 1951 3.2.4). */
+static void incompressible_grows(void **state) {
+  (void)state;
+  pair p, twin;
+  ws_pmd_config cp = pmd(1, 15), sp = pmd(0, 15);
+  pair_open(&p, &cp, &sp, NULL, 0);
+  pair_open(&twin, &cp, &sp, NULL, 0);
+  size_t len = 70000;
+  uint8_t *data = malloc(len);
+  uint64_t r = 11;
+  for (size_t i = 0; i < len; i++) data[i] = (uint8_t)tu_rand(&r);
+  ws_prepared *prep;
+  assert_int_equal(ws_prepared_new(&prep, WS_OP_BINARY, data, len, 0, NULL), 0);
+  assert_int_equal(ws_conn_send_prepared(p.s, prep), 0);
+  ws_prepared_del(prep);
+  size_t n, m;
+  uint8_t *out = take(p.s, &n);
+  assert_true(n > len);
+  tu_assert_hex(out, 2, "c2 7f"); /* RSV1, 64-bit length */
+  assert_int_equal(ws_conn_send(twin.s, WS_OP_BINARY, data, len, 0), 0);
+  uint8_t *own = take(twin.s, &m);
+  assert_int_equal(n, m);
+  assert_memory_equal(out, own, n);
+  client_gets(&p, out, n, data, len);
+  free(out);
+  free(own);
+  free(data);
+  pair_close(&p);
   pair_close(&twin);
 }
 
@@ -737,6 +772,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(plain_frame_shared),
       cmocka_unit_test(compressed_once_no_context_takeover),
+      cmocka_unit_test(incompressible_grows),
       cmocka_unit_test(context_takeover_compresses_itself),
       cmocka_unit_test(mixed_windows),
       cmocka_unit_test(client_masks_each_copy),
