@@ -265,11 +265,6 @@ int main(int argc, char **argv) {
   cfg.delivery = WS_DELIVER_MESSAGE;
   cfg.max_message = cfg.max_frame_payload = max_message;
   cfg.pmd.enable = 1;
-  /* Every message goes to every tab: without a context of ours kept
-   * between messages (RFC 7692 7.1.1.1), ws_loop_broadcast() compresses
-   * it once for all of them instead of once per tab, and an idle tab
-   * holds no compressor. */
-  cfg.pmd.server_no_context_takeover = 1;
 
   ws_loop_config lc;
   ws_loop_config_default(&lc);
