@@ -180,6 +180,9 @@ static int usage(FILE *f, const char *argv0) {
           "  --memory-budget BYTES  loop-wide memory budget (0: none)\n"
           "  --max-conns N        connections at once (0: any)\n"
           "  --max-conns-per-ip N   of them from one address (0: any)\n"
+          "  --max-pmd-context N  connections keeping a deflate context\n"
+          "                       (up to 282 KiB each); later ones get no\n"
+          "                       context takeover (64; 0: no cap)\n"
           "  -q, --quiet          log errors only\n"
           "  -v, --verbose        log every HTTP request and totals too\n"
           "  --version            print the version and exit\n"
@@ -202,7 +205,8 @@ static int num(const char *s, unsigned long lo, unsigned long hi,
 }
 
 /* Limits for a public port: --memory-budget BYTES (0: none),
- * --max-conns N, --max-conns-per-ip N (0: any). A browser page from
+ * --max-conns N, --max-conns-per-ip N (0: any), --max-pmd-context N
+ * (0: no cap). A browser page from
  * another site must not reach the chat in its visitor's name (RFC 6455
  * 10.2): only pages of this server's own host are allowed, plus every
  * --origin ORIGIN (repeatable: an exact origin, or a host pattern
@@ -220,6 +224,8 @@ static int limit_arg(const char *a, const char *v, uint64_t *budget,
     lp->max_conns = (uint32_t)n;
   else if (!strcmp(a, "--max-conns-per-ip"))
     lp->max_conns_per_ip = (uint32_t)n;
+  else if (!strcmp(a, "--max-pmd-context"))
+    lp->max_pmd_context = (uint32_t)n;
   else
     return -1;
   return 0;
@@ -232,6 +238,7 @@ int main(int argc, char **argv) {
   static const char *origins[MAX_ORIGINS];
   ws_loop_listen_params lp;
   memset(&lp, 0, sizeof(lp));
+  lp.max_pmd_context = 64; /* deflate contexts: up to 282 KiB each */
   ex_log_init("chat");
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -265,6 +272,7 @@ int main(int argc, char **argv) {
   cfg.delivery = WS_DELIVER_MESSAGE;
   cfg.max_message = cfg.max_frame_payload = max_message;
   cfg.pmd.enable = 1;
+  cfg.flags |= WS_CFG_PMD_SYMMETRIC; /* no echo many times the input */
 
   ws_loop_config lc;
   ws_loop_config_default(&lc);
@@ -283,6 +291,8 @@ int main(int argc, char **argv) {
   char e[160];
   int nfds = ex_listen_fds(); /* systemd socket activation */
   int rv = ws_loop_new(&loop, &lc);
+  if (rv == 0) /* the loop's own refusals (400, 503, 403...) logged too */
+    ws_loop_set_on_refused(loop, ex_on_refused, NULL);
   for (int k = 0; rv == 0 && k < nfds; k++) {
     rv = ws_loop_listen_fd(loop, 3 + k, &lp, &bound);
     if (rv != 0) {

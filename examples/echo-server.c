@@ -110,6 +110,10 @@ static int usage(FILE *f, const char *argv0) {
       "  --max-conns-per-ip N     ... from one address (0: any)\n"
       "  --max-handshakes N       opening (and TLS) handshakes at once, per\n"
       "                           loop (0: any)\n"
+      "  --max-pmd-context N      connections per loop that keep a deflate\n"
+      "                           context (up to 282 KiB each at window 15);\n"
+      "                           later ones get no context takeover (64;\n"
+      "                           0: no cap, the default with --autobahn)\n"
       "  --origin ORIGIN          allow this Origin (repeatable; exact, or\n"
       "                           a pattern: https://*.example.com); with\n"
       "                           any, other browser origins get 403\n"
@@ -124,6 +128,8 @@ static int usage(FILE *f, const char *argv0) {
       "  -v, --verbose            log requests and totals too\n"
       "  --version                print the version and exit\n"
       "  -h, --help               print this and exit\n"
+      "Unless --autobahn, a deflate client is held to the server's window\n"
+      "and context reset (WS_CFG_PMD_SYMMETRIC).\n"
       "Logs one line per connection event on stderr. Under systemd socket\n"
       "activation (LISTEN_FDS) it serves the sockets passed in instead of\n"
       "--host/--port, and it notifies readiness (NOTIFY_SOCKET).\n",
@@ -145,6 +151,7 @@ int main(int argc, char **argv) {
   ex_log_init("echo-server");
   unsigned long port = 9001, maxmsg = 0, hs_ms = 10000, threads = 1;
   unsigned long budget = 0, max_conns = 0, per_ip = 0, max_hs = 0;
+  unsigned long max_pmd = ULONG_MAX; /* not given: see below */
   const char *origins[MAX_ORIGINS];
   size_t norigins = 0;
   int deflate = 1, autobahn = 0;
@@ -185,7 +192,10 @@ int main(int argc, char **argv) {
              : !strcmp(a, "--max-conns-per-ip")
                  ? num(v, 0, 0xffffffffu, &per_ip)
              : !strcmp(a, "--max-handshakes") ? num(v, 0, 0xffffffffu, &max_hs)
-                                              : -1)
+             : !strcmp(a, "--drain")         ? num(v, 0, 86400000, &drain_ms)
+             : !strcmp(a, "--max-pmd-context")
+                 ? num(v, 0, 0xffffffffu, &max_pmd)
+                 : -1)
       return usage(stderr, argv[0]);
   }
 
@@ -202,6 +212,11 @@ int main(int argc, char **argv) {
   }
   cfg.handshake_timeout_ms = (uint32_t)hs_ms;
   cfg.pmd.enable = (uint8_t)deflate;
+  /* A public port: no client makes us echo many times what it sent, and
+   * deflate contexts (up to 282 KiB each, for the connection's life) are
+   * capped; Autobahn's cases 13.x expect neither. */
+  if (!autobahn) cfg.flags |= WS_CFG_PMD_SYMMETRIC;
+  if (max_pmd == ULONG_MAX) max_pmd = autobahn ? 0 : 64;
 
   ws_loop_config lc;
   ws_loop_config_default(&lc);
@@ -220,6 +235,7 @@ int main(int argc, char **argv) {
   lp.max_conns = (uint32_t)max_conns;
   lp.max_conns_per_ip = (uint32_t)per_ip;
   lp.max_handshakes = (uint32_t)max_hs;
+  lp.max_pmd_context = (uint32_t)max_pmd;
   lp.origins = origins;
   lp.norigins = norigins;
 #ifdef WS_EXAMPLES_TLS
@@ -251,6 +267,8 @@ int main(int argc, char **argv) {
     uint16_t bound = 0;
     char e[160];
     int rv = ws_loop_new(&loops[i], &lc);
+    if (rv == 0) /* the loop's own refusals (400, 503, 403...) logged too */
+      ws_loop_set_on_refused(loops[i], ex_on_refused, NULL);
     for (int k = 0; rv == 0 && k < nfds; k++) { /* each loop its own copy */
       int fd = i + 1 < threads ? dup(3 + k) : 3 + k;
       rv = fd < 0 ? WS_LOOP_ERR_IO

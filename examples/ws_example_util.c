@@ -199,6 +199,19 @@ void ex_log_refused(ws_loop_conn *conn, const ws_request *req, int status,
          clean(req->path, path, sizeof(path)), status, reason);
 }
 
+int ex_on_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r) {
+  char path[97], st[16] = "-";
+  ws_slice none = {NULL, 0};
+  (void)loop;
+  (void)ud;
+  if (ex_verbosity < 1) return 0;
+  if (r->status) snprintf(st, sizeof(st), "%d", r->status);
+  ex_log(1, "refused %s %s: %s %s", r->peer[0] ? r->peer : "-",
+         clean(r->request ? r->request->path : none, path, sizeof(path)), st,
+         r->reason);
+  return 0;
+}
+
 void ex_log_totals(const ws_loop *loop) {
   ws_loop_stats st;
   if (ex_verbosity < 2) return;

@@ -59,6 +59,10 @@ void ex_log_close(ws_loop_conn *conn, const ws_loop_close_info *info);
 /* "refused PEER PATH: STATUS reason" */
 void ex_log_refused(ws_loop_conn *conn, const ws_request *req, int status,
                     const char *reason);
+/* The same line for a connection the loop refused by itself (PATH "-"
+ * when no request was parsed; STATUS "-" when it was closed without an
+ * answer): a ws_loop_refused_fn, for ws_loop_set_on_refused(). */
+int ex_on_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r);
 /* -v: the loop's totals (ws_loop_totals) as one line. */
 void ex_log_totals(const ws_loop *loop);
 

@@ -6,27 +6,18 @@ static const char b64_alphabet[65] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 size_t ws_base64_encode(const uint8_t *in, size_t len, char *out) {
+  /* Three bytes to four characters; a short last group is padded with
+   * '=' (one or two). Only handshake keys go through here: one loop for
+   * every group keeps it small. */
   size_t o = 0;
-  size_t i = 0;
-  for (; len - i >= 3; i += 3) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-    out[o++] = b64_alphabet[v >> 18];
-    out[o++] = b64_alphabet[(v >> 12) & 63];
-    out[o++] = b64_alphabet[(v >> 6) & 63];
-    out[o++] = b64_alphabet[v & 63];
-  }
-  if (len - i == 1) {
+  for (size_t i = 0; i < len; i += 3, o += 4) {
     uint32_t v = (uint32_t)in[i] << 16;
-    out[o++] = b64_alphabet[v >> 18];
-    out[o++] = b64_alphabet[(v >> 12) & 63];
-    out[o++] = '=';
-    out[o++] = '=';
-  } else if (len - i == 2) {
-    uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-    out[o++] = b64_alphabet[v >> 18];
-    out[o++] = b64_alphabet[(v >> 12) & 63];
-    out[o++] = b64_alphabet[(v >> 6) & 63];
-    out[o++] = '=';
+    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
+    if (i + 2 < len) v |= in[i + 2];
+    out[o] = b64_alphabet[v >> 18];
+    out[o + 1] = b64_alphabet[(v >> 12) & 63];
+    out[o + 2] = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
+    out[o + 3] = i + 2 < len ? b64_alphabet[v & 63] : '=';
   }
   return o;
 }

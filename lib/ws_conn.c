@@ -119,16 +119,18 @@ static int conn_setup(ws_conn *c, const ws_config *cfg, const ws_mem *m) {
   /* every WS_CFG_* flag fits in the byte */
   c->flags =
       (uint8_t)(cfg->flags & (WS_CFG_NO_AUTO_PONG | WS_CFG_NO_AUTO_CLOSE |
-                              WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS));
+                              WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS |
+                              WS_CFG_PMD_SYMMETRIC));
   c->state = WS_STATE_CONNECTING;
   c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
-  if (cfg->pmd.enable) {
+  /* (check_config() refused the parts a build switch left out) */
+  if (WS_HAS_INFLATE && cfg->pmd.enable) {
     c->z = ws_malloc(m, sizeof(*c->z));
     if (!c->z) return WS_ERR_NOMEM;
     memset(c->z, 0, sizeof(*c->z));
     c->z->cfg = cfg->pmd;
   }
-  if (cfg->role == WS_ROLE_SERVER && wsc_hs_alloc(c)) {
+  if (!is_client(c) && wsc_hs_alloc(c)) {
     ws_free(m, c->z);
     return WS_ERR_NOMEM;
   }
@@ -230,8 +232,10 @@ void ws_conn_del(ws_conn *c) {
   wsc_hs_free(c);
   wsc_inflater_drop(c);
   wsc_deflater_drop(c);
-  if (c->z) ws_free(&c->mem, c->z->zbuf);
-  ws_free(&c->mem, c->z);
+  if (WS_HAS_INFLATE && c->z) { /* (never set without deflate) */
+    ws_free(&c->mem, c->z->zbuf);
+    ws_free(&c->mem, c->z);
+  }
   ws_buf_free(&c->out, &c->mem);
   ws_buf_free(&c->msg, &c->mem);
   ws_free(&c->mem, c->ctrlbuf);
@@ -363,7 +367,7 @@ static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
   ws_buf_clear_keep(&c->msg, &c->mem, keep_size(c));
-  if (c->z) {
+  if (WS_HAS_INFLATE && c->z) {
     ws_free(&c->mem, c->z->zbuf);
     c->z->zbuf = NULL;
   }
@@ -469,11 +473,13 @@ static void take_event(ws_conn *c, ws_event *ev) {
   ev->error = 0;
   ev->request = NULL;
   ev->response = NULL;
-  if (c->hs) {
-    if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
-      ev->request = &c->hs->req;
-    else if (ev->type == WS_EV_OPEN && is_client(c))
+  if (c->hs) { /* (requests come to servers, responses to clients) */
+    if (!is_client(c)) {
+      if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
+        ev->request = &c->hs->req;
+    } else if (ev->type == WS_EV_OPEN) {
       ev->response = &c->hs->resp;
+    }
   }
   c->ev_ready = 0;
 }

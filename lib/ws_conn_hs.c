@@ -105,7 +105,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   char ext[WS_PMD_TEXT_MAX];
   memset(&pmd, 0, sizeof(pmd));
 #  if !defined(WS_NO_DEFLATE)
-  if (c->z) ws_pmd_negotiate(&c->z->cfg, &c->hs->req, &pmd, ext);
+  if (c->z)
+    ws_pmd_negotiate_flags(&c->z->cfg, c->flags, &c->hs->req, &pmd, ext);
 #  endif
   size_t before = c->out.len;
   int rv = ws_hs_write_accept(&c->out, &c->mem, &c->hs->req, proto,
@@ -129,6 +130,45 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 #endif /* !WS_NO_SERVER */
 }
 
+#if !defined(WS_NO_SERVER)
+/* ws_conn_reject() (|http| 0: a refused upgrade, or any request, 400 to
+ * 599) and ws_conn_respond() (|http| 1: the answer to a plain HTTP
+ * request, 200 to 599): one HTTP answer, then the connection is over. */
+static int answer(ws_conn *c, int http, int status, const ws_kv *headers,
+                  size_t nheaders, const void *body, size_t bodylen) {
+  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
+      !c->hs->parsed || (http && !c->hs->http) || c->err)
+    return WS_ERR_INVALID_STATE;
+  if (status < (http ? 200 : 400) || status > 599 ||
+      check_header_kv(headers, nheaders) || (bodylen && !body))
+    return WS_ERR_INVALID_ARGUMENT;
+  const ws_slice m = c->hs->req.method;
+  int head = http && m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
+  size_t before = c->out.len;
+  int rv = ws_hs_write_response(&c->out, &c->mem, status, headers, nheaders,
+                                body, bodylen, head);
+  if (rv) return rv;
+  c->stats.wire_out += c->out.len - before;
+  wsc_hs_free(c);
+  c->err_reported = 1;
+  if (http) {
+    /* One request per connection: the exchange is over once the answer
+     * is written. */
+    c->err = WS_ERR_CLOSED;
+    c->err_reason = "plain HTTP request answered";
+    c->state = WS_STATE_CLOSED;
+    c->hs_deadline = NO_DEADLINE;
+  } else {
+    /* A rejection decided by the application is not a peer error, but
+     * the connection is over all the same. */
+    c->err = WS_ERR_REJECTED;
+    c->err_reason = "rejected by the application";
+    c->state = WS_STATE_FAILED;
+  }
+  return 0;
+}
+#endif /* !WS_NO_SERVER */
+
 int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
@@ -140,26 +180,8 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
-      !c->hs->parsed || c->err)
-    return WS_ERR_INVALID_STATE;
-  if (status < 400 || status > 599 || check_header_kv(headers, nheaders) ||
-      (bodylen && !body))
-    return WS_ERR_INVALID_ARGUMENT;
-  size_t before = c->out.len;
-  int rv = ws_hs_write_reject(&c->out, &c->mem, status, headers, nheaders, body,
-                              bodylen);
-  if (rv) return rv;
-  c->stats.wire_out += c->out.len - before;
-  wsc_hs_free(c);
-  /* A rejection decided by the application is not a peer error, but the
-   * connection is over all the same. */
-  c->err = WS_ERR_REJECTED;
-  c->err_reason = "rejected by the application";
-  c->err_reported = 1;
-  c->state = WS_STATE_FAILED;
-  return 0;
-#endif /* !WS_NO_SERVER */
+  return answer(c, 0, status, headers, nheaders, body, bodylen);
+#endif
 }
 
 int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
@@ -173,29 +195,8 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
-      !c->hs->parsed || !c->hs->http || c->err)
-    return WS_ERR_INVALID_STATE;
-  if (status < 200 || status > 599 || check_header_kv(headers, nheaders) ||
-      (bodylen && !body))
-    return WS_ERR_INVALID_ARGUMENT;
-  const ws_slice m = c->hs->req.method;
-  int head = m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
-  size_t before = c->out.len;
-  int rv = ws_hs_write_response(&c->out, &c->mem, status, headers, nheaders,
-                                body, bodylen, head);
-  if (rv) return rv;
-  c->stats.wire_out += c->out.len - before;
-  wsc_hs_free(c);
-  /* One request per connection: the exchange is over once the answer is
-   * written. */
-  c->err = WS_ERR_CLOSED;
-  c->err_reason = "plain HTTP request answered";
-  c->err_reported = 1;
-  c->state = WS_STATE_CLOSED;
-  c->hs_deadline = NO_DEADLINE;
-  return 0;
-#endif /* !WS_NO_SERVER */
+  return answer(c, 1, status, headers, nheaders, body, bodylen);
+#endif
 }
 
 #if !defined(WS_NO_SERVER)
@@ -284,22 +285,21 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
     return wsc_fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
   }
   if (rv) return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
+#  if !defined(WS_NO_DEFLATE)
   /* Only permessage-deflate can have been offered; validate_response let
-   * through at most one extension element. RFC 7692 7.1: a response the
-   * offer does not allow fails the connection. */
+   * through at most one extension element, and none when nothing was
+   * offered (always so without deflate: WS_NO_DEFLATE). RFC 7692 7.1: a
+   * response the offer does not allow fails the connection. */
   for (size_t i = 0; i < hs->resp.nheaders; i++) {
     ws_slice v = hs->resp.headers[i].value, list = v, el;
     if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
         !ws_list_next(&list, &el))
       continue;
-#  if !defined(WS_NO_DEFLATE)
     if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
       return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
-#  else
-    return wsc_fail(c, WS_ERR_EXTENSION, 0, "extension not offered");
-#  endif
   }
+#  endif
   if (hs->resp.protocol.len) {
     c->protocol = ws_malloc(&c->mem, hs->resp.protocol.len);
     if (!c->protocol) return wsc_nomem(c);

@@ -34,8 +34,10 @@ static int on_header(ws_conn *c) {
       c->nfrags = 0;
       c->msg_started = 0;
       ws_utf8_init(&c->utf8);
-      c->rx_comp = (fh->rsv & WS_RSV1) != 0;
-      if (c->rx_comp) { /* RSV1 is allowed only with the deflate state */
+      /* RSV1 is allowed only with the deflate state (never without
+       * deflate: WS_NO_DEFLATE) */
+      c->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
+      if (c->rx_comp) {
         c->z->inflated = 0;
         c->z->ztail = 0;
       }
@@ -61,8 +63,9 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
                     size_t *pnread) {
   size_t hlen;
   int rv;
-  if (c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
-    /* The common header: 7-bit length and, if masked, the key; here. */
+  if (!WS_SMALL_CODE && c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
+    /* The common header: 7-bit length and, if masked, the key; here
+     * (ws_frame_decode_header() below does the same, a call away). */
     unsigned b0 = in[0], b1 = in[1];
     c->fh.fin = (uint8_t)(b0 >> 7);
     c->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
@@ -419,6 +422,7 @@ static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   return on_control(c, data, (size_t)c->fh.payload_len);
 }
 
+#if !WS_SMALL_CODE
 /* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
  * and lent out as it arrives. */
 static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
@@ -431,8 +435,8 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     size_t valid;
     if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
       return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-  } else if (key && off == 0 && n <= SMALL_PAYLOAD) {
-    unmask_small(in, n, key);
+  } else if (!WS_SMALL_CODE && key && off == 0 && n <= SMALL_PAYLOAD) {
+    unmask_small(in, n, key); /* (saves a call; not in size builds) */
     off = n & 3u;
   } else if (key) {
     off = ws_mask(in, n, key, off);
@@ -512,6 +516,72 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
 }
+#endif /* !WS_SMALL_CODE */
+
+#if WS_SMALL_CODE
+/* Uncompressed data in either delivery mode, for size builds: the two
+ * readers above folded into one, with the same results. Stream mode, and
+ * a single-frame message whole in this input, are unmasked (and
+ * validated) in place and lent out; other message pieces are copied into
+ * the message buffer. */
+static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  int text = c->msg_op == WS_OP_TEXT;
+  int stream = c->delivery == WS_DELIVER_STREAM;
+  uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
+  if (stream || (c->fh.fin && c->fh.opcode != WS_OP_CONT &&
+                 n == c->fh.payload_len && n && ws_buf_size(&c->msg) == 0)) {
+    size_t off = c->mask_off; /* (0 for a whole frame) */
+    if (text) {
+      size_t valid;
+      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    } else if (key) {
+      off = ws_mask(in, n, key, off);
+    }
+    c->mask_off = (uint8_t)off;
+  } else if (n) {
+    /* Never hold more than the limit, whatever the doubling would do. */
+    size_t limit =
+        c->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return wsc_nomem(c);
+    uint8_t *dst = c->msg.base + c->msg.len;
+    if (key)
+      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
+    else
+      memcpy(dst, in, n);
+    c->msg.len += n;
+    if (text && ws_utf8_feed(&c->utf8, dst, n))
+      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+  }
+  *pnread = n;
+  c->remaining -= n;
+  c->msg_bytes += n;
+  c->stats.bytes_in += n;
+  if (c->remaining == 0) {
+    c->rx_state = RX_HEADER;
+    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    if (!c->fh.fin && !stream) return 0;
+    flags = data_frame_end(c, flags);
+  } else if (n == 0 || !stream) {
+    return 0; /* nothing to report yet */
+  }
+  c->msg_started = 1;
+  wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)flags;
+  if (stream || ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
+    c->ev_data.base = n || stream ? in : NULL;
+    c->ev_data.len = n;
+    return 0;
+  }
+  c->ev_data.base = c->msg.base + c->msg.pos;
+  c->ev_data.len = ws_buf_size(&c->msg);
+  c->release = 1; /* the message buffer goes at the next call */
+  return 0;
+}
+#endif
 
 /* A frame's payload, to the reader for its kind. */
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
@@ -519,9 +589,13 @@ int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 #if !defined(WS_NO_DEFLATE)
   if (c->rx_comp) return wsc_read_compressed(c, in, inlen, pnread);
 #endif
+#if WS_SMALL_CODE
+  return read_data(c, in, inlen, pnread);
+#else
   if (c->delivery == WS_DELIVER_STREAM)
     return read_stream(c, in, inlen, pnread);
   return read_message(c, in, inlen, pnread);
+#endif
 }
 
 /* How big a drained buffer may stay allocated (WS_CFG_KEEP_BUFFERS). */

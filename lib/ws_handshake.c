@@ -8,17 +8,29 @@
 /* RFC 6455 1.3 / 4.2.2 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+/* Strings that both roles use, as objects of their own: with
+ * -fdata-sections each is its own section, so a one-role link keeps only
+ * these and not, with them, every literal of the other role's functions
+ * (gcc groups a function's literals in one section). */
+static const char h_upgrade[] = "Upgrade";
+static const char h_connection[] = "Connection";
+static const char t_websocket[] = "websocket";
+static const char h_protocol[] = "Sec-WebSocket-Protocol";
+static const char h_extensions[] = "Sec-WebSocket-Extensions";
+static const char h_accept[] = "Sec-WebSocket-Accept";
+static const char r_no_upgrade[] = "Upgrade: websocket missing";
+static const char r_no_connection[] = "Connection: Upgrade missing";
+
 /* ---- character classes ------------------------------------------------- */
 
 /* RFC 7230 3.2.6: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
 int ws_is_tchar(uint8_t c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-      (c >= '0' && c <= '9'))
-    return 1;
-  for (const char *p = "!#$%&'*+-.^_`|~"; *p; p++)
-    if ((uint8_t)*p == c) return 1;
-  return 0;
+  /* one bit per ASCII byte, bit c & 7 of byte c >> 3 */
+  static const uint8_t tchar_bits[16] = {0x00, 0x00, 0x00, 0x00, 0xfa, 0x6c,
+                                         0xff, 0x03, 0xfe, 0xff, 0xff, 0xc7,
+                                         0xff, 0xff, 0xff, 0x57};
+  return c < 128 && (tchar_bits[c >> 3] >> (c & 7u) & 1u);
 }
 
 /* RFC 7230 3.2.3: OWS = *( SP / HTAB ) */
@@ -160,13 +172,13 @@ int ws_request_header(const ws_request *req, const char *name, size_t index,
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return headers_list_nth(req->headers, req->nheaders, "Sec-WebSocket-Protocol",
-                          index, pproto);
+  return headers_list_nth(req->headers, req->nheaders, h_protocol, index,
+                          pproto);
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
-  return headers_list_nth(req->headers, req->nheaders,
-                          "Sec-WebSocket-Extensions", index, pext);
+  return headers_list_nth(req->headers, req->nheaders, h_extensions, index,
+                          pext);
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
@@ -250,18 +262,21 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
   return 8;
 }
 
+/* Failures go to the function's one exit (label |fail|), which stores
+ * the status and reason: less code than storing them at every check. */
 #define HS_FAIL(st, why)                                                       \
   do {                                                                         \
-    if (pstatus) *pstatus = (st);                                              \
-    if (preason) *preason = (why);                                             \
-    return WS_ERR_HANDSHAKE;                                                   \
+    fstatus = (st);                                                            \
+    freason = (why);                                                           \
+    goto fail;                                                                 \
   } while (0)
 
 int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
                      const uint8_t *buf, size_t len, int *pstatus,
                      const char **preason) {
   size_t pos = 0;
-  int ver;
+  int ver, fstatus;
+  const char *freason;
 
   memset(req, 0, sizeof(*req));
 
@@ -319,17 +334,23 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   cnt = header_count(headers, nh, "Origin", &req->origin);
   if (cnt > 1) HS_FAIL(400, "duplicate Origin");
   return 0;
+fail:
+  if (pstatus) *pstatus = fstatus;
+  if (preason) *preason = freason;
+  return WS_ERR_HANDSHAKE;
 }
 
 int ws_hs_is_upgrade(const ws_request *req) {
-  return headers_have_token(req->headers, req->nheaders, "Upgrade",
-                            "websocket");
+  return headers_have_token(req->headers, req->nheaders, h_upgrade,
+                            t_websocket);
 }
 
 int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
                            const char **preason) {
   const ws_header *headers = req->headers;
   size_t nh = req->nheaders;
+  int fstatus;
+  const char *freason;
 
   /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
    * case-sensitive (RFC 7230 3.1.1). */
@@ -341,11 +362,11 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   if (!req->host.base || req->host.len == 0) HS_FAIL(400, "empty Host");
 
   /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively */
-  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, "Upgrade: websocket missing");
+  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, r_no_upgrade);
 
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
-  if (!headers_have_token(headers, nh, "Connection", "Upgrade"))
-    HS_FAIL(400, "Connection: Upgrade missing");
+  if (!headers_have_token(headers, nh, h_connection, h_upgrade))
+    HS_FAIL(400, r_no_connection);
 
   /* The bytes after the head are frames. A request that says a body
    * follows (RFC 7230 3.3) is refused: a proxy that believed the body
@@ -380,6 +401,10 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
       HS_FAIL(426, "Sec-WebSocket-Version must be 13");
   }
   return 0;
+fail:
+  if (pstatus) *pstatus = fstatus;
+  if (preason) *preason = freason;
+  return WS_ERR_HANDSHAKE;
 }
 
 int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
@@ -427,15 +452,16 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
     return WS_ERR_HANDSHAKE;
   resp->headers = headers;
   resp->nheaders = nh;
-  header_count(headers, nh, "Sec-WebSocket-Protocol", &resp->protocol);
-  header_count(headers, nh, "Sec-WebSocket-Extensions", &resp->extensions);
+  header_count(headers, nh, h_protocol, &resp->protocol);
+  header_count(headers, nh, h_extensions, &resp->extensions);
   return 0;
 }
 
 #define VR_FAIL(rv, why)                                                       \
   do {                                                                         \
-    if (preason) *preason = (why);                                             \
-    return (rv);                                                               \
+    frv = (rv);                                                                \
+    freason = (why);                                                           \
+    goto fail;                                                                 \
   } while (0)
 
 int ws_hs_validate_response(const ws_response *resp, const char key[24],
@@ -443,19 +469,21 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
                             const char **preason) {
   const ws_header *h = resp->headers;
   size_t nh = resp->nheaders;
+  int frv;
+  const char *freason;
 
   /* RFC 6455 4.1, client step 1 after sending: anything but 101 */
   if (resp->status != 101)
     VR_FAIL(WS_ERR_REJECTED, "server did not answer 101");
   /* steps 2 and 3 */
-  if (!headers_have_token(h, nh, "Upgrade", "websocket"))
-    VR_FAIL(WS_ERR_HANDSHAKE, "Upgrade: websocket missing");
-  if (!headers_have_token(h, nh, "Connection", "Upgrade"))
-    VR_FAIL(WS_ERR_HANDSHAKE, "Connection: Upgrade missing");
+  if (!headers_have_token(h, nh, h_upgrade, t_websocket))
+    VR_FAIL(WS_ERR_HANDSHAKE, r_no_upgrade);
+  if (!headers_have_token(h, nh, h_connection, h_upgrade))
+    VR_FAIL(WS_ERR_HANDSHAKE, r_no_connection);
 
   /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
   ws_slice acc = {NULL, 0};
-  if (header_count(h, nh, "Sec-WebSocket-Accept", &acc) != 1)
+  if (header_count(h, nh, h_accept, &acc) != 1)
     VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept missing or repeated");
   char expect[28];
   ws_handshake_accept_key((const uint8_t *)key, 24, expect);
@@ -467,8 +495,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   size_t next = 0;
   for (size_t i = 0; i < nh; i++) {
     ws_slice list = h[i].value, el;
-    if (ws_slice_ieq(h[i].name, "Sec-WebSocket-Extensions") &&
-        ws_list_next(&list, &el))
+    if (ws_slice_ieq(h[i].name, h_extensions) && ws_list_next(&list, &el))
       next++;
   }
   if (next > 0 && !extensions_offered)
@@ -478,7 +505,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   /* step 6: a subprotocol only if offered, and a single one. Subprotocol
    * names compare exactly. */
   ws_slice proto = {NULL, 0};
-  size_t nproto = header_count(h, nh, "Sec-WebSocket-Protocol", &proto);
+  size_t nproto = header_count(h, nh, h_protocol, &proto);
   if (nproto > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Protocol repeated");
   if (nproto == 1) {
     ws_slice list = proto, el, o;
@@ -494,6 +521,9 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
     if (!found) VR_FAIL(WS_ERR_HANDSHAKE, "subprotocol not offered");
   }
   return 0;
+fail:
+  if (preason) *preason = freason;
+  return frv;
 }
 
 /* ---- writing ----------------------------------------------------------- */
@@ -574,6 +604,14 @@ static int valid_token(const char *s) {
   return 1;
 }
 
+/* A request-target or Host value to send: not empty, visible bytes. */
+static int valid_target(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++)
+    if (!is_target_char((uint8_t)*s)) return 0;
+  return 1;
+}
+
 /* A header value to send: no CR, LF or other control but HTAB (NUL ends
  * the string). */
 static int valid_value(const char *s) {
@@ -604,10 +642,10 @@ static void emit_accept(wr *w, const void *arg) {
   wr_str(w, "HTTP/1.1 101 Switching Protocols\r\n"
             "Upgrade: websocket\r\n"
             "Connection: Upgrade\r\n");
-  wr_header(w, "Sec-WebSocket-Accept", a->accept);
-  if (a->protocol) wr_header(w, "Sec-WebSocket-Protocol", a->protocol);
+  wr_header(w, h_accept, a->accept);
+  if (a->protocol) wr_header(w, h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
-    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+    wr_header(w, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
   wr_mem(w, "\r\n", 2);
 }
@@ -636,34 +674,48 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
   return emit_to_buf(out, mem, emit_accept, &a);
 }
 
+/* Reason phrases (RFC 7231 6.1) of the statuses in |phrase_status|, in
+ * the same order, one after the other: a table instead of a switch, for
+ * size. */
+static const uint16_t phrase_status[] = {
+    200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401,
+    403, 404, 405, 408, 426, 429, 431, 500, 501, 502, 503, 504};
+static const char phrases[] = "OK\0"
+                              "Created\0"
+                              "Accepted\0"
+                              "No Content\0"
+                              "Moved Permanently\0"
+                              "Found\0"
+                              "See Other\0"
+                              "Not Modified\0"
+                              "Temporary Redirect\0"
+                              "Permanent Redirect\0"
+                              "Bad Request\0"
+                              "Unauthorized\0"
+                              "Forbidden\0"
+                              "Not Found\0"
+                              "Method Not Allowed\0"
+                              "Request Timeout\0"
+                              "Upgrade Required\0"
+                              "Too Many Requests\0"
+                              "Request Header Fields Too Large\0"
+                              "Internal Server Error\0"
+                              "Not Implemented\0"
+                              "Bad Gateway\0"
+                              "Service Unavailable\0"
+                              "Gateway Timeout\0"
+                              "Error\0Status";
+
 static const char *reason_phrase(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 426: return "Upgrade Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return status >= 400 ? "Error" : "Status";
+  const char *p = phrases;
+  size_t k = 0, n = sizeof(phrase_status) / sizeof(phrase_status[0]);
+  while (k < n && phrase_status[k] != status) {
+    p += strlen(p) + 1;
+    k++;
   }
+  /* not listed: "Error" (4xx, 5xx) or "Status" after it */
+  if (k == n && status < 400) p += strlen(p) + 1;
+  return p;
 }
 
 typedef struct reject_args {
@@ -754,7 +806,7 @@ static void emit_request(wr *w, const void *arg) {
     wr_mem(w, "\r\n", 2);
   }
   if (a->extensions && *a->extensions)
-    wr_header(w, "Sec-WebSocket-Extensions", a->extensions);
+    wr_header(w, h_extensions, a->extensions);
   wr_kvs(w, p->headers, p->nheaders);
   wr_mem(w, "\r\n", 2);
 }
@@ -763,15 +815,10 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
                         const ws_client_params *p, const char key[24],
                         const char *extensions) {
   if (!p || !key) return WS_ERR_INVALID_ARGUMENT;
-  /* Host is an authority: visible characters only */
-  if (!p->host || !*p->host) return WS_ERR_INVALID_ARGUMENT;
-  for (const char *s = p->host; *s; s++)
-    if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
-  if (p->path) {
-    if (!*p->path) return WS_ERR_INVALID_ARGUMENT;
-    for (const char *s = p->path; *s; s++)
-      if (!is_target_char((uint8_t)*s)) return WS_ERR_INVALID_ARGUMENT;
-  }
+  /* Host is an authority, the path a request-target: visible characters
+   * only, at least one */
+  if (!valid_target(p->host) || (p->path && !valid_target(p->path)))
+    return WS_ERR_INVALID_ARGUMENT;
   if (p->origin && !valid_value(p->origin)) return WS_ERR_INVALID_ARGUMENT;
   if (p->nprotocols && !p->protocols) return WS_ERR_INVALID_ARGUMENT;
   /* RFC 6455 4.1 (10): each subprotocol is a token */

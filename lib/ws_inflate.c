@@ -23,6 +23,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_inflate_table.h"
+#include "ws_switch.h"
 
 /* the whole file: build switches (README "Firmware") */
 #if !defined(WS_NO_DEFLATE)
@@ -263,6 +264,24 @@ static inline int read_header(ws_inflater *z, inf_io *s) {
     DROP(nb & 7u);
     z->mode = M_STORED_LEN;
   } else if (type == 1) {
+#if WS_SMALL_CODE
+    /* The fixed code (RFC 1951 3.2.6) into the block's own tables, unless
+     * they hold it already. */
+    if (z->tables != 1) {
+      uint8_t *l = z->lens;
+      memset(l, 8, 144);
+      memset(l + 144, 9, 112);
+      memset(l + 256, 7, 24);
+      memset(l + 280, 8, 8);
+      memset(l + 288, 5, 32);
+      z->tables = 0;
+      if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT,
+                                 z->sorted) ||
+          ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + 288, 32,
+                                 T_DIST, z->sorted))
+        FAIL(); /* (cannot happen: the fixed code is complete) */
+    }
+#endif
     z->tables = 1;
     z->mode = M_CODES;
   } else if (type == 2) {
@@ -365,9 +384,10 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
   const uint32_t *const ct = z->clen;
   while (idx < total) {
     uint32_t e;
-    if ((size_t)(iend - ip) >= FAST_IN) {
+    if (!WS_SMALL_CODE && (size_t)(iend - ip) >= FAST_IN) {
       /* one refill holds a code and its extra bits (7 + 7); the code is
-       * complete, so every entry is a symbol */
+       * complete, so every entry is a symbol (a speed path: the loop
+       * below reads any code too) */
       b |= load64le(ip) << nb;
       ip += (63u - nb) >> 3;
       nb |= 56u;
@@ -480,6 +500,7 @@ static inline uint8_t *copy_match_fast(const ws_inflater *z, uint8_t *op,
  * overrun is copied exactly, and what does not fit is left for M_COPY.
  * Returns STEP_NEXT when the block ended or a copy is pending, STEP_STOP
  * to go on with decode_slow(), or an error. */
+#if !WS_SMALL_CODE
 static inline int decode_fast(ws_inflater *z, inf_io *s, const uint32_t *lt,
                               const uint32_t *dt) {
   IO_LOAD();
@@ -567,6 +588,8 @@ out:
   return rc;
 }
 
+#endif /* !WS_SMALL_CODE */
+
 /* Slow path, symbol by symbol with whatever input and output is left
  * (fewer than FAST_IN input bytes, or |out| full): until the block ends,
  * a match does not fit, or more input or room is needed. */
@@ -626,10 +649,16 @@ out:
 
 /* The symbols of a block, with the fixed code or the block's own. */
 static inline int decode_codes(ws_inflater *z, inf_io *s) {
+#if WS_SMALL_CODE
+  const uint32_t *lt = z->lit, *dt = z->dist; /* fixed or not */
+#else
   const uint32_t *lt = z->tables == 1 ? ws_inflate_fixed_lit : z->lit;
   const uint32_t *dt = z->tables == 1 ? ws_inflate_fixed_dist : z->dist;
+#endif
+#if !WS_SMALL_CODE /* (the slow loop alone decodes everything too) */
   int rc = decode_fast(z, s, lt, dt);
   if (rc != STEP_STOP) return rc;
+#endif
   return decode_slow(z, s, lt, dt);
 }
 

@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_inflate_table.h"
+#include "ws_switch.h"
 
 #include <string.h>
 
@@ -197,6 +198,7 @@ int ws_inflate_build_table(uint32_t *tab, unsigned cap, unsigned root,
  * bits), which need no subtables: read-only data, so fixed blocks cost
  * nothing to start. (Generated with ws_inflate_build_table(); the fixed-code
  * tests against zlib decode through them.) */
+#if !WS_SMALL_CODE /* (built at run time there: ws_inflate.c) */
 const uint32_t ws_inflate_fixed_lit[1u << LIT_ROOT] = {
     0x00002007u, 0x00508008u, 0x00108008u, 0x00730408u, 0x001f0207u,
     0x00708008u, 0x00308008u, 0x00c08009u, 0x000a0007u, 0x00608008u,
@@ -317,6 +319,7 @@ const uint32_t ws_inflate_fixed_dist[1u << DIST_ROOT] = {
     0x60010d05u, 0x00040005u, 0x03010805u, 0x00310405u, 0x30010c05u,
     0x000d0205u, 0x0c010a05u, 0x00c10605u, 0x00001005u,
 };
+#endif /* !WS_SMALL_CODE */
 
 #else
 typedef int ws_inflate_table_left_out; /* (an empty file is not ISO C) */

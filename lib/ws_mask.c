@@ -63,6 +63,36 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
  * also in place. Short runs (the usual chat message) are thus two or
  * three word operations; only runs of 64 bytes or more set up SSE2.
  */
+#if SIZE_MAX <= 0xffffffffu && !defined(WS_MASK_SSE2)
+/* 32-bit targets: the same scheme a 32-bit word at a time. A 64-bit word
+ * would cost a register pair per value and, on cores without 64-bit
+ * multiply (Cortex-M0), a library helper to build the pattern. */
+static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
+                      const uint8_t key[4], size_t offset) {
+  uint32_t k32 = key_word(key, offset);
+  size_t i = 0;
+
+  if (len >= 4) {
+    uint32_t w, last;
+
+    memcpy(&last, src + len - 4, 4);
+    last ^= key_word(key, offset + len); /* == offset + len - 4 */
+    for (; len - i > 4; i += 4) {
+      memcpy(&w, src + i, 4);
+      w ^= k32;
+      memcpy(dst + i, &w, 4);
+    }
+    memcpy(dst + len - 4, &last, 4);
+  } else {
+    uint8_t kb[4];
+
+    memcpy(kb, &k32, 4);
+    for (; i < len; i++)
+      dst[i] = (uint8_t)(src[i] ^ kb[i]);
+  }
+  return (offset + len) & 3;
+}
+#else
 static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
                       const uint8_t key[4], size_t offset) {
   uint32_t k32 = key_word(key, offset);
@@ -75,7 +105,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
 
     memcpy(&last, src + len - 8, 8);
     last ^= (uint64_t)kl << 32 | kl;
-#ifdef WS_MASK_SSE2
+#  ifdef WS_MASK_SSE2
     if (len >= 64) {
       const __m128i mm = _mm_set1_epi32((int)k32);
 
@@ -100,7 +130,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
         _mm_storeu_si128((__m128i *)(void *)(dst + i), _mm_xor_si128(a, mm));
       }
     }
-#endif
+#  endif
     if (len <= 16) { /* one word and the last: no loop */
       memcpy(&w, src, 8);
       w ^= m;
@@ -132,6 +162,7 @@ static size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
   }
   return (offset + len) & 3;
 }
+#endif
 
 size_t ws_mask(uint8_t *buf, size_t len, const uint8_t key[4],
                size_t offset) {

@@ -161,27 +161,41 @@ void ws_pmd_write_offer(const ws_pmd_config *cfg,
 
 int ws_pmd_negotiate(const ws_pmd_config *cfg, const ws_request *req,
                      ws_pmd_params *params, char text[WS_PMD_TEXT_MAX]) {
+  return ws_pmd_negotiate_flags(cfg, 0, req, params, text);
+}
+
+int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
+                           const ws_request *req, ws_pmd_params *params,
+                           char text[WS_PMD_TEXT_MAX]) {
   ws_slice el;
   unsigned want_s = clamp_bits(cfg->server_max_window_bits);
   unsigned want_c = clamp_bits(cfg->client_max_window_bits);
+  int symmetric = (flags & WS_CFG_PMD_SYMMETRIC) != 0;
   for (size_t i = 0; ws_request_extension(req, i, &el); i++) {
     ws_pmd_offer o;
     if (ws_pmd_parse(el, &o) != 1) continue; /* other or invalid: decline */
-    unsigned cb = 15;
-    if (o.client_max_window_bits == 0) {
-      /* RFC 7692 7.1.2.2: without the parameter in the offer the response
-       * must not carry it, so the client could not be held to a smaller
-       * window than 15: decline when the configuration asks for one. */
-      if (want_c < 15) continue;
-    } else {
-      cb = o.client_max_window_bits == WS_PMD_BITS_NOVALUE
-               ? want_c
-               : WS_MIN(want_c, o.client_max_window_bits);
-    }
     /* RFC 7692 7.1.2.1: accept the offer's limit, or one of our own. */
     unsigned sb = o.server_max_window_bits
                       ? WS_MIN(want_s, o.server_max_window_bits)
                       : want_s;
+    /* WS_CFG_PMD_SYMMETRIC: the client's window no larger than ours, so
+     * that it cannot send what we could only echo many times larger. */
+    unsigned wc = symmetric ? WS_MIN(want_c, sb) : want_c;
+    unsigned cb = 15;
+    if (o.client_max_window_bits == 0) {
+      /* RFC 7692 7.1.2.2: without the parameter in the offer the response
+       * must not carry it, so the client could not be held to a smaller
+       * window than 15: decline when we need one. */
+      if (wc < 15) continue;
+    } else {
+      cb = o.client_max_window_bits == WS_PMD_BITS_NOVALUE
+               ? wc
+               : WS_MIN(wc, o.client_max_window_bits);
+      /* zlib, which most clients compress with, has no raw 8-bit window
+       * (deflateInit2() refuses it): a client is held to 8 only if it
+       * offered 8 itself, else the offer is declined. */
+      if (cb == 8 && wc < want_c && o.client_max_window_bits != 8) continue;
+    }
     memset(params, 0, sizeof(*params));
     params->enabled = 1;
     /* RFC 7692 7.1.1.1: a server that accepts an offer with
@@ -191,10 +205,12 @@ int ws_pmd_negotiate(const ws_pmd_config *cfg, const ws_request *req,
                   cfg->server_no_context_takeover);
     /* RFC 7692 7.1.1.2: the server may always ask for it; when the client
      * offered it, taking it up lets us drop the inflater between
-     * messages. */
+     * messages. WS_CFG_PMD_SYMMETRIC asks it whenever we reset too, so
+     * that a message cannot lean on a history we no longer have. */
     params->client_no_context_takeover =
         (uint8_t)(o.client_no_context_takeover ||
-                  cfg->client_no_context_takeover);
+                  cfg->client_no_context_takeover ||
+                  (symmetric && params->server_no_context_takeover));
     params->server_max_window_bits = (uint8_t)sb;
     params->client_max_window_bits = (uint8_t)cb;
 

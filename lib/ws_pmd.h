@@ -49,6 +49,18 @@ int ws_pmd_parse(ws_slice element, ws_pmd_offer *o);
 int ws_pmd_negotiate(const ws_pmd_config *cfg, const ws_request *req,
                      ws_pmd_params *params, char text[WS_PMD_TEXT_MAX]);
 
+/*
+ * The same, with the server's WS_CFG_* |flags| (ws_config.flags): with
+ * WS_CFG_PMD_SYMMETRIC the client is held to a window no larger than
+ * the server's and to client_no_context_takeover when the server takes
+ * server_no_context_takeover; an offer that cannot be held to that
+ * window (no client_max_window_bits) is declined. Other bits are
+ * ignored; ws_pmd_negotiate() is this with |flags| 0.
+ */
+int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
+                           const ws_request *req, ws_pmd_params *params,
+                           char text[WS_PMD_TEXT_MAX]);
+
 /* Client: writes the offer for |cfg| into |text| (NUL-terminated). */
 void ws_pmd_write_offer(const ws_pmd_config *cfg, char text[WS_PMD_TEXT_MAX]);
 

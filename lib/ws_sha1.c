@@ -101,16 +101,19 @@ void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len) {
 
 void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   /* FIPS 180-4 5.1.1: a 1 bit, zeros, then the 64-bit message length in
-   * bits, so that the padded length is a multiple of 512 bits. */
+   * bits, so that the padded length is a multiple of 512 bits. A byte
+   * at a time (once per hash, speed does not matter). */
   uint64_t bits = ctx->total * 8u;
   size_t n = ctx->blocklen;
   ctx->block[n++] = 0x80;
-  if (n > 56) {
-    memset(ctx->block + n, 0, 64 - n);
-    sha1_block(ctx->h, ctx->block);
-    n = 0;
+  for (;;) {
+    if (n == 64) {
+      sha1_block(ctx->h, ctx->block);
+      n = 0;
+    }
+    if (n == 56) break;
+    ctx->block[n++] = 0;
   }
-  memset(ctx->block + n, 0, 56 - n);
   store_be32(ctx->block + 56, (uint32_t)(bits >> 32));
   store_be32(ctx->block + 60, (uint32_t)bits);
   sha1_block(ctx->h, ctx->block);

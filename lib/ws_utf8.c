@@ -514,6 +514,37 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
  * (unless it has run: |w| > 0); then the scalar DFA for short inputs, the
  * final unfinished sequence, and the exact byte when a block failed.
  */
+#ifdef WS_UTF8_COMPACT
+/* Compact builds: everything stored first (one masked copy), then
+ * validated: two passes, the least code. The contracts allow it: on
+ * failure at least the valid bytes and one more are stored, and the
+ * offset says how many. */
+static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
+                                       size_t len, const uint8_t *key,
+                                       size_t *poffset, ws_utf8 *u,
+                                       size_t *pvalid, int impl, size_t i,
+                                       size_t w) {
+  size_t off = (key && poffset) ? *poffset : 0, valid = len;
+  int rv = 0;
+
+  if (u && u->state == U_ERR) {
+    valid = 0;
+    rv = WS_ERR_UTF8;
+    len = w; /* nothing more stored */
+  } else {
+    transform(dst, src, w, len - w, key, off);
+    if (u) {
+      uint32_t st = u->state;
+      valid = i + scan_with(impl, &st, (dst ? dst : src) + i, len - i);
+      u->state = st;
+      if (valid != len) rv = WS_ERR_UTF8;
+    }
+  }
+  if (pvalid) *pvalid = valid;
+  if (key && poffset) *poffset = (off + len) & 3u;
+  return rv;
+}
+#else
 static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
                                        size_t len, const uint8_t *key,
                                        size_t *poffset, ws_utf8 *u,
@@ -535,7 +566,7 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
     rv = WS_ERR_UTF8;
     goto out;
   }
-#ifdef WS_UTF8_VECTOR
+#  ifdef WS_UTF8_VECTOR
   if (w == 0 && (impl == WS_UTF8_IMPL_BEST || impl >= WS_UTF8_IMPL_SSE4)) {
     size_t pos, wk = 0;
 
@@ -557,7 +588,7 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
       i += pos;
     }
   }
-#endif
+#  endif
   while (i < len) {
     size_t n, v;
 
@@ -586,6 +617,7 @@ out:
   if (key && poffset) *poffset = (off + w) & 3u;
   return rv;
 }
+#endif /* !WS_UTF8_COMPACT */
 
 /* run_general_impl() for the entry points, and for a chosen |impl| (tests
  * and benchmarks): apart, so that firmware that links only the entry

@@ -135,7 +135,7 @@ typedef struct {
   uint8_t r_snct, r_cnct, r_sbits, r_cbits;
 } neg_case;
 
-static void negotiate_one(const neg_case *nc) {
+static void negotiate_one_flags(const neg_case *nc, uint32_t flags) {
   char req[2048];
   snprintf(req, sizeof(req),
            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -159,7 +159,8 @@ static void negotiate_one(const neg_case *nc) {
   if (nc->cbits) cfg.pmd.client_max_window_bits = nc->cbits;
   ws_pmd_params p;
   char t[WS_PMD_TEXT_MAX];
-  int rv = ws_pmd_negotiate(&cfg.pmd, &r, &p, t);
+  int rv = flags ? ws_pmd_negotiate_flags(&cfg.pmd, flags, &r, &p, t)
+                 : ws_pmd_negotiate(&cfg.pmd, &r, &p, t);
   if (!nc->response) {
     if (rv != 0) fail_msg("%s: accepted as '%s', want declined", nc->headers, t);
     return;
@@ -173,6 +174,8 @@ static void negotiate_one(const neg_case *nc) {
   assert_int_equal(p.server_max_window_bits, nc->r_sbits);
   assert_int_equal(p.client_max_window_bits, nc->r_cbits);
 }
+
+static void negotiate_one(const neg_case *nc) { negotiate_one_flags(nc, 0); }
 
 #define EXT "Sec-WebSocket-Extensions: "
 static void negotiate_table(void **state) {
@@ -244,10 +247,146 @@ static void negotiate_table(void **state) {
     negotiate_one(&cases[i]);
 }
 
-/* Every combination of offer parameters gets an answer that a client
- * which made that offer accepts, with matching parameters. */
-static void negotiate_all_combinations_round_trip(void **state) {
+/* WS_CFG_PMD_SYMMETRIC: the client is held to no more than the server
+ * uses, window (RFC 7692 7.1.2.2) and context (7.1.1.2), or the offer is
+ * declined (7.1.2.1). Each case also gives the answer without the flag,
+ * the plain rules of negotiate_table. */
+typedef struct {
+  neg_case with;         /* with the flag */
+  const char *without;   /* the answer without it (NULL: declined) */
+} sym_case;
+
+static void negotiate_symmetric_table(void **state) {
   (void)state;
+  static const sym_case cases[] = {
+      /* nothing asked of us: answered as without the flag */
+      {{EXT "permessage-deflate\r\n", 0, 0, 0, 0, "permessage-deflate", 0, 0,
+        15, 15},
+       "permessage-deflate"},
+      {{EXT "permessage-deflate; client_max_window_bits\r\n", 0, 0, 0, 0,
+        "permessage-deflate", 0, 0, 15, 15},
+       "permessage-deflate"},
+      /* the amplifying offer: our window 8, the client's 15 and no way to
+       * lower it: declined */
+      {{EXT "permessage-deflate; server_max_window_bits=8\r\n", 0, 0, 0, 0,
+        NULL, 0, 0, 0, 0},
+       "permessage-deflate; server_max_window_bits=8"},
+      /* ... and with client_max_window_bits too, unless the client
+       * offered 8 itself: zlib cannot compress with an 8-bit window */
+      {{EXT "permessage-deflate; server_max_window_bits=8; "
+            "client_max_window_bits\r\n",
+        0, 0, 0, 0, NULL, 0, 0, 0, 0},
+       "permessage-deflate; server_max_window_bits=8"},
+      {{EXT "permessage-deflate; server_max_window_bits=8; "
+            "client_max_window_bits=9\r\n",
+        0, 0, 0, 0, NULL, 0, 0, 0, 0},
+       "permessage-deflate; server_max_window_bits=8; "
+       "client_max_window_bits=9"},
+      {{EXT "permessage-deflate; server_max_window_bits=8; "
+            "client_max_window_bits=8\r\n",
+        0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=8; "
+        "client_max_window_bits=8",
+        0, 0, 8, 8},
+       "permessage-deflate; server_max_window_bits=8; "
+       "client_max_window_bits=8"},
+      /* from 9 on the client is held to our window */
+      {{EXT "permessage-deflate; server_max_window_bits=9; "
+            "client_max_window_bits\r\n",
+        0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=9; "
+        "client_max_window_bits=9",
+        0, 0, 9, 9},
+       "permessage-deflate; server_max_window_bits=9"},
+      /* the edge of the decline: server window 14 (below 15), 15 (at) */
+      {{EXT "permessage-deflate; server_max_window_bits=14\r\n", 0, 0, 0, 0,
+        NULL, 0, 0, 0, 0},
+       "permessage-deflate; server_max_window_bits=14"},
+      {{EXT "permessage-deflate; server_max_window_bits=15\r\n", 0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=15", 0, 0, 15, 15},
+       "permessage-deflate; server_max_window_bits=15"},
+      /* the client's window one below, at and one above ours (12) */
+      {{EXT "permessage-deflate; server_max_window_bits=12; "
+            "client_max_window_bits=11\r\n",
+        0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=12; "
+        "client_max_window_bits=11",
+        0, 0, 12, 11},
+       "permessage-deflate; server_max_window_bits=12; "
+       "client_max_window_bits=11"},
+      {{EXT "permessage-deflate; server_max_window_bits=12; "
+            "client_max_window_bits=12\r\n",
+        0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=12; "
+        "client_max_window_bits=12",
+        0, 0, 12, 12},
+       "permessage-deflate; server_max_window_bits=12; "
+       "client_max_window_bits=12"},
+      {{EXT "permessage-deflate; server_max_window_bits=12; "
+            "client_max_window_bits=13\r\n",
+        0, 0, 0, 0,
+        "permessage-deflate; server_max_window_bits=12; "
+        "client_max_window_bits=12",
+        0, 0, 12, 12},
+       "permessage-deflate; server_max_window_bits=12; "
+       "client_max_window_bits=13"},
+      /* our own smaller window holds the client too; without
+       * client_max_window_bits the offer cannot be taken */
+      {{EXT "permessage-deflate; client_max_window_bits=12\r\n", 0, 0, 10,
+        0, "permessage-deflate; server_max_window_bits=10; "
+           "client_max_window_bits=10",
+        0, 0, 10, 10},
+       "permessage-deflate; server_max_window_bits=10; "
+       "client_max_window_bits=12"},
+      {{EXT "permessage-deflate\r\n", 0, 0, 10, 0, NULL, 0, 0, 0, 0},
+       "permessage-deflate; server_max_window_bits=10"},
+      /* declined offers fall through to the next acceptable one */
+      {{EXT "permessage-deflate; server_max_window_bits=8, "
+            "permessage-deflate\r\n",
+        0, 0, 0, 0, "permessage-deflate", 0, 0, 15, 15},
+       "permessage-deflate; server_max_window_bits=8"},
+      /* 7.1.1.2: when we reset our context, the client resets its own */
+      {{EXT "permessage-deflate; server_no_context_takeover\r\n", 0, 0, 0, 0,
+        "permessage-deflate; server_no_context_takeover; "
+        "client_no_context_takeover",
+        1, 1, 15, 15},
+       "permessage-deflate; server_no_context_takeover"},
+      {{EXT "permessage-deflate; client_max_window_bits\r\n", 1, 0, 0, 0,
+        "permessage-deflate; server_no_context_takeover; "
+        "client_no_context_takeover",
+        1, 1, 15, 15},
+       "permessage-deflate; server_no_context_takeover"},
+      /* the client resetting alone is no risk: unchanged */
+      {{EXT "permessage-deflate; client_no_context_takeover\r\n", 0, 0, 0, 0,
+        "permessage-deflate; client_no_context_takeover", 0, 1, 15, 15},
+       "permessage-deflate; client_no_context_takeover"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    negotiate_one_flags(&cases[i].with, WS_CFG_PMD_SYMMETRIC);
+    /* other bits do not matter; no flag: the plain answer */
+    negotiate_one_flags(&cases[i].with, WS_CFG_PMD_SYMMETRIC |
+                                            WS_CFG_NO_AUTO_PONG |
+                                            WS_CFG_KEEP_BUFFERS);
+    neg_case plain = cases[i].with;
+    plain.response = cases[i].without;
+    ws_pmd_offer o;
+    if (plain.response) {
+      assert_int_equal(ws_pmd_parse(sl(plain.response), &o), 1);
+      plain.r_snct = o.server_no_context_takeover;
+      plain.r_cnct = o.client_no_context_takeover;
+      plain.r_sbits = o.server_max_window_bits ? o.server_max_window_bits
+                                               : 15;
+      plain.r_cbits = o.client_max_window_bits ? o.client_max_window_bits
+                                               : 15;
+    }
+    negotiate_one_flags(&plain, 0);
+  }
+}
+
+/* Every combination of offer parameters gets an answer that a client
+ * which made that offer accepts, with matching parameters (server
+ * |flags| |sym|: 0 or WS_CFG_PMD_SYMMETRIC). */
+static void round_trip_all(uint32_t sym) {
   static const uint8_t bits[] = {0, 8, 9, 12, 15};
   for (unsigned flags = 0; flags < 4; flags++)
     for (size_t sb = 0; sb < 5; sb++)
@@ -284,8 +423,15 @@ static void negotiate_all_combinations_round_trip(void **state) {
                   0);
               ws_pmd_params sp, cp;
               /* our client always offers client_max_window_bits, so the
-               * server never has to decline */
-              assert_int_equal(ws_pmd_negotiate(&sv, &r, &sp, t), 1);
+               * server never has to decline; but WS_CFG_PMD_SYMMETRIC
+               * does not lower a client to 8 (zlib has no such window) */
+              int sb8 = WS_MIN(cl.server_max_window_bits,
+                               sv.server_max_window_bits) == 8;
+              int declined = sym && sb8 && sv.client_max_window_bits > 8 &&
+                             cl.client_max_window_bits != 8;
+              assert_int_equal(ws_pmd_negotiate_flags(&sv, sym, &r, &sp, t),
+                               !declined);
+              if (declined) continue;
               const char *reason = NULL;
               int rv = ws_pmd_check_response(&cl, sl(t), &cp, &reason);
               if (rv) fail_msg("offer '%s', answer '%s': %s", offer, t, reason);
@@ -301,7 +447,86 @@ static void negotiate_all_combinations_round_trip(void **state) {
               assert_true(sp.client_no_context_takeover >=
                           (cl.client_no_context_takeover |
                            sv.client_no_context_takeover));
+              /* WS_CFG_PMD_SYMMETRIC: the client never keeps more */
+              if (sym) {
+                assert_true(sp.client_max_window_bits <=
+                            sp.server_max_window_bits);
+                assert_true(sp.client_no_context_takeover >=
+                            sp.server_no_context_takeover);
+              }
             }
+}
+
+static void negotiate_all_combinations_round_trip(void **state) {
+  (void)state;
+  round_trip_all(0);
+  round_trip_all(WS_CFG_PMD_SYMMETRIC);
+}
+
+/* ---- through a connection: ws_config.flags reaches the negotiation ---- */
+
+/* The 101 a server connection with |flags| answers to an offer |ext|. */
+static void conn_answer(uint32_t flags, const char *ext, const char *want) {
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.pmd.enable = 1;
+  cfg.flags = flags;
+  ws_conn *c = NULL;
+  assert_int_equal(ws_conn_new(&c, &cfg, NULL), 0);
+  char req[512];
+  snprintf(req, sizeof(req),
+           "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Extensions: %s\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n",
+           ext);
+  size_t n = 0;
+  assert_int_equal(ws_conn_feed(c, (uint8_t *)req, strlen(req), &n), 0);
+  assert_int_equal(n, strlen(req));
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_REQUEST);
+  assert_int_equal(ws_conn_accept(c, NULL), 0);
+  ws_iovec iov[4];
+  size_t k = ws_conn_out_peek(c, iov, 4);
+  char got[512];
+  size_t len = 0;
+  for (size_t i = 0; i < k; i++) {
+    assert_true(len + iov[i].len < sizeof(got));
+    memcpy(got + len, iov[i].base, iov[i].len);
+    len += iov[i].len;
+  }
+  got[len] = 0;
+  assert_string_equal(got, want);
+  ws_conn_del(c);
+}
+
+#define RESP101_HEAD                                                       \
+  "HTTP/1.1 101 Switching Protocols\r\n"                                    \
+  "Upgrade: websocket\r\n"                                                 \
+  "Connection: Upgrade\r\n"                                                \
+  "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+
+/* RFC 7692 7.1.2.1: the server declines the offer of a window it will
+ * not use; 7.1.2.2: or holds the client to it; both as exact bytes. */
+static void conn_symmetric_answers(void **state) {
+  (void)state;
+  const char *amp = "permessage-deflate; server_max_window_bits=8";
+  conn_answer(0, amp,
+              RESP101_HEAD "Sec-WebSocket-Extensions: permessage-deflate; "
+                           "server_max_window_bits=8\r\n\r\n");
+  conn_answer(WS_CFG_PMD_SYMMETRIC, amp, RESP101_HEAD "\r\n");
+  conn_answer(WS_CFG_PMD_SYMMETRIC,
+              "permessage-deflate; server_max_window_bits=9; "
+              "client_max_window_bits",
+              RESP101_HEAD "Sec-WebSocket-Extensions: permessage-deflate; "
+                           "server_max_window_bits=9; "
+                           "client_max_window_bits=9\r\n\r\n");
+  conn_answer(WS_CFG_PMD_SYMMETRIC,
+              "permessage-deflate; client_max_window_bits",
+              RESP101_HEAD "Sec-WebSocket-Extensions: "
+                           "permessage-deflate\r\n\r\n");
 }
 
 /* ---- client: checking the response (7.1, "Fail the WebSocket
@@ -392,6 +617,8 @@ int main(void) {
       cmocka_unit_test(parse_table),
       cmocka_unit_test(offer_text),
       cmocka_unit_test(negotiate_table),
+      cmocka_unit_test(negotiate_symmetric_table),
+      cmocka_unit_test(conn_symmetric_answers),
       cmocka_unit_test(negotiate_all_combinations_round_trip),
       cmocka_unit_test(check_response_table),
   };

@@ -1,6 +1,8 @@
 /*
  * ws-proxy: the access log, one JSON line per connection at its end
- * (stderr, or --access-log FILE), written with one write().
+ * (stderr, or --access-log FILE), written with one write(); for a
+ * connection the loop refused by itself (a malformed request: 400;
+ * 503 while draining) the same line with its "reason".
  * SPDX-License-Identifier: MIT
  */
 #define _POSIX_C_SOURCE 200809L
@@ -10,6 +12,8 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,7 +58,9 @@ static void log_closes(sbuf *sb, const pair *p) {
   sb_field(sb, "first", p->first ? p->first : "");
 }
 
-void access_log(const pair *p) {
+/* The line of |p|, with |reason| (NULL: none) for a refusal of the
+ * loop's own. */
+static void log_line(const pair *p, const char *reason) {
   char line[4096];
   sbuf sb = {line, 0, sizeof(line) - 2};
   struct timespec ts;
@@ -80,8 +86,29 @@ void access_log(const pair *p) {
             c->st.bytes_in, c->st.msgs_out, c->st.bytes_out, c->st.wire_in,
             c->st.wire_out, u->st.wire_in, u->st.wire_out);
   log_closes(&sb, p);
+  if (reason) sb_field(&sb, "reason", reason);
   sb_printf(&sb, "}");
   line[sb.len++] = '\n';
   ssize_t wr = write(opt.log_fd, line, sb.len); /* one line, one write */
   (void)wr;
+}
+
+void access_log(const pair *p) { log_line(p, NULL); }
+
+int access_log_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r) {
+  pair p;
+  (void)loop;
+  (void)ud;
+  memset(&p, 0, sizeof(p));
+  snprintf(p.peer, sizeof(p.peer), "%s", r->peer);
+  char *path = r->request ? dup_slice(r->request->target) : NULL;
+  p.path = path;
+  p.status = r->status; /* 0: closed without an answer */
+  if (r->status >= 400 && r->status <= 599) /* the metrics count it too */
+    atomic_fetch_add(&m.refused[r->status], 1);
+  p.first = "proxy";
+  p.t0_ms = mono_ms();
+  log_line(&p, r->reason);
+  free(path);
+  return 0;
 }

@@ -35,6 +35,15 @@ static int usage(FILE *f, const char *argv0) {
       "                           side (1048576)\n"
       "  --no-deflate             no permessage-deflate on either side\n"
       "  --no-client-deflate, --no-upstream-deflate   ... on one side\n"
+      "  --max-pmd-context N      client connections per loop that keep a\n"
+      "                           deflate context (up to 282 KiB each);\n"
+      "                           later ones get no context takeover (256;\n"
+      "                           0: no cap)\n"
+      "  --autobahn               accept every permessage-deflate offer\n"
+      "                           RFC 7692 allows and keep every context\n"
+      "                           (the Autobahn testsuite's cases); without\n"
+      "                           it a client is held to the proxy's window\n"
+      "                           and context reset (WS_CFG_PMD_SYMMETRIC)\n"
       "  --threads N              N loops on one SO_REUSEPORT port (1)\n",
       argv0);
   return f == stdout ? 0 : 2;
@@ -81,6 +90,7 @@ static int number_flag(const char *a, const char *val) {
                 : !strcmp(a, "--connect-timeout")        ? &opt.connect_ms
                 : !strcmp(a, "--drain-timeout")          ? &opt.drain_ms
                 : !strcmp(a, "--high-water")             ? &opt.high_water
+                : !strcmp(a, "--max-pmd-context")        ? &opt.max_pmd
                                                          : NULL;
   if (t) {
     if (num(val, 0, 0x7fffffff, &v) != 0) return -1;
@@ -138,12 +148,17 @@ int flags_parse(int argc, char **argv) {
   opt.connect_ms = 10000;
   opt.drain_ms = 10000;
   opt.high_water = 1u << 20;
+  opt.max_pmd = 256; /* ~70 MiB of deflate contexts per loop at most */
   opt.deflate_client = opt.deflate_upstream = 1;
   opt.log_fd = 2;
   int have_listen = 0;
   for (int i = 1; i < argc; i++) {
     char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(stdout, argv[0]);
+    if (!strcmp(a, "--autobahn")) {
+      opt.autobahn = 1;
+      continue;
+    }
     if (!strcmp(a, "--no-deflate") || !strcmp(a, "--no-client-deflate") ||
         !strcmp(a, "--no-upstream-deflate")) {
       if (strcmp(a, "--no-upstream-deflate")) opt.deflate_client = 0;

@@ -42,8 +42,12 @@ static void make_configs(void) {
   cl_cfg.ping_interval_ms = opt.ping_ms;
   cl_cfg.pong_timeout_ms = opt.idle_ms;
   cl_cfg.pmd.enable = (uint8_t)opt.deflate_client;
+  /* a client may not make the proxy compress with less history than it
+   * used itself (output amplification), unless --autobahn */
+  if (!opt.autobahn) cl_cfg.flags |= WS_CFG_PMD_SYMMETRIC;
   up_cfg = cl_cfg;
   up_cfg.role = WS_ROLE_CLIENT;
+  up_cfg.flags &= ~WS_CFG_PMD_SYMMETRIC; /* a server's policy */
   up_cfg.ping_interval_ms = opt.up_ping_ms;
   up_cfg.pong_timeout_ms = opt.up_idle_ms;
   up_cfg.handshake_timeout_ms = opt.connect_ms;
@@ -115,6 +119,7 @@ static int start_loops(uint16_t *pport) {
   lp.host = opt.listen_host;
   lp.port = opt.listen_port;
   lp.config = &cl_cfg;
+  lp.max_pmd_context = opt.autobahn ? 0 : opt.max_pmd;
   lp.flags = WS_LOOP_REUSEPORT;     /* a new process can take the port over */
   static ws_loop_transport gate_tp; /* over TLS or plain TCP */
   gate_transport(&gate_tp, opt.listen_tp);
@@ -123,6 +128,8 @@ static int start_loops(uint16_t *pport) {
     uint16_t bound = 0;
     lc.user_data = &workers[i];
     int rv = ws_loop_new(&workers[i].loop, &lc);
+    if (rv == 0) /* the loop's own refusals in the access log too */
+      ws_loop_set_on_refused(workers[i].loop, access_log_refused, NULL);
     if (rv == 0) rv = ws_loop_listen(workers[i].loop, &lp, &bound);
     if (rv == 0 && i == 0 && opt.have_admin) {
       ws_loop_listen_params ap;

@@ -48,7 +48,9 @@ typedef struct proxy_opt {
   uint64_t max_message;
   uint32_t ping_ms, idle_ms, up_ping_ms, up_idle_ms, connect_ms, drain_ms;
   uint32_t high_water;
+  uint32_t max_pmd; /* --max-pmd-context: per loop, 0 no cap */
   int deflate_client, deflate_upstream;
+  int autobahn; /* --autobahn: every RFC 7692 offer, no context cap */
   int log_fd;
   const ws_loop_transport *listen_tp;
 } proxy_opt;
@@ -202,5 +204,9 @@ typedef struct sbuf {
 void sb_printf(sbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void access_log(const pair *p);
+/* The same line for a connection the loop refused by itself ("status"
+ * 0: closed without an answer), with its "reason": the
+ * ws_loop_set_on_refused() callback. */
+int access_log_refused(ws_loop *loop, void *ud, const ws_loop_refusal *r);
 
 #endif /* WS_PROXY_H */

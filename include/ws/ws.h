@@ -328,6 +328,28 @@ typedef enum ws_delivery {
  * assembled a message, even while idle. Since: 0.2 */
 #define WS_CFG_KEEP_BUFFERS 0x8u
 #define WS_KEEP_BUFFER_MAX 4096u
+/* Server, permessage-deflate: never let the client compress with more
+ * than we do, so that what we send back is not many times what we
+ * received. Without it, a client that asks us for server_max_window_bits=8
+ * and sends a 1 KiB random block repeated (~170:1 at its window of 15)
+ * gets an echo ~170 times the bytes it sent, since a 256-byte window
+ * cannot find the repeats. With it, an offer is taken only with
+ *   client_max_window_bits=N  N no larger than the server_max_window_bits
+ *                             granted, whenever that is below 15 (RFC 7692
+ *                             7.1.2.2); an offer without
+ *                             client_max_window_bits cannot be held to
+ *                             it, and is declined (7.1.2.1 lets a server
+ *                             decline a server_max_window_bits it does
+ *                             not support), and so is one that would
+ *                             have to be held to 8 without offering
+ *                             client_max_window_bits=8 itself (zlib, in
+ *                             most clients, cannot compress with 8);
+ *   client_no_context_takeover  whenever server_no_context_takeover is
+ *                             granted (7.1.1.2: the server may ask it).
+ * A client that asks nothing smaller than our configuration is answered
+ * as without it. For a public server; Autobahn's cases 13.x expect the
+ * plain answers. Since: 0.2 */
+#define WS_CFG_PMD_SYMMETRIC 0x10u
 
 /*
  * permessage-deflate (RFC 7692), the |pmd| member of ws_config. Off

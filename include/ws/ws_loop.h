@@ -341,6 +341,68 @@ WS_LOOP_EXTERN int ws_loop_listen_fd(ws_loop *loop, int fd,
                                      uint16_t *pport);
 
 /*
+ * A connection the loop refused by itself, before the application heard
+ * of it, for a connection log (see ws_loop_set_on_refused()). |status|
+ * and |reason| say why:
+ *
+ *   400, 405, 426, 431   the request head was malformed, too large
+ *                        (431), not a GET (405), not an Upgrade while
+ *                        there is no on_http, or not version 13 (426);
+ *                        |reason| is the core's text ("malformed request
+ *                        line", "method is not GET", "request head too
+ *                        large", "Upgrade: websocket missing", ...)
+ *   503 "draining"       a graceful shutdown is under way
+ *   503 "over max_conns", "over max_conns_per_ip", "over max_handshakes"
+ *                        a cap of the listener
+ *   503 "memory budget"  the loop holds over 90% of memory_budget
+ *   403 "origin not allowed"  the listener's Origin allowlist
+ *   500 "out of memory" or "memory budget"  no on_request, and the
+ *                        accept could not be made
+ *   0                    no HTTP answer: the connection is closed at
+ *                        once. Over a cap with a transport (TLS), or
+ *                        with too many others waiting for their 503 (the
+ *                        cap's text); out of memory at accept or while
+ *                        the request head came in ("out of memory", or
+ *                        "memory budget" when it was the budget's doing)
+ *
+ * Fields are only ever added at the end; |size| is the library's
+ * sizeof(ws_loop_refusal), so a program built against a later header
+ * reads a field only if |size| covers it. Since: 0.2
+ */
+typedef struct ws_loop_refusal {
+  uint32_t size;
+  int status;          /* the HTTP status answered, or 0 (above) */
+  const char *reason;  /* NUL-terminated; valid during the call */
+  const char *peer;    /* "1.2.3.4:5" or "[::1]:5"; "" if unknown */
+  /* The parsed request (path, Origin, Host, headers; see ws_request in
+   * <ws/ws.h>), for a refusal after the head was parsed (the 503s, 403,
+   * 500); NULL otherwise. Borrowed for the call. */
+  const ws_request *request;
+  void *listener_user_data; /* ws_loop_listen_params.user_data */
+} ws_loop_refusal;
+
+/* Returns 0, or a negative value that stops the loop (ws_loop_run()
+ * returns it), as the callbacks of ws_loop_callbacks. */
+typedef int (*ws_loop_refused_fn)(ws_loop *loop, void *user_data,
+                                  const ws_loop_refusal *refusal);
+
+/*
+ * Sets the function called for each connection the loop refuses by
+ * itself (the kinds at ws_loop_refusal), with |user_data|; |fn| NULL
+ * turns it off (the default). It is called once per refused connection,
+ * on the loop's thread, before the connection is closed (its answer may
+ * still be on the way). It is never called for a connection that
+ * reached on_request or on_http: a refusal of the application's own
+ * (ws_loop_reject(), a 404 after on_http) is the application's to log,
+ * and so is the 503 the loop answers during a shutdown to a request
+ * that on_request paused (on_close follows for that one). It may call
+ * the loop's functions as any callback may. Since: 0.2
+ */
+WS_LOOP_EXTERN void ws_loop_set_on_refused(ws_loop *loop,
+                                           ws_loop_refused_fn fn,
+                                           void *user_data);
+
+/*
  * A client that comes back (ws_loop_connect_params.reconnect): after a
  * close with 1001, 1006 (no close frame: the transport ended or failed),
  * 1011, 1012, 1013 or 1014, after a failed connect (refused, timed out,

@@ -61,6 +61,7 @@ enum cstate {
 #define F_HUP 0x80u        /* error/hang-up seen while not reading */
 #define F_REG 0x100u       /* registered with the poller */
 #define F_SHUT 0x200u      /* transport shutdown() called */
+#define F_OPEN 0x800u      /* the WebSocket opened (WS_EV_OPEN) */
 #define F_SD_CLOSE 0x400u  /* graceful shutdown: close at drv_at */
 #define F_GRAVE 0x1000u    /* on the graveyard list */
 #define F_RESUME 0x2000u   /* ws_loop_resume() was called */
@@ -71,6 +72,13 @@ enum cstate {
 #define F_PMDCTX 0x20000u /* holds one of max_pmd_context */
 #define F_BUDGET 0x40000u /* its input was refused by memory_budget */
 #define F_BCLOSE 0x80000u /* ... and its 1013 close was written */
+/* refusals (ws_loop_set_on_refused) */
+#define F_TOLD 0x100000u     /* on_refused was called, or the application
+                                heard of it (on_request, on_http): no
+                                on_refused for it */
+#define F_CAP_CONNS 0x200000u /* F_REFUSE: over max_conns */
+#define F_CAP_IP 0x400000u    /* ... over max_conns_per_ip */
+#define F_CAP_HS 0x800000u    /* ... over max_handshakes */
 
 typedef struct handle {
   uint8_t kind;
@@ -176,6 +184,7 @@ struct ws_loop {
   uint32_t heaplen, heapcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
+  int nready; /* entries of |ready| being dispatched */
   /* the connection whose on_open runs, and its 101 (client) */
   const ws_loop_conn *open_conn;
   const ws_response *open_resp;
@@ -198,6 +207,10 @@ struct ws_loop {
   atomic_uint sd_req_spread;
   atomic_uint sd_req_drain;
   struct drv_reconnect *rc; /* clients that come back (ws_drv_reconnect.c) */
+  /* ws_loop_set_on_refused() */
+  ws_loop_refused_fn on_refused;
+  void *on_refused_ud;
+  uint32_t listen_epoch; /* counts drv_close_listeners() that closed any */
   /* ws_loop_stats_get(): the connections freed so far (open ones are
    * added at query time) */
   ws_loop_stats freed;
@@ -272,6 +285,12 @@ int drv_listener_add(ws_loop *l, listener *s, int fd);
 void drv_accept_round(ws_loop *l, listener *s);
 void drv_listeners_watch(ws_loop *l, int on);
 void drv_close_listeners(ws_loop *l);
+/* Tells the application (ws_loop_set_on_refused) that the loop refused
+ * the connection on |fd| (-1: unknown peer) by itself: |status| (0: no
+ * HTTP answer), |reason| (NUL-terminated), |req| (or NULL), |ud| the
+ * listener's user data. */
+void drv_refused(ws_loop *l, int fd, void *ud, int status, const char *reason,
+                 const ws_request *req);
 
 /* ---- ws_drv_budget.c ----------------------------------------------------- */
 
@@ -283,8 +302,9 @@ void *budget_malloc_posted(ws_loop *l, size_t n);
 /* 1 while new requests are refused (over 90% of memory_budget). */
 int budget_high(const ws_loop *l);
 /* A connection accepted on |s|: the caps. Returns 0 to go on with
- * |*cfg| (possibly adjusted for max_pmd_context) and sets |*pflags|;
- * -1 to close it at once. */
+ * |*cfg| (possibly adjusted for max_pmd_context) and sets |*pflags|
+ * (over a cap: F_REFUSE and the F_CAP_* bit of the cap); -1 to close it
+ * at once (|*pflags| says which cap). */
 int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
                  uint32_t *pflags, uint64_t *pip);
 /* 1 if a send to |c| must wait: the loop is over 90% of its budget and
@@ -294,8 +314,17 @@ int budget_hold_back(const ws_loop_conn *c);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);
-/* Whether a request must be refused, and with which status (0: no). */
-int budget_request_status(ws_loop_conn *c, const ws_request *req);
+/* Whether a request must be refused, and with which status (0: no);
+ * |*preason| (may be NULL) gets the text for on_refused. */
+int budget_request_status(ws_loop_conn *c, const ws_request *req,
+                          const char **preason);
+/* The text for on_refused of a connection refused by a cap, from its
+ * F_CAP_* bits in |flags|. */
+const char *budget_cap_reason(uint32_t flags);
+/* ... and of one that ran out of memory: "memory budget" when the
+ * budget refused it (F_BUDGET in |flags|) or the loop is over its mark,
+ * else "out of memory". */
+const char *budget_nomem_reason(const ws_loop *l, uint32_t flags);
 /* The opening handshake of |c| is over (answered, or failed). */
 void budget_hs_done(ws_loop_conn *c);
 /* After WS_EV_OPEN: releases the context slot if none was negotiated. */

@@ -139,18 +139,21 @@ static uint32_t count_ip(const ws_loop *l, const listener *s, uint64_t ip) {
 
 int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
                  uint32_t *pflags, uint64_t *pip) {
-  int over = (s->max_conns && s->nconns >= s->max_conns) ||
-             (s->max_hs && s->nhs >= s->max_hs);
+  uint32_t over = 0;
+  if (s->max_conns && s->nconns >= s->max_conns)
+    over = F_CAP_CONNS;
+  else if (s->max_hs && s->nhs >= s->max_hs)
+    over = F_CAP_HS;
   *pflags = 0;
   *pip = 0;
   if (!over && s->max_per_ip) {
     *pip = peer_hash(l, fd);
-    over = count_ip(l, s, *pip) >= s->max_per_ip;
+    if (count_ip(l, s, *pip) >= s->max_per_ip) over = F_CAP_IP;
   }
   if (over) {
+    *pflags = F_REFUSE | over;
     /* TLS: no handshake work for a connection that is refused anyway */
     if (s->tp || l->nrefusing >= MAX_REFUSING) return -1;
-    *pflags = F_REFUSE;
     return 0;
   }
   *pflags = F_COUNTED | F_HS;
@@ -205,14 +208,37 @@ void budget_release(ws_loop_conn *c) {
   c->flags &= ~(F_REFUSE | F_COUNTED | F_PMDCTX);
 }
 
-int budget_request_status(ws_loop_conn *c, const ws_request *req) {
+const char *budget_cap_reason(uint32_t flags) {
+  if (flags & F_CAP_CONNS) return "over max_conns";
+  if (flags & F_CAP_HS) return "over max_handshakes";
+  return "over max_conns_per_ip";
+}
+
+const char *budget_nomem_reason(const ws_loop *l, uint32_t flags) {
+  return (flags & F_BUDGET) || budget_high(l) ? "memory budget"
+                                              : "out of memory";
+}
+
+int budget_request_status(ws_loop_conn *c, const ws_request *req,
+                          const char **preason) {
   const listener *s = c->lst;
-  if ((c->flags & F_REFUSE) || budget_high(c->loop)) return 503;
-  /* RFC 6455 10.2: the Origin tells which page opened the connection */
-  if (s && req && (s->norigins || s->origin_flags) && req->key.len &&
-      !ws_request_origin_allowed(req, s->origins, s->norigins, s->origin_flags))
-    return 403;
-  return 0;
+  const char *why = NULL;
+  int st = 0;
+  if (c->flags & F_REFUSE) {
+    st = 503;
+    why = budget_cap_reason(c->flags);
+  } else if (budget_high(c->loop)) {
+    st = 503;
+    why = "memory budget";
+  } else if (s && req && (s->norigins || s->origin_flags) && req->key.len &&
+             !ws_request_origin_allowed(req, s->origins, s->norigins,
+                                        s->origin_flags)) {
+    /* RFC 6455 10.2: the Origin tells which page opened the connection */
+    st = 403;
+    why = "origin not allowed";
+  }
+  if (preason) *preason = why;
+  return st;
 }
 
 /* ---- the 1013 close -------------------------------------------------------
@@ -221,7 +247,9 @@ int budget_request_status(ws_loop_conn *c, const ws_request *req) {
 void budget_close_frame(ws_loop_conn *c) {
   static const char reason[] = "try again later";
   uint8_t f[2 + 2 + sizeof(reason) - 1];
-  if ((c->flags & (F_BUDGET | F_BCLOSE)) != F_BUDGET ||
+  /* only on an open WebSocket: a request head refused by the budget
+   * just ends (no frame may follow a handshake that never completed) */
+  if ((c->flags & (F_BUDGET | F_BCLOSE | F_OPEN)) != (F_BUDGET | F_OPEN) ||
       c->role != WS_ROLE_SERVER || ws_conn_close_code(c->ws) != 0)
     return;
   c->flags |= F_BCLOSE;

@@ -223,18 +223,66 @@ void conn_shutdown_close(ws_loop_conn *c) {
 
 static const ws_kv retry_after[] = {{"Retry-After", "5"}};
 
+/* on_refused for server connection |c|, once, and only if the
+ * application has not heard of it. Before the answer is queued: that
+ * frees |req|. */
+static void conn_refused(ws_loop_conn *c, int status, const char *reason,
+                         const ws_request *req) {
+  if ((c->flags & (F_TOLD | F_KNOWN)) || c->role != WS_ROLE_SERVER) return;
+  c->flags |= F_TOLD;
+  drv_refused(c->loop, c->fd, c->user_data, status, reason, req);
+}
+
+/* The status of the HTTP answer the core queued for |c| when it failed
+ * a request head ("HTTP/1.1 400 Bad Request..."), or 0 if none is. */
+static int answered_status(const ws_loop_conn *c) {
+  static const char v11[] = "HTTP/1.1 ";
+  const size_t n = sizeof(v11) - 1;
+  ws_iovec v;
+  int st = 0;
+  if (ws_conn_out_peek(c->ws, &v, 1) != 1 || v.len < n + 3 ||
+      memcmp(v.base, v11, n) != 0)
+    return 0;
+  for (size_t i = n; i < n + 3; i++) {
+    if (v.base[i] < '0' || v.base[i] > '9') return 0;
+    st = st * 10 + (v.base[i] - '0');
+  }
+  return st;
+}
+
+/* A server connection that failed before the application heard of it:
+ * a request head the core answered with an HTTP error (400, 405, 426,
+ * 431), or memory that ran out while it came in. Not a peer that went
+ * away or took too long (WS_ERR_EOF, WS_ERR_TIMEOUT): nothing was
+ * refused. */
+static void refused_in_handshake(ws_loop_conn *c, const ws_event *ev) {
+  char why[96];
+  if (ev->error == WS_ERR_NOMEM) {
+    conn_refused(c, answered_status(c),
+                 budget_nomem_reason(c->loop, c->flags), NULL);
+    return;
+  }
+  if (ev->error != WS_ERR_HANDSHAKE) return;
+  size_t n = ev->data.len < sizeof(why) - 1 ? ev->data.len : sizeof(why) - 1;
+  if (n) memcpy(why, ev->data.base, n);
+  why[n] = 0;
+  conn_refused(c, answered_status(c), n ? why : "invalid request", NULL);
+}
+
 static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
   ws_loop *l = c->loop;
   int rv = 0;
-  int st = l->draining ? 503 : budget_request_status(c, ev->request);
+  const char *why = "draining";
+  int st = l->draining ? 503 : budget_request_status(c, ev->request, &why);
   if (st) { /* over a cap or the budget (503), or a foreign Origin (403) */
+    conn_refused(c, st, why, ev->request);
     ws_conn_reject(c->ws, st, retry_after, st == 503, NULL, 0);
     budget_hs_done(c);
     return 0;
   }
   /* Owed an on_close once the application heard of it: here if it has
    * on_request, else at WS_EV_OPEN (an accept that fails for lack of
-   * memory ends the connection unannounced). */
+   * memory ends the connection unannounced: on_refused, 500). */
   if (l->cfg.callbacks.on_request) {
     c->flags |= F_KNOWN;
     rv = l->cfg.callbacks.on_request(c, c->user_data, ev->request);
@@ -242,8 +290,10 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
   if (rv == WS_LOOP_PAUSE && ws_conn_state(c->ws) == WS_STATE_CONNECTING)
     return WS_LOOP_PAUSE;
   if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
-      ws_conn_accept(c->ws, NULL) != 0)
+      ws_conn_accept(c->ws, NULL) != 0) {
+    conn_refused(c, 500, budget_nomem_reason(l, c->flags), ev->request);
     ws_conn_reject(c->ws, 500, NULL, 0, NULL, 0);
+  }
   budget_hs_done(c);
   return rv == WS_LOOP_PAUSE ? 0 : rv;
 }
@@ -253,12 +303,15 @@ static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
   ws_loop *l = c->loop;
   static const ws_kv text[] = {{"Content-Type", "text/plain"}};
   int rv = 0;
+  const char *why = "draining";
   budget_hs_done(c);
   /* draining: a load balancer's health check sees it; or over a cap */
-  if (l->draining || budget_request_status(c, NULL) == 503) {
+  if (l->draining || budget_request_status(c, NULL, &why) == 503) {
+    conn_refused(c, 503, why, ev->request);
     ws_conn_respond(c->ws, 503, retry_after, 1, NULL, 0);
     return 0;
   }
+  c->flags |= F_TOLD; /* the application's to answer and to log */
   if (l->cfg.callbacks.on_http)
     rv = l->cfg.callbacks.on_http(c, c->user_data, ev->request);
   if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
@@ -269,7 +322,10 @@ static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
 
 static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
   ws_loop_close_info info;
-  if (!(c->flags & F_KNOWN)) return;
+  if (!(c->flags & F_KNOWN)) {
+    if (ev->type == WS_EV_ERROR) refused_in_handshake(c, ev);
+    return;
+  }
   memset(&info, 0, sizeof(info));
   info.sent_code = ws_conn_close_code(c->ws); /* only what was sent */
   if (ev->type == WS_EV_CLOSE) {
@@ -306,7 +362,7 @@ static int dispatch(ws_loop_conn *c, const ws_event *ev) {
   case WS_EV_REQUEST: rv = dispatch_request(c, ev); break;
   case WS_EV_HTTP: rv = dispatch_http(c, ev); break;
   case WS_EV_OPEN:
-    c->flags |= F_KNOWN;
+    c->flags |= F_KNOWN | F_OPEN;
     budget_opened(c);
     /* ws_loop_conn_response() during the call: the client's 101 */
     l->open_conn = c;

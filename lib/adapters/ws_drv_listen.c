@@ -1,5 +1,7 @@
 /*
- * Listening sockets: ws_loop_listen() and accepting connections.
+ * Listening sockets: ws_loop_listen(), accepting connections, and
+ * telling the application about the connections the loop refuses by
+ * itself (ws_loop_set_on_refused).
  * SPDX-License-Identifier: MIT
  */
 #include "ws_drv.h"
@@ -19,14 +21,24 @@ void drv_listeners_watch(ws_loop *l, int on) {
 
 void drv_close_listeners(ws_loop *l) {
   /* Connections outlive their listener (ws_loop_close_listeners() during
-   * a graceful restart): they forget it, and its caps with it. */
-  for (uint32_t i = 0; i < l->nslots; i++)
-    if (l->slots[i]) l->slots[i]->lst = NULL;
+   * a graceful restart): they forget it, and its caps and counts with it
+   * (a handshake that completes later has no count to give back). */
+  for (uint32_t i = 0; i < l->nslots; i++) {
+    ws_loop_conn *c = l->slots[i];
+    if (!c) continue;
+    c->lst = NULL;
+    c->flags &= ~(F_HS | F_COUNTED | F_PMDCTX);
+  }
+  if (l->listeners) l->listen_epoch++;
   while (l->listeners) {
     listener *s = l->listeners;
     l->listeners = s->next;
     l->poller.remove(l->poller.self, s->fd);
     l->sys.close(l->sys.self, s->fd);
+    /* closed by a callback while the poller's batch is dispatched: later
+     * entries must not name it */
+    for (int i = 0; i < l->nready; i++)
+      if (l->ready[i].tag == s) l->ready[i].tag = NULL;
     drv_free(l, s);
   }
 }
@@ -103,12 +115,47 @@ int ws_loop_listen(ws_loop *l, const ws_loop_listen_params *p,
   return 0;
 }
 
+void ws_loop_set_on_refused(ws_loop *loop, ws_loop_refused_fn fn,
+                            void *user_data) {
+  if (!loop) return;
+  loop->on_refused = fn;
+  loop->on_refused_ud = user_data;
+}
+
+void drv_refused(ws_loop *l, int fd, void *ud, int status, const char *reason,
+                 const ws_request *req) {
+  char peer[64];
+  ws_loop_refusal r;
+  if (!l->on_refused) return;
+  peer[0] = 0;
+  if (fd >= 0 && l->sys.peer(l->sys.self, fd, peer, sizeof(peer)) != 0)
+    peer[0] = 0;
+  memset(&r, 0, sizeof(r));
+  r.size = (uint32_t)sizeof(r);
+  r.status = status;
+  r.reason = reason;
+  r.peer = peer;
+  r.request = req;
+  r.listener_user_data = ud;
+  drv_note_rv(l, l->on_refused(l, l->on_refused_ud, &r));
+}
+
 /* Out of descriptors or memory: stop accepting for a moment rather than
  * spin on a listener that stays readable. */
 static void accept_pause(ws_loop *l) {
   drv_listeners_watch(l, 0);
   l->listen_paused = 1;
   l->listen_resume_at = drv_clock(l) + LISTEN_PAUSE_MS;
+}
+
+/* drv_refused() from the accept round: returns 1 if the application
+ * closed the listeners meanwhile (ws_loop_close_listeners() from
+ * on_refused), so that the round ends before it touches |s| again. */
+static int refused_at_accept(ws_loop *l, listener *s, int fd, int status,
+                             const char *reason) {
+  uint32_t epoch = l->listen_epoch;
+  drv_refused(l, fd, s->user_data, status, reason, NULL);
+  return l->listen_epoch != epoch;
 }
 
 void drv_accept_round(ws_loop *l, listener *s) {
@@ -125,13 +172,18 @@ void drv_accept_round(ws_loop *l, listener *s) {
     uint32_t fl;
     uint64_t ip;
     if (budget_admit(l, s, fd, &cfg, &fl, &ip) != 0) {
-      l->sys.close(l->sys.self, fd); /* over a cap, with TLS */
+      /* over a cap, with TLS or with too many waiting for their 503 */
+      int gone = refused_at_accept(l, s, fd, 0, budget_cap_reason(fl));
+      l->sys.close(l->sys.self, fd);
+      if (gone) return;
       continue;
     }
     ws_loop_conn *c =
         conn_new(l, fd, WS_ROLE_SERVER, &cfg, s->tp, s->user_data);
     if (!c) {
+      int gone = refused_at_accept(l, s, fd, 0, budget_nomem_reason(l, 0));
       l->sys.close(l->sys.self, fd);
+      if (gone) return;
       continue;
     }
     c->lst = s;

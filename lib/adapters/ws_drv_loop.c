@@ -168,14 +168,20 @@ static int wait_timeout(ws_loop *l, int timeout_ms) {
 }
 
 static void dispatch_ready(ws_loop *l, int n) {
+  /* A callback may close every listener (ws_loop_close_listeners()):
+   * drv_close_listeners() clears the entries that name one (connections
+   * are freed only at the end of the round). */
+  l->nready = n;
   for (int i = 0; i < n; i++) {
     void *tag = l->ready[i].tag;
+    if (!tag) continue;
     /* Both kinds start with a handle: its first byte says which. */
     if (*(const uint8_t *)tag == H_LISTENER)
       drv_accept_round(l, tag);
     else
       conn_ready(tag, l->ready[i].events);
   }
+  l->nready = 0;
 }
 
 static int nothing_left(ws_loop *l) {

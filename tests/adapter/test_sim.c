@@ -13,7 +13,12 @@
  *  - linger, graceful shutdown with spread and drain, the EMFILE pause,
  *    partial reads and writes, resets, refused connects, plain HTTP
  *    (400 at once for a bare-LF head, 431, HEAD), posts from a thread
- *    racing with the close.
+ *    racing with the close;
+ *  - every refusal the loop makes by itself (the parser's 400/405/426/
+ *    431, 503 while draining, over a cap or the memory budget, 403 for
+ *    a foreign Origin, 500 or a close at once out of memory) is told to
+ *    on_refused once, with its exact status and reason; what the
+ *    application accepts or refuses is not.
  * Every connection gets exactly one on_close.
  * SPDX-License-Identifier: MIT
  */
@@ -927,6 +932,15 @@ static void f_free(void *p, void *ud) {
  * posts, a close) with every allocation from the |fail_at|-th on
  * failing: whatever breaks, nothing crashes or leaks, and every
  * connection owed an on_close gets one. */
+static int failing_refusals;
+static int count_refusal(ws_loop *l, void *ud, const ws_loop_refusal *r) {
+  (void)l;
+  (void)ud;
+  assert_non_null(r->reason);
+  failing_refusals++;
+  return 0;
+}
+
 static long run_failing(long fail_at) {
   failing f;
   memset(&f, 0, sizeof(f));
@@ -951,6 +965,9 @@ static long run_failing(long fail_at) {
     assert_int_equal(f.live, 0);
     return f.calls;
   }
+  /* refusals out of memory are told (at most once per connection) */
+  failing_refusals = 0;
+  ws_loop_set_on_refused(H.l, count_refusal, NULL);
   ws_loop_listen_params lp;
   memset(&lp, 0, sizeof(lp));
   int listening = ws_loop_listen(H.l, &lp, &H.port) == 0;
@@ -983,9 +1000,11 @@ static long run_failing(long fail_at) {
   sim_stats st;
   sim_get_stats(H.s, &st);
   assert_int_equal(st.open_fds, 0);
+  assert_true(failing_refusals <= (int)st.accepts); /* once each at most */
   sim_del(H.s);
   assert_int_equal(f.live, 0);
   if (fail_at == LONG_MAX) { /* the whole scenario ran */
+    assert_int_equal(failing_refusals, 0);
     assert_int_equal(a.msgs, 2);
     assert_int_equal(cli_opened, 1);
     assert_int_equal(a.close_code, 1000);
@@ -1751,6 +1770,67 @@ static void pr_rounds(peer *p, int n) {
   }
 }
 
+/* A message handler closes every listener while, in the same batch of
+ * ready descriptors, a listener made after the connection (so later in
+ * the batch) has a connection waiting: that entry is dropped, not used
+ * after the listener was freed (ASan and valgrind check the rest). */
+static int closing_message(ws_loop_conn *c, void *ud, const ws_event *ev) {
+  ws_loop_close_listeners(ws_loop_conn_loop(c));
+  return h_message(c, ud, ev);
+}
+
+static void close_listeners_mid_batch(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer p;
+  h_peer(&p, "/");
+  h_until(&p.opened, 1, 10);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  uint16_t port2 = 0;
+  assert_int_equal(ws_loop_listen(H.l, &lp, &port2), 0);
+  H.l->cfg.callbacks.on_message = closing_message;
+  peer_send(&p, "bye, listeners");
+  int fd = sim_dial(H.s, port2); /* ready in the same wait */
+  assert_true(fd >= 0);
+  pr_rounds(&p, 3);
+  assert_int_equal(H.msgs, 1);
+  assert_string_equal(p.last, "bye, listeners");
+  assert_true(sim_peer_closed(H.s, fd)); /* never accepted */
+  sim_close(H.s, fd);
+  assert_int_equal(sim_dial(H.s, port2), -1);
+  h_end();
+}
+
+/* The listeners are closed while a connection is in its opening
+ * handshake: it forgets its listener (and the listener's handshake count)
+ * and still opens. */
+static void close_listeners_mid_handshake(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  int fd = sim_dial(H.s, H.port);
+  assert_true(fd >= 0);
+  h_round(); /* accepted, nothing read yet */
+  ws_loop_close_listeners(H.l);
+  static const char head[] =
+      "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n";
+  sim_send(H.s, fd, head, sizeof(head) - 1);
+  char got[160] = {0};
+  size_t n = 0;
+  for (int i = 0; i < 10 && n < 12; i++) {
+    h_round();
+    n += sim_recv(H.s, fd, got + n, sizeof(got) - 1 - n);
+  }
+  /* RFC 6455 4.2.2: the 101 with the accept value of the RFC's example */
+  assert_memory_equal(got, "HTTP/1.1 101", 12);
+  assert_non_null(strstr(got, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+  sim_close(H.s, fd);
+  h_end();
+}
+
 static void pause_reading_and_close_listeners(void **state) {
   (void)state;
   h_start(NULL, NULL, 0);
@@ -1848,6 +1928,459 @@ static void loop_conn_response_and_transport_ctx(void **state) {
   sim_del(H.s);
 }
 
+/* ---- refusals the loop makes itself (ws_loop_set_on_refused) ------------------ */
+
+#define MAXREF 80
+static struct {
+  int n;
+  int status[MAXREF];
+  char reason[MAXREF][64];
+  char peer[MAXREF][32];
+  char path[MAXREF][32];   /* "-" when there was no request */
+  char origin[MAXREF][32]; /* "-" when there was none */
+  void *lud[MAXREF];
+  int rv;               /* what the callback returns */
+  int close_listeners;  /* ... after ws_loop_close_listeners() */
+} RF;
+
+static void rf_text(char *buf, size_t cap, ws_slice v) {
+  if (v.base)
+    snprintf(buf, cap, "%.*s", (int)v.len, (const char *)v.base);
+  else
+    snprintf(buf, cap, "-");
+}
+
+static int rf_record(ws_loop *l, void *ud, const ws_loop_refusal *r) {
+  assert_ptr_equal(l, H.l);
+  assert_ptr_equal(ud, &RF);
+  assert_int_equal(r->size, sizeof(ws_loop_refusal));
+  assert_non_null(r->reason);
+  assert_non_null(r->peer);
+  if (RF.n < MAXREF) {
+    int i = RF.n;
+    ws_slice none = {NULL, 0};
+    RF.status[i] = r->status;
+    snprintf(RF.reason[i], sizeof(RF.reason[i]), "%s", r->reason);
+    snprintf(RF.peer[i], sizeof(RF.peer[i]), "%s", r->peer);
+    rf_text(RF.path[i], sizeof(RF.path[i]),
+            r->request ? r->request->path : none);
+    rf_text(RF.origin[i], sizeof(RF.origin[i]),
+            r->request ? r->request->origin : none);
+    RF.lud[i] = r->listener_user_data;
+  }
+  RF.n++;
+  if (RF.close_listeners) ws_loop_close_listeners(l);
+  return RF.rv;
+}
+
+static void rf_start(const ws_loop_config *lcfg, const ws_config *scfg,
+                     int http) {
+  h_start(lcfg, scfg, http);
+  memset(&RF, 0, sizeof(RF));
+  ws_loop_set_on_refused(H.l, rf_record, &RF);
+}
+
+/* Refusal |i| was |status| |reason| for |path|, from a simulated peer. */
+static void rf_check(int i, int status, const char *reason,
+                     const char *path) {
+  assert_true(RF.n > i);
+  assert_int_equal(RF.status[i], status);
+  assert_string_equal(RF.reason[i], reason);
+  assert_string_equal(RF.path[i], path);
+  assert_memory_equal(RF.peer[i], "127.0.0.1:", 10);
+  assert_true(strlen(RF.peer[i]) > 10);
+}
+
+/* Sends |len| bytes of |head| on a new connection and waits until the
+ * server is done with it. Returns the status of its answer, 0 if there
+ * was no HTTP answer. */
+static int rf_raw(const char *head, size_t len) {
+  char out[64];
+  int fd = sim_dial(H.s, H.port);
+  assert_true(fd >= 0);
+  if (len) assert_int_equal(sim_send(H.s, fd, head, len), len);
+  for (int i = 0; i < 20 && !sim_peer_done(H.s, fd); i++) h_round();
+  assert_true(sim_peer_done(H.s, fd));
+  size_t n = sim_recv(H.s, fd, out, sizeof(out) - 1);
+  out[n] = 0;
+  sim_close(H.s, fd);
+  return n >= 12 && memcmp(out, "HTTP/1.1 ", 9) == 0 ? atoi(out + 9) : 0;
+}
+
+/* An opening request for |path| with |extra| header lines. */
+static const char *rf_head(const char *method, const char *path,
+                           const char *version, const char *extra) {
+  static char buf[1024];
+  snprintf(buf, sizeof(buf),
+           "%s %s HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+           "Sec-WebSocket-Version: %s\r\n%s\r\n",
+           method, path, version, extra);
+  return buf;
+}
+
+static int rf_send(const char *head) { return rf_raw(head, strlen(head)); }
+
+/* Heads the core's parser answers itself (no on_http here): each is
+ * told once, with the status it got and the parser's reason; a peer
+ * that goes away or times out in its handshake was not refused. */
+static void refused_by_the_request_parser(void **state) {
+  (void)state;
+  static int tag;
+  rf_start(NULL, NULL, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.user_data = &tag;
+  b_listen(&lp);
+  static const char bare_lf[] = "GET / HTTP/1.1\nHost: h\n\n";
+  assert_int_equal(rf_send(bare_lf), 400);
+  rf_check(0, 400, "malformed request line", "-");
+  assert_ptr_equal(RF.lud[0], &tag);
+  assert_int_equal(rf_send(rf_head("POST", "/p", "13", "")), 405);
+  rf_check(1, 405, "method is not GET", "-");
+  assert_int_equal(rf_send(rf_head("GET", "/v", "8", "")), 426);
+  rf_check(2, 426, "Sec-WebSocket-Version must be 13", "-");
+  char big[2048] = "";
+  size_t n = 0;
+  for (int i = 0; i < 64; i++) /* with Host, 65 lines: max_headers is 64 */
+    n += (size_t)snprintf(big + n, sizeof(big) - n, "X%d: y\r\n", i);
+  assert_int_equal(rf_send(rf_head("GET", "/h", "13", big)), 431);
+  rf_check(3, 431, "too many header fields", "-");
+  static char huge[9000]; /* over max_handshake_bytes (8192), no end */
+  memset(huge, 'a', sizeof(huge));
+  memcpy(huge, "GET /", 5);
+  assert_int_equal(rf_raw(huge, sizeof(huge)), 431);
+  rf_check(4, 431, "request head too large", "-");
+  assert_int_equal(rf_send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+  rf_check(5, 400, "Upgrade: websocket missing", "-");
+  assert_int_equal(RF.n, 6);
+  /* not refusals: a peer that leaves before or during its head, or
+   * sends nothing until the handshake timeout */
+  assert_int_equal(rf_raw(NULL, 0), 0);
+  static const char part[] = "GET / HTTP/1.1\r\nHo";
+  int fd = sim_dial(H.s, H.port);
+  sim_send(H.s, fd, part, sizeof(part) - 1);
+  h_round();
+  assert_int_equal(ws_loop_conn_count(H.l), 1);
+  sim_close(H.s, fd);
+  h_round();
+  assert_int_equal(ws_loop_conn_count(H.l), 0);
+  assert_int_equal(RF.n, 6);
+  /* and one that opens is the application's */
+  peer p;
+  h_peer(&p, "/ok");
+  h_until(&p.opened, 1, 10);
+  assert_int_equal(RF.n, 6);
+  assert_int_equal(H.closes, 0); /* no on_close for the refused */
+  h_end();
+}
+
+static int rf_request(ws_loop_conn *c, void *ud, const ws_request *req) {
+  (void)c;
+  (void)ud;
+  return ws_slice_ieq(req->path, "/pause") ? WS_LOOP_PAUSE : 0;
+}
+
+/* During a graceful shutdown: 503 "draining" for upgrades and plain
+ * requests; a request that on_request paused gets its 503 from the loop
+ * too, but it is the application's (on_close follows), not on_refused's. */
+static void refused_while_draining(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = rf_request;
+  rf_start(&lc, NULL, 1);
+  peer a, b, c;
+  h_peer(&a, "/a");
+  h_until(&a.opened, 1, 10);
+  h_peer(&b, "/pause");
+  for (int i = 0; i < 3; i++) h_round();
+  assert_int_equal(b.opened, 0);
+  ws_loop_shutdown(H.l, 1001, 0, 60000);
+  for (int i = 0; i < 10 && !b.status; i++) h_round();
+  assert_int_equal(b.status, 503);
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(RF.n, 0);
+  h_peer(&c, "/late");
+  for (int i = 0; i < 10 && !c.status; i++) h_round();
+  assert_int_equal(c.status, 503);
+  rf_check(0, 503, "draining", "/late");
+  assert_string_equal(RF.origin[0], "-");
+  assert_int_equal(rf_send("GET /health HTTP/1.1\r\nHost: h\r\n\r\n"), 503);
+  rf_check(1, 503, "draining", "/health");
+  assert_int_equal(RF.n, 2);
+  h_end();
+}
+
+/* Over a listener's cap: 503 with the cap's name (upgrades and plain
+ * requests); over a transport, or with MAX_REFUSING (64) connections
+ * already waiting for their 503, closed at once (status 0). */
+static void refused_over_listener_caps(void **state) {
+  (void)state;
+  ws_loop_listen_params lp;
+  static peer ps[4];
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns = 1;
+  rf_start(NULL, NULL, 1);
+  b_listen(&lp);
+  h_peer(&ps[0], "/one");
+  h_until(&ps[0].opened, 1, 10);
+  h_peer(&ps[1], "/two");
+  for (int i = 0; i < 10 && !ps[1].status; i++) h_round();
+  assert_int_equal(ps[1].status, 503);
+  rf_check(0, 503, "over max_conns", "/two");
+  assert_int_equal(rf_send("GET /page HTTP/1.1\r\nHost: h\r\n\r\n"), 503);
+  rf_check(1, 503, "over max_conns", "/page");
+  /* 64 connections wait for their 503 (they send nothing): the 65th
+   * is closed at once; the waiting ones that leave were not refused */
+  sim_close(H.s, ps[1].fd);
+  ps[1].fd = -1;
+  for (int i = 0; i < 10 && H.l->nrefusing; i++) h_round();
+  assert_int_equal(H.l->nrefusing, 0);
+  int fds[65];
+  for (int i = 0; i < 65; i++) fds[i] = sim_dial(H.s, H.port);
+  for (int i = 0; i < 3; i++) h_round();
+  assert_int_equal(RF.n, 3);
+  rf_check(2, 0, "over max_conns", "-");
+  assert_true(sim_peer_closed(H.s, fds[64]));
+  assert_false(sim_peer_closed(H.s, fds[0]));
+  for (int i = 0; i < 65; i++) sim_close(H.s, fds[i]);
+  for (int i = 0; i < 3; i++) h_round();
+  assert_int_equal(RF.n, 3);
+  h_end();
+
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns_per_ip = 1;
+  rf_start(NULL, NULL, 0);
+  b_listen(&lp);
+  h_peer(&ps[0], "/");
+  h_until(&ps[0].opened, 1, 10);
+  h_peer(&ps[1], "/ip");
+  for (int i = 0; i < 10 && !ps[1].status; i++) h_round();
+  assert_int_equal(ps[1].status, 503);
+  rf_check(0, 503, "over max_conns_per_ip", "/ip");
+  assert_int_equal(RF.n, 1);
+  h_end();
+
+  memset(&lp, 0, sizeof(lp));
+  lp.max_handshakes = 1;
+  rf_start(NULL, NULL, 0);
+  b_listen(&lp);
+  int mute = sim_dial(H.s, H.port); /* holds the one handshake */
+  h_round();
+  h_peer(&ps[0], "/hs");
+  for (int i = 0; i < 10 && !ps[0].status; i++) h_round();
+  assert_int_equal(ps[0].status, 503);
+  rf_check(0, 503, "over max_handshakes", "/hs");
+  assert_int_equal(RF.n, 1);
+  sim_close(H.s, mute);
+  h_end();
+
+  /* over a transport (TLS): closed at once, before any byte is read */
+  static int tag;
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns = 1;
+  lp.user_data = &tag;
+  rf_start(NULL, NULL, 0);
+  lp.transport = &H.l->plain;
+  b_listen(&lp);
+  h_peer(&ps[0], "/");
+  h_until(&ps[0].opened, 1, 10);
+  int fd = sim_dial(H.s, H.port);
+  h_round();
+  assert_true(sim_peer_closed(H.s, fd));
+  sim_close(H.s, fd);
+  assert_int_equal(RF.n, 1);
+  rf_check(0, 0, "over max_conns", "-");
+  assert_ptr_equal(RF.lud[0], &tag);
+  /* the application closes the listeners from the callback: the accept
+   * round ends there (the second connection in the queue is reset) */
+  RF.close_listeners = 1;
+  int f1 = sim_dial(H.s, H.port), f2 = sim_dial(H.s, H.port);
+  h_round();
+  assert_int_equal(RF.n, 2);
+  assert_true(sim_peer_closed(H.s, f1));
+  assert_true(sim_peer_closed(H.s, f2));
+  sim_close(H.s, f1);
+  sim_close(H.s, f2);
+  h_end();
+}
+
+/* The Origin allowlist: 403 before on_request, told with the request
+ * (its Origin is there to log); an allowed Origin opens. */
+static void refused_by_the_origin_allowlist(void **state) {
+  (void)state;
+  static const char *const allowed[] = {"https://chat.example.com"};
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = rf_request;
+  rf_start(&lc, NULL, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.origins = allowed;
+  lp.norigins = 1;
+  b_listen(&lp);
+  assert_int_equal(
+      rf_send(rf_head("GET", "/o", "13", "Origin: http://evil.example\r\n")),
+      403);
+  rf_check(0, 403, "origin not allowed", "/o");
+  assert_string_equal(RF.origin[0], "http://evil.example");
+  static peer ps[1];
+  b_peer(&ps[0], "https://chat.example.com", 0);
+  h_until(&ps[0].opened, 1, 10);
+  assert_int_equal(RF.n, 1);
+  assert_int_equal(H.closes, 0); /* the 403 was not on_request's */
+  h_end();
+}
+
+/* The memory budget: over its mark new requests get 503; a connection
+ * whose accept or request head the budget refuses is closed at once. */
+static void refused_by_the_memory_budget(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.read_size = 256u << 10;
+  rf_start(&lc, NULL, 0);
+  peer a, b;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  uint64_t now = 0;
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now + 16384; /* over 90% of it */
+  h_peer(&b, "/mark");
+  for (int i = 0; i < 10 && !b.status; i++) h_round();
+  assert_int_equal(b.status, 503);
+  rf_check(0, 503, "memory budget", "/mark");
+  /* no room for the connection itself */
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now;
+  assert_int_equal(rf_raw(NULL, 0), 0);
+  rf_check(1, 0, "memory budget", "-");
+  /* room for the connection, none for its request head */
+  H.l->cfg.memory_budget = 0;
+  int fd = sim_dial(H.s, H.port);
+  h_round();
+  ws_loop_memory(H.l, &now, NULL);
+  H.l->cfg.memory_budget = now;
+  const char *head = rf_head("GET", "/head", "13", "");
+  sim_send(H.s, fd, head, strlen(head));
+  for (int i = 0; i < 10 && !sim_peer_done(H.s, fd); i++) h_round();
+  assert_true(sim_peer_done(H.s, fd));
+  /* nothing at all: no HTTP answer, and no 1013 close frame either (the
+   * handshake never completed, RFC 6455 4.1: no frame before a 101) */
+  uint8_t junk[64];
+  assert_int_equal(sim_recv(H.s, fd, junk, sizeof(junk)), 0);
+  sim_close(H.s, fd);
+  rf_check(2, 0, "memory budget", "-");
+  assert_int_equal(RF.n, 3);
+  H.l->cfg.memory_budget = 0;
+  h_end();
+}
+
+/* Without on_request the loop accepts by itself: an accept that runs
+ * out of memory is answered 500 and told (the allocator fails the
+ * first allocation after the request's header array). */
+static struct {
+  ws_mem mem;
+  size_t arm_size;
+  int state; /* 0 off, 1 armed, 2 fail the next, 3 done */
+} FM;
+
+static void *fm_malloc(size_t n, void *ud) {
+  (void)ud;
+  if (FM.state == 2) {
+    FM.state = 3;
+    return NULL;
+  }
+  if (FM.state == 1 && n == FM.arm_size) FM.state = 2;
+  return malloc(n);
+}
+static void *fm_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  if (FM.state == 2) {
+    FM.state = 3;
+    return NULL;
+  }
+  return realloc(p, n);
+}
+static void fm_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+
+static void refused_when_the_accept_runs_out_of_memory(void **state) {
+  (void)state;
+  memset(&FM, 0, sizeof(FM));
+  FM.mem.malloc = fm_malloc;
+  FM.mem.realloc = fm_realloc;
+  FM.mem.free = fm_free;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.mem = &FM.mem;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.max_headers = 7; /* the header array: a size of its own */
+  rf_start(&lc, &cfg, 0);
+  FM.arm_size = 7 * sizeof(ws_header) + 16; /* + the budget's header */
+  FM.state = 1;
+  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", "")), 500);
+  assert_int_equal(FM.state, 3);
+  rf_check(0, 500, "out of memory", "/oom");
+  assert_int_equal(RF.n, 1);
+  assert_int_equal(H.closes, 0);
+  h_end();
+  /* with on_request, the same 500 is the application's: on_close */
+  lc.callbacks.on_request = rf_request;
+  rf_start(&lc, &cfg, 0);
+  FM.state = 1;
+  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", "")), 500);
+  assert_int_equal(FM.state, 3);
+  h_round(); /* it sees the peer's end */
+  assert_int_equal(RF.n, 0);
+  assert_int_equal(H.closes, 1);
+  h_end();
+}
+
+/* What the application refuses (ws_loop_reject, a 404 after on_http) or
+ * accepts is its own: no call. A negative return stops the loop; NULL
+ * turns the callback off. */
+static void no_refusal_for_the_applications_own(void **state) {
+  (void)state;
+  ws_loop_config lc;
+  ws_loop_config_default(&lc);
+  lc.callbacks.on_request = r_request;
+  rf_start(&lc, NULL, 1);
+  peer a, b;
+  req_mode = 1;
+  h_peer(&a, "/");
+  for (int i = 0; i < 10 && !a.status; i++) h_round();
+  assert_int_equal(a.status, 403);
+  req_mode = 0;
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  assert_int_equal(rf_send("GET / HTTP/1.1\r\nHost: h\r\n\r\n"), 200);
+  assert_int_equal(rf_send("GET /no HTTP/1.1\r\nHost: h\r\n\r\n"), 404);
+  assert_int_equal(RF.n, 0);
+  /* the callback stops the loop */
+  RF.rv = -42;
+  int fd = sim_dial(H.s, H.port);
+  sim_send(H.s, fd, "GET / HTTP/1.1\n\n", 16);
+  int rv = 0;
+  for (int i = 0; i < 5 && rv == 0; i++) rv = ws_loop_run_once(H.l, -1);
+  assert_int_equal(rv, -42);
+  assert_int_equal(RF.n, 1);
+  rf_check(0, 400, "malformed request line", "-");
+  sim_close(H.s, fd);
+  /* off */
+  ws_loop_set_on_refused(H.l, NULL, NULL);
+  ws_loop_set_on_refused(NULL, rf_record, &RF);
+  H.l->stopped = 0; /* as ws_loop_run() does */
+  assert_int_equal(rf_send("GET / HTTP/1.1\n\n"), 400);
+  assert_int_equal(RF.n, 1);
+  h_end();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -1882,6 +2415,16 @@ int main(void) {
       cmocka_unit_test(reconnect_backoff_full_jitter_and_reset),
       cmocka_unit_test(reconnect_on_refused_connects_and_statuses),
       cmocka_unit_test(pause_reading_and_close_listeners),
+      cmocka_unit_test(close_listeners_mid_batch),
+      cmocka_unit_test(close_listeners_mid_handshake),
+      /* refusals the loop makes itself (on_refused) */
+      cmocka_unit_test(refused_by_the_request_parser),
+      cmocka_unit_test(refused_while_draining),
+      cmocka_unit_test(refused_over_listener_caps),
+      cmocka_unit_test(refused_by_the_origin_allowlist),
+      cmocka_unit_test(refused_by_the_memory_budget),
+      cmocka_unit_test(refused_when_the_accept_runs_out_of_memory),
+      cmocka_unit_test(no_refusal_for_the_applications_own),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

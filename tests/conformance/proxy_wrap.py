@@ -56,7 +56,8 @@ def main():
     proxy = subprocess.Popen([os.environ["WS_PROXY"], "--listen", port,
                               "--upstream", "ws://127.0.0.1:%d" % up,
                               "--drain-timeout", "1000",
-                              "--access-log", "/dev/null", *flags],
+                              "--access-log", "/dev/null",
+                              "--autobahn", *flags],
                              stdout=subprocess.DEVNULL)
 
     def stop(*_):

@@ -25,12 +25,32 @@ the margins are seconds, not milliseconds, so a loaded machine passes.
    send a ClientHello and stop: at most 16 ever get a ServerHello, the
    others are closed at once; a legitimate wss client is served within
    a few seconds (once the --handshake-timeout of 2 s frees the slots).
+5. pmdcap: echo-server --max-pmd-context 100 and 1,000 clients offering
+   context takeover at window 15 (as browsers do), each sending a 4 KB
+   compressed message and reading the echo: exactly the first 100 keep
+   their context, the other 900 get server_no_context_takeover and
+   client_no_context_takeover (RFC 7692 7.1.1), and the RSS grows by at
+   most 100 contexts (282 KiB each allocated, README) plus 1,000 times
+   the cost of a connection without deflate (measured first) plus a
+   margin. Without the cap the same run must go over that bound.
+   pmddefaults: the default caps at their edge: echo-server and chat 64
+   (connection 65 gets no context), ws-proxy 256, echo-server --autobahn
+   none.
+6. amplify: a client asking for server_max_window_bits=8 and sending a
+   1 KiB random block repeated (~170:1 at its window of 15) gets an echo
+   ~170 times what it sent from echo-server --autobahn; echo-server
+   (WS_CFG_PMD_SYMMETRIC) declines that offer (RFC 7692 7.1.2.1) or
+   holds the client to its window (9: 7.1.2.2), and no echo is more
+   than twice what was sent; chat declines the offer too.
+7. options: --max-pmd-context takes 0..2^32-1 (ws-proxy 0..2^31-1) and
+   refuses one above, a negative number or a word with exit 2.
 
 Usage: budget.py --bindir BUILD/examples [--only NAME]
 """
 import argparse
 import base64
 import os
+import random
 import re
 import select
 import socket
@@ -103,6 +123,12 @@ class Server:
     def alive(self):
         return self.p.poll() is None
 
+    def kill(self):
+        """Stops it at once (no graceful drain to wait for)."""
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+
     def stop(self):
         if self.p.poll() is None:
             self.p.terminate()
@@ -156,9 +182,10 @@ def recv_head(s, timeout=10):
 
 
 def upgrade(port, path="/", origin=None, deflate=False, host=None,
-            rcvbuf=None, wrap=None):
-    """Connects and sends the opening handshake (RFC 6455 4.1). Returns
-    (socket, status, head, bytes after the head)."""
+            rcvbuf=None, wrap=None, ext=None):
+    """Connects and sends the opening handshake (RFC 6455 4.1), offering
+    permessage-deflate if |deflate|, or the Sec-WebSocket-Extensions
+    value |ext|. Returns (socket, status, head, bytes after the head)."""
     s = socket.socket()
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -174,6 +201,8 @@ def upgrade(port, path="/", origin=None, deflate=False, host=None,
         req += "Origin: %s\r\n" % origin
     if deflate:
         req += "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+    if ext:
+        req += "Sec-WebSocket-Extensions: %s\r\n" % ext
     s.sendall((req + "\r\n").encode())
     status, head, rest = recv_head(s)
     return s, status, head, rest
@@ -202,6 +231,8 @@ class Reader:
     def __init__(self, s, rest=b""):
         self.s = s
         self.buf = rest
+        self.rsv1 = False  # of the last frame returned
+        self.wire = 0      # its size on the wire, header included
 
     def next(self, timeout):
         """(opcode, payload), or None at the end or after |timeout|."""
@@ -219,6 +250,8 @@ class Reader:
                 if n < 126 or off > 2:
                     if len(self.buf) >= off + n:
                         op = self.buf[0] & 0x0F
+                        self.rsv1 = bool(self.buf[0] & 0x40)
+                        self.wire = off + n
                         p = self.buf[off:off + n]
                         self.buf = self.buf[off + n:]
                         return op, p
@@ -538,8 +571,339 @@ def part_tls(bindir):
             srv.stop()
 
 
+# ---- 5. deflate contexts under --max-pmd-context ---------------------------
+
+KiB = 1 << 10
+TAIL = b"\x00\x00\xff\xff"
+# what browsers offer: context takeover, window 15 both ways
+OFFER = "permessage-deflate; client_max_window_bits"
+KEEP = "permessage-deflate"
+NOKEEP = ("permessage-deflate; server_no_context_takeover; "
+          "client_no_context_takeover")
+# What a connection keeping both contexts at window 15 allocates for them
+# (README, "Memory for compression": inflater 40,016 B, deflater at levels
+# 2-9 247,364 B, the objects 160 + 816 B): its RSS is at most that, ~230
+# KiB after a message of a few KB, all of it where the allocator fills
+# what it hands out (MALLOC_PERTURB_, which meson sets for tests).
+CTX_COST = 40016 + 247364 + 160 + 816
+
+
+def deflate_msg(data, wbits=15, level=6):
+    """One message compressed on its own (RFC 7692 7.2.1: the 00 00 ff ff
+    tail removed)."""
+    z = zlib.compressobj(level, zlib.DEFLATED, -wbits)
+    out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+    if not out.endswith(TAIL):
+        raise Fail("zlib: no sync flush tail")
+    return out[:-4]
+
+
+def inflate_msg(payload, wbits=15):
+    return zlib.decompressobj(-wbits).decompress(payload + TAIL)
+
+
+def ext_answer(head):
+    """The Sec-WebSocket-Extensions value of a 101, or None."""
+    m = re.search(r"(?im)^Sec-WebSocket-Extensions:[ \t]*(.*?)[ \t]*\r?$",
+                  head)
+    return m.group(1) if m else None
+
+
+def raise_fd_limit(n):
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < n:
+        if hard != resource.RLIM_INFINITY:
+            n = min(n, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+def many_echoes(srv, n, offer, text):
+    """|n| connections one after the other, each offering |offer| (None:
+    no extension) and sending |text| plus its number (compressed if the
+    answer took permessage-deflate), then reading its echo; all stay open
+    until the server's RSS is read. Returns (answers, echoes right, RSS
+    growth)."""
+    base = srv.rss()
+    socks, answers, right = [], [], 0
+    try:
+        for i in range(n):
+            s, st, head, rest = upgrade(srv.port, ext=offer)
+            socks.append(s)
+            if st != 101:
+                raise Fail("connection %d: status %d" % (i, st))
+            a = ext_answer(head)
+            answers.append(a)
+            msg = text + b" %d" % i
+            if a:
+                s.sendall(frame(1, deflate_msg(msg), rsv1=True))
+            else:
+                s.sendall(frame(1, msg))
+            r = Reader(s, rest)
+            f = r.next(20)
+            if f and f[0] == 1:
+                got = inflate_msg(f[1]) if r.rsv1 else f[1]
+                right += got == msg
+        time.sleep(0.5)  # let the last echoes' buffers go
+        growth = srv.rss() - base
+    finally:
+        for s in socks:
+            s.close()
+    return answers, right, growth
+
+
+def part_pmdcap(bindir):
+    n, cap = 1000, 100
+    raise_fd_limit(2 * n + 256)  # the server inherits it
+    # a chat-like message of ~4 KB that compresses well
+    text = b"".join(b"line %d: the quick brown fox jumps over the lazy "
+                    b"dog\n" % k for k in range(80))
+
+    def run(args, offer):
+        srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                      "-q"] + args)
+        try:
+            time.sleep(0.3)
+            return many_echoes(srv, n, offer, text)
+        finally:
+            srv.kill()
+
+    # baseline: the same traffic without deflate
+    answers, right, g_idle = run([], None)
+    check(right == n and answers == [None] * n,
+          "baseline: %d echoes without deflate" % n, "%d right" % right)
+    idle = g_idle / n
+    # RFC 7692 7.1.1: beyond the cap the server asks both sides to reset
+    answers, right, g_cap = run(["--max-pmd-context", str(cap)], OFFER)
+    check(right == n, "--max-pmd-context %d: %d echoes right" % (cap, n),
+          "%d" % right)
+    check(answers[:cap] == [KEEP] * cap,
+          "the first %d keep context takeover ('%s')" % (cap, KEEP),
+          "%s" % sorted(set(answers[:cap]), key=str))
+    check(answers[cap:] == [NOKEEP] * (n - cap),
+          "the other %d (connections %d..%d) get '%s'" % (n - cap, cap + 1,
+                                                          n, NOKEEP),
+          "%s" % sorted(set(answers[cap:]), key=str))
+    # the bound: the contexts allowed, plus what every connection costs
+    # without deflate, plus a margin for the allocator (freed message
+    # buffers kept in its arenas, the loop's shared compressor)
+    margin = 4 * MiB + cap * CTX_COST // 8
+    bound = cap * CTX_COST + n * idle + margin
+    print("  baseline without deflate: +%.1f MiB, %.2f KiB per connection"
+          % (g_idle / MiB, idle / KiB))
+    print("  --max-pmd-context %d: +%.1f MiB; bound %d x %.1f KiB + %d x "
+          "%.2f KiB + margin %.1f MiB = %.1f MiB" %
+          (cap, g_cap / MiB, cap, CTX_COST / KiB, n, idle / KiB,
+           margin / MiB, bound / MiB))
+    if UNDER_ASAN:
+        print("  (no run without the cap under ASan)")
+    else:
+        # the reverse: without a cap every connection keeps one
+        answers, right, g_all = run(["--max-pmd-context", "0"], OFFER)
+        check(right == n and answers == [KEEP] * n,
+              "--max-pmd-context 0: all %d keep context takeover" % n,
+              "%d right, %s" % (right, sorted(set(answers), key=str)))
+        ctx = (g_all - g_idle) / n
+        print("  --max-pmd-context 0: +%.1f MiB, %.1f KiB per connection "
+              "over the baseline; so with the cap each of the %d without "
+              "a context costs %.2f KiB" %
+              (g_all / MiB, ctx / KiB,
+               n - cap, (g_cap - cap * (ctx + idle)) / (n - cap) / KiB))
+        check(g_all > bound, "without the cap the RSS is over the bound "
+              "(the check below can fail)",
+              "%.1f MiB" % (g_all / MiB))
+    check(UNDER_ASAN or g_cap <= bound,
+          "with the cap the RSS growth is within the bound" + ASAN_NOTE,
+          "%.1f MiB > %.1f MiB" % (g_cap / MiB, bound / MiB))
+
+
+def answers_of(port, n, offer, path="/"):
+    """The Sec-WebSocket-Extensions answers to |n| connections opened one
+    after the other, all kept open until the last."""
+    socks, answers = [], []
+    try:
+        for i in range(n):
+            s, st, head, _ = upgrade(port, path=path, ext=offer)
+            socks.append(s)
+            if st != 101:
+                raise Fail("connection %d: status %d" % (i, st))
+            answers.append(ext_answer(head))
+    finally:
+        for s in socks:
+            s.close()
+    return answers
+
+
+def part_pmddefaults(bindir):
+    """The documented defaults of --max-pmd-context, at the edge: the last
+    connection allowed a context and the first refused one."""
+    raise_fd_limit(2048)
+    runs = [("echo-server", [], "/", 64), ("chat", [], "/ws", 64)]
+    up = None
+    if os.path.exists(os.path.join(bindir, "ws-proxy")):
+        up = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                     "-q", "--max-pmd-context", "0"])
+        runs.append(("ws-proxy", ["--upstream", "ws://127.0.0.1:%d/" %
+                                  up.port], "/", 256))
+    try:
+        for name, extra, path, cap in runs:
+            srv = Server([os.path.join(bindir, name), "--port", "0"] + extra)
+            try:
+                a = answers_of(srv.port, cap + 1, OFFER, path)
+            finally:
+                srv.kill()
+            check(a[:cap] == [KEEP] * cap and a[cap] == NOKEEP,
+                  "%s: connections 1..%d keep a context, connection %d "
+                  "does not" % (name, cap, cap + 1),
+                  "%s" % sorted(set(a), key=str))
+        srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                      "--autobahn", "-q"])
+        try:
+            a = answers_of(srv.port, 65, OFFER)
+        finally:
+            srv.kill()
+        check(a == [KEEP] * 65, "echo-server --autobahn: no cap (65 keep "
+              "a context)", "%s" % sorted(set(a), key=str))
+    finally:
+        if up:
+            up.kill()
+
+
+# ---- 6. output amplification through a small server window ---------------
+
+AMP_BOUND = 2.0  # echo bytes / bytes received, with WS_CFG_PMD_SYMMETRIC
+
+
+def amplify(port, offer, payload, wbits):
+    """Sends |payload| as one binary message, compressed at |wbits| (level
+    9) if the server took permessage-deflate, and reads the echo. Returns
+    (the answer's extension, bytes sent, bytes of the echo), both whole
+    frames on the wire."""
+    s, st, head, rest = upgrade(port, ext=offer)
+    try:
+        if st != 101:
+            raise Fail("status %d" % st)
+        a = ext_answer(head)
+        if a:
+            z = deflate_msg(payload, wbits, 9)
+            if wbits < 15:  # it must fit the window it was held to
+                inflate_msg(z, wbits)
+            fr = frame(2, z, rsv1=True)
+        else:
+            fr = frame(2, payload)
+        s.sendall(fr)
+        r = Reader(s, rest)
+        f = r.next(30)
+        got = None
+        if f and f[0] == 2:
+            got = inflate_msg(f[1], 15) if r.rsv1 else f[1]
+        if got != payload:
+            raise Fail("no echo of the %d bytes" % len(payload))
+        return a, len(fr), r.wire
+    finally:
+        s.close()
+
+
+def part_amplify(bindir):
+    rnd = random.Random(13)
+    # 1 KiB of random bytes repeated: ~200:1 at window 15, nothing to
+    # find at 8 or 9; and 200 bytes repeated, which both sides compress
+    far = bytes(rnd.getrandbits(8) for _ in range(1024)) * 1000
+    near = bytes(rnd.getrandbits(8) for _ in range(200)) * 5000
+    off8 = "permessage-deflate; server_max_window_bits=8"
+    # before: --autobahn takes any window asked for
+    srv = Server([os.path.join(bindir, "echo-server"), "--port", "0",
+                  "--autobahn", "-q"])
+    try:
+        a, sent, echo = amplify(srv.port, off8, far, 15)
+        check(a == off8, "--autobahn: '%s' accepted" % off8, "%s" % a)
+        before = echo / sent
+        print("  --autobahn, window 8 for the server: sent %d bytes, echo "
+              "%d bytes: x%.1f" % (sent, echo, before))
+        check(before > AMP_BOUND, "without the policy the echo is over "
+              "x%.1f (the checks below can fail)" % AMP_BOUND)
+    finally:
+        srv.kill()
+    # after: echo-server as for a public port (WS_CFG_PMD_SYMMETRIC)
+    srv = Server([os.path.join(bindir, "echo-server"), "--port", "0", "-q"])
+    try:
+        for offer in (off8, off8 + "; client_max_window_bits"):
+            a, sent, echo = amplify(srv.port, offer, far, 15)
+            print("  '%s': declined; sent %d, echo %d: x%.2f" %
+                  (offer, sent, echo, echo / sent))
+            check(a is None, "RFC 7692 7.1.2.1: '%s' declined" % offer,
+                  "answered %s" % a)
+            check(echo / sent <= AMP_BOUND, "... echo at most x%.1f what "
+                  "was sent" % AMP_BOUND)
+        off9 = "permessage-deflate; server_max_window_bits=9; " \
+               "client_max_window_bits"
+        want = "permessage-deflate; server_max_window_bits=9; " \
+               "client_max_window_bits=9"
+        for name, data in (("1 KiB period", far), ("200 B period", near)):
+            a, sent, echo = amplify(srv.port, off9, data, 9)
+            check(a == want, "RFC 7692 7.1.2.2: held to window 9: '%s'" % a)
+            print("  window 9 both ways, %s: sent %d, echo %d: x%.2f" %
+                  (name, sent, echo, echo / sent))
+            check(echo / sent <= AMP_BOUND, "... echo at most x%.1f what "
+                  "was sent" % AMP_BOUND)
+        check(srv.alive(), "echo-server still up")
+    finally:
+        srv.kill()
+    # chat sets WS_CFG_PMD_SYMMETRIC too
+    srv = Server([os.path.join(bindir, "chat"), "--port", "0", "-q"])
+    try:
+        a = answers_of(srv.port, 1, off8, "/ws")
+        check(a == [None], "chat: '%s' declined" % off8, "%s" % a)
+    finally:
+        srv.kill()
+    # ws-proxy too (its client side), unless --autobahn
+    if not os.path.exists(os.path.join(bindir, "ws-proxy")):
+        return
+    up = Server([os.path.join(bindir, "echo-server"), "--port", "0", "-q"])
+    try:
+        for extra, want in (([], None), (["--autobahn"], off8)):
+            srv = Server([os.path.join(bindir, "ws-proxy"), "--port", "0",
+                          "--upstream", "ws://127.0.0.1:%d/" % up.port] +
+                         extra)
+            try:
+                a = answers_of(srv.port, 1, off8)
+            finally:
+                srv.kill()
+            check(a == [want], "ws-proxy %s: '%s' %s" %
+                  (" ".join(extra), off8, "accepted" if want else "declined"),
+                  "%s" % a)
+    finally:
+        up.kill()
+
+
+# ---- 7. the options' range --------------------------------------------------
+
+def part_options(bindir):
+    """--max-pmd-context N: 0..2^32-1 (ws-proxy 0..2^31-1); one above the
+    top, or negative, is a usage error (exit 2)."""
+    progs = [("echo-server", [], 4294967295), ("chat", [], 4294967295)]
+    if os.path.exists(os.path.join(bindir, "ws-proxy")):
+        progs.append(("ws-proxy", ["--upstream", "ws://127.0.0.1:9/"],
+                      2147483647))
+    for name, extra, top in progs:
+        argv = [os.path.join(bindir, name), "--port", "0"] + extra
+        for v in ("0", str(top - 1), str(top)):
+            srv = Server(argv + ["--max-pmd-context", v])
+            srv.kill()
+            check(True, "%s --max-pmd-context %s: starts" % (name, v))
+        for v in (str(top + 1), "-1", "x"):
+            rc = subprocess.run(argv + ["--max-pmd-context", v],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                timeout=10).returncode
+            check(rc == 2, "%s --max-pmd-context %s: exit 2" % (name, v),
+                  "%d" % rc)
+
+
 PARTS = {"compressed": part_compressed, "slow": part_slow,
-         "origin": part_origin, "tls": part_tls}
+         "origin": part_origin, "tls": part_tls, "pmdcap": part_pmdcap,
+         "pmddefaults": part_pmddefaults,
+         "amplify": part_amplify, "options": part_options}
 
 
 def main():
