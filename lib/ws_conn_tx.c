@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_conn_int.h"
+#include "ws_prepared.h"
 
 /* ---- send ---------------------------------------------------------------- */
 
@@ -246,6 +247,92 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
 }
 
 size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
+
+/* ---- prepared messages (ws_prepared.h) ----------------------------------- */
+
+/* Queues a whole message whose payload |pay| is prepared already: a
+ * server copies the frame whose |hlen| header bytes lie before |pay|; a
+ * client frames it with a fresh mask key, masking as it copies. */
+static int queue_prepared(ws_conn *c, unsigned rsv, unsigned opcode,
+                          const uint8_t *pay, size_t len, uint8_t hlen) {
+  size_t limit = (size_t)c->cfg.max_out_queue + 512u, n;
+  if (!is_client(c)) {
+    n = hlen + len;
+    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
+      return WS_ERR_NOMEM;
+    memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
+  } else {
+    ws_frame_header fh;
+    uint8_t hdr[WS_FRAME_HEADER_MAX];
+    memset(&fh, 0, sizeof(fh));
+    fh.fin = 1;
+    fh.rsv = (uint8_t)rsv;
+    fh.opcode = (uint8_t)opcode;
+    fh.payload_len = len;
+    fh.masked = 1;
+    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
+    size_t h = ws_frame_encode_header(hdr, &fh);
+    n = h + len;
+    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
+      return WS_ERR_NOMEM;
+    uint8_t *dst = c->out.base + c->out.len;
+    memcpy(dst, hdr, h);
+    if (len) ws_copy_mask(dst + h, pay, len, fh.mask, 0);
+  }
+  c->out.len += n;
+  c->stats.wire_out += n;
+  return 0;
+}
+
+int ws_conn_send_prepared(ws_conn *c, ws_prepared *p) {
+  if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
+  /* RFC 6455 5.4: no other message between the fragments of one */
+  if (!can_send_data(c) || c->tx_op) return WS_ERR_INVALID_STATE;
+  /* the limits of ws_conn_send(), counted at the uncompressed size */
+  size_t len = p->len, max = c->cfg.max_out_queue;
+  size_t hlen = 2u +
+                (len < 126       ? 0u
+                 : len <= 0xffff ? 2u
+                                 : 8u) +
+                (is_client(c) ? 4u : 0u);
+  if (len > max - hlen) return WS_ERR_TOO_BIG;
+  if (out_size(c) > max - hlen - len) return WS_ERR_WOULDBLOCK;
+  const uint8_t *pay = wsp_payload(p);
+  int rv;
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+  if (c->pmd.enabled && !p->no_compress && len >= c->z->cfg.min_size) {
+    /* RFC 7692 7.1.1: with context takeover our next message may refer
+     * back into this one, in the window our own compressor keeps */
+    if (!we_reset(c)) return ws_conn_send(c, (ws_opcode)p->opcode, pay, len, 0);
+    /* RFC 7692 7.1.2: the window the peer inflates with */
+    unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
+                                 : c->pmd.server_max_window_bits;
+    ws_pmd_shared *sh = c->z->cfg.shared;
+    ws_deflater *z = NULL;
+    /* the level ws_conn_send() would compress with */
+    int level = sh ? sh->level : c->z->cfg.level;
+    if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
+    const wsp_variant *v = wsp_find(p, bits, level);
+    if (!v) {
+      if (sh) {
+        rv = shared_get(sh, bits, &z);
+        if (rv) return rv;
+      }
+      rv = wsp_compressed(p, bits, level, z, &v);
+      if (rv) return rv;
+    }
+    rv = queue_prepared(c, WS_RSV1, p->opcode, v->data + WSP_ROOM, v->len,
+                        v->hlen);
+  } else
+#endif
+  {
+    rv = queue_prepared(c, 0, p->opcode, pay, len, p->hlen);
+  }
+  if (rv) return rv;
+  c->stats.bytes_out += len;
+  c->stats.msgs_out++;
+  return 0;
+}
 
 static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;

@@ -710,6 +710,75 @@ WS_EXTERN int ws_conn_send_ref(ws_conn *conn, ws_opcode opcode, void *data,
  * caller's buffer is free again). */
 WS_EXTERN size_t ws_conn_send_ref_pending(const ws_conn *conn);
 
+/* ---- one message to many connections (broadcast) ---- */
+
+/*
+ * A prepared message: one text or binary message framed once, and
+ * compressed at most once per window size and level, for sending to any
+ * number of connections with ws_conn_send_prepared(). Server frames are
+ * not masked, so one frame's bytes are right for every connection that
+ * negotiated the same thing; see ws_conn_send_prepared() for which
+ * connections share which bytes. Opaque; owned by the caller, who frees
+ * it with ws_prepared_del(). Not thread-safe: like a connection, it is
+ * used by one thread at a time (a loop's). Since: 0.2
+ */
+typedef struct ws_prepared ws_prepared;
+
+/*
+ * Prepares a message of |len| bytes at |data| (copied: the caller keeps
+ * its buffer) with |opcode| WS_OP_TEXT or WS_OP_BINARY. |flags| is 0 or
+ * WS_SEND_NO_COMPRESS (never compressed, for any connection);
+ * WS_SEND_MORE is refused: a prepared message is always whole. |mem| (may
+ * be NULL; copied) allocates the message and its compressed variants,
+ * and the compressor that makes them when the connection that needs one
+ * has no ws_pmd_shared. Text is not validated. Returns 0, or
+ * WS_ERR_INVALID_ARGUMENT or WS_ERR_NOMEM (|*pprep| is then NULL).
+ * Since: 0.2
+ */
+WS_EXTERN int ws_prepared_new(ws_prepared **pprep, ws_opcode opcode,
+                              const void *data, size_t len, uint32_t flags,
+                              const ws_mem *mem);
+
+/* Frees it and its variants. NULL is fine. Connections it was sent to
+ * hold copies of its bytes, so it may be freed as soon as the last
+ * ws_conn_send_prepared() call returns. Since: 0.2 */
+WS_EXTERN void ws_prepared_del(ws_prepared *prep);
+
+/*
+ * Queues |prep| on |conn|, as ws_conn_send() would queue its message
+ * (same state rules, same max_out_queue accounting at the uncompressed
+ * size, same stats), but without framing or compressing it again when
+ * that was done for another connection:
+ *   - server, no permessage-deflate, or a message shorter than |conn|'s
+ *     pmd.min_size, or prepared with WS_SEND_NO_COMPRESS: the one plain
+ *     frame, copied into the output queue;
+ *   - server with permessage-deflate where our side keeps no context
+ *     (server_no_context_takeover negotiated): the compressed frame for
+ *     |conn|'s server_max_window_bits and compression level, made by the
+ *     first connection that needs it and copied by the others. Its bytes
+ *     are what ws_conn_send() on that connection would queue;
+ *   - our side keeps context (RFC 7692 7.1.1: the next message may refer
+ *     to this one): compressed by |conn|'s own compressor, exactly
+ *     ws_conn_send(conn, opcode, data, len, 0);
+ *   - client role: the shared payload (plain or compressed, as above)
+ *     masked with a fresh key as it is copied.
+ * |prep| is borrowed for the call only; it keeps the compressed variant
+ * it made, for the next connection (hence not const). Returns 0, or one
+ * of:
+ *   WS_ERR_INVALID_ARGUMENT  NULL |conn| or |prep|
+ *   WS_ERR_INVALID_STATE     not open, a close was sent, the connection
+ *                            failed, or a fragmented message (WS_SEND_MORE)
+ *                            is unfinished: a whole message cannot go
+ *                            between its fragments (RFC 6455 5.4)
+ *   WS_ERR_TOO_BIG           over max_out_queue even with an empty queue
+ *   WS_ERR_WOULDBLOCK        the output queue cannot take it now
+ *   WS_ERR_NOMEM             nothing was queued; |conn| is unchanged
+ *   WS_ERR_INTERNAL          rand failed (client)
+ * and, where |conn| compresses with its own context, as ws_conn_send().
+ * Since: 0.2
+ */
+WS_EXTERN int ws_conn_send_prepared(ws_conn *conn, ws_prepared *prep);
+
 /* Queues a ping / pong with up to 125 bytes of payload. Returns as
  * ws_conn_send(), and WS_ERR_INVALID_ARGUMENT over 125 bytes. */
 WS_EXTERN int ws_conn_ping(ws_conn *conn, const void *data, size_t len);

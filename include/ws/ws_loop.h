@@ -599,8 +599,12 @@ WS_LOOP_EXTERN int ws_loop_close(ws_loop_conn *conn, uint16_t code,
                                  const void *reason, size_t reasonlen);
 
 /* Sends a message to every open connection except |except| (may be
- * NULL). A connection whose output queue cannot take it is skipped.
- * Sets |*pnsent| (may be NULL) to the number that took it. Returns 0 or
+ * NULL). A connection whose output queue cannot take it is skipped, and
+ * so (since 0.2) is one in the middle of a fragmented message of its
+ * own. The message is framed once, and compressed once for all the
+ * connections that negotiated the same window where the server keeps no
+ * deflate context (ws_conn_send_prepared()); |data| is copied. Sets
+ * |*pnsent| (may be NULL) to the number that took it. Returns 0 or
  * WS_ERR_INVALID_ARGUMENT. */
 WS_LOOP_EXTERN int ws_loop_broadcast(ws_loop *loop, ws_opcode opcode,
                                      const void *data, size_t len,

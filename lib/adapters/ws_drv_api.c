@@ -76,10 +76,17 @@ int ws_loop_close(ws_loop_conn *c, uint16_t code, const void *reason,
   return rv;
 }
 
+/* The message is prepared once, when the first connection takes it
+ * (ws_prepared_new(): framed once, compressed once per window and level
+ * for the connections whose side keeps no deflate context; the others
+ * compress it themselves), then copied into each output queue. Without
+ * memory for it, each connection is sent to as by ws_loop_send(). */
 int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
                       size_t len, const ws_loop_conn *except,
                       size_t *pnsent) {
   size_t n = 0;
+  ws_prepared *prep = NULL;
+  int prep_failed = 0;
   if (pnsent) *pnsent = 0;
   if (!l || (len && !data) || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY))
     return WS_ERR_INVALID_ARGUMENT;
@@ -88,11 +95,17 @@ int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
     if (!c || c == except || c->state != C_WS ||
         ws_conn_state(c->ws) != WS_STATE_OPEN || budget_hold_back(c))
       continue;
-    if (ws_conn_send(c->ws, opcode, data, len, 0) == 0) {
+    if (!prep && !prep_failed &&
+        ws_prepared_new(&prep, opcode, data, len, 0, &l->mem) != 0)
+      prep_failed = 1;
+    int rv = prep ? ws_conn_send_prepared(c->ws, prep)
+                  : ws_conn_send(c->ws, opcode, data, len, 0);
+    if (rv == 0) {
       conn_mark_dirty(c);
       n++;
     }
   }
+  ws_prepared_del(prep);
   if (pnsent) *pnsent = n;
   return 0;
 }

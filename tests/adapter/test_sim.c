@@ -179,6 +179,10 @@ typedef struct harness {
 
 static harness H;
 
+/* ws_loop_broadcast() over prepared messages (issue 11), at the end of
+ * the file. */
+static void broadcast_prepared_to_mixed_peers(void **state);
+
 static int h_open(ws_loop_conn *c, void *ud) {
   (void)c;
   (void)ud;
@@ -2568,6 +2572,7 @@ int main(void) {
       cmocka_unit_test(posts_race_with_close),
       cmocka_unit_test(api_requests_sends_and_getters),
       cmocka_unit_test(request_paused_over_pending_output_waits_for_resume),
+      cmocka_unit_test(broadcast_prepared_to_mixed_peers),
       cmocka_unit_test(posts_budget_and_kinds),
       cmocka_unit_test(loop_config_and_listen_errors),
       cmocka_unit_test(failing_allocator_every_call),
@@ -2599,4 +2604,120 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+/* ---- broadcast: one prepared message for every connection (issue 11) ----
+ * ws_loop_broadcast() frames once and compresses once for the
+ * connections whose server side keeps no deflate context (RFC 7692
+ * 7.1.1.1), and lets the others compress with their own context. */
+
+/* The server side of every open connection of the loop, sorted by what
+ * it negotiated: kept context, no context, no deflate. */
+static size_t bc_conns(ws_conn **ctx, ws_conn **noctx, ws_conn **plain,
+                       ws_loop_conn **lplain) {
+  size_t n = 0, a = 0, b = 0, c = 0;
+  for (uint32_t i = 0; i < H.l->nslots; i++) {
+    ws_loop_conn *lc = H.l->slots[i];
+    if (!lc) continue;
+    ws_conn *ws = ws_loop_conn_ws(lc);
+    ws_pmd_params pp;
+    ws_conn_pmd(ws, &pp);
+    if (!pp.enabled) {
+      plain[c++] = ws;
+      *lplain = lc;
+    } else if (pp.server_no_context_takeover) {
+      noctx[b++] = ws;
+    } else {
+      ctx[a++] = ws;
+    }
+    n++;
+  }
+  assert_int_equal(a, 2);
+  assert_int_equal(b, 3);
+  assert_int_equal(c, 1);
+  return n;
+}
+
+static uint64_t bc_wire(ws_conn *ws) {
+  ws_stats st;
+  ws_conn_stats(ws, &st);
+  return st.wire_out;
+}
+
+/* Six peers: two keep a deflate context (max_pmd_context 2), three are
+ * over the cap (no context either way), one has no deflate. Each
+ * broadcast arrives whole and identical at all six; the no-context
+ * connections put the same number of bytes on the wire (one shared
+ * compression) and fewer than the plain one; the context connections
+ * compress the repeat smaller, against their own window. A connection
+ * in the middle of a fragmented message of its own is skipped (RFC 6455
+ * 5.4), and its own message arrives unbroken. */
+static void broadcast_prepared_to_mixed_peers(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.pmd.enable = 1;
+  h_start(NULL, &cfg, 0);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.config = &cfg;
+  lp.max_pmd_context = 2;
+  b_listen(&lp);
+  static peer ps[6];
+  for (int i = 0; i < 6; i++) {
+    b_peer(&ps[i], NULL, i < 5);
+    h_until(&ps[i].opened, 1, 10);
+  }
+  ws_conn *ctx[6], *noctx[6], *plain[6];
+  ws_loop_conn *lplain = NULL;
+  assert_int_equal(bc_conns(ctx, noctx, plain, &lplain), 6);
+
+  char text[201];
+  for (int i = 0; i < 200; i++) text[i] = "guest-7: hello everyone, "[i % 25];
+  text[200] = 0;
+  uint64_t w0[3][3] = {{0}}, w1[3][3] = {{0}};
+  for (int round = 0; round < 2; round++) {
+    for (int k = 0; k < 3; k++) {
+      if (k < 2) w0[0][k] = bc_wire(ctx[k]);
+      w0[1][k] = bc_wire(noctx[k]);
+      if (k < 1) w0[2][k] = bc_wire(plain[k]);
+    }
+    size_t n = 0;
+    assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, text, 200, NULL, &n),
+                     0);
+    assert_int_equal(n, 6);
+    for (int i = 0; i < 6; i++) {
+      h_until(&ps[i].msgs, round + 1, 10);
+      assert_int_equal(ps[i].msgs, round + 1);
+      assert_string_equal(ps[i].last, text);
+    }
+    for (int k = 0; k < 3; k++) {
+      if (k < 2) w1[0][k] = bc_wire(ctx[k]) - w0[0][k];
+      w1[1][k] = bc_wire(noctx[k]) - w0[1][k];
+      if (k < 1) w1[2][k] = bc_wire(plain[k]) - w0[2][k];
+    }
+    assert_int_equal(w1[2][0], 2 + 2 + 200); /* 81 7e 00 c8 + text */
+    assert_int_equal(w1[1][1], w1[1][0]);
+    assert_int_equal(w1[1][2], w1[1][0]);
+    assert_true(w1[1][0] < 60);
+    assert_int_equal(w1[0][1], w1[0][0]);
+    if (round == 0) /* an empty window: what the no-context ones send */
+      assert_int_equal(w1[0][0], w1[1][0]);
+    else /* the repeat refers back into the first */
+      assert_true(w1[0][0] < w1[1][0]);
+  }
+
+  /* mid-fragment: skipped, and its own message is not broken into */
+  assert_int_equal(ws_loop_send(lplain, WS_OP_TEXT, "frag-", 5, WS_SEND_MORE),
+                   0);
+  size_t n = 0;
+  assert_int_equal(ws_loop_broadcast(H.l, WS_OP_TEXT, "x", 1, NULL, &n), 0);
+  assert_int_equal(n, 5);
+  assert_int_equal(ws_loop_send(lplain, WS_OP_TEXT, "end", 3, 0), 0);
+  for (int i = 0; i < 6; i++) {
+    h_until(&ps[i].msgs, 3, 10);
+    assert_int_equal(ps[i].msgs, 3);
+    assert_string_equal(ps[i].last, i == 5 ? "frag-end" : "x");
+  }
+  h_end();
 }
