@@ -16,8 +16,10 @@ size_t ws_base64_encode(const uint8_t *in, size_t len, char *out) {
     if (i + 2 < len) v |= in[i + 2];
     out[o] = b64_alphabet[v >> 18];
     out[o + 1] = b64_alphabet[(v >> 12) & 63];
-    out[o + 2] = i + 1 < len ? b64_alphabet[(v >> 6) & 63] : '=';
-    out[o + 3] = i + 2 < len ? b64_alphabet[v & 63] : '=';
+    out[o + 2] = '=';
+    out[o + 3] = '=';
+    if (i + 1 < len) out[o + 2] = b64_alphabet[(v >> 6) & 63];
+    if (i + 2 < len) out[o + 3] = b64_alphabet[v & 63];
   }
   return o;
 }
