@@ -364,6 +364,8 @@ WS_LOOP_EXTERN int ws_loop_listen_fd(ws_loop *loop, int fd,
  *                        line", "method is not GET", "request head too
  *                        large", "Upgrade: websocket missing", ...)
  *   503 "draining"       a graceful shutdown is under way
+ *   0 "draining"         ... and the connection had sent no byte of a
+ *                        request when it began
  *   503 "over max_conns", "over max_conns_per_ip", "over max_handshakes"
  *                        a cap of the listener
  *   503 "memory budget"  the loop holds over 90% of memory_budget
@@ -528,7 +530,11 @@ WS_LOOP_EXTERN void ws_loop_stop(ws_loop *loop);
  * at a random moment within |spread_ms| (so clients do not all come back
  * at once), waits up to |drain_ms| for the close handshakes, drops what
  * is left (WS_LOOP_ERR_SHUTDOWN), closes the listeners and makes
- * ws_loop_run() return 0.
+ * ws_loop_run() return 0. A request the application holds (on_request
+ * paused) is answered 503; an accepted connection that has not sent a
+ * byte of a request yet (a browser's speculative connection) is closed
+ * at once (on_refused: 0 "draining"), so it does not hold the drain
+ * open to its deadline.
  *
  * The listening sockets stay open, and new connections are answered 503
  * (with Retry-After), until |drain_ms| has passed, even once every

@@ -316,9 +316,10 @@ int budget_hold_back(const ws_loop_conn *c);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);
-/* Closes |c|, a handshake displaced at the max_handshakes cap: told to
- * on_refused (ws_drv_conn.c). */
-void conn_displace(ws_loop_conn *c);
+/* Closes |c|, a server connection the application has not heard of, at
+ * once, without an answer: told to on_refused as 0 |reason|
+ * (ws_drv_conn.c). */
+void conn_drop(ws_loop_conn *c, const char *reason);
 /* Whether a request must be refused, and with which status (0: no);
  * |*preason| (may be NULL) gets the text for on_refused. */
 int budget_request_status(ws_loop_conn *c, const ws_request *req,

@@ -163,7 +163,7 @@ static int displace_handshake(ws_loop *l, listener *s) {
     s->displace_at = now + (old ? wait - age : wait);
     return -1;
   }
-  conn_displace(old);
+  conn_drop(old, "displaced (max_handshakes)");
   return 0;
 }
 

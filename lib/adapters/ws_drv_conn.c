@@ -233,9 +233,9 @@ static void conn_refused(ws_loop_conn *c, int status, const char *reason,
   drv_refused(c->loop, c->fd, c->user_data, status, reason, req);
 }
 
-void conn_displace(ws_loop_conn *c) {
-  conn_refused(c, 0, "displaced (max_handshakes)", NULL);
-  conn_destroy(c, WS_ERR_TIMEOUT);
+void conn_drop(ws_loop_conn *c, const char *reason) {
+  conn_refused(c, 0, reason, NULL);
+  conn_destroy(c, WS_LOOP_ERR_SHUTDOWN);
 }
 
 /* The status of the HTTP answer the core queued for |c| when it failed

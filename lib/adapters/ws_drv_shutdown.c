@@ -42,6 +42,13 @@ static void schedule_close(ws_loop_conn *c, uint32_t spread) {
   heap_update(l, c, conn_deadline(c));
 }
 
+/* A server connection that has given the core no byte yet. */
+static int idle_accepted(const ws_loop_conn *c) {
+  ws_stats st;
+  ws_conn_stats(c->ws, &st);
+  return st.wire_in == 0;
+}
+
 static void start_drain(ws_loop *l) {
   static const ws_kv ra[] = {{"Retry-After", "5"}};
   unsigned code = atomic_load(&l->sd_req_code);
@@ -62,6 +69,11 @@ static void start_drain(ws_loop *l) {
       /* a request the application has not answered yet */
       ws_conn_reject(c->ws, 503, ra, 1, NULL, 0);
       conn_mark_again(c);
+    } else if (st == WS_STATE_CONNECTING && c->role == WS_ROLE_SERVER &&
+               !(c->flags & F_KNOWN) && idle_accepted(c)) {
+      /* not a byte of a request yet (a browser's speculative connection,
+       * or a TLS handshake): nothing to answer, and nothing to wait for */
+      conn_drop(c, "draining");
     }
   }
 }

@@ -2199,21 +2199,48 @@ static void refused_while_draining(void **state) {
   h_peer(&a, "/a");
   h_until(&a.opened, 1, 10);
   h_peer(&b, "/pause");
-  for (int i = 0; i < 3; i++) h_round();
+  /* accepted and silent (a browser's speculative connection), and one
+   * with half a request head */
+  int idle = sim_dial(H.s, H.port);
+  int half = sim_dial(H.s, H.port);
+  static const char part1[] = "GET /half HTTP/1.1\r\nHost: h\r\n";
+  sim_send(H.s, half, part1, sizeof(part1) - 1);
+  for (int i = 0; i < 3; i++) { /* not as far as the handshake timeout */
+    assert_int_equal(ws_loop_run_once(H.l, 10), 0);
+    peer_pump(&b);
+  }
   assert_int_equal(b.opened, 0);
+  assert_false(sim_peer_closed(H.s, idle));
   ws_loop_shutdown(H.l, 1001, 0, 60000);
   for (int i = 0; i < 10 && !b.status; i++) h_round();
   assert_int_equal(b.status, 503);
   h_until(&H.closes, 1, 10);
-  assert_int_equal(RF.n, 0);
+  /* the silent one is closed at once, told as 0 "draining"; the paused
+   * request's 503 is the application's (on_close), not a refusal */
+  assert_true(sim_peer_closed(H.s, idle));
+  assert_false(sim_peer_closed(H.s, half));
+  rf_check(0, 0, "draining", "-");
+  assert_int_equal(RF.n, 1);
   h_peer(&c, "/late");
   for (int i = 0; i < 10 && !c.status; i++) h_round();
   assert_int_equal(c.status, 503);
-  rf_check(0, 503, "draining", "/late");
-  assert_string_equal(RF.origin[0], "-");
+  rf_check(1, 503, "draining", "/late");
+  assert_string_equal(RF.origin[1], "-");
   assert_int_equal(rf_send("GET /health HTTP/1.1\r\nHost: h\r\n\r\n"), 503);
-  rf_check(1, 503, "draining", "/health");
-  assert_int_equal(RF.n, 2);
+  rf_check(2, 503, "draining", "/health");
+  /* the half request, finished, gets its 503 */
+  static const char part2[] = "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Sec-WebSocket-Version: 13\r\n\r\n";
+  sim_send(H.s, half, part2, sizeof(part2) - 1);
+  for (int i = 0; i < 10 && !sim_peer_done(H.s, half); i++) h_round();
+  char got[16] = {0};
+  sim_recv(H.s, half, got, 12);
+  assert_string_equal(got, "HTTP/1.1 503");
+  rf_check(3, 503, "draining", "/half");
+  assert_int_equal(RF.n, 4);
+  sim_close(H.s, idle);
+  sim_close(H.s, half);
   h_end();
 }
 
