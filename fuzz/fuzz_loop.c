@@ -301,6 +301,7 @@ typedef struct run {
   ws_loop_transport tp; /* with byte 3 bit 7: ours (tp_*) */
   int tp_fail;          /* the next read (1), attach (2), write (3) fails */
   uint16_t port;
+  uint64_t nrefused; /* on_refused calls */
   client cl[MAX_CLIENTS];
   int ndials, nlclients;
   tconn tc[MAX_TRACK];
@@ -1255,6 +1256,52 @@ static void op_lconnect(run *R) {
   t->lclient = 1;
 }
 
+/* on_refused: once per connection the application never heard of, with
+ * one of the documented statuses and a reason. */
+static int cb_refused(ws_loop *l, void *ud, const ws_loop_refusal *r) {
+  run *R = ud;
+  CHECK(l == R->l);
+  CHECK(r->size == sizeof(*r) && r->reason && r->reason[0] && r->peer);
+  CHECK(r->status == 0 || r->status == 400 || r->status == 403 ||
+        r->status == 405 || r->status == 426 || r->status == 431 ||
+        r->status == 500 || r->status == 503);
+  DBG(R, "  on_refused %d %s\n", r->status, r->reason);
+  R->nrefused++;
+  R->ncb++;
+  return 0;
+}
+
+/* Closes the listeners (connections in their handshake, paused or not,
+ * outlive them) and listens again with caps, an Origin allowlist and a
+ * context cap from the next 4 bytes, which the following dials meet. */
+static void op_relisten(run *R) {
+  static const char *const origins[] = {"http://a.example", "*.b.example"};
+  if (!has(R, 4)) return;
+  uint8_t c0 = u8(R), c1 = u8(R), c2 = u8(R), c3 = u8(R);
+  ws_loop_close_listeners(R->l);
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.config = &R->scfg;
+  lp.user_data = R;
+  if (R->misc & 0x80) lp.transport = &R->tp;
+  lp.max_conns = c0 & 7;
+  lp.max_conns_per_ip = (c0 >> 3) & 7;
+  lp.max_handshakes = c1 & 7;
+  lp.max_pmd_context = (c1 >> 3) & 7;
+  if (c2 & 1) {
+    lp.origins = origins;
+    lp.norigins = 2;
+  }
+  lp.origin_flags = (c2 >> 1) & (WS_ORIGIN_SAME_HOST | WS_ORIGIN_REQUIRE);
+  (void)c3; /* kept for later caps */
+  DBG(R, "  relisten: conns %u per-ip %u hs %u pmd %u origins %u/%u\n",
+      lp.max_conns, lp.max_conns_per_ip, lp.max_handshakes,
+      lp.max_pmd_context, (unsigned)lp.norigins, lp.origin_flags);
+  int rv = ws_loop_listen(R->l, &lp, &R->port);
+  CHECK(rv == 0 || rv == WS_ERR_NOMEM);
+  if (rv != 0) R->port = 0;
+}
+
 static void noop_call(ws_loop *l, void *arg) {
   run *R = arg;
   CHECK(l == R->l);
@@ -1363,6 +1410,10 @@ static void one_op(run *R, uint8_t op) {
     if (a == 0xff && b == 0xff) { /* rarely: a plain stop */
       DBG(R, "  stop\n");
       ws_loop_stop(R->l);
+      break;
+    }
+    if (a == 0xff && b == 0xfe) { /* rarely: a new listener with caps */
+      op_relisten(R);
       break;
     }
     DBG(R, "  shutdown\n");
@@ -1531,6 +1582,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lp.transport = &R->tp;
   }
   CHECK(ws_loop_listen(R->l, &lp, &R->port) == 0);
+  ws_loop_set_on_refused(R->l, cb_refused, R);
   if (R->cf & CF_LCLIENT) op_lconnect(R);
 
   for (int n = 0; n < MAX_OPS && R->pos < R->len; n++) {
