@@ -4,6 +4,9 @@ against echo-server alone, for 32 B and 16 KiB messages.
 
   proxy_bench.py --bindir BUILD/examples [--count 50000]
 
+Then ws-proxy --threads 1 and 2 with four client processes at once:
+relayed messages per second (wall) and the proxy's CPU per message.
+
 A python3-websockets client keeps a window of messages in flight on one
 connection (without deflate) and checks every echo; the CPU time of each
 server process (utime + stime from /proc/PID/stat) over the run, divided
@@ -12,6 +15,7 @@ does not enter the figures. A benchmark (meson benchmark), not a test.
 """
 import argparse
 import asyncio
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -73,6 +77,35 @@ def measure(url, pids, size, count):
     return wall, [cpu_s(p) - b for p, b in zip(pids, before)]
 
 
+def one_client(args):
+    url, size, count = args
+    asyncio.run(run(url, size, count, window=32))
+
+
+def threads_run(bindir, eport, nthreads, clients, count):
+    """relayed 32 B messages per second (wall) with ws-proxy --threads N,
+    |clients| client processes at once; the proxy's CPU per message."""
+    port = free_port()
+    proxy = start([bindir + "/ws-proxy", "--listen", str(port),
+                   "--upstream", "ws://127.0.0.1:%d" % eport, "--no-deflate",
+                   "--access-log", "/dev/null", "--threads", str(nthreads)],
+                  port)
+    try:
+        each = count // clients
+        c0 = cpu_s(proxy.pid)
+        t0 = time.monotonic()
+        with multiprocessing.Pool(clients) as pool:
+            pool.map(one_client, [("ws://127.0.0.1:%d/" % port, 32, each)] *
+                     clients)
+        wall = time.monotonic() - t0
+        cpu = cpu_s(proxy.pid) - c0
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+    n = each * clients
+    return n / wall, cpu / n * 1e6
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bindir", required=True)
@@ -93,9 +126,17 @@ def main():
             w2, (e2, p2) = measure("ws://127.0.0.1:%d/" % pport,
                                    [echo.pid, proxy.pid], size, count)
             print("%-8d %8d  echo %5.2f us/msg (%4.1f s)   proxy %5.2f us/msg"
-                  " + echo %5.2f us/msg (%4.1f s)" %
+                  " + echo %5.2f us/msg (%4.1f s): proxy / echo alone %.2f"
+                  " (goal <= 2)" %
                   (size, count, e1 / count * 1e6, w1, p2 / count * 1e6,
-                   e2 / count * 1e6, w2))
+                   e2 / count * 1e6, w2, p2 / e1 if e1 else 0.0))
+        # --threads: one loop per thread on one SO_REUSEPORT port; the
+        # clients, echo-server and the proxy share this machine's cores
+        for n in (1, 2):
+            rate, us = threads_run(args.bindir, eport, n, 4, args.count)
+            print("ws-proxy --threads %d: %8.0f relayed 32 B msgs/s with 4 "
+                  "clients, proxy %5.2f us CPU/msg (%d cores here)" %
+                  (n, rate, us, os.cpu_count()))
     finally:
         for p in (proxy, echo):
             p.terminate()
