@@ -96,11 +96,17 @@ typedef int ws_utf8_simd_unit;
 #  define R_SUB2 128
 #  define R_SUB3 160
 #  define R_CC 192
-static const uint8_t k_rows[224] __attribute__((aligned(32))) = {
+/* Then k_slide: loadu(k_slide + 16 - n) moves the last n bytes of a
+ * vector to its start and zeroes the rest (as a byte shuffle). */
+#  define R_SLIDE 224
+static const uint8_t k_rows[256] __attribute__((aligned(32))) = {
     ROW_PREV_HI,     ROW_PREV_HI,     ROW_PREV_LO,     ROW_PREV_LO,
     ROW_CUR_HI,      ROW_CUR_HI,      SPLAT(0x0F),     SPLAT(0x0F),
     SPLAT(0x60),     SPLAT(0x60),     SPLAT(0x70),     SPLAT(0x70),
-    SPLAT(K_CC),     SPLAT(K_CC)};
+    SPLAT(K_CC),     SPLAT(K_CC),
+    0,    1,    2,    3,    4,    5,    6,    7,
+    8,    9,    10,   11,   12,   13,   14,   15,
+    SPLAT(0x80)};
 /* clang-format on */
 #  define k_prev_hi (k_rows + R_PREV_HI)
 #  define k_prev_lo (k_rows + R_PREV_LO)
@@ -109,6 +115,7 @@ static const uint8_t k_rows[224] __attribute__((aligned(32))) = {
 #  define k_sub2 (k_rows + R_SUB2)
 #  define k_sub3 (k_rows + R_SUB3)
 #  define k_cc (k_rows + R_CC)
+#  define k_slide (k_rows + R_SLIDE)
 
 /* k_rows, through an empty asm that hides its value from the compiler. */
 static WS_AINLINE const uint8_t *k_base(void) {
@@ -121,12 +128,6 @@ static WS_AINLINE const uint8_t *k_base(void) {
 static const uint8_t k_incomplete[16] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                          0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                          0xFF, 0xEF, 0xDF, 0xBF};
-/* loadu(k_slide + 16 - n) moves the last n bytes of a vector to its start
- * and zeroes the rest (as a byte shuffle). */
-static const uint8_t k_slide[32] = {
-    0,    1,    2,    3,    4,    5,    6,    7,    8,    9,    10,
-    11,   12,   13,   14,   15,   0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
 #endif
 
 #ifdef WS_UTF8_VECTOR
@@ -505,9 +506,8 @@ static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
   return k256_check_pc(k, _mm256_permute2x128_si256(prev, cur, 0x21), cur);
 }
 
-/* The constants, from k_rows (see k128_init()). */
-static WS_AINLINE TGT_AVX2 void k256_init(k256 *k) {
-  const uint8_t *b = k_base();
+/* The constants, from k_rows at |b| (k_base(); see k128_init()). */
+static WS_AINLINE TGT_AVX2 void k256_init(k256 *k, const uint8_t *b) {
   k->t_hi = LD256(b + R_PREV_HI);
   k->t_lo = LD256(b + R_PREV_LO);
   k->t_cur = LD256(b + R_CUR_HI);
@@ -528,21 +528,20 @@ static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
 }
 
 /*
- * k128_short() for AVX2 CPUs, 16..32 bytes: the first 16 bytes in the low
+ * k128_short() for AVX2 CPUs, 16..31 bytes: the first 16 bytes in the low
  * lane and the bytes after them slid down into the high lane with zeros
- * behind, checked as one 32-byte block after an empty one. A zero byte
- * right after the input fails any sequence left open there (a lead
- * wants a continuation; a continuation owed by a lead two or three back
- * is missing), so the padding catches an unfinished end; only n == 32
- * has no padding, and the last 16 bytes are checked for it on their own
- * (the check is the same for every n). One check instead of two, and
- * the constants as memory operands.
+ * behind, checked as one 32-byte block after an empty one. The zero byte
+ * right after the input fails any sequence left open there (a lead wants
+ * a continuation; a continuation owed by a lead two or three back is
+ * missing), so the padding also catches an unfinished end. One check
+ * instead of two, and no separate test of the end.
  */
 static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
                                           size_t n, const uint8_t *key,
                                           size_t off) {
-  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), hi, inc;
+  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), hi;
   __m256i cur, err;
+  const uint8_t *b;
   k256 k;
 
   if (dst) {
@@ -557,22 +556,22 @@ static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
     ST128(dst + n - 16, v1);
   }
   if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
-  k256_init(&k);
-  /* bytes 16..n-1 first, then zeros (none when n == 32) */
-  hi = _mm_shuffle_epi8(v1, LD128(k_slide + 32 - n));
+  b = k_base();
+  k256_init(&k, b);
+  /* bytes 16..n-1 first, then 32 - n >= 1 zeros */
+  hi = _mm_shuffle_epi8(v1, LD128(b + R_SLIDE + 32 - n));
   cur = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), hi, 1);
   /* what precedes each lane: nothing (zeros), then the low lane */
   err = k256_check_pc(&k, _mm256_permute2x128_si256(cur, cur, 0x08), cur);
-  inc = k128_incomplete(v1);
-  err = _mm256_or_si256(err, _mm256_zextsi128_si256(inc));
   return _mm256_testz_si256(err, err);
 }
 
-/* 16..64 bytes on AVX2 CPUs: k256_short() up to 32, k128_mid() above. */
+/* 16..64 bytes on AVX2 CPUs: k256_short() under 32, k128_mid() (which
+ * works from 16) from 32. */
 static WS_AINLINE TGT_AVX2 int short_avx2(uint8_t *dst, const uint8_t *src,
                                           size_t n, const uint8_t *key,
                                           size_t off) {
-  return n <= 32 ? k256_short(dst, src, n, key, off)
+  return n < 32 ? k256_short(dst, src, n, key, off)
                  : k128_mid(dst, src, n, key, off);
 }
 TGT_AVX2 int ws_utf8_short_avx2(uint8_t *dst, const uint8_t *src, size_t n,
@@ -598,7 +597,7 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst, const uint8_t *src,
   if (key) mk = _mm256_set1_epi32((int)key_word(key, off));
   prev1 = _mm_setzero_si128();
   if (n >= 32) {
-    k256_init(&k);
+    k256_init(&k, k_base());
     for (; n - i >= 64; i += 64) {
       __m256i v0 = k256_load(dst ? dst + i : NULL, src + i, mk);
       __m256i v1 = k256_load(dst ? dst + i + 32 : NULL, src + i + 32, mk);
