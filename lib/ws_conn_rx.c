@@ -3,6 +3,8 @@
  * message mode, control frames, compressed messages (RFC 7692 7.2.2).
  * SPDX-License-Identifier: MIT
  */
+/* ws_utf8_finish() in line (ws_utf8.h) */
+#define WS_UTF8_FINISH_INLINE 1
 #include "ws_conn_int.h"
 
 /* ---- receive ------------------------------------------------------------ */

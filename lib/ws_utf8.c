@@ -776,6 +776,7 @@ static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   return u.state == 0 ? 0 : WS_ERR_UTF8;
 }
 
+#ifdef WS_UTF8_VECTOR
 static WS_NOINLINE size_t scan_rest(ws_utf8 *u, const uint8_t *buf,
                                     size_t len) {
   size_t valid;
@@ -787,14 +788,20 @@ size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
   DISPATCH(u->state == 0 && len >= 16, scan, u, buf, len);
   return scan_rest(u, buf, len);
 }
+#else /* no twins to call: no second function either */
+size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  size_t valid;
+  run(NULL, buf, len, NULL, NULL, u, &valid);
+  return valid;
+}
+#endif
 
 int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len) {
   DISPATCH(u->state == 0 && len >= 16, feed, u, buf, len);
   return feed_rest(u, buf, len);
 }
 
-/* (in parentheses: not the macro of ws_utf8.h) */
-int(ws_utf8_finish)(const ws_utf8 *u) { return u->state == 0 ? 0 : WS_ERR_UTF8; }
+int ws_utf8_finish(const ws_utf8 *u) { return u->state == 0 ? 0 : WS_ERR_UTF8; }
 
 int ws_utf8_validate(const uint8_t *buf, size_t len) {
   DISPATCH(len >= 16, validate, buf, len);

@@ -536,9 +536,9 @@ static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
  * missing), so the padding also catches an unfinished end. One check
  * instead of two, and no separate test of the end.
  */
-static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
-                                          size_t n, const uint8_t *key,
-                                          size_t off) {
+static WS_AINLINE TGT_AVX2 int k256_short_a(uint8_t *dst, const uint8_t *src,
+                                            size_t n, const uint8_t *key,
+                                            size_t off, int ascii_first) {
   __m128i v0 = LD128(src), v1 = LD128(src + n - 16), hi;
   __m256i cur, err;
   const uint8_t *b;
@@ -555,7 +555,7 @@ static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
     ST128(dst, v0);
     ST128(dst + n - 16, v1);
   }
-  if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
+  if (ascii_first && _mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
   b = k_base();
   k256_init(&k, b);
   /* bytes 16..n-1 first, then 32 - n >= 1 zeros */
@@ -564,6 +564,14 @@ static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
   /* what precedes each lane: nothing (zeros), then the low lane */
   err = k256_check_pc(&k, _mm256_permute2x128_si256(cur, cur, 0x08), cur);
   return _mm256_testz_si256(err, err);
+}
+
+/* k256_short_a() with the ASCII test first (the kernel alone is right for
+ * ASCII too, only slower). */
+static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
+                                          size_t n, const uint8_t *key,
+                                          size_t off) {
+  return k256_short_a(dst, src, n, key, off, 1);
 }
 
 /* 16..64 bytes on AVX2 CPUs: k256_short() under 32, k128_mid() (which
@@ -758,51 +766,83 @@ fail:
   }                                                                            \
   return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, pos, w)
 
-/* The twins for one instruction set |isa|, with its target attribute
- * TGT_|isa|. */
+/*
+ * The twins for one instruction set |isa|, with its target attribute
+ * TGT_|isa|. Each keeps in line only the short kernel for up to
+ * SMALL_MAX_|isa| bytes, the common short message, so that its path has
+ * no stack frame; 33..64 bytes (k128_mid()) and the long kernel are in
+ * *_more_|isa|, a tail call away.
+ */
 #define TWINS(isa)                                                             \
-  static WS_NOINLINE TGT_##isa size_t scan_long_##isa(                         \
+  static WS_NOINLINE TGT_##isa size_t scan_more_##isa(                         \
       ws_utf8 *u, const uint8_t *buf, size_t len) {                            \
-    size_t w = len, pos = ws_utf8_kern_##isa##_v(buf, len, &w);                \
+    size_t w = len, pos;                                                       \
+    if (len <= 64) {                                                           \
+      if (WS_LIKELY(k128_mid(NULL, buf, len, NULL, 0))) return len;            \
+      return scan_general(u, buf, len, 0, len);                                \
+    }                                                                          \
+    pos = ws_utf8_kern_##isa##_v(buf, len, &w);                                \
     if (WS_LIKELY(pos == len)) return len;                                     \
     return scan_general(u, buf, len, pos, w);                                  \
   }                                                                            \
-  static WS_NOINLINE TGT_##isa int go_long_##isa(                              \
+  static WS_NOINLINE TGT_##isa int go_more_##isa(                              \
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
+    if (len <= 64) {                                                           \
+      size_t off = (key && poffset) ? *poffset : 0;                            \
+      if (WS_LIKELY(k128_mid(dst, src, len, key, off))) {                      \
+        if (pvalid) *pvalid = len;                                             \
+        if (key && poffset) *poffset = (off + len) & 3u;                       \
+        return 0;                                                              \
+      }                                                                        \
+      /* all stored: the scalar DFA looks at them from the start */           \
+      return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, 0,    \
+                                 len);                                         \
+    }                                                                          \
     GO_LONG(ws_utf8_kern_##isa, ws_utf8_kern_##isa##_v);                       \
   }                                                                            \
-  TGT_##isa int ws_utf8_validate_##isa(const uint8_t *buf, size_t len) {       \
-    if (len > 64) {                                                            \
-      ws_utf8 u = {0};                                                         \
-      if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
-        return WS_ERR_UTF8;                                                    \
-      }                                                                        \
-      return u.state == 0 ? 0 : WS_ERR_UTF8;                                   \
+  /* (six arguments, as ws_utf8_unmask_|isa|: a tail call) */                 \
+  static WS_NOINLINE TGT_##isa int unmask_more_##isa(                          \
+      uint8_t *buf, size_t len, const uint8_t *key, size_t *poffset,           \
+      ws_utf8 *u, size_t *pvalid) {                                            \
+    return go_more_##isa(buf, buf, len, key, poffset, u, pvalid);              \
+  }                                                                            \
+  static WS_NOINLINE TGT_##isa int validate_more_##isa(const uint8_t *buf,     \
+                                                       size_t len) {           \
+    ws_utf8 u = {0};                                                           \
+    if (go_more_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {                 \
+      return WS_ERR_UTF8;                                                      \
     }                                                                          \
-    if (WS_LIKELY(short_##isa(NULL, buf, len, NULL, 0))) return 0;                   \
+    return u.state == 0 ? 0 : WS_ERR_UTF8;                                     \
+  }                                                                            \
+  TGT_##isa int ws_utf8_validate_##isa(const uint8_t *buf, size_t len) {       \
+    if (len > SMALL_MAX_##isa) return validate_more_##isa(buf, len);           \
+    if (WS_LIKELY(small_##isa(NULL, buf, len, NULL, 0))) return 0;            \
     return validate_general(buf, len);                                         \
   }                                                                            \
   TGT_##isa size_t ws_utf8_scan_##isa(ws_utf8 *u, const uint8_t *buf,          \
                                       size_t len) {                            \
-    if (len > 64) return scan_long_##isa(u, buf, len);                         \
-    if (WS_LIKELY(short_##isa(NULL, buf, len, NULL, 0))) return len;           \
+    if (len > SMALL_MAX_##isa) return scan_more_##isa(u, buf, len);            \
+    if (WS_LIKELY(scan_small_##isa(buf, len))) return len;                     \
     return scan_general(u, buf, len, 0, len);                                  \
   }                                                                            \
   TGT_##isa int ws_utf8_feed_##isa(ws_utf8 *u, const uint8_t *buf,             \
                                    size_t len) {                               \
-    if (len > 64) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
-    if (WS_LIKELY(short_##isa(NULL, buf, len, NULL, 0))) return 0;                   \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return go_more_##isa(NULL, buf, len, NULL, NULL, u, NULL);               \
+    }                                                                          \
+    if (WS_LIKELY(small_##isa(NULL, buf, len, NULL, 0))) return 0;            \
     return feed_general(u, buf, len);                                          \
   }                                                                            \
   TGT_##isa int ws_utf8_unmask_##isa(uint8_t *buf, size_t len,                 \
                                      const uint8_t *key, size_t *poffset,      \
                                      ws_utf8 *u, size_t *pvalid) {             \
-    size_t off = *poffset;                                                     \
-    if (len > 64) {                                                            \
-      return go_long_##isa(buf, buf, len, key, poffset, u, pvalid);            \
+    size_t off;                                                                \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return unmask_more_##isa(buf, len, key, poffset, u, pvalid);             \
     }                                                                          \
-    if (WS_LIKELY(short_##isa(buf, buf, len, key, off))) {                           \
+    off = *poffset;                                                            \
+    if (WS_LIKELY(small_##isa(buf, buf, len, key, off))) {                    \
       if (pvalid) *pvalid = len;                                               \
       *poffset = (off + len) & 3u;                                             \
       return 0;                                                                \
@@ -813,16 +853,27 @@ fail:
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     size_t off = (key && poffset) ? *poffset : 0;                              \
-    if (len > 64) {                                                            \
-      return go_long_##isa(dst, src, len, key, poffset, u, pvalid);            \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return go_more_##isa(dst, src, len, key, poffset, u, pvalid);            \
     }                                                                          \
-    if (WS_LIKELY(short_##isa(dst, src, len, key, off))) {                           \
+    if (WS_LIKELY(small_##isa(dst, src, len, key, off))) {                    \
       if (pvalid) *pvalid = len;                                               \
       if (key && poffset) *poffset = (off + len) & 3u;                         \
       return 0;                                                                \
     }                                                                          \
     return copy_stored(dst, src, len, key, poffset, u, pvalid);                \
   }
+
+/* The short kernel each twin keeps in line, and up to how many bytes.
+ * ws_utf8_scan()'s short kernel on AVX2 skips the ASCII test: its caller
+ * on the receive path (the batch path of ws_conn.c) scans only what it
+ * has found not to be ASCII, up to 128 bytes. */
+#define small_sse4 k128_short
+#define scan_small_sse4(buf, len) k128_short(NULL, (buf), (len), NULL, 0)
+#define SMALL_MAX_sse4 32
+#define small_avx2 k256_short
+#define scan_small_avx2(buf, len) k256_short_a(NULL, (buf), (len), NULL, 0, 0)
+#define SMALL_MAX_avx2 31
 
 #ifdef WS_UTF8_SSE4
 /* The general paths the twins fall back on; *_stored: a short kernel
