@@ -182,14 +182,27 @@ static WS_AINLINE TGT_SSE4 __m128i k128_const(const uint8_t *p) {
   return LD128(p);
 }
 
+/* The constants for the long kernels: loaded once ahead of their loops
+ * (the tables from their addresses, the splats through k128_const()). */
 static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
+  k->t_hi = LD128(k_prev_hi);
+  k->t_lo = LD128(k_prev_lo);
+  k->t_cur = LD128(k_cur_hi);
+  k->nib = k128_const(k_nib);
+  k->sub2 = k128_const(k_sub2); /* E0.. two back: >= 0x80 */
+  k->sub3 = k128_const(k_sub3); /* F0.. three back: >= 0x80 */
+  k->cc = k128_const(k_cc);
+}
+
+/* The constants for the short kernels, which use each once or twice:
+ * aligned loads from one hidden base (k_rows is aligned), which the
+ * compiler can fold into the operations as memory operands. */
+static WS_AINLINE TGT_SSE4 void k128_init_short(k128 *k) {
   const uint8_t *b = k_base();
-  /* aligned (k_rows is): foldable into the operations as memory operands */
   k->t_hi = _mm_load_si128((const __m128i *)(const void *)(b + R_PREV_HI));
   k->t_lo = _mm_load_si128((const __m128i *)(const void *)(b + R_PREV_LO));
   k->t_cur = _mm_load_si128((const __m128i *)(const void *)(b + R_CUR_HI));
   k->nib = _mm_load_si128((const __m128i *)(const void *)(b + R_NIB));
-  /* E0.. two back, F0.. three back: >= 0x80 */
   k->sub2 = _mm_load_si128((const __m128i *)(const void *)(b + R_SUB2));
   k->sub3 = _mm_load_si128((const __m128i *)(const void *)(b + R_SUB3));
   k->cc = _mm_load_si128((const __m128i *)(const void *)(b + R_CC));
@@ -316,7 +329,7 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
     ST128(dst + n - 16, v1);
   }
   if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
-  k128_init(&k);
+  k128_init_short(&k);
   err = _mm_or_si128(k128_incomplete(v1),
                      k128_check(&k, _mm_setzero_si128(), v0));
   if (n > 16) {
@@ -368,7 +381,7 @@ static WS_AINLINE TGT_SSE4 int k128_mid(uint8_t *dst, const uint8_t *src,
   }
   all = _mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3));
   if (_mm_movemask_epi8(_mm_or_si128(all, vl)) == 0) return 1;
-  k128_init(&k);
+  k128_init_short(&k);
   err = _mm_or_si128(k128_incomplete(vl), k128_check(&k, z, v0));
   if (nb >= 2) err = _mm_or_si128(err, k128_check(&k, v0, v1));
   if (nb >= 3) err = _mm_or_si128(err, k128_check(&k, v1, v2));
