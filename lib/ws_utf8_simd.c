@@ -650,7 +650,7 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst, const uint8_t *src,
     prev1 = _mm256_extracti128_si256(prev, 1);
   }
   /* Under 32 bytes left: finish with 16-byte blocks. */
-  k128_init(&k1);
+  k128_init_short(&k1); /* VEX: foldable, and used once or twice */
   if (n - i >= 16) {
     __m128i v =
         k128_load(dst ? dst + i : NULL, src + i, _mm256_castsi256_si128(mk));
