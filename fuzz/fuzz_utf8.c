@@ -19,7 +19,9 @@
  * (exact error position), ws_unmask_utf8 over masked input (error
  * position, unmasked bytes, key offset), whole and chunked, and every
  * implementation this build and CPU have (ws_utf8_scan_impl, same state
- * as the reference) with ws_copy_unmask_utf8 into a separate buffer.
+ * as the reference) with ws_copy_unmask_utf8 into a separate buffer;
+ * and the short paths on every window of up to 66 bytes against the
+ * byte-at-a-time reference (check_short()).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,6 +344,49 @@ static void check_impls(const uint8_t *text, size_t len, const ref_result *ref,
   }
 }
 
+/* The short paths (under 16 bytes: the scalar DFA; 16..64: the short
+ * vector kernels, 16..31 as one 32-byte block on AVX2) against the
+ * byte-at-a-time reference, differentially, on every window of up to 66
+ * bytes at the first few offsets, each in an exact-size copy so that a
+ * load past either end is caught: ws_utf8_scan (position and state),
+ * ws_utf8_validate, and ws_unmask_utf8 (verdict, valid count, bytes). */
+static void check_short(const uint8_t *text, size_t len, const uint8_t key[4],
+                        uint8_t ctl) {
+  size_t starts = len < 4 ? len : 4;
+  for (size_t st = 0; st < starts || (st == 0 && len == 0); st++) {
+    size_t max = len - st < 66 ? len - st : 66;
+    for (size_t n = 0; n <= max; n++) {
+      uint8_t *w = malloc(n ? n : 1), *m = malloc(n ? n : 1);
+      CHECK(w && m);
+      if (n) memcpy(w, text + st, n);
+      ws_utf8 r, u;
+      ws_utf8_init(&r);
+      ws_utf8_init(&u);
+      size_t exp = ws_utf8_scan_scalar(&r, w, n);
+      CHECK(ws_utf8_scan(&u, w, n) == exp);
+      CHECK(u.state == r.state);
+      CHECK((ws_utf8_validate(w, n) == 0) == (exp == n && r.state == 0));
+      size_t off0 = (size_t)(ctl + n) & 3u, off = off0, valid = 555;
+      if (n) memcpy(m, w, n);
+      ws_mask_scalar(m, n, key, off0);
+      ws_utf8_init(&u);
+      int rv = ws_unmask_utf8(m, n, key, &off, &u, &valid);
+      CHECK(valid == exp);
+      CHECK((rv == 0) == (exp == n));
+      if (rv == 0) {
+        CHECK(u.state == r.state);
+        CHECK(off == (off0 + n) % 4);
+        if (n) CHECK(memcmp(m, w, n) == 0);
+      } else {
+        CHECK(u.state == WS_UTF8_FAILED);
+        CHECK(memcmp(m, w, exp + 1) == 0);
+      }
+      free(w);
+      free(m);
+    }
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static const uint8_t fixed_key[4] = {0x37, 0xfa, 0x21, 0x3d};
   uint8_t ctl = 0;
@@ -367,6 +412,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   check_scan(t, len, &ref, ctl);
   check_unmask(t, len, &ref, key, ctl);
   check_impls(t, len, &ref, key, ctl);
+  check_short(t, len, key, ctl);
   free(t);
   return 0;
 }

@@ -3,6 +3,8 @@
  * message mode, control frames, compressed messages (RFC 7692 7.2.2).
  * SPDX-License-Identifier: MIT
  */
+/* ws_utf8_finish() in line (ws_utf8.h) */
+#define WS_UTF8_FINISH_INLINE 1
 #include "ws_conn_int.h"
 
 /* ---- receive ------------------------------------------------------------ */
@@ -487,13 +489,18 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
         c->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->cfg.max_message;
     if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return wsc_nomem(c);
     uint8_t *dst = c->msg.base + c->msg.len;
-    if (key)
-      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
-    else
-      memcpy(dst, in, n);
     c->msg.len += n;
-    if (text && ws_utf8_feed(&c->utf8, dst, n))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    if (text) {
+      /* copied, unmasked and validated in one pass */
+      size_t off = c->mask_off, valid;
+      int bad = ws_copy_unmask_utf8(dst, in, n, key, &off, &c->utf8, &valid);
+      c->mask_off = (uint8_t)off;
+      if (bad) return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    } else if (key) {
+      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
+    } else {
+      memcpy(dst, in, n);
+    }
   }
   *pnread = n;
   c->remaining -= n;

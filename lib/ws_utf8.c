@@ -749,11 +749,6 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
 }
 
-size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
-  size_t valid;
-  run(NULL, buf, len, NULL, NULL, u, &valid);
-  return valid;
-}
 
 /* What the entry points do when no twin takes the call: apart, so that
  * the entry points themselves need no stack frame before their tail
@@ -780,6 +775,26 @@ static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   if (run(NULL, buf, len, NULL, NULL, &u, NULL) != 0) return WS_ERR_UTF8;
   return u.state == 0 ? 0 : WS_ERR_UTF8;
 }
+
+#ifdef WS_UTF8_VECTOR
+static WS_NOINLINE size_t scan_rest(ws_utf8 *u, const uint8_t *buf,
+                                    size_t len) {
+  size_t valid;
+  run(NULL, buf, len, NULL, NULL, u, &valid);
+  return valid;
+}
+
+size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  DISPATCH(u->state == 0 && len >= 16, scan, u, buf, len);
+  return scan_rest(u, buf, len);
+}
+#else /* no twins to call: no second function either */
+size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  size_t valid;
+  run(NULL, buf, len, NULL, NULL, u, &valid);
+  return valid;
+}
+#endif
 
 int ws_utf8_feed(ws_utf8 *u, const uint8_t *buf, size_t len) {
   DISPATCH(u->state == 0 && len >= 16, feed, u, buf, len);

@@ -16,6 +16,16 @@
 #define WS_UTF8_FAILED 6u
 
 /*
+ * With WS_UTF8_FINISH_INLINE defined before this header, ws_utf8_finish()
+ * is its test, inline: the receive path calls it once per text message,
+ * and a call there also costs the caller's registers around it. The
+ * exported function (ws_utf8.c) stays for applications and other files.
+ */
+#ifdef WS_UTF8_FINISH_INLINE
+#  define ws_utf8_finish(u) ((u)->state == 0 ? 0 : WS_ERR_UTF8)
+#endif
+
+/*
  * Validates |len| more bytes like ws_utf8_feed() and returns how many
  * bytes precede the first invalid one: |len| if there is none (the input
  * may still end inside a sequence), 0 if |u| had already failed. On

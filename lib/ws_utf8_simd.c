@@ -42,74 +42,92 @@ typedef int ws_utf8_simd_unit;
 #ifdef WS_UTF8_VECTOR
 #  define K_ANY_CONT (K_LONG | K_CC | K_OVL2)
 
+/*
+ * The tables and splat constants, each a 32-byte row (the same 16 bytes
+ * in both halves, for the AVX2 lanes), in one aligned block: a kernel
+ * hides its base from the compiler once (k_base()) and reaches every
+ * constant at an offset from it, as a memory operand where it is used
+ * once, instead of building splats from immediates or taking each
+ * address on its own.
+ */
 /* Indexed by the high nibble of the previous byte. */
 /* clang-format off */
-static const uint8_t k_prev_hi[16] = {
-    K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, /* 0-7 */
-    K_CC,   K_CC,   K_CC,   K_CC,                                   /* 8-B */
-    K_SHORT | K_OVL2,                                               /* C */
-    K_SHORT,                                                        /* D */
-    K_SHORT | K_OVL3 | K_SURR,                                      /* E */
-    K_SHORT | K_BIG | K_F8X,                                        /* F */
-};
-/* clang-format on */
+#  define ROW_PREV_HI                                                          \
+    K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, K_LONG, /* 0-7 */ \
+    K_CC,   K_CC,   K_CC,   K_CC,                                   /* 8-B */ \
+    K_SHORT | K_OVL2,                                               /* C */   \
+    K_SHORT,                                                        /* D */   \
+    K_SHORT | K_OVL3 | K_SURR,                                      /* E */   \
+    K_SHORT | K_BIG | K_F8X                                         /* F */
 /* Indexed by the low nibble of the previous byte. */
 #  define K_ALL (K_SHORT | K_LONG | K_CC)
-/* clang-format off */
-static const uint8_t k_prev_lo[16] = {
-    K_ALL | K_OVL2 | K_OVL3 | K_F8X, /* x0: C0, E0, F0 */
-    K_ALL | K_OVL2,                  /* x1: C1 */
-    K_ALL,
-    K_ALL,
-    K_ALL | K_BIG,                   /* x4: F4 */
-    K_ALL | K_BIG | K_F8X,           /* x5..xF: F5..FF */
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X | K_SURR, /* xD: ED */
-    K_ALL | K_BIG | K_F8X,
-    K_ALL | K_BIG | K_F8X,
-};
-/* clang-format on */
+#  define ROW_PREV_LO                                                          \
+    K_ALL | K_OVL2 | K_OVL3 | K_F8X, /* x0: C0, E0, F0 */                     \
+    K_ALL | K_OVL2,                  /* x1: C1 */                             \
+    K_ALL,                                                                     \
+    K_ALL,                                                                     \
+    K_ALL | K_BIG,                   /* x4: F4 */                             \
+    K_ALL | K_BIG | K_F8X,           /* x5..xF: F5..FF */                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X | K_SURR, /* xD: ED */                              \
+    K_ALL | K_BIG | K_F8X,                                                     \
+    K_ALL | K_BIG | K_F8X
 /* Indexed by the high nibble of the byte itself. */
-/* clang-format off */
-static const uint8_t k_cur_hi[16] = {
-    K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT,
-    K_ANY_CONT | K_OVL3 | K_F8X,         /* 8 */
-    K_ANY_CONT | K_OVL3 | K_BIG,         /* 9 */
-    K_ANY_CONT | K_SURR | K_BIG,         /* A */
-    K_ANY_CONT | K_SURR | K_BIG,         /* B */
-    K_SHORT, K_SHORT, K_SHORT, K_SHORT, /* C-F */
-};
+#  define ROW_CUR_HI                                                           \
+    K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT, K_SHORT,   \
+    K_ANY_CONT | K_OVL3 | K_F8X,         /* 8 */                              \
+    K_ANY_CONT | K_OVL3 | K_BIG,         /* 9 */                              \
+    K_ANY_CONT | K_SURR | K_BIG,         /* A */                              \
+    K_ANY_CONT | K_SURR | K_BIG,         /* B */                              \
+    K_SHORT, K_SHORT, K_SHORT, K_SHORT  /* C-F */
+#  define SPLAT(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
+/* Offsets of the rows: the three tables, then the splats: the low nibble
+ * mask, the offsets that take E0.. and F0.. to 80.. (saturating), K_CC. */
+#  define R_PREV_HI 0
+#  define R_PREV_LO 32
+#  define R_CUR_HI 64
+#  define R_NIB 96
+#  define R_SUB2 128
+#  define R_SUB3 160
+#  define R_CC 192
+/* Then k_slide: loadu(k_slide + 16 - n) moves the last n bytes of a
+ * vector to its start and zeroes the rest (as a byte shuffle). */
+#  define R_SLIDE 224
+static const uint8_t k_rows[256] __attribute__((aligned(32))) = {
+    ROW_PREV_HI,     ROW_PREV_HI,     ROW_PREV_LO,     ROW_PREV_LO,
+    ROW_CUR_HI,      ROW_CUR_HI,      SPLAT(0x0F),     SPLAT(0x0F),
+    SPLAT(0x60),     SPLAT(0x60),     SPLAT(0x70),     SPLAT(0x70),
+    SPLAT(K_CC),     SPLAT(K_CC),
+    0,    1,    2,    3,    4,    5,    6,    7,
+    8,    9,    10,   11,   12,   13,   14,   15,
+    SPLAT(0x80)};
 /* clang-format on */
+#  define k_prev_hi (k_rows + R_PREV_HI)
+#  define k_prev_lo (k_rows + R_PREV_LO)
+#  define k_cur_hi (k_rows + R_CUR_HI)
+#  define k_nib (k_rows + R_NIB)
+#  define k_sub2 (k_rows + R_SUB2)
+#  define k_sub3 (k_rows + R_SUB3)
+#  define k_cc (k_rows + R_CC)
+#  define k_slide (k_rows + R_SLIDE)
+
+/* k_rows, through an empty asm that hides its value from the compiler. */
+static WS_AINLINE const uint8_t *k_base(void) {
+  const uint8_t *p = k_rows;
+  __asm__("" : "+r"(p));
+  return p;
+}
+
 /* A block whose last bytes are these or more ends inside a sequence. */
 static const uint8_t k_incomplete[16] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                          0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
                                          0xFF, 0xEF, 0xDF, 0xBF};
-/* Splat constants, loaded rather than built: the low nibble mask, the
- * offsets that take E0.. and F0.. to 80.. (saturating), and K_CC. */
-static const uint8_t k_nib[16] = {0x0F, 0x0F, 0x0F, 0x0F, 0x0F, 0x0F,
-                                  0x0F, 0x0F, 0x0F, 0x0F, 0x0F, 0x0F,
-                                  0x0F, 0x0F, 0x0F, 0x0F};
-static const uint8_t k_sub2[16] = {0x60, 0x60, 0x60, 0x60, 0x60, 0x60,
-                                   0x60, 0x60, 0x60, 0x60, 0x60, 0x60,
-                                   0x60, 0x60, 0x60, 0x60};
-static const uint8_t k_sub3[16] = {0x70, 0x70, 0x70, 0x70, 0x70, 0x70,
-                                   0x70, 0x70, 0x70, 0x70, 0x70, 0x70,
-                                   0x70, 0x70, 0x70, 0x70};
-static const uint8_t k_cc[16] = {K_CC, K_CC, K_CC, K_CC, K_CC, K_CC,
-                                 K_CC, K_CC, K_CC, K_CC, K_CC, K_CC,
-                                 K_CC, K_CC, K_CC, K_CC};
-/* loadu(k_slide + 16 - n) moves the last n bytes of a vector to its start
- * and zeroes the rest (as a byte shuffle). */
-static const uint8_t k_slide[32] = {
-    0,    1,    2,    3,    4,    5,    6,    7,    8,    9,    10,
-    11,   12,   13,   14,   15,   0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
-    0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80};
 #endif
 
 #ifdef WS_UTF8_VECTOR
@@ -164,6 +182,8 @@ static WS_AINLINE TGT_SSE4 __m128i k128_const(const uint8_t *p) {
   return LD128(p);
 }
 
+/* The constants for the long kernels: loaded once ahead of their loops
+ * (the tables from their addresses, the splats through k128_const()). */
 static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
   k->t_hi = LD128(k_prev_hi);
   k->t_lo = LD128(k_prev_lo);
@@ -172,6 +192,20 @@ static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
   k->sub2 = k128_const(k_sub2); /* E0.. two back: >= 0x80 */
   k->sub3 = k128_const(k_sub3); /* F0.. three back: >= 0x80 */
   k->cc = k128_const(k_cc);
+}
+
+/* The constants for the short kernels, which use each once or twice:
+ * aligned loads from one hidden base (k_rows is aligned), which the
+ * compiler can fold into the operations as memory operands. */
+static WS_AINLINE TGT_SSE4 void k128_init_short(k128 *k) {
+  const uint8_t *b = k_base();
+  k->t_hi = _mm_load_si128((const __m128i *)(const void *)(b + R_PREV_HI));
+  k->t_lo = _mm_load_si128((const __m128i *)(const void *)(b + R_PREV_LO));
+  k->t_cur = _mm_load_si128((const __m128i *)(const void *)(b + R_CUR_HI));
+  k->nib = _mm_load_si128((const __m128i *)(const void *)(b + R_NIB));
+  k->sub2 = _mm_load_si128((const __m128i *)(const void *)(b + R_SUB2));
+  k->sub3 = _mm_load_si128((const __m128i *)(const void *)(b + R_SUB3));
+  k->cc = _mm_load_si128((const __m128i *)(const void *)(b + R_CC));
 }
 
 /* Rule violations in |cur| given the block before it; 0 if none. */
@@ -295,7 +329,7 @@ static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
     ST128(dst + n - 16, v1);
   }
   if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
-  k128_init(&k);
+  k128_init_short(&k);
   err = _mm_or_si128(k128_incomplete(v1),
                      k128_check(&k, _mm_setzero_si128(), v0));
   if (n > 16) {
@@ -347,7 +381,7 @@ static WS_AINLINE TGT_SSE4 int k128_mid(uint8_t *dst, const uint8_t *src,
   }
   all = _mm_or_si128(_mm_or_si128(v0, v1), _mm_or_si128(v2, v3));
   if (_mm_movemask_epi8(_mm_or_si128(all, vl)) == 0) return 1;
-  k128_init(&k);
+  k128_init_short(&k);
   err = _mm_or_si128(k128_incomplete(vl), k128_check(&k, z, v0));
   if (nb >= 2) err = _mm_or_si128(err, k128_check(&k, v0, v1));
   if (nb >= 3) err = _mm_or_si128(err, k128_check(&k, v1, v2));
@@ -362,26 +396,22 @@ static WS_AINLINE TGT_SSE4 int k128_mid(uint8_t *dst, const uint8_t *src,
   return _mm_testz_si128(err, err);
 }
 
-TGT_SSE4 int ws_utf8_short_sse4(uint8_t *dst, const uint8_t *src, size_t n,
-                                const uint8_t *key, size_t off) {
+/* 16..64 bytes: k128_short() up to 32, k128_mid() above. */
+static WS_AINLINE TGT_SSE4 int short_sse4(uint8_t *dst, const uint8_t *src,
+                                          size_t n, const uint8_t *key,
+                                          size_t off) {
   return n <= 32 ? k128_short(dst, src, n, key, off)
                  : k128_mid(dst, src, n, key, off);
 }
+TGT_SSE4 int ws_utf8_short_sse4(uint8_t *dst, const uint8_t *src, size_t n,
+                                const uint8_t *key, size_t off) {
+  return short_sse4(dst, src, n, key, off);
+}
 TGT_SSE4 int ws_utf8_short_sse4_v(const uint8_t *src, size_t n) {
-  return n <= 32 ? k128_short(NULL, src, n, NULL, 0)
-                 : k128_mid(NULL, src, n, NULL, 0);
+  return short_sse4(NULL, src, n, NULL, 0);
 }
 #  ifdef WS_UTF8_AVX2
 /* The same in VEX form, for CPUs with AVX2. */
-TGT_AVX2 int ws_utf8_short_avx2(uint8_t *dst, const uint8_t *src, size_t n,
-                                const uint8_t *key, size_t off) {
-  return n <= 32 ? k128_short(dst, src, n, key, off)
-                 : k128_mid(dst, src, n, key, off);
-}
-TGT_AVX2 int ws_utf8_short_avx2_v(const uint8_t *src, size_t n) {
-  return n <= 32 ? k128_short(NULL, src, n, NULL, 0)
-                 : k128_mid(NULL, src, n, NULL, 0);
-}
 #  endif
 
 /*
@@ -465,10 +495,10 @@ static WS_AINLINE TGT_AVX2 __m256i bcast16(const uint8_t *t) {
   return _mm256_broadcastsi128_si256(k128_const(t));
 }
 
-static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
-                                              __m256i cur) {
-  /* [high half of prev, low half of cur]: what precedes each lane. */
-  __m256i pc = _mm256_permute2x128_si256(prev, cur, 0x21);
+/* Rule violations in |cur| given |pc|, the 32 bytes that precede its
+ * lanes: [high lane of the block before, low lane of cur]. */
+static WS_AINLINE TGT_AVX2 __m256i k256_check_pc(const k256 *k, __m256i pc,
+                                                 __m256i cur) {
   __m256i p1 = _mm256_alignr_epi8(cur, pc, 15);
   __m256i p2 = _mm256_alignr_epi8(cur, pc, 14);
   __m256i p3 = _mm256_alignr_epi8(cur, pc, 13);
@@ -483,6 +513,23 @@ static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
   return _mm256_xor_si256(_mm256_and_si256(_mm256_and_si256(a, b), c), owed);
 }
 
+static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
+                                              __m256i cur) {
+  /* [high half of prev, low half of cur]: what precedes each lane. */
+  return k256_check_pc(k, _mm256_permute2x128_si256(prev, cur, 0x21), cur);
+}
+
+/* The constants, from k_rows at |b| (k_base(); see k128_init()). */
+static WS_AINLINE TGT_AVX2 void k256_init(k256 *k, const uint8_t *b) {
+  k->t_hi = LD256(b + R_PREV_HI);
+  k->t_lo = LD256(b + R_PREV_LO);
+  k->t_cur = LD256(b + R_CUR_HI);
+  k->nib = LD256(b + R_NIB);
+  k->sub2 = LD256(b + R_SUB2);
+  k->sub3 = LD256(b + R_SUB3);
+  k->cc = LD256(b + R_CC);
+}
+
 static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
                                              __m256i mk) {
   __m256i v = LD256(src);
@@ -491,6 +538,69 @@ static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
     ST256(dst, v);
   }
   return v;
+}
+
+/*
+ * k128_short() for AVX2 CPUs, 16..31 bytes: the first 16 bytes in the low
+ * lane and the bytes after them slid down into the high lane with zeros
+ * behind, checked as one 32-byte block after an empty one. The zero byte
+ * right after the input fails any sequence left open there (a lead wants
+ * a continuation; a continuation owed by a lead two or three back is
+ * missing), so the padding also catches an unfinished end. One check
+ * instead of two, and no separate test of the end.
+ */
+static WS_AINLINE TGT_AVX2 int k256_short_a(uint8_t *dst, const uint8_t *src,
+                                            size_t n, const uint8_t *key,
+                                            size_t off, int ascii_first) {
+  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), hi;
+  __m256i cur, err;
+  const uint8_t *b;
+  k256 k;
+
+  if (dst) {
+    if (key) {
+      uint32_t k0 = key_word(key, off);
+      unsigned r = (unsigned)((n - 16) & 3) * 8;
+      uint32_t k1 = (k0 >> r) | (k0 << ((32 - r) & 31));
+      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)k0));
+      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)k1));
+    }
+    ST128(dst, v0);
+    ST128(dst + n - 16, v1);
+  }
+  if (ascii_first && _mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
+  b = k_base();
+  k256_init(&k, b);
+  /* bytes 16..n-1 first, then 32 - n >= 1 zeros */
+  hi = _mm_shuffle_epi8(v1, LD128(b + R_SLIDE + 32 - n));
+  cur = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), hi, 1);
+  /* what precedes each lane: nothing (zeros), then the low lane */
+  err = k256_check_pc(&k, _mm256_permute2x128_si256(cur, cur, 0x08), cur);
+  return _mm256_testz_si256(err, err);
+}
+
+/* k256_short_a() with the ASCII test first (the kernel alone is right for
+ * ASCII too, only slower). */
+static WS_AINLINE TGT_AVX2 int k256_short(uint8_t *dst, const uint8_t *src,
+                                          size_t n, const uint8_t *key,
+                                          size_t off) {
+  return k256_short_a(dst, src, n, key, off, 1);
+}
+
+/* 16..64 bytes on AVX2 CPUs: k256_short() under 32, k128_mid() (which
+ * works from 16) from 32. */
+static WS_AINLINE TGT_AVX2 int short_avx2(uint8_t *dst, const uint8_t *src,
+                                          size_t n, const uint8_t *key,
+                                          size_t off) {
+  return n < 32 ? k256_short(dst, src, n, key, off)
+                 : k128_mid(dst, src, n, key, off);
+}
+TGT_AVX2 int ws_utf8_short_avx2(uint8_t *dst, const uint8_t *src, size_t n,
+                                const uint8_t *key, size_t off) {
+  return short_avx2(dst, src, n, key, off);
+}
+TGT_AVX2 int ws_utf8_short_avx2_v(const uint8_t *src, size_t n) {
+  return short_avx2(NULL, src, n, NULL, 0);
 }
 
 /* The AVX2 kernel: as ws_utf8_kern_sse4() with 32-byte blocks; n >= 16. The
@@ -508,13 +618,7 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst, const uint8_t *src,
   if (key) mk = _mm256_set1_epi32((int)key_word(key, off));
   prev1 = _mm_setzero_si128();
   if (n >= 32) {
-    k.t_hi = bcast16(k_prev_hi);
-    k.t_lo = bcast16(k_prev_lo);
-    k.t_cur = bcast16(k_cur_hi);
-    k.nib = bcast16(k_nib);
-    k.sub2 = bcast16(k_sub2);
-    k.sub3 = bcast16(k_sub3);
-    k.cc = bcast16(k_cc);
+    k256_init(&k, k_base());
     for (; n - i >= 64; i += 64) {
       __m256i v0 = k256_load(dst ? dst + i : NULL, src + i, mk);
       __m256i v1 = k256_load(dst ? dst + i + 32 : NULL, src + i + 32, mk);
@@ -546,7 +650,7 @@ static WS_AINLINE TGT_AVX2 size_t kbody_avx2(uint8_t *dst, const uint8_t *src,
     prev1 = _mm256_extracti128_si256(prev, 1);
   }
   /* Under 32 bytes left: finish with 16-byte blocks. */
-  k128_init(&k1);
+  k128_init_short(&k1); /* VEX: foldable, and used once or twice */
   if (n - i >= 16) {
     __m128i v =
         k128_load(dst ? dst + i : NULL, src + i, _mm256_castsi256_si128(mk));
@@ -675,44 +779,83 @@ fail:
   }                                                                            \
   return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, pos, w)
 
-/* The twins for one instruction set |isa|, with its target attribute
- * TGT_|isa|. */
-/* k128_short() or k128_mid() by length (16..64). */
-#define SHORT(dst, src, len, key, off)                                         \
-  ((len) <= 32 ? k128_short((dst), (src), (len), (key), (off))                 \
-               : k128_mid((dst), (src), (len), (key), (off)))
-
+/*
+ * The twins for one instruction set |isa|, with its target attribute
+ * TGT_|isa|. Each keeps in line only the short kernel for up to
+ * SMALL_MAX_|isa| bytes, the common short message, so that its path has
+ * no stack frame; 33..64 bytes (k128_mid()) and the long kernel are in
+ * *_more_|isa|, a tail call away.
+ */
 #define TWINS(isa)                                                             \
-  static WS_NOINLINE TGT_##isa int go_long_##isa(                              \
+  static WS_NOINLINE TGT_##isa size_t scan_more_##isa(                         \
+      ws_utf8 *u, const uint8_t *buf, size_t len) {                            \
+    size_t w = len, pos;                                                       \
+    if (len <= 64) {                                                           \
+      if (WS_LIKELY(k128_mid(NULL, buf, len, NULL, 0))) return len;            \
+      return scan_general(u, buf, len, 0, len);                                \
+    }                                                                          \
+    pos = ws_utf8_kern_##isa##_v(buf, len, &w);                                \
+    if (WS_LIKELY(pos == len)) return len;                                     \
+    return scan_general(u, buf, len, pos, w);                                  \
+  }                                                                            \
+  static WS_NOINLINE TGT_##isa int go_more_##isa(                              \
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
+    if (len <= 64) {                                                           \
+      size_t off = (key && poffset) ? *poffset : 0;                            \
+      if (WS_LIKELY(k128_mid(dst, src, len, key, off))) {                      \
+        if (pvalid) *pvalid = len;                                             \
+        if (key && poffset) *poffset = (off + len) & 3u;                       \
+        return 0;                                                              \
+      }                                                                        \
+      /* all stored: the scalar DFA looks at them from the start */           \
+      return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, 0,    \
+                                 len);                                         \
+    }                                                                          \
     GO_LONG(ws_utf8_kern_##isa, ws_utf8_kern_##isa##_v);                       \
   }                                                                            \
-  TGT_##isa int ws_utf8_validate_##isa(const uint8_t *buf, size_t len) {       \
-    if (len > 64) {                                                            \
-      ws_utf8 u = {0};                                                         \
-      if (go_long_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {               \
-        return WS_ERR_UTF8;                                                    \
-      }                                                                        \
-      return u.state == 0 ? 0 : WS_ERR_UTF8;                                   \
+  /* (six arguments, as ws_utf8_unmask_|isa|: a tail call) */                 \
+  static WS_NOINLINE TGT_##isa int unmask_more_##isa(                          \
+      uint8_t *buf, size_t len, const uint8_t *key, size_t *poffset,           \
+      ws_utf8 *u, size_t *pvalid) {                                            \
+    return go_more_##isa(buf, buf, len, key, poffset, u, pvalid);              \
+  }                                                                            \
+  static WS_NOINLINE TGT_##isa int validate_more_##isa(const uint8_t *buf,     \
+                                                       size_t len) {           \
+    ws_utf8 u = {0};                                                           \
+    if (go_more_##isa(NULL, buf, len, NULL, NULL, &u, NULL)) {                 \
+      return WS_ERR_UTF8;                                                      \
     }                                                                          \
-    if (WS_LIKELY(SHORT(NULL, buf, len, NULL, 0))) return 0;                   \
+    return u.state == 0 ? 0 : WS_ERR_UTF8;                                     \
+  }                                                                            \
+  TGT_##isa int ws_utf8_validate_##isa(const uint8_t *buf, size_t len) {       \
+    if (len > SMALL_MAX_##isa) return validate_more_##isa(buf, len);           \
+    if (WS_LIKELY(small_##isa(NULL, buf, len, NULL, 0))) return 0;            \
     return validate_general(buf, len);                                         \
+  }                                                                            \
+  TGT_##isa size_t ws_utf8_scan_##isa(ws_utf8 *u, const uint8_t *buf,          \
+                                      size_t len) {                            \
+    if (len > SMALL_MAX_##isa) return scan_more_##isa(u, buf, len);            \
+    if (WS_LIKELY(scan_small_##isa(buf, len))) return len;                     \
+    return scan_general(u, buf, len, 0, len);                                  \
   }                                                                            \
   TGT_##isa int ws_utf8_feed_##isa(ws_utf8 *u, const uint8_t *buf,             \
                                    size_t len) {                               \
-    if (len > 64) return go_long_##isa(NULL, buf, len, NULL, NULL, u, NULL);   \
-    if (WS_LIKELY(SHORT(NULL, buf, len, NULL, 0))) return 0;                   \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return go_more_##isa(NULL, buf, len, NULL, NULL, u, NULL);               \
+    }                                                                          \
+    if (WS_LIKELY(small_##isa(NULL, buf, len, NULL, 0))) return 0;            \
     return feed_general(u, buf, len);                                          \
   }                                                                            \
   TGT_##isa int ws_utf8_unmask_##isa(uint8_t *buf, size_t len,                 \
                                      const uint8_t *key, size_t *poffset,      \
                                      ws_utf8 *u, size_t *pvalid) {             \
-    size_t off = *poffset;                                                     \
-    if (len > 64) {                                                            \
-      return go_long_##isa(buf, buf, len, key, poffset, u, pvalid);            \
+    size_t off;                                                                \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return unmask_more_##isa(buf, len, key, poffset, u, pvalid);             \
     }                                                                          \
-    if (WS_LIKELY(SHORT(buf, buf, len, key, off))) {                           \
+    off = *poffset;                                                            \
+    if (WS_LIKELY(small_##isa(buf, buf, len, key, off))) {                    \
       if (pvalid) *pvalid = len;                                               \
       *poffset = (off + len) & 3u;                                             \
       return 0;                                                                \
@@ -723,16 +866,27 @@ fail:
       uint8_t *dst, const uint8_t *src, size_t len, const uint8_t *key,        \
       size_t *poffset, ws_utf8 *u, size_t *pvalid) {                           \
     size_t off = (key && poffset) ? *poffset : 0;                              \
-    if (len > 64) {                                                            \
-      return go_long_##isa(dst, src, len, key, poffset, u, pvalid);            \
+    if (len > SMALL_MAX_##isa) {                                               \
+      return go_more_##isa(dst, src, len, key, poffset, u, pvalid);            \
     }                                                                          \
-    if (WS_LIKELY(SHORT(dst, src, len, key, off))) {                           \
+    if (WS_LIKELY(small_##isa(dst, src, len, key, off))) {                    \
       if (pvalid) *pvalid = len;                                               \
       if (key && poffset) *poffset = (off + len) & 3u;                         \
       return 0;                                                                \
     }                                                                          \
     return copy_stored(dst, src, len, key, poffset, u, pvalid);                \
   }
+
+/* The short kernel each twin keeps in line, and up to how many bytes.
+ * ws_utf8_scan()'s short kernel on AVX2 skips the ASCII test: its caller
+ * on the receive path (the batch path of ws_conn.c) scans only what it
+ * has found not to be ASCII, up to 128 bytes. */
+#define small_sse4 k128_short
+#define scan_small_sse4(buf, len) k128_short(NULL, (buf), (len), NULL, 0)
+#define SMALL_MAX_sse4 32
+#define small_avx2 k256_short
+#define scan_small_avx2(buf, len) k256_short_a(NULL, (buf), (len), NULL, 0, 0)
+#define SMALL_MAX_avx2 31
 
 #ifdef WS_UTF8_SSE4
 /* The general paths the twins fall back on; *_stored: a short kernel
@@ -744,6 +898,13 @@ static WS_NOINLINE int validate_general(const uint8_t *buf, size_t len) {
     return WS_ERR_UTF8;
   }
   return u.state == 0 ? 0 : WS_ERR_UTF8;
+}
+/* From |pos|, where a kernel left off (w = len: no kernel again). */
+static WS_NOINLINE size_t scan_general(ws_utf8 *u, const uint8_t *buf,
+                                       size_t len, size_t pos, size_t w) {
+  size_t valid;
+  ws_utf8_run_general(NULL, buf, len, NULL, NULL, u, &valid, pos, w);
+  return valid;
 }
 static WS_NOINLINE int feed_general(ws_utf8 *u, const uint8_t *buf,
                                     size_t len) {
@@ -786,6 +947,11 @@ int ws_utf8_validate_neon(const uint8_t *buf, size_t len) {
   ws_utf8 u = {0};
   if (go_neon(NULL, buf, len, NULL, NULL, &u, NULL)) return WS_ERR_UTF8;
   return u.state == 0 ? 0 : WS_ERR_UTF8;
+}
+size_t ws_utf8_scan_neon(ws_utf8 *u, const uint8_t *buf, size_t len) {
+  size_t valid;
+  (void)go_neon(NULL, buf, len, NULL, NULL, u, &valid);
+  return valid;
 }
 int ws_utf8_feed_neon(ws_utf8 *u, const uint8_t *buf, size_t len) {
   return go_neon(NULL, buf, len, NULL, NULL, u, NULL);

@@ -82,6 +82,7 @@ TGT_SSE4 size_t ws_utf8_kern_sse4(uint8_t *dst, const uint8_t *src, size_t n,
                                   const uint8_t *key, size_t off, size_t *pw);
 TGT_SSE4 size_t ws_utf8_kern_sse4_v(const uint8_t *src, size_t n, size_t *pw);
 TGT_SSE4 int ws_utf8_validate_sse4(const uint8_t *buf, size_t len);
+TGT_SSE4 size_t ws_utf8_scan_sse4(ws_utf8 *u, const uint8_t *buf, size_t len);
 TGT_SSE4 int ws_utf8_feed_sse4(ws_utf8 *u, const uint8_t *buf, size_t len);
 TGT_SSE4 int ws_utf8_unmask_sse4(uint8_t *buf, size_t len, const uint8_t *key,
                                  size_t *poffset, ws_utf8 *u, size_t *pvalid);
@@ -97,6 +98,7 @@ TGT_AVX2 size_t ws_utf8_kern_avx2(uint8_t *dst, const uint8_t *src, size_t n,
                                   const uint8_t *key, size_t off, size_t *pw);
 TGT_AVX2 size_t ws_utf8_kern_avx2_v(const uint8_t *src, size_t n, size_t *pw);
 TGT_AVX2 int ws_utf8_validate_avx2(const uint8_t *buf, size_t len);
+TGT_AVX2 size_t ws_utf8_scan_avx2(ws_utf8 *u, const uint8_t *buf, size_t len);
 TGT_AVX2 int ws_utf8_feed_avx2(ws_utf8 *u, const uint8_t *buf, size_t len);
 TGT_AVX2 int ws_utf8_unmask_avx2(uint8_t *buf, size_t len, const uint8_t *key,
                                  size_t *poffset, ws_utf8 *u, size_t *pvalid);
@@ -108,6 +110,7 @@ TGT_AVX2 int ws_utf8_copy_avx2(uint8_t *dst, const uint8_t *src, size_t len,
 size_t ws_utf8_kern_neon(uint8_t *dst, const uint8_t *src, size_t n,
                          const uint8_t *key, size_t off, size_t *pw);
 int ws_utf8_validate_neon(const uint8_t *buf, size_t len);
+size_t ws_utf8_scan_neon(ws_utf8 *u, const uint8_t *buf, size_t len);
 int ws_utf8_feed_neon(ws_utf8 *u, const uint8_t *buf, size_t len);
 int ws_utf8_unmask_neon(uint8_t *buf, size_t len, const uint8_t *key,
                         size_t *poffset, ws_utf8 *u, size_t *pvalid);

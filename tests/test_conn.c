@@ -915,6 +915,77 @@ static void recv_text_fail_fast_mid_frame(void **state) {
   }
 }
 
+/* Short text frames (the validator's short paths: under one 16-byte
+ * block, 16..31, 32 and 33 bytes) of mixed Greek, CJK and emoji text:
+ * valid ones are delivered; an invalid byte at any position, or a
+ * character cut by the end of the message, closes with 1007; the same
+ * for every split of the input, both delivery modes, both receive calls
+ * (server_run()). */
+static void recv_short_text_every_length_and_position(void **state) {
+  (void)state;
+  static const char mixed[] = "a\xce\xb1\xe4\xb8\x96 \xf0\x9f\x98\x80\xd0\x9f"
+                              "\xce\xba\xe1\xbd\xb9\xe7\x95\x8c";
+  uint8_t pay[40], in[128];
+  for (size_t len = 0; len <= 33; len += len < 12 ? 3 : 1) {
+    /* mixed text of exactly len bytes: whole characters, then ASCII */
+    size_t n = 0, j = 0;
+    while (n < len) {
+      uint8_t c = (uint8_t)mixed[j];
+      size_t cl = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+      if (n + cl > len || j + cl > sizeof(mixed) - 1) {
+        pay[n++] = 'x';
+        continue;
+      }
+      memcpy(pay + n, mixed + j, cl);
+      n += cl;
+      j += cl;
+    }
+    size_t fl = cframe(in, 1, 0, WS_OP_TEXT, pay, len);
+    transcript t = server_run(in, fl);
+    assert_int_equal(t.last_error, 0);
+    assert_true(strncmp(t.text, "TEXT first final", 16) == 0);
+    tr_free(&t);
+    for (size_t pos = 0; pos < len; pos += len > 20 ? 2u : 1u) {
+      uint8_t bad[40];
+      memcpy(bad, pay, len);
+      bad[pos] = pos & 1 ? 0xFF : 0xC1; /* never valid anywhere */
+      fl = cframe(in, 1, 0, WS_OP_TEXT, bad, len);
+      expect_close(in, fl, WS_ERR_UTF8, 1007, NULL);
+      if (pos + 1 < len) { /* a surrogate: ED A0 */
+        bad[pos] = 0xED;
+        bad[pos + 1] = 0xA0;
+        fl = cframe(in, 1, 0, WS_OP_TEXT, bad, len);
+        expect_close(in, fl, WS_ERR_UTF8, 1007, NULL);
+      }
+    }
+    if (len >= 1) { /* a 4-byte character cut by the end of the message */
+      uint8_t cut[40];
+      static const uint8_t emoji[4] = {0xF0, 0x9F, 0x98, 0x80};
+      memcpy(cut, pay, len);
+      for (size_t k = 1; k <= 3 && k <= len; k++) {
+        /* the text before it ends on a character: ASCII back to one */
+        size_t b = len - k;
+        while (b > 0 && b < len && (cut[b] & 0xC0) == 0x80)
+          b--;
+        memset(cut + b, 'y', len - k - b);
+        memcpy(cut + len - k, emoji, k);
+        fl = cframe(in, 1, 0, WS_OP_TEXT, cut, len);
+        t = server_run(in, fl);
+        assert_int_equal(t.last_error, WS_ERR_UTF8);
+        assert_int_equal(t.last_close, 1007);
+        tr_free(&t);
+        /* completed in a continuation frame, it is fine */
+        fl = cframe(in, 0, 0, WS_OP_TEXT, cut, len);
+        fl += cframe(in + fl, 1, 0, WS_OP_CONT, emoji + k, 4 - k);
+        t = server_run(in, fl);
+        assert_int_equal(t.last_error, 0);
+        tr_free(&t);
+        memcpy(cut, pay, len);
+      }
+    }
+  }
+}
+
 /* ---- limits -------------------------------------------------------------- */
 
 static ws_conn *open_server_cfg(const ws_config *cfg) {
@@ -2523,6 +2594,7 @@ int main(void) {
       cmocka_unit_test(recv_text_split_codepoint_across_fragments),
       cmocka_unit_test(recv_text_ends_inside_sequence),
       cmocka_unit_test(recv_text_fail_fast_mid_frame),
+      cmocka_unit_test(recv_short_text_every_length_and_position),
       cmocka_unit_test(limit_frame_payload_from_header),
       cmocka_unit_test(limit_message_across_fragments),
       cmocka_unit_test(limit_message_is_per_message),

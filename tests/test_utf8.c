@@ -954,6 +954,151 @@ static void fused_copy_unmask_every_impl(void **state) {
   }
 }
 
+/*
+ * Every entry point on one input against the interval reference: scan
+ * (position and state, as the byte-at-a-time reference leaves it), feed,
+ * validate, unmask in place at every key offset and copy-unmask into
+ * another buffer (verdict, valid count, bytes stored, key offset), and
+ * the input split in two at every point (a sequence carried across the
+ * cut as across fragments). Used on short inputs, where the short
+ * kernels (16..64 bytes) and the scalar DFA (under 16) take over.
+ */
+static void check_entry_points(const uint8_t *s, size_t len) {
+  static const uint8_t key[4] = {0x37, 0xFA, 0x21, 0x3D};
+  uint8_t wire[80], dst[80];
+  int trunc;
+  size_t exp = ref_prefix(s, len, &trunc), off0, split, v;
+  ws_utf8 r, u;
+  int ok = exp == len, rv, k;
+
+  assert_true(len <= 64);
+  ws_utf8_init(&r);
+  assert_int_equal(ws_utf8_scan_scalar(&r, s, len), exp);
+  for (k = 0; k < nimpls; k++) {
+    ws_utf8_init(&u);
+    assert_int_equal(scan_with(impls[k], &u, s, len), exp);
+    assert_int_equal(u.state, r.state);
+  }
+  ws_utf8_init(&u);
+  assert_int_equal(ws_utf8_feed(&u, s, len), ok ? 0 : WS_ERR_UTF8);
+  assert_int_equal(u.state, r.state);
+  assert_int_equal(ws_utf8_validate(s, len),
+                   ok && !trunc ? 0 : WS_ERR_UTF8);
+  for (off0 = 0; off0 < 4; off0++) {
+    size_t off = off0, valid = 999, w;
+    memcpy(wire, s, len);
+    ws_mask_scalar(wire, len, key, off0);
+    ws_utf8_init(&u);
+    rv = ws_unmask_utf8(wire, len, key, &off, &u, &valid);
+    assert_int_equal(rv, ok ? 0 : WS_ERR_UTF8);
+    assert_int_equal(valid, exp);
+    assert_int_equal(u.state, r.state);
+    /* w bytes unmasked, the rest as they were; at least one past the
+     * first invalid byte, and the key offset moved by w */
+    for (w = 0; w < len && wire[w] == s[w]; w++)
+      continue;
+    if (ok) assert_int_equal(w, len);
+    else assert_true(w >= exp + 1);
+    assert_int_equal(off, (off0 + (ok ? len : off - off0 + 4)) % 4);
+    if (ok) assert_int_equal(off, (off0 + len) % 4);
+
+    memcpy(wire, s, len);
+    ws_mask_scalar(wire, len, key, off0);
+    memset(dst, 0xEE, sizeof(dst));
+    off = off0;
+    ws_utf8_init(&u);
+    rv = ws_copy_unmask_utf8(dst, wire, len, key, &off, &u, &valid);
+    assert_int_equal(rv, ok ? 0 : WS_ERR_UTF8);
+    assert_int_equal(valid, exp);
+    if (ok) {
+      if (len) assert_memory_equal(dst, s, len);
+      assert_int_equal(off, (off0 + len) % 4);
+      assert_int_equal(dst[len], 0xEE); /* nothing stored past the end */
+    } else {
+      assert_memory_equal(dst, s, exp + 1);
+    }
+  }
+  for (split = 0; split <= len; split++) {
+    ws_utf8_init(&u);
+    v = ws_utf8_scan(&u, s, split);
+    if (v == split) v += ws_utf8_scan(&u, s + split, len - split);
+    assert_int_equal(v, exp);
+    assert_int_equal(u.state, r.state);
+  }
+}
+
+/*
+ * The short paths at their edges: every length 0..40 (under one vector
+ * block, one block, the AVX2 short kernel's 16..31, then 32..40 with
+ * the kernels for two blocks), in ASCII, Greek, CJK, emoji and mixed
+ * text; in each, every position given an invalid byte (a lone
+ * continuation, C0, F5, FF), a surrogate or too-big second byte after a
+ * lead (ED A0, F4 90), an overlong (C1 BF, E0 9F, F0 8F), a lead cut
+ * short by ASCII; and every character left unfinished by the end of the
+ * input (by one, two or three bytes), which is a truncation, not an
+ * error, until the message ends.
+ */
+static void short_paths_every_length_and_position(void **state) {
+  static const char *const bg[] = {
+      "abcdefghij",
+      "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
+      "\xe4\xb8\x96\xe7\x95\x8c\xe4\xbd\xa0\xe5\xa5\xbd",
+      "\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf\xf0\x90\x80\x80",
+      "a\xce\xb1\xe4\xb8\x96 \xf0\x9f\x98\x80\xd0\x9f\xef\xbf\xbd",
+  };
+  static const uint8_t bad[][2] = {
+      {0x80, 0},    {0xBF, 0},    {0xC0, 0},    {0xF5, 0},    {0xFF, 0},
+      {0xED, 0xA0}, {0xF4, 0x90}, {0xC1, 0xBF}, {0xE0, 0x9F}, {0xF0, 0x8F},
+      {0xC3, 0x41}, {0xE1, 0x41}, {0xF1, 0x41},
+  };
+  static const char *const chars[] = {"\xc3\xa9", "\xe2\x82\xac",
+                                      "\xf0\x9f\x98\x80", "\xed\x9f\xbf",
+                                      "\xf4\x8f\xbf\xbf"};
+  uint8_t s[64];
+  size_t b, len, pos, k, cut;
+  (void)state;
+
+  for (b = 0; b < sizeof(bg) / sizeof(bg[0]); b++) {
+    size_t bl = strlen(bg[b]);
+    for (len = 0; len <= 40; len++) {
+      /* background text of exactly |len| bytes (ASCII where the last
+       * character would not fit) */
+      size_t n = 0, j = 0;
+      while (n < len) {
+        const uint8_t *c = (const uint8_t *)bg[b] + j;
+        size_t cl = *c < 0x80 ? 1 : *c < 0xE0 ? 2 : *c < 0xF0 ? 3 : 4;
+        if (n + cl > len) {
+          s[n++] = 'x';
+          continue;
+        }
+        memcpy(s + n, c, cl);
+        n += cl;
+        j = (j + cl) % bl;
+      }
+      assert_int_equal(ws_utf8_validate(s, len), 0);
+      check_entry_points(s, len);
+      for (pos = 0; pos < len; pos++) {
+        uint8_t t[64];
+        for (k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+          memcpy(t, s, len);
+          t[pos] = bad[k][0];
+          if (bad[k][1] && pos + 1 < len) t[pos + 1] = bad[k][1];
+          check_entry_points(t, len);
+        }
+        /* a character written over the text from |pos|, cut by the end
+         * of the input when it does not fit */
+        for (k = 0; k < sizeof(chars) / sizeof(chars[0]); k++) {
+          size_t cl = strlen(chars[k]);
+          memcpy(t, s, len);
+          for (cut = 0; cut < cl && pos + cut < len; cut++)
+            t[pos + cut] = (uint8_t)chars[k][cut];
+          check_entry_points(t, len);
+        }
+      }
+    }
+  }
+}
+
 /* The implementation list: the reference, the compact DFA and the best
  * choice are always there; each has its own name; unknown ones are not
  * available and asking for one falls back to the best. */
@@ -1010,6 +1155,7 @@ int main(void) {
       cmocka_unit_test(vector_edges_exhaustive),
       cmocka_unit_test(impls_agree_at_every_split),
       cmocka_unit_test(fused_copy_unmask_every_impl),
+      cmocka_unit_test(short_paths_every_length_and_position),
   };
   init_impls();
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,8 +18,9 @@
  *
  * Instruction counts: `bench_parse --callgrind` runs itself once under
  * valgrind's callgrind (which must be installed), one pass per row over
- * 16 B and 125 B binary frames and 16 B text frames (mixed UTF-8, and pure
- * ASCII), and prints the instructions per message of each row. Counts are
+ * 16 B and 125 B binary frames, 16 B text frames (mixed UTF-8, and pure
+ * ASCII) and 125 B, 1 KiB and 64 KiB mixed UTF-8 text, and prints the
+ * instructions per message and per payload byte of each row. Counts are
  * deterministic: they do not depend on the machine's load, so rows can
  * be compared across runs, unlike the timed table.
  *
@@ -490,7 +491,8 @@ static const char *case_label(char *buf, size_t len, size_t size, int text) {
 static const struct {
   size_t size;
   int text; /* 0 binary, 1 mixed UTF-8, 2 ASCII */
-} count_cases[] = {{16, 0}, {125, 0}, {16, 1}, {16, 2}, {1024, 1}};
+} count_cases[] = {{16, 0},   {125, 0},  {16, 1},   {16, 2},
+                   {125, 1},  {1024, 1}, {65536, 1}};
 
 #define NCOUNT_CASES (sizeof(count_cases) / sizeof(count_cases[0]))
 
@@ -574,7 +576,8 @@ static int count_parent(const char *self) {
   }
   printf("libws receive path: instructions per message (callgrind), "
          "64 KiB reads\n");
-  printf("%-14s %-26s %12s %9s\n", "case", "row", "instr/msg", "x wslay");
+  printf("%-14s %-26s %12s %10s %9s\n", "case", "row", "instr/msg",
+         "instr/B", "x wslay");
   for (k = 1;; k++) {
     FILE *f;
     unsigned long long total = 0;
@@ -611,7 +614,8 @@ static int count_parent(const char *self) {
     if (ci == NCOUNT_CASES) continue;
     double per = (double)total / (double)msgs;
     if (strncmp(c1 + 1, "wslay", 5) == 0) wslay_per[ci] = per;
-    printf("%-14s %-26s %12.1f", desc, c1 + 1, per);
+    printf("%-14s %-26s %12.1f %10.3f", desc, c1 + 1, per,
+           per / (double)count_cases[ci].size);
     if (wslay_per[ci] > 0)
       printf(" %9.2f\n", per / wslay_per[ci]);
     else
