@@ -165,6 +165,7 @@ static inline inf_bits keep_bits(inf_bits b, unsigned nb) {
 #endif
 }
 
+#if !WS_SMALL_CODE /* (the 8-byte refills and copies) */
 static inline uint64_t load64le(const uint8_t *p) {
   return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
          (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
@@ -181,6 +182,7 @@ static inline void copy8(uint8_t *dst, const uint8_t *src, uint32_t n) {
     src += 8;
   } while (dst < end);
 }
+#endif /* !WS_SMALL_CODE */
 
 /* Looks up a code with the |nb| bits available: the entry with its total
  * length in bits 0..7, or 0 when more bits are needed. */
@@ -485,6 +487,7 @@ out:
 
 /* ---- decoding ----------------------------------------------------------- */
 
+#if !WS_SMALL_CODE /* (the fast loop and its helpers) */
 /* Copies a validated match of |len| bytes at |dist| that fits in the
  * output with FAST_SLACK to spare (|made| bytes of this call's output,
  * at |out|, are before |op|); returns the new |op|. */
@@ -534,7 +537,6 @@ static inline uint8_t *copy_match_fast(const ws_inflater *z, uint8_t *op,
  * overrun is copied exactly, and what does not fit is left for M_COPY.
  * Returns STEP_NEXT when the block ended or a copy is pending, STEP_STOP
  * to go on with decode_slow(), or an error. */
-#if !WS_SMALL_CODE
 static inline int decode_fast(ws_inflater *z, inf_io *s, const uint32_t *lt,
                               const uint32_t *dt) {
   IO_LOAD();
