@@ -40,7 +40,9 @@ enum {
   M_DYN_CLEN,
   M_DYN_LENS,
   M_CODES,
-  M_DIST, /* WS_SMALL_CODE: a length decoded (in |left|), its distance next */
+  M_DIST,  /* WS_SMALL_CODE: a length decoded (in |left|), its distance next */
+  M_DISTX, /* WS_SMALL_CODE: and the distance code (in |dist_pending|), its
+              extra bits next */
   M_COPY,
   M_DONE,
   M_ERROR
@@ -142,11 +144,13 @@ static void update_window(ws_inflater *z, const uint8_t *p, size_t n) {
 
 /* The bit buffer. Size builds (WS_SMALL_CODE) keep it in 32 bits, which
  * a 32-bit core shifts without 64-bit sequences or library helpers: it is
- * refilled a byte at a time up to 32 bits, enough for the longest step
- * (a distance code and its extra bits, 15 + 13), and a match's length and
- * distance are decoded as two steps (M_DIST between them). The default
- * build refills 8 bytes at a time into 64 bits and decodes a whole match
- * in one step. */
+ * refilled a byte at a time while it holds at most 24 bits, so a refill
+ * leaves at least 25 when there is input, and a match is decoded in steps
+ * that need no more: the length code and its extra bits (15 + 5), the
+ * distance code (15, then M_DISTX), its extra bits (13). (A distance code
+ * and its extra bits, 28 bits, could wait for bits that a refill cannot
+ * add and stall.) The default build refills 8 bytes at a time into 64
+ * bits and decodes a whole match in one step (15 + 5 + 15 + 13 <= 48). */
 #if WS_SMALL_CODE
 typedef uint32_t inf_bits;
 #  define REFILL_MAX 24u /* refill while nb <= this */
@@ -639,14 +643,12 @@ static inline int decode_slow(ws_inflater *z, inf_io *s, const uint32_t *lt,
       b |= (inf_bits)*ip++ << nb;
       nb += 8;
     }
-    uint32_t len, d;
-    unsigned used;
+    uint32_t len, d, dist;
 #if WS_SMALL_CODE
-    if (z->mode == M_DIST) {
-      len = z->left; /* the length of the step before */
-      used = 0;
-      goto distance;
-    }
+    len = z->left; /* in M_DIST and M_DISTX: the match's length */
+    if (z->mode == M_DIST) goto distance;
+    d = z->dist_pending;
+    if (z->mode == M_DISTX) goto distance_extra;
 #endif
     uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
     if (!e) goto out;
@@ -664,25 +666,38 @@ static inline int decode_slow(ws_inflater *z, inf_io *s, const uint32_t *lt,
     }
     if (e & E_BAD) FAIL();
     unsigned ex = (e >> 8) & 15u;
-    used = clen + ex;
+    unsigned used = clen + ex;
     if (nb < used) goto out;
     len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
 #if WS_SMALL_CODE
-    /* the length is in: its distance is the next step */
+    /* the length is in: its distance code is the next step */
     DROP(used);
     z->left = len;
     z->mode = M_DIST;
     continue;
   distance:
-#endif
+    d = peek_code(dt, DIST_ROOT, b, nb);
+    if (!d) goto out;
+    if (d & E_BAD) FAIL();
+    DROP(d & 0xffu);
+    z->dist_pending = d; /* its extra bits are the next step */
+    z->mode = M_DISTX;
+    continue;
+  distance_extra: {
+    unsigned dex = (d >> 8) & 15u;
+    if (nb < dex) goto out;
+    dist = (d >> 16) + (uint32_t)(b & ((1u << dex) - 1));
+    DROP(dex);
+  }
+#else
     d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
     if (!d) goto out;
     if (d & E_BAD) FAIL();
     unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
     if (nb < used + dlen + dex) goto out;
-    uint32_t dist =
-        (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+    dist = (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
     DROP(used + dlen + dex);
+#endif
     if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
 #if WS_SMALL_CODE
     z->mode = M_CODES;
@@ -760,6 +775,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     case M_CODES:
 #if WS_SMALL_CODE
     case M_DIST:
+    case M_DISTX:
 #endif
       rc = decode_codes(z, &s);
       break;
