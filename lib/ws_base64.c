@@ -44,33 +44,24 @@ int ws_base64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t outcap,
   size_t outlen = len / 4 * 3 - pad;
   if (outlen > outcap) return WS_ERR_INVALID_ARGUMENT;
 
+  /* Six bits per character into an accumulator, a byte out whenever it
+   * holds eight: one loop for every group, as in the encoder. */
+  uint32_t acc = 0;
+  unsigned nbits = 0;
   size_t o = 0;
-  for (size_t i = 0; i < len; i += 4) {
-    int last = i + 4 == len;
-    size_t nchars = last ? 4 - pad : 4;
-    uint32_t v = 0;
-    for (size_t j = 0; j < 4; j++) {
-      int d = 0;
-      if (j < nchars) {
-        d = b64_value(in[i + j]);
-        if (d < 0) return WS_ERR_INVALID_ARGUMENT;
-      }
-      v = v << 6 | (uint32_t)d;
-    }
-    if (nchars == 4) {
-      out[o++] = (uint8_t)(v >> 16);
-      out[o++] = (uint8_t)(v >> 8);
-      out[o++] = (uint8_t)v;
-    } else if (nchars == 3) {
-      /* RFC 4648 3.5: the unused low bits must be zero (canonical). */
-      if (v & 0xffu) return WS_ERR_INVALID_ARGUMENT;
-      out[o++] = (uint8_t)(v >> 16);
-      out[o++] = (uint8_t)(v >> 8);
-    } else {
-      if (v & 0xffffu) return WS_ERR_INVALID_ARGUMENT;
-      out[o++] = (uint8_t)(v >> 16);
+  for (size_t i = 0; i < len - pad; i++) {
+    int d = b64_value(in[i]); /* '=' before the padding too */
+    if (d < 0) return WS_ERR_INVALID_ARGUMENT;
+    acc = acc << 6 | (uint32_t)d;
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      out[o++] = (uint8_t)(acc >> nbits);
     }
   }
+  /* RFC 4648 3.5: the bits left unused before the padding must be zero
+   * (canonical). */
+  if (acc & ((1u << nbits) - 1)) return WS_ERR_INVALID_ARGUMENT;
   *poutlen = o;
   return 0;
 }

@@ -249,8 +249,10 @@ void ws_conn_del(ws_conn *c) {
  * payload, copied and masked in one pass. */
 int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
                     size_t len) {
-  if (!is_client(c) && len < 126) {
-    /* The common server frame: a 2-byte header, written in place. */
+  if (!WS_SMALL_CODE && !is_client(c) && len < 126) {
+    /* The common server frame: a 2-byte header, written in place (a
+     * speed path: size builds take the general one, which writes the
+     * same bytes). */
     if (c->out.cap - c->out.len < 2 + len) {
       int rv = ws_buf_reserve_bounded(&c->out, &c->mem, 2 + len,
                                       (size_t)c->cfg.max_out_queue + 512u);

@@ -40,6 +40,9 @@ enum {
   M_DYN_CLEN,
   M_DYN_LENS,
   M_CODES,
+  M_DIST,  /* WS_SMALL_CODE: a length decoded (in |left|), its distance next */
+  M_DISTX, /* WS_SMALL_CODE: and the distance code (in |dist_pending|), its
+              extra bits next */
   M_COPY,
   M_DONE,
   M_ERROR
@@ -139,6 +142,34 @@ static void update_window(ws_inflater *z, const uint8_t *p, size_t n) {
   z->whave = z->whave + k > ws ? ws : z->whave + k;
 }
 
+/* The bit buffer. Size builds (WS_SMALL_CODE) keep it in 32 bits, which
+ * a 32-bit core shifts without 64-bit sequences or library helpers: it is
+ * refilled a byte at a time while it holds at most 24 bits, so a refill
+ * leaves at least 25 when there is input, and a match is decoded in steps
+ * that need no more: the length code and its extra bits (15 + 5), the
+ * distance code (15, then M_DISTX), its extra bits (13). (A distance code
+ * and its extra bits, 28 bits, could wait for bits that a refill cannot
+ * add and stall.) The default build refills 8 bytes at a time into 64
+ * bits and decodes a whole match in one step (15 + 5 + 15 + 13 <= 48). */
+#if WS_SMALL_CODE
+typedef uint32_t inf_bits;
+#  define REFILL_MAX 24u /* refill while nb <= this */
+#else
+typedef uint64_t inf_bits;
+#  define REFILL_MAX 48u
+#endif
+
+/* |b| without the bits at and above |nb| (which a refill may have read
+ * ahead, or an error given back); |nb| is at most 32 (63 in 64 bits). */
+static inline inf_bits keep_bits(inf_bits b, unsigned nb) {
+#if WS_SMALL_CODE
+  return nb < 32 ? b & (((inf_bits)1 << nb) - 1) : b;
+#else
+  return b & (((inf_bits)1 << nb) - 1);
+#endif
+}
+
+#if !WS_SMALL_CODE /* (the 8-byte refills and copies) */
 static inline uint64_t load64le(const uint8_t *p) {
   return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
          (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
@@ -155,10 +186,11 @@ static inline void copy8(uint8_t *dst, const uint8_t *src, uint32_t n) {
     src += 8;
   } while (dst < end);
 }
+#endif /* !WS_SMALL_CODE */
 
 /* Looks up a code with the |nb| bits available: the entry with its total
  * length in bits 0..7, or 0 when more bits are needed. */
-static inline uint32_t peek_code(const uint32_t *t, unsigned root, uint64_t b,
+static inline uint32_t peek_code(const uint32_t *t, unsigned root, inf_bits b,
                                  unsigned nb) {
   uint32_t e = t[b & ((1u << root) - 1)];
   if (e & E_SUB) {
@@ -206,7 +238,7 @@ static uint8_t *copy_slow(const ws_inflater *z, const uint8_t *out0,
 typedef struct inf_io {
   const uint8_t *in, *ip, *iend; /* the call's input, next byte, end */
   uint8_t *out, *op, *oend;      /* the call's output, next byte, end */
-  uint64_t b;                    /* bit buffer, LSB first */
+  inf_bits b;                    /* bit buffer, LSB first */
   unsigned nb;                   /* bits in |b| */
 } inf_io;
 
@@ -216,7 +248,7 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
  * STEP_STOP, and its label |out| writes the cursor back. */
 #define IO_LOAD()                                                              \
   const uint8_t *ip = s->ip, *const iend = s->iend;                            \
-  uint64_t b = s->b;                                                           \
+  inf_bits b = s->b;                                                           \
   unsigned nb = s->nb;                                                         \
   int rc = STEP_STOP
 #define IO_SAVE()                                                              \
@@ -229,7 +261,7 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
   do {                                                                         \
     while (nb < (n)) {                                                         \
       if (ip == iend) goto out;                                                \
-      b |= (uint64_t)*ip++ << nb;                                              \
+      b |= (inf_bits)*ip++ << nb;                                              \
       nb += 8;                                                                 \
     }                                                                          \
   } while (0)
@@ -300,7 +332,12 @@ static inline int read_stored_len(ws_inflater *z, inf_io *s) {
   NEED(32);
   uint32_t len = (uint32_t)b & 0xffffu;
   uint32_t nlen = (uint32_t)(b >> 16) & 0xffffu;
+#if WS_SMALL_CODE
+  b = 0; /* exactly 32 bits were there (a 32-bit shift would be undefined) */
+  nb = 0;
+#else
   DROP(32);
+#endif
   if (len != (~nlen & 0xffffu)) FAIL();
   z->left = len;
   z->mode = M_STORED;
@@ -384,7 +421,8 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
   const uint32_t *const ct = z->clen;
   while (idx < total) {
     uint32_t e;
-    if (!WS_SMALL_CODE && (size_t)(iend - ip) >= FAST_IN) {
+#if !WS_SMALL_CODE
+    if ((size_t)(iend - ip) >= FAST_IN) {
       /* one refill holds a code and its extra bits (7 + 7); the code is
        * complete, so every entry is a symbol (a speed path: the loop
        * below reads any code too) */
@@ -392,7 +430,9 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
       ip += (63u - nb) >> 3;
       nb |= 56u;
       e = ct[b & ((1u << CLEN_ROOT) - 1)];
-    } else {
+    } else
+#endif
+    {
       for (;;) {
         e = peek_code(ct, CLEN_ROOT, b, nb);
         if (e) {
@@ -404,7 +444,7 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
           z->idx = idx;
           goto out;
         }
-        b |= (uint64_t)*ip++ << nb;
+        b |= (inf_bits)*ip++ << nb;
         nb += 8;
       }
     }
@@ -433,7 +473,7 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
     idx += rep;
   }
   z->idx = idx;
-  b &= ((uint64_t)1 << nb) - 1;
+  b = keep_bits(b, nb);
   if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
   z->tables = 0;
   if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
@@ -451,6 +491,7 @@ out:
 
 /* ---- decoding ----------------------------------------------------------- */
 
+#if !WS_SMALL_CODE /* (the fast loop and its helpers) */
 /* Copies a validated match of |len| bytes at |dist| that fits in the
  * output with FAST_SLACK to spare (|made| bytes of this call's output,
  * at |out|, are before |op|); returns the new |op|. */
@@ -500,7 +541,6 @@ static inline uint8_t *copy_match_fast(const ws_inflater *z, uint8_t *op,
  * overrun is copied exactly, and what does not fit is left for M_COPY.
  * Returns STEP_NEXT when the block ended or a copy is pending, STEP_STOP
  * to go on with decode_slow(), or an error. */
-#if !WS_SMALL_CODE
 static inline int decode_fast(ws_inflater *z, inf_io *s, const uint32_t *lt,
                               const uint32_t *dt) {
   IO_LOAD();
@@ -599,10 +639,17 @@ static inline int decode_slow(ws_inflater *z, inf_io *s, const uint32_t *lt,
   uint8_t *op = s->op, *const oend = s->oend, *const out = s->out;
   const uint32_t wsize = z->wsize, whave = z->whave;
   for (;;) {
-    while (nb <= 48 && ip < iend) {
-      b |= (uint64_t)*ip++ << nb;
+    while (nb <= REFILL_MAX && ip < iend) {
+      b |= (inf_bits)*ip++ << nb;
       nb += 8;
     }
+    uint32_t len, d, dist;
+#if WS_SMALL_CODE
+    len = z->left; /* in M_DIST and M_DISTX: the match's length */
+    if (z->mode == M_DIST) goto distance;
+    d = z->dist_pending;
+    if (z->mode == M_DISTX) goto distance_extra;
+#endif
     uint32_t e = peek_code(lt, LIT_ROOT, b, nb);
     if (!e) goto out;
     unsigned clen = e & 0xffu;
@@ -621,16 +668,40 @@ static inline int decode_slow(ws_inflater *z, inf_io *s, const uint32_t *lt,
     unsigned ex = (e >> 8) & 15u;
     unsigned used = clen + ex;
     if (nb < used) goto out;
-    uint32_t len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
-    uint32_t d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
+    len = (e >> 16) + (uint32_t)((b >> clen) & ((1u << ex) - 1));
+#if WS_SMALL_CODE
+    /* the length is in: its distance code is the next step */
+    DROP(used);
+    z->left = len;
+    z->mode = M_DIST;
+    continue;
+  distance:
+    d = peek_code(dt, DIST_ROOT, b, nb);
+    if (!d) goto out;
+    if (d & E_BAD) FAIL();
+    DROP(d & 0xffu);
+    z->dist_pending = d; /* its extra bits are the next step */
+    z->mode = M_DISTX;
+    continue;
+  distance_extra: {
+    unsigned dex = (d >> 8) & 15u;
+    if (nb < dex) goto out;
+    dist = (d >> 16) + (uint32_t)(b & ((1u << dex) - 1));
+    DROP(dex);
+  }
+#else
+    d = peek_code(dt, DIST_ROOT, b >> used, nb - used);
     if (!d) goto out;
     if (d & E_BAD) FAIL();
     unsigned dlen = d & 0xffu, dex = (d >> 8) & 15u;
     if (nb < used + dlen + dex) goto out;
-    uint32_t dist =
-        (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
+    dist = (d >> 16) + (uint32_t)((b >> (used + dlen)) & ((1u << dex) - 1));
     DROP(used + dlen + dex);
+#endif
     if (dist > wsize || dist > whave + (size_t)(op - out)) FAIL();
+#if WS_SMALL_CODE
+    z->mode = M_CODES;
+#endif
     uint32_t room = (uint32_t)WS_MIN((size_t)(oend - op), (size_t)len);
     op = copy_slow(z, out, op, room, dist);
     if (room < len) {
@@ -688,7 +759,7 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   s.iend = inlen ? in + inlen : in;
   s.out = s.op = out;
   s.oend = outlen ? out + outlen : out;
-  s.b = z->bits;
+  s.b = (inf_bits)z->bits;
   s.nb = z->nbits;
   int rc = STEP_NEXT;
 
@@ -701,7 +772,13 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
     case M_DYN_COUNTS: rc = read_dyn_counts(z, &s); break;
     case M_DYN_CLEN: rc = read_dyn_clen(z, &s); break;
     case M_DYN_LENS: rc = read_dyn_lens(z, &s); break;
-    case M_CODES: rc = decode_codes(z, &s); break;
+    case M_CODES:
+#if WS_SMALL_CODE
+    case M_DIST:
+    case M_DISTX:
+#endif
+      rc = decode_codes(z, &s);
+      break;
     case M_COPY: rc = copy_pending(z, &s); break;
     case M_DONE:
       /* Whatever follows the final block (the appended tail) is not
@@ -716,8 +793,8 @@ int ws_inflate(ws_inflater *z, const uint8_t *in, size_t inlen, size_t *pnin,
   }
   if (rc == STEP_STOP) rc = 0;
 
-  /* nb < 64: no bits past the input taken */
-  s.b &= ((uint64_t)1 << s.nb) - 1;
+  /* no bits past the input taken */
+  s.b = keep_bits(s.b, s.nb);
   if (rc == 0) update_window(z, out, (size_t)(s.op - out));
   z->bits = s.b;
   z->nbits = s.nb;

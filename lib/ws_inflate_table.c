@@ -17,6 +17,7 @@
  * 3.2.5 base length and extra bits; 286 and 287 invalid) and of the
  * distance symbols 0..31 (3.2.5; 30 and 31 invalid). */
 #define BX(base, extra) ((uint32_t)(base) << 16 | (uint32_t)(extra) << 8)
+#if !WS_SMALL_CODE /* (size builds compute them: sym_entry()) */
 static const uint32_t len_entry[32] = {
     E_EOB,      BX(3, 0),   BX(4, 0),   BX(5, 0),   BX(6, 0),   BX(7, 0),
     BX(8, 0),   BX(9, 0),   BX(10, 0),  BX(11, 1),  BX(13, 1),  BX(15, 1),
@@ -32,13 +33,38 @@ static const uint32_t dist_entry[32] = {
     BX(1025, 9),  BX(1537, 9),  BX(2049, 10),  BX(3073, 10),  BX(4097, 11),
     BX(6145, 11), BX(8193, 12), BX(12289, 12), BX(16385, 13), BX(24577, 13),
     E_BAD,        E_BAD};
-#undef BX
 
 static inline uint32_t sym_entry(int type, unsigned sym) {
   if (type == T_CLEN) return (uint32_t)sym << 16;
   if (type == T_DIST) return dist_entry[sym & 31u];
   return sym < 256 ? E_LIT | (uint32_t)sym << 16 : len_entry[(sym - 256) & 31u];
 }
+#else
+/* The same entries as the tables above, from the rule behind RFC 1951
+ * 3.2.5's tables: past the first few, every group of codes (4 of
+ * lengths, 2 of distances) has one more extra bit, and its bases step by
+ * 2^extra from 4 (lengths, +3) or 2 (distances, +1) times 2^extra. */
+static uint32_t sym_entry(int type, unsigned sym) {
+  unsigned i, ex;
+  if (type == T_CLEN) return (uint32_t)sym << 16;
+  if (type == T_DIST) {
+    i = sym & 31u;
+    if (i >= 30) return E_BAD;
+    if (i < 2) return BX(i + 1, 0);
+    ex = (i >> 1) - 1;
+    return BX(((2u + (i & 1u)) << ex) + 1, ex);
+  }
+  if (sym < 256) return E_LIT | (uint32_t)sym << 16;
+  i = (sym - 256) & 31u;
+  if (i == 0) return E_EOB;
+  if (i >= 30) return E_BAD;
+  if (i == 29) return BX(258, 0);
+  if (i < 5) return BX(i + 2, 0);
+  ex = (i - 5) >> 2;
+  return BX(((4u + ((i - 5) & 3u)) << ex) + 3, ex);
+}
+#endif
+#undef BX
 
 /* Counts the codes of each length in |lens| (|n| of them) into |count|
  * (count[0] not used) and their number into |*pused|: runs of unused
@@ -46,15 +72,17 @@ static inline uint32_t sym_entry(int type, unsigned sym) {
  * time. Returns the code space left unused, or -1 when oversubscribed. */
 static int count_lengths(const uint8_t *lens, unsigned n, unsigned *count,
                          unsigned *pused) {
-  unsigned s, len, used = 0;
+  unsigned s = 0, len, used = 0;
   int avail = 1;
-  for (s = 0; s + 8 <= n; s += 8) {
+#if !WS_SMALL_CODE /* (a speed path: the loop below counts them all too) */
+  for (; s + 8 <= n; s += 8) {
     uint64_t w;
     memcpy(&w, lens + s, 8);
     if (w == 0) continue;
     for (unsigned k = 0; k < 8; k++)
       count[lens[s + k]]++;
   }
+#endif
   for (; s < n; s++)
     count[lens[s]]++;
   for (len = 1; len < 16; len++) {
@@ -72,18 +100,20 @@ static void sort_by_length(const uint8_t *lens, unsigned n,
                            const unsigned *count, unsigned used,
                            uint16_t *sorted) {
   unsigned offs[16];
-  unsigned s, len;
+  unsigned s = 0, len;
   offs[1] = 0;
   for (len = 1; len < 15; len++)
     offs[len + 1] = offs[len] + count[len];
   offs[0] = used; /* unused symbols after the rest */
-  for (s = 0; s + 8 <= n; s += 8) {
+#if !WS_SMALL_CODE /* (a speed path, as in count_lengths()) */
+  for (; s + 8 <= n; s += 8) {
     uint64_t w;
     memcpy(&w, lens + s, 8);
     if (w == 0) continue;
     for (unsigned k = 0; k < 8; k++)
       sorted[offs[lens[s + k]]++] = (uint16_t)(s + k);
   }
+#endif
   for (; s < n; s++)
     sorted[offs[lens[s]]++] = (uint16_t)s;
 }

@@ -14,6 +14,21 @@
 
 static const char pmd_name[] = "permessage-deflate";
 
+/* The parameters (RFC 7692 7.1), one after the other in the order of
+ * the P_* indexes: the parser and the writers share one copy. */
+static const char pmd_params[] = "server_no_context_takeover\0"
+                                 "client_no_context_takeover\0"
+                                 "server_max_window_bits\0"
+                                 "client_max_window_bits";
+enum { P_SNCT, P_CNCT, P_SMWB, P_CMWB, P_COUNT };
+
+static const char *param_name(unsigned k) {
+  const char *p = pmd_params;
+  while (k--)
+    p += strlen(p) + 1;
+  return p;
+}
+
 static int is_ows(uint8_t c) { return c == ' ' || c == '\t'; }
 
 /* A cursor over an element. */
@@ -81,27 +96,27 @@ int ws_pmd_parse(ws_slice element, ws_pmd_offer *o) {
       }
       has_value = 1;
     }
-    uint8_t bit;
-    if (ws_slice_ieq(pn, "server_no_context_takeover")) {
-      bit = 1;
+    unsigned k = 0;
+    while (k < P_COUNT && !ws_slice_ieq(pn, param_name(k)))
+      k++;
+    if (k == P_COUNT) return -1; /* RFC 7692 5.1: unknown parameter */
+    uint8_t bit = (uint8_t)(1u << k);
+    if (k == P_SNCT || k == P_CNCT) {
       if (has_value) return -1;
-      o->server_no_context_takeover = 1;
-    } else if (ws_slice_ieq(pn, "client_no_context_takeover")) {
-      bit = 2;
-      if (has_value) return -1;
-      o->client_no_context_takeover = 1;
-    } else if (ws_slice_ieq(pn, "server_max_window_bits")) {
-      bit = 4;
-      int b = has_value ? parse_bits(v) : -1; /* a value is required */
-      if (b < 0) return -1;
-      o->server_max_window_bits = (uint8_t)b;
-    } else if (ws_slice_ieq(pn, "client_max_window_bits")) {
-      bit = 8;
-      int b = has_value ? parse_bits(v) : WS_PMD_BITS_NOVALUE;
-      if (b < 0) return -1;
-      o->client_max_window_bits = (uint8_t)b;
+      if (k == P_SNCT)
+        o->server_no_context_takeover = 1;
+      else
+        o->client_no_context_takeover = 1;
     } else {
-      return -1; /* RFC 7692 5.1: unknown parameter */
+      /* server_max_window_bits needs a value */
+      int b = has_value      ? parse_bits(v)
+              : k == P_SMWB ? -1
+                            : WS_PMD_BITS_NOVALUE;
+      if (b < 0) return -1;
+      if (k == P_SMWB)
+        o->server_max_window_bits = (uint8_t)b;
+      else
+        o->client_max_window_bits = (uint8_t)b;
     }
     if (seen & bit) return -1; /* RFC 7692 5.1: the same parameter twice */
     seen |= bit;
@@ -122,10 +137,15 @@ static void put(text_buf *t, const char *s) {
   t->len += n;
 }
 
-static void put_bits(text_buf *t, const char *name, unsigned bits) {
-  char num[3] = {0};
+/* "; " and the parameter |k| */
+static void put_param(text_buf *t, unsigned k) {
   put(t, "; ");
-  put(t, name);
+  put(t, param_name(k));
+}
+
+static void put_bits(text_buf *t, unsigned k, unsigned bits) {
+  char num[3] = {0};
+  put_param(t, k);
   put(t, "=");
   if (bits >= 10) {
     num[0] = '1';
@@ -145,16 +165,16 @@ void ws_pmd_write_offer(const ws_pmd_config *cfg,
   text_buf t = {text, 0};
   text[0] = 0;
   put(&t, pmd_name);
-  if (cfg->server_no_context_takeover) put(&t, "; server_no_context_takeover");
-  if (cfg->client_no_context_takeover) put(&t, "; client_no_context_takeover");
+  if (cfg->server_no_context_takeover) put_param(&t, P_SNCT);
+  if (cfg->client_no_context_takeover) put_param(&t, P_CNCT);
   unsigned sb = clamp_bits(cfg->server_max_window_bits);
   unsigned cb = clamp_bits(cfg->client_max_window_bits);
-  if (sb < 15) put_bits(&t, "server_max_window_bits", sb);
+  if (sb < 15) put_bits(&t, P_SMWB, sb);
   /* Always say we can be held to a client window (RFC 7692 7.1.2.2). */
   if (cb < 15)
-    put_bits(&t, "client_max_window_bits", cb);
+    put_bits(&t, P_CMWB, cb);
   else
-    put(&t, "; client_max_window_bits");
+    put_param(&t, P_CMWB);
 }
 
 /* ---- server ------------------------------------------------------------- */
@@ -217,13 +237,10 @@ int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
     text_buf t = {text, 0};
     text[0] = 0;
     put(&t, pmd_name);
-    if (params->server_no_context_takeover)
-      put(&t, "; server_no_context_takeover");
-    if (params->client_no_context_takeover)
-      put(&t, "; client_no_context_takeover");
-    if (sb < 15 || o.server_max_window_bits)
-      put_bits(&t, "server_max_window_bits", sb);
-    if (cb < 15) put_bits(&t, "client_max_window_bits", cb);
+    if (params->server_no_context_takeover) put_param(&t, P_SNCT);
+    if (params->client_no_context_takeover) put_param(&t, P_CNCT);
+    if (sb < 15 || o.server_max_window_bits) put_bits(&t, P_SMWB, sb);
+    if (cb < 15) put_bits(&t, P_CMWB, cb);
     return 1;
   }
   return 0;
@@ -231,59 +248,49 @@ int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
 
 /* ---- client ------------------------------------------------------------- */
 
+/* The one exit of a refusal: less code than one at every check. */
+#define FAIL(reason)                                                           \
+  do {                                                                         \
+    why = (reason);                                                            \
+    goto fail;                                                                 \
+  } while (0)
+
 int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
                           ws_pmd_params *params, const char **preason) {
   ws_slice list = ext, el, more;
   ws_pmd_offer r;
+  const char *why;
   memset(params, 0, sizeof(*params));
-  if (!ws_list_next(&list, &el)) {
-    *preason = "empty Sec-WebSocket-Extensions";
-    return WS_ERR_EXTENSION;
-  }
-  if (ws_list_next(&list, &more)) {
-    *preason = "more than one extension accepted";
-    return WS_ERR_EXTENSION;
-  }
+  if (!ws_list_next(&list, &el))
+    FAIL("empty Sec-WebSocket-Extensions");
+  if (ws_list_next(&list, &more))
+    FAIL("more than one extension accepted");
   int rv = ws_pmd_parse(el, &r);
-  if (rv == 0) {
-    *preason = "extension not offered";
-    return WS_ERR_EXTENSION;
-  }
-  if (rv < 0) {
-    *preason = "invalid permessage-deflate parameters";
-    return WS_ERR_EXTENSION;
-  }
+  if (rv == 0)
+    FAIL("extension not offered");
+  if (rv < 0)
+    FAIL("invalid permessage-deflate parameters");
   unsigned sb = clamp_bits(cfg->server_max_window_bits);
   unsigned cb = clamp_bits(cfg->client_max_window_bits);
   /* RFC 7692 7.1.1.1: a server accepts server_no_context_takeover by
    * answering it; it may also add it unasked. */
-  if (cfg->server_no_context_takeover && !r.server_no_context_takeover) {
-    *preason = "server_no_context_takeover not accepted";
-    return WS_ERR_EXTENSION;
-  }
+  if (cfg->server_no_context_takeover && !r.server_no_context_takeover)
+    FAIL("server_no_context_takeover not accepted");
   /* RFC 7692 7.1.2.1: the server accepts our limit by answering it with
    * the same or a smaller value; it may limit itself unasked. */
   if (r.server_max_window_bits) {
-    if (r.server_max_window_bits > sb) {
-      *preason = "server_max_window_bits above the offer";
-      return WS_ERR_EXTENSION;
-    }
+    if (r.server_max_window_bits > sb)
+      FAIL("server_max_window_bits above the offer");
     sb = r.server_max_window_bits;
-  } else if (sb < 15) {
-    *preason = "server_max_window_bits not accepted";
-    return WS_ERR_EXTENSION;
-  }
+  } else if (sb < 15)
+    FAIL("server_max_window_bits not accepted");
   /* RFC 7692 7.1.2.2: in a response the parameter needs a value, no
    * larger than the offer's. */
-  if (r.client_max_window_bits == WS_PMD_BITS_NOVALUE) {
-    *preason = "client_max_window_bits without a value";
-    return WS_ERR_EXTENSION;
-  }
+  if (r.client_max_window_bits == WS_PMD_BITS_NOVALUE)
+    FAIL("client_max_window_bits without a value");
   if (r.client_max_window_bits) {
-    if (r.client_max_window_bits > cb) {
-      *preason = "client_max_window_bits above the offer";
-      return WS_ERR_EXTENSION;
-    }
+    if (r.client_max_window_bits > cb)
+      FAIL("client_max_window_bits above the offer");
     cb = r.client_max_window_bits;
   }
   params->enabled = 1;
@@ -295,7 +302,12 @@ int ws_pmd_check_response(const ws_pmd_config *cfg, ws_slice ext,
   params->server_max_window_bits = (uint8_t)sb;
   params->client_max_window_bits = (uint8_t)cb;
   return 0;
+fail:
+  *preason = why;
+  return WS_ERR_EXTENSION;
 }
+
+#undef FAIL
 
 #else
 typedef int ws_pmd_left_out; /* (an empty file is not ISO C) */
