@@ -535,7 +535,8 @@ static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
     transform(dst, src, w, len - w, key, off);
     if (u) {
       uint32_t st = u->state;
-      valid = i + scan_with(impl, &st, (dst ? dst : src) + i, len - i);
+      const uint8_t *b = dst ? dst : src; /* NULL when |len| is 0 */
+      valid = len > i ? i + scan_with(impl, &st, b + i, len - i) : len;
       u->state = st;
       if (valid != len) rv = WS_ERR_UTF8;
     }
