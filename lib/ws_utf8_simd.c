@@ -87,19 +87,8 @@ typedef int ws_utf8_simd_unit;
     K_ANY_CONT | K_SURR | K_BIG,         /* B */                              \
     K_SHORT, K_SHORT, K_SHORT, K_SHORT  /* C-F */
 #  define SPLAT(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-/* Offsets of the rows: the three tables, then the splats: the low nibble
- * mask, the offsets that take E0.. and F0.. to 80.. (saturating), K_CC. */
-#  define R_PREV_HI 0
-#  define R_PREV_LO 32
-#  define R_CUR_HI 64
-#  define R_NIB 96
-#  define R_SUB2 128
-#  define R_SUB3 160
-#  define R_CC 192
-/* Then k_slide: loadu(k_slide + 16 - n) moves the last n bytes of a
- * vector to its start and zeroes the rest (as a byte shuffle). */
-#  define R_SLIDE 224
-static const uint8_t k_rows[256] __attribute__((aligned(32))) = {
+/* At the offsets R_PREV_HI .. R_SLIDE of ws_utf8_simd.h. */
+const uint8_t ws_utf8_k_rows[256] __attribute__((aligned(32))) = {
     ROW_PREV_HI,     ROW_PREV_HI,     ROW_PREV_LO,     ROW_PREV_LO,
     ROW_CUR_HI,      ROW_CUR_HI,      SPLAT(0x0F),     SPLAT(0x0F),
     SPLAT(0x60),     SPLAT(0x60),     SPLAT(0x70),     SPLAT(0x70),
@@ -108,21 +97,14 @@ static const uint8_t k_rows[256] __attribute__((aligned(32))) = {
     8,    9,    10,   11,   12,   13,   14,   15,
     SPLAT(0x80)};
 /* clang-format on */
-#  define k_prev_hi (k_rows + R_PREV_HI)
-#  define k_prev_lo (k_rows + R_PREV_LO)
-#  define k_cur_hi (k_rows + R_CUR_HI)
-#  define k_nib (k_rows + R_NIB)
-#  define k_sub2 (k_rows + R_SUB2)
-#  define k_sub3 (k_rows + R_SUB3)
-#  define k_cc (k_rows + R_CC)
-#  define k_slide (k_rows + R_SLIDE)
-
-/* k_rows, through an empty asm that hides its value from the compiler. */
-static WS_AINLINE const uint8_t *k_base(void) {
-  const uint8_t *p = k_rows;
-  __asm__("" : "+r"(p));
-  return p;
-}
+#  define k_prev_hi (ws_utf8_k_rows + R_PREV_HI)
+#  define k_prev_lo (ws_utf8_k_rows + R_PREV_LO)
+#  define k_cur_hi (ws_utf8_k_rows + R_CUR_HI)
+#  define k_nib (ws_utf8_k_rows + R_NIB)
+#  define k_sub2 (ws_utf8_k_rows + R_SUB2)
+#  define k_sub3 (ws_utf8_k_rows + R_SUB3)
+#  define k_cc (ws_utf8_k_rows + R_CC)
+#  define k_slide (ws_utf8_k_rows + R_SLIDE)
 
 /* A block whose last bytes are these or more ends inside a sequence. */
 static const uint8_t k_incomplete[16] = {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
@@ -149,20 +131,9 @@ static inline size_t seq_start(const uint8_t *p, size_t n) {
   return n;
 }
 
-/* The mask key for a block starting at offset |off|, as one 32-bit word
- * whose bytes lie in memory order: the key word rotated by |off| bytes
- * (the vector kernels exist only for little-endian targets). */
-static inline uint32_t key_word(const uint8_t key[4], size_t off) {
-  uint32_t w;
-  unsigned r = (unsigned)(off & 3) * 8;
-  memcpy(&w, key, 4);
-  return (w >> r) | (w << ((32 - r) & 31));
-}
 #endif
 
 #ifdef WS_UTF8_SSE4
-#  define LD128(p) _mm_loadu_si128((const __m128i *)(const void *)(p))
-#  define ST128(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
 
 /* loadu(k_tailmask + n) selects the last n bytes of a vector. */
 static const uint8_t k_tailmask[32] = {
@@ -173,14 +144,6 @@ static const uint8_t k_tailmask[32] = {
 typedef struct k128 {
   __m128i t_hi, t_lo, t_cur, nib, sub2, sub3, cc;
 } k128;
-
-/* A splat constant, loaded: the empty asm hides its value from the
- * compiler, which would otherwise build it from immediates in three
- * instructions instead of one load. */
-static WS_AINLINE TGT_SSE4 __m128i k128_const(const uint8_t *p) {
-  __asm__("" : "+r"(p));
-  return LD128(p);
-}
 
 /* The constants for the long kernels: loaded once ahead of their loops
  * (the tables from their addresses, the splats through k128_const()). */
@@ -195,7 +158,7 @@ static WS_AINLINE TGT_SSE4 void k128_init(k128 *k) {
 }
 
 /* The constants for the short kernels, which use each once or twice:
- * aligned loads from one hidden base (k_rows is aligned), which the
+ * aligned loads from one hidden base (ws_utf8_k_rows is aligned), which the
  * compiler can fold into the operations as memory operands. */
 static WS_AINLINE TGT_SSE4 void k128_init_short(k128 *k) {
   const uint8_t *b = k_base();
@@ -484,50 +447,17 @@ TGT_SSE4 size_t ws_utf8_kern_sse4(uint8_t *dst, const uint8_t *src, size_t n,
 #endif /* WS_UTF8_SSE4 */
 
 #ifdef WS_UTF8_AVX2
-#  define LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
-#  define ST256(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), (v))
-
-typedef struct k256 {
-  __m256i t_hi, t_lo, t_cur, nib, sub2, sub3, cc;
-} k256;
+/* LD256(), k256, k256_check_pc(), k256_init() and the 16..31-byte kernel
+ * k256_short_a(): ws_utf8_simd.h. */
 
 static WS_AINLINE TGT_AVX2 __m256i bcast16(const uint8_t *t) {
   return _mm256_broadcastsi128_si256(k128_const(t));
-}
-
-/* Rule violations in |cur| given |pc|, the 32 bytes that precede its
- * lanes: [high lane of the block before, low lane of cur]. */
-static WS_AINLINE TGT_AVX2 __m256i k256_check_pc(const k256 *k, __m256i pc,
-                                                 __m256i cur) {
-  __m256i p1 = _mm256_alignr_epi8(cur, pc, 15);
-  __m256i p2 = _mm256_alignr_epi8(cur, pc, 14);
-  __m256i p3 = _mm256_alignr_epi8(cur, pc, 13);
-  __m256i a = _mm256_shuffle_epi8(
-      k->t_hi, _mm256_and_si256(_mm256_srli_epi16(p1, 4), k->nib));
-  __m256i b = _mm256_shuffle_epi8(k->t_lo, _mm256_and_si256(p1, k->nib));
-  __m256i c = _mm256_shuffle_epi8(
-      k->t_cur, _mm256_and_si256(_mm256_srli_epi16(cur, 4), k->nib));
-  __m256i owed = _mm256_or_si256(_mm256_subs_epu8(p2, k->sub2),
-                                 _mm256_subs_epu8(p3, k->sub3));
-  owed = _mm256_and_si256(owed, k->cc);
-  return _mm256_xor_si256(_mm256_and_si256(_mm256_and_si256(a, b), c), owed);
 }
 
 static WS_AINLINE TGT_AVX2 __m256i k256_check(const k256 *k, __m256i prev,
                                               __m256i cur) {
   /* [high half of prev, low half of cur]: what precedes each lane. */
   return k256_check_pc(k, _mm256_permute2x128_si256(prev, cur, 0x21), cur);
-}
-
-/* The constants, from k_rows at |b| (k_base(); see k128_init()). */
-static WS_AINLINE TGT_AVX2 void k256_init(k256 *k, const uint8_t *b) {
-  k->t_hi = LD256(b + R_PREV_HI);
-  k->t_lo = LD256(b + R_PREV_LO);
-  k->t_cur = LD256(b + R_CUR_HI);
-  k->nib = LD256(b + R_NIB);
-  k->sub2 = LD256(b + R_SUB2);
-  k->sub3 = LD256(b + R_SUB3);
-  k->cc = LD256(b + R_CC);
 }
 
 static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
@@ -538,45 +468,6 @@ static WS_AINLINE TGT_AVX2 __m256i k256_load(uint8_t *dst, const uint8_t *src,
     ST256(dst, v);
   }
   return v;
-}
-
-/*
- * k128_short() for AVX2 CPUs, 16..31 bytes: the first 16 bytes in the low
- * lane and the bytes after them slid down into the high lane with zeros
- * behind, checked as one 32-byte block after an empty one. The zero byte
- * right after the input fails any sequence left open there (a lead wants
- * a continuation; a continuation owed by a lead two or three back is
- * missing), so the padding also catches an unfinished end. One check
- * instead of two, and no separate test of the end.
- */
-static WS_AINLINE TGT_AVX2 int k256_short_a(uint8_t *dst, const uint8_t *src,
-                                            size_t n, const uint8_t *key,
-                                            size_t off, int ascii_first) {
-  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), hi;
-  __m256i cur, err;
-  const uint8_t *b;
-  k256 k;
-
-  if (dst) {
-    if (key) {
-      uint32_t k0 = key_word(key, off);
-      unsigned r = (unsigned)((n - 16) & 3) * 8;
-      uint32_t k1 = (k0 >> r) | (k0 << ((32 - r) & 31));
-      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)k0));
-      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)k1));
-    }
-    ST128(dst, v0);
-    ST128(dst + n - 16, v1);
-  }
-  if (ascii_first && _mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
-  b = k_base();
-  k256_init(&k, b);
-  /* bytes 16..n-1 first, then 32 - n >= 1 zeros */
-  hi = _mm_shuffle_epi8(v1, LD128(b + R_SLIDE + 32 - n));
-  cur = _mm256_inserti128_si256(_mm256_castsi128_si256(v0), hi, 1);
-  /* what precedes each lane: nothing (zeros), then the low lane */
-  err = k256_check_pc(&k, _mm256_permute2x128_si256(cur, cur, 0x08), cur);
-  return _mm256_testz_si256(err, err);
 }
 
 /* k256_short_a() with the ASCII test first (the kernel alone is right for
