@@ -17,6 +17,7 @@
  * the struct is in ws_conn_int.h.
  */
 #include "ws_conn_int.h"
+#include "ws_utf8_simd.h" /* WS_UTF8_AVX2, k256_short_a() */
 
 /* The receive fast path (whole uncompressed frames straight to their
  * event) only saves time: it is left out when optimizing for size
@@ -25,6 +26,19 @@
 #  define WS_HAS_FAST_PATH 0
 #else
 #  define WS_HAS_FAST_PATH 1
+#endif
+
+/* On x86 CPUs with AVX2, ws_conn_feed_events() unmasks and checks
+ * 16..31-byte text frames that start a character in one pass with the
+ * short AVX2 kernel of ws_utf8_simd.c, not through unmask_small(),
+ * ascii_small() and ws_utf8_scan()'s dispatch. The CPU is asked at such
+ * a frame only (its feature bits are the compiler runtime's: a load and
+ * a test), so other frames pay nothing. Builds without the vector
+ * kernels (size, freestanding, other CPUs) keep the scalar way. */
+#if WS_HAS_FAST_PATH && defined(WS_UTF8_AVX2) && !WS_SMALL_CODE
+#  define WS_CONN_AVX2 1
+#else
+#  define WS_CONN_AVX2 0
 #endif
 
 int wsc_ctrlbuf_get(ws_conn *c) {
@@ -380,7 +394,7 @@ static void release_event_storage(ws_conn *c) {
 static int fast_ready(const ws_conn *c);
 static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            size_t inlen, ws_event_fn fn,
-                                           void *ud, int *pstop);
+                                           void *ud, int *pstop, int avx2);
 
 /* ws_conn_feed()'s use of the fast path: the frame's event goes to the
  * slot, and the fast path stops there. */
@@ -423,7 +437,7 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     /* A whole uncompressed data frame: its event straight to the slot
      * (the fast path counts the bytes in the stats itself). */
     int stop = 0;
-    size_t n = fast_frames(c, in, inlen, slot_event, NULL, &stop);
+    size_t n = fast_frames(c, in, inlen, slot_event, NULL, &stop, 0);
     if (n) {
       *pnread = n;
       return 0;
@@ -522,13 +536,36 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
 
 /* ---- batch receive ------------------------------------------------------- */
 
+#if WS_CONN_AVX2
+/* 16..31 bytes of text: unmasks them in place (without |key|, leaves
+ * them) and checks them in one pass with the short AVX2 kernel; 1 only
+ * for valid UTF-8 that ends on a character. */
+static TGT_AVX2 WS_NOINLINE int text_avx2(uint8_t *p, size_t n,
+                                          const uint8_t *key) {
+  return k256_short_a(p, p, n, key, 0, 1);
+}
+#endif
+
 /* Unmasks and validates a whole text frame's payload with |u| (the
- * message's state so far); |fin|: the message must end on a character.
+ * message's state so far); |fin|: the message must end on a character;
+ * |avx2|: the AVX2 kernel may be used if the CPU has it (WS_CONN_AVX2).
  * On failure the payload is masked again, as it arrived, and 0 returned:
  * the caller then leaves the frame to the general path, which reports the
  * fault exactly as it would for any split. */
 static WS_ALWAYS_INLINE int fast_text(uint8_t *p, size_t n, const uint8_t *key,
-                                      ws_utf8 *u, unsigned fin) {
+                                      ws_utf8 *u, unsigned fin, int avx2) {
+#if WS_CONN_AVX2
+  if (avx2 && n - 16 < 16 && u->state == 0 && __builtin_cpu_supports("avx2")) {
+    /* Unmasked in place either way; valid, the state stays 0. */
+    if (text_avx2(p, n, key)) return 1;
+    if (ws_utf8_scan(u, p, n) == n && (!fin || ws_utf8_finish(u) == 0))
+      return 1;
+    if (key) unmask_small(p, n, key);
+    return 0;
+  }
+#else
+  (void)avx2;
+#endif
   if (n <= SMALL_PAYLOAD) {
     if (key) unmask_small(p, n, key);
     if (u->state == 0 && ascii_small(p, n)) return 1;
@@ -564,7 +601,7 @@ static int fast_ready(const ws_conn *c) {
  */
 static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            size_t inlen, ws_event_fn fn,
-                                           void *ud, int *pstop) {
+                                           void *ud, int *pstop, int avx2) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
   const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
   const uint64_t max_frame = c->cfg.max_frame_payload;
@@ -615,7 +652,7 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
     if (mop == WS_OP_TEXT) {
       ws_utf8 u = c->utf8;
       if (op != WS_OP_CONT) u.state = 0;
-      if (!fast_text(p, plen, key, &u, fin)) break;
+      if (!fast_text(p, plen, key, &u, fin, avx2)) break;
       c->utf8 = u;
     } else if (key) {
       if (plen <= SMALL_PAYLOAD)
@@ -676,7 +713,7 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
     if (rv) break; /* the error event, if any, is out */
     if (WS_HAS_FAST_PATH && pos < inlen && fast_ready(c)) {
       int stop = 0;
-      size_t n = fast_frames(c, in + pos, inlen - pos, fn, user_data, &stop);
+      size_t n = fast_frames(c, in + pos, inlen - pos, fn, user_data, &stop, 1);
       if (n) c->rx_activity = 1;
       pos += n;
       if (stop) break;
