@@ -276,21 +276,10 @@ static WS_AINLINE TGT_SSE4 size_t k128_tail(const k128 *k, uint8_t *dst,
 static WS_AINLINE TGT_SSE4 int k128_short(uint8_t *dst, const uint8_t *src,
                                           size_t n, const uint8_t *key,
                                           size_t off) {
-  __m128i v0 = LD128(src), v1 = LD128(src + n - 16), err;
+  __m128i v0, v1, err;
   k128 k;
 
-  if (dst) {
-    if (key) {
-      uint32_t k0 = key_word(key, off);
-      /* The key from offset n - 16: k0 rotated by (n - 16) mod 4 bytes. */
-      unsigned r = (unsigned)((n - 16) & 3) * 8;
-      uint32_t k1 = (k0 >> r) | (k0 << ((32 - r) & 31));
-      v0 = _mm_xor_si128(v0, _mm_set1_epi32((int)k0));
-      v1 = _mm_xor_si128(v1, _mm_set1_epi32((int)k1));
-    }
-    ST128(dst, v0);
-    ST128(dst + n - 16, v1);
-  }
+  short_load(dst, src, n, key, off, &v0, &v1);
   if (_mm_movemask_epi8(_mm_or_si128(v0, v1)) == 0) return 1;
   k128_init_short(&k);
   err = _mm_or_si128(k128_incomplete(v1),
