@@ -33,6 +33,7 @@
 #include "ws_driver.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 
 #define NO_DEADLINE UINT64_MAX
@@ -79,6 +80,7 @@ enum cstate {
 #define F_CAP_CONNS 0x200000u /* F_REFUSE: over max_conns */
 #define F_CAP_IP 0x400000u    /* ... over max_conns_per_ip */
 #define F_CAP_HS 0x800000u    /* ... over max_handshakes */
+#define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
 
 typedef struct handle {
   uint8_t kind;
@@ -127,23 +129,32 @@ typedef struct conn_aux {
   post *def_head, *def_tail; /* posted sends waiting for queue room */
 } conn_aux;
 
+/* A connection: this struct and its core connection (ws_conn_init()) in
+ * one block of conn_block_size() bytes, the core's at CONN_WS_OFF: one
+ * allocation, no pointer between them. Kept small: every open connection
+ * holds one for its whole life. */
 struct ws_loop_conn {
   handle h;
   uint8_t state;
   uint8_t role;
-  uint16_t http_status;
+  uint8_t events; /* interest registered with the poller (WS_DRV_*) */
   uint32_t flags;
   int fd;
   int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
                  says which) or a code of its own */
   int sys_errno;
-  int end_err;     /* the reason to report if the core has none */
-  unsigned events; /* interest registered with the poller */
-  uint32_t slot;
+  int16_t end_err;      /* the reason to report if the core has none (one
+                           of the loop's or the core's codes) */
+  uint16_t http_status;
   uint32_t heap_idx; /* UINT32_MAX: not in the heap */
   uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
-  uint64_t id;
-  uint64_t deadline;    /* heap key */
+  uint64_t id;       /* the slot + 1 in the low 32 bits (F_SLOT) */
+  /* The heap key while alive; once dead (C_DEAD, out of the heap for
+   * good) the link of the graveyard. */
+  union {
+    uint64_t deadline;
+    ws_loop_conn *next_grave;
+  };
   uint64_t drv_at;      /* linger end, or the shutdown close time */
   uint64_t stall_since; /* pending output without progress since */
   uint64_t msg_since;   /* a message is being received since */
@@ -151,14 +162,28 @@ struct ws_loop_conn {
   uint64_t drained;     /* ... and this many bytes were written since */
   uint64_t ip_hash;     /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
-  ws_conn *ws;
   void *user_data;
   const ws_loop_transport *tp;
   void *tctx;
   conn_aux *aux;
   listener *lst;
-  ws_loop_conn *next_dirty, *next_again, *next_grave, *next_due;
+  ws_loop_conn *next_dirty, *next_again, *next_due;
 };
+
+/* Where the core's connection lives in a connection's block. */
+#define CONN_WS_OFF                                                            \
+  ((sizeof(ws_loop_conn) + _Alignof(max_align_t) - 1) &                        \
+   ~(_Alignof(max_align_t) - 1))
+#define CONN_WS(c) ((ws_conn *)(void *)((char *)(c) + CONN_WS_OFF))
+
+/* The slot table (id -> connection) and the deadline heap are arrays of
+ * pages of PAGE_ENTRIES entries: they grow a page at a time (at most one
+ * page partly used, no copy of the whole table), and a slot's entry is
+ * either its connection (the pointer, even) or, when free, its
+ * generation and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
+#define PAGE_ENTRIES 512u
+#define MAX_SLOTS 0x7fffffffu
+typedef uint64_t slot_entry;
 
 struct ws_loop {
   ws_loop_config cfg;
@@ -175,15 +200,15 @@ struct ws_loop {
   uint64_t now;
   listener *listeners;
   size_t nconns;
-  /* slot table: id -> connection */
-  ws_loop_conn **slots;
-  uint32_t *gens;
-  uint32_t nslots, slotcap;
-  uint32_t *free_slots;
-  uint32_t nfree;
-  /* deadline heap */
-  ws_loop_conn **heap;
-  uint32_t heaplen, heapcap;
+  /* slot table: id -> connection; slots [0, nslots) were handed out,
+   * the free ones chained from free_head (slot + 1, 0: none) */
+  void **spages; /* of slot_entry */
+  uint32_t nspages, spcap; /* pages allocated, room in |spages| */
+  uint32_t nslots;
+  uint32_t free_head;
+  /* deadline heap, |heaplen| entries in |nhpages| pages */
+  void **hpages; /* of ws_loop_conn * */
+  uint32_t heaplen, nhpages, hpcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
   int nready; /* entries of |ready| being dispatched */
@@ -221,6 +246,11 @@ struct ws_loop {
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
 
 void *drv_malloc(ws_loop *l, size_t n);
+/* A connection's block, conn_block_size() bytes, counted (and refused by
+ * the budget) like any other allocation but without a size header. */
+size_t conn_block_size(void);
+void *drv_block_alloc(ws_loop *l, size_t n);
+void drv_block_free(ws_loop *l, void *p, size_t n);
 void *drv_realloc(ws_loop *l, void *p, size_t n);
 void drv_free(ws_loop *l, void *p);
 /* Reads the clock into l->now (never backwards) and returns it. */
@@ -229,6 +259,18 @@ uint64_t drv_clock(ws_loop *l);
 void drv_note_rv(ws_loop *l, int rv);
 /* Frees the graveyard, except connections still on a list of this round. */
 void drv_free_grave(ws_loop *l);
+
+/* The connection in slot |i| (< l->nslots), NULL if the slot is free. */
+static inline ws_loop_conn *drv_slot_conn(const ws_loop *l, uint32_t i) {
+  slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
+  return (e & 1u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+}
+/* Grows a page table (|*ppages|, |*pn| pages in room for |*pcap|) by one
+ * page of |entry| bytes a slot; -1 without memory. */
+int drv_page_add(ws_loop *l, void ***ppages, uint32_t *pn, uint32_t *pcap,
+                 size_t entry);
+/* Frees a page table. */
+void drv_pages_free(ws_loop *l, void **pages, uint32_t n);
 
 /* ---- ws_drv_timer.c ------------------------------------------------------ */
 

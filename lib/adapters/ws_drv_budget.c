@@ -61,6 +61,20 @@ static void *count_malloc(ws_loop *l, size_t n, int check) {
 
 static void *b_malloc(size_t n, void *ud) { return count_malloc(ud, n, 1); }
 
+/* A connection's block: its size is known at free, no header. */
+void *drv_block_alloc(ws_loop *l, size_t n) {
+  if (mem_refused(l, n)) return NULL;
+  void *p = l->umem.malloc(n, l->umem.user_data);
+  if (p) mem_add(l, n);
+  return p;
+}
+
+void drv_block_free(ws_loop *l, void *p, size_t n) {
+  if (!p) return;
+  atomic_fetch_sub(&l->mem_now, n);
+  l->umem.free(p, l->umem.user_data);
+}
+
 void *budget_malloc_posted(ws_loop *l, size_t n) {
   return count_malloc(l, n ? n : 1, 0);
 }
@@ -131,7 +145,7 @@ static uint64_t peer_hash(ws_loop *l, int fd) {
 static uint32_t count_ip(const ws_loop *l, const listener *s, uint64_t ip) {
   uint32_t n = 0;
   for (uint32_t i = 0; i < l->nslots; i++) {
-    const ws_loop_conn *c = l->slots[i];
+    const ws_loop_conn *c = drv_slot_conn(l, i);
     if (c && c->lst == s && (c->flags & F_COUNTED) && c->ip_hash == ip) n++;
   }
   return n;
@@ -150,7 +164,7 @@ static int displace_handshake(ws_loop *l, listener *s) {
   ws_loop_conn *old = NULL;
   uint32_t age = 0;
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c || c->lst != s || (c->flags & (F_HS | F_KNOWN | F_TOLD)) != F_HS)
       continue;
     uint32_t a = (uint32_t)now - c->hs_ms;
@@ -222,7 +236,7 @@ void budget_opened(ws_loop_conn *c) {
   budget_hs_done(c);
   if (!(c->flags & F_PMDCTX)) return;
   ws_pmd_params pp;
-  ws_conn_pmd(c->ws, &pp);
+  ws_conn_pmd(CONN_WS(c), &pp);
   if (!pp.enabled ||
       (pp.server_no_context_takeover && pp.client_no_context_takeover)) {
     c->flags &= ~F_PMDCTX;
@@ -283,7 +297,7 @@ void budget_close_frame(ws_loop_conn *c) {
   /* only on an open WebSocket: a request head refused by the budget
    * just ends (no frame may follow a handshake that never completed) */
   if ((c->flags & (F_BUDGET | F_BCLOSE | F_OPEN)) != (F_BUDGET | F_OPEN) ||
-      c->role != WS_ROLE_SERVER || ws_conn_close_code(c->ws) != 0)
+      c->role != WS_ROLE_SERVER || ws_conn_close_code(CONN_WS(c)) != 0)
     return;
   c->flags |= F_BCLOSE;
   /* RFC 6455 5.5.1: a server's close frame, unmasked: FIN|close, the

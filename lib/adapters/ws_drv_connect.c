@@ -109,7 +109,7 @@ int connect_once(ws_loop *l, const ws_loop_connect_params *p,
   ws_client_params rq = p->request;
   if (!rq.host) rq.host = p->host;
   if (!rq.port && p->port != 80) rq.port = p->port;
-  int rv = ws_conn_connect(c->ws, &rq);
+  int rv = ws_conn_connect(CONN_WS(c), &rq);
   if (rv) return connect_abort(c, rv);
   int err = connect_next(c);
   if (err) {
