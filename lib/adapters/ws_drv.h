@@ -119,15 +119,26 @@ typedef struct post {
   uint8_t data[];
 } post;
 
-/* Per-connection state that only exists while needed. */
+/* Per-connection state that only exists while needed: allocated on
+ * need (conn_aux_get()), freed by conn_aux_trim() once all of it is idle
+ * again (an idle open connection has none). */
 typedef struct conn_aux {
   uint8_t *rbuf; /* retained input: [rpos, rlen) not fed yet */
   size_t rpos, rlen, rcap;
   ws_event ev; /* the kept event while paused */
   struct addrinfo *ai_all, *ai_next; /* client: addresses left to try */
-  char *server_name;
+  char *server_name;                 /* ... and its host, until attached */
   post *def_head, *def_tail; /* posted sends waiting for queue room */
+  /* timers of a busy connection (0: not running) */
+  uint64_t drv_at;      /* linger end, or the shutdown close time */
+  uint64_t stall_since; /* pending output without progress since */
+  uint64_t msg_since;   /* a message is being received since */
+  uint64_t drain_since; /* min_drain_rate: the window started then */
+  uint64_t drained;     /* ... and this many bytes were written since */
 } conn_aux;
+
+/* A timer of conn_aux, 0 when |c| has no aux. */
+#define AUX_T(c, f) ((c)->aux ? (c)->aux->f : 0)
 
 /* A connection: this struct and its core connection (ws_conn_init()) in
  * one block of conn_block_size() bytes, the core's at CONN_WS_OFF: one
@@ -155,12 +166,7 @@ struct ws_loop_conn {
     uint64_t deadline;
     ws_loop_conn *next_grave;
   };
-  uint64_t drv_at;      /* linger end, or the shutdown close time */
-  uint64_t stall_since; /* pending output without progress since */
-  uint64_t msg_since;   /* a message is being received since */
-  uint64_t drain_since; /* min_drain_rate: the window started then */
-  uint64_t drained;     /* ... and this many bytes were written since */
-  uint64_t ip_hash;     /* the peer address (max_conns_per_ip) */
+  uint64_t ip_hash; /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
   void *user_data;
   const ws_loop_transport *tp;
@@ -291,7 +297,11 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 void conn_destroy(ws_loop_conn *c, int err);
 /* Frees a destroyed connection (from drv_free_grave()). */
 void conn_free_memory(ws_loop_conn *c);
+/* |c|'s aux, allocated if it has none (counted, never refused by the
+ * budget: it is bookkeeping of bounded size); NULL without memory. */
 conn_aux *conn_aux_get(ws_loop_conn *c);
+/* Frees |c|'s aux if nothing in it is in use. */
+void conn_aux_trim(ws_loop_conn *c);
 void conn_mark_dirty(ws_loop_conn *c);
 void conn_mark_again(ws_loop_conn *c);
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id);

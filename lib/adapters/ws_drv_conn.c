@@ -17,7 +17,7 @@
 
 conn_aux *conn_aux_get(ws_loop_conn *c) {
   if (!c->aux) {
-    c->aux = drv_malloc(c->loop, sizeof(conn_aux));
+    c->aux = budget_malloc_posted(c->loop, sizeof(conn_aux));
     if (c->aux) memset(c->aux, 0, sizeof(conn_aux));
   }
   return c->aux;
@@ -42,6 +42,15 @@ static void aux_free(ws_loop_conn *c) {
   }
   drv_free(l, a);
   c->aux = NULL;
+}
+
+void conn_aux_trim(ws_loop_conn *c) {
+  conn_aux *a = c->aux;
+  if (!a || (c->flags & F_PAUSED) || a->rpos < a->rlen || a->rbuf ||
+      a->ai_all || a->server_name || a->def_head || a->drv_at ||
+      a->stall_since || a->msg_since || a->drain_since)
+    return;
+  aux_free(c);
 }
 
 static int has_retained(const ws_loop_conn *c) {
@@ -488,11 +497,10 @@ static void retained_done(ws_loop_conn *c) {
   conn_aux *a = c->aux;
   if (!a) return;
   a->rpos = a->rlen = 0;
-  if (a->rcap > c->loop->cfg.read_size) { /* do not keep a big buffer */
-    drv_free(c->loop, a->rbuf);
-    a->rbuf = NULL;
-    a->rcap = 0;
-  }
+  /* an idle connection keeps no buffer: the aux can go (conn_aux_trim) */
+  drv_free(c->loop, a->rbuf);
+  a->rbuf = NULL;
+  a->rcap = 0;
 }
 
 /* ws_conn_feed_events()'s callback: one event to the application, as
@@ -634,12 +642,17 @@ static int conn_flush(ws_loop_conn *c) {
     errno = 0;
     int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
     if (w) {
+      conn_aux *a = c->aux;
       ws_conn_out_consume(CONN_WS(c), w);
-      c->drained += w;
       /* Above low_water, a trickle does not count as progress: the
-       * write timeout runs until the queue is down to low_water. */
-      if (conn_pending(c) <= c->loop->cfg.low_water)
-        c->stall_since = drv_clock(c->loop);
+       * write timeout runs until the queue is down to low_water. (No
+       * aux: no window or stall was running, and conn_after() starts
+       * them if output is still pending.) */
+      if (a) {
+        a->drained += w;
+        if (a->stall_since && conn_pending(c) <= c->loop->cfg.low_water)
+          a->stall_since = drv_clock(c->loop);
+      }
     }
     if (rv == WS_ERR_WOULDBLOCK) return 0;
     if (rv < 0) return tp_fail(c, rv);
@@ -664,12 +677,15 @@ static void retry_deferred(ws_loop_conn *c) {
 static void start_linger(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   l->sys.shutdown_wr(l->sys.self, c->fd);
-  if (l->cfg.linger_ms == 0 || c->role == WS_ROLE_CLIENT) {
+  conn_aux *a = NULL;
+  /* (without memory for the timer: no linger) */
+  if (l->cfg.linger_ms == 0 || c->role == WS_ROLE_CLIENT ||
+      !(a = conn_aux_get(c))) {
     conn_destroy(c, 0);
     return;
   }
   c->state = C_LINGER;
-  c->drv_at = drv_clock(l) + l->cfg.linger_ms;
+  a->drv_at = drv_clock(l) + l->cfg.linger_ms;
 }
 
 /* Ends the transport once everything is written. */
@@ -729,18 +745,20 @@ uint64_t conn_deadline(const ws_loop_conn *c) {
   uint64_t d = NO_DEADLINE;
   if ((c->state == C_WS || c->state == C_CONNECTING) && !(c->flags & F_PAUSED))
     d = ws_conn_next_deadline(CONN_WS(c));
+  const conn_aux *a = c->aux;
+  if (!a) return d; /* no timer of the loop's own */
   if (c->state == C_LINGER || (c->flags & F_SD_CLOSE))
-    d = c->drv_at < d ? c->drv_at : d;
-  if (l->cfg.write_timeout_ms && c->stall_since) {
-    uint64_t s = c->stall_since + l->cfg.write_timeout_ms;
+    d = a->drv_at < d ? a->drv_at : d;
+  if (l->cfg.write_timeout_ms && a->stall_since) {
+    uint64_t s = a->stall_since + l->cfg.write_timeout_ms;
     d = s < d ? s : d;
   }
-  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && c->drain_since) {
-    uint64_t r = c->drain_since + l->cfg.write_timeout_ms;
+  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && a->drain_since) {
+    uint64_t r = a->drain_since + l->cfg.write_timeout_ms;
     d = r < d ? r : d;
   }
-  if (c->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
-    uint64_t m = c->msg_since + l->cfg.message_timeout_ms;
+  if (a->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
+    uint64_t m = a->msg_since + l->cfg.message_timeout_ms;
     d = m < d ? m : d;
   }
   return d;
@@ -774,41 +792,67 @@ static int conn_account(ws_loop_conn *c) {
 }
 
 /* message_timeout_ms: a message in progress on an open connection is
- * timed from the round its first frame arrived in. */
-static void conn_track_message(ws_loop_conn *c) {
+ * timed from the round its first frame arrived in. Returns -1 without
+ * memory for the timer. */
+static int conn_track_message(ws_loop_conn *c) {
   ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
   if (l->cfg.message_timeout_ms && c->state == C_WS &&
       ws_conn_state(CONN_WS(c)) == WS_STATE_OPEN &&
       ws_conn_rx_message(CONN_WS(c), NULL)) {
-    if (!c->msg_since) c->msg_since = l->now;
-  } else {
-    c->msg_since = 0;
+    if (!a && !(a = conn_aux_get(c))) return -1;
+    if (!a->msg_since) a->msg_since = l->now;
+  } else if (a) {
+    a->msg_since = 0;
   }
+  return 0;
+}
+
+/* The write timeout and the drain window: running while output is
+ * pending. Returns -1 without memory for them. */
+static int conn_track_output(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
+  if (conn_pending(c) == 0) {
+    if (a) a->stall_since = a->drain_since = 0;
+    return 0;
+  }
+  int drain = l->cfg.min_drain_rate && l->cfg.write_timeout_ms;
+  if (!l->cfg.write_timeout_ms) return 0;
+  if (!a && !(a = conn_aux_get(c))) return -1;
+  if (!a->stall_since) a->stall_since = drv_clock(l);
+  if (drain && !a->drain_since) {
+    a->drain_since = drv_clock(l);
+    a->drained = 0;
+  }
+  return 0;
 }
 
 int conn_drain_check(ws_loop_conn *c) {
   ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
   uint64_t win = l->cfg.write_timeout_ms;
-  if (!l->cfg.min_drain_rate || !win || !c->drain_since ||
-      l->now < c->drain_since + win)
+  if (!l->cfg.min_drain_rate || !win || !a || !a->drain_since ||
+      l->now < a->drain_since + win)
     return 0;
-  if (c->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
+  if (a->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
     c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return 1;
   }
-  c->drain_since = l->now; /* the next window */
-  c->drained = 0;
+  a->drain_since = l->now; /* the next window */
+  a->drained = 0;
   return 0;
 }
 
 void conn_message_timeout(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   static const char reason[] = "message too slow";
-  if (!c->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
-      l->now < c->msg_since + l->cfg.message_timeout_ms)
+  conn_aux *a = c->aux;
+  if (!a || !a->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
+      l->now < a->msg_since + l->cfg.message_timeout_ms)
     return;
-  c->msg_since = 0;
+  a->msg_since = 0;
   c->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
   /* RFC 6455 7.4.1: 1008, the message breaks the server's policy */
   ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
@@ -828,22 +872,16 @@ void conn_after(ws_loop_conn *c) {
       if (!conn_account(c) || conn_pending(c) == 0) break;
     }
     if (c->state == C_DEAD) return;
-    if (conn_pending(c) == 0)
-      c->stall_since = 0;
-    else if (!c->stall_since)
-      c->stall_since = drv_clock(l);
-    if (conn_pending(c) == 0) {
-      c->drain_since = 0;
-    } else if (!c->drain_since) {
-      c->drain_since = drv_clock(l);
-      c->drained = 0;
+    if (conn_track_output(c) != 0 || conn_track_message(c) != 0) {
+      conn_destroy(c, WS_ERR_NOMEM); /* cannot time it: give it up */
+      return;
     }
-    conn_track_message(c);
     maybe_finish(c);
     if (c->state == C_DEAD) return;
   }
   conn_set_interest(c);
   if (c->state == C_DEAD) return;
+  conn_aux_trim(c);
   if (heap_update(l, c, conn_deadline(c)) != 0) conn_destroy(c, WS_ERR_NOMEM);
 }
 

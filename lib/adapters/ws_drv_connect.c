@@ -61,6 +61,8 @@ void connect_done(ws_loop_conn *c) {
     c->sys_errno = rv == WS_LOOP_ERR_IO ? (errno ? errno : EIO) : 0;
     conn_destroy(c, rv);
   }
+  drv_free(l, a->server_name); /* (a transport keeps its own copy) */
+  a->server_name = NULL;
 }
 
 /* Drops a connection that never got going (no callback is owed). */

@@ -31,14 +31,16 @@ void ws_loop_shutdown(ws_loop *l, uint16_t code, uint32_t spread_ms,
 static void schedule_close(ws_loop_conn *c, uint32_t spread) {
   ws_loop *l = c->loop;
   uint32_t r = 0;
+  conn_aux *a = NULL;
   if (spread && l->sys.rand(l->sys.self, (uint8_t *)&r, sizeof(r)) == 0)
     r %= spread;
-  if (r == 0) {
+  /* (without memory for the timer: at once) */
+  if (r == 0 || !(a = conn_aux_get(c))) {
     conn_shutdown_close(c);
     return;
   }
   c->flags |= F_SD_CLOSE;
-  c->drv_at = l->now + r;
+  a->drv_at = l->now + r;
   heap_update(l, c, conn_deadline(c));
 }
 

@@ -87,20 +87,22 @@ uint64_t heap_first(const ws_loop *l) {
 static void conn_due(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   const ws_loop_config *cfg = &l->cfg;
-  if (c->state == C_LINGER && l->now >= c->drv_at) {
+  const conn_aux *a = c->aux; /* (it holds every timer of the loop's) */
+  if (c->state == C_LINGER && l->now >= AUX_T(c, drv_at)) {
     conn_destroy(c, 0);
     return;
   }
-  if (cfg->write_timeout_ms && c->stall_since &&
-      l->now >= c->stall_since + cfg->write_timeout_ms) {
+  if (cfg->write_timeout_ms && a && a->stall_since &&
+      l->now >= a->stall_since + cfg->write_timeout_ms) {
     c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return;
   }
   if (conn_drain_check(c)) return;
   conn_message_timeout(c);
-  if ((c->flags & F_SD_CLOSE) && l->now >= c->drv_at) {
+  if ((c->flags & F_SD_CLOSE) && l->now >= AUX_T(c, drv_at)) {
     c->flags &= ~F_SD_CLOSE;
+    if (c->aux) c->aux->drv_at = 0;
     conn_shutdown_close(c);
   }
   if (!(c->flags & F_PAUSED) && ws_conn_next_deadline(CONN_WS(c)) <= l->now)
