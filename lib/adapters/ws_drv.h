@@ -176,10 +176,11 @@ struct ws_loop_conn {
   ws_loop_conn *next_dirty, *next_again, *next_due;
 };
 
-/* Where the core's connection lives in a connection's block. */
+/* Where the core's connection lives in a connection's block: aligned as
+ * the blocks of the core's own arena, where ws_conn_new() places one
+ * too (WS_ARENA_ALIGN; ws_conn_init() checks the alignment it needs). */
 #define CONN_WS_OFF                                                            \
-  ((sizeof(ws_loop_conn) + _Alignof(max_align_t) - 1) &                        \
-   ~(_Alignof(max_align_t) - 1))
+  ((sizeof(ws_loop_conn) + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1))
 #define CONN_WS(c) ((ws_conn *)(void *)((char *)(c) + CONN_WS_OFF))
 
 /* The slot table (id -> connection) and the deadline heap are arrays of
