@@ -173,7 +173,7 @@ struct ws_loop_conn {
   void *tctx;
   conn_aux *aux;
   listener *lst;
-  ws_loop_conn *next_dirty, *next_again, *next_due;
+  ws_loop_conn *next_dirty, *next_again;
 };
 
 /* Where the core's connection lives in a connection's block: aligned as

@@ -110,20 +110,34 @@ static void conn_due(ws_loop_conn *c) {
   conn_after(c);
 }
 
+/* How many entries of the heap are due at |now|: they form a subtree at
+ * the root (a node is due only if its parent is), walked depth first
+ * with the right children kept on a stack (at most one a level). */
+static uint32_t heap_count_due(const ws_loop *l, uint64_t now) {
+  uint32_t stack[32], sp = 0, n = 0, i = 0;
+  for (;;) {
+    if (i < l->heaplen && HEAP(l, i)->deadline <= now) {
+      n++;
+      /* (i < heaplen <= MAX_SLOTS: no overflow) */
+      if (2 * i + 2 < l->heaplen) stack[sp++] = 2 * i + 2;
+      i = 2 * i + 1;
+    } else if (sp) {
+      i = stack[--sp];
+    } else {
+      return n;
+    }
+  }
+}
+
 void drv_run_timers(ws_loop *l) {
-  /* Take the due connections first: handling one may re-arm it. */
-  ws_loop_conn *due = NULL;
   drv_clock(l);
-  while (l->heaplen && HEAP(l, 0u)->deadline <= l->now) {
+  /* Handles as many as were due when it started, earliest first: one
+   * that is re-armed at once waits for the next round (which does not
+   * wait), so the round ends. A dead connection is never in the heap. */
+  uint32_t n = heap_count_due(l, l->now);
+  while (n-- > 0 && l->heaplen && HEAP(l, 0u)->deadline <= l->now) {
     ws_loop_conn *c = HEAP(l, 0u);
     heap_remove(l, c);
-    c->next_due = due;
-    due = c;
-  }
-  while (due) {
-    ws_loop_conn *c = due;
-    due = c->next_due;
-    c->next_due = NULL;
-    if (c->state != C_DEAD) conn_due(c);
+    conn_due(c);
   }
 }
