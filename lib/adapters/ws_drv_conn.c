@@ -646,11 +646,17 @@ static int conn_flush(ws_loop_conn *c) {
       ws_conn_out_consume(CONN_WS(c), w);
       /* Above low_water, a trickle does not count as progress: the
        * write timeout runs until the queue is down to low_water. (No
-       * aux: no window or stall was running, and conn_after() starts
-       * them if output is still pending.) */
+       * aux: no drain window was running; and no write timeout either,
+       * which starts here if output is left, as it would at once in
+       * conn_after(). Without memory for it, conn_after() gives the
+       * connection up.) */
+      size_t left = conn_pending(c);
+      if (!a && left > 0 && left <= c->loop->cfg.low_water &&
+          c->loop->cfg.write_timeout_ms)
+        a = conn_aux_get(c);
       if (a) {
         a->drained += w;
-        if (a->stall_since && conn_pending(c) <= c->loop->cfg.low_water)
+        if (left <= c->loop->cfg.low_water)
           a->stall_since = drv_clock(c->loop);
       }
     }
@@ -688,6 +694,8 @@ static void start_linger(ws_loop_conn *c) {
   a->drv_at = drv_clock(l) + l->cfg.linger_ms;
 }
 
+static int conn_track_output(ws_loop_conn *c);
+
 /* Ends the transport once everything is written. */
 static void maybe_finish(ws_loop_conn *c) {
   if (c->state != C_WS || !ws_conn_should_close_transport(CONN_WS(c)) ||
@@ -703,7 +711,10 @@ static void maybe_finish(ws_loop_conn *c) {
         conn_destroy(c, e);
         return;
       }
-      if (tp_pending(c) > 0) return; /* the closing record is on its way */
+      if (tp_pending(c) > 0) { /* the closing record is on its way */
+        if (conn_track_output(c) != 0) conn_destroy(c, WS_ERR_NOMEM);
+        return;
+      }
     }
   }
   start_linger(c);
