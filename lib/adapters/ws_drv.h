@@ -33,6 +33,7 @@
 #include "ws_driver.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 
 #define NO_DEADLINE UINT64_MAX
@@ -79,6 +80,7 @@ enum cstate {
 #define F_CAP_CONNS 0x200000u /* F_REFUSE: over max_conns */
 #define F_CAP_IP 0x400000u    /* ... over max_conns_per_ip */
 #define F_CAP_HS 0x800000u    /* ... over max_handshakes */
+#define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
 
 typedef struct handle {
   uint8_t kind;
@@ -117,48 +119,78 @@ typedef struct post {
   uint8_t data[];
 } post;
 
-/* Per-connection state that only exists while needed. */
+/* Per-connection state that only exists while needed: allocated on
+ * need (conn_aux_get()), freed by conn_aux_trim() once all of it is idle
+ * again (an idle open connection has none). */
 typedef struct conn_aux {
   uint8_t *rbuf; /* retained input: [rpos, rlen) not fed yet */
   size_t rpos, rlen, rcap;
   ws_event ev; /* the kept event while paused */
   struct addrinfo *ai_all, *ai_next; /* client: addresses left to try */
-  char *server_name;
+  char *server_name;                 /* ... and its host, until attached */
   post *def_head, *def_tail; /* posted sends waiting for queue room */
-} conn_aux;
-
-struct ws_loop_conn {
-  handle h;
-  uint8_t state;
-  uint8_t role;
-  uint16_t http_status;
-  uint32_t flags;
-  int fd;
-  int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
-                 says which) or a code of its own */
-  int sys_errno;
-  int end_err;     /* the reason to report if the core has none */
-  unsigned events; /* interest registered with the poller */
-  uint32_t slot;
-  uint32_t heap_idx; /* UINT32_MAX: not in the heap */
-  uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
-  uint64_t id;
-  uint64_t deadline;    /* heap key */
+  /* timers of a busy connection (0: not running) */
   uint64_t drv_at;      /* linger end, or the shutdown close time */
   uint64_t stall_since; /* pending output without progress since */
   uint64_t msg_since;   /* a message is being received since */
   uint64_t drain_since; /* min_drain_rate: the window started then */
   uint64_t drained;     /* ... and this many bytes were written since */
-  uint64_t ip_hash;     /* the peer address (max_conns_per_ip) */
+} conn_aux;
+
+/* A timer of conn_aux, 0 when |c| has no aux. */
+#define AUX_T(c, f) ((c)->aux ? (c)->aux->f : 0)
+
+/* A connection: this struct and its core connection (ws_conn_init()) in
+ * one block of conn_block_size() bytes, the core's at CONN_WS_OFF: one
+ * allocation, no pointer between them. Kept small: every open connection
+ * holds one for its whole life. */
+struct ws_loop_conn {
+  handle h;
+  uint8_t state;
+  uint8_t role;
+  uint8_t events; /* interest registered with the poller (WS_DRV_*) */
+  uint32_t flags;
+  int fd;
+  int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
+                 says which) or a code of its own */
+  int sys_errno;
+  int16_t end_err;      /* the reason to report if the core has none (one
+                           of the loop's or the core's codes) */
+  uint16_t http_status;
+  uint32_t heap_idx; /* UINT32_MAX: not in the heap */
+  uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
+  uint64_t id;       /* the slot + 1 in the low 32 bits (F_SLOT) */
+  /* The heap key while alive; once dead (C_DEAD, out of the heap for
+   * good) the link of the graveyard. */
+  union {
+    uint64_t deadline;
+    ws_loop_conn *next_grave;
+  };
+  uint64_t ip_hash; /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
-  ws_conn *ws;
   void *user_data;
   const ws_loop_transport *tp;
   void *tctx;
   conn_aux *aux;
   listener *lst;
-  ws_loop_conn *next_dirty, *next_again, *next_grave, *next_due;
+  ws_loop_conn *next_dirty, *next_again;
 };
+
+/* Where the core's connection lives in a connection's block: aligned as
+ * the blocks of the core's own arena, where ws_conn_new() places one
+ * too (WS_ARENA_ALIGN; ws_conn_init() checks the alignment it needs). */
+#define CONN_WS_OFF                                                            \
+  ((sizeof(ws_loop_conn) + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1))
+#define CONN_WS(c) ((ws_conn *)(void *)((char *)(c) + CONN_WS_OFF))
+
+/* The slot table (id -> connection) and the deadline heap are arrays of
+ * pages of PAGE_ENTRIES entries: they grow a page at a time (at most one
+ * page partly used, no copy of the whole table), and a slot's entry is
+ * either its connection (the pointer, even) or, when free, its
+ * generation and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
+#define PAGE_ENTRIES 512u
+#define MAX_SLOTS 0x7fffffffu
+typedef uint64_t slot_entry;
 
 struct ws_loop {
   ws_loop_config cfg;
@@ -175,15 +207,15 @@ struct ws_loop {
   uint64_t now;
   listener *listeners;
   size_t nconns;
-  /* slot table: id -> connection */
-  ws_loop_conn **slots;
-  uint32_t *gens;
-  uint32_t nslots, slotcap;
-  uint32_t *free_slots;
-  uint32_t nfree;
-  /* deadline heap */
-  ws_loop_conn **heap;
-  uint32_t heaplen, heapcap;
+  /* slot table: id -> connection; slots [0, nslots) were handed out,
+   * the free ones chained from free_head (slot + 1, 0: none) */
+  void **spages; /* of slot_entry */
+  uint32_t nspages, spcap; /* pages allocated, room in |spages| */
+  uint32_t nslots;
+  uint32_t free_head;
+  /* deadline heap, |heaplen| entries in |nhpages| pages */
+  void **hpages; /* of ws_loop_conn * */
+  uint32_t heaplen, nhpages, hpcap;
   ws_loop_conn *dirty, *again, *grave;
   ws_drv_event ready[MAX_READY];
   int nready; /* entries of |ready| being dispatched */
@@ -221,6 +253,11 @@ struct ws_loop {
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
 
 void *drv_malloc(ws_loop *l, size_t n);
+/* A connection's block, conn_block_size() bytes, counted (and refused by
+ * the budget) like any other allocation but without a size header. */
+size_t conn_block_size(void);
+void *drv_block_alloc(ws_loop *l, size_t n);
+void drv_block_free(ws_loop *l, void *p, size_t n);
 void *drv_realloc(ws_loop *l, void *p, size_t n);
 void drv_free(ws_loop *l, void *p);
 /* Reads the clock into l->now (never backwards) and returns it. */
@@ -229,6 +266,18 @@ uint64_t drv_clock(ws_loop *l);
 void drv_note_rv(ws_loop *l, int rv);
 /* Frees the graveyard, except connections still on a list of this round. */
 void drv_free_grave(ws_loop *l);
+
+/* The connection in slot |i| (< l->nslots), NULL if the slot is free. */
+static inline ws_loop_conn *drv_slot_conn(const ws_loop *l, uint32_t i) {
+  slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
+  return (e & 1u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+}
+/* Grows a page table (|*ppages|, |*pn| pages in room for |*pcap|) by one
+ * page of |entry| bytes a slot; -1 without memory. */
+int drv_page_add(ws_loop *l, void ***ppages, uint32_t *pn, uint32_t *pcap,
+                 size_t entry);
+/* Frees a page table. */
+void drv_pages_free(ws_loop *l, void **pages, uint32_t n);
 
 /* ---- ws_drv_timer.c ------------------------------------------------------ */
 
@@ -249,7 +298,11 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 void conn_destroy(ws_loop_conn *c, int err);
 /* Frees a destroyed connection (from drv_free_grave()). */
 void conn_free_memory(ws_loop_conn *c);
+/* |c|'s aux, allocated if it has none (counted, never refused by the
+ * budget: it is bookkeeping of bounded size); NULL without memory. */
 conn_aux *conn_aux_get(ws_loop_conn *c);
+/* Frees |c|'s aux if nothing in it is in use. */
+void conn_aux_trim(ws_loop_conn *c);
 void conn_mark_dirty(ws_loop_conn *c);
 void conn_mark_again(ws_loop_conn *c);
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id);

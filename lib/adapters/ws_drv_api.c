@@ -10,7 +10,7 @@
 int ws_loop_accept(ws_loop_conn *c, const ws_accept_params *params) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_accept(c->ws, params);
+  int rv = ws_conn_accept(CONN_WS(c), params);
   if (rv == 0) {
     conn_mark_dirty(c);
     if (c->flags & F_PAUSED) conn_mark_again(c); /* the open event waits */
@@ -22,9 +22,9 @@ int ws_loop_reject(ws_loop_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_reject(c->ws, status, headers, nheaders, body, bodylen);
+  int rv = ws_conn_reject(CONN_WS(c), status, headers, nheaders, body, bodylen);
   if (rv == 0) {
-    c->end_err = WS_ERR_REJECTED;
+    c->end_err = (int16_t)WS_ERR_REJECTED;
     c->http_status = (uint16_t)status;
     conn_mark_dirty(c);
     if (c->flags & F_PAUSED) conn_mark_again(c);
@@ -36,7 +36,7 @@ int ws_loop_http_respond(ws_loop_conn *c, int status, const ws_kv *headers,
                          size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_respond(c->ws, status, headers, nheaders, body, bodylen);
+  int rv = ws_conn_respond(CONN_WS(c), status, headers, nheaders, body, bodylen);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -46,7 +46,7 @@ int ws_loop_send(ws_loop_conn *c, ws_opcode opcode, const void *data,
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
   if (budget_hold_back(c)) return WS_ERR_WOULDBLOCK;
-  int rv = ws_conn_send(c->ws, opcode, data, len, flags);
+  int rv = ws_conn_send(CONN_WS(c), opcode, data, len, flags);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -54,7 +54,7 @@ int ws_loop_send(ws_loop_conn *c, ws_opcode opcode, const void *data,
 int ws_loop_ping(ws_loop_conn *c, const void *data, size_t len) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_ping(c->ws, data, len);
+  int rv = ws_conn_ping(CONN_WS(c), data, len);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -62,7 +62,7 @@ int ws_loop_ping(ws_loop_conn *c, const void *data, size_t len) {
 int ws_loop_pong(ws_loop_conn *c, const void *data, size_t len) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_pong(c->ws, data, len);
+  int rv = ws_conn_pong(CONN_WS(c), data, len);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -71,7 +71,7 @@ int ws_loop_close(ws_loop_conn *c, uint16_t code, const void *reason,
                   size_t reasonlen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
-  int rv = ws_conn_close(c->ws, code, reason, reasonlen);
+  int rv = ws_conn_close(CONN_WS(c), code, reason, reasonlen);
   if (rv == 0) conn_mark_dirty(c);
   return rv;
 }
@@ -91,15 +91,15 @@ int ws_loop_broadcast(ws_loop *l, ws_opcode opcode, const void *data,
   if (!l || (len && !data) || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY))
     return WS_ERR_INVALID_ARGUMENT;
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c || c == except || c->state != C_WS ||
-        ws_conn_state(c->ws) != WS_STATE_OPEN || budget_hold_back(c))
+        ws_conn_state(CONN_WS(c)) != WS_STATE_OPEN || budget_hold_back(c))
       continue;
     if (!prep && !prep_failed &&
         ws_prepared_new(&prep, opcode, data, len, 0, &l->mem) != 0)
       prep_failed = 1;
-    int rv = prep ? ws_conn_send_prepared(c->ws, prep)
-                  : ws_conn_send(c->ws, opcode, data, len, 0);
+    int rv = prep ? ws_conn_send_prepared(CONN_WS(c), prep)
+                  : ws_conn_send(CONN_WS(c), opcode, data, len, 0);
     if (rv == 0) {
       conn_mark_dirty(c);
       n++;
@@ -130,7 +130,7 @@ void ws_loop_conn_set_user_data(ws_loop_conn *c, void *ud) {
   if (c) c->user_data = ud;
 }
 
-ws_conn *ws_loop_conn_ws(const ws_loop_conn *c) { return c ? c->ws : NULL; }
+ws_conn *ws_loop_conn_ws(const ws_loop_conn *c) { return c ? CONN_WS(c) : NULL; }
 
 size_t ws_loop_conn_pending(const ws_loop_conn *c) {
   return c ? conn_pending(c) : 0;

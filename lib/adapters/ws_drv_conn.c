@@ -17,7 +17,7 @@
 
 conn_aux *conn_aux_get(ws_loop_conn *c) {
   if (!c->aux) {
-    c->aux = drv_malloc(c->loop, sizeof(conn_aux));
+    c->aux = budget_malloc_posted(c->loop, sizeof(conn_aux));
     if (c->aux) memset(c->aux, 0, sizeof(conn_aux));
   }
   return c->aux;
@@ -44,6 +44,15 @@ static void aux_free(ws_loop_conn *c) {
   c->aux = NULL;
 }
 
+void conn_aux_trim(ws_loop_conn *c) {
+  conn_aux *a = c->aux;
+  if (!a || (c->flags & F_PAUSED) || a->rpos < a->rlen || a->rbuf ||
+      a->ai_all || a->server_name || a->def_head || a->drv_at ||
+      a->stall_since || a->msg_since || a->drain_since)
+    return;
+  aux_free(c);
+}
+
 static int has_retained(const ws_loop_conn *c) {
   return c->aux && c->aux->rpos < c->aux->rlen;
 }
@@ -65,54 +74,75 @@ void conn_mark_again(ws_loop_conn *c) {
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
   uint32_t slot = (uint32_t)(id & 0xffffffffu);
   if (slot == 0 || slot > l->nslots) return NULL;
-  ws_loop_conn *c = l->slots[slot - 1];
+  ws_loop_conn *c = drv_slot_conn(l, slot - 1);
   return c && c->id == id ? c : NULL;
 }
 
-static int slot_grow(ws_loop *l) {
-  uint32_t cap = l->slotcap ? l->slotcap * 2 : 64;
-  /* an array of pointers: sizeof a pointer is meant */
-  ws_loop_conn **ns = drv_realloc(l, l->slots, cap * sizeof(*ns)); /* NOLINT(bugprone-sizeof-expression) */
-  if (!ns) return -1;
-  l->slots = ns;
-  uint32_t *ng = drv_realloc(l, l->gens, cap * sizeof(*ng));
-  if (!ng) return -1;
-  l->gens = ng;
-  uint32_t *nf = drv_realloc(l, l->free_slots, cap * sizeof(*nf));
-  if (!nf) return -1;
-  l->free_slots = nf;
-  l->slotcap = cap;
+int drv_page_add(ws_loop *l, void ***ppages, uint32_t *pn, uint32_t *pcap,
+                 size_t entry) {
+  if (*pn == *pcap) {
+    uint32_t cap = *pcap ? *pcap * 2 : 4;
+    void **np = drv_realloc(l, *ppages, cap * sizeof(*np));
+    if (!np) return -1;
+    *ppages = np;
+    *pcap = cap;
+  }
+  void *page = drv_malloc(l, PAGE_ENTRIES * entry);
+  if (!page) return -1;
+  (*ppages)[(*pn)++] = page;
   return 0;
+}
+
+void drv_pages_free(ws_loop *l, void **pages, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    drv_free(l, pages[i]);
+  drv_free(l, pages);
+}
+
+static slot_entry *slot_at(ws_loop *l, uint32_t s) {
+  return &((slot_entry *)l->spages[s / PAGE_ENTRIES])[s % PAGE_ENTRIES];
 }
 
 /* Gives |c| a slot and an id that is never reused: the slot's generation
  * in the high 32 bits, the slot + 1 in the low ones. */
 static int slot_take(ws_loop *l, ws_loop_conn *c) {
-  uint32_t s;
-  if (l->nfree) {
-    s = l->free_slots[--l->nfree];
+  uint32_t s, gen;
+  if (l->free_head) {
+    s = l->free_head - 1;
+    slot_entry e = *slot_at(l, s);
+    l->free_head = (uint32_t)(e & 0xffffffffu) >> 1;
+    gen = (uint32_t)(e >> 32);
   } else {
-    if (l->nslots == l->slotcap && slot_grow(l) != 0) return -1;
+    if (l->nslots == MAX_SLOTS) return -1;
+    if (l->nslots == l->nspages * PAGE_ENTRIES &&
+        drv_page_add(l, &l->spages, &l->nspages, &l->spcap,
+                     sizeof(slot_entry)) != 0)
+      return -1;
     s = l->nslots++;
-    l->gens[s] = 0;
+    gen = 0;
   }
-  l->slots[s] = c;
-  l->gens[s]++;
-  c->slot = s;
-  c->id = (uint64_t)l->gens[s] << 32 | (uint64_t)(s + 1);
+  gen++;
+  *slot_at(l, s) = (slot_entry)(uintptr_t)c;
+  c->id = (uint64_t)gen << 32 | (uint64_t)(s + 1);
+  c->flags |= F_SLOT;
   return 0;
 }
 
 static void slot_release(ws_loop *l, ws_loop_conn *c) {
-  if (c->slot == UINT32_MAX) return;
-  l->slots[c->slot] = NULL;
-  l->free_slots[l->nfree++] = c->slot;
-  c->slot = UINT32_MAX;
+  if (!(c->flags & F_SLOT)) return;
+  uint32_t s = (uint32_t)(c->id & 0xffffffffu) - 1;
+  *slot_at(l, s) = (c->id & 0xffffffff00000000u) |
+                   (slot_entry)l->free_head << 1 | 1u;
+  l->free_head = s + 1;
+  c->flags &= ~F_SLOT;
 }
+
+size_t conn_block_size(void) { return CONN_WS_OFF + ws_conn_sizeof(); }
 
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
                        const ws_loop_transport *tp, void *ud) {
-  ws_loop_conn *c = drv_malloc(l, sizeof(*c));
+  ws_loop_conn *c = drv_block_alloc(l, conn_block_size());
+  ws_conn *ws;
   if (!c) return NULL;
   memset(c, 0, sizeof(*c));
   c->h.kind = H_CONN;
@@ -120,19 +150,22 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
   c->role = (uint8_t)role;
   c->state = C_WS;
   c->heap_idx = UINT32_MAX;
-  c->slot = UINT32_MAX;
   c->deadline = NO_DEADLINE;
   c->loop = l;
   c->user_data = ud;
   c->tp = tp ? tp : &l->plain;
-  if (ws_conn_new(&c->ws, cfg, &l->mem) != 0 || slot_take(l, c) != 0) {
-    ws_conn_del(c->ws);
-    drv_free(l, c);
+  if (ws_conn_init(&ws, CONN_WS(c), ws_conn_sizeof(), cfg, &l->mem) != 0) {
+    drv_block_free(l, c, conn_block_size());
+    return NULL;
+  }
+  if (slot_take(l, c) != 0) {
+    ws_conn_fini(ws);
+    drv_block_free(l, c, conn_block_size());
     return NULL;
   }
   l->nconns++;
   /* The handshake timer starts now: the clock is read for it. */
-  ws_conn_tick(c->ws, drv_clock(l));
+  ws_conn_tick(ws, drv_clock(l));
   return c;
 }
 
@@ -174,7 +207,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
     ws_loop_close_info info;
     memset(&info, 0, sizeof(info));
     info.code = 1006;
-    info.sent_code = ws_conn_close_code(c->ws);
+    info.sent_code = ws_conn_close_code(CONN_WS(c));
     info.error = c->end_err ? c->end_err : err;
     info.sys_errno = c->sys_errno;
     info.http_status = c->http_status;
@@ -198,13 +231,13 @@ void conn_destroy(ws_loop_conn *c, int err) {
 }
 
 void conn_free_memory(ws_loop_conn *c) {
-  ws_conn_del(c->ws);
+  ws_conn_fini(CONN_WS(c));
   aux_free(c);
-  drv_free(c->loop, c);
+  drv_block_free(c->loop, c, conn_block_size());
 }
 
 size_t conn_pending(const ws_loop_conn *c) {
-  return ws_conn_out_pending(c->ws) + tp_pending(c);
+  return ws_conn_out_pending(CONN_WS(c)) + tp_pending(c);
 }
 
 /* ---- events -> callbacks ------------------------------------------------- */
@@ -215,9 +248,9 @@ static const char *sd_reason(uint16_t code) {
 
 void conn_shutdown_close(ws_loop_conn *c) {
   ws_loop *l = c->loop;
-  if (c->state != C_WS || ws_conn_state(c->ws) != WS_STATE_OPEN) return;
+  if (c->state != C_WS || ws_conn_state(CONN_WS(c)) != WS_STATE_OPEN) return;
   const char *r = sd_reason(l->sd_code);
-  ws_conn_close(c->ws, l->sd_code, r, strlen(r));
+  ws_conn_close(CONN_WS(c), l->sd_code, r, strlen(r));
   conn_mark_dirty(c);
 }
 
@@ -245,7 +278,7 @@ static int answered_status(const ws_loop_conn *c) {
   const size_t n = sizeof(v11) - 1;
   ws_iovec v;
   int st = 0;
-  if (ws_conn_out_peek(c->ws, &v, 1) != 1 || v.len < n + 3 ||
+  if (ws_conn_out_peek(CONN_WS(c), &v, 1) != 1 || v.len < n + 3 ||
       memcmp(v.base, v11, n) != 0)
     return 0;
   for (size_t i = n; i < n + 3; i++) {
@@ -281,7 +314,7 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
   int st = l->draining ? 503 : budget_request_status(c, ev->request, &why);
   if (st) { /* over a cap or the budget (503), or a foreign Origin (403) */
     conn_refused(c, st, why, ev->request);
-    ws_conn_reject(c->ws, st, retry_after, st == 503, NULL, 0);
+    ws_conn_reject(CONN_WS(c), st, retry_after, st == 503, NULL, 0);
     budget_hs_done(c);
     return 0;
   }
@@ -292,12 +325,12 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
     c->flags |= F_KNOWN;
     rv = l->cfg.callbacks.on_request(c, c->user_data, ev->request);
   }
-  if (rv == WS_LOOP_PAUSE && ws_conn_state(c->ws) == WS_STATE_CONNECTING)
+  if (rv == WS_LOOP_PAUSE && ws_conn_state(CONN_WS(c)) == WS_STATE_CONNECTING)
     return WS_LOOP_PAUSE;
-  if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
-      ws_conn_accept(c->ws, NULL) != 0) {
+  if (ws_conn_state(CONN_WS(c)) == WS_STATE_CONNECTING &&
+      ws_conn_accept(CONN_WS(c), NULL) != 0) {
     conn_refused(c, 500, budget_nomem_reason(l, c->flags), ev->request);
-    ws_conn_reject(c->ws, 500, NULL, 0, NULL, 0);
+    ws_conn_reject(CONN_WS(c), 500, NULL, 0, NULL, 0);
   }
   budget_hs_done(c);
   return rv == WS_LOOP_PAUSE ? 0 : rv;
@@ -313,15 +346,15 @@ static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
   /* draining: a load balancer's health check sees it; or over a cap */
   if (l->draining || budget_request_status(c, NULL, &why) == 503) {
     conn_refused(c, 503, why, ev->request);
-    ws_conn_respond(c->ws, 503, retry_after, 1, NULL, 0);
+    ws_conn_respond(CONN_WS(c), 503, retry_after, 1, NULL, 0);
     return 0;
   }
   c->flags |= F_TOLD; /* the application's to answer and to log */
   if (l->cfg.callbacks.on_http)
     rv = l->cfg.callbacks.on_http(c, c->user_data, ev->request);
-  if (ws_conn_state(c->ws) == WS_STATE_CONNECTING &&
-      ws_conn_respond(c->ws, 404, text, 1, "not found\n", 10) != 0)
-    ws_conn_respond(c->ws, 404, NULL, 0, NULL, 0);
+  if (ws_conn_state(CONN_WS(c)) == WS_STATE_CONNECTING &&
+      ws_conn_respond(CONN_WS(c), 404, text, 1, "not found\n", 10) != 0)
+    ws_conn_respond(CONN_WS(c), 404, NULL, 0, NULL, 0);
   return rv == WS_LOOP_PAUSE ? 0 : rv;
 }
 
@@ -332,7 +365,7 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
     return;
   }
   memset(&info, 0, sizeof(info));
-  info.sent_code = ws_conn_close_code(c->ws); /* only what was sent */
+  info.sent_code = ws_conn_close_code(CONN_WS(c)); /* only what was sent */
   if (ev->type == WS_EV_CLOSE) {
     info.code = ev->close_code;
     info.reason = ev->data;
@@ -415,10 +448,10 @@ static int keep_event(ws_loop_conn *c, const ws_event *ev) {
 int conn_pull_events(ws_loop_conn *c) {
   ws_event ev;
   while (c->state == C_WS && !(c->flags & F_PAUSED)) {
-    if (ws_conn_next_event(c->ws, &ev) != 0) return 0;
+    if (ws_conn_next_event(CONN_WS(c), &ev) != 0) return 0;
     if (dispatch(c, &ev) == WS_LOOP_PAUSE) {
       if (keep_event(c, &ev) != 0) {
-        ws_conn_close(c->ws, 1011, NULL, 0);
+        ws_conn_close(CONN_WS(c), 1011, NULL, 0);
         continue;
       }
       return 1;
@@ -464,11 +497,10 @@ static void retained_done(ws_loop_conn *c) {
   conn_aux *a = c->aux;
   if (!a) return;
   a->rpos = a->rlen = 0;
-  if (a->rcap > c->loop->cfg.read_size) { /* do not keep a big buffer */
-    drv_free(c->loop, a->rbuf);
-    a->rbuf = NULL;
-    a->rcap = 0;
-  }
+  /* an idle connection keeps no buffer: the aux can go (conn_aux_trim) */
+  drv_free(c->loop, a->rbuf);
+  a->rbuf = NULL;
+  a->rcap = 0;
 }
 
 /* ws_conn_feed_events()'s callback: one event to the application, as
@@ -485,7 +517,7 @@ static int feed_event(ws_conn *ws, const ws_event *ev, void *ud) {
   int kept = 0;
   if (dispatch(c, ev) == WS_LOOP_PAUSE) {
     if (keep_event(c, ev) != 0)
-      ws_conn_close(c->ws, 1011, NULL, 0);
+      ws_conn_close(CONN_WS(c), 1011, NULL, 0);
     else
       kept = 1;
   }
@@ -509,7 +541,7 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
       if (retain(c, buf, fstart, pos, len, priv) != 0) {
         /* Out of memory: give the connection up. */
         c->flags &= ~F_PAUSED;
-        ws_conn_close(c->ws, 1011, NULL, 0);
+        ws_conn_close(CONN_WS(c), 1011, NULL, 0);
         if (priv) retained_done(c);
       }
       return;
@@ -522,7 +554,7 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
     fstart = pos;
     ws_loop_conn *was = c->loop->feeding;
     c->loop->feeding = c; /* who pays for what the core allocates */
-    int rv = ws_conn_feed_events(c->ws, buf + pos, len - pos, &n, feed_event, c);
+    int rv = ws_conn_feed_events(CONN_WS(c), buf + pos, len - pos, &n, feed_event, c);
     c->loop->feeding = was;
     pos += n;
     if (rv < 0 && rv != WS_ERR_WOULDBLOCK) pos = len; /* the rest is moot */
@@ -536,10 +568,10 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
 void conn_tick(ws_loop_conn *c) {
   if (c->state != C_WS && c->state != C_CONNECTING) return;
   if (c->flags & F_PAUSED) return; /* a tick would release its storage */
-  ws_conn_tick(c->ws, drv_clock(c->loop));
+  ws_conn_tick(CONN_WS(c), drv_clock(c->loop));
   if (c->state == C_WS)
     conn_pull_events(c);
-  else if (ws_conn_state(c->ws) == WS_STATE_FAILED)
+  else if (ws_conn_state(CONN_WS(c)) == WS_STATE_FAILED)
     conn_destroy(c, WS_ERR_TIMEOUT); /* the TCP connect took too long */
 }
 
@@ -551,7 +583,7 @@ static void conn_lost(ws_loop_conn *c, int err) {
   if (c->state == C_DEAD) return;
   if (c->state == C_WS) {
     c->flags &= ~(F_PAUSED | F_PAUSED_AUTO); /* a kept event is moot */
-    ws_conn_feed_eof(c->ws);
+    ws_conn_feed_eof(CONN_WS(c));
     conn_pull_events(c);
     if (!err) conn_flush(c); /* a close reply, best effort */
   }
@@ -563,7 +595,7 @@ static int can_read(const ws_loop_conn *c) {
   case C_LINGER: return 1;
   case C_WS:
     return !(c->flags & (F_PAUSED | F_CONGESTED)) && !has_retained(c) &&
-           ws_conn_want_read(c->ws);
+           ws_conn_want_read(CONN_WS(c));
   default: return 0;
   }
 }
@@ -605,17 +637,28 @@ static void conn_read_round(ws_loop_conn *c) {
 static int conn_flush(ws_loop_conn *c) {
   for (;;) {
     ws_iovec iov[2];
-    size_t w = 0, n = ws_conn_out_peek(c->ws, iov, 2);
+    size_t w = 0, n = ws_conn_out_peek(CONN_WS(c), iov, 2);
     if (n == 0 && tp_pending(c) == 0) return 0;
     errno = 0;
     int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
     if (w) {
-      ws_conn_out_consume(c->ws, w);
-      c->drained += w;
+      conn_aux *a = c->aux;
+      ws_conn_out_consume(CONN_WS(c), w);
       /* Above low_water, a trickle does not count as progress: the
-       * write timeout runs until the queue is down to low_water. */
-      if (conn_pending(c) <= c->loop->cfg.low_water)
-        c->stall_since = drv_clock(c->loop);
+       * write timeout runs until the queue is down to low_water. (No
+       * aux: no drain window was running; and no write timeout either,
+       * which starts here if output is left, as it would at once in
+       * conn_after(). Without memory for it, conn_after() gives the
+       * connection up.) */
+      size_t left = conn_pending(c);
+      if (!a && left > 0 && left <= c->loop->cfg.low_water &&
+          c->loop->cfg.write_timeout_ms)
+        a = conn_aux_get(c);
+      if (a) {
+        a->drained += w;
+        if (left <= c->loop->cfg.low_water)
+          a->stall_since = drv_clock(c->loop);
+      }
     }
     if (rv == WS_ERR_WOULDBLOCK) return 0;
     if (rv < 0) return tp_fail(c, rv);
@@ -629,7 +672,7 @@ static void retry_deferred(ws_loop_conn *c) {
   while (a && a->def_head && c->state == C_WS) {
     post *p = a->def_head;
     int rv =
-        ws_conn_send(c->ws, (ws_opcode)p->opcode, p->data, p->len, p->flags);
+        ws_conn_send(CONN_WS(c), (ws_opcode)p->opcode, p->data, p->len, p->flags);
     if (rv == WS_ERR_WOULDBLOCK) return;
     a->def_head = p->next;
     if (!a->def_head) a->def_tail = NULL;
@@ -640,17 +683,22 @@ static void retry_deferred(ws_loop_conn *c) {
 static void start_linger(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   l->sys.shutdown_wr(l->sys.self, c->fd);
-  if (l->cfg.linger_ms == 0 || c->role == WS_ROLE_CLIENT) {
+  conn_aux *a = NULL;
+  /* (without memory for the timer: no linger) */
+  if (l->cfg.linger_ms == 0 || c->role == WS_ROLE_CLIENT ||
+      !(a = conn_aux_get(c))) {
     conn_destroy(c, 0);
     return;
   }
   c->state = C_LINGER;
-  c->drv_at = drv_clock(l) + l->cfg.linger_ms;
+  a->drv_at = drv_clock(l) + l->cfg.linger_ms;
 }
+
+static int conn_track_output(ws_loop_conn *c);
 
 /* Ends the transport once everything is written. */
 static void maybe_finish(ws_loop_conn *c) {
-  if (c->state != C_WS || !ws_conn_should_close_transport(c->ws) ||
+  if (c->state != C_WS || !ws_conn_should_close_transport(CONN_WS(c)) ||
       conn_pending(c) > 0)
     return;
   if (!(c->flags & F_SHUT)) {
@@ -663,7 +711,10 @@ static void maybe_finish(ws_loop_conn *c) {
         conn_destroy(c, e);
         return;
       }
-      if (tp_pending(c) > 0) return; /* the closing record is on its way */
+      if (tp_pending(c) > 0) { /* the closing record is on its way */
+        if (conn_track_output(c) != 0) conn_destroy(c, WS_ERR_NOMEM);
+        return;
+      }
     }
   }
   start_linger(c);
@@ -697,26 +748,28 @@ static void conn_set_interest(ws_loop_conn *c) {
     return;
   }
   c->flags |= F_REG;
-  c->events = ev;
+  c->events = (uint8_t)ev;
 }
 
 uint64_t conn_deadline(const ws_loop_conn *c) {
   const ws_loop *l = c->loop;
   uint64_t d = NO_DEADLINE;
   if ((c->state == C_WS || c->state == C_CONNECTING) && !(c->flags & F_PAUSED))
-    d = ws_conn_next_deadline(c->ws);
+    d = ws_conn_next_deadline(CONN_WS(c));
+  const conn_aux *a = c->aux;
+  if (!a) return d; /* no timer of the loop's own */
   if (c->state == C_LINGER || (c->flags & F_SD_CLOSE))
-    d = c->drv_at < d ? c->drv_at : d;
-  if (l->cfg.write_timeout_ms && c->stall_since) {
-    uint64_t s = c->stall_since + l->cfg.write_timeout_ms;
+    d = a->drv_at < d ? a->drv_at : d;
+  if (l->cfg.write_timeout_ms && a->stall_since) {
+    uint64_t s = a->stall_since + l->cfg.write_timeout_ms;
     d = s < d ? s : d;
   }
-  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && c->drain_since) {
-    uint64_t r = c->drain_since + l->cfg.write_timeout_ms;
+  if (l->cfg.min_drain_rate && l->cfg.write_timeout_ms && a->drain_since) {
+    uint64_t r = a->drain_since + l->cfg.write_timeout_ms;
     d = r < d ? r : d;
   }
-  if (c->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
-    uint64_t m = c->msg_since + l->cfg.message_timeout_ms;
+  if (a->msg_since && !(c->flags & (F_PAUSED | F_CONGESTED))) {
+    uint64_t m = a->msg_since + l->cfg.message_timeout_ms;
     d = m < d ? m : d;
   }
   return d;
@@ -750,44 +803,70 @@ static int conn_account(ws_loop_conn *c) {
 }
 
 /* message_timeout_ms: a message in progress on an open connection is
- * timed from the round its first frame arrived in. */
-static void conn_track_message(ws_loop_conn *c) {
+ * timed from the round its first frame arrived in. Returns -1 without
+ * memory for the timer. */
+static int conn_track_message(ws_loop_conn *c) {
   ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
   if (l->cfg.message_timeout_ms && c->state == C_WS &&
-      ws_conn_state(c->ws) == WS_STATE_OPEN &&
-      ws_conn_rx_message(c->ws, NULL)) {
-    if (!c->msg_since) c->msg_since = l->now;
-  } else {
-    c->msg_since = 0;
+      ws_conn_state(CONN_WS(c)) == WS_STATE_OPEN &&
+      ws_conn_rx_message(CONN_WS(c), NULL)) {
+    if (!a && !(a = conn_aux_get(c))) return -1;
+    if (!a->msg_since) a->msg_since = l->now;
+  } else if (a) {
+    a->msg_since = 0;
   }
+  return 0;
+}
+
+/* The write timeout and the drain window: running while output is
+ * pending. Returns -1 without memory for them. */
+static int conn_track_output(ws_loop_conn *c) {
+  ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
+  if (conn_pending(c) == 0) {
+    if (a) a->stall_since = a->drain_since = 0;
+    return 0;
+  }
+  int drain = l->cfg.min_drain_rate && l->cfg.write_timeout_ms;
+  if (!l->cfg.write_timeout_ms) return 0;
+  if (!a && !(a = conn_aux_get(c))) return -1;
+  if (!a->stall_since) a->stall_since = drv_clock(l);
+  if (drain && !a->drain_since) {
+    a->drain_since = drv_clock(l);
+    a->drained = 0;
+  }
+  return 0;
 }
 
 int conn_drain_check(ws_loop_conn *c) {
   ws_loop *l = c->loop;
+  conn_aux *a = c->aux;
   uint64_t win = l->cfg.write_timeout_ms;
-  if (!l->cfg.min_drain_rate || !win || !c->drain_since ||
-      l->now < c->drain_since + win)
+  if (!l->cfg.min_drain_rate || !win || !a || !a->drain_since ||
+      l->now < a->drain_since + win)
     return 0;
-  if (c->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
-    c->end_err = WS_LOOP_ERR_STALLED;
+  if (a->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
+    c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return 1;
   }
-  c->drain_since = l->now; /* the next window */
-  c->drained = 0;
+  a->drain_since = l->now; /* the next window */
+  a->drained = 0;
   return 0;
 }
 
 void conn_message_timeout(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   static const char reason[] = "message too slow";
-  if (!c->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
-      l->now < c->msg_since + l->cfg.message_timeout_ms)
+  conn_aux *a = c->aux;
+  if (!a || !a->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
+      l->now < a->msg_since + l->cfg.message_timeout_ms)
     return;
-  c->msg_since = 0;
-  c->end_err = WS_LOOP_ERR_SLOW_MESSAGE;
+  a->msg_since = 0;
+  c->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
   /* RFC 6455 7.4.1: 1008, the message breaks the server's policy */
-  ws_conn_close(c->ws, 1008, reason, sizeof(reason) - 1);
+  ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
 }
 
 void conn_after(ws_loop_conn *c) {
@@ -804,22 +883,16 @@ void conn_after(ws_loop_conn *c) {
       if (!conn_account(c) || conn_pending(c) == 0) break;
     }
     if (c->state == C_DEAD) return;
-    if (conn_pending(c) == 0)
-      c->stall_since = 0;
-    else if (!c->stall_since)
-      c->stall_since = drv_clock(l);
-    if (conn_pending(c) == 0) {
-      c->drain_since = 0;
-    } else if (!c->drain_since) {
-      c->drain_since = drv_clock(l);
-      c->drained = 0;
+    if (conn_track_output(c) != 0 || conn_track_message(c) != 0) {
+      conn_destroy(c, WS_ERR_NOMEM); /* cannot time it: give it up */
+      return;
     }
-    conn_track_message(c);
     maybe_finish(c);
     if (c->state == C_DEAD) return;
   }
   conn_set_interest(c);
   if (c->state == C_DEAD) return;
+  conn_aux_trim(c);
   if (heap_update(l, c, conn_deadline(c)) != 0) conn_destroy(c, WS_ERR_NOMEM);
 }
 
@@ -869,10 +942,10 @@ static int redeliver(ws_loop_conn *c) {
   c->flags &= ~(F_PAUSED | F_PAUSED_AUTO | F_RESUME);
   ws_event ev = c->aux->ev;
   /* A request answered meanwhile is not delivered again. */
-  if (ev.type == WS_EV_REQUEST && ws_conn_state(c->ws) != WS_STATE_CONNECTING)
+  if (ev.type == WS_EV_REQUEST && ws_conn_state(CONN_WS(c)) != WS_STATE_CONNECTING)
     return 0;
   if (dispatch(c, &ev) == WS_LOOP_PAUSE) {
-    if (keep_event(c, &ev) != 0) ws_conn_close(c->ws, 1011, NULL, 0);
+    if (keep_event(c, &ev) != 0) ws_conn_close(CONN_WS(c), 1011, NULL, 0);
     return 1;
   }
   return 0;

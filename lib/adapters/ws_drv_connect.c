@@ -61,6 +61,8 @@ void connect_done(ws_loop_conn *c) {
     c->sys_errno = rv == WS_LOOP_ERR_IO ? (errno ? errno : EIO) : 0;
     conn_destroy(c, rv);
   }
+  drv_free(l, a->server_name); /* (a transport keeps its own copy) */
+  a->server_name = NULL;
 }
 
 /* Drops a connection that never got going (no callback is owed). */
@@ -109,7 +111,7 @@ int connect_once(ws_loop *l, const ws_loop_connect_params *p,
   ws_client_params rq = p->request;
   if (!rq.host) rq.host = p->host;
   if (!rq.port && p->port != 80) rq.port = p->port;
-  int rv = ws_conn_connect(c->ws, &rq);
+  int rv = ws_conn_connect(CONN_WS(c), &rq);
   if (rv) return connect_abort(c, rv);
   int err = connect_next(c);
   if (err) {

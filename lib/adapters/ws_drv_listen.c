@@ -24,7 +24,7 @@ void drv_close_listeners(ws_loop *l) {
    * a graceful restart): they forget it, and its caps and counts with it
    * (a handshake that completes later has no count to give back). */
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c) continue;
     c->lst = NULL;
     c->flags &= ~(F_HS | F_COUNTED | F_PMDCTX);

@@ -51,8 +51,7 @@ static void add_conn_stats(ws_loop_stats *st, const ws_loop_conn *c) {
     st->connected++;
   else
     st->accepted++;
-  if (!c->ws) return;
-  ws_conn_stats(c->ws, &cs);
+  ws_conn_stats(CONN_WS(c), &cs);
   st->msgs_in += cs.msgs_in;
   st->msgs_out += cs.msgs_out;
   st->bytes_in += cs.bytes_in;
@@ -87,7 +86,7 @@ void ws_loop_stats_get(const ws_loop *l, ws_loop_stats *pstats, size_t size) {
       st.closed++;
     }
     for (uint32_t i = 0; i < l->nslots; i++)
-      if (l->slots[i]) add_conn_stats(&st, l->slots[i]);
+      if (drv_slot_conn(l, i)) add_conn_stats(&st, drv_slot_conn(l, i));
     st.open = l->nconns;
   }
   memcpy(pstats, &st, size < sizeof(st) ? size : sizeof(st));
@@ -294,7 +293,7 @@ void ws_loop_del(ws_loop *l) {
   if (!l) return;
   l->in_round = 1;
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (c) conn_destroy(c, WS_LOOP_ERR_ABORTED);
   }
   drv_close_listeners(l);
@@ -308,10 +307,8 @@ void ws_loop_del(ws_loop *l) {
   pthread_mutex_destroy(&l->mu);
   l->poller.del(l->poller.self);
   drv_free(l, l->rbuf);
-  drv_free(l, l->heap);
-  drv_free(l, l->slots);
-  drv_free(l, l->gens);
-  drv_free(l, l->free_slots);
+  drv_pages_free(l, l->hpages, l->nhpages);
+  drv_pages_free(l, l->spages, l->nspages);
   ws_mem m = l->umem;
   m.free(l, m.user_data);
 }

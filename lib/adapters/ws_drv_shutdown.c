@@ -31,21 +31,23 @@ void ws_loop_shutdown(ws_loop *l, uint16_t code, uint32_t spread_ms,
 static void schedule_close(ws_loop_conn *c, uint32_t spread) {
   ws_loop *l = c->loop;
   uint32_t r = 0;
+  conn_aux *a = NULL;
   if (spread && l->sys.rand(l->sys.self, (uint8_t *)&r, sizeof(r)) == 0)
     r %= spread;
-  if (r == 0) {
+  /* (without memory for the timer: at once) */
+  if (r == 0 || !(a = conn_aux_get(c))) {
     conn_shutdown_close(c);
     return;
   }
   c->flags |= F_SD_CLOSE;
-  c->drv_at = l->now + r;
+  a->drv_at = l->now + r;
   heap_update(l, c, conn_deadline(c));
 }
 
 /* A server connection that has given the core no byte yet. */
 static int idle_accepted(const ws_loop_conn *c) {
   ws_stats st;
-  ws_conn_stats(c->ws, &st);
+  ws_conn_stats(CONN_WS(c), &st);
   return st.wire_in == 0;
 }
 
@@ -59,15 +61,15 @@ static void start_drain(ws_loop *l) {
                                                                 : 1001);
   l->drain_deadline = drv_clock(l) + atomic_load(&l->sd_req_drain);
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c || c->state != C_WS) continue;
-    ws_state st = ws_conn_state(c->ws);
+    ws_state st = ws_conn_state(CONN_WS(c));
     if (st == WS_STATE_OPEN) {
       schedule_close(c, spread);
     } else if (st == WS_STATE_CONNECTING && (c->flags & F_PAUSED) &&
                c->aux->ev.type == WS_EV_REQUEST) {
       /* a request the application has not answered yet */
-      ws_conn_reject(c->ws, 503, ra, 1, NULL, 0);
+      ws_conn_reject(CONN_WS(c), 503, ra, 1, NULL, 0);
       conn_mark_again(c);
     } else if (st == WS_STATE_CONNECTING && c->role == WS_ROLE_SERVER &&
                !(c->flags & F_KNOWN) && idle_accepted(c)) {
@@ -96,7 +98,7 @@ void drv_check_drain(ws_loop *l) {
   if (!l->draining) return;
   if (l->now < l->drain_deadline && (l->nconns > 0 || own_listener(l))) return;
   for (uint32_t i = 0; i < l->nslots; i++) {
-    ws_loop_conn *c = l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(l, i);
     if (c) conn_destroy(c, WS_LOOP_ERR_SHUTDOWN);
   }
   drv_close_listeners(l);

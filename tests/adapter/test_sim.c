@@ -387,7 +387,7 @@ static void full_queues_at_ping_deadline_do_not_spin(void **state) {
   }
   /* fill every queue to exactly max_out_queue: 4 x 1004 + 80 */
   for (uint32_t i = 0; i < H.l->nslots; i++) {
-    ws_loop_conn *c = H.l->slots[i];
+    ws_loop_conn *c = drv_slot_conn(H.l, i);
     if (!c) continue;
     for (int k = 0; k < 4; k++)
       assert_int_equal(ws_loop_send(c, WS_OP_BINARY, chunk, 1000, 0), 0);
@@ -420,7 +420,7 @@ static void write_timeout_drops_a_stalled_reader(void **state) {
   sim_set_rcvbuf(H.s, p.fd, 0);
   p.mute = 1;
   uint64_t t = sim_now(H.s);
-  ws_loop_send(H.l->slots[0], WS_OP_TEXT, "stuck", 5, 0);
+  ws_loop_send(drv_slot_conn(H.l, 0), WS_OP_TEXT, "stuck", 5, 0);
   h_until(&H.closes, 1, 20);
   assert_int_equal(H.close_at, t + 30000);
   assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
@@ -437,7 +437,7 @@ static void linger_after_close_handshake(void **state) {
   h_peer(&p, "/");
   h_until(&p.opened, 1, 10);
   uint64_t t = sim_now(H.s);
-  assert_int_equal(ws_loop_close(H.l->slots[0], 1000, "bye", 3), 0);
+  assert_int_equal(ws_loop_close(drv_slot_conn(H.l, 0), 1000, "bye", 3), 0);
   h_until(&H.closes, 1, 10);
   assert_int_equal(H.close_code, 1000); /* echoed by the peer */
   assert_int_equal(H.sent_code, 1000);
@@ -677,7 +677,7 @@ static void posts_race_with_close(void **state) {
   peer p;
   h_peer(&p, "/");
   h_until(&p.opened, 1, 10);
-  ws_loop_conn *c = H.l->slots[0];
+  ws_loop_conn *c = drv_slot_conn(H.l, 0);
   poster po = {H.l, ws_loop_conn_id(c), 0};
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, post_thread, &po), 0);
@@ -747,7 +747,7 @@ static void api_requests_sends_and_getters(void **state) {
   assert_int_equal(ws_loop_conn_count(H.l), 2);
   assert_true(ws_loop_now(H.l) >= T0);
 
-  ws_loop_conn *ca = H.l->slots[0];
+  ws_loop_conn *ca = drv_slot_conn(H.l, 0);
   assert_int_equal(ws_loop_ping(ca, "hi", 2), 0);
   h_until(&a.pings, 1, 10);
   assert_int_equal(ws_loop_pong(ca, "hb", 2), 0);
@@ -923,7 +923,7 @@ static void posts_budget_and_kinds(void **state) {
   peer a;
   h_peer(&a, "/");
   h_until(&a.opened, 1, 10);
-  uint64_t id = ws_loop_conn_id(H.l->slots[0]);
+  uint64_t id = ws_loop_conn_id(drv_slot_conn(H.l, 0));
   char big[65] = {0};
   assert_int_equal(ws_loop_post_send(H.l, id, WS_OP_TEXT, big, 65, 0),
                    WS_ERR_TOO_BIG);
@@ -1287,7 +1287,7 @@ static void budget_holds_back_congested_connections(void **state) {
   h_until(&a.opened, 1, 10);
   h_peer(&b, "/");
   h_until(&b.opened, 1, 10);
-  ws_loop_conn *ca = H.l->slots[0], *cb = H.l->slots[1];
+  ws_loop_conn *ca = drv_slot_conn(H.l, 0), *cb = drv_slot_conn(H.l, 1);
   a.mute = 1;
   sim_set_rcvbuf(H.s, a.fd, 0);
   static uint8_t big[2u << 20];
@@ -1415,7 +1415,7 @@ static void slow_reader_trickle_dropped_above_low_water(void **state) {
       sim_at(H.s, t + 20000u * (unsigned)k, trickle, &p);
     /* above: 1 MiB queued (low_water 256 KiB); under: 100 KiB */
     size_t n = round == 0 ? sizeof(big) : 100u << 10;
-    assert_int_equal(ws_loop_send(H.l->slots[0], WS_OP_BINARY, big, n, 0), 0);
+    assert_int_equal(ws_loop_send(drv_slot_conn(H.l, 0), WS_OP_BINARY, big, n, 0), 0);
     if (round == 0) {
       h_until(&H.closes, 1, 50);
       assert_int_equal(H.close_err, WS_LOOP_ERR_STALLED);
@@ -1459,7 +1459,7 @@ static void min_drain_rate_at_its_edge(void **state) {
     uint64_t t = sim_now(H.s);
     sim_at(H.s, t + 16000, refill, &p);
     assert_int_equal(
-        ws_loop_send(H.l->slots[0], WS_OP_BINARY, msg, sizeof(msg), 0), 0);
+        ws_loop_send(drv_slot_conn(H.l, 0), WS_OP_BINARY, msg, sizeof(msg), 0), 0);
     while (sim_now(H.s) < t + 33000) /* waits of 1 s at most */
       assert_int_equal(ws_loop_run_once(H.l, 1000), 0);
     if (k < 2) {
@@ -1844,7 +1844,7 @@ static void reconnect_on_refused_connects_and_statuses(void **state) {
   rc_until(&RC.opens, 1, 100);
   ws_loop_conn *cli = NULL;
   for (uint32_t i = 0; i < H.l->nslots; i++)
-    if (H.l->slots[i] && H.l->slots[i] != RC.srv) cli = H.l->slots[i];
+    if (drv_slot_conn(H.l, i) && drv_slot_conn(H.l, i) != RC.srv) cli = drv_slot_conn(H.l, i);
   assert_non_null(cli);
   assert_int_equal(ws_loop_conn_reconnect_delay(cli, NULL), 0); /* open */
   ws_loop_conn_reconnect_stop(cli);
@@ -1862,7 +1862,7 @@ static void reconnect_on_refused_connects_and_statuses(void **state) {
  * open connection goes on. */
 static ws_loop_conn *the_server_conn(void) {
   for (uint32_t i = 0; i < H.l->nslots; i++)
-    if (H.l->slots[i]) return H.l->slots[i];
+    if (drv_slot_conn(H.l, i)) return drv_slot_conn(H.l, i);
   return NULL;
 }
 
@@ -2524,7 +2524,7 @@ static void refused_when_the_accept_runs_out_of_memory(void **state) {
   ws_config_default(&cfg, WS_ROLE_SERVER);
   cfg.max_headers = 7; /* the header array: a size of its own */
   rf_start(&lc, &cfg, 0);
-  FM.arm_size = 7 * sizeof(ws_header) + 16; /* + the budget's header */
+  FM.arm_size = 7 * sizeof(ws_header) + WS_ARENA_ALIGN; /* + the budget's header */
   FM.state = 1;
   assert_int_equal(rf_send(rf_head("GET", "/oom", "13", "")), 500);
   assert_int_equal(FM.state, 3);
@@ -2583,6 +2583,133 @@ static void no_refusal_for_the_applications_own(void **state) {
   h_end();
 }
 
+
+/* ---- the memory of an idle connection ---------------------------------------
+ * An open connection with nothing in flight holds one block (the loop's
+ * connection and the core's, conn_block_size()) and an entry in each of
+ * the two tables; the rest (conn_aux) exists only while it is busy. */
+
+/* The second idle connection costs the loop exactly its block (deflate
+ * off: the core allocates nothing more once open), and neither has an
+ * aux. */
+static void idle_connection_is_one_block(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  peer a, b;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_round();
+  uint64_t m0 = 0, m1 = 0;
+  ws_loop_memory(H.l, &m0, NULL);
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  h_round();
+  ws_loop_memory(H.l, &m1, NULL);
+  assert_int_equal(m1 - m0, conn_block_size());
+  assert_int_equal(H.l->nslots, 2);
+  for (uint32_t i = 0; i < H.l->nslots; i++) {
+    ws_loop_conn *c = drv_slot_conn(H.l, i);
+    assert_non_null(c);
+    assert_null(c->aux);
+    assert_ptr_equal(ws_loop_conn_ws(c), CONN_WS(c));
+  }
+  h_end();
+}
+
+/* Output pending on a peer that does not read starts the write timeout
+ * in an aux; once the peer has read it all, the aux is gone again. */
+static void busy_connection_gives_its_aux_back(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  cfg.ping_interval_ms = 0;
+  h_start(NULL, &cfg, 0);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  ws_loop_conn *c = drv_slot_conn(H.l, 0);
+  assert_null(c->aux);
+  a.mute = 1;
+  sim_set_rcvbuf(H.s, a.fd, 4096);
+  static uint8_t big[64u << 10];
+  assert_int_equal(ws_loop_send(c, WS_OP_BINARY, big, sizeof(big), 0), 0);
+  h_round();
+  assert_non_null(c->aux);
+  assert_true(c->aux->stall_since != 0);
+  assert_true(conn_deadline(c) <= c->aux->stall_since + 30000);
+  a.mute = 0;
+  sim_set_rcvbuf(H.s, a.fd, 256u << 10);
+  for (int i = 0; i < 50 && a.msgs < 1; i++) h_round();
+  assert_int_equal(a.msgs, 1);
+  assert_int_equal(ws_loop_run_once(H.l, 0), 0);
+  assert_null(c->aux);
+  assert_int_equal(H.closes, 0);
+  h_end();
+}
+
+/* Over two pages of both tables: 1,100 connections that never send a
+ * byte, all in the heap (their handshake timers), all timed out by the
+ * same timer round, and all ended by the next (their linger); then a
+ * slot is reused under a new generation, and the memory is back to the
+ * tables' pages. */
+static void many_connections_span_the_pages(void **state) {
+  (void)state;
+  enum { N = 1100 };
+  static int fds[N];
+  h_start(NULL, NULL, 0);
+  uint64_t m0 = 0, m1 = 0;
+  ws_loop_memory(H.l, &m0, NULL);
+  for (int i = 0; i < N; i++) {
+    fds[i] = sim_dial(H.s, H.port);
+    assert_true(fds[i] >= 0);
+  }
+  for (int i = 0; i < 100 && ws_loop_conn_count(H.l) < N; i++) h_round();
+  assert_int_equal(ws_loop_conn_count(H.l), N);
+  assert_int_equal(H.l->nslots, N);
+  assert_int_equal(H.l->heaplen, N);
+  assert_int_equal(H.l->nspages, (N + PAGE_ENTRIES - 1) / PAGE_ENTRIES);
+  assert_int_equal(H.l->nhpages, (N + PAGE_ENTRIES - 1) / PAGE_ENTRIES);
+  uint64_t t0 = sim_now(H.s);
+  for (uint32_t i = 0; i < N; i++) {
+    ws_loop_conn *c = drv_slot_conn(H.l, i);
+    assert_non_null(c);
+    assert_int_equal(ws_loop_conn_id(c), (uint64_t)1 << 32 | (i + 1));
+    assert_ptr_equal(conn_by_id(H.l, ws_loop_conn_id(c)), c);
+  }
+  for (int i = 0; i < 20 && ws_loop_conn_count(H.l) > 0; i++) h_round();
+  assert_int_equal(ws_loop_conn_count(H.l), 0);
+  assert_int_equal(H.l->heaplen, 0);
+  /* the handshake timeout (10 s), then the linger (2 s) */
+  assert_int_equal(sim_now(H.s), t0 + 10000 + 2000);
+  for (int i = 0; i < N; i++) {
+    assert_true(sim_peer_done(H.s, fds[i]));
+    sim_close(H.s, fds[i]);
+  }
+  assert_null(conn_by_id(H.l, (uint64_t)1 << 32 | 1));
+  ws_loop_memory(H.l, &m1, NULL);
+  assert_int_equal(
+      m1 - m0,
+      H.l->nspages * (PAGE_ENTRIES * sizeof(slot_entry) + WS_ARENA_ALIGN) +
+          H.l->nhpages * (PAGE_ENTRIES * sizeof(void *) + WS_ARENA_ALIGN) +
+          2u * (4u * sizeof(void *) + WS_ARENA_ALIGN)); /* directories */
+  /* the slot released last is taken first, one generation on */
+  int fd = sim_dial(H.s, H.port);
+  for (int i = 0; i < 10 && ws_loop_conn_count(H.l) < 1; i++) h_round();
+  assert_int_equal(ws_loop_conn_count(H.l), 1);
+  ws_loop_conn *c = NULL;
+  for (uint32_t i = 0; i < H.l->nslots && !c; i++) c = drv_slot_conn(H.l, i);
+  assert_non_null(c);
+  assert_int_equal(ws_loop_conn_id(c) >> 32, 2);
+  assert_int_equal(H.l->nslots, N);
+  sim_close(H.s, fd);
+  for (int i = 0; i < 10 && ws_loop_conn_count(H.l) > 0; i++) h_round();
+  h_end();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(new_client_after_quiet_gets_full_timeout),
@@ -2629,6 +2756,10 @@ int main(void) {
       cmocka_unit_test(refused_by_the_memory_budget),
       cmocka_unit_test(refused_when_the_accept_runs_out_of_memory),
       cmocka_unit_test(no_refusal_for_the_applications_own),
+      /* the memory of an idle connection */
+      cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(busy_connection_gives_its_aux_back),
+      cmocka_unit_test(many_connections_span_the_pages),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
@@ -2644,7 +2775,7 @@ static size_t bc_conns(ws_conn **ctx, ws_conn **noctx, ws_conn **plain,
                        ws_loop_conn **lplain) {
   size_t n = 0, a = 0, b = 0, c = 0;
   for (uint32_t i = 0; i < H.l->nslots; i++) {
-    ws_loop_conn *lc = H.l->slots[i];
+    ws_loop_conn *lc = drv_slot_conn(H.l, i);
     if (!lc) continue;
     ws_conn *ws = ws_loop_conn_ws(lc);
     ws_pmd_params pp;

@@ -2,7 +2,7 @@
  * ws_load: load and fault test (and benchmark) of examples/echo-server.
  *
  *   ws_load --server PATH [--conns 5000] [--msgs 100] [--window 4]
- *           [--no-faults] [--threads N] [--size BYTES]
+ *           [--no-faults] [--threads N] [--size BYTES] [--idle]
  *
  * Starts the server (--port 0 --handshake-timeout 3000), opens --conns
  * client connections with the epoll loop (at most 256 connecting at a
@@ -15,7 +15,8 @@
  * that never finish the opening handshake (the server must drop them
  * within the handshake timeout). Well-behaved clients must lose nothing;
  * the server must stay up and exit 0 on SIGTERM. Prints the figures and
- * "N passed, N failed".
+ * "N passed, N failed". --idle stops after the RSS per open connection
+ * (the idle-memory benchmark: no echoes, no faults).
  * SPDX-License-Identifier: MIT
  */
 #define _GNU_SOURCE
@@ -49,7 +50,7 @@ typedef struct client {
   ws_loop_conn *conn;
 } client;
 
-static int nconns = 5000, nmsgs = 100, window = 4, faults = 1;
+static int nconns = 5000, nmsgs = 100, window = 4, faults = 1, idle_only;
 static uint16_t port;
 static pid_t server;
 static ws_loop *loop;
@@ -399,12 +400,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--window") && i + 1 < argc) window = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-faults")) faults = 0;
+    else if (!strcmp(argv[i], "--idle")) idle_only = 1, faults = 0;
     else if (!strcmp(argv[i], "--size") && i + 1 < argc) fixed_size = atol(argv[++i]);
     else path = NULL, i = argc;
   }
   if (!path || nconns < 1 || nmsgs < 1 || window < 1) {
     fprintf(stderr, "usage: ws_load --server PATH [--conns N] [--msgs N] "
-                    "[--window N] [--threads N] [--no-faults]\n");
+                    "[--window N] [--threads N] [--no-faults] [--idle]\n");
     return 2;
   }
   /* Two descriptors per connection on this machine (ours and the
@@ -448,6 +450,13 @@ int main(int argc, char **argv) {
          "connection\n", rss0, rss_open, opened,
          (double)(rss_open - rss0) * 1024.0 / (opened ? opened : 1));
 
+  if (idle_only) {
+    printf("idle: %d connections open after the handshake: %.0f bytes per "
+           "idle connection (server RSS growth)\n", opened,
+           (double)(rss_open - rss0) * 1024.0 / (opened ? opened : 1));
+    goto end;
+  }
+
   fault_result fr;
   memset(&fr, 0, sizeof(fr));
   pthread_t ft;
@@ -488,6 +497,7 @@ int main(int argc, char **argv) {
     result(fr.half_dropped == fr.half && fr.half == 100,
            "unfinished handshakes dropped by the 3 s timeout");
   }
+end:
   result(kill(server, 0) == 0, "server still up");
   kill(server, SIGTERM);
   int st = 0;
