@@ -42,7 +42,10 @@ static volatile sig_atomic_t signals;
 static int on_request(ws_loop_conn *conn, void *ud, const ws_request *req) {
   (void)ud;
   ex_log_request(conn, req, 0);
-  ex_conn_new(conn, req);
+  /* The log's state (peer, path, start time: ~48 B per connection) only
+   * when there is a log: with -q an idle connection costs what the
+   * library and the loop hold, nothing more. */
+  if (ex_verbosity >= 1) ex_conn_new(conn, req);
   return 0; /* accept */
 }
 
