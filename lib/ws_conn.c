@@ -361,9 +361,29 @@ int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   return err;
 }
 
-int wsc_nomem(ws_conn *c) {
-  return wsc_fail(c, WS_ERR_NOMEM, 1011, "out of memory");
+/* The reasons of the faults, one after the other in fault order. */
+#define WSC_FAULT_TEXT(name, kind, text) text "\0"
+static const char fault_text[] = WSC_FAULTS(WSC_FAULT_TEXT)
+#if WS_HAS_INFLATE
+    WSC_ZFAULTS(WSC_FAULT_TEXT)
+#endif
+    ;
+#undef WSC_FAULT_TEXT
+
+int wsc_fault(ws_conn *c, unsigned f) {
+  /* by kind (FK_*): the close code, and the error negated */
+  static const uint16_t kind[][2] = {
+      {1002, -WS_ERR_PROTO},   {1007, -WS_ERR_UTF8},   {1009, -WS_ERR_TOO_BIG},
+      {1007, -WS_ERR_DATA},    {1011, -WS_ERR_INTERNAL}, {1011, -WS_ERR_NOMEM},
+      {0, -WS_ERR_TIMEOUT},    {1011, -WS_ERR_TIMEOUT}};
+  const uint16_t *k = kind[f >> 5];
+  const char *s = fault_text;
+  for (f &= 31u; f; s++)
+    if (!*s) f--;
+  return wsc_fail(c, -(int)k[1], k[0], s);
 }
+
+int wsc_nomem(ws_conn *c) { return wsc_fault(c, F_NOMEM); }
 
 void wsc_set_event(ws_conn *c, ws_event_type type) {
   c->ev_data.base = NULL;
@@ -821,7 +841,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   }
   now = c->now;
   if (now >= c->hs_deadline && c->state == WS_STATE_CONNECTING)
-    return wsc_fail(c, WS_ERR_TIMEOUT, 0, "handshake timeout");
+    return wsc_fault(c, F_HS_TIMEOUT);
   if (now >= c->close_deadline) {
     c->close_deadline = NO_DEADLINE;
     if (c->state == WS_STATE_CLOSED) {
@@ -829,10 +849,10 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
       return 0;
     }
     if (c->state == WS_STATE_CLOSING_LOCAL)
-      return wsc_fail(c, WS_ERR_TIMEOUT, 0, "close handshake timeout");
+      return wsc_fault(c, F_CLOSE_TIMEOUT);
   }
   if (now >= c->pong_deadline)
-    return wsc_fail(c, WS_ERR_TIMEOUT, 1011, "keepalive pong timeout");
+    return wsc_fault(c, F_PONG_TIMEOUT);
   if (now >= ping_deadline(c)) {
     /* With the output queue full the ping waits for room (it goes out
      * from ws_conn_out_consume()), but the pong timeout starts now: a

@@ -21,15 +21,14 @@ static int on_header(ws_conn *c) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
     if (fh->opcode == WS_OP_CONT && !c->msg_op)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "continuation without message");
+      return wsc_fault(c, F_CONT);
     if (fh->opcode != WS_OP_CONT && c->msg_op)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "message not finished");
+      return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
      * on a continuation it is an error (control frames with RSV bits
      * were refused above). */
     if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
-      return wsc_fail(c, WS_ERR_PROTO, 1002,
-                      "RSV1 set on a continuation frame");
+      return wsc_fault(c, F_RSV1_CONT);
     if (fh->opcode != WS_OP_CONT) {
       c->msg_op = fh->opcode;
       c->msg_bytes = 0;
@@ -45,11 +44,11 @@ static int on_header(ws_conn *c) {
       }
     }
     if (fh->payload_len > c->cfg.max_frame_payload)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
+      return wsc_fault(c, F_FRAME_BIG);
     if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+      return wsc_fault(c, F_MSG_BIG);
     if (c->cfg.max_fragments && ++c->nfrags > c->cfg.max_fragments)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "too many fragments");
+      return wsc_fault(c, F_FRAGS);
   }
   c->remaining = fh->payload_len;
   c->mask_off = 0;
@@ -83,49 +82,39 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
     }
     return on_header(c);
   }
-  if (c->hdrlen == 0) {
+  if (!WS_SMALL_CODE && c->hdrlen == 0) {
+    /* Whole in the input: decoded there, nothing copied. */
     rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
     if (rv == 0) {
       *pnread = hlen;
       return on_header(c);
     }
     if (rv != WS_ERR_WOULDBLOCK)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+      return wsc_fault(c, F_LENGTH);
   }
-  /* Slow path: copy just enough bytes to complete the header. The
-   * decoder runs on every partial header too, so an invalid 64-bit
-   * length fails at its first byte however the header was split. */
-  size_t used = 0;
-  for (;;) {
-    if (c->hdrlen > 0) {
-      rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
-      if (rv != WS_ERR_WOULDBLOCK) {
-        *pnread = used;
-        c->hdrlen = 0;
-        if (rv) return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
-        return on_header(c);
-      }
-    }
-    size_t need = 2;
-    if (c->hdrlen >= 2) {
-      unsigned l7 = c->hdr[1] & 0x7fu;
-      /* 64-bit length: take its first byte alone, to check its top bit */
-      need = l7 == 127 && c->hdrlen == 2 ? 3u
-                                         : 2u +
-                                               (l7 == 126   ? 2u
-                                                : l7 == 127 ? 8u
-                                                            : 0u) +
-                                               ((c->hdr[1] & 0x80u) ? 4u : 0u);
-    }
-    size_t n = WS_MIN(need - c->hdrlen, inlen - used);
-    if (n == 0) {
-      *pnread = used;
-      return 0;
-    }
-    memcpy(c->hdr + c->hdrlen, in + used, n);
-    c->hdrlen = (uint8_t)(c->hdrlen + n);
-    used += n;
+  /* A header split across feeds (size builds: any header) is gathered in
+   * c->hdr. Taking up to its 14 bytes at once is safe: when they are
+   * all there the header is complete, and bytes past its end are not
+   * counted as used. The decoder runs on every partial header, so an
+   * invalid 64-bit length fails at its first byte however the header
+   * was split. */
+  size_t have = c->hdrlen, k = WS_MIN(sizeof(c->hdr) - have, inlen);
+  memcpy(c->hdr + have, in, k);
+  rv = ws_frame_decode_header(&c->fh, c->hdr, have + k, &hlen);
+  if (rv == WS_ERR_WOULDBLOCK) {
+    c->hdrlen = (uint8_t)(have + k); /* (all of |in|: k == inlen) */
+    *pnread = k;
+    return 0;
   }
+  c->hdrlen = 0;
+  if (rv) {
+    /* The only fault is the length's top bit, at header byte 2: used are
+     * the bytes up to it (none when the header began in this input). */
+    *pnread = have ? 3 - have : 0;
+    return wsc_fault(c, F_LENGTH);
+  }
+  *pnread = hlen - have;
+  return on_header(c);
 }
 
 /* Queues the automatic pong, or keeps the latest ping's payload to answer
@@ -162,13 +151,13 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
   default: {              /* WS_OP_CLOSE */
     uint16_t code = 1005; /* RFC 6455 7.1.5: no status code present */
     if (len == 1)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "close payload of 1 byte");
+      return wsc_fault(c, F_CLOSE_1);
     if (len >= 2) {
       code = (uint16_t)(data[0] << 8 | data[1]);
       if (!ws_close_code_valid(code))
-        return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid close code");
+        return wsc_fault(c, F_CLOSE_CODE);
       if (ws_utf8_validate(data + 2, len - 2))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in close reason");
+        return wsc_fault(c, F_CLOSE_UTF8);
     }
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
@@ -295,9 +284,9 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
 static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
                         size_t produced, const uint8_t *probe) {
   if (!produced) return 0;
-  if (out == probe) return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+  if (out == probe) return wsc_fault(c, F_MSG_BIG);
   if (text && ws_utf8_feed(&c->utf8, out, produced))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+    return wsc_fault(c, F_UTF8);
   c->z->inflated += produced;
   c->stats.bytes_in += produced;
   if (stream)
@@ -312,7 +301,7 @@ static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
  * inflater's memory goes until the next compressed message. */
 static int inflate_finish(ws_conn *c, int text) {
   if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    return wsc_fault(c, F_UTF8_END);
   c->rx_state = RX_HEADER;
   c->rx_comp = 0;
   c->msg_op = 0;
@@ -366,11 +355,11 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     if ((rv = inflate_window(c, stream, &probe, &out, &room)) != 0) return rv;
     rv = inflate_step(c, in, n, &pos, out, room, &used, &produced);
     if (inflate_took(c, stream, text, out, produced, &probe)) return c->err;
-    if (rv) return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    if (rv) return wsc_fault(c, F_ZDATA);
     int at_end = c->remaining == 0 && c->fh.fin;
     if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
       if (ws_inflate_end_message(c->z->inf))
-        return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+        return wsc_fault(c, F_ZDATA);
       done = 1;
       break;
     }
@@ -381,7 +370,7 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       break;
     }
     if (!used && !produced) /* cannot happen: the inflater moved nothing */
-      return wsc_fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+      return wsc_fault(c, F_ZSTALL);
   }
   *pnread = pos;
   /* All the input given was taken but the inflater was not drained (a
@@ -436,7 +425,7 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (text) {
     size_t valid;
     if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      return wsc_fault(c, F_UTF8);
   } else if (!WS_SMALL_CODE && key && off == 0 && n <= SMALL_PAYLOAD) {
     unmask_small(in, n, key); /* (saves a call; not in size builds) */
     off = n & 3u;
@@ -451,7 +440,7 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (c->remaining == 0) {
     c->rx_state = RX_HEADER;
     if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+      return wsc_fault(c, F_UTF8_END);
     flags = data_frame_end(c, flags);
   } else if (n == 0) {
     return 0; /* nothing to report yet */
@@ -479,7 +468,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     if (text) {
       size_t off = 0, valid;
       if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+        return wsc_fault(c, F_UTF8);
     } else if (key) {
       (void)ws_mask(in, n, key, 0);
     }
@@ -495,7 +484,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       size_t off = c->mask_off, valid;
       int bad = ws_copy_unmask_utf8(dst, in, n, key, &off, &c->utf8, &valid);
       c->mask_off = (uint8_t)off;
-      if (bad) return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      if (bad) return wsc_fault(c, F_UTF8);
     } else if (key) {
       c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
     } else {
@@ -510,7 +499,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   c->rx_state = RX_HEADER;
   if (!c->fh.fin) return 0;
   if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+    return wsc_fault(c, F_UTF8_END);
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
   c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
   if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
@@ -543,7 +532,7 @@ static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     if (text) {
       size_t valid;
       if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+        return wsc_fault(c, F_UTF8);
     } else if (key) {
       off = ws_mask(in, n, key, off);
     }
@@ -560,7 +549,7 @@ static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       memcpy(dst, in, n);
     c->msg.len += n;
     if (text && ws_utf8_feed(&c->utf8, dst, n))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      return wsc_fault(c, F_UTF8);
   }
   *pnread = n;
   c->remaining -= n;
@@ -569,7 +558,7 @@ static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (c->remaining == 0) {
     c->rx_state = RX_HEADER;
     if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+      return wsc_fault(c, F_UTF8_END);
     if (!c->fh.fin && !stream) return 0;
     flags = data_frame_end(c, flags);
   } else if (n == 0 || !stream) {

@@ -122,7 +122,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
     step = WS_MAX(step, clen);
   } while (rv == WS_ERR_WOULDBLOCK);
   if (borrowed) ws_deflate_reset(z); /* clean for its next borrower */
-  if (rv) return wsc_fail(c, WS_ERR_INTERNAL, 1011, "compressor failed");
+  if (rv) return wsc_fault(c, F_ZFAIL);
   uint8_t *base = c->out.base + c->out.len;
   if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
   fh.payload_len = clen;
