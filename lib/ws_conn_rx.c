@@ -134,55 +134,47 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
   return 0;
 }
 
+/* A whole control frame: the automatic answer, the state change, and
+ * its event (a ping's or pong's payload, a close frame's reason). */
 static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
-  int rv;
-  switch (c->fh.opcode) {
-  case WS_OP_PING:
-    rv = auto_pong(c, data, len);
-    if (rv) return wsc_nomem(c);
-    wsc_set_event(c, WS_EV_PING);
-    break;
-  case WS_OP_PONG:
+  unsigned type = WS_EV_PONG;
+  uint16_t code = 0;
+  if (c->fh.opcode == WS_OP_PING) {
+    if (auto_pong(c, data, len)) return wsc_nomem(c);
+    type = WS_EV_PING;
+  } else if (c->fh.opcode == WS_OP_PONG) {
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
-    wsc_set_event(c, WS_EV_PONG);
-    break;
-  default: {              /* WS_OP_CLOSE */
-    uint16_t code = 1005; /* RFC 6455 7.1.5: no status code present */
-    if (len == 1)
-      return wsc_fault(c, F_CLOSE_1);
+  } else { /* WS_OP_CLOSE */
+    code = 1005; /* RFC 6455 7.1.5: no status code present */
+    if (len == 1) return wsc_fault(c, F_CLOSE_1);
     if (len >= 2) {
       code = (uint16_t)(data[0] << 8 | data[1]);
-      if (!ws_close_code_valid(code))
-        return wsc_fault(c, F_CLOSE_CODE);
-      if (ws_utf8_validate(data + 2, len - 2))
-        return wsc_fault(c, F_CLOSE_UTF8);
+      if (!ws_close_code_valid(code)) return wsc_fault(c, F_CLOSE_CODE);
+      data += 2; /* the reason */
+      len -= 2;
+      if (ws_utf8_validate(data, len)) return wsc_fault(c, F_CLOSE_UTF8);
     }
+    if (!len) data = NULL; /* an event without a reason has no data */
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
       c->close_deadline = NO_DEADLINE;
     } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
       /* RFC 6455 5.5.1: echo the status code received (and its reason,
        * as other implementations do). */
-      rv = wsc_queue_close(c, code == 1005 ? 0 : code,
-                           len > 2 ? data + 2 : NULL, len > 2 ? len - 2 : 0);
-      if (rv) return wsc_nomem(c);
+      if (wsc_queue_close(c, code == 1005 ? 0 : code, data, len))
+        return wsc_nomem(c);
       c->state = WS_STATE_CLOSED;
     } else {
       c->state = WS_STATE_CLOSING_REMOTE;
     }
     if (c->state == WS_STATE_CLOSED && is_client(c)) wsc_arm_close_timer(c);
     ws_buf_free(&c->msg, &c->mem);
-    wsc_set_event(c, WS_EV_CLOSE);
-    c->ev_close = code;
-    if (len > 2) {
-      c->ev_data.base = data + 2;
-      c->ev_data.len = len - 2;
-    }
-    return 0;
+    type = WS_EV_CLOSE;
   }
-  }
+  wsc_set_event(c, (ws_event_type)type);
+  c->ev_close = code;
   c->ev_data.base = data;
   c->ev_data.len = len;
   return 0;
@@ -387,27 +379,20 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 }
 #endif /* !WS_NO_DEFLATE */
 
-/* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
- * place; a split one is gathered in a small conn buffer. */
-static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+/* A control frame's payload (RFC 6455 5.5), |n| more bytes of it. One
+ * arriving whole is used in place; a split one is gathered in a small
+ * conn buffer. */
+static int read_control(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  const uint8_t *data;
-  if (c->ctrllen == 0 && n == c->remaining) {
-    if (key) ws_mask(in, n, key, 0);
-    data = in;
-  } else {
+  uint8_t *data = in;
+  size_t off = c->ctrllen;
+  if (off || n != c->fh.payload_len) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
-    if (key)
-      ws_copy_mask(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n, key,
-                   c->ctrllen & 3u);
-    else
-      memcpy(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n);
-    c->ctrllen = (uint8_t)(c->ctrllen + n);
     data = c->ctrlbuf + CTRL_SPLIT;
+    c->ctrllen = (uint8_t)(off + n);
   }
-  *pnread = n;
-  c->remaining -= n;
+  /* unmasked in place or as it is copied (a plain copy without a key) */
+  (void)ws_copy_unmask_utf8(data + off, in, n, key, &off, NULL, NULL);
   if (c->remaining) return 0;
   c->rx_state = RX_HEADER;
   return on_control(c, data, (size_t)c->fh.payload_len);
@@ -416,8 +401,7 @@ static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 #if !WS_SMALL_CODE
 /* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
  * and lent out as it arrives. */
-static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
@@ -433,8 +417,6 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     off = ws_mask(in, n, key, off);
   }
   c->mask_off = (uint8_t)off;
-  *pnread = n;
-  c->remaining -= n;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining == 0) {
@@ -458,8 +440,7 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
  * from the input like a stream chunk: no copy, no allocation. Otherwise
  * each piece is copied and unmasked into the message buffer in one pass
  * and validated while hot; the event comes with the last frame. */
-static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+static int read_message(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
@@ -491,8 +472,6 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       memcpy(dst, in, n);
     }
   }
-  *pnread = n;
-  c->remaining -= n;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining) return 0;
@@ -519,40 +498,27 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
  * readers above folded into one, with the same results. Stream mode, and
  * a single-frame message whole in this input, are unmasked (and
  * validated) in place and lent out; other message pieces are copied into
- * the message buffer. */
-static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+ * the message buffer, unmasked and validated by the same call. */
+static int read_data(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
-  if (stream || (c->fh.fin && c->fh.opcode != WS_OP_CONT &&
-                 n == c->fh.payload_len && n && ws_buf_size(&c->msg) == 0)) {
-    size_t off = c->mask_off; /* (0 for a whole frame) */
-    if (text) {
-      size_t valid;
-      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-        return wsc_fault(c, F_UTF8);
-    } else if (key) {
-      off = ws_mask(in, n, key, off);
-    }
-    c->mask_off = (uint8_t)off;
-  } else if (n) {
+  uint8_t *dst = in;
+  if (n && !stream &&
+      !(c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len &&
+        ws_buf_size(&c->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit =
         c->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->cfg.max_message;
     if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return wsc_nomem(c);
-    uint8_t *dst = c->msg.base + c->msg.len;
-    if (key)
-      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
-    else
-      memcpy(dst, in, n);
+    dst = c->msg.base + c->msg.len;
     c->msg.len += n;
-    if (text && ws_utf8_feed(&c->utf8, dst, n))
-      return wsc_fault(c, F_UTF8);
   }
-  *pnread = n;
-  c->remaining -= n;
+  size_t off = c->mask_off; /* (0 for a whole frame) */
+  if (ws_copy_unmask_utf8(dst, in, n, key, &off, text ? &c->utf8 : NULL, NULL))
+    return wsc_fault(c, F_UTF8);
+  c->mask_off = (uint8_t)off;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining == 0) {
@@ -579,18 +545,23 @@ static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 }
 #endif
 
-/* A frame's payload, to the reader for its kind. */
+/* A frame's payload, to the reader for its kind. Control frames and
+ * uncompressed data take all of the frame that is here. */
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
+  int control = is_control(c->fh.opcode);
 #if !defined(WS_NO_DEFLATE)
-  if (c->rx_comp) return wsc_read_compressed(c, in, inlen, pnread);
+  if (c->rx_comp && !control)
+    return wsc_read_compressed(c, in, inlen, pnread);
 #endif
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  *pnread = n;
+  c->remaining -= n;
+  if (control) return read_control(c, in, n);
 #if WS_SMALL_CODE
-  return read_data(c, in, inlen, pnread);
+  return read_data(c, in, n);
 #else
-  if (c->delivery == WS_DELIVER_STREAM)
-    return read_stream(c, in, inlen, pnread);
-  return read_message(c, in, inlen, pnread);
+  if (c->delivery == WS_DELIVER_STREAM) return read_stream(c, in, n);
+  return read_message(c, in, n);
 #endif
 }
 
