@@ -442,6 +442,25 @@ static int impl_ok(int impl) {
   }
 }
 
+#ifdef WS_UTF8_COMPACT
+/* Compact builds have two scalar validators: the compact DFA, and the
+ * reference for tests and benchmarks, passed by address so that firmware
+ * that links only the entry points does not link the reference too. */
+typedef size_t scan_fn(uint32_t *pst, const uint8_t *p, size_t n);
+
+static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
+  ws_utf8 t;
+  size_t v;
+  t.state = *pst;
+  v = ws_utf8_scan_scalar(&t, p, n);
+  *pst = t.state;
+  return v;
+}
+
+static scan_fn *scanner(int impl) {
+  return impl == WS_UTF8_IMPL_REF ? scan_ref : scan_compact;
+}
+#else
 /* The scalar validators by implementation, for the parts that are not
  * vector blocks. */
 static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
@@ -456,6 +475,8 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
   if (impl == WS_UTF8_IMPL_COMPACT) return scan_compact(pst, p, n);
   return scan_default(pst, p, n);
 }
+
+#endif
 
 #ifdef WS_UTF8_VECTOR
 /*
@@ -516,30 +537,32 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
  */
 #ifdef WS_UTF8_COMPACT
 /* Compact builds: everything stored first (one masked copy), then
- * validated: two passes, the least code. The contracts allow it: on
- * failure at least the valid bytes and one more are stored, and the
- * offset says how many. */
-static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
-                                       size_t len, const uint8_t *key,
-                                       size_t *poffset, ws_utf8 *u,
-                                       size_t *pvalid, int impl, size_t i,
-                                       size_t w) {
-  size_t off = (key && poffset) ? *poffset : 0, valid = len;
-  int rv = 0;
+ * validated by |scan|: two passes, the least code. The contracts allow
+ * it: on failure at least the valid bytes and one more are stored, and
+ * the offset says how many. Every entry point ends here. */
+static WS_NOINLINE void store_compact(uint8_t *dst, const uint8_t *src,
+                                      size_t n, const uint8_t *key,
+                                      size_t off) {
+  transform(dst, src, 0, n, key, off);
+}
 
+static WS_NOINLINE int run_compact(uint8_t *dst, const uint8_t *src,
+                                   size_t len, const uint8_t *key,
+                                   size_t *poffset, ws_utf8 *u, size_t *pvalid,
+                                   scan_fn *scan) {
+  size_t off, valid = 0;
+  int rv = WS_ERR_UTF8;
+
+  if (!dst) key = NULL;
+  off = (key && poffset) ? *poffset : 0;
   if (u && u->state == U_ERR) {
-    valid = 0;
-    rv = WS_ERR_UTF8;
-    len = w; /* nothing more stored */
+    len = 0; /* nothing stored */
   } else {
-    transform(dst, src, w, len - w, key, off);
-    if (u) {
-      uint32_t st = u->state;
-      const uint8_t *b = dst ? dst : src; /* NULL when |len| is 0 */
-      valid = len > i ? i + scan_with(impl, &st, b + i, len - i) : len;
-      u->state = st;
-      if (valid != len) rv = WS_ERR_UTF8;
-    }
+    store_compact(dst, src, len, key, off);
+    valid = len;
+    if (u && len) /* (the bytes are NULL when |len| is 0) */
+      valid = scan(&u->state, dst ? dst : src, len);
+    if (valid == len) rv = 0;
   }
   if (pvalid) *pvalid = valid;
   if (key && poffset) *poffset = (off + len) & 3u;
@@ -618,11 +641,10 @@ out:
   if (key && poffset) *poffset = (off + w) & 3u;
   return rv;
 }
-#endif /* !WS_UTF8_COMPACT */
 
 /* run_general_impl() for the entry points, and for a chosen |impl| (tests
- * and benchmarks): apart, so that firmware that links only the entry
- * points does not link the reference implementation too. */
+ * and benchmarks): apart, so that the entry points do not link the
+ * reference implementation too. */
 WS_NOINLINE int ws_utf8_run_general(uint8_t *dst, const uint8_t *src,
                                     size_t len, const uint8_t *key,
                                     size_t *poffset, ws_utf8 *u, size_t *pvalid,
@@ -637,6 +659,7 @@ static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
                                        size_t *pvalid, int impl) {
   return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
 }
+#endif /* !WS_UTF8_COMPACT */
 
 /*
  * The common case: a call that starts between characters with at least
@@ -680,13 +703,15 @@ static WS_NOINLINE int run_small(uint8_t *dst, const uint8_t *src, size_t len,
 static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
                           const uint8_t *key, size_t *poffset, ws_utf8 *u,
                           size_t *pvalid) {
+#ifdef WS_UTF8_COMPACT /* compact builds keep one path, for size */
+  return run_compact(dst, src, len, key, poffset, u, pvalid, scan_compact);
+#else
   if (!dst) key = NULL;
-#ifndef WS_UTF8_COMPACT /* compact builds keep one path, for size */
   if (len < 16 && u && u->state != U_ERR) {
     return run_small(dst, src, len, key, poffset, u, pvalid);
   }
-#endif
   return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
+#endif
 }
 
 /*
@@ -737,17 +762,25 @@ const char *ws_utf8_impl_name(int impl) {
 
 size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len, int impl) {
   size_t valid;
+#ifdef WS_UTF8_COMPACT
+  run_compact(NULL, buf, len, NULL, NULL, u, &valid, scanner(impl));
+#else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   run_general_any(NULL, buf, len, NULL, NULL, u, &valid, impl);
+#endif
   return valid;
 }
 
 int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
                              const uint8_t key[4], size_t *poffset, ws_utf8 *u,
                              size_t *pvalid, int impl) {
+#ifdef WS_UTF8_COMPACT
+  return run_compact(dst, src, len, key, poffset, u, pvalid, scanner(impl));
+#else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   if (!dst) key = NULL;
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
+#endif
 }
 
 
