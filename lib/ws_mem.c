@@ -44,24 +44,18 @@ int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra) {
 
 int ws_buf_reserve_bounded(ws_buf *b, const ws_mem *m, size_t extra,
                            size_t limit) {
-  if (b->cap - b->len >= extra) return 0;
-  if (b->pos > 0) { /* compact */
+  if (b->cap - b->len < extra && b->pos > 0) { /* compact */
     size_t live = b->len - b->pos;
     memmove(b->base, b->base + b->pos, live);
     b->pos = 0;
     b->len = live;
-    if (b->cap - b->len >= extra) return 0;
   }
+  if (b->cap - b->len >= extra) return 0;
   if (extra > SIZE_MAX - b->len) return WS_ERR_NOMEM;
   size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  while (cap < need) /* doubling, or just what is needed near the top */
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   /* Growth by doubling must not overshoot the caller's bound. */
   if (cap > limit) cap = need > limit ? need : limit;
   uint8_t *p = ws_realloc(m, b->base, cap);
@@ -85,9 +79,8 @@ int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s) {
 }
 
 void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n) {
-  if (n > b->len - b->pos) n = b->len - b->pos;
-  b->pos += n;
-  if (b->pos == b->len) ws_buf_free(b, m);
+  /* (keeping nothing frees the storage: a buffer without any is empty) */
+  ws_buf_consume_keep(b, m, n, 0);
 }
 
 void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep) {
@@ -197,23 +190,21 @@ static void *a_realloc(void *ptr, size_t n, void *ud) {
   size_t have = a_hdr(p);
   if (n > a->len) return NULL;
   n = a_round(n ? n : 1);
+  /* In place when the block, grown into the free block behind it if
+   * need be, holds |n|; what it does not need stays a free block, merged
+   * with any free one after it. */
   uint8_t *next = p + WS_ARENA_ALIGN + have;
+  size_t total = have;
   if (n > have && next < end && (a_hdr(next) & A_FREE)) {
-    a_merge(a, next); /* grow into the free block behind */
-    size_t more = WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
-    if (have + more >= n) {
-      a_count(a, p, -1);
-      a_set(p, have + more);
-      a_split(p, have + more, n);
-      a_count(a, p, 1);
-      return ptr;
-    }
+    a_merge(a, next);
+    total += WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
   }
-  if (n <= have) {
+  if (n <= total) {
     a_count(a, p, -1);
-    a_split(p, have, n);
+    a_set(p, total);
+    a_split(p, total, n);
     a_count(a, p, 1);
-    if (a_hdr(p) != have) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
+    if (a_hdr(p) != total) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
     return ptr;
   }
   void *q = a_malloc(n, ud);
