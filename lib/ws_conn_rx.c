@@ -248,24 +248,29 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
                         uint8_t *out, size_t room, size_t *pused,
                         size_t *pproduced) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int rv;
-  if (*ppos < n) {
-    size_t k = WS_MIN(n - *ppos, ZSTEP);
-    uint8_t *p = in + *ppos;
+  uint8_t *p = NULL; /* (|in| is NULL when draining: no NULL + 0) */
+  const uint8_t *src = NULL;
+  size_t k = 0;
+  int payload = *ppos < n, rv;
+  if (payload) {
+    p = in + *ppos;
+    k = WS_MIN(n - *ppos, ZSTEP);
     if (key) ws_mask(p, k, key, c->mask_off);
-    rv = ws_inflate(c->z->inf, p, k, pused, out, room, pproduced);
+    src = p;
+  } else if (c->remaining == 0 && c->fh.fin &&
+             c->z->ztail < sizeof(pmd_tail)) {
+    src = pmd_tail + c->z->ztail;
+    k = sizeof(pmd_tail) - c->z->ztail;
+  }
+  rv = ws_inflate(c->z->inf, src, k, pused, out, room, pproduced);
+  if (payload) {
     if (key && *pused < k)
       ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
     c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
     *ppos += *pused;
     c->remaining -= *pused;
-  } else if (c->remaining == 0 && c->fh.fin && c->z->ztail < sizeof(pmd_tail)) {
-    rv =
-        ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
-                   sizeof(pmd_tail) - c->z->ztail, pused, out, room, pproduced);
+  } else if (k) {
     c->z->ztail = (uint8_t)(c->z->ztail + *pused);
-  } else {
-    rv = ws_inflate(c->z->inf, NULL, 0, pused, out, room, pproduced);
   }
   return rv;
 }
