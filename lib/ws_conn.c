@@ -463,20 +463,20 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       return 0;
     }
   }
-  while ((pos < inlen || draining(c)) && !c->ev_ready && !c->err) {
+  while (!c->ev_ready && !c->err) {
     size_t n = 0;
     int rv;
     if (c->rx_state == RX_HEADER) {
+      if (pos == inlen) break;
       rv = wsc_read_header(c, in + pos, inlen - pos, &n);
-      pos += n;
-      if (rv) break;
-      /* Zero-length payloads complete right away. */
-      if (c->rx_state == RX_PAYLOAD && c->remaining == 0)
-        rv = wsc_read_payload(c, in + pos, 0, &n);
     } else {
+      /* Without input only a zero-length payload (it completes right
+       * away, even at the end of the input) and a compressed message's
+       * drain go on. */
+      if (pos == inlen && c->remaining && !draining(c)) break;
       rv = wsc_read_payload(c, in + pos, inlen - pos, &n);
-      pos += n;
     }
+    pos += n;
     if (rv) break;
   }
   *pnread = pos;
@@ -760,7 +760,9 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
   if (!c || !iov || iovcnt == 0 || out_size(c) == 0) return 0;
   const uint8_t *ob = c->out.base ? c->out.base + c->out.pos : NULL;
   size_t osz = ws_buf_size(&c->out), k = 0;
-  if (!c->ref_len) {
+  if (!WS_SMALL_CODE && !c->ref_len) {
+    /* (the general way below gives the same: without a payload ref_at
+     * is 0; size builds take it) */
     iov[0].base = ob;
     iov[0].len = osz;
     return 1;
@@ -770,7 +772,7 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
     iov[k].base = ob;
     iov[k++].len = c->ref_at;
   }
-  if (k < iovcnt) {
+  if (k < iovcnt && c->ref_len) {
     iov[k].base = c->ref;
     iov[k++].len = c->ref_len;
   }
