@@ -522,21 +522,19 @@ static void take_event(ws_conn *c, ws_event *ev) {
 
 int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   if (!c || !ev) return WS_ERR_INVALID_ARGUMENT;
+  if (!c->ev_ready) {
+    release_event_storage(c);
+#if !defined(WS_NO_DEFLATE)
+    if (draining(c)) {
+      size_t n;
+      (void)wsc_read_compressed(c, NULL, 0, &n);
+    }
+#endif
+  }
   if (c->ev_ready) {
     take_event(c, ev);
     return 0;
   }
-  release_event_storage(c);
-#if !defined(WS_NO_DEFLATE)
-  if (draining(c)) {
-    size_t n;
-    (void)wsc_read_compressed(c, NULL, 0, &n);
-    if (c->ev_ready) {
-      take_event(c, ev);
-      return 0;
-    }
-  }
-#endif
   if (c->err && !c->err_reported) {
     c->err_reported = 1;
     memset(ev, 0, sizeof(*ev));
@@ -821,27 +819,28 @@ static uint64_t ping_deadline(const ws_conn *c) {
 int ws_conn_tick(ws_conn *c, uint64_t now) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   release_event_storage(c);
-  if (!c->clock_started || now > c->now) c->now = now;
   if (!c->clock_started) {
     c->clock_started = 1;
-    c->last_rx = now;
+    c->now = c->last_rx = now;
     if (c->state == WS_STATE_CONNECTING && c->handshake_timeout_ms)
       c->hs_deadline = now + c->handshake_timeout_ms;
+  } else if (now > c->now) {
+    c->now = now;
   }
+  now = c->now; /* (the clock never goes back) */
   if (c->close_arm) {
     c->close_arm = 0;
-    c->close_deadline = c->now + c->cfg.close_timeout_ms;
+    c->close_deadline = now + c->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
     c->rx_activity = 0;
-    c->last_rx = c->now;
+    c->last_rx = now;
     /* Any bytes from the peer prove it is alive. */
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
   }
-  now = c->now;
   if (now >= c->hs_deadline && c->state == WS_STATE_CONNECTING)
     return wsc_fault(c, F_HS_TIMEOUT);
   if (now >= c->close_deadline) {

@@ -310,22 +310,23 @@ static int inflate_finish(ws_conn *c, int text) {
 /* The event for what was inflated: a stream-mode chunk, or the whole
  * message once it is done. */
 static void inflate_event(ws_conn *c, int stream, int text, int done) {
-  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
-  if (stream && (done || c->z->zlen)) {
-    c->msg_started = 1;
-    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev_flags = (uint8_t)flags;
+  /* (a whole message is its own first chunk) */
+  uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
+  if (!done && !(stream && c->z->zlen)) return; /* nothing to hand out */
+  if (done) {
+    flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
+    c->release = 1; /* the chunk or message buffer goes at the next call */
+  }
+  c->msg_started = 1;
+  wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)flags;
+  if (stream) {
     c->ev_data.base = c->z->zbuf;
     c->ev_data.len = c->z->zlen;
     c->z->zlen = 0;
-    if (done) c->release = 1; /* the chunk buffer goes at the next call */
-  } else if (done) {
-    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev_flags = (uint8_t)(flags | WS_EVF_FIRST);
+  } else {
     c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
     c->ev_data.len = ws_buf_size(&c->msg);
-    c->release = 1;
   }
 }
 

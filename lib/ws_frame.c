@@ -129,14 +129,11 @@ size_t ws_frame_encode_header(uint8_t *out, const ws_frame_header *hd) {
   /* RFC 6455 5.2: the minimal number of bytes encodes the length. */
   if (len <= 125) {
     out[1] |= (uint8_t)len;
-  } else if (len <= 0xFFFF) {
-    out[1] |= 126;
-    store_be(out + 2, len, 2);
-    n += 2;
   } else {
-    out[1] |= 127;
-    store_be(out + 2, len, 8);
-    n += 8;
+    size_t k = len <= 0xFFFF ? 2 : 8; /* 126 + 16 bits, or 127 + 64 */
+    out[1] |= (uint8_t)(k == 2 ? 126 : 127);
+    store_be(out + 2, len, k);
+    n += k;
   }
   if (hd->masked) {
     memcpy(out + n, hd->mask, 4);
