@@ -280,17 +280,11 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
     c->stats.wire_out += 2 + len;
     return 0;
   }
-  ws_frame_header fh;
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  memset(&fh, 0, sizeof(fh));
-  fh.fin = (uint8_t)(fin ? 1 : 0);
-  fh.opcode = (uint8_t)opcode;
-  fh.payload_len = len;
-  if (is_client(c)) {
-    fh.masked = 1;
-    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-  }
-  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
+  if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
+  size_t hlen = ws_frame_put_header(hdr, (fin ? 0x80u : 0u) | (opcode & 0xFu),
+                                    len, is_client(c) ? key : NULL);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
@@ -300,8 +294,8 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
   uint8_t *dst = c->out.base + c->out.len;
   memcpy(dst, hdr, hlen);
   if (len) {
-    if (fh.masked)
-      ws_copy_mask(dst + hlen, data, len, fh.mask, 0);
+    if (is_client(c))
+      ws_copy_mask(dst + hlen, data, len, key, 0);
     else
       memcpy(dst + hlen, data, len);
   }

@@ -90,6 +90,12 @@ static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
 int ws_frame_check(const ws_frame_header *hd, int is_server,
                    unsigned rsv_allowed, const char **preason);
 
+/* ws_frame_encode_header() from the header's parts: |b0| its first byte
+ * (FIN, RSV, opcode), |mask| the key or NULL (unmasked). The internal
+ * writers call it without filling a ws_frame_header. */
+size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
+                           const uint8_t *mask);
+
 /* ---- SHA-1 and base64 (ws_sha1.c, ws_base64.c) ------------------------ */
 
 typedef struct ws_sha1_ctx {
