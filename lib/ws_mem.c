@@ -152,22 +152,33 @@ static void a_count(ws_arena *a, uint8_t *p, int sign) {
   if (a->used > a->peak) a->peak = a->used;
 }
 
+/* A request rounded up to whole units (at least one); 0 when the arena
+ * could never hold it. */
+static size_t a_want(const ws_arena *a, size_t n) {
+  return n > a->len ? 0 : a_round(n ? n : 1);
+}
+
+/* Puts the block at |p|, |total| payload bytes (free, or counted out of
+ * use), to use for |n| of them: the rest, when there is room for one,
+ * stays a free block, merged with any free one after it. */
+static void *a_take(ws_arena *a, uint8_t *p, size_t total, size_t n) {
+  a_set(p, total);
+  a_split(p, total, n);
+  a_count(a, p, 1);
+  if (a_hdr(p) != total) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
+  return p + WS_ARENA_ALIGN;
+}
+
 static void *a_malloc(size_t n, void *ud) {
   ws_arena *a = ud;
   uint8_t *p = a->base, *end = a->base + a->len;
-  if (n > a->len) return NULL;
-  n = a_round(n ? n : 1);
+  if ((n = a_want(a, n)) == 0) return NULL;
   while (p < end) {
     size_t h = a_hdr(p);
     if (h & A_FREE) {
-      a_merge(a, p);
+      a_merge(a, p); /* (so the block after it is in use, or the end) */
       h = a_hdr(p) & ~A_FREE;
-      if (h >= n) {
-        a_set(p, h);
-        a_split(p, h, n);
-        a_count(a, p, 1);
-        return p + WS_ARENA_ALIGN;
-      }
+      if (h >= n) return a_take(a, p, h, n);
     }
     p += WS_ARENA_ALIGN + (h & ~A_FREE);
   }
@@ -186,26 +197,19 @@ static void a_free(void *ptr, void *ud) {
 static void *a_realloc(void *ptr, size_t n, void *ud) {
   ws_arena *a = ud;
   if (!ptr) return a_malloc(n, ud);
-  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN, *end = a->base + a->len;
-  size_t have = a_hdr(p);
-  if (n > a->len) return NULL;
-  n = a_round(n ? n : 1);
+  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN;
+  size_t have = a_hdr(p), total = have;
+  if ((n = a_want(a, n)) == 0) return NULL;
   /* In place when the block, grown into the free block behind it if
-   * need be, holds |n|; what it does not need stays a free block, merged
-   * with any free one after it. */
+   * need be, holds |n|. */
   uint8_t *next = p + WS_ARENA_ALIGN + have;
-  size_t total = have;
-  if (n > have && next < end && (a_hdr(next) & A_FREE)) {
+  if (n > have && next < a->base + a->len && (a_hdr(next) & A_FREE)) {
     a_merge(a, next);
     total += WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
   }
   if (n <= total) {
     a_count(a, p, -1);
-    a_set(p, total);
-    a_split(p, total, n);
-    a_count(a, p, 1);
-    if (a_hdr(p) != total) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
-    return ptr;
+    return a_take(a, p, total, n);
   }
   void *q = a_malloc(n, ud);
   if (!q) return NULL;
