@@ -19,8 +19,10 @@
 
 #if defined(__GNUC__)
 #  define WS_ALWAYS_INLINE inline __attribute__((always_inline))
+#  define WS_NOINLINE __attribute__((noinline))
 #else
 #  define WS_ALWAYS_INLINE inline
+#  define WS_NOINLINE
 #endif
 
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -11,6 +11,7 @@
  * strict-aliasing rule is bent.
  */
 #include "ws_mask.h"
+#include "ws_switch.h"
 
 #if defined(__SSE2__) && !defined(WS_NO_SIMD)
 #  include <emmintrin.h>
@@ -63,7 +64,19 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
  * also in place. Short runs (the usual chat message) are thus two or
  * three word operations; only runs of 64 bytes or more set up SSE2.
  */
-#if SIZE_MAX <= 0xffffffffu && !defined(WS_MASK_SSE2)
+#if WS_SMALL_CODE
+/* Size builds: a byte at a time (the words only buy speed), in one place
+ * for both entry points. */
+static WS_NOINLINE size_t xor_run(uint8_t *dst, const uint8_t *src,
+                                  size_t len, const uint8_t key[4],
+                                  size_t offset) {
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    dst[i] = (uint8_t)(src[i] ^ key[(offset + i) & 3u]);
+  return (offset + len) & 3u;
+}
+#elif SIZE_MAX <= 0xffffffffu && !defined(WS_MASK_SSE2)
 /* 32-bit targets: the same scheme a 32-bit word at a time. A 64-bit word
  * would cost a register pair per value and, on cores without 64-bit
  * multiply (Cortex-M0), a library helper to build the pattern. */
