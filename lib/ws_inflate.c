@@ -286,6 +286,16 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
 
 /* ---- block header and stored blocks ------------------------------------- */
 
+/* The literal/length and distance tables of a block from its |nlit| and
+ * |ndist| code lengths at |l|; nonzero if either code is invalid. */
+static int build_codes(ws_inflater *z, const uint8_t *l, unsigned nlit,
+                       unsigned ndist) {
+  return ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, nlit, T_LIT,
+                                z->sorted) ||
+         ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + nlit, ndist,
+                                T_DIST, z->sorted);
+}
+
 static inline int read_header(ws_inflater *z, inf_io *s) {
   IO_LOAD();
   NEED(3);
@@ -307,10 +317,7 @@ static inline int read_header(ws_inflater *z, inf_io *s) {
       memset(l + 280, 8, 8);
       memset(l + 288, 5, 32);
       z->tables = 0;
-      if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT,
-                                 z->sorted) ||
-          ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + 288, 32,
-                                 T_DIST, z->sorted))
+      if (build_codes(z, l, 288, 32))
         FAIL(); /* (cannot happen: the fixed code is complete) */
     }
 #endif
@@ -476,11 +483,7 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
   b = keep_bits(b, nb);
   if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
   z->tables = 0;
-  if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
-                             z->sorted) ||
-      ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit,
-                             z->hdist, T_DIST, z->sorted))
-    FAIL();
+  if (build_codes(z, z->lens, z->hlit, z->hdist)) FAIL();
   z->tables = 2;
   z->mode = M_CODES;
   rc = STEP_NEXT;
