@@ -261,8 +261,7 @@ void ws_conn_del(ws_conn *c) {
 
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
-int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
-                    size_t len) {
+int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
   if (!WS_SMALL_CODE && !is_client(c) && len < 126) {
     /* The common server frame: a 2-byte header, written in place (a
      * speed path: size builds take the general one, which writes the
@@ -273,7 +272,7 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
       if (rv) return rv;
     }
     uint8_t *dst = c->out.base + c->out.len;
-    dst[0] = (uint8_t)((fin ? 0x80u : 0u) | (opcode & 0xFu));
+    dst[0] = (uint8_t)b0;
     dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
     if (len) memcpy(dst + 2, data, len);
     c->out.len += 2 + len;
@@ -283,8 +282,7 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
   if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
-  size_t hlen = ws_frame_put_header(hdr, (fin ? 0x80u : 0u) | (opcode & 0xFu),
-                                    len, is_client(c) ? key : NULL);
+  size_t hlen = ws_frame_put_header(hdr, b0, len, is_client(c) ? key : NULL);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
@@ -316,7 +314,7 @@ int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
     if (reasonlen) memcpy(payload + 2, reason, reasonlen);
     n = 2 + reasonlen;
   }
-  int rv = wsc_queue_frame(c, 1, WS_OP_CLOSE, payload, n);
+  int rv = wsc_queue_frame(c, WS_FIN | WS_OP_CLOSE, payload, n);
   if (rv) return rv;
   c->close_sent_flag = 1;
   c->close_sent = code;
@@ -790,12 +788,12 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   }
   ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
-    if (wsc_queue_frame(c, 1, WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                         c->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
   if (c->ping_wanted && !out_full(c) && c->state == WS_STATE_OPEN && !c->err) {
-    if (wsc_queue_frame(c, 1, WS_OP_PING, NULL, 0) == 0) c->ping_wanted = 0;
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0) == 0) c->ping_wanted = 0;
   }
 }
 
@@ -857,7 +855,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     if (out_full(c)) {
       c->ping_wanted = 1;
     } else {
-      int rv = wsc_queue_frame(c, 1, WS_OP_PING, NULL, 0);
+      int rv = wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0);
       if (rv) return wsc_nomem(c);
     }
     c->ping_outstanding = 1;

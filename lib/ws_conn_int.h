@@ -347,10 +347,12 @@ size_t wsc_deflater_memsize(void);
 int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
                     size_t reasonlen);
 
-/* Appends one frame. Client frames get a fresh mask key and masked
- * payload, copied and masked in one pass. */
-int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
-                    size_t len);
+/* The first byte of a frame (FIN, RSV, opcode) with FIN set. */
+#define WS_FIN 0x80u
+
+/* Appends one frame whose first byte is |b0|. Client frames get a fresh
+ * mask key and masked payload, copied and masked in one pass. */
+int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len);
 
 /* ---- ws_conn_hs.c ---------------------------------------------------- */
 

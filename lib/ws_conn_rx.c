@@ -125,7 +125,7 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
   if (c->close_sent_flag) return 0;
   if (!out_full(c)) {
     c->has_pending_pong = 0;
-    return wsc_queue_frame(c, 1, WS_OP_PONG, data, len);
+    return wsc_queue_frame(c, WS_FIN | WS_OP_PONG, data, len);
   }
   if (wsc_ctrlbuf_get(c)) return WS_ERR_NOMEM;
   if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);

@@ -187,10 +187,10 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
                             (!fin || len >= c->z->cfg.min_size);
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
-                : wsc_queue_frame(c, fin, op, data, len);
+                : wsc_queue_frame(c, (fin ? WS_FIN : 0u) | op, data, len);
 #else /* (WS_INFLATE_ONLY: RFC 7692 lets any message go uncompressed) */
   int comp = 0;
-  int rv = wsc_queue_frame(c, fin, op, data, len);
+  int rv = wsc_queue_frame(c, (fin ? WS_FIN : 0u) | op, data, len);
 #endif
   if (rv) return rv;
   c->tx_comp = (uint8_t)(fin ? 0 : comp);
@@ -244,24 +244,13 @@ size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
  * client frames it with a fresh mask key, masking as it copies. */
 static int queue_prepared(ws_conn *c, unsigned rsv, unsigned opcode,
                           const uint8_t *pay, size_t len, uint8_t hlen) {
-  size_t limit = (size_t)c->cfg.max_out_queue + 512u, n;
-  if (!is_client(c)) {
-    n = hlen + len;
-    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
-      return WS_ERR_NOMEM;
-    memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
-  } else {
-    uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-    if (c->cfg.rand(key, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-    size_t h = ws_frame_put_header(hdr, 0x80u | (rsv & 0x7u) << 4 | (opcode & 0xFu),
-                                   len, key);
-    n = h + len;
-    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
-      return WS_ERR_NOMEM;
-    uint8_t *dst = c->out.base + c->out.len;
-    memcpy(dst, hdr, h);
-    if (len) ws_copy_mask(dst + h, pay, len, key, 0);
-  }
+  if (is_client(c)) /* framed like any message, with a fresh key */
+    return wsc_queue_frame(c, WS_FIN | rsv << 4 | opcode, pay, len);
+  size_t n = hlen + len;
+  if (ws_buf_reserve_bounded(&c->out, &c->mem, n,
+                             (size_t)c->cfg.max_out_queue + 512u))
+    return WS_ERR_NOMEM;
+  memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
   c->out.len += n;
   c->stats.wire_out += n;
   return 0;
@@ -322,7 +311,7 @@ static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
   if (len > WS_CONTROL_MAX) return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   if (out_full(c)) return WS_ERR_WOULDBLOCK;
-  return wsc_queue_frame(c, 1, op, data, len);
+  return wsc_queue_frame(c, WS_FIN | op, data, len);
 }
 
 int ws_conn_ping(ws_conn *c, const void *data, size_t len) {
