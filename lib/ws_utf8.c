@@ -786,8 +786,14 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
 
 /* What the entry points do when no twin takes the call: apart, so that
  * the entry points themselves need no stack frame before their tail
- * calls. */
-static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
+ * calls (without twins, in line: one function, not two). */
+#if defined(WS_UTF8_AVX2) || defined(WS_UTF8_SSE4) || defined(WS_UTF8_NEON)
+#  define REST_NOINLINE WS_NOINLINE
+#else
+#  define REST_NOINLINE
+#endif
+
+static REST_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
 #ifndef WS_UTF8_COMPACT
   if (len < 16 && u->state != U_ERR) {
     return scan_short(&u->state, buf, len) == len ? 0 : WS_ERR_UTF8;
@@ -796,7 +802,7 @@ static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
   return run(NULL, buf, len, NULL, NULL, u, NULL);
 }
 
-static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
+static REST_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   ws_utf8 u;
 
   u.state = 0;
