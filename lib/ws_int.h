@@ -25,6 +25,16 @@
 #  define WS_NOINLINE
 #endif
 
+/* The byte-at-a-time references (ws_utf8_scan_scalar(), ws_mask_scalar()
+ * and the like) and the choice of UTF-8 implementation exist for tests
+ * and benchmarks, which run hosted: freestanding builds (firmware) leave
+ * them out. */
+#if defined(WS_FREESTANDING)
+#  define WS_HAS_REFERENCE 0
+#else
+#  define WS_HAS_REFERENCE 1
+#endif
+
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define WS_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -18,6 +18,7 @@
 #  define WS_MASK_SSE2 1
 #endif
 
+#if WS_HAS_REFERENCE
 size_t ws_mask_scalar(uint8_t *buf, size_t len, const uint8_t key[4],
                       size_t offset) {
   size_t i;
@@ -28,7 +29,9 @@ size_t ws_mask_scalar(uint8_t *buf, size_t len, const uint8_t key[4],
   }
   return (offset + len) & 3;
 }
+#endif
 
+#if !WS_SMALL_CODE /* (the word-at-a-time runs) */
 /* The key rotated by |offset| bytes, as a word whose bytes lie in memory
  * in payload order: key[offset], key[offset + 1], ... (mod 4). */
 static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
@@ -54,6 +57,7 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
   return w;
 #endif
 }
+#endif
 
 /*
  * dst[i] = src[i] ^ key[(offset + i) mod 4]; dst == src is allowed.

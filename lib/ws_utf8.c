@@ -61,6 +61,7 @@
   ((uint32_t)(n) | (uint32_t)(lo) << 8 | (uint32_t)(hi) << 16)
 #define SEQ_FAILED 0x80000000u
 
+#if WS_HAS_REFERENCE
 /* The state after lead byte |b| (>= 0x80), straight from the table above;
  * 0 if |b| cannot start a sequence. */
 static uint32_t lead(uint8_t b) {
@@ -93,16 +94,20 @@ static uint32_t step(uint32_t st, uint8_t b) {
   return need ? SEQ(need, 0x80, 0xBF) : 0;
 }
 
+#endif
+
 /* The canonical states in a fixed order (also the compact DFA's state
  * numbers, below) and the reference state for each. */
 static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
                                    U_E0,  U_ED,  U_F0, U_F4};
+#if WS_HAS_REFERENCE
 /* clang-format off */
 static const uint32_t seq_of[9] = {
     0,                  SEQ_FAILED,         SEQ(1, 0x80, 0xBF),
     SEQ(2, 0x80, 0xBF), SEQ(3, 0x80, 0xBF), SEQ(2, 0xA0, 0xBF),
     SEQ(2, 0x80, 0x9F), SEQ(3, 0x90, 0xBF), SEQ(3, 0x80, 0x8F)};
 /* clang-format on */
+#endif
 
 /* The index of canonical state |s| in c_canon; 1 (failed) if unknown. */
 static unsigned canon_index(uint32_t s) {
@@ -112,6 +117,7 @@ static unsigned canon_index(uint32_t s) {
   return k < 9 ? k : 1;
 }
 
+#if WS_HAS_REFERENCE
 /* Canonical state <-> reference state. */
 static uint32_t canon_to_seq(uint32_t s) { return seq_of[canon_index(s)]; }
 
@@ -122,8 +128,11 @@ static uint32_t seq_to_canon(uint32_t s) {
   return k < 9 ? c_canon[k] : U_ERR;
 }
 
+#endif
+
 void ws_utf8_init(ws_utf8 *u) { u->state = 0; }
 
+#if WS_HAS_REFERENCE
 size_t ws_utf8_scan_scalar(ws_utf8 *u, const uint8_t *buf, size_t len) {
   uint32_t st = canon_to_seq(u->state);
   size_t i;
@@ -141,6 +150,7 @@ int ws_utf8_feed_scalar(ws_utf8 *u, const uint8_t *buf, size_t len) {
   if (u->state == WS_UTF8_FAILED) return WS_ERR_UTF8;
   return ws_utf8_scan_scalar(u, buf, len) == len ? 0 : WS_ERR_UTF8;
 }
+#endif
 
 /* 1 if the |n| (<= 8) bytes at |p| are all ASCII; a word at a time. */
 static inline int ascii_upto8(const uint8_t *p, size_t n) {
@@ -409,14 +419,13 @@ static inline void transform(uint8_t *dst, const uint8_t *src, size_t i,
     memcpy(dst + i, src + i, n);
 }
 
+#ifndef WS_UTF8_COMPACT /* (compact builds call scan_compact() by name) */
 static inline size_t scan_default(uint32_t *pst, const uint8_t *p, size_t n) {
-#ifdef WS_UTF8_COMPACT
-  return scan_compact(pst, p, n);
-#else
   return scan_dfa(pst, p, n);
-#endif
 }
+#endif
 
+#if WS_HAS_REFERENCE || defined(WS_UTF8_VECTOR)
 /* Is implementation |impl| usable here (built in and, for run-time
  * choices, supported by this CPU)? The feature bits are the compiler
  * runtime's, filled in by a constructor: a call made before it ran (from
@@ -441,6 +450,7 @@ static int impl_ok(int impl) {
   default: return 0;
   }
 }
+#endif
 
 #ifdef WS_UTF8_COMPACT
 /* Compact builds have two scalar validators: the compact DFA, and the
@@ -448,6 +458,7 @@ static int impl_ok(int impl) {
  * that links only the entry points does not link the reference too. */
 typedef size_t scan_fn(uint32_t *pst, const uint8_t *p, size_t n);
 
+#if WS_HAS_REFERENCE
 static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
   ws_utf8 t;
   size_t v;
@@ -460,10 +471,12 @@ static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
 static scan_fn *scanner(int impl) {
   return impl == WS_UTF8_IMPL_REF ? scan_ref : scan_compact;
 }
+#endif
 #else
 /* The scalar validators by implementation, for the parts that are not
  * vector blocks. */
 static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
+#if WS_HAS_REFERENCE
   if (impl == WS_UTF8_IMPL_REF) {
     ws_utf8 t;
     size_t v;
@@ -472,6 +485,7 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
     *pst = t.state;
     return v;
   }
+#endif
   if (impl == WS_UTF8_IMPL_COMPACT) return scan_compact(pst, p, n);
   return scan_default(pst, p, n);
 }
@@ -653,12 +667,14 @@ WS_NOINLINE int ws_utf8_run_general(uint8_t *dst, const uint8_t *src,
                           WS_UTF8_IMPL_BEST, i, w);
 }
 
+#  if WS_HAS_REFERENCE
 static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
                                        size_t len, const uint8_t *key,
                                        size_t *poffset, ws_utf8 *u,
                                        size_t *pvalid, int impl) {
   return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
 }
+#  endif
 #endif /* !WS_UTF8_COMPACT */
 
 /*
@@ -745,6 +761,7 @@ static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
 
 /* ---- entry points ---------------------------------------------------- */
 
+#if WS_HAS_REFERENCE
 int ws_utf8_impl_available(int impl) { return impl_ok(impl); }
 
 const char *ws_utf8_impl_name(int impl) {
@@ -782,6 +799,7 @@ int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
 #endif
 }
+#endif
 
 
 /* What the entry points do when no twin takes the call: apart, so that
