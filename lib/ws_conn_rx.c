@@ -194,21 +194,21 @@ static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
 
 #if !defined(WS_NO_DEFLATE)
 /* The inflater and, in stream mode, the chunk buffer, on first need. */
-static int inflate_prepare(ws_conn *c, int stream) {
-  if (!c->z->inf) {
+static int inflate_prepare(ws_conn *c, conn_z *z, int stream) {
+  if (!z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
-    c->z->inf = ws_malloc(&c->mem, sizeof(*c->z->inf));
-    if (!c->z->inf) return wsc_nomem(c);
-    if (ws_inflate_init(c->z->inf, &c->mem, bits)) {
-      ws_free(&c->mem, c->z->inf);
-      c->z->inf = NULL;
+    z->inf = ws_malloc(&c->mem, sizeof(*z->inf));
+    if (!z->inf) return wsc_nomem(c);
+    if (ws_inflate_init(z->inf, &c->mem, bits)) {
+      ws_free(&c->mem, z->inf);
+      z->inf = NULL;
       return wsc_nomem(c);
     }
   }
-  if (stream && !c->z->zbuf) {
-    c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
-    if (!c->z->zbuf) return wsc_nomem(c);
+  if (stream && !z->zbuf) {
+    z->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!z->zbuf) return wsc_nomem(c);
   }
   return 0;
 }
@@ -216,12 +216,12 @@ static int inflate_prepare(ws_conn *c, int stream) {
 /* Where the next inflated bytes go: the stream-mode chunk or the message
  * buffer, no more than max_message still allows. At the limit it is
  * |probe|, one byte that shows whether the message goes on. */
-static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
+static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
                           uint8_t **pout, size_t *proom) {
-  uint64_t left = c->cfg.max_message - c->z->inflated;
+  uint64_t left = c->cfg.max_message - z->inflated;
   if (stream) {
-    *pout = c->z->zbuf + c->z->zlen;
-    *proom = ZCHUNK - c->z->zlen;
+    *pout = z->zbuf + z->zlen;
+    *proom = ZCHUNK - z->zlen;
   } else {
     if (c->msg.cap == c->msg.len && left > 0) {
       size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
@@ -244,7 +244,7 @@ static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
 /* One call of the inflater: on the next step of the payload (unmasked
  * for it; what it leaves unused is masked back), on the tail once the
  * message's payload is all in, or on nothing to drain it. */
-static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
+static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n, size_t *ppos,
                         uint8_t *out, size_t room, size_t *pused,
                         size_t *pproduced) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
@@ -258,11 +258,11 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
     if (key) ws_mask(p, k, key, c->mask_off);
     src = p;
   } else if (c->remaining == 0 && c->fh.fin &&
-             c->z->ztail < sizeof(pmd_tail)) {
-    src = pmd_tail + c->z->ztail;
-    k = sizeof(pmd_tail) - c->z->ztail;
+             z->ztail < sizeof(pmd_tail)) {
+    src = pmd_tail + z->ztail;
+    k = sizeof(pmd_tail) - z->ztail;
   }
-  rv = ws_inflate(c->z->inf, src, k, pused, out, room, pproduced);
+  rv = ws_inflate(z->inf, src, k, pused, out, room, pproduced);
   if (payload) {
     if (key && *pused < k)
       ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
@@ -270,7 +270,7 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
     *ppos += *pused;
     c->remaining -= *pused;
   } else if (k) {
-    c->z->ztail = (uint8_t)(c->z->ztail + *pused);
+    z->ztail = (uint8_t)(z->ztail + *pused);
   }
   return rv;
 }
@@ -278,16 +278,16 @@ static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
 /* Takes |produced| inflated bytes at |out|. What was inflated before an
  * error comes first in the stream, so it is judged first: a split of the
  * input must not change which fault is reported. */
-static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
+static int inflate_took(ws_conn *c, conn_z *z, int stream, int text, const uint8_t *out,
                         size_t produced, const uint8_t *probe) {
   if (!produced) return 0;
   if (out == probe) return wsc_fault(c, F_MSG_BIG);
   if (text && ws_utf8_feed(&c->utf8, out, produced))
     return wsc_fault(c, F_UTF8);
-  c->z->inflated += produced;
+  z->inflated += produced;
   c->stats.bytes_in += produced;
   if (stream)
-    c->z->zlen += (uint32_t)produced;
+    z->zlen += (uint32_t)produced;
   else
     c->msg.len += produced;
   return 0;
@@ -309,10 +309,10 @@ static int inflate_finish(ws_conn *c, int text) {
 
 /* The event for what was inflated: a stream-mode chunk, or the whole
  * message once it is done. */
-static void inflate_event(ws_conn *c, int stream, int text, int done) {
+static void inflate_event(ws_conn *c, conn_z *z, int stream, int text, int done) {
   /* (a whole message is its own first chunk) */
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
-  if (!done && !(stream && c->z->zlen)) return; /* nothing to hand out */
+  if (!done && !(stream && z->zlen)) return; /* nothing to hand out */
   if (done) {
     flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
     c->release = 1; /* the chunk or message buffer goes at the next call */
@@ -321,9 +321,9 @@ static void inflate_event(ws_conn *c, int stream, int text, int done) {
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
   c->ev_flags = (uint8_t)flags;
   if (stream) {
-    c->ev_data.base = c->z->zbuf;
-    c->ev_data.len = c->z->zlen;
-    c->z->zlen = 0;
+    c->ev_data.base = z->zbuf;
+    c->ev_data.len = z->zlen;
+    z->zlen = 0;
   } else {
     c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
     c->ev_data.len = ws_buf_size(&c->msg);
@@ -338,6 +338,7 @@ static void inflate_event(ws_conn *c, int stream, int text, int done) {
  * as it takes: ws_conn_next_event() resumes the drain, which needs no
  * more input. */
 int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  conn_z *const z = c->z; /* (in a register across the calls below) */
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
@@ -345,18 +346,18 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   int done = 0, drained = 0, rv;
 
   *pnread = 0;
-  if ((rv = inflate_prepare(c, stream)) != 0) return rv;
+  if ((rv = inflate_prepare(c, z, stream)) != 0) return rv;
   for (;;) {
     uint8_t *out = NULL, probe;
     size_t room = 0, used = 0, produced = 0;
-    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
-    if ((rv = inflate_window(c, stream, &probe, &out, &room)) != 0) return rv;
-    rv = inflate_step(c, in, n, &pos, out, room, &used, &produced);
-    if (inflate_took(c, stream, text, out, produced, &probe)) return c->err;
+    if (stream && z->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if ((rv = inflate_window(c, z, stream, &probe, &out, &room)) != 0) return rv;
+    rv = inflate_step(c, z, in, n, &pos, out, room, &used, &produced);
+    if (inflate_took(c, z, stream, text, out, produced, &probe)) return c->err;
     if (rv) return wsc_fault(c, F_ZDATA);
     int at_end = c->remaining == 0 && c->fh.fin;
-    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(c->z->inf))
+    if (produced < room && at_end && z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(z->inf))
         return wsc_fault(c, F_ZDATA);
       done = 1;
       break;
@@ -374,13 +375,13 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   /* All the input given was taken but the inflater was not drained (a
    * chunk filled up): ws_conn_next_event() goes on, as the caller may
    * have nothing more to feed. */
-  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
+  z->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if ((rv = inflate_finish(c, text)) != 0) return rv;
   } else if (c->remaining == 0 && !c->fh.fin && drained) {
     c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
   }
-  inflate_event(c, stream, text, done);
+  inflate_event(c, z, stream, text, done);
   return 0;
 }
 #endif /* !WS_NO_DEFLATE */
