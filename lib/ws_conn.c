@@ -365,9 +365,9 @@ static const char fault_text[] = WSC_FAULTS(WSC_FAULT_TEXT)
 int wsc_fault(ws_conn *c, unsigned f) {
   /* by kind (FK_*): the close code, and the error negated */
   static const uint16_t kind[][2] = {
-      {1002, -WS_ERR_PROTO},   {1007, -WS_ERR_UTF8},   {1009, -WS_ERR_TOO_BIG},
-      {1007, -WS_ERR_DATA},    {1011, -WS_ERR_INTERNAL}, {1011, -WS_ERR_NOMEM},
-      {0, -WS_ERR_TIMEOUT},    {1011, -WS_ERR_TIMEOUT}};
+      {1002, -WS_ERR_PROTO}, {1007, -WS_ERR_UTF8},     {1009, -WS_ERR_TOO_BIG},
+      {1007, -WS_ERR_DATA},  {1011, -WS_ERR_INTERNAL}, {1011, -WS_ERR_NOMEM},
+      {0, -WS_ERR_TIMEOUT},  {1011, -WS_ERR_TIMEOUT}};
   const uint16_t *k = kind[f >> 5];
   const char *s = fault_text;
   for (f &= 31u; f; s++)
@@ -793,7 +793,8 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
       c->has_pending_pong = 0;
   }
   if (c->ping_wanted && !out_full(c) && c->state == WS_STATE_OPEN && !c->err) {
-    if (wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0) == 0) c->ping_wanted = 0;
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0) == 0)
+      c->ping_wanted = 0;
   }
 }
 
@@ -844,8 +845,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     if (c->state == WS_STATE_CLOSING_LOCAL)
       return wsc_fault(c, F_CLOSE_TIMEOUT);
   }
-  if (now >= c->pong_deadline)
-    return wsc_fault(c, F_PONG_TIMEOUT);
+  if (now >= c->pong_deadline) return wsc_fault(c, F_PONG_TIMEOUT);
   if (now >= ping_deadline(c)) {
     /* With the output queue full the ping waits for room (it goes out
      * from ws_conn_out_consume()), but the pong timeout starts now: a

@@ -282,7 +282,7 @@ enum {
 
 #define WSC_FAULTS(X)                                                          \
   X(F_LENGTH, FK_PROTO, "invalid frame length")                                \
-  X(F_CONT, FK_PROTO, "continuation without message")                         \
+  X(F_CONT, FK_PROTO, "continuation without message")                          \
   X(F_UNFINISHED, FK_PROTO, "message not finished")                            \
   X(F_RSV1_CONT, FK_PROTO, "RSV1 set on a continuation frame")                 \
   X(F_CLOSE_1, FK_PROTO, "close payload of 1 byte")                            \

@@ -20,8 +20,7 @@ static int on_header(ws_conn *c) {
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
-    if (fh->opcode == WS_OP_CONT && !c->msg_op)
-      return wsc_fault(c, F_CONT);
+    if (fh->opcode == WS_OP_CONT && !c->msg_op) return wsc_fault(c, F_CONT);
     if (fh->opcode != WS_OP_CONT && c->msg_op)
       return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
@@ -89,8 +88,7 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
       *pnread = hlen;
       return on_header(c);
     }
-    if (rv != WS_ERR_WOULDBLOCK)
-      return wsc_fault(c, F_LENGTH);
+    if (rv != WS_ERR_WOULDBLOCK) return wsc_fault(c, F_LENGTH);
   }
   /* A header split across feeds (size builds: any header) is gathered in
    * c->hdr. Taking up to its 14 bytes at once is safe: when they are
@@ -146,8 +144,9 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
-  } else { /* WS_OP_CLOSE */
-    code = 1005; /* RFC 6455 7.1.5: no status code present */
+  } else {
+    /* WS_OP_CLOSE; RFC 6455 7.1.5: 1005, no status code present */
+    code = 1005;
     if (len == 1) return wsc_fault(c, F_CLOSE_1);
     if (len >= 2) {
       code = (uint16_t)(data[0] << 8 | data[1]);
@@ -244,8 +243,8 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
 /* One call of the inflater: on the next step of the payload (unmasked
  * for it; what it leaves unused is masked back), on the tail once the
  * message's payload is all in, or on nothing to drain it. */
-static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n, size_t *ppos,
-                        uint8_t *out, size_t room, size_t *pused,
+static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
+                        size_t *ppos, uint8_t *out, size_t room, size_t *pused,
                         size_t *pproduced) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   uint8_t *p = NULL; /* (|in| is NULL when draining: no NULL + 0) */
@@ -257,8 +256,7 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n, size_t *pp
     k = WS_MIN(n - *ppos, ZSTEP);
     if (key) ws_mask(p, k, key, c->mask_off);
     src = p;
-  } else if (c->remaining == 0 && c->fh.fin &&
-             z->ztail < sizeof(pmd_tail)) {
+  } else if (c->remaining == 0 && c->fh.fin && z->ztail < sizeof(pmd_tail)) {
     src = pmd_tail + z->ztail;
     k = sizeof(pmd_tail) - z->ztail;
   }
@@ -278,8 +276,9 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n, size_t *pp
 /* Takes |produced| inflated bytes at |out|. What was inflated before an
  * error comes first in the stream, so it is judged first: a split of the
  * input must not change which fault is reported. */
-static int inflate_took(ws_conn *c, conn_z *z, int stream, int text, const uint8_t *out,
-                        size_t produced, const uint8_t *probe) {
+static int inflate_took(ws_conn *c, conn_z *z, int stream, int text,
+                        const uint8_t *out, size_t produced,
+                        const uint8_t *probe) {
   if (!produced) return 0;
   if (out == probe) return wsc_fault(c, F_MSG_BIG);
   if (text && ws_utf8_feed(&c->utf8, out, produced))
@@ -297,8 +296,7 @@ static int inflate_took(ws_conn *c, conn_z *z, int stream, int text, const uint8
  * without context takeover (RFC 7692 7.1.1) nothing carries over, so the
  * inflater's memory goes until the next compressed message. */
 static int inflate_finish(ws_conn *c, int text) {
-  if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fault(c, F_UTF8_END);
+  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
   c->rx_state = RX_HEADER;
   c->rx_comp = 0;
   c->msg_op = 0;
@@ -309,7 +307,8 @@ static int inflate_finish(ws_conn *c, int text) {
 
 /* The event for what was inflated: a stream-mode chunk, or the whole
  * message once it is done. */
-static void inflate_event(ws_conn *c, conn_z *z, int stream, int text, int done) {
+static void inflate_event(ws_conn *c, conn_z *z, int stream, int text,
+                          int done) {
   /* (a whole message is its own first chunk) */
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
   if (!done && !(stream && z->zlen)) return; /* nothing to hand out */
@@ -351,14 +350,14 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     uint8_t *out = NULL, probe;
     size_t room = 0, used = 0, produced = 0;
     if (stream && z->zlen == ZCHUNK) break; /* hand out a full chunk */
-    if ((rv = inflate_window(c, z, stream, &probe, &out, &room)) != 0) return rv;
+    if ((rv = inflate_window(c, z, stream, &probe, &out, &room)) != 0)
+      return rv;
     rv = inflate_step(c, z, in, n, &pos, out, room, &used, &produced);
     if (inflate_took(c, z, stream, text, out, produced, &probe)) return c->err;
     if (rv) return wsc_fault(c, F_ZDATA);
     int at_end = c->remaining == 0 && c->fh.fin;
     if (produced < room && at_end && z->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(z->inf))
-        return wsc_fault(c, F_ZDATA);
+      if (ws_inflate_end_message(z->inf)) return wsc_fault(c, F_ZDATA);
       done = 1;
       break;
     }
@@ -484,8 +483,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t n) {
   if (c->remaining) return 0;
   c->rx_state = RX_HEADER;
   if (!c->fh.fin) return 0;
-  if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fault(c, F_UTF8_END);
+  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
   c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
   if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
@@ -557,8 +555,7 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   int control = is_control(c->fh.opcode);
 #if !defined(WS_NO_DEFLATE)
-  if (c->rx_comp && !control)
-    return wsc_read_compressed(c, in, inlen, pnread);
+  if (c->rx_comp && !control) return wsc_read_compressed(c, in, inlen, pnread);
 #endif
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   *pnread = n;

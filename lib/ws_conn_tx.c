@@ -119,7 +119,8 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   uint8_t *base = c->out.base + c->out.len;
   if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
   size_t hlen = ws_frame_put_header(
-      hdr, (fin ? 0x80u : 0u) | (opcode != WS_OP_CONT ? WS_RSV1 << 4 : 0u) | opcode,
+      hdr,
+      (fin ? 0x80u : 0u) | (opcode != WS_OP_CONT ? WS_RSV1 << 4 : 0u) | opcode,
       clen, is_client(c) ? key : NULL);
   memmove(base + hlen, base + WS_FRAME_HEADER_MAX, clen);
   memcpy(base, hdr, hlen);

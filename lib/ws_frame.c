@@ -142,10 +142,9 @@ size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
 }
 
 size_t ws_frame_encode_header(uint8_t *out, const ws_frame_header *hd) {
-  return ws_frame_put_header(out,
-                             (hd->fin ? 0x80u : 0u) | (hd->rsv & 0x7u) << 4 |
-                                 (hd->opcode & 0xFu),
-                             hd->payload_len, hd->masked ? hd->mask : NULL);
+  return ws_frame_put_header(
+      out, (hd->fin ? 0x80u : 0u) | (hd->rsv & 0x7u) << 4 | (hd->opcode & 0xFu),
+      hd->payload_len, hd->masked ? hd->mask : NULL);
 }
 
 int ws_close_code_valid(uint16_t code) {

@@ -71,9 +71,8 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
 #if WS_SMALL_CODE
 /* Size builds: a byte at a time (the words only buy speed), in one place
  * for both entry points. */
-static WS_NOINLINE size_t xor_run(uint8_t *dst, const uint8_t *src,
-                                  size_t len, const uint8_t key[4],
-                                  size_t offset) {
+static WS_NOINLINE size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
+                                  const uint8_t key[4], size_t offset) {
   size_t i;
 
   for (i = 0; i < len; i++)

@@ -11,9 +11,8 @@
 static uint8_t put_header(uint8_t *payload, unsigned rsv, unsigned opcode,
                           size_t len) {
   uint8_t hdr[WS_FRAME_HEADER_MAX];
-  size_t hlen =
-      ws_frame_put_header(hdr, 0x80u | (rsv & 0x7u) << 4 | (opcode & 0xFu),
-                          len, NULL);
+  size_t hlen = ws_frame_put_header(
+      hdr, 0x80u | (rsv & 0x7u) << 4 | (opcode & 0xFu), len, NULL);
   memcpy(payload - hlen, hdr, hlen);
   return (uint8_t)hlen;
 }

@@ -458,7 +458,7 @@ static int impl_ok(int impl) {
  * that links only the entry points does not link the reference too. */
 typedef size_t scan_fn(uint32_t *pst, const uint8_t *p, size_t n);
 
-#if WS_HAS_REFERENCE
+#  if WS_HAS_REFERENCE
 static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
   ws_utf8 t;
   size_t v;
@@ -471,12 +471,12 @@ static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
 static scan_fn *scanner(int impl) {
   return impl == WS_UTF8_IMPL_REF ? scan_ref : scan_compact;
 }
-#endif
+#  endif
 #else
 /* The scalar validators by implementation, for the parts that are not
  * vector blocks. */
 static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
-#if WS_HAS_REFERENCE
+#  if WS_HAS_REFERENCE
   if (impl == WS_UTF8_IMPL_REF) {
     ws_utf8 t;
     size_t v;
@@ -485,7 +485,7 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
     *pst = t.state;
     return v;
   }
-#endif
+#  endif
   if (impl == WS_UTF8_IMPL_COMPACT) return scan_compact(pst, p, n);
   return scan_default(pst, p, n);
 }
@@ -560,10 +560,9 @@ static WS_NOINLINE void store_compact(uint8_t *dst, const uint8_t *src,
   transform(dst, src, 0, n, key, off);
 }
 
-static WS_NOINLINE int run_compact(uint8_t *dst, const uint8_t *src,
-                                   size_t len, const uint8_t *key,
-                                   size_t *poffset, ws_utf8 *u, size_t *pvalid,
-                                   scan_fn *scan) {
+static WS_NOINLINE int run_compact(uint8_t *dst, const uint8_t *src, size_t len,
+                                   const uint8_t *key, size_t *poffset,
+                                   ws_utf8 *u, size_t *pvalid, scan_fn *scan) {
   size_t off, valid = 0;
   int rv = WS_ERR_UTF8;
 
@@ -779,28 +778,27 @@ const char *ws_utf8_impl_name(int impl) {
 
 size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len, int impl) {
   size_t valid;
-#ifdef WS_UTF8_COMPACT
+#  ifdef WS_UTF8_COMPACT
   run_compact(NULL, buf, len, NULL, NULL, u, &valid, scanner(impl));
-#else
+#  else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   run_general_any(NULL, buf, len, NULL, NULL, u, &valid, impl);
-#endif
+#  endif
   return valid;
 }
 
 int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
                              const uint8_t key[4], size_t *poffset, ws_utf8 *u,
                              size_t *pvalid, int impl) {
-#ifdef WS_UTF8_COMPACT
+#  ifdef WS_UTF8_COMPACT
   return run_compact(dst, src, len, key, poffset, u, pvalid, scanner(impl));
-#else
+#  else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   if (!dst) key = NULL;
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
-#endif
+#  endif
 }
 #endif
-
 
 /* What the entry points do when no twin takes the call: apart, so that
  * the entry points themselves need no stack frame before their tail
