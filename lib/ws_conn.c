@@ -359,6 +359,9 @@ static const char fault_text[] = WSC_FAULTS(WSC_FAULT_TEXT)
 #if WS_HAS_INFLATE
     WSC_ZFAULTS(WSC_FAULT_TEXT)
 #endif
+#if WS_HAS_DEFLATE
+        WSC_DFAULTS(WSC_FAULT_TEXT)
+#endif
     ;
 #undef WSC_FAULT_TEXT
 

@@ -249,7 +249,7 @@ static inline int we_reset(const ws_conn *c) {
 
 /* A compressed message whose data is all in but whose inflated output is
  * not all out yet: the drain goes on without input. */
-static inline int draining(const ws_conn *c) {
+static WS_ALWAYS_INLINE int draining(const ws_conn *c) {
 #if defined(WS_NO_DEFLATE)
   (void)c;
   return 0;
@@ -297,17 +297,24 @@ enum {
   X(F_HS_TIMEOUT, FK_TIMEOUT, "handshake timeout")                             \
   X(F_CLOSE_TIMEOUT, FK_TIMEOUT, "close handshake timeout")                    \
   X(F_PONG_TIMEOUT, FK_KEEPALIVE, "keepalive pong timeout")
-/* Last, so that builds without them leave their reasons out. */
+/* Last, so that builds without them leave their reasons out: the
+ * inflater's, then the compressor's. */
 #define WSC_ZFAULTS(X)                                                         \
   X(F_ZDATA, FK_DATA, "invalid compressed data")                               \
-  X(F_ZSTALL, FK_INTERNAL, "inflater stalled")                                 \
-  X(F_ZFAIL, FK_INTERNAL, "compressor failed")
+  X(F_ZSTALL, FK_INTERNAL, "inflater stalled")
+#define WSC_DFAULTS(X) X(F_ZFAIL, FK_INTERNAL, "compressor failed")
 
 #define WSC_FAULT_INDEX(name, kind, text) name##_AT,
-enum { WSC_FAULTS(WSC_FAULT_INDEX) WSC_ZFAULTS(WSC_FAULT_INDEX) };
+enum {
+  WSC_FAULTS(WSC_FAULT_INDEX) WSC_ZFAULTS(WSC_FAULT_INDEX)
+      WSC_DFAULTS(WSC_FAULT_INDEX)
+};
 #undef WSC_FAULT_INDEX
 #define WSC_FAULT_VALUE(name, kind, text) name = (kind) << 5 | name##_AT,
-enum { WSC_FAULTS(WSC_FAULT_VALUE) WSC_ZFAULTS(WSC_FAULT_VALUE) };
+enum {
+  WSC_FAULTS(WSC_FAULT_VALUE) WSC_ZFAULTS(WSC_FAULT_VALUE)
+      WSC_DFAULTS(WSC_FAULT_VALUE)
+};
 #undef WSC_FAULT_VALUE
 
 /* wsc_fail() with fault |f|'s error, close code and reason. */
