@@ -254,7 +254,9 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
   if (payload) {
     p = in + *ppos;
     k = WS_MIN(n - *ppos, ZSTEP);
-    if (key) ws_mask(p, k, key, c->mask_off);
+    /* (ws_copy_mask() in place: the masking entry point clients link
+     * anyway) */
+    if (key) ws_copy_mask(p, p, k, key, c->mask_off);
     src = p;
   } else if (c->remaining == 0 && c->fh.fin && z->ztail < sizeof(pmd_tail)) {
     src = pmd_tail + z->ztail;
@@ -263,7 +265,8 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
   rv = ws_inflate(z->inf, src, k, pused, out, room, pproduced);
   if (payload) {
     if (key && *pused < k)
-      ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
+      ws_copy_mask(p + *pused, p + *pused, k - *pused, key,
+                   (c->mask_off + *pused) & 3u);
     c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
     *ppos += *pused;
     c->remaining -= *pused;
