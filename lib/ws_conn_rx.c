@@ -33,7 +33,7 @@ static int on_header(ws_conn *c) {
       c->msg_bytes = 0;
       c->nfrags = 0;
       c->msg_started = 0;
-      ws_utf8_init(&c->utf8);
+      c->utf8.state = 0; /* (ws_utf8_init(), without the call) */
       /* RSV1 is allowed only with the deflate state (never without
        * deflate: WS_NO_DEFLATE) */
       c->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
