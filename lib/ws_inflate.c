@@ -291,9 +291,13 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
  * |ndist| code lengths at |l|; nonzero if either code is invalid. */
 static int build_codes(ws_inflater *z, const uint8_t *l, unsigned nlit,
                        unsigned ndist) {
-  return ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, nlit, T_LIT,
-                                z->sorted) ||
-         ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + nlit, ndist,
+  /* (few values kept across the first call: a small frame on the
+   * deepest call chain, through the inflater) */
+  const uint8_t *ld = l + nlit;
+  if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, nlit, T_LIT,
+                             z->sorted))
+    return -1;
+  return ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, ld, ndist,
                                 T_DIST, z->sorted);
 }
 
