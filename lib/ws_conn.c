@@ -261,8 +261,7 @@ void ws_conn_del(ws_conn *c) {
 
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
-int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
-                    size_t len) {
+int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
   if (!WS_SMALL_CODE && !is_client(c) && len < 126) {
     /* The common server frame: a 2-byte header, written in place (a
      * speed path: size builds take the general one, which writes the
@@ -273,24 +272,17 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
       if (rv) return rv;
     }
     uint8_t *dst = c->out.base + c->out.len;
-    dst[0] = (uint8_t)((fin ? 0x80u : 0u) | (opcode & 0xFu));
+    dst[0] = (uint8_t)b0;
     dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
     if (len) memcpy(dst + 2, data, len);
     c->out.len += 2 + len;
     c->stats.wire_out += 2 + len;
     return 0;
   }
-  ws_frame_header fh;
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  memset(&fh, 0, sizeof(fh));
-  fh.fin = (uint8_t)(fin ? 1 : 0);
-  fh.opcode = (uint8_t)opcode;
-  fh.payload_len = len;
-  if (is_client(c)) {
-    fh.masked = 1;
-    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-  }
-  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
+  if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
+  size_t hlen = ws_frame_put_header(hdr, b0, len, is_client(c) ? key : NULL);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
@@ -300,8 +292,8 @@ int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
   uint8_t *dst = c->out.base + c->out.len;
   memcpy(dst, hdr, hlen);
   if (len) {
-    if (fh.masked)
-      ws_copy_mask(dst + hlen, data, len, fh.mask, 0);
+    if (is_client(c))
+      ws_copy_mask(dst + hlen, data, len, key, 0);
     else
       memcpy(dst + hlen, data, len);
   }
@@ -322,7 +314,7 @@ int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
     if (reasonlen) memcpy(payload + 2, reason, reasonlen);
     n = 2 + reasonlen;
   }
-  int rv = wsc_queue_frame(c, 1, WS_OP_CLOSE, payload, n);
+  int rv = wsc_queue_frame(c, WS_FIN | WS_OP_CLOSE, payload, n);
   if (rv) return rv;
   c->close_sent_flag = 1;
   c->close_sent = code;
@@ -361,9 +353,32 @@ int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   return err;
 }
 
-int wsc_nomem(ws_conn *c) {
-  return wsc_fail(c, WS_ERR_NOMEM, 1011, "out of memory");
+/* The reasons of the faults, one after the other in fault order. */
+#define WSC_FAULT_TEXT(name, kind, text) text "\0"
+static const char fault_text[] = WSC_FAULTS(WSC_FAULT_TEXT)
+#if WS_HAS_INFLATE
+    WSC_ZFAULTS(WSC_FAULT_TEXT)
+#endif
+#if WS_HAS_DEFLATE
+        WSC_DFAULTS(WSC_FAULT_TEXT)
+#endif
+    ;
+#undef WSC_FAULT_TEXT
+
+int wsc_fault(ws_conn *c, unsigned f) {
+  /* by kind (FK_*): the close code, and the error negated */
+  static const uint16_t kind[][2] = {
+      {1002, -WS_ERR_PROTO}, {1007, -WS_ERR_UTF8},     {1009, -WS_ERR_TOO_BIG},
+      {1007, -WS_ERR_DATA},  {1011, -WS_ERR_INTERNAL}, {1011, -WS_ERR_NOMEM},
+      {0, -WS_ERR_TIMEOUT},  {1011, -WS_ERR_TIMEOUT}};
+  const uint16_t *k = kind[f >> 5];
+  const char *s = fault_text;
+  for (f &= 31u; f; s++)
+    if (!*s) f--;
+  return wsc_fail(c, -(int)k[1], k[0], s);
 }
+
+int wsc_nomem(ws_conn *c) { return wsc_fault(c, F_NOMEM); }
 
 void wsc_set_event(ws_conn *c, ws_event_type type) {
   c->ev_data.base = NULL;
@@ -443,20 +458,20 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       return 0;
     }
   }
-  while ((pos < inlen || draining(c)) && !c->ev_ready && !c->err) {
+  while (!c->ev_ready && !c->err) {
     size_t n = 0;
     int rv;
     if (c->rx_state == RX_HEADER) {
+      if (pos == inlen) break;
       rv = wsc_read_header(c, in + pos, inlen - pos, &n);
-      pos += n;
-      if (rv) break;
-      /* Zero-length payloads complete right away. */
-      if (c->rx_state == RX_PAYLOAD && c->remaining == 0)
-        rv = wsc_read_payload(c, in + pos, 0, &n);
     } else {
+      /* Without input only a zero-length payload (it completes right
+       * away, even at the end of the input) and a compressed message's
+       * drain go on. */
+      if (pos == inlen && c->remaining && !draining(c)) break;
       rv = wsc_read_payload(c, in + pos, inlen - pos, &n);
-      pos += n;
     }
+    pos += n;
     if (rv) break;
   }
   *pnread = pos;
@@ -502,21 +517,19 @@ static void take_event(ws_conn *c, ws_event *ev) {
 
 int ws_conn_next_event(ws_conn *c, ws_event *ev) {
   if (!c || !ev) return WS_ERR_INVALID_ARGUMENT;
+  if (!c->ev_ready) {
+    release_event_storage(c);
+#if !defined(WS_NO_DEFLATE)
+    if (draining(c)) {
+      size_t n;
+      (void)wsc_read_compressed(c, NULL, 0, &n);
+    }
+#endif
+  }
   if (c->ev_ready) {
     take_event(c, ev);
     return 0;
   }
-  release_event_storage(c);
-#if !defined(WS_NO_DEFLATE)
-  if (draining(c)) {
-    size_t n;
-    (void)wsc_read_compressed(c, NULL, 0, &n);
-    if (c->ev_ready) {
-      take_event(c, ev);
-      return 0;
-    }
-  }
-#endif
   if (c->err && !c->err_reported) {
     c->err_reported = 1;
     memset(ev, 0, sizeof(*ev));
@@ -740,7 +753,9 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
   if (!c || !iov || iovcnt == 0 || out_size(c) == 0) return 0;
   const uint8_t *ob = c->out.base ? c->out.base + c->out.pos : NULL;
   size_t osz = ws_buf_size(&c->out), k = 0;
-  if (!c->ref_len) {
+  if (!WS_SMALL_CODE && !c->ref_len) {
+    /* (the general way below gives the same: without a payload ref_at
+     * is 0; size builds take it) */
     iov[0].base = ob;
     iov[0].len = osz;
     return 1;
@@ -750,7 +765,7 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
     iov[k].base = ob;
     iov[k++].len = c->ref_at;
   }
-  if (k < iovcnt) {
+  if (k < iovcnt && c->ref_len) {
     iov[k].base = c->ref;
     iov[k++].len = c->ref_len;
   }
@@ -776,12 +791,13 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   }
   ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
-    if (wsc_queue_frame(c, 1, WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                         c->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
   if (c->ping_wanted && !out_full(c) && c->state == WS_STATE_OPEN && !c->err) {
-    if (wsc_queue_frame(c, 1, WS_OP_PING, NULL, 0) == 0) c->ping_wanted = 0;
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0) == 0)
+      c->ping_wanted = 0;
   }
 }
 
@@ -799,29 +815,30 @@ static uint64_t ping_deadline(const ws_conn *c) {
 int ws_conn_tick(ws_conn *c, uint64_t now) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   release_event_storage(c);
-  if (!c->clock_started || now > c->now) c->now = now;
   if (!c->clock_started) {
     c->clock_started = 1;
-    c->last_rx = now;
+    c->now = c->last_rx = now;
     if (c->state == WS_STATE_CONNECTING && c->handshake_timeout_ms)
       c->hs_deadline = now + c->handshake_timeout_ms;
+  } else if (now > c->now) {
+    c->now = now;
   }
+  now = c->now; /* (the clock never goes back) */
   if (c->close_arm) {
     c->close_arm = 0;
-    c->close_deadline = c->now + c->cfg.close_timeout_ms;
+    c->close_deadline = now + c->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
     c->rx_activity = 0;
-    c->last_rx = c->now;
+    c->last_rx = now;
     /* Any bytes from the peer prove it is alive. */
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
   }
-  now = c->now;
   if (now >= c->hs_deadline && c->state == WS_STATE_CONNECTING)
-    return wsc_fail(c, WS_ERR_TIMEOUT, 0, "handshake timeout");
+    return wsc_fault(c, F_HS_TIMEOUT);
   if (now >= c->close_deadline) {
     c->close_deadline = NO_DEADLINE;
     if (c->state == WS_STATE_CLOSED) {
@@ -829,10 +846,9 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
       return 0;
     }
     if (c->state == WS_STATE_CLOSING_LOCAL)
-      return wsc_fail(c, WS_ERR_TIMEOUT, 0, "close handshake timeout");
+      return wsc_fault(c, F_CLOSE_TIMEOUT);
   }
-  if (now >= c->pong_deadline)
-    return wsc_fail(c, WS_ERR_TIMEOUT, 1011, "keepalive pong timeout");
+  if (now >= c->pong_deadline) return wsc_fault(c, F_PONG_TIMEOUT);
   if (now >= ping_deadline(c)) {
     /* With the output queue full the ping waits for room (it goes out
      * from ws_conn_out_consume()), but the pong timeout starts now: a
@@ -842,7 +858,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     if (out_full(c)) {
       c->ping_wanted = 1;
     } else {
-      int rv = wsc_queue_frame(c, 1, WS_OP_PING, NULL, 0);
+      int rv = wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0);
       if (rv) return wsc_nomem(c);
     }
     c->ping_outstanding = 1;

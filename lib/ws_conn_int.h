@@ -249,7 +249,7 @@ static inline int we_reset(const ws_conn *c) {
 
 /* A compressed message whose data is all in but whose inflated output is
  * not all out yet: the drain goes on without input. */
-static inline int draining(const ws_conn *c) {
+static WS_ALWAYS_INLINE int draining(const ws_conn *c) {
 #if defined(WS_NO_DEFLATE)
   (void)c;
   return 0;
@@ -260,6 +260,65 @@ static inline int draining(const ws_conn *c) {
 
 /* RFC 7692 7.2.2: appended to the compressed data of every message. */
 static const uint8_t pmd_tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* ---- faults ------------------------------------------------------------ */
+
+/* The faults the connection detects itself, each an error, a close code
+ * and a reason: a call site passes one small constant, not three
+ * arguments and a string address (firmware size; the reasons are one
+ * string table, so none is stored twice). A fault's value is its kind in
+ * the top three bits and its reason's place in the table in the low
+ * five. */
+enum {
+  FK_PROTO,     /* WS_ERR_PROTO, 1002 */
+  FK_UTF8,      /* WS_ERR_UTF8, 1007 */
+  FK_BIG,       /* WS_ERR_TOO_BIG, 1009 */
+  FK_DATA,      /* WS_ERR_DATA, 1007 */
+  FK_INTERNAL,  /* WS_ERR_INTERNAL, 1011 */
+  FK_NOMEM,     /* WS_ERR_NOMEM, 1011 */
+  FK_TIMEOUT,   /* WS_ERR_TIMEOUT, no close frame */
+  FK_KEEPALIVE, /* WS_ERR_TIMEOUT, 1011 */
+};
+
+#define WSC_FAULTS(X)                                                          \
+  X(F_LENGTH, FK_PROTO, "invalid frame length")                                \
+  X(F_CONT, FK_PROTO, "continuation without message")                          \
+  X(F_UNFINISHED, FK_PROTO, "message not finished")                            \
+  X(F_RSV1_CONT, FK_PROTO, "RSV1 set on a continuation frame")                 \
+  X(F_CLOSE_1, FK_PROTO, "close payload of 1 byte")                            \
+  X(F_CLOSE_CODE, FK_PROTO, "invalid close code")                              \
+  X(F_CLOSE_UTF8, FK_UTF8, "invalid UTF-8 in close reason")                    \
+  X(F_UTF8, FK_UTF8, "invalid UTF-8 in text")                                  \
+  X(F_UTF8_END, FK_UTF8, "text ends inside a character")                       \
+  X(F_FRAME_BIG, FK_BIG, "frame too big")                                      \
+  X(F_MSG_BIG, FK_BIG, "message too big")                                      \
+  X(F_FRAGS, FK_BIG, "too many fragments")                                     \
+  X(F_NOMEM, FK_NOMEM, "out of memory")                                        \
+  X(F_HS_TIMEOUT, FK_TIMEOUT, "handshake timeout")                             \
+  X(F_CLOSE_TIMEOUT, FK_TIMEOUT, "close handshake timeout")                    \
+  X(F_PONG_TIMEOUT, FK_KEEPALIVE, "keepalive pong timeout")
+/* Last, so that builds without them leave their reasons out: the
+ * inflater's, then the compressor's. */
+#define WSC_ZFAULTS(X)                                                         \
+  X(F_ZDATA, FK_DATA, "invalid compressed data")                               \
+  X(F_ZSTALL, FK_INTERNAL, "inflater stalled")
+#define WSC_DFAULTS(X) X(F_ZFAIL, FK_INTERNAL, "compressor failed")
+
+#define WSC_FAULT_INDEX(name, kind, text) name##_AT,
+enum {
+  WSC_FAULTS(WSC_FAULT_INDEX) WSC_ZFAULTS(WSC_FAULT_INDEX)
+      WSC_DFAULTS(WSC_FAULT_INDEX)
+};
+#undef WSC_FAULT_INDEX
+#define WSC_FAULT_VALUE(name, kind, text) name = (kind) << 5 | name##_AT,
+enum {
+  WSC_FAULTS(WSC_FAULT_VALUE) WSC_ZFAULTS(WSC_FAULT_VALUE)
+      WSC_DFAULTS(WSC_FAULT_VALUE)
+};
+#undef WSC_FAULT_VALUE
+
+/* wsc_fail() with fault |f|'s error, close code and reason. */
+int wsc_fault(ws_conn *c, unsigned f);
 
 /* ---- ws_conn.c ---------------------------------------------------- */
 
@@ -295,10 +354,12 @@ size_t wsc_deflater_memsize(void);
 int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
                     size_t reasonlen);
 
-/* Appends one frame. Client frames get a fresh mask key and masked
- * payload, copied and masked in one pass. */
-int wsc_queue_frame(ws_conn *c, unsigned fin, unsigned opcode, const void *data,
-                    size_t len);
+/* The first byte of a frame (FIN, RSV, opcode) with FIN set. */
+#define WS_FIN 0x80u
+
+/* Appends one frame whose first byte is |b0|. Client frames get a fresh
+ * mask key and masked payload, copied and masked in one pass. */
+int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len);
 
 /* ---- ws_conn_hs.c ---------------------------------------------------- */
 

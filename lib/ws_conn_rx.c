@@ -20,22 +20,20 @@ static int on_header(ws_conn *c) {
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
-    if (fh->opcode == WS_OP_CONT && !c->msg_op)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "continuation without message");
+    if (fh->opcode == WS_OP_CONT && !c->msg_op) return wsc_fault(c, F_CONT);
     if (fh->opcode != WS_OP_CONT && c->msg_op)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "message not finished");
+      return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
      * on a continuation it is an error (control frames with RSV bits
      * were refused above). */
     if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
-      return wsc_fail(c, WS_ERR_PROTO, 1002,
-                      "RSV1 set on a continuation frame");
+      return wsc_fault(c, F_RSV1_CONT);
     if (fh->opcode != WS_OP_CONT) {
       c->msg_op = fh->opcode;
       c->msg_bytes = 0;
       c->nfrags = 0;
       c->msg_started = 0;
-      ws_utf8_init(&c->utf8);
+      c->utf8.state = 0; /* (ws_utf8_init(), without the call) */
       /* RSV1 is allowed only with the deflate state (never without
        * deflate: WS_NO_DEFLATE) */
       c->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
@@ -45,11 +43,11 @@ static int on_header(ws_conn *c) {
       }
     }
     if (fh->payload_len > c->cfg.max_frame_payload)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "frame too big");
+      return wsc_fault(c, F_FRAME_BIG);
     if (fh->payload_len > c->cfg.max_message - c->msg_bytes)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
+      return wsc_fault(c, F_MSG_BIG);
     if (c->cfg.max_fragments && ++c->nfrags > c->cfg.max_fragments)
-      return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "too many fragments");
+      return wsc_fault(c, F_FRAGS);
   }
   c->remaining = fh->payload_len;
   c->mask_off = 0;
@@ -83,49 +81,38 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
     }
     return on_header(c);
   }
-  if (c->hdrlen == 0) {
+  if (!WS_SMALL_CODE && c->hdrlen == 0) {
+    /* Whole in the input: decoded there, nothing copied. */
     rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
     if (rv == 0) {
       *pnread = hlen;
       return on_header(c);
     }
-    if (rv != WS_ERR_WOULDBLOCK)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
+    if (rv != WS_ERR_WOULDBLOCK) return wsc_fault(c, F_LENGTH);
   }
-  /* Slow path: copy just enough bytes to complete the header. The
-   * decoder runs on every partial header too, so an invalid 64-bit
-   * length fails at its first byte however the header was split. */
-  size_t used = 0;
-  for (;;) {
-    if (c->hdrlen > 0) {
-      rv = ws_frame_decode_header(&c->fh, c->hdr, c->hdrlen, &hlen);
-      if (rv != WS_ERR_WOULDBLOCK) {
-        *pnread = used;
-        c->hdrlen = 0;
-        if (rv) return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid frame length");
-        return on_header(c);
-      }
-    }
-    size_t need = 2;
-    if (c->hdrlen >= 2) {
-      unsigned l7 = c->hdr[1] & 0x7fu;
-      /* 64-bit length: take its first byte alone, to check its top bit */
-      need = l7 == 127 && c->hdrlen == 2 ? 3u
-                                         : 2u +
-                                               (l7 == 126   ? 2u
-                                                : l7 == 127 ? 8u
-                                                            : 0u) +
-                                               ((c->hdr[1] & 0x80u) ? 4u : 0u);
-    }
-    size_t n = WS_MIN(need - c->hdrlen, inlen - used);
-    if (n == 0) {
-      *pnread = used;
-      return 0;
-    }
-    memcpy(c->hdr + c->hdrlen, in + used, n);
-    c->hdrlen = (uint8_t)(c->hdrlen + n);
-    used += n;
+  /* A header split across feeds (size builds: any header) is gathered in
+   * c->hdr. Taking up to its 14 bytes at once is safe: when they are
+   * all there the header is complete, and bytes past its end are not
+   * counted as used. The decoder runs on every partial header, so an
+   * invalid 64-bit length fails at its first byte however the header
+   * was split. */
+  size_t have = c->hdrlen, k = WS_MIN(sizeof(c->hdr) - have, inlen);
+  memcpy(c->hdr + have, in, k);
+  rv = ws_frame_decode_header(&c->fh, c->hdr, have + k, &hlen);
+  if (rv == WS_ERR_WOULDBLOCK) {
+    c->hdrlen = (uint8_t)(have + k); /* (all of |in|: k == inlen) */
+    *pnread = k;
+    return 0;
   }
+  c->hdrlen = 0;
+  if (rv) {
+    /* The only fault is the length's top bit, at header byte 2: used are
+     * the bytes up to it (none when the header began in this input). */
+    *pnread = have ? 3 - have : 0;
+    return wsc_fault(c, F_LENGTH);
+  }
+  *pnread = hlen - have;
+  return on_header(c);
 }
 
 /* Queues the automatic pong, or keeps the latest ping's payload to answer
@@ -136,7 +123,7 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
   if (c->close_sent_flag) return 0;
   if (!out_full(c)) {
     c->has_pending_pong = 0;
-    return wsc_queue_frame(c, 1, WS_OP_PONG, data, len);
+    return wsc_queue_frame(c, WS_FIN | WS_OP_PONG, data, len);
   }
   if (wsc_ctrlbuf_get(c)) return WS_ERR_NOMEM;
   if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);
@@ -145,55 +132,48 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
   return 0;
 }
 
+/* A whole control frame: the automatic answer, the state change, and
+ * its event (a ping's or pong's payload, a close frame's reason). */
 static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
-  int rv;
-  switch (c->fh.opcode) {
-  case WS_OP_PING:
-    rv = auto_pong(c, data, len);
-    if (rv) return wsc_nomem(c);
-    wsc_set_event(c, WS_EV_PING);
-    break;
-  case WS_OP_PONG:
+  unsigned type = WS_EV_PONG;
+  uint16_t code = 0;
+  if (c->fh.opcode == WS_OP_PING) {
+    if (auto_pong(c, data, len)) return wsc_nomem(c);
+    type = WS_EV_PING;
+  } else if (c->fh.opcode == WS_OP_PONG) {
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
     c->pong_deadline = NO_DEADLINE;
-    wsc_set_event(c, WS_EV_PONG);
-    break;
-  default: {              /* WS_OP_CLOSE */
-    uint16_t code = 1005; /* RFC 6455 7.1.5: no status code present */
-    if (len == 1)
-      return wsc_fail(c, WS_ERR_PROTO, 1002, "close payload of 1 byte");
+  } else {
+    /* WS_OP_CLOSE; RFC 6455 7.1.5: 1005, no status code present */
+    code = 1005;
+    if (len == 1) return wsc_fault(c, F_CLOSE_1);
     if (len >= 2) {
       code = (uint16_t)(data[0] << 8 | data[1]);
-      if (!ws_close_code_valid(code))
-        return wsc_fail(c, WS_ERR_PROTO, 1002, "invalid close code");
-      if (ws_utf8_validate(data + 2, len - 2))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in close reason");
+      if (!ws_close_code_valid(code)) return wsc_fault(c, F_CLOSE_CODE);
+      data += 2; /* the reason */
+      len -= 2;
+      if (ws_utf8_validate(data, len)) return wsc_fault(c, F_CLOSE_UTF8);
     }
+    if (!len) data = NULL; /* an event without a reason has no data */
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
       c->close_deadline = NO_DEADLINE;
     } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
       /* RFC 6455 5.5.1: echo the status code received (and its reason,
        * as other implementations do). */
-      rv = wsc_queue_close(c, code == 1005 ? 0 : code,
-                           len > 2 ? data + 2 : NULL, len > 2 ? len - 2 : 0);
-      if (rv) return wsc_nomem(c);
+      if (wsc_queue_close(c, code == 1005 ? 0 : code, data, len))
+        return wsc_nomem(c);
       c->state = WS_STATE_CLOSED;
     } else {
       c->state = WS_STATE_CLOSING_REMOTE;
     }
     if (c->state == WS_STATE_CLOSED && is_client(c)) wsc_arm_close_timer(c);
     ws_buf_free(&c->msg, &c->mem);
-    wsc_set_event(c, WS_EV_CLOSE);
-    c->ev_close = code;
-    if (len > 2) {
-      c->ev_data.base = data + 2;
-      c->ev_data.len = len - 2;
-    }
-    return 0;
+    type = WS_EV_CLOSE;
   }
-  }
+  wsc_set_event(c, (ws_event_type)type);
+  c->ev_close = code;
   c->ev_data.base = data;
   c->ev_data.len = len;
   return 0;
@@ -213,21 +193,21 @@ static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
 
 #if !defined(WS_NO_DEFLATE)
 /* The inflater and, in stream mode, the chunk buffer, on first need. */
-static int inflate_prepare(ws_conn *c, int stream) {
-  if (!c->z->inf) {
+static int inflate_prepare(ws_conn *c, conn_z *z, int stream) {
+  if (!z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
-    c->z->inf = ws_malloc(&c->mem, sizeof(*c->z->inf));
-    if (!c->z->inf) return wsc_nomem(c);
-    if (ws_inflate_init(c->z->inf, &c->mem, bits)) {
-      ws_free(&c->mem, c->z->inf);
-      c->z->inf = NULL;
+    z->inf = ws_malloc(&c->mem, sizeof(*z->inf));
+    if (!z->inf) return wsc_nomem(c);
+    if (ws_inflate_init(z->inf, &c->mem, bits)) {
+      ws_free(&c->mem, z->inf);
+      z->inf = NULL;
       return wsc_nomem(c);
     }
   }
-  if (stream && !c->z->zbuf) {
-    c->z->zbuf = ws_malloc(&c->mem, ZCHUNK);
-    if (!c->z->zbuf) return wsc_nomem(c);
+  if (stream && !z->zbuf) {
+    z->zbuf = ws_malloc(&c->mem, ZCHUNK);
+    if (!z->zbuf) return wsc_nomem(c);
   }
   return 0;
 }
@@ -235,12 +215,12 @@ static int inflate_prepare(ws_conn *c, int stream) {
 /* Where the next inflated bytes go: the stream-mode chunk or the message
  * buffer, no more than max_message still allows. At the limit it is
  * |probe|, one byte that shows whether the message goes on. */
-static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
+static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
                           uint8_t **pout, size_t *proom) {
-  uint64_t left = c->cfg.max_message - c->z->inflated;
+  uint64_t left = c->cfg.max_message - z->inflated;
   if (stream) {
-    *pout = c->z->zbuf + c->z->zlen;
-    *proom = ZCHUNK - c->z->zlen;
+    *pout = z->zbuf + z->zlen;
+    *proom = ZCHUNK - z->zlen;
   } else {
     if (c->msg.cap == c->msg.len && left > 0) {
       size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
@@ -263,45 +243,62 @@ static int inflate_window(ws_conn *c, int stream, uint8_t *probe,
 /* One call of the inflater: on the next step of the payload (unmasked
  * for it; what it leaves unused is masked back), on the tail once the
  * message's payload is all in, or on nothing to drain it. */
-static int inflate_step(ws_conn *c, uint8_t *in, size_t n, size_t *ppos,
-                        uint8_t *out, size_t room, size_t *pused,
+static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
+                        size_t *ppos, uint8_t *out, size_t room, size_t *pused,
                         size_t *pproduced) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int rv;
-  if (*ppos < n) {
-    size_t k = WS_MIN(n - *ppos, ZSTEP);
-    uint8_t *p = in + *ppos;
-    if (key) ws_mask(p, k, key, c->mask_off);
-    rv = ws_inflate(c->z->inf, p, k, pused, out, room, pproduced);
+  uint8_t *p = NULL; /* (|in| is NULL when draining: no NULL + 0) */
+  const uint8_t *src = NULL;
+  size_t k = 0;
+  int payload = *ppos < n, rv;
+  if (payload) {
+    p = in + *ppos;
+    k = WS_MIN(n - *ppos, ZSTEP);
+    /* (ws_copy_mask() in place: the masking entry point clients link
+     * anyway) */
+    if (key) ws_copy_mask(p, p, k, key, c->mask_off);
+    src = p;
+  } else if (c->remaining == 0 && c->fh.fin && z->ztail < sizeof(pmd_tail)) {
+    src = pmd_tail + z->ztail;
+    k = sizeof(pmd_tail) - z->ztail;
+  }
+  rv = ws_inflate(z->inf, src, k, pused, out, room, pproduced);
+  if (payload) {
     if (key && *pused < k)
-      ws_mask(p + *pused, k - *pused, key, (c->mask_off + *pused) & 3u);
+      ws_copy_mask(p + *pused, p + *pused, k - *pused, key,
+                   (c->mask_off + *pused) & 3u);
     c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
     *ppos += *pused;
     c->remaining -= *pused;
-  } else if (c->remaining == 0 && c->fh.fin && c->z->ztail < sizeof(pmd_tail)) {
-    rv =
-        ws_inflate(c->z->inf, pmd_tail + c->z->ztail,
-                   sizeof(pmd_tail) - c->z->ztail, pused, out, room, pproduced);
-    c->z->ztail = (uint8_t)(c->z->ztail + *pused);
-  } else {
-    rv = ws_inflate(c->z->inf, NULL, 0, pused, out, room, pproduced);
+  } else if (k) {
+    z->ztail = (uint8_t)(z->ztail + *pused);
   }
   return rv;
+}
+
+/* Validates |n| more bytes of text: size builds go through the entry
+ * point that plain data uses anyway, not a second one (ws_utf8_feed()). */
+static int text_feed(ws_conn *c, const uint8_t *p, size_t n) {
+#  if WS_SMALL_CODE
+  return ws_copy_unmask_utf8(NULL, p, n, NULL, NULL, &c->utf8, NULL);
+#  else
+  return ws_utf8_feed(&c->utf8, p, n);
+#  endif
 }
 
 /* Takes |produced| inflated bytes at |out|. What was inflated before an
  * error comes first in the stream, so it is judged first: a split of the
  * input must not change which fault is reported. */
-static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
-                        size_t produced, const uint8_t *probe) {
+static int inflate_took(ws_conn *c, conn_z *z, int stream, int text,
+                        const uint8_t *out, size_t produced,
+                        const uint8_t *probe) {
   if (!produced) return 0;
-  if (out == probe) return wsc_fail(c, WS_ERR_TOO_BIG, 1009, "message too big");
-  if (text && ws_utf8_feed(&c->utf8, out, produced))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-  c->z->inflated += produced;
+  if (out == probe) return wsc_fault(c, F_MSG_BIG);
+  if (text && text_feed(c, out, produced)) return wsc_fault(c, F_UTF8);
+  z->inflated += produced;
   c->stats.bytes_in += produced;
   if (stream)
-    c->z->zlen += (uint32_t)produced;
+    z->zlen += (uint32_t)produced;
   else
     c->msg.len += produced;
   return 0;
@@ -311,8 +308,7 @@ static int inflate_took(ws_conn *c, int stream, int text, const uint8_t *out,
  * without context takeover (RFC 7692 7.1.1) nothing carries over, so the
  * inflater's memory goes until the next compressed message. */
 static int inflate_finish(ws_conn *c, int text) {
-  if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
   c->rx_state = RX_HEADER;
   c->rx_comp = 0;
   c->msg_op = 0;
@@ -323,23 +319,25 @@ static int inflate_finish(ws_conn *c, int text) {
 
 /* The event for what was inflated: a stream-mode chunk, or the whole
  * message once it is done. */
-static void inflate_event(ws_conn *c, int stream, int text, int done) {
-  uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  if (done) flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
-  if (stream && (done || c->z->zlen)) {
-    c->msg_started = 1;
-    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev_flags = (uint8_t)flags;
-    c->ev_data.base = c->z->zbuf;
-    c->ev_data.len = c->z->zlen;
-    c->z->zlen = 0;
-    if (done) c->release = 1; /* the chunk buffer goes at the next call */
-  } else if (done) {
-    wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-    c->ev_flags = (uint8_t)(flags | WS_EVF_FIRST);
+static void inflate_event(ws_conn *c, conn_z *z, int stream, int text,
+                          int done) {
+  /* (a whole message is its own first chunk) */
+  uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
+  if (!done && !(stream && z->zlen)) return; /* nothing to hand out */
+  if (done) {
+    flags |= WS_EVF_FRAME_END | WS_EVF_FINAL;
+    c->release = 1; /* the chunk or message buffer goes at the next call */
+  }
+  c->msg_started = 1;
+  wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
+  c->ev_flags = (uint8_t)flags;
+  if (stream) {
+    c->ev_data.base = z->zbuf;
+    c->ev_data.len = z->zlen;
+    z->zlen = 0;
+  } else {
     c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
     c->ev_data.len = ws_buf_size(&c->msg);
-    c->release = 1;
   }
 }
 
@@ -351,6 +349,7 @@ static void inflate_event(ws_conn *c, int stream, int text, int done) {
  * as it takes: ws_conn_next_event() resumes the drain, which needs no
  * more input. */
 int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  conn_z *const z = c->z; /* (in a register across the calls below) */
   size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
@@ -358,19 +357,19 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   int done = 0, drained = 0, rv;
 
   *pnread = 0;
-  if ((rv = inflate_prepare(c, stream)) != 0) return rv;
+  if ((rv = inflate_prepare(c, z, stream)) != 0) return rv;
   for (;;) {
     uint8_t *out = NULL, probe;
     size_t room = 0, used = 0, produced = 0;
-    if (stream && c->z->zlen == ZCHUNK) break; /* hand out a full chunk */
-    if ((rv = inflate_window(c, stream, &probe, &out, &room)) != 0) return rv;
-    rv = inflate_step(c, in, n, &pos, out, room, &used, &produced);
-    if (inflate_took(c, stream, text, out, produced, &probe)) return c->err;
-    if (rv) return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    if (stream && z->zlen == ZCHUNK) break; /* hand out a full chunk */
+    if ((rv = inflate_window(c, z, stream, &probe, &out, &room)) != 0)
+      return rv;
+    rv = inflate_step(c, z, in, n, &pos, out, room, &used, &produced);
+    if (inflate_took(c, z, stream, text, out, produced, &probe)) return c->err;
+    if (rv) return wsc_fault(c, F_ZDATA);
     int at_end = c->remaining == 0 && c->fh.fin;
-    if (produced < room && at_end && c->z->ztail == sizeof(pmd_tail)) {
-      if (ws_inflate_end_message(c->z->inf))
-        return wsc_fail(c, WS_ERR_DATA, 1007, "invalid compressed data");
+    if (produced < room && at_end && z->ztail == sizeof(pmd_tail)) {
+      if (ws_inflate_end_message(z->inf)) return wsc_fault(c, F_ZDATA);
       done = 1;
       break;
     }
@@ -381,44 +380,37 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       break;
     }
     if (!used && !produced) /* cannot happen: the inflater moved nothing */
-      return wsc_fail(c, WS_ERR_INTERNAL, 1011, "inflater stalled");
+      return wsc_fault(c, F_ZSTALL);
   }
   *pnread = pos;
   /* All the input given was taken but the inflater was not drained (a
    * chunk filled up): ws_conn_next_event() goes on, as the caller may
    * have nothing more to feed. */
-  c->z->zpending = (uint8_t)(!(done || drained) && pos == n);
+  z->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if ((rv = inflate_finish(c, text)) != 0) return rv;
   } else if (c->remaining == 0 && !c->fh.fin && drained) {
     c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
   }
-  inflate_event(c, stream, text, done);
+  inflate_event(c, z, stream, text, done);
   return 0;
 }
 #endif /* !WS_NO_DEFLATE */
 
-/* A control frame's payload (RFC 6455 5.5). One arriving whole is used in
- * place; a split one is gathered in a small conn buffer. */
-static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+/* A control frame's payload (RFC 6455 5.5), |n| more bytes of it. One
+ * arriving whole is used in place; a split one is gathered in a small
+ * conn buffer. */
+static int read_control(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  const uint8_t *data;
-  if (c->ctrllen == 0 && n == c->remaining) {
-    if (key) ws_mask(in, n, key, 0);
-    data = in;
-  } else {
+  uint8_t *data = in;
+  size_t off = c->ctrllen;
+  if (off || n != c->fh.payload_len) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
-    if (key)
-      ws_copy_mask(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n, key,
-                   c->ctrllen & 3u);
-    else
-      memcpy(c->ctrlbuf + CTRL_SPLIT + c->ctrllen, in, n);
-    c->ctrllen = (uint8_t)(c->ctrllen + n);
     data = c->ctrlbuf + CTRL_SPLIT;
+    c->ctrllen = (uint8_t)(off + n);
   }
-  *pnread = n;
-  c->remaining -= n;
+  /* unmasked in place or as it is copied (a plain copy without a key) */
+  (void)ws_copy_unmask_utf8(data + off, in, n, key, &off, NULL, NULL);
   if (c->remaining) return 0;
   c->rx_state = RX_HEADER;
   return on_control(c, data, (size_t)c->fh.payload_len);
@@ -427,8 +419,7 @@ static int read_control(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 #if !WS_SMALL_CODE
 /* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
  * and lent out as it arrives. */
-static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
@@ -436,7 +427,7 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (text) {
     size_t valid;
     if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      return wsc_fault(c, F_UTF8);
   } else if (!WS_SMALL_CODE && key && off == 0 && n <= SMALL_PAYLOAD) {
     unmask_small(in, n, key); /* (saves a call; not in size builds) */
     off = n & 3u;
@@ -444,14 +435,12 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     off = ws_mask(in, n, key, off);
   }
   c->mask_off = (uint8_t)off;
-  *pnread = n;
-  c->remaining -= n;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining == 0) {
     c->rx_state = RX_HEADER;
     if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+      return wsc_fault(c, F_UTF8_END);
     flags = data_frame_end(c, flags);
   } else if (n == 0) {
     return 0; /* nothing to report yet */
@@ -469,8 +458,7 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
  * from the input like a stream chunk: no copy, no allocation. Otherwise
  * each piece is copied and unmasked into the message buffer in one pass
  * and validated while hot; the event comes with the last frame. */
-static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+static int read_message(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
@@ -479,7 +467,7 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     if (text) {
       size_t off = 0, valid;
       if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+        return wsc_fault(c, F_UTF8);
     } else if (key) {
       (void)ws_mask(in, n, key, 0);
     }
@@ -495,22 +483,19 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
       size_t off = c->mask_off, valid;
       int bad = ws_copy_unmask_utf8(dst, in, n, key, &off, &c->utf8, &valid);
       c->mask_off = (uint8_t)off;
-      if (bad) return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
+      if (bad) return wsc_fault(c, F_UTF8);
     } else if (key) {
       c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
     } else {
       memcpy(dst, in, n);
     }
   }
-  *pnread = n;
-  c->remaining -= n;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining) return 0;
   c->rx_state = RX_HEADER;
   if (!c->fh.fin) return 0;
-  if (text && ws_utf8_finish(&c->utf8))
-    return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
   c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
   if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
@@ -530,46 +515,33 @@ static int read_message(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
  * readers above folded into one, with the same results. Stream mode, and
  * a single-frame message whole in this input, are unmasked (and
  * validated) in place and lent out; other message pieces are copied into
- * the message buffer. */
-static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+ * the message buffer, unmasked and validated by the same call. */
+static int read_data(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
   int text = c->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
-  if (stream || (c->fh.fin && c->fh.opcode != WS_OP_CONT &&
-                 n == c->fh.payload_len && n && ws_buf_size(&c->msg) == 0)) {
-    size_t off = c->mask_off; /* (0 for a whole frame) */
-    if (text) {
-      size_t valid;
-      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
-        return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
-    } else if (key) {
-      off = ws_mask(in, n, key, off);
-    }
-    c->mask_off = (uint8_t)off;
-  } else if (n) {
+  uint8_t *dst = in;
+  if (n && !stream &&
+      !(c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len &&
+        ws_buf_size(&c->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit =
         c->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->cfg.max_message;
     if (ws_buf_reserve_bounded(&c->msg, &c->mem, n, limit)) return wsc_nomem(c);
-    uint8_t *dst = c->msg.base + c->msg.len;
-    if (key)
-      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
-    else
-      memcpy(dst, in, n);
+    dst = c->msg.base + c->msg.len;
     c->msg.len += n;
-    if (text && ws_utf8_feed(&c->utf8, dst, n))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "invalid UTF-8 in text");
   }
-  *pnread = n;
-  c->remaining -= n;
+  size_t off = c->mask_off; /* (0 for a whole frame) */
+  if (ws_copy_unmask_utf8(dst, in, n, key, &off, text ? &c->utf8 : NULL, NULL))
+    return wsc_fault(c, F_UTF8);
+  c->mask_off = (uint8_t)off;
   c->msg_bytes += n;
   c->stats.bytes_in += n;
   if (c->remaining == 0) {
     c->rx_state = RX_HEADER;
     if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
-      return wsc_fail(c, WS_ERR_UTF8, 1007, "text ends inside a character");
+      return wsc_fault(c, F_UTF8_END);
     if (!c->fh.fin && !stream) return 0;
     flags = data_frame_end(c, flags);
   } else if (n == 0 || !stream) {
@@ -590,18 +562,22 @@ static int read_data(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
 }
 #endif
 
-/* A frame's payload, to the reader for its kind. */
+/* A frame's payload, to the reader for its kind. Control frames and
+ * uncompressed data take all of the frame that is here. */
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  if (is_control(c->fh.opcode)) return read_control(c, in, inlen, pnread);
+  int control = is_control(c->fh.opcode);
 #if !defined(WS_NO_DEFLATE)
-  if (c->rx_comp) return wsc_read_compressed(c, in, inlen, pnread);
+  if (c->rx_comp && !control) return wsc_read_compressed(c, in, inlen, pnread);
 #endif
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  *pnread = n;
+  c->remaining -= n;
+  if (control) return read_control(c, in, n);
 #if WS_SMALL_CODE
-  return read_data(c, in, inlen, pnread);
+  return read_data(c, in, n);
 #else
-  if (c->delivery == WS_DELIVER_STREAM)
-    return read_stream(c, in, inlen, pnread);
-  return read_message(c, in, inlen, pnread);
+  if (c->delivery == WS_DELIVER_STREAM) return read_stream(c, in, n);
+  return read_message(c, in, n);
 #endif
 }
 

@@ -69,16 +69,9 @@ static int shared_get(ws_pmd_shared *sh, unsigned bits, ws_deflater **pz) {
  * down next to the header once the payload's length is known. */
 static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
                             const uint8_t *data, size_t len) {
-  ws_frame_header fh;
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  memset(&fh, 0, sizeof(fh));
-  fh.fin = (uint8_t)fin;
-  fh.opcode = (uint8_t)opcode;
-  if (opcode != WS_OP_CONT) fh.rsv = WS_RSV1;
-  if (is_client(c)) {
-    fh.masked = 1;
-    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-  }
+  uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
+  if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
   unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
                                : c->pmd.server_max_window_bits;
   ws_deflater *z = c->z->def;
@@ -122,14 +115,16 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
     step = WS_MAX(step, clen);
   } while (rv == WS_ERR_WOULDBLOCK);
   if (borrowed) ws_deflate_reset(z); /* clean for its next borrower */
-  if (rv) return wsc_fail(c, WS_ERR_INTERNAL, 1011, "compressor failed");
+  if (rv) return wsc_fault(c, F_ZFAIL);
   uint8_t *base = c->out.base + c->out.len;
   if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
-  fh.payload_len = clen;
-  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  size_t hlen = ws_frame_put_header(
+      hdr,
+      (fin ? 0x80u : 0u) | (opcode != WS_OP_CONT ? WS_RSV1 << 4 : 0u) | opcode,
+      clen, is_client(c) ? key : NULL);
   memmove(base + hlen, base + WS_FRAME_HEADER_MAX, clen);
   memcpy(base, hdr, hlen);
-  if (fh.masked) ws_mask(base + hlen, clen, fh.mask, 0);
+  if (is_client(c)) ws_mask(base + hlen, clen, key, 0);
   c->out.len += hlen + clen;
   c->stats.wire_out += hlen + clen;
   /* RFC 7692 7.1.1: without context takeover the next message starts
@@ -193,10 +188,10 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
                             (!fin || len >= c->z->cfg.min_size);
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
-                : wsc_queue_frame(c, fin, op, data, len);
+                : wsc_queue_frame(c, (fin ? WS_FIN : 0u) | op, data, len);
 #else /* (WS_INFLATE_ONLY: RFC 7692 lets any message go uncompressed) */
   int comp = 0;
-  int rv = wsc_queue_frame(c, fin, op, data, len);
+  int rv = wsc_queue_frame(c, (fin ? WS_FIN : 0u) | op, data, len);
 #endif
   if (rv) return rv;
   c->tx_comp = (uint8_t)(fin ? 0 : comp);
@@ -219,21 +214,16 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   if (len > max - WS_FRAME_HEADER_MAX) return WS_ERR_TOO_BIG;
   if (out_size(c) > max - WS_FRAME_HEADER_MAX - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
-  ws_frame_header fh;
-  memset(&fh, 0, sizeof(fh));
-  fh.fin = (uint8_t)fin;
-  fh.opcode = (uint8_t)(c->tx_op ? WS_OP_CONT : (unsigned)opcode);
-  fh.payload_len = len;
-  if (is_client(c)) {
-    fh.masked = 1;
-    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-  }
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
+  if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
+    return WS_ERR_INTERNAL;
+  size_t hlen = ws_frame_put_header(
+      hdr, (fin ? 0x80u : 0u) | (c->tx_op ? WS_OP_CONT : (unsigned)opcode), len,
+      is_client(c) ? key : NULL);
   int rv = ws_buf_append(&c->out, &c->mem, hdr, hlen);
   if (rv) return rv;
   if (len) {
-    if (fh.masked) ws_mask(data, len, fh.mask, 0);
+    if (is_client(c)) ws_mask(data, len, key, 0);
     c->ref = data;
     c->ref_len = (uint32_t)len; /* (both under max_out_queue) */
     c->ref_at = (uint32_t)ws_buf_size(&c->out);
@@ -255,30 +245,13 @@ size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
  * client frames it with a fresh mask key, masking as it copies. */
 static int queue_prepared(ws_conn *c, unsigned rsv, unsigned opcode,
                           const uint8_t *pay, size_t len, uint8_t hlen) {
-  size_t limit = (size_t)c->cfg.max_out_queue + 512u, n;
-  if (!is_client(c)) {
-    n = hlen + len;
-    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
-      return WS_ERR_NOMEM;
-    memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
-  } else {
-    ws_frame_header fh;
-    uint8_t hdr[WS_FRAME_HEADER_MAX];
-    memset(&fh, 0, sizeof(fh));
-    fh.fin = 1;
-    fh.rsv = (uint8_t)rsv;
-    fh.opcode = (uint8_t)opcode;
-    fh.payload_len = len;
-    fh.masked = 1;
-    if (c->cfg.rand(fh.mask, 4, c->cfg.rand_user_data)) return WS_ERR_INTERNAL;
-    size_t h = ws_frame_encode_header(hdr, &fh);
-    n = h + len;
-    if (ws_buf_reserve_bounded(&c->out, &c->mem, n, limit))
-      return WS_ERR_NOMEM;
-    uint8_t *dst = c->out.base + c->out.len;
-    memcpy(dst, hdr, h);
-    if (len) ws_copy_mask(dst + h, pay, len, fh.mask, 0);
-  }
+  if (is_client(c)) /* framed like any message, with a fresh key */
+    return wsc_queue_frame(c, WS_FIN | rsv << 4 | opcode, pay, len);
+  size_t n = hlen + len;
+  if (ws_buf_reserve_bounded(&c->out, &c->mem, n,
+                             (size_t)c->cfg.max_out_queue + 512u))
+    return WS_ERR_NOMEM;
+  memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
   c->out.len += n;
   c->stats.wire_out += n;
   return 0;
@@ -339,7 +312,7 @@ static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
   if (len > WS_CONTROL_MAX) return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   if (out_full(c)) return WS_ERR_WOULDBLOCK;
-  return wsc_queue_frame(c, 1, op, data, len);
+  return wsc_queue_frame(c, WS_FIN | op, data, len);
 }
 
 int ws_conn_ping(ws_conn *c, const void *data, size_t len) {

@@ -119,30 +119,32 @@ int ws_frame_check_header(const ws_frame_header *hd, int is_server,
   return ws_frame_check(hd, is_server, rsv_allowed, NULL);
 }
 
-size_t ws_frame_encode_header(uint8_t *out, const ws_frame_header *hd) {
+size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
+                           const uint8_t *mask) {
   size_t n = 2;
-  uint64_t len = hd->payload_len;
 
-  out[0] = (uint8_t)((hd->fin ? 0x80u : 0u) | (hd->rsv & 0x7u) << 4 |
-                     (hd->opcode & 0xFu));
-  out[1] = hd->masked ? 0x80u : 0u;
+  out[0] = (uint8_t)b0;
+  out[1] = mask ? 0x80u : 0u;
   /* RFC 6455 5.2: the minimal number of bytes encodes the length. */
   if (len <= 125) {
     out[1] |= (uint8_t)len;
-  } else if (len <= 0xFFFF) {
-    out[1] |= 126;
-    store_be(out + 2, len, 2);
-    n += 2;
   } else {
-    out[1] |= 127;
-    store_be(out + 2, len, 8);
-    n += 8;
+    size_t k = len <= 0xFFFF ? 2 : 8; /* 126 + 16 bits, or 127 + 64 */
+    out[1] |= (uint8_t)(k == 2 ? 126 : 127);
+    store_be(out + 2, len, k);
+    n += k;
   }
-  if (hd->masked) {
-    memcpy(out + n, hd->mask, 4);
+  if (mask) {
+    memcpy(out + n, mask, 4);
     n += 4;
   }
   return n;
+}
+
+size_t ws_frame_encode_header(uint8_t *out, const ws_frame_header *hd) {
+  return ws_frame_put_header(
+      out, (hd->fin ? 0x80u : 0u) | (hd->rsv & 0x7u) << 4 | (hd->opcode & 0xFu),
+      hd->payload_len, hd->masked ? hd->mask : NULL);
 }
 
 int ws_close_code_valid(uint16_t code) {

@@ -79,7 +79,8 @@ int ws_inflate_init(ws_inflater *z, const ws_mem *mem, unsigned window_bits) {
   z->sorted = (uint16_t *)(void *)(z->clen + CLEN_CAP);
   z->lens = (uint8_t *)(z->sorted + LENS_MAX);
   z->wsize = (uint32_t)1 << window_bits;
-  ws_inflate_reset(z);
+  /* The memset above left the state ws_inflate_reset() sets. */
+  _Static_assert(M_HEADER == 0, "a cleared inflater reads a block header");
   return 0;
 }
 
@@ -286,6 +287,20 @@ enum { STEP_STOP = 0, STEP_NEXT = 1 };
 
 /* ---- block header and stored blocks ------------------------------------- */
 
+/* The literal/length and distance tables of a block from its |nlit| and
+ * |ndist| code lengths at |l|; nonzero if either code is invalid. */
+static int build_codes(ws_inflater *z, const uint8_t *l, unsigned nlit,
+                       unsigned ndist) {
+  /* (few values kept across the first call: a small frame on the
+   * deepest call chain, through the inflater) */
+  const uint8_t *ld = l + nlit;
+  if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, nlit, T_LIT,
+                             z->sorted))
+    return -1;
+  return ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, ld, ndist,
+                                T_DIST, z->sorted);
+}
+
 static inline int read_header(ws_inflater *z, inf_io *s) {
   IO_LOAD();
   NEED(3);
@@ -307,10 +322,7 @@ static inline int read_header(ws_inflater *z, inf_io *s) {
       memset(l + 280, 8, 8);
       memset(l + 288, 5, 32);
       z->tables = 0;
-      if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, l, 288, T_LIT,
-                                 z->sorted) ||
-          ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, l + 288, 32,
-                                 T_DIST, z->sorted))
+      if (build_codes(z, l, 288, 32))
         FAIL(); /* (cannot happen: the fixed code is complete) */
     }
 #endif
@@ -476,11 +488,7 @@ static inline int read_dyn_lens(ws_inflater *z, inf_io *s) {
   b = keep_bits(b, nb);
   if (z->lens[256] == 0) FAIL(); /* no end-of-block code */
   z->tables = 0;
-  if (ws_inflate_build_table(z->lit, LIT_CAP, LIT_ROOT, z->lens, z->hlit, T_LIT,
-                             z->sorted) ||
-      ws_inflate_build_table(z->dist, DIST_CAP, DIST_ROOT, z->lens + z->hlit,
-                             z->hdist, T_DIST, z->sorted))
-    FAIL();
+  if (build_codes(z, z->lens, z->hlit, z->hdist)) FAIL();
   z->tables = 2;
   z->mode = M_CODES;
   rc = STEP_NEXT;

@@ -19,8 +19,20 @@
 
 #if defined(__GNUC__)
 #  define WS_ALWAYS_INLINE inline __attribute__((always_inline))
+#  define WS_NOINLINE __attribute__((noinline))
 #else
 #  define WS_ALWAYS_INLINE inline
+#  define WS_NOINLINE
+#endif
+
+/* The byte-at-a-time references (ws_utf8_scan_scalar(), ws_mask_scalar()
+ * and the like) and the choice of UTF-8 implementation exist for tests
+ * and benchmarks, which run hosted: freestanding builds (firmware) leave
+ * them out. */
+#if defined(WS_FREESTANDING)
+#  define WS_HAS_REFERENCE 0
+#else
+#  define WS_HAS_REFERENCE 1
 #endif
 
 #define WS_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -89,6 +101,12 @@ static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
  * the rule that fails is the one that names the reason. */
 int ws_frame_check(const ws_frame_header *hd, int is_server,
                    unsigned rsv_allowed, const char **preason);
+
+/* ws_frame_encode_header() from the header's parts: |b0| its first byte
+ * (FIN, RSV, opcode), |mask| the key or NULL (unmasked). The internal
+ * writers call it without filling a ws_frame_header. */
+size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
+                           const uint8_t *mask);
 
 /* ---- SHA-1 and base64 (ws_sha1.c, ws_base64.c) ------------------------ */
 

@@ -11,12 +11,14 @@
  * strict-aliasing rule is bent.
  */
 #include "ws_mask.h"
+#include "ws_switch.h"
 
 #if defined(__SSE2__) && !defined(WS_NO_SIMD)
 #  include <emmintrin.h>
 #  define WS_MASK_SSE2 1
 #endif
 
+#if WS_HAS_REFERENCE
 size_t ws_mask_scalar(uint8_t *buf, size_t len, const uint8_t key[4],
                       size_t offset) {
   size_t i;
@@ -27,7 +29,9 @@ size_t ws_mask_scalar(uint8_t *buf, size_t len, const uint8_t key[4],
   }
   return (offset + len) & 3;
 }
+#endif
 
+#if !WS_SMALL_CODE /* (the word-at-a-time runs) */
 /* The key rotated by |offset| bytes, as a word whose bytes lie in memory
  * in payload order: key[offset], key[offset + 1], ... (mod 4). */
 static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
@@ -53,6 +57,7 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
   return w;
 #endif
 }
+#endif
 
 /*
  * dst[i] = src[i] ^ key[(offset + i) mod 4]; dst == src is allowed.
@@ -63,7 +68,18 @@ static inline uint32_t key_word(const uint8_t key[4], size_t offset) {
  * also in place. Short runs (the usual chat message) are thus two or
  * three word operations; only runs of 64 bytes or more set up SSE2.
  */
-#if SIZE_MAX <= 0xffffffffu && !defined(WS_MASK_SSE2)
+#if WS_SMALL_CODE
+/* Size builds: a byte at a time (the words only buy speed), in one place
+ * for both entry points. */
+static WS_NOINLINE size_t xor_run(uint8_t *dst, const uint8_t *src, size_t len,
+                                  const uint8_t key[4], size_t offset) {
+  size_t i;
+
+  for (i = 0; i < len; i++)
+    dst[i] = (uint8_t)(src[i] ^ key[(offset + i) & 3u]);
+  return (offset + len) & 3u;
+}
+#elif SIZE_MAX <= 0xffffffffu && !defined(WS_MASK_SSE2)
 /* 32-bit targets: the same scheme a 32-bit word at a time. A 64-bit word
  * would cost a register pair per value and, on cores without 64-bit
  * multiply (Cortex-M0), a library helper to build the pattern. */

@@ -44,24 +44,18 @@ int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra) {
 
 int ws_buf_reserve_bounded(ws_buf *b, const ws_mem *m, size_t extra,
                            size_t limit) {
-  if (b->cap - b->len >= extra) return 0;
-  if (b->pos > 0) { /* compact */
+  if (b->cap - b->len < extra && b->pos > 0) { /* compact */
     size_t live = b->len - b->pos;
     memmove(b->base, b->base + b->pos, live);
     b->pos = 0;
     b->len = live;
-    if (b->cap - b->len >= extra) return 0;
   }
+  if (b->cap - b->len >= extra) return 0;
   if (extra > SIZE_MAX - b->len) return WS_ERR_NOMEM;
   size_t need = b->len + extra;
   size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) {
-    if (cap > SIZE_MAX / 2) {
-      cap = need;
-      break;
-    }
-    cap *= 2;
-  }
+  while (cap < need) /* doubling, or just what is needed near the top */
+    cap = cap > SIZE_MAX / 2 ? need : cap * 2;
   /* Growth by doubling must not overshoot the caller's bound. */
   if (cap > limit) cap = need > limit ? need : limit;
   uint8_t *p = ws_realloc(m, b->base, cap);
@@ -85,9 +79,8 @@ int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s) {
 }
 
 void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n) {
-  if (n > b->len - b->pos) n = b->len - b->pos;
-  b->pos += n;
-  if (b->pos == b->len) ws_buf_free(b, m);
+  /* (keeping nothing frees the storage: a buffer without any is empty) */
+  ws_buf_consume_keep(b, m, n, 0);
 }
 
 void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep) {
@@ -159,22 +152,33 @@ static void a_count(ws_arena *a, uint8_t *p, int sign) {
   if (a->used > a->peak) a->peak = a->used;
 }
 
+/* A request rounded up to whole units (at least one); 0 when the arena
+ * could never hold it. */
+static size_t a_want(const ws_arena *a, size_t n) {
+  return n > a->len ? 0 : a_round(n ? n : 1);
+}
+
+/* Puts the block at |p|, |total| payload bytes (free, or counted out of
+ * use), to use for |n| of them: the rest, when there is room for one,
+ * stays a free block, merged with any free one after it. */
+static void *a_take(ws_arena *a, uint8_t *p, size_t total, size_t n) {
+  a_set(p, total);
+  a_split(p, total, n);
+  a_count(a, p, 1);
+  if (a_hdr(p) != total) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
+  return p + WS_ARENA_ALIGN;
+}
+
 static void *a_malloc(size_t n, void *ud) {
   ws_arena *a = ud;
   uint8_t *p = a->base, *end = a->base + a->len;
-  if (n > a->len) return NULL;
-  n = a_round(n ? n : 1);
+  if ((n = a_want(a, n)) == 0) return NULL;
   while (p < end) {
     size_t h = a_hdr(p);
     if (h & A_FREE) {
-      a_merge(a, p);
+      a_merge(a, p); /* (so the block after it is in use, or the end) */
       h = a_hdr(p) & ~A_FREE;
-      if (h >= n) {
-        a_set(p, h);
-        a_split(p, h, n);
-        a_count(a, p, 1);
-        return p + WS_ARENA_ALIGN;
-      }
+      if (h >= n) return a_take(a, p, h, n);
     }
     p += WS_ARENA_ALIGN + (h & ~A_FREE);
   }
@@ -193,28 +197,19 @@ static void a_free(void *ptr, void *ud) {
 static void *a_realloc(void *ptr, size_t n, void *ud) {
   ws_arena *a = ud;
   if (!ptr) return a_malloc(n, ud);
-  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN, *end = a->base + a->len;
-  size_t have = a_hdr(p);
-  if (n > a->len) return NULL;
-  n = a_round(n ? n : 1);
+  uint8_t *p = (uint8_t *)ptr - WS_ARENA_ALIGN;
+  size_t have = a_hdr(p), total = have;
+  if ((n = a_want(a, n)) == 0) return NULL;
+  /* In place when the block, grown into the free block behind it if
+   * need be, holds |n|. */
   uint8_t *next = p + WS_ARENA_ALIGN + have;
-  if (n > have && next < end && (a_hdr(next) & A_FREE)) {
-    a_merge(a, next); /* grow into the free block behind */
-    size_t more = WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
-    if (have + more >= n) {
-      a_count(a, p, -1);
-      a_set(p, have + more);
-      a_split(p, have + more, n);
-      a_count(a, p, 1);
-      return ptr;
-    }
+  if (n > have && next < a->base + a->len && (a_hdr(next) & A_FREE)) {
+    a_merge(a, next);
+    total += WS_ARENA_ALIGN + (a_hdr(next) & ~A_FREE);
   }
-  if (n <= have) {
+  if (n <= total) {
     a_count(a, p, -1);
-    a_split(p, have, n);
-    a_count(a, p, 1);
-    if (a_hdr(p) != have) a_merge(a, p + WS_ARENA_ALIGN + a_hdr(p));
-    return ptr;
+    return a_take(a, p, total, n);
   }
   void *q = a_malloc(n, ud);
   if (!q) return NULL;

@@ -138,20 +138,15 @@ static void put(text_buf *t, const char *s) {
 }
 
 /* "; " and the parameter |k| */
-static void put_param(text_buf *t, unsigned k) {
+/* "; " and parameter |k|, with "=" and |bits| (8..15) unless 0. */
+static void put_param(text_buf *t, unsigned k, unsigned bits) {
+  char num[4] = {'=', (char)('0' + bits), 0, 0};
   put(t, "; ");
   put(t, param_name(k));
-}
-
-static void put_bits(text_buf *t, unsigned k, unsigned bits) {
-  char num[3] = {0};
-  put_param(t, k);
-  put(t, "=");
+  if (!bits) return;
   if (bits >= 10) {
-    num[0] = '1';
-    num[1] = (char)('0' + bits - 10);
-  } else {
-    num[0] = (char)('0' + bits);
+    num[1] = '1';
+    num[2] = (char)('0' + bits - 10);
   }
   put(t, num);
 }
@@ -165,16 +160,13 @@ void ws_pmd_write_offer(const ws_pmd_config *cfg,
   text_buf t = {text, 0};
   text[0] = 0;
   put(&t, pmd_name);
-  if (cfg->server_no_context_takeover) put_param(&t, P_SNCT);
-  if (cfg->client_no_context_takeover) put_param(&t, P_CNCT);
+  if (cfg->server_no_context_takeover) put_param(&t, P_SNCT, 0);
+  if (cfg->client_no_context_takeover) put_param(&t, P_CNCT, 0);
   unsigned sb = clamp_bits(cfg->server_max_window_bits);
   unsigned cb = clamp_bits(cfg->client_max_window_bits);
-  if (sb < 15) put_bits(&t, P_SMWB, sb);
+  if (sb < 15) put_param(&t, P_SMWB, sb);
   /* Always say we can be held to a client window (RFC 7692 7.1.2.2). */
-  if (cb < 15)
-    put_bits(&t, P_CMWB, cb);
-  else
-    put_param(&t, P_CMWB);
+  put_param(&t, P_CMWB, cb < 15 ? cb : 0);
 }
 
 /* ---- server ------------------------------------------------------------- */
@@ -237,10 +229,10 @@ int ws_pmd_negotiate_flags(const ws_pmd_config *cfg, uint32_t flags,
     text_buf t = {text, 0};
     text[0] = 0;
     put(&t, pmd_name);
-    if (params->server_no_context_takeover) put_param(&t, P_SNCT);
-    if (params->client_no_context_takeover) put_param(&t, P_CNCT);
-    if (sb < 15 || o.server_max_window_bits) put_bits(&t, P_SMWB, sb);
-    if (cb < 15) put_bits(&t, P_CMWB, cb);
+    if (params->server_no_context_takeover) put_param(&t, P_SNCT, 0);
+    if (params->client_no_context_takeover) put_param(&t, P_CNCT, 0);
+    if (sb < 15 || o.server_max_window_bits) put_param(&t, P_SMWB, sb);
+    if (cb < 15) put_param(&t, P_CMWB, cb);
     return 1;
   }
   return 0;

@@ -10,14 +10,9 @@
  * payload just before |payload|; returns its length. */
 static uint8_t put_header(uint8_t *payload, unsigned rsv, unsigned opcode,
                           size_t len) {
-  ws_frame_header fh;
   uint8_t hdr[WS_FRAME_HEADER_MAX];
-  memset(&fh, 0, sizeof(fh));
-  fh.fin = 1;
-  fh.rsv = (uint8_t)rsv;
-  fh.opcode = (uint8_t)opcode;
-  fh.payload_len = len;
-  size_t hlen = ws_frame_encode_header(hdr, &fh);
+  size_t hlen = ws_frame_put_header(
+      hdr, 0x80u | (rsv & 0x7u) << 4 | (opcode & 0xFu), len, NULL);
   memcpy(payload - hlen, hdr, hlen);
   return (uint8_t)hlen;
 }

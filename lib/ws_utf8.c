@@ -61,6 +61,7 @@
   ((uint32_t)(n) | (uint32_t)(lo) << 8 | (uint32_t)(hi) << 16)
 #define SEQ_FAILED 0x80000000u
 
+#if WS_HAS_REFERENCE
 /* The state after lead byte |b| (>= 0x80), straight from the table above;
  * 0 if |b| cannot start a sequence. */
 static uint32_t lead(uint8_t b) {
@@ -93,16 +94,20 @@ static uint32_t step(uint32_t st, uint8_t b) {
   return need ? SEQ(need, 0x80, 0xBF) : 0;
 }
 
+#endif
+
 /* The canonical states in a fixed order (also the compact DFA's state
  * numbers, below) and the reference state for each. */
 static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
                                    U_E0,  U_ED,  U_F0, U_F4};
+#if WS_HAS_REFERENCE
 /* clang-format off */
 static const uint32_t seq_of[9] = {
     0,                  SEQ_FAILED,         SEQ(1, 0x80, 0xBF),
     SEQ(2, 0x80, 0xBF), SEQ(3, 0x80, 0xBF), SEQ(2, 0xA0, 0xBF),
     SEQ(2, 0x80, 0x9F), SEQ(3, 0x90, 0xBF), SEQ(3, 0x80, 0x8F)};
 /* clang-format on */
+#endif
 
 /* The index of canonical state |s| in c_canon; 1 (failed) if unknown. */
 static unsigned canon_index(uint32_t s) {
@@ -112,6 +117,7 @@ static unsigned canon_index(uint32_t s) {
   return k < 9 ? k : 1;
 }
 
+#if WS_HAS_REFERENCE
 /* Canonical state <-> reference state. */
 static uint32_t canon_to_seq(uint32_t s) { return seq_of[canon_index(s)]; }
 
@@ -122,8 +128,11 @@ static uint32_t seq_to_canon(uint32_t s) {
   return k < 9 ? c_canon[k] : U_ERR;
 }
 
+#endif
+
 void ws_utf8_init(ws_utf8 *u) { u->state = 0; }
 
+#if WS_HAS_REFERENCE
 size_t ws_utf8_scan_scalar(ws_utf8 *u, const uint8_t *buf, size_t len) {
   uint32_t st = canon_to_seq(u->state);
   size_t i;
@@ -141,6 +150,7 @@ int ws_utf8_feed_scalar(ws_utf8 *u, const uint8_t *buf, size_t len) {
   if (u->state == WS_UTF8_FAILED) return WS_ERR_UTF8;
   return ws_utf8_scan_scalar(u, buf, len) == len ? 0 : WS_ERR_UTF8;
 }
+#endif
 
 /* 1 if the |n| (<= 8) bytes at |p| are all ASCII; a word at a time. */
 static inline int ascii_upto8(const uint8_t *p, size_t n) {
@@ -409,14 +419,13 @@ static inline void transform(uint8_t *dst, const uint8_t *src, size_t i,
     memcpy(dst + i, src + i, n);
 }
 
+#ifndef WS_UTF8_COMPACT /* (compact builds call scan_compact() by name) */
 static inline size_t scan_default(uint32_t *pst, const uint8_t *p, size_t n) {
-#ifdef WS_UTF8_COMPACT
-  return scan_compact(pst, p, n);
-#else
   return scan_dfa(pst, p, n);
-#endif
 }
+#endif
 
+#if WS_HAS_REFERENCE || defined(WS_UTF8_VECTOR)
 /* Is implementation |impl| usable here (built in and, for run-time
  * choices, supported by this CPU)? The feature bits are the compiler
  * runtime's, filled in by a constructor: a call made before it ran (from
@@ -441,10 +450,33 @@ static int impl_ok(int impl) {
   default: return 0;
   }
 }
+#endif
 
+#ifdef WS_UTF8_COMPACT
+/* Compact builds have two scalar validators: the compact DFA, and the
+ * reference for tests and benchmarks, passed by address so that firmware
+ * that links only the entry points does not link the reference too. */
+typedef size_t scan_fn(uint32_t *pst, const uint8_t *p, size_t n);
+
+#  if WS_HAS_REFERENCE
+static size_t scan_ref(uint32_t *pst, const uint8_t *p, size_t n) {
+  ws_utf8 t;
+  size_t v;
+  t.state = *pst;
+  v = ws_utf8_scan_scalar(&t, p, n);
+  *pst = t.state;
+  return v;
+}
+
+static scan_fn *scanner(int impl) {
+  return impl == WS_UTF8_IMPL_REF ? scan_ref : scan_compact;
+}
+#  endif
+#else
 /* The scalar validators by implementation, for the parts that are not
  * vector blocks. */
 static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
+#  if WS_HAS_REFERENCE
   if (impl == WS_UTF8_IMPL_REF) {
     ws_utf8 t;
     size_t v;
@@ -453,9 +485,12 @@ static size_t scan_with(int impl, uint32_t *pst, const uint8_t *p, size_t n) {
     *pst = t.state;
     return v;
   }
+#  endif
   if (impl == WS_UTF8_IMPL_COMPACT) return scan_compact(pst, p, n);
   return scan_default(pst, p, n);
 }
+
+#endif
 
 #ifdef WS_UTF8_VECTOR
 /*
@@ -516,30 +551,31 @@ static WS_AINLINE size_t vec(uint8_t *dst, const uint8_t *src, size_t n,
  */
 #ifdef WS_UTF8_COMPACT
 /* Compact builds: everything stored first (one masked copy), then
- * validated: two passes, the least code. The contracts allow it: on
- * failure at least the valid bytes and one more are stored, and the
- * offset says how many. */
-static WS_AINLINE int run_general_impl(uint8_t *dst, const uint8_t *src,
-                                       size_t len, const uint8_t *key,
-                                       size_t *poffset, ws_utf8 *u,
-                                       size_t *pvalid, int impl, size_t i,
-                                       size_t w) {
-  size_t off = (key && poffset) ? *poffset : 0, valid = len;
-  int rv = 0;
+ * validated by |scan|: two passes, the least code. The contracts allow
+ * it: on failure at least the valid bytes and one more are stored, and
+ * the offset says how many. Every entry point ends here. */
+static WS_NOINLINE void store_compact(uint8_t *dst, const uint8_t *src,
+                                      size_t n, const uint8_t *key,
+                                      size_t off) {
+  transform(dst, src, 0, n, key, off);
+}
 
+static WS_NOINLINE int run_compact(uint8_t *dst, const uint8_t *src, size_t len,
+                                   const uint8_t *key, size_t *poffset,
+                                   ws_utf8 *u, size_t *pvalid, scan_fn *scan) {
+  size_t off, valid = 0;
+  int rv = WS_ERR_UTF8;
+
+  if (!dst) key = NULL;
+  off = (key && poffset) ? *poffset : 0;
   if (u && u->state == U_ERR) {
-    valid = 0;
-    rv = WS_ERR_UTF8;
-    len = w; /* nothing more stored */
+    len = 0; /* nothing stored */
   } else {
-    transform(dst, src, w, len - w, key, off);
-    if (u) {
-      uint32_t st = u->state;
-      const uint8_t *b = dst ? dst : src; /* NULL when |len| is 0 */
-      valid = len > i ? i + scan_with(impl, &st, b + i, len - i) : len;
-      u->state = st;
-      if (valid != len) rv = WS_ERR_UTF8;
-    }
+    store_compact(dst, src, len, key, off);
+    valid = len;
+    if (u && len) /* (the bytes are NULL when |len| is 0) */
+      valid = scan(&u->state, dst ? dst : src, len);
+    if (valid == len) rv = 0;
   }
   if (pvalid) *pvalid = valid;
   if (key && poffset) *poffset = (off + len) & 3u;
@@ -618,11 +654,10 @@ out:
   if (key && poffset) *poffset = (off + w) & 3u;
   return rv;
 }
-#endif /* !WS_UTF8_COMPACT */
 
 /* run_general_impl() for the entry points, and for a chosen |impl| (tests
- * and benchmarks): apart, so that firmware that links only the entry
- * points does not link the reference implementation too. */
+ * and benchmarks): apart, so that the entry points do not link the
+ * reference implementation too. */
 WS_NOINLINE int ws_utf8_run_general(uint8_t *dst, const uint8_t *src,
                                     size_t len, const uint8_t *key,
                                     size_t *poffset, ws_utf8 *u, size_t *pvalid,
@@ -631,12 +666,15 @@ WS_NOINLINE int ws_utf8_run_general(uint8_t *dst, const uint8_t *src,
                           WS_UTF8_IMPL_BEST, i, w);
 }
 
+#  if WS_HAS_REFERENCE
 static WS_NOINLINE int run_general_any(uint8_t *dst, const uint8_t *src,
                                        size_t len, const uint8_t *key,
                                        size_t *poffset, ws_utf8 *u,
                                        size_t *pvalid, int impl) {
   return run_general_impl(dst, src, len, key, poffset, u, pvalid, impl, 0, 0);
 }
+#  endif
+#endif /* !WS_UTF8_COMPACT */
 
 /*
  * The common case: a call that starts between characters with at least
@@ -680,13 +718,15 @@ static WS_NOINLINE int run_small(uint8_t *dst, const uint8_t *src, size_t len,
 static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
                           const uint8_t *key, size_t *poffset, ws_utf8 *u,
                           size_t *pvalid) {
+#ifdef WS_UTF8_COMPACT /* compact builds keep one path, for size */
+  return run_compact(dst, src, len, key, poffset, u, pvalid, scan_compact);
+#else
   if (!dst) key = NULL;
-#ifndef WS_UTF8_COMPACT /* compact builds keep one path, for size */
   if (len < 16 && u && u->state != U_ERR) {
     return run_small(dst, src, len, key, poffset, u, pvalid);
   }
-#endif
   return ws_utf8_run_general(dst, src, len, key, poffset, u, pvalid, 0, 0);
+#endif
 }
 
 /*
@@ -720,6 +760,7 @@ static WS_AINLINE int run(uint8_t *dst, const uint8_t *src, size_t len,
 
 /* ---- entry points ---------------------------------------------------- */
 
+#if WS_HAS_REFERENCE
 int ws_utf8_impl_available(int impl) { return impl_ok(impl); }
 
 const char *ws_utf8_impl_name(int impl) {
@@ -737,24 +778,38 @@ const char *ws_utf8_impl_name(int impl) {
 
 size_t ws_utf8_scan_impl(ws_utf8 *u, const uint8_t *buf, size_t len, int impl) {
   size_t valid;
+#  ifdef WS_UTF8_COMPACT
+  run_compact(NULL, buf, len, NULL, NULL, u, &valid, scanner(impl));
+#  else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   run_general_any(NULL, buf, len, NULL, NULL, u, &valid, impl);
+#  endif
   return valid;
 }
 
 int ws_copy_unmask_utf8_impl(uint8_t *dst, const uint8_t *src, size_t len,
                              const uint8_t key[4], size_t *poffset, ws_utf8 *u,
                              size_t *pvalid, int impl) {
+#  ifdef WS_UTF8_COMPACT
+  return run_compact(dst, src, len, key, poffset, u, pvalid, scanner(impl));
+#  else
   if (!impl_ok(impl)) impl = WS_UTF8_IMPL_BEST;
   if (!dst) key = NULL;
   return run_general_any(dst, src, len, key, poffset, u, pvalid, impl);
+#  endif
 }
-
+#endif
 
 /* What the entry points do when no twin takes the call: apart, so that
  * the entry points themselves need no stack frame before their tail
- * calls. */
-static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
+ * calls (without twins, in line: one function, not two). */
+#if defined(WS_UTF8_AVX2) || defined(WS_UTF8_SSE4) || defined(WS_UTF8_NEON)
+#  define REST_NOINLINE WS_NOINLINE
+#else
+#  define REST_NOINLINE
+#endif
+
+static REST_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
 #ifndef WS_UTF8_COMPACT
   if (len < 16 && u->state != U_ERR) {
     return scan_short(&u->state, buf, len) == len ? 0 : WS_ERR_UTF8;
@@ -763,7 +818,7 @@ static WS_NOINLINE int feed_rest(ws_utf8 *u, const uint8_t *buf, size_t len) {
   return run(NULL, buf, len, NULL, NULL, u, NULL);
 }
 
-static WS_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
+static REST_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   ws_utf8 u;
 
   u.state = 0;

@@ -659,6 +659,41 @@ static void recv_64bit_length_top_bit_truncated_header(void **state) {
   free(in);
 }
 
+/* A header gathered across feeds that fails at the 64-bit length's top
+ * bit: the bytes each feed reports taken, and the wire_in count, are
+ * those of the header up to that byte, for every split of it (the
+ * header is gathered up to 14 bytes at a time in size builds, so the
+ * count must not include what followed in the input). */
+static void recv_64bit_length_top_bit_split_counts(void **state) {
+  (void)state;
+  static const uint8_t in[] = {0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0,
+                               1,    2,    3,    4, 9, 9, 9, 9, 9, 9};
+  for (size_t a = 1; a < 3; a++) {
+    for (size_t b = a; b <= 3; b++) {
+      ws_conn *c = open_server(WS_DELIVER_STREAM);
+      uint8_t buf[sizeof(in)];
+      ws_stats before, after;
+      size_t taken = 0, n, pos = 0;
+      const size_t cut[3] = {a, b, sizeof(in)};
+      int rv = 0;
+      memcpy(buf, in, sizeof(in));
+      ws_conn_stats(c, &before);
+      for (size_t k = 0; k < 3 && rv == 0; k++) {
+        n = 0;
+        rv = ws_conn_feed(c, buf + pos, cut[k] - pos, &n);
+        assert_true(n <= cut[k] - pos);
+        taken += n;
+        pos = cut[k];
+      }
+      assert_int_equal(rv, WS_ERR_PROTO);
+      assert_int_equal(taken, 3); /* 82 ff 80: the length's first byte */
+      ws_conn_stats(c, &after);
+      assert_int_equal(after.wire_in - before.wire_in, 3);
+      ws_conn_del(c);
+    }
+  }
+}
+
 static void recv_control_frame_too_large(void **state) {
   (void)state;
   uint8_t in[300];
@@ -2576,6 +2611,7 @@ int main(void) {
       cmocka_unit_test(recv_reserved_opcodes),
       cmocka_unit_test(recv_64bit_length_top_bit),
       cmocka_unit_test(recv_64bit_length_top_bit_truncated_header),
+      cmocka_unit_test(recv_64bit_length_top_bit_split_counts),
       cmocka_unit_test(recv_control_frame_too_large),
       cmocka_unit_test(recv_fragmented_control_frame),
       cmocka_unit_test(recv_continuation_without_start),
