@@ -12,39 +12,34 @@ static uint32_t load_be32(const uint8_t *p) {
          (uint32_t)p[3];
 }
 
-static void store_be32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
+/* |n| words big-endian to |p|: one loop for the length and the digest */
+static void store_be32(uint8_t *p, const uint32_t *v, unsigned n) {
+  for (unsigned i = 0; i < n * 4; i++)
+    p[i] = (uint8_t)(v[i >> 2] >> (24 - 8 * (i & 3)));
 }
 
 /* FIPS 180-4 6.1.2: process one 512-bit block. The message schedule is
- * kept as a rolling 16-word window. */
+ * kept as a rolling 16-word window, loaded as the first 16 rounds use it. */
 static void sha1_block(uint32_t h[5], const uint8_t *blk) {
   uint32_t w[16];
   uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
 
-  for (unsigned t = 0; t < 16; t++)
-    w[t] = load_be32(blk + (size_t)t * 4);
-
   for (unsigned t = 0; t < 80; t++) {
     uint32_t f, k, wt;
-    if (t < 16) {
-      wt = w[t];
-    } else {
+    if (t < 16)
+      wt = load_be32(blk + (size_t)t * 4);
+    else
       wt = rol32(
           w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^ w[t & 15], 1);
-      w[t & 15] = wt;
-    }
+    w[t & 15] = wt;
     if (t < 20) {
-      f = (b & c) | (~b & d); /* Ch */
+      f = d ^ (b & (c ^ d)); /* Ch, (b & c) | (~b & d) with one op less */
       k = 0x5a827999u;
     } else if (t < 40) {
       f = b ^ c ^ d; /* Parity */
       k = 0x6ed9eba1u;
     } else if (t < 60) {
-      f = (b & c) | (b & d) | (c & d); /* Maj */
+      f = (b & c) | (d & (b | c)); /* Maj */
       k = 0x8f1bbcdcu;
     } else {
       f = b ^ c ^ d;
@@ -101,24 +96,19 @@ void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len) {
 
 void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   /* FIPS 180-4 5.1.1: a 1 bit, zeros, then the 64-bit message length in
-   * bits, so that the padded length is a multiple of 512 bits. A byte
-   * at a time (once per hash, speed does not matter). */
-  uint64_t bits = ctx->total * 8u;
+   * bits, so that the padded length is a multiple of 512 bits. */
+  uint32_t bits[2] = {(uint32_t)(ctx->total >> 29), (uint32_t)ctx->total << 3};
   size_t n = ctx->blocklen;
   ctx->block[n++] = 0x80;
-  for (;;) {
-    if (n == 64) {
-      sha1_block(ctx->h, ctx->block);
-      n = 0;
-    }
-    if (n == 56) break;
-    ctx->block[n++] = 0;
+  if (n > 56) { /* no room for the length: one more block */
+    memset(ctx->block + n, 0, 64 - n);
+    sha1_block(ctx->h, ctx->block);
+    n = 0;
   }
-  store_be32(ctx->block + 56, (uint32_t)(bits >> 32));
-  store_be32(ctx->block + 60, (uint32_t)bits);
+  memset(ctx->block + n, 0, 56 - n);
+  store_be32(ctx->block + 56, bits, 2);
   sha1_block(ctx->h, ctx->block);
-  for (unsigned i = 0; i < 5; i++)
-    store_be32(out + (size_t)i * 4, ctx->h[i]);
+  store_be32(out, ctx->h, 5);
   /* The context holds no secret here, but leave it reusable only via
    * ws_sha1_init(). */
   ctx->blocklen = 0;
