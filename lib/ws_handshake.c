@@ -5,6 +5,10 @@
  * SPDX-License-Identifier: MIT */
 #include "ws_handshake.h"
 
+#include <stdarg.h>
+
+#include "ws_switch.h"
+
 /* RFC 6455 1.3 / 4.2.2 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -20,6 +24,9 @@ static const char h_extensions[] = "Sec-WebSocket-Extensions";
 static const char h_accept[] = "Sec-WebSocket-Accept";
 static const char r_no_upgrade[] = "Upgrade: websocket missing";
 static const char r_no_connection[] = "Connection: Upgrade missing";
+/* and lines that both write */
+static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
 
 /* ---- character classes ------------------------------------------------- */
 
@@ -549,10 +556,21 @@ static void wr_mem(wr *w, const void *s, size_t n) {
   w->n += n;
 }
 
-static void wr_str(wr *w, const char *s) { wr_mem(w, s, strlen(s)); }
-
-/* Decimal digits by subtracting powers of ten: no division, which a core
- * without a divider (Cortex-M0) would call a library helper for. */
+/* Decimal digits. Where the CPU divides (every host, Cortex-M3/M4), size
+ * builds take them from division by ten, the shortest code; elsewhere by
+ * subtracting powers of ten, since a core without a divider (Cortex-M0,
+ * ARMv6-M) would call a library helper for the division. */
+#if WS_SMALL_CODE && !(defined(__arm__) && !defined(__ARM_FEATURE_IDIV))
+static void wr_uint(wr *w, size_t v) {
+  char d[20]; /* SIZE_MAX has at most 20 digits */
+  size_t k = sizeof(d);
+  do {
+    d[--k] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  wr_mem(w, d + k, sizeof(d) - k);
+}
+#else
 static void wr_uint(wr *w, size_t v) {
   size_t pw[20];
   size_t k = 0;
@@ -569,17 +587,42 @@ static void wr_uint(wr *w, size_t v) {
     if (k-- == 0) break;
   }
 }
+#endif
 
-static void wr_header(wr *w, const char *name, const char *value) {
-  wr_str(w, name);
-  wr_mem(w, ": ", 2);
-  wr_str(w, value);
-  wr_mem(w, "\r\n", 2);
+/*
+ * Appends |fmt|, in which "%s" stands for a NUL-terminated string, "%u"
+ * for a size_t in decimal and "%b" for bytes (a pointer, then a size_t
+ * count), each taken from the arguments in turn. A whole line or more
+ * per call: fewer calls, and less code at each, than a call per piece.
+ * The strings and bytes are copied as they are, never read as formats.
+ */
+static void wr_fmt(wr *w, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  for (;;) {
+    size_t n = 0;
+    while (fmt[n] && fmt[n] != '%')
+      n++;
+    wr_mem(w, fmt, n);
+    fmt += n;
+    if (!*fmt) break;
+    if (fmt[1] == 's') {
+      const char *str = va_arg(ap, const char *);
+      wr_mem(w, str, strlen(str));
+    } else if (fmt[1] == 'u') {
+      wr_uint(w, va_arg(ap, size_t));
+    } else { /* 'b' */
+      const void *b = va_arg(ap, const void *);
+      wr_mem(w, b, va_arg(ap, size_t));
+    }
+    fmt += 2;
+  }
+  va_end(ap);
 }
 
 static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
   for (size_t i = 0; i < n; i++)
-    wr_header(w, kv[i].name, kv[i].value);
+    wr_fmt(w, "%s: %s\r\n", kv[i].name, kv[i].value);
 }
 
 typedef void (*emit_fn)(wr *w, const void *arg);
@@ -639,15 +682,13 @@ typedef struct accept_args {
 static void emit_accept(wr *w, const void *arg) {
   const accept_args *a = arg;
   /* RFC 6455 4.2.2 (5) */
-  wr_str(w, "HTTP/1.1 101 Switching Protocols\r\n"
-            "Upgrade: websocket\r\n"
-            "Connection: Upgrade\r\n");
-  wr_header(w, h_accept, a->accept);
-  if (a->protocol) wr_header(w, h_protocol, a->protocol);
+  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%s: %s\r\n", l_upgrade,
+         h_accept, a->accept);
+  if (a->protocol) wr_fmt(w, "%s: %s\r\n", h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
-    wr_header(w, h_extensions, a->extensions);
+    wr_fmt(w, "%s: %s\r\n", h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
-  wr_mem(w, "\r\n", 2);
+  wr_fmt(w, "\r\n");
 }
 
 int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
@@ -727,34 +768,32 @@ typedef struct reject_args {
   int omit_body;
 } reject_args;
 
-static int kvs_have(const ws_kv *kv, size_t n, const char *name) {
+/* 1 if a caller header has the name of |line| ("Name: value\r\n"). */
+static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
+  size_t len = 0;
+  while (line[len] != ':')
+    len++;
   for (size_t i = 0; i < n; i++)
     if (ws_ascii_ieq((const uint8_t *)kv[i].name, strlen(kv[i].name),
-                     (const uint8_t *)name, strlen(name)))
+                     (const uint8_t *)line, len))
       return 1;
   return 0;
 }
 
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
-  wr_str(w, "HTTP/1.1 ");
-  wr_uint(w, (size_t)a->status);
-  wr_mem(w, " ", 1);
-  wr_str(w, reason_phrase(a->status));
-  wr_str(w, "\r\nConnection: close\r\nContent-Length: ");
-  wr_uint(w, a->bodylen);
-  wr_mem(w, "\r\n", 2);
+  static const char allow[] = "Allow: GET\r\n";
+  wr_fmt(w, "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %u\r\n",
+         (size_t)a->status, reason_phrase(a->status), a->bodylen);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods */
-  if (a->status == 405 && !kvs_have(a->headers, a->nheaders, "Allow"))
-    wr_header(w, "Allow", "GET");
+  if (a->status == 405 && !kvs_have(a->headers, a->nheaders, allow))
+    wr_fmt(w, allow);
   /* RFC 6455 4.4: say which versions we speak */
-  if (a->status == 426 &&
-      !kvs_have(a->headers, a->nheaders, "Sec-WebSocket-Version"))
-    wr_header(w, "Sec-WebSocket-Version", "13");
+  if (a->status == 426 && !kvs_have(a->headers, a->nheaders, l_version))
+    wr_fmt(w, l_version);
   wr_kvs(w, a->headers, a->nheaders);
-  wr_mem(w, "\r\n", 2);
   /* RFC 7231 4.3.2: the answer to HEAD has the headers of GET's, no body */
-  if (!a->omit_body) wr_mem(w, a->body, a->bodylen);
+  wr_fmt(w, "\r\n%b", a->body, a->omit_body ? (size_t)0 : a->bodylen);
 }
 
 int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
@@ -784,31 +823,19 @@ static void emit_request(wr *w, const void *arg) {
   const request_args *a = arg;
   const ws_client_params *p = a->p;
   /* RFC 6455 4.1: the client's opening handshake */
-  wr_str(w, "GET ");
-  wr_str(w, p->path ? p->path : "/");
-  wr_str(w, " HTTP/1.1\r\nHost: ");
-  wr_str(w, p->host);
-  if (p->port) {
-    wr_mem(w, ":", 1);
-    wr_uint(w, p->port);
-  }
-  wr_str(w, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: ");
-  wr_mem(w, a->key, 24);
-  wr_str(w, "\r\nSec-WebSocket-Version: 13\r\n");
-  if (p->origin) wr_header(w, "Origin", p->origin);
-  if (p->nprotocols) {
-    wr_str(w, "Sec-WebSocket-Protocol: ");
-    for (size_t i = 0; i < p->nprotocols; i++) {
-      if (i) wr_mem(w, ", ", 2);
-      wr_str(w, p->protocols[i]);
-    }
-    wr_mem(w, "\r\n", 2);
-  }
+  wr_fmt(w, "GET %s HTTP/1.1\r\nHost: %s", p->path ? p->path : "/", p->host);
+  if (p->port) wr_fmt(w, ":%u", (size_t)p->port);
+  wr_fmt(w, "%sSec-WebSocket-Key: %b\r\n%s", l_upgrade, a->key, (size_t)24,
+         l_version);
+  if (p->origin) wr_fmt(w, "Origin: %s\r\n", p->origin);
+  for (size_t i = 0; i < p->nprotocols; i++)
+    wr_fmt(w, i ? ", %s" : "%s: %s", i ? p->protocols[i] : h_protocol,
+           p->protocols[i]);
+  if (p->nprotocols) wr_fmt(w, "\r\n");
   if (a->extensions && *a->extensions)
-    wr_header(w, h_extensions, a->extensions);
+    wr_fmt(w, "%s: %s\r\n", h_extensions, a->extensions);
   wr_kvs(w, p->headers, p->nheaders);
-  wr_mem(w, "\r\n", 2);
+  wr_fmt(w, "\r\n");
 }
 
 int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
