@@ -79,34 +79,28 @@ int ws_list_next(ws_slice *plist, ws_slice *ptoken) {
   const uint8_t *p = plist->base;
   size_t n = plist->len;
   size_t i = 0;
+  int quoted = 0;
   if (n == 0 || !p) return 0;
   while (i < n && (is_ows(p[i]) || p[i] == ','))
     i++;
-  if (i == n) {
-    plist->base = p + n;
-    plist->len = 0;
-    return 0;
-  }
   size_t start = i;
-  while (i < n && p[i] != ',') {
-    if (p[i] == '"') {
-      i++;
-      while (i < n && p[i] != '"') {
-        if (p[i] == '\\' && i + 1 < n) i++; /* quoted-pair */
-        i++;
-      }
-      if (i < n) i++; /* closing quote; an unterminated one runs to end */
-    } else {
-      i++;
-    }
+  /* one pass: a quote opens or closes a quoted-string, in which a
+   * backslash takes the next byte with it */
+  while (i < n && (quoted || p[i] != ',')) {
+    if (quoted && p[i] == '\\' && i + 1 < n)
+      i++; /* quoted-pair */
+    else if (p[i] == '"')
+      quoted = !quoted;
+    i++;
   }
   size_t end = i;
   while (end > start && is_ows(p[end - 1]))
     end--;
-  ptoken->base = p + start;
-  ptoken->len = end - start;
   plist->base = p + i;
   plist->len = n - i;
+  if (start == n) return 0; /* only separators */
+  ptoken->base = p + start;
+  ptoken->len = end - start;
   return 1;
 }
 
@@ -129,15 +123,30 @@ void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
 
 /* ---- header lookup ---------------------------------------------------- */
 
-/* Counts headers named |name|; sets |*pfirst| to the first one's value. */
-static size_t header_count(const ws_header *h, size_t n, const char *name,
-                           ws_slice *pfirst) {
+/*
+ * The headers named |name| or, with |split|, the elements of their comma
+ * lists (the list may be split over several header lines, RFC 7230
+ * 3.2.2): returns how many there are and sets |*pv| (if not NULL) to the
+ * |index|-th. One walk for counting, lookup by index and list elements.
+ */
+static size_t header_find(const ws_header *h, size_t n, const char *name,
+                          size_t index, ws_slice *pv, int split) {
   size_t count = 0;
   for (size_t i = 0; i < n; i++) {
     if (!ws_slice_ieq(h[i].name, name)) continue;
-    if (count++ == 0 && pfirst) *pfirst = h[i].value;
+    ws_slice list = h[i].value, el = list;
+    do {
+      if (split && !ws_list_next(&list, &el)) break;
+      if (count++ == index) *pv = el;
+    } while (split);
   }
   return count;
+}
+
+/* Counts headers named |name|; sets |*pfirst| to the first one's value. */
+static size_t header_count(const ws_header *h, size_t n, const char *name,
+                           ws_slice *pfirst) {
+  return header_find(h, n, name, 0, pfirst, 0);
 }
 
 /* 1 if any header named |name| lists |token| (the list may be split over
@@ -150,42 +159,20 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
   return 0;
 }
 
-/* The |index|-th list element across every header named |name|. */
-static int headers_list_nth(const ws_header *h, size_t n, const char *name,
-                            size_t index, ws_slice *pel) {
-  for (size_t i = 0; i < n; i++) {
-    if (!ws_slice_ieq(h[i].name, name)) continue;
-    ws_slice list = h[i].value, el;
-    while (ws_list_next(&list, &el)) {
-      if (index-- == 0) {
-        *pel = el;
-        return 1;
-      }
-    }
-  }
-  return 0;
-}
-
 int ws_request_header(const ws_request *req, const char *name, size_t index,
                       ws_slice *pvalue) {
-  for (size_t i = 0; i < req->nheaders; i++) {
-    if (!ws_slice_ieq(req->headers[i].name, name)) continue;
-    if (index-- == 0) {
-      *pvalue = req->headers[i].value;
-      return 1;
-    }
-  }
-  return 0;
+  return header_find(req->headers, req->nheaders, name, index, pvalue, 0) >
+         index;
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return headers_list_nth(req->headers, req->nheaders, h_protocol, index,
-                          pproto);
+  return header_find(req->headers, req->nheaders, h_protocol, index, pproto,
+                     1) > index;
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
-  return headers_list_nth(req->headers, req->nheaders, h_extensions, index,
-                          pext);
+  return header_find(req->headers, req->nheaders, h_extensions, index, pext,
+                     1) > index;
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
@@ -382,7 +369,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   size_t ncl = header_count(headers, nh, "Content-Length", &cl);
   if (ncl > 1 || (ncl == 1 && !(cl.len == 1 && cl.base[0] == '0')))
     HS_FAIL(400, "request with a body");
-  if (header_count(headers, nh, "Transfer-Encoding", NULL))
+  if (header_count(headers, nh, "Transfer-Encoding", &cl))
     HS_FAIL(400, "request with a body");
 
   /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
@@ -412,14 +399,6 @@ fail:
   if (pstatus) *pstatus = fstatus;
   if (preason) *preason = freason;
   return WS_ERR_HANDSHAKE;
-}
-
-int ws_hs_parse_request(ws_request *req, ws_header *headers, size_t maxheaders,
-                        const uint8_t *buf, size_t len, int *pstatus,
-                        const char **preason) {
-  int rv = ws_hs_parse_http(req, headers, maxheaders, buf, len, pstatus,
-                            preason);
-  return rv ? rv : ws_hs_validate_upgrade(req, pstatus, preason);
 }
 
 /* ---- response parsing (client) ----------------------------------------- */
@@ -804,13 +783,6 @@ int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
   if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
   reject_args a = {status, headers, nheaders, body, bodylen, omit_body};
   return emit_to_buf(out, mem, emit_reject, &a);
-}
-
-int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
-                       const ws_kv *headers, size_t nheaders, const void *body,
-                       size_t bodylen) {
-  return ws_hs_write_response(out, mem, status, headers, nheaders, body,
-                              bodylen, 0);
 }
 
 typedef struct request_args {

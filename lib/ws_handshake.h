@@ -45,10 +45,17 @@ int ws_hs_is_upgrade(const ws_request *req);
 int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
                            const char **preason);
 
-/* ws_hs_parse_http() then ws_hs_validate_upgrade(). */
-int ws_hs_parse_request(ws_request *req, ws_header *headers,
-                        size_t maxheaders, const uint8_t *buf, size_t len,
-                        int *pstatus, const char **preason);
+/* ws_hs_parse_http() then ws_hs_validate_upgrade(). Inline: the
+ * connection calls the two itself, so only tests and fuzz targets would
+ * keep a copy of this in the library. */
+static inline int ws_hs_parse_request(ws_request *req, ws_header *headers,
+                                      size_t maxheaders, const uint8_t *buf,
+                                      size_t len, int *pstatus,
+                                      const char **preason) {
+  int rv = ws_hs_parse_http(req, headers, maxheaders, buf, len, pstatus,
+                            preason);
+  return rv ? rv : ws_hs_validate_upgrade(req, pstatus, preason);
+}
 
 /*
  * Server: appends the 101 Switching Protocols response for |req| to
@@ -63,21 +70,26 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
                        const ws_kv *headers, size_t nheaders);
 
 /*
- * Appends an HTTP/1.1 error response with |status| and its standard
+ * Appends an HTTP/1.1 response with |status| (100..599) and its standard
  * reason phrase, "Connection: close", "Content-Length", the caller's
- * |headers|, and |body|. A 426 also carries "Sec-WebSocket-Version: 13"
- * (RFC 6455 4.4). Returns 0, WS_ERR_INVALID_ARGUMENT (status outside
- * 100..599, bad header) or WS_ERR_NOMEM. On error |out| is unchanged.
+ * |headers|, and |body|; with |omit_body| the body is counted in
+ * Content-Length but not written (the answer to HEAD). A 426 also carries
+ * "Sec-WebSocket-Version: 13" (RFC 6455 4.4), a 405 "Allow: GET". Returns
+ * 0, WS_ERR_INVALID_ARGUMENT (status outside 100..599, bad header) or
+ * WS_ERR_NOMEM. On error |out| is unchanged.
  */
-int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
-                       const ws_kv *headers, size_t nheaders,
-                       const void *body, size_t bodylen);
-
-/* As ws_hs_write_reject(), for any status; with |omit_body| the body is
- * counted in Content-Length but not written (the answer to HEAD). */
 int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
                          const ws_kv *headers, size_t nheaders,
                          const void *body, size_t bodylen, int omit_body);
+
+/* ws_hs_write_response() with the body written: an error answer. */
+static inline int ws_hs_write_reject(ws_buf *out, const ws_mem *mem,
+                                     int status, const ws_kv *headers,
+                                     size_t nheaders, const void *body,
+                                     size_t bodylen) {
+  return ws_hs_write_response(out, mem, status, headers, nheaders, body,
+                              bodylen, 0);
+}
 
 /*
  * Client: appends the opening request (RFC 6455 4.1): GET |path| (or
