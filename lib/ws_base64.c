@@ -1,37 +1,47 @@
 /* Base64 (RFC 4648 section 4, standard alphabet, padded).
  * SPDX-License-Identifier: MIT */
 #include "ws_int.h"
+#include "ws_switch.h"
 
 static const char b64_alphabet[65] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 size_t ws_base64_encode(const uint8_t *in, size_t len, char *out) {
-  /* Three bytes to four characters; a short last group is padded with
-   * '=' (one or two). Only handshake keys go through here: one loop for
-   * every group keeps it small. */
+  /* Eight bits per byte into an accumulator, a character out whenever it
+   * holds six, the last bits padded with zeros; then '=' up to a multiple
+   * of four characters. Only handshake keys go through here: one loop, as
+   * in the decoder, keeps it small. */
+  uint32_t acc = 0;
+  unsigned nbits = 0;
   size_t o = 0;
-  for (size_t i = 0; i < len; i += 3, o += 4) {
-    uint32_t v = (uint32_t)in[i] << 16;
-    if (i + 1 < len) v |= (uint32_t)in[i + 1] << 8;
-    if (i + 2 < len) v |= in[i + 2];
-    out[o] = b64_alphabet[v >> 18];
-    out[o + 1] = b64_alphabet[(v >> 12) & 63];
-    out[o + 2] = '=';
-    out[o + 3] = '=';
-    if (i + 1 < len) out[o + 2] = b64_alphabet[(v >> 6) & 63];
-    if (i + 2 < len) out[o + 3] = b64_alphabet[v & 63];
+  for (size_t i = 0; i < len; i++) {
+    acc = acc << 8 | in[i];
+    nbits += 8;
+    while (nbits >= 6) {
+      nbits -= 6;
+      out[o++] = b64_alphabet[(acc >> nbits) & 63];
+    }
   }
+  if (nbits) out[o++] = b64_alphabet[(acc << (6 - nbits)) & 63];
+  while (o & 3)
+    out[o++] = '=';
   return o;
 }
 
-/* Value of one alphabet character, or -1. */
+/* Value of one alphabet character, or -1. Size builds look it up in the
+ * alphabet (smaller, slower; keys are 24 characters). */
 static int b64_value(uint8_t c) {
+#if WS_SMALL_CODE
+  const char *q = memchr(b64_alphabet, c, 64);
+  return q ? (int)(q - b64_alphabet) : -1;
+#else
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
   if (c >= '0' && c <= '9') return c - '0' + 52;
   if (c == '+') return 62;
   if (c == '/') return 63;
   return -1;
+#endif
 }
 
 int ws_base64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t outcap,

@@ -2,6 +2,7 @@
  * 4.2.2). Byte-oriented loads and stores keep it endian-neutral.
  * SPDX-License-Identifier: MIT */
 #include "ws_int.h"
+#include "ws_switch.h"
 
 static uint32_t rol32(uint32_t x, unsigned n) {
   return (uint32_t)(x << n) | (x >> (32u - n));
@@ -73,6 +74,17 @@ void ws_sha1_init(ws_sha1_ctx *ctx) {
 void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len) {
   const uint8_t *p = data;
   ctx->total += len;
+#if WS_SMALL_CODE
+  /* A byte at a time through the block buffer: the smallest code, and
+   * only handshake keys (60 bytes) go through here. */
+  while (len--) {
+    ctx->block[ctx->blocklen++] = *p++;
+    if (ctx->blocklen == 64) {
+      sha1_block(ctx->h, ctx->block);
+      ctx->blocklen = 0;
+    }
+  }
+#else
   if (ctx->blocklen) {
     size_t n = WS_MIN(64 - ctx->blocklen, len);
     memcpy(ctx->block + ctx->blocklen, p, n);
@@ -92,12 +104,22 @@ void ws_sha1_update(ws_sha1_ctx *ctx, const void *data, size_t len) {
     memcpy(ctx->block, p, len);
     ctx->blocklen = len;
   }
+#endif
 }
 
 void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   /* FIPS 180-4 5.1.1: a 1 bit, zeros, then the 64-bit message length in
    * bits, so that the padded length is a multiple of 512 bits. */
   uint32_t bits[2] = {(uint32_t)(ctx->total >> 29), (uint32_t)ctx->total << 3};
+#if WS_SMALL_CODE
+  /* the padding bytes one at a time through ws_sha1_update() (which
+   * counts them in |total|, read above already) */
+  uint8_t pad = 0x80;
+  do {
+    ws_sha1_update(ctx, &pad, 1);
+    pad = 0;
+  } while (ctx->blocklen != 56);
+#else
   size_t n = ctx->blocklen;
   ctx->block[n++] = 0x80;
   if (n > 56) { /* no room for the length: one more block */
@@ -106,6 +128,7 @@ void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
     n = 0;
   }
   memset(ctx->block + n, 0, 56 - n);
+#endif
   store_be32(ctx->block + 56, bits, 2);
   sha1_block(ctx->h, ctx->block);
   store_be32(out, ctx->h, 5);
