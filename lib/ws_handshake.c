@@ -24,7 +24,8 @@ static const char h_extensions[] = "Sec-WebSocket-Extensions";
 static const char h_accept[] = "Sec-WebSocket-Accept";
 static const char r_no_upgrade[] = "Upgrade: websocket missing";
 static const char r_no_connection[] = "Connection: Upgrade missing";
-/* and lines that both write */
+/* and lines that both write (a header line as a wr_fmt() format too) */
+static const char f_header[] = "%s: %s\r\n";
 static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
 
@@ -123,30 +124,15 @@ void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
 
 /* ---- header lookup ---------------------------------------------------- */
 
-/*
- * The headers named |name| or, with |split|, the elements of their comma
- * lists (the list may be split over several header lines, RFC 7230
- * 3.2.2): returns how many there are and sets |*pv| (if not NULL) to the
- * |index|-th. One walk for counting, lookup by index and list elements.
- */
-static size_t header_find(const ws_header *h, size_t n, const char *name,
-                          size_t index, ws_slice *pv, int split) {
-  size_t count = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!ws_slice_ieq(h[i].name, name)) continue;
-    ws_slice list = h[i].value, el = list;
-    do {
-      if (split && !ws_list_next(&list, &el)) break;
-      if (count++ == index) *pv = el;
-    } while (split);
-  }
-  return count;
-}
-
 /* Counts headers named |name|; sets |*pfirst| to the first one's value. */
 static size_t header_count(const ws_header *h, size_t n, const char *name,
                            ws_slice *pfirst) {
-  return header_find(h, n, name, 0, pfirst, 0);
+  size_t count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!ws_slice_ieq(h[i].name, name)) continue;
+    if (count++ == 0 && pfirst) *pfirst = h[i].value;
+  }
+  return count;
 }
 
 /* 1 if any header named |name| lists |token| (the list may be split over
@@ -159,20 +145,42 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
   return 0;
 }
 
+/* The |index|-th list element across every header named |name|. */
+static int headers_list_nth(const ws_header *h, size_t n, const char *name,
+                            size_t index, ws_slice *pel) {
+  for (size_t i = 0; i < n; i++) {
+    if (!ws_slice_ieq(h[i].name, name)) continue;
+    ws_slice list = h[i].value, el;
+    while (ws_list_next(&list, &el)) {
+      if (index-- == 0) {
+        *pel = el;
+        return 1;
+      }
+    }
+  }
+  return 0;
+}
+
 int ws_request_header(const ws_request *req, const char *name, size_t index,
                       ws_slice *pvalue) {
-  return header_find(req->headers, req->nheaders, name, index, pvalue, 0) >
-         index;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    if (!ws_slice_ieq(req->headers[i].name, name)) continue;
+    if (index-- == 0) {
+      *pvalue = req->headers[i].value;
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return header_find(req->headers, req->nheaders, h_protocol, index, pproto,
-                     1) > index;
+  return headers_list_nth(req->headers, req->nheaders, h_protocol, index,
+                          pproto);
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
-  return header_find(req->headers, req->nheaders, h_extensions, index, pext,
-                     1) > index;
+  return headers_list_nth(req->headers, req->nheaders, h_extensions, index,
+                          pext);
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
@@ -214,13 +222,12 @@ static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
       *pnheaders = n;
       return HDR_OK;
     }
-    /* RFC 7230 3.2.4: obs-fold (a line starting with SP/HTAB) */
-    if (is_ows(buf[pos])) return HDR_MALFORMED;
     size_t name = pos;
     while (pos < len && ws_is_tchar(buf[pos]))
       pos++;
-    /* empty name, a non-token byte, or whitespace before the colon
-     * (RFC 7230 3.2.4) */
+    /* empty name (also an obs-fold line, RFC 7230 3.2.4, since SP and
+     * HTAB are no token bytes), a non-token byte, or whitespace before
+     * the colon (RFC 7230 3.2.4) */
     if (pos == name || pos == len || buf[pos] != ':') return HDR_MALFORMED;
     size_t namelen = pos - name;
     pos++;
@@ -256,12 +263,56 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
   return 8;
 }
 
+/* The |k|-th of the NUL-separated strings at |p|. */
+static const char *nth_str(const char *p, unsigned k) {
+  while (k--)
+    p += strlen(p) + 1;
+  return p;
+}
+
+/*
+ * Why the server refuses a request (ws_hs_parse_http() and
+ * ws_hs_validate_upgrade()): one string after the other, numbered by
+ * enum srv_why; the first three go with 405, 426 and 431, the rest with
+ * 400 (srv_fail()). A failing check then only loads a small number.
+ */
+static const char srv_reasons[] = "method is not GET\0"
+                                  "Sec-WebSocket-Version must be 13\0"
+                                  "too many header fields\0"
+                                  "malformed request line\0"
+                                  "malformed header field\0"
+                                  "duplicate Host\0"
+                                  "missing Host\0"
+                                  "duplicate Origin\0"
+                                  "HTTP/1.1 or higher required\0"
+                                  "empty Host\0"
+                                  "request with a body\0"
+                                  "missing Sec-WebSocket-Key\0"
+                                  "duplicate Sec-WebSocket-Key\0"
+                                  "invalid Sec-WebSocket-Key";
+enum srv_why {
+  W_METHOD, W_VERSION, W_TOO_MANY, W_LINE, W_FIELD, W_DUP_HOST, W_NO_HOST,
+  W_DUP_ORIGIN, W_HTTP11, W_EMPTY_HOST, W_BODY, W_NO_KEY, W_DUP_KEY,
+  W_BAD_KEY,
+  /* reasons the client shares, kept as strings of their own */
+  W_NO_UPGRADE, W_NO_CONNECTION
+};
+
+static int srv_fail(unsigned why, int *pstatus, const char **preason) {
+  static const uint16_t status[3] = {405, 426, 431};
+  if (pstatus) *pstatus = why < 3 ? status[why] : 400;
+  if (preason)
+    *preason = why == W_NO_UPGRADE      ? r_no_upgrade
+               : why == W_NO_CONNECTION ? r_no_connection
+                                        : nth_str(srv_reasons, why);
+  return WS_ERR_HANDSHAKE;
+}
+
 /* Failures go to the function's one exit (label |fail|), which stores
  * the status and reason: less code than storing them at every check. */
-#define HS_FAIL(st, why)                                                       \
+#define HS_FAIL(w)                                                             \
   do {                                                                         \
-    fstatus = (st);                                                            \
-    freason = (why);                                                           \
+    why = (w);                                                                 \
     goto fail;                                                                 \
   } while (0)
 
@@ -269,8 +320,8 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
                      const uint8_t *buf, size_t len, int *pstatus,
                      const char **preason) {
   size_t pos = 0;
-  int ver, fstatus;
-  const char *freason;
+  int ver;
+  unsigned why;
 
   memset(req, 0, sizeof(*req));
 
@@ -278,60 +329,55 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   while (pos < len && ws_is_tchar(buf[pos]))
     pos++;
   if (pos == 0 || pos == len || buf[pos] != ' ')
-    HS_FAIL(400, "malformed request line");
+    HS_FAIL(W_LINE);
   req->method.base = buf;
   req->method.len = pos;
   size_t tstart = ++pos;
   while (pos < len && is_target_char(buf[pos]))
     pos++;
   if (pos == tstart || pos == len || buf[pos] != ' ')
-    HS_FAIL(400, "malformed request line");
+    HS_FAIL(W_LINE);
   req->target.base = buf + tstart;
   req->target.len = pos - tstart;
   pos++;
   size_t vlen = parse_version(buf + pos, len - pos, &ver);
   if (vlen == 0 || ver < 10)
-    HS_FAIL(400, "malformed request line");
+    HS_FAIL(W_LINE);
   req->version = ver;
   pos += vlen;
   if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
-    HS_FAIL(400, "malformed request line");
+    HS_FAIL(W_LINE);
   pos += 2;
 
   /* path and query, RFC 6455 3 and RFC 7230 5.3 */
-  req->path = req->target;
-  for (size_t i = 0; i < req->target.len; i++) {
-    if (req->target.base[i] == '?') {
-      req->path.len = i;
-      req->query.base = req->target.base + i + 1;
-      req->query.len = req->target.len - i - 1;
-      break;
-    }
-  }
-  if (!req->query.base) req->query.base = req->target.base + req->target.len;
+  const uint8_t *q = memchr(buf + tstart, '?', req->target.len);
+  size_t plen = q ? (size_t)(q - buf) - tstart : req->target.len;
+  req->path.base = buf + tstart;
+  req->path.len = plen;
+  plen += q != NULL; /* the query starts after the '?', if any */
+  req->query.base = buf + tstart + plen;
+  req->query.len = req->target.len - plen;
 
   size_t nh = 0;
   switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
   case HDR_OK: break;
-  case HDR_TOO_MANY: HS_FAIL(431, "too many header fields");
-  default: HS_FAIL(400, "malformed header field");
+  case HDR_TOO_MANY: HS_FAIL(W_TOO_MANY);
+  default: HS_FAIL(W_FIELD);
   }
   req->headers = headers;
   req->nheaders = nh;
 
   /* RFC 7230 5.4: at most one Host; an HTTP/1.1 request must have one */
   size_t cnt = header_count(headers, nh, "Host", &req->host);
-  if (cnt > 1) HS_FAIL(400, "duplicate Host");
-  if (cnt == 0 && ver >= 11) HS_FAIL(400, "missing Host");
+  if (cnt > 1) HS_FAIL(W_DUP_HOST);
+  if (cnt == 0 && ver >= 11) HS_FAIL(W_NO_HOST);
   /* A repeated Origin is refused so that the application checks the
    * only one there is (RFC 6455 10.2). */
   cnt = header_count(headers, nh, "Origin", &req->origin);
-  if (cnt > 1) HS_FAIL(400, "duplicate Origin");
+  if (cnt > 1) HS_FAIL(W_DUP_ORIGIN);
   return 0;
 fail:
-  if (pstatus) *pstatus = fstatus;
-  if (preason) *preason = freason;
-  return WS_ERR_HANDSHAKE;
+  return srv_fail(why, pstatus, preason);
 }
 
 int ws_hs_is_upgrade(const ws_request *req) {
@@ -343,24 +389,23 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
                            const char **preason) {
   const ws_header *headers = req->headers;
   size_t nh = req->nheaders;
-  int fstatus;
-  const char *freason;
+  unsigned why;
 
   /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
    * case-sensitive (RFC 7230 3.1.1). */
   if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
-    HS_FAIL(405, "method is not GET");
-  if (req->version < 11) HS_FAIL(400, "HTTP/1.1 or higher required");
+    HS_FAIL(W_METHOD);
+  if (req->version < 11) HS_FAIL(W_HTTP11);
 
   /* RFC 6455 4.2.1 (2): a Host header, not empty */
-  if (!req->host.base || req->host.len == 0) HS_FAIL(400, "empty Host");
+  if (!req->host.base || req->host.len == 0) HS_FAIL(W_EMPTY_HOST);
 
   /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively */
-  if (!ws_hs_is_upgrade(req)) HS_FAIL(400, r_no_upgrade);
+  if (!ws_hs_is_upgrade(req)) HS_FAIL(W_NO_UPGRADE);
 
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
   if (!headers_have_token(headers, nh, h_connection, h_upgrade))
-    HS_FAIL(400, r_no_connection);
+    HS_FAIL(W_NO_CONNECTION);
 
   /* The bytes after the head are frames. A request that says a body
    * follows (RFC 7230 3.3) is refused: a proxy that believed the body
@@ -368,21 +413,21 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   ws_slice cl = {NULL, 0};
   size_t ncl = header_count(headers, nh, "Content-Length", &cl);
   if (ncl > 1 || (ncl == 1 && !(cl.len == 1 && cl.base[0] == '0')))
-    HS_FAIL(400, "request with a body");
-  if (header_count(headers, nh, "Transfer-Encoding", &cl))
-    HS_FAIL(400, "request with a body");
+    HS_FAIL(W_BODY);
+  if (header_count(headers, nh, "Transfer-Encoding", NULL))
+    HS_FAIL(W_BODY);
 
   /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
   size_t cnt = header_count(headers, nh, "Sec-WebSocket-Key", &req->key);
-  if (cnt == 0) HS_FAIL(400, "missing Sec-WebSocket-Key");
-  if (cnt > 1) HS_FAIL(400, "duplicate Sec-WebSocket-Key");
+  if (cnt == 0) HS_FAIL(W_NO_KEY);
+  if (cnt > 1) HS_FAIL(W_DUP_KEY);
   {
     uint8_t nonce[16];
     size_t noncelen = 0;
     if (ws_base64_decode(req->key.base, req->key.len, nonce, sizeof(nonce),
                          &noncelen) != 0 ||
         noncelen != 16)
-      HS_FAIL(400, "invalid Sec-WebSocket-Key");
+      HS_FAIL(W_BAD_KEY);
   }
 
   /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
@@ -390,15 +435,13 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   {
     ws_slice v = {NULL, 0};
     if (header_count(headers, nh, "Sec-WebSocket-Version", &v) != 1)
-      HS_FAIL(426, "Sec-WebSocket-Version must be 13");
+      HS_FAIL(W_VERSION);
     if (!(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
-      HS_FAIL(426, "Sec-WebSocket-Version must be 13");
+      HS_FAIL(W_VERSION);
   }
   return 0;
 fail:
-  if (pstatus) *pstatus = fstatus;
-  if (preason) *preason = freason;
-  return WS_ERR_HANDSHAKE;
+  return srv_fail(why, pstatus, preason);
 }
 
 /* ---- response parsing (client) ----------------------------------------- */
@@ -601,7 +644,7 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
 
 static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
   for (size_t i = 0; i < n; i++)
-    wr_fmt(w, "%s: %s\r\n", kv[i].name, kv[i].value);
+    wr_fmt(w, f_header, kv[i].name, kv[i].value);
 }
 
 typedef void (*emit_fn)(wr *w, const void *arg);
@@ -663,9 +706,9 @@ static void emit_accept(wr *w, const void *arg) {
   /* RFC 6455 4.2.2 (5) */
   wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%s: %s\r\n", l_upgrade,
          h_accept, a->accept);
-  if (a->protocol) wr_fmt(w, "%s: %s\r\n", h_protocol, a->protocol);
+  if (a->protocol) wr_fmt(w, f_header, h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
-    wr_fmt(w, "%s: %s\r\n", h_extensions, a->extensions);
+    wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
   wr_fmt(w, "\r\n");
 }
@@ -727,15 +770,11 @@ static const char phrases[] = "OK\0"
                               "Error\0Status";
 
 static const char *reason_phrase(int status) {
-  const char *p = phrases;
   size_t k = 0, n = sizeof(phrase_status) / sizeof(phrase_status[0]);
-  while (k < n && phrase_status[k] != status) {
-    p += strlen(p) + 1;
+  while (k < n && phrase_status[k] != status)
     k++;
-  }
   /* not listed: "Error" (4xx, 5xx) or "Status" after it */
-  if (k == n && status < 400) p += strlen(p) + 1;
-  return p;
+  return nth_str(phrases, k + (k == n && status < 400));
 }
 
 typedef struct reject_args {
@@ -805,7 +844,7 @@ static void emit_request(wr *w, const void *arg) {
            p->protocols[i]);
   if (p->nprotocols) wr_fmt(w, "\r\n");
   if (a->extensions && *a->extensions)
-    wr_fmt(w, "%s: %s\r\n", h_extensions, a->extensions);
+    wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, p->headers, p->nheaders);
   wr_fmt(w, "\r\n");
 }
