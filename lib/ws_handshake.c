@@ -114,12 +114,13 @@ int ws_list_has_token(ws_slice list, const char *token) {
 
 void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
   ws_sha1_ctx ctx;
-  uint8_t digest[20];
   ws_sha1_init(&ctx);
   ws_sha1_update(&ctx, key, keylen);
   ws_sha1_update(&ctx, ws_guid, sizeof(ws_guid) - 1);
-  ws_sha1_final(&ctx, digest);
-  ws_base64_encode(digest, sizeof(digest), out); /* 20 bytes -> 28 chars */
+  /* the digest goes to the block buffer, free once the hash is final:
+   * 20 bytes less on the deepest stack of a client (firmware) */
+  ws_sha1_final(&ctx, ctx.block);
+  ws_base64_encode(ctx.block, 20, out); /* 20 bytes -> 28 chars */
 }
 
 /* ---- header lookup ---------------------------------------------------- */

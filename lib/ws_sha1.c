@@ -20,19 +20,23 @@ static void store_be32(uint8_t *p, const uint32_t *v, unsigned n) {
 }
 
 /* FIPS 180-4 6.1.2: process one 512-bit block. The message schedule is
- * kept as a rolling 16-word window, loaded as the first 16 rounds use it. */
+ * kept as a rolling 16-word window. */
 static void sha1_block(uint32_t h[5], const uint8_t *blk) {
   uint32_t w[16];
   uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
 
+  for (unsigned t = 0; t < 16; t++)
+    w[t] = load_be32(blk + (size_t)t * 4);
+
   for (unsigned t = 0; t < 80; t++) {
     uint32_t f, k, wt;
-    if (t < 16)
-      wt = load_be32(blk + (size_t)t * 4);
-    else
+    if (t < 16) {
+      wt = w[t];
+    } else {
       wt = rol32(
           w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^ w[t & 15], 1);
-    w[t & 15] = wt;
+      w[t & 15] = wt;
+    }
     if (t < 20) {
       f = d ^ (b & (c ^ d)); /* Ch, (b & c) | (~b & d) with one op less */
       k = 0x5a827999u;
@@ -112,12 +116,16 @@ void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
    * bits, so that the padded length is a multiple of 512 bits. */
   uint32_t bits[2] = {(uint32_t)(ctx->total >> 29), (uint32_t)ctx->total << 3};
 #if WS_SMALL_CODE
-  /* the padding bytes one at a time through ws_sha1_update() (which
-   * counts them in |total|, read above already) */
+  /* a byte at a time, the block processed when full (not through
+   * ws_sha1_update(), whose frame would deepen the stack) */
   uint8_t pad = 0x80;
   do {
-    ws_sha1_update(ctx, &pad, 1);
+    ctx->block[ctx->blocklen++] = pad;
     pad = 0;
+    if (ctx->blocklen == 64) {
+      sha1_block(ctx->h, ctx->block);
+      ctx->blocklen = 0;
+    }
   } while (ctx->blocklen != 56);
 #else
   size_t n = ctx->blocklen;
