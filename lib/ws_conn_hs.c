@@ -26,8 +26,11 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     return WS_ERR_INTERNAL;
   int rv = wsc_hs_alloc(c);
   if (rv) return rv;
-  ws_base64_encode(raw, sizeof(raw), c->hs->key);
-  /* Keep the offered subprotocols to validate the response against. */
+  ws_hs *hs = c->hs;
+  ws_base64_encode(raw, sizeof(raw), hs->key);
+  /* Keep the offered subprotocols to validate the response against, as a
+   * comma list: each name and a comma, the last comma left out of the
+   * length. */
   size_t total = 0;
   for (size_t i = 0; i < p->nprotocols; i++) {
     if (!p->protocols[i]) {
@@ -37,19 +40,19 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
-    c->hs->offered = ws_malloc(&c->mem, total);
-    if (!c->hs->offered) {
+    hs->offered = ws_malloc(&c->mem, total);
+    if (!hs->offered) {
       wsc_hs_free(c);
       return WS_ERR_NOMEM;
     }
     size_t off = 0;
     for (size_t i = 0; i < p->nprotocols; i++) {
       size_t n = strlen(p->protocols[i]);
-      memcpy(c->hs->offered + off, p->protocols[i], n);
+      memcpy(hs->offered + off, p->protocols[i], n);
       off += n;
-      if (i + 1 < p->nprotocols) c->hs->offered[off++] = ',';
+      hs->offered[off++] = ',';
     }
-    c->hs->offeredlen = off;
+    hs->offeredlen = off - 1;
   }
   char offer[WS_PMD_TEXT_MAX];
   const char *poffer = NULL;
@@ -62,7 +65,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   (void)offer;
 #  endif
   size_t before = c->out.len;
-  rv = ws_hs_write_request(&c->out, &c->mem, p, c->hs->key, poffer);
+  rv = ws_hs_write_request(&c->out, &c->mem, p, hs->key, poffer);
   if (rv) {
     wsc_hs_free(c);
     return rv;
@@ -86,15 +89,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     return WS_ERR_INVALID_ARGUMENT;
   if (proto) {
     /* RFC 6455 4.2.2: the selected subprotocol must be one offered. */
-    ws_slice s;
-    int found = 0;
-    for (size_t i = 0; ws_request_protocol(&c->hs->req, i, &s); i++) {
-      if (s.len == strlen(proto) && memcmp(s.base, proto, s.len) == 0) {
-        found = 1;
-        break;
-      }
-    }
-    if (!found) return WS_ERR_INVALID_ARGUMENT;
+    if (!ws_hs_offered(&c->hs->req, proto)) return WS_ERR_INVALID_ARGUMENT;
     /* it matched an offer in the head: under max_handshake_bytes */
     c->protocollen = (uint32_t)strlen(proto);
     c->protocol = ws_malloc(&c->mem, c->protocollen);
@@ -245,7 +240,7 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
   if (!hs->headers) return wsc_nomem(c);
   int status = 400;
-  const char *reason = "invalid request";
+  const char *reason = NULL; /* both set with every failure */
   if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
                        &status, &reason))
     return hs_fail_http(c, status, reason);
@@ -276,15 +271,13 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
                            head))
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
   hs->parsed = 1;
-  const char *reason = "invalid response";
+  const char *reason = NULL; /* set with every failure */
   ws_slice offered = {hs->offered, hs->offeredlen};
   rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
                                WS_HAS_INFLATE && c->z != NULL, &reason);
-  if (rv == WS_ERR_REJECTED) {
-    /* The response stays readable through the error event. */
-    return wsc_fail(c, WS_ERR_REJECTED, 0, "server did not answer 101");
-  }
-  if (rv) return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
+  /* WS_ERR_REJECTED (not 101: the response stays readable through the
+   * error event) or WS_ERR_HANDSHAKE */
+  if (rv) return wsc_fail(c, rv, 0, reason);
 #  if !defined(WS_NO_DEFLATE)
   /* Only permessage-deflate can have been offered; validate_response let
    * through at most one extension element, and none when nothing was

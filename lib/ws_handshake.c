@@ -538,16 +538,17 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   size_t nproto = header_count(h, nh, h_protocol, &proto);
   if (nproto > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Protocol repeated");
   if (nproto == 1) {
-    ws_slice list = proto, el, o;
-    if (!ws_list_next(&list, &el) || el.len != proto.len)
+    /* one token, nothing else: no list, no quotes, not empty (the value
+     * is already trimmed of OWS) */
+    size_t i = 0;
+    while (i < proto.len && ws_is_tchar(proto.base[i]))
+      i++;
+    if (i == 0 || i != proto.len)
       VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
-    for (size_t i = 0; i < el.len; i++)
-      if (!ws_is_tchar(el.base[i]))
-        VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
     int found = 0;
-    list = offered_protocols;
+    ws_slice list = offered_protocols, o;
     while (!found && ws_list_next(&list, &o))
-      found = o.len == el.len && memcmp(o.base, el.base, el.len) == 0;
+      found = o.len == proto.len && memcmp(o.base, proto.base, o.len) == 0;
     if (!found) VR_FAIL(WS_ERR_HANDSHAKE, "subprotocol not offered");
   }
   return 0;
@@ -694,6 +695,15 @@ static int valid_kvs(const ws_kv *kv, size_t n) {
   return 1;
 }
 
+int ws_hs_offered(const ws_request *req, const char *protocol) {
+  ws_slice offered;
+  size_t plen = strlen(protocol);
+  for (size_t i = 0; ws_request_protocol(req, i, &offered); i++)
+    if (offered.len == plen && memcmp(offered.base, protocol, plen) == 0)
+      return 1;
+  return 0;
+}
+
 typedef struct accept_args {
   const char *accept; /* 28 chars + NUL */
   const char *protocol;
@@ -720,17 +730,9 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
   if (!req->key.base || req->key.len == 0) return WS_ERR_INVALID_ARGUMENT;
   if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
   if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
-  if (protocol) {
-    /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values */
-    ws_slice offered;
-    size_t i = 0;
-    int found = 0;
-    if (!valid_token(protocol)) return WS_ERR_INVALID_ARGUMENT;
-    size_t plen = strlen(protocol);
-    while (!found && ws_request_protocol(req, i++, &offered))
-      found = offered.len == plen && memcmp(offered.base, protocol, plen) == 0;
-    if (!found) return WS_ERR_INVALID_ARGUMENT;
-  }
+  /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values */
+  if (protocol && (!valid_token(protocol) || !ws_hs_offered(req, protocol)))
+    return WS_ERR_INVALID_ARGUMENT;
   char acc[29];
   ws_handshake_accept_key(req->key.base, req->key.len, acc);
   acc[28] = '\0';

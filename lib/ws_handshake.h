@@ -57,6 +57,10 @@ static inline int ws_hs_parse_request(ws_request *req, ws_header *headers,
   return rv ? rv : ws_hs_validate_upgrade(req, pstatus, preason);
 }
 
+/* 1 if the request offers the subprotocol |protocol| (names compare
+ * exactly, RFC 6455 4.2.2 (5) /subprotocol/). */
+int ws_hs_offered(const ws_request *req, const char *protocol);
+
 /*
  * Server: appends the 101 Switching Protocols response for |req| to
  * |out|: Upgrade, Connection, Sec-WebSocket-Accept, the optional
