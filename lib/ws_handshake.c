@@ -15,17 +15,27 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /* Strings that both roles use, as objects of their own: with
  * -fdata-sections each is its own section, so a one-role link keeps only
  * these and not, with them, every literal of the other role's functions
- * (gcc groups a function's literals in one section). */
-static const char h_upgrade[] = "Upgrade";
-static const char h_connection[] = "Connection";
-static const char t_websocket[] = "websocket";
-static const char h_protocol[] = "Sec-WebSocket-Protocol";
-static const char h_extensions[] = "Sec-WebSocket-Extensions";
-static const char h_accept[] = "Sec-WebSocket-Accept";
+ * (gcc groups a function's literals in one section).
+ * A header name that the code looks for or writes is, where it can be,
+ * the token at the start of a string kept anyway, a reason or a whole
+ * header line ("Connection: Upgrade missing" names Connection): lookups
+ * compare names with name_is() and writers take them with "%t", both
+ * up to the first byte that is no token byte (token_len()). */
 static const char r_no_upgrade[] = "Upgrade: websocket missing";
 static const char r_no_connection[] = "Connection: Upgrade missing";
+static const char r_accept_mismatch[] = "Sec-WebSocket-Accept mismatch";
+static const char r_ext_repeated[] = "Sec-WebSocket-Extensions repeated";
+static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
+#define h_upgrade r_no_upgrade
+#define h_connection r_no_connection
+#define h_accept r_accept_mismatch
+#define h_extensions r_ext_repeated
+#define h_protocol (r_bad_protocol + 8) /* the whole rest: exact */
+/* list tokens compare whole (ws_list_has_token()) */
+static const char t_websocket[] = "websocket";
+static const char t_upgrade[] = "Upgrade";
 /* and lines that both write (a header line as a wr_fmt() format too) */
-static const char f_header[] = "%s: %s\r\n";
+static const char f_header[] = "%t: %s\r\n";
 static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
 
@@ -71,6 +81,19 @@ int ws_ascii_ieq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
 int ws_slice_ieq(ws_slice s, const char *str) {
   if (!str) return 0;
   return ws_ascii_ieq(s.base, s.len, (const uint8_t *)str, strlen(str));
+}
+
+/* Length of the token at the start of |s|. */
+static size_t token_len(const char *s) {
+  size_t n = 0;
+  while (ws_is_tchar((uint8_t)s[n]))
+    n++;
+  return n;
+}
+
+/* |s| is the header name at the start of |name| (see the strings above). */
+static int name_is(ws_slice s, const char *name) {
+  return ws_ascii_ieq(s.base, s.len, (const uint8_t *)name, token_len(name));
 }
 
 /* RFC 7230 7: #rule lists. Empty elements and OWS around them are skipped;
@@ -130,7 +153,7 @@ static size_t header_count(const ws_header *h, size_t n, const char *name,
                            ws_slice *pfirst) {
   size_t count = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!ws_slice_ieq(h[i].name, name)) continue;
+    if (!name_is(h[i].name, name)) continue;
     if (count++ == 0 && pfirst) *pfirst = h[i].value;
   }
   return count;
@@ -141,7 +164,7 @@ static size_t header_count(const ws_header *h, size_t n, const char *name,
 static int headers_have_token(const ws_header *h, size_t n, const char *name,
                               const char *token) {
   for (size_t i = 0; i < n; i++)
-    if (ws_slice_ieq(h[i].name, name) && ws_list_has_token(h[i].value, token))
+    if (name_is(h[i].name, name) && ws_list_has_token(h[i].value, token))
       return 1;
   return 0;
 }
@@ -150,7 +173,7 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
 static int headers_list_nth(const ws_header *h, size_t n, const char *name,
                             size_t index, ws_slice *pel) {
   for (size_t i = 0; i < n; i++) {
-    if (!ws_slice_ieq(h[i].name, name)) continue;
+    if (!name_is(h[i].name, name)) continue;
     ws_slice list = h[i].value, el;
     while (ws_list_next(&list, &el)) {
       if (index-- == 0) {
@@ -274,12 +297,13 @@ static const char *nth_str(const char *p, unsigned k) {
 /*
  * Why the server refuses a request (ws_hs_parse_http() and
  * ws_hs_validate_upgrade()): one string after the other, numbered by
- * enum srv_why; the first three go with 405, 426 and 431, the rest with
- * 400 (srv_fail()). A failing check then only loads a small number.
+ * enum srv_why, the status going with the number (srv_fail()). A failing
+ * check then only loads a small number. The first names the header
+ * looked up as Sec-WebSocket-Key (srv_reasons + 8).
  */
-static const char srv_reasons[] = "method is not GET\0"
-                                  "Sec-WebSocket-Version must be 13\0"
-                                  "too many header fields\0"
+static const char srv_reasons[] = "missing Sec-WebSocket-Key\0"
+                                  "duplicate Sec-WebSocket-Key\0"
+                                  "invalid Sec-WebSocket-Key\0"
                                   "malformed request line\0"
                                   "malformed header field\0"
                                   "duplicate Host\0"
@@ -288,20 +312,21 @@ static const char srv_reasons[] = "method is not GET\0"
                                   "HTTP/1.1 or higher required\0"
                                   "empty Host\0"
                                   "request with a body\0"
-                                  "missing Sec-WebSocket-Key\0"
-                                  "duplicate Sec-WebSocket-Key\0"
-                                  "invalid Sec-WebSocket-Key";
+                                  "method is not GET\0"
+                                  "Sec-WebSocket-Version must be 13\0"
+                                  "too many header fields";
 enum srv_why {
-  W_METHOD, W_VERSION, W_TOO_MANY, W_LINE, W_FIELD, W_DUP_HOST, W_NO_HOST,
-  W_DUP_ORIGIN, W_HTTP11, W_EMPTY_HOST, W_BODY, W_NO_KEY, W_DUP_KEY,
-  W_BAD_KEY,
+  W_NO_KEY, W_DUP_KEY, W_BAD_KEY, W_LINE, W_FIELD, W_DUP_HOST, W_NO_HOST,
+  W_DUP_ORIGIN, W_HTTP11, W_EMPTY_HOST, W_BODY,
+  W_METHOD, W_VERSION, W_TOO_MANY, /* 405, 426, 431; the others 400 */
   /* reasons the client shares, kept as strings of their own */
   W_NO_UPGRADE, W_NO_CONNECTION
 };
 
 static int srv_fail(unsigned why, int *pstatus, const char **preason) {
   static const uint16_t status[3] = {405, 426, 431};
-  if (pstatus) *pstatus = why < 3 ? status[why] : 400;
+  if (pstatus)
+    *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
   if (preason)
     *preason = why == W_NO_UPGRADE      ? r_no_upgrade
                : why == W_NO_CONNECTION ? r_no_connection
@@ -405,7 +430,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   if (!ws_hs_is_upgrade(req)) HS_FAIL(W_NO_UPGRADE);
 
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
-  if (!headers_have_token(headers, nh, h_connection, h_upgrade))
+  if (!headers_have_token(headers, nh, h_connection, t_upgrade))
     HS_FAIL(W_NO_CONNECTION);
 
   /* The bytes after the head are frames. A request that says a body
@@ -419,7 +444,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
     HS_FAIL(W_BODY);
 
   /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
-  size_t cnt = header_count(headers, nh, "Sec-WebSocket-Key", &req->key);
+  size_t cnt = header_count(headers, nh, srv_reasons + 8, &req->key);
   if (cnt == 0) HS_FAIL(W_NO_KEY);
   if (cnt > 1) HS_FAIL(W_DUP_KEY);
   {
@@ -435,7 +460,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
    * versions we support */
   {
     ws_slice v = {NULL, 0};
-    if (header_count(headers, nh, "Sec-WebSocket-Version", &v) != 1)
+    if (header_count(headers, nh, l_version, &v) != 1)
       HS_FAIL(W_VERSION);
     if (!(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
       HS_FAIL(W_VERSION);
@@ -508,7 +533,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   /* steps 2 and 3 */
   if (!headers_have_token(h, nh, h_upgrade, t_websocket))
     VR_FAIL(WS_ERR_HANDSHAKE, r_no_upgrade);
-  if (!headers_have_token(h, nh, h_connection, h_upgrade))
+  if (!headers_have_token(h, nh, h_connection, t_upgrade))
     VR_FAIL(WS_ERR_HANDSHAKE, r_no_connection);
 
   /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
@@ -518,19 +543,19 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   char expect[28];
   ws_handshake_accept_key((const uint8_t *)key, 24, expect);
   if (acc.len != 28 || memcmp(acc.base, expect, 28) != 0)
-    VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept mismatch");
+    VR_FAIL(WS_ERR_HANDSHAKE, r_accept_mismatch);
 
   /* step 5: extensions only if we offered some. Split over several header
    * lines they cannot be passed on as one slice, so refuse that. */
   size_t next = 0;
   for (size_t i = 0; i < nh; i++) {
     ws_slice list = h[i].value, el;
-    if (ws_slice_ieq(h[i].name, h_extensions) && ws_list_next(&list, &el))
+    if (name_is(h[i].name, h_extensions) && ws_list_next(&list, &el))
       next++;
   }
   if (next > 0 && !extensions_offered)
     VR_FAIL(WS_ERR_HANDSHAKE, "extension not offered");
-  if (next > 1) VR_FAIL(WS_ERR_HANDSHAKE, "Sec-WebSocket-Extensions repeated");
+  if (next > 1) VR_FAIL(WS_ERR_HANDSHAKE, r_ext_repeated);
 
   /* step 6: a subprotocol only if offered, and a single one. Subprotocol
    * names compare exactly. */
@@ -544,7 +569,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
     while (i < proto.len && ws_is_tchar(proto.base[i]))
       i++;
     if (i == 0 || i != proto.len)
-      VR_FAIL(WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol");
+      VR_FAIL(WS_ERR_HANDSHAKE, r_bad_protocol);
     int found = 0;
     ws_slice list = offered_protocols, o;
     while (!found && ws_list_next(&list, &o))
@@ -614,9 +639,10 @@ static void wr_uint(wr *w, size_t v) {
 #endif
 
 /*
- * Appends |fmt|, in which "%s" stands for a NUL-terminated string, "%u"
- * for a size_t in decimal and "%b" for bytes (a pointer, then a size_t
- * count), each taken from the arguments in turn. A whole line or more
+ * Appends |fmt|, in which "%s" stands for a NUL-terminated string, "%t"
+ * for the token at its start, "%u" for a size_t in decimal and "%b" for
+ * bytes (a pointer, then a size_t count), each taken from the arguments
+ * in turn. A whole line or more
  * per call: fewer calls, and less code at each, than a call per piece.
  * The strings and bytes are copied as they are, never read as formats.
  */
@@ -630,14 +656,14 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
     wr_mem(w, fmt, n);
     fmt += n;
     if (!*fmt) break;
-    if (fmt[1] == 's') {
-      const char *str = va_arg(ap, const char *);
-      wr_mem(w, str, strlen(str));
-    } else if (fmt[1] == 'u') {
+    if (fmt[1] == 'u') {
       wr_uint(w, va_arg(ap, size_t));
-    } else { /* 'b' */
-      const void *b = va_arg(ap, const void *);
-      wr_mem(w, b, va_arg(ap, size_t));
+    } else {
+      const char *str = va_arg(ap, const char *);
+      wr_mem(w, str,
+             fmt[1] == 'b'   ? va_arg(ap, size_t)
+             : fmt[1] == 't' ? token_len(str)
+                             : strlen(str));
     }
     fmt += 2;
   }
@@ -715,7 +741,7 @@ typedef struct accept_args {
 static void emit_accept(wr *w, const void *arg) {
   const accept_args *a = arg;
   /* RFC 6455 4.2.2 (5) */
-  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%s: %s\r\n", l_upgrade,
+  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade,
          h_accept, a->accept);
   if (a->protocol) wr_fmt(w, f_header, h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
@@ -791,9 +817,7 @@ typedef struct reject_args {
 
 /* 1 if a caller header has the name of |line| ("Name: value\r\n"). */
 static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
-  size_t len = 0;
-  while (line[len] != ':')
-    len++;
+  size_t len = token_len(line);
   for (size_t i = 0; i < n; i++)
     if (ws_ascii_ieq((const uint8_t *)kv[i].name, strlen(kv[i].name),
                      (const uint8_t *)line, len))
@@ -843,7 +867,7 @@ static void emit_request(wr *w, const void *arg) {
          l_version);
   if (p->origin) wr_fmt(w, "Origin: %s\r\n", p->origin);
   for (size_t i = 0; i < p->nprotocols; i++)
-    wr_fmt(w, i ? ", %s" : "%s: %s", i ? p->protocols[i] : h_protocol,
+    wr_fmt(w, i ? ", %s" : "%t: %s", i ? p->protocols[i] : h_protocol,
            p->protocols[i]);
   if (p->nprotocols) wr_fmt(w, "\r\n");
   if (a->extensions && *a->extensions)
