@@ -4,6 +4,13 @@
  */
 #include "ws_conn_int.h"
 
+/* For a helper that -Os would otherwise copy into each of its callers. */
+#if defined(__GNUC__)
+#  define HS_NOINLINE __attribute__((noinline))
+#else
+#  define HS_NOINLINE
+#endif
+
 /* ---- handshake --------------------------------------------------------- */
 
 static int check_header_kv(const ws_kv *h, size_t n) {
@@ -75,15 +82,22 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 #endif /* !WS_NO_CLIENT */
 }
 
+#if !defined(WS_NO_SERVER)
+/* A server connection whose request has been parsed and waits for the
+ * application's answer (and nothing has failed). */
+static int hs_waiting(const ws_conn *c) {
+  return !is_client(c) && c->state == WS_STATE_CONNECTING && c->hs &&
+         c->hs->parsed && !c->err;
+}
+#endif
+
 int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
 #if defined(WS_NO_SERVER)
   (void)p;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
-      !c->hs->parsed || c->hs->http || c->err)
-    return WS_ERR_INVALID_STATE;
+  if (!hs_waiting(c) || c->hs->http) return WS_ERR_INVALID_STATE;
   const char *proto = p ? p->protocol : NULL;
   if (p && check_header_kv(p->headers, p->nheaders))
     return WS_ERR_INVALID_ARGUMENT;
@@ -129,13 +143,13 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 /* ws_conn_reject() (|http| 0: a refused upgrade, or any request, 400 to
  * 599) and ws_conn_respond() (|http| 1: the answer to a plain HTTP
  * request, 200 to 599): one HTTP answer, then the connection is over. */
-static int answer(ws_conn *c, int http, int status, const ws_kv *headers,
-                  size_t nheaders, const void *body, size_t bodylen) {
-  if (is_client(c) || c->state != WS_STATE_CONNECTING || !c->hs ||
-      !c->hs->parsed || (http && !c->hs->http) || c->err)
-    return WS_ERR_INVALID_STATE;
-  if (status < (http ? 200 : 400) || status > 599 ||
-      check_header_kv(headers, nheaders) || (bodylen && !body))
+static HS_NOINLINE int answer(ws_conn *c, int http, int status,
+                              const ws_kv *headers, size_t nheaders,
+                              const void *body, size_t bodylen) {
+  if (!hs_waiting(c) || (http && !c->hs->http)) return WS_ERR_INVALID_STATE;
+  /* (NULL headers or body with a count: ws_hs_write_response() refuses
+   * those alike, before it writes anything) */
+  if (status < (http ? 200 : 400) || status > 599)
     return WS_ERR_INVALID_ARGUMENT;
   const ws_slice m = c->hs->req.method;
   int head = http && m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
@@ -237,8 +251,6 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   if (rv == WS_ERR_TOO_BIG)
     return hs_fail_http(c, 431, "request head too large");
   if (!head) return 0;
-  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
-  if (!hs->headers) return wsc_nomem(c);
   int status = 400;
   const char *reason = NULL; /* both set with every failure */
   if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
@@ -265,8 +277,6 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
   if (rv == WS_ERR_TOO_BIG)
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
-  hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
-  if (!hs->headers) return wsc_nomem(c);
   if (ws_hs_parse_response(&hs->resp, hs->headers, c->max_headers, hs->in.base,
                            head))
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
@@ -315,6 +325,10 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   int rv = hs_collect(c, in, inlen, pnread, &head);
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
+  if (head) { /* complete (then rv is 0): room for its headers */
+    c->hs->headers = ws_malloc(&c->mem, c->max_headers * sizeof(ws_header));
+    if (!c->hs->headers) return wsc_nomem(c);
+  }
 #if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
   return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);
 #elif !defined(WS_NO_SERVER)
