@@ -19,8 +19,9 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
  * A header name that the code looks for or writes is, where it can be,
  * the token at the start of a string kept anyway, a reason or a whole
  * header line ("Connection: Upgrade missing" names Connection): lookups
- * compare names with name_is() and writers take them with "%t", both
- * up to the first byte that is no token byte (token_len()). */
+ * compare names (and list tokens) with name_is() and writers take them
+ * with "%t", both up to the first byte that is no token byte
+ * (token_len()). */
 static const char r_no_upgrade[] = "Upgrade: websocket missing";
 static const char r_no_connection[] = "Connection: Upgrade missing";
 static const char r_accept_mismatch[] = "Sec-WebSocket-Accept mismatch";
@@ -31,9 +32,9 @@ static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
 #define h_accept r_accept_mismatch
 #define h_extensions r_ext_repeated
 #define h_protocol (r_bad_protocol + 8) /* the whole rest: exact */
-/* list tokens compare whole (ws_list_has_token()) */
-static const char t_websocket[] = "websocket";
-static const char t_upgrade[] = "Upgrade";
+/* and so are the list tokens they must hold */
+#define t_websocket (r_no_upgrade + 9)
+#define t_upgrade (r_no_connection + 12)
 /* and lines that both write (a header line as a wr_fmt() format too) */
 static const char f_header[] = "%t: %s\r\n";
 static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
@@ -129,9 +130,11 @@ int ws_list_next(ws_slice *plist, ws_slice *ptoken) {
 }
 
 int ws_list_has_token(ws_slice list, const char *token) {
+  /* |token| is a token (every caller's is): compared up to its end like a
+   * header name, so that it too can be the head of a longer string */
   ws_slice el;
   while (ws_list_next(&list, &el))
-    if (ws_slice_ieq(el, token)) return 1;
+    if (name_is(el, token)) return 1;
   return 0;
 }
 
