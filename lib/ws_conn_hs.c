@@ -13,6 +13,14 @@
 
 /* ---- handshake --------------------------------------------------------- */
 
+/* The handshake is over: the connection is open (WS_EV_OPEN). */
+static void hs_open(ws_conn *c) {
+  c->state = WS_STATE_OPEN;
+  c->hs_deadline = NO_DEADLINE;
+  c->last_rx = c->now;
+  wsc_set_event(c, WS_EV_OPEN);
+}
+
 static int check_header_kv(const ws_kv *h, size_t n) {
   if (n && !h) return WS_ERR_INVALID_ARGUMENT;
   return 0;
@@ -131,10 +139,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   wsc_hs_free(c);
   c->pmd = pmd;
   c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
-  c->state = WS_STATE_OPEN;
-  c->hs_deadline = NO_DEADLINE;
-  c->last_rx = c->now;
-  wsc_set_event(c, WS_EV_OPEN);
+  hs_open(c);
   return 0;
 #endif /* !WS_NO_SERVER */
 }
@@ -309,10 +314,7 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
     memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
     c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
   }
-  c->state = WS_STATE_OPEN;
-  c->hs_deadline = NO_DEADLINE;
-  c->last_rx = c->now;
-  wsc_set_event(c, WS_EV_OPEN); /* the response is hs->resp */
+  hs_open(c); /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
 }

@@ -39,6 +39,7 @@ static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
 static const char f_header[] = "%t: %s\r\n";
 static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
+static const char l_crlf[] = "\r\n";
 
 /* ---- character classes ------------------------------------------------- */
 
@@ -102,30 +103,28 @@ static int name_is(ws_slice s, const char *name) {
  * comma inside it does not split the element. */
 int ws_list_next(ws_slice *plist, ws_slice *ptoken) {
   const uint8_t *p = plist->base;
-  size_t n = plist->len;
-  size_t i = 0;
-  int quoted = 0;
-  if (n == 0 || !p) return 0;
-  while (i < n && (is_ows(p[i]) || p[i] == ','))
-    i++;
-  size_t start = i;
+  if (plist->len == 0 || !p) return 0;
+  const uint8_t *end = p + plist->len;
+  while (p < end && (is_ows(*p) || *p == ','))
+    p++;
+  const uint8_t *start = p;
   /* one pass: a quote opens or closes a quoted-string, in which a
    * backslash takes the next byte with it */
-  while (i < n && (quoted || p[i] != ',')) {
-    if (quoted && p[i] == '\\' && i + 1 < n)
-      i++; /* quoted-pair */
-    else if (p[i] == '"')
+  int quoted = 0;
+  for (; p < end && (quoted || *p != ','); p++) {
+    if (quoted && *p == '\\' && p + 1 < end)
+      p++; /* quoted-pair */
+    else if (*p == '"')
       quoted = !quoted;
-    i++;
   }
-  size_t end = i;
-  while (end > start && is_ows(p[end - 1]))
-    end--;
-  plist->base = p + i;
-  plist->len = n - i;
-  if (start == n) return 0; /* only separators */
-  ptoken->base = p + start;
-  ptoken->len = end - start;
+  const uint8_t *e = p;
+  while (e > start && is_ows(e[-1]))
+    e--;
+  plist->base = p;
+  plist->len = (size_t)(end - p);
+  if (start == end) return 0; /* only separators */
+  ptoken->base = start;
+  ptoken->len = (size_t)(e - start);
   return 1;
 }
 
@@ -485,12 +484,11 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
   size_t vlen = parse_version(buf, len, &ver);
   if (vlen == 0 || ver < 11) return WS_ERR_HANDSHAKE;
   pos = vlen;
-  if (len - pos < 4 || buf[pos] != ' ' || !is_digit(buf[pos + 1]) ||
-      !is_digit(buf[pos + 2]) || !is_digit(buf[pos + 3]))
-    return WS_ERR_HANDSHAKE;
-  resp->status = (buf[pos + 1] - '0') * 100 + (buf[pos + 2] - '0') * 10 +
-                 (buf[pos + 3] - '0');
-  pos += 4;
+  if (len - pos < 4 || buf[pos++] != ' ') return WS_ERR_HANDSHAKE;
+  for (size_t end = pos + 3; pos < end; pos++) { /* three digits */
+    if (!is_digit(buf[pos])) return WS_ERR_HANDSHAKE;
+    resp->status = resp->status * 10 + (buf[pos] - '0');
+  }
   /* SP reason-phrase; the SP before an empty reason is often left out */
   if (pos < len && buf[pos] == ' ')
     pos++;
@@ -750,7 +748,7 @@ static void emit_accept(wr *w, const void *arg) {
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
-  wr_fmt(w, "\r\n");
+  wr_fmt(w, l_crlf);
 }
 
 int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
@@ -872,11 +870,11 @@ static void emit_request(wr *w, const void *arg) {
   for (size_t i = 0; i < p->nprotocols; i++)
     wr_fmt(w, i ? ", %s" : "%t: %s", i ? p->protocols[i] : h_protocol,
            p->protocols[i]);
-  if (p->nprotocols) wr_fmt(w, "\r\n");
+  if (p->nprotocols) wr_fmt(w, l_crlf);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, p->headers, p->nheaders);
-  wr_fmt(w, "\r\n");
+  wr_fmt(w, l_crlf);
 }
 
 int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
