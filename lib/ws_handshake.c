@@ -831,12 +831,12 @@ static void emit_reject(wr *w, const void *arg) {
   static const char allow[] = "Allow: GET\r\n";
   wr_fmt(w, "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %u\r\n",
          (size_t)a->status, reason_phrase(a->status), a->bodylen);
-  /* RFC 7231 6.5.5: a 405 lists the allowed methods */
-  if (a->status == 405 && !kvs_have(a->headers, a->nheaders, allow))
-    wr_fmt(w, allow);
-  /* RFC 6455 4.4: say which versions we speak */
-  if (a->status == 426 && !kvs_have(a->headers, a->nheaders, l_version))
-    wr_fmt(w, l_version);
+  /* RFC 7231 6.5.5: a 405 lists the allowed methods; RFC 6455 4.4: a
+   * 426 says which versions we speak (unless the caller's headers do) */
+  const char *line = a->status == 405   ? allow
+                     : a->status == 426 ? l_version
+                                        : NULL;
+  if (line && !kvs_have(a->headers, a->nheaders, line)) wr_fmt(w, line);
   wr_kvs(w, a->headers, a->nheaders);
   /* RFC 7231 4.3.2: the answer to HEAD has the headers of GET's, no body */
   wr_fmt(w, "\r\n%b", a->body, a->omit_body ? (size_t)0 : a->bodylen);
