@@ -906,51 +906,51 @@ typedef struct origin_parts {
   int port_written;
 } origin_parts;
 
-static int parse_port(const uint8_t *p, size_t n, unsigned *pport) {
-  unsigned v = 0;
-  if (n == 0 || n > 5) return 0;
-  for (size_t i = 0; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return 0;
-    v = v * 10 + (unsigned)(p[i] - '0');
-  }
-  if (v > 65535) return 0;
-  *pport = v;
-  return 1;
+/* The port a scheme stands for: 443 for https, 80 for http, else
+ * |other|. */
+static unsigned scheme_port(ws_slice scheme, unsigned other) {
+  return ws_slice_ieq(scheme, "https") ? 443
+         : ws_slice_ieq(scheme, "http") ? 80
+                                        : other;
 }
 
-/* Splits "host[:port]" (host may be "[v6]"). */
+/* Splits "host[:port]" (host may be "[v6]"); sets the port only when one
+ * is written (1 to 5 digits, at most 65535). On failure (also an empty
+ * host) |o| is not to be used. */
 static int split_authority(const uint8_t *p, size_t n, origin_parts *o) {
-  size_t hlen = n;
+  size_t h = 0;
   if (n && p[0] == '[') {
-    const uint8_t *e = memchr(p, ']', n);
-    if (!e) return 0;
-    hlen = (size_t)(e - p) + 1;
+    while (h < n && p[h] != ']')
+      h++;
+    if (h++ == n) return 0;
   } else {
-    const uint8_t *e = memchr(p, ':', n);
-    if (e) hlen = (size_t)(e - p);
+    while (h < n && p[h] != ':')
+      h++;
   }
   o->host.base = p;
-  o->host.len = hlen;
-  o->port_written = 0;
-  if (hlen < n) {
-    if (p[hlen] != ':' || !parse_port(p + hlen + 1, n - hlen - 1, &o->port))
-      return 0;
-    o->port_written = 1;
+  o->host.len = h;
+  o->port_written = h < n;
+  if (h < n) {
+    unsigned v = 0;
+    size_t i = h + 1;
+    if (p[h] != ':' || n - i - 1 > 4) return 0; /* no digit, or over 5 */
+    for (; i < n; i++) {
+      if (!is_digit(p[i])) return 0;
+      v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    if (v > 65535) return 0;
+    o->port = v;
   }
-  return hlen > 0;
+  return h > 0;
 }
 
 static int split_origin(const uint8_t *p, size_t n, origin_parts *o) {
-  memset(o, 0, sizeof(*o));
   for (size_t i = 0; i + 2 < n; i++) {
     if (p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/') {
       o->scheme.base = p;
       o->scheme.len = i;
       if (i == 0 || !split_authority(p + i + 3, n - i - 3, o)) return 0;
-      if (!o->port_written)
-        o->port = ws_slice_ieq(o->scheme, "https")  ? 443
-                  : ws_slice_ieq(o->scheme, "http") ? 80
-                                                    : 0;
+      if (!o->port_written) o->port = scheme_port(o->scheme, 0);
       return 1;
     }
   }
@@ -998,10 +998,9 @@ int ws_request_origin_allowed(const ws_request *req, const char *const *origins,
       return 1;
   if ((flags & WS_ORIGIN_SAME_HOST) && ok && req->host.base) {
     origin_parts h;
-    memset(&h, 0, sizeof(h));
     if (!split_authority(req->host.base, req->host.len, &h)) return 0;
     if (!h.port_written) /* the scheme's default */
-      h.port = ws_slice_ieq(o.scheme, "https") ? 443 : 80;
+      h.port = scheme_port(o.scheme, 80);
     return h.port == o.port &&
            ws_ascii_ieq(h.host.base, h.host.len, o.host.base, o.host.len);
   }
