@@ -859,6 +859,70 @@ static void accept_nomem_leaves_out_unchanged(void **state) {
   assert_int_equal(a.live_blocks, 0);
 }
 
+/* Every refusal of ws_hs_parse_request() with its exact status and
+ * reason: they come from tables (and the header names looked up from
+ * the same strings), so each entry is pinned here. */
+static void request_refusals_exact_status_and_reason(void **state) {
+  (void)state;
+  static const struct {
+    const char *req;
+    size_t maxh;
+    int status;
+    const char *why;
+  } v[] = {
+      {"GET  /chat HTTP/1.1\r\n" H_HOST CRLF, MAXH, 400,
+       "malformed request line"},
+      {"GET /chat HTTP/1.1 \r\n" H_HOST CRLF, MAXH, 400,
+       "malformed request line"},
+      {RL "X Y: z\r\n" CRLF, MAXH, 400, "malformed header field"},
+      {RL H_HOST H_UPG CRLF, 1, 431, "too many header fields"},
+      {RL H_HOST H_HOST CRLF, MAXH, 400, "duplicate Host"},
+      {RL H_UPG CRLF, MAXH, 400, "missing Host"},
+      {RL H_HOST H_ORIGIN H_ORIGIN CRLF, MAXH, 400, "duplicate Origin"},
+      {"POST /chat HTTP/1.1\r\n" H_HOST CRLF, MAXH, 405, "method is not GET"},
+      {"GET /chat HTTP/1.0\r\n" H_HOST CRLF, MAXH, 400,
+       "HTTP/1.1 or higher required"},
+      {RL "Host:\r\n" CRLF, MAXH, 400, "empty Host"},
+      {RL H_HOST H_CONN H_KEY H_VER CRLF, MAXH, 400,
+       "Upgrade: websocket missing"},
+      {RL H_HOST H_UPG "Connection: keep-alive\r\n" H_KEY H_VER CRLF, MAXH,
+       400, "Connection: Upgrade missing"},
+      {RL H_HOST H_UPG H_CONN "Content-Length: 5\r\n" H_KEY H_VER CRLF, MAXH,
+       400, "request with a body"},
+      {RL H_HOST H_UPG H_CONN "Transfer-Encoding: chunked\r\n" H_KEY H_VER CRLF,
+       MAXH, 400, "request with a body"},
+      {RL H_HOST H_UPG H_CONN H_VER CRLF, MAXH, 400,
+       "missing Sec-WebSocket-Key"},
+      {RL H_HOST H_UPG H_CONN H_KEY H_KEY H_VER CRLF, MAXH, 400,
+       "duplicate Sec-WebSocket-Key"},
+      {RL H_HOST H_UPG H_CONN "sec-websocket-key: AAAA\r\n" H_VER CRLF, MAXH,
+       400, "invalid Sec-WebSocket-Key"},
+      {RL H_HOST H_UPG H_CONN H_KEY CRLF, MAXH, 426,
+       "Sec-WebSocket-Version must be 13"},
+      {RL H_HOST H_UPG H_CONN H_KEY "SEC-WEBSOCKET-VERSION: 8\r\n" CRLF, MAXH,
+       426, "Sec-WebSocket-Version must be 13"},
+  };
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    ws_request req;
+    ws_header h[MAXH];
+    int status = -1;
+    const char *why = NULL;
+    assert_int_equal(ws_hs_parse_request(&req, h, v[i].maxh,
+                                         (const uint8_t *)v[i].req,
+                                         strlen(v[i].req), &status, &why),
+                     WS_ERR_HANDSHAKE);
+    assert_int_equal(status, v[i].status);
+    assert_string_equal(why, v[i].why);
+  }
+  /* the same without room for the status and reason */
+  ws_request req;
+  ws_header h[MAXH];
+  const char *r = RL H_HOST H_UPG H_CONN H_KEY CRLF;
+  assert_int_equal(ws_hs_parse_request(&req, h, MAXH, (const uint8_t *)r,
+                                       strlen(r), NULL, NULL),
+                   WS_ERR_HANDSHAKE);
+}
+
 /* ---- error responses ---------------------------------------------------- */
 
 /* RFC 6455 10.2: rejecting an unwanted Origin with 403 */
@@ -949,6 +1013,122 @@ static void reject_reason_phrases_and_ranges(void **state) {
                      "Content-Length: 12345\r\n\r\n";
   assert_int_equal(ws_buf_size(&out), strlen(head) + sizeof(body));
   assert_memory_equal(out.base, head, strlen(head));
+  ws_buf_free(&out, &mem);
+}
+
+/* The status line of every status with a reason phrase, and of some
+ * without (below 400 "Status", else "Error"). */
+static void reject_every_reason_phrase_exact(void **state) {
+  (void)state;
+  static const struct {
+    int status;
+    const char *phrase;
+  } v[] = {
+      {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
+      {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"},
+      {304, "Not Modified"}, {307, "Temporary Redirect"},
+      {308, "Permanent Redirect"}, {400, "Bad Request"},
+      {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+      {405, "Method Not Allowed"}, {408, "Request Timeout"},
+      {426, "Upgrade Required"}, {429, "Too Many Requests"},
+      {431, "Request Header Fields Too Large"},
+      {500, "Internal Server Error"}, {501, "Not Implemented"},
+      {502, "Bad Gateway"}, {503, "Service Unavailable"},
+      {504, "Gateway Timeout"}, {100, "Status"}, {199, "Status"},
+      {203, "Status"}, {305, "Status"}, {399, "Status"}, {402, "Error"},
+      {406, "Error"}, {430, "Error"}, {505, "Error"}, {599, "Error"},
+  };
+  ws_mem mem = default_mem();
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    ws_buf out = {0};
+    char line[80];
+    snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\nConnection: close\r\n",
+             v[i].status, v[i].phrase);
+    assert_int_equal(
+        ws_hs_write_response(&out, &mem, v[i].status, NULL, 0, NULL, 0, 0), 0);
+    assert_true(ws_buf_size(&out) > strlen(line));
+    assert_memory_equal(out.base, line, strlen(line));
+    ws_buf_free(&out, &mem);
+  }
+}
+
+/* Content-Length in decimal at every digit count up to SIZE_MAX (the
+ * body left out, as for HEAD), and the port in Host. */
+static void response_and_request_decimal_numbers(void **state) {
+  (void)state;
+  static const size_t lens[] = {0,      9,       10,       99,
+                                100,    65535,   1000000,  4294967295u,
+                                SIZE_MAX - 1, SIZE_MAX};
+  ws_mem mem = default_mem();
+  for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+    ws_buf out = {0};
+    char want[128];
+    snprintf(want, sizeof(want),
+             "HTTP/1.1 204 No Content\r\nConnection: close\r\n"
+             "Content-Length: %zu\r\n\r\n",
+             lens[i]);
+    assert_int_equal(
+        ws_hs_write_response(&out, &mem, 204, NULL, 0, "x", lens[i], 1), 0);
+    assert_buf(&out, want);
+    ws_buf_free(&out, &mem);
+  }
+  static const uint16_t ports[] = {1, 9, 10, 80, 443, 8080, 65535};
+  for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+    ws_buf out = {0};
+    ws_client_params p = {0};
+    char want[64];
+    p.host = "h";
+    p.port = ports[i];
+    snprintf(want, sizeof(want), "GET / HTTP/1.1\r\nHost: h:%u\r\n",
+             (unsigned)ports[i]);
+    assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL), 0);
+    assert_true(ws_buf_size(&out) > strlen(want));
+    assert_memory_equal(out.base, want, strlen(want));
+    ws_buf_free(&out, &mem);
+  }
+}
+
+/* A caller's own Allow (405) or Sec-WebSocket-Version (426), in any case,
+ * replaces the default line; a longer name does not. */
+static void reject_caller_allow_and_version_replace_defaults(void **state) {
+  (void)state;
+  ws_mem mem = default_mem();
+  ws_buf out = {0};
+  const ws_kv allow[] = {{"allow", "GET, HEAD"}};
+  assert_int_equal(ws_hs_write_reject(&out, &mem, 405, allow, 1, NULL, 0), 0);
+  assert_buf(&out, "HTTP/1.1 405 Method Not Allowed\r\n"
+                   "Connection: close\r\n"
+                   "Content-Length: 0\r\n"
+                   "allow: GET, HEAD\r\n"
+                   "\r\n");
+  ws_buf_free(&out, &mem);
+  const ws_kv allowed[] = {{"Allowed", "x"}};
+  assert_int_equal(ws_hs_write_reject(&out, &mem, 405, allowed, 1, NULL, 0),
+                   0);
+  assert_buf(&out, "HTTP/1.1 405 Method Not Allowed\r\n"
+                   "Connection: close\r\n"
+                   "Content-Length: 0\r\n"
+                   "Allow: GET\r\n"
+                   "Allowed: x\r\n"
+                   "\r\n");
+  ws_buf_free(&out, &mem);
+  const ws_kv ver[] = {{"SEC-WEBSOCKET-VERSION", "13, 8"}};
+  assert_int_equal(ws_hs_write_reject(&out, &mem, 426, ver, 1, "v", 1), 0);
+  assert_buf(&out, "HTTP/1.1 426 Upgrade Required\r\n"
+                   "Connection: close\r\n"
+                   "Content-Length: 1\r\n"
+                   "SEC-WEBSOCKET-VERSION: 13, 8\r\n"
+                   "\r\n"
+                   "v");
+  ws_buf_free(&out, &mem);
+  /* the other default only goes with its own status */
+  assert_int_equal(ws_hs_write_reject(&out, &mem, 405, ver, 1, NULL, 0), 0);
+  assert_buf(&out, "HTTP/1.1 405 Method Not Allowed\r\n"
+                   "Connection: close\r\n"
+                   "Content-Length: 0\r\n"
+                   "Allow: GET\r\n"
+                   "SEC-WEBSOCKET-VERSION: 13, 8\r\n"
+                   "\r\n");
   ws_buf_free(&out, &mem);
 }
 
@@ -1230,6 +1410,66 @@ static void rfc7230_3_1_2_response_malformed(void **state) {
 
 /* A client request goes through the server parser, whose 101 the client
  * accepts, for keys from the test PRNG. */
+/* Every refusal of ws_hs_validate_response() with its exact code and
+ * reason (the header names are looked up from the same strings). */
+static void response_refusals_exact_reason(void **state) {
+  (void)state;
+  static const struct {
+    const char *resp;
+    const char *offered;
+    int ext;
+    int rv;
+    const char *why;
+  } v[] = {
+      {"HTTP/1.1 403 Forbidden\r\n" RH_UPG RH_CONN RH_ACC CRLF, NULL, 0,
+       WS_ERR_REJECTED, "server did not answer 101"},
+      {R101 RH_CONN RH_ACC CRLF, NULL, 0, WS_ERR_HANDSHAKE,
+       "Upgrade: websocket missing"},
+      {R101 "Upgrade: h2c\r\n" RH_CONN RH_ACC CRLF, NULL, 0, WS_ERR_HANDSHAKE,
+       "Upgrade: websocket missing"},
+      {R101 RH_UPG RH_ACC CRLF, NULL, 0, WS_ERR_HANDSHAKE,
+       "Connection: Upgrade missing"},
+      {R101 RH_UPG "Connection: Upgraded\r\n" RH_ACC CRLF, NULL, 0,
+       WS_ERR_HANDSHAKE, "Connection: Upgrade missing"},
+      {R101 RH_UPG RH_CONN CRLF, NULL, 0, WS_ERR_HANDSHAKE,
+       "Sec-WebSocket-Accept missing or repeated"},
+      {R101 RH_UPG RH_CONN RH_ACC RH_ACC CRLF, NULL, 0, WS_ERR_HANDSHAKE,
+       "Sec-WebSocket-Accept missing or repeated"},
+      {R101 RH_UPG RH_CONN "sec-websocket-accept: x\r\n" CRLF, NULL, 0,
+       WS_ERR_HANDSHAKE, "Sec-WebSocket-Accept mismatch"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Extensions: x\r\n" CRLF, NULL,
+       0, WS_ERR_HANDSHAKE, "extension not offered"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Extensions: a\r\n"
+                                  "SEC-WEBSOCKET-EXTENSIONS: b\r\n" CRLF,
+       NULL, 1, WS_ERR_HANDSHAKE, "Sec-WebSocket-Extensions repeated"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: chat\r\n"
+                                  "sec-websocket-protocol: chat\r\n" CRLF,
+       "chat", 0, WS_ERR_HANDSHAKE, "Sec-WebSocket-Protocol repeated"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: chat, x\r\n" CRLF,
+       "chat, x", 0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: \"chat\"\r\n" CRLF,
+       "chat", 0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol:\r\n" CRLF, "chat",
+       0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: Chat\r\n" CRLF,
+       "chat", 0, WS_ERR_HANDSHAKE, "subprotocol not offered"},
+  };
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    ws_response resp;
+    ws_header h[MAXH];
+    const char *why = NULL;
+    const char *r = v[i].resp;
+    assert_int_equal(
+        ws_hs_parse_response(&resp, h, MAXH, (const uint8_t *)r, strlen(r)), 0);
+    ws_slice off = {(const uint8_t *)v[i].offered,
+                    v[i].offered ? strlen(v[i].offered) : 0};
+    assert_int_equal(ws_hs_validate_response(&resp, KEY_1_3, off, v[i].ext,
+                                             &why),
+                     v[i].rv);
+    assert_string_equal(why, v[i].why);
+  }
+}
+
 static void roundtrip_client_server(void **state) {
   (void)state;
   ws_mem mem = default_mem();
@@ -1345,6 +1585,11 @@ int main(void) {
       cmocka_unit_test(rfc6455_4_1_response_bad_upgrade_connection_accept),
       cmocka_unit_test(rfc7230_3_1_2_response_malformed),
       cmocka_unit_test(roundtrip_client_server),
+      cmocka_unit_test(request_refusals_exact_status_and_reason),
+      cmocka_unit_test(reject_every_reason_phrase_exact),
+      cmocka_unit_test(response_and_request_decimal_numbers),
+      cmocka_unit_test(reject_caller_allow_and_version_replace_defaults),
+      cmocka_unit_test(response_refusals_exact_reason),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
