@@ -314,7 +314,7 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
     memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
     c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
   }
-  hs_open(c); /* the response is hs->resp */
+  hs_open(c);     /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
 }

@@ -37,7 +37,8 @@ static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
 #define t_upgrade (r_no_connection + 12)
 /* and lines that both write (a header line as a wr_fmt() format too) */
 static const char f_header[] = "%t: %s\r\n";
-static const char l_upgrade[] = "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
+static const char l_upgrade[] =
+    "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
 static const char l_crlf[] = "\r\n";
 
@@ -325,17 +326,28 @@ static const char srv_reasons[] = "missing Sec-WebSocket-Key\0"
                                   "Sec-WebSocket-Version must be 13\0"
                                   "too many header fields";
 enum srv_why {
-  W_NO_KEY, W_DUP_KEY, W_BAD_KEY, W_LINE, W_FIELD, W_DUP_HOST, W_NO_HOST,
-  W_DUP_ORIGIN, W_HTTP11, W_EMPTY_HOST, W_BODY,
-  W_METHOD, W_VERSION, W_TOO_MANY, /* 405, 426, 431; the others 400 */
+  W_NO_KEY,
+  W_DUP_KEY,
+  W_BAD_KEY,
+  W_LINE,
+  W_FIELD,
+  W_DUP_HOST,
+  W_NO_HOST,
+  W_DUP_ORIGIN,
+  W_HTTP11,
+  W_EMPTY_HOST,
+  W_BODY,
+  W_METHOD,
+  W_VERSION,
+  W_TOO_MANY, /* 405, 426, 431; the others 400 */
   /* reasons the client shares, kept as strings of their own */
-  W_NO_UPGRADE, W_NO_CONNECTION
+  W_NO_UPGRADE,
+  W_NO_CONNECTION
 };
 
 static int srv_fail(unsigned why, int *pstatus, const char **preason) {
   static const uint16_t status[3] = {405, 426, 431};
-  if (pstatus)
-    *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
+  if (pstatus) *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
   if (preason)
     *preason = why == W_NO_UPGRADE      ? r_no_upgrade
                : why == W_NO_CONNECTION ? r_no_connection
@@ -363,21 +375,18 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   /* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF */
   while (pos < len && ws_is_tchar(buf[pos]))
     pos++;
-  if (pos == 0 || pos == len || buf[pos] != ' ')
-    HS_FAIL(W_LINE);
+  if (pos == 0 || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
   req->method.base = buf;
   req->method.len = pos;
   size_t tstart = ++pos;
   while (pos < len && is_target_char(buf[pos]))
     pos++;
-  if (pos == tstart || pos == len || buf[pos] != ' ')
-    HS_FAIL(W_LINE);
+  if (pos == tstart || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
   req->target.base = buf + tstart;
   req->target.len = pos - tstart;
   pos++;
   size_t vlen = parse_version(buf + pos, len - pos, &ver);
-  if (vlen == 0 || ver < 10)
-    HS_FAIL(W_LINE);
+  if (vlen == 0 || ver < 10) HS_FAIL(W_LINE);
   req->version = ver;
   pos += vlen;
   if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
@@ -449,8 +458,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
   size_t ncl = header_count(headers, nh, "Content-Length", &cl);
   if (ncl > 1 || (ncl == 1 && !(cl.len == 1 && cl.base[0] == '0')))
     HS_FAIL(W_BODY);
-  if (header_count(headers, nh, "Transfer-Encoding", NULL))
-    HS_FAIL(W_BODY);
+  if (header_count(headers, nh, "Transfer-Encoding", NULL)) HS_FAIL(W_BODY);
 
   /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
   size_t cnt = header_count(headers, nh, srv_reasons + 8, &req->key);
@@ -469,8 +477,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
    * versions we support */
   {
     ws_slice v = {NULL, 0};
-    if (header_count(headers, nh, l_version, &v) != 1)
-      HS_FAIL(W_VERSION);
+    if (header_count(headers, nh, l_version, &v) != 1) HS_FAIL(W_VERSION);
     if (!(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
       HS_FAIL(W_VERSION);
   }
@@ -558,8 +565,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
   size_t next = 0;
   for (size_t i = 0; i < nh; i++) {
     ws_slice list = h[i].value, el;
-    if (name_is(h[i].name, h_extensions) && ws_list_next(&list, &el))
-      next++;
+    if (name_is(h[i].name, h_extensions) && ws_list_next(&list, &el)) next++;
   }
   if (next > 0 && !extensions_offered)
     VR_FAIL(WS_ERR_HANDSHAKE, "extension not offered");
@@ -576,8 +582,7 @@ int ws_hs_validate_response(const ws_response *resp, const char key[24],
     size_t i = 0;
     while (i < proto.len && ws_is_tchar(proto.base[i]))
       i++;
-    if (i == 0 || i != proto.len)
-      VR_FAIL(WS_ERR_HANDSHAKE, r_bad_protocol);
+    if (i == 0 || i != proto.len) VR_FAIL(WS_ERR_HANDSHAKE, r_bad_protocol);
     int found = 0;
     ws_slice list = offered_protocols, o;
     while (!found && ws_list_next(&list, &o))
@@ -664,12 +669,14 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
     wr_mem(w, fmt, n);
     fmt += n;
     if (!*fmt) break;
-    /* (clang-tidy 14's analyzer takes |ap| for uninitialized here, where
+    /* (clang-tidy 14's analyzer takes |ap| for uninitialized below, where
      * va_start() above has set it) */
     if (fmt[1] == 'u') {
-      wr_uint(w, va_arg(ap, size_t)); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+      /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+      wr_uint(w, va_arg(ap, size_t));
     } else {
-      const char *str = va_arg(ap, const char *); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+      /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+      const char *str = va_arg(ap, const char *);
       wr_mem(w, str,
              fmt[1] == 'b'   ? va_arg(ap, size_t)
              : fmt[1] == 't' ? token_len(str)
@@ -751,8 +758,8 @@ typedef struct accept_args {
 static void emit_accept(wr *w, const void *arg) {
   const accept_args *a = arg;
   /* RFC 6455 4.2.2 (5) */
-  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade,
-         h_accept, a->accept);
+  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade, h_accept,
+         a->accept);
   if (a->protocol) wr_fmt(w, f_header, h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
@@ -781,7 +788,8 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
  * for size. The statuses go up, each by a step under 256 from the one
  * before (from 0): 200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400,
  * 401, 403, 404, 405, 408, 426, 429, 431, 500, 501, 502, 503, 504. */
-static const uint8_t phrase_step[] = {200, 1, 1, 2, 97, 1, 1, 1, 3, 1, 92, 1, 2, 1, 1, 3, 18, 3, 2, 69, 1, 1, 1, 1};
+static const uint8_t phrase_step[] = {200, 1, 1, 2, 97, 1, 1, 1,  3, 1, 92, 1,
+                                      2,   1, 1, 3, 18, 3, 2, 69, 1, 1, 1,  1};
 static const char phrases[] = "OK\0"
                               "Created\0"
                               "Accepted\0"
@@ -919,7 +927,7 @@ typedef struct origin_parts {
 /* The port a scheme stands for: 443 for https, 80 for http, else
  * |other|. */
 static unsigned scheme_port(ws_slice scheme, unsigned other) {
-  return ws_slice_ieq(scheme, "https") ? 443
+  return ws_slice_ieq(scheme, "https")  ? 443
          : ws_slice_ieq(scheme, "http") ? 80
                                         : other;
 }

@@ -52,8 +52,8 @@ static inline int ws_hs_parse_request(ws_request *req, ws_header *headers,
                                       size_t maxheaders, const uint8_t *buf,
                                       size_t len, int *pstatus,
                                       const char **preason) {
-  int rv = ws_hs_parse_http(req, headers, maxheaders, buf, len, pstatus,
-                            preason);
+  int rv =
+      ws_hs_parse_http(req, headers, maxheaders, buf, len, pstatus, preason);
   return rv ? rv : ws_hs_validate_upgrade(req, pstatus, preason);
 }
 
@@ -87,10 +87,9 @@ int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
                          const void *body, size_t bodylen, int omit_body);
 
 /* ws_hs_write_response() with the body written: an error answer. */
-static inline int ws_hs_write_reject(ws_buf *out, const ws_mem *mem,
-                                     int status, const ws_kv *headers,
-                                     size_t nheaders, const void *body,
-                                     size_t bodylen) {
+static inline int ws_hs_write_reject(ws_buf *out, const ws_mem *mem, int status,
+                                     const ws_kv *headers, size_t nheaders,
+                                     const void *body, size_t bodylen) {
   return ws_hs_write_response(out, mem, status, headers, nheaders, body,
                               bodylen, 0);
 }

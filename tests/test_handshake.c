@@ -885,8 +885,8 @@ static void request_refusals_exact_status_and_reason(void **state) {
       {RL "Host:\r\n" CRLF, MAXH, 400, "empty Host"},
       {RL H_HOST H_CONN H_KEY H_VER CRLF, MAXH, 400,
        "Upgrade: websocket missing"},
-      {RL H_HOST H_UPG "Connection: keep-alive\r\n" H_KEY H_VER CRLF, MAXH,
-       400, "Connection: Upgrade missing"},
+      {RL H_HOST H_UPG "Connection: keep-alive\r\n" H_KEY H_VER CRLF, MAXH, 400,
+       "Connection: Upgrade missing"},
       {RL H_HOST H_UPG H_CONN "Content-Length: 5\r\n" H_KEY H_VER CRLF, MAXH,
        400, "request with a body"},
       {RL H_HOST H_UPG H_CONN "Transfer-Encoding: chunked\r\n" H_KEY H_VER CRLF,
@@ -1024,19 +1024,40 @@ static void reject_every_reason_phrase_exact(void **state) {
     int status;
     const char *phrase;
   } v[] = {
-      {200, "OK"}, {201, "Created"}, {202, "Accepted"}, {204, "No Content"},
-      {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"},
-      {304, "Not Modified"}, {307, "Temporary Redirect"},
-      {308, "Permanent Redirect"}, {400, "Bad Request"},
-      {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-      {405, "Method Not Allowed"}, {408, "Request Timeout"},
-      {426, "Upgrade Required"}, {429, "Too Many Requests"},
+      {200, "OK"},
+      {201, "Created"},
+      {202, "Accepted"},
+      {204, "No Content"},
+      {301, "Moved Permanently"},
+      {302, "Found"},
+      {303, "See Other"},
+      {304, "Not Modified"},
+      {307, "Temporary Redirect"},
+      {308, "Permanent Redirect"},
+      {400, "Bad Request"},
+      {401, "Unauthorized"},
+      {403, "Forbidden"},
+      {404, "Not Found"},
+      {405, "Method Not Allowed"},
+      {408, "Request Timeout"},
+      {426, "Upgrade Required"},
+      {429, "Too Many Requests"},
       {431, "Request Header Fields Too Large"},
-      {500, "Internal Server Error"}, {501, "Not Implemented"},
-      {502, "Bad Gateway"}, {503, "Service Unavailable"},
-      {504, "Gateway Timeout"}, {100, "Status"}, {199, "Status"},
-      {203, "Status"}, {305, "Status"}, {399, "Status"}, {402, "Error"},
-      {406, "Error"}, {430, "Error"}, {505, "Error"}, {599, "Error"},
+      {500, "Internal Server Error"},
+      {501, "Not Implemented"},
+      {502, "Bad Gateway"},
+      {503, "Service Unavailable"},
+      {504, "Gateway Timeout"},
+      {100, "Status"},
+      {199, "Status"},
+      {203, "Status"},
+      {305, "Status"},
+      {399, "Status"},
+      {402, "Error"},
+      {406, "Error"},
+      {430, "Error"},
+      {505, "Error"},
+      {599, "Error"},
   };
   ws_mem mem = default_mem();
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
@@ -1056,9 +1077,8 @@ static void reject_every_reason_phrase_exact(void **state) {
  * body left out, as for HEAD), and the port in Host. */
 static void response_and_request_decimal_numbers(void **state) {
   (void)state;
-  static const size_t lens[] = {0,      9,       10,       99,
-                                100,    65535,   1000000,  4294967295u,
-                                SIZE_MAX - 1, SIZE_MAX};
+  static const size_t lens[] = {
+      0, 9, 10, 99, 100, 65535, 1000000, 4294967295u, SIZE_MAX - 1, SIZE_MAX};
   ws_mem mem = default_mem();
   for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
     ws_buf out = {0};
@@ -1103,8 +1123,7 @@ static void reject_caller_allow_and_version_replace_defaults(void **state) {
                    "\r\n");
   ws_buf_free(&out, &mem);
   const ws_kv allowed[] = {{"Allowed", "x"}};
-  assert_int_equal(ws_hs_write_reject(&out, &mem, 405, allowed, 1, NULL, 0),
-                   0);
+  assert_int_equal(ws_hs_write_reject(&out, &mem, 405, allowed, 1, NULL, 0), 0);
   assert_buf(&out, "HTTP/1.1 405 Method Not Allowed\r\n"
                    "Connection: close\r\n"
                    "Content-Length: 0\r\n"
@@ -1449,8 +1468,8 @@ static void response_refusals_exact_reason(void **state) {
        "chat, x", 0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
       {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: \"chat\"\r\n" CRLF,
        "chat", 0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
-      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol:\r\n" CRLF, "chat",
-       0, WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
+      {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol:\r\n" CRLF, "chat", 0,
+       WS_ERR_HANDSHAKE, "invalid Sec-WebSocket-Protocol"},
       {R101 RH_UPG RH_CONN RH_ACC "Sec-WebSocket-Protocol: Chat\r\n" CRLF,
        "chat", 0, WS_ERR_HANDSHAKE, "subprotocol not offered"},
   };
@@ -1463,9 +1482,8 @@ static void response_refusals_exact_reason(void **state) {
         ws_hs_parse_response(&resp, h, MAXH, (const uint8_t *)r, strlen(r)), 0);
     ws_slice off = {(const uint8_t *)v[i].offered,
                     v[i].offered ? strlen(v[i].offered) : 0};
-    assert_int_equal(ws_hs_validate_response(&resp, KEY_1_3, off, v[i].ext,
-                                             &why),
-                     v[i].rv);
+    assert_int_equal(
+        ws_hs_validate_response(&resp, KEY_1_3, off, v[i].ext, &why), v[i].rv);
     assert_string_equal(why, v[i].why);
   }
 }
