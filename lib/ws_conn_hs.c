@@ -4,13 +4,6 @@
  */
 #include "ws_conn_int.h"
 
-/* For a helper that -Os would otherwise copy into each of its callers. */
-#if defined(__GNUC__)
-#  define HS_NOINLINE __attribute__((noinline))
-#else
-#  define HS_NOINLINE
-#endif
-
 /* ---- handshake --------------------------------------------------------- */
 
 /* The handshake is over: the connection is open (WS_EV_OPEN). */
@@ -147,8 +140,9 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 #if !defined(WS_NO_SERVER)
 /* ws_conn_reject() (|http| 0: a refused upgrade, or any request, 400 to
  * 599) and ws_conn_respond() (|http| 1: the answer to a plain HTTP
- * request, 200 to 599): one HTTP answer, then the connection is over. */
-static HS_NOINLINE int answer(ws_conn *c, int http, int status,
+ * request, 200 to 599): one HTTP answer, then the connection is over.
+ * Out of line: -Os would copy it into both. */
+static WS_NOINLINE int answer(ws_conn *c, int http, int status,
                               const ws_kv *headers, size_t nheaders,
                               const void *body, size_t bodylen) {
   if (!hs_waiting(c) || (http && !c->hs->http)) return WS_ERR_INVALID_STATE;
