@@ -8,6 +8,16 @@
 
 /* The handshake is over: the connection is open (WS_EV_OPEN). */
 static void hs_open(ws_conn *c) {
+#if !defined(WS_NO_DEFLATE)
+  /* permessage-deflate configured but not negotiated (RSV1 stays
+   * refused): its state is never read again, and an idle connection of a
+   * server that offers compression to peers that do not take it keeps
+   * nothing of it. */
+  if (c->z && !(c->rsv_allowed & WS_RSV1)) {
+    ws_free(&c->mem, c->z);
+    c->z = NULL;
+  }
+#endif
   c->state = WS_STATE_OPEN;
   c->hs_deadline = NO_DEADLINE;
   c->last_rx = c->now;

@@ -817,7 +817,7 @@ static const char phrases[] = "OK\0"
                               "Error\0Status";
 
 static const char *reason_phrase(int status) {
-  size_t k = 0, n = sizeof(phrase_step);
+  unsigned k = 0, n = (unsigned)sizeof(phrase_step);
   int st = 0;
   while (k < n && (st += phrase_step[k]) != status)
     k++;

@@ -1685,7 +1685,6 @@ static void idle_conn_is_small(void **state) {
   ws_conn_del(c);
 }
 
-
 /* RFC 6455 5.5.2 / keepalive: a ping that falls due while the output
  * queue is full cannot be queued. It must not leave its deadline in the
  * past (an event loop would wake up at once, for ever): the next
@@ -2025,6 +2024,55 @@ static void pmd_server_declines(void **state) {
     tr_free(&t);
     tr_free(&u);
     ws_conn_del(c);
+  }
+}
+
+/* permessage-deflate configured on a server, not offered by the client
+ * (RFC 7692 5: then the extension is not in use): once open, the
+ * connection holds its object only, as without the configuration; one
+ * that negotiated it keeps its state. */
+static void idle_conn_pmd_not_negotiated_is_small(void **state) {
+  (void)state;
+  for (int offer = 0; offer < 2; offer++) {
+    tu_alloc a;
+    tu_alloc_init(&a, 0);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.pmd.enable = 1;
+    ws_conn *c;
+    assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+    /* the object, the pmd state, the handshake state */
+    assert_int_equal(a.live_blocks, 3);
+    const char *req = offer ? REQ_PMD : REQ;
+    uint8_t *buf = (uint8_t *)strdup(req);
+    transcript t = {0};
+    tr_feed(&t, c, buf, strlen(req), 0);
+    uint8_t in[16];
+    size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
+    tr_feed(&t, c, in, n, 0);
+    tr_pull(&t, c);
+    assert_int_equal(ws_conn_state(c), WS_STATE_OPEN);
+    ws_pmd_params pmd;
+    ws_conn_pmd(c, &pmd);
+    assert_int_equal(pmd.enabled, offer);
+    if (offer) {
+      assert_true(a.live_blocks >= 2); /* the object, the pmd state, ... */
+    } else {
+      assert_int_equal(a.live_blocks, 1);
+      assert_int_equal(a.live_bytes, ws_conn_sizeof());
+      /* Nothing of it is needed later: a frame with RSV1 is still a
+       * protocol error (RFC 6455 5.2), 1002. */
+      transcript u = {0};
+      n = cframe(in, 1, WS_RSV1, WS_OP_TEXT, "b", 1);
+      tr_feed(&u, c, in, n, 0);
+      assert_string_equal(u.text, "ERROR -201 1002 reserved bits set\n");
+      tu_assert_hex(u.out, 4, "88 13 03 ea");
+      tr_free(&u);
+    }
+    tr_free(&t);
+    free(buf);
+    ws_conn_del(c);
+    assert_int_equal(a.live_blocks, 0);
   }
 }
 
@@ -2657,6 +2705,7 @@ int main(void) {
       cmocka_unit_test(server_handshake_with_body_400),
       cmocka_unit_test(pmd_server_accepts_offer),
       cmocka_unit_test(pmd_server_declines),
+      cmocka_unit_test(idle_conn_pmd_not_negotiated_is_small),
       cmocka_unit_test(pmd_recv_rfc7692_examples),
       cmocka_unit_test(pmd_recv_whole_message_one_event),
       cmocka_unit_test(pmd_recv_errors),
