@@ -450,7 +450,9 @@ typedef struct ws_loop_connect_params {
   ws_client_params request;
   const ws_config *config; /* client config (copied); NULL: defaults, with
                               WS_DELIVER_MESSAGE. A NULL |rand| gets the
-                              system's random source */
+                              system's random source, through a pool of
+                              the loop's (one getrandom(2) per 32 masking
+                              keys; a key handed out is wiped) */
   void *user_data;         /* the connection's user data */
   const ws_loop_transport *transport; /* NULL: plain TCP. Not copied: it
                                          MUST stay valid until on_close

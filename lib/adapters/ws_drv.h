@@ -248,6 +248,12 @@ struct ws_loop {
   /* ws_loop_stats_get(): the connections freed so far (open ones are
    * added at query time) */
   ws_loop_stats freed;
+  /* Masking keys of client connections that use the loop's random source
+   * (drv_mask_rand): drawn from the system 128 bytes at a time, one
+   * system call per 32 frames instead of one per frame; a key handed out
+   * is wiped from the pool. */
+  uint8_t rpool[128];
+  uint8_t rpos; /* bytes of |rpool| used (sizeof: empty) */
 };
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
@@ -394,6 +400,11 @@ void budget_release(ws_loop_conn *c);
 void budget_close_frame(ws_loop_conn *c);
 
 /* ---- ws_drv_connect.c ---------------------------------------------------- */
+
+/* A ws_rand_fn over the loop's pool (|user_data| is the loop), for client
+ * connections whose configuration names no random source. Runs on the
+ * loop's thread only, as every send does. */
+int drv_mask_rand(uint8_t *buf, size_t len, void *user_data);
 
 /* The TCP connect of |c| finished (writable or failed). */
 void connect_done(ws_loop_conn *c);

@@ -79,6 +79,19 @@ int ws_loop_connect(ws_loop *l, const ws_loop_connect_params *p,
   return connect_once(l, p, pconn);
 }
 
+int drv_mask_rand(uint8_t *buf, size_t len, void *user_data) {
+  ws_loop *l = user_data;
+  if (len > sizeof(l->rpool)) return ws_loop_rand(buf, len, NULL);
+  if (sizeof(l->rpool) - l->rpos < len) {
+    if (ws_loop_rand(l->rpool, sizeof(l->rpool), NULL) != 0) return -1;
+    l->rpos = 0;
+  }
+  memcpy(buf, l->rpool + l->rpos, len);
+  memset(l->rpool + l->rpos, 0, len);
+  l->rpos = (uint8_t)(l->rpos + len);
+  return 0;
+}
+
 int connect_once(ws_loop *l, const ws_loop_connect_params *p,
                  ws_loop_conn **pconn) {
   if (pconn) *pconn = NULL;
@@ -91,7 +104,10 @@ int connect_once(ws_loop *l, const ws_loop_connect_params *p,
     cfg.delivery = WS_DELIVER_MESSAGE;
   }
   cfg.role = WS_ROLE_CLIENT;
-  if (!cfg.rand) cfg.rand = ws_loop_rand;
+  if (!cfg.rand) {
+    cfg.rand = drv_mask_rand;
+    cfg.rand_user_data = l;
+  }
 
   struct addrinfo *res = NULL;
   if (l->sys.resolve(l->sys.self, p->host, p->port, &res) != 0 || !res)

@@ -264,6 +264,7 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
     return WS_ERR_NOMEM;
   }
   memset(l, 0, sizeof(*l));
+  l->rpos = sizeof(l->rpool); /* the mask-key pool starts empty */
   l->cfg = *cfg;
   l->umem = m;
   budget_init_mem(l);

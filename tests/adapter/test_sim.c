@@ -2601,6 +2601,43 @@ static ws_loop_conn *slot_conn(uint32_t i) {
   return c;
 }
 
+/* RFC 6455 5.3: a fresh, unpredictable masking key per frame. A client
+ * on the loop's random source takes its keys from the loop's pool: one
+ * system call per 32 keys, each key wiped from the pool once handed out,
+ * a request larger than the pool straight from the system. */
+static void mask_keys_come_from_the_pool(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  ws_loop *l = H.l;
+  assert_int_equal(l->rpos, sizeof(l->rpool));
+  uint8_t keys[40][4];
+  for (int i = 0; i < 40; i++) {
+    assert_int_equal(drv_mask_rand(keys[i], 4, l), 0);
+    /* 32 keys per fill: the 33rd refills */
+    assert_int_equal(l->rpos, (i % 32 + 1) * 4);
+    for (unsigned k = 0; k < l->rpos; k++)
+      assert_int_equal(l->rpool[k], 0);
+  }
+  int same = 0, zero = 0;
+  for (int i = 0; i < 40; i++) {
+    zero += !memcmp(keys[i], "\0\0\0\0", 4);
+    for (int j = 0; j < i; j++)
+      same += !memcmp(keys[i], keys[j], 4);
+  }
+  assert_int_equal(same, 0); /* 780 pairs: 2^-22 chance of a false alarm */
+  assert_int_equal(zero, 0);
+  uint8_t big[200];
+  memset(big, 0, sizeof(big));
+  uint8_t pos = l->rpos;
+  assert_int_equal(drv_mask_rand(big, sizeof(big), l), 0);
+  assert_int_equal(l->rpos, pos); /* not from the pool */
+  size_t nz = 0;
+  for (size_t k = 0; k < sizeof(big); k++)
+    nz += big[k] != 0;
+  assert_true(nz > 150);
+  h_end();
+}
+
 static void idle_connection_is_one_block(void **state) {
   (void)state;
   ws_config cfg;
@@ -2766,6 +2803,7 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(mask_keys_come_from_the_pool),
       cmocka_unit_test(busy_connection_gives_its_aux_back),
       cmocka_unit_test(many_connections_span_the_pages),
   };
