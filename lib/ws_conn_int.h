@@ -281,6 +281,11 @@ enum {
 };
 
 #define WSC_FAULTS(X)                                                          \
+  X(F_UNMASKED, FK_PROTO, "unmasked frame from client")                        \
+  X(F_MASKED, FK_PROTO, "masked frame from server")                            \
+  X(F_RSV, FK_PROTO, "reserved bits set")                                      \
+  X(F_CONTROL, FK_PROTO, "invalid control frame")                              \
+  X(F_OPCODE, FK_PROTO, "reserved opcode")                                     \
   X(F_LENGTH, FK_PROTO, "invalid frame length")                                \
   X(F_CONT, FK_PROTO, "continuation without message")                          \
   X(F_UNFINISHED, FK_PROTO, "message not finished")                            \
@@ -316,6 +321,15 @@ enum {
       WSC_DFAULTS(WSC_FAULT_VALUE)
 };
 #undef WSC_FAULT_VALUE
+/* on_header() maps a failed frame rule (ws_int.h) to its fault by
+ * offset; five bits hold a reason's place */
+_Static_assert(F_MASKED == F_UNMASKED + WS_FRULE_MASKED - WS_FRULE_UNMASKED &&
+                   F_RSV == F_UNMASKED + WS_FRULE_RSV - WS_FRULE_UNMASKED &&
+                   F_CONTROL ==
+                       F_UNMASKED + WS_FRULE_CONTROL - WS_FRULE_UNMASKED &&
+                   F_OPCODE == F_UNMASKED + WS_FRULE_OPCODE - WS_FRULE_UNMASKED,
+               "frame rules and their faults in one order");
+_Static_assert(F_ZFAIL_AT < 32, "fault places fit in five bits");
 
 /* wsc_fail() with fault |f|'s error, close code and reason. */
 int wsc_fault(ws_conn *c, unsigned f);

@@ -14,9 +14,9 @@ static int is_control(unsigned op) { return (op & 0x8u) != 0; }
 /* Checks a complete header against the message state and limits. */
 static int on_header(ws_conn *c) {
   ws_frame_header *fh = &c->fh;
-  const char *why;
-  if (ws_frame_check(fh, !is_client(c), c->rsv_allowed, &why))
-    return wsc_fail(c, WS_ERR_PROTO, 1002, why);
+  unsigned rule = ws_frame_check(fh, !is_client(c), c->rsv_allowed);
+  /* (the rules' faults come first in the table, in rule order) */
+  if (rule) return wsc_fault(c, F_UNMASKED + rule - WS_FRULE_UNMASKED);
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */

@@ -70,53 +70,36 @@ int ws_frame_decode_header(ws_frame_header *hd, const uint8_t *in,
   return 0;
 }
 
-int ws_frame_check(const ws_frame_header *hd, int is_server,
-                   unsigned rsv_allowed, const char **preason) {
-  const char *why;
+unsigned ws_frame_check(const ws_frame_header *hd, int is_server,
+                        unsigned rsv_allowed) {
   /* RFC 6455 5.1: clients mask every frame, servers mask none. */
-  if (!hd->masked != !is_server) {
-    why = is_server ? "unmasked frame from client" : "masked frame from server";
-    goto bad;
-  }
+  if (!hd->masked != !is_server)
+    return is_server ? WS_FRULE_UNMASKED : WS_FRULE_MASKED;
   switch (hd->opcode) {
   case WS_OP_CONT:
   case WS_OP_TEXT:
   case WS_OP_BINARY:
     /* RFC 6455 5.2: RSV bits only with an extension that defines them. */
-    if (hd->rsv & ~rsv_allowed & 0x7u) {
-      why = "reserved bits set";
-      goto bad;
-    }
-    return 0;
+    return (hd->rsv & ~rsv_allowed & 0x7u) ? WS_FRULE_RSV : 0;
   case WS_OP_CLOSE:
   case WS_OP_PING:
   case WS_OP_PONG:
     /* No extension we support defines RSV bits on control frames
      * (RFC 7692 6: RSV1 is for the first frame of a data message). */
-    if (hd->rsv) {
-      why = "reserved bits set";
-      goto bad;
-    }
+    if (hd->rsv) return WS_FRULE_RSV;
     /* RFC 6455 5.5: control frames are not fragmented. */
     /* RFC 6455 5.5: control payload <= 125 */
-    if (!hd->fin || hd->payload_len > WS_CONTROL_MAX) {
-      why = "invalid control frame";
-      goto bad;
-    }
+    if (!hd->fin || hd->payload_len > WS_CONTROL_MAX) return WS_FRULE_CONTROL;
     return 0;
   default:
     /* RFC 6455 5.2: opcodes 0x3-0x7 and 0xB-0xF are reserved. */
-    why = "reserved opcode";
-    goto bad;
+    return WS_FRULE_OPCODE;
   }
-bad:
-  if (preason) *preason = why;
-  return WS_ERR_PROTO;
 }
 
 int ws_frame_check_header(const ws_frame_header *hd, int is_server,
                           unsigned rsv_allowed) {
-  return ws_frame_check(hd, is_server, rsv_allowed, NULL);
+  return ws_frame_check(hd, is_server, rsv_allowed) ? WS_ERR_PROTO : 0;
 }
 
 size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,

@@ -96,11 +96,20 @@ static inline size_t ws_buf_size(const ws_buf *b) { return b->len - b->pos; }
 
 /* ---- frame rules (ws_frame.c) ----------------------------------------- */
 
-/* ws_frame_check_header(), which it implements, and on failure sets
- * |*preason| (if not NULL) to the close reason of the rule that failed:
- * the rule that fails is the one that names the reason. */
-int ws_frame_check(const ws_frame_header *hd, int is_server,
-                   unsigned rsv_allowed, const char **preason);
+/* The section 5 rules ws_frame_check() applies, in the order it applies
+ * them. It returns the first that fails, 0 if none: a number, not a
+ * reason text, so that the texts are kept once, in the connection's
+ * fault table (ws_conn_int.h, in this order), and a build that links no
+ * connection links no text. */
+enum {
+  WS_FRULE_UNMASKED = 1, /* "unmasked frame from client" */
+  WS_FRULE_MASKED,       /* "masked frame from server" */
+  WS_FRULE_RSV,          /* "reserved bits set" */
+  WS_FRULE_CONTROL,      /* "invalid control frame" */
+  WS_FRULE_OPCODE        /* "reserved opcode" */
+};
+unsigned ws_frame_check(const ws_frame_header *hd, int is_server,
+                        unsigned rsv_allowed);
 
 /* ws_frame_encode_header() from the header's parts: |b0| its first byte
  * (FIN, RSV, opcode), |mask| the key or NULL (unmasked). The internal

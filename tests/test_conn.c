@@ -640,6 +640,44 @@ static void recv_reserved_opcodes(void **state) {
   }
 }
 
+/* Each section 5 rule's close reason, in the error event and on the wire
+ * (the connection keeps the texts; ws_frame_check() gives the rule). */
+static void recv_frame_rule_reasons(void **state) {
+  (void)state;
+  static const struct {
+    uint8_t b0;
+    const char *why;
+  } cases[] = {
+      {0x80 | WS_OP_TEXT, "unmasked frame from client"}, /* (no key) */
+      {0x80 | 0x40 | WS_OP_TEXT, "reserved bits set"},
+      {WS_OP_PING, "invalid control frame"},
+      {0x80 | 0x3, "reserved opcode"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    uint8_t in[16];
+    size_t n = cframe(in, 1, 0, WS_OP_TEXT, NULL, 0);
+    if (i == 0) {
+      in[n] = cases[i].b0;
+      in[n + 1] = 0;
+      n += 2;
+    } else {
+      n += cframe(in + n, 0, 0, 0, NULL, 0);
+      in[n - 6] = cases[i].b0;
+    }
+    transcript t = server_run(in, n);
+    char log[128];
+    snprintf(log, sizeof(log), "TEXT first final 0:\nERROR %d 1002 %s\n",
+             WS_ERR_PROTO, cases[i].why);
+    assert_string_equal(t.text, log);
+    size_t wl = strlen(cases[i].why);
+    assert_int_equal(t.outlen, 4 + wl);
+    assert_int_equal(t.out[0], 0x88);
+    assert_int_equal(t.out[1], 2 + wl);
+    assert_memory_equal(t.out + 4, cases[i].why, wl);
+    tr_free(&t);
+  }
+}
+
 static void recv_64bit_length_top_bit(void **state) {
   (void)state;
   size_t n;
@@ -2657,6 +2695,7 @@ int main(void) {
       cmocka_unit_test(recv_unmasked_client_frame),
       cmocka_unit_test(recv_rsv_bits_without_extension),
       cmocka_unit_test(recv_reserved_opcodes),
+      cmocka_unit_test(recv_frame_rule_reasons),
       cmocka_unit_test(recv_64bit_length_top_bit),
       cmocka_unit_test(recv_64bit_length_top_bit_truncated_header),
       cmocka_unit_test(recv_64bit_length_top_bit_split_counts),
