@@ -70,6 +70,12 @@ void ws_config_default(ws_config *cfg, ws_role role) {
   cfg->pmd.min_size = 32;
 }
 
+#if WS_SMALL_CODE
+int wsc_out_full(const ws_conn *c) {
+  return out_size(c) >= c->cfg.max_out_queue;
+}
+#endif
+
 size_t ws_conn_sizeof(void) { return sizeof(ws_conn); }
 
 int wsc_hs_alloc(ws_conn *c) {

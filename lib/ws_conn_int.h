@@ -233,9 +233,15 @@ static inline size_t out_size(const ws_conn *c) {
   return ws_buf_size(&c->out) + c->ref_len;
 }
 
+#if WS_SMALL_CODE
+/* Size builds: one copy of the test for its seven callers. */
+int wsc_out_full(const ws_conn *c);
+#  define out_full(c) wsc_out_full(c)
+#else
 static inline int out_full(const ws_conn *c) {
   return out_size(c) >= c->cfg.max_out_queue;
 }
+#endif
 
 static inline int peer_resets(const ws_conn *c) {
   return is_client(c) ? c->pmd.server_no_context_takeover
