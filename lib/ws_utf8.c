@@ -200,20 +200,39 @@ static const uint8_t c_lead[12] = {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1,
 static const uint8_t c_ok[7] = {7, 7, 7, 4, 3, 6, 1};
 static const uint8_t c_then[7] = {C_ACC, C_T1, C_T2, C_T1, C_T1, C_T2, C_T2};
 
-/* The class of byte |b| (0 for ASCII). */
-static inline unsigned byte_class(uint8_t b) {
-  return b < 0x80 ? 0
-                  : (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
-}
+#if WS_SMALL_CODE
+/* Validates |n| bytes from canonical state |*pst|; returns how many
+ * precede the first invalid one (*pst is then U_ERR). Size builds take a
+ * byte at a time with one class lookup: ASCII is class 0, and c_lead[0]
+ * keeps the state between characters (no four-byte ASCII skip, which
+ * only buys speed). */
+static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
+  unsigned st = canon_index(*pst);
+  size_t i = 0;
 
-/* The state after a byte of class |c| in in-sequence state |st|. Classes
- * 1..3 are continuation bytes; the state's mask says which of them it
- * accepts (RFC 3629 section 4: the narrow ranges after E0, ED, F0, F4). */
-static inline unsigned in_seq(unsigned st, unsigned c) {
-  return (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u)) ? c_then[st - 2]
-                                                             : C_ERR;
+  if (st == C_ERR) return 0;
+  while (i < n) {
+    uint8_t b = p[i];
+    unsigned c = b < 0x80 ? 0
+                          : (unsigned)(cclass[(b - 0x80) >> 1] >>
+                                       ((b & 1u) * 4)) &
+                                15u;
+    /* Classes 1..3 are continuation bytes; the state's mask says which
+     * of them it accepts (RFC 3629 section 4: the narrow ranges after
+     * E0, ED, F0, F4). */
+    if (st == C_ACC)
+      st = c_lead[c];
+    else
+      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u))
+               ? c_then[st - 2]
+               : C_ERR;
+    if (st == C_ERR) break;
+    i++;
+  }
+  *pst = c_canon[st];
+  return i;
 }
-
+#else
 /* Validates |n| bytes from canonical state |*pst|; returns how many
  * precede the first invalid one (*pst is then U_ERR). */
 static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
@@ -222,32 +241,36 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
 
   if (st == C_ERR) return 0;
   while (i < n) {
-    unsigned c = byte_class(p[i]);
+    uint8_t b = p[i];
+    unsigned c;
 
-#if WS_SMALL_CODE
-    /* Size builds: a byte at a time (c_lead[0] keeps ASCII between
-     * characters as it is). */
-    st = st == C_ACC ? c_lead[c] : in_seq(st, c);
-#else
     if (st == C_ACC) {
-      if (c == 0) {
+      if (b < 0x80) {
         i++;
         /* Skip ASCII four bytes at a time between characters. */
         while (n - i >= 4 && ascii_upto8(p + i, 4))
           i += 4;
         continue;
       }
+      c = (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
       st = c_lead[c];
     } else {
-      st = in_seq(st, c);
+      c = b < 0x80
+              ? 0
+              : (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
+      /* Classes 1..3 are continuation bytes; the state's mask says which
+       * of them it accepts (RFC 3629 section 4: the narrow ranges after
+       * E0, ED, F0, F4). */
+      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u)) ? c_then[st - 2]
+                                                                : C_ERR;
     }
-#endif
     if (st == C_ERR) break;
     i++;
   }
   *pst = c_canon[st];
   return i;
 }
+#endif /* WS_SMALL_CODE */
 
 /* ---- 64-bit shift DFA ------------------------------------------------ */
 
