@@ -18,6 +18,7 @@
  * the minimal form.
  */
 #include "ws_int.h"
+#include "ws_switch.h" /* WS_SMALL_CODE */
 
 static uint64_t load_be(const uint8_t *p, size_t n) {
   uint64_t v = 0;
@@ -70,8 +71,11 @@ int ws_frame_decode_header(ws_frame_header *hd, const uint8_t *in,
   return 0;
 }
 
-unsigned ws_frame_check(const ws_frame_header *hd, int is_server,
-                        unsigned rsv_allowed) {
+/* The rules, for both entry points: in line in each, so that
+ * ws_frame_check_header() folds the rule numbers into its result. */
+static WS_ALWAYS_INLINE unsigned frame_rule(const ws_frame_header *hd,
+                                            int is_server,
+                                            unsigned rsv_allowed) {
   /* RFC 6455 5.1: clients mask every frame, servers mask none. */
   if (!hd->masked != !is_server)
     return is_server ? WS_FRULE_UNMASKED : WS_FRULE_MASKED;
@@ -97,9 +101,18 @@ unsigned ws_frame_check(const ws_frame_header *hd, int is_server,
   }
 }
 
+unsigned ws_frame_check(const ws_frame_header *hd, int is_server,
+                        unsigned rsv_allowed) {
+  return frame_rule(hd, is_server, rsv_allowed);
+}
+
 int ws_frame_check_header(const ws_frame_header *hd, int is_server,
                           unsigned rsv_allowed) {
+#if WS_SMALL_CODE
   return ws_frame_check(hd, is_server, rsv_allowed) ? WS_ERR_PROTO : 0;
+#else
+  return frame_rule(hd, is_server, rsv_allowed) ? WS_ERR_PROTO : 0;
+#endif
 }
 
 size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
