@@ -41,6 +41,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "interop"))
+from netutil import free_port  # noqa: E402
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 
 CASE_TIMEOUT = 10.0     # seconds per case, handshake to TCP close
@@ -767,14 +771,6 @@ def drive_case(case, c, deadline):
     elif not c.eof:
         return "server did not close the TCP connection after the close"
     return None
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_server(cmd, port, extra=()):

@@ -41,6 +41,10 @@ import time
 import urllib.parse
 import zlib
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "interop"))
+from netutil import free_port  # noqa: E402
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 TAIL = b"\x00\x00\xff\xff"
 CASE_TIMEOUT = 60.0
@@ -581,14 +585,6 @@ def cases(datasets):
             out.append(("13.%d.%d" % (j, i), offers, json[1], json[2], size,
                         frag))
     return out
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def main():

@@ -24,16 +24,10 @@ import urllib.request
 
 import websockets
 
+from netutil import free_port
+
 TIMEOUT = 20
 RESULTS = {}  # upstream-side records, by path
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_port(port, proc, secs=10):

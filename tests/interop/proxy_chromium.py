@@ -38,7 +38,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ import websockets
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from chromium import CDP, CHROMIUM, LOG, launch, until  # noqa: E402
 from tls import make_certs  # noqa: E402
+
+from netutil import free_port
 
 TIMEOUT = 100  # the whole drive
 DRAIN_MS = 2000
@@ -72,14 +73,6 @@ class Checks:
         print("%s %s%s" % ("ok" if ok else "FAIL", what,
                            "" if ok else ": " + why), flush=True)
         return ok
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Server:

@@ -24,22 +24,15 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import sys
 import time
 
 import websockets
 
+from netutil import free_port
+
 RESTARTS = 5
 STEP = 60  # seconds, any single wait
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Checks:

@@ -48,6 +48,8 @@ import time
 
 import websockets
 
+from netutil import free_port
+
 STEP = 20  # seconds any one wscat run may take
 JSON_DOC = {"name": "libws", "list": [1, 2, 3], "nested": {"a": "b\u00e9"}}
 
@@ -238,14 +240,6 @@ def wait_for(pred, timeout=STEP):
             return got
         time.sleep(0.05)
     return None
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def cli_basics(t, w):
