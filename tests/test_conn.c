@@ -1784,6 +1784,43 @@ static void shared_conns_are_smaller(void **state) {
   assert_int_equal(ws_conn_new_shared(&c[0], NULL), WS_ERR_INVALID_ARGUMENT);
 }
 
+/* Every allocation of a shared configuration and of its connections
+ * failing in turn (permessage-deflate on: its state too): each call
+ * fails cleanly, and nothing is left once the survivors are deleted. */
+static void shared_conns_failing_allocator(void **state) {
+  (void)state;
+  for (size_t fail_at = 1; fail_at < 12; fail_at++) {
+    tu_alloc a;
+    tu_alloc_init(&a, fail_at);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.pmd.enable = 1;
+    ws_conn_shared *sh = NULL;
+    ws_conn *c[3] = {NULL, NULL, NULL};
+    _Alignas(max_align_t) uint8_t block[512];
+    int rv = ws_conn_shared_new(&sh, &cfg, &a.mem);
+    if (rv) {
+      assert_int_equal(rv, WS_ERR_NOMEM);
+      assert_null(sh);
+      assert_int_equal(a.live_blocks, 0);
+      continue;
+    }
+    for (int i = 0; i < 3; i++) {
+      rv = i == 2 ? ws_conn_init_shared(&c[i], block, sizeof(block), sh)
+                  : ws_conn_new_shared(&c[i], sh);
+      if (rv) {
+        assert_int_equal(rv, WS_ERR_NOMEM);
+        assert_null(c[i]);
+      }
+    }
+    ws_conn_shared_del(sh);
+    for (int i = 0; i < 3; i++)
+      ws_conn_del(c[i]);
+    assert_int_equal(a.live_blocks, 0);
+    assert_int_equal(a.live_bytes, 0);
+  }
+}
+
 /* RFC 6455 5.5.2 / keepalive: a ping that falls due while the output
  * queue is full cannot be queued. It must not leave its deadline in the
  * past (an event loop would wake up at once, for ever): the next
@@ -2798,6 +2835,7 @@ int main(void) {
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
       cmocka_unit_test(shared_conns_are_smaller),
+      cmocka_unit_test(shared_conns_failing_allocator),
       cmocka_unit_test(keep_buffers_no_allocation_per_message),
       cmocka_unit_test(timer_ping_due_with_full_queue_does_not_spin),
       cmocka_unit_test(timer_ping_due_with_full_queue_pong_rearms),
