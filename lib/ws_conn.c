@@ -348,10 +348,12 @@ void ws_conn_del(ws_conn *c) {
   ws_buf_free(&c->msg, &c->env->mem);
   ws_free(&c->env->mem, c->ctrlbuf);
   ws_free(&c->env->mem, c->protocol);
+  /* (a private environment goes with the object: read it first) */
   conn_env *e = c->env;
-  ws_mem m = e->mem; /* (a private environment goes with the object) */
+  ws_mem m = e->mem;
+  int shared = e->cfg.refs != 0;
   if (!c->placed) ws_free(&m, c);
-  if (e->cfg.refs) env_unref(e);
+  if (shared) env_unref(e);
 }
 
 /* ---- output -------------------------------------------------------------- */
