@@ -961,7 +961,8 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
       if (rv) return wsc_nomem(c);
     }
     c->ping_outstanding = 1;
-    if (c->env->cfg.pong_timeout_ms) c->pong_deadline = now + c->env->cfg.pong_timeout_ms;
+    if (c->env->cfg.pong_timeout_ms)
+      c->pong_deadline = now + c->env->cfg.pong_timeout_ms;
   }
   return 0;
 }

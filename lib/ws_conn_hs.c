@@ -163,8 +163,8 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
   const ws_slice m = c->hs->req.method;
   int head = http && m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
   size_t before = c->out.len;
-  int rv = ws_hs_write_response(&c->out, &c->env->mem, status, headers, nheaders,
-                                body, bodylen, head);
+  int rv = ws_hs_write_response(&c->out, &c->env->mem, status, headers,
+                                nheaders, body, bodylen, head);
   if (rv) return rv;
   c->stats.wire_out += c->out.len - before;
   wsc_hs_free(c);
@@ -332,7 +332,8 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
   if (head) { /* complete (then rv is 0): room for its headers */
-    c->hs->headers = ws_malloc(&c->env->mem, c->max_headers * sizeof(ws_header));
+    c->hs->headers =
+        ws_malloc(&c->env->mem, c->max_headers * sizeof(ws_header));
     if (!c->hs->headers) return wsc_nomem(c);
   }
 #if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)

@@ -473,9 +473,11 @@ static int read_message(ws_conn *c, uint8_t *in, size_t n) {
     }
   } else if (n) {
     /* Never hold more than the limit, whatever the doubling would do. */
-    size_t limit =
-        c->env->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->env->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit)) return wsc_nomem(c);
+    size_t limit = c->env->cfg.max_message > SIZE_MAX
+                       ? SIZE_MAX
+                       : (size_t)c->env->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit))
+      return wsc_nomem(c);
     uint8_t *dst = c->msg.base + c->msg.len;
     c->msg.len += n;
     if (text) {
@@ -526,9 +528,11 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
       !(c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len &&
         ws_buf_size(&c->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
-    size_t limit =
-        c->env->cfg.max_message > SIZE_MAX ? SIZE_MAX : (size_t)c->env->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit)) return wsc_nomem(c);
+    size_t limit = c->env->cfg.max_message > SIZE_MAX
+                       ? SIZE_MAX
+                       : (size_t)c->env->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit))
+      return wsc_nomem(c);
     dst = c->msg.base + c->msg.len;
     c->msg.len += n;
   }

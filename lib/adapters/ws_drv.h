@@ -145,11 +145,11 @@ typedef struct conn_aux {
 /* A timer of conn_aux, 0 when |c| has no aux. */
 #define AUX_T(c, f) ((c)->aux ? (c)->aux->f : 0)
 
-/* A connection: this struct and its core connection (ws_conn_init()) in
- * one block of conn_block_size() bytes (less when the core's
- * configuration is its listener's ws_conn_shared, F_SHARED), the core's at CONN_WS_OFF: one
- * allocation, no pointer between them. Kept small: every open connection
- * holds one for its whole life. */
+/* A connection: this struct and its core connection (ws_conn_init(), or
+ * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
+ * smaller core) in one block of conn_block_size() bytes, the core's at
+ * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
+ * open connection holds one for its whole life. */
 struct ws_loop_conn {
   handle h;
   uint8_t state;
