@@ -43,7 +43,7 @@
 
 int wsc_ctrlbuf_get(ws_conn *c) {
   if (!c->ctrlbuf) {
-    c->ctrlbuf = ws_malloc(&c->mem, (size_t)2 * WS_CONTROL_MAX);
+    c->ctrlbuf = ws_malloc(&c->env->mem, (size_t)2 * WS_CONTROL_MAX);
     if (!c->ctrlbuf) return WS_ERR_NOMEM;
   }
   return 0;
@@ -72,14 +72,15 @@ void ws_config_default(ws_config *cfg, ws_role role) {
 
 #if WS_SMALL_CODE
 int wsc_out_full(const ws_conn *c) {
-  return out_size(c) >= c->cfg.max_out_queue;
+  return out_size(c) >= c->env->cfg.max_out_queue;
 }
 #endif
 
-size_t ws_conn_sizeof(void) { return sizeof(ws_conn); }
+/* With the private environment of ws_conn_new() and ws_conn_init(). */
+size_t ws_conn_sizeof(void) { return sizeof(ws_conn) + sizeof(conn_env); }
 
 int wsc_hs_alloc(ws_conn *c) {
-  c->hs = ws_malloc(&c->mem, sizeof(ws_hs));
+  c->hs = ws_malloc(&c->env->mem, sizeof(ws_hs));
   if (!c->hs) return WS_ERR_NOMEM;
   memset(c->hs, 0, sizeof(ws_hs));
   return 0;
@@ -87,10 +88,10 @@ int wsc_hs_alloc(ws_conn *c) {
 
 void wsc_hs_free(ws_conn *c) {
   if (!c->hs) return;
-  ws_buf_free(&c->hs->in, &c->mem);
-  ws_free(&c->mem, c->hs->headers);
-  ws_free(&c->mem, c->hs->offered);
-  ws_free(&c->mem, c->hs);
+  ws_buf_free(&c->hs->in, &c->env->mem);
+  ws_free(&c->env->mem, c->hs->headers);
+  ws_free(&c->env->mem, c->hs->offered);
+  ws_free(&c->env->mem, c->hs);
   c->hs = NULL;
 }
 
@@ -114,23 +115,37 @@ static int check_config(const ws_config *cfg) {
   return 0;
 }
 
-/* Fills in a new connection at |c| from |cfg|; allocates its deflate
- * state and, for a server, its handshake state. */
-static int conn_setup(ws_conn *c, const ws_config *cfg, const ws_mem *m) {
+/* Fills in the environment |e| from |cfg| and the resolved |m|. */
+static void env_setup(conn_env *e, const ws_config *cfg, const ws_mem *m) {
+  memset(e, 0, sizeof(*e));
+  e->mem = *m;
+  e->cfg.max_frame_payload = cfg->max_frame_payload;
+  e->cfg.max_message = cfg->max_message;
+  e->cfg.rand = cfg->rand;
+  e->cfg.rand_user_data = cfg->rand_user_data;
+  e->cfg.max_fragments = cfg->max_fragments;
+  e->cfg.max_out_queue = cfg->max_out_queue;
+  e->cfg.ping_interval_ms = cfg->ping_interval_ms;
+  e->cfg.pong_timeout_ms = cfg->pong_timeout_ms;
+  e->cfg.close_timeout_ms = cfg->close_timeout_ms;
+}
+
+/* The private environment of a connection of ws_conn_new() and
+ * ws_conn_init(): right after its object. */
+#define PRIVATE_ENV(c) ((conn_env *)(void *)((char *)(c) + sizeof(ws_conn)))
+_Static_assert(sizeof(ws_conn) % _Alignof(conn_env) == 0,
+               "the private environment is aligned after the object");
+
+/* Fills in a new connection at |c| from |cfg| with environment |e|
+ * (filled in); allocates its deflate state and, for a server, its
+ * handshake state. */
+static int conn_setup(ws_conn *c, const ws_config *cfg, conn_env *e) {
+  const ws_mem *m = &e->mem;
   memset(c, 0, sizeof(*c));
-  c->mem = *m;
-  c->cfg.max_frame_payload = cfg->max_frame_payload;
-  c->cfg.max_message = cfg->max_message;
-  c->cfg.rand = cfg->rand;
-  c->cfg.rand_user_data = cfg->rand_user_data;
-  c->cfg.max_fragments = cfg->max_fragments;
-  c->cfg.max_out_queue = cfg->max_out_queue;
+  c->env = e;
   c->max_handshake_bytes = cfg->max_handshake_bytes;
   c->max_headers = cfg->max_headers;
   c->handshake_timeout_ms = cfg->handshake_timeout_ms;
-  c->cfg.ping_interval_ms = cfg->ping_interval_ms;
-  c->cfg.pong_timeout_ms = cfg->pong_timeout_ms;
-  c->cfg.close_timeout_ms = cfg->close_timeout_ms;
   c->role = (uint8_t)cfg->role;
   /* (any value but WS_DELIVER_STREAM has always meant whole messages) */
   c->delivery =
@@ -163,9 +178,10 @@ int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
   *pconn = NULL;
   if (check_config(cfg) || ws_mem_resolve(&m, mem))
     return WS_ERR_INVALID_ARGUMENT;
-  ws_conn *c = ws_malloc(&m, sizeof(*c));
+  ws_conn *c = ws_malloc(&m, ws_conn_sizeof());
   if (!c) return WS_ERR_NOMEM;
-  int rv = conn_setup(c, cfg, &m);
+  env_setup(PRIVATE_ENV(c), cfg, &m);
+  int rv = conn_setup(c, cfg, PRIVATE_ENV(c));
   if (rv) {
     ws_free(&m, c);
     return rv;
@@ -179,15 +195,87 @@ int ws_conn_init(ws_conn **pconn, void *block, size_t len, const ws_config *cfg,
   ws_mem m;
   if (!pconn || !cfg) return WS_ERR_INVALID_ARGUMENT;
   *pconn = NULL;
-  if (!block || len < sizeof(ws_conn) ||
+  if (!block || len < ws_conn_sizeof() ||
       ((uintptr_t)block & (_Alignof(ws_conn) - 1)))
     return WS_ERR_INVALID_ARGUMENT;
   if (check_config(cfg) || ws_mem_resolve(&m, mem))
     return WS_ERR_INVALID_ARGUMENT;
   ws_conn *c = block;
-  int rv = conn_setup(c, cfg, &m);
+  env_setup(PRIVATE_ENV(c), cfg, &m);
+  int rv = conn_setup(c, cfg, PRIVATE_ENV(c));
   if (rv) return rv;
   c->placed = 1;
+  *pconn = c;
+  return 0;
+}
+
+/* ---- connections sharing their configuration ------------------------- */
+
+int ws_conn_shared_new(ws_conn_shared **pshared, const ws_config *cfg,
+                       const ws_mem *mem) {
+  ws_mem m;
+  if (!pshared || !cfg) return WS_ERR_INVALID_ARGUMENT;
+  *pshared = NULL;
+  if (check_config(cfg) || ws_mem_resolve(&m, mem))
+    return WS_ERR_INVALID_ARGUMENT;
+  ws_conn_shared *sh = ws_malloc(&m, sizeof(*sh));
+  if (!sh) return WS_ERR_NOMEM;
+  env_setup(&sh->env, cfg, &m);
+  sh->env.cfg.refs = 1;
+  sh->config = *cfg;
+  sh->config.size = (uint32_t)sizeof(ws_config);
+  *pshared = sh;
+  return 0;
+}
+
+/* Drops a reference to a shared environment; the last one frees it. */
+static void env_unref(conn_env *e) {
+  if (--e->cfg.refs) return;
+  ws_mem m = e->mem;
+  ws_free(&m, (ws_conn_shared *)(void *)e);
+}
+
+void ws_conn_shared_del(ws_conn_shared *sh) {
+  if (sh) env_unref(&sh->env);
+}
+
+size_t ws_conn_sizeof_shared(void) { return sizeof(ws_conn); }
+
+/* A new connection of |sh| at |c| (placed: in caller storage). */
+static int conn_setup_shared(ws_conn *c, ws_conn_shared *sh, int placed) {
+  if (sh->env.cfg.refs == UINT32_MAX) return WS_ERR_NOMEM;
+  int rv = conn_setup(c, &sh->config, &sh->env);
+  if (rv) return rv;
+  sh->env.cfg.refs++;
+  c->placed = placed ? 1u : 0u;
+  return 0;
+}
+
+int ws_conn_new_shared(ws_conn **pconn, ws_conn_shared *sh) {
+  if (!pconn) return WS_ERR_INVALID_ARGUMENT;
+  *pconn = NULL;
+  if (!sh) return WS_ERR_INVALID_ARGUMENT;
+  ws_conn *c = ws_malloc(&sh->env.mem, sizeof(ws_conn));
+  if (!c) return WS_ERR_NOMEM;
+  int rv = conn_setup_shared(c, sh, 0);
+  if (rv) {
+    ws_free(&sh->env.mem, c);
+    return rv;
+  }
+  *pconn = c;
+  return 0;
+}
+
+int ws_conn_init_shared(ws_conn **pconn, void *block, size_t len,
+                        ws_conn_shared *sh) {
+  if (!pconn) return WS_ERR_INVALID_ARGUMENT;
+  *pconn = NULL;
+  if (!sh || !block || len < sizeof(ws_conn) ||
+      ((uintptr_t)block & (_Alignof(ws_conn) - 1)))
+    return WS_ERR_INVALID_ARGUMENT;
+  ws_conn *c = block;
+  int rv = conn_setup_shared(c, sh, 1);
+  if (rv) return rv;
   *pconn = c;
   return 0;
 }
@@ -213,7 +301,7 @@ static size_t grown(size_t n, size_t limit) {
 size_t ws_conn_memsize(const ws_config *cfg) {
   if (!cfg) return 0;
   size_t hs = cfg->max_handshake_bytes;
-  size_t n = blk(sizeof(ws_conn));
+  size_t n = blk(ws_conn_sizeof());
   /* handshake: its state, the head, the header table, the offered
    * subprotocols and the request or response in the output queue */
   n += blk(sizeof(ws_hs)) + grown(hs, SIZE_MAX) +
@@ -240,7 +328,7 @@ void wsc_inflater_drop(ws_conn *c) {
 #if !defined(WS_NO_DEFLATE)
   if (!c->z || !c->z->inf) return;
   ws_inflate_free(c->z->inf);
-  ws_free(&c->mem, c->z->inf);
+  ws_free(&c->env->mem, c->z->inf);
   c->z->inf = NULL;
 #else
   (void)c;
@@ -253,14 +341,19 @@ void ws_conn_del(ws_conn *c) {
   wsc_inflater_drop(c);
   wsc_deflater_drop(c);
   if (WS_HAS_INFLATE && c->z) { /* (never set without deflate) */
-    ws_free(&c->mem, c->z->zbuf);
-    ws_free(&c->mem, c->z);
+    ws_free(&c->env->mem, c->z->zbuf);
+    ws_free(&c->env->mem, c->z);
   }
-  ws_buf_free(&c->out, &c->mem);
-  ws_buf_free(&c->msg, &c->mem);
-  ws_free(&c->mem, c->ctrlbuf);
-  ws_free(&c->mem, c->protocol);
-  if (!c->placed) ws_free(&c->mem, c);
+  ws_buf_free(&c->out, &c->env->mem);
+  ws_buf_free(&c->msg, &c->env->mem);
+  ws_free(&c->env->mem, c->ctrlbuf);
+  ws_free(&c->env->mem, c->protocol);
+  /* (a private environment goes with the object: read it first) */
+  conn_env *e = c->env;
+  ws_mem m = e->mem;
+  int shared = e->cfg.refs != 0;
+  if (!c->placed) ws_free(&m, c);
+  if (shared) env_unref(e);
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -273,8 +366,8 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
      * speed path: size builds take the general one, which writes the
      * same bytes). */
     if (c->out.cap - c->out.len < 2 + len) {
-      int rv = ws_buf_reserve_bounded(&c->out, &c->mem, 2 + len,
-                                      (size_t)c->cfg.max_out_queue + 512u);
+      int rv = ws_buf_reserve_bounded(&c->out, &c->env->mem, 2 + len,
+                                      (size_t)c->env->cfg.max_out_queue + 512u);
       if (rv) return rv;
     }
     uint8_t *dst = c->out.base + c->out.len;
@@ -286,14 +379,14 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
     return 0;
   }
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-  if (is_client(c) && c->cfg.rand(key, 4, c->cfg.rand_user_data))
+  if (is_client(c) && c->env->cfg.rand(key, 4, c->env->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   size_t hlen = ws_frame_put_header(hdr, b0, len, is_client(c) ? key : NULL);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
-  int rv = ws_buf_reserve_bounded(&c->out, &c->mem, hlen + len,
-                                  (size_t)c->cfg.max_out_queue + 512u);
+  int rv = ws_buf_reserve_bounded(&c->out, &c->env->mem, hlen + len,
+                                  (size_t)c->env->cfg.max_out_queue + 512u);
   if (rv) return rv;
   uint8_t *dst = c->out.base + c->out.len;
   memcpy(dst, hdr, hlen);
@@ -332,7 +425,7 @@ int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
  * time of a tick long ago). Until then ws_conn_next_deadline() asks for a
  * tick at once. */
 void wsc_arm_close_timer(ws_conn *c) {
-  if (c->cfg.close_timeout_ms) c->close_arm = 1;
+  if (c->env->cfg.close_timeout_ms) c->close_arm = 1;
 }
 
 /* Fails the connection: records the sticky error, drops message state and
@@ -403,9 +496,9 @@ static size_t keep_size(const ws_conn *c) {
 static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
-  ws_buf_clear_keep(&c->msg, &c->mem, keep_size(c));
+  ws_buf_clear_keep(&c->msg, &c->env->mem, keep_size(c));
   if (WS_HAS_INFLATE && c->z) {
-    ws_free(&c->mem, c->z->zbuf);
+    ws_free(&c->env->mem, c->z->zbuf);
     c->z->zbuf = NULL;
   }
   if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
@@ -497,7 +590,7 @@ int ws_conn_feed_eof(ws_conn *c) {
   c->state = WS_STATE_FAILED;
   c->err = WS_ERR_EOF;
   c->err_reason = "transport closed without close frame";
-  ws_buf_free(&c->msg, &c->mem);
+  ws_buf_free(&c->msg, &c->env->mem);
   return WS_ERR_EOF;
 }
 
@@ -623,10 +716,10 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            void *ud, int *pstop, int avx2) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
   const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
-  const uint64_t max_frame = c->cfg.max_frame_payload;
+  const uint64_t max_frame = c->env->cfg.max_frame_payload;
   /* A first frame's limit: frame and message limits at once (one frame
    * of a new message never exceeds max_fragments, which is 0 or more). */
-  const uint64_t max_first = WS_MIN(max_frame, c->cfg.max_message);
+  const uint64_t max_first = WS_MIN(max_frame, c->env->cfg.max_message);
   const uint8_t state = c->state;
   size_t pos = 0;
   ws_event ev;
@@ -662,8 +755,8 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
       mop = c->msg_op;
       before = c->msg_bytes;
       nfrags = c->nfrags + 1;
-      if (plen > max_frame || plen > c->cfg.max_message - before ||
-          (c->cfg.max_fragments && nfrags > c->cfg.max_fragments))
+      if (plen > max_frame || plen > c->env->cfg.max_message - before ||
+          (c->env->cfg.max_fragments && nfrags > c->env->cfg.max_fragments))
         break;
     }
     uint8_t *p = h + hl;
@@ -786,7 +879,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
   if (c->ref_len) {
     size_t a = WS_MIN(n, (size_t)c->ref_at), b;
-    ws_buf_consume_keep(&c->out, &c->mem, a, keep_size(c));
+    ws_buf_consume_keep(&c->out, &c->env->mem, a, keep_size(c));
     c->ref_at -= (uint32_t)a;
     n -= a;
     b = c->ref_at ? 0 : WS_MIN(n, (size_t)c->ref_len);
@@ -795,7 +888,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
     n -= b;
     if (!c->ref_len) c->ref = NULL;
   }
-  ws_buf_consume_keep(&c->out, &c->mem, n, keep_size(c));
+  ws_buf_consume_keep(&c->out, &c->env->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                         c->pending_pong_len) == 0)
@@ -812,10 +905,10 @@ size_t ws_conn_out_pending(const ws_conn *c) { return c ? out_size(c) : 0; }
 /* ---- time ---------------------------------------------------------------- */
 
 static uint64_t ping_deadline(const ws_conn *c) {
-  if (!c->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
+  if (!c->env->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
       c->ping_outstanding || c->ping_wanted || !c->clock_started)
     return NO_DEADLINE;
-  return c->last_rx + c->cfg.ping_interval_ms;
+  return c->last_rx + c->env->cfg.ping_interval_ms;
 }
 
 int ws_conn_tick(ws_conn *c, uint64_t now) {
@@ -832,7 +925,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   now = c->now; /* (the clock never goes back) */
   if (c->close_arm) {
     c->close_arm = 0;
-    c->close_deadline = now + c->cfg.close_timeout_ms;
+    c->close_deadline = now + c->env->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
@@ -868,7 +961,8 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
       if (rv) return wsc_nomem(c);
     }
     c->ping_outstanding = 1;
-    if (c->cfg.pong_timeout_ms) c->pong_deadline = now + c->cfg.pong_timeout_ms;
+    if (c->env->cfg.pong_timeout_ms)
+      c->pong_deadline = now + c->env->cfg.pong_timeout_ms;
   }
   return 0;
 }

@@ -35,9 +35,11 @@ typedef struct ws_hs {
   uint8_t http;   /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
-/* What a connection reads of its ws_config: copied at ws_conn_new(),
- * without what it does not need (the permessage-deflate configuration
- * lives in conn_z, only when enabled). */
+/* What a connection reads of its ws_config after ws_conn_new() (the
+ * permessage-deflate configuration lives in conn_z, only when enabled),
+ * and its allocator: one copy shared by the connections of a
+ * ws_conn_shared, or a connection's private copy right after its object
+ * (ws_conn_new(), ws_conn_init()). Read through one pointer. */
 typedef struct conn_cfg {
   uint64_t max_frame_payload;
   uint64_t max_message;
@@ -48,7 +50,22 @@ typedef struct conn_cfg {
   uint32_t ping_interval_ms;
   uint32_t pong_timeout_ms;
   uint32_t close_timeout_ms;
+  /* ws_conn_shared: references (its creator's and one per connection);
+   * 0: a connection's private copy (in the padding of the struct) */
+  uint32_t refs;
 } conn_cfg;
+
+typedef struct conn_env {
+  ws_mem mem;
+  conn_cfg cfg;
+} conn_env;
+
+/* ws_conn_shared_new(): the environment its connections point to, and
+ * the configuration ws_conn_init_shared() sets a connection up from. */
+struct ws_conn_shared {
+  conn_env env; /* first: ws_conn_del() finds the struct from it */
+  ws_config config;
+};
 
 /* permessage-deflate state (RFC 7692), allocated with the connection
  * only when the configuration enables it. */
@@ -65,8 +82,7 @@ typedef struct conn_z {
 } conn_z;
 
 struct ws_conn {
-  ws_mem mem;
-  conn_cfg cfg;
+  conn_env *env; /* allocator and limits: shared, or right after us */
   ws_buf out; /* queued output */
   /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
    * go after the first |ref_at| bytes of |out| (both under
@@ -239,7 +255,7 @@ int wsc_out_full(const ws_conn *c);
 #  define out_full(c) wsc_out_full(c)
 #else
 static inline int out_full(const ws_conn *c) {
-  return out_size(c) >= c->cfg.max_out_queue;
+  return out_size(c) >= c->env->cfg.max_out_queue;
 }
 #endif
 

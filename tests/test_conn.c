@@ -1717,10 +1717,108 @@ static void idle_conn_is_small(void **state) {
    * growing it is a decision, not an accident. 384 -> 400 (x86-64),
    * 292 -> 304: the zero-copy send's payload reference (a pointer and
    * two 32-bit counts) and the in-caller-storage bit. */
-  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 400u : 304u));
+  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 408u : 312u));
+  /* 400 -> 408 (x86-64), 304 -> 312: the allocator and limits moved to
+   * an environment the object points to (after the object here, shared
+   * by a ws_conn_shared's connections: 320 and 248 bytes each). */
+  assert_true(ws_conn_sizeof_shared() <= (sizeof(void *) == 8 ? 320u : 248u));
   tr_free(&t);
   free(buf);
   ws_conn_del(c);
+}
+
+/* Connections of a ws_conn_shared: each object is ws_conn_sizeof_shared()
+ * bytes once open and idle, they behave as ws_conn_new()'s, and the
+ * shared configuration lives until the last of them is deleted, even
+ * when its creator lets go of it first. */
+static void shared_conns_are_smaller(void **state) {
+  (void)state;
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  ws_conn_shared *sh;
+  assert_int_equal(ws_conn_shared_new(NULL, &cfg, &a.mem),
+                   WS_ERR_INVALID_ARGUMENT);
+  cfg.max_headers = 0;
+  assert_int_equal(ws_conn_shared_new(&sh, &cfg, &a.mem),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_null(sh);
+  cfg.max_headers = 64;
+  assert_int_equal(ws_conn_shared_new(&sh, &cfg, &a.mem), 0);
+  assert_int_equal(a.live_blocks, 1);
+  size_t shared_bytes = a.live_bytes;
+  ws_conn *c[2];
+  _Alignas(max_align_t) uint8_t block[512];
+  assert_true(ws_conn_sizeof_shared() < ws_conn_sizeof());
+  assert_true(ws_conn_sizeof_shared() <= sizeof(block));
+  assert_int_equal(ws_conn_new_shared(&c[0], sh), 0);
+  assert_int_equal(ws_conn_init_shared(&c[1], block,
+                                       ws_conn_sizeof_shared() - 1, sh),
+                   WS_ERR_INVALID_ARGUMENT);
+  assert_int_equal(ws_conn_init_shared(&c[1], block, sizeof(block), sh), 0);
+  ws_conn_shared_del(sh); /* the connections keep it */
+  uint8_t *buf = (uint8_t *)strdup(REQ);
+  transcript t[2] = {{0}, {0}};
+  for (int i = 0; i < 2; i++) {
+    memcpy(buf, REQ, strlen(REQ));
+    tr_feed(&t[i], c[i], buf, strlen(REQ), 0);
+    assert_int_equal(ws_conn_state(c[i]), WS_STATE_OPEN);
+    uint8_t in[16];
+    size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
+    tr_feed(&t[i], c[i], in, n, 0);
+    tr_pull(&t[i], c[i]);
+  }
+  /* open and idle: the shared configuration and one object */
+  assert_int_equal(a.live_blocks, 2);
+  assert_int_equal(a.live_bytes, shared_bytes + ws_conn_sizeof_shared());
+  ws_conn_del(c[0]);
+  assert_int_equal(a.live_bytes, shared_bytes);
+  ws_conn_fini(c[1]);
+  assert_int_equal(a.live_blocks, 0);
+  assert_int_equal(a.live_bytes, 0);
+  for (int i = 0; i < 2; i++)
+    tr_free(&t[i]);
+  free(buf);
+  ws_conn_shared_del(NULL);
+  assert_int_equal(ws_conn_new_shared(&c[0], NULL), WS_ERR_INVALID_ARGUMENT);
+}
+
+/* Every allocation of a shared configuration and of its connections
+ * failing in turn (permessage-deflate on: its state too): each call
+ * fails cleanly, and nothing is left once the survivors are deleted. */
+static void shared_conns_failing_allocator(void **state) {
+  (void)state;
+  for (size_t fail_at = 1; fail_at < 12; fail_at++) {
+    tu_alloc a;
+    tu_alloc_init(&a, fail_at);
+    ws_config cfg;
+    ws_config_default(&cfg, WS_ROLE_SERVER);
+    cfg.pmd.enable = 1;
+    ws_conn_shared *sh = NULL;
+    ws_conn *c[3] = {NULL, NULL, NULL};
+    _Alignas(max_align_t) uint8_t block[512];
+    int rv = ws_conn_shared_new(&sh, &cfg, &a.mem);
+    if (rv) {
+      assert_int_equal(rv, WS_ERR_NOMEM);
+      assert_null(sh);
+      assert_int_equal(a.live_blocks, 0);
+      continue;
+    }
+    for (int i = 0; i < 3; i++) {
+      rv = i == 2 ? ws_conn_init_shared(&c[i], block, sizeof(block), sh)
+                  : ws_conn_new_shared(&c[i], sh);
+      if (rv) {
+        assert_int_equal(rv, WS_ERR_NOMEM);
+        assert_null(c[i]);
+      }
+    }
+    ws_conn_shared_del(sh);
+    for (int i = 0; i < 3; i++)
+      ws_conn_del(c[i]);
+    assert_int_equal(a.live_blocks, 0);
+    assert_int_equal(a.live_bytes, 0);
+  }
 }
 
 /* RFC 6455 5.5.2 / keepalive: a ping that falls due while the output
@@ -2736,6 +2834,8 @@ int main(void) {
       cmocka_unit_test(pair_echo_random_messages),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
+      cmocka_unit_test(shared_conns_are_smaller),
+      cmocka_unit_test(shared_conns_failing_allocator),
       cmocka_unit_test(keep_buffers_no_allocation_per_message),
       cmocka_unit_test(timer_ping_due_with_full_queue_does_not_spin),
       cmocka_unit_test(timer_ping_due_with_full_queue_pong_rearms),

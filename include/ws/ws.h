@@ -475,6 +475,41 @@ WS_EXTERN int ws_conn_init(ws_conn **pconn, void *block, size_t len,
  * in caller storage (ws_conn_init()). NULL is fine. */
 WS_EXTERN void ws_conn_fini(ws_conn *conn);
 
+/* ---- connections sharing their configuration ---- */
+
+/* The configuration and allocator of many connections (a server's
+ * listener), held once instead of in every connection object: a
+ * connection of ws_conn_new_shared() or ws_conn_init_shared() keeps one
+ * pointer to it (ws_conn_sizeof_shared() bytes an object instead of
+ * ws_conn_sizeof()). It is reference-counted: ws_conn_shared_del() may
+ * come before its connections are deleted, and the last of them frees
+ * it. The count is not atomic: use the connections of one ws_conn_shared
+ * from one thread at a time (an event loop's). Since: 0.2 */
+typedef struct ws_conn_shared ws_conn_shared;
+
+/* Creates one from |cfg| (copied) and |mem| (may be NULL; copied); the
+ * same checks as ws_conn_new(). Returns 0, WS_ERR_INVALID_ARGUMENT or
+ * WS_ERR_NOMEM. */
+WS_EXTERN int ws_conn_shared_new(ws_conn_shared **pshared,
+                                 const ws_config *cfg, const ws_mem *mem);
+
+/* Drops the caller's reference; freed once its connections are deleted
+ * too. NULL is fine. */
+WS_EXTERN void ws_conn_shared_del(ws_conn_shared *shared);
+
+/* As ws_conn_new() with the configuration and allocator of |shared|. */
+WS_EXTERN int ws_conn_new_shared(ws_conn **pconn, ws_conn_shared *shared);
+
+/* As ws_conn_init() with the configuration and allocator of |shared|:
+ * |block| needs |len| >= ws_conn_sizeof_shared() bytes. */
+WS_EXTERN int ws_conn_init_shared(ws_conn **pconn, void *block, size_t len,
+                                  ws_conn_shared *shared);
+
+/* The size of the object of a connection of a ws_conn_shared (less than
+ * ws_conn_sizeof(), which includes a private copy of the
+ * configuration). */
+WS_EXTERN size_t ws_conn_sizeof_shared(void);
+
 /* An upper bound on the bytes a connection with |cfg| allocates through
  * a ws_arena at any moment: its object (unless placed by ws_conn_init(),
  * then subtract ws_conn_sizeof() + WS_ARENA_ALIGN), the handshake, the

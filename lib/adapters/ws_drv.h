@@ -81,6 +81,7 @@ enum cstate {
 #define F_CAP_IP 0x400000u    /* ... over max_conns_per_ip */
 #define F_CAP_HS 0x800000u    /* ... over max_handshakes */
 #define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
+#define F_SHARED 0x2000000u   /* its core is its listener's ws_conn_shared's */
 
 typedef struct handle {
   uint8_t kind;
@@ -92,6 +93,10 @@ typedef struct listener {
   int fd;
   uint8_t watching;
   ws_config cfg;
+  /* The configuration its connections share, created at the first
+   * accept: [1] with both no_context_takeover (max_pmd_context). Each
+   * connection holds a reference: they outlive the listener. */
+  ws_conn_shared *shared[2];
   void *user_data;
   const ws_loop_transport *tp;
   /* caps (ws_loop_listen_params, Since 0.2) and their counts */
@@ -140,10 +145,11 @@ typedef struct conn_aux {
 /* A timer of conn_aux, 0 when |c| has no aux. */
 #define AUX_T(c, f) ((c)->aux ? (c)->aux->f : 0)
 
-/* A connection: this struct and its core connection (ws_conn_init()) in
- * one block of conn_block_size() bytes, the core's at CONN_WS_OFF: one
- * allocation, no pointer between them. Kept small: every open connection
- * holds one for its whole life. */
+/* A connection: this struct and its core connection (ws_conn_init(), or
+ * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
+ * smaller core) in one block of conn_block_size() bytes, the core's at
+ * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
+ * open connection holds one for its whole life. */
 struct ws_loop_conn {
   handle h;
   uint8_t state;
@@ -259,9 +265,9 @@ struct ws_loop {
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
 
 void *drv_malloc(ws_loop *l, size_t n);
-/* A connection's block, conn_block_size() bytes, counted (and refused by
+/* A connection's block, conn_block_size(c) bytes, counted (and refused by
  * the budget) like any other allocation but without a size header. */
-size_t conn_block_size(void);
+size_t conn_block_size(const ws_loop_conn *c);
 void *drv_block_alloc(ws_loop *l, size_t n);
 void drv_block_free(ws_loop *l, void *p, size_t n);
 void *drv_realloc(ws_loop *l, void *p, size_t n);
@@ -297,8 +303,11 @@ void drv_run_timers(ws_loop *l);
 
 /* ---- ws_drv_conn.c ------------------------------------------------------- */
 
+/* A connection with configuration |cfg|, or that of |sh| when not NULL
+ * (its core then holds a reference to it). */
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
-                       const ws_loop_transport *tp, void *ud);
+                       ws_conn_shared *sh, const ws_loop_transport *tp,
+                       void *ud);
 /* Ends a connection (on_close if owed, with |err| unless the core or the
  * transport said why already). */
 void conn_destroy(ws_loop_conn *c, int err);

@@ -137,14 +137,23 @@ static void slot_release(ws_loop *l, ws_loop_conn *c) {
   c->flags &= ~F_SLOT;
 }
 
-size_t conn_block_size(void) { return CONN_WS_OFF + ws_conn_sizeof(); }
+static size_t block_size(int shared) {
+  return CONN_WS_OFF + (shared ? ws_conn_sizeof_shared() : ws_conn_sizeof());
+}
+
+size_t conn_block_size(const ws_loop_conn *c) {
+  return block_size((c->flags & F_SHARED) != 0);
+}
 
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
-                       const ws_loop_transport *tp, void *ud) {
-  ws_loop_conn *c = drv_block_alloc(l, conn_block_size());
+                       ws_conn_shared *sh, const ws_loop_transport *tp,
+                       void *ud) {
+  ws_loop_conn *c = drv_block_alloc(l, block_size(sh != NULL));
   ws_conn *ws;
+  int rv;
   if (!c) return NULL;
   memset(c, 0, sizeof(*c));
+  if (sh) c->flags = F_SHARED;
   c->h.kind = H_CONN;
   c->fd = fd;
   c->role = (uint8_t)role;
@@ -154,13 +163,15 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
   c->loop = l;
   c->user_data = ud;
   c->tp = tp ? tp : &l->plain;
-  if (ws_conn_init(&ws, CONN_WS(c), ws_conn_sizeof(), cfg, &l->mem) != 0) {
-    drv_block_free(l, c, conn_block_size());
+  rv = sh ? ws_conn_init_shared(&ws, CONN_WS(c), ws_conn_sizeof_shared(), sh)
+          : ws_conn_init(&ws, CONN_WS(c), ws_conn_sizeof(), cfg, &l->mem);
+  if (rv != 0) {
+    drv_block_free(l, c, conn_block_size(c));
     return NULL;
   }
   if (slot_take(l, c) != 0) {
     ws_conn_fini(ws);
-    drv_block_free(l, c, conn_block_size());
+    drv_block_free(l, c, conn_block_size(c));
     return NULL;
   }
   l->nconns++;
@@ -233,7 +244,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
 void conn_free_memory(ws_loop_conn *c) {
   ws_conn_fini(CONN_WS(c));
   aux_free(c);
-  drv_block_free(c->loop, c, conn_block_size());
+  drv_block_free(c->loop, c, conn_block_size(c));
 }
 
 size_t conn_pending(const ws_loop_conn *c) {

@@ -35,6 +35,9 @@ void drv_close_listeners(ws_loop *l) {
     l->listeners = s->next;
     l->poller.remove(l->poller.self, s->fd);
     l->sys.close(l->sys.self, s->fd);
+    /* (its connections keep theirs) */
+    ws_conn_shared_del(s->shared[0]);
+    ws_conn_shared_del(s->shared[1]);
     /* closed by a callback while the poller's batch is dispatched: later
      * entries must not name it */
     for (int i = 0; i < l->nready; i++)
@@ -158,6 +161,20 @@ static int refused_at_accept(ws_loop *l, listener *s, int fd, int status,
   return l->listen_epoch != epoch;
 }
 
+/* The ws_conn_shared of |s| for |cfg| (its own, or the one budget_admit()
+ * made with both no_context_takeover), created on first use; NULL when
+ * out of memory (the connection then has its own copy). */
+static ws_conn_shared *listener_shared(ws_loop *l, listener *s,
+                                       const ws_config *cfg) {
+  int i = cfg->pmd.server_no_context_takeover !=
+              s->cfg.pmd.server_no_context_takeover ||
+          cfg->pmd.client_no_context_takeover !=
+              s->cfg.pmd.client_no_context_takeover;
+  if (!s->shared[i] && ws_conn_shared_new(&s->shared[i], cfg, &l->mem) != 0)
+    s->shared[i] = NULL;
+  return s->shared[i];
+}
+
 void drv_accept_round(ws_loop *l, listener *s) {
   for (int i = 0; i < ACCEPT_BUDGET; i++) {
     int fd = l->sys.accept(l->sys.self, s->fd);
@@ -178,8 +195,9 @@ void drv_accept_round(ws_loop *l, listener *s) {
       if (gone) return;
       continue;
     }
-    ws_loop_conn *c =
-        conn_new(l, fd, WS_ROLE_SERVER, &cfg, s->tp, s->user_data);
+    ws_loop_conn *c = conn_new(l, fd, WS_ROLE_SERVER, &cfg,
+                               listener_shared(l, s, &cfg), s->tp,
+                               s->user_data);
     if (!c) {
       int gone = refused_at_accept(l, s, fd, 0, budget_nomem_reason(l, 0));
       l->sys.close(l->sys.self, fd);

@@ -2586,7 +2586,8 @@ static void no_refusal_for_the_applications_own(void **state) {
 
 /* ---- the memory of an idle connection ---------------------------------------
  * An open connection with nothing in flight holds one block (the loop's
- * connection and the core's, conn_block_size()) and an entry in each of
+ * connection and the core's, conn_block_size(); the core's configuration
+ * is its listener's ws_conn_shared) and an entry in each of
  * the two tables; the rest (conn_aux) exists only while it is busy. */
 
 /* The second idle connection costs the loop exactly its block (deflate
@@ -2654,10 +2655,14 @@ static void idle_connection_is_one_block(void **state) {
   h_until(&b.opened, 1, 10);
   h_round();
   ws_loop_memory(H.l, &m1, NULL);
-  assert_int_equal(m1 - m0, conn_block_size());
+  /* (both share their listener's configuration: the smaller block) */
+  assert_int_equal(m1 - m0, conn_block_size(slot_conn(1)));
+  assert_int_equal(conn_block_size(slot_conn(1)),
+                   CONN_WS_OFF + ws_conn_sizeof_shared());
   assert_int_equal(H.l->nslots, 2);
   for (uint32_t i = 0; i < H.l->nslots; i++) {
     ws_loop_conn *c = slot_conn(i);
+    assert_true(c->flags & F_SHARED);
     assert_null(c->aux);
     assert_ptr_equal(ws_loop_conn_ws(c), CONN_WS(c));
   }
@@ -2701,6 +2706,35 @@ static void busy_connection_gives_its_aux_back(void **state) {
  * same timer round, and all ended by the next (their linger); then a
  * slot is reused under a new generation, and the memory is back to the
  * tables' pages. */
+/* The bytes of a ws_conn_shared (a listener holds one from its first
+ * accept on), as the loop's allocator counts them (a header each). */
+static size_t counted_bytes;
+static void *count_malloc(size_t n, void *ud) {
+  (void)ud;
+  counted_bytes += n;
+  return malloc(n);
+}
+static void *count_realloc(void *p, size_t n, void *ud) {
+  (void)ud;
+  (void)p;
+  (void)n;
+  abort();
+}
+static void count_free(void *p, void *ud) {
+  (void)ud;
+  free(p);
+}
+static size_t shared_config_bytes(void) {
+  ws_mem m = {NULL, count_malloc, count_realloc, count_free};
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  ws_conn_shared *sh;
+  counted_bytes = 0;
+  assert_int_equal(ws_conn_shared_new(&sh, &cfg, &m), 0);
+  ws_conn_shared_del(sh);
+  return counted_bytes + WS_ARENA_ALIGN; /* (MEM_HDR) */
+}
+
 static void many_connections_span_the_pages(void **state) {
   (void)state;
   enum { N = 1100 };
@@ -2740,7 +2774,8 @@ static void many_connections_span_the_pages(void **state) {
       m1 - m0,
       H.l->nspages * (PAGE_ENTRIES * sizeof(slot_entry) + WS_ARENA_ALIGN) +
           H.l->nhpages * (PAGE_ENTRIES * sizeof(void *) + WS_ARENA_ALIGN) +
-          2u * (4u * sizeof(void *) + WS_ARENA_ALIGN)); /* directories */
+          2u * (4u * sizeof(void *) + WS_ARENA_ALIGN) + /* directories */
+          shared_config_bytes()); /* the listener's */
   /* the slot released last is taken first, one generation on */
   int fd = sim_dial(H.s, H.port);
   for (int i = 0; i < 10 && ws_loop_conn_count(H.l) < 1; i++) h_round();
