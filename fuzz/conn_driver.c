@@ -752,7 +752,21 @@ static void do_run(run *R, const uint8_t *body, size_t bodylen) {
   R->rand_state = 0x2545F491u ^ R->seed;
   R->r = 0x9E3779B9u ^ ((uint32_t)R->seed << 7) ^ R->cf;
   ws_mem mem = {&R->alloc, c_malloc, c_realloc, c_free};
-  CHECK(ws_conn_new(&R->c, cfg, &mem) == 0);
+  /* Some runs make the connection of a ws_conn_shared, given up at once
+   * (the connection frees it) or after the connection: the same
+   * behaviour, byte for byte, whichever way it was made. */
+  unsigned shared = (unsigned)(R->seed ^ (R->seed >> 7)) % 3u;
+  ws_conn_shared *sh = NULL;
+  if (shared) {
+    CHECK(ws_conn_shared_new(&sh, cfg, &mem) == 0);
+    CHECK(ws_conn_new_shared(&R->c, sh) == 0);
+    if (shared == 1) {
+      ws_conn_shared_del(sh);
+      sh = NULL;
+    }
+  } else {
+    CHECK(ws_conn_new(&R->c, cfg, &mem) == 0);
+  }
   CHECK(ws_conn_state(R->c) == WS_STATE_CONNECTING);
   tick(R, 0);
 
@@ -805,6 +819,7 @@ static void do_run(run *R, const uint8_t *body, size_t bodylen) {
   CHECK(ws_conn_sizeof() > 0);
   ws_conn_del(R->c);
   R->c = NULL;
+  ws_conn_shared_del(sh);
   CHECK(R->alloc.live == 0); /* no leak */
   check_output(R);
 }
