@@ -82,6 +82,7 @@ enum cstate {
 #define F_CAP_HS 0x800000u    /* ... over max_handshakes */
 #define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
 #define F_SHARED 0x2000000u   /* its core is its listener's ws_conn_shared's */
+#define F_TP 0x4000000u       /* a transport of its own (aux->tp), not TCP */
 
 typedef struct handle {
   uint8_t kind;
@@ -140,6 +141,10 @@ typedef struct conn_aux {
   uint64_t msg_since;   /* a message is being received since */
   uint64_t drain_since; /* min_drain_rate: the window started then */
   uint64_t drained;     /* ... and this many bytes were written since */
+  /* F_TP: the connection's own transport and its context, kept for the
+   * connection's life (plain TCP needs neither: the loop's) */
+  const ws_loop_transport *tp;
+  void *tctx;
 } conn_aux;
 
 /* A timer of conn_aux, 0 when |c| has no aux. */
@@ -175,9 +180,7 @@ struct ws_loop_conn {
   uint64_t ip_hash; /* the peer address (max_conns_per_ip) */
   ws_loop *loop;
   void *user_data;
-  const ws_loop_transport *tp;
-  void *tctx;
-  conn_aux *aux;
+  conn_aux *aux; /* with F_TP, its transport too */
   listener *lst;
   ws_loop_conn *next_dirty, *next_again;
 };
@@ -261,6 +264,16 @@ struct ws_loop {
   uint8_t rpool[128];
   uint8_t rpos; /* bytes of |rpool| used (sizeof: empty) */
 };
+
+/* A connection's transport and its context: plain TCP (the loop's, whose
+ * context is always its user_data: nothing to attach) unless it has one
+ * of its own (F_TP). */
+static inline const ws_loop_transport *conn_tp(const ws_loop_conn *c) {
+  return (c->flags & F_TP) ? c->aux->tp : &c->loop->plain;
+}
+static inline void *conn_tctx(const ws_loop_conn *c) {
+  return (c->flags & F_TP) ? c->aux->tctx : c->loop->plain.user_data;
+}
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */
 

@@ -188,5 +188,5 @@ const ws_response *ws_loop_conn_response(const ws_loop_conn *c) {
 }
 
 void *ws_loop_conn_transport_ctx(const ws_loop_conn *c) {
-  return c && c->state != C_DEAD ? c->tctx : NULL;
+  return c && c->state != C_DEAD ? conn_tctx(c) : NULL;
 }

@@ -318,5 +318,5 @@ void budget_close_frame(ws_loop_conn *c) {
   size_t w = 0;
   /* Best effort: the socket is idle (the core's queue just drained), so
    * 19 bytes go at once; if not, the connection simply closes. */
-  (void)c->tp->write(c->tctx, c->fd, &v, 1, &w);
+  (void)conn_tp(c)->write(conn_tctx(c), c->fd, &v, 1, &w);
 }

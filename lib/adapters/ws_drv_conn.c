@@ -46,7 +46,7 @@ static void aux_free(ws_loop_conn *c) {
 
 void conn_aux_trim(ws_loop_conn *c) {
   conn_aux *a = c->aux;
-  if (!a || (c->flags & F_PAUSED) || a->rpos < a->rlen || a->rbuf ||
+  if (!a || (c->flags & (F_PAUSED | F_TP)) || a->rpos < a->rlen || a->rbuf ||
       a->ai_all || a->server_name || a->def_head || a->drv_at ||
       a->stall_since || a->msg_since || a->drain_since)
     return;
@@ -162,15 +162,25 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
   c->deadline = NO_DEADLINE;
   c->loop = l;
   c->user_data = ud;
-  c->tp = tp ? tp : &l->plain;
+  if (tp && tp != &l->plain) {
+    /* (kept in the aux block for the connection's life) */
+    if (!conn_aux_get(c)) {
+      drv_block_free(l, c, conn_block_size(c));
+      return NULL;
+    }
+    c->aux->tp = tp;
+    c->flags |= F_TP;
+  }
   rv = sh ? ws_conn_init_shared(&ws, CONN_WS(c), ws_conn_sizeof_shared(), sh)
           : ws_conn_init(&ws, CONN_WS(c), ws_conn_sizeof(), cfg, &l->mem);
   if (rv != 0) {
+    aux_free(c);
     drv_block_free(l, c, conn_block_size(c));
     return NULL;
   }
   if (slot_take(l, c) != 0) {
     ws_conn_fini(ws);
+    aux_free(c);
     drv_block_free(l, c, conn_block_size(c));
     return NULL;
   }
@@ -182,13 +192,16 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 
 /* The transport's description of its failure, or NULL. */
 static const char *tp_error_text(const ws_loop_conn *c) {
-  const char *s =
-      c->io_err && c->tp->error && c->tctx ? c->tp->error(c->tctx) : NULL;
+  const ws_loop_transport *tp = conn_tp(c);
+  void *tctx = conn_tctx(c);
+  const char *s = c->io_err && tp->error && tctx ? tp->error(tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
 static size_t tp_pending(const ws_loop_conn *c) {
-  return c->tp->pending && c->tctx ? c->tp->pending(c->tctx) : 0;
+  const ws_loop_transport *tp = conn_tp(c);
+  void *tctx = conn_tctx(c);
+  return tp->pending && tctx ? tp->pending(tctx) : 0;
 }
 
 /* Notes that a transport call failed with |rv| (WS_LOOP_ERR_IO: errno
@@ -228,8 +241,11 @@ void conn_destroy(ws_loop_conn *c, int err) {
   c->state = C_DEAD;
   if (c->flags & F_REG) l->poller.remove(l->poller.self, c->fd);
   c->flags &= ~F_REG;
-  if (c->tctx && c->tp->detach) c->tp->detach(c->tctx);
-  c->tctx = NULL;
+  if (c->flags & F_TP) {
+    conn_aux *a = c->aux;
+    if (a->tctx && a->tp->detach) a->tp->detach(a->tctx);
+    a->tctx = NULL;
+  }
   if (c->fd >= 0) l->sys.close(l->sys.self, c->fd);
   c->fd = -1;
   heap_remove(l, c);
@@ -618,7 +634,8 @@ static void conn_read_round(ws_loop_conn *c) {
   for (i = 0; i < READ_BUDGET && can_read(c); i++) {
     size_t n = 0;
     errno = 0;
-    int rv = c->tp->read(c->tctx, c->fd, l->rbuf, l->cfg.read_size, &n);
+    int rv = conn_tp(c)->read(conn_tctx(c), c->fd, l->rbuf, l->cfg.read_size,
+                              &n);
     if (rv == WS_ERR_WOULDBLOCK) break;
     if (rv == WS_ERR_EOF) {
       conn_lost(c, 0);
@@ -636,7 +653,7 @@ static void conn_read_round(ws_loop_conn *c) {
      * again would only get EAGAIN; readiness reports what comes next.
      * (A transport may hold bytes that no readiness announces: those are
      * read until WS_ERR_WOULDBLOCK.) */
-    if (c->tp == &l->plain && n < l->cfg.read_size) break;
+    if (!(c->flags & F_TP) && n < l->cfg.read_size) break;
   }
   if (got && c->state == C_WS) conn_tick(c);
   if (i == READ_BUDGET && can_read(c)) conn_mark_again(c);
@@ -651,7 +668,7 @@ static int conn_flush(ws_loop_conn *c) {
     size_t w = 0, n = ws_conn_out_peek(CONN_WS(c), iov, 2);
     if (n == 0 && tp_pending(c) == 0) return 0;
     errno = 0;
-    int rv = c->tp->write(c->tctx, c->fd, iov, n, &w);
+    int rv = conn_tp(c)->write(conn_tctx(c), c->fd, iov, n, &w);
     if (w) {
       conn_aux *a = c->aux;
       ws_conn_out_consume(CONN_WS(c), w);
@@ -715,8 +732,8 @@ static void maybe_finish(ws_loop_conn *c) {
   if (!(c->flags & F_SHUT)) {
     budget_close_frame(c);
     c->flags |= F_SHUT;
-    if (c->tp->shutdown && c->tctx) {
-      c->tp->shutdown(c->tctx, c->fd);
+    if (conn_tp(c)->shutdown && conn_tctx(c)) {
+      conn_tp(c)->shutdown(conn_tctx(c), c->fd);
       int e = conn_flush(c);
       if (e) {
         conn_destroy(c, e);

@@ -50,12 +50,13 @@ void connect_done(ws_loop_conn *c) {
   a->ai_all = a->ai_next = NULL;
   c->state = C_WS;
   errno = 0;
-  int rv = c->tp->attach ? c->tp->attach(c->tp->user_data, c->fd,
-                                         WS_ROLE_CLIENT, a->server_name,
-                                         &c->tctx)
-                         : 0;
+  const ws_loop_transport *tp = conn_tp(c);
+  int rv = (c->flags & F_TP) && tp->attach
+               ? tp->attach(tp->user_data, c->fd, WS_ROLE_CLIENT,
+                            a->server_name, &a->tctx)
+               : 0;
   if (rv != 0) {
-    c->tctx = NULL;
+    a->tctx = NULL;
     if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO;
     c->io_err = rv;
     c->sys_errno = rv == WS_LOOP_ERR_IO ? (errno ? errno : EIO) : 0;

@@ -208,9 +208,11 @@ void drv_accept_round(ws_loop *l, listener *s) {
     c->flags |= fl;
     c->ip_hash = ip;
     budget_count(c);
-    if (c->tp->attach && c->tp->attach(c->tp->user_data, fd, WS_ROLE_SERVER,
-                                       NULL, &c->tctx) != 0) {
-      c->tctx = NULL;
+    const ws_loop_transport *tp = conn_tp(c);
+    if ((c->flags & F_TP) && tp->attach &&
+        tp->attach(tp->user_data, fd, WS_ROLE_SERVER, NULL, &c->aux->tctx) !=
+            0) {
+      c->aux->tctx = NULL;
       conn_destroy(c, WS_LOOP_ERR_IO); /* owed no on_close yet */
       continue;
     }

@@ -294,6 +294,8 @@ const ws_drv_sys ws_drv_sys_default = {
 
 /* ---- the plain TCP transport ---------------------------------------------- */
 
+/* (The loop never attaches its own connections: their context is the
+ * user_data, conn_tctx(). A transport that wraps this one calls it.) */
 static int plain_attach(void *ud, int fd, ws_role role, const char *sn,
                         void **pctx) {
   (void)fd;
