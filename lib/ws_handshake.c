@@ -22,19 +22,47 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
  * compare names (and list tokens) with name_is() and writers take them
  * with "%t", both up to the first byte that is no token byte
  * (token_len()). */
-static const char r_no_upgrade[] = "Upgrade: websocket missing";
-static const char r_no_connection[] = "Connection: Upgrade missing";
-static const char r_accept_mismatch[] = "Sec-WebSocket-Accept mismatch";
-static const char r_ext_repeated[] = "Sec-WebSocket-Extensions repeated";
-static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
+/* The client's reasons for refusing a response, one after the other in
+ * the order of its checks (ws_hs_check_response() numbers them, enum
+ * resp_why); the server shares two. */
+#define RR_MALFORMED "malformed response"
+#define RR_NOT_101 "server did not answer 101"
+#define RR_NO_UPGRADE "Upgrade: websocket missing"
+#define RR_NO_CONNECTION "Connection: Upgrade missing"
+#define RR_ACCEPT_COUNT "Sec-WebSocket-Accept missing or repeated"
+#define RR_ACCEPT_MISMATCH "Sec-WebSocket-Accept mismatch"
+#define RR_EXT_NOT_OFFERED "extension not offered"
+#define RR_EXT_REPEATED "Sec-WebSocket-Extensions repeated"
+#define RR_PROTO_REPEATED "Sec-WebSocket-Protocol repeated"
+#define RR_BAD_PROTOCOL "invalid Sec-WebSocket-Protocol"
+static const char resp_reasons[] =
+    RR_MALFORMED "\0" RR_NOT_101 "\0" RR_NO_UPGRADE "\0" RR_NO_CONNECTION
+                 "\0" RR_ACCEPT_COUNT "\0" RR_ACCEPT_MISMATCH
+                 "\0" RR_EXT_NOT_OFFERED "\0" RR_EXT_REPEATED
+                 "\0" RR_PROTO_REPEATED "\0" RR_BAD_PROTOCOL
+                 "\0subprotocol not offered";
+/* where each starts */
+#define RR_AT_NO_UPGRADE (sizeof(RR_MALFORMED) + sizeof(RR_NOT_101))
+#define RR_AT_NO_CONNECTION (RR_AT_NO_UPGRADE + sizeof(RR_NO_UPGRADE))
+#define RR_AT_ACCEPT_COUNT (RR_AT_NO_CONNECTION + sizeof(RR_NO_CONNECTION))
+#define RR_AT_EXT_REPEATED                                                     \
+  (RR_AT_ACCEPT_COUNT + sizeof(RR_ACCEPT_COUNT) + sizeof(RR_ACCEPT_MISMATCH) + \
+   sizeof(RR_EXT_NOT_OFFERED))
+#define RR_AT_PROTO_REPEATED (RR_AT_EXT_REPEATED + sizeof(RR_EXT_REPEATED))
+#define r_no_upgrade (resp_reasons + RR_AT_NO_UPGRADE)
+#define r_no_connection (resp_reasons + RR_AT_NO_CONNECTION)
 #define h_upgrade r_no_upgrade
 #define h_connection r_no_connection
-#define h_accept r_accept_mismatch
-#define h_extensions r_ext_repeated
-#define h_protocol (r_bad_protocol + 8) /* the whole rest: exact */
+#define h_accept (resp_reasons + RR_AT_ACCEPT_COUNT)
+#define h_extensions (resp_reasons + RR_AT_EXT_REPEATED)
+#define h_protocol (resp_reasons + RR_AT_PROTO_REPEATED)
 /* and so are the list tokens they must hold */
 #define t_websocket (r_no_upgrade + 9)
 #define t_upgrade (r_no_connection + 12)
+/* (the reference checks name the others) */
+#define r_accept_mismatch (h_accept + sizeof(RR_ACCEPT_COUNT))
+#define r_ext_repeated h_extensions
+#define r_bad_protocol (h_protocol + sizeof(RR_PROTO_REPEATED))
 /* and lines that both write (a header line as a wr_fmt() format too) */
 static const char f_header[] = "%t: %s\r\n";
 static const char l_upgrade[] =
@@ -145,15 +173,31 @@ int ws_list_has_token(ws_slice list, const char *token) {
   return 0;
 }
 
+/* The accept value of |key| (RFC 6455 4.2.2 (5)), 28 characters, made
+ * in |ctx|'s block, which is free once the hash is final: the digest at
+ * its start, its base64 after it. No buffer of its own on the stack: the
+ * client's check compares it in place, 28 bytes less on the deepest
+ * stack of a client (firmware). */
+static const uint8_t *accept_in(ws_sha1_ctx *ctx, const uint8_t *key,
+                                size_t keylen) {
+  ws_sha1_init(ctx);
+  ws_sha1_update(ctx, key, keylen);
+  ws_sha1_update(ctx, ws_guid, sizeof(ws_guid) - 1);
+  ws_sha1_final(ctx, ctx->block);
+  ws_base64_encode(ctx->block, 20, (char *)ctx->block + 20); /* 28 chars */
+  return ctx->block + 20;
+}
+
 void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
   ws_sha1_ctx ctx;
-  ws_sha1_init(&ctx);
-  ws_sha1_update(&ctx, key, keylen);
-  ws_sha1_update(&ctx, ws_guid, sizeof(ws_guid) - 1);
-  /* the digest goes to the block buffer, free once the hash is final:
-   * 20 bytes less on the deepest stack of a client (firmware) */
-  ws_sha1_final(&ctx, ctx.block);
-  ws_base64_encode(ctx.block, 20, out); /* 20 bytes -> 28 chars */
+  memcpy(out, accept_in(&ctx, key, keylen), 28);
+}
+
+/* 1 if |acc| is the accept value of the 24-character |key|. */
+static int accept_matches(const char key[24], ws_slice acc) {
+  ws_sha1_ctx ctx;
+  const uint8_t *expect = accept_in(&ctx, (const uint8_t *)key, 24);
+  return acc.len == 28 && memcmp(acc.base, expect, 28) == 0;
 }
 
 /* ---- header lookup ---------------------------------------------------- */
@@ -488,37 +532,173 @@ fail:
 
 /* ---- response parsing (client) ----------------------------------------- */
 
-int ws_hs_parse_response(ws_response *resp, ws_header *headers,
-                         size_t maxheaders, const uint8_t *buf, size_t len) {
+/* RFC 7230 3.1.2: HTTP-version SP status-code SP reason-phrase CRLF, at
+ * the start of |buf|, into |resp| (zeroed first). Returns the length of
+ * the line with its CRLF, 0 if it is malformed. */
+static size_t parse_status_line(ws_response *resp, const uint8_t *buf,
+                                size_t len) {
   size_t pos = 0;
   int ver;
 
   memset(resp, 0, sizeof(*resp));
-  /* RFC 7230 3.1.2: HTTP-version SP status-code SP reason-phrase CRLF */
   size_t vlen = parse_version(buf, len, &ver);
-  if (vlen == 0 || ver < 11) return WS_ERR_HANDSHAKE;
+  if (vlen == 0 || ver < 11) return 0;
   pos = vlen;
-  if (len - pos < 4 || buf[pos++] != ' ') return WS_ERR_HANDSHAKE;
+  if (len - pos < 4 || buf[pos++] != ' ') return 0;
   for (size_t end = pos + 3; pos < end; pos++) { /* three digits */
-    if (!is_digit(buf[pos])) return WS_ERR_HANDSHAKE;
+    if (!is_digit(buf[pos])) return 0;
     resp->status = resp->status * 10 + (buf[pos] - '0');
   }
   /* SP reason-phrase; the SP before an empty reason is often left out */
   if (pos < len && buf[pos] == ' ')
     pos++;
   else if (pos == len || buf[pos] != '\r')
-    return WS_ERR_HANDSHAKE;
+    return 0;
   size_t rstart = pos;
   while (pos < len && is_field_char(buf[pos]))
     pos++;
   resp->reason.base = buf + rstart;
   resp->reason.len = pos - rstart;
-  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
-    return WS_ERR_HANDSHAKE;
-  pos += 2;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n') return 0;
+  return pos + 2;
+}
 
+/* The refusals, numbered as resp_reasons lists them. */
+enum resp_why {
+  RW_MALFORMED,
+  RW_NOT_101,
+  RW_NO_UPGRADE,
+  RW_NO_CONNECTION,
+  RW_ACCEPT_COUNT,
+  RW_ACCEPT_MISMATCH,
+  RW_EXT_NOT_OFFERED,
+  RW_EXT_REPEATED,
+  RW_PROTO_REPEATED,
+  RW_BAD_PROTOCOL,
+  RW_PROTO_NOT_OFFERED
+};
+
+/* The headers the client looks at: where their names are in
+ * resp_reasons, and their numbers (bits of a mask). */
+enum { K_UPGRADE, K_CONNECTION, K_ACCEPT, K_EXTENSIONS, K_PROTOCOL, K_N };
+static const uint8_t resp_name_at[K_N] = {
+    RR_AT_NO_UPGRADE, RR_AT_NO_CONNECTION, RR_AT_ACCEPT_COUNT,
+    RR_AT_EXT_REPEATED, RR_AT_PROTO_REPEATED};
+_Static_assert(RR_AT_PROTO_REPEATED < 256, "name offsets fit in a byte");
+
+/* 1 if a list lists anything: a byte other than OWS and comma (what
+ * ws_list_next() finds an element in). */
+static int list_nonempty(ws_slice v) {
+  for (size_t i = 0; i < v.len; i++)
+    if (v.base[i] != ',' && !is_ows(v.base[i])) return 1;
+  return 0;
+}
+
+int ws_hs_check_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len,
+                         const char key[24], ws_slice offered_protocols,
+                         int extensions_offered, const char **preason,
+                         ws_slice *pext) {
   size_t nh = 0;
-  if (parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
+  unsigned why = RW_MALFORMED;
+
+  size_t pos = parse_status_line(resp, buf, len);
+  if (!pos || parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
+    goto fail;
+  resp->headers = headers;
+  resp->nheaders = nh;
+
+  /* One look at each header line: whether Upgrade and Connection list
+   * their tokens (over all their lines, RFC 7230 3.2.2), the first value
+   * of the others and whether they are repeated, and the extension lines
+   * that list something. */
+  ws_slice acc = {NULL, 0};
+  size_t next = 0;
+  pext->base = NULL;
+  pext->len = 0;
+  unsigned found = 0, dup = 0; /* bits K_* */
+  for (size_t i = 0; i < nh; i++) {
+    unsigned k = 0;
+    while (k < K_N && !name_is(headers[i].name, resp_reasons + resp_name_at[k]))
+      k++;
+    ws_slice v = headers[i].value;
+    if (k <= K_CONNECTION) {
+      if (k == K_UPGRADE ? ws_list_has_token(v, t_websocket)
+                         : ws_list_has_token(v, t_upgrade))
+        found |= 1u << k;
+      continue;
+    }
+    if (k == K_N) continue;
+    if (k == K_EXTENSIONS && list_nonempty(v)) {
+      next++;
+      *pext = v;
+    }
+    /* (a value's base is never NULL: set is seen) */
+    ws_slice *first = k == K_ACCEPT       ? &acc
+                      : k == K_EXTENSIONS ? &resp->extensions
+                                          : &resp->protocol;
+    if (first->base)
+      dup |= 1u << k;
+    else
+      *first = v;
+  }
+
+  /* RFC 6455 4.1, client step 1 after sending: anything but 101 */
+  why = RW_NOT_101;
+  if (resp->status != 101) goto fail;
+  /* steps 2 and 3 */
+  why = RW_NO_UPGRADE;
+  if (!(found & 1u << K_UPGRADE)) goto fail;
+  why = RW_NO_CONNECTION;
+  if (!(found & 1u << K_CONNECTION)) goto fail;
+
+  /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
+  why = RW_ACCEPT_COUNT;
+  if (!acc.base || (dup & 1u << K_ACCEPT)) goto fail;
+  why = RW_ACCEPT_MISMATCH;
+  if (!accept_matches(key, acc)) goto fail;
+
+  /* step 5: extensions only if we offered some. Split over several header
+   * lines they cannot be passed on as one slice, so refuse that. */
+  why = RW_EXT_NOT_OFFERED;
+  if (next > 0 && !extensions_offered) goto fail;
+  why = RW_EXT_REPEATED;
+  if (next > 1) goto fail;
+
+  /* step 6: a subprotocol only if offered, and a single one. Subprotocol
+   * names compare exactly. */
+  why = RW_PROTO_REPEATED;
+  if (dup & 1u << K_PROTOCOL) goto fail;
+  ws_slice proto = resp->protocol;
+  if (proto.base) {
+    /* one token, nothing else: no list, no quotes, not empty (the value
+     * is already trimmed of OWS) */
+    size_t i = 0;
+    while (i < proto.len && ws_is_tchar(proto.base[i]))
+      i++;
+    why = RW_BAD_PROTOCOL;
+    if (i == 0 || i != proto.len) goto fail;
+    int match = 0;
+    ws_slice list = offered_protocols, o;
+    while (!match && ws_list_next(&list, &o))
+      match = o.len == proto.len && memcmp(o.base, proto.base, o.len) == 0;
+    why = RW_PROTO_NOT_OFFERED;
+    if (!match) goto fail;
+  }
+  return 0;
+fail:
+  *preason = nth_str(resp_reasons, why);
+  return why == RW_NOT_101 ? WS_ERR_REJECTED : WS_ERR_HANDSHAKE;
+}
+
+#if WS_HAS_REFERENCE
+/* ---- the response checks in two steps (tests and fuzzers) -------------- */
+
+int ws_hs_parse_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len) {
+  size_t pos = parse_status_line(resp, buf, len);
+  size_t nh = 0;
+  if (!pos || parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
     return WS_ERR_HANDSHAKE;
   resp->headers = headers;
   resp->nheaders = nh;
@@ -527,12 +707,12 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
   return 0;
 }
 
-#define VR_FAIL(rv, why)                                                       \
-  do {                                                                         \
-    frv = (rv);                                                                \
-    freason = (why);                                                           \
-    goto fail;                                                                 \
-  } while (0)
+#  define VR_FAIL(rv, why)                                                     \
+    do {                                                                       \
+      frv = (rv);                                                              \
+      freason = (why);                                                         \
+      goto fail;                                                               \
+    } while (0)
 
 int ws_hs_validate_response(const ws_response *resp, const char key[24],
                             ws_slice offered_protocols, int extensions_offered,
@@ -594,6 +774,7 @@ fail:
   if (preason) *preason = freason;
   return frv;
 }
+#endif /* WS_HAS_REFERENCE */
 
 /* ---- writing ----------------------------------------------------------- */
 

@@ -108,24 +108,48 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
                         const char *extensions);
 
 /*
- * Client: parses a complete response head buf[0, len). Fills |resp|
- * (status, reason, headers; protocol and extensions from their headers).
- * Returns 0 or WS_ERR_HANDSHAKE (malformed, or more than |maxheaders|).
+ * Client: parses a complete response head buf[0, len) and checks it (RFC
+ * 6455 4.1, the client's checks), looking at each header line once.
+ * Fills |resp| (status, reason, headers into |headers|, room for
+ * |maxheaders|; protocol and extensions: the first value of their
+ * headers). The checks, in this order: well-formed with at most
+ * |maxheaders| headers (else "malformed response"), status 101 (else
+ * WS_ERR_REJECTED; |resp| is complete), Upgrade token "websocket",
+ * Connection token "Upgrade", Sec-WebSocket-Accept matching |key|, no
+ * Sec-WebSocket-Extensions unless |extensions_offered| (and then a single
+ * header line that lists anything), a Sec-WebSocket-Protocol only if it
+ * is one of the comma list |offered_protocols| (and at most one). Returns
+ * 0 with |*pext| the value of the extension line (base NULL and len 0 if
+ * none), or WS_ERR_REJECTED or WS_ERR_HANDSHAKE with |*preason| a static
+ * short explanation.
+ */
+int ws_hs_check_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len,
+                         const char key[24], ws_slice offered_protocols,
+                         int extensions_offered, const char **preason,
+                         ws_slice *pext);
+
+#if WS_HAS_REFERENCE
+/*
+ * The same in two steps, the way the library did it before
+ * ws_hs_check_response(): kept for the tests and fuzzers, which compare
+ * the two (freestanding builds leave them out, WS_HAS_REFERENCE).
+ *
+ * ws_hs_parse_response(): parses a complete response head buf[0, len).
+ * Fills |resp| (status, reason, headers; protocol and extensions from
+ * their headers). Returns 0 or WS_ERR_HANDSHAKE (malformed, or more than
+ * |maxheaders|).
+ *
+ * ws_hs_validate_response(): validates a parsed response: status 101
+ * (else WS_ERR_REJECTED), then the checks of ws_hs_check_response().
+ * Returns 0, WS_ERR_REJECTED, or WS_ERR_HANDSHAKE with |*preason| a
+ * static short explanation.
  */
 int ws_hs_parse_response(ws_response *resp, ws_header *headers,
                          size_t maxheaders, const uint8_t *buf, size_t len);
-
-/*
- * Client: validates a parsed response (RFC 6455 4.1, the client's
- * checks): status 101 (else WS_ERR_REJECTED), Upgrade token "websocket",
- * Connection token "Upgrade", Sec-WebSocket-Accept matching |key|, a
- * Sec-WebSocket-Protocol only if it is one of the comma list
- * |offered_protocols| (and at most one), no Sec-WebSocket-Extensions
- * unless |extensions_offered|. Returns 0, WS_ERR_REJECTED, or
- * WS_ERR_HANDSHAKE with |*preason| a static short explanation.
- */
 int ws_hs_validate_response(const ws_response *resp, const char key[24],
                             ws_slice offered_protocols,
                             int extensions_offered, const char **preason);
+#endif
 
 #endif /* WS_HANDSHAKE_H */
