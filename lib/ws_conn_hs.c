@@ -262,18 +262,13 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   if (!head) return 0;
   int status = 400;
   const char *reason = NULL; /* both set with every failure */
-  if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
-                       &status, &reason))
-    return hs_fail_http(c, status, reason);
+  rv = ws_hs_check_request(&hs->req, hs->headers, c->max_headers, hs->in.base,
+                           head, c->flags & WS_CFG_HTTP, &status, &reason);
+  if (rv < 0) return hs_fail_http(c, status, reason);
+  /* 1: plain HTTP, WS_CFG_HTTP (WS_EV_HTTP) */
   hs->parsed = 1;
-  if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
-    hs->http = 1;
-    wsc_set_event(c, WS_EV_HTTP); /* the request is hs->req */
-    return 0;
-  }
-  if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
-    return hs_fail_http(c, status, reason);
-  wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
+  hs->http = (uint8_t)rv;
+  wsc_set_event(c, rv ? WS_EV_HTTP : WS_EV_REQUEST); /* the request: hs->req */
   return 0;
 }
 #endif /* !WS_NO_SERVER */

@@ -202,6 +202,7 @@ static int accept_matches(const char key[24], ws_slice acc) {
 
 /* ---- header lookup ---------------------------------------------------- */
 
+#if WS_HAS_REFERENCE /* (the checks look at each header once) */
 /* Counts headers named |name|; sets |*pfirst| to the first one's value. */
 static size_t header_count(const ws_header *h, size_t n, const char *name,
                            ws_slice *pfirst) {
@@ -222,6 +223,7 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
       return 1;
   return 0;
 }
+#endif
 
 /* The |index|-th list element across every header named |name|. */
 static int headers_list_nth(const ws_header *h, size_t n, const char *name,
@@ -389,7 +391,8 @@ enum srv_why {
   W_NO_CONNECTION
 };
 
-static int srv_fail(unsigned why, int *pstatus, const char **preason) {
+static WS_NOINLINE int srv_fail(unsigned why, int *pstatus,
+                                 const char **preason) {
   static const uint16_t status[3] = {405, 426, 431};
   if (pstatus) *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
   if (preason)
@@ -407,35 +410,32 @@ static int srv_fail(unsigned why, int *pstatus, const char **preason) {
     goto fail;                                                                 \
   } while (0)
 
-int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
-                     const uint8_t *buf, size_t len, int *pstatus,
-                     const char **preason) {
+/* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF, at the
+ * start of |buf|, into |req| (zeroed first; with the path and query).
+ * Returns the length of the line with its CRLF, 0 if it is malformed. */
+static size_t parse_request_line(ws_request *req, const uint8_t *buf,
+                                 size_t len) {
   size_t pos = 0;
   int ver;
-  unsigned why;
 
   memset(req, 0, sizeof(*req));
-
-  /* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF */
   while (pos < len && ws_is_tchar(buf[pos]))
     pos++;
-  if (pos == 0 || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
+  if (pos == 0 || pos == len || buf[pos] != ' ') return 0;
   req->method.base = buf;
   req->method.len = pos;
   size_t tstart = ++pos;
   while (pos < len && is_target_char(buf[pos]))
     pos++;
-  if (pos == tstart || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
+  if (pos == tstart || pos == len || buf[pos] != ' ') return 0;
   req->target.base = buf + tstart;
   req->target.len = pos - tstart;
   pos++;
   size_t vlen = parse_version(buf + pos, len - pos, &ver);
-  if (vlen == 0 || ver < 10) HS_FAIL(W_LINE);
+  if (vlen == 0 || ver < 10) return 0;
   req->version = ver;
   pos += vlen;
-  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
-    HS_FAIL(W_LINE);
-  pos += 2;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n') return 0;
 
   /* path and query, RFC 6455 3 and RFC 7230 5.3 */
   const uint8_t *q = memchr(buf + tstart, '?', req->target.len);
@@ -445,6 +445,134 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   plen += q != NULL; /* the query starts after the '?', if any */
   req->query.base = buf + tstart + plen;
   req->query.len = req->target.len - plen;
+  return pos + 2;
+}
+
+/* The headers the server looks at. The first five: the first value and
+ * whether repeated; Transfer-Encoding: whether there; Upgrade and
+ * Connection: whether they list their tokens. */
+enum {
+  Q_HOST,
+  Q_ORIGIN,
+  Q_LENGTH,
+  Q_KEY,
+  Q_VERSION,
+  Q_TRANSFER,
+  Q_UPGRADE,
+  Q_CONNECTION,
+  Q_N
+};
+
+int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
+                        const uint8_t *buf, size_t len, int http,
+                        int *pstatus, const char **preason) {
+  static const char *const req_names[Q_N] = {
+      "Host",           "Origin", "Content-Length",   srv_reasons + 8,
+      l_version,        "Transfer-Encoding", h_upgrade, h_connection};
+  unsigned why = W_LINE;
+  size_t nh = 0;
+
+  size_t pos = parse_request_line(req, buf, len);
+  if (!pos) goto fail;
+  switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
+  case HDR_OK: break;
+  case HDR_TOO_MANY: HS_FAIL(W_TOO_MANY);
+  default: HS_FAIL(W_FIELD);
+  }
+  req->headers = headers;
+  req->nheaders = nh;
+
+  /* one look at each header line */
+  ws_slice first[Q_TRANSFER];
+  memset(first, 0, sizeof(first));
+  unsigned dup = 0, found = 0; /* bits Q_* */
+  for (size_t i = 0; i < nh; i++) {
+    unsigned k = 0;
+    while (k < Q_N && !name_is(headers[i].name, req_names[k]))
+      k++;
+    ws_slice v = headers[i].value;
+    if (k >= Q_UPGRADE) {
+      if (k == Q_UPGRADE    ? ws_list_has_token(v, t_websocket)
+          : k == Q_CONNECTION ? ws_list_has_token(v, t_upgrade)
+                              : 0)
+        found |= 1u << k;
+      continue;
+    }
+    /* (a value's base is never NULL: set is seen) */
+    if (k == Q_TRANSFER || first[k].base)
+      dup |= 1u << k;
+    else
+      first[k] = v;
+  }
+  req->host = first[Q_HOST];
+  req->origin = first[Q_ORIGIN];
+
+  /* RFC 7230 5.4: at most one Host; an HTTP/1.1 request must have one */
+  if (dup & 1u << Q_HOST) HS_FAIL(W_DUP_HOST);
+  if (!req->host.base && req->version >= 11) HS_FAIL(W_NO_HOST);
+  /* A repeated Origin is refused so that the application checks the
+   * only one there is (RFC 6455 10.2). */
+  if (dup & 1u << Q_ORIGIN) HS_FAIL(W_DUP_ORIGIN);
+
+  /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively;
+   * a request that does not is plain HTTP, if the caller takes those */
+  if (http && !(found & 1u << Q_UPGRADE)) return 1;
+
+  /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
+   * case-sensitive (RFC 7230 3.1.1). */
+  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+    HS_FAIL(W_METHOD);
+  if (req->version < 11) HS_FAIL(W_HTTP11);
+
+  /* RFC 6455 4.2.1 (2): a Host header, not empty */
+  if (!req->host.base || req->host.len == 0) HS_FAIL(W_EMPTY_HOST);
+
+  if (!(found & 1u << Q_UPGRADE)) HS_FAIL(W_NO_UPGRADE);
+  /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
+  if (!(found & 1u << Q_CONNECTION)) HS_FAIL(W_NO_CONNECTION);
+
+  /* The bytes after the head are frames. A request that says a body
+   * follows (RFC 7230 3.3) is refused: a proxy that believed the body
+   * would read those frames as the next request (request smuggling). */
+  ws_slice cl = first[Q_LENGTH];
+  if ((dup & (1u << Q_LENGTH | 1u << Q_TRANSFER)) ||
+      (cl.base && !(cl.len == 1 && cl.base[0] == '0')))
+    HS_FAIL(W_BODY);
+
+  /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
+  req->key = first[Q_KEY];
+  if (!req->key.base) HS_FAIL(W_NO_KEY);
+  if (dup & 1u << Q_KEY) HS_FAIL(W_DUP_KEY);
+  {
+    uint8_t nonce[16];
+    size_t noncelen = 0;
+    if (ws_base64_decode(req->key.base, req->key.len, nonce, sizeof(nonce),
+                         &noncelen) != 0 ||
+        noncelen != 16)
+      HS_FAIL(W_BAD_KEY);
+  }
+
+  /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
+   * versions we support */
+  ws_slice v = first[Q_VERSION];
+  if (!v.base || (dup & 1u << Q_VERSION) ||
+      !(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
+    HS_FAIL(W_VERSION);
+  return 0;
+fail:
+  return srv_fail(why, pstatus, preason);
+}
+
+#if WS_HAS_REFERENCE
+/* ---- the request checks in two steps (tests and fuzzers) --------------- */
+
+int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
+                     const uint8_t *buf, size_t len, int *pstatus,
+                     const char **preason) {
+  unsigned why = W_LINE;
+  size_t pos = parse_request_line(req, buf, len);
+  if (!pos) goto fail;
+  int ver = req->version;
 
   size_t nh = 0;
   switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
@@ -529,6 +657,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
 fail:
   return srv_fail(why, pstatus, preason);
 }
+#endif /* WS_HAS_REFERENCE */
 
 /* ---- response parsing (client) ----------------------------------------- */
 

@@ -1514,9 +1514,11 @@ static void check_resp_all(const uint8_t *buf, size_t len) {
   }
 }
 
-/* Runs check_resp_all() over every file of fuzz/corpus/NAME; returns the
- * number of files, or -1 if the directory is not found. */
-static long check_resp_corpus(const char *name) {
+/* Runs |fn| over every file of fuzz/corpus/NAME, and over it from every
+ * line start; returns the number of files, or -1 if the directory is not
+ * found. */
+static long for_corpus(const char *name,
+                       void (*fn)(const uint8_t *buf, size_t len)) {
   /* the source tree from this file's name (as the compiler was given it,
    * absolute or from the build directory), else from the current one */
   char dir[4096];
@@ -1546,11 +1548,11 @@ static long check_resp_corpus(const char *name) {
     size_t n = fread(data, 1, sizeof(data), f);
     fclose(f);
     files++;
-    check_resp_all(data, n);
+    fn(data, n);
     /* and from every line start, so that heads inside other targets'
      * inputs are read too */
     for (size_t i = 1; i < n; i++)
-      if (data[i - 1] == '\n') check_resp_all(data + i, n - i);
+      if (data[i - 1] == '\n') fn(data + i, n - i);
   }
   closedir(d);
   return files;
@@ -1606,7 +1608,7 @@ static void response_check_one_pass_same_as_two_steps(void **state) {
       "fuzz_deflate"};
   long files = 0, found = 0;
   for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
-    long n = check_resp_corpus(corpora[c]);
+    long n = for_corpus(corpora[c], check_resp_all);
     if (n >= 0) {
       files += n;
       found++;
@@ -1614,6 +1616,110 @@ static void response_check_one_pass_same_as_two_steps(void **state) {
   }
   if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
   fprintf(stderr, "checked %ld generated heads, %ld corpus files\n", heads,
+          files);
+}
+
+/* ---- the one-pass request check against the steps ---------------------- */
+
+static int same_req(const ws_request *a, const ws_request *b) {
+  return same_slice(a->method, b->method) && same_slice(a->target, b->target) &&
+         same_slice(a->path, b->path) && same_slice(a->query, b->query) &&
+         same_slice(a->host, b->host) && same_slice(a->origin, b->origin) &&
+         same_slice(a->key, b->key) && a->version == b->version &&
+         a->nheaders == b->nheaders;
+}
+
+/* ws_hs_check_request() against ws_hs_parse_http(), ws_hs_is_upgrade()
+ * (with |http|) and ws_hs_validate_upgrade(), as the connection called
+ * them before: the same result, status, reason and request. */
+static void check_req_both(const uint8_t *buf, size_t len, size_t maxh,
+                           int http) {
+  ws_request r1, r2;
+  ws_header h1[MAXH], h2[MAXH];
+  int st1 = -1, st2 = -1;
+  const char *why1 = NULL, *why2 = NULL;
+  int rv1 = ws_hs_parse_http(&r1, h1, maxh, buf, len, &st1, &why1);
+  int parsed = rv1 == 0;
+  if (parsed) {
+    if (http && !ws_hs_is_upgrade(&r1))
+      rv1 = 1;
+    else
+      rv1 = ws_hs_validate_upgrade(&r1, &st1, &why1);
+  }
+  int rv2 = ws_hs_check_request(&r2, h2, maxh, buf, len, http, &st2, &why2);
+  if (rv1 != rv2 || (rv1 < 0 && (st1 != st2 || strcmp(why1, why2) != 0))) {
+    fprintf(stderr, "steps: %d %d %s, one: %d %d %s, request:\n%.*s\n", rv1,
+            st1, rv1 < 0 ? why1 : "", rv2, st2, rv2 < 0 ? why2 : "",
+            (int)len, (const char *)buf);
+    fail_msg("ws_hs_check_request() decides otherwise");
+  }
+  if (rv1 < 0) return;
+  int same = same_req(&r1, &r2) && r1.headers == h1 && r2.headers == h2;
+  for (size_t i = 0; same && i < r1.nheaders; i++)
+    same = same_slice(h1[i].name, h2[i].name) &&
+           same_slice(h1[i].value, h2[i].value);
+  if (!same) fail_msg("ws_hs_check_request() fills the request otherwise");
+}
+
+static void check_req_all(const uint8_t *buf, size_t len) {
+  size_t end = ws_hs_head_end(buf, len, 0);
+  if (!end) return;
+  for (int http = 0; http <= 1; http++) {
+    check_req_both(buf, end, MAXH, http);
+    check_req_both(buf, end, 3, http);
+  }
+}
+
+static void request_check_one_pass_same_as_steps(void **state) {
+  (void)state;
+  static const char *const line[] = {
+      "GET /chat?x=1 HTTP/1.1\r\n", "GET / HTTP/1.0\r\n",
+      "POST / HTTP/1.1\r\n", "get / HTTP/1.1\r\n", "GET  / HTTP/1.1\r\n",
+      "GET / HTTP/2.0\r\n"};
+  static const char *const base[] = {
+      "",
+      "Host: server.example.com\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY_1_3 "\r\n"
+      "Sec-WebSocket-Version: 13\r\n",
+      "host: a\r\nupgrade: h2c, WebSocket\r\nconnection: keep-alive, upgrade\r\n"
+      "sec-websocket-version: 13\r\nsec-websocket-key: " KEY_1_3 "\r\n"};
+  static const char *const extra[] = {
+      "Host: b\r\n", "Host:\r\n", "Origin: http://a\r\n", "Origin: x\r\n",
+      "Upgrade: websocket\r\n", "Upgrade: h2c\r\n", "Connection: Upgrade\r\n",
+      "Connection: close\r\n", "Content-Length: 0\r\n", "Content-Length: 5\r\n",
+      "content-length: 00\r\n", "Transfer-Encoding: chunked\r\n",
+      "Sec-WebSocket-Key: " KEY_1_3 "\r\n", "Sec-WebSocket-Key: abc\r\n",
+      "Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 8\r\n",
+      "Sec-WebSocket-Versions: 13\r\n", "Sec-WebSocket-Protocol: chat\r\n",
+      "X-Host: a\r\n", "Bad Name: x\r\n", " folded\r\n"};
+  const size_t ne = sizeof(extra) / sizeof(extra[0]);
+  char buf[1024];
+  long heads = 0;
+  for (size_t l = 0; l < sizeof(line) / sizeof(line[0]); l++)
+    for (size_t b = 0; b < sizeof(base) / sizeof(base[0]); b++)
+      for (size_t i = 0; i <= ne; i++)
+        for (size_t j = 0; j <= ne; j++) {
+          if (i == ne && j < ne) continue;
+          int n = snprintf(buf, sizeof(buf), "%s%s%s%s\r\n", line[l], base[b],
+                           i < ne ? extra[i] : "", j < ne ? extra[j] : "");
+          assert_true(n > 0 && (size_t)n < sizeof(buf));
+          check_req_all((const uint8_t *)buf, (size_t)n);
+          heads++;
+        }
+  assert_true(heads > 4000);
+  static const char *const corpora[] = {
+      "fuzz_handshake_req", "fuzz_conn_server", "fuzz_loop", "fuzz_handshake_resp",
+      "fuzz_conn_client", "fuzz_pmd", "fuzz_frame", "fuzz_utf8"};
+  long files = 0, found = 0;
+  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
+    long n = for_corpus(corpora[c], check_req_all);
+    if (n >= 0) {
+      files += n;
+      found++;
+    }
+  }
+  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
+  fprintf(stderr, "checked %ld generated requests, %ld corpus files\n", heads,
           files);
 }
 
@@ -1809,6 +1915,7 @@ int main(void) {
       cmocka_unit_test(reject_caller_allow_and_version_replace_defaults),
       cmocka_unit_test(response_refusals_exact_reason),
       cmocka_unit_test(response_check_one_pass_same_as_two_steps),
+      cmocka_unit_test(request_check_one_pass_same_as_steps),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
