@@ -64,7 +64,7 @@ static const char resp_reasons[] =
 #define r_ext_repeated h_extensions
 #define r_bad_protocol (h_protocol + sizeof(RR_PROTO_REPEATED))
 /* and lines that both write (a header line as a wr_fmt() format too) */
-static const char f_header[] = "%t: %s\r\n";
+static const char f_header[] = "%t: %v\r\n";
 static const char l_upgrade[] =
     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
@@ -917,6 +917,7 @@ typedef struct wr {
   uint8_t *p;
   size_t n;
   int overflow;
+  int bad; /* a caller's string does not fit where it goes */
 } wr;
 
 static void wr_mem(wr *w, const void *s, size_t n) {
@@ -965,9 +966,14 @@ static void wr_uint(wr *w, size_t v) {
  * Appends |fmt|, in which "%s" stands for a NUL-terminated string, "%t"
  * for the token at its start, "%u" for a size_t in decimal and "%b" for
  * bytes (a pointer, then a size_t count), each taken from the arguments
- * in turn. A whole line or more
- * per call: fewer calls, and less code at each, than a call per piece.
- * The strings and bytes are copied as they are, never read as formats.
+ * in turn. A caller's string is checked as it is measured: "%v" a header
+ * value (RFC 7230 3.2: no CR, LF or other control but HTAB), "%n" a
+ * token, not empty (a header name, a subprotocol), "%h" a host or
+ * request-target (visible bytes, at least one); NULL or a byte that does
+ * not fit sets |bad|, and the writer refuses the call before it writes
+ * anything (WS_ERR_INVALID_ARGUMENT). A whole line or more per call:
+ * fewer calls, and less code at each, than a call per piece. The strings
+ * and bytes are copied as they are, never read as formats.
  */
 static void wr_fmt(wr *w, const char *fmt, ...) {
   va_list ap;
@@ -979,73 +985,66 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
     wr_mem(w, fmt, n);
     fmt += n;
     if (!*fmt) break;
+    char f = fmt[1];
     /* (clang-tidy 14's analyzer takes |ap| for uninitialized below, where
      * va_start() above has set it) */
-    if (fmt[1] == 'u') {
+    if (f == 'u') {
       /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
       wr_uint(w, va_arg(ap, size_t));
     } else {
       /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
       const char *str = va_arg(ap, const char *);
-      wr_mem(w, str,
-             fmt[1] == 'b'   ? va_arg(ap, size_t)
-             : fmt[1] == 't' ? token_len(str)
-                             : strlen(str));
+      n = 0;
+      if (f == 'b') {
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+        n = va_arg(ap, size_t);
+      } else if (f == 't') {
+        n = token_len(str);
+      } else if (!str) {
+        w->bad = 1;
+      } else if (f == 's' || w->p) {
+        n = strlen(str); /* (a caller's string: checked when measured) */
+      } else if (f == 'n') {
+        n = token_len(str);
+        if (n == 0 || str[n]) w->bad = 1;
+      } else {
+        /* 'v': HTAB, SP and visible bytes; 'h': visible bytes, one at
+         * least (obs-text, 0x80 and up, in both) */
+        unsigned lo = f == 'h' ? 0x21u : 0x20u;
+        for (; str[n]; n++) {
+          uint8_t c = (uint8_t)str[n];
+          if ((c < lo || c == 0x7f) && !(f == 'v' && c == '\t')) w->bad = 1;
+        }
+        if (n == 0 && f == 'h') w->bad = 1;
+      }
+      wr_mem(w, str, n);
     }
     fmt += 2;
   }
   va_end(ap);
 }
 
+/* The caller's headers, each checked (a token name, a value). */
 static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    wr_fmt(w, f_header, kv[i].name, kv[i].value);
+  if (n && !kv) w->bad = 1;
+  for (size_t i = 0; i < n && kv; i++)
+    wr_fmt(w, "%n: %v\r\n", kv[i].name, kv[i].value);
 }
 
 typedef void (*emit_fn)(wr *w, const void *arg);
 
 static int emit_to_buf(ws_buf *out, const ws_mem *mem, emit_fn emit,
                        const void *arg) {
-  wr w = {NULL, 0, 0};
+  wr w = {NULL, 0, 0, 0};
   emit(&w, arg);
+  if (w.bad) return WS_ERR_INVALID_ARGUMENT;
   if (w.overflow) return WS_ERR_NOMEM;
   int rv = ws_buf_reserve(out, mem, w.n);
   if (rv) return rv;
-  wr w2 = {out->base + out->len, 0, 0};
+  wr w2 = {out->base + out->len, 0, 0, 0};
   emit(&w2, arg);
   out->len += w2.n;
   return 0;
-}
-
-static int valid_token(const char *s) {
-  if (!s || !*s) return 0;
-  for (; *s; s++)
-    if (!ws_is_tchar((uint8_t)*s)) return 0;
-  return 1;
-}
-
-/* A request-target or Host value to send: not empty, visible bytes. */
-static int valid_target(const char *s) {
-  if (!s || !*s) return 0;
-  for (; *s; s++)
-    if (!is_target_char((uint8_t)*s)) return 0;
-  return 1;
-}
-
-/* A header value to send: no CR, LF or other control but HTAB (NUL ends
- * the string). */
-static int valid_value(const char *s) {
-  if (!s) return 0;
-  for (; *s; s++)
-    if (!is_field_char((uint8_t)*s)) return 0;
-  return 1;
-}
-
-static int valid_kvs(const ws_kv *kv, size_t n) {
-  if (n && !kv) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!valid_token(kv[i].name) || !valid_value(kv[i].value)) return 0;
-  return 1;
 }
 
 int ws_hs_offered(const ws_request *req, const char *protocol) {
@@ -1070,7 +1069,7 @@ static void emit_accept(wr *w, const void *arg) {
   /* RFC 6455 4.2.2 (5) */
   wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade, h_accept,
          a->accept);
-  if (a->protocol) wr_fmt(w, f_header, h_protocol, a->protocol);
+  if (a->protocol) wr_fmt(w, "%t: %n\r\n", h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
@@ -1081,10 +1080,9 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
                        const char *protocol, const char *extensions,
                        const ws_kv *headers, size_t nheaders) {
   if (!req->key.base || req->key.len == 0) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
-  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
-  /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values */
-  if (protocol && (!valid_token(protocol) || !ws_hs_offered(req, protocol)))
+  /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values (and a
+   * token: the writer checks it, with the headers and extensions) */
+  if (protocol && !ws_hs_offered(req, protocol))
     return WS_ERR_INVALID_ARGUMENT;
   char acc[29];
   ws_handshake_accept_key(req->key.base, req->key.len, acc);
@@ -1147,9 +1145,10 @@ typedef struct reject_args {
 /* 1 if a caller header has the name of |line| ("Name: value\r\n"). */
 static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
   size_t len = token_len(line);
-  for (size_t i = 0; i < n; i++)
-    if (ws_ascii_ieq((const uint8_t *)kv[i].name, strlen(kv[i].name),
-                     (const uint8_t *)line, len))
+  for (size_t i = 0; i < n && kv; i++)
+    if (kv[i].name && ws_ascii_ieq((const uint8_t *)kv[i].name,
+                                   strlen(kv[i].name), (const uint8_t *)line,
+                                   len))
       return 1;
   return 0;
 }
@@ -1175,7 +1174,7 @@ int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
                          const void *body, size_t bodylen, int omit_body) {
   if (status < 100 || status > 599) return WS_ERR_INVALID_ARGUMENT;
   if (bodylen && !body) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  /* (the headers are checked as they are measured) */
   reject_args a = {status, headers, nheaders, body, bodylen, omit_body};
   return emit_to_buf(out, mem, emit_reject, &a);
 }
@@ -1190,13 +1189,14 @@ static void emit_request(wr *w, const void *arg) {
   const request_args *a = arg;
   const ws_client_params *p = a->p;
   /* RFC 6455 4.1: the client's opening handshake */
-  wr_fmt(w, "GET %s HTTP/1.1\r\nHost: %s", p->path ? p->path : "/", p->host);
+  wr_fmt(w, "GET %h HTTP/1.1\r\nHost: %h", p->path ? p->path : "/", p->host);
   if (p->port) wr_fmt(w, ":%u", (size_t)p->port);
   wr_fmt(w, "%sSec-WebSocket-Key: %b\r\n%s", l_upgrade, a->key, (size_t)24,
          l_version);
-  if (p->origin) wr_fmt(w, "Origin: %s\r\n", p->origin);
+  if (p->origin) wr_fmt(w, "Origin: %v\r\n", p->origin);
+  /* RFC 6455 4.1 (10): each subprotocol is a token */
   for (size_t i = 0; i < p->nprotocols; i++)
-    wr_fmt(w, i ? ", %s" : "%t: %s", i ? p->protocols[i] : h_protocol,
+    wr_fmt(w, i ? ", %n" : "%t: %n", i ? p->protocols[i] : h_protocol,
            p->protocols[i]);
   if (p->nprotocols) wr_fmt(w, l_crlf);
   if (a->extensions && *a->extensions)
@@ -1209,17 +1209,10 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
                         const ws_client_params *p, const char key[24],
                         const char *extensions) {
   if (!p || !key) return WS_ERR_INVALID_ARGUMENT;
-  /* Host is an authority, the path a request-target: visible characters
-   * only, at least one */
-  if (!valid_target(p->host) || (p->path && !valid_target(p->path)))
-    return WS_ERR_INVALID_ARGUMENT;
-  if (p->origin && !valid_value(p->origin)) return WS_ERR_INVALID_ARGUMENT;
   if (p->nprotocols && !p->protocols) return WS_ERR_INVALID_ARGUMENT;
-  /* RFC 6455 4.1 (10): each subprotocol is a token */
-  for (size_t i = 0; i < p->nprotocols; i++)
-    if (!valid_token(p->protocols[i])) return WS_ERR_INVALID_ARGUMENT;
-  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(p->headers, p->nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  /* (Host is an authority, the path a request-target: visible characters
+   * only, at least one; the writer checks them and the other strings as
+   * it measures them) */
   request_args a = {p, key, extensions};
   return emit_to_buf(out, mem, emit_request, &a);
 }

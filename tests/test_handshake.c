@@ -1496,6 +1496,156 @@ static void rfc7230_3_1_2_response_malformed(void **state) {
       WS_ERR_HANDSHAKE);
 }
 
+/* ---- caller strings the writers check --------------------------------- */
+
+/* The classes, as RFC 7230 has them: a token (3.2.6), a header value's
+ * bytes (3.2: HTAB, SP, VCHAR, obs-text), a request-target's or host's
+ * (visible, no SP). */
+static int oracle_token(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++)
+    if (!ws_is_tchar((uint8_t)*s)) return 0;
+  return 1;
+}
+static int oracle_value(const char *s) {
+  if (!s) return 0;
+  for (; *s; s++) {
+    uint8_t c = (uint8_t)*s;
+    if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) return 0;
+  }
+  return 1;
+}
+static int oracle_target(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++) {
+    uint8_t c = (uint8_t)*s;
+    if (c <= 0x20 || c == 0x7f) return 0;
+  }
+  return 1;
+}
+
+/* Every byte in every caller string of the three writers: refused
+ * (WS_ERR_INVALID_ARGUMENT, nothing written) exactly where the class does
+ * not take it, and NULLs where a string is due. */
+static void writers_check_caller_strings_exact(void **state) {
+  (void)state;
+  ws_mem mem = default_mem();
+  ws_buf out = {0};
+  ws_request req;
+  ws_header h[MAXH];
+  int st;
+  const char *why;
+  const char *r = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY_1_3 "\r\n"
+                  "Sec-WebSocket-Protocol: chat\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n";
+  assert_int_equal(ws_hs_parse_request(&req, h, MAXH, (const uint8_t *)r,
+                                       strlen(r), &st, &why),
+                   0);
+  for (int c = 0; c < 256; c++) {
+    char str[4] = {'a', (char)c, 'b', 0};
+    if (c == 0) str[1] = 0; /* "a": the string ends there */
+    for (int where = 0; where < 9; where++) {
+      ws_client_params p = {0};
+      const char *protos[2] = {"chat", str};
+      ws_kv kv[2] = {{"X-A", "1"}, {"X-B", "2"}};
+      const char *ext = NULL;
+      int ok;
+      p.host = "h";
+      switch (where) {
+      case 0: p.host = str; ok = oracle_target(str); break;
+      case 1: p.path = str; ok = oracle_target(str); break;
+      case 2: p.origin = str; ok = oracle_value(str); break;
+      case 3:
+        p.protocols = protos;
+        p.nprotocols = 2;
+        ok = oracle_token(str);
+        break;
+      case 4: ext = str; ok = oracle_value(str); break;
+      case 5:
+        kv[1].name = str;
+        p.headers = kv;
+        p.nheaders = 2;
+        ok = oracle_token(str);
+        break;
+      case 6:
+        kv[1].value = str;
+        p.headers = kv;
+        p.nheaders = 2;
+        ok = oracle_value(str);
+        break;
+      default: continue;
+      }
+      int rv = ws_hs_write_request(&out, &mem, &p, KEY_1_3, ext);
+      if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+        fail_msg("request, place %d, byte %d: %d", where, c, rv);
+      if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+      ws_buf_clear_keep(&out, &mem, 0);
+      /* the 101: protocol, extensions, headers */
+      const char *proto = NULL;
+      ext = NULL;
+      const ws_kv *hk = NULL;
+      size_t nk = 0;
+      switch (where) {
+      case 4: ext = str; ok = oracle_value(str); break;
+      case 5:
+      case 6: hk = kv; nk = 2; break;
+      default: ok = 1; break;
+      }
+      if (where == 3) {
+        proto = str; /* not offered (only "chat" is): refused either way */
+        ok = 0;
+      }
+      rv = ws_hs_write_accept(&out, &mem, &req, proto, ext, hk, nk);
+      if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+        fail_msg("accept, place %d, byte %d: %d", where, c, rv);
+      if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+      ws_buf_clear_keep(&out, &mem, 0);
+      if (where == 5 || where == 6) {
+        rv = ws_hs_write_response(&out, &mem, 426, kv, 2, "x", 1, 0);
+        if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+          fail_msg("response, place %d, byte %d: %d", where, c, rv);
+        if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+        ws_buf_clear_keep(&out, &mem, 0);
+      }
+    }
+  }
+  /* NULLs where a string or array is due */
+  ws_client_params p = {0};
+  const char *nullproto[2] = {"chat", NULL};
+  ws_kv nullname[1] = {{NULL, "v"}}, nullvalue[1] = {{"N", NULL}};
+  p.host = "h";
+  p.protocols = nullproto;
+  p.nprotocols = 2;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  p.nprotocols = 0;
+  p.nheaders = 1;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT); /* headers NULL */
+  p.headers = nullname;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  p.headers = nullvalue;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  for (int k = 0; k < 3; k++) {
+    const ws_kv *kv = k == 0 ? NULL : k == 1 ? nullname : nullvalue;
+    assert_int_equal(ws_hs_write_accept(&out, &mem, &req, NULL, NULL, kv, 1),
+                     WS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        ws_hs_write_response(&out, &mem, 405, kv, 1, NULL, 0, 0),
+        WS_ERR_INVALID_ARGUMENT);
+  }
+  assert_int_equal(ws_buf_size(&out), 0);
+  /* a valid subprotocol is written */
+  assert_int_equal(ws_hs_write_accept(&out, &mem, &req, "chat", NULL, NULL, 0),
+                   0);
+  assert_non_null(strstr((const char *)out.base,
+                         "\r\nSec-WebSocket-Protocol: chat\r\n"));
+  ws_buf_free(&out, &mem);
+}
+
 /* ---- the one-pass response check against the two steps ---------------- */
 
 /* check_resp_both() over every offer and extension choice, with room for
@@ -1914,6 +2064,7 @@ int main(void) {
       cmocka_unit_test(response_and_request_decimal_numbers),
       cmocka_unit_test(reject_caller_allow_and_version_replace_defaults),
       cmocka_unit_test(response_refusals_exact_reason),
+      cmocka_unit_test(writers_check_caller_strings_exact),
       cmocka_unit_test(response_check_one_pass_same_as_two_steps),
       cmocka_unit_test(request_check_one_pass_same_as_steps),
   };
