@@ -9,6 +9,21 @@
 
 #include "ws_switch.h"
 
+/* Functions that each role calls from one place: with one role built
+ * (WS_NO_SERVER, WS_NO_CLIENT) a link keeps that one caller, which takes
+ * them in line; and those the client calls from one place and the server
+ * from more, in line in a client without the server. */
+#if defined(WS_NO_SERVER) || defined(WS_NO_CLIENT)
+#  define ONE_ROLE_INLINE WS_ALWAYS_INLINE
+#else
+#  define ONE_ROLE_INLINE
+#endif
+#if defined(WS_NO_SERVER)
+#  define CLIENT_INLINE WS_ALWAYS_INLINE
+#else
+#  define CLIENT_INLINE
+#endif
+
 /* RFC 6455 1.3 / 4.2.2 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -178,8 +193,9 @@ int ws_list_has_token(ws_slice list, const char *token) {
  * its start, its base64 after it. No buffer of its own on the stack: the
  * client's check compares it in place, 28 bytes less on the deepest
  * stack of a client (firmware). */
-static const uint8_t *accept_in(ws_sha1_ctx *ctx, const uint8_t *key,
-                                size_t keylen) {
+static ONE_ROLE_INLINE const uint8_t *accept_in(ws_sha1_ctx *ctx,
+                                                const uint8_t *key,
+                                                size_t keylen) {
   ws_sha1_init(ctx);
   ws_sha1_update(ctx, key, keylen);
   ws_sha1_update(ctx, ws_guid, sizeof(ws_guid) - 1);
@@ -291,9 +307,10 @@ enum { HDR_OK = 0, HDR_MALFORMED = 1, HDR_TOO_MANY = 2 };
  * directly followed by ':', the value is trimmed of OWS, lines end in
  * CRLF, obs-fold continuation lines are rejected.
  */
-static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
-                         ws_header *headers, size_t maxheaders,
-                         size_t *pnheaders) {
+static ONE_ROLE_INLINE int parse_headers(const uint8_t *buf, size_t len,
+                                         size_t pos, ws_header *headers,
+                                         size_t maxheaders,
+                                         size_t *pnheaders) {
   size_t n = 0;
   for (;;) {
     if (len - pos < 2) return HDR_MALFORMED;
@@ -335,7 +352,8 @@ static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
 
 /* RFC 7230 2.6: HTTP-version = "HTTP/" DIGIT "." DIGIT. Returns the
  * number of bytes (8) or 0, with the version as major*10+minor. */
-static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
+static ONE_ROLE_INLINE size_t parse_version(const uint8_t *p, size_t n,
+                                            int *pver) {
   if (n < 8 || memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' ||
       !is_digit(p[7]))
     return 0;
@@ -344,7 +362,7 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
 }
 
 /* The |k|-th of the NUL-separated strings at |p|. */
-static const char *nth_str(const char *p, unsigned k) {
+static CLIENT_INLINE const char *nth_str(const char *p, unsigned k) {
   while (k--)
     p += strlen(p) + 1;
   return p;
@@ -717,7 +735,7 @@ _Static_assert(RR_AT_PROTO_REPEATED < 256, "name offsets fit in a byte");
 
 /* 1 if a list lists anything: a byte other than OWS and comma (what
  * ws_list_next() finds an element in). */
-static int list_nonempty(ws_slice v) {
+static WS_ALWAYS_INLINE int list_nonempty(ws_slice v) {
   for (size_t i = 0; i < v.len; i++)
     if (v.base[i] != ',' && !is_ows(v.base[i])) return 1;
   return 0;
@@ -1033,8 +1051,8 @@ static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
 
 typedef void (*emit_fn)(wr *w, const void *arg);
 
-static int emit_to_buf(ws_buf *out, const ws_mem *mem, emit_fn emit,
-                       const void *arg) {
+static CLIENT_INLINE int emit_to_buf(ws_buf *out, const ws_mem *mem,
+                                     emit_fn emit, const void *arg) {
   wr w = {NULL, 0, 0, 0};
   emit(&w, arg);
   if (w.bad) return WS_ERR_INVALID_ARGUMENT;
