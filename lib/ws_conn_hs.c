@@ -263,7 +263,8 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   int status = 400;
   const char *reason = NULL; /* both set with every failure */
   rv = ws_hs_check_request(&hs->req, hs->headers, c->max_headers, hs->in.base,
-                           head, c->flags & WS_CFG_HTTP, &status, &reason);
+                           head, (c->flags & WS_CFG_HTTP) != 0, &status,
+                           &reason);
   if (rv < 0) return hs_fail_http(c, status, reason);
   /* 1: plain HTTP, WS_CFG_HTTP (WS_EV_HTTP) */
   hs->parsed = 1;
