@@ -58,19 +58,18 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
-    hs->offered = ws_malloc(&c->env->mem, total);
-    if (!hs->offered) {
+    uint8_t *o = hs->offered = ws_malloc(&c->env->mem, total);
+    if (!o) {
       wsc_hs_free(c);
       return WS_ERR_NOMEM;
     }
-    size_t off = 0;
     for (size_t i = 0; i < p->nprotocols; i++) {
       size_t n = strlen(p->protocols[i]);
-      memcpy(hs->offered + off, p->protocols[i], n);
-      off += n;
-      hs->offered[off++] = ',';
+      memcpy(o, p->protocols[i], n);
+      o += n;
+      *o++ = ',';
     }
-    hs->offeredlen = off - 1;
+    hs->offeredlen = total - 1;
   }
   char offer[WS_PMD_TEXT_MAX];
   const char *poffer = NULL;

@@ -763,7 +763,7 @@ int ws_hs_check_response(ws_response *resp, ws_header *headers,
   size_t next = 0;
   pext->base = NULL;
   pext->len = 0;
-  unsigned found = 0, dup = 0; /* bits K_* */
+  unsigned found = 0, dup = 0; /* tokens found; bits K_* repeated */
   for (size_t i = 0; i < nh; i++) {
     unsigned k = 0;
     while (k < K_N && !name_is(headers[i].name, resp_reasons + resp_name_at[k]))
@@ -772,7 +772,7 @@ int ws_hs_check_response(ws_response *resp, ws_header *headers,
     if (k <= K_CONNECTION) {
       if (k == K_UPGRADE ? ws_list_has_token(v, t_websocket)
                          : ws_list_has_token(v, t_upgrade))
-        found |= 1u << k;
+        found |= k + 1u; /* Upgrade 1, Connection 2 */
       continue;
     }
     if (k == K_N) continue;
@@ -795,9 +795,9 @@ int ws_hs_check_response(ws_response *resp, ws_header *headers,
   if (resp->status != 101) goto fail;
   /* steps 2 and 3 */
   why = RW_NO_UPGRADE;
-  if (!(found & 1u << K_UPGRADE)) goto fail;
+  if (!(found & 1u)) goto fail;
   why = RW_NO_CONNECTION;
-  if (!(found & 1u << K_CONNECTION)) goto fail;
+  if (!(found & 2u)) goto fail;
 
   /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
   why = RW_ACCEPT_COUNT;

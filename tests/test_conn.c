@@ -2927,6 +2927,58 @@ static void pmd_recv_limit_across_frames_and_calls(void **state) {
   free(msg);
 }
 
+/* The client keeps the subprotocols it offered (one comma list) and
+ * takes exactly one of them from the 101, each position of the list. */
+static void client_offered_subprotocols_each(void **state) {
+  (void)state;
+  static const char *const offer[] = {"chat", "superchat", "v2"};
+  static const char *const answer[] = {"chat", "superchat", "v2", "v",
+                                       "chat,v2", "Chat"};
+  for (size_t i = 0; i < sizeof(answer) / sizeof(answer[0]); i++) {
+    uint64_t rng = 5;
+    ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+    ws_client_params p = {0};
+    p.host = "h";
+    p.protocols = offer;
+    p.nprotocols = 3;
+    assert_int_equal(ws_conn_connect(c, &p), 0);
+    transcript t = {0};
+    tr_drain(&t, c);
+    char req[1024];
+    assert_true(t.outlen < sizeof(req));
+    memcpy(req, t.out, t.outlen);
+    req[t.outlen] = 0;
+    assert_non_null(
+        strstr(req, "\r\nSec-WebSocket-Protocol: chat, superchat, v2\r\n"));
+    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
+    char acc[29] = {0};
+    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+    char resp[512];
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+             "Sec-WebSocket-Protocol: %s\r\n\r\n",
+             acc, answer[i]);
+    transcript u = {0};
+    tr_feed(&u, c, (const uint8_t *)resp, strlen(resp), 0);
+    ws_slice pr = ws_conn_protocol(c);
+    if (i < 3) {
+      assert_string_equal(u.text, "OPEN\n");
+      assert_int_equal(pr.len, strlen(answer[i]));
+      assert_memory_equal(pr.base, answer[i], pr.len);
+    } else {
+      assert_string_equal(u.text, i == 4 ? "ERROR -204 0 invalid "
+                                           "Sec-WebSocket-Protocol\n"
+                                         : "ERROR -204 0 subprotocol not "
+                                           "offered\n");
+      assert_int_equal(pr.len, 0);
+    }
+    tr_free(&t);
+    tr_free(&u);
+    ws_conn_del(c);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(recv_rfc_5_7_masked_hello),
@@ -3008,6 +3060,7 @@ int main(void) {
       cmocka_unit_test(pmd_failing_allocator),
       cmocka_unit_test(client_response_lines_exact),
       cmocka_unit_test(pmd_recv_limit_across_frames_and_calls),
+      cmocka_unit_test(client_offered_subprotocols_each),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
