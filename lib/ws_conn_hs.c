@@ -58,19 +58,18 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
-    hs->offered = ws_malloc(&c->env->mem, total);
-    if (!hs->offered) {
+    uint8_t *o = hs->offered = ws_malloc(&c->env->mem, total);
+    if (!o) {
       wsc_hs_free(c);
       return WS_ERR_NOMEM;
     }
-    size_t off = 0;
     for (size_t i = 0; i < p->nprotocols; i++) {
       size_t n = strlen(p->protocols[i]);
-      memcpy(hs->offered + off, p->protocols[i], n);
-      off += n;
-      hs->offered[off++] = ',';
+      memcpy(o, p->protocols[i], n);
+      o += n;
+      *o++ = ',';
     }
-    hs->offeredlen = off - 1;
+    hs->offeredlen = total - 1;
   }
   char offer[WS_PMD_TEXT_MAX];
   const char *poffer = NULL;
@@ -262,18 +261,14 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
   if (!head) return 0;
   int status = 400;
   const char *reason = NULL; /* both set with every failure */
-  if (ws_hs_parse_http(&hs->req, hs->headers, c->max_headers, hs->in.base, head,
-                       &status, &reason))
-    return hs_fail_http(c, status, reason);
+  rv = ws_hs_check_request(&hs->req, hs->headers, c->max_headers, hs->in.base,
+                           head, (c->flags & WS_CFG_HTTP) != 0, &status,
+                           &reason);
+  if (rv < 0) return hs_fail_http(c, status, reason);
+  /* 1: plain HTTP, WS_CFG_HTTP (WS_EV_HTTP) */
   hs->parsed = 1;
-  if ((c->flags & WS_CFG_HTTP) && !ws_hs_is_upgrade(&hs->req)) {
-    hs->http = 1;
-    wsc_set_event(c, WS_EV_HTTP); /* the request is hs->req */
-    return 0;
-  }
-  if (ws_hs_validate_upgrade(&hs->req, &status, &reason))
-    return hs_fail_http(c, status, reason);
-  wsc_set_event(c, WS_EV_REQUEST); /* the request is hs->req */
+  hs->http = (uint8_t)rv;
+  wsc_set_event(c, rv ? WS_EV_HTTP : WS_EV_REQUEST); /* the request: hs->req */
   return 0;
 }
 #endif /* !WS_NO_SERVER */
@@ -286,31 +281,28 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
   if (rv == WS_ERR_TOO_BIG)
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
-  if (ws_hs_parse_response(&hs->resp, hs->headers, c->max_headers, hs->in.base,
-                           head))
-    return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "malformed response");
-  hs->parsed = 1;
   const char *reason = NULL; /* set with every failure */
-  ws_slice offered = {hs->offered, hs->offeredlen};
-  rv = ws_hs_validate_response(&hs->resp, hs->key, offered,
-                               WS_HAS_INFLATE && c->z != NULL, &reason);
+  ws_slice offered = {hs->offered, hs->offeredlen}, ext;
+  rv = ws_hs_check_response(&hs->resp, hs->headers, c->max_headers,
+                            hs->in.base, head, hs->key, offered,
+                            WS_HAS_INFLATE && c->z != NULL, &reason,
+                            &ext);
+  hs->parsed = 1;
   /* WS_ERR_REJECTED (not 101: the response stays readable through the
    * error event) or WS_ERR_HANDSHAKE */
   if (rv) return wsc_fail(c, rv, 0, reason);
 #  if !defined(WS_NO_DEFLATE)
-  /* Only permessage-deflate can have been offered; validate_response let
-   * through at most one extension element, and none when nothing was
-   * offered (always so without deflate: WS_NO_DEFLATE). RFC 7692 7.1: a
-   * response the offer does not allow fails the connection. */
-  for (size_t i = 0; i < hs->resp.nheaders; i++) {
-    ws_slice v = hs->resp.headers[i].value, list = v, el;
-    if (!ws_slice_ieq(hs->resp.headers[i].name, "Sec-WebSocket-Extensions") ||
-        !ws_list_next(&list, &el))
-      continue;
-    if (ws_pmd_check_response(&c->z->cfg, v, &c->pmd, &reason))
+  /* Only permessage-deflate can have been offered; the check let through
+   * at most one extension line, and none when nothing was offered
+   * (always so without deflate: WS_NO_DEFLATE). RFC 7692 7.1: a response
+   * the offer does not allow fails the connection. */
+  if (ext.base) {
+    if (ws_pmd_check_response(&c->z->cfg, ext, &c->pmd, &reason))
       return wsc_fail(c, WS_ERR_EXTENSION, 0, reason);
     c->rsv_allowed = WS_RSV1;
   }
+#  else
+  (void)ext;
 #  endif
   if (hs->resp.protocol.len) {
     c->protocol = ws_malloc(&c->env->mem, hs->resp.protocol.len);

@@ -217,13 +217,16 @@ static int inflate_prepare(ws_conn *c, conn_z *z, int stream) {
  * |probe|, one byte that shows whether the message goes on. */
 static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
                           uint8_t **pout, size_t *proom) {
-  uint64_t left = c->env->cfg.max_message - z->inflated;
+  /* (in size_t from here: what is left past SIZE_MAX is no limit that
+   * a buffer in memory meets) */
+  uint64_t left64 = c->env->cfg.max_message - z->inflated;
+  size_t left = left64 > SIZE_MAX ? SIZE_MAX : (size_t)left64;
   if (stream) {
     *pout = z->zbuf + z->zlen;
     *proom = ZCHUNK - z->zlen;
   } else {
     if (c->msg.cap == c->msg.len && left > 0) {
-      size_t grow = (size_t)WS_MIN(left, (uint64_t)WS_MAX(c->msg.len, 4096u));
+      size_t grow = WS_MIN(left, WS_MAX(c->msg.len, 4096u));
       /* never more than max_message, whatever doubling would do */
       if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, grow,
                                  (size_t)c->env->cfg.max_message))
@@ -232,7 +235,7 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
     *pout = c->msg.base + c->msg.len;
     *proom = c->msg.cap - c->msg.len;
   }
-  if (*proom > left) *proom = (size_t)left;
+  if (*proom > left) *proom = left;
   if (*proom == 0) {
     *pout = probe;
     *proom = 1;

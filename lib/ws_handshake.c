@@ -9,6 +9,21 @@
 
 #include "ws_switch.h"
 
+/* Functions that each role calls from one place: with one role built
+ * (WS_NO_SERVER, WS_NO_CLIENT) a link keeps that one caller, which takes
+ * them in line; and those the client calls from one place and the server
+ * from more, in line in a client without the server. */
+#if defined(WS_NO_SERVER) || defined(WS_NO_CLIENT)
+#  define ONE_ROLE_INLINE WS_ALWAYS_INLINE
+#else
+#  define ONE_ROLE_INLINE
+#endif
+#if defined(WS_NO_SERVER)
+#  define CLIENT_INLINE WS_ALWAYS_INLINE
+#else
+#  define CLIENT_INLINE
+#endif
+
 /* RFC 6455 1.3 / 4.2.2 */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -22,21 +37,49 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
  * compare names (and list tokens) with name_is() and writers take them
  * with "%t", both up to the first byte that is no token byte
  * (token_len()). */
-static const char r_no_upgrade[] = "Upgrade: websocket missing";
-static const char r_no_connection[] = "Connection: Upgrade missing";
-static const char r_accept_mismatch[] = "Sec-WebSocket-Accept mismatch";
-static const char r_ext_repeated[] = "Sec-WebSocket-Extensions repeated";
-static const char r_bad_protocol[] = "invalid Sec-WebSocket-Protocol";
+/* The client's reasons for refusing a response, one after the other in
+ * the order of its checks (ws_hs_check_response() numbers them, enum
+ * resp_why); the server shares two. */
+#define RR_MALFORMED "malformed response"
+#define RR_NOT_101 "server did not answer 101"
+#define RR_NO_UPGRADE "Upgrade: websocket missing"
+#define RR_NO_CONNECTION "Connection: Upgrade missing"
+#define RR_ACCEPT_COUNT "Sec-WebSocket-Accept missing or repeated"
+#define RR_ACCEPT_MISMATCH "Sec-WebSocket-Accept mismatch"
+#define RR_EXT_NOT_OFFERED "extension not offered"
+#define RR_EXT_REPEATED "Sec-WebSocket-Extensions repeated"
+#define RR_PROTO_REPEATED "Sec-WebSocket-Protocol repeated"
+#define RR_BAD_PROTOCOL "invalid Sec-WebSocket-Protocol"
+static const char resp_reasons[] =
+    RR_MALFORMED "\0" RR_NOT_101 "\0" RR_NO_UPGRADE "\0" RR_NO_CONNECTION
+                 "\0" RR_ACCEPT_COUNT "\0" RR_ACCEPT_MISMATCH
+                 "\0" RR_EXT_NOT_OFFERED "\0" RR_EXT_REPEATED
+                 "\0" RR_PROTO_REPEATED "\0" RR_BAD_PROTOCOL
+                 "\0subprotocol not offered";
+/* where each starts */
+#define RR_AT_NO_UPGRADE (sizeof(RR_MALFORMED) + sizeof(RR_NOT_101))
+#define RR_AT_NO_CONNECTION (RR_AT_NO_UPGRADE + sizeof(RR_NO_UPGRADE))
+#define RR_AT_ACCEPT_COUNT (RR_AT_NO_CONNECTION + sizeof(RR_NO_CONNECTION))
+#define RR_AT_EXT_REPEATED                                                     \
+  (RR_AT_ACCEPT_COUNT + sizeof(RR_ACCEPT_COUNT) + sizeof(RR_ACCEPT_MISMATCH) + \
+   sizeof(RR_EXT_NOT_OFFERED))
+#define RR_AT_PROTO_REPEATED (RR_AT_EXT_REPEATED + sizeof(RR_EXT_REPEATED))
+#define r_no_upgrade (resp_reasons + RR_AT_NO_UPGRADE)
+#define r_no_connection (resp_reasons + RR_AT_NO_CONNECTION)
 #define h_upgrade r_no_upgrade
 #define h_connection r_no_connection
-#define h_accept r_accept_mismatch
-#define h_extensions r_ext_repeated
-#define h_protocol (r_bad_protocol + 8) /* the whole rest: exact */
+#define h_accept (resp_reasons + RR_AT_ACCEPT_COUNT)
+#define h_extensions (resp_reasons + RR_AT_EXT_REPEATED)
+#define h_protocol (resp_reasons + RR_AT_PROTO_REPEATED)
 /* and so are the list tokens they must hold */
 #define t_websocket (r_no_upgrade + 9)
 #define t_upgrade (r_no_connection + 12)
+/* (the reference checks name the others) */
+#define r_accept_mismatch (h_accept + sizeof(RR_ACCEPT_COUNT))
+#define r_ext_repeated h_extensions
+#define r_bad_protocol (h_protocol + sizeof(RR_PROTO_REPEATED))
 /* and lines that both write (a header line as a wr_fmt() format too) */
-static const char f_header[] = "%t: %s\r\n";
+static const char f_header[] = "%t: %v\r\n";
 static const char l_upgrade[] =
     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
@@ -145,19 +188,37 @@ int ws_list_has_token(ws_slice list, const char *token) {
   return 0;
 }
 
+/* The accept value of |key| (RFC 6455 4.2.2 (5)), 28 characters, made
+ * in |ctx|'s block, which is free once the hash is final: the digest at
+ * its start, its base64 after it. No buffer of its own on the stack: the
+ * client's check compares it in place, 28 bytes less on the deepest
+ * stack of a client (firmware). */
+static ONE_ROLE_INLINE const uint8_t *accept_in(ws_sha1_ctx *ctx,
+                                                const uint8_t *key,
+                                                size_t keylen) {
+  ws_sha1_init(ctx);
+  ws_sha1_update(ctx, key, keylen);
+  ws_sha1_update(ctx, ws_guid, sizeof(ws_guid) - 1);
+  ws_sha1_final(ctx, ctx->block);
+  ws_base64_encode(ctx->block, 20, (char *)ctx->block + 20); /* 28 chars */
+  return ctx->block + 20;
+}
+
 void ws_handshake_accept_key(const uint8_t *key, size_t keylen, char out[28]) {
   ws_sha1_ctx ctx;
-  ws_sha1_init(&ctx);
-  ws_sha1_update(&ctx, key, keylen);
-  ws_sha1_update(&ctx, ws_guid, sizeof(ws_guid) - 1);
-  /* the digest goes to the block buffer, free once the hash is final:
-   * 20 bytes less on the deepest stack of a client (firmware) */
-  ws_sha1_final(&ctx, ctx.block);
-  ws_base64_encode(ctx.block, 20, out); /* 20 bytes -> 28 chars */
+  memcpy(out, accept_in(&ctx, key, keylen), 28);
+}
+
+/* 1 if |acc| is the accept value of the 24-character |key|. */
+static int accept_matches(const char key[24], ws_slice acc) {
+  ws_sha1_ctx ctx;
+  const uint8_t *expect = accept_in(&ctx, (const uint8_t *)key, 24);
+  return acc.len == 28 && memcmp(acc.base, expect, 28) == 0;
 }
 
 /* ---- header lookup ---------------------------------------------------- */
 
+#if WS_HAS_REFERENCE /* (the checks look at each header once) */
 /* Counts headers named |name|; sets |*pfirst| to the first one's value. */
 static size_t header_count(const ws_header *h, size_t n, const char *name,
                            ws_slice *pfirst) {
@@ -178,6 +239,7 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
       return 1;
   return 0;
 }
+#endif
 
 /* The |index|-th list element across every header named |name|. */
 static int headers_list_nth(const ws_header *h, size_t n, const char *name,
@@ -245,9 +307,10 @@ enum { HDR_OK = 0, HDR_MALFORMED = 1, HDR_TOO_MANY = 2 };
  * directly followed by ':', the value is trimmed of OWS, lines end in
  * CRLF, obs-fold continuation lines are rejected.
  */
-static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
-                         ws_header *headers, size_t maxheaders,
-                         size_t *pnheaders) {
+static ONE_ROLE_INLINE int parse_headers(const uint8_t *buf, size_t len,
+                                         size_t pos, ws_header *headers,
+                                         size_t maxheaders,
+                                         size_t *pnheaders) {
   size_t n = 0;
   for (;;) {
     if (len - pos < 2) return HDR_MALFORMED;
@@ -289,7 +352,8 @@ static int parse_headers(const uint8_t *buf, size_t len, size_t pos,
 
 /* RFC 7230 2.6: HTTP-version = "HTTP/" DIGIT "." DIGIT. Returns the
  * number of bytes (8) or 0, with the version as major*10+minor. */
-static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
+static ONE_ROLE_INLINE size_t parse_version(const uint8_t *p, size_t n,
+                                            int *pver) {
   if (n < 8 || memcmp(p, "HTTP/", 5) != 0 || !is_digit(p[5]) || p[6] != '.' ||
       !is_digit(p[7]))
     return 0;
@@ -298,7 +362,7 @@ static size_t parse_version(const uint8_t *p, size_t n, int *pver) {
 }
 
 /* The |k|-th of the NUL-separated strings at |p|. */
-static const char *nth_str(const char *p, unsigned k) {
+static CLIENT_INLINE const char *nth_str(const char *p, unsigned k) {
   while (k--)
     p += strlen(p) + 1;
   return p;
@@ -345,7 +409,8 @@ enum srv_why {
   W_NO_CONNECTION
 };
 
-static int srv_fail(unsigned why, int *pstatus, const char **preason) {
+static WS_NOINLINE int srv_fail(unsigned why, int *pstatus,
+                                 const char **preason) {
   static const uint16_t status[3] = {405, 426, 431};
   if (pstatus) *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
   if (preason)
@@ -363,35 +428,32 @@ static int srv_fail(unsigned why, int *pstatus, const char **preason) {
     goto fail;                                                                 \
   } while (0)
 
-int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
-                     const uint8_t *buf, size_t len, int *pstatus,
-                     const char **preason) {
+/* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF, at the
+ * start of |buf|, into |req| (zeroed first; with the path and query).
+ * Returns the length of the line with its CRLF, 0 if it is malformed. */
+static size_t parse_request_line(ws_request *req, const uint8_t *buf,
+                                 size_t len) {
   size_t pos = 0;
   int ver;
-  unsigned why;
 
   memset(req, 0, sizeof(*req));
-
-  /* RFC 7230 3.1.1: method SP request-target SP HTTP-version CRLF */
   while (pos < len && ws_is_tchar(buf[pos]))
     pos++;
-  if (pos == 0 || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
+  if (pos == 0 || pos == len || buf[pos] != ' ') return 0;
   req->method.base = buf;
   req->method.len = pos;
   size_t tstart = ++pos;
   while (pos < len && is_target_char(buf[pos]))
     pos++;
-  if (pos == tstart || pos == len || buf[pos] != ' ') HS_FAIL(W_LINE);
+  if (pos == tstart || pos == len || buf[pos] != ' ') return 0;
   req->target.base = buf + tstart;
   req->target.len = pos - tstart;
   pos++;
   size_t vlen = parse_version(buf + pos, len - pos, &ver);
-  if (vlen == 0 || ver < 10) HS_FAIL(W_LINE);
+  if (vlen == 0 || ver < 10) return 0;
   req->version = ver;
   pos += vlen;
-  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
-    HS_FAIL(W_LINE);
-  pos += 2;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n') return 0;
 
   /* path and query, RFC 6455 3 and RFC 7230 5.3 */
   const uint8_t *q = memchr(buf + tstart, '?', req->target.len);
@@ -401,6 +463,134 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   plen += q != NULL; /* the query starts after the '?', if any */
   req->query.base = buf + tstart + plen;
   req->query.len = req->target.len - plen;
+  return pos + 2;
+}
+
+/* The headers the server looks at. The first five: the first value and
+ * whether repeated; Transfer-Encoding: whether there; Upgrade and
+ * Connection: whether they list their tokens. */
+enum {
+  Q_HOST,
+  Q_ORIGIN,
+  Q_LENGTH,
+  Q_KEY,
+  Q_VERSION,
+  Q_TRANSFER,
+  Q_UPGRADE,
+  Q_CONNECTION,
+  Q_N
+};
+
+int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
+                        const uint8_t *buf, size_t len, int http,
+                        int *pstatus, const char **preason) {
+  static const char *const req_names[Q_N] = {
+      "Host",           "Origin", "Content-Length",   srv_reasons + 8,
+      l_version,        "Transfer-Encoding", h_upgrade, h_connection};
+  unsigned why = W_LINE;
+  size_t nh = 0;
+
+  size_t pos = parse_request_line(req, buf, len);
+  if (!pos) goto fail;
+  switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
+  case HDR_OK: break;
+  case HDR_TOO_MANY: HS_FAIL(W_TOO_MANY);
+  default: HS_FAIL(W_FIELD);
+  }
+  req->headers = headers;
+  req->nheaders = nh;
+
+  /* one look at each header line */
+  ws_slice first[Q_TRANSFER];
+  memset(first, 0, sizeof(first));
+  unsigned dup = 0, found = 0; /* bits Q_* */
+  for (size_t i = 0; i < nh; i++) {
+    unsigned k = 0;
+    while (k < Q_N && !name_is(headers[i].name, req_names[k]))
+      k++;
+    ws_slice v = headers[i].value;
+    if (k >= Q_UPGRADE) {
+      if (k == Q_UPGRADE    ? ws_list_has_token(v, t_websocket)
+          : k == Q_CONNECTION ? ws_list_has_token(v, t_upgrade)
+                              : 0)
+        found |= 1u << k;
+      continue;
+    }
+    /* (a value's base is never NULL: set is seen) */
+    if (k == Q_TRANSFER || first[k].base)
+      dup |= 1u << k;
+    else
+      first[k] = v;
+  }
+  req->host = first[Q_HOST];
+  req->origin = first[Q_ORIGIN];
+
+  /* RFC 7230 5.4: at most one Host; an HTTP/1.1 request must have one */
+  if (dup & 1u << Q_HOST) HS_FAIL(W_DUP_HOST);
+  if (!req->host.base && req->version >= 11) HS_FAIL(W_NO_HOST);
+  /* A repeated Origin is refused so that the application checks the
+   * only one there is (RFC 6455 10.2). */
+  if (dup & 1u << Q_ORIGIN) HS_FAIL(W_DUP_ORIGIN);
+
+  /* RFC 6455 4.2.1 (3): Upgrade lists "websocket", case-insensitively;
+   * a request that does not is plain HTTP, if the caller takes those */
+  if (http && !(found & 1u << Q_UPGRADE)) return 1;
+
+  /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
+   * case-sensitive (RFC 7230 3.1.1). */
+  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+    HS_FAIL(W_METHOD);
+  if (req->version < 11) HS_FAIL(W_HTTP11);
+
+  /* RFC 6455 4.2.1 (2): a Host header, not empty */
+  if (!req->host.base || req->host.len == 0) HS_FAIL(W_EMPTY_HOST);
+
+  if (!(found & 1u << Q_UPGRADE)) HS_FAIL(W_NO_UPGRADE);
+  /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
+  if (!(found & 1u << Q_CONNECTION)) HS_FAIL(W_NO_CONNECTION);
+
+  /* The bytes after the head are frames. A request that says a body
+   * follows (RFC 7230 3.3) is refused: a proxy that believed the body
+   * would read those frames as the next request (request smuggling). */
+  ws_slice cl = first[Q_LENGTH];
+  if ((dup & (1u << Q_LENGTH | 1u << Q_TRANSFER)) ||
+      (cl.base && !(cl.len == 1 && cl.base[0] == '0')))
+    HS_FAIL(W_BODY);
+
+  /* RFC 6455 4.2.1 (5): one Sec-WebSocket-Key, base64 of 16 bytes */
+  req->key = first[Q_KEY];
+  if (!req->key.base) HS_FAIL(W_NO_KEY);
+  if (dup & 1u << Q_KEY) HS_FAIL(W_DUP_KEY);
+  {
+    uint8_t nonce[16];
+    size_t noncelen = 0;
+    if (ws_base64_decode(req->key.base, req->key.len, nonce, sizeof(nonce),
+                         &noncelen) != 0 ||
+        noncelen != 16)
+      HS_FAIL(W_BAD_KEY);
+  }
+
+  /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
+   * versions we support */
+  ws_slice v = first[Q_VERSION];
+  if (!v.base || (dup & 1u << Q_VERSION) ||
+      !(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
+    HS_FAIL(W_VERSION);
+  return 0;
+fail:
+  return srv_fail(why, pstatus, preason);
+}
+
+#if WS_HAS_REFERENCE
+/* ---- the request checks in two steps (tests and fuzzers) --------------- */
+
+int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
+                     const uint8_t *buf, size_t len, int *pstatus,
+                     const char **preason) {
+  unsigned why = W_LINE;
+  size_t pos = parse_request_line(req, buf, len);
+  if (!pos) goto fail;
+  int ver = req->version;
 
   size_t nh = 0;
   switch (parse_headers(buf, len, pos, headers, maxheaders, &nh)) {
@@ -485,40 +675,177 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
 fail:
   return srv_fail(why, pstatus, preason);
 }
+#endif /* WS_HAS_REFERENCE */
 
 /* ---- response parsing (client) ----------------------------------------- */
 
-int ws_hs_parse_response(ws_response *resp, ws_header *headers,
-                         size_t maxheaders, const uint8_t *buf, size_t len) {
+/* RFC 7230 3.1.2: HTTP-version SP status-code SP reason-phrase CRLF, at
+ * the start of |buf|, into |resp| (zeroed first). Returns the length of
+ * the line with its CRLF, 0 if it is malformed. */
+static size_t parse_status_line(ws_response *resp, const uint8_t *buf,
+                                size_t len) {
   size_t pos = 0;
   int ver;
 
   memset(resp, 0, sizeof(*resp));
-  /* RFC 7230 3.1.2: HTTP-version SP status-code SP reason-phrase CRLF */
   size_t vlen = parse_version(buf, len, &ver);
-  if (vlen == 0 || ver < 11) return WS_ERR_HANDSHAKE;
+  if (vlen == 0 || ver < 11) return 0;
   pos = vlen;
-  if (len - pos < 4 || buf[pos++] != ' ') return WS_ERR_HANDSHAKE;
+  if (len - pos < 4 || buf[pos++] != ' ') return 0;
   for (size_t end = pos + 3; pos < end; pos++) { /* three digits */
-    if (!is_digit(buf[pos])) return WS_ERR_HANDSHAKE;
+    if (!is_digit(buf[pos])) return 0;
     resp->status = resp->status * 10 + (buf[pos] - '0');
   }
   /* SP reason-phrase; the SP before an empty reason is often left out */
   if (pos < len && buf[pos] == ' ')
     pos++;
   else if (pos == len || buf[pos] != '\r')
-    return WS_ERR_HANDSHAKE;
+    return 0;
   size_t rstart = pos;
   while (pos < len && is_field_char(buf[pos]))
     pos++;
   resp->reason.base = buf + rstart;
   resp->reason.len = pos - rstart;
-  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n')
-    return WS_ERR_HANDSHAKE;
-  pos += 2;
+  if (len - pos < 2 || buf[pos] != '\r' || buf[pos + 1] != '\n') return 0;
+  return pos + 2;
+}
 
+/* The refusals, numbered as resp_reasons lists them. */
+enum resp_why {
+  RW_MALFORMED,
+  RW_NOT_101,
+  RW_NO_UPGRADE,
+  RW_NO_CONNECTION,
+  RW_ACCEPT_COUNT,
+  RW_ACCEPT_MISMATCH,
+  RW_EXT_NOT_OFFERED,
+  RW_EXT_REPEATED,
+  RW_PROTO_REPEATED,
+  RW_BAD_PROTOCOL,
+  RW_PROTO_NOT_OFFERED
+};
+
+/* The headers the client looks at: where their names are in
+ * resp_reasons, and their numbers (bits of a mask). */
+enum { K_UPGRADE, K_CONNECTION, K_ACCEPT, K_EXTENSIONS, K_PROTOCOL, K_N };
+static const uint8_t resp_name_at[K_N] = {
+    RR_AT_NO_UPGRADE, RR_AT_NO_CONNECTION, RR_AT_ACCEPT_COUNT,
+    RR_AT_EXT_REPEATED, RR_AT_PROTO_REPEATED};
+_Static_assert(RR_AT_PROTO_REPEATED < 256, "name offsets fit in a byte");
+
+/* 1 if a list lists anything: a byte other than OWS and comma (what
+ * ws_list_next() finds an element in). */
+static WS_ALWAYS_INLINE int list_nonempty(ws_slice v) {
+  for (size_t i = 0; i < v.len; i++)
+    if (v.base[i] != ',' && !is_ows(v.base[i])) return 1;
+  return 0;
+}
+
+int ws_hs_check_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len,
+                         const char key[24], ws_slice offered_protocols,
+                         int extensions_offered, const char **preason,
+                         ws_slice *pext) {
   size_t nh = 0;
-  if (parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
+  unsigned why = RW_MALFORMED;
+
+  size_t pos = parse_status_line(resp, buf, len);
+  if (!pos || parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
+    goto fail;
+  resp->headers = headers;
+  resp->nheaders = nh;
+
+  /* One look at each header line: whether Upgrade and Connection list
+   * their tokens (over all their lines, RFC 7230 3.2.2), the first value
+   * of the others and whether they are repeated, and the extension lines
+   * that list something. */
+  ws_slice acc = {NULL, 0};
+  size_t next = 0;
+  pext->base = NULL;
+  pext->len = 0;
+  unsigned found = 0, dup = 0; /* tokens found; bits K_* repeated */
+  for (size_t i = 0; i < nh; i++) {
+    unsigned k = 0;
+    while (k < K_N && !name_is(headers[i].name, resp_reasons + resp_name_at[k]))
+      k++;
+    ws_slice v = headers[i].value;
+    if (k <= K_CONNECTION) {
+      if (k == K_UPGRADE ? ws_list_has_token(v, t_websocket)
+                         : ws_list_has_token(v, t_upgrade))
+        found |= k + 1u; /* Upgrade 1, Connection 2 */
+      continue;
+    }
+    if (k == K_N) continue;
+    if (k == K_EXTENSIONS && list_nonempty(v)) {
+      next++;
+      *pext = v;
+    }
+    /* (a value's base is never NULL: set is seen) */
+    ws_slice *first = k == K_ACCEPT       ? &acc
+                      : k == K_EXTENSIONS ? &resp->extensions
+                                          : &resp->protocol;
+    if (first->base)
+      dup |= 1u << k;
+    else
+      *first = v;
+  }
+
+  /* RFC 6455 4.1, client step 1 after sending: anything but 101 */
+  why = RW_NOT_101;
+  if (resp->status != 101) goto fail;
+  /* steps 2 and 3 */
+  why = RW_NO_UPGRADE;
+  if (!(found & 1u)) goto fail;
+  why = RW_NO_CONNECTION;
+  if (!(found & 2u)) goto fail;
+
+  /* step 4: exactly one Sec-WebSocket-Accept, equal to the expected */
+  why = RW_ACCEPT_COUNT;
+  if (!acc.base || (dup & 1u << K_ACCEPT)) goto fail;
+  why = RW_ACCEPT_MISMATCH;
+  if (!accept_matches(key, acc)) goto fail;
+
+  /* step 5: extensions only if we offered some. Split over several header
+   * lines they cannot be passed on as one slice, so refuse that. */
+  why = RW_EXT_NOT_OFFERED;
+  if (next > 0 && !extensions_offered) goto fail;
+  why = RW_EXT_REPEATED;
+  if (next > 1) goto fail;
+
+  /* step 6: a subprotocol only if offered, and a single one. Subprotocol
+   * names compare exactly. */
+  why = RW_PROTO_REPEATED;
+  if (dup & 1u << K_PROTOCOL) goto fail;
+  ws_slice proto = resp->protocol;
+  if (proto.base) {
+    /* one token, nothing else: no list, no quotes, not empty (the value
+     * is already trimmed of OWS) */
+    size_t i = 0;
+    while (i < proto.len && ws_is_tchar(proto.base[i]))
+      i++;
+    why = RW_BAD_PROTOCOL;
+    if (i == 0 || i != proto.len) goto fail;
+    int match = 0;
+    ws_slice list = offered_protocols, o;
+    while (!match && ws_list_next(&list, &o))
+      match = o.len == proto.len && memcmp(o.base, proto.base, o.len) == 0;
+    why = RW_PROTO_NOT_OFFERED;
+    if (!match) goto fail;
+  }
+  return 0;
+fail:
+  *preason = nth_str(resp_reasons, why);
+  return why == RW_NOT_101 ? WS_ERR_REJECTED : WS_ERR_HANDSHAKE;
+}
+
+#if WS_HAS_REFERENCE
+/* ---- the response checks in two steps (tests and fuzzers) -------------- */
+
+int ws_hs_parse_response(ws_response *resp, ws_header *headers,
+                         size_t maxheaders, const uint8_t *buf, size_t len) {
+  size_t pos = parse_status_line(resp, buf, len);
+  size_t nh = 0;
+  if (!pos || parse_headers(buf, len, pos, headers, maxheaders, &nh) != HDR_OK)
     return WS_ERR_HANDSHAKE;
   resp->headers = headers;
   resp->nheaders = nh;
@@ -527,12 +854,12 @@ int ws_hs_parse_response(ws_response *resp, ws_header *headers,
   return 0;
 }
 
-#define VR_FAIL(rv, why)                                                       \
-  do {                                                                         \
-    frv = (rv);                                                                \
-    freason = (why);                                                           \
-    goto fail;                                                                 \
-  } while (0)
+#  define VR_FAIL(rv, why)                                                     \
+    do {                                                                       \
+      frv = (rv);                                                              \
+      freason = (why);                                                         \
+      goto fail;                                                               \
+    } while (0)
 
 int ws_hs_validate_response(const ws_response *resp, const char key[24],
                             ws_slice offered_protocols, int extensions_offered,
@@ -594,6 +921,7 @@ fail:
   if (preason) *preason = freason;
   return frv;
 }
+#endif /* WS_HAS_REFERENCE */
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -607,6 +935,7 @@ typedef struct wr {
   uint8_t *p;
   size_t n;
   int overflow;
+  int bad; /* a caller's string does not fit where it goes */
 } wr;
 
 static void wr_mem(wr *w, const void *s, size_t n) {
@@ -655,9 +984,14 @@ static void wr_uint(wr *w, size_t v) {
  * Appends |fmt|, in which "%s" stands for a NUL-terminated string, "%t"
  * for the token at its start, "%u" for a size_t in decimal and "%b" for
  * bytes (a pointer, then a size_t count), each taken from the arguments
- * in turn. A whole line or more
- * per call: fewer calls, and less code at each, than a call per piece.
- * The strings and bytes are copied as they are, never read as formats.
+ * in turn. A caller's string is checked as it is measured: "%v" a header
+ * value (RFC 7230 3.2: no CR, LF or other control but HTAB), "%n" a
+ * token, not empty (a header name, a subprotocol), "%h" a host or
+ * request-target (visible bytes, at least one); NULL or a byte that does
+ * not fit sets |bad|, and the writer refuses the call before it writes
+ * anything (WS_ERR_INVALID_ARGUMENT). A whole line or more per call:
+ * fewer calls, and less code at each, than a call per piece. The strings
+ * and bytes are copied as they are, never read as formats.
  */
 static void wr_fmt(wr *w, const char *fmt, ...) {
   va_list ap;
@@ -669,73 +1003,66 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
     wr_mem(w, fmt, n);
     fmt += n;
     if (!*fmt) break;
+    char f = fmt[1];
     /* (clang-tidy 14's analyzer takes |ap| for uninitialized below, where
      * va_start() above has set it) */
-    if (fmt[1] == 'u') {
+    if (f == 'u') {
       /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
       wr_uint(w, va_arg(ap, size_t));
     } else {
       /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
       const char *str = va_arg(ap, const char *);
-      wr_mem(w, str,
-             fmt[1] == 'b'   ? va_arg(ap, size_t)
-             : fmt[1] == 't' ? token_len(str)
-                             : strlen(str));
+      n = 0;
+      if (f == 'b') {
+        /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized) */
+        n = va_arg(ap, size_t);
+      } else if (f == 't') {
+        n = token_len(str);
+      } else if (!str) {
+        w->bad = 1;
+      } else if (f == 's' || w->p) {
+        n = strlen(str); /* (a caller's string: checked when measured) */
+      } else if (f == 'n') {
+        n = token_len(str);
+        if (n == 0 || str[n]) w->bad = 1;
+      } else {
+        /* 'v': HTAB, SP and visible bytes; 'h': visible bytes, one at
+         * least (obs-text, 0x80 and up, in both) */
+        unsigned lo = f == 'h' ? 0x21u : 0x20u;
+        for (; str[n]; n++) {
+          uint8_t c = (uint8_t)str[n];
+          if ((c < lo || c == 0x7f) && !(f == 'v' && c == '\t')) w->bad = 1;
+        }
+        if (n == 0 && f == 'h') w->bad = 1;
+      }
+      wr_mem(w, str, n);
     }
     fmt += 2;
   }
   va_end(ap);
 }
 
+/* The caller's headers, each checked (a token name, a value). */
 static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    wr_fmt(w, f_header, kv[i].name, kv[i].value);
+  if (n && !kv) w->bad = 1;
+  for (size_t i = 0; i < n && kv; i++)
+    wr_fmt(w, "%n: %v\r\n", kv[i].name, kv[i].value);
 }
 
 typedef void (*emit_fn)(wr *w, const void *arg);
 
-static int emit_to_buf(ws_buf *out, const ws_mem *mem, emit_fn emit,
-                       const void *arg) {
-  wr w = {NULL, 0, 0};
+static CLIENT_INLINE int emit_to_buf(ws_buf *out, const ws_mem *mem,
+                                     emit_fn emit, const void *arg) {
+  wr w = {NULL, 0, 0, 0};
   emit(&w, arg);
+  if (w.bad) return WS_ERR_INVALID_ARGUMENT;
   if (w.overflow) return WS_ERR_NOMEM;
   int rv = ws_buf_reserve(out, mem, w.n);
   if (rv) return rv;
-  wr w2 = {out->base + out->len, 0, 0};
+  wr w2 = {out->base + out->len, 0, 0, 0};
   emit(&w2, arg);
   out->len += w2.n;
   return 0;
-}
-
-static int valid_token(const char *s) {
-  if (!s || !*s) return 0;
-  for (; *s; s++)
-    if (!ws_is_tchar((uint8_t)*s)) return 0;
-  return 1;
-}
-
-/* A request-target or Host value to send: not empty, visible bytes. */
-static int valid_target(const char *s) {
-  if (!s || !*s) return 0;
-  for (; *s; s++)
-    if (!is_target_char((uint8_t)*s)) return 0;
-  return 1;
-}
-
-/* A header value to send: no CR, LF or other control but HTAB (NUL ends
- * the string). */
-static int valid_value(const char *s) {
-  if (!s) return 0;
-  for (; *s; s++)
-    if (!is_field_char((uint8_t)*s)) return 0;
-  return 1;
-}
-
-static int valid_kvs(const ws_kv *kv, size_t n) {
-  if (n && !kv) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (!valid_token(kv[i].name) || !valid_value(kv[i].value)) return 0;
-  return 1;
 }
 
 int ws_hs_offered(const ws_request *req, const char *protocol) {
@@ -760,7 +1087,7 @@ static void emit_accept(wr *w, const void *arg) {
   /* RFC 6455 4.2.2 (5) */
   wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade, h_accept,
          a->accept);
-  if (a->protocol) wr_fmt(w, f_header, h_protocol, a->protocol);
+  if (a->protocol) wr_fmt(w, "%t: %n\r\n", h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
   wr_kvs(w, a->headers, a->nheaders);
@@ -771,10 +1098,9 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
                        const char *protocol, const char *extensions,
                        const ws_kv *headers, size_t nheaders) {
   if (!req->key.base || req->key.len == 0) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
-  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
-  /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values */
-  if (protocol && (!valid_token(protocol) || !ws_hs_offered(req, protocol)))
+  /* RFC 6455 4.2.2 (5) /subprotocol/: one of the client's values (and a
+   * token: the writer checks it, with the headers and extensions) */
+  if (protocol && !ws_hs_offered(req, protocol))
     return WS_ERR_INVALID_ARGUMENT;
   char acc[29];
   ws_handshake_accept_key(req->key.base, req->key.len, acc);
@@ -837,9 +1163,10 @@ typedef struct reject_args {
 /* 1 if a caller header has the name of |line| ("Name: value\r\n"). */
 static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
   size_t len = token_len(line);
-  for (size_t i = 0; i < n; i++)
-    if (ws_ascii_ieq((const uint8_t *)kv[i].name, strlen(kv[i].name),
-                     (const uint8_t *)line, len))
+  for (size_t i = 0; i < n && kv; i++)
+    if (kv[i].name && ws_ascii_ieq((const uint8_t *)kv[i].name,
+                                   strlen(kv[i].name), (const uint8_t *)line,
+                                   len))
       return 1;
   return 0;
 }
@@ -865,7 +1192,7 @@ int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
                          const void *body, size_t bodylen, int omit_body) {
   if (status < 100 || status > 599) return WS_ERR_INVALID_ARGUMENT;
   if (bodylen && !body) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(headers, nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  /* (the headers are checked as they are measured) */
   reject_args a = {status, headers, nheaders, body, bodylen, omit_body};
   return emit_to_buf(out, mem, emit_reject, &a);
 }
@@ -880,13 +1207,14 @@ static void emit_request(wr *w, const void *arg) {
   const request_args *a = arg;
   const ws_client_params *p = a->p;
   /* RFC 6455 4.1: the client's opening handshake */
-  wr_fmt(w, "GET %s HTTP/1.1\r\nHost: %s", p->path ? p->path : "/", p->host);
+  wr_fmt(w, "GET %h HTTP/1.1\r\nHost: %h", p->path ? p->path : "/", p->host);
   if (p->port) wr_fmt(w, ":%u", (size_t)p->port);
   wr_fmt(w, "%sSec-WebSocket-Key: %b\r\n%s", l_upgrade, a->key, (size_t)24,
          l_version);
-  if (p->origin) wr_fmt(w, "Origin: %s\r\n", p->origin);
+  if (p->origin) wr_fmt(w, "Origin: %v\r\n", p->origin);
+  /* RFC 6455 4.1 (10): each subprotocol is a token */
   for (size_t i = 0; i < p->nprotocols; i++)
-    wr_fmt(w, i ? ", %s" : "%t: %s", i ? p->protocols[i] : h_protocol,
+    wr_fmt(w, i ? ", %n" : "%t: %n", i ? p->protocols[i] : h_protocol,
            p->protocols[i]);
   if (p->nprotocols) wr_fmt(w, l_crlf);
   if (a->extensions && *a->extensions)
@@ -899,17 +1227,10 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
                         const ws_client_params *p, const char key[24],
                         const char *extensions) {
   if (!p || !key) return WS_ERR_INVALID_ARGUMENT;
-  /* Host is an authority, the path a request-target: visible characters
-   * only, at least one */
-  if (!valid_target(p->host) || (p->path && !valid_target(p->path)))
-    return WS_ERR_INVALID_ARGUMENT;
-  if (p->origin && !valid_value(p->origin)) return WS_ERR_INVALID_ARGUMENT;
   if (p->nprotocols && !p->protocols) return WS_ERR_INVALID_ARGUMENT;
-  /* RFC 6455 4.1 (10): each subprotocol is a token */
-  for (size_t i = 0; i < p->nprotocols; i++)
-    if (!valid_token(p->protocols[i])) return WS_ERR_INVALID_ARGUMENT;
-  if (extensions && !valid_value(extensions)) return WS_ERR_INVALID_ARGUMENT;
-  if (!valid_kvs(p->headers, p->nheaders)) return WS_ERR_INVALID_ARGUMENT;
+  /* (Host is an authority, the path a request-target: visible characters
+   * only, at least one; the writer checks them and the other strings as
+   * it measures them) */
   request_args a = {p, key, extensions};
   return emit_to_buf(out, mem, emit_request, &a);
 }

@@ -2777,6 +2777,208 @@ static void pmd_failing_allocator(void **state) {
   run_failing_allocator(REQ_PMD, frames, fn, 1);
 }
 
+/* The client's answer to a 101 whose extension and subprotocol lines
+ * vary (one check of the whole head, ws_hs_check_response()): exactly
+ * the events, codes and reasons, and the extension line taken even when
+ * an empty one comes first. */
+static void client_response_lines_exact(void **state) {
+  (void)state;
+  static const struct {
+    int pmd;            /* permessage-deflate offered */
+    const char *lines;  /* after Upgrade, Connection and the accept key */
+    const char *text;   /* the transcript */
+    int err;
+    int enabled;        /* pmd negotiated */
+  } v[] = {
+      {1, "Sec-WebSocket-Extensions:\r\n"
+          "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+       "OPEN\n", 0, 1},
+      {1, "Sec-WebSocket-Extensions: , \r\n"
+          "sec-websocket-extensions: permessage-deflate; "
+          "client_max_window_bits=9\r\n",
+       "OPEN\n", 0, 1},
+      {1, "Sec-WebSocket-Extensions: ,\r\n", "OPEN\n", 0, 0},
+      {1, "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+          "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+       "ERROR -204 0 Sec-WebSocket-Extensions repeated\n", WS_ERR_HANDSHAKE,
+       0},
+      {1, "Sec-WebSocket-Extensions: x-other\r\n",
+       "ERROR -206 0 extension not offered\n", WS_ERR_EXTENSION, 0},
+      {0, "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+       "ERROR -204 0 extension not offered\n", WS_ERR_HANDSHAKE, 0},
+      {0, "Sec-WebSocket-Protocol: chat\r\n",
+       "ERROR -204 0 subprotocol not offered\n", WS_ERR_HANDSHAKE, 0},
+      {0, "Sec-WebSocket-Accept: x\r\n",
+       "ERROR -204 0 Sec-WebSocket-Accept missing or repeated\n",
+       WS_ERR_HANDSHAKE, 0},
+      {0, "Bad Line\r\n", "ERROR -204 0 malformed response\n",
+       WS_ERR_HANDSHAKE, 0},
+  };
+  for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+    uint64_t rng = 1;
+    ws_pmd_config pmd = pmd_on();
+    g_pmd = v[i].pmd ? &pmd : NULL;
+    ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+    g_pmd = NULL;
+    ws_client_params p = {0};
+    p.host = "h";
+    assert_int_equal(ws_conn_connect(c, &p), 0);
+    transcript t = {0};
+    tr_drain(&t, c);
+    char req[1024];
+    assert_true(t.outlen < sizeof(req));
+    memcpy(req, t.out, t.outlen);
+    req[t.outlen] = 0;
+    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
+    char acc[29] = {0};
+    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+    char resp[512];
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+             acc, v[i].lines);
+    for (size_t chunk = 0; chunk < 2; chunk++) {
+      /* whole, then a byte at a time on a fresh connection */
+      ws_conn *cc = c;
+      if (chunk) {
+        rng = 1;
+        g_pmd = v[i].pmd ? &pmd : NULL;
+        cc = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+        g_pmd = NULL;
+        assert_int_equal(ws_conn_connect(cc, &p), 0);
+        transcript w = {0};
+        tr_drain(&w, cc);
+        assert_int_equal(w.outlen, t.outlen);
+        assert_memory_equal(w.out, t.out, t.outlen); /* the same key */
+        tr_free(&w);
+      }
+      transcript u = {0};
+      tr_feed(&u, cc, (const uint8_t *)resp, strlen(resp), chunk);
+      assert_string_equal(u.text, v[i].text);
+      assert_int_equal(u.last_error, v[i].err);
+      ws_pmd_params pp;
+      ws_conn_pmd(cc, &pp);
+      assert_int_equal(pp.enabled, v[i].enabled);
+      assert_int_equal(ws_conn_state(cc),
+                       v[i].err ? WS_STATE_FAILED : WS_STATE_OPEN);
+      tr_free(&u);
+      if (chunk) ws_conn_del(cc);
+    }
+    tr_free(&t);
+    ws_conn_del(c);
+  }
+}
+
+/* A compressed message of L bytes in three frames, fed whole, a byte at
+ * a time and 7 at a time: max_message L takes it, L - 1 stops it with
+ * 1009 (the inflated size counts across frames and calls), in both
+ * delivery modes. */
+static void pmd_recv_limit_across_frames_and_calls(void **state) {
+  (void)state;
+  size_t L = 5000;
+  uint8_t *msg = malloc(L);
+  uint64_t rng = 3;
+  for (size_t i = 0; i < L; i++) msg[i] = (uint8_t)('a' + tu_rand(&rng) % 3);
+  ws_deflater d;
+  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
+  uint8_t *z = malloc(L + 64);
+  size_t nin, zn;
+  assert_int_equal(ws_deflate(&d, msg, L, &nin, z, L + 64, &zn,
+                              WS_DEFLATE_SYNC_FLUSH), 0);
+  ws_deflate_free(&d);
+  zn -= 4;
+  assert_true(zn > 3);
+  size_t a = zn / 3, b = 2 * zn / 3;
+  for (int mode = 0; mode < 2; mode++) {
+    for (size_t lim = L - 1; lim <= L; lim++) {
+      for (size_t chunk = 0; chunk <= 7; chunk += 7) {
+        size_t ch = chunk ? chunk : (lim == L ? 1 : 0);
+        ws_config cfg;
+        ws_config_default(&cfg, WS_ROLE_SERVER);
+        cfg.pmd.enable = 1;
+        cfg.delivery = mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM;
+        cfg.max_message = lim;
+        ws_conn *c;
+        assert_int_equal(ws_conn_new(&c, &cfg, NULL), 0);
+        uint8_t *buf = malloc(strlen(REQ_PMD) + zn + 64);
+        size_t n = strlen(REQ_PMD);
+        memcpy(buf, REQ_PMD, n);
+        n += cframe(buf + n, 0, WS_RSV1, WS_OP_TEXT, z, a);
+        n += cframe(buf + n, 0, 0, WS_OP_CONT, z + a, b - a);
+        n += cframe(buf + n, 1, 0, WS_OP_CONT, z + b, zn - b);
+        transcript t = {0};
+        tr_feed(&t, c, buf, n, ch);
+        if (lim == L) {
+          assert_int_equal(t.last_error, 0);
+          /* the text, whole (stream mode: in chunks that add up) */
+          assert_non_null(strstr(t.text, "TEXT first final 5000:"));
+        } else {
+          assert_int_equal(t.last_error, WS_ERR_TOO_BIG);
+          assert_int_equal(t.last_close, 1009);
+          assert_non_null(strstr(t.text, "ERROR -203 1009 message too big\n"));
+        }
+        tr_free(&t);
+        free(buf);
+        ws_conn_del(c);
+      }
+    }
+  }
+  free(z);
+  free(msg);
+}
+
+/* The client keeps the subprotocols it offered (one comma list) and
+ * takes exactly one of them from the 101, each position of the list. */
+static void client_offered_subprotocols_each(void **state) {
+  (void)state;
+  static const char *const offer[] = {"chat", "superchat", "v2"};
+  static const char *const answer[] = {"chat", "superchat", "v2", "v",
+                                       "chat,v2", "Chat"};
+  for (size_t i = 0; i < sizeof(answer) / sizeof(answer[0]); i++) {
+    uint64_t rng = 5;
+    ws_conn *c = new_conn(WS_ROLE_CLIENT, WS_DELIVER_STREAM, &rng);
+    ws_client_params p = {0};
+    p.host = "h";
+    p.protocols = offer;
+    p.nprotocols = 3;
+    assert_int_equal(ws_conn_connect(c, &p), 0);
+    transcript t = {0};
+    tr_drain(&t, c);
+    char req[1024];
+    assert_true(t.outlen < sizeof(req));
+    memcpy(req, t.out, t.outlen);
+    req[t.outlen] = 0;
+    assert_non_null(
+        strstr(req, "\r\nSec-WebSocket-Protocol: chat, superchat, v2\r\n"));
+    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
+    char acc[29] = {0};
+    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+    char resp[512];
+    snprintf(resp, sizeof(resp),
+             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+             "Sec-WebSocket-Protocol: %s\r\n\r\n",
+             acc, answer[i]);
+    transcript u = {0};
+    tr_feed(&u, c, (const uint8_t *)resp, strlen(resp), 0);
+    ws_slice pr = ws_conn_protocol(c);
+    if (i < 3) {
+      assert_string_equal(u.text, "OPEN\n");
+      assert_int_equal(pr.len, strlen(answer[i]));
+      assert_memory_equal(pr.base, answer[i], pr.len);
+    } else {
+      assert_string_equal(u.text, i == 4 ? "ERROR -204 0 invalid "
+                                           "Sec-WebSocket-Protocol\n"
+                                         : "ERROR -204 0 subprotocol not "
+                                           "offered\n");
+      assert_int_equal(pr.len, 0);
+    }
+    tr_free(&t);
+    tr_free(&u);
+    ws_conn_del(c);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(recv_rfc_5_7_masked_hello),
@@ -2856,6 +3058,9 @@ int main(void) {
       cmocka_unit_test(pmd_shared_compressor),
       cmocka_unit_test(pmd_client_checks_response),
       cmocka_unit_test(pmd_failing_allocator),
+      cmocka_unit_test(client_response_lines_exact),
+      cmocka_unit_test(pmd_recv_limit_across_frames_and_calls),
+      cmocka_unit_test(client_offered_subprotocols_each),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

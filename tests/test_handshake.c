@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1260,6 +1261,63 @@ static void rfc6455_4_1_client_request_invalid(void **state) {
 #define RH_CONN "Connection: Upgrade\r\n"
 #define RH_ACC "Sec-WebSocket-Accept: " ACCEPT_1_3 "\r\n"
 
+/* The extension line the connection took before ws_hs_check_response()
+ * told it: the first Sec-WebSocket-Extensions header that lists
+ * something. */
+static ws_slice ext_line(const ws_response *r) {
+  ws_slice none = {NULL, 0};
+  for (size_t i = 0; i < r->nheaders; i++) {
+    ws_slice list = r->headers[i].value, el;
+    if (ws_slice_ieq(r->headers[i].name, "Sec-WebSocket-Extensions") &&
+        ws_list_next(&list, &el))
+      return r->headers[i].value;
+  }
+  return none;
+}
+
+static int same_slice(ws_slice a, ws_slice b) {
+  return a.base == b.base && a.len == b.len;
+}
+
+/* ws_hs_check_response() against ws_hs_parse_response() then
+ * ws_hs_validate_response() (the two steps the connection took before):
+ * the same code, reason and response, headers and all, and the extension
+ * line the connection then looked for. Returns the code. */
+static int check_resp_both(const uint8_t *buf, size_t len, size_t maxh,
+                           ws_slice off, int ext_offered) {
+  ws_response r1, r2;
+  ws_header h1[MAXH], h2[MAXH];
+  const char *why1 = NULL, *why2 = NULL;
+  ws_slice ext = {(const uint8_t *)"x", 1};
+  int rv1 = ws_hs_parse_response(&r1, h1, maxh, buf, len);
+  int parsed = rv1 == 0;
+  if (parsed)
+    rv1 = ws_hs_validate_response(&r1, KEY_1_3, off, ext_offered, &why1);
+  else
+    why1 = "malformed response";
+  int rv2 = ws_hs_check_response(&r2, h2, maxh, buf, len, KEY_1_3, off,
+                                 ext_offered, &why2, &ext);
+  if (rv1 != rv2 || (rv1 && strcmp(why1, why2) != 0)) {
+    fprintf(stderr, "two steps: %d %s, one: %d %s, response:\n%.*s\n", rv1,
+            rv1 ? why1 : "", rv2, rv2 ? why2 : "", (int)len,
+            (const char *)buf);
+    fail_msg("ws_hs_check_response() decides otherwise");
+  }
+  if (!parsed) return rv2;
+  int same = r1.status == r2.status && same_slice(r1.reason, r2.reason) &&
+             same_slice(r1.protocol, r2.protocol) &&
+             same_slice(r1.extensions, r2.extensions) &&
+             r1.nheaders == r2.nheaders && r1.headers == h1 &&
+             r2.headers == h2;
+  for (size_t i = 0; same && i < r1.nheaders; i++)
+    same = same_slice(h1[i].name, h2[i].name) &&
+           same_slice(h1[i].value, h2[i].value);
+  if (!same) fail_msg("ws_hs_check_response() fills the response otherwise");
+  if (rv2 == 0 && !same_slice(ext, ext_line(&r1)))
+    fail_msg("ws_hs_check_response() gives another extension line");
+  return rv2;
+}
+
 static int check_resp(const char *r, const char *offered, int ext_offered,
                       ws_response *presp) {
   ws_response resp;
@@ -1267,11 +1325,16 @@ static int check_resp(const char *r, const char *offered, int ext_offered,
   const char *why = NULL;
   size_t len = strlen(r);
   assert_int_equal(ws_hs_head_end((const uint8_t *)r, len, 0), len);
-  int rv = ws_hs_parse_response(&resp, h, MAXH, (const uint8_t *)r, len);
-  if (rv) return rv;
   ws_slice off = {(const uint8_t *)offered, offered ? strlen(offered) : 0};
+  int both = check_resp_both((const uint8_t *)r, len, MAXH, off, ext_offered);
+  int rv = ws_hs_parse_response(&resp, h, MAXH, (const uint8_t *)r, len);
+  if (rv) {
+    assert_int_equal(both, rv);
+    return rv;
+  }
   rv = ws_hs_validate_response(&resp, KEY_1_3, off, ext_offered, &why);
   if (rv) assert_non_null(why);
+  assert_int_equal(both, rv);
   if (presp) *presp = resp; /* slices point into |r|; headers not kept */
   return rv;
 }
@@ -1410,9 +1473,17 @@ static void rfc7230_3_1_2_response_malformed(void **state) {
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     ws_response resp;
     ws_header h[MAXH];
+    const char *why = NULL;
+    ws_slice off = {NULL, 0}, ext;
     if (ws_hs_parse_response(&resp, h, MAXH, (const uint8_t *)bad[i],
                              strlen(bad[i])) != WS_ERR_HANDSHAKE)
       fail_msg("response %zu parsed", i);
+    assert_int_equal(ws_hs_check_response(&resp, h, MAXH,
+                                          (const uint8_t *)bad[i],
+                                          strlen(bad[i]), KEY_1_3, off, 1,
+                                          &why, &ext),
+                     WS_ERR_HANDSHAKE);
+    assert_string_equal(why, "malformed response");
   }
   /* max_headers */
   const char *r = R101 RH_UPG RH_CONN RH_ACC CRLF;
@@ -1423,6 +1494,383 @@ static void rfc7230_3_1_2_response_malformed(void **state) {
   assert_int_equal(
       ws_hs_parse_response(&resp, h, 2, (const uint8_t *)r, strlen(r)),
       WS_ERR_HANDSHAKE);
+}
+
+/* ---- caller strings the writers check --------------------------------- */
+
+/* The classes, as RFC 7230 has them: a token (3.2.6), a header value's
+ * bytes (3.2: HTAB, SP, VCHAR, obs-text), a request-target's or host's
+ * (visible, no SP). */
+static int oracle_token(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++)
+    if (!ws_is_tchar((uint8_t)*s)) return 0;
+  return 1;
+}
+static int oracle_value(const char *s) {
+  if (!s) return 0;
+  for (; *s; s++) {
+    uint8_t c = (uint8_t)*s;
+    if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) return 0;
+  }
+  return 1;
+}
+static int oracle_target(const char *s) {
+  if (!s || !*s) return 0;
+  for (; *s; s++) {
+    uint8_t c = (uint8_t)*s;
+    if (c <= 0x20 || c == 0x7f) return 0;
+  }
+  return 1;
+}
+
+/* Every byte in every caller string of the three writers: refused
+ * (WS_ERR_INVALID_ARGUMENT, nothing written) exactly where the class does
+ * not take it, and NULLs where a string is due. */
+static void writers_check_caller_strings_exact(void **state) {
+  (void)state;
+  ws_mem mem = default_mem();
+  ws_buf out = {0};
+  ws_request req;
+  ws_header h[MAXH];
+  int st;
+  const char *why;
+  const char *r = "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY_1_3 "\r\n"
+                  "Sec-WebSocket-Protocol: chat\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n";
+  assert_int_equal(ws_hs_parse_request(&req, h, MAXH, (const uint8_t *)r,
+                                       strlen(r), &st, &why),
+                   0);
+  for (int c = 0; c < 256; c++) {
+    char str[4] = {'a', (char)c, 'b', 0};
+    if (c == 0) str[1] = 0; /* "a": the string ends there */
+    for (int where = 0; where < 9; where++) {
+      ws_client_params p = {0};
+      const char *protos[2] = {"chat", str};
+      ws_kv kv[2] = {{"X-A", "1"}, {"X-B", "2"}};
+      const char *ext = NULL;
+      int ok;
+      p.host = "h";
+      switch (where) {
+      case 0: p.host = str; ok = oracle_target(str); break;
+      case 1: p.path = str; ok = oracle_target(str); break;
+      case 2: p.origin = str; ok = oracle_value(str); break;
+      case 3:
+        p.protocols = protos;
+        p.nprotocols = 2;
+        ok = oracle_token(str);
+        break;
+      case 4: ext = str; ok = oracle_value(str); break;
+      case 5:
+        kv[1].name = str;
+        p.headers = kv;
+        p.nheaders = 2;
+        ok = oracle_token(str);
+        break;
+      case 6:
+        kv[1].value = str;
+        p.headers = kv;
+        p.nheaders = 2;
+        ok = oracle_value(str);
+        break;
+      default: continue;
+      }
+      int rv = ws_hs_write_request(&out, &mem, &p, KEY_1_3, ext);
+      if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+        fail_msg("request, place %d, byte %d: %d", where, c, rv);
+      if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+      ws_buf_clear_keep(&out, &mem, 0);
+      /* the 101: protocol, extensions, headers */
+      const char *proto = NULL;
+      ext = NULL;
+      const ws_kv *hk = NULL;
+      size_t nk = 0;
+      switch (where) {
+      case 4: ext = str; ok = oracle_value(str); break;
+      case 5:
+      case 6: hk = kv; nk = 2; break;
+      default: ok = 1; break;
+      }
+      if (where == 3) {
+        proto = str; /* not offered (only "chat" is): refused either way */
+        ok = 0;
+      }
+      rv = ws_hs_write_accept(&out, &mem, &req, proto, ext, hk, nk);
+      if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+        fail_msg("accept, place %d, byte %d: %d", where, c, rv);
+      if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+      ws_buf_clear_keep(&out, &mem, 0);
+      if (where == 5 || where == 6) {
+        rv = ws_hs_write_response(&out, &mem, 426, kv, 2, "x", 1, 0);
+        if (rv != (ok ? 0 : WS_ERR_INVALID_ARGUMENT))
+          fail_msg("response, place %d, byte %d: %d", where, c, rv);
+        if (!ok) assert_int_equal(ws_buf_size(&out), 0);
+        ws_buf_clear_keep(&out, &mem, 0);
+      }
+    }
+  }
+  /* NULLs where a string or array is due */
+  ws_client_params p = {0};
+  const char *nullproto[2] = {"chat", NULL};
+  ws_kv nullname[1] = {{NULL, "v"}}, nullvalue[1] = {{"N", NULL}};
+  p.host = "h";
+  p.protocols = nullproto;
+  p.nprotocols = 2;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  p.nprotocols = 0;
+  p.nheaders = 1;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT); /* headers NULL */
+  p.headers = nullname;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  p.headers = nullvalue;
+  assert_int_equal(ws_hs_write_request(&out, &mem, &p, KEY_1_3, NULL),
+                   WS_ERR_INVALID_ARGUMENT);
+  for (int k = 0; k < 3; k++) {
+    const ws_kv *kv = k == 0 ? NULL : k == 1 ? nullname : nullvalue;
+    assert_int_equal(ws_hs_write_accept(&out, &mem, &req, NULL, NULL, kv, 1),
+                     WS_ERR_INVALID_ARGUMENT);
+    assert_int_equal(
+        ws_hs_write_response(&out, &mem, 405, kv, 1, NULL, 0, 0),
+        WS_ERR_INVALID_ARGUMENT);
+  }
+  assert_int_equal(ws_buf_size(&out), 0);
+  /* a valid subprotocol is written */
+  assert_int_equal(ws_hs_write_accept(&out, &mem, &req, "chat", NULL, NULL, 0),
+                   0);
+  assert_non_null(strstr((const char *)out.base,
+                         "\r\nSec-WebSocket-Protocol: chat\r\n"));
+  ws_buf_free(&out, &mem);
+}
+
+/* ---- the one-pass response check against the two steps ---------------- */
+
+/* check_resp_both() over every offer and extension choice, with room for
+ * every header and for two. */
+static void check_resp_all(const uint8_t *buf, size_t len) {
+  static const char *const offers[] = {"", "chat", "chat, superchat",
+                                       "superchat,\"chat\""};
+  size_t end = ws_hs_head_end(buf, len, 0);
+  if (!end) return;
+  for (size_t o = 0; o < sizeof(offers) / sizeof(offers[0]); o++) {
+    ws_slice off = {(const uint8_t *)offers[o], strlen(offers[o])};
+    for (int ext = 0; ext <= 1; ext++) {
+      (void)check_resp_both(buf, end, MAXH, off, ext);
+      (void)check_resp_both(buf, end, 2, off, ext);
+    }
+  }
+}
+
+/* Runs |fn| over every file of fuzz/corpus/NAME, and over it from every
+ * line start; returns the number of files, or -1 if the directory is not
+ * found. */
+static long for_corpus(const char *name,
+                       void (*fn)(const uint8_t *buf, size_t len)) {
+  /* the source tree from this file's name (as the compiler was given it,
+   * absolute or from the build directory), else from the current one */
+  char dir[4096];
+  const char *file = __FILE__, *slash = strrchr(file, '/');
+  const char *tries[3] = {NULL, "../fuzz/corpus", "fuzz/corpus"};
+  DIR *d = NULL;
+  for (int t = 0; t < 3 && !d; t++) {
+    if (t == 0 && slash)
+      snprintf(dir, sizeof(dir), "%.*s/../fuzz/corpus/%s", (int)(slash - file),
+               file, name);
+    else if (t > 0)
+      snprintf(dir, sizeof(dir), "%s/%s", tries[t], name);
+    else
+      continue;
+    d = opendir(dir);
+  }
+  if (!d) return -1;
+  long files = 0;
+  struct dirent *e;
+  static uint8_t data[1 << 16];
+  while ((e = readdir(d)) != NULL) {
+    char path[8192];
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    FILE *f = fopen(path, "rb");
+    if (!f) continue;
+    size_t n = fread(data, 1, sizeof(data), f);
+    fclose(f);
+    files++;
+    fn(data, n);
+    /* and from every line start, so that heads inside other targets'
+     * inputs are read too */
+    for (size_t i = 1; i < n; i++)
+      if (data[i - 1] == '\n') fn(data + i, n - i);
+  }
+  closedir(d);
+  return files;
+}
+
+static void response_check_one_pass_same_as_two_steps(void **state) {
+  (void)state;
+  /* generated: status lines, a base of header lines, up to two more */
+  static const char *const status[] = {
+      "HTTP/1.1 101 Switching Protocols\r\n", "HTTP/1.1 101\r\n",
+      "HTTP/1.1 200 OK\r\n", "HTTP/1.0 101 X\r\n", "HTTP/1.1 1011\r\n"};
+  static const char *const base[] = {
+      "", RH_UPG RH_CONN RH_ACC, RH_ACC "connection: keep-alive, UPGRADE\r\n"
+      "Upgrade: h2c\r\nupgrade: WebSocket\r\n"};
+  static const char *const line[] = {
+      RH_UPG, "Upgrade: h2c, websocket\r\n", "Upgrade:\r\n",
+      RH_CONN, "Connection: close\r\n", "Connection: \"Upgrade\"\r\n",
+      RH_ACC, "Sec-WebSocket-Accept: x\r\n",
+      "sec-websocket-accept: \t" ACCEPT_1_3 " \r\n",
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOp=\r\n",
+      "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+      "Sec-WebSocket-Extensions:\r\n", "Sec-WebSocket-Extensions: , ,\t,\r\n",
+      "sec-websocket-extensions: a, b\r\n",
+      "Sec-WebSocket-Extensions: \",\"\r\n",
+      "Sec-WebSocket-Protocol: chat\r\n", "Sec-WebSocket-Protocol: superchat\r\n",
+      "Sec-WebSocket-Protocol:\r\n", "Sec-WebSocket-Protocol: chat, x\r\n",
+      "sec-websocket-protocol: Chat\r\n",
+      "Sec-WebSocket-Protocol: \"chat\"\r\n",
+      "Sec-WebSocket-Protocols: chat\r\n", "X-Upgrade: websocket\r\n",
+      "Sec-WebSocket-Extension: a\r\n", "Content-Length: 0\r\n",
+      "Upgrade : websocket\r\n", " folded\r\n", "Bad\rLine: x\r\n"};
+  const size_t nl = sizeof(line) / sizeof(line[0]);
+  char buf[1024];
+  long heads = 0;
+  for (size_t s = 0; s < sizeof(status) / sizeof(status[0]); s++)
+    for (size_t b = 0; b < sizeof(base) / sizeof(base[0]); b++)
+      for (size_t i = 0; i <= nl; i++)
+        for (size_t j = 0; j <= nl; j++) {
+          if (i == nl && j < nl) continue; /* (one extra line: j alone) */
+          int n = snprintf(buf, sizeof(buf), "%s%s%s%s\r\n", status[s],
+                           base[b], i < nl ? line[i] : "",
+                           j < nl ? line[j] : "");
+          assert_true(n > 0 && (size_t)n < sizeof(buf));
+          check_resp_all((const uint8_t *)buf, (size_t)n);
+          heads++;
+        }
+  assert_true(heads > 4000);
+  /* every fuzz corpus: what the fuzzers kept, and heads inside it */
+  static const char *const corpora[] = {
+      "fuzz_handshake_resp", "fuzz_conn_client", "fuzz_handshake_req",
+      "fuzz_conn_server",    "fuzz_loop",        "fuzz_frame",
+      "fuzz_pmd",            "fuzz_utf8",        "fuzz_inflate",
+      "fuzz_deflate"};
+  long files = 0, found = 0;
+  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
+    long n = for_corpus(corpora[c], check_resp_all);
+    if (n >= 0) {
+      files += n;
+      found++;
+    }
+  }
+  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
+  fprintf(stderr, "checked %ld generated heads, %ld corpus files\n", heads,
+          files);
+}
+
+/* ---- the one-pass request check against the steps ---------------------- */
+
+static int same_req(const ws_request *a, const ws_request *b) {
+  return same_slice(a->method, b->method) && same_slice(a->target, b->target) &&
+         same_slice(a->path, b->path) && same_slice(a->query, b->query) &&
+         same_slice(a->host, b->host) && same_slice(a->origin, b->origin) &&
+         same_slice(a->key, b->key) && a->version == b->version &&
+         a->nheaders == b->nheaders;
+}
+
+/* ws_hs_check_request() against ws_hs_parse_http(), ws_hs_is_upgrade()
+ * (with |http|) and ws_hs_validate_upgrade(), as the connection called
+ * them before: the same result, status, reason and request. */
+static void check_req_both(const uint8_t *buf, size_t len, size_t maxh,
+                           int http) {
+  ws_request r1, r2;
+  ws_header h1[MAXH], h2[MAXH];
+  int st1 = -1, st2 = -1;
+  const char *why1 = NULL, *why2 = NULL;
+  int rv1 = ws_hs_parse_http(&r1, h1, maxh, buf, len, &st1, &why1);
+  int parsed = rv1 == 0;
+  if (parsed) {
+    if (http && !ws_hs_is_upgrade(&r1))
+      rv1 = 1;
+    else
+      rv1 = ws_hs_validate_upgrade(&r1, &st1, &why1);
+  }
+  int rv2 = ws_hs_check_request(&r2, h2, maxh, buf, len, http, &st2, &why2);
+  if (rv1 != rv2 || (rv1 < 0 && (st1 != st2 || strcmp(why1, why2) != 0))) {
+    fprintf(stderr, "steps: %d %d %s, one: %d %d %s, request:\n%.*s\n", rv1,
+            st1, rv1 < 0 ? why1 : "", rv2, st2, rv2 < 0 ? why2 : "",
+            (int)len, (const char *)buf);
+    fail_msg("ws_hs_check_request() decides otherwise");
+  }
+  if (rv1 < 0) return;
+  int same = same_req(&r1, &r2) && r1.headers == h1 && r2.headers == h2;
+  for (size_t i = 0; same && i < r1.nheaders; i++)
+    same = same_slice(h1[i].name, h2[i].name) &&
+           same_slice(h1[i].value, h2[i].value);
+  if (!same) fail_msg("ws_hs_check_request() fills the request otherwise");
+}
+
+static void check_req_all(const uint8_t *buf, size_t len) {
+  size_t end = ws_hs_head_end(buf, len, 0);
+  if (!end) return;
+  for (int http = 0; http <= 1; http++) {
+    check_req_both(buf, end, MAXH, http);
+    check_req_both(buf, end, 3, http);
+  }
+}
+
+static void request_check_one_pass_same_as_steps(void **state) {
+  (void)state;
+  static const char *const line[] = {
+      "GET /chat?x=1 HTTP/1.1\r\n", "GET / HTTP/1.0\r\n",
+      "POST / HTTP/1.1\r\n", "get / HTTP/1.1\r\n", "GET  / HTTP/1.1\r\n",
+      "GET / HTTP/2.0\r\n"};
+  static const char *const base[] = {
+      "",
+      "Host: server.example.com\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: " KEY_1_3 "\r\n"
+      "Sec-WebSocket-Version: 13\r\n",
+      "host: a\r\nupgrade: h2c, WebSocket\r\nconnection: keep-alive, upgrade\r\n"
+      "sec-websocket-version: 13\r\nsec-websocket-key: " KEY_1_3 "\r\n"};
+  static const char *const extra[] = {
+      "Host: b\r\n", "Host:\r\n", "Origin: http://a\r\n", "Origin: x\r\n",
+      "Upgrade: websocket\r\n", "Upgrade: h2c\r\n", "Connection: Upgrade\r\n",
+      "Connection: close\r\n", "Content-Length: 0\r\n", "Content-Length: 5\r\n",
+      "content-length: 00\r\n", "Transfer-Encoding: chunked\r\n",
+      "Sec-WebSocket-Key: " KEY_1_3 "\r\n", "Sec-WebSocket-Key: abc\r\n",
+      "Sec-WebSocket-Version: 13\r\n", "Sec-WebSocket-Version: 8\r\n",
+      "Sec-WebSocket-Versions: 13\r\n", "Sec-WebSocket-Protocol: chat\r\n",
+      "X-Host: a\r\n", "Bad Name: x\r\n", " folded\r\n"};
+  const size_t ne = sizeof(extra) / sizeof(extra[0]);
+  char buf[1024];
+  long heads = 0;
+  for (size_t l = 0; l < sizeof(line) / sizeof(line[0]); l++)
+    for (size_t b = 0; b < sizeof(base) / sizeof(base[0]); b++)
+      for (size_t i = 0; i <= ne; i++)
+        for (size_t j = 0; j <= ne; j++) {
+          if (i == ne && j < ne) continue;
+          int n = snprintf(buf, sizeof(buf), "%s%s%s%s\r\n", line[l], base[b],
+                           i < ne ? extra[i] : "", j < ne ? extra[j] : "");
+          assert_true(n > 0 && (size_t)n < sizeof(buf));
+          check_req_all((const uint8_t *)buf, (size_t)n);
+          heads++;
+        }
+  assert_true(heads > 4000);
+  static const char *const corpora[] = {
+      "fuzz_handshake_req", "fuzz_conn_server", "fuzz_loop", "fuzz_handshake_resp",
+      "fuzz_conn_client", "fuzz_pmd", "fuzz_frame", "fuzz_utf8"};
+  long files = 0, found = 0;
+  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
+    long n = for_corpus(corpora[c], check_req_all);
+    if (n >= 0) {
+      files += n;
+      found++;
+    }
+  }
+  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
+  fprintf(stderr, "checked %ld generated requests, %ld corpus files\n", heads,
+          files);
 }
 
 /* ---- both roles together ------------------------------------------------ */
@@ -1484,6 +1932,14 @@ static void response_refusals_exact_reason(void **state) {
                     v[i].offered ? strlen(v[i].offered) : 0};
     assert_int_equal(
         ws_hs_validate_response(&resp, KEY_1_3, off, v[i].ext, &why), v[i].rv);
+    assert_string_equal(why, v[i].why);
+    /* the one-pass check, the connection's */
+    ws_slice ext;
+    why = NULL;
+    assert_int_equal(ws_hs_check_response(&resp, h, MAXH, (const uint8_t *)r,
+                                          strlen(r), KEY_1_3, off, v[i].ext,
+                                          &why, &ext),
+                     v[i].rv);
     assert_string_equal(why, v[i].why);
   }
 }
@@ -1608,6 +2064,9 @@ int main(void) {
       cmocka_unit_test(response_and_request_decimal_numbers),
       cmocka_unit_test(reject_caller_allow_and_version_replace_defaults),
       cmocka_unit_test(response_refusals_exact_reason),
+      cmocka_unit_test(writers_check_caller_strings_exact),
+      cmocka_unit_test(response_check_one_pass_same_as_two_steps),
+      cmocka_unit_test(request_check_one_pass_same_as_steps),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
