@@ -81,8 +81,23 @@ typedef struct conn_z {
                        out yet */
 } conn_z;
 
+/* A build without the server role (WS_NO_SERVER) has no ws_conn_shared
+ * (its functions refuse): the environment is inside the object, read
+ * without a pointer. Elsewhere the object points to it: shared by a
+ * listener's connections, or a private copy right after the object. */
+#define WS_HAS_SHARED WS_HAS_SERVER
+#if WS_HAS_SHARED
+#  define ENV(c) ((c)->env)
+#else
+#  define ENV(c) (&(c)->env)
+#endif
+
 struct ws_conn {
+#if WS_HAS_SHARED
   conn_env *env; /* allocator and limits: shared, or right after us */
+#else
+  conn_env env; /* allocator and limits */
+#endif
   ws_buf out; /* queued output */
   /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
    * go after the first |ref_at| bytes of |out| (both under
@@ -255,7 +270,7 @@ int wsc_out_full(const ws_conn *c);
 #  define out_full(c) wsc_out_full(c)
 #else
 static inline int out_full(const ws_conn *c) {
-  return out_size(c) >= c->env->cfg.max_out_queue;
+  return out_size(c) >= ENV(c)->cfg.max_out_queue;
 }
 #endif
 
