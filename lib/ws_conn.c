@@ -142,7 +142,6 @@ _Static_assert(sizeof(ws_conn) % _Alignof(conn_env) == 0,
                "the private environment is aligned after the object");
 #else
 #  define PRIVATE_ENV(c) (&(c)->env)
-_Static_assert(offsetof(ws_conn, env) == 0, "conn_setup() keeps it");
 #endif
 
 /* Fills in a new connection at |c| from |cfg| with environment |e|
@@ -153,8 +152,12 @@ static int conn_setup(ws_conn *c, const ws_config *cfg, conn_env *e) {
 #if WS_HAS_SHARED
   memset(c, 0, sizeof(*c));
   c->env = e;
-#else /* (the environment, filled in already, is the first member) */
-  memset((char *)c + sizeof(conn_env), 0, sizeof(*c) - sizeof(conn_env));
+#else /* (the environment, filled in already, is kept) */
+  {
+    size_t at = offsetof(ws_conn, env), end = at + sizeof(conn_env);
+    memset(c, 0, at);
+    memset((char *)c + end, 0, sizeof(*c) - end);
+  }
 #endif
   c->max_handshake_bytes = cfg->max_handshake_bytes;
   c->max_headers = cfg->max_headers;
