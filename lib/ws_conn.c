@@ -43,7 +43,7 @@
 
 int wsc_ctrlbuf_get(ws_conn *c) {
   if (!c->ctrlbuf) {
-    c->ctrlbuf = ws_malloc(&c->env->mem, (size_t)2 * WS_CONTROL_MAX);
+    c->ctrlbuf = ws_malloc(&ENV(c)->mem, (size_t)2 * WS_CONTROL_MAX);
     if (!c->ctrlbuf) return WS_ERR_NOMEM;
   }
   return 0;
@@ -72,15 +72,18 @@ void ws_config_default(ws_config *cfg, ws_role role) {
 
 #if WS_SMALL_CODE
 int wsc_out_full(const ws_conn *c) {
-  return out_size(c) >= c->env->cfg.max_out_queue;
+  return out_size(c) >= ENV(c)->cfg.max_out_queue;
 }
 #endif
 
-/* With the private environment of ws_conn_new() and ws_conn_init(). */
-size_t ws_conn_sizeof(void) { return sizeof(ws_conn) + sizeof(conn_env); }
+/* With the private environment of ws_conn_new() and ws_conn_init() (inside
+ * the object without ws_conn_shared). */
+size_t ws_conn_sizeof(void) {
+  return sizeof(ws_conn) + (WS_HAS_SHARED ? sizeof(conn_env) : 0);
+}
 
 int wsc_hs_alloc(ws_conn *c) {
-  c->hs = ws_malloc(&c->env->mem, sizeof(ws_hs));
+  c->hs = ws_malloc(&ENV(c)->mem, sizeof(ws_hs));
   if (!c->hs) return WS_ERR_NOMEM;
   memset(c->hs, 0, sizeof(ws_hs));
   return 0;
@@ -88,10 +91,10 @@ int wsc_hs_alloc(ws_conn *c) {
 
 void wsc_hs_free(ws_conn *c) {
   if (!c->hs) return;
-  ws_buf_free(&c->hs->in, &c->env->mem);
-  ws_free(&c->env->mem, c->hs->headers);
-  ws_free(&c->env->mem, c->hs->offered);
-  ws_free(&c->env->mem, c->hs);
+  ws_buf_free(&c->hs->in, &ENV(c)->mem);
+  ws_free(&ENV(c)->mem, c->hs->headers);
+  ws_free(&ENV(c)->mem, c->hs->offered);
+  ws_free(&ENV(c)->mem, c->hs);
   c->hs = NULL;
 }
 
@@ -131,18 +134,31 @@ static void env_setup(conn_env *e, const ws_config *cfg, const ws_mem *m) {
 }
 
 /* The private environment of a connection of ws_conn_new() and
- * ws_conn_init(): right after its object. */
-#define PRIVATE_ENV(c) ((conn_env *)(void *)((char *)(c) + sizeof(ws_conn)))
+ * ws_conn_init(): right after its object (inside it without
+ * ws_conn_shared). */
+#if WS_HAS_SHARED
+#  define PRIVATE_ENV(c) ((conn_env *)(void *)((char *)(c) + sizeof(ws_conn)))
 _Static_assert(sizeof(ws_conn) % _Alignof(conn_env) == 0,
                "the private environment is aligned after the object");
+#else
+#  define PRIVATE_ENV(c) (&(c)->env)
+#endif
 
 /* Fills in a new connection at |c| from |cfg| with environment |e|
  * (filled in); allocates its deflate state and, for a server, its
  * handshake state. */
 static int conn_setup(ws_conn *c, const ws_config *cfg, conn_env *e) {
   const ws_mem *m = &e->mem;
+#if WS_HAS_SHARED
   memset(c, 0, sizeof(*c));
   c->env = e;
+#else /* (the environment, filled in already, is kept) */
+  {
+    size_t at = offsetof(ws_conn, env), end = at + sizeof(conn_env);
+    memset(c, 0, at);
+    memset((char *)c + end, 0, sizeof(*c) - end);
+  }
+#endif
   c->max_handshake_bytes = cfg->max_handshake_bytes;
   c->max_headers = cfg->max_headers;
   c->handshake_timeout_ms = cfg->handshake_timeout_ms;
@@ -210,6 +226,9 @@ int ws_conn_init(ws_conn **pconn, void *block, size_t len, const ws_config *cfg,
 }
 
 /* ---- connections sharing their configuration ------------------------- */
+
+#if WS_HAS_SHARED
+
 
 int ws_conn_shared_new(ws_conn_shared **pshared, const ws_config *cfg,
                        const ws_mem *mem) {
@@ -280,6 +299,37 @@ int ws_conn_init_shared(ws_conn **pconn, void *block, size_t len,
   return 0;
 }
 
+#else /* no ws_conn_shared without the server role: refused */
+
+int ws_conn_shared_new(ws_conn_shared **pshared, const ws_config *cfg,
+                       const ws_mem *mem) {
+  (void)cfg;
+  (void)mem;
+  if (pshared) *pshared = NULL;
+  return WS_ERR_INVALID_ARGUMENT;
+}
+
+void ws_conn_shared_del(ws_conn_shared *sh) { (void)sh; }
+
+size_t ws_conn_sizeof_shared(void) { return sizeof(ws_conn); }
+
+int ws_conn_new_shared(ws_conn **pconn, ws_conn_shared *sh) {
+  (void)sh;
+  if (pconn) *pconn = NULL;
+  return WS_ERR_INVALID_ARGUMENT;
+}
+
+int ws_conn_init_shared(ws_conn **pconn, void *block, size_t len,
+                        ws_conn_shared *sh) {
+  (void)block;
+  (void)len;
+  (void)sh;
+  if (pconn) *pconn = NULL;
+  return WS_ERR_INVALID_ARGUMENT;
+}
+
+#endif /* WS_HAS_SHARED */
+
 void ws_conn_fini(ws_conn *c) { ws_conn_del(c); }
 
 /* Arena bytes of a block of |n| bytes, and of a buffer grown by ws_buf to
@@ -328,7 +378,7 @@ void wsc_inflater_drop(ws_conn *c) {
 #if !defined(WS_NO_DEFLATE)
   if (!c->z || !c->z->inf) return;
   ws_inflate_free(c->z->inf);
-  ws_free(&c->env->mem, c->z->inf);
+  ws_free(&ENV(c)->mem, c->z->inf);
   c->z->inf = NULL;
 #else
   (void)c;
@@ -341,19 +391,23 @@ void ws_conn_del(ws_conn *c) {
   wsc_inflater_drop(c);
   wsc_deflater_drop(c);
   if (WS_HAS_INFLATE && c->z) { /* (never set without deflate) */
-    ws_free(&c->env->mem, c->z->zbuf);
-    ws_free(&c->env->mem, c->z);
+    ws_free(&ENV(c)->mem, c->z->zbuf);
+    ws_free(&ENV(c)->mem, c->z);
   }
-  ws_buf_free(&c->out, &c->env->mem);
-  ws_buf_free(&c->msg, &c->env->mem);
-  ws_free(&c->env->mem, c->ctrlbuf);
-  ws_free(&c->env->mem, c->protocol);
+  ws_buf_free(&c->out, &ENV(c)->mem);
+  ws_buf_free(&c->msg, &ENV(c)->mem);
+  ws_free(&ENV(c)->mem, c->ctrlbuf);
+  ws_free(&ENV(c)->mem, c->protocol);
   /* (a private environment goes with the object: read it first) */
-  conn_env *e = c->env;
+  conn_env *e = ENV(c);
   ws_mem m = e->mem;
+#if WS_HAS_SHARED
   int shared = e->cfg.refs != 0;
   if (!c->placed) ws_free(&m, c);
   if (shared) env_unref(e);
+#else
+  if (!c->placed) ws_free(&m, c);
+#endif
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -366,8 +420,8 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
      * speed path: size builds take the general one, which writes the
      * same bytes). */
     if (c->out.cap - c->out.len < 2 + len) {
-      int rv = ws_buf_reserve_bounded(&c->out, &c->env->mem, 2 + len,
-                                      (size_t)c->env->cfg.max_out_queue + 512u);
+      int rv = ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, 2 + len,
+                                      (size_t)ENV(c)->cfg.max_out_queue + 512u);
       if (rv) return rv;
     }
     uint8_t *dst = c->out.base + c->out.len;
@@ -379,14 +433,14 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
     return 0;
   }
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-  if (is_client(c) && c->env->cfg.rand(key, 4, c->env->cfg.rand_user_data))
+  if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   size_t hlen = ws_frame_put_header(hdr, b0, len, is_client(c) ? key : NULL);
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
-  int rv = ws_buf_reserve_bounded(&c->out, &c->env->mem, hlen + len,
-                                  (size_t)c->env->cfg.max_out_queue + 512u);
+  int rv = ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, hlen + len,
+                                  (size_t)ENV(c)->cfg.max_out_queue + 512u);
   if (rv) return rv;
   uint8_t *dst = c->out.base + c->out.len;
   memcpy(dst, hdr, hlen);
@@ -425,7 +479,7 @@ int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
  * time of a tick long ago). Until then ws_conn_next_deadline() asks for a
  * tick at once. */
 void wsc_arm_close_timer(ws_conn *c) {
-  if (c->env->cfg.close_timeout_ms) c->close_arm = 1;
+  if (ENV(c)->cfg.close_timeout_ms) c->close_arm = 1;
 }
 
 /* Fails the connection: records the sticky error, drops message state and
@@ -496,9 +550,9 @@ static size_t keep_size(const ws_conn *c) {
 static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
-  ws_buf_clear_keep(&c->msg, &c->env->mem, keep_size(c));
+  ws_buf_clear_keep(&c->msg, &ENV(c)->mem, keep_size(c));
   if (WS_HAS_INFLATE && c->z) {
-    ws_free(&c->env->mem, c->z->zbuf);
+    ws_free(&ENV(c)->mem, c->z->zbuf);
     c->z->zbuf = NULL;
   }
   if (c->state != WS_STATE_CONNECTING && !(c->err == WS_ERR_REJECTED))
@@ -590,7 +644,7 @@ int ws_conn_feed_eof(ws_conn *c) {
   c->state = WS_STATE_FAILED;
   c->err = WS_ERR_EOF;
   c->err_reason = "transport closed without close frame";
-  ws_buf_free(&c->msg, &c->env->mem);
+  ws_buf_free(&c->msg, &ENV(c)->mem);
   return WS_ERR_EOF;
 }
 
@@ -716,10 +770,10 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            void *ud, int *pstop, int avx2) {
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
   const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
-  const uint64_t max_frame = c->env->cfg.max_frame_payload;
+  const uint64_t max_frame = ENV(c)->cfg.max_frame_payload;
   /* A first frame's limit: frame and message limits at once (one frame
    * of a new message never exceeds max_fragments, which is 0 or more). */
-  const uint64_t max_first = WS_MIN(max_frame, c->env->cfg.max_message);
+  const uint64_t max_first = WS_MIN(max_frame, ENV(c)->cfg.max_message);
   const uint8_t state = c->state;
   size_t pos = 0;
   ws_event ev;
@@ -755,8 +809,8 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
       mop = c->msg_op;
       before = c->msg_bytes;
       nfrags = c->nfrags + 1;
-      if (plen > max_frame || plen > c->env->cfg.max_message - before ||
-          (c->env->cfg.max_fragments && nfrags > c->env->cfg.max_fragments))
+      if (plen > max_frame || plen > ENV(c)->cfg.max_message - before ||
+          (ENV(c)->cfg.max_fragments && nfrags > ENV(c)->cfg.max_fragments))
         break;
     }
     uint8_t *p = h + hl;
@@ -879,7 +933,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c) return;
   if (c->ref_len) {
     size_t a = WS_MIN(n, (size_t)c->ref_at), b;
-    ws_buf_consume_keep(&c->out, &c->env->mem, a, keep_size(c));
+    ws_buf_consume_keep(&c->out, &ENV(c)->mem, a, keep_size(c));
     c->ref_at -= (uint32_t)a;
     n -= a;
     b = c->ref_at ? 0 : WS_MIN(n, (size_t)c->ref_len);
@@ -888,7 +942,7 @@ void ws_conn_out_consume(ws_conn *c, size_t n) {
     n -= b;
     if (!c->ref_len) c->ref = NULL;
   }
-  ws_buf_consume_keep(&c->out, &c->env->mem, n, keep_size(c));
+  ws_buf_consume_keep(&c->out, &ENV(c)->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
                         c->pending_pong_len) == 0)
@@ -905,10 +959,10 @@ size_t ws_conn_out_pending(const ws_conn *c) { return c ? out_size(c) : 0; }
 /* ---- time ---------------------------------------------------------------- */
 
 static uint64_t ping_deadline(const ws_conn *c) {
-  if (!c->env->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
+  if (!ENV(c)->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
       c->ping_outstanding || c->ping_wanted || !c->clock_started)
     return NO_DEADLINE;
-  return c->last_rx + c->env->cfg.ping_interval_ms;
+  return c->last_rx + ENV(c)->cfg.ping_interval_ms;
 }
 
 int ws_conn_tick(ws_conn *c, uint64_t now) {
@@ -925,7 +979,7 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   now = c->now; /* (the clock never goes back) */
   if (c->close_arm) {
     c->close_arm = 0;
-    c->close_deadline = now + c->env->cfg.close_timeout_ms;
+    c->close_deadline = now + ENV(c)->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
@@ -961,8 +1015,8 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
       if (rv) return wsc_nomem(c);
     }
     c->ping_outstanding = 1;
-    if (c->env->cfg.pong_timeout_ms)
-      c->pong_deadline = now + c->env->cfg.pong_timeout_ms;
+    if (ENV(c)->cfg.pong_timeout_ms)
+      c->pong_deadline = now + ENV(c)->cfg.pong_timeout_ms;
   }
   return 0;
 }

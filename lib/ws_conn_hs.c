@@ -14,7 +14,7 @@ static void hs_open(ws_conn *c) {
    * server that offers compression to peers that do not take it keeps
    * nothing of it. */
   if (c->z && !(c->rsv_allowed & WS_RSV1)) {
-    ws_free(&c->env->mem, c->z);
+    ws_free(&ENV(c)->mem, c->z);
     c->z = NULL;
   }
 #endif
@@ -40,7 +40,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
       (p->nprotocols && !p->protocols))
     return WS_ERR_INVALID_ARGUMENT;
   uint8_t raw[16];
-  if (c->env->cfg.rand(raw, sizeof(raw), c->env->cfg.rand_user_data))
+  if (ENV(c)->cfg.rand(raw, sizeof(raw), ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   int rv = wsc_hs_alloc(c);
   if (rv) return rv;
@@ -58,7 +58,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
-    uint8_t *o = hs->offered = ws_malloc(&c->env->mem, total);
+    uint8_t *o = hs->offered = ws_malloc(&ENV(c)->mem, total);
     if (!o) {
       wsc_hs_free(c);
       return WS_ERR_NOMEM;
@@ -82,7 +82,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
   (void)offer;
 #  endif
   size_t before = c->out.len;
-  rv = ws_hs_write_request(&c->out, &c->env->mem, p, hs->key, poffer);
+  rv = ws_hs_write_request(&c->out, &ENV(c)->mem, p, hs->key, poffer);
   if (rv) {
     wsc_hs_free(c);
     return rv;
@@ -116,7 +116,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     if (!ws_hs_offered(&c->hs->req, proto)) return WS_ERR_INVALID_ARGUMENT;
     /* it matched an offer in the head: under max_handshake_bytes */
     c->protocollen = (uint32_t)strlen(proto);
-    c->protocol = ws_malloc(&c->env->mem, c->protocollen);
+    c->protocol = ws_malloc(&ENV(c)->mem, c->protocollen);
     if (!c->protocol) return WS_ERR_NOMEM;
     memcpy(c->protocol, proto, c->protocollen);
   }
@@ -128,11 +128,11 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     ws_pmd_negotiate_flags(&c->z->cfg, c->flags, &c->hs->req, &pmd, ext);
 #  endif
   size_t before = c->out.len;
-  int rv = ws_hs_write_accept(&c->out, &c->env->mem, &c->hs->req, proto,
+  int rv = ws_hs_write_accept(&c->out, &ENV(c)->mem, &c->hs->req, proto,
                               pmd.enabled ? ext : NULL, p ? p->headers : NULL,
                               p ? p->nheaders : 0);
   if (rv) {
-    ws_free(&c->env->mem, c->protocol);
+    ws_free(&ENV(c)->mem, c->protocol);
     c->protocol = NULL;
     c->protocollen = 0;
     return rv;
@@ -162,7 +162,7 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
   const ws_slice m = c->hs->req.method;
   int head = http && m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
   size_t before = c->out.len;
-  int rv = ws_hs_write_response(&c->out, &c->env->mem, status, headers,
+  int rv = ws_hs_write_response(&c->out, &ENV(c)->mem, status, headers,
                                 nheaders, body, bodylen, head);
   if (rv) return rv;
   c->stats.wire_out += c->out.len - before;
@@ -220,7 +220,7 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
 /* Server handshake failure: answer with an HTTP error and fail. */
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
   size_t before = c->out.len;
-  if (ws_hs_write_reject(&c->out, &c->env->mem, status, NULL, 0, NULL, 0) == 0)
+  if (ws_hs_write_reject(&c->out, &ENV(c)->mem, status, NULL, 0, NULL, 0) == 0)
     c->stats.wire_out += c->out.len - before;
   return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
 }
@@ -234,7 +234,7 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   size_t room = c->max_handshake_bytes - ws_buf_size(&hs->in);
   size_t n = WS_MIN(inlen, room);
   *phead = 0;
-  int rv = ws_buf_append(&hs->in, &c->env->mem, in, n);
+  int rv = ws_buf_append(&hs->in, &ENV(c)->mem, in, n);
   if (rv) return rv;
   size_t end = ws_hs_head_end(hs->in.base, hs->in.len, hs->scanned);
   if (end) {
@@ -305,7 +305,7 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
   (void)ext;
 #  endif
   if (hs->resp.protocol.len) {
-    c->protocol = ws_malloc(&c->env->mem, hs->resp.protocol.len);
+    c->protocol = ws_malloc(&ENV(c)->mem, hs->resp.protocol.len);
     if (!c->protocol) return wsc_nomem(c);
     memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
     c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
@@ -325,7 +325,7 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
   if (head) { /* complete (then rv is 0): room for its headers */
     c->hs->headers =
-        ws_malloc(&c->env->mem, c->max_headers * sizeof(ws_header));
+        ws_malloc(&ENV(c)->mem, c->max_headers * sizeof(ws_header));
     if (!c->hs->headers) return wsc_nomem(c);
   }
 #if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)

@@ -35,29 +35,48 @@ typedef struct ws_hs {
   uint8_t http;   /* server: the request is plain HTTP (WS_EV_HTTP) */
 } ws_hs;
 
+/* A build without the server role (WS_NO_SERVER) has no ws_conn_shared
+ * (its functions refuse): the environment is inside the object, read
+ * without a pointer. Elsewhere the object points to it: shared by a
+ * listener's connections, or a private copy right after the object. */
+#define WS_HAS_SHARED WS_HAS_SERVER
+#if WS_HAS_SHARED
+#  define ENV(c) ((c)->env)
+#else
+#  define ENV(c) (&(c)->env)
+#endif
+
 /* What a connection reads of its ws_config after ws_conn_new() (the
  * permessage-deflate configuration lives in conn_z, only when enabled),
  * and its allocator: one copy shared by the connections of a
  * ws_conn_shared, or a connection's private copy right after its object
  * (ws_conn_new(), ws_conn_init()). Read through one pointer. */
 typedef struct conn_cfg {
-  uint64_t max_frame_payload;
-  uint64_t max_message;
-  ws_rand_fn rand;
-  void *rand_user_data;
-  uint32_t max_fragments;
+  /* (the words first: see struct ws_conn) */
   uint32_t max_out_queue;
   uint32_t ping_interval_ms;
   uint32_t pong_timeout_ms;
   uint32_t close_timeout_ms;
+  uint32_t max_fragments;
   /* ws_conn_shared: references (its creator's and one per connection);
-   * 0: a connection's private copy (in the padding of the struct) */
+   * 0: a connection's private copy */
   uint32_t refs;
+  ws_rand_fn rand;
+  void *rand_user_data;
+  uint64_t max_frame_payload;
+  uint64_t max_message;
 } conn_cfg;
 
+/* (Inside the object, without ws_conn_shared, the limits come first:
+ * they are read field by field, the allocator only by its address.) */
 typedef struct conn_env {
+#if WS_HAS_SHARED
   ws_mem mem;
   conn_cfg cfg;
+#else
+  conn_cfg cfg;
+  ws_mem mem;
+#endif
 } conn_env;
 
 /* ws_conn_shared_new(): the environment its connections point to, and
@@ -81,17 +100,54 @@ typedef struct conn_z {
                        out yet */
 } conn_z;
 
+
+/* The fields are ordered for Thumb's 16-bit loads and stores, which
+ * reach 31 bytes into a struct for a byte, 62 for a halfword and 124 for
+ * a word: the bytes and flags first, the words most code touches next,
+ * the 64-bit counters and timers (whose loads are long anyway) last. */
 struct ws_conn {
+  uint8_t state;    /* ws_state */
+  uint8_t role;     /* ws_role */
+  uint8_t delivery; /* ws_delivery */
+  uint8_t flags;    /* WS_CFG_* */
+  /* receive side */
+  uint8_t rx_state;
+  uint8_t hdrlen;
+  uint8_t msg_op; /* WS_OP_TEXT/BINARY while a message is open */
+  uint8_t mask_off;
+  uint8_t ctrllen;
+  uint8_t pending_pong_len;
+  uint8_t rx_comp;     /* the message being received is compressed */
+  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
+  /* send side and the waiting event */
+  uint8_t tx_op;     /* opcode of an unfinished fragmented send */
+  uint8_t tx_comp;   /* the fragmented message being sent is compressed */
+  uint8_t ev_type;   /* the waiting event's ws_event_type */
+  uint8_t ev_flags;  /* and its WS_EVF_* */
+  ws_pmd_params pmd; /* negotiated permessage-deflate */
+  uint16_t close_sent; /* code we sent */
+  uint16_t ev_close;   /* the waiting event's close code */
+  /* yes/no state, a bit each */
+  unsigned msg_started : 1;      /* some data of the message was delivered */
+  unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
+  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
+  unsigned err_reported : 1;
+  unsigned release : 1;     /* free conn-owned event storage on next call */
+  unsigned rx_activity : 1; /* bytes arrived since the last tick */
+  unsigned clock_started : 1;
+  unsigned close_sent_flag : 1;
+  unsigned linger_done : 1; /* client: waited long enough for server's FIN */
+  unsigned ping_outstanding : 1;
+  unsigned close_arm : 1;   /* start the close timer at the next tick */
+  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
+  unsigned ping_wanted : 1; /* a ping was due while the output queue was
+                               full: it goes out as soon as there is room */
+  int err;
+  uint32_t protocollen; /* (bounded by max_handshake_bytes) */
+#if WS_HAS_SHARED
   conn_env *env; /* allocator and limits: shared, or right after us */
-  ws_buf out; /* queued output */
-  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
-   * go after the first |ref_at| bytes of |out| (both under
-   * max_out_queue) */
-  const uint8_t *ref;
-  uint32_t ref_len;
-  uint32_t ref_at;
-  ws_hs *hs;  /* non-NULL while connecting (and one event after) */
-  ws_buf msg; /* message mode: the message being assembled */
+#endif
+  ws_hs *hs; /* non-NULL while connecting (and one event after) */
   /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
    * split across feeds, at CTRL_PONG the latest unanswered ping while the
    * output queue is full. */
@@ -99,21 +155,22 @@ struct ws_conn {
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
   conn_z *z;         /* permessage-deflate configured: its state */
   const char *err_reason;
-
-  /* timers, in caller milliseconds; UINT64_MAX = not armed */
-  uint64_t now;
-  uint64_t last_rx;
-  uint64_t pong_deadline;
-  /* The handshake deadline is armed only while connecting, the close
-   * deadline only after: they share the field. */
-  union {
-    uint64_t hs_deadline;
-    uint64_t close_deadline;
-  };
-
-  ws_stats stats;
-
-  /* receive side */
+  ws_buf out; /* queued output */
+  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
+   * go after the first |ref_at| bytes of |out| (both under
+   * max_out_queue) */
+  const uint8_t *ref;
+  uint32_t ref_len;
+  uint32_t ref_at;
+  ws_buf msg; /* message mode: the message being assembled */
+  /* The one event waiting to be pulled (ev_ready), kept compactly:
+   * ws_conn_next_event() rebuilds the ws_event (its request or response
+   * is the handshake state's, its error the sticky one). */
+  ws_slice ev_data;
+#if !WS_HAS_SHARED
+  conn_env env; /* allocator and limits */
+#endif
+  uint8_t hdr[WS_FRAME_HEADER_MAX];
   ws_frame_header fh;
   uint64_t remaining; /* payload bytes left in the current frame */
   /* Limits read only while connecting share their storage with the
@@ -131,53 +188,32 @@ struct ws_conn {
       ws_utf8 utf8;       /* its validator, when it is text */
     };
   };
-  /* The one event waiting to be pulled (ev_ready), kept compactly:
-   * ws_conn_next_event() rebuilds the ws_event (its request or response
-   * is the handshake state's, its error the sticky one). */
-  ws_slice ev_data;
-  int err;
-  uint32_t protocollen; /* (bounded by max_handshake_bytes) */
-  uint16_t close_sent;  /* code we sent */
-  uint16_t ev_close;    /* the waiting event's close code */
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  uint8_t hdrlen;
-  uint8_t rx_state;
-  uint8_t msg_op; /* WS_OP_TEXT/BINARY while a message is open */
-  uint8_t mask_off;
-  uint8_t ctrllen;
-  uint8_t pending_pong_len;
-  uint8_t rx_comp;     /* the message being received is compressed */
-  uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
-
-  /* configuration (the rest of conn_cfg) */
-  uint8_t role;     /* ws_role */
-  uint8_t delivery; /* ws_delivery */
-  uint8_t flags;    /* WS_CFG_* */
-
-  /* send side and state */
-  uint8_t tx_op;     /* opcode of an unfinished fragmented send */
-  uint8_t tx_comp;   /* the fragmented message being sent is compressed */
-  uint8_t state;     /* ws_state */
-  uint8_t ev_type;   /* the waiting event's ws_event_type */
-  uint8_t ev_flags;  /* and its WS_EVF_* */
-  ws_pmd_params pmd; /* negotiated permessage-deflate */
-
-  /* yes/no state, a bit each */
-  unsigned msg_started : 1;      /* some data of the message was delivered */
-  unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
-  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
-  unsigned err_reported : 1;
-  unsigned release : 1;     /* free conn-owned event storage on next call */
-  unsigned rx_activity : 1; /* bytes arrived since the last tick */
-  unsigned clock_started : 1;
-  unsigned close_sent_flag : 1;
-  unsigned linger_done : 1; /* client: waited long enough for server's FIN */
-  unsigned ping_outstanding : 1;
-  unsigned close_arm : 1;   /* start the close timer at the next tick */
-  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
-  unsigned ping_wanted : 1; /* a ping was due while the output queue was
-                               full: it goes out as soon as there is room */
+  /* timers, in caller milliseconds; UINT64_MAX = not armed */
+  uint64_t now;
+  uint64_t last_rx;
+  uint64_t pong_deadline;
+  /* The handshake deadline is armed only while connecting, the close
+   * deadline only after: they share the field. */
+  union {
+    uint64_t hs_deadline;
+    uint64_t close_deadline;
+  };
+  ws_stats stats;
 };
+
+
+
+
+
+
+
+
+
+
+
+
+
+
 
 #define NO_DEADLINE UINT64_MAX
 
@@ -255,7 +291,7 @@ int wsc_out_full(const ws_conn *c);
 #  define out_full(c) wsc_out_full(c)
 #else
 static inline int out_full(const ws_conn *c) {
-  return out_size(c) >= c->env->cfg.max_out_queue;
+  return out_size(c) >= ENV(c)->cfg.max_out_queue;
 }
 #endif
 

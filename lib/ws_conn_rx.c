@@ -42,11 +42,11 @@ static int on_header(ws_conn *c) {
         c->z->ztail = 0;
       }
     }
-    if (fh->payload_len > c->env->cfg.max_frame_payload)
+    if (fh->payload_len > ENV(c)->cfg.max_frame_payload)
       return wsc_fault(c, F_FRAME_BIG);
-    if (fh->payload_len > c->env->cfg.max_message - c->msg_bytes)
+    if (fh->payload_len > ENV(c)->cfg.max_message - c->msg_bytes)
       return wsc_fault(c, F_MSG_BIG);
-    if (c->env->cfg.max_fragments && ++c->nfrags > c->env->cfg.max_fragments)
+    if (ENV(c)->cfg.max_fragments && ++c->nfrags > ENV(c)->cfg.max_fragments)
       return wsc_fault(c, F_FRAGS);
   }
   c->remaining = fh->payload_len;
@@ -169,7 +169,7 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
       c->state = WS_STATE_CLOSING_REMOTE;
     }
     if (c->state == WS_STATE_CLOSED && is_client(c)) wsc_arm_close_timer(c);
-    ws_buf_free(&c->msg, &c->env->mem);
+    ws_buf_free(&c->msg, &ENV(c)->mem);
     type = WS_EV_CLOSE;
   }
   wsc_set_event(c, (ws_event_type)type);
@@ -197,16 +197,16 @@ static int inflate_prepare(ws_conn *c, conn_z *z, int stream) {
   if (!z->inf) {
     unsigned bits = is_client(c) ? c->pmd.server_max_window_bits
                                  : c->pmd.client_max_window_bits;
-    z->inf = ws_malloc(&c->env->mem, sizeof(*z->inf));
+    z->inf = ws_malloc(&ENV(c)->mem, sizeof(*z->inf));
     if (!z->inf) return wsc_nomem(c);
-    if (ws_inflate_init(z->inf, &c->env->mem, bits)) {
-      ws_free(&c->env->mem, z->inf);
+    if (ws_inflate_init(z->inf, &ENV(c)->mem, bits)) {
+      ws_free(&ENV(c)->mem, z->inf);
       z->inf = NULL;
       return wsc_nomem(c);
     }
   }
   if (stream && !z->zbuf) {
-    z->zbuf = ws_malloc(&c->env->mem, ZCHUNK);
+    z->zbuf = ws_malloc(&ENV(c)->mem, ZCHUNK);
     if (!z->zbuf) return wsc_nomem(c);
   }
   return 0;
@@ -219,7 +219,7 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
                           uint8_t **pout, size_t *proom) {
   /* (in size_t from here: what is left past SIZE_MAX is no limit that
    * a buffer in memory meets) */
-  uint64_t left64 = c->env->cfg.max_message - z->inflated;
+  uint64_t left64 = ENV(c)->cfg.max_message - z->inflated;
   size_t left = left64 > SIZE_MAX ? SIZE_MAX : (size_t)left64;
   if (stream) {
     *pout = z->zbuf + z->zlen;
@@ -228,8 +228,8 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
     if (c->msg.cap == c->msg.len && left > 0) {
       size_t grow = WS_MIN(left, WS_MAX(c->msg.len, 4096u));
       /* never more than max_message, whatever doubling would do */
-      if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, grow,
-                                 (size_t)c->env->cfg.max_message))
+      if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, grow,
+                                 (size_t)ENV(c)->cfg.max_message))
         return wsc_nomem(c);
     }
     *pout = c->msg.base + c->msg.len;
@@ -476,10 +476,10 @@ static int read_message(ws_conn *c, uint8_t *in, size_t n) {
     }
   } else if (n) {
     /* Never hold more than the limit, whatever the doubling would do. */
-    size_t limit = c->env->cfg.max_message > SIZE_MAX
+    size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
                        ? SIZE_MAX
-                       : (size_t)c->env->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit))
+                       : (size_t)ENV(c)->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, n, limit))
       return wsc_nomem(c);
     uint8_t *dst = c->msg.base + c->msg.len;
     c->msg.len += n;
@@ -531,10 +531,10 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
       !(c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len &&
         ws_buf_size(&c->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
-    size_t limit = c->env->cfg.max_message > SIZE_MAX
+    size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
                        ? SIZE_MAX
-                       : (size_t)c->env->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &c->env->mem, n, limit))
+                       : (size_t)ENV(c)->cfg.max_message;
+    if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, n, limit))
       return wsc_nomem(c);
     dst = c->msg.base + c->msg.len;
     c->msg.len += n;

@@ -70,7 +70,7 @@ static int shared_get(ws_pmd_shared *sh, unsigned bits, ws_deflater **pz) {
 static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
                             const uint8_t *data, size_t len) {
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-  if (is_client(c) && c->env->cfg.rand(key, 4, c->env->cfg.rand_user_data))
+  if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   unsigned bits = is_client(c) ? c->pmd.client_max_window_bits
                                : c->pmd.server_max_window_bits;
@@ -85,10 +85,10 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   } else if (!z) {
     int level = c->z->cfg.level;
     if (level < 1 || level > 9) level = WS_DEFLATE_DEFAULT;
-    z = ws_malloc(&c->env->mem, sizeof(*z));
+    z = ws_malloc(&ENV(c)->mem, sizeof(*z));
     if (!z) return WS_ERR_NOMEM;
-    if (ws_deflate_init(z, &c->env->mem, bits, level)) {
-      ws_free(&c->env->mem, z);
+    if (ws_deflate_init(z, &ENV(c)->mem, bits, level)) {
+      ws_free(&ENV(c)->mem, z);
       return WS_ERR_NOMEM;
     }
     c->z->def = z;
@@ -97,9 +97,9 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
   int rv;
   do {
-    if (ws_buf_reserve_bounded(&c->out, &c->env->mem,
+    if (ws_buf_reserve_bounded(&c->out, &ENV(c)->mem,
                                WS_FRAME_HEADER_MAX + clen + step,
-                               (size_t)c->env->cfg.max_out_queue + 512u)) {
+                               (size_t)ENV(c)->cfg.max_out_queue + 512u)) {
       /* The compressor has taken input it cannot give back: the
        * message cannot go on, so neither can the connection. */
       if (borrowed) ws_deflate_reset(z);
@@ -136,7 +136,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
 void wsc_deflater_drop(ws_conn *c) {
   if (!c->z || !c->z->def) return;
   ws_deflate_free(c->z->def);
-  ws_free(&c->env->mem, c->z->def);
+  ws_free(&ENV(c)->mem, c->z->def);
   c->z->def = NULL;
 }
 
@@ -171,7 +171,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   /* Data never makes the queue exceed max_out_queue (a compressed
    * message is counted at its uncompressed size). */
-  size_t max = c->env->cfg.max_out_queue;
+  size_t max = ENV(c)->cfg.max_out_queue;
   size_t hlen = 2u +
                 (len < 126       ? 0u
                  : len <= 0xffff ? 2u
@@ -210,17 +210,17 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   if (!can_send_data(c) || (c->tx_op && c->tx_comp))
     return WS_ERR_INVALID_STATE;
   if (c->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
-  size_t max = c->env->cfg.max_out_queue;
+  size_t max = ENV(c)->cfg.max_out_queue;
   if (len > max - WS_FRAME_HEADER_MAX) return WS_ERR_TOO_BIG;
   if (out_size(c) > max - WS_FRAME_HEADER_MAX - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-  if (is_client(c) && c->env->cfg.rand(key, 4, c->env->cfg.rand_user_data))
+  if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   size_t hlen = ws_frame_put_header(
       hdr, (fin ? 0x80u : 0u) | (c->tx_op ? WS_OP_CONT : (unsigned)opcode), len,
       is_client(c) ? key : NULL);
-  int rv = ws_buf_append(&c->out, &c->env->mem, hdr, hlen);
+  int rv = ws_buf_append(&c->out, &ENV(c)->mem, hdr, hlen);
   if (rv) return rv;
   if (len) {
     if (is_client(c)) ws_mask(data, len, key, 0);
@@ -248,8 +248,8 @@ static int queue_prepared(ws_conn *c, unsigned rsv, unsigned opcode,
   if (is_client(c)) /* framed like any message, with a fresh key */
     return wsc_queue_frame(c, WS_FIN | rsv << 4 | opcode, pay, len);
   size_t n = hlen + len;
-  if (ws_buf_reserve_bounded(&c->out, &c->env->mem, n,
-                             (size_t)c->env->cfg.max_out_queue + 512u))
+  if (ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, n,
+                             (size_t)ENV(c)->cfg.max_out_queue + 512u))
     return WS_ERR_NOMEM;
   memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
   c->out.len += n;
@@ -262,7 +262,7 @@ int ws_conn_send_prepared(ws_conn *c, ws_prepared *p) {
   /* RFC 6455 5.4: no other message between the fragments of one */
   if (!can_send_data(c) || c->tx_op) return WS_ERR_INVALID_STATE;
   /* the limits of ws_conn_send(), counted at the uncompressed size */
-  size_t len = p->len, max = c->env->cfg.max_out_queue;
+  size_t len = p->len, max = ENV(c)->cfg.max_out_queue;
   size_t hlen = 2u +
                 (len < 126       ? 0u
                  : len <= 0xffff ? 2u

@@ -240,6 +240,35 @@ static void test_switches(void) {
 #if defined(WS_NO_SERVER)
   config(&cfg, WS_ROLE_SERVER, &seed);
   CHECK(ws_conn_new(&c, &cfg, &m) == WS_ERR_INVALID_ARGUMENT && !c);
+  /* no ws_conn_shared without the server role: its functions refuse, and
+   * the environment lives inside the object */
+  {
+    ws_conn_shared *csh = (ws_conn_shared *)&seed;
+    static alignas(max_align_t) uint8_t blk[1024];
+    config(&cfg, WS_ROLE_CLIENT, &seed);
+    CHECK(ws_conn_shared_new(&csh, &cfg, &m) == WS_ERR_INVALID_ARGUMENT && !csh);
+    c = (ws_conn *)&seed;
+    CHECK(ws_conn_new_shared(&c, NULL) == WS_ERR_INVALID_ARGUMENT && !c);
+    c = (ws_conn *)&seed;
+    CHECK(ws_conn_init_shared(&c, blk, sizeof(blk), NULL) ==
+              WS_ERR_INVALID_ARGUMENT &&
+          !c);
+    ws_conn_shared_del(NULL);
+    CHECK(ws_conn_sizeof_shared() == ws_conn_sizeof());
+  }
+#else
+  /* a listener's connections share one environment */
+  {
+    ws_conn_shared *sh = NULL;
+    config(&cfg, WS_ROLE_SERVER, &seed);
+    CHECK(ws_conn_shared_new(&sh, &cfg, &m) == 0 && sh);
+    CHECK(ws_conn_new_shared(&c, sh) == 0 && c);
+    CHECK(ws_conn_sizeof_shared() < ws_conn_sizeof());
+    ws_conn_shared_del(sh);
+    ws_conn_del(c); /* frees the environment too */
+    c = NULL;
+    CHECK(a.used == 0);
+  }
 #endif
 #if defined(WS_NO_CLIENT)
   config(&cfg, WS_ROLE_CLIENT, &seed);

@@ -484,7 +484,10 @@ WS_EXTERN void ws_conn_fini(ws_conn *conn);
  * ws_conn_sizeof()). It is reference-counted: ws_conn_shared_del() may
  * come before its connections are deleted, and the last of them frees
  * it. The count is not atomic: use the connections of one ws_conn_shared
- * from one thread at a time (an event loop's). Since: 0.2 */
+ * from one thread at a time (an event loop's). A build without the server
+ * role (WS_NO_SERVER) has none: the functions below that make one or a
+ * connection of one return WS_ERR_INVALID_ARGUMENT, and
+ * ws_conn_sizeof_shared() is ws_conn_sizeof(). Since: 0.2 */
 typedef struct ws_conn_shared ws_conn_shared;
 
 /* Creates one from |cfg| (copied) and |mem| (may be NULL; copied); the
