@@ -60,6 +60,36 @@ static int in_list(ws_slice list, ws_slice tok) {
   return 0;
 }
 
+static int same_slice(ws_slice a, ws_slice b) {
+  return a.base == b.base && a.len == b.len;
+}
+
+/* The connection checks a response in one pass, ws_hs_check_response():
+ * the same verdict and reason as the two steps, and the same response. */
+static void same_in_one_pass(const ws_response *r1, const uint8_t *head,
+                             size_t end, ws_slice offered, int ext, int v1,
+                             const char *why1) {
+  ws_response r2;
+  static ws_header h2[MAXH];
+  const char *why2 = NULL;
+  ws_slice line = {NULL, 0};
+  int v2 = ws_hs_check_response(&r2, h2, MAXH, head, end, key, offered, ext,
+                                &why2, &line);
+  CHECK(v1 == v2);
+  if (v1) {
+    CHECK(why2 != NULL && strcmp(why1, why2) == 0);
+    return;
+  }
+  CHECK(r1->status == r2.status && same_slice(r1->reason, r2.reason));
+  CHECK(same_slice(r1->protocol, r2.protocol));
+  CHECK(same_slice(r1->extensions, r2.extensions));
+  CHECK(r1->nheaders == r2.nheaders);
+  for (size_t i = 0; i < r1->nheaders; i++)
+    CHECK(same_slice(r1->headers[i].name, r2.headers[i].name) &&
+          same_slice(r1->headers[i].value, r2.headers[i].value));
+  CHECK(!line.len || inside(line, head, end));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char acc[28];
   ws_handshake_accept_key((const uint8_t *)key, 24, acc);
@@ -75,6 +105,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ws_response resp;
   int rv = ws_hs_parse_response(&resp, headers, MAXH, head, end);
   CHECK(rv == 0 || rv == WS_ERR_HANDSHAKE);
+  if (rv) { /* malformed for the one pass too */
+    ws_slice none = {NULL, 0};
+    same_in_one_pass(&resp, head, end, none, 0, rv, "malformed response");
+  }
   if (rv == 0) {
     CHECK(resp.status >= 0 && resp.status <= 999);
     CHECK(resp.nheaders <= MAXH);
@@ -92,6 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ws_slice offered = {(const uint8_t *)offers[o], strlen(offers[o])};
         const char *why = NULL;
         int v = ws_hs_validate_response(&resp, key, offered, ext, &why);
+        same_in_one_pass(&resp, head, end, offered, ext, v, why);
         CHECK(v == 0 || v == WS_ERR_HANDSHAKE || v == WS_ERR_REJECTED);
         CHECK((v == WS_ERR_REJECTED) == (resp.status != 101));
         if (v) {
