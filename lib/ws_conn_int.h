@@ -23,16 +23,17 @@ enum rx_state { RX_HEADER = 0, RX_PAYLOAD };
 
 /* Opening-handshake state, allocated only while connecting. */
 typedef struct ws_hs {
+  /* (short fields first, as in struct ws_conn) */
+  uint8_t parsed; /* head complete and parsed, event produced */
+  uint8_t http;   /* server: the request is plain HTTP (WS_EV_HTTP) */
   ws_buf in;      /* the request or response head as it arrives */
   size_t scanned; /* bytes of |in| already searched for CRLFCRLF */
   ws_header *headers;
-  ws_request req;
-  ws_response resp;
-  char key[24];     /* client: Sec-WebSocket-Key sent */
   uint8_t *offered; /* client: offered subprotocols as one comma list */
   size_t offeredlen;
-  uint8_t parsed; /* head complete and parsed, event produced */
-  uint8_t http;   /* server: the request is plain HTTP (WS_EV_HTTP) */
+  char key[24]; /* client: Sec-WebSocket-Key sent */
+  ws_request req;
+  ws_response resp;
 } ws_hs;
 
 /* A build without the server role (WS_NO_SERVER) has no ws_conn_shared
@@ -89,15 +90,16 @@ struct ws_conn_shared {
 /* permessage-deflate state (RFC 7692), allocated with the connection
  * only when the configuration enables it. */
 typedef struct conn_z {
+  /* (short fields first, as in struct ws_conn) */
   ws_pmd_config cfg; /* as configured */
-  uint64_t inflated; /* inflated bytes of the current message */
+  uint8_t ztail;     /* bytes of the 00 00 ff ff tail fed (7.2.2) */
+  uint8_t zpending;  /* all input given was taken, its output not all
+                        out yet */
+  uint32_t zlen;     /* stream mode: inflated bytes in zbuf */
   ws_inflater *inf;  /* allocated by the first compressed message */
   ws_deflater *def;
-  uint8_t *zbuf;    /* stream mode: inflated data lent to events */
-  uint32_t zlen;    /* stream mode: inflated bytes in zbuf */
-  uint8_t ztail;    /* bytes of the 00 00 ff ff tail fed (7.2.2) */
-  uint8_t zpending; /* all input given was taken, its output not all
-                       out yet */
+  uint8_t *zbuf;     /* stream mode: inflated data lent to events */
+  uint64_t inflated; /* inflated bytes of the current message */
 } conn_z;
 
 
