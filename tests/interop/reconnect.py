@@ -6,7 +6,7 @@ five times, then closes normally.
   reconnect.py --bindir BUILD/examples
 
 The server is python3-websockets in this process: each restart closes
-the connection with 1012 "service restart", closes the listening socket,
+the listening socket, then the connection with 1012 "service restart",
 and listens again on the same port 50 ms later. Checked:
   - wscat opens six times (the first connect and one after each restart)
     and reports each close as a reconnect with the exact code (1012, or
@@ -100,6 +100,10 @@ async def main_async(bindir):
             await until(lambda: count("open") == i + 1 and conns,
                         "open %d" % (i + 1))
             ws = conns.pop()
+            # The listener closes first: wscat may come back at once (a
+            # delay of 0 ms is inside the jitter), and a connection made
+            # before the listener closed would get server.close()'s 1001.
+            server.server.close()
             await ws.close(1012, "service restart")
             server.close()
             await server.wait_closed()
