@@ -259,12 +259,12 @@ static void test_switches(void) {
 #else
   /* a listener's connections share one environment */
   {
-    ws_conn_shared *sh = NULL;
+    ws_conn_shared *lsh = NULL;
     config(&cfg, WS_ROLE_SERVER, &seed);
-    CHECK(ws_conn_shared_new(&sh, &cfg, &m) == 0 && sh);
-    CHECK(ws_conn_new_shared(&c, sh) == 0 && c);
+    CHECK(ws_conn_shared_new(&lsh, &cfg, &m) == 0 && lsh);
+    CHECK(ws_conn_new_shared(&c, lsh) == 0 && c);
     CHECK(ws_conn_sizeof_shared() < ws_conn_sizeof());
-    ws_conn_shared_del(sh);
+    ws_conn_shared_del(lsh);
     ws_conn_del(c); /* frees the environment too */
     c = NULL;
     CHECK(a.used == 0);
