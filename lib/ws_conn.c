@@ -229,7 +229,6 @@ int ws_conn_init(ws_conn **pconn, void *block, size_t len, const ws_config *cfg,
 
 #if WS_HAS_SHARED
 
-
 int ws_conn_shared_new(ws_conn_shared **pshared, const ws_config *cfg,
                        const ws_mem *mem) {
   ws_mem m;
