@@ -2054,6 +2054,23 @@ static const char REQ_PMD[] =
     "Sec-WebSocket-Version: 13\r\n"
     "\r\n";
 
+/* A permessage-deflate message body: |len| bytes of |msg| compressed by
+ * our compressor (window 15, level 6), all in one sync flush, without its
+ * 00 00 ff ff tail (RFC 7692 7.2.1). Returns the body's length. */
+static size_t pmd_body(const uint8_t *msg, size_t len, uint8_t *z,
+                       size_t zcap) {
+  ws_deflater d;
+  size_t nin, zn;
+  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
+  assert_int_equal(
+      ws_deflate(&d, msg, len, &nin, z, zcap, &zn, WS_DEFLATE_SYNC_FLUSH), 0);
+  ws_deflate_free(&d);
+  assert_int_equal(nin, len);
+  assert_true(zn >= 4);
+  assert_memory_equal(z + zn - 4, "\x00\x00\xff\xff", 4);
+  return zn - 4;
+}
+
 static ws_pmd_config pmd_on(void) {
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
@@ -2351,14 +2368,8 @@ static void pmd_recv_bomb(void **state) {
   /* 1 MiB of zeros, compressed by our own compressor */
   size_t big = 1u << 20;
   uint8_t *zeros = calloc(1, big);
-  ws_deflater d;
-  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
   uint8_t z[4096];
-  size_t nin, zn;
-  assert_int_equal(ws_deflate(&d, zeros, big, &nin, z, sizeof(z), &zn,
-                              WS_DEFLATE_SYNC_FLUSH), 0);
-  ws_deflate_free(&d);
-  zn -= 4;
+  size_t zn = pmd_body(zeros, big, z, sizeof(z));
   assert_true(zn < 2048);
   for (int mode = 0; mode < 2; mode++) {
     for (int exact = 0; exact < 2; exact++) {
@@ -2406,14 +2417,8 @@ static void pmd_recv_stream_chunks(void **state) {
   uint8_t *msg = malloc(big);
   uint64_t rng = 7;
   for (size_t i = 0; i < big; i++) msg[i] = (uint8_t)('a' + tu_rand(&rng) % 4);
-  ws_deflater d;
-  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
   uint8_t *z = malloc(big);
-  size_t nin, zn;
-  assert_int_equal(ws_deflate(&d, msg, big, &nin, z, big, &zn,
-                              WS_DEFLATE_SYNC_FLUSH), 0);
-  ws_deflate_free(&d);
-  zn -= 4;
+  size_t zn = pmd_body(msg, big, z, big);
   ws_pmd_config pmd = pmd_on();
   ws_conn *c = open_pmd_server(&pmd);
   uint8_t *in = malloc(zn + 16);
@@ -2879,14 +2884,8 @@ static void pmd_recv_limit_across_frames_and_calls(void **state) {
   uint8_t *msg = malloc(L);
   uint64_t rng = 3;
   for (size_t i = 0; i < L; i++) msg[i] = (uint8_t)('a' + tu_rand(&rng) % 3);
-  ws_deflater d;
-  assert_int_equal(ws_deflate_init(&d, NULL, 15, 6), 0);
   uint8_t *z = malloc(L + 64);
-  size_t nin, zn;
-  assert_int_equal(ws_deflate(&d, msg, L, &nin, z, L + 64, &zn,
-                              WS_DEFLATE_SYNC_FLUSH), 0);
-  ws_deflate_free(&d);
-  zn -= 4;
+  size_t zn = pmd_body(msg, L, z, L + 64);
   assert_true(zn > 3);
   size_t a = zn / 3, b = 2 * zn / 3;
   for (int mode = 0; mode < 2; mode++) {
