@@ -857,6 +857,22 @@ static void owe_detach(void *ctx) {
   free(o);
 }
 
+/* Listens over the owe_* transport, filled in at |tp| (which must outlive
+ * the listener), on |*pport| (0: a new port, written back). */
+static void owe_listen(ws_loop_transport *tp, uint16_t *pport) {
+  memset(tp, 0, sizeof(*tp));
+  tp->attach = owe_attach;
+  tp->read = owe_read;
+  tp->write = owe_write;
+  tp->pending = owe_pending;
+  tp->shutdown = owe_shutdown;
+  tp->detach = owe_detach;
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.transport = tp;
+  assert_int_equal(ws_loop_listen(H.l, &lp, pport), 0);
+}
+
 static int owed_requests;
 static ws_loop_conn *owed_conn;
 
@@ -878,17 +894,7 @@ static void request_paused_over_pending_output_waits_for_resume(void **s) {
   lc.callbacks.on_request = owe_request;
   h_start(&lc, NULL, 0);
   ws_loop_transport tp;
-  memset(&tp, 0, sizeof(tp));
-  tp.attach = owe_attach;
-  tp.read = owe_read;
-  tp.write = owe_write;
-  tp.pending = owe_pending;
-  tp.shutdown = owe_shutdown;
-  tp.detach = owe_detach;
-  ws_loop_listen_params lp;
-  memset(&lp, 0, sizeof(lp));
-  lp.transport = &tp;
-  assert_int_equal(ws_loop_listen(H.l, &lp, &H.port), 0); /* peers' port */
+  owe_listen(&tp, &H.port); /* the peers' port */
   owed_requests = 0;
   peer p;
   h_peer(&p, "/");
@@ -2680,18 +2686,8 @@ static void own_transport_lives_in_the_aux(void **state) {
   cfg.ping_interval_ms = 0;
   h_start(NULL, &cfg, 0);
   ws_loop_transport tp;
-  memset(&tp, 0, sizeof(tp));
-  tp.attach = owe_attach;
-  tp.read = owe_read;
-  tp.write = owe_write;
-  tp.pending = owe_pending;
-  tp.shutdown = owe_shutdown;
-  tp.detach = owe_detach;
-  ws_loop_listen_params lp;
-  memset(&lp, 0, sizeof(lp));
-  lp.transport = &tp;
   uint16_t port = 0;
-  assert_int_equal(ws_loop_listen(H.l, &lp, &port), 0);
+  owe_listen(&tp, &port);
   peer a, b;
   h_peer(&a, "/"); /* the harness's plain listener */
   h_until(&a.opened, 1, 10);
