@@ -1714,6 +1714,26 @@ static long for_corpus(const char *name,
   return files;
 }
 
+/* Runs |fn| as for_corpus() over every fuzz target's corpus; returns the
+ * number of files (the test fails if no corpus is found). */
+static long for_corpora(void (*fn)(const uint8_t *buf, size_t len)) {
+  static const char *const corpora[] = {
+      "fuzz_handshake_resp", "fuzz_conn_client", "fuzz_handshake_req",
+      "fuzz_conn_server",    "fuzz_loop",        "fuzz_frame",
+      "fuzz_pmd",            "fuzz_utf8",        "fuzz_inflate",
+      "fuzz_deflate"};
+  long files = 0, found = 0;
+  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
+    long n = for_corpus(corpora[c], fn);
+    if (n >= 0) {
+      files += n;
+      found++;
+    }
+  }
+  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
+  return files;
+}
+
 static void response_check_one_pass_same_as_two_steps(void **state) {
   (void)state;
   /* generated: status lines, a base of header lines, up to two more */
@@ -1757,22 +1777,8 @@ static void response_check_one_pass_same_as_two_steps(void **state) {
         }
   assert_true(heads > 4000);
   /* every fuzz corpus: what the fuzzers kept, and heads inside it */
-  static const char *const corpora[] = {
-      "fuzz_handshake_resp", "fuzz_conn_client", "fuzz_handshake_req",
-      "fuzz_conn_server",    "fuzz_loop",        "fuzz_frame",
-      "fuzz_pmd",            "fuzz_utf8",        "fuzz_inflate",
-      "fuzz_deflate"};
-  long files = 0, found = 0;
-  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
-    long n = for_corpus(corpora[c], check_resp_all);
-    if (n >= 0) {
-      files += n;
-      found++;
-    }
-  }
-  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
   fprintf(stderr, "checked %ld generated heads, %ld corpus files\n", heads,
-          files);
+          for_corpora(check_resp_all));
 }
 
 /* ---- the one-pass request check against the steps ---------------------- */
@@ -1863,26 +1869,12 @@ static void request_check_one_pass_same_as_steps(void **state) {
           heads++;
         }
   assert_true(heads > 4000);
-  static const char *const corpora[] = {
-      "fuzz_handshake_req", "fuzz_conn_server", "fuzz_loop", "fuzz_handshake_resp",
-      "fuzz_conn_client", "fuzz_pmd", "fuzz_frame", "fuzz_utf8"};
-  long files = 0, found = 0;
-  for (size_t c = 0; c < sizeof(corpora) / sizeof(corpora[0]); c++) {
-    long n = for_corpus(corpora[c], check_req_all);
-    if (n >= 0) {
-      files += n;
-      found++;
-    }
-  }
-  if (found == 0) fail_msg("fuzz/corpus not found from %s", __FILE__);
   fprintf(stderr, "checked %ld generated requests, %ld corpus files\n", heads,
-          files);
+          for_corpora(check_req_all));
 }
 
 /* ---- both roles together ------------------------------------------------ */
 
-/* A client request goes through the server parser, whose 101 the client
- * accepts, for keys from the test PRNG. */
 /* Every refusal of ws_hs_validate_response() with its exact code and
  * reason (the header names are looked up from the same strings). */
 static void response_refusals_exact_reason(void **state) {
@@ -1950,6 +1942,8 @@ static void response_refusals_exact_reason(void **state) {
   }
 }
 
+/* A client request goes through the server parser, whose 101 the client
+ * accepts, for keys from the test PRNG. */
 static void roundtrip_client_server(void **state) {
   (void)state;
   ws_mem mem = default_mem();
