@@ -82,6 +82,11 @@ size_t ws_conn_sizeof(void) {
   return sizeof(ws_conn) + (WS_HAS_SHARED ? sizeof(conn_env) : 0);
 }
 
+int ws_conn_shrink(ws_conn *c) {
+  (void)c;
+  return 0;
+}
+
 int wsc_hs_alloc(ws_conn *c) {
   c->hs = ws_malloc(&ENV(c)->mem, sizeof(ws_hs));
   if (!c->hs) return WS_ERR_NOMEM;

@@ -461,6 +461,20 @@ WS_EXTERN void ws_conn_del(ws_conn *conn);
  * without buffers in flight). */
 WS_EXTERN size_t ws_conn_sizeof(void);
 
+/* Frees the state only a busy connection needs (the frame parser, the
+ * waiting event, the output queue's and the message's buffer headers,
+ * the control-frame buffer, the timers of a ping or a close) when the
+ * connection is open and quiet: no output queued, no frame or message
+ * partly received, no event waiting, no ping waiting for its pong, no
+ * error, and no buffer kept by WS_CFG_KEEP_BUFFERS. Returns 1 if it freed
+ * it, 0 otherwise (then nothing changed). Any later call allocates it
+ * again when it needs it; if that fails, the call fails with
+ * WS_ERR_NOMEM as any allocation failure. A server with many idle
+ * connections calls it when one goes quiet (ws_loop does). In a
+ * WS_FREESTANDING build that state is inside the object: this returns 0.
+ * Since: 0.2 */
+WS_EXTERN int ws_conn_shrink(ws_conn *conn);
+
 /* ---- memory without a heap (README "Firmware") ---- */
 
 /* As ws_conn_new(), but the connection object is placed in the caller's
