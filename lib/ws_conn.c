@@ -42,9 +42,10 @@
 #endif
 
 int wsc_ctrlbuf_get(ws_conn *c) {
-  if (!c->ctrlbuf) {
-    c->ctrlbuf = ws_malloc(&ENV(c)->mem, (size_t)2 * WS_CONTROL_MAX);
-    if (!c->ctrlbuf) return WS_ERR_NOMEM;
+  wsc_io *io = IO(c);
+  if (!io->ctrlbuf) {
+    io->ctrlbuf = ws_malloc(&ENV(c)->mem, (size_t)2 * WS_CONTROL_MAX);
+    if (!io->ctrlbuf) return WS_ERR_NOMEM;
   }
   return 0;
 }
@@ -82,25 +83,33 @@ size_t ws_conn_sizeof(void) {
   return sizeof(ws_conn) + (WS_HAS_SHARED ? sizeof(conn_env) : 0);
 }
 
-int ws_conn_shrink(ws_conn *c) {
-  (void)c;
-  return 0;
+#if WS_CONN_SPLIT
+wsc_io *wsc_io_alloc(ws_conn *c) {
+  wsc_io *io = ws_malloc(&ENV(c)->mem, sizeof(*io));
+  if (!io) return NULL;
+  memset(io, 0, sizeof(*io)); /* at rest: between frames, nothing queued */
+  io->pong_deadline = io->hs_deadline = NO_DEADLINE;
+  c->io = io;
+  return io;
 }
+#endif
 
 int wsc_hs_alloc(ws_conn *c) {
-  c->hs = ws_malloc(&ENV(c)->mem, sizeof(ws_hs));
-  if (!c->hs) return WS_ERR_NOMEM;
-  memset(c->hs, 0, sizeof(ws_hs));
+  ws_hs *hs = ws_malloc(&ENV(c)->mem, sizeof(ws_hs));
+  if (!hs) return WS_ERR_NOMEM;
+  memset(hs, 0, sizeof(ws_hs));
+  IO(c)->hs = hs;
   return 0;
 }
 
 void wsc_hs_free(ws_conn *c) {
-  if (!c->hs) return;
-  ws_buf_free(&c->hs->in, &ENV(c)->mem);
-  ws_free(&ENV(c)->mem, c->hs->headers);
-  ws_free(&ENV(c)->mem, c->hs->offered);
-  ws_free(&ENV(c)->mem, c->hs);
-  c->hs = NULL;
+  ws_hs *hs = HAS_IO(c) ? IO(c)->hs : NULL;
+  if (!hs) return;
+  ws_buf_free(&hs->in, &ENV(c)->mem);
+  ws_free(&ENV(c)->mem, hs->headers);
+  ws_free(&ENV(c)->mem, hs->offered);
+  ws_free(&ENV(c)->mem, hs);
+  IO(c)->hs = NULL;
 }
 
 /* The checks ws_conn_new() and ws_conn_init() share. */
@@ -164,9 +173,6 @@ static int conn_setup(ws_conn *c, const ws_config *cfg, conn_env *e) {
     memset((char *)c + end, 0, sizeof(*c) - end);
   }
 #endif
-  c->max_handshake_bytes = cfg->max_handshake_bytes;
-  c->max_headers = cfg->max_headers;
-  c->handshake_timeout_ms = cfg->handshake_timeout_ms;
   c->role = (uint8_t)cfg->role;
   /* (any value but WS_DELIVER_STREAM has always meant whole messages) */
   c->delivery =
@@ -178,19 +184,30 @@ static int conn_setup(ws_conn *c, const ws_config *cfg, conn_env *e) {
                               WS_CFG_HTTP | WS_CFG_KEEP_BUFFERS |
                               WS_CFG_PMD_SYMMETRIC));
   c->state = WS_STATE_CONNECTING;
-  c->hs_deadline = c->pong_deadline = c->close_deadline = NO_DEADLINE;
+#if WS_CONN_SPLIT
+  if (!wsc_io_alloc(c)) return WS_ERR_NOMEM;
+#else
+  c->pong_deadline = c->hs_deadline = NO_DEADLINE;
+#endif
+  wsc_io *io = IO(c);
+  io->max_handshake_bytes = cfg->max_handshake_bytes;
+  io->max_headers = cfg->max_headers;
+  io->handshake_timeout_ms = cfg->handshake_timeout_ms;
   /* (check_config() refused the parts a build switch left out) */
   if (WS_HAS_INFLATE && cfg->pmd.enable) {
     c->z = ws_malloc(m, sizeof(*c->z));
-    if (!c->z) return WS_ERR_NOMEM;
+    if (!c->z) goto nomem;
     memset(c->z, 0, sizeof(*c->z));
     c->z->cfg = cfg->pmd;
   }
-  if (!is_client(c) && wsc_hs_alloc(c)) {
-    ws_free(m, c->z);
-    return WS_ERR_NOMEM;
-  }
+  if (!is_client(c) && wsc_hs_alloc(c)) goto nomem;
   return 0;
+nomem:
+  ws_free(m, c->z);
+#if WS_CONN_SPLIT
+  ws_free(m, c->io);
+#endif
+  return WS_ERR_NOMEM;
 }
 
 int ws_conn_new(ws_conn **pconn, const ws_config *cfg, const ws_mem *mem) {
@@ -356,6 +373,9 @@ size_t ws_conn_memsize(const ws_config *cfg) {
   if (!cfg) return 0;
   size_t hs = cfg->max_handshake_bytes;
   size_t n = blk(ws_conn_sizeof());
+#if WS_CONN_SPLIT
+  n += blk(sizeof(conn_io));
+#endif
   /* handshake: its state, the head, the header table, the offered
    * subprotocols and the request or response in the output queue */
   n += blk(sizeof(ws_hs)) + grown(hs, SIZE_MAX) +
@@ -398,9 +418,14 @@ void ws_conn_del(ws_conn *c) {
     ws_free(&ENV(c)->mem, c->z->zbuf);
     ws_free(&ENV(c)->mem, c->z);
   }
-  ws_buf_free(&c->out, &ENV(c)->mem);
-  ws_buf_free(&c->msg, &ENV(c)->mem);
-  ws_free(&ENV(c)->mem, c->ctrlbuf);
+  if (HAS_IO(c)) {
+    ws_buf_free(&IO(c)->out, &ENV(c)->mem);
+    ws_buf_free(&IO(c)->msg, &ENV(c)->mem);
+    ws_free(&ENV(c)->mem, IO(c)->ctrlbuf);
+#if WS_CONN_SPLIT
+    ws_free(&ENV(c)->mem, c->io);
+#endif
+  }
   ws_free(&ENV(c)->mem, c->protocol);
   /* (a private environment goes with the object: read it first) */
   conn_env *e = ENV(c);
@@ -419,20 +444,21 @@ void ws_conn_del(ws_conn *c) {
 /* Appends one frame. Client frames get a fresh mask key and masked
  * payload, copied and masked in one pass. */
 int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
+  wsc_io *io = IO(c);
   if (!WS_SMALL_CODE && !is_client(c) && len < 126) {
     /* The common server frame: a 2-byte header, written in place (a
      * speed path: size builds take the general one, which writes the
      * same bytes). */
-    if (c->out.cap - c->out.len < 2 + len) {
-      int rv = ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, 2 + len,
+    if (io->out.cap - io->out.len < 2 + len) {
+      int rv = ws_buf_reserve_bounded(&io->out, &ENV(c)->mem, 2 + len,
                                       (size_t)ENV(c)->cfg.max_out_queue + 512u);
       if (rv) return rv;
     }
-    uint8_t *dst = c->out.base + c->out.len;
+    uint8_t *dst = io->out.base + io->out.len;
     dst[0] = (uint8_t)b0;
     dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
     if (len) memcpy(dst + 2, data, len);
-    c->out.len += 2 + len;
+    io->out.len += 2 + len;
     c->stats.wire_out += 2 + len;
     return 0;
   }
@@ -443,10 +469,10 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
   if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
-  int rv = ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, hlen + len,
+  int rv = ws_buf_reserve_bounded(&io->out, &ENV(c)->mem, hlen + len,
                                   (size_t)ENV(c)->cfg.max_out_queue + 512u);
   if (rv) return rv;
-  uint8_t *dst = c->out.base + c->out.len;
+  uint8_t *dst = io->out.base + io->out.len;
   memcpy(dst, hdr, hlen);
   if (len) {
     if (is_client(c))
@@ -454,7 +480,7 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
     else
       memcpy(dst + hlen, data, len);
   }
-  c->out.len += hlen + len;
+  io->out.len += hlen + len;
   c->stats.wire_out += hlen + len;
   return 0;
 }
@@ -492,9 +518,12 @@ int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   if (c->err) return c->err;
   c->err = err;
   c->err_reason = reason;
-  if (code && !c->close_sent_flag && c->state != WS_STATE_CONNECTING) {
-    /* If even the close frame cannot be queued, the transport simply
-     * closes: should_close_transport() is true once out drains. */
+  if (code && !c->close_sent_flag && c->state != WS_STATE_CONNECTING &&
+      HAS_IO(c)) {
+    /* If even the close frame cannot be queued (or the state to queue it
+     * in could not be allocated again after ws_conn_shrink()), the
+     * transport simply closes: should_close_transport() is true once out
+     * drains. */
     (void)wsc_queue_close(c, code, reason, strlen(reason));
   }
   c->state = WS_STATE_FAILED;
@@ -538,11 +567,12 @@ int wsc_fault(ws_conn *c, unsigned f) {
 int wsc_nomem(ws_conn *c) { return wsc_fault(c, F_NOMEM); }
 
 void wsc_set_event(ws_conn *c, ws_event_type type) {
-  c->ev_data.base = NULL;
-  c->ev_data.len = 0;
-  c->ev_close = 0;
-  c->ev_type = (uint8_t)type;
-  c->ev_flags = 0;
+  wsc_io *io = IO(c);
+  io->ev_data.base = NULL;
+  io->ev_data.len = 0;
+  io->ev_close = 0;
+  io->ev_type = (uint8_t)type;
+  io->ev_flags = 0;
   c->ev_ready = 1;
 }
 
@@ -554,7 +584,7 @@ static size_t keep_size(const ws_conn *c) {
 static void release_event_storage(ws_conn *c) {
   if (!c->release) return;
   c->release = 0;
-  ws_buf_clear_keep(&c->msg, &ENV(c)->mem, keep_size(c));
+  if (HAS_IO(c)) ws_buf_clear_keep(&IO(c)->msg, &ENV(c)->mem, keep_size(c));
   if (WS_HAS_INFLATE && c->z) {
     ws_free(&ENV(c)->mem, c->z->zbuf);
     c->z->zbuf = NULL;
@@ -563,7 +593,31 @@ static void release_event_storage(ws_conn *c) {
     wsc_hs_free(c);
 }
 
-static int fast_ready(const ws_conn *c);
+int ws_conn_shrink(ws_conn *c) {
+#if WS_CONN_SPLIT
+  if (!c || !c->io || c->ev_ready) return 0;
+  release_event_storage(c); /* (the last event's storage goes anyway) */
+  const wsc_io *io = c->io;
+  /* open and quiet: nothing of a frame, a message, an event, a ping or a
+   * close in flight, no buffer kept */
+  if (c->state != WS_STATE_OPEN || c->err || io->hs ||
+      io->rx_state != RX_HEADER || io->hdrlen || io->msg_op || io->rx_comp ||
+      io->tx_op || io->ref_len || io->out.base || io->msg.base ||
+      c->has_pending_pong || c->ping_outstanding || c->ping_wanted ||
+      c->close_arm || c->close_sent_flag)
+    return 0;
+  if (WS_HAS_INFLATE && c->z && (c->z->zlen || c->z->zpending)) return 0;
+  ws_free(&ENV(c)->mem, io->ctrlbuf);
+  ws_free(&ENV(c)->mem, c->io);
+  c->io = NULL;
+  return 1;
+#else
+  (void)c;
+  return 0;
+#endif
+}
+
+static WS_ALWAYS_INLINE int fast_ready(const ws_conn *c);
 static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            size_t inlen, ws_event_fn fn,
                                            void *ud, int *pstop, int avx2);
@@ -571,11 +625,12 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
 /* ws_conn_feed()'s use of the fast path: the frame's event goes to the
  * slot, and the fast path stops there. */
 static int slot_event(ws_conn *c, const ws_event *ev, void *ud) {
+  wsc_io *io = IO(c);
   (void)ud;
-  c->ev_type = (uint8_t)ev->type;
-  c->ev_flags = (uint8_t)ev->flags;
-  c->ev_data = ev->data;
-  c->ev_close = 0;
+  io->ev_type = (uint8_t)ev->type;
+  io->ev_flags = (uint8_t)ev->flags;
+  io->ev_data = ev->data;
+  io->ev_close = 0;
   c->ev_ready = 1;
   return 1;
 }
@@ -590,7 +645,7 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   if (c->err) return c->err;
   switch (c->state) {
   case WS_STATE_CONNECTING:
-    if (!c->hs) return WS_ERR_INVALID_STATE; /* client before connect() */
+    if (!IO(c)->hs) return WS_ERR_INVALID_STATE; /* client before connect() */
     {
       int rv = wsc_feed_handshake(c, in, inlen, pnread);
       if (*pnread) c->rx_activity = 1;
@@ -604,6 +659,9 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   default: break;
   }
   size_t pos = 0;
+  if (!HAS_IO(c) && !inlen) return 0; /* (shrunk, and nothing to read) */
+  wsc_io *io = io_get(c);
+  if (!io) return wsc_nomem(c);
   if (inlen) c->rx_activity = 1;
   if (WS_HAS_FAST_PATH && inlen && fast_ready(c)) {
     /* A whole uncompressed data frame: its event straight to the slot
@@ -618,14 +676,14 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   while (!c->ev_ready && !c->err) {
     size_t n = 0;
     int rv;
-    if (c->rx_state == RX_HEADER) {
+    if (io->rx_state == RX_HEADER) {
       if (pos == inlen) break;
       rv = wsc_read_header(c, in + pos, inlen - pos, &n);
     } else {
       /* Without input only a zero-length payload (it completes right
        * away, even at the end of the input) and a compressed message's
        * drain go on. */
-      if (pos == inlen && c->remaining && !draining(c)) break;
+      if (pos == inlen && io->remaining && !draining(c)) break;
       rv = wsc_read_payload(c, in + pos, inlen - pos, &n);
     }
     pos += n;
@@ -642,31 +700,32 @@ int ws_conn_feed_eof(ws_conn *c) {
   if (c->state == WS_STATE_CLOSED) {
     /* A client waiting for the server's FIN (RFC 6455 7.1.1) has it. */
     c->linger_done = 1;
-    c->close_deadline = NO_DEADLINE;
+    if (HAS_IO(c)) IO(c)->close_deadline = NO_DEADLINE;
     return 0;
   }
   c->state = WS_STATE_FAILED;
   c->err = WS_ERR_EOF;
   c->err_reason = "transport closed without close frame";
-  ws_buf_free(&c->msg, &ENV(c)->mem);
+  if (HAS_IO(c)) ws_buf_free(&IO(c)->msg, &ENV(c)->mem);
   return WS_ERR_EOF;
 }
 
 /* Hands the waiting event out. */
 static void take_event(ws_conn *c, ws_event *ev) {
-  ev->type = (ws_event_type)c->ev_type;
-  ev->flags = c->ev_flags;
-  ev->data = c->ev_data;
-  ev->close_code = c->ev_close;
+  const wsc_io *io = IO(c); /* (an event waits only with it) */
+  ev->type = (ws_event_type)io->ev_type;
+  ev->flags = io->ev_flags;
+  ev->data = io->ev_data;
+  ev->close_code = io->ev_close;
   ev->error = 0;
   ev->request = NULL;
   ev->response = NULL;
-  if (c->hs) { /* (requests come to servers, responses to clients) */
+  if (io->hs) { /* (requests come to servers, responses to clients) */
     if (!is_client(c)) {
       if (ev->type == WS_EV_REQUEST || ev->type == WS_EV_HTTP)
-        ev->request = &c->hs->req;
+        ev->request = &io->hs->req;
     } else if (ev->type == WS_EV_OPEN) {
-      ev->response = &c->hs->resp;
+      ev->response = &io->hs->resp;
     }
   }
   c->ev_ready = 0;
@@ -695,8 +754,8 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     ev->close_code = c->err == WS_ERR_EOF ? 1006 : c->close_sent;
     ev->data.base = (const uint8_t *)c->err_reason;
     ev->data.len = c->err_reason ? strlen(c->err_reason) : 0;
-    if (c->err == WS_ERR_REJECTED && c->hs) {
-      ev->response = &c->hs->resp;
+    if (c->err == WS_ERR_REJECTED && HAS_IO(c) && IO(c)->hs) {
+      ev->response = &IO(c)->hs->resp;
       c->release = 1;
     }
     return 0;
@@ -752,9 +811,11 @@ static WS_ALWAYS_INLINE int fast_text(uint8_t *p, size_t n, const uint8_t *key,
 
 /* The connection is between frames with nothing waiting: whole frames in
  * the input can take the fast path. */
-static int fast_ready(const ws_conn *c) {
-  return (c->ev_ready | c->release | c->hdrlen | c->rx_comp) == 0 &&
-         c->err == 0 && c->rx_state == RX_HEADER &&
+static WS_ALWAYS_INLINE int fast_ready(const ws_conn *c) {
+  const wsc_io *io = IO(c);
+  return HAS_IO(c) &&
+         (c->ev_ready | c->release | io->hdrlen | io->rx_comp) == 0 &&
+         c->err == 0 && io->rx_state == RX_HEADER &&
          (c->state == WS_STATE_OPEN || c->state == WS_STATE_CLOSING_LOCAL);
 }
 
@@ -772,6 +833,7 @@ static int fast_ready(const ws_conn *c) {
 static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
                                            size_t inlen, ws_event_fn fn,
                                            void *ud, int *pstop, int avx2) {
+  wsc_io *io = IO(c);
   const unsigned want_mask = is_client(c) ? 0u : 0x80u;
   const unsigned message = c->delivery == WS_DELIVER_MESSAGE;
   const uint64_t max_frame = ENV(c)->cfg.max_frame_payload;
@@ -806,13 +868,13 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
     uint64_t before = 0;
     uint32_t nfrags = 1;
     if (op != WS_OP_CONT) {
-      if (c->msg_op || plen > max_first || message > fin) break;
+      if (io->msg_op || plen > max_first || message > fin) break;
       mop = op;
     } else {
-      if (!c->msg_op || message) break;
-      mop = c->msg_op;
-      before = c->msg_bytes;
-      nfrags = c->nfrags + 1;
+      if (!io->msg_op || message) break;
+      mop = io->msg_op;
+      before = io->msg_bytes;
+      nfrags = io->nfrags + 1;
       if (plen > max_frame || plen > ENV(c)->cfg.max_message - before ||
           (ENV(c)->cfg.max_fragments && nfrags > ENV(c)->cfg.max_fragments))
         break;
@@ -820,10 +882,10 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
     uint8_t *p = h + hl;
     const uint8_t *key = want_mask ? p - 4 : NULL;
     if (mop == WS_OP_TEXT) {
-      ws_utf8 u = c->utf8;
+      ws_utf8 u = io->utf8;
       if (op != WS_OP_CONT) u.state = 0;
       if (!fast_text(p, plen, key, &u, fin, avx2)) break;
-      c->utf8 = u;
+      io->utf8 = u;
     } else if (key) {
       if (plen <= SMALL_PAYLOAD)
         unmask_small(p, plen, key);
@@ -838,12 +900,12 @@ static WS_ALWAYS_INLINE size_t fast_frames(ws_conn *c, uint8_t *in,
     ev.flags = (op != WS_OP_CONT ? WS_EVF_FIRST : 0u) | WS_EVF_FRAME_END;
     if (fin) {
       ev.flags |= WS_EVF_FINAL;
-      c->msg_op = 0;
+      io->msg_op = 0;
       c->stats.msgs_in++;
     } else {
-      c->msg_op = (uint8_t)mop;
-      c->nfrags = nfrags;
-      c->msg_bytes = before + plen;
+      io->msg_op = (uint8_t)mop;
+      io->nfrags = nfrags;
+      io->msg_bytes = before + plen;
       c->msg_started = 1;
     }
     ev.data.base = p;
@@ -869,10 +931,14 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
   if (!pnread) pnread = &dummy;
   *pnread = 0;
   if (!c || !fn || (!in && inlen)) return WS_ERR_INVALID_ARGUMENT;
+  /* Input for a connection that ws_conn_shrink() let go of its busy-only
+   * state: that state again first, so that the frames take the fast path
+   * (failing, the error event goes out below). */
+  if (!HAS_IO(c) && inlen && !c->err && !io_get(c)) (void)wsc_nomem(c);
   for (;;) {
     /* Events already waiting (or a compressed message's drain, storage
      * to release, an error to report) first. */
-    while ((c->ev_ready || c->release || c->rx_comp ||
+    while ((c->ev_ready || c->release || (HAS_IO(c) && IO(c)->rx_comp) ||
             (c->err && !c->err_reported)) &&
            ws_conn_next_event(c, &ev) == 0) {
       if (fn(c, &ev, user_data)) {
@@ -908,9 +974,9 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
 
 size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
   if (!c || !iov || iovcnt == 0 || out_size(c) == 0) return 0;
-  const uint8_t *ob = c->out.base ? c->out.base + c->out.pos : NULL;
-  size_t osz = ws_buf_size(&c->out), k = 0;
-  if (!WS_SMALL_CODE && !c->ref_len) {
+  const uint8_t *ob = IO(c)->out.base ? IO(c)->out.base + IO(c)->out.pos : NULL;
+  size_t osz = ws_buf_size(&IO(c)->out), k = 0;
+  if (!WS_SMALL_CODE && !IO(c)->ref_len) {
     /* (the general way below gives the same: without a payload ref_at
      * is 0; size builds take it) */
     iov[0].base = ob;
@@ -918,38 +984,38 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
     return 1;
   }
   /* out up to the payload, the caller's payload, the rest of out */
-  if (c->ref_at) {
+  if (IO(c)->ref_at) {
     iov[k].base = ob;
-    iov[k++].len = c->ref_at;
+    iov[k++].len = IO(c)->ref_at;
   }
-  if (k < iovcnt && c->ref_len) {
-    iov[k].base = c->ref;
-    iov[k++].len = c->ref_len;
+  if (k < iovcnt && IO(c)->ref_len) {
+    iov[k].base = IO(c)->ref;
+    iov[k++].len = IO(c)->ref_len;
   }
-  if (k < iovcnt && osz > c->ref_at) {
-    iov[k].base = ob + c->ref_at;
-    iov[k++].len = osz - c->ref_at;
+  if (k < iovcnt && osz > IO(c)->ref_at) {
+    iov[k].base = ob + IO(c)->ref_at;
+    iov[k++].len = osz - IO(c)->ref_at;
   }
   return k;
 }
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
-  if (!c) return;
-  if (c->ref_len) {
-    size_t a = WS_MIN(n, (size_t)c->ref_at), b;
-    ws_buf_consume_keep(&c->out, &ENV(c)->mem, a, keep_size(c));
-    c->ref_at -= (uint32_t)a;
+  if (!c || !HAS_IO(c)) return;
+  if (IO(c)->ref_len) {
+    size_t a = WS_MIN(n, (size_t)IO(c)->ref_at), b;
+    ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, a, keep_size(c));
+    IO(c)->ref_at -= (uint32_t)a;
     n -= a;
-    b = c->ref_at ? 0 : WS_MIN(n, (size_t)c->ref_len);
-    c->ref += b;
-    c->ref_len -= (uint32_t)b;
+    b = IO(c)->ref_at ? 0 : WS_MIN(n, (size_t)IO(c)->ref_len);
+    IO(c)->ref += b;
+    IO(c)->ref_len -= (uint32_t)b;
     n -= b;
-    if (!c->ref_len) c->ref = NULL;
+    if (!IO(c)->ref_len) IO(c)->ref = NULL;
   }
-  ws_buf_consume_keep(&c->out, &ENV(c)->mem, n, keep_size(c));
+  ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, n, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
-    if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, c->ctrlbuf + CTRL_PONG,
-                        c->pending_pong_len) == 0)
+    if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, IO(c)->ctrlbuf + CTRL_PONG,
+                        IO(c)->pending_pong_len) == 0)
       c->has_pending_pong = 0;
   }
   if (c->ping_wanted && !out_full(c) && c->state == WS_STATE_OPEN && !c->err) {
@@ -975,15 +1041,18 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
   if (!c->clock_started) {
     c->clock_started = 1;
     c->now = c->last_rx = now;
-    if (c->state == WS_STATE_CONNECTING && c->handshake_timeout_ms)
-      c->hs_deadline = now + c->handshake_timeout_ms;
+    if (c->state == WS_STATE_CONNECTING && IO(c)->handshake_timeout_ms)
+      IO(c)->hs_deadline = now + IO(c)->handshake_timeout_ms;
   } else if (now > c->now) {
     c->now = now;
   }
   now = c->now; /* (the clock never goes back) */
+  /* (the deadlines other than the ping's are the busy-only state's: a
+   * connection that ws_conn_shrink() let go of it has none armed) */
+  wsc_io *io = HAS_IO(c) ? IO(c) : NULL;
   if (c->close_arm) {
     c->close_arm = 0;
-    c->close_deadline = now + ENV(c)->cfg.close_timeout_ms;
+    if (io) io->close_deadline = now + ENV(c)->cfg.close_timeout_ms;
   }
   if (c->err) return c->err;
   if (c->rx_activity) {
@@ -992,20 +1061,22 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
     /* Any bytes from the peer prove it is alive. */
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
-    c->pong_deadline = NO_DEADLINE;
+    if (io) io->pong_deadline = NO_DEADLINE;
   }
-  if (now >= c->hs_deadline && c->state == WS_STATE_CONNECTING)
-    return wsc_fault(c, F_HS_TIMEOUT);
-  if (now >= c->close_deadline) {
-    c->close_deadline = NO_DEADLINE;
-    if (c->state == WS_STATE_CLOSED) {
-      c->linger_done = 1; /* client: stop waiting for the server's FIN */
-      return 0;
+  if (io) {
+    if (now >= io->hs_deadline && c->state == WS_STATE_CONNECTING)
+      return wsc_fault(c, F_HS_TIMEOUT);
+    if (now >= io->close_deadline) {
+      io->close_deadline = NO_DEADLINE;
+      if (c->state == WS_STATE_CLOSED) {
+        c->linger_done = 1; /* client: stop waiting for the server's FIN */
+        return 0;
+      }
+      if (c->state == WS_STATE_CLOSING_LOCAL)
+        return wsc_fault(c, F_CLOSE_TIMEOUT);
     }
-    if (c->state == WS_STATE_CLOSING_LOCAL)
-      return wsc_fault(c, F_CLOSE_TIMEOUT);
+    if (now >= io->pong_deadline) return wsc_fault(c, F_PONG_TIMEOUT);
   }
-  if (now >= c->pong_deadline) return wsc_fault(c, F_PONG_TIMEOUT);
   if (now >= ping_deadline(c)) {
     /* With the output queue full the ping waits for room (it goes out
      * from ws_conn_out_consume()), but the pong timeout starts now: a
@@ -1014,13 +1085,12 @@ int ws_conn_tick(ws_conn *c, uint64_t now) {
      * deadline is never one that this call would leave unchanged. */
     if (out_full(c)) {
       c->ping_wanted = 1;
-    } else {
-      int rv = wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0);
-      if (rv) return wsc_nomem(c);
+    } else if (!io_get(c) || wsc_queue_frame(c, WS_FIN | WS_OP_PING, NULL, 0)) {
+      return wsc_nomem(c);
     }
     c->ping_outstanding = 1;
-    if (ENV(c)->cfg.pong_timeout_ms)
-      c->pong_deadline = now + ENV(c)->cfg.pong_timeout_ms;
+    if (ENV(c)->cfg.pong_timeout_ms) /* (out_full() or io_get(): there) */
+      IO(c)->pong_deadline = now + ENV(c)->cfg.pong_timeout_ms;
   }
   return 0;
 }
@@ -1029,9 +1099,12 @@ uint64_t ws_conn_next_deadline(const ws_conn *c) {
   if (!c || c->err) return NO_DEADLINE;
   if (!c->clock_started) return 0; /* tick once to start the clock */
   if (c->close_arm) return c->now; /* tick now to start the close timer */
-  uint64_t d = WS_MIN(c->hs_deadline, c->pong_deadline);
-  d = WS_MIN(d, c->close_deadline);
-  d = WS_MIN(d, ping_deadline(c));
+  uint64_t d = ping_deadline(c);
+  if (HAS_IO(c)) {
+    d = WS_MIN(d, IO(c)->hs_deadline);
+    d = WS_MIN(d, IO(c)->pong_deadline);
+    d = WS_MIN(d, IO(c)->close_deadline);
+  }
   return d;
 }
 
@@ -1081,8 +1154,8 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
 /* ---- h-budget: one getter for the loop's message timeout ---------------- */
 
 int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
-  int on = c && c->msg_op != 0;
+  int on = c && HAS_IO(c) && IO(c)->msg_op != 0;
   if (pbytes)
-    *pbytes = !on ? 0 : c->rx_comp && c->z ? c->z->inflated : c->msg_bytes;
+    *pbytes = !on ? 0 : IO(c)->rx_comp && c->z ? c->z->inflated : IO(c)->msg_bytes;
   return on;
 }

@@ -19,7 +19,7 @@ static void hs_open(ws_conn *c) {
   }
 #endif
   c->state = WS_STATE_OPEN;
-  c->hs_deadline = NO_DEADLINE;
+  IO(c)->hs_deadline = NO_DEADLINE;
   c->last_rx = c->now;
   wsc_set_event(c, WS_EV_OPEN);
 }
@@ -34,7 +34,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 #if defined(WS_NO_CLIENT)
   return WS_ERR_INVALID_STATE; /* (no client connection can exist) */
 #else
-  if (!is_client(c) || c->state != WS_STATE_CONNECTING || c->hs)
+  if (!is_client(c) || c->state != WS_STATE_CONNECTING || IO(c)->hs)
     return WS_ERR_INVALID_STATE;
   if (!p->host || check_header_kv(p->headers, p->nheaders) ||
       (p->nprotocols && !p->protocols))
@@ -44,7 +44,7 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
     return WS_ERR_INTERNAL;
   int rv = wsc_hs_alloc(c);
   if (rv) return rv;
-  ws_hs *hs = c->hs;
+  ws_hs *hs = IO(c)->hs;
   ws_base64_encode(raw, sizeof(raw), hs->key);
   /* Keep the offered subprotocols to validate the response against, as a
    * comma list: each name and a comma, the last comma left out of the
@@ -81,13 +81,13 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 #  else
   (void)offer;
 #  endif
-  size_t before = c->out.len;
-  rv = ws_hs_write_request(&c->out, &ENV(c)->mem, p, hs->key, poffer);
+  size_t before = IO(c)->out.len;
+  rv = ws_hs_write_request(&IO(c)->out, &ENV(c)->mem, p, hs->key, poffer);
   if (rv) {
     wsc_hs_free(c);
     return rv;
   }
-  c->stats.wire_out += c->out.len - before;
+  c->stats.wire_out += IO(c)->out.len - before;
   return 0;
 #endif /* !WS_NO_CLIENT */
 }
@@ -96,8 +96,8 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 /* A server connection whose request has been parsed and waits for the
  * application's answer (and nothing has failed). */
 static int hs_waiting(const ws_conn *c) {
-  return !is_client(c) && c->state == WS_STATE_CONNECTING && c->hs &&
-         c->hs->parsed && !c->err;
+  return !is_client(c) && c->state == WS_STATE_CONNECTING && IO(c)->hs &&
+         IO(c)->hs->parsed && !c->err;
 }
 #endif
 
@@ -107,13 +107,13 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   (void)p;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  if (!hs_waiting(c) || c->hs->http) return WS_ERR_INVALID_STATE;
+  if (!hs_waiting(c) || IO(c)->hs->http) return WS_ERR_INVALID_STATE;
   const char *proto = p ? p->protocol : NULL;
   if (p && check_header_kv(p->headers, p->nheaders))
     return WS_ERR_INVALID_ARGUMENT;
   if (proto) {
     /* RFC 6455 4.2.2: the selected subprotocol must be one offered. */
-    if (!ws_hs_offered(&c->hs->req, proto)) return WS_ERR_INVALID_ARGUMENT;
+    if (!ws_hs_offered(&IO(c)->hs->req, proto)) return WS_ERR_INVALID_ARGUMENT;
     /* it matched an offer in the head: under max_handshake_bytes */
     c->protocollen = (uint32_t)strlen(proto);
     c->protocol = ws_malloc(&ENV(c)->mem, c->protocollen);
@@ -125,10 +125,10 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   memset(&pmd, 0, sizeof(pmd));
 #  if !defined(WS_NO_DEFLATE)
   if (c->z)
-    ws_pmd_negotiate_flags(&c->z->cfg, c->flags, &c->hs->req, &pmd, ext);
+    ws_pmd_negotiate_flags(&c->z->cfg, c->flags, &IO(c)->hs->req, &pmd, ext);
 #  endif
-  size_t before = c->out.len;
-  int rv = ws_hs_write_accept(&c->out, &ENV(c)->mem, &c->hs->req, proto,
+  size_t before = IO(c)->out.len;
+  int rv = ws_hs_write_accept(&IO(c)->out, &ENV(c)->mem, &IO(c)->hs->req, proto,
                               pmd.enabled ? ext : NULL, p ? p->headers : NULL,
                               p ? p->nheaders : 0);
   if (rv) {
@@ -137,7 +137,7 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     c->protocollen = 0;
     return rv;
   }
-  c->stats.wire_out += c->out.len - before;
+  c->stats.wire_out += IO(c)->out.len - before;
   wsc_hs_free(c);
   c->pmd = pmd;
   c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
@@ -154,18 +154,18 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 static WS_NOINLINE int answer(ws_conn *c, int http, int status,
                               const ws_kv *headers, size_t nheaders,
                               const void *body, size_t bodylen) {
-  if (!hs_waiting(c) || (http && !c->hs->http)) return WS_ERR_INVALID_STATE;
+  if (!hs_waiting(c) || (http && !IO(c)->hs->http)) return WS_ERR_INVALID_STATE;
   /* (NULL headers or body with a count: ws_hs_write_response() refuses
    * those alike, before it writes anything) */
   if (status < (http ? 200 : 400) || status > 599)
     return WS_ERR_INVALID_ARGUMENT;
-  const ws_slice m = c->hs->req.method;
+  const ws_slice m = IO(c)->hs->req.method;
   int head = http && m.len == 4 && memcmp(m.base, "HEAD", 4) == 0;
-  size_t before = c->out.len;
-  int rv = ws_hs_write_response(&c->out, &ENV(c)->mem, status, headers,
+  size_t before = IO(c)->out.len;
+  int rv = ws_hs_write_response(&IO(c)->out, &ENV(c)->mem, status, headers,
                                 nheaders, body, bodylen, head);
   if (rv) return rv;
-  c->stats.wire_out += c->out.len - before;
+  c->stats.wire_out += IO(c)->out.len - before;
   wsc_hs_free(c);
   c->err_reported = 1;
   if (http) {
@@ -174,7 +174,7 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
     c->err = WS_ERR_CLOSED;
     c->err_reason = "plain HTTP request answered";
     c->state = WS_STATE_CLOSED;
-    c->hs_deadline = NO_DEADLINE;
+    IO(c)->hs_deadline = NO_DEADLINE;
   } else {
     /* A rejection decided by the application is not a peer error, but
      * the connection is over all the same. */
@@ -219,9 +219,9 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
 #if !defined(WS_NO_SERVER)
 /* Server handshake failure: answer with an HTTP error and fail. */
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
-  size_t before = c->out.len;
-  if (ws_hs_write_reject(&c->out, &ENV(c)->mem, status, NULL, 0, NULL, 0) == 0)
-    c->stats.wire_out += c->out.len - before;
+  size_t before = IO(c)->out.len;
+  if (ws_hs_write_reject(&IO(c)->out, &ENV(c)->mem, status, NULL, 0, NULL, 0) == 0)
+    c->stats.wire_out += IO(c)->out.len - before;
   return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
 }
 #endif
@@ -230,8 +230,8 @@ static int hs_fail_http(ws_conn *c, int status, const char *reason) {
  * (and *pnread only counting bytes that belong to it). */
 static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
                       size_t *pnread, size_t *phead) {
-  ws_hs *hs = c->hs;
-  size_t room = c->max_handshake_bytes - ws_buf_size(&hs->in);
+  ws_hs *hs = IO(c)->hs;
+  size_t room = IO(c)->max_handshake_bytes - ws_buf_size(&hs->in);
   size_t n = WS_MIN(inlen, room);
   *phead = 0;
   int rv = ws_buf_append(&hs->in, &ENV(c)->mem, in, n);
@@ -247,7 +247,7 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   }
   hs->scanned = hs->in.len;
   *pnread = n;
-  if (n < inlen || hs->in.len >= c->max_handshake_bytes) return WS_ERR_TOO_BIG;
+  if (n < inlen || hs->in.len >= IO(c)->max_handshake_bytes) return WS_ERR_TOO_BIG;
   return 0;
 }
 
@@ -255,13 +255,13 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
 /* The request head: a WebSocket upgrade (WS_EV_REQUEST) or, with
  * WS_CFG_HTTP, a plain request (WS_EV_HTTP). |rv| is hs_collect()'s. */
 static int feed_request(ws_conn *c, int rv, size_t head) {
-  ws_hs *hs = c->hs;
+  ws_hs *hs = IO(c)->hs;
   if (rv == WS_ERR_TOO_BIG)
     return hs_fail_http(c, 431, "request head too large");
   if (!head) return 0;
   int status = 400;
   const char *reason = NULL; /* both set with every failure */
-  rv = ws_hs_check_request(&hs->req, hs->headers, c->max_headers, hs->in.base,
+  rv = ws_hs_check_request(&hs->req, hs->headers, IO(c)->max_headers, hs->in.base,
                            head, (c->flags & WS_CFG_HTTP) != 0, &status,
                            &reason);
   if (rv < 0) return hs_fail_http(c, status, reason);
@@ -277,13 +277,13 @@ static int feed_request(ws_conn *c, int rv, size_t head) {
 /* The response head: the server's 101 (WS_EV_OPEN), checked against what
  * was offered. |rv| is hs_collect()'s. */
 static int feed_response(ws_conn *c, int rv, size_t head) {
-  ws_hs *hs = c->hs;
+  ws_hs *hs = IO(c)->hs;
   if (rv == WS_ERR_TOO_BIG)
     return wsc_fail(c, WS_ERR_HANDSHAKE, 0, "response head too large");
   if (!head) return 0;
   const char *reason = NULL; /* set with every failure */
   ws_slice offered = {hs->offered, hs->offeredlen}, ext;
-  rv = ws_hs_check_response(&hs->resp, hs->headers, c->max_headers,
+  rv = ws_hs_check_response(&hs->resp, hs->headers, IO(c)->max_headers,
                             hs->in.base, head, hs->key, offered,
                             WS_HAS_INFLATE && c->z != NULL, &reason,
                             &ext);
@@ -319,14 +319,14 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
 int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
                        size_t *pnread) {
   size_t head;
-  if (c->hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept */
+  if (IO(c)->hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept */
   int rv = hs_collect(c, in, inlen, pnread, &head);
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
   if (head) { /* complete (then rv is 0): room for its headers */
-    c->hs->headers =
-        ws_malloc(&ENV(c)->mem, c->max_headers * sizeof(ws_header));
-    if (!c->hs->headers) return wsc_nomem(c);
+    IO(c)->hs->headers =
+        ws_malloc(&ENV(c)->mem, IO(c)->max_headers * sizeof(ws_header));
+    if (!IO(c)->hs->headers) return wsc_nomem(c);
   }
 #if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
   return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);

@@ -103,6 +103,101 @@ typedef struct conn_z {
 } conn_z;
 
 
+/* The state only a busy connection needs: the frame being received,
+ * the waiting event, the output queue and the message being assembled,
+ * the control-frame buffer, the handshake, and the deadlines of a
+ * handshake, a ping or a close. A hosted build keeps it in a block of its
+ * own (conn_io), which ws_conn_shrink() frees while the connection is open
+ * and quiet and the next call that needs it allocates again: an idle
+ * connection of a server holds its object alone. A freestanding build
+ * (firmware: a connection or two, every byte of code counted) keeps the
+ * same fields inside the object. The fields come in three groups, so that
+ * the object without conn_io can place each where Thumb's short loads
+ * reach it (see struct ws_conn). */
+#if defined(WS_FREESTANDING)
+#  define WS_CONN_SPLIT 0
+#else
+#  define WS_CONN_SPLIT 1
+#endif
+
+/* bytes: the receive side, the send side, the waiting event */
+#define WSC_IO_BYTES                                                           \
+  uint8_t rx_state;                                                            \
+  uint8_t hdrlen;                                                              \
+  uint8_t msg_op; /* WS_OP_TEXT/BINARY while a message is open */              \
+  uint8_t mask_off;                                                            \
+  uint8_t ctrllen;                                                             \
+  uint8_t pending_pong_len;                                                    \
+  uint8_t rx_comp; /* the message being received is compressed */              \
+  uint8_t tx_op;   /* opcode of an unfinished fragmented send */               \
+  uint8_t tx_comp; /* the fragmented message being sent is compressed */       \
+  uint8_t ev_type;  /* the waiting event's ws_event_type */                    \
+  uint8_t ev_flags; /* and its WS_EVF_* */                                     \
+  uint16_t ev_close; /* and its close code */
+
+/* words: the handshake, the buffers, the waiting event's data */
+#define WSC_IO_WORDS                                                           \
+  ws_hs *hs; /* non-NULL while connecting (and one event after) */             \
+  /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload       \
+   * split across feeds, at CTRL_PONG the latest unanswered ping while the    \
+   * output queue is full. */                                                  \
+  uint8_t *ctrlbuf;                                                            \
+  ws_buf out; /* queued output */                                              \
+  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to go     \
+   * after the first |ref_at| bytes of |out| (both under max_out_queue) */     \
+  const uint8_t *ref;                                                          \
+  uint32_t ref_len;                                                            \
+  uint32_t ref_at;                                                             \
+  ws_buf msg; /* message mode: the message being assembled */                  \
+  /* The one event waiting to be pulled (ev_ready), kept compactly:            \
+   * ws_conn_next_event() rebuilds the ws_event (its request or response is    \
+   * the handshake state's, its error the sticky one). */                      \
+  ws_slice ev_data;
+
+/* wide: the frame header, counts and deadlines */
+#define WSC_IO_WIDE                                                            \
+  uint8_t hdr[WS_FRAME_HEADER_MAX];                                            \
+  ws_frame_header fh;                                                          \
+  uint64_t remaining; /* payload bytes left in the current frame */            \
+  /* Limits read only while connecting share their storage with the counts    \
+   * and validator of the message being received, which are read only once    \
+   * open, after the first frame of a message has set them. */                 \
+  union {                                                                      \
+    struct {                                                                   \
+      uint32_t max_handshake_bytes;                                            \
+      uint32_t max_headers;                                                    \
+      uint32_t handshake_timeout_ms;                                           \
+    };                                                                         \
+    struct {                                                                   \
+      uint64_t msg_bytes; /* payload bytes so far in the current message */    \
+      uint32_t nfrags;    /* frames so far in the current message */           \
+      ws_utf8 utf8;       /* its validator, when it is text */                 \
+    };                                                                         \
+  };                                                                           \
+  /* deadlines, in caller milliseconds; UINT64_MAX = not armed */              \
+  uint64_t pong_deadline;                                                      \
+  /* The handshake deadline is armed only while connecting, the close          \
+   * deadline only after: they share the field. */                             \
+  union {                                                                      \
+    uint64_t hs_deadline;                                                      \
+    uint64_t close_deadline;                                                   \
+  };
+
+#if WS_CONN_SPLIT
+typedef struct conn_io {
+  WSC_IO_BYTES
+  WSC_IO_WORDS
+  WSC_IO_WIDE
+} conn_io;
+typedef conn_io wsc_io;
+#  define IO(c) ((c)->io)
+#  define HAS_IO(c) ((c)->io != NULL)
+#else
+typedef struct ws_conn wsc_io;
+#  define IO(c) (c)
+#  define HAS_IO(c) 1
+#endif
+
 /* The fields are ordered for Thumb's 16-bit loads and stores, which
  * reach 31 bytes into a struct for a byte, 62 for a halfword and 124 for
  * a word: the bytes and flags first, the words most code touches next,
@@ -112,27 +207,16 @@ struct ws_conn {
   uint8_t role;     /* ws_role */
   uint8_t delivery; /* ws_delivery */
   uint8_t flags;    /* WS_CFG_* */
-  /* receive side */
-  uint8_t rx_state;
-  uint8_t hdrlen;
-  uint8_t msg_op; /* WS_OP_TEXT/BINARY while a message is open */
-  uint8_t mask_off;
-  uint8_t ctrllen;
-  uint8_t pending_pong_len;
-  uint8_t rx_comp;     /* the message being received is compressed */
+#if !WS_CONN_SPLIT
+  WSC_IO_BYTES
+#endif
   uint8_t rsv_allowed; /* RSV bits negotiated by extensions */
-  /* send side and the waiting event */
-  uint8_t tx_op;     /* opcode of an unfinished fragmented send */
-  uint8_t tx_comp;   /* the fragmented message being sent is compressed */
-  uint8_t ev_type;   /* the waiting event's ws_event_type */
-  uint8_t ev_flags;  /* and its WS_EVF_* */
-  ws_pmd_params pmd; /* negotiated permessage-deflate */
+  ws_pmd_params pmd;   /* negotiated permessage-deflate */
   uint16_t close_sent; /* code we sent */
-  uint16_t ev_close;   /* the waiting event's close code */
   /* yes/no state, a bit each */
   unsigned msg_started : 1;      /* some data of the message was delivered */
   unsigned has_pending_pong : 1; /* ctrlbuf + CTRL_PONG: a ping to answer */
-  unsigned ev_ready : 1;         /* |ev| waits to be pulled */
+  unsigned ev_ready : 1;         /* the waiting event is there to pull */
   unsigned err_reported : 1;
   unsigned release : 1;     /* free conn-owned event storage on next call */
   unsigned rx_activity : 1; /* bytes arrived since the last tick */
@@ -149,73 +233,38 @@ struct ws_conn {
 #if WS_HAS_SHARED
   conn_env *env; /* allocator and limits: shared, or right after us */
 #endif
-  ws_hs *hs; /* non-NULL while connecting (and one event after) */
-  /* Allocated on first need, 2 x 125 B: at CTRL_SPLIT a control payload
-   * split across feeds, at CTRL_PONG the latest unanswered ping while the
-   * output queue is full. */
-  uint8_t *ctrlbuf;
+#if WS_CONN_SPLIT
+  conn_io *io; /* NULL after ws_conn_shrink(), until needed again */
+#else
+  WSC_IO_WORDS
+#endif
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
   conn_z *z;         /* permessage-deflate configured: its state */
   const char *err_reason;
-  ws_buf out; /* queued output */
-  /* ws_conn_send_ref(): the caller's payload, |ref_len| bytes still to
-   * go after the first |ref_at| bytes of |out| (both under
-   * max_out_queue) */
-  const uint8_t *ref;
-  uint32_t ref_len;
-  uint32_t ref_at;
-  ws_buf msg; /* message mode: the message being assembled */
-  /* The one event waiting to be pulled (ev_ready), kept compactly:
-   * ws_conn_next_event() rebuilds the ws_event (its request or response
-   * is the handshake state's, its error the sticky one). */
-  ws_slice ev_data;
 #if !WS_HAS_SHARED
   conn_env env; /* allocator and limits */
 #endif
-  uint8_t hdr[WS_FRAME_HEADER_MAX];
-  ws_frame_header fh;
-  uint64_t remaining; /* payload bytes left in the current frame */
-  /* Limits read only while connecting share their storage with the
-   * counts and validator of the message being received, which are read
-   * only once open, after the first frame of a message has set them. */
-  union {
-    struct {
-      uint32_t max_handshake_bytes;
-      uint32_t max_headers;
-      uint32_t handshake_timeout_ms;
-    };
-    struct {
-      uint64_t msg_bytes; /* payload bytes so far in the current message */
-      uint32_t nfrags;    /* frames so far in the current message */
-      ws_utf8 utf8;       /* its validator, when it is text */
-    };
-  };
-  /* timers, in caller milliseconds; UINT64_MAX = not armed */
+#if !WS_CONN_SPLIT
+  WSC_IO_WIDE
+#endif
+  /* the clock, in caller milliseconds */
   uint64_t now;
   uint64_t last_rx;
-  uint64_t pong_deadline;
-  /* The handshake deadline is armed only while connecting, the close
-   * deadline only after: they share the field. */
-  union {
-    uint64_t hs_deadline;
-    uint64_t close_deadline;
-  };
   ws_stats stats;
 };
 
+/* The busy-only state again after ws_conn_shrink() (ws_conn.c); NULL if
+ * that allocation fails. */
+WS_COLD wsc_io *wsc_io_alloc(ws_conn *c);
 
-
-
-
-
-
-
-
-
-
-
-
-
+/* The busy-only state, allocated if ws_conn_shrink() let it go; NULL if
+ * that fails. */
+static inline wsc_io *io_get(ws_conn *c) {
+#if WS_CONN_SPLIT
+  if (WS_UNLIKELY(!c->io)) return wsc_io_alloc(c);
+#endif
+  return IO(c);
+}
 
 #define NO_DEADLINE UINT64_MAX
 
@@ -239,7 +288,7 @@ typedef uint32_t wsc_word;
 
 /* XORs a short payload that starts at key offset 0 with |key|, a word at
  * a time (any alignment, any byte order: the key repeats in the word). */
-static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
+static WS_ALWAYS_INLINE void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
   wsc_word k, w;
   size_t i;
   for (i = 0; i < sizeof(k); i += 4)
@@ -254,7 +303,7 @@ static inline void unmask_small(uint8_t *p, size_t n, const uint8_t *key) {
 }
 
 /* 1 if the |n| bytes at |p| are all ASCII. */
-static inline int ascii_small(const uint8_t *p, size_t n) {
+static WS_ALWAYS_INLINE int ascii_small(const uint8_t *p, size_t n) {
   wsc_word acc = 0, w;
   size_t i = 0;
   for (; i + sizeof(w) <= n; i += sizeof(w)) {
@@ -283,8 +332,12 @@ static inline int is_client(const ws_conn *c) {
 }
 
 /* Bytes queued for output, a ws_conn_send_ref() payload included. */
+static inline size_t io_out_size(const wsc_io *io) {
+  return ws_buf_size(&io->out) + io->ref_len;
+}
+
 static inline size_t out_size(const ws_conn *c) {
-  return ws_buf_size(&c->out) + c->ref_len;
+  return HAS_IO(c) ? io_out_size(IO(c)) : 0;
 }
 
 #if WS_SMALL_CODE
@@ -314,8 +367,8 @@ static WS_ALWAYS_INLINE int draining(const ws_conn *c) {
   (void)c;
   return 0;
 #endif
-  return c->rx_comp && c->rx_state == RX_PAYLOAD &&
-         (c->remaining == 0 || c->z->zpending) && !c->err;
+  return HAS_IO(c) && IO(c)->rx_comp && IO(c)->rx_state == RX_PAYLOAD &&
+         (IO(c)->remaining == 0 || c->z->zpending) && !c->err;
 }
 
 /* RFC 7692 7.2.2: appended to the compressed data of every message. */

@@ -13,15 +13,16 @@ static int is_control(unsigned op) { return (op & 0x8u) != 0; }
 
 /* Checks a complete header against the message state and limits. */
 static int on_header(ws_conn *c) {
-  ws_frame_header *fh = &c->fh;
+  wsc_io *io = IO(c);
+  ws_frame_header *fh = &io->fh;
   unsigned rule = ws_frame_check(fh, !is_client(c), c->rsv_allowed);
   /* (the rules' faults come first in the table, in rule order) */
   if (rule) return wsc_fault(c, F_UNMASKED + rule - WS_FRULE_UNMASKED);
   if (!is_control(fh->opcode)) {
     /* RFC 6455 5.4: continuation only inside a message, and a new message
      * only after the previous one ended. */
-    if (fh->opcode == WS_OP_CONT && !c->msg_op) return wsc_fault(c, F_CONT);
-    if (fh->opcode != WS_OP_CONT && c->msg_op)
+    if (fh->opcode == WS_OP_CONT && !io->msg_op) return wsc_fault(c, F_CONT);
+    if (fh->opcode != WS_OP_CONT && io->msg_op)
       return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
      * on a continuation it is an error (control frames with RSV bits
@@ -29,30 +30,30 @@ static int on_header(ws_conn *c) {
     if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
       return wsc_fault(c, F_RSV1_CONT);
     if (fh->opcode != WS_OP_CONT) {
-      c->msg_op = fh->opcode;
-      c->msg_bytes = 0;
-      c->nfrags = 0;
+      io->msg_op = fh->opcode;
+      io->msg_bytes = 0;
+      io->nfrags = 0;
       c->msg_started = 0;
-      c->utf8.state = 0; /* (ws_utf8_init(), without the call) */
+      io->utf8.state = 0; /* (ws_utf8_init(), without the call) */
       /* RSV1 is allowed only with the deflate state (never without
        * deflate: WS_NO_DEFLATE) */
-      c->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
-      if (c->rx_comp) {
+      io->rx_comp = WS_HAS_INFLATE && (fh->rsv & WS_RSV1) != 0;
+      if (io->rx_comp) {
         c->z->inflated = 0;
         c->z->ztail = 0;
       }
     }
     if (fh->payload_len > ENV(c)->cfg.max_frame_payload)
       return wsc_fault(c, F_FRAME_BIG);
-    if (fh->payload_len > ENV(c)->cfg.max_message - c->msg_bytes)
+    if (fh->payload_len > ENV(c)->cfg.max_message - io->msg_bytes)
       return wsc_fault(c, F_MSG_BIG);
-    if (ENV(c)->cfg.max_fragments && ++c->nfrags > ENV(c)->cfg.max_fragments)
+    if (ENV(c)->cfg.max_fragments && ++io->nfrags > ENV(c)->cfg.max_fragments)
       return wsc_fault(c, F_FRAGS);
   }
-  c->remaining = fh->payload_len;
-  c->mask_off = 0;
-  c->rx_state = RX_PAYLOAD;
-  c->ctrllen = 0;
+  io->remaining = fh->payload_len;
+  io->mask_off = 0;
+  io->rx_state = RX_PAYLOAD;
+  io->ctrllen = 0;
   return 0;
 }
 
@@ -61,29 +62,30 @@ static int on_header(ws_conn *c) {
  * to RX_PAYLOAD. */
 int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
                     size_t *pnread) {
+  wsc_io *io = IO(c);
   size_t hlen;
   int rv;
-  if (!WS_SMALL_CODE && c->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
+  if (!WS_SMALL_CODE && io->hdrlen == 0 && inlen >= 6 && (in[1] & 0x7Fu) < 126) {
     /* The common header: 7-bit length and, if masked, the key; here
      * (ws_frame_decode_header() below does the same, a call away). */
     unsigned b0 = in[0], b1 = in[1];
-    c->fh.fin = (uint8_t)(b0 >> 7);
-    c->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
-    c->fh.opcode = (uint8_t)(b0 & 0xFu);
-    c->fh.masked = (uint8_t)(b1 >> 7);
-    c->fh.payload_len = b1 & 0x7Fu;
+    io->fh.fin = (uint8_t)(b0 >> 7);
+    io->fh.rsv = (uint8_t)((b0 >> 4) & 0x7u);
+    io->fh.opcode = (uint8_t)(b0 & 0xFu);
+    io->fh.masked = (uint8_t)(b1 >> 7);
+    io->fh.payload_len = b1 & 0x7Fu;
     if (b1 & 0x80u) {
-      memcpy(c->fh.mask, in + 2, 4);
+      memcpy(io->fh.mask, in + 2, 4);
       *pnread = 6;
     } else {
-      memset(c->fh.mask, 0, 4);
+      memset(io->fh.mask, 0, 4);
       *pnread = 2;
     }
     return on_header(c);
   }
-  if (!WS_SMALL_CODE && c->hdrlen == 0) {
+  if (!WS_SMALL_CODE && io->hdrlen == 0) {
     /* Whole in the input: decoded there, nothing copied. */
-    rv = ws_frame_decode_header(&c->fh, in, inlen, &hlen);
+    rv = ws_frame_decode_header(&io->fh, in, inlen, &hlen);
     if (rv == 0) {
       *pnread = hlen;
       return on_header(c);
@@ -91,20 +93,20 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
     if (rv != WS_ERR_WOULDBLOCK) return wsc_fault(c, F_LENGTH);
   }
   /* A header split across feeds (size builds: any header) is gathered in
-   * c->hdr. Taking up to its 14 bytes at once is safe: when they are
+   * io->hdr. Taking up to its 14 bytes at once is safe: when they are
    * all there the header is complete, and bytes past its end are not
    * counted as used. The decoder runs on every partial header, so an
    * invalid 64-bit length fails at its first byte however the header
    * was split. */
-  size_t have = c->hdrlen, k = WS_MIN(sizeof(c->hdr) - have, inlen);
-  memcpy(c->hdr + have, in, k);
-  rv = ws_frame_decode_header(&c->fh, c->hdr, have + k, &hlen);
+  size_t have = io->hdrlen, k = WS_MIN(sizeof(io->hdr) - have, inlen);
+  memcpy(io->hdr + have, in, k);
+  rv = ws_frame_decode_header(&io->fh, io->hdr, have + k, &hlen);
   if (rv == WS_ERR_WOULDBLOCK) {
-    c->hdrlen = (uint8_t)(have + k); /* (all of |in|: k == inlen) */
+    io->hdrlen = (uint8_t)(have + k); /* (all of |in|: k == inlen) */
     *pnread = k;
     return 0;
   }
-  c->hdrlen = 0;
+  io->hdrlen = 0;
   if (rv) {
     /* The only fault is the length's top bit, at header byte 2: used are
      * the bytes up to it (none when the header began in this input). */
@@ -119,6 +121,7 @@ int wsc_read_header(ws_conn *c, const uint8_t *in, size_t inlen,
  * once the output queue has room (RFC 6455 5.5.3: answering only the
  * most recent ping is allowed). */
 static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
+  wsc_io *io = IO(c);
   if (c->flags & WS_CFG_NO_AUTO_PONG) return 0;
   if (c->close_sent_flag) return 0;
   if (!out_full(c)) {
@@ -126,8 +129,8 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
     return wsc_queue_frame(c, WS_FIN | WS_OP_PONG, data, len);
   }
   if (wsc_ctrlbuf_get(c)) return WS_ERR_NOMEM;
-  if (len) memcpy(c->ctrlbuf + CTRL_PONG, data, len);
-  c->pending_pong_len = (uint8_t)len;
+  if (len) memcpy(io->ctrlbuf + CTRL_PONG, data, len);
+  io->pending_pong_len = (uint8_t)len;
   c->has_pending_pong = 1;
   return 0;
 }
@@ -135,15 +138,16 @@ static int auto_pong(ws_conn *c, const uint8_t *data, size_t len) {
 /* A whole control frame: the automatic answer, the state change, and
  * its event (a ping's or pong's payload, a close frame's reason). */
 static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
+  wsc_io *io = IO(c);
   unsigned type = WS_EV_PONG;
   uint16_t code = 0;
-  if (c->fh.opcode == WS_OP_PING) {
+  if (io->fh.opcode == WS_OP_PING) {
     if (auto_pong(c, data, len)) return wsc_nomem(c);
     type = WS_EV_PING;
-  } else if (c->fh.opcode == WS_OP_PONG) {
+  } else if (io->fh.opcode == WS_OP_PONG) {
     c->ping_outstanding = 0;
     c->ping_wanted = 0;
-    c->pong_deadline = NO_DEADLINE;
+    io->pong_deadline = NO_DEADLINE;
   } else {
     /* WS_OP_CLOSE; RFC 6455 7.1.5: 1005, no status code present */
     code = 1005;
@@ -158,7 +162,7 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
     if (!len) data = NULL; /* an event without a reason has no data */
     if (c->close_sent_flag) {
       c->state = WS_STATE_CLOSED;
-      c->close_deadline = NO_DEADLINE;
+      io->close_deadline = NO_DEADLINE;
     } else if (!(c->flags & WS_CFG_NO_AUTO_CLOSE)) {
       /* RFC 6455 5.5.1: echo the status code received (and its reason,
        * as other implementations do). */
@@ -169,23 +173,24 @@ static int on_control(ws_conn *c, const uint8_t *data, size_t len) {
       c->state = WS_STATE_CLOSING_REMOTE;
     }
     if (c->state == WS_STATE_CLOSED && is_client(c)) wsc_arm_close_timer(c);
-    ws_buf_free(&c->msg, &ENV(c)->mem);
+    ws_buf_free(&io->msg, &ENV(c)->mem);
     type = WS_EV_CLOSE;
   }
   wsc_set_event(c, (ws_event_type)type);
-  c->ev_close = code;
-  c->ev_data.base = data;
-  c->ev_data.len = len;
+  io->ev_close = code;
+  io->ev_data.base = data;
+  io->ev_data.len = len;
   return 0;
 }
 
 /* Frame payload has ended: update message state. Returns the flags for
  * the data event. */
 static uint32_t data_frame_end(ws_conn *c, uint32_t flags) {
+  wsc_io *io = IO(c);
   flags |= WS_EVF_FRAME_END;
-  if (c->fh.fin) {
+  if (io->fh.fin) {
     flags |= WS_EVF_FINAL;
-    c->msg_op = 0;
+    io->msg_op = 0;
     c->stats.msgs_in++;
   }
   return flags;
@@ -217,6 +222,7 @@ static int inflate_prepare(ws_conn *c, conn_z *z, int stream) {
  * |probe|, one byte that shows whether the message goes on. */
 static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
                           uint8_t **pout, size_t *proom) {
+  wsc_io *io = IO(c);
   /* (in size_t from here: what is left past SIZE_MAX is no limit that
    * a buffer in memory meets) */
   uint64_t left64 = ENV(c)->cfg.max_message - z->inflated;
@@ -225,15 +231,15 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
     *pout = z->zbuf + z->zlen;
     *proom = ZCHUNK - z->zlen;
   } else {
-    if (c->msg.cap == c->msg.len && left > 0) {
-      size_t grow = WS_MIN(left, WS_MAX(c->msg.len, 4096u));
+    if (io->msg.cap == io->msg.len && left > 0) {
+      size_t grow = WS_MIN(left, WS_MAX(io->msg.len, 4096u));
       /* never more than max_message, whatever doubling would do */
-      if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, grow,
+      if (ws_buf_reserve_bounded(&io->msg, &ENV(c)->mem, grow,
                                  (size_t)ENV(c)->cfg.max_message))
         return wsc_nomem(c);
     }
-    *pout = c->msg.base + c->msg.len;
-    *proom = c->msg.cap - c->msg.len;
+    *pout = io->msg.base + io->msg.len;
+    *proom = io->msg.cap - io->msg.len;
   }
   if (*proom > left) *proom = left;
   if (*proom == 0) {
@@ -249,7 +255,8 @@ static int inflate_window(ws_conn *c, conn_z *z, int stream, uint8_t *probe,
 static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
                         size_t *ppos, uint8_t *out, size_t room, size_t *pused,
                         size_t *pproduced) {
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  wsc_io *io = IO(c);
+  const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
   uint8_t *p = NULL; /* (|in| is NULL when draining: no NULL + 0) */
   const uint8_t *src = NULL;
   size_t k = 0;
@@ -259,9 +266,9 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
     k = WS_MIN(n - *ppos, ZSTEP);
     /* (ws_copy_mask() in place: the masking entry point clients link
      * anyway) */
-    if (key) ws_copy_mask(p, p, k, key, c->mask_off);
+    if (key) ws_copy_mask(p, p, k, key, io->mask_off);
     src = p;
-  } else if (c->remaining == 0 && c->fh.fin && z->ztail < sizeof(pmd_tail)) {
+  } else if (io->remaining == 0 && io->fh.fin && z->ztail < sizeof(pmd_tail)) {
     src = pmd_tail + z->ztail;
     k = sizeof(pmd_tail) - z->ztail;
   }
@@ -269,10 +276,10 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
   if (payload) {
     if (key && *pused < k)
       ws_copy_mask(p + *pused, p + *pused, k - *pused, key,
-                   (c->mask_off + *pused) & 3u);
-    c->mask_off = (uint8_t)((c->mask_off + *pused) & 3u);
+                   (io->mask_off + *pused) & 3u);
+    io->mask_off = (uint8_t)((io->mask_off + *pused) & 3u);
     *ppos += *pused;
-    c->remaining -= *pused;
+    io->remaining -= *pused;
   } else if (k) {
     z->ztail = (uint8_t)(z->ztail + *pused);
   }
@@ -282,10 +289,11 @@ static int inflate_step(ws_conn *c, conn_z *z, uint8_t *in, size_t n,
 /* Validates |n| more bytes of text: size builds go through the entry
  * point that plain data uses anyway, not a second one (ws_utf8_feed()). */
 static int text_feed(ws_conn *c, const uint8_t *p, size_t n) {
+  wsc_io *io = IO(c);
 #  if WS_SMALL_CODE
-  return ws_copy_unmask_utf8(NULL, p, n, NULL, NULL, &c->utf8, NULL);
+  return ws_copy_unmask_utf8(NULL, p, n, NULL, NULL, &io->utf8, NULL);
 #  else
-  return ws_utf8_feed(&c->utf8, p, n);
+  return ws_utf8_feed(&io->utf8, p, n);
 #  endif
 }
 
@@ -295,6 +303,7 @@ static int text_feed(ws_conn *c, const uint8_t *p, size_t n) {
 static int inflate_took(ws_conn *c, conn_z *z, int stream, int text,
                         const uint8_t *out, size_t produced,
                         const uint8_t *probe) {
+  wsc_io *io = IO(c);
   if (!produced) return 0;
   if (out == probe) return wsc_fault(c, F_MSG_BIG);
   if (text && text_feed(c, out, produced)) return wsc_fault(c, F_UTF8);
@@ -303,7 +312,7 @@ static int inflate_took(ws_conn *c, conn_z *z, int stream, int text,
   if (stream)
     z->zlen += (uint32_t)produced;
   else
-    c->msg.len += produced;
+    io->msg.len += produced;
   return 0;
 }
 
@@ -311,10 +320,11 @@ static int inflate_took(ws_conn *c, conn_z *z, int stream, int text,
  * without context takeover (RFC 7692 7.1.1) nothing carries over, so the
  * inflater's memory goes until the next compressed message. */
 static int inflate_finish(ws_conn *c, int text) {
-  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
-  c->rx_state = RX_HEADER;
-  c->rx_comp = 0;
-  c->msg_op = 0;
+  wsc_io *io = IO(c);
+  if (text && ws_utf8_finish(&io->utf8)) return wsc_fault(c, F_UTF8_END);
+  io->rx_state = RX_HEADER;
+  io->rx_comp = 0;
+  io->msg_op = 0;
   c->stats.msgs_in++;
   if (peer_resets(c)) wsc_inflater_drop(c);
   return 0;
@@ -324,6 +334,7 @@ static int inflate_finish(ws_conn *c, int text) {
  * message once it is done. */
 static void inflate_event(ws_conn *c, conn_z *z, int stream, int text,
                           int done) {
+  wsc_io *io = IO(c);
   /* (a whole message is its own first chunk) */
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
   if (!done && !(stream && z->zlen)) return; /* nothing to hand out */
@@ -333,14 +344,14 @@ static void inflate_event(ws_conn *c, conn_z *z, int stream, int text,
   }
   c->msg_started = 1;
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev_flags = (uint8_t)flags;
+  io->ev_flags = (uint8_t)flags;
   if (stream) {
-    c->ev_data.base = z->zbuf;
-    c->ev_data.len = z->zlen;
+    io->ev_data.base = z->zbuf;
+    io->ev_data.len = z->zlen;
     z->zlen = 0;
   } else {
-    c->ev_data.base = c->msg.base ? c->msg.base + c->msg.pos : NULL;
-    c->ev_data.len = ws_buf_size(&c->msg);
+    io->ev_data.base = io->msg.base ? io->msg.base + io->msg.pos : NULL;
+    io->ev_data.len = ws_buf_size(&io->msg);
   }
 }
 
@@ -352,9 +363,10 @@ static void inflate_event(ws_conn *c, conn_z *z, int stream, int text,
  * as it takes: ws_conn_next_event() resumes the drain, which needs no
  * more input. */
 int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
+  wsc_io *io = IO(c);
   conn_z *const z = c->z; /* (in a register across the calls below) */
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
-  int text = c->msg_op == WS_OP_TEXT;
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, io->remaining);
+  int text = io->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
   size_t pos = 0;
   int done = 0, drained = 0, rv;
@@ -370,7 +382,7 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
     rv = inflate_step(c, z, in, n, &pos, out, room, &used, &produced);
     if (inflate_took(c, z, stream, text, out, produced, &probe)) return c->err;
     if (rv) return wsc_fault(c, F_ZDATA);
-    int at_end = c->remaining == 0 && c->fh.fin;
+    int at_end = io->remaining == 0 && io->fh.fin;
     if (produced < room && at_end && z->ztail == sizeof(pmd_tail)) {
       if (ws_inflate_end_message(z->inf)) return wsc_fault(c, F_ZDATA);
       done = 1;
@@ -392,8 +404,8 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   z->zpending = (uint8_t)(!(done || drained) && pos == n);
   if (done) {
     if ((rv = inflate_finish(c, text)) != 0) return rv;
-  } else if (c->remaining == 0 && !c->fh.fin && drained) {
-    c->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
+  } else if (io->remaining == 0 && !io->fh.fin && drained) {
+    io->rx_state = RX_HEADER; /* a non-final frame is over, output and all */
   }
   inflate_event(c, z, stream, text, done);
   return 0;
@@ -404,32 +416,34 @@ int wsc_read_compressed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
  * arriving whole is used in place; a split one is gathered in a small
  * conn buffer. */
 static int read_control(ws_conn *c, uint8_t *in, size_t n) {
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
+  wsc_io *io = IO(c);
+  const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
   uint8_t *data = in;
-  size_t off = c->ctrllen;
-  if (off || n != c->fh.payload_len) {
+  size_t off = io->ctrllen;
+  if (off || n != io->fh.payload_len) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
-    data = c->ctrlbuf + CTRL_SPLIT;
-    c->ctrllen = (uint8_t)(off + n);
+    data = io->ctrlbuf + CTRL_SPLIT;
+    io->ctrllen = (uint8_t)(off + n);
   }
   /* unmasked in place or as it is copied (a plain copy without a key) */
   (void)ws_copy_unmask_utf8(data + off, in, n, key, &off, NULL, NULL);
-  if (c->remaining) return 0;
-  c->rx_state = RX_HEADER;
-  return on_control(c, data, (size_t)c->fh.payload_len);
+  if (io->remaining) return 0;
+  io->rx_state = RX_HEADER;
+  return on_control(c, data, (size_t)io->fh.payload_len);
 }
 
 #if !WS_SMALL_CODE
 /* Uncompressed data, WS_DELIVER_STREAM: unmasked (and validated) in place
  * and lent out as it arrives. */
 static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int text = c->msg_op == WS_OP_TEXT;
+  wsc_io *io = IO(c);
+  const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
+  int text = io->msg_op == WS_OP_TEXT;
   uint32_t flags = c->msg_started ? 0 : WS_EVF_FIRST;
-  size_t off = c->mask_off;
+  size_t off = io->mask_off;
   if (text) {
     size_t valid;
-    if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+    if (ws_unmask_utf8(in, n, key, &off, &io->utf8, &valid))
       return wsc_fault(c, F_UTF8);
   } else if (!WS_SMALL_CODE && key && off == 0 && n <= SMALL_PAYLOAD) {
     unmask_small(in, n, key); /* (saves a call; not in size builds) */
@@ -437,12 +451,12 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
   } else if (key) {
     off = ws_mask(in, n, key, off);
   }
-  c->mask_off = (uint8_t)off;
-  c->msg_bytes += n;
+  io->mask_off = (uint8_t)off;
+  io->msg_bytes += n;
   c->stats.bytes_in += n;
-  if (c->remaining == 0) {
-    c->rx_state = RX_HEADER;
-    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+  if (io->remaining == 0) {
+    io->rx_state = RX_HEADER;
+    if (io->fh.fin && text && ws_utf8_finish(&io->utf8))
       return wsc_fault(c, F_UTF8_END);
     flags = data_frame_end(c, flags);
   } else if (n == 0) {
@@ -450,9 +464,9 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
   }
   c->msg_started = 1;
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev_flags = (uint8_t)flags;
-  c->ev_data.base = in;
-  c->ev_data.len = n;
+  io->ev_flags = (uint8_t)flags;
+  io->ev_data.base = in;
+  io->ev_data.len = n;
   return 0;
 }
 
@@ -462,14 +476,15 @@ static int read_stream(ws_conn *c, uint8_t *in, size_t n) {
  * each piece is copied and unmasked into the message buffer in one pass
  * and validated while hot; the event comes with the last frame. */
 static int read_message(ws_conn *c, uint8_t *in, size_t n) {
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int text = c->msg_op == WS_OP_TEXT;
-  if (c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len && n &&
-      ws_buf_size(&c->msg) == 0) {
+  wsc_io *io = IO(c);
+  const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
+  int text = io->msg_op == WS_OP_TEXT;
+  if (io->fh.fin && io->fh.opcode != WS_OP_CONT && n == io->fh.payload_len && n &&
+      ws_buf_size(&io->msg) == 0) {
     /* the whole payload of a single-frame message is here */
     if (text) {
       size_t off = 0, valid;
-      if (ws_unmask_utf8(in, n, key, &off, &c->utf8, &valid))
+      if (ws_unmask_utf8(in, n, key, &off, &io->utf8, &valid))
         return wsc_fault(c, F_UTF8);
     } else if (key) {
       (void)ws_mask(in, n, key, 0);
@@ -479,37 +494,37 @@ static int read_message(ws_conn *c, uint8_t *in, size_t n) {
     size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
                        ? SIZE_MAX
                        : (size_t)ENV(c)->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, n, limit))
+    if (ws_buf_reserve_bounded(&io->msg, &ENV(c)->mem, n, limit))
       return wsc_nomem(c);
-    uint8_t *dst = c->msg.base + c->msg.len;
-    c->msg.len += n;
+    uint8_t *dst = io->msg.base + io->msg.len;
+    io->msg.len += n;
     if (text) {
       /* copied, unmasked and validated in one pass */
-      size_t off = c->mask_off, valid;
-      int bad = ws_copy_unmask_utf8(dst, in, n, key, &off, &c->utf8, &valid);
-      c->mask_off = (uint8_t)off;
+      size_t off = io->mask_off, valid;
+      int bad = ws_copy_unmask_utf8(dst, in, n, key, &off, &io->utf8, &valid);
+      io->mask_off = (uint8_t)off;
       if (bad) return wsc_fault(c, F_UTF8);
     } else if (key) {
-      c->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, c->mask_off);
+      io->mask_off = (uint8_t)ws_copy_mask(dst, in, n, key, io->mask_off);
     } else {
       memcpy(dst, in, n);
     }
   }
-  c->msg_bytes += n;
+  io->msg_bytes += n;
   c->stats.bytes_in += n;
-  if (c->remaining) return 0;
-  c->rx_state = RX_HEADER;
-  if (!c->fh.fin) return 0;
-  if (text && ws_utf8_finish(&c->utf8)) return wsc_fault(c, F_UTF8_END);
+  if (io->remaining) return 0;
+  io->rx_state = RX_HEADER;
+  if (!io->fh.fin) return 0;
+  if (text && ws_utf8_finish(&io->utf8)) return wsc_fault(c, F_UTF8_END);
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
-  if (ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
-    c->ev_data.base = n ? in : NULL;
-    c->ev_data.len = n;
+  io->ev_flags = (uint8_t)data_frame_end(c, WS_EVF_FIRST);
+  if (ws_buf_size(&io->msg) == 0) { /* in place (or empty) */
+    io->ev_data.base = n ? in : NULL;
+    io->ev_data.len = n;
     return 0;
   }
-  c->ev_data.base = c->msg.base + c->msg.pos;
-  c->ev_data.len = ws_buf_size(&c->msg);
+  io->ev_data.base = io->msg.base + io->msg.pos;
+  io->ev_data.len = ws_buf_size(&io->msg);
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
 }
@@ -522,48 +537,49 @@ static int read_message(ws_conn *c, uint8_t *in, size_t n) {
  * validated) in place and lent out; other message pieces are copied into
  * the message buffer, unmasked and validated by the same call. */
 static int read_data(ws_conn *c, uint8_t *in, size_t n) {
-  const uint8_t *key = c->fh.masked ? c->fh.mask : NULL;
-  int text = c->msg_op == WS_OP_TEXT;
+  wsc_io *io = IO(c);
+  const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
+  int text = io->msg_op == WS_OP_TEXT;
   int stream = c->delivery == WS_DELIVER_STREAM;
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
   uint8_t *dst = in;
   if (n && !stream &&
-      !(c->fh.fin && c->fh.opcode != WS_OP_CONT && n == c->fh.payload_len &&
-        ws_buf_size(&c->msg) == 0)) {
+      !(io->fh.fin && io->fh.opcode != WS_OP_CONT && n == io->fh.payload_len &&
+        ws_buf_size(&io->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
                        ? SIZE_MAX
                        : (size_t)ENV(c)->cfg.max_message;
-    if (ws_buf_reserve_bounded(&c->msg, &ENV(c)->mem, n, limit))
+    if (ws_buf_reserve_bounded(&io->msg, &ENV(c)->mem, n, limit))
       return wsc_nomem(c);
-    dst = c->msg.base + c->msg.len;
-    c->msg.len += n;
+    dst = io->msg.base + io->msg.len;
+    io->msg.len += n;
   }
-  size_t off = c->mask_off; /* (0 for a whole frame) */
-  if (ws_copy_unmask_utf8(dst, in, n, key, &off, text ? &c->utf8 : NULL, NULL))
+  size_t off = io->mask_off; /* (0 for a whole frame) */
+  if (ws_copy_unmask_utf8(dst, in, n, key, &off, text ? &io->utf8 : NULL, NULL))
     return wsc_fault(c, F_UTF8);
-  c->mask_off = (uint8_t)off;
-  c->msg_bytes += n;
+  io->mask_off = (uint8_t)off;
+  io->msg_bytes += n;
   c->stats.bytes_in += n;
-  if (c->remaining == 0) {
-    c->rx_state = RX_HEADER;
-    if (c->fh.fin && text && ws_utf8_finish(&c->utf8))
+  if (io->remaining == 0) {
+    io->rx_state = RX_HEADER;
+    if (io->fh.fin && text && ws_utf8_finish(&io->utf8))
       return wsc_fault(c, F_UTF8_END);
-    if (!c->fh.fin && !stream) return 0;
+    if (!io->fh.fin && !stream) return 0;
     flags = data_frame_end(c, flags);
   } else if (n == 0 || !stream) {
     return 0; /* nothing to report yet */
   }
   c->msg_started = 1;
   wsc_set_event(c, text ? WS_EV_TEXT : WS_EV_BINARY);
-  c->ev_flags = (uint8_t)flags;
-  if (stream || ws_buf_size(&c->msg) == 0) { /* in place (or empty) */
-    c->ev_data.base = n || stream ? in : NULL;
-    c->ev_data.len = n;
+  io->ev_flags = (uint8_t)flags;
+  if (stream || ws_buf_size(&io->msg) == 0) { /* in place (or empty) */
+    io->ev_data.base = n || stream ? in : NULL;
+    io->ev_data.len = n;
     return 0;
   }
-  c->ev_data.base = c->msg.base + c->msg.pos;
-  c->ev_data.len = ws_buf_size(&c->msg);
+  io->ev_data.base = io->msg.base + io->msg.pos;
+  io->ev_data.len = ws_buf_size(&io->msg);
   c->release = 1; /* the message buffer goes at the next call */
   return 0;
 }
@@ -572,13 +588,14 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
 /* A frame's payload, to the reader for its kind. Control frames and
  * uncompressed data take all of the frame that is here. */
 int wsc_read_payload(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
-  int control = is_control(c->fh.opcode);
+  wsc_io *io = IO(c);
+  int control = is_control(io->fh.opcode);
 #if !defined(WS_NO_DEFLATE)
-  if (c->rx_comp && !control) return wsc_read_compressed(c, in, inlen, pnread);
+  if (io->rx_comp && !control) return wsc_read_compressed(c, in, inlen, pnread);
 #endif
-  size_t n = (size_t)WS_MIN((uint64_t)inlen, c->remaining);
+  size_t n = (size_t)WS_MIN((uint64_t)inlen, io->remaining);
   *pnread = n;
-  c->remaining -= n;
+  io->remaining -= n;
   if (control) return read_control(c, in, n);
 #if WS_SMALL_CODE
   return read_data(c, in, n);

@@ -69,6 +69,7 @@ static int shared_get(ws_pmd_shared *sh, unsigned bits, ws_deflater **pz) {
  * down next to the header once the payload's length is known. */
 static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
                             const uint8_t *data, size_t len) {
+  wsc_io *io = IO(c);
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
   if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
@@ -97,7 +98,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   size_t step = WS_MAX(len / 2, 64u) + 64u; /* most data shrinks */
   int rv;
   do {
-    if (ws_buf_reserve_bounded(&c->out, &ENV(c)->mem,
+    if (ws_buf_reserve_bounded(&io->out, &ENV(c)->mem,
                                WS_FRAME_HEADER_MAX + clen + step,
                                (size_t)ENV(c)->cfg.max_out_queue + 512u)) {
       /* The compressor has taken input it cannot give back: the
@@ -105,8 +106,8 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
       if (borrowed) ws_deflate_reset(z);
       return wsc_nomem(c);
     }
-    uint8_t *dst = c->out.base + c->out.len + WS_FRAME_HEADER_MAX + clen;
-    size_t room = c->out.cap - c->out.len - WS_FRAME_HEADER_MAX - clen;
+    uint8_t *dst = io->out.base + io->out.len + WS_FRAME_HEADER_MAX + clen;
+    size_t room = io->out.cap - io->out.len - WS_FRAME_HEADER_MAX - clen;
     size_t nin, nout;
     rv = ws_deflate(z, len ? data + used : data, len - used, &nin, dst, room,
                     &nout, fin ? WS_DEFLATE_SYNC_FLUSH : WS_DEFLATE_NO_FLUSH);
@@ -116,7 +117,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   } while (rv == WS_ERR_WOULDBLOCK);
   if (borrowed) ws_deflate_reset(z); /* clean for its next borrower */
   if (rv) return wsc_fault(c, F_ZFAIL);
-  uint8_t *base = c->out.base + c->out.len;
+  uint8_t *base = io->out.base + io->out.len;
   if (fin) clen -= sizeof(pmd_tail); /* it ends in 00 00 ff ff */
   size_t hlen = ws_frame_put_header(
       hdr,
@@ -125,7 +126,7 @@ static int queue_compressed(ws_conn *c, unsigned fin, unsigned opcode,
   memmove(base + hlen, base + WS_FRAME_HEADER_MAX, clen);
   memcpy(base, hdr, hlen);
   if (is_client(c)) ws_mask(base + hlen, clen, key, 0);
-  c->out.len += hlen + clen;
+  io->out.len += hlen + clen;
   c->stats.wire_out += hlen + clen;
   /* RFC 7692 7.1.1: without context takeover the next message starts
    * afresh, so the compressor's memory is not kept between messages. */
@@ -167,7 +168,9 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
   if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
     return WS_ERR_INVALID_ARGUMENT;
-  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  wsc_io *io = io_get(c);
+  if (!io) return WS_ERR_NOMEM;
+  if (io->tx_op && io->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   /* Data never makes the queue exceed max_out_queue (a compressed
    * message is counted at its uncompressed size). */
@@ -178,13 +181,13 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                                  : 8u) +
                 (is_client(c) ? 4u : 0u);
   if (len > max - hlen) return WS_ERR_TOO_BIG;
-  if (out_size(c) > max - hlen - len) return WS_ERR_WOULDBLOCK;
+  if (io_out_size(io) > max - hlen - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
   /* Whether a message is compressed is decided at its first fragment:
    * small single-frame messages are not worth it (min_size). */
-  unsigned op = c->tx_op ? WS_OP_CONT : (unsigned)opcode;
+  unsigned op = io->tx_op ? WS_OP_CONT : (unsigned)opcode;
 #if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
-  int comp = c->tx_op ? c->tx_comp
+  int comp = io->tx_op ? io->tx_comp
                       : c->pmd.enabled && !(flags & WS_SEND_NO_COMPRESS) &&
                             (!fin || len >= c->z->cfg.min_size);
   int rv = comp ? queue_compressed(c, fin, op, (const uint8_t *)data, len)
@@ -194,8 +197,8 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   int rv = wsc_queue_frame(c, (fin ? WS_FIN : 0u) | op, data, len);
 #endif
   if (rv) return rv;
-  c->tx_comp = (uint8_t)(fin ? 0 : comp);
-  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  io->tx_comp = (uint8_t)(fin ? 0 : comp);
+  io->tx_op = fin ? 0 : (uint8_t)opcode;
   c->stats.bytes_out += len;
   if (fin) c->stats.msgs_out++;
   return 0;
@@ -206,37 +209,42 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
   if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY)
     return WS_ERR_INVALID_ARGUMENT;
-  if (c->tx_op && c->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
-  if (!can_send_data(c) || (c->tx_op && c->tx_comp))
+  wsc_io *io = io_get(c);
+  if (!io) return WS_ERR_NOMEM;
+  if (io->tx_op && io->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
+  if (!can_send_data(c) || (io->tx_op && io->tx_comp))
     return WS_ERR_INVALID_STATE;
-  if (c->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
+  if (io->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
   size_t max = ENV(c)->cfg.max_out_queue;
   if (len > max - WS_FRAME_HEADER_MAX) return WS_ERR_TOO_BIG;
-  if (out_size(c) > max - WS_FRAME_HEADER_MAX - len) return WS_ERR_WOULDBLOCK;
+  if (io_out_size(io) > max - WS_FRAME_HEADER_MAX - len)
+    return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
   uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
   if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   size_t hlen = ws_frame_put_header(
-      hdr, (fin ? 0x80u : 0u) | (c->tx_op ? WS_OP_CONT : (unsigned)opcode), len,
+      hdr, (fin ? 0x80u : 0u) | (io->tx_op ? WS_OP_CONT : (unsigned)opcode), len,
       is_client(c) ? key : NULL);
-  int rv = ws_buf_append(&c->out, &ENV(c)->mem, hdr, hlen);
+  int rv = ws_buf_append(&io->out, &ENV(c)->mem, hdr, hlen);
   if (rv) return rv;
   if (len) {
     if (is_client(c)) ws_mask(data, len, key, 0);
-    c->ref = data;
-    c->ref_len = (uint32_t)len; /* (both under max_out_queue) */
-    c->ref_at = (uint32_t)ws_buf_size(&c->out);
+    io->ref = data;
+    io->ref_len = (uint32_t)len; /* (both under max_out_queue) */
+    io->ref_at = (uint32_t)ws_buf_size(&io->out);
   }
-  c->tx_comp = 0;
-  c->tx_op = fin ? 0 : (uint8_t)opcode;
+  io->tx_comp = 0;
+  io->tx_op = fin ? 0 : (uint8_t)opcode;
   c->stats.wire_out += hlen + len;
   c->stats.bytes_out += len;
   if (fin) c->stats.msgs_out++;
   return 0;
 }
 
-size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
+size_t ws_conn_send_ref_pending(const ws_conn *c) {
+  return c && HAS_IO(c) ? IO(c)->ref_len : 0;
+}
 
 /* ---- prepared messages (ws_prepared.h) ----------------------------------- */
 
@@ -245,22 +253,24 @@ size_t ws_conn_send_ref_pending(const ws_conn *c) { return c ? c->ref_len : 0; }
  * client frames it with a fresh mask key, masking as it copies. */
 static int queue_prepared(ws_conn *c, unsigned rsv, unsigned opcode,
                           const uint8_t *pay, size_t len, uint8_t hlen) {
+  wsc_io *io = IO(c);
   if (is_client(c)) /* framed like any message, with a fresh key */
     return wsc_queue_frame(c, WS_FIN | rsv << 4 | opcode, pay, len);
   size_t n = hlen + len;
-  if (ws_buf_reserve_bounded(&c->out, &ENV(c)->mem, n,
+  if (ws_buf_reserve_bounded(&io->out, &ENV(c)->mem, n,
                              (size_t)ENV(c)->cfg.max_out_queue + 512u))
     return WS_ERR_NOMEM;
-  memcpy(c->out.base + c->out.len, wsp_frame(pay, hlen), n);
-  c->out.len += n;
+  memcpy(io->out.base + io->out.len, wsp_frame(pay, hlen), n);
+  io->out.len += n;
   c->stats.wire_out += n;
   return 0;
 }
 
 int ws_conn_send_prepared(ws_conn *c, ws_prepared *p) {
   if (!c || !p) return WS_ERR_INVALID_ARGUMENT;
+  if (!io_get(c)) return WS_ERR_NOMEM;
   /* RFC 6455 5.4: no other message between the fragments of one */
-  if (!can_send_data(c) || c->tx_op) return WS_ERR_INVALID_STATE;
+  if (!can_send_data(c) || IO(c)->tx_op) return WS_ERR_INVALID_STATE;
   /* the limits of ws_conn_send(), counted at the uncompressed size */
   size_t len = p->len, max = ENV(c)->cfg.max_out_queue;
   size_t hlen = 2u +
@@ -312,6 +322,7 @@ static int send_control(ws_conn *c, unsigned op, const void *data, size_t len) {
   if (len > WS_CONTROL_MAX) return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   if (out_full(c)) return WS_ERR_WOULDBLOCK;
+  if (!io_get(c)) return WS_ERR_NOMEM;
   return wsc_queue_frame(c, WS_FIN | op, data, len);
 }
 
@@ -333,6 +344,7 @@ int ws_conn_close(ws_conn *c, uint16_t code, const void *reason,
   if (c->err || c->close_sent_flag ||
       (c->state != WS_STATE_OPEN && c->state != WS_STATE_CLOSING_REMOTE))
     return WS_ERR_INVALID_STATE;
+  if (!io_get(c)) return WS_ERR_NOMEM;
   int rv = wsc_queue_close(c, code, reason, reasonlen);
   if (rv) return rv;
   if (c->state == WS_STATE_CLOSING_REMOTE) {

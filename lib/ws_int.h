@@ -20,9 +20,11 @@
 #if defined(__GNUC__)
 #  define WS_ALWAYS_INLINE inline __attribute__((always_inline))
 #  define WS_NOINLINE __attribute__((noinline))
+#  define WS_COLD __attribute__((cold))
 #else
 #  define WS_ALWAYS_INLINE inline
 #  define WS_NOINLINE
+#  define WS_COLD
 #endif
 
 /* The byte-at-a-time references (ws_utf8_scan_scalar(), ws_mask_scalar()

@@ -179,8 +179,11 @@ static void tr_pull(transcript *t, ws_conn *c) {
   }
 }
 
-/* Set by server_run(): tr_feed() goes through ws_conn_feed_events(). */
-static int g_batch;
+/* Set by server_run(): tr_feed() goes through ws_conn_feed_events(); and
+ * calls ws_conn_shrink() after every feed, as a server does when a
+ * connection goes quiet (the busy-only state then comes and goes between
+ * frames, which must change nothing). */
+static int g_batch, g_shrink;
 
 /* The ws_conn_feed_events() callback: logs the event, accepts requests
  * and drains output, as tr_pull() and tr_drain() do. */
@@ -208,6 +211,7 @@ static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
                                    tr_event_cb, t);
       off += nread;
       tr_drain(t, c);
+      if (g_shrink) (void)ws_conn_shrink(c);
       if (rv < 0) {
         off = len;
         break;
@@ -220,6 +224,7 @@ static void tr_feed(transcript *t, ws_conn *c, const uint8_t *data,
       off += nread;
       tr_pull(t, c);
       tr_drain(t, c);
+      if (g_shrink) (void)ws_conn_shrink(c);
       if (rv == WS_ERR_CLOSED || (rv < 0 && rv != WS_ERR_WOULDBLOCK)) {
         off = len;
         break;
@@ -279,19 +284,29 @@ static size_t cframe(uint8_t *out, unsigned fin, unsigned rsv, unsigned op,
 
 /* Runs |in| against a fresh open server in one piece, then at every
  * split into two pieces, then byte by byte, in both delivery modes, and
- * checks the event log and the output bytes are the same each time.
- * Returns the (whole-input, stream-mode) transcript for assertions. */
+ * checks the event log and the output bytes are the same each time; each
+ * split through ws_conn_feed() + ws_conn_next_event(), through
+ * ws_conn_feed_events(), and through either with ws_conn_shrink() after
+ * every feed. Returns the (whole-input, stream-mode) transcript for
+ * assertions. */
 static transcript server_run(const uint8_t *in, size_t len) {
   transcript refs[2] = {{0}, {0}};
+  static size_t busy = SIZE_MAX;
+  if (busy == SIZE_MAX) busy = tu_conn_busy_bytes();
   for (int mode = 0; mode < 2; mode++) {
     transcript *ref = &refs[mode];
-    for (size_t run = 0; run < 2 * (len + 2); run++) {
+    for (size_t run = 0; run < 3 * (len + 2); run++) {
       /* every split through ws_conn_feed() + ws_conn_next_event(), then
-       * every split again through ws_conn_feed_events() */
+       * every split again through ws_conn_feed_events(), then every split
+       * with the connection shrunk after each feed (through either) */
       size_t split = run % (len + 2);
       ws_conn *c = open_server(mode ? WS_DELIVER_MESSAGE : WS_DELIVER_STREAM);
       transcript t = {0};
-      g_batch = run >= len + 2;
+      g_shrink = run >= 2 * (len + 2);
+      g_batch = g_shrink ? (int)(split & 1) : run >= len + 2;
+      /* (open and quiet: the busy-only state goes, and comes again with
+       * the first byte) */
+      if (g_shrink) assert_int_equal(ws_conn_shrink(c), busy != 0);
       if (split == 0) {
         tr_feed(&t, c, in, len, 0);
       } else if (split <= len) {
@@ -302,14 +317,14 @@ static transcript server_run(const uint8_t *in, size_t len) {
       } else {
         tr_feed(&t, c, in, len, 1);
       }
-      g_batch = 0;
+      g_batch = g_shrink = 0;
       if (!t.text) t.text = calloc(1, 1);
       if (run == 0) {
         *ref = t;
       } else {
         if (strcmp(ref->text, t.text) != 0)
-          fail_msg("split %zu mode %d batch %d:\n%s\nvs reference:\n%s",
-                   split, mode, run >= len + 2, t.text, ref->text);
+          fail_msg("split %zu mode %d run %zu:\n%s\nvs reference:\n%s",
+                   split, mode, run / (len + 2), t.text, ref->text);
         assert_int_equal(ref->outlen, t.outlen);
         if (t.outlen) assert_memory_equal(ref->out, t.out, t.outlen);
         tr_free(&t);
@@ -1147,7 +1162,7 @@ static void limit_message_buffer_never_over_limit(void **state) {
     n += cframe(in + n, i == 29, 0, i ? WS_OP_CONT : WS_OP_BINARY, chunk, 100);
   tr_feed(&t, c, in, n, 7);
   assert_int_equal(t.last_error, 0);
-  assert_true(a.peak_bytes <= ws_conn_sizeof() + 3000);
+  assert_true(a.peak_bytes <= ws_conn_sizeof() + tu_conn_busy_bytes() + 3000);
   tr_free(&t);
   ws_conn_del(c);
 }
@@ -1680,12 +1695,20 @@ static void keep_buffers_no_allocation_per_message(void **state) {
       tr_pull(&t, c); /* releases the message buffer */
       if (i == 0) calls = a.calls;
     }
+    size_t busy = tu_conn_busy_bytes();
     if (keep) {
       assert_int_equal(a.calls, calls); /* nothing after the first */
-      assert_int_equal(a.live_blocks, 3); /* conn, queue, message */
-      assert_true(a.live_bytes <= ws_conn_sizeof() + 2 * WS_KEEP_BUFFER_MAX);
+      /* conn, busy-only state, queue, message */
+      assert_int_equal(a.live_blocks, busy ? 4 : 3);
+      assert_true(a.live_bytes <=
+                  ws_conn_sizeof() + busy + 2 * WS_KEEP_BUFFER_MAX);
+      /* the kept buffers are not let go of */
+      assert_int_equal(ws_conn_shrink(c), 0);
+      assert_int_equal(a.live_blocks, busy ? 4 : 3);
     } else {
       assert_true(a.calls >= calls + 9 * 2);
+      assert_int_equal(a.live_blocks, busy ? 2 : 1);
+      assert_int_equal(ws_conn_shrink(c), busy != 0);
       assert_int_equal(a.live_blocks, 1);
     }
     tr_free(&t);
@@ -1709,22 +1732,183 @@ static void idle_conn_is_small(void **state) {
   size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
   tr_feed(&t, c, in, n, 0);
   tr_pull(&t, c);
-  /* Open and idle: only the connection object itself is allocated. */
+  /* Open and idle: the object and its busy-only state, which
+   * ws_conn_shrink() lets go of; then only the object is allocated. */
+  size_t busy = tu_conn_busy_bytes();
+  assert_int_equal(a.live_blocks, busy ? 2 : 1);
+  assert_int_equal(a.live_bytes, ws_conn_sizeof() + busy);
+  assert_int_equal(ws_conn_shrink(c), busy != 0);
   assert_int_equal(a.live_blocks, 1);
   assert_int_equal(a.live_bytes, ws_conn_sizeof());
-  print_message("idle connection: %zu bytes\n", ws_conn_sizeof());
+  print_message("idle connection: %zu bytes (%zu with its busy-only state)\n",
+                ws_conn_sizeof(), ws_conn_sizeof() + busy);
   /* The figure the README gives (x86-64; 32-bit targets hold less):
    * growing it is a decision, not an accident. 384 -> 400 (x86-64),
    * 292 -> 304: the zero-copy send's payload reference (a pointer and
-   * two 32-bit counts) and the in-caller-storage bit. */
-  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 408u : 312u));
-  /* 400 -> 408 (x86-64), 304 -> 312: the allocator and limits moved to
-   * an environment the object points to (after the object here, shared
-   * by a ws_conn_shared's connections: 320 and 248 bytes each). */
-  assert_true(ws_conn_sizeof_shared() <= (sizeof(void *) == 8 ? 320u : 248u));
+   * two 32-bit counts) and the in-caller-storage bit. 400 -> 408,
+   * 304 -> 312: the allocator and limits moved to an environment the
+   * object points to (after the object here, shared by a
+   * ws_conn_shared's connections). 408 -> 216, 312 -> 172 (shared: 320
+   * -> 128, 248 -> 108): the busy-only state in a block of its own. */
+  assert_true(ws_conn_sizeof() <= (sizeof(void *) == 8 ? 216u : 172u));
+  assert_true(ws_conn_sizeof_shared() <= (sizeof(void *) == 8 ? 128u : 108u));
   tr_free(&t);
   free(buf);
   ws_conn_del(c);
+}
+
+/* ws_conn_shrink() lets go of the busy-only state only when nothing is in
+ * flight, and the connection behaves the same once it comes back: each
+ * case below must return 0 and leave the memory as it was, each quiet
+ * point 1; an allocation that fails when it comes back fails that call
+ * alone (a send) or the connection without a close frame (input). */
+static void shrink_only_when_quiet(void **state) {
+  (void)state;
+  /* (every hosted build keeps it apart: only freestanding ones keep it
+   * in the object) */
+  size_t busy = tu_conn_busy_bytes();
+  assert_true(busy >= 128);
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 1000;
+  cfg.pong_timeout_ms = 500;
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  assert_int_equal(ws_conn_shrink(c), 0); /* connecting */
+  assert_int_equal(ws_conn_tick(c, 0), 0);
+  transcript t = {0};
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  assert_string_equal(t.text, "REQUEST /chat\nOPEN\n");
+  size_t idle = ws_conn_sizeof();
+  assert_int_equal(a.live_bytes, idle + busy);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  assert_int_equal(a.live_bytes, idle);
+  assert_int_equal(ws_conn_shrink(c), 0); /* nothing left to let go of */
+  /* the queries of a shrunk connection */
+  assert_int_equal(ws_conn_out_pending(c), 0);
+  assert_int_equal(ws_conn_want_write(c), 0);
+  assert_int_equal(ws_conn_want_read(c), 1);
+  assert_int_equal(ws_conn_send_ref_pending(c), 0);
+  assert_int_equal(ws_conn_next_deadline(c), 1000); /* the ping's */
+  uint64_t bytes = 1;
+  assert_int_equal(ws_conn_rx_message(c, &bytes), 0);
+  assert_int_equal(bytes, 0);
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), WS_ERR_WOULDBLOCK);
+  uint8_t none[1];
+  size_t n = 1;
+  assert_int_equal(ws_conn_feed(c, none, 0, &n), 0); /* nothing to read */
+  assert_int_equal(n, 0);
+  assert_int_equal(a.live_bytes, idle);
+  tr_free(&t);
+
+  /* a frame header in part, then the rest: one text event */
+  uint8_t in[64];
+  n = cframe(in, 1, 0, WS_OP_TEXT, "hi", 2);
+  memset(&t, 0, sizeof(t));
+  tr_feed(&t, c, in, 1, 0);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  tr_feed(&t, c, in + 1, n - 1, 0);
+  assert_string_equal(t.text, "TEXT first final 2:6869\n");
+  assert_int_equal(ws_conn_shrink(c), 1);
+  /* a payload in part */
+  n = cframe(in, 1, 0, WS_OP_BINARY, "abcd", 4);
+  tr_feed(&t, c, in, n - 2, 0);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  tr_feed(&t, c, in + n - 2, 2, 0);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  /* a message in part (the first of two frames) */
+  n = cframe(in, 0, 0, WS_OP_TEXT, "a", 1);
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  n = cframe(in, 1, 0, WS_OP_CONT, "b", 1);
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  /* an event waiting to be pulled */
+  n = cframe(in, 1, 0, WS_OP_TEXT, "c", 1);
+  size_t used = 0;
+  assert_int_equal(ws_conn_feed(c, in, n, &used), 0);
+  assert_int_equal(used, n);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  tr_pull(&t, c);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  assert_string_equal(t.text, "TEXT first final 2:6869\n"
+                              "BIN first final 4:61626364\n"
+                              "TEXT first 1:61\n"
+                              "TEXT final 1:62\n"
+                              "TEXT first final 1:63\n");
+  /* output queued: exact bytes once it is written */
+  assert_int_equal(ws_conn_send(c, WS_OP_TEXT, "ok", 2, 0), 0);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  tr_drain(&t, c);
+  assert_int_equal(t.outlen, 4);
+  assert_memory_equal(t.out, "\x81\x02ok", 4);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  /* RFC 6455 5.5.2: a ping due at the interval goes out; while its pong
+   * is awaited the connection keeps its state (the pong's deadline) */
+  assert_int_equal(ws_conn_tick(c, 10), 0); /* (the frames' activity) */
+  assert_int_equal(ws_conn_next_deadline(c), 1010);
+  assert_int_equal(ws_conn_tick(c, 1010), 0);
+  tr_drain(&t, c);
+  assert_int_equal(t.outlen, 6);
+  assert_memory_equal(t.out + 4, "\x89\x00", 2);
+  assert_int_equal(ws_conn_next_deadline(c), 1510);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  n = cframe(in, 1, 0, WS_OP_PONG, NULL, 0);
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(ws_conn_tick(c, 1100), 0);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  assert_int_equal(ws_conn_next_deadline(c), 2100);
+  /* a ping from the peer: its pong goes out, exact bytes */
+  n = cframe(in, 1, 0, WS_OP_PING, "p", 1);
+  tr_feed(&t, c, in, n, 0);
+  assert_int_equal(t.outlen, 9);
+  assert_memory_equal(t.out + 6, "\x8a\x01p", 3);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  assert_int_equal(a.live_bytes, idle);
+
+  /* out of memory when it comes back: a send fails alone, and the next
+   * one goes out */
+  a.fail_at = a.calls + 1;
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "x", 1, 0), WS_ERR_NOMEM);
+  assert_int_equal(ws_conn_state(c), WS_STATE_OPEN);
+  assert_int_equal(ws_conn_send(c, WS_OP_BINARY, "x", 1, 0), 0);
+  tr_drain(&t, c);
+  assert_int_equal(t.outlen, 12);
+  assert_memory_equal(t.out + 9, "\x82\x01x", 3);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  /* ... input fails the connection: no close frame can be queued, the
+   * transport is to be closed */
+  a.fail_at = a.calls + 1;
+  n = cframe(in, 1, 0, WS_OP_TEXT, "d", 1);
+  used = 0;
+  assert_int_equal(ws_conn_feed(c, in, n, &used), WS_ERR_NOMEM);
+  assert_int_equal(used, 0);
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_ERROR);
+  assert_int_equal(ev.error, WS_ERR_NOMEM);
+  assert_int_equal(ev.close_code, 0);
+  assert_int_equal(ws_conn_out_pending(c), 0);
+  assert_int_equal(ws_conn_should_close_transport(c), 1);
+  assert_int_equal(ws_conn_shrink(c), 0); /* failed */
+  tr_free(&t);
+  ws_conn_del(c);
+  assert_int_equal(a.live_blocks, 0);
+
+  /* closing: the close handshake keeps its state */
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  memset(&t, 0, sizeof(t));
+  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  assert_int_equal(ws_conn_close(c, 1000, NULL, 0), 0);
+  tr_drain(&t, c);
+  assert_memory_equal(t.out + t.outlen - 4, "\x88\x02\x03\xe8", 4);
+  assert_int_equal(ws_conn_shrink(c), 0);
+  tr_free(&t);
+  ws_conn_del(c);
+  assert_int_equal(a.live_blocks, 0);
 }
 
 /* Connections of a ws_conn_shared: each object is ws_conn_sizeof_shared()
@@ -1768,6 +1952,7 @@ static void shared_conns_are_smaller(void **state) {
     size_t n = cframe(in, 1, 0, WS_OP_TEXT, "a", 1);
     tr_feed(&t[i], c[i], in, n, 0);
     tr_pull(&t[i], c[i]);
+    assert_int_equal(ws_conn_shrink(c[i]), tu_conn_busy_bytes() != 0);
   }
   /* open and idle: the shared configuration and one object */
   assert_int_equal(a.live_blocks, 2);
@@ -2194,8 +2379,9 @@ static void idle_conn_pmd_not_negotiated_is_small(void **state) {
     cfg.pmd.enable = 1;
     ws_conn *c;
     assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
-    /* the object, the pmd state, the handshake state */
-    assert_int_equal(a.live_blocks, 3);
+    /* the object, its busy-only state, the pmd state, the handshake
+     * state */
+    assert_int_equal(a.live_blocks, tu_conn_busy_bytes() ? 4 : 3);
     const char *req = offer ? REQ_PMD : REQ;
     uint8_t *buf = (uint8_t *)strdup(req);
     transcript t = {0};
@@ -2208,6 +2394,7 @@ static void idle_conn_pmd_not_negotiated_is_small(void **state) {
     ws_pmd_params pmd;
     ws_conn_pmd(c, &pmd);
     assert_int_equal(pmd.enabled, offer);
+    assert_int_equal(ws_conn_shrink(c), tu_conn_busy_bytes() != 0);
     if (offer) {
       assert_true(a.live_blocks >= 2); /* the object, the pmd state, ... */
     } else {
@@ -3035,6 +3222,7 @@ int main(void) {
       cmocka_unit_test(pair_echo_random_messages),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
+      cmocka_unit_test(shrink_only_when_quiet),
       cmocka_unit_test(shared_conns_are_smaller),
       cmocka_unit_test(shared_conns_failing_allocator),
       cmocka_unit_test(keep_buffers_no_allocation_per_message),

@@ -112,3 +112,40 @@ void tu_alloc_init(tu_alloc *a, size_t fail_at) {
   a->mem.realloc = tu_realloc;
   a->mem.free = tu_free;
 }
+
+size_t tu_conn_busy_bytes(void) {
+  static const char req[] = "GET / HTTP/1.1\r\n"
+                            "Host: a\r\n"
+                            "Upgrade: websocket\r\n"
+                            "Connection: Upgrade\r\n"
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                            "Sec-WebSocket-Version: 13\r\n\r\n";
+  tu_alloc a;
+  tu_alloc_init(&a, 0);
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  ws_conn *c;
+  ws_event ev;
+  ws_iovec iov[2];
+  size_t n = 0;
+  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
+  uint8_t *in = malloc(sizeof(req));
+  memcpy(in, req, sizeof(req));
+  assert_int_equal(ws_conn_feed(c, in, sizeof(req) - 1, &n), 0);
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_REQUEST);
+  assert_int_equal(ws_conn_accept(c, NULL), 0);
+  while (ws_conn_out_peek(c, iov, 2))
+    ws_conn_out_consume(c, iov[0].len);
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_OPEN);
+  assert_int_equal(ws_conn_next_event(c, &ev), WS_ERR_WOULDBLOCK);
+  size_t busy = a.live_bytes;
+  int shrunk = ws_conn_shrink(c);
+  busy -= a.live_bytes;
+  assert_int_equal(shrunk, busy != 0);
+  ws_conn_del(c);
+  free(in);
+  assert_int_equal(a.live_blocks, 0);
+  return busy;
+}

@@ -35,4 +35,9 @@ typedef struct tu_alloc {
 
 void tu_alloc_init(tu_alloc *a, size_t fail_at);
 
+/* The bytes of a connection's busy-only state, measured: what
+ * ws_conn_shrink() frees of an open, quiet server connection (0 in a
+ * build that keeps that state inside the object). */
+size_t tu_conn_busy_bytes(void);
+
 #endif
