@@ -28,7 +28,8 @@
  *    and nothing is left allocated after ws_conn_del();
  *  - unless timers are on, the same input fed unsplit gives the same
  *    event sequence (type, flags and data joined per frame, close code,
- *    error): split invariance.
+ *    error): split invariance; the split run also lets go of the
+ *    busy-only state now and then (ws_conn_shrink()).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -432,6 +433,18 @@ static void pull(run *R) {
   drain(R);
 }
 
+/* In a split run, ws_conn_shrink() now and then between
+ * feeds: the busy-only state goes whenever the connection is quiet and
+ * comes back with the next byte, which must change no event and no
+ * output byte (the unsplit run never shrinks). */
+static void shrink(run *R) {
+  if (!R->split || (xs(&R->r) & 3u) != 0) return;
+  if (ws_conn_shrink(R->c) != 1) return;
+  CHECK(ws_conn_state(R->c) == WS_STATE_OPEN);
+  CHECK(ws_conn_out_pending(R->c) == 0 && !ws_conn_want_write(R->c));
+  CHECK(ws_conn_shrink(R->c) == 0);
+}
+
 /* Feeds |len| bytes (a heap block of exactly that size, so over-reads
  * are caught). Returns 0 once the connection refuses more input. */
 static int feed(run *R, uint8_t *in, size_t len) {
@@ -446,6 +459,7 @@ static int feed(run *R, uint8_t *in, size_t len) {
     pull(R);
     tick(R, 1);
     drain(R);
+    shrink(R);
     if (rv != 0 && rv != WS_ERR_WOULDBLOCK) {
       CHECK(rv < 0);
       return 0;

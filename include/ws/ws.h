@@ -457,8 +457,8 @@ WS_EXTERN int ws_conn_new(ws_conn **pconn, const ws_config *cfg,
 /* Frees the connection and everything it owns. NULL is fine. */
 WS_EXTERN void ws_conn_del(ws_conn *conn);
 
-/* Returns sizeof the connection object (memory per idle connection
- * without buffers in flight). */
+/* Returns sizeof the connection object: the memory of an idle
+ * connection after ws_conn_shrink(), without buffers in flight. */
 WS_EXTERN size_t ws_conn_sizeof(void);
 
 /* Frees the state only a busy connection needs (the frame parser, the
