@@ -182,7 +182,10 @@ struct ws_loop_conn {
   void *user_data;
   conn_aux *aux; /* with F_TP, its transport too */
   listener *lst;
-  ws_loop_conn *next_dirty, *next_again;
+  /* The dirty and again lists: the next connection's slot + 1 (the low
+   * 32 bits of its id), 0 at the end. A connection on a list keeps its
+   * slot until it is freed, dead or not (slot_hold()). */
+  uint32_t next_dirty, next_again;
 };
 
 /* Where the core's connection lives in a connection's block: aligned as
@@ -195,8 +198,11 @@ struct ws_loop_conn {
 /* The slot table (id -> connection) and the deadline heap are arrays of
  * pages of PAGE_ENTRIES entries: they grow a page at a time (at most one
  * page partly used, no copy of the whole table), and a slot's entry is
- * either its connection (the pointer, even) or, when free, its
- * generation and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
+ * either its connection (the pointer, a multiple of WS_ARENA_ALIGN:
+ * ws_conn_init() accepts no other block at CONN_WS_OFF), or the pointer
+ * | 2 for a dead connection that holds the slot while it is still on the
+ * dirty or again list (those link slots), or, when free, its generation
+ * and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
 #define PAGE_ENTRIES 512u
 #define MAX_SLOTS 0x7fffffffu
 typedef uint64_t slot_entry;
@@ -225,7 +231,8 @@ struct ws_loop {
   /* deadline heap, |heaplen| entries in |nhpages| pages */
   void **hpages; /* of ws_loop_conn * */
   uint32_t heaplen, nhpages, hpcap;
-  ws_loop_conn *dirty, *again, *grave;
+  uint32_t dirty, again; /* lists: the first one's slot + 1, 0: empty */
+  ws_loop_conn *grave;
   ws_drv_event ready[MAX_READY];
   int nready; /* entries of |ready| being dispatched */
   /* the connection whose on_open runs, and its 101 (client) */
@@ -292,10 +299,18 @@ void drv_note_rv(ws_loop *l, int rv);
 /* Frees the graveyard, except connections still on a list of this round. */
 void drv_free_grave(ws_loop *l);
 
-/* The connection in slot |i| (< l->nslots), NULL if the slot is free. */
+/* The live connection in slot |i| (< l->nslots), NULL if the slot is
+ * free or held by a dead connection. */
 static inline ws_loop_conn *drv_slot_conn(const ws_loop *l, uint32_t i) {
   slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
-  return (e & 1u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+  return (e & 3u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+}
+/* The connection, dead or alive, that a list link (slot + 1, not 0)
+ * names. */
+static inline ws_loop_conn *drv_listed_conn(const ws_loop *l, uint32_t link) {
+  uint32_t i = link - 1;
+  slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
+  return (ws_loop_conn *)(uintptr_t)(e & ~(slot_entry)2u);
 }
 /* Grows a page table (|*ppages|, |*pn| pages in room for |*pcap|) by one
  * page of |entry| bytes a slot; -1 without memory. */

@@ -57,18 +57,19 @@ static int has_retained(const ws_loop_conn *c) {
   return c->aux && c->aux->rpos < c->aux->rlen;
 }
 
+/* (A connection not in the graveyard holds its slot: F_SLOT.) */
 void conn_mark_dirty(ws_loop_conn *c) {
   if (c->flags & (F_DIRTY | F_GRAVE)) return;
   c->flags |= F_DIRTY;
   c->next_dirty = c->loop->dirty;
-  c->loop->dirty = c;
+  c->loop->dirty = (uint32_t)c->id;
 }
 
 void conn_mark_again(ws_loop_conn *c) {
   if (c->flags & (F_AGAIN | F_GRAVE)) return;
   c->flags |= F_AGAIN;
   c->next_again = c->loop->again;
-  c->loop->again = c;
+  c->loop->again = (uint32_t)c->id;
 }
 
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
@@ -126,6 +127,14 @@ static int slot_take(ws_loop *l, ws_loop_conn *c) {
   c->id = (uint64_t)gen << 32 | (uint64_t)(s + 1);
   c->flags |= F_SLOT;
   return 0;
+}
+
+/* Dead |c| is still on a list, which links it by its slot: it keeps
+ * the slot until it is freed, but the slot no longer finds it
+ * (drv_slot_conn(), conn_by_id()). */
+static void slot_hold(ws_loop *l, ws_loop_conn *c) {
+  uint32_t s = (uint32_t)(c->id & 0xffffffffu) - 1;
+  *slot_at(l, s) = (slot_entry)(uintptr_t)c | 2u;
 }
 
 static void slot_release(ws_loop *l, ws_loop_conn *c) {
@@ -250,7 +259,10 @@ void conn_destroy(ws_loop_conn *c, int err) {
   c->fd = -1;
   heap_remove(l, c);
   budget_release(c);
-  slot_release(l, c);
+  if (c->flags & (F_DIRTY | F_AGAIN))
+    slot_hold(l, c); /* released when it is freed */
+  else
+    slot_release(l, c);
   l->nconns--;
   c->flags |= F_GRAVE;
   c->next_grave = l->grave;
@@ -258,6 +270,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
 }
 
 void conn_free_memory(ws_loop_conn *c) {
+  slot_release(c->loop, c); /* if it was held (slot_hold()) */
   ws_conn_fini(CONN_WS(c));
   aux_free(c);
   drv_block_free(c->loop, c, conn_block_size(c));
