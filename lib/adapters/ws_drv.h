@@ -162,9 +162,11 @@ struct ws_loop_conn {
   uint8_t events; /* interest registered with the poller (WS_DRV_*) */
   uint32_t flags;
   int fd;
-  int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
-                 says which) or a code of its own */
-  int sys_errno;
+  /* The transport's failure, 0 if none: > 0 WS_LOOP_ERR_IO with this
+   * errno (errno values are positive), < 0 the code itself (a transport's
+   * own, or WS_LOOP_ERR_IO without an errno). conn_io_err() and
+   * conn_sys_errno() read it. */
+  int io_fail;
   int16_t end_err;      /* the reason to report if the core has none (one
                            of the loop's or the core's codes) */
   uint16_t http_status;
@@ -187,6 +189,18 @@ struct ws_loop_conn {
    * slot until it is freed, dead or not (slot_hold()). */
   uint32_t next_dirty, next_again;
 };
+
+/* The transport's failure code (0: none) and its errno (0: none). */
+static inline int conn_io_err(const ws_loop_conn *c) {
+  return c->io_fail > 0 ? WS_LOOP_ERR_IO : c->io_fail;
+}
+static inline int conn_sys_errno(const ws_loop_conn *c) {
+  return c->io_fail > 0 ? c->io_fail : 0;
+}
+/* Notes failure |err| (< 0), with |e| the errno of a WS_LOOP_ERR_IO. */
+static inline void conn_set_io_err(ws_loop_conn *c, int err, int e) {
+  c->io_fail = err == WS_LOOP_ERR_IO && e > 0 ? e : err;
+}
 
 /* Where the core's connection lives in a connection's block: aligned as
  * the blocks of the core's own arena, where ws_conn_new() places one

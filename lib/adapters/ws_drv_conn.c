@@ -203,7 +203,7 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 static const char *tp_error_text(const ws_loop_conn *c) {
   const ws_loop_transport *tp = conn_tp(c);
   void *tctx = conn_tctx(c);
-  const char *s = c->io_err && tp->error && tctx ? tp->error(tctx) : NULL;
+  const char *s = c->io_fail && tp->error && tctx ? tp->error(tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
@@ -219,11 +219,8 @@ static size_t tp_pending(const ws_loop_conn *c) {
 static int tp_fail(ws_loop_conn *c, int rv) {
   int e = errno;
   if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
-  if (!c->io_err) {
-    c->io_err = rv;
-    c->sys_errno = rv == WS_LOOP_ERR_IO ? (e ? e : EIO) : 0;
-  }
-  return c->io_err;
+  if (!c->io_fail) conn_set_io_err(c, rv, e ? e : EIO);
+  return conn_io_err(c);
 }
 
 static void call_on_close(ws_loop_conn *c, ws_loop_close_info *info) {
@@ -242,7 +239,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
     info.code = 1006;
     info.sent_code = ws_conn_close_code(CONN_WS(c));
     info.error = c->end_err ? c->end_err : err;
-    info.sys_errno = c->sys_errno;
+    info.sys_errno = conn_sys_errno(c);
     info.http_status = c->http_status;
     info.transport_error = tp_error_text(c);
     call_on_close(c, &info);
@@ -412,13 +409,13 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
   } else {
     info.code = 1006;
     info.error = ev->error;
-    if (ev->error == WS_ERR_EOF && c->io_err) info.error = c->io_err;
+    if (ev->error == WS_ERR_EOF && c->io_fail) info.error = conn_io_err(c);
     if (c->flags & F_BUDGET) {
       info.error = WS_LOOP_ERR_BUDGET;
       if (c->role == WS_ROLE_SERVER && !info.sent_code)
         info.sent_code = 1013; /* written once the output drains */
     }
-    info.sys_errno = c->sys_errno;
+    info.sys_errno = conn_sys_errno(c);
     info.transport_error = tp_error_text(c);
     if (ev->response) {
       info.response = ev->response;
@@ -783,8 +780,7 @@ static void conn_set_interest(ws_loop_conn *c) {
   else
     rv = l->poller.add(l->poller.self, c->fd, c, ev);
   if (rv != 0) {
-    c->sys_errno = errno;
-    c->io_err = WS_LOOP_ERR_IO;
+    conn_set_io_err(c, WS_LOOP_ERR_IO, errno);
     conn_destroy(c, WS_LOOP_ERR_IO);
     return;
   }

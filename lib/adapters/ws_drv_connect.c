@@ -39,8 +39,7 @@ void connect_done(ws_loop_conn *c) {
     l->sys.close(l->sys.self, c->fd);
     c->fd = -1;
     if (connect_next(c) != 0) {
-      c->io_err = WS_LOOP_ERR_IO;
-      c->sys_errno = err;
+      conn_set_io_err(c, WS_LOOP_ERR_IO, err);
       conn_destroy(c, WS_LOOP_ERR_IO);
     }
     return;
@@ -58,8 +57,7 @@ void connect_done(ws_loop_conn *c) {
   if (rv != 0) {
     a->tctx = NULL;
     if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO;
-    c->io_err = rv;
-    c->sys_errno = rv == WS_LOOP_ERR_IO ? (errno ? errno : EIO) : 0;
+    conn_set_io_err(c, rv, errno ? errno : EIO);
     conn_destroy(c, rv);
   }
   drv_free(l, a->server_name); /* (a transport keeps its own copy) */
