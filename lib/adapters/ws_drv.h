@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define NO_DEADLINE UINT64_MAX
 #define READ_BUDGET 4    /* reads per connection per round */
@@ -83,6 +84,10 @@ enum cstate {
 #define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
 #define F_SHARED 0x2000000u   /* its core is its listener's ws_conn_shared's */
 #define F_TP 0x4000000u       /* a transport of its own (aux->tp), not TCP */
+/* the block's tail (fixed at conn_new(): conn_block_size() reads them) */
+#define F_TAIL_IP 0x8000000u  /* ... holds the peer's hash (max_conns_per_ip) */
+#define F_TAIL_HS 0x10000000u /* ... holds the handshake's start
+                                 (max_handshakes) */
 
 typedef struct handle {
   uint8_t kind;
@@ -154,7 +159,10 @@ typedef struct conn_aux {
  * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
  * smaller core) in one block of conn_block_size() bytes, the core's at
  * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
- * open connection holds one for its whole life. */
+ * open connection holds one for its whole life (80 bytes on LP64). What
+ * only the caps of some listeners need is in the block's tail, after the
+ * core, and only in their connections' blocks (F_TAIL_IP, F_TAIL_HS:
+ * conn_peer_hash(), conn_hs_ms()). */
 struct ws_loop_conn {
   handle h;
   uint8_t state;
@@ -162,33 +170,34 @@ struct ws_loop_conn {
   uint8_t events; /* interest registered with the poller (WS_DRV_*) */
   uint32_t flags;
   int fd;
-  /* The transport's failure, 0 if none: > 0 WS_LOOP_ERR_IO with this
-   * errno (errno values are positive), < 0 the code itself (a transport's
-   * own, or WS_LOOP_ERR_IO without an errno). conn_io_err() and
-   * conn_sys_errno() read it. */
-  int io_fail;
-  int16_t end_err;      /* the reason to report if the core has none (one
-                           of the loop's or the core's codes) */
-  uint16_t http_status;
   uint32_t heap_idx; /* UINT32_MAX: not in the heap */
-  uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
-  uint64_t id;       /* the slot + 1 in the low 32 bits (F_SLOT) */
   /* The heap key while alive; once dead (C_DEAD, out of the heap for
    * good) the link of the graveyard. */
   union {
     uint64_t deadline;
     ws_loop_conn *next_grave;
   };
-  uint64_t ip_hash; /* the peer address (max_conns_per_ip) */
+  uint64_t id; /* the slot + 1 in the low 32 bits (F_SLOT) */
   ws_loop *loop;
-  void *user_data;
   conn_aux *aux; /* with F_TP, its transport too */
+  void *user_data;
   listener *lst;
   /* The dirty and again lists: the next connection's slot + 1 (the low
    * 32 bits of its id), 0 at the end. A connection on a list keeps its
    * slot until it is freed, dead or not (slot_hold()). */
   uint32_t next_dirty, next_again;
+  /* The transport's failure, 0 if none: > 0 WS_LOOP_ERR_IO with this
+   * errno (errno values are positive), < 0 the code itself (a transport's
+   * own, or WS_LOOP_ERR_IO without an errno). conn_io_err() and
+   * conn_sys_errno() read it. */
+  int io_fail;
+  int16_t end_err; /* the reason to report if the core has none (one of
+                      the loop's or the core's codes) */
+  uint16_t http_status;
 };
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(ws_loop_conn) <= 80, "ws_loop_conn grew (issue 11)");
+#endif
 
 /* The transport's failure code (0: none) and its errno (0: none). */
 static inline int conn_io_err(const ws_loop_conn *c) {
@@ -208,6 +217,37 @@ static inline void conn_set_io_err(ws_loop_conn *c, int err, int e) {
 #define CONN_WS_OFF                                                            \
   ((sizeof(ws_loop_conn) + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1))
 #define CONN_WS(c) ((ws_conn *)(void *)((char *)(c) + CONN_WS_OFF))
+
+/* Where the tail of a block with |flags| starts: right after the core
+ * (not aligned: read and written with memcpy). First the peer's hash
+ * (F_TAIL_IP, 8 bytes), then the handshake's start (F_TAIL_HS, 4). */
+static inline size_t conn_tail_off(uint32_t flags) {
+  return CONN_WS_OFF +
+         ((flags & F_SHARED) ? ws_conn_sizeof_shared() : ws_conn_sizeof());
+}
+/* FNV-1a of the peer's address without its port (budget_admit()), 0
+ * without F_TAIL_IP. */
+static inline uint64_t conn_peer_hash(const ws_loop_conn *c) {
+  uint64_t h = 0;
+  if (c->flags & F_TAIL_IP)
+    memcpy(&h, (const char *)c + conn_tail_off(c->flags), sizeof(h));
+  return h;
+}
+static inline void conn_set_peer_hash(ws_loop_conn *c, uint64_t h) {
+  if (c->flags & F_TAIL_IP)
+    memcpy((char *)c + conn_tail_off(c->flags), &h, sizeof(h));
+}
+/* F_HS: the clock's low 32 bits at accept; 0 without F_TAIL_HS. */
+static inline uint32_t conn_hs_ms(const ws_loop_conn *c) {
+  uint32_t t = 0;
+  size_t off = conn_tail_off(c->flags) + ((c->flags & F_TAIL_IP) ? 8 : 0);
+  if (c->flags & F_TAIL_HS) memcpy(&t, (const char *)c + off, sizeof(t));
+  return t;
+}
+static inline void conn_set_hs_ms(ws_loop_conn *c, uint32_t t) {
+  size_t off = conn_tail_off(c->flags) + ((c->flags & F_TAIL_IP) ? 8 : 0);
+  if (c->flags & F_TAIL_HS) memcpy((char *)c + off, &t, sizeof(t));
+}
 
 /* The slot table (id -> connection) and the deadline heap are arrays of
  * pages of PAGE_ENTRIES entries: they grow a page at a time (at most one
@@ -346,10 +386,11 @@ void drv_run_timers(ws_loop *l);
 /* ---- ws_drv_conn.c ------------------------------------------------------- */
 
 /* A connection with configuration |cfg|, or that of |sh| when not NULL
- * (its core then holds a reference to it). */
+ * (its core then holds a reference to it); |tail|: the F_TAIL_* its
+ * block has room for. */
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
                        ws_conn_shared *sh, const ws_loop_transport *tp,
-                       void *ud);
+                       void *ud, uint32_t tail);
 /* Ends a connection (on_close if owed, with |err| unless the core or the
  * transport said why already). */
 void conn_destroy(ws_loop_conn *c, int err);
@@ -423,6 +464,10 @@ int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
  * |c|'s output is over high_water (the last 10% are kept for the
  * connections that read). */
 int budget_hold_back(const ws_loop_conn *c);
+/* The F_TAIL_* of the connections of |s|: room for what its caps need
+ * (conn_peer_hash() for max_conns_per_ip, conn_hs_ms() for
+ * max_handshakes). */
+uint32_t budget_tail(const listener *s);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);

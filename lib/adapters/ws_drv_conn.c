@@ -146,23 +146,26 @@ static void slot_release(ws_loop *l, ws_loop_conn *c) {
   c->flags &= ~F_SLOT;
 }
 
-static size_t block_size(int shared) {
-  return CONN_WS_OFF + (shared ? ws_conn_sizeof_shared() : ws_conn_sizeof());
+/* The block of a connection with |flags| (F_SHARED, F_TAIL_*). */
+static size_t block_size(uint32_t flags) {
+  return conn_tail_off(flags) + ((flags & F_TAIL_IP) ? 8 : 0) +
+         ((flags & F_TAIL_HS) ? 4 : 0);
 }
 
-size_t conn_block_size(const ws_loop_conn *c) {
-  return block_size((c->flags & F_SHARED) != 0);
-}
+size_t conn_block_size(const ws_loop_conn *c) { return block_size(c->flags); }
 
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
                        ws_conn_shared *sh, const ws_loop_transport *tp,
-                       void *ud) {
-  ws_loop_conn *c = drv_block_alloc(l, block_size(sh != NULL));
+                       void *ud, uint32_t tail) {
+  uint32_t fl = (sh ? F_SHARED : 0) | (tail & (F_TAIL_IP | F_TAIL_HS));
+  ws_loop_conn *c = drv_block_alloc(l, block_size(fl));
   ws_conn *ws;
   int rv;
   if (!c) return NULL;
   memset(c, 0, sizeof(*c));
-  if (sh) c->flags = F_SHARED;
+  c->flags = fl;
+  conn_set_peer_hash(c, 0);
+  conn_set_hs_ms(c, 0);
   c->h.kind = H_CONN;
   c->fd = fd;
   c->role = (uint8_t)role;

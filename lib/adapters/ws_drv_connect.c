@@ -112,7 +112,7 @@ int connect_once(ws_loop *l, const ws_loop_connect_params *p,
   if (l->sys.resolve(l->sys.self, p->host, p->port, &res) != 0 || !res)
     return WS_LOOP_ERR_RESOLVE;
   ws_loop_conn *c =
-      conn_new(l, -1, WS_ROLE_CLIENT, &cfg, NULL, p->transport, p->user_data);
+      conn_new(l, -1, WS_ROLE_CLIENT, &cfg, NULL, p->transport, p->user_data, 0);
   conn_aux *a = c ? conn_aux_get(c) : NULL;
   size_t hl = strlen(p->host) + 1;
   if (a) a->server_name = drv_malloc(l, hl);

@@ -2675,6 +2675,47 @@ static void idle_connection_is_one_block(void **state) {
   h_end();
 }
 
+/* What only a listener's caps need is in its connections' blocks only:
+ * after the core, the peer's hash (max_conns_per_ip) and the handshake's
+ * start (max_handshakes); the connections of a listener without them
+ * (above) have neither. */
+static void caps_keep_their_state_in_the_block_tail(void **state) {
+  (void)state;
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns_per_ip = 4;
+  lp.max_handshakes = 4;
+  h_start(NULL, NULL, 0);
+  b_listen(&lp);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_round();
+  uint64_t t0 = sim_now(H.s);
+  int mute = sim_dial(H.s, H.port); /* a handshake that has not started */
+  for (int i = 0; i < 10 && H.l->nslots < 2; i++) h_round();
+  assert_int_equal(H.l->nslots, 2);
+  ws_loop_conn *ca = slot_conn(0), *cm = slot_conn(1);
+  for (int i = 0; i < 2; i++) {
+    ws_loop_conn *c = i ? cm : ca;
+    assert_int_equal(c->flags & (F_SHARED | F_TAIL_IP | F_TAIL_HS),
+                     F_SHARED | F_TAIL_IP | F_TAIL_HS);
+    assert_int_equal(conn_block_size(c),
+                     CONN_WS_OFF + ws_conn_sizeof_shared() + 8 + 4);
+  }
+  /* both from 127.0.0.1 */
+  assert_true(conn_peer_hash(ca) != 0);
+  assert_true(conn_peer_hash(cm) == conn_peer_hash(ca));
+  /* the handshake under way started at its accept */
+  assert_true((cm->flags & (F_HS | F_COUNTED)) == (F_HS | F_COUNTED));
+  assert_true((uint32_t)sim_now(H.s) - conn_hs_ms(cm) <=
+              (uint32_t)(sim_now(H.s) - t0));
+  assert_false(ca->flags & F_HS); /* open: out of the cap */
+  sim_close(H.s, mute);
+  h_round();
+  h_end();
+}
+
 /* A connection over a transport of its own (as TLS) keeps that transport
  * and its context in its aux for its whole life, idle or not, and the
  * transport is detached once at the end; a plain TCP connection keeps
@@ -2888,6 +2929,7 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(caps_keep_their_state_in_the_block_tail),
       cmocka_unit_test(own_transport_lives_in_the_aux),
       cmocka_unit_test(mask_keys_come_from_the_pool),
       cmocka_unit_test(busy_connection_gives_its_aux_back),
