@@ -409,8 +409,8 @@ size_t conn_pending(const ws_loop_conn *c);
 void conn_tick(ws_loop_conn *c);
 /* Pulls and dispatches core events; 1 if one was kept (paused). */
 int conn_pull_events(ws_loop_conn *c);
-/* After anything happened: write, backpressure, finish, interest,
- * deadline. */
+/* After anything happened: write, backpressure, finish, interest, the
+ * core's busy state once quiet (ws_conn_shrink()), deadline. */
 void conn_after(ws_loop_conn *c);
 /* Readiness of a connection's descriptor. */
 void conn_ready(ws_loop_conn *c, unsigned events);

@@ -909,6 +909,22 @@ void conn_message_timeout(ws_loop_conn *c) {
   ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
 }
 
+/* Lets the core free what only a busy connection needs (ws_conn_shrink())
+ * once |c|'s turn is over and it is quiet: open (not closing), its input
+ * all fed (none retained), no event kept for the application (a pause
+ * of ws_loop_conn_pause_reading() keeps none), and no more work for it
+ * this round (on the dirty or again list, conn_after() comes again).
+ * The core checks the rest itself: output, a partial frame or message,
+ * an event, a ping, an error, WS_CFG_KEEP_BUFFERS. */
+static void conn_shrink(ws_loop_conn *c) {
+  if (c->state != C_WS || (c->flags & (F_DIRTY | F_AGAIN)) ||
+      has_retained(c) ||
+      ((c->flags & F_PAUSED) && c->aux->ev.type != WS_EV_NONE) ||
+      ws_conn_state(CONN_WS(c)) != WS_STATE_OPEN)
+    return;
+  (void)ws_conn_shrink(CONN_WS(c));
+}
+
 void conn_after(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   if (c->state == C_DEAD) return;
@@ -932,6 +948,7 @@ void conn_after(ws_loop_conn *c) {
   }
   conn_set_interest(c);
   if (c->state == C_DEAD) return;
+  conn_shrink(c);
   conn_aux_trim(c);
   if (heap_update(l, c, conn_deadline(c)) != 0) conn_destroy(c, WS_ERR_NOMEM);
 }

@@ -2675,6 +2675,41 @@ static void idle_connection_is_one_block(void **state) {
   h_end();
 }
 
+/* After each burst of traffic (messages both ways, a keepalive ping and
+ * its pong), an open connection that went quiet again holds what it held
+ * idle before: its block (ws_conn_shrink() once its turn is over). */
+static void idle_again_after_traffic(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_round();
+  uint64_t m0 = 0, m1 = 0;
+  ws_loop_memory(H.l, &m0, NULL);
+  static char big[20000];
+  memset(big, 'x', sizeof(big) - 1);
+  for (int burst = 0; burst < 3; burst++) {
+    peer_send(&a, "hello");
+    peer_send(&a, big);
+    h_until(&a.msgs, 2 * (burst + 1), 20);
+    h_round();
+    ws_loop_memory(H.l, &m1, NULL);
+    assert_int_equal(m1, m0);
+  }
+  /* the keepalive ping (25 s of quiet), then the pong */
+  h_until(&a.pings, 1, 10);
+  h_round();
+  h_round();
+  ws_loop_memory(H.l, &m1, NULL);
+  assert_int_equal(m1, m0);
+  assert_int_equal(ws_loop_conn_count(H.l), 1);
+  h_end();
+}
+
 /* What only a listener's caps need is in its connections' blocks only:
  * after the core, the peer's hash (max_conns_per_ip) and the handshake's
  * start (max_handshakes); the connections of a listener without them
@@ -2929,6 +2964,7 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(idle_again_after_traffic),
       cmocka_unit_test(caps_keep_their_state_in_the_block_tail),
       cmocka_unit_test(own_transport_lives_in_the_aux),
       cmocka_unit_test(mask_keys_come_from_the_pool),
