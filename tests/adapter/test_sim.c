@@ -2675,6 +2675,56 @@ static void idle_connection_is_one_block(void **state) {
   h_end();
 }
 
+/* The dirty and again lists link connections by slot. A connection that
+ * ends while on them keeps its slot until it is freed at the end of the
+ * round, unseen by the table's walks and by conn_by_id(): one accepted
+ * in the same round takes another slot, and the lists still reach the
+ * connections behind it. */
+static void dead_connection_on_a_list_keeps_its_slot(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c, d;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  h_round();
+  ws_loop_conn *ca = slot_conn(0), *cb = slot_conn(1);
+  uint64_t ida = ws_loop_conn_id(ca);
+  assert_int_equal(ida, (uint64_t)1 << 32 | 1);
+  conn_mark_dirty(cb);
+  conn_mark_dirty(ca);
+  conn_mark_again(ca);
+  conn_destroy(ca, WS_LOOP_ERR_SHUTDOWN);
+  assert_int_equal(H.closes, 1);
+  assert_null(drv_slot_conn(H.l, 0));
+  assert_null(conn_by_id(H.l, ida));
+  assert_ptr_equal(drv_listed_conn(H.l, H.l->dirty), ca);
+  assert_ptr_equal(drv_listed_conn(H.l, ca->next_dirty), cb);
+  assert_ptr_equal(drv_listed_conn(H.l, H.l->again), ca);
+  ws_loop_stats st;
+  ws_loop_stats_get(H.l, &st, sizeof(st));
+  assert_int_equal(st.open, 1);
+  assert_int_equal(st.closed, 1);
+  assert_int_equal(st.accepted, 2); /* the dead one counted once */
+  /* accepted in the round that runs the lists: a slot of its own */
+  h_peer(&c, "/");
+  h_round();
+  assert_int_equal(H.l->nslots, 3);
+  assert_non_null(drv_slot_conn(H.l, 2));
+  assert_null(drv_slot_conn(H.l, 0));
+  assert_false(cb->flags & F_DIRTY); /* reached behind the dead one */
+  assert_int_equal(H.l->dirty, 0);
+  assert_int_equal(H.l->again, 0);
+  h_until(&c.opened, 1, 10);
+  /* freed with the round: the slot is taken again, one generation on */
+  h_peer(&d, "/");
+  h_until(&d.opened, 1, 10);
+  assert_int_equal(H.l->nslots, 3);
+  assert_int_equal(ws_loop_conn_id(slot_conn(0)), (uint64_t)2 << 32 | 1);
+  h_end();
+}
+
 /* After each burst of traffic (messages both ways, a keepalive ping and
  * its pong), an open connection that went quiet again holds what it held
  * idle before: its block (ws_conn_shrink() once its turn is over). */
@@ -2964,6 +3014,7 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(dead_connection_on_a_list_keeps_its_slot),
       cmocka_unit_test(idle_again_after_traffic),
       cmocka_unit_test(caps_keep_their_state_in_the_block_tail),
       cmocka_unit_test(own_transport_lives_in_the_aux),
