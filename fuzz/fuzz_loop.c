@@ -826,7 +826,8 @@ static void configure(run *R) {
 }
 
 /* What one connection may hold, by the configured limits:
- *  - the driver's own: its ws_loop_conn, the conn_aux of a pause or of
+ *  - the driver's own: its ws_loop_conn and the tail of its block (the
+ *    caps' state, 12 bytes at most), the conn_aux of a pause or of
  *    retained input, and retained input itself (never more than one
  *    read, read_size), plus the client's server name;
  *  - the core's (as fuzz/conn_driver.c): the message buffer and the
@@ -838,7 +839,8 @@ static void configure(run *R) {
  *    stream-mode chunk. */
 static size_t conn_bound(const run *R) {
   const ws_config *cfg = &R->scfg;
-  size_t n = sizeof(ws_loop_conn) + sizeof(conn_aux) + R->lcfg.read_size + 64;
+  size_t n = sizeof(ws_loop_conn) + 12 + sizeof(conn_aux) + R->lcfg.read_size +
+             64;
   n += 2 * (size_t)cfg->max_message + 2 * ((size_t)cfg->max_out_queue + 1024) +
        2 * (size_t)cfg->max_handshake_bytes +
        (size_t)cfg->max_headers * sizeof(ws_header) + 4096;

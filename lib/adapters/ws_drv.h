@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #define NO_DEADLINE UINT64_MAX
 #define READ_BUDGET 4    /* reads per connection per round */
@@ -83,6 +84,10 @@ enum cstate {
 #define F_SLOT 0x1000000u     /* holds its slot (id) in the table */
 #define F_SHARED 0x2000000u   /* its core is its listener's ws_conn_shared's */
 #define F_TP 0x4000000u       /* a transport of its own (aux->tp), not TCP */
+/* the block's tail (fixed at conn_new(): conn_block_size() reads them) */
+#define F_TAIL_IP 0x8000000u  /* ... holds the peer's hash (max_conns_per_ip) */
+#define F_TAIL_HS 0x10000000u /* ... holds the handshake's start
+                                 (max_handshakes) */
 
 typedef struct handle {
   uint8_t kind;
@@ -154,7 +159,10 @@ typedef struct conn_aux {
  * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
  * smaller core) in one block of conn_block_size() bytes, the core's at
  * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
- * open connection holds one for its whole life. */
+ * open connection holds one for its whole life (80 bytes on LP64). What
+ * only the caps of some listeners need is in the block's tail, after the
+ * core, and only in their connections' blocks (F_TAIL_IP, F_TAIL_HS:
+ * conn_peer_hash(), conn_hs_ms()). */
 struct ws_loop_conn {
   handle h;
   uint8_t state;
@@ -162,28 +170,46 @@ struct ws_loop_conn {
   uint8_t events; /* interest registered with the poller (WS_DRV_*) */
   uint32_t flags;
   int fd;
-  int io_err; /* the transport's failure: WS_LOOP_ERR_IO (sys_errno
-                 says which) or a code of its own */
-  int sys_errno;
-  int16_t end_err;      /* the reason to report if the core has none (one
-                           of the loop's or the core's codes) */
-  uint16_t http_status;
   uint32_t heap_idx; /* UINT32_MAX: not in the heap */
-  uint32_t hs_ms;    /* F_HS: the clock's low 32 bits at accept */
-  uint64_t id;       /* the slot + 1 in the low 32 bits (F_SLOT) */
   /* The heap key while alive; once dead (C_DEAD, out of the heap for
    * good) the link of the graveyard. */
   union {
     uint64_t deadline;
     ws_loop_conn *next_grave;
   };
-  uint64_t ip_hash; /* the peer address (max_conns_per_ip) */
+  uint64_t id; /* the slot + 1 in the low 32 bits (F_SLOT) */
   ws_loop *loop;
-  void *user_data;
   conn_aux *aux; /* with F_TP, its transport too */
+  void *user_data;
   listener *lst;
-  ws_loop_conn *next_dirty, *next_again;
+  /* The dirty and again lists: the next connection's slot + 1 (the low
+   * 32 bits of its id), 0 at the end. A connection on a list keeps its
+   * slot until it is freed, dead or not (slot_hold()). */
+  uint32_t next_dirty, next_again;
+  /* The transport's failure, 0 if none: > 0 WS_LOOP_ERR_IO with this
+   * errno (errno values are positive), < 0 the code itself (a transport's
+   * own, or WS_LOOP_ERR_IO without an errno). conn_io_err() and
+   * conn_sys_errno() read it. */
+  int io_fail;
+  int16_t end_err; /* the reason to report if the core has none (one of
+                      the loop's or the core's codes) */
+  uint16_t http_status;
 };
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(ws_loop_conn) <= 80, "ws_loop_conn grew (issue 11)");
+#endif
+
+/* The transport's failure code (0: none) and its errno (0: none). */
+static inline int conn_io_err(const ws_loop_conn *c) {
+  return c->io_fail > 0 ? WS_LOOP_ERR_IO : c->io_fail;
+}
+static inline int conn_sys_errno(const ws_loop_conn *c) {
+  return c->io_fail > 0 ? c->io_fail : 0;
+}
+/* Notes failure |err| (< 0), with |e| the errno of a WS_LOOP_ERR_IO. */
+static inline void conn_set_io_err(ws_loop_conn *c, int err, int e) {
+  c->io_fail = err == WS_LOOP_ERR_IO && e > 0 ? e : err;
+}
 
 /* Where the core's connection lives in a connection's block: aligned as
  * the blocks of the core's own arena, where ws_conn_new() places one
@@ -192,11 +218,45 @@ struct ws_loop_conn {
   ((sizeof(ws_loop_conn) + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1))
 #define CONN_WS(c) ((ws_conn *)(void *)((char *)(c) + CONN_WS_OFF))
 
+/* Where the tail of a block with |flags| starts: right after the core
+ * (not aligned: read and written with memcpy). First the peer's hash
+ * (F_TAIL_IP, 8 bytes), then the handshake's start (F_TAIL_HS, 4). */
+static inline size_t conn_tail_off(uint32_t flags) {
+  return CONN_WS_OFF +
+         ((flags & F_SHARED) ? ws_conn_sizeof_shared() : ws_conn_sizeof());
+}
+/* FNV-1a of the peer's address without its port (budget_admit()), 0
+ * without F_TAIL_IP. */
+static inline uint64_t conn_peer_hash(const ws_loop_conn *c) {
+  uint64_t h = 0;
+  if (c->flags & F_TAIL_IP)
+    memcpy(&h, (const char *)c + conn_tail_off(c->flags), sizeof(h));
+  return h;
+}
+static inline void conn_set_peer_hash(ws_loop_conn *c, uint64_t h) {
+  if (c->flags & F_TAIL_IP)
+    memcpy((char *)c + conn_tail_off(c->flags), &h, sizeof(h));
+}
+/* F_HS: the clock's low 32 bits at accept; 0 without F_TAIL_HS. */
+static inline uint32_t conn_hs_ms(const ws_loop_conn *c) {
+  uint32_t t = 0;
+  size_t off = conn_tail_off(c->flags) + ((c->flags & F_TAIL_IP) ? 8 : 0);
+  if (c->flags & F_TAIL_HS) memcpy(&t, (const char *)c + off, sizeof(t));
+  return t;
+}
+static inline void conn_set_hs_ms(ws_loop_conn *c, uint32_t t) {
+  size_t off = conn_tail_off(c->flags) + ((c->flags & F_TAIL_IP) ? 8 : 0);
+  if (c->flags & F_TAIL_HS) memcpy((char *)c + off, &t, sizeof(t));
+}
+
 /* The slot table (id -> connection) and the deadline heap are arrays of
  * pages of PAGE_ENTRIES entries: they grow a page at a time (at most one
  * page partly used, no copy of the whole table), and a slot's entry is
- * either its connection (the pointer, even) or, when free, its
- * generation and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
+ * either its connection (the pointer, a multiple of WS_ARENA_ALIGN:
+ * ws_conn_init() accepts no other block at CONN_WS_OFF), or the pointer
+ * | 2 for a dead connection that holds the slot while it is still on the
+ * dirty or again list (those link slots), or, when free, its generation
+ * and the next free slot: (gen << 32 | next + 1 << 1 | 1). */
 #define PAGE_ENTRIES 512u
 #define MAX_SLOTS 0x7fffffffu
 typedef uint64_t slot_entry;
@@ -225,7 +285,8 @@ struct ws_loop {
   /* deadline heap, |heaplen| entries in |nhpages| pages */
   void **hpages; /* of ws_loop_conn * */
   uint32_t heaplen, nhpages, hpcap;
-  ws_loop_conn *dirty, *again, *grave;
+  uint32_t dirty, again; /* lists: the first one's slot + 1, 0: empty */
+  ws_loop_conn *grave;
   ws_drv_event ready[MAX_READY];
   int nready; /* entries of |ready| being dispatched */
   /* the connection whose on_open runs, and its 101 (client) */
@@ -292,10 +353,18 @@ void drv_note_rv(ws_loop *l, int rv);
 /* Frees the graveyard, except connections still on a list of this round. */
 void drv_free_grave(ws_loop *l);
 
-/* The connection in slot |i| (< l->nslots), NULL if the slot is free. */
+/* The live connection in slot |i| (< l->nslots), NULL if the slot is
+ * free or held by a dead connection. */
 static inline ws_loop_conn *drv_slot_conn(const ws_loop *l, uint32_t i) {
   slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
-  return (e & 1u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+  return (e & 3u) ? NULL : (ws_loop_conn *)(uintptr_t)e;
+}
+/* The connection, dead or alive, that a list link (slot + 1, not 0)
+ * names. */
+static inline ws_loop_conn *drv_listed_conn(const ws_loop *l, uint32_t link) {
+  uint32_t i = link - 1;
+  slot_entry e = ((const slot_entry *)l->spages[i / PAGE_ENTRIES])[i % PAGE_ENTRIES];
+  return (ws_loop_conn *)(uintptr_t)(e & ~(slot_entry)2u);
 }
 /* Grows a page table (|*ppages|, |*pn| pages in room for |*pcap|) by one
  * page of |entry| bytes a slot; -1 without memory. */
@@ -317,10 +386,11 @@ void drv_run_timers(ws_loop *l);
 /* ---- ws_drv_conn.c ------------------------------------------------------- */
 
 /* A connection with configuration |cfg|, or that of |sh| when not NULL
- * (its core then holds a reference to it). */
+ * (its core then holds a reference to it); |tail|: the F_TAIL_* its
+ * block has room for. */
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
                        ws_conn_shared *sh, const ws_loop_transport *tp,
-                       void *ud);
+                       void *ud, uint32_t tail);
 /* Ends a connection (on_close if owed, with |err| unless the core or the
  * transport said why already). */
 void conn_destroy(ws_loop_conn *c, int err);
@@ -339,8 +409,8 @@ size_t conn_pending(const ws_loop_conn *c);
 void conn_tick(ws_loop_conn *c);
 /* Pulls and dispatches core events; 1 if one was kept (paused). */
 int conn_pull_events(ws_loop_conn *c);
-/* After anything happened: write, backpressure, finish, interest,
- * deadline. */
+/* After anything happened: write, backpressure, finish, interest, the
+ * core's busy state once quiet (ws_conn_shrink()), deadline. */
 void conn_after(ws_loop_conn *c);
 /* Readiness of a connection's descriptor. */
 void conn_ready(ws_loop_conn *c, unsigned events);
@@ -394,6 +464,10 @@ int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
  * |c|'s output is over high_water (the last 10% are kept for the
  * connections that read). */
 int budget_hold_back(const ws_loop_conn *c);
+/* The F_TAIL_* of the connections of |s|: room for what its caps need
+ * (conn_peer_hash() for max_conns_per_ip, conn_hs_ms() for
+ * max_handshakes). */
+uint32_t budget_tail(const listener *s);
 /* Counts |c| (its flags from budget_admit(), |c->lst| set) in its
  * listener. */
 void budget_count(ws_loop_conn *c);

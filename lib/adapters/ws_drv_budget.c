@@ -153,7 +153,8 @@ static uint32_t count_ip(const ws_loop *l, const listener *s, uint64_t ip) {
   uint32_t n = 0;
   for (uint32_t i = 0; i < l->nslots; i++) {
     const ws_loop_conn *c = drv_slot_conn(l, i);
-    if (c && c->lst == s && (c->flags & F_COUNTED) && c->ip_hash == ip) n++;
+    if (c && c->lst == s && (c->flags & F_COUNTED) && conn_peer_hash(c) == ip)
+      n++;
   }
   return n;
 }
@@ -174,7 +175,7 @@ static int displace_handshake(ws_loop *l, listener *s) {
     ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c || c->lst != s || (c->flags & (F_HS | F_KNOWN | F_TOLD)) != F_HS)
       continue;
-    uint32_t a = (uint32_t)now - c->hs_ms;
+    uint32_t a = (uint32_t)now - conn_hs_ms(c);
     if (!old || a > age) {
       old = c;
       age = a;
@@ -222,13 +223,17 @@ int budget_admit(ws_loop *l, listener *s, int fd, ws_config *cfg,
   return 0;
 }
 
+uint32_t budget_tail(const listener *s) {
+  return (s->max_per_ip ? F_TAIL_IP : 0) | (s->max_hs ? F_TAIL_HS : 0);
+}
+
 void budget_count(ws_loop_conn *c) {
   listener *s = c->lst;
   if (c->flags & F_REFUSE) c->loop->nrefusing++;
   if (c->flags & F_COUNTED) s->nconns++;
   if (c->flags & F_HS) {
     s->nhs++;
-    c->hs_ms = (uint32_t)drv_clock(c->loop);
+    conn_set_hs_ms(c, (uint32_t)drv_clock(c->loop));
   }
   if (c->flags & F_PMDCTX) s->npmd++;
 }

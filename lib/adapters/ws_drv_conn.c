@@ -57,18 +57,19 @@ static int has_retained(const ws_loop_conn *c) {
   return c->aux && c->aux->rpos < c->aux->rlen;
 }
 
+/* (A connection not in the graveyard holds its slot: F_SLOT.) */
 void conn_mark_dirty(ws_loop_conn *c) {
   if (c->flags & (F_DIRTY | F_GRAVE)) return;
   c->flags |= F_DIRTY;
   c->next_dirty = c->loop->dirty;
-  c->loop->dirty = c;
+  c->loop->dirty = (uint32_t)c->id;
 }
 
 void conn_mark_again(ws_loop_conn *c) {
   if (c->flags & (F_AGAIN | F_GRAVE)) return;
   c->flags |= F_AGAIN;
   c->next_again = c->loop->again;
-  c->loop->again = c;
+  c->loop->again = (uint32_t)c->id;
 }
 
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
@@ -128,6 +129,14 @@ static int slot_take(ws_loop *l, ws_loop_conn *c) {
   return 0;
 }
 
+/* Dead |c| is still on a list, which links it by its slot: it keeps
+ * the slot until it is freed, but the slot no longer finds it
+ * (drv_slot_conn(), conn_by_id()). */
+static void slot_hold(ws_loop *l, ws_loop_conn *c) {
+  uint32_t s = (uint32_t)(c->id & 0xffffffffu) - 1;
+  *slot_at(l, s) = (slot_entry)(uintptr_t)c | 2u;
+}
+
 static void slot_release(ws_loop *l, ws_loop_conn *c) {
   if (!(c->flags & F_SLOT)) return;
   uint32_t s = (uint32_t)(c->id & 0xffffffffu) - 1;
@@ -137,23 +146,26 @@ static void slot_release(ws_loop *l, ws_loop_conn *c) {
   c->flags &= ~F_SLOT;
 }
 
-static size_t block_size(int shared) {
-  return CONN_WS_OFF + (shared ? ws_conn_sizeof_shared() : ws_conn_sizeof());
+/* The block of a connection with |flags| (F_SHARED, F_TAIL_*). */
+static size_t block_size(uint32_t flags) {
+  return conn_tail_off(flags) + ((flags & F_TAIL_IP) ? 8 : 0) +
+         ((flags & F_TAIL_HS) ? 4 : 0);
 }
 
-size_t conn_block_size(const ws_loop_conn *c) {
-  return block_size((c->flags & F_SHARED) != 0);
-}
+size_t conn_block_size(const ws_loop_conn *c) { return block_size(c->flags); }
 
 ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
                        ws_conn_shared *sh, const ws_loop_transport *tp,
-                       void *ud) {
-  ws_loop_conn *c = drv_block_alloc(l, block_size(sh != NULL));
+                       void *ud, uint32_t tail) {
+  uint32_t fl = (sh ? F_SHARED : 0) | (tail & (F_TAIL_IP | F_TAIL_HS));
+  ws_loop_conn *c = drv_block_alloc(l, block_size(fl));
   ws_conn *ws;
   int rv;
   if (!c) return NULL;
   memset(c, 0, sizeof(*c));
-  if (sh) c->flags = F_SHARED;
+  c->flags = fl;
+  conn_set_peer_hash(c, 0);
+  conn_set_hs_ms(c, 0);
   c->h.kind = H_CONN;
   c->fd = fd;
   c->role = (uint8_t)role;
@@ -194,7 +206,7 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 static const char *tp_error_text(const ws_loop_conn *c) {
   const ws_loop_transport *tp = conn_tp(c);
   void *tctx = conn_tctx(c);
-  const char *s = c->io_err && tp->error && tctx ? tp->error(tctx) : NULL;
+  const char *s = c->io_fail && tp->error && tctx ? tp->error(tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
@@ -210,11 +222,8 @@ static size_t tp_pending(const ws_loop_conn *c) {
 static int tp_fail(ws_loop_conn *c, int rv) {
   int e = errno;
   if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
-  if (!c->io_err) {
-    c->io_err = rv;
-    c->sys_errno = rv == WS_LOOP_ERR_IO ? (e ? e : EIO) : 0;
-  }
-  return c->io_err;
+  if (!c->io_fail) conn_set_io_err(c, rv, e ? e : EIO);
+  return conn_io_err(c);
 }
 
 static void call_on_close(ws_loop_conn *c, ws_loop_close_info *info) {
@@ -233,7 +242,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
     info.code = 1006;
     info.sent_code = ws_conn_close_code(CONN_WS(c));
     info.error = c->end_err ? c->end_err : err;
-    info.sys_errno = c->sys_errno;
+    info.sys_errno = conn_sys_errno(c);
     info.http_status = c->http_status;
     info.transport_error = tp_error_text(c);
     call_on_close(c, &info);
@@ -250,7 +259,10 @@ void conn_destroy(ws_loop_conn *c, int err) {
   c->fd = -1;
   heap_remove(l, c);
   budget_release(c);
-  slot_release(l, c);
+  if (c->flags & (F_DIRTY | F_AGAIN))
+    slot_hold(l, c); /* released when it is freed */
+  else
+    slot_release(l, c);
   l->nconns--;
   c->flags |= F_GRAVE;
   c->next_grave = l->grave;
@@ -258,6 +270,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
 }
 
 void conn_free_memory(ws_loop_conn *c) {
+  slot_release(c->loop, c); /* if it was held (slot_hold()) */
   ws_conn_fini(CONN_WS(c));
   aux_free(c);
   drv_block_free(c->loop, c, conn_block_size(c));
@@ -399,13 +412,13 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
   } else {
     info.code = 1006;
     info.error = ev->error;
-    if (ev->error == WS_ERR_EOF && c->io_err) info.error = c->io_err;
+    if (ev->error == WS_ERR_EOF && c->io_fail) info.error = conn_io_err(c);
     if (c->flags & F_BUDGET) {
       info.error = WS_LOOP_ERR_BUDGET;
       if (c->role == WS_ROLE_SERVER && !info.sent_code)
         info.sent_code = 1013; /* written once the output drains */
     }
-    info.sys_errno = c->sys_errno;
+    info.sys_errno = conn_sys_errno(c);
     info.transport_error = tp_error_text(c);
     if (ev->response) {
       info.response = ev->response;
@@ -770,8 +783,7 @@ static void conn_set_interest(ws_loop_conn *c) {
   else
     rv = l->poller.add(l->poller.self, c->fd, c, ev);
   if (rv != 0) {
-    c->sys_errno = errno;
-    c->io_err = WS_LOOP_ERR_IO;
+    conn_set_io_err(c, WS_LOOP_ERR_IO, errno);
     conn_destroy(c, WS_LOOP_ERR_IO);
     return;
   }
@@ -897,6 +909,22 @@ void conn_message_timeout(ws_loop_conn *c) {
   ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
 }
 
+/* Lets the core free what only a busy connection needs (ws_conn_shrink())
+ * once |c|'s turn is over and it is quiet: open (not closing), its input
+ * all fed (none retained), no event kept for the application (a pause
+ * of ws_loop_conn_pause_reading() keeps none), and no more work for it
+ * this round (on the dirty or again list, conn_after() comes again).
+ * The core checks the rest itself: output, a partial frame or message,
+ * an event, a ping, an error, WS_CFG_KEEP_BUFFERS. */
+static void conn_shrink(ws_loop_conn *c) {
+  if (c->state != C_WS || (c->flags & (F_DIRTY | F_AGAIN)) ||
+      has_retained(c) ||
+      ((c->flags & F_PAUSED) && c->aux->ev.type != WS_EV_NONE) ||
+      ws_conn_state(CONN_WS(c)) != WS_STATE_OPEN)
+    return;
+  (void)ws_conn_shrink(CONN_WS(c));
+}
+
 void conn_after(ws_loop_conn *c) {
   ws_loop *l = c->loop;
   if (c->state == C_DEAD) return;
@@ -920,6 +948,7 @@ void conn_after(ws_loop_conn *c) {
   }
   conn_set_interest(c);
   if (c->state == C_DEAD) return;
+  conn_shrink(c);
   conn_aux_trim(c);
   if (heap_update(l, c, conn_deadline(c)) != 0) conn_destroy(c, WS_ERR_NOMEM);
 }

@@ -39,8 +39,7 @@ void connect_done(ws_loop_conn *c) {
     l->sys.close(l->sys.self, c->fd);
     c->fd = -1;
     if (connect_next(c) != 0) {
-      c->io_err = WS_LOOP_ERR_IO;
-      c->sys_errno = err;
+      conn_set_io_err(c, WS_LOOP_ERR_IO, err);
       conn_destroy(c, WS_LOOP_ERR_IO);
     }
     return;
@@ -58,8 +57,7 @@ void connect_done(ws_loop_conn *c) {
   if (rv != 0) {
     a->tctx = NULL;
     if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO;
-    c->io_err = rv;
-    c->sys_errno = rv == WS_LOOP_ERR_IO ? (errno ? errno : EIO) : 0;
+    conn_set_io_err(c, rv, errno ? errno : EIO);
     conn_destroy(c, rv);
   }
   drv_free(l, a->server_name); /* (a transport keeps its own copy) */
@@ -114,7 +112,7 @@ int connect_once(ws_loop *l, const ws_loop_connect_params *p,
   if (l->sys.resolve(l->sys.self, p->host, p->port, &res) != 0 || !res)
     return WS_LOOP_ERR_RESOLVE;
   ws_loop_conn *c =
-      conn_new(l, -1, WS_ROLE_CLIENT, &cfg, NULL, p->transport, p->user_data);
+      conn_new(l, -1, WS_ROLE_CLIENT, &cfg, NULL, p->transport, p->user_data, 0);
   conn_aux *a = c ? conn_aux_get(c) : NULL;
   size_t hl = strlen(p->host) + 1;
   if (a) a->server_name = drv_malloc(l, hl);

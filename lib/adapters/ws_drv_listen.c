@@ -197,7 +197,7 @@ void drv_accept_round(ws_loop *l, listener *s) {
     }
     ws_loop_conn *c = conn_new(l, fd, WS_ROLE_SERVER, &cfg,
                                listener_shared(l, s, &cfg), s->tp,
-                               s->user_data);
+                               s->user_data, budget_tail(s));
     if (!c) {
       int gone = refused_at_accept(l, s, fd, 0, budget_nomem_reason(l, 0));
       l->sys.close(l->sys.self, fd);
@@ -206,7 +206,7 @@ void drv_accept_round(ws_loop *l, listener *s) {
     }
     c->lst = s;
     c->flags |= fl;
-    c->ip_hash = ip;
+    conn_set_peer_hash(c, ip);
     budget_count(c);
     const ws_loop_transport *tp = conn_tp(c);
     if ((c->flags & F_TP) && tp->attach &&

@@ -126,17 +126,17 @@ size_t ws_loop_conn_count(const ws_loop *l) { return l ? l->nconns : 0; }
 /* Runs the again list (this round's snapshot; additions wait for the
  * next round), then every connection something happened to. */
 static void drain_lists(ws_loop *l) {
-  ws_loop_conn *c = l->again;
-  l->again = NULL;
-  while (c) {
-    ws_loop_conn *next = c->next_again;
+  uint32_t link = l->again;
+  l->again = 0;
+  while (link) {
+    ws_loop_conn *c = drv_listed_conn(l, link);
+    link = c->next_again;
     c->flags &= ~F_AGAIN;
-    c->next_again = NULL;
+    c->next_again = 0;
     conn_again(c);
-    c = next;
   }
   while (l->dirty) {
-    c = l->dirty;
+    ws_loop_conn *c = drv_listed_conn(l, l->dirty);
     l->dirty = c->next_dirty;
     c->flags &= ~F_DIRTY;
     conn_after(c);
@@ -301,7 +301,7 @@ void ws_loop_del(ws_loop *l) {
   /* nothing is on a list any more */
   for (ws_loop_conn *c = l->grave; c; c = c->next_grave)
     c->flags &= ~(F_DIRTY | F_AGAIN);
-  l->dirty = l->again = NULL;
+  l->dirty = l->again = 0;
   drv_free_grave(l);
   drv_free_posts(l);
   drv_reconnect_free(l);

@@ -2677,6 +2677,132 @@ static void idle_connection_is_one_block(void **state) {
   h_end();
 }
 
+/* The dirty and again lists link connections by slot. A connection that
+ * ends while on them keeps its slot until it is freed at the end of the
+ * round, unseen by the table's walks and by conn_by_id(): one accepted
+ * in the same round takes another slot, and the lists still reach the
+ * connections behind it. */
+static void dead_connection_on_a_list_keeps_its_slot(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c, d;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_peer(&b, "/");
+  h_until(&b.opened, 1, 10);
+  h_round();
+  ws_loop_conn *ca = slot_conn(0), *cb = slot_conn(1);
+  uint64_t ida = ws_loop_conn_id(ca);
+  assert_int_equal(ida, (uint64_t)1 << 32 | 1);
+  conn_mark_dirty(cb);
+  conn_mark_dirty(ca);
+  conn_mark_again(ca);
+  conn_destroy(ca, WS_LOOP_ERR_SHUTDOWN);
+  assert_int_equal(H.closes, 1);
+  assert_null(drv_slot_conn(H.l, 0));
+  assert_null(conn_by_id(H.l, ida));
+  assert_ptr_equal(drv_listed_conn(H.l, H.l->dirty), ca);
+  assert_ptr_equal(drv_listed_conn(H.l, ca->next_dirty), cb);
+  assert_ptr_equal(drv_listed_conn(H.l, H.l->again), ca);
+  ws_loop_stats st;
+  ws_loop_stats_get(H.l, &st, sizeof(st));
+  assert_int_equal(st.open, 1);
+  assert_int_equal(st.closed, 1);
+  assert_int_equal(st.accepted, 2); /* the dead one counted once */
+  /* accepted in the round that runs the lists: a slot of its own */
+  h_peer(&c, "/");
+  h_round();
+  assert_int_equal(H.l->nslots, 3);
+  assert_non_null(drv_slot_conn(H.l, 2));
+  assert_null(drv_slot_conn(H.l, 0));
+  assert_false(cb->flags & F_DIRTY); /* reached behind the dead one */
+  assert_int_equal(H.l->dirty, 0);
+  assert_int_equal(H.l->again, 0);
+  h_until(&c.opened, 1, 10);
+  /* freed with the round: the slot is taken again, one generation on */
+  h_peer(&d, "/");
+  h_until(&d.opened, 1, 10);
+  assert_int_equal(H.l->nslots, 3);
+  assert_int_equal(ws_loop_conn_id(slot_conn(0)), (uint64_t)2 << 32 | 1);
+  h_end();
+}
+
+/* After each burst of traffic (messages both ways, a keepalive ping and
+ * its pong), an open connection that went quiet again holds what it held
+ * idle before: its block (ws_conn_shrink() once its turn is over). */
+static void idle_again_after_traffic(void **state) {
+  (void)state;
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.delivery = WS_DELIVER_MESSAGE;
+  h_start(NULL, &cfg, 0);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_round();
+  uint64_t m0 = 0, m1 = 0;
+  ws_loop_memory(H.l, &m0, NULL);
+  static char big[20000];
+  memset(big, 'x', sizeof(big) - 1);
+  for (int burst = 0; burst < 3; burst++) {
+    peer_send(&a, "hello");
+    peer_send(&a, big);
+    h_until(&a.msgs, 2 * (burst + 1), 20);
+    h_round();
+    ws_loop_memory(H.l, &m1, NULL);
+    assert_int_equal(m1, m0);
+  }
+  /* the keepalive ping (25 s of quiet), then the pong */
+  h_until(&a.pings, 1, 10);
+  h_round();
+  h_round();
+  ws_loop_memory(H.l, &m1, NULL);
+  assert_int_equal(m1, m0);
+  assert_int_equal(ws_loop_conn_count(H.l), 1);
+  h_end();
+}
+
+/* What only a listener's caps need is in its connections' blocks only:
+ * after the core, the peer's hash (max_conns_per_ip) and the handshake's
+ * start (max_handshakes); the connections of a listener without them
+ * (above) have neither. */
+static void caps_keep_their_state_in_the_block_tail(void **state) {
+  (void)state;
+  ws_loop_listen_params lp;
+  memset(&lp, 0, sizeof(lp));
+  lp.max_conns_per_ip = 4;
+  lp.max_handshakes = 4;
+  h_start(NULL, NULL, 0);
+  b_listen(&lp);
+  peer a;
+  h_peer(&a, "/");
+  h_until(&a.opened, 1, 10);
+  h_round();
+  uint64_t t0 = sim_now(H.s);
+  int mute = sim_dial(H.s, H.port); /* a handshake that has not started */
+  for (int i = 0; i < 10 && H.l->nslots < 2; i++) h_round();
+  assert_int_equal(H.l->nslots, 2);
+  ws_loop_conn *ca = slot_conn(0), *cm = slot_conn(1);
+  for (int i = 0; i < 2; i++) {
+    ws_loop_conn *c = i ? cm : ca;
+    assert_int_equal(c->flags & (F_SHARED | F_TAIL_IP | F_TAIL_HS),
+                     F_SHARED | F_TAIL_IP | F_TAIL_HS);
+    assert_int_equal(conn_block_size(c),
+                     CONN_WS_OFF + ws_conn_sizeof_shared() + 8 + 4);
+  }
+  /* both from 127.0.0.1 */
+  assert_true(conn_peer_hash(ca) != 0);
+  assert_true(conn_peer_hash(cm) == conn_peer_hash(ca));
+  /* the handshake under way started at its accept */
+  assert_true((cm->flags & (F_HS | F_COUNTED)) == (F_HS | F_COUNTED));
+  assert_true((uint32_t)sim_now(H.s) - conn_hs_ms(cm) <=
+              (uint32_t)(sim_now(H.s) - t0));
+  assert_false(ca->flags & F_HS); /* open: out of the cap */
+  sim_close(H.s, mute);
+  h_round();
+  h_end();
+}
+
 /* A connection over a transport of its own (as TLS) keeps that transport
  * and its context in its aux for its whole life, idle or not, and the
  * transport is detached once at the end; a plain TCP connection keeps
@@ -2890,6 +3016,9 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(dead_connection_on_a_list_keeps_its_slot),
+      cmocka_unit_test(idle_again_after_traffic),
+      cmocka_unit_test(caps_keep_their_state_in_the_block_tail),
       cmocka_unit_test(own_transport_lives_in_the_aux),
       cmocka_unit_test(mask_keys_come_from_the_pool),
       cmocka_unit_test(busy_connection_gives_its_aux_back),
