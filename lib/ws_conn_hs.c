@@ -323,10 +323,23 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   int rv = hs_collect(c, in, inlen, pnread, &head);
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
-  if (head) { /* complete (then rv is 0): room for its headers */
-    IO(c)->hs->headers =
+  if (head) {
+    /* Complete (then rv is 0): room for its headers, as many as its
+     * lines can hold if that is fewer than max_headers (every line ends
+     * in LF, the first is the request or status line and the last the
+     * empty one), so a short head does not take max_headers slots. The
+     * parse is the same: it finds too many headers only past max_headers.
+     * (max_headers is read for this head only.) */
+    ws_hs *hs = IO(c)->hs;
+    size_t lines = 0;
+    for (const uint8_t *p = hs->in.base, *e = p + head;
+         (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+      lines++;
+    size_t most = lines > 2 ? lines - 2 : 1;
+    if (most < IO(c)->max_headers) IO(c)->max_headers = (uint32_t)most;
+    hs->headers =
         ws_malloc(&ENV(c)->mem, IO(c)->max_headers * sizeof(ws_header));
-    if (!IO(c)->hs->headers) return wsc_nomem(c);
+    if (!hs->headers) return wsc_nomem(c);
   }
 #if !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
   return is_client(c) ? feed_response(c, rv, head) : feed_request(c, rv, head);

@@ -67,17 +67,26 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static long rss_kib(pid_t pid) {
-  char path[64], line[256];
+/* A field of /proc/PID/status in KiB: "VmRSS" (all resident pages),
+ * "RssAnon" (the heap and other private memory), "RssFile" (pages of the
+ * program and its libraries). -1 if not there. */
+static long status_kib(pid_t pid, const char *field) {
+  char path[64], line[256], fmt[64];
   long kib = -1;
   snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  snprintf(fmt, sizeof(fmt), "%s: %%ld kB", field);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
   FILE *f = fopen(path, "r");
   if (!f) return -1;
   while (fgets(line, sizeof(line), f))
-    if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    if (sscanf(line, fmt, &kib) == 1) break;
+#pragma GCC diagnostic pop
   fclose(f);
   return kib;
 }
+
+static long rss_kib(pid_t pid) { return status_kib(pid, "VmRSS"); }
 
 /* CPU seconds (user + system) the process |pid| has used. */
 static double cpu_s(pid_t pid) {
@@ -440,14 +449,16 @@ int main(int argc, char **argv) {
   if (ws_loop_new(&loop, &lc) != 0) return 1;
 
   usleep(100000);
-  long rss0 = rss_kib(server);
+  long rss0 = rss_kib(server), anon0 = status_kib(server, "RssAnon"),
+       file0 = status_kib(server, "RssFile");
   double t0 = now_s();
   connect_more();
   while (opened + failures < nconns && now_s() - t0 < 30)
     if (ws_loop_run_once(loop, 100) < 0) break;
   double t_open = now_s() - t0;
   usleep(200000); /* let the server settle */
-  long rss_open = rss_kib(server);
+  long rss_open = rss_kib(server), anon = status_kib(server, "RssAnon"),
+       file = status_kib(server, "RssFile");
   printf("  %d of %d open in %.2f s\n", opened, nconns, t_open);
   result(opened == nconns, "all connections open at once");
   printf("server RSS: %ld KiB idle, %ld KiB with %d open: %.0f bytes per "
@@ -459,6 +470,11 @@ int main(int argc, char **argv) {
            "idle connection (server RSS growth; echo-server -q: the library "
            "and the loop, no connection log)\n", opened,
            (double)(rss_open - rss0) * 1024.0 / (opened ? opened : 1));
+    printf("idle: of which the heap and private memory (RssAnon) %.0f bytes "
+           "per connection, pages of the program and its libraries first "
+           "used meanwhile (RssFile) %ld KiB in all\n",
+           (double)(anon - anon0) * 1024.0 / (opened ? opened : 1),
+           file - file0);
     goto end;
   }
 
