@@ -2528,13 +2528,15 @@ static void refused_when_the_accept_runs_out_of_memory(void **state) {
   lc.mem = &FM.mem;
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
-  /* the header array: a size of its own (7 headers made 232 bytes, the
-   * size of a connection's block too) */
-  cfg.max_headers = 11;
+  /* the header array, as long as the head has headers (11: the five of
+   * rf_head() and six more): a size no other block has (7 made 232
+   * bytes, the size of a connection's block too) */
+  static const char six[] = "X-1: a\r\nX-2: a\r\nX-3: a\r\n"
+                            "X-4: a\r\nX-5: a\r\nX-6: a\r\n";
   rf_start(&lc, &cfg, 0);
   FM.arm_size = 11 * sizeof(ws_header) + WS_ARENA_ALIGN; /* + the budget's header */
   FM.state = 1;
-  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", "")), 500);
+  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", six)), 500);
   assert_int_equal(FM.state, 3);
   rf_check(0, 500, "out of memory", "/oom");
   assert_int_equal(RF.n, 1);
@@ -2544,7 +2546,7 @@ static void refused_when_the_accept_runs_out_of_memory(void **state) {
   lc.callbacks.on_request = rf_request;
   rf_start(&lc, &cfg, 0);
   FM.state = 1;
-  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", "")), 500);
+  assert_int_equal(rf_send(rf_head("GET", "/oom", "13", six)), 500);
   assert_int_equal(FM.state, 3);
   h_round(); /* it sees the peer's end */
   assert_int_equal(RF.n, 0);
