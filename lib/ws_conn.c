@@ -517,7 +517,7 @@ void wsc_arm_close_timer(ws_conn *c) {
 int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   if (c->err) return c->err;
   c->err = err;
-  c->err_reason = reason;
+  if (HAS_IO(c)) IO(c)->err_reason = reason; /* (else: err_reason()) */
   if (code && !c->close_sent_flag && c->state != WS_STATE_CONNECTING &&
       HAS_IO(c)) {
     /* If even the close frame cannot be queued (or the state to queue it
@@ -551,6 +551,14 @@ static const char fault_text[] = WSC_FAULTS(WSC_FAULT_TEXT)
     ;
 #undef WSC_FAULT_TEXT
 
+/* Fault |f|'s reason. */
+static WS_ALWAYS_INLINE const char *fault_reason(unsigned f) {
+  const char *s = fault_text;
+  for (f &= 31u; f; s++)
+    if (!*s) f--;
+  return s;
+}
+
 int wsc_fault(ws_conn *c, unsigned f) {
   /* by kind (FK_*): the close code, and the error negated */
   static const uint16_t kind[][2] = {
@@ -558,10 +566,21 @@ int wsc_fault(ws_conn *c, unsigned f) {
       {1007, -WS_ERR_DATA},  {1011, -WS_ERR_INTERNAL}, {1011, -WS_ERR_NOMEM},
       {0, -WS_ERR_TIMEOUT},  {1011, -WS_ERR_TIMEOUT}};
   const uint16_t *k = kind[f >> 5];
-  const char *s = fault_text;
-  for (f &= 31u; f; s++)
-    if (!*s) f--;
-  return wsc_fail(c, -(int)k[1], k[0], s);
+  return wsc_fail(c, -(int)k[1], k[0], fault_reason(f));
+}
+
+/* The reason of the sticky error, kept with the busy-only state. A
+ * connection can meet two errors without that state (ws_conn_shrink() let
+ * it go): the transport's end, and no memory to get the state back. */
+#define EOF_REASON "transport closed without close frame"
+
+static const char *err_reason(const ws_conn *c) {
+#if WS_CONN_SPLIT
+  if (HAS_IO(c)) return IO(c)->err_reason;
+  return c->err == WS_ERR_EOF ? EOF_REASON : fault_reason(F_NOMEM);
+#else
+  return c->err_reason;
+#endif
 }
 
 int wsc_nomem(ws_conn *c) { return wsc_fault(c, F_NOMEM); }
@@ -705,7 +724,7 @@ int ws_conn_feed_eof(ws_conn *c) {
   }
   c->state = WS_STATE_FAILED;
   c->err = WS_ERR_EOF;
-  c->err_reason = "transport closed without close frame";
+  if (HAS_IO(c)) IO(c)->err_reason = EOF_REASON; /* (else: err_reason()) */
   if (HAS_IO(c)) ws_buf_free(&IO(c)->msg, &ENV(c)->mem);
   return WS_ERR_EOF;
 }
@@ -752,8 +771,9 @@ int ws_conn_next_event(ws_conn *c, ws_event *ev) {
     ev->type = WS_EV_ERROR;
     ev->error = c->err;
     ev->close_code = c->err == WS_ERR_EOF ? 1006 : c->close_sent;
-    ev->data.base = (const uint8_t *)c->err_reason;
-    ev->data.len = c->err_reason ? strlen(c->err_reason) : 0;
+    const char *why = err_reason(c);
+    ev->data.base = (const uint8_t *)why;
+    ev->data.len = why ? strlen(why) : 0;
     if (c->err == WS_ERR_REJECTED && HAS_IO(c) && IO(c)->hs) {
       ev->response = &IO(c)->hs->resp;
       c->release = 1;

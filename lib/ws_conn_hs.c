@@ -172,14 +172,14 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
     /* One request per connection: the exchange is over once the answer
      * is written. */
     c->err = WS_ERR_CLOSED;
-    c->err_reason = "plain HTTP request answered";
+    IO(c)->err_reason = "plain HTTP request answered";
     c->state = WS_STATE_CLOSED;
     IO(c)->hs_deadline = NO_DEADLINE;
   } else {
     /* A rejection decided by the application is not a peer error, but
      * the connection is over all the same. */
     c->err = WS_ERR_REJECTED;
-    c->err_reason = "rejected by the application";
+    IO(c)->err_reason = "rejected by the application";
     c->state = WS_STATE_FAILED;
   }
   return 0;
@@ -324,19 +324,23 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
   if (head) {
-    /* Complete (then rv is 0): room for its headers, as many as its
-     * lines can hold if that is fewer than max_headers (every line ends
-     * in LF, the first is the request or status line and the last the
-     * empty one), so a short head does not take max_headers slots. The
-     * parse is the same: it finds too many headers only past max_headers.
-     * (max_headers is read for this head only.) */
+    /* Complete (then rv is 0): room for its headers. A server's, as many
+     * as its lines can hold if that is fewer than max_headers (every line
+     * ends in LF, the first is the request line and the last the empty
+     * one), so that the many handshakes a server has in flight do not
+     * each take max_headers slots; the parse is the same: it finds too
+     * many headers only past max_headers. (max_headers is read for this
+     * head only. A client has one handshake, and so has a firmware
+     * server a few, WS_CONN_SPLIT: no code for them.) */
     ws_hs *hs = IO(c)->hs;
-    size_t lines = 0;
-    for (const uint8_t *p = hs->in.base, *e = p + head;
-         (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
-      lines++;
-    size_t most = lines > 2 ? lines - 2 : 1;
-    if (most < IO(c)->max_headers) IO(c)->max_headers = (uint32_t)most;
+    if (WS_CONN_SPLIT && !is_client(c)) {
+      size_t lines = 0;
+      for (const uint8_t *p = hs->in.base, *e = p + head;
+           (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+        lines++;
+      size_t most = lines > 2 ? lines - 2 : 1;
+      if (most < IO(c)->max_headers) IO(c)->max_headers = (uint32_t)most;
+    }
     hs->headers =
         ws_malloc(&ENV(c)->mem, IO(c)->max_headers * sizeof(ws_header));
     if (!hs->headers) return wsc_nomem(c);

@@ -187,6 +187,10 @@ typedef struct conn_z {
 typedef struct conn_io {
   WSC_IO_BYTES
   WSC_IO_WORDS
+  /* The sticky error's reason (an error without this state, after
+   * ws_conn_shrink(), is the transport's end or memory that ran out: see
+   * err_reason() in ws_conn.c) */
+  const char *err_reason;
   WSC_IO_WIDE
 } conn_io;
 typedef conn_io wsc_io;
@@ -240,7 +244,9 @@ struct ws_conn {
 #endif
   uint8_t *protocol; /* negotiated subprotocol, conn-owned */
   conn_z *z;         /* permessage-deflate configured: its state */
-  const char *err_reason;
+#if !WS_CONN_SPLIT
+  const char *err_reason; /* (in conn_io where there is one) */
+#endif
 #if !WS_HAS_SHARED
   conn_env env; /* allocator and limits */
 #endif
