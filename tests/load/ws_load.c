@@ -3,10 +3,11 @@
  *
  *   ws_load --server PATH [--conns 5000] [--msgs 100] [--window 4]
  *           [--no-faults] [--threads N] [--size BYTES] [--idle]
+ *           [--inflight 256]
  *
  * Starts the server (--port 0 --handshake-timeout 3000), opens --conns
- * client connections with the epoll loop (at most 256 connecting at a
- * time) and keeps them all open; measures the server's RSS per open
+ * client connections with the epoll loop (at most --inflight connecting at
+ * a time) and keeps them all open; measures the server's RSS per open
  * connection; then every connection echoes --msgs messages of mixed sizes
  * (0 B to 32 KiB, text and binary, --window in flight) and every byte is
  * checked in order. Meanwhile a thread plays the faults with raw sockets:
@@ -52,6 +53,7 @@ typedef struct client {
 } client;
 
 static int nconns = 5000, nmsgs = 100, window = 4, faults = 1, idle_only;
+static int inflight = 256; /* --inflight: handshakes at once */
 static uint16_t port;
 static pid_t server;
 static ws_loop *loop;
@@ -198,7 +200,7 @@ static void connect_more(void) {
   cfg.delivery = WS_DELIVER_MESSAGE;
   cfg.ping_interval_ms = 0; /* measure echoes, not keepalive */
   cfg.handshake_timeout_ms = 30000;
-  while (connecting < 256 && next_conn < nconns) {
+  while (connecting < inflight && next_conn < nconns) {
     client *c = &cl[next_conn];
     c->idx = (uint32_t)next_conn++;
     ws_loop_connect_params cp;
@@ -414,12 +416,14 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--no-faults")) faults = 0;
     else if (!strcmp(argv[i], "--idle")) idle_only = 1, faults = 0;
+    else if (!strcmp(argv[i], "--inflight") && i + 1 < argc) inflight = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--size") && i + 1 < argc) fixed_size = atol(argv[++i]);
     else path = NULL, i = argc;
   }
-  if (!path || nconns < 1 || nmsgs < 1 || window < 1) {
+  if (!path || nconns < 1 || nmsgs < 1 || window < 1 || inflight < 1) {
     fprintf(stderr, "usage: ws_load --server PATH [--conns N] [--msgs N] "
-                    "[--window N] [--threads N] [--no-faults] [--idle]\n");
+                    "[--window N] [--threads N] [--no-faults] [--idle] "
+                    "[--inflight N]\n");
     return 2;
   }
   /* Two descriptors per connection on this machine (ours and the
