@@ -843,7 +843,9 @@ WS_EXTERN int ws_conn_pong(ws_conn *conn, const void *data, size_t len);
  * sent. The close timeout (close_timeout_ms) counts from the next
  * ws_conn_tick(), for which ws_conn_next_deadline() asks at once. Returns
  * 0, WS_ERR_INVALID_ARGUMENT (code not sendable per RFC 6455 7.4, reason
- * too long or not UTF-8), WS_ERR_INVALID_STATE.
+ * too long or not UTF-8), WS_ERR_INVALID_STATE, or WS_ERR_NOMEM (no
+ * memory for the frame, or for the state ws_conn_shrink() let go of:
+ * nothing changed, the call may be made again).
  */
 WS_EXTERN int ws_conn_close(ws_conn *conn, uint16_t code, const void *reason,
                             size_t reasonlen);
