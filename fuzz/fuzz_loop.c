@@ -209,11 +209,21 @@ static size_t mem_conns(const fl_alloc *a) {
   return n;
 }
 
+/* Blocks of the common size come in slabs (ws_drv_budget.c): the slabs
+ * there are, one more being made, and their sorted array (a block's own
+ * bytes are in per_conn already, so this is more than enough). */
+static size_t slab_bound(const fl_alloc *a) {
+  const ws_loop *l = *a->ploop;
+  if (!l) return 0;
+  return (l->nslabs + 1) * (SLAB_HDR_MAX + SLAB_BLOCKS * l->slab_n) +
+         2 * (l->slabcap + 16) * sizeof(void *);
+}
+
 /* Posts: their bytes within max_post_bytes, and a header each (the
  * target counts the posts it makes, plus one being made). */
 static size_t mem_bound(const fl_alloc *a) {
   return a->base + a->per_conn * mem_conns(a) + a->post_max +
-         (a->nposts + 1) * (sizeof(post) + 16);
+         (a->nposts + 1) * (sizeof(post) + 16) + slab_bound(a);
 }
 
 static void over(const fl_alloc *a, size_t live) {

@@ -286,6 +286,13 @@ struct ws_loop {
   void **hpages; /* of ws_loop_conn * */
   uint32_t heaplen, nhpages, hpcap;
   uint32_t dirty, again; /* lists: the first one's slot + 1, 0: empty */
+  /* Blocks of the common size, slab_n bytes (a listener's connection
+   * without a tail), come from slabs (ws_drv_budget.c): |slabs| sorted by
+   * address, |partial| the ones with room. */
+  size_t slab_n;
+  struct drv_slab **slabs;
+  uint32_t nslabs, slabcap;
+  struct drv_slab *partial;
   ws_loop_conn *grave;
   ws_drv_event ready[MAX_READY];
   int nready; /* entries of |ready| being dispatched */
@@ -344,6 +351,11 @@ void *drv_malloc(ws_loop *l, size_t n);
 size_t conn_block_size(const ws_loop_conn *c);
 void *drv_block_alloc(ws_loop *l, size_t n);
 void drv_block_free(ws_loop *l, void *p, size_t n);
+/* Frees the slabs (ws_loop_del(), every block freed). */
+void drv_slabs_free(ws_loop *l);
+/* Blocks in a slab; its header is at most SLAB_HDR_MAX bytes. */
+#define SLAB_BLOCKS 64u
+#define SLAB_HDR_MAX 64u
 void *drv_realloc(ws_loop *l, void *p, size_t n);
 void drv_free(ws_loop *l, void *p);
 /* Reads the clock into l->now (never backwards) and returns it. */

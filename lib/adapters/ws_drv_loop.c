@@ -267,6 +267,7 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
   l->rpos = sizeof(l->rpool); /* the mask-key pool starts empty */
   l->cfg = *cfg;
   l->umem = m;
+  l->slab_n = conn_tail_off(F_SHARED); /* (drv_block_alloc()) */
   budget_init_mem(l);
   l->poller = *poller;
   l->sys = sys ? *sys : ws_drv_sys_default;
@@ -308,6 +309,7 @@ void ws_loop_del(ws_loop *l) {
   pthread_mutex_destroy(&l->mu);
   l->poller.del(l->poller.self);
   drv_free(l, l->rbuf);
+  drv_slabs_free(l);
   drv_pages_free(l, l->hpages, l->nhpages);
   drv_pages_free(l, l->spages, l->nspages);
   ws_mem m = l->umem;

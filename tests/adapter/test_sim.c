@@ -2649,6 +2649,59 @@ static void mask_keys_come_from_the_pool(void **state) {
   h_end();
 }
 
+/* Connection blocks of the common size come from slabs of SLAB_BLOCKS,
+ * side by side; a slab whose blocks are all free is given back unless it
+ * is the only one with room; the budget counts every block as before. */
+static void blocks_come_in_slabs(void **state) {
+  (void)state;
+  enum { N = 2 * SLAB_BLOCKS + 2 };
+  h_start(NULL, NULL, 0);
+  static int fds[N];
+  for (int i = 0; i < N; i++) {
+    fds[i] = sim_dial(H.s, H.port);
+    assert_true(fds[i] >= 0);
+  }
+  for (int i = 0; i < 20 && H.l->nconns < N; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, N);
+  assert_int_equal(H.l->nslabs, 3);
+  assert_int_equal(H.l->slab_n, CONN_WS_OFF + ws_conn_sizeof_shared());
+  /* side by side: the first two connections' blocks */
+  ws_loop_conn *a = slot_conn(0), *b = slot_conn(1);
+  assert_int_equal(conn_block_size(a), H.l->slab_n);
+  size_t gap = (size_t)((char *)b - (char *)a);
+  assert_int_equal(gap, H.l->slab_n);
+  uint64_t m0 = 0, m1 = 0;
+  ws_loop_memory(H.l, &m0, NULL);
+  /* the first slab's connections go: it is given back (the third has
+   * room) */
+  for (int i = 0; i < (int)SLAB_BLOCKS; i++)
+    sim_close(H.s, fds[i]);
+  for (int i = 0; i < 20 && H.l->nconns > N - SLAB_BLOCKS; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, N - SLAB_BLOCKS);
+  assert_true(ws_loop_run_once(H.l, 0) >= 0); /* (the graveyard) */
+  assert_int_equal(H.l->nslabs, 2);
+  ws_loop_memory(H.l, &m1, NULL);
+  assert_true(m0 - m1 >= SLAB_BLOCKS * H.l->slab_n);
+  /* all go: one slab stays for the next connection */
+  for (int i = (int)SLAB_BLOCKS; i < N; i++)
+    sim_close(H.s, fds[i]);
+  for (int i = 0; i < 20 && H.l->nconns > 0; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, 0);
+  assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nslabs, 1);
+  /* ... which the next one takes */
+  int fd = sim_dial(H.s, H.port);
+  for (int i = 0; i < 20 && H.l->nconns < 1; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, 1);
+  assert_int_equal(H.l->nslabs, 1);
+  sim_close(H.s, fd);
+  h_end();
+}
+
 static void idle_connection_is_one_block(void **state) {
   (void)state;
   ws_config cfg;
@@ -3020,6 +3073,7 @@ int main(void) {
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
+      cmocka_unit_test(blocks_come_in_slabs),
       cmocka_unit_test(dead_connection_on_a_list_keeps_its_slot),
       cmocka_unit_test(idle_again_after_traffic),
       cmocka_unit_test(caps_keep_their_state_in_the_block_tail),
