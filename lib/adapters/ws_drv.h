@@ -93,9 +93,12 @@ typedef struct handle {
   uint8_t kind;
 } handle;
 
+/* A listening socket, or the loop's |unlisted| (no socket, no caps):
+ * every connection names one (ws_loop_conn.lst), which names the loop. */
 typedef struct listener {
   handle h;
   struct listener *next;
+  ws_loop *loop;
   int fd;
   uint8_t watching;
   ws_config cfg;
@@ -159,7 +162,7 @@ typedef struct conn_aux {
  * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
  * smaller core) in one block of conn_block_size() bytes, the core's at
  * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
- * open connection holds one for its whole life (80 bytes on LP64). What
+ * open connection holds one for its whole life (72 bytes on LP64). What
  * only the caps of some listeners need is in the block's tail, after the
  * core, and only in their connections' blocks (F_TAIL_IP, F_TAIL_HS:
  * conn_peer_hash(), conn_hs_ms()). */
@@ -178,9 +181,11 @@ struct ws_loop_conn {
     ws_loop_conn *next_grave;
   };
   uint64_t id; /* the slot + 1 in the low 32 bits (F_SLOT) */
-  ws_loop *loop;
   conn_aux *aux; /* with F_TP, its transport too */
   void *user_data;
+  /* Its listener; the loop's |unlisted| for a client, or once its
+   * listener was closed (drv_close_listeners()). Never NULL: the loop is
+   * its loop (conn_loop()). */
   listener *lst;
   /* The dirty and again lists: the next connection's slot + 1 (the low
    * 32 bits of its id), 0 at the end. A connection on a list keeps its
@@ -196,8 +201,11 @@ struct ws_loop_conn {
   uint16_t http_status;
 };
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(ws_loop_conn) <= 80, "ws_loop_conn grew (issue 11)");
+_Static_assert(sizeof(ws_loop_conn) <= 72, "ws_loop_conn grew (issue 11)");
 #endif
+
+/* The loop of connection |c|. */
+static inline ws_loop *conn_loop(const ws_loop_conn *c) { return c->lst->loop; }
 
 /* The transport's failure code (0: none) and its errno (0: none). */
 static inline int conn_io_err(const ws_loop_conn *c) {
@@ -275,6 +283,9 @@ struct ws_loop {
   uint8_t *rbuf;
   uint64_t now;
   listener *listeners;
+  /* The listener of the connections that have none: clients, and those
+   * whose listener was closed. No socket (fd -1), no caps, no counts. */
+  listener unlisted;
   size_t nconns;
   /* slot table: id -> connection; slots [0, nslots) were handed out,
    * the free ones chained from free_head (slot + 1, 0: none) */
@@ -330,10 +341,10 @@ struct ws_loop {
  * context is always its user_data: nothing to attach) unless it has one
  * of its own (F_TP). */
 static inline const ws_loop_transport *conn_tp(const ws_loop_conn *c) {
-  return (c->flags & F_TP) ? c->aux->tp : &c->loop->plain;
+  return (c->flags & F_TP) ? c->aux->tp : &conn_loop(c)->plain;
 }
 static inline void *conn_tctx(const ws_loop_conn *c) {
-  return (c->flags & F_TP) ? c->aux->tctx : c->loop->plain.user_data;
+  return (c->flags & F_TP) ? c->aux->tctx : conn_loop(c)->plain.user_data;
 }
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */

@@ -85,7 +85,7 @@ uint64_t heap_first(const ws_loop *l) {
 
 /* One due connection. */
 static void conn_due(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   const ws_loop_config *cfg = &l->cfg;
   const conn_aux *a = c->aux; /* (it holds every timer of the loop's) */
   if (c->state == C_LINGER && l->now >= AUX_T(c, drv_at)) {
