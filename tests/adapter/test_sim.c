@@ -1941,6 +1941,31 @@ static void close_listeners_mid_handshake(void **state) {
   h_end();
 }
 
+/* The listeners are closed in a round in which connections ended before
+ * (their peers hung up in the same wait): those wait in the graveyard
+ * and are freed through the loop their listener named, the listener
+ * itself freed by then (ASan and valgrind check it). Peers on both sides
+ * of the one whose message closes the listeners, whichever order the
+ * ready ones come in. */
+static void close_listeners_after_ends(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c;
+  h_peer(&a, "/");
+  h_peer(&b, "/");
+  h_peer(&c, "/");
+  h_until(&H.opens, 3, 20);
+  H.l->cfg.callbacks.on_message = closing_message;
+  peer_end(&a);
+  peer_send(&b, "bye, listeners");
+  peer_end(&c);
+  h_until(&H.closes, 2, 20);
+  assert_int_equal(H.msgs, 1);
+  assert_null(H.l->listeners);
+  assert_int_equal(H.l->nconns, 1);
+  h_end();
+}
+
 static void pause_reading_and_close_listeners(void **state) {
   (void)state;
   h_start(NULL, NULL, 0);
@@ -3009,6 +3034,7 @@ int main(void) {
       cmocka_unit_test(pause_reading_and_close_listeners),
       cmocka_unit_test(close_listeners_mid_batch),
       cmocka_unit_test(close_listeners_mid_handshake),
+      cmocka_unit_test(close_listeners_after_ends),
       cmocka_unit_test(handshake_displaced_at_the_cap),
       /* refusals the loop makes itself (on_refused) */
       cmocka_unit_test(refused_by_the_request_parser),
