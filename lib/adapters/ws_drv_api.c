@@ -22,10 +22,14 @@ int ws_loop_reject(ws_loop_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  /* (where the reason for on_close is kept, allocated first: nothing is
+   * done without it) */
+  conn_aux *a = conn_aux_get(c);
+  if (!a) return WS_ERR_NOMEM;
   int rv = ws_conn_reject(CONN_WS(c), status, headers, nheaders, body, bodylen);
   if (rv == 0) {
-    c->end_err = (int16_t)WS_ERR_REJECTED;
-    c->http_status = (uint16_t)status;
+    a->end_err = (int16_t)WS_ERR_REJECTED;
+    a->http_status = (uint16_t)status;
     conn_mark_dirty(c);
     if (c->flags & F_PAUSED) conn_mark_again(c);
   }

@@ -48,7 +48,7 @@ void conn_aux_trim(ws_loop_conn *c) {
   conn_aux *a = c->aux;
   if (!a || (c->flags & (F_PAUSED | F_TP)) || a->rpos < a->rlen || a->rbuf ||
       a->ai_all || a->server_name || a->def_head || a->drv_at ||
-      a->stall_since || a->msg_since || a->drain_since)
+      a->stall_since || a->msg_since || a->drain_since || a->end_err)
     return;
   aux_free(c);
 }
@@ -206,7 +206,8 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 static const char *tp_error_text(const ws_loop_conn *c) {
   const ws_loop_transport *tp = conn_tp(c);
   void *tctx = conn_tctx(c);
-  const char *s = c->io_fail && tp->error && tctx ? tp->error(tctx) : NULL;
+  const char *s =
+      (c->flags & F_FAILED) && tp->error && tctx ? tp->error(tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
@@ -216,13 +217,20 @@ static size_t tp_pending(const ws_loop_conn *c) {
   return tp->pending && tctx ? tp->pending(tctx) : 0;
 }
 
+void conn_set_io_err(ws_loop_conn *c, int err, int e) {
+  if (c->flags & F_FAILED) return;
+  heap_remove(conn_loop(c), c); /* (its key makes room) */
+  c->io_fail = err == WS_LOOP_ERR_IO && e > 0 ? e : err;
+  c->flags |= F_FAILED;
+}
+
 /* Notes that a transport call failed with |rv| (WS_LOOP_ERR_IO: errno
  * says why; any other negative code is the transport's own) and returns
  * the code to report. The first failure is the one kept. */
 static int tp_fail(ws_loop_conn *c, int rv) {
   int e = errno;
   if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
-  if (!c->io_fail) conn_set_io_err(c, rv, e ? e : EIO);
+  conn_set_io_err(c, rv, e ? e : EIO);
   return conn_io_err(c);
 }
 
@@ -241,9 +249,9 @@ void conn_destroy(ws_loop_conn *c, int err) {
     memset(&info, 0, sizeof(info));
     info.code = 1006;
     info.sent_code = ws_conn_close_code(CONN_WS(c));
-    info.error = c->end_err ? c->end_err : err;
+    info.error = conn_end_err(c) ? conn_end_err(c) : err;
     info.sys_errno = conn_sys_errno(c);
-    info.http_status = c->http_status;
+    info.http_status = conn_http_status(c);
     info.transport_error = tp_error_text(c);
     call_on_close(c, &info);
   }
@@ -264,7 +272,7 @@ void conn_destroy(ws_loop_conn *c, int err) {
   else
     slot_release(l, c);
   l->nconns--;
-  c->flags |= F_GRAVE;
+  c->flags = (c->flags & ~F_FAILED) | F_GRAVE; /* (io_fail makes room) */
   c->next_grave = l->grave;
   l->grave = c;
 }
@@ -412,7 +420,8 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
   } else {
     info.code = 1006;
     info.error = ev->error;
-    if (ev->error == WS_ERR_EOF && c->io_fail) info.error = conn_io_err(c);
+    if (ev->error == WS_ERR_EOF && (c->flags & F_FAILED))
+      info.error = conn_io_err(c);
     if (c->flags & F_BUDGET) {
       info.error = WS_LOOP_ERR_BUDGET;
       if (c->role == WS_ROLE_SERVER && !info.sent_code)
@@ -425,7 +434,7 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
       info.http_status = ev->response->status;
     }
   }
-  if (!info.error && c->end_err) info.error = c->end_err;
+  if (!info.error && conn_end_err(c)) info.error = conn_end_err(c);
   call_on_close(c, &info);
 }
 
@@ -887,7 +896,7 @@ int conn_drain_check(ws_loop_conn *c) {
       l->now < a->drain_since + win)
     return 0;
   if (a->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
-    c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
+    a->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return 1;
   }
@@ -904,7 +913,7 @@ void conn_message_timeout(ws_loop_conn *c) {
       l->now < a->msg_since + l->cfg.message_timeout_ms)
     return;
   a->msg_since = 0;
-  c->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
+  a->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
   /* RFC 6455 7.4.1: 1008, the message breaks the server's policy */
   ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
 }

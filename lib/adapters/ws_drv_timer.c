@@ -55,6 +55,7 @@ void heap_remove(ws_loop *l, ws_loop_conn *c) {
 }
 
 int heap_update(ws_loop *l, ws_loop_conn *c, uint64_t d) {
+  if (c->flags & F_FAILED) return 0; /* (ends in this call: no key) */
   if (d == NO_DEADLINE) {
     heap_remove(l, c);
     c->deadline = d;
@@ -94,7 +95,7 @@ static void conn_due(ws_loop_conn *c) {
   }
   if (cfg->write_timeout_ms && a && a->stall_since &&
       l->now >= a->stall_since + cfg->write_timeout_ms) {
-    c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
+    c->aux->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return;
   }

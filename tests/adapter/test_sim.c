@@ -170,7 +170,7 @@ typedef struct harness {
   peer *peers[MAXPEERS];
   size_t npeers;
   int opens, closes, msgs, dup_close;
-  int close_err, close_errno;
+  int close_err, close_errno, close_status;
   uint16_t close_code, sent_code;
   uint64_t close_at;
   uint64_t closed_ids[256];
@@ -207,6 +207,7 @@ static int h_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
   H.closes++;
   H.close_err = in->error;
   H.close_errno = in->sys_errno;
+  H.close_status = in->http_status;
   H.close_code = in->code;
   H.sent_code = in->sent_code;
   H.close_at = ws_loop_now(ws_loop_conn_loop(c));
@@ -736,6 +737,10 @@ static void api_requests_sends_and_getters(void **state) {
   h_peer(&b, "/");
   for (int i = 0; i < 10 && !b.status; i++) h_round();
   assert_int_equal(b.status, 403);
+  /* the server's side: why, and its answer (kept to the end) */
+  h_until(&H.closes, 1, 100);
+  assert_int_equal(H.close_err, WS_ERR_REJECTED);
+  assert_int_equal(H.close_status, 403);
   req_mode = 2;
   h_peer(&c, "/");
   for (int i = 0; i < 5; i++) h_round();
