@@ -537,6 +537,32 @@ static void reset_mid_frame(void **state) {
   h_end();
 }
 
+/* A transport that fails takes its connection out of the deadline heap
+ * at once (its key's place keeps the errno until on_close): the others,
+ * before and after it in the heap, are still pinged on schedule. */
+static void reset_among_pinged(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c;
+  h_peer(&a, "/");
+  h_peer(&b, "/");
+  h_peer(&c, "/");
+  h_until(&H.opens, 3, 20);
+  assert_int_equal(H.l->heaplen, 3);
+  sim_reset(H.s, b.fd);
+  b.fd = -1;
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_IO);
+  assert_int_equal(H.close_errno, ECONNRESET);
+  assert_int_equal(H.l->heaplen, 2);
+  uint64_t t = sim_now(H.s);
+  for (int i = 0; i < 400 && (a.pings < 2 || c.pings < 2); i++) h_round();
+  assert_true(a.pings >= 2 && c.pings >= 2);
+  assert_true(sim_now(H.s) - t <= 2u * 25000u + 1000u);
+  assert_int_equal(H.closes, 1);
+  h_end();
+}
+
 /* The loop's own client: connects through the simulated network to the
  * loop's own listener; a port nobody listens on is refused; a name that
  * does not resolve fails at once. */
@@ -3013,6 +3039,7 @@ int main(void) {
       cmocka_unit_test(accept_emfile_pauses_listener),
       cmocka_unit_test(partial_reads_and_writes),
       cmocka_unit_test(reset_mid_frame),
+      cmocka_unit_test(reset_among_pinged),
       cmocka_unit_test(loop_client_connects_and_is_refused),
       cmocka_unit_test(http_requests_through_the_core),
       cmocka_unit_test(posts_race_with_close),
