@@ -88,14 +88,18 @@ enum cstate {
 #define F_TAIL_IP 0x8000000u  /* ... holds the peer's hash (max_conns_per_ip) */
 #define F_TAIL_HS 0x10000000u /* ... holds the handshake's start
                                  (max_handshakes) */
+#define F_FAILED 0x20000000u /* the transport failed: io_fail says how */
 
 typedef struct handle {
   uint8_t kind;
 } handle;
 
+/* A listening socket, or the loop's |unlisted| (no socket, no caps):
+ * every connection names one (ws_loop_conn.lst), which names the loop. */
 typedef struct listener {
   handle h;
   struct listener *next;
+  ws_loop *loop;
   int fd;
   uint8_t watching;
   ws_config cfg;
@@ -140,6 +144,13 @@ typedef struct conn_aux {
   struct addrinfo *ai_all, *ai_next; /* client: addresses left to try */
   char *server_name;                 /* ... and its host, until attached */
   post *def_head, *def_tail; /* posted sends waiting for queue room */
+  /* The reason to report if the core has none (one of the loop's or the
+   * core's codes: WS_ERR_REJECTED, WS_LOOP_ERR_STALLED,
+   * WS_LOOP_ERR_SLOW_MESSAGE), and ws_loop_reject()'s status; kept to the
+   * end (conn_aux_trim()). Set only where the aux is there already, or
+   * allocated first (ws_loop_reject() fails without it). */
+  int16_t end_err;
+  uint16_t http_status;
   /* timers of a busy connection (0: not running) */
   uint64_t drv_at;      /* linger end, or the shutdown close time */
   uint64_t stall_since; /* pending output without progress since */
@@ -159,7 +170,7 @@ typedef struct conn_aux {
  * ws_conn_init_shared() with its listener's ws_conn_shared: F_SHARED, a
  * smaller core) in one block of conn_block_size() bytes, the core's at
  * CONN_WS_OFF: one allocation, no pointer between them. Kept small: every
- * open connection holds one for its whole life (80 bytes on LP64). What
+ * open connection holds one for its whole life (64 bytes on LP64). What
  * only the caps of some listeners need is in the block's tail, after the
  * core, and only in their connections' blocks (F_TAIL_IP, F_TAIL_HS:
  * conn_peer_hash(), conn_hs_ms()). */
@@ -171,44 +182,57 @@ struct ws_loop_conn {
   uint32_t flags;
   int fd;
   uint32_t heap_idx; /* UINT32_MAX: not in the heap */
-  /* The heap key while alive; once dead (C_DEAD, out of the heap for
-   * good) the link of the graveyard. */
+  /* The heap key while alive; once the transport failed (F_FAILED, out
+   * of the heap for good: conn_set_io_err()) how it failed, until the
+   * connection ends in the same call; once dead (C_DEAD) the link of the
+   * graveyard. */
   union {
     uint64_t deadline;
+    /* > 0 WS_LOOP_ERR_IO with this errno (errno values are positive),
+     * < 0 the code itself (a transport's own, or WS_LOOP_ERR_IO without
+     * an errno). conn_io_err() and conn_sys_errno() read it. */
+    int io_fail;
     ws_loop_conn *next_grave;
   };
   uint64_t id; /* the slot + 1 in the low 32 bits (F_SLOT) */
-  ws_loop *loop;
   conn_aux *aux; /* with F_TP, its transport too */
   void *user_data;
+  /* Its listener; the loop's |unlisted| for a client, or once its
+   * listener was closed (drv_close_listeners()). Never NULL: the loop is
+   * its loop (conn_loop()). */
   listener *lst;
   /* The dirty and again lists: the next connection's slot + 1 (the low
    * 32 bits of its id), 0 at the end. A connection on a list keeps its
    * slot until it is freed, dead or not (slot_hold()). */
   uint32_t next_dirty, next_again;
-  /* The transport's failure, 0 if none: > 0 WS_LOOP_ERR_IO with this
-   * errno (errno values are positive), < 0 the code itself (a transport's
-   * own, or WS_LOOP_ERR_IO without an errno). conn_io_err() and
-   * conn_sys_errno() read it. */
-  int io_fail;
-  int16_t end_err; /* the reason to report if the core has none (one of
-                      the loop's or the core's codes) */
-  uint16_t http_status;
 };
 #if UINTPTR_MAX == UINT64_MAX
-_Static_assert(sizeof(ws_loop_conn) <= 80, "ws_loop_conn grew (issue 11)");
+_Static_assert(sizeof(ws_loop_conn) <= 64, "ws_loop_conn grew (issue 11)");
 #endif
+
+/* The loop of connection |c|. */
+static inline ws_loop *conn_loop(const ws_loop_conn *c) { return c->lst->loop; }
 
 /* The transport's failure code (0: none) and its errno (0: none). */
 static inline int conn_io_err(const ws_loop_conn *c) {
+  if (!(c->flags & F_FAILED)) return 0;
   return c->io_fail > 0 ? WS_LOOP_ERR_IO : c->io_fail;
 }
 static inline int conn_sys_errno(const ws_loop_conn *c) {
-  return c->io_fail > 0 ? c->io_fail : 0;
+  return (c->flags & F_FAILED) && c->io_fail > 0 ? c->io_fail : 0;
 }
-/* Notes failure |err| (< 0), with |e| the errno of a WS_LOOP_ERR_IO. */
-static inline void conn_set_io_err(ws_loop_conn *c, int err, int e) {
-  c->io_fail = err == WS_LOOP_ERR_IO && e > 0 ? e : err;
+/* Notes failure |err| (< 0), with |e| the errno of a WS_LOOP_ERR_IO; the
+ * first one is kept. Takes |c| out of the heap for good: the connection
+ * ends before the loop could wake it up (ws_drv_conn.c). */
+void conn_set_io_err(ws_loop_conn *c, int err, int e);
+
+/* The reason to report if the core has none (0: none), and the status
+ * of ws_loop_reject() (0: none): see conn_aux. */
+static inline int conn_end_err(const ws_loop_conn *c) {
+  return c->aux ? c->aux->end_err : 0;
+}
+static inline int conn_http_status(const ws_loop_conn *c) {
+  return c->aux ? c->aux->http_status : 0;
 }
 
 /* Where the core's connection lives in a connection's block: aligned as
@@ -275,6 +299,9 @@ struct ws_loop {
   uint8_t *rbuf;
   uint64_t now;
   listener *listeners;
+  /* The listener of the connections that have none: clients, and those
+   * whose listener was closed. No socket (fd -1), no caps, no counts. */
+  listener unlisted;
   size_t nconns;
   /* slot table: id -> connection; slots [0, nslots) were handed out,
    * the free ones chained from free_head (slot + 1, 0: none) */
@@ -337,10 +364,10 @@ struct ws_loop {
  * context is always its user_data: nothing to attach) unless it has one
  * of its own (F_TP). */
 static inline const ws_loop_transport *conn_tp(const ws_loop_conn *c) {
-  return (c->flags & F_TP) ? c->aux->tp : &c->loop->plain;
+  return (c->flags & F_TP) ? c->aux->tp : &conn_loop(c)->plain;
 }
 static inline void *conn_tctx(const ws_loop_conn *c) {
-  return (c->flags & F_TP) ? c->aux->tctx : c->loop->plain.user_data;
+  return (c->flags & F_TP) ? c->aux->tctx : conn_loop(c)->plain.user_data;
 }
 
 /* ---- ws_drv_loop.c ------------------------------------------------------- */

@@ -22,10 +22,14 @@ int ws_loop_reject(ws_loop_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
   if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (c->state != C_WS) return WS_ERR_INVALID_STATE;
+  /* (where the reason for on_close is kept, allocated first: nothing is
+   * done without it) */
+  conn_aux *a = conn_aux_get(c);
+  if (!a) return WS_ERR_NOMEM;
   int rv = ws_conn_reject(CONN_WS(c), status, headers, nheaders, body, bodylen);
   if (rv == 0) {
-    c->end_err = (int16_t)WS_ERR_REJECTED;
-    c->http_status = (uint16_t)status;
+    a->end_err = (int16_t)WS_ERR_REJECTED;
+    a->http_status = (uint16_t)status;
     conn_mark_dirty(c);
     if (c->flags & F_PAUSED) conn_mark_again(c);
   }
@@ -119,7 +123,7 @@ void ws_loop_resume(ws_loop_conn *c) {
 uint64_t ws_loop_conn_id(const ws_loop_conn *c) { return c ? c->id : 0; }
 
 ws_loop *ws_loop_conn_loop(const ws_loop_conn *c) {
-  return c ? c->loop : NULL;
+  return c ? conn_loop(c) : NULL;
 }
 
 void *ws_loop_conn_user_data(const ws_loop_conn *c) {
@@ -140,7 +144,7 @@ void ws_loop_conn_peer(const ws_loop_conn *c, char *buf, size_t buflen) {
   if (!buf || buflen == 0) return;
   buf[0] = 0;
   if (!c || c->fd < 0) return;
-  const ws_drv_sys *sys = &c->loop->sys;
+  const ws_drv_sys *sys = &conn_loop(c)->sys;
   if (sys->peer(sys->self, c->fd, buf, buflen) != 0) buf[0] = 0;
 }
 
@@ -180,7 +184,7 @@ void ws_loop_close_listeners(ws_loop *l) {
  * returned WS_LOOP_PAUSE) makes no such call until it is delivered
  * again. */
 const ws_response *ws_loop_conn_response(const ws_loop_conn *c) {
-  if (c && c == c->loop->open_conn) return c->loop->open_resp;
+  if (c && c == conn_loop(c)->open_conn) return conn_loop(c)->open_resp;
   if (!c || c->state != C_WS || c->role != WS_ROLE_CLIENT ||
       !(c->flags & F_PAUSED) || !c->aux || c->aux->ev.type != WS_EV_OPEN)
     return NULL;

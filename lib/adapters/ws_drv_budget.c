@@ -279,7 +279,7 @@ int budget_high(const ws_loop *l) {
 }
 
 int budget_hold_back(const ws_loop_conn *c) {
-  return (c->flags & F_CONGESTED) && budget_high(c->loop);
+  return (c->flags & F_CONGESTED) && budget_high(conn_loop(c));
 }
 
 /* ---- caps at accept ------------------------------------------------------ */
@@ -378,11 +378,11 @@ uint32_t budget_tail(const listener *s) {
 
 void budget_count(ws_loop_conn *c) {
   listener *s = c->lst;
-  if (c->flags & F_REFUSE) c->loop->nrefusing++;
+  if (c->flags & F_REFUSE) conn_loop(c)->nrefusing++;
   if (c->flags & F_COUNTED) s->nconns++;
   if (c->flags & F_HS) {
     s->nhs++;
-    conn_set_hs_ms(c, (uint32_t)drv_clock(c->loop));
+    conn_set_hs_ms(c, (uint32_t)drv_clock(conn_loop(c)));
   }
   if (c->flags & F_PMDCTX) s->npmd++;
 }
@@ -407,12 +407,11 @@ void budget_opened(ws_loop_conn *c) {
 
 void budget_release(ws_loop_conn *c) {
   listener *s = c->lst;
-  if (c->flags & F_REFUSE) c->loop->nrefusing--;
-  if (s) {
-    budget_hs_done(c);
-    if (c->flags & F_COUNTED) s->nconns--;
-    if (c->flags & F_PMDCTX) s->npmd--;
-  }
+  if (c->flags & F_REFUSE) conn_loop(c)->nrefusing--;
+  /* (none of these for the loop's |unlisted|) */
+  budget_hs_done(c);
+  if (c->flags & F_COUNTED) s->nconns--;
+  if (c->flags & F_PMDCTX) s->npmd--;
   c->flags &= ~(F_REFUSE | F_COUNTED | F_PMDCTX);
 }
 
@@ -435,10 +434,10 @@ int budget_request_status(ws_loop_conn *c, const ws_request *req,
   if (c->flags & F_REFUSE) {
     st = 503;
     why = budget_cap_reason(c->flags);
-  } else if (budget_high(c->loop)) {
+  } else if (budget_high(conn_loop(c))) {
     st = 503;
     why = "memory budget";
-  } else if (s && req && (s->norigins || s->origin_flags) && req->key.len &&
+  } else if (req && (s->norigins || s->origin_flags) && req->key.len &&
              !ws_request_origin_allowed(req, s->origins, s->norigins,
                                         s->origin_flags)) {
     /* RFC 6455 10.2: the Origin tells which page opened the connection */

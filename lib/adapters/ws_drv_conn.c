@@ -17,7 +17,7 @@
 
 conn_aux *conn_aux_get(ws_loop_conn *c) {
   if (!c->aux) {
-    c->aux = budget_malloc_posted(c->loop, sizeof(conn_aux));
+    c->aux = budget_malloc_posted(conn_loop(c), sizeof(conn_aux));
     if (c->aux) memset(c->aux, 0, sizeof(conn_aux));
   }
   return c->aux;
@@ -31,7 +31,7 @@ void post_free(ws_loop *l, post *p) {
 static void aux_free(ws_loop_conn *c) {
   conn_aux *a = c->aux;
   if (!a) return;
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   drv_free(l, a->rbuf);
   if (a->ai_all) l->sys.free_addrs(l->sys.self, a->ai_all);
   drv_free(l, a->server_name);
@@ -48,7 +48,7 @@ void conn_aux_trim(ws_loop_conn *c) {
   conn_aux *a = c->aux;
   if (!a || (c->flags & (F_PAUSED | F_TP)) || a->rpos < a->rlen || a->rbuf ||
       a->ai_all || a->server_name || a->def_head || a->drv_at ||
-      a->stall_since || a->msg_since || a->drain_since)
+      a->stall_since || a->msg_since || a->drain_since || a->end_err)
     return;
   aux_free(c);
 }
@@ -61,15 +61,15 @@ static int has_retained(const ws_loop_conn *c) {
 void conn_mark_dirty(ws_loop_conn *c) {
   if (c->flags & (F_DIRTY | F_GRAVE)) return;
   c->flags |= F_DIRTY;
-  c->next_dirty = c->loop->dirty;
-  c->loop->dirty = (uint32_t)c->id;
+  c->next_dirty = conn_loop(c)->dirty;
+  conn_loop(c)->dirty = (uint32_t)c->id;
 }
 
 void conn_mark_again(ws_loop_conn *c) {
   if (c->flags & (F_AGAIN | F_GRAVE)) return;
   c->flags |= F_AGAIN;
-  c->next_again = c->loop->again;
-  c->loop->again = (uint32_t)c->id;
+  c->next_again = conn_loop(c)->again;
+  conn_loop(c)->again = (uint32_t)c->id;
 }
 
 ws_loop_conn *conn_by_id(ws_loop *l, uint64_t id) {
@@ -172,7 +172,7 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
   c->state = C_WS;
   c->heap_idx = UINT32_MAX;
   c->deadline = NO_DEADLINE;
-  c->loop = l;
+  c->lst = &l->unlisted; /* (accept sets its own) */
   c->user_data = ud;
   if (tp && tp != &l->plain) {
     /* (kept in the aux block for the connection's life) */
@@ -206,7 +206,8 @@ ws_loop_conn *conn_new(ws_loop *l, int fd, ws_role role, const ws_config *cfg,
 static const char *tp_error_text(const ws_loop_conn *c) {
   const ws_loop_transport *tp = conn_tp(c);
   void *tctx = conn_tctx(c);
-  const char *s = c->io_fail && tp->error && tctx ? tp->error(tctx) : NULL;
+  const char *s =
+      (c->flags & F_FAILED) && tp->error && tctx ? tp->error(tctx) : NULL;
   return s && *s ? s : NULL;
 }
 
@@ -216,34 +217,41 @@ static size_t tp_pending(const ws_loop_conn *c) {
   return tp->pending && tctx ? tp->pending(tctx) : 0;
 }
 
+void conn_set_io_err(ws_loop_conn *c, int err, int e) {
+  if (c->flags & F_FAILED) return;
+  heap_remove(conn_loop(c), c); /* (its key makes room) */
+  c->io_fail = err == WS_LOOP_ERR_IO && e > 0 ? e : err;
+  c->flags |= F_FAILED;
+}
+
 /* Notes that a transport call failed with |rv| (WS_LOOP_ERR_IO: errno
  * says why; any other negative code is the transport's own) and returns
  * the code to report. The first failure is the one kept. */
 static int tp_fail(ws_loop_conn *c, int rv) {
   int e = errno;
   if (rv >= WS_ERR_WOULDBLOCK) rv = WS_LOOP_ERR_IO; /* not a failure code */
-  if (!c->io_fail) conn_set_io_err(c, rv, e ? e : EIO);
+  conn_set_io_err(c, rv, e ? e : EIO);
   return conn_io_err(c);
 }
 
 static void call_on_close(ws_loop_conn *c, ws_loop_close_info *info) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   c->flags |= F_CLOSED_CB;
   if (l->cfg.callbacks.on_close)
     drv_note_rv(l, l->cfg.callbacks.on_close(c, c->user_data, info));
 }
 
 void conn_destroy(ws_loop_conn *c, int err) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   if (c->state == C_DEAD) return;
   if ((c->flags & (F_KNOWN | F_CLOSED_CB)) == F_KNOWN) {
     ws_loop_close_info info;
     memset(&info, 0, sizeof(info));
     info.code = 1006;
     info.sent_code = ws_conn_close_code(CONN_WS(c));
-    info.error = c->end_err ? c->end_err : err;
+    info.error = conn_end_err(c) ? conn_end_err(c) : err;
     info.sys_errno = conn_sys_errno(c);
-    info.http_status = c->http_status;
+    info.http_status = conn_http_status(c);
     info.transport_error = tp_error_text(c);
     call_on_close(c, &info);
   }
@@ -264,16 +272,16 @@ void conn_destroy(ws_loop_conn *c, int err) {
   else
     slot_release(l, c);
   l->nconns--;
-  c->flags |= F_GRAVE;
+  c->flags = (c->flags & ~F_FAILED) | F_GRAVE; /* (io_fail makes room) */
   c->next_grave = l->grave;
   l->grave = c;
 }
 
 void conn_free_memory(ws_loop_conn *c) {
-  slot_release(c->loop, c); /* if it was held (slot_hold()) */
+  slot_release(conn_loop(c), c); /* if it was held (slot_hold()) */
   ws_conn_fini(CONN_WS(c));
   aux_free(c);
-  drv_block_free(c->loop, c, conn_block_size(c));
+  drv_block_free(conn_loop(c), c, conn_block_size(c));
 }
 
 size_t conn_pending(const ws_loop_conn *c) {
@@ -287,7 +295,7 @@ static const char *sd_reason(uint16_t code) {
 }
 
 void conn_shutdown_close(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   if (c->state != C_WS || ws_conn_state(CONN_WS(c)) != WS_STATE_OPEN) return;
   const char *r = sd_reason(l->sd_code);
   ws_conn_close(CONN_WS(c), l->sd_code, r, strlen(r));
@@ -303,7 +311,7 @@ static void conn_refused(ws_loop_conn *c, int status, const char *reason,
                          const ws_request *req) {
   if ((c->flags & (F_TOLD | F_KNOWN)) || c->role != WS_ROLE_SERVER) return;
   c->flags |= F_TOLD;
-  drv_refused(c->loop, c->fd, c->user_data, status, reason, req);
+  drv_refused(conn_loop(c), c->fd, c->user_data, status, reason, req);
 }
 
 void conn_drop(ws_loop_conn *c, const char *reason) {
@@ -337,7 +345,7 @@ static void refused_in_handshake(ws_loop_conn *c, const ws_event *ev) {
   char why[96];
   if (ev->error == WS_ERR_NOMEM) {
     conn_refused(c, answered_status(c),
-                 budget_nomem_reason(c->loop, c->flags), NULL);
+                 budget_nomem_reason(conn_loop(c), c->flags), NULL);
     return;
   }
   if (ev->error != WS_ERR_HANDSHAKE) return;
@@ -348,7 +356,7 @@ static void refused_in_handshake(ws_loop_conn *c, const ws_event *ev) {
 }
 
 static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   int rv = 0;
   const char *why = "draining";
   int st = l->draining ? 503 : budget_request_status(c, ev->request, &why);
@@ -378,7 +386,7 @@ static int dispatch_request(ws_loop_conn *c, const ws_event *ev) {
 
 /* A plain HTTP request (WS_CFG_HTTP, set when on_http is). */
 static int dispatch_http(ws_loop_conn *c, const ws_event *ev) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   static const ws_kv text[] = {{"Content-Type", "text/plain"}};
   int rv = 0;
   const char *why = "draining";
@@ -412,7 +420,8 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
   } else {
     info.code = 1006;
     info.error = ev->error;
-    if (ev->error == WS_ERR_EOF && c->io_fail) info.error = conn_io_err(c);
+    if (ev->error == WS_ERR_EOF && (c->flags & F_FAILED))
+      info.error = conn_io_err(c);
     if (c->flags & F_BUDGET) {
       info.error = WS_LOOP_ERR_BUDGET;
       if (c->role == WS_ROLE_SERVER && !info.sent_code)
@@ -425,14 +434,14 @@ static void dispatch_end(ws_loop_conn *c, const ws_event *ev) {
       info.http_status = ev->response->status;
     }
   }
-  if (!info.error && c->end_err) info.error = c->end_err;
+  if (!info.error && conn_end_err(c)) info.error = conn_end_err(c);
   call_on_close(c, &info);
 }
 
 /* Hands one core event to the application. Returns WS_LOOP_PAUSE if the
  * event must be kept, else 0. */
 static int dispatch(ws_loop_conn *c, const ws_event *ev) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   const ws_loop_callbacks *cb = &l->cfg.callbacks;
   int rv = 0;
   if (c->flags & F_CLOSED_CB) return 0;
@@ -516,7 +525,7 @@ static int retain(ws_loop_conn *c, uint8_t *buf, size_t fstart, size_t pos,
   size_t from = (c->flags & F_PAUSED) ? fstart : pos;
   size_t n = len - from;
   if (n > a->rcap) {
-    uint8_t *nb = drv_realloc(c->loop, a->rbuf, n);
+    uint8_t *nb = drv_realloc(conn_loop(c), a->rbuf, n);
     if (!nb) return -1;
     a->rbuf = nb;
     a->rcap = n;
@@ -538,7 +547,7 @@ static void retained_done(ws_loop_conn *c) {
   if (!a) return;
   a->rpos = a->rlen = 0;
   /* an idle connection keeps no buffer: the aux can go (conn_aux_trim) */
-  drv_free(c->loop, a->rbuf);
+  drv_free(conn_loop(c), a->rbuf);
   a->rbuf = NULL;
   a->rcap = 0;
 }
@@ -548,7 +557,7 @@ static void retained_done(ws_loop_conn *c) {
  * (WS_LOOP_PAUSE), or the connection ended. */
 static int feed_event(ws_conn *ws, const ws_event *ev, void *ud) {
   ws_loop_conn *c = ud;
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   (void)ws;
   /* What the application allocates in its callbacks (sends to other
    * connections, say) is not this connection's input. */
@@ -592,10 +601,10 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
     }
     size_t n = 0;
     fstart = pos;
-    ws_loop_conn *was = c->loop->feeding;
-    c->loop->feeding = c; /* who pays for what the core allocates */
+    ws_loop_conn *was = conn_loop(c)->feeding;
+    conn_loop(c)->feeding = c; /* who pays for what the core allocates */
     int rv = ws_conn_feed_events(CONN_WS(c), buf + pos, len - pos, &n, feed_event, c);
-    c->loop->feeding = was;
+    conn_loop(c)->feeding = was;
     pos += n;
     if (rv < 0 && rv != WS_ERR_WOULDBLOCK) pos = len; /* the rest is moot */
     /* Nothing taken twice in a row with no event between: give up on the
@@ -608,7 +617,7 @@ static void process_input(ws_loop_conn *c, uint8_t *buf, size_t pos,
 void conn_tick(ws_loop_conn *c) {
   if (c->state != C_WS && c->state != C_CONNECTING) return;
   if (c->flags & F_PAUSED) return; /* a tick would release its storage */
-  ws_conn_tick(CONN_WS(c), drv_clock(c->loop));
+  ws_conn_tick(CONN_WS(c), drv_clock(conn_loop(c)));
   if (c->state == C_WS)
     conn_pull_events(c);
   else if (ws_conn_state(CONN_WS(c)) == WS_STATE_FAILED)
@@ -642,7 +651,7 @@ static int can_read(const ws_loop_conn *c) {
 
 /* Reads and processes up to READ_BUDGET buffers. */
 static void conn_read_round(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   int i, got = 0;
   for (i = 0; i < READ_BUDGET && can_read(c); i++) {
     size_t n = 0;
@@ -692,13 +701,13 @@ static int conn_flush(ws_loop_conn *c) {
        * conn_after(). Without memory for it, conn_after() gives the
        * connection up.) */
       size_t left = conn_pending(c);
-      if (!a && left > 0 && left <= c->loop->cfg.low_water &&
-          c->loop->cfg.write_timeout_ms)
+      if (!a && left > 0 && left <= conn_loop(c)->cfg.low_water &&
+          conn_loop(c)->cfg.write_timeout_ms)
         a = conn_aux_get(c);
       if (a) {
         a->drained += w;
-        if (left <= c->loop->cfg.low_water)
-          a->stall_since = drv_clock(c->loop);
+        if (left <= conn_loop(c)->cfg.low_water)
+          a->stall_since = drv_clock(conn_loop(c));
       }
     }
     if (rv == WS_ERR_WOULDBLOCK) return 0;
@@ -717,12 +726,12 @@ static void retry_deferred(ws_loop_conn *c) {
     if (rv == WS_ERR_WOULDBLOCK) return;
     a->def_head = p->next;
     if (!a->def_head) a->def_tail = NULL;
-    post_free(c->loop, p);
+    post_free(conn_loop(c), p);
   }
 }
 
 static void start_linger(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   l->sys.shutdown_wr(l->sys.self, c->fd);
   conn_aux *a = NULL;
   /* (without memory for the timer: no linger) */
@@ -762,7 +771,7 @@ static void maybe_finish(ws_loop_conn *c) {
 }
 
 static void conn_set_interest(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   unsigned ev = 0;
   if (c->state == C_DEAD || (c->flags & F_HUP)) return;
   if (c->state == C_CONNECTING) {
@@ -792,7 +801,7 @@ static void conn_set_interest(ws_loop_conn *c) {
 }
 
 uint64_t conn_deadline(const ws_loop_conn *c) {
-  const ws_loop *l = c->loop;
+  const ws_loop *l = conn_loop(c);
   uint64_t d = NO_DEADLINE;
   if ((c->state == C_WS || c->state == C_CONNECTING) && !(c->flags & F_PAUSED))
     d = ws_conn_next_deadline(CONN_WS(c));
@@ -819,7 +828,7 @@ uint64_t conn_deadline(const ws_loop_conn *c) {
  * reading, under |low_water| resumes. Returns 1 if a callback ran that may
  * have queued output. */
 static int conn_account(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   const ws_loop_callbacks *cb = &l->cfg.callbacks;
   size_t pend = conn_pending(c);
   int again = 0;
@@ -846,7 +855,7 @@ static int conn_account(ws_loop_conn *c) {
  * timed from the round its first frame arrived in. Returns -1 without
  * memory for the timer. */
 static int conn_track_message(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   conn_aux *a = c->aux;
   if (l->cfg.message_timeout_ms && c->state == C_WS &&
       ws_conn_state(CONN_WS(c)) == WS_STATE_OPEN &&
@@ -862,7 +871,7 @@ static int conn_track_message(ws_loop_conn *c) {
 /* The write timeout and the drain window: running while output is
  * pending. Returns -1 without memory for them. */
 static int conn_track_output(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   conn_aux *a = c->aux;
   if (conn_pending(c) == 0) {
     if (a) a->stall_since = a->drain_since = 0;
@@ -880,14 +889,14 @@ static int conn_track_output(ws_loop_conn *c) {
 }
 
 int conn_drain_check(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   conn_aux *a = c->aux;
   uint64_t win = l->cfg.write_timeout_ms;
   if (!l->cfg.min_drain_rate || !win || !a || !a->drain_since ||
       l->now < a->drain_since + win)
     return 0;
   if (a->drained * 1000 < (uint64_t)l->cfg.min_drain_rate * win) {
-    c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
+    a->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return 1;
   }
@@ -897,14 +906,14 @@ int conn_drain_check(ws_loop_conn *c) {
 }
 
 void conn_message_timeout(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   static const char reason[] = "message too slow";
   conn_aux *a = c->aux;
   if (!a || !a->msg_since || (c->flags & (F_PAUSED | F_CONGESTED)) ||
       l->now < a->msg_since + l->cfg.message_timeout_ms)
     return;
   a->msg_since = 0;
-  c->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
+  a->end_err = (int16_t)WS_LOOP_ERR_SLOW_MESSAGE;
   /* RFC 6455 7.4.1: 1008, the message breaks the server's policy */
   ws_conn_close(CONN_WS(c), 1008, reason, sizeof(reason) - 1);
 }
@@ -926,7 +935,7 @@ static void conn_shrink(ws_loop_conn *c) {
 }
 
 void conn_after(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   if (c->state == C_DEAD) return;
   if (c->state != C_CONNECTING) {
     for (int round = 0; round < 4 && c->state != C_DEAD; round++) {
@@ -956,7 +965,7 @@ void conn_after(ws_loop_conn *c) {
 /* ---- readiness and the again list ----------------------------------------- */
 
 void conn_ready(ws_loop_conn *c, unsigned events) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   if (c->state == C_DEAD) return;
   if (c->state == C_CONNECTING) {
     if (events & (WS_DRV_OUT | WS_DRV_ERR)) connect_done(c);
@@ -992,7 +1001,7 @@ void conn_ready(ws_loop_conn *c, unsigned events) {
 /* A kept event whose pause ended: delivered again. Returns 1 if it was
  * kept once more. */
 static int redeliver(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   int go = (c->flags & F_RESUME) ||
            ((c->flags & F_PAUSED_AUTO) && conn_pending(c) <= l->cfg.low_water);
   if (!go) return 1;

@@ -12,7 +12,7 @@
 /* Tries the remaining addresses until a connect is under way. Returns 0
  * or the errno of the last attempt. */
 static int connect_next(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   conn_aux *a = c->aux;
   int err = ECONNREFUSED;
   while (a->ai_next) {
@@ -31,7 +31,7 @@ static int connect_next(ws_loop_conn *c) {
 }
 
 void connect_done(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   int err = l->sys.connect_result(l->sys.self, c->fd);
   if (err) {
     if (c->flags & F_REG) l->poller.remove(l->poller.self, c->fd);
@@ -66,7 +66,7 @@ void connect_done(ws_loop_conn *c) {
 
 /* Drops a connection that never got going (no callback is owed). */
 static int connect_abort(ws_loop_conn *c, int rv) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   conn_destroy(c, 0);
   if (!l->in_round) drv_free_grave(l);
   return rv;

@@ -21,14 +21,18 @@ void drv_listeners_watch(ws_loop *l, int on) {
 
 void drv_close_listeners(ws_loop *l) {
   /* Connections outlive their listener (ws_loop_close_listeners() during
-   * a graceful restart): they forget it, and its caps and counts with it
-   * (a handshake that completes later has no count to give back). */
+   * a graceful restart): they forget it for the loop's |unlisted|, and
+   * its caps and counts with it (a handshake that completes later has no
+   * count to give back). */
   for (uint32_t i = 0; i < l->nslots; i++) {
     ws_loop_conn *c = drv_slot_conn(l, i);
     if (!c) continue;
-    c->lst = NULL;
+    c->lst = &l->unlisted;
     c->flags &= ~(F_HS | F_COUNTED | F_PMDCTX);
   }
+  /* the dead ones too: freed at the end of the round, through their loop */
+  for (ws_loop_conn *c = l->grave; c; c = c->next_grave)
+    c->lst = &l->unlisted;
   if (l->listeners) l->listen_epoch++;
   while (l->listeners) {
     listener *s = l->listeners;
@@ -59,6 +63,8 @@ listener *drv_listener_new(ws_loop *l, const ws_loop_listen_params *p,
   }
   memset(s, 0, sizeof(*s));
   s->h.kind = H_LISTENER;
+  s->loop = l;
+  s->fd = -1;
   if (p && p->config) {
     s->cfg = *p->config;
   } else { /* the loop's default: on_message gets whole messages */

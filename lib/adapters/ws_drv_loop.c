@@ -265,6 +265,9 @@ int ws_drv_new(ws_loop **ploop, const ws_loop_config *cfg,
   }
   memset(l, 0, sizeof(*l));
   l->rpos = sizeof(l->rpool); /* the mask-key pool starts empty */
+  l->unlisted.h.kind = H_LISTENER; /* (never watched) */
+  l->unlisted.loop = l;
+  l->unlisted.fd = -1;
   l->cfg = *cfg;
   l->umem = m;
   l->slab_n = conn_tail_off(F_SHARED); /* (drv_block_alloc()) */

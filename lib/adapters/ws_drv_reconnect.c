@@ -90,7 +90,7 @@ static void schedule(ws_loop *l, rc_entry *e) {
 }
 
 static int rc_on_open(ws_loop_conn *c, void *ud) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   rc_entry *e = find(l, c);
   if (e) e->opened_at = drv_clock(l);
   return l->rc->app.on_open ? l->rc->app.on_open(c, ud) : 0;
@@ -98,7 +98,7 @@ static int rc_on_open(ws_loop_conn *c, void *ud) {
 
 static int rc_on_close(ws_loop_conn *c, void *ud,
                        const ws_loop_close_info *info) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   drv_reconnect *rc = l->rc;
   rc_entry *e = find(l, c);
   if (!e) return rc->app.on_close ? rc->app.on_close(c, ud, info) : 0;
@@ -118,14 +118,14 @@ static int rc_on_close(ws_loop_conn *c, void *ud,
 }
 
 int ws_loop_conn_reconnect_delay(const ws_loop_conn *c, uint32_t *pdelay) {
-  rc_entry *e = c ? find(c->loop, c) : NULL;
+  rc_entry *e = c ? find(conn_loop(c), c) : NULL;
   if (!e || e->closing != c || !e->decided) return 0;
   if (pdelay) *pdelay = e->delay;
   return 1;
 }
 
 void ws_loop_conn_reconnect_stop(ws_loop_conn *c) {
-  rc_entry *e = c ? find(c->loop, c) : NULL;
+  rc_entry *e = c ? find(conn_loop(c), c) : NULL;
   if (!e) return;
   e->stopped = 1;
   if (e->closing == c) { /* in on_close: the announced attempt is off */

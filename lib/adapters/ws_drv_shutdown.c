@@ -29,7 +29,7 @@ void ws_loop_shutdown(ws_loop *l, uint16_t code, uint32_t spread_ms,
 /* When to close an open connection: at once, or at a random moment
  * within |spread| so that clients do not all come back at once. */
 static void schedule_close(ws_loop_conn *c, uint32_t spread) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   uint32_t r = 0;
   conn_aux *a = NULL;
   if (spread && l->sys.rand(l->sys.self, (uint8_t *)&r, sizeof(r)) == 0)

@@ -55,6 +55,7 @@ void heap_remove(ws_loop *l, ws_loop_conn *c) {
 }
 
 int heap_update(ws_loop *l, ws_loop_conn *c, uint64_t d) {
+  if (c->flags & F_FAILED) return 0; /* (ends in this call: no key) */
   if (d == NO_DEADLINE) {
     heap_remove(l, c);
     c->deadline = d;
@@ -85,7 +86,7 @@ uint64_t heap_first(const ws_loop *l) {
 
 /* One due connection. */
 static void conn_due(ws_loop_conn *c) {
-  ws_loop *l = c->loop;
+  ws_loop *l = conn_loop(c);
   const ws_loop_config *cfg = &l->cfg;
   const conn_aux *a = c->aux; /* (it holds every timer of the loop's) */
   if (c->state == C_LINGER && l->now >= AUX_T(c, drv_at)) {
@@ -94,7 +95,7 @@ static void conn_due(ws_loop_conn *c) {
   }
   if (cfg->write_timeout_ms && a && a->stall_since &&
       l->now >= a->stall_since + cfg->write_timeout_ms) {
-    c->end_err = (int16_t)WS_LOOP_ERR_STALLED;
+    c->aux->end_err = (int16_t)WS_LOOP_ERR_STALLED;
     conn_destroy(c, WS_LOOP_ERR_STALLED);
     return;
   }

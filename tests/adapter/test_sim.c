@@ -170,7 +170,7 @@ typedef struct harness {
   peer *peers[MAXPEERS];
   size_t npeers;
   int opens, closes, msgs, dup_close;
-  int close_err, close_errno;
+  int close_err, close_errno, close_status;
   uint16_t close_code, sent_code;
   uint64_t close_at;
   uint64_t closed_ids[256];
@@ -207,6 +207,7 @@ static int h_close(ws_loop_conn *c, void *ud, const ws_loop_close_info *in) {
   H.closes++;
   H.close_err = in->error;
   H.close_errno = in->sys_errno;
+  H.close_status = in->http_status;
   H.close_code = in->code;
   H.sent_code = in->sent_code;
   H.close_at = ws_loop_now(ws_loop_conn_loop(c));
@@ -536,6 +537,32 @@ static void reset_mid_frame(void **state) {
   h_end();
 }
 
+/* A transport that fails takes its connection out of the deadline heap
+ * at once (its key's place keeps the errno until on_close): the others,
+ * before and after it in the heap, are still pinged on schedule. */
+static void reset_among_pinged(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c;
+  h_peer(&a, "/");
+  h_peer(&b, "/");
+  h_peer(&c, "/");
+  h_until(&H.opens, 3, 20);
+  assert_int_equal(H.l->heaplen, 3);
+  sim_reset(H.s, b.fd);
+  b.fd = -1;
+  h_until(&H.closes, 1, 10);
+  assert_int_equal(H.close_err, WS_LOOP_ERR_IO);
+  assert_int_equal(H.close_errno, ECONNRESET);
+  assert_int_equal(H.l->heaplen, 2);
+  uint64_t t = sim_now(H.s);
+  for (int i = 0; i < 400 && (a.pings < 2 || c.pings < 2); i++) h_round();
+  assert_true(a.pings >= 2 && c.pings >= 2);
+  assert_true(sim_now(H.s) - t <= 2u * 25000u + 1000u);
+  assert_int_equal(H.closes, 1);
+  h_end();
+}
+
 /* The loop's own client: connects through the simulated network to the
  * loop's own listener; a port nobody listens on is refused; a name that
  * does not resolve fails at once. */
@@ -736,6 +763,10 @@ static void api_requests_sends_and_getters(void **state) {
   h_peer(&b, "/");
   for (int i = 0; i < 10 && !b.status; i++) h_round();
   assert_int_equal(b.status, 403);
+  /* the server's side: why, and its answer (kept to the end) */
+  h_until(&H.closes, 1, 100);
+  assert_int_equal(H.close_err, WS_ERR_REJECTED);
+  assert_int_equal(H.close_status, 403);
   req_mode = 2;
   h_peer(&c, "/");
   for (int i = 0; i < 5; i++) h_round();
@@ -1941,6 +1972,31 @@ static void close_listeners_mid_handshake(void **state) {
   h_end();
 }
 
+/* The listeners are closed in a round in which connections ended before
+ * (their peers hung up in the same wait): those wait in the graveyard
+ * and are freed through the loop their listener named, the listener
+ * itself freed by then (ASan and valgrind check it). Peers on both sides
+ * of the one whose message closes the listeners, whichever order the
+ * ready ones come in. */
+static void close_listeners_after_ends(void **state) {
+  (void)state;
+  h_start(NULL, NULL, 0);
+  peer a, b, c;
+  h_peer(&a, "/");
+  h_peer(&b, "/");
+  h_peer(&c, "/");
+  h_until(&H.opens, 3, 20);
+  H.l->cfg.callbacks.on_message = closing_message;
+  peer_end(&a);
+  peer_send(&b, "bye, listeners");
+  peer_end(&c);
+  h_until(&H.closes, 2, 20);
+  assert_int_equal(H.msgs, 1);
+  assert_null(H.l->listeners);
+  assert_int_equal(H.l->nconns, 1);
+  h_end();
+}
+
 static void pause_reading_and_close_listeners(void **state) {
   (void)state;
   h_start(NULL, NULL, 0);
@@ -3036,6 +3092,7 @@ int main(void) {
       cmocka_unit_test(accept_emfile_pauses_listener),
       cmocka_unit_test(partial_reads_and_writes),
       cmocka_unit_test(reset_mid_frame),
+      cmocka_unit_test(reset_among_pinged),
       cmocka_unit_test(loop_client_connects_and_is_refused),
       cmocka_unit_test(http_requests_through_the_core),
       cmocka_unit_test(posts_race_with_close),
@@ -3062,6 +3119,7 @@ int main(void) {
       cmocka_unit_test(pause_reading_and_close_listeners),
       cmocka_unit_test(close_listeners_mid_batch),
       cmocka_unit_test(close_listeners_mid_handshake),
+      cmocka_unit_test(close_listeners_after_ends),
       cmocka_unit_test(handshake_displaced_at_the_cap),
       /* refusals the loop makes itself (on_refused) */
       cmocka_unit_test(refused_by_the_request_parser),
