@@ -84,7 +84,10 @@ typedef struct ws_loop_close_info {
                          none, 1006 if no close frame arrived */
   uint16_t sent_code; /* the close code we sent, 0 if none */
   ws_slice reason;    /* the peer's close reason, borrowed for the call */
-  int error;          /* 0 after a close handshake; else WS_ERR_*,
+  int error;          /* 0 after a close handshake (but one the loop
+                         started for a reason of its own keeps it:
+                         WS_LOOP_ERR_SLOW_MESSAGE, WS_LOOP_ERR_STALLED);
+                         else WS_ERR_*,
                          WS_LOOP_ERR_* (WS_ERR_EOF, WS_ERR_TIMEOUT, ...), or
                          the transport's own code when it failed (TLS:
                          WS_TLS_ERR_*, see <ws/ws_mbedtls.h>) */
