@@ -317,7 +317,7 @@ struct ws_loop {
    * without a tail), come from slabs (ws_drv_budget.c): |slabs| sorted by
    * address, |partial| the ones with room. */
   size_t slab_n;
-  struct drv_slab **slabs;
+  void **slabs; /* (of struct drv_slab) */
   uint32_t nslabs, slabcap;
   struct drv_slab *partial;
   ws_loop_conn *grave;

@@ -87,9 +87,10 @@ typedef struct drv_slab {
   uint32_t live;                /* blocks handed out */
   uint32_t carved;              /* blocks ever handed out (the rest: never) */
 } drv_slab;
-_Static_assert(sizeof(drv_slab) % WS_ARENA_ALIGN == 0 &&
-                   sizeof(drv_slab) <= SLAB_HDR_MAX,
-               "blocks stay aligned; fuzz_loop's bound");
+/* The blocks start after the header, aligned as every block. */
+#define SLAB_HDR                                                               \
+  ((sizeof(drv_slab) + WS_ARENA_ALIGN - 1) & ~(size_t)(WS_ARENA_ALIGN - 1))
+_Static_assert(SLAB_HDR <= SLAB_HDR_MAX, "fuzz_loop's bound");
 
 /* AddressSanitizer: free and never used blocks of a slab are poisoned, so
  * that a use after free is still caught. */
@@ -109,7 +110,7 @@ _Static_assert(sizeof(drv_slab) % WS_ARENA_ALIGN == 0 &&
 #  define SLAB_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-static uint8_t *slab_blocks(drv_slab *s) { return (uint8_t *)(s + 1); }
+static uint8_t *slab_blocks(drv_slab *s) { return (uint8_t *)s + SLAB_HDR; }
 
 static void slab_unlink(ws_loop *l, drv_slab *s) {
   if (s->prev)
@@ -144,20 +145,20 @@ static uint32_t slab_find(const ws_loop *l, const void *p) {
 static drv_slab *slab_new(ws_loop *l) {
   if (l->nslabs == l->slabcap) {
     uint32_t cap = l->slabcap ? 2 * l->slabcap : 16;
-    drv_slab **a = l->umem.realloc(l->slabs, cap * sizeof(*a),
-                                   l->umem.user_data);
+    void **a = l->umem.realloc(l->slabs, cap * sizeof(void *),
+                               l->umem.user_data);
     if (!a) return NULL;
     l->slabs = a;
     l->slabcap = cap;
   }
-  drv_slab *s = l->umem.malloc(sizeof(*s) + SLAB_BLOCKS * l->slab_n,
+  drv_slab *s = l->umem.malloc(SLAB_HDR + SLAB_BLOCKS * l->slab_n,
                                l->umem.user_data);
   if (!s) return NULL;
   memset(s, 0, sizeof(*s));
   SLAB_POISON(slab_blocks(s), SLAB_BLOCKS * l->slab_n);
   uint32_t at = slab_find(l, s);
   memmove(l->slabs + at + 1, l->slabs + at,
-          (l->nslabs - at) * sizeof(*l->slabs));
+          (l->nslabs - at) * sizeof(void *));
   l->slabs[at] = s;
   l->nslabs++;
   slab_push(l, s);
@@ -184,7 +185,7 @@ static void *slab_alloc(ws_loop *l) {
 static void slab_release(ws_loop *l, drv_slab *s, uint32_t at) {
   slab_unlink(l, s);
   memmove(l->slabs + at, l->slabs + at + 1,
-          (l->nslabs - at - 1) * sizeof(*l->slabs));
+          (l->nslabs - at - 1) * sizeof(void *));
   l->nslabs--;
   SLAB_UNPOISON(slab_blocks(s), SLAB_BLOCKS * l->slab_n);
   l->umem.free(s, l->umem.user_data);
@@ -193,7 +194,7 @@ static void slab_release(ws_loop *l, drv_slab *s, uint32_t at) {
 static void slab_free(ws_loop *l, void *p) {
   /* its slab: the last one that starts at or before it */
   uint32_t at = slab_find(l, (const uint8_t *)p + 1) - 1;
-  drv_slab *s = l->slabs[at];
+  drv_slab *s = (drv_slab *)l->slabs[at];
   int was_full = !s->free && s->carved == SLAB_BLOCKS;
   memcpy(p, &s->free, sizeof(s->free));
   SLAB_POISON(p, l->slab_n);
@@ -207,7 +208,7 @@ static void slab_free(ws_loop *l, void *p) {
 
 void drv_slabs_free(ws_loop *l) {
   while (l->nslabs) {
-    drv_slab *s = l->slabs[l->nslabs - 1];
+    drv_slab *s = (drv_slab *)l->slabs[l->nslabs - 1];
     slab_release(l, s, l->nslabs - 1);
   }
   l->umem.free(l->slabs, l->umem.user_data);
