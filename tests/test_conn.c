@@ -1757,6 +1757,36 @@ static void idle_conn_is_small(void **state) {
   ws_conn_del(c);
 }
 
+/* A server connection of |cfg| on |a|, open and shrunk; |t| is its
+ * transcript from then on. */
+static ws_conn *shrunk_open(const ws_config *cfg, tu_alloc *a, transcript *t) {
+  ws_conn *c;
+  assert_int_equal(ws_conn_new(&c, cfg, &a->mem), 0);
+  memset(t, 0, sizeof(*t));
+  tr_feed(t, c, (const uint8_t *)REQ, strlen(REQ), 0);
+  assert_int_equal(ws_conn_shrink(c), 1);
+  return c;
+}
+
+/* The next event is the error |err| with close code |code| and |reason|. */
+static void error_event_is(ws_conn *c, int err, unsigned code,
+                           const char *reason) {
+  ws_event ev;
+  assert_int_equal(ws_conn_next_event(c, &ev), 0);
+  assert_int_equal(ev.type, WS_EV_ERROR);
+  assert_int_equal(ev.error, err);
+  assert_int_equal(ev.close_code, code);
+  assert_int_equal(ev.data.len, strlen(reason));
+  assert_memory_equal(ev.data.base, reason, strlen(reason));
+}
+
+/* Deletes |c| and its transcript: nothing left allocated. */
+static void shrunk_end(ws_conn *c, transcript *t, const tu_alloc *a) {
+  tr_free(t);
+  ws_conn_del(c);
+  assert_int_equal(a->live_blocks, 0);
+}
+
 /* ws_conn_shrink() lets go of the busy-only state only when nothing is in
  * flight, and the connection behaves the same once it comes back: each
  * case below must return 0 and leave the memory as it was, each quiet
@@ -1886,48 +1916,26 @@ static void shrink_only_when_quiet(void **state) {
   used = 0;
   assert_int_equal(ws_conn_feed(c, in, n, &used), WS_ERR_NOMEM);
   assert_int_equal(used, 0);
-  assert_int_equal(ws_conn_next_event(c, &ev), 0);
-  assert_int_equal(ev.type, WS_EV_ERROR);
-  assert_int_equal(ev.error, WS_ERR_NOMEM);
-  assert_int_equal(ev.close_code, 0);
-  assert_int_equal(ev.data.len, 13);
-  assert_memory_equal(ev.data.base, "out of memory", 13);
+  error_event_is(c, WS_ERR_NOMEM, 0, "out of memory");
   assert_int_equal(ws_conn_out_pending(c), 0);
   assert_int_equal(ws_conn_should_close_transport(c), 1);
   assert_int_equal(ws_conn_shrink(c), 0); /* failed */
-  tr_free(&t);
-  ws_conn_del(c);
-  assert_int_equal(a.live_blocks, 0);
+  shrunk_end(c, &t, &a);
 
   /* the transport's end while shrunk: its reason all the same */
-  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
-  memset(&t, 0, sizeof(t));
-  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
-  assert_int_equal(ws_conn_shrink(c), 1);
+  c = shrunk_open(&cfg, &a, &t);
   assert_int_equal(ws_conn_feed_eof(c), WS_ERR_EOF);
-  assert_int_equal(ws_conn_next_event(c, &ev), 0);
-  assert_int_equal(ev.type, WS_EV_ERROR);
-  assert_int_equal(ev.error, WS_ERR_EOF);
-  assert_int_equal(ev.close_code, 1006);
-  assert_int_equal(ev.data.len, 36);
-  assert_memory_equal(ev.data.base, "transport closed without close frame", 36);
+  error_event_is(c, WS_ERR_EOF, 1006, "transport closed without close frame");
   assert_int_equal(a.live_bytes, ws_conn_sizeof());
-  tr_free(&t);
-  ws_conn_del(c);
-  assert_int_equal(a.live_blocks, 0);
+  shrunk_end(c, &t, &a);
 
   /* closing: the close handshake keeps its state */
-  assert_int_equal(ws_conn_new(&c, &cfg, &a.mem), 0);
-  memset(&t, 0, sizeof(t));
-  tr_feed(&t, c, (const uint8_t *)REQ, strlen(REQ), 0);
-  assert_int_equal(ws_conn_shrink(c), 1);
+  c = shrunk_open(&cfg, &a, &t);
   assert_int_equal(ws_conn_close(c, 1000, NULL, 0), 0);
   tr_drain(&t, c);
   assert_memory_equal(t.out + t.outlen - 4, "\x88\x02\x03\xe8", 4);
   assert_int_equal(ws_conn_shrink(c), 0);
-  tr_free(&t);
-  ws_conn_del(c);
-  assert_int_equal(a.live_blocks, 0);
+  shrunk_end(c, &t, &a);
 }
 
 /* Connections of a ws_conn_shared: each object is ws_conn_sizeof_shared()

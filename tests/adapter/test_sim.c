@@ -537,17 +537,22 @@ static void reset_mid_frame(void **state) {
   h_end();
 }
 
+/* A default server and three peers, open. */
+static void h_start_three(peer *a, peer *b, peer *c) {
+  h_start(NULL, NULL, 0);
+  h_peer(a, "/");
+  h_peer(b, "/");
+  h_peer(c, "/");
+  h_until(&H.opens, 3, 20);
+}
+
 /* A transport that fails takes its connection out of the deadline heap
  * at once (its key's place keeps the errno until on_close): the others,
  * before and after it in the heap, are still pinged on schedule. */
 static void reset_among_pinged(void **state) {
   (void)state;
-  h_start(NULL, NULL, 0);
   peer a, b, c;
-  h_peer(&a, "/");
-  h_peer(&b, "/");
-  h_peer(&c, "/");
-  h_until(&H.opens, 3, 20);
+  h_start_three(&a, &b, &c);
   assert_int_equal(H.l->heaplen, 3);
   sim_reset(H.s, b.fd);
   b.fd = -1;
@@ -1980,12 +1985,8 @@ static void close_listeners_mid_handshake(void **state) {
  * ready ones come in. */
 static void close_listeners_after_ends(void **state) {
   (void)state;
-  h_start(NULL, NULL, 0);
   peer a, b, c;
-  h_peer(&a, "/");
-  h_peer(&b, "/");
-  h_peer(&c, "/");
-  h_until(&H.opens, 3, 20);
+  h_start_three(&a, &b, &c);
   H.l->cfg.callbacks.on_message = closing_message;
   peer_end(&a);
   peer_send(&b, "bye, listeners");
@@ -2758,15 +2759,20 @@ static void blocks_come_in_slabs(void **state) {
   h_end();
 }
 
-static void idle_connection_is_one_block(void **state) {
-  (void)state;
+/* A server delivering whole messages and one peer |a|, open. */
+static void h_start_one(peer *a) {
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
   cfg.delivery = WS_DELIVER_MESSAGE;
   h_start(NULL, &cfg, 0);
+  h_peer(a, "/");
+  h_until(&a->opened, 1, 10);
+}
+
+static void idle_connection_is_one_block(void **state) {
+  (void)state;
   peer a, b;
-  h_peer(&a, "/");
-  h_until(&a.opened, 1, 10);
+  h_start_one(&a);
   /* (a round that does not wait: h_round() would sleep to the keepalive
    * deadline, and a ping in flight holds the busy-only state) */
   assert_true(ws_loop_run_once(H.l, 0) >= 0);
@@ -2845,13 +2851,8 @@ static void dead_connection_on_a_list_keeps_its_slot(void **state) {
  * idle before: its block (ws_conn_shrink() once its turn is over). */
 static void idle_again_after_traffic(void **state) {
   (void)state;
-  ws_config cfg;
-  ws_config_default(&cfg, WS_ROLE_SERVER);
-  cfg.delivery = WS_DELIVER_MESSAGE;
-  h_start(NULL, &cfg, 0);
   peer a;
-  h_peer(&a, "/");
-  h_until(&a.opened, 1, 10);
+  h_start_one(&a);
   h_round();
   uint64_t m0 = 0, m1 = 0;
   ws_loop_memory(H.l, &m0, NULL);
