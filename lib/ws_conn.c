@@ -574,7 +574,7 @@ int wsc_fault(ws_conn *c, unsigned f) {
  * it go): the transport's end, and no memory to get the state back. */
 #define EOF_REASON "transport closed without close frame"
 
-static const char *err_reason(const ws_conn *c) {
+static WS_NOINLINE const char *err_reason(const ws_conn *c) {
 #if WS_CONN_SPLIT
   if (HAS_IO(c)) return IO(c)->err_reason;
   return c->err == WS_ERR_EOF ? EOF_REASON : fault_reason(F_NOMEM);
@@ -654,6 +654,16 @@ static int slot_event(ws_conn *c, const ws_event *ev, void *ud) {
   return 1;
 }
 
+/* ws_conn_feed() of an open connection that ws_conn_shrink() let go of
+ * its busy-only state: that state again first (out of the way of the
+ * usual path). */
+static WS_NOINLINE int feed_shrunk(ws_conn *c, uint8_t *in, size_t inlen,
+                                   size_t *pnread) {
+  if (!inlen) return 0; /* (nothing to read: it can stay shrunk) */
+  if (!io_get(c)) return wsc_nomem(c);
+  return ws_conn_feed(c, in, inlen, pnread);
+}
+
 int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   size_t dummy;
   if (!pnread) pnread = &dummy;
@@ -678,9 +688,8 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   default: break;
   }
   size_t pos = 0;
-  if (!HAS_IO(c) && !inlen) return 0; /* (shrunk, and nothing to read) */
-  wsc_io *io = io_get(c);
-  if (!io) return wsc_nomem(c);
+  if (WS_UNLIKELY(!HAS_IO(c))) return feed_shrunk(c, in, inlen, pnread);
+  wsc_io *io = IO(c);
   if (inlen) c->rx_activity = 1;
   if (WS_HAS_FAST_PATH && inlen && fast_ready(c)) {
     /* A whole uncompressed data frame: its event straight to the slot
