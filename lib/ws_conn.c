@@ -574,14 +574,15 @@ int wsc_fault(ws_conn *c, unsigned f) {
  * it go): the transport's end, and no memory to get the state back. */
 #define EOF_REASON "transport closed without close frame"
 
-static WS_NOINLINE const char *err_reason(const ws_conn *c) {
 #if WS_CONN_SPLIT
+/* (out of line: ws_conn_next_event()'s usual path stays lean) */
+static WS_NOINLINE const char *err_reason(const ws_conn *c) {
   if (HAS_IO(c)) return IO(c)->err_reason;
   return c->err == WS_ERR_EOF ? EOF_REASON : fault_reason(F_NOMEM);
-#else
-  return c->err_reason;
-#endif
 }
+#else
+static const char *err_reason(const ws_conn *c) { return c->err_reason; }
+#endif
 
 int wsc_nomem(ws_conn *c) { return wsc_fault(c, F_NOMEM); }
 
