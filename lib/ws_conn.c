@@ -656,13 +656,12 @@ static int slot_event(ws_conn *c, const ws_event *ev, void *ud) {
 }
 
 /* ws_conn_feed() of an open connection that ws_conn_shrink() let go of
- * its busy-only state: that state again first (out of the way of the
- * usual path). */
-static WS_NOINLINE int feed_shrunk(ws_conn *c, uint8_t *in, size_t inlen,
-                                   size_t *pnread) {
-  if (!inlen) return 0; /* (nothing to read: it can stay shrunk) */
-  if (!io_get(c)) return wsc_nomem(c);
-  return ws_conn_feed(c, in, inlen, pnread);
+ * its busy-only state (out of the way of the usual path): 0 once that
+ * state is back, 1 if nothing is to be read (it can stay shrunk), or the
+ * error of failing to get it back. */
+static WS_NOINLINE int feed_shrunk(ws_conn *c, size_t inlen) {
+  if (!inlen) return 1;
+  return io_get(c) ? 0 : wsc_nomem(c);
 }
 
 int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
@@ -689,7 +688,10 @@ int ws_conn_feed(ws_conn *c, uint8_t *in, size_t inlen, size_t *pnread) {
   default: break;
   }
   size_t pos = 0;
-  if (WS_UNLIKELY(!HAS_IO(c))) return feed_shrunk(c, in, inlen, pnread);
+  if (WS_UNLIKELY(!HAS_IO(c))) {
+    int rv = feed_shrunk(c, inlen);
+    if (rv) return rv > 0 ? 0 : rv;
+  }
   wsc_io *io = IO(c);
   if (inlen) c->rx_activity = 1;
   if (WS_HAS_FAST_PATH && inlen && fast_ready(c)) {
