@@ -1922,6 +1922,40 @@ static void shrink_only_when_quiet(void **state) {
   assert_int_equal(ws_conn_shrink(c), 0); /* failed */
   shrunk_end(c, &t, &a);
 
+  /* ... a close fails alone, nothing changed, and then goes out */
+  c = shrunk_open(&cfg, &a, &t);
+  a.fail_at = a.calls + 1;
+  assert_int_equal(ws_conn_close(c, 1000, NULL, 0), WS_ERR_NOMEM);
+  assert_int_equal(ws_conn_state(c), WS_STATE_OPEN);
+  assert_int_equal(ws_conn_out_pending(c), 0);
+  assert_int_equal(ws_conn_close(c, 1000, NULL, 0), 0);
+  assert_int_equal(ws_conn_state(c), WS_STATE_CLOSING_LOCAL);
+  tr_drain(&t, c);
+  assert_memory_equal(t.out + t.outlen - 4, "\x88\x02\x03\xe8", 4);
+  shrunk_end(c, &t, &a);
+  /* ... a ping due fails the connection (no close frame) */
+  c = shrunk_open(&cfg, &a, &t);
+  assert_int_equal(ws_conn_tick(c, 0), 0);
+  a.fail_at = a.calls + 1;
+  assert_int_equal(ws_conn_tick(c, 1000), WS_ERR_NOMEM);
+  error_event_is(c, WS_ERR_NOMEM, 0, "out of memory");
+  assert_int_equal(ws_conn_should_close_transport(c), 1);
+  shrunk_end(c, &t, &a);
+  /* ... and so does input through the batch call, its error event out
+   * through the callback */
+  c = shrunk_open(&cfg, &a, &t);
+  size_t sent = t.outlen; /* (the 101) */
+  a.fail_at = a.calls + 1;
+  n = cframe(in, 1, 0, WS_OP_TEXT, "e", 1);
+  used = 1;
+  assert_int_equal(ws_conn_feed_events(c, in, n, &used, tr_event_cb, &t),
+                   WS_ERR_NOMEM);
+  assert_int_equal(used, 0);
+  assert_int_equal(t.last_error, WS_ERR_NOMEM);
+  assert_int_equal(t.last_close, 0);
+  assert_int_equal(t.outlen, sent); /* no close frame */
+  shrunk_end(c, &t, &a);
+
   /* the transport's end while shrunk: its reason all the same */
   c = shrunk_open(&cfg, &a, &t);
   assert_int_equal(ws_conn_feed_eof(c), WS_ERR_EOF);
@@ -2914,6 +2948,30 @@ static void pmd_shared_compressor(void **state) {
   tr_free(&out[1]);
 }
 
+/* Drains the opening request of client |c| into |t| and, as text, into
+ * |req| (|cap| bytes, NUL-terminated). */
+static void client_request(ws_conn *c, transcript *t, char *req, size_t cap) {
+  tr_drain(t, c);
+  assert_true(t->outlen < cap);
+  memcpy(req, t->out, t->outlen);
+  req[t->outlen] = 0;
+}
+
+/* Writes to |resp| the 101 that answers the key of request |req| (RFC
+ * 6455 4.2.2: Sec-WebSocket-Accept), with the header |lines| (each ending
+ * in CRLF) before the empty line. */
+static void answer_101(const char *req, const char *lines, char *resp,
+                       size_t cap) {
+  const char *k = strstr(req, "Sec-WebSocket-Key: ");
+  assert_non_null(k);
+  char acc[29] = {0};
+  ws_handshake_accept_key((const uint8_t *)k + 19, 24, acc);
+  snprintf(resp, cap,
+           "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+           "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+           acc, lines);
+}
+
 /* RFC 7692 7.1: a client fails the connection on a response its offer
  * does not allow, and configures itself from one it does. */
 static void pmd_client_checks_response(void **state) {
@@ -2938,24 +2996,15 @@ static void pmd_client_checks_response(void **state) {
     p.host = "h";
     assert_int_equal(ws_conn_connect(c, &p), 0);
     transcript t = {0};
-    tr_drain(&t, c);
     char req[1024];
-    assert_true(t.outlen < sizeof(req));
-    memcpy(req, t.out, t.outlen);
-    req[t.outlen] = 0;
+    client_request(c, &t, req, sizeof(req));
     assert_non_null(strstr(req,
                            "\r\nSec-WebSocket-Extensions: permessage-deflate; "
                            "client_max_window_bits\r\n"));
-    /* answer with the accept key for the key the client sent */
-    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
-    char acc[29] = {0};
-    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
-    char resp[512];
-    snprintf(resp, sizeof(resp),
-             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-             "Sec-WebSocket-Extensions: %s\r\n\r\n",
-             acc, cases[i].ext);
+    char resp[512], line[128];
+    snprintf(line, sizeof(line), "Sec-WebSocket-Extensions: %s\r\n",
+             cases[i].ext);
+    answer_101(req, line, resp, sizeof(resp));
     transcript u = {0};
     tr_feed(&u, c, (const uint8_t *)resp, strlen(resp), 0);
     ws_pmd_params pp;
@@ -3043,19 +3092,10 @@ static void client_response_lines_exact(void **state) {
     p.host = "h";
     assert_int_equal(ws_conn_connect(c, &p), 0);
     transcript t = {0};
-    tr_drain(&t, c);
     char req[1024];
-    assert_true(t.outlen < sizeof(req));
-    memcpy(req, t.out, t.outlen);
-    req[t.outlen] = 0;
-    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
-    char acc[29] = {0};
-    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
+    client_request(c, &t, req, sizeof(req));
     char resp[512];
-    snprintf(resp, sizeof(resp),
-             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-             acc, v[i].lines);
+    answer_101(req, v[i].lines, resp, sizeof(resp));
     for (size_t chunk = 0; chunk < 2; chunk++) {
       /* whole, then a byte at a time on a fresh connection */
       ws_conn *cc = c;
@@ -3156,22 +3196,13 @@ static void client_offered_subprotocols_each(void **state) {
     p.nprotocols = 3;
     assert_int_equal(ws_conn_connect(c, &p), 0);
     transcript t = {0};
-    tr_drain(&t, c);
     char req[1024];
-    assert_true(t.outlen < sizeof(req));
-    memcpy(req, t.out, t.outlen);
-    req[t.outlen] = 0;
+    client_request(c, &t, req, sizeof(req));
     assert_non_null(
         strstr(req, "\r\nSec-WebSocket-Protocol: chat, superchat, v2\r\n"));
-    const char *k = strstr(req, "Sec-WebSocket-Key: ") + 19;
-    char acc[29] = {0};
-    ws_handshake_accept_key((const uint8_t *)k, 24, acc);
-    char resp[512];
-    snprintf(resp, sizeof(resp),
-             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-             "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-             "Sec-WebSocket-Protocol: %s\r\n\r\n",
-             acc, answer[i]);
+    char resp[512], line[128];
+    snprintf(line, sizeof(line), "Sec-WebSocket-Protocol: %s\r\n", answer[i]);
+    answer_101(req, line, resp, sizeof(resp));
     transcript u = {0};
     tr_feed(&u, c, (const uint8_t *)resp, strlen(resp), 0);
     ws_slice pr = ws_conn_protocol(c);

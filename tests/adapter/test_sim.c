@@ -263,6 +263,14 @@ static peer *h_peer(peer *p, const char *path) {
   return p;
 }
 
+/* A default server that sends no keepalive pings. */
+static void h_start_unpinged(void) {
+  ws_config cfg;
+  ws_config_default(&cfg, WS_ROLE_SERVER);
+  cfg.ping_interval_ms = 0;
+  h_start(NULL, &cfg, 0);
+}
+
 /* One round of the loop (waiting as long as it wants: the simulation
  * jumps to its next deadline), then every peer reads and answers. */
 static void h_round(void) {
@@ -411,10 +419,7 @@ static void full_queues_at_ping_deadline_do_not_spin(void **state) {
  * progress for write_timeout_ms is dropped, exactly then. */
 static void write_timeout_drops_a_stalled_reader(void **state) {
   (void)state;
-  ws_config cfg;
-  ws_config_default(&cfg, WS_ROLE_SERVER);
-  cfg.ping_interval_ms = 0;
-  h_start(NULL, &cfg, 0);
+  h_start_unpinged();
   peer p;
   h_peer(&p, "/");
   h_until(&p.opened, 1, 10);
@@ -2574,15 +2579,20 @@ static void fm_free(void *p, void *ud) {
   free(p);
 }
 
-static void refused_when_the_accept_runs_out_of_memory(void **state) {
-  (void)state;
+/* A loop configuration on the FM allocator, reset (off). */
+static void fm_loop_config(ws_loop_config *lc) {
   memset(&FM, 0, sizeof(FM));
   FM.mem.malloc = fm_malloc;
   FM.mem.realloc = fm_realloc;
   FM.mem.free = fm_free;
+  ws_loop_config_default(lc);
+  lc->mem = &FM.mem;
+}
+
+static void refused_when_the_accept_runs_out_of_memory(void **state) {
+  (void)state;
   ws_loop_config lc;
-  ws_loop_config_default(&lc);
-  lc.mem = &FM.mem;
+  fm_loop_config(&lc);
   ws_config cfg;
   ws_config_default(&cfg, WS_ROLE_SERVER);
   /* the header array, as long as the head has headers (11: the five of
@@ -2608,6 +2618,38 @@ static void refused_when_the_accept_runs_out_of_memory(void **state) {
   h_round(); /* it sees the peer's end */
   assert_int_equal(RF.n, 0);
   assert_int_equal(H.closes, 1);
+  h_end();
+}
+
+/* A new slab that cannot be allocated refuses the connection that needed
+ * it at accept (told, "out of memory", no answer), and the next one gets
+ * it. */
+static void refused_when_a_slab_runs_out_of_memory(void **state) {
+  (void)state;
+  enum { N = SLAB_BLOCKS };
+  ws_loop_config lc;
+  fm_loop_config(&lc);
+  rf_start(&lc, NULL, 0);
+  static int fds[N];
+  for (int i = 0; i < N; i++) fds[i] = sim_dial(H.s, H.port);
+  for (int i = 0; i < 20 && H.l->nconns < N; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, N);
+  assert_int_equal(H.l->nslabs, 1); /* full */
+  FM.state = 2; /* the next allocation, the second slab's, fails */
+  assert_int_equal(rf_raw(NULL, 0), 0);
+  assert_int_equal(FM.state, 3);
+  rf_check(0, 0, "out of memory", "-");
+  assert_int_equal(H.l->nconns, N);
+  assert_int_equal(H.l->nslabs, 1);
+  int fd = sim_dial(H.s, H.port);
+  for (int i = 0; i < 20 && H.l->nconns < N + 1; i++)
+    assert_true(ws_loop_run_once(H.l, 0) >= 0);
+  assert_int_equal(H.l->nconns, N + 1);
+  assert_int_equal(H.l->nslabs, 2);
+  assert_int_equal(RF.n, 1);
+  sim_close(H.s, fd);
+  for (int i = 0; i < N; i++) sim_close(H.s, fds[i]);
   h_end();
 }
 
@@ -2923,10 +2965,7 @@ static void caps_keep_their_state_in_the_block_tail(void **state) {
  * neither (its context is the loop's). */
 static void own_transport_lives_in_the_aux(void **state) {
   (void)state;
-  ws_config cfg;
-  ws_config_default(&cfg, WS_ROLE_SERVER);
-  cfg.ping_interval_ms = 0;
-  h_start(NULL, &cfg, 0);
+  h_start_unpinged();
   ws_loop_transport tp;
   uint16_t port = 0;
   owe_listen(&tp, &port);
@@ -3129,6 +3168,7 @@ int main(void) {
       cmocka_unit_test(refused_by_the_origin_allowlist),
       cmocka_unit_test(refused_by_the_memory_budget),
       cmocka_unit_test(refused_when_the_accept_runs_out_of_memory),
+      cmocka_unit_test(refused_when_a_slab_runs_out_of_memory),
       cmocka_unit_test(no_refusal_for_the_applications_own),
       /* the memory of an idle connection */
       cmocka_unit_test(idle_connection_is_one_block),
