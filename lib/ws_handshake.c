@@ -1247,10 +1247,14 @@ typedef struct origin_parts {
 
 /* The port a scheme stands for: 443 for https, 80 for http, else
  * |other|. */
-static unsigned scheme_port(ws_slice scheme, unsigned other) {
-  return ws_slice_ieq(scheme, "https")  ? 443
-         : ws_slice_ieq(scheme, "http") ? 80
-                                        : other;
+static WS_NOINLINE unsigned scheme_port(ws_slice scheme, unsigned other) {
+  /* "http" is "https" without its last letter: one comparison, with
+   * the scheme's own length (4 or 5) */
+  if (scheme.len - 4 > 1 ||
+      !ws_ascii_ieq(scheme.base, scheme.len, (const uint8_t *)"https",
+                    scheme.len))
+    return other;
+  return scheme.len == 5 ? 443 : 80;
 }
 
 /* Splits "host[:port]" (host may be "[v6]"); sets the port only when one
