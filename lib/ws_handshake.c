@@ -84,6 +84,11 @@ static const char l_upgrade[] =
     "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n";
 static const char l_version[] = "Sec-WebSocket-Version: 13\r\n";
 static const char l_crlf[] = "\r\n";
+/* The server's error answer starts so (emit_reject()); the request
+ * check takes the name Content-Length from it. */
+#define F_REJECT_TO_LENGTH "HTTP/1.1 %u %s\r\nConnection: close\r\n"
+static const char f_reject[] = F_REJECT_TO_LENGTH "Content-Length: %u\r\n";
+#define h_content_length (f_reject + sizeof(F_REJECT_TO_LENGTH) - 1)
 
 /* ---- character classes ------------------------------------------------- */
 
@@ -373,22 +378,29 @@ static CLIENT_INLINE const char *nth_str(const char *p, unsigned k) {
  * ws_hs_validate_upgrade()): one string after the other, numbered by
  * enum srv_why, the status going with the number (srv_fail()). A failing
  * check then only loads a small number. The first names the header
- * looked up as Sec-WebSocket-Key (srv_reasons + 8).
+ * looked up as Sec-WebSocket-Key (srv_reasons + 8), and two later ones
+ * the headers Host and Origin (h_host, h_origin).
  */
-static const char srv_reasons[] = "missing Sec-WebSocket-Key\0"
-                                  "duplicate Sec-WebSocket-Key\0"
-                                  "invalid Sec-WebSocket-Key\0"
-                                  "malformed request line\0"
-                                  "malformed header field\0"
-                                  "duplicate Host\0"
-                                  "missing Host\0"
-                                  "duplicate Origin\0"
+#define SR_TO_HOST                                                             \
+  "missing Sec-WebSocket-Key\0"                                                \
+  "duplicate Sec-WebSocket-Key\0"                                              \
+  "invalid Sec-WebSocket-Key\0"                                                \
+  "malformed request line\0"                                                   \
+  "malformed header field\0"                                                   \
+  "duplicate "
+#define SR_TO_ORIGIN                                                           \
+  "Host\0"                                                                     \
+  "missing Host\0"                                                             \
+  "duplicate "
+static const char srv_reasons[] = SR_TO_HOST SR_TO_ORIGIN "Origin\0"
                                   "HTTP/1.1 or higher required\0"
                                   "empty Host\0"
                                   "request with a body\0"
                                   "method is not GET\0"
                                   "Sec-WebSocket-Version must be 13\0"
                                   "too many header fields";
+#define h_host (srv_reasons + sizeof(SR_TO_HOST) - 1)
+#define h_origin (h_host + sizeof(SR_TO_ORIGIN) - 1)
 enum srv_why {
   W_NO_KEY,
   W_DUP_KEY,
@@ -413,10 +425,13 @@ static WS_NOINLINE int srv_fail(unsigned why, int *pstatus,
                                  const char **preason) {
   static const uint16_t status[3] = {405, 426, 431};
   if (pstatus) *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
-  if (preason)
-    *preason = why == W_NO_UPGRADE      ? r_no_upgrade
-               : why == W_NO_CONNECTION ? r_no_connection
-                                        : nth_str(srv_reasons, why);
+  /* the two shared reasons follow each other in resp_reasons too */
+  const char *r = srv_reasons;
+  if (why >= W_NO_UPGRADE) {
+    r = r_no_upgrade;
+    why -= W_NO_UPGRADE;
+  }
+  if (preason) *preason = nth_str(r, why);
   return WS_ERR_HANDSHAKE;
 }
 
@@ -485,8 +500,8 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
                         const uint8_t *buf, size_t len, int http,
                         int *pstatus, const char **preason) {
   static const char *const req_names[Q_N] = {
-      "Host",           "Origin", "Content-Length",   srv_reasons + 8,
-      l_version,        "Transfer-Encoding", h_upgrade, h_connection};
+      h_host,    h_origin,           h_content_length, srv_reasons + 8,
+      l_version, "Transfer-Encoding", h_upgrade,        h_connection};
   unsigned why = W_LINE;
   size_t nh = 0;
 
@@ -602,12 +617,12 @@ int ws_hs_parse_http(ws_request *req, ws_header *headers, size_t maxheaders,
   req->nheaders = nh;
 
   /* RFC 7230 5.4: at most one Host; an HTTP/1.1 request must have one */
-  size_t cnt = header_count(headers, nh, "Host", &req->host);
+  size_t cnt = header_count(headers, nh, h_host, &req->host);
   if (cnt > 1) HS_FAIL(W_DUP_HOST);
   if (cnt == 0 && ver >= 11) HS_FAIL(W_NO_HOST);
   /* A repeated Origin is refused so that the application checks the
    * only one there is (RFC 6455 10.2). */
-  cnt = header_count(headers, nh, "Origin", &req->origin);
+  cnt = header_count(headers, nh, h_origin, &req->origin);
   if (cnt > 1) HS_FAIL(W_DUP_ORIGIN);
   return 0;
 fail:
@@ -645,7 +660,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
    * follows (RFC 7230 3.3) is refused: a proxy that believed the body
    * would read those frames as the next request (request smuggling). */
   ws_slice cl = {NULL, 0};
-  size_t ncl = header_count(headers, nh, "Content-Length", &cl);
+  size_t ncl = header_count(headers, nh, h_content_length, &cl);
   if (ncl > 1 || (ncl == 1 && !(cl.len == 1 && cl.base[0] == '0')))
     HS_FAIL(W_BODY);
   if (header_count(headers, nh, "Transfer-Encoding", NULL)) HS_FAIL(W_BODY);
@@ -1174,8 +1189,8 @@ static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
   static const char allow[] = "Allow: GET\r\n";
-  wr_fmt(w, "HTTP/1.1 %u %s\r\nConnection: close\r\nContent-Length: %u\r\n",
-         (size_t)a->status, reason_phrase(a->status), a->bodylen);
+  wr_fmt(w, f_reject, (size_t)a->status, reason_phrase(a->status),
+         a->bodylen);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods; RFC 6455 4.4: a
    * 426 says which versions we speak (unless the caller's headers do) */
   const char *line = a->status == 405   ? allow
