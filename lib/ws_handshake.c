@@ -1252,12 +1252,11 @@ int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
 
 /* ---- Origin allowlist (RFC 6455 10.2) ------------------------------------ */
 
-/* An origin "scheme://host[:port]" split up; 0 if it is not one. The
- * port is the one written, else the scheme's (80/443), else 0. */
+/* An origin "scheme://host[:port]" split up. The port is the one
+ * written, else the scheme's (80/443), else 0. */
 typedef struct origin_parts {
   ws_slice scheme, host;
   unsigned port;
-  int port_written;
 } origin_parts;
 
 /* The port a scheme stands for: 443 for https, 80 for http, else
@@ -1272,10 +1271,11 @@ static WS_NOINLINE unsigned scheme_port(ws_slice scheme, unsigned other) {
   return scheme.len == 5 ? 443 : 80;
 }
 
-/* Splits "host[:port]" (host may be "[v6]"); sets the port only when one
- * is written (1 to 5 digits, at most 65535). On failure (also an empty
+/* Splits "host[:port]" (host may be "[v6]"); the port is the one written
+ * (1 to 5 digits, at most 65535), else |dflt|. On failure (also an empty
  * host) |o| is not to be used. */
-static int split_authority(const uint8_t *p, size_t n, origin_parts *o) {
+static int split_authority(const uint8_t *p, size_t n, origin_parts *o,
+                           unsigned dflt) {
   size_t h = 0;
   if (n && p[0] == '[') {
     while (h < n && p[h] != ']')
@@ -1287,7 +1287,7 @@ static int split_authority(const uint8_t *p, size_t n, origin_parts *o) {
   }
   o->host.base = p;
   o->host.len = h;
-  o->port_written = h < n;
+  o->port = dflt;
   if (h < n) {
     unsigned v = 0;
     size_t i = h + 1;
@@ -1302,17 +1302,18 @@ static int split_authority(const uint8_t *p, size_t n, origin_parts *o) {
   return h > 0;
 }
 
+/* Splits an origin at its first "://": 1, 0 if it is no origin, -1 if
+ * there is no "://" at all (a host pattern, for an allowlist entry). */
 static int split_origin(const uint8_t *p, size_t n, origin_parts *o) {
   for (size_t i = 0; i + 2 < n; i++) {
     if (p[i] == ':' && p[i + 1] == '/' && p[i + 2] == '/') {
       o->scheme.base = p;
       o->scheme.len = i;
-      if (i == 0 || !split_authority(p + i + 3, n - i - 3, o)) return 0;
-      if (!o->port_written) o->port = scheme_port(o->scheme, 0);
-      return 1;
+      return i > 0 && split_authority(p + i + 3, n - i - 3, o,
+                                      scheme_port(o->scheme, 0));
     }
   }
-  return 0;
+  return -1;
 }
 
 /* |host| matches |pat|: equal, or "*.rest" and host ends with ".rest"
@@ -1332,14 +1333,13 @@ static int origin_entry_match(const origin_parts *o, ws_slice origin,
   const uint8_t *ep = (const uint8_t *)e;
   if (elen == 1 && e[0] == '*') return 1;
   if (ws_ascii_ieq(origin.base, origin.len, ep, elen)) return 1;
-  if (!o) return 0;        /* "null" or malformed: exact only */
-  if (!strstr(e, "://")) { /* a host pattern */
-    return host_match(o->host, ep, elen);
-  }
+  if (!o) return 0; /* "null" or malformed: exact only */
   origin_parts pe;
   /* the pattern's own host may start with "*." */
-  if (!split_origin(ep, elen, &pe)) return 0;
-  return ws_ascii_ieq(o->scheme.base, o->scheme.len, pe.scheme.base,
+  int split = split_origin(ep, elen, &pe);
+  if (split < 0) return host_match(o->host, ep, elen); /* a host pattern */
+  return split &&
+         ws_ascii_ieq(o->scheme.base, o->scheme.len, pe.scheme.base,
                       pe.scheme.len) &&
          o->port == pe.port && host_match(o->host, pe.host.base, pe.host.len);
 }
@@ -1350,15 +1350,16 @@ int ws_request_origin_allowed(const ws_request *req, const char *const *origins,
   ws_slice origin = req->origin;
   if (!origin.base) return !(flags & WS_ORIGIN_REQUIRE);
   origin_parts o;
-  int ok = split_origin(origin.base, origin.len, &o);
+  int ok = split_origin(origin.base, origin.len, &o) > 0;
   for (size_t i = 0; i < n; i++)
     if (origins[i] && origin_entry_match(ok ? &o : NULL, origin, origins[i]))
       return 1;
   if ((flags & WS_ORIGIN_SAME_HOST) && ok && req->host.base) {
     origin_parts h;
-    if (!split_authority(req->host.base, req->host.len, &h)) return 0;
-    if (!h.port_written) /* the scheme's default */
-      h.port = scheme_port(o.scheme, 80);
+    /* no port written: the scheme's default */
+    if (!split_authority(req->host.base, req->host.len, &h,
+                         scheme_port(o.scheme, 80)))
+      return 0;
     return h.port == o.port &&
            ws_ascii_ieq(h.host.base, h.host.len, o.host.base, o.host.len);
   }
