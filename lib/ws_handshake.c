@@ -1057,11 +1057,13 @@ static void wr_fmt(wr *w, const char *fmt, ...) {
   va_end(ap);
 }
 
-/* The caller's headers, each checked (a token name, a value). */
-static void wr_kvs(wr *w, const ws_kv *kv, size_t n) {
+/* The caller's headers, each checked (a token name, a value), then the
+ * empty line that ends the head: every head ends so. */
+static void wr_end_head(wr *w, const ws_kv *kv, size_t n) {
   if (n && !kv) w->bad = 1;
   for (size_t i = 0; i < n && kv; i++)
     wr_fmt(w, "%n: %v\r\n", kv[i].name, kv[i].value);
+  wr_fmt(w, l_crlf);
 }
 
 typedef void (*emit_fn)(wr *w, const void *arg);
@@ -1105,8 +1107,7 @@ static void emit_accept(wr *w, const void *arg) {
   if (a->protocol) wr_fmt(w, "%t: %n\r\n", h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
-  wr_kvs(w, a->headers, a->nheaders);
-  wr_fmt(w, l_crlf);
+  wr_end_head(w, a->headers, a->nheaders);
 }
 
 int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
@@ -1197,9 +1198,9 @@ static void emit_reject(wr *w, const void *arg) {
                      : a->status == 426 ? l_version
                                         : NULL;
   if (line && !kvs_have(a->headers, a->nheaders, line)) wr_fmt(w, line);
-  wr_kvs(w, a->headers, a->nheaders);
+  wr_end_head(w, a->headers, a->nheaders);
   /* RFC 7231 4.3.2: the answer to HEAD has the headers of GET's, no body */
-  wr_fmt(w, "\r\n%b", a->body, a->omit_body ? (size_t)0 : a->bodylen);
+  wr_mem(w, a->body, a->omit_body ? 0 : a->bodylen);
 }
 
 int ws_hs_write_response(ws_buf *out, const ws_mem *mem, int status,
@@ -1234,8 +1235,7 @@ static void emit_request(wr *w, const void *arg) {
   if (p->nprotocols) wr_fmt(w, l_crlf);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
-  wr_kvs(w, p->headers, p->nheaders);
-  wr_fmt(w, l_crlf);
+  wr_end_head(w, p->headers, p->nheaders);
 }
 
 int ws_hs_write_request(ws_buf *out, const ws_mem *mem,
