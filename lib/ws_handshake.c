@@ -834,12 +834,11 @@ int ws_hs_check_response(ws_response *resp, ws_header *headers,
   ws_slice proto = resp->protocol;
   if (proto.base) {
     /* one token, nothing else: no list, no quotes, not empty (the value
-     * is already trimmed of OWS) */
-    size_t i = 0;
-    while (i < proto.len && ws_is_tchar(proto.base[i]))
-      i++;
+     * is already trimmed of OWS, and in the head it is followed by OWS
+     * or CR, no token bytes: token_len() stops there at the latest) */
     why = RW_BAD_PROTOCOL;
-    if (i == 0 || i != proto.len) goto fail;
+    if (proto.len == 0 || token_len((const char *)proto.base) != proto.len)
+      goto fail;
     int match = 0;
     ws_slice list = offered_protocols, o;
     while (!match && ws_list_next(&list, &o))
