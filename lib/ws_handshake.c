@@ -116,16 +116,16 @@ static int is_target_char(uint8_t c) { return c > 0x20 && c != 0x7f; }
 
 static int is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
 
-static uint8_t ascii_lower(uint8_t c) {
-  return (c >= 'A' && c <= 'Z') ? (uint8_t)(c + ('a' - 'A')) : c;
-}
-
 /* ---- public and internal string helpers ------------------------------- */
 
 int ws_ascii_ieq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
   if (alen != blen) return 0;
-  for (size_t i = 0; i < alen; i++)
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return 0;
+  /* Equal bytes, or a letter in its two cases: those differ in bit 5
+   * only (0x20), and with it set are 'a'..'z'. */
+  for (size_t i = 0; i < alen; i++) {
+    unsigned d = a[i] ^ b[i];
+    if (d && (d != 0x20 || (unsigned)((a[i] | 0x20) - 'a') > 25)) return 0;
+  }
   return 1;
 }
 
