@@ -1275,15 +1275,12 @@ static WS_NOINLINE unsigned scheme_port(ws_slice scheme, unsigned other) {
  * host) |o| is not to be used. */
 static int split_authority(const uint8_t *p, size_t n, origin_parts *o,
                            unsigned dflt) {
+  /* the host ends at the first ':', or a "[v6]" one at its ']' */
+  uint8_t stop = n && p[0] == '[' ? ']' : ':';
   size_t h = 0;
-  if (n && p[0] == '[') {
-    while (h < n && p[h] != ']')
-      h++;
-    if (h++ == n) return 0;
-  } else {
-    while (h < n && p[h] != ':')
-      h++;
-  }
+  while (h < n && p[h] != stop)
+    h++;
+  if (stop == ']' && h++ == n) return 0;
   o->host.base = p;
   o->host.len = h;
   o->port = dflt;
