@@ -557,8 +557,8 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
     HS_FAIL(W_METHOD);
   if (req->version < 11) HS_FAIL(W_HTTP11);
 
-  /* RFC 6455 4.2.1 (2): a Host header, not empty */
-  if (!req->host.base || req->host.len == 0) HS_FAIL(W_EMPTY_HOST);
+  /* RFC 6455 4.2.1 (2): a Host header, not empty (len 0 if none) */
+  if (req->host.len == 0) HS_FAIL(W_EMPTY_HOST);
 
   if (!(found & 1u << Q_UPGRADE)) HS_FAIL(W_NO_UPGRADE);
   /* RFC 6455 4.2.1 (4): Connection lists "Upgrade", case-insensitively */
@@ -587,8 +587,8 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
 
   /* RFC 6455 4.2.1 (6) and 4.4: exactly version 13, else 426 with the
    * versions we support */
-  ws_slice v = first[Q_VERSION];
-  if (!v.base || (dup & 1u << Q_VERSION) ||
+  ws_slice v = first[Q_VERSION]; /* (len 0 if none) */
+  if ((dup & 1u << Q_VERSION) ||
       !(v.len == 2 && v.base[0] == '1' && v.base[1] == '3'))
     HS_FAIL(W_VERSION);
   return 0;
