@@ -159,7 +159,7 @@ static int name_is(ws_slice s, const char *name) {
  * comma inside it does not split the element. */
 int ws_list_next(ws_slice *plist, ws_slice *ptoken) {
   const uint8_t *p = plist->base;
-  if (plist->len == 0 || !p) return 0;
+  if (!p) return 0; /* (an empty list ends below, |plist| as it was) */
   const uint8_t *end = p + plist->len;
   while (p < end && (is_ows(*p) || *p == ','))
     p++;
