@@ -246,10 +246,12 @@ static int headers_have_token(const ws_header *h, size_t n, const char *name,
 }
 #endif
 
-/* The |index|-th list element across every header named |name|. */
-static int headers_list_nth(const ws_header *h, size_t n, const char *name,
+/* The |index|-th list element across every header of |req| named
+ * |name|. */
+static int headers_list_nth(const ws_request *req, const char *name,
                             size_t index, ws_slice *pel) {
-  for (size_t i = 0; i < n; i++) {
+  const ws_header *h = req->headers;
+  for (size_t i = 0; i < req->nheaders; i++) {
     if (!name_is(h[i].name, name)) continue;
     ws_slice list = h[i].value, el;
     while (ws_list_next(&list, &el)) {
@@ -275,13 +277,11 @@ int ws_request_header(const ws_request *req, const char *name, size_t index,
 }
 
 int ws_request_protocol(const ws_request *req, size_t index, ws_slice *pproto) {
-  return headers_list_nth(req->headers, req->nheaders, h_protocol, index,
-                          pproto);
+  return headers_list_nth(req, h_protocol, index, pproto);
 }
 
 int ws_request_extension(const ws_request *req, size_t index, ws_slice *pext) {
-  return headers_list_nth(req->headers, req->nheaders, h_extensions, index,
-                          pext);
+  return headers_list_nth(req, h_extensions, index, pext);
 }
 
 /* ---- head framing and parsing ----------------------------------------- */
