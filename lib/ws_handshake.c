@@ -525,9 +525,8 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
       k++;
     ws_slice v = headers[i].value;
     if (k >= Q_UPGRADE) {
-      if (k == Q_UPGRADE    ? ws_list_has_token(v, t_websocket)
-          : k == Q_CONNECTION ? ws_list_has_token(v, t_upgrade)
-                              : 0)
+      if (k < Q_N &&
+          ws_list_has_token(v, k == Q_UPGRADE ? t_websocket : t_upgrade))
         found |= 1u << k;
       continue;
     }
@@ -785,8 +784,7 @@ int ws_hs_check_response(ws_response *resp, ws_header *headers,
       k++;
     ws_slice v = headers[i].value;
     if (k <= K_CONNECTION) {
-      if (k == K_UPGRADE ? ws_list_has_token(v, t_websocket)
-                         : ws_list_has_token(v, t_upgrade))
+      if (ws_list_has_token(v, k == K_UPGRADE ? t_websocket : t_upgrade))
         found |= k + 1u; /* Upgrade 1, Connection 2 */
       continue;
     }
