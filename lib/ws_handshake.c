@@ -423,8 +423,9 @@ enum srv_why {
 
 static WS_NOINLINE int srv_fail(unsigned why, int *pstatus,
                                  const char **preason) {
-  static const uint16_t status[3] = {405, 426, 431};
-  if (pstatus) *pstatus = why - W_METHOD < 3 ? status[why - W_METHOD] : 400;
+  static const uint8_t over_400[3] = {5, 26, 31}; /* 405, 426, 431 */
+  if (pstatus)
+    *pstatus = 400 + (why - W_METHOD < 3 ? over_400[why - W_METHOD] : 0);
   /* the two shared reasons follow each other in resp_reasons too */
   const char *r = srv_reasons;
   if (why >= W_NO_UPGRADE) {
