@@ -1315,9 +1315,11 @@ static int split_origin(const uint8_t *p, size_t n, origin_parts *o) {
  * after a non-empty label. */
 static int host_match(ws_slice host, const uint8_t *pat, size_t plen) {
   if (plen >= 2 && pat[0] == '*' && pat[1] == '.') {
-    size_t sl = plen - 1; /* ".rest" */
-    return host.len > sl &&
-           ws_ascii_ieq(host.base + host.len - sl, sl, pat + 1, sl);
+    pat++; /* ".rest", to compare with the end of host */
+    plen--;
+    if (host.len <= plen) return 0;
+    host.base += host.len - plen;
+    host.len = plen;
   }
   return ws_ascii_ieq(host.base, host.len, pat, plen);
 }
