@@ -392,13 +392,14 @@ static CLIENT_INLINE const char *nth_str(const char *p, unsigned k) {
   "Host\0"                                                                     \
   "missing Host\0"                                                             \
   "duplicate "
-static const char srv_reasons[] = SR_TO_HOST SR_TO_ORIGIN "Origin\0"
-                                  "HTTP/1.1 or higher required\0"
-                                  "empty Host\0"
-                                  "request with a body\0"
-                                  "method is not GET\0"
-                                  "Sec-WebSocket-Version must be 13\0"
-                                  "too many header fields";
+static const char srv_reasons[] =
+    SR_TO_HOST SR_TO_ORIGIN "Origin\0"
+                            "HTTP/1.1 or higher required\0"
+                            "empty Host\0"
+                            "request with a body\0"
+                            "method is not GET\0"
+                            "Sec-WebSocket-Version must be 13\0"
+                            "too many header fields";
 #define h_host (srv_reasons + sizeof(SR_TO_HOST) - 1)
 #define h_origin (h_host + sizeof(SR_TO_ORIGIN) - 1)
 enum srv_why {
@@ -501,8 +502,9 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
                         const uint8_t *buf, size_t len, int http,
                         int *pstatus, const char **preason) {
   static const char *const req_names[Q_N] = {
-      h_host,    h_origin,           h_content_length, srv_reasons + 8,
-      l_version, "Transfer-Encoding", h_upgrade,        h_connection};
+      h_host,          h_origin,    h_content_length,
+      srv_reasons + 8, l_version,   "Transfer-Encoding",
+      h_upgrade,       h_connection};
   unsigned why = W_LINE;
   size_t nh = 0;
 
@@ -1188,8 +1190,7 @@ static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
   static const char allow[] = "Allow: GET\r\n";
-  wr_fmt(w, f_reject, (size_t)a->status, reason_phrase(a->status),
-         a->bodylen);
+  wr_fmt(w, f_reject, (size_t)a->status, reason_phrase(a->status), a->bodylen);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods; RFC 6455 4.4: a
    * 426 says which versions we speak (unless the caller's headers do) */
   const char *line = a->status == 405   ? allow
@@ -1262,9 +1263,8 @@ typedef struct origin_parts {
 static WS_NOINLINE unsigned scheme_port(ws_slice scheme, unsigned other) {
   /* "http" is "https" without its last letter: one comparison, with
    * the scheme's own length (4 or 5) */
-  if (scheme.len - 4 > 1 ||
-      !ws_ascii_ieq(scheme.base, scheme.len, (const uint8_t *)"https",
-                    scheme.len))
+  if (scheme.len - 4 > 1 || !ws_ascii_ieq(scheme.base, scheme.len,
+                                          (const uint8_t *)"https", scheme.len))
     return other;
   return scheme.len == 5 ? 443 : 80;
 }
