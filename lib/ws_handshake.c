@@ -1092,7 +1092,7 @@ int ws_hs_offered(const ws_request *req, const char *protocol) {
 }
 
 typedef struct accept_args {
-  const char *accept; /* 28 chars + NUL */
+  const char *accept; /* 28 chars */
   const char *protocol;
   const char *extensions;
   const ws_kv *headers;
@@ -1102,8 +1102,8 @@ typedef struct accept_args {
 static void emit_accept(wr *w, const void *arg) {
   const accept_args *a = arg;
   /* RFC 6455 4.2.2 (5) */
-  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %s\r\n", l_upgrade, h_accept,
-         a->accept);
+  wr_fmt(w, "HTTP/1.1 101 Switching Protocols%s%t: %b\r\n", l_upgrade, h_accept,
+         a->accept, (size_t)28);
   if (a->protocol) wr_fmt(w, "%t: %n\r\n", h_protocol, a->protocol);
   if (a->extensions && *a->extensions)
     wr_fmt(w, f_header, h_extensions, a->extensions);
@@ -1118,9 +1118,8 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
    * token: the writer checks it, with the headers and extensions) */
   if (protocol && !ws_hs_offered(req, protocol))
     return WS_ERR_INVALID_ARGUMENT;
-  char acc[29];
+  char acc[28];
   ws_handshake_accept_key(req->key.base, req->key.len, acc);
-  acc[28] = '\0';
   accept_args a = {acc, protocol, extensions, headers, nheaders};
   return emit_to_buf(out, mem, emit_accept, &a);
 }
