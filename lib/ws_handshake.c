@@ -1177,12 +1177,9 @@ typedef struct reject_args {
 
 /* 1 if a caller header has the name of |line| ("Name: value\r\n"). */
 static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
-  size_t len = token_len(line);
+  ws_slice name = {(const uint8_t *)line, token_len(line)};
   for (size_t i = 0; i < n && kv; i++)
-    if (kv[i].name && ws_ascii_ieq((const uint8_t *)kv[i].name,
-                                   strlen(kv[i].name), (const uint8_t *)line,
-                                   len))
-      return 1;
+    if (ws_slice_ieq(name, kv[i].name)) return 1; /* (0 for NULL) */
   return 0;
 }
 
