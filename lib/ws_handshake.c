@@ -1076,9 +1076,10 @@ static CLIENT_INLINE int emit_to_buf(ws_buf *out, const ws_mem *mem,
   if (w.overflow) return WS_ERR_NOMEM;
   int rv = ws_buf_reserve(out, mem, w.n);
   if (rv) return rv;
-  wr w2 = {out->base + out->len, 0, 0, 0};
-  emit(&w2, arg);
-  out->len += w2.n;
+  w.p = out->base + out->len; /* (its flags are clear) */
+  w.n = 0;
+  emit(&w, arg);
+  out->len += w.n;
   return 0;
 }
 
