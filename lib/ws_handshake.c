@@ -1125,46 +1125,47 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
   return emit_to_buf(out, mem, emit_accept, &a);
 }
 
-/* Reason phrases (RFC 7231 6.1) of the statuses listed by |phrase_step|,
- * in the same order, one after the other: a table instead of a switch,
- * for size. The statuses go up, each by a step under 256 from the one
- * before (from 0): 200, 201, 202, 204, 301, 302, 303, 304, 307, 308, 400,
- * 401, 403, 404, 405, 408, 426, 429, 431, 500, 501, 502, 503, 504. */
-static const uint8_t phrase_step[] = {200, 1, 1, 2, 97, 1, 1, 1,  3, 1, 92, 1,
-                                      2,   1, 1, 3, 18, 3, 2, 69, 1, 1, 1,  1};
-static const char phrases[] = "OK\0"
-                              "Created\0"
-                              "Accepted\0"
-                              "No Content\0"
-                              "Moved Permanently\0"
-                              "Found\0"
-                              "See Other\0"
-                              "Not Modified\0"
-                              "Temporary Redirect\0"
-                              "Permanent Redirect\0"
-                              "Bad Request\0"
-                              "Unauthorized\0"
-                              "Forbidden\0"
-                              "Not Found\0"
-                              "Method Not Allowed\0"
-                              "Request Timeout\0"
-                              "Upgrade Required\0"
-                              "Too Many Requests\0"
-                              "Request Header Fields Too Large\0"
-                              "Internal Server Error\0"
-                              "Not Implemented\0"
-                              "Bad Gateway\0"
-                              "Service Unavailable\0"
-                              "Gateway Timeout\0"
-                              "Error\0Status";
+/* Reason phrases (RFC 7231 6.1), each after a byte with the step from
+ * the status before (from 0), in one string: a table instead of a
+ * switch, for size. The statuses go up, each by a step under 256: 200,
+ * 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405,
+ * 408, 426, 429, 431, 500, 501, 502, 503, 504. Then "Error" (4xx, 5xx
+ * not listed) and "Status" (the others), after a step byte 0. */
+static const char phrases[] = "\xc8" "OK\0"
+                              "\x01" "Created\0"
+                              "\x01" "Accepted\0"
+                              "\x02" "No Content\0"
+                              "\x61" "Moved Permanently\0"
+                              "\x01" "Found\0"
+                              "\x01" "See Other\0"
+                              "\x01" "Not Modified\0"
+                              "\x03" "Temporary Redirect\0"
+                              "\x01" "Permanent Redirect\0"
+                              "\x5c" "Bad Request\0"
+                              "\x01" "Unauthorized\0"
+                              "\x02" "Forbidden\0"
+                              "\x01" "Not Found\0"
+                              "\x01" "Method Not Allowed\0"
+                              "\x03" "Request Timeout\0"
+                              "\x12" "Upgrade Required\0"
+                              "\x03" "Too Many Requests\0"
+                              "\x02" "Request Header Fields Too Large\0"
+                              "\x45" "Internal Server Error\0"
+                              "\x01" "Not Implemented\0"
+                              "\x01" "Bad Gateway\0"
+                              "\x01" "Service Unavailable\0"
+                              "\x01" "Gateway Timeout\0"
+                              "\0" "Error\0"
+                              "\0" "Status";
 
 static const char *reason_phrase(int status) {
-  unsigned k = 0, n = (unsigned)sizeof(phrase_step);
+  const uint8_t *p = (const uint8_t *)phrases;
   int st = 0;
-  while (k < n && (st += phrase_step[k]) != status)
-    k++;
-  /* not listed: "Error" (4xx, 5xx) or "Status" after it */
-  return nth_str(phrases, k + (k == n && status < 400));
+  /* a step 0 ends the list: "Error", or "Status" after it */
+  while (*p && (st += *p) != status)
+    p += strlen((const char *)p) + 1;
+  if (!*p && status < 400) p += sizeof("\0Error");
+  return (const char *)p + 1;
 }
 
 typedef struct reject_args {
