@@ -89,6 +89,9 @@ static const char l_crlf[] = "\r\n";
 #define F_REJECT_TO_LENGTH "HTTP/1.1 %u %s\r\nConnection: close\r\n"
 static const char f_reject[] = F_REJECT_TO_LENGTH "Content-Length: %u\r\n";
 #define h_content_length (f_reject + sizeof(F_REJECT_TO_LENGTH) - 1)
+/* The line a 405 answer carries; the request check takes "GET" from it. */
+static const char l_allow[] = "Allow: GET\r\n";
+#define t_get (l_allow + 7)
 
 /* ---- character classes ------------------------------------------------- */
 
@@ -555,7 +558,7 @@ int ws_hs_check_request(ws_request *req, ws_header *headers, size_t maxheaders,
 
   /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
    * case-sensitive (RFC 7230 3.1.1). */
-  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+  if (!(req->method.len == 3 && memcmp(req->method.base, t_get, 3) == 0))
     HS_FAIL(W_METHOD);
   if (req->version < 11) HS_FAIL(W_HTTP11);
 
@@ -644,7 +647,7 @@ int ws_hs_validate_upgrade(ws_request *req, int *pstatus,
 
   /* RFC 6455 4.2.1 (1): an HTTP/1.1 or higher GET request. The method is
    * case-sensitive (RFC 7230 3.1.1). */
-  if (!(req->method.len == 3 && memcmp(req->method.base, "GET", 3) == 0))
+  if (!(req->method.len == 3 && memcmp(req->method.base, t_get, 3) == 0))
     HS_FAIL(W_METHOD);
   if (req->version < 11) HS_FAIL(W_HTTP11);
 
@@ -1187,11 +1190,10 @@ static int kvs_have(const ws_kv *kv, size_t n, const char *line) {
 
 static void emit_reject(wr *w, const void *arg) {
   const reject_args *a = arg;
-  static const char allow[] = "Allow: GET\r\n";
   wr_fmt(w, f_reject, (size_t)a->status, reason_phrase(a->status), a->bodylen);
   /* RFC 7231 6.5.5: a 405 lists the allowed methods; RFC 6455 4.4: a
    * 426 says which versions we speak (unless the caller's headers do) */
-  const char *line = a->status == 405   ? allow
+  const char *line = a->status == 405   ? l_allow
                      : a->status == 426 ? l_version
                                         : NULL;
   if (line && !kvs_have(a->headers, a->nheaders, line)) wr_fmt(w, line);
