@@ -1133,33 +1133,34 @@ int ws_hs_write_accept(ws_buf *out, const ws_mem *mem, const ws_request *req,
  * switch, for size. The statuses go up, each by a step under 256: 200,
  * 201, 202, 204, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405,
  * 408, 426, 429, 431, 500, 501, 502, 503, 504. Then "Error" (4xx, 5xx
- * not listed) and "Status" (the others), after a step byte 0. */
-static const char phrases[] = "\xc8" "OK\0"
-                              "\x01" "Created\0"
-                              "\x01" "Accepted\0"
-                              "\x02" "No Content\0"
-                              "\x61" "Moved Permanently\0"
-                              "\x01" "Found\0"
-                              "\x01" "See Other\0"
-                              "\x01" "Not Modified\0"
-                              "\x03" "Temporary Redirect\0"
-                              "\x01" "Permanent Redirect\0"
-                              "\x5c" "Bad Request\0"
-                              "\x01" "Unauthorized\0"
-                              "\x02" "Forbidden\0"
-                              "\x01" "Not Found\0"
-                              "\x01" "Method Not Allowed\0"
-                              "\x03" "Request Timeout\0"
-                              "\x12" "Upgrade Required\0"
-                              "\x03" "Too Many Requests\0"
-                              "\x02" "Request Header Fields Too Large\0"
-                              "\x45" "Internal Server Error\0"
-                              "\x01" "Not Implemented\0"
-                              "\x01" "Bad Gateway\0"
-                              "\x01" "Service Unavailable\0"
-                              "\x01" "Gateway Timeout\0"
-                              "\0" "Error\0"
-                              "\0" "Status";
+ * not listed) and "Status" (the others), after a step byte 0. (The
+ * steps in octal: an escape of three octal digits ends there.) */
+static const char phrases[] = "\310OK\0"
+                              "\001Created\0"
+                              "\001Accepted\0"
+                              "\002No Content\0"
+                              "\141Moved Permanently\0"
+                              "\001Found\0"
+                              "\001See Other\0"
+                              "\001Not Modified\0"
+                              "\003Temporary Redirect\0"
+                              "\001Permanent Redirect\0"
+                              "\134Bad Request\0"
+                              "\001Unauthorized\0"
+                              "\002Forbidden\0"
+                              "\001Not Found\0"
+                              "\001Method Not Allowed\0"
+                              "\003Request Timeout\0"
+                              "\022Upgrade Required\0"
+                              "\003Too Many Requests\0"
+                              "\002Request Header Fields Too Large\0"
+                              "\105Internal Server Error\0"
+                              "\001Not Implemented\0"
+                              "\001Bad Gateway\0"
+                              "\001Service Unavailable\0"
+                              "\001Gateway Timeout\0"
+                              "\000Error\0"
+                              "\000Status";
 
 static const char *reason_phrase(int status) {
   const uint8_t *p = (const uint8_t *)phrases;
@@ -1167,7 +1168,7 @@ static const char *reason_phrase(int status) {
   /* a step 0 ends the list: "Error", or "Status" after it */
   while (*p && (st += *p) != status)
     p += strlen((const char *)p) + 1;
-  if (!*p && status < 400) p += sizeof("\0Error");
+  if (!*p && status < 400) p += sizeof("\000Error");
   return (const char *)p + 1;
 }
 
