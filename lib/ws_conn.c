@@ -1033,18 +1033,19 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c || !HAS_IO(c)) return;
+  size_t b = 0; /* bytes of the caller's payload among the |n| */
   if (IO(c)->ref_len) {
-    size_t a = WS_MIN(n, (size_t)IO(c)->ref_at), b;
-    ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, a, keep_size(c));
+    /* out up to the payload, then the payload; what is left of |n| is
+     * the rest of out (one consume for both parts of out: the payload
+     * lies between them only on the wire) */
+    size_t a = WS_MIN(n, (size_t)IO(c)->ref_at);
     IO(c)->ref_at -= (uint32_t)a;
-    n -= a;
-    b = IO(c)->ref_at ? 0 : WS_MIN(n, (size_t)IO(c)->ref_len);
+    b = IO(c)->ref_at ? 0 : WS_MIN(n - a, (size_t)IO(c)->ref_len);
     IO(c)->ref += b;
     IO(c)->ref_len -= (uint32_t)b;
-    n -= b;
     if (!IO(c)->ref_len) IO(c)->ref = NULL;
   }
-  ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, n, keep_size(c));
+  ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, n - b, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, IO(c)->ctrlbuf + CTRL_PONG,
                         IO(c)->pending_pong_len) == 0)
