@@ -154,11 +154,10 @@ typedef struct conn_z {
    * the handshake state's, its error the sticky one). */                      \
   ws_slice ev_data;
 
-/* wide: the frame header, counts and deadlines */
+/* wide: counts, the frame header and deadlines (the counts' words first:
+ * in the freestanding object they then stay within a short load's reach,
+ * the header's bytes and 64-bit fields are past it anyway) */
 #define WSC_IO_WIDE                                                            \
-  uint8_t hdr[WS_FRAME_HEADER_MAX];                                            \
-  ws_frame_header fh;                                                          \
-  uint64_t remaining; /* payload bytes left in the current frame */            \
   /* Limits read only while connecting share their storage with the counts    \
    * and validator of the message being received, which are read only once    \
    * open, after the first frame of a message has set them. */                 \
@@ -174,6 +173,9 @@ typedef struct conn_z {
       ws_utf8 utf8;       /* its validator, when it is text */                 \
     };                                                                         \
   };                                                                           \
+  uint8_t hdr[WS_FRAME_HEADER_MAX];                                            \
+  ws_frame_header fh;                                                          \
+  uint64_t remaining; /* payload bytes left in the current frame */            \
   /* deadlines, in caller milliseconds; UINT64_MAX = not armed */              \
   uint64_t pong_deadline;                                                      \
   /* The handshake deadline is armed only while connecting, the close          \
