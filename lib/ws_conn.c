@@ -969,8 +969,10 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
   if (!HAS_IO(c) && inlen && !c->err && !io_get(c)) (void)wsc_nomem(c);
   for (;;) {
     /* Events already waiting (or a compressed message's drain, storage
-     * to release, an error to report) first. */
-    while ((c->ev_ready || c->release || (HAS_IO(c) && IO(c)->rx_comp) ||
+     * to release, an error to report) first. (rx_comp is never set
+     * without the inflater: not even read then.) */
+    while ((c->ev_ready || c->release ||
+            (WS_HAS_INFLATE && HAS_IO(c) && IO(c)->rx_comp) ||
             (c->err && !c->err_reported)) &&
            ws_conn_next_event(c, &ev) == 0) {
       if (fn(c, &ev, user_data)) {
@@ -1188,7 +1190,10 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
 
 int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
   int on = c && HAS_IO(c) && IO(c)->msg_op != 0;
+  /* (a compressed message: what was inflated; never without inflate) */
   if (pbytes)
-    *pbytes = !on ? 0 : IO(c)->rx_comp && c->z ? c->z->inflated : IO(c)->msg_bytes;
+    *pbytes = !on                                        ? 0
+              : WS_HAS_INFLATE && IO(c)->rx_comp && c->z ? c->z->inflated
+                                                         : IO(c)->msg_bytes;
   return on;
 }
