@@ -392,7 +392,7 @@ size_t ws_conn_memsize(const ws_config *cfg) {
   if (cfg->pmd.enable) {
     n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
          blk(ws_inflate_memsize(15)) + blk(ZCHUNK);
-    n += wsc_deflater_memsize();
+    if (WS_HAS_DEFLATE) n += wsc_deflater_memsize(); /* (else 0) */
   }
 #endif
   return n;
@@ -413,7 +413,7 @@ void ws_conn_del(ws_conn *c) {
   if (!c) return;
   wsc_hs_free(c);
   wsc_inflater_drop(c);
-  wsc_deflater_drop(c);
+  if (WS_HAS_DEFLATE) wsc_deflater_drop(c); /* (else empty: no call) */
   if (WS_HAS_INFLATE && c->z) { /* (never set without deflate) */
     ws_free(&ENV(c)->mem, c->z->zbuf);
     ws_free(&ENV(c)->mem, c->z);
@@ -535,7 +535,7 @@ int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   c->release = 1;
   c->has_pending_pong = 0;
   wsc_inflater_drop(c);
-  wsc_deflater_drop(c);
+  if (WS_HAS_DEFLATE) wsc_deflater_drop(c); /* (else empty: no call) */
   return err;
 }
 
