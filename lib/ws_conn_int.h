@@ -335,9 +335,12 @@ static inline int is_client(const ws_conn *c) {
   (void)c;
   return 0;
 #else
-  return c->role == WS_ROLE_CLIENT;
+  /* (the role, as check_config() let it in, is 1 or 0: a test of it) */
+  return c->role;
 #endif
 }
+_Static_assert(WS_ROLE_CLIENT == 1 && WS_ROLE_SERVER == 0,
+               "is_client() reads the role as it is");
 
 /* Bytes queued for output, a ws_conn_send_ref() payload included. */
 static inline size_t io_out_size(const wsc_io *io) {
