@@ -1063,7 +1063,9 @@ size_t ws_conn_out_pending(const ws_conn *c) { return c ? out_size(c) : 0; }
 
 /* ---- time ---------------------------------------------------------------- */
 
-static uint64_t ping_deadline(const ws_conn *c) {
+/* When the next keepalive ping is due (NO_DEADLINE: none). Out of line:
+ * ws_conn_tick() and ws_conn_next_deadline() share one copy. */
+static WS_NOINLINE uint64_t ping_deadline(const ws_conn *c) {
   if (!ENV(c)->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
       c->ping_outstanding || c->ping_wanted || !c->clock_started)
     return NO_DEADLINE;
