@@ -420,8 +420,7 @@ static int read_control(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
   uint8_t *data = in;
   size_t off = io->ctrllen;
-  /* (in size_t: a control payload is at most 125 bytes, RFC 6455 5.5) */
-  if (off || n != (size_t)io->fh.payload_len) {
+  if (off || n != io->fh.payload_len) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
     data = io->ctrlbuf + CTRL_SPLIT;
     io->ctrllen = (uint8_t)(off + n);
