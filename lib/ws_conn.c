@@ -133,9 +133,13 @@ static int check_config(const ws_config *cfg) {
 }
 
 /* Fills in the environment |e| from |cfg| and the resolved |m|. */
+_Static_assert(sizeof(conn_cfg) == 6 * sizeof(uint32_t) + sizeof(ws_rand_fn) +
+                                       sizeof(void *) + 2 * sizeof(uint64_t),
+               "env_setup() sets each field of conn_cfg");
 static void env_setup(conn_env *e, const ws_config *cfg, const ws_mem *m) {
-  memset(e, 0, sizeof(*e));
+  /* every field set, none left to a memset */
   e->mem = *m;
+  e->cfg.refs = 0;
   e->cfg.max_frame_payload = cfg->max_frame_payload;
   e->cfg.max_message = cfg->max_message;
   e->cfg.rand = cfg->rand;
