@@ -26,8 +26,9 @@ static int on_header(ws_conn *c) {
       return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
      * on a continuation it is an error (control frames with RSV bits
-     * were refused above). */
-    if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
+     * were refused above, and so was any RSV bit without the inflater:
+     * only permessage-deflate allows one). */
+    if (WS_HAS_INFLATE && fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
       return wsc_fault(c, F_RSV1_CONT);
     if (fh->opcode != WS_OP_CONT) {
       io->msg_op = fh->opcode;
