@@ -227,11 +227,13 @@ struct ws_conn {
   unsigned release : 1;     /* free conn-owned event storage on next call */
   unsigned rx_activity : 1; /* bytes arrived since the last tick */
   unsigned clock_started : 1;
+  /* (the eighth bit: a byte's top bit is tested with a longer signed
+   * load on Thumb, so it goes to a flag read once, not to a hot one) */
+  unsigned placed : 1; /* in caller storage (ws_conn_init()) */
   unsigned close_sent_flag : 1;
   unsigned linger_done : 1; /* client: waited long enough for server's FIN */
   unsigned ping_outstanding : 1;
-  unsigned close_arm : 1;   /* start the close timer at the next tick */
-  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
+  unsigned close_arm : 1; /* start the close timer at the next tick */
   unsigned ping_wanted : 1; /* a ping was due while the output queue was
                                full: it goes out as soon as there is room */
   int err;
