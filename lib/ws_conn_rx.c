@@ -421,7 +421,9 @@ static int read_control(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
   uint8_t *data = in;
   size_t off = io->ctrllen;
-  if (off || n != io->fh.payload_len) {
+  /* (whole: the first piece leaves nothing of the frame; an empty piece
+   * comes only with an empty payload) */
+  if (off || io->remaining) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
     data = io->ctrlbuf + CTRL_SPLIT;
     io->ctrllen = (uint8_t)(off + n);
