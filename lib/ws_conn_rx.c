@@ -546,8 +546,10 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
   int stream = c->delivery == WS_DELIVER_STREAM;
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
   uint8_t *dst = in;
+  /* (a single-frame message whole in this input: nothing of it left
+   * after this piece and none before it, which would be in the buffer) */
   if (n && !stream &&
-      !(io->fh.fin && io->fh.opcode != WS_OP_CONT && n == io->fh.payload_len &&
+      !(io->fh.fin && io->fh.opcode != WS_OP_CONT && io->remaining == 0 &&
         ws_buf_size(&io->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
