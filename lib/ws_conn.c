@@ -133,9 +133,13 @@ static int check_config(const ws_config *cfg) {
 }
 
 /* Fills in the environment |e| from |cfg| and the resolved |m|. */
+_Static_assert(sizeof(conn_cfg) == 6 * sizeof(uint32_t) + sizeof(ws_rand_fn) +
+                                       sizeof(void *) + 2 * sizeof(uint64_t),
+               "env_setup() sets each field of conn_cfg");
 static void env_setup(conn_env *e, const ws_config *cfg, const ws_mem *m) {
-  memset(e, 0, sizeof(*e));
+  /* every field set, none left to a memset */
   e->mem = *m;
+  e->cfg.refs = 0;
   e->cfg.max_frame_payload = cfg->max_frame_payload;
   e->cfg.max_message = cfg->max_message;
   e->cfg.rand = cfg->rand;
@@ -392,7 +396,7 @@ size_t ws_conn_memsize(const ws_config *cfg) {
   if (cfg->pmd.enable) {
     n += blk(sizeof(conn_z)) + blk(sizeof(ws_inflater)) +
          blk(ws_inflate_memsize(15)) + blk(ZCHUNK);
-    n += wsc_deflater_memsize();
+    if (WS_HAS_DEFLATE) n += wsc_deflater_memsize(); /* (else 0) */
   }
 #endif
   return n;
@@ -413,7 +417,7 @@ void ws_conn_del(ws_conn *c) {
   if (!c) return;
   wsc_hs_free(c);
   wsc_inflater_drop(c);
-  wsc_deflater_drop(c);
+  if (WS_HAS_DEFLATE) wsc_deflater_drop(c); /* (else empty: no call) */
   if (WS_HAS_INFLATE && c->z) { /* (never set without deflate) */
     ws_free(&ENV(c)->mem, c->z->zbuf);
     ws_free(&ENV(c)->mem, c->z);
@@ -535,7 +539,7 @@ int wsc_fail(ws_conn *c, int err, uint16_t code, const char *reason) {
   c->release = 1;
   c->has_pending_pong = 0;
   wsc_inflater_drop(c);
-  wsc_deflater_drop(c);
+  if (WS_HAS_DEFLATE) wsc_deflater_drop(c); /* (else empty: no call) */
   return err;
 }
 
@@ -969,8 +973,10 @@ int ws_conn_feed_events(ws_conn *c, uint8_t *in, size_t inlen,
   if (!HAS_IO(c) && inlen && !c->err && !io_get(c)) (void)wsc_nomem(c);
   for (;;) {
     /* Events already waiting (or a compressed message's drain, storage
-     * to release, an error to report) first. */
-    while ((c->ev_ready || c->release || (HAS_IO(c) && IO(c)->rx_comp) ||
+     * to release, an error to report) first. (rx_comp is never set
+     * without the inflater: not even read then.) */
+    while ((c->ev_ready || c->release ||
+            (WS_HAS_INFLATE && HAS_IO(c) && IO(c)->rx_comp) ||
             (c->err && !c->err_reported)) &&
            ws_conn_next_event(c, &ev) == 0) {
       if (fn(c, &ev, user_data)) {
@@ -1033,18 +1039,19 @@ size_t ws_conn_out_peek(const ws_conn *c, ws_iovec *iov, size_t iovcnt) {
 
 void ws_conn_out_consume(ws_conn *c, size_t n) {
   if (!c || !HAS_IO(c)) return;
+  size_t b = 0; /* bytes of the caller's payload among the |n| */
   if (IO(c)->ref_len) {
-    size_t a = WS_MIN(n, (size_t)IO(c)->ref_at), b;
-    ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, a, keep_size(c));
+    /* out up to the payload, then the payload; what is left of |n| is
+     * the rest of out (one consume for both parts of out: the payload
+     * lies between them only on the wire) */
+    size_t a = WS_MIN(n, (size_t)IO(c)->ref_at);
     IO(c)->ref_at -= (uint32_t)a;
-    n -= a;
-    b = IO(c)->ref_at ? 0 : WS_MIN(n, (size_t)IO(c)->ref_len);
+    b = IO(c)->ref_at ? 0 : WS_MIN(n - a, (size_t)IO(c)->ref_len);
     IO(c)->ref += b;
     IO(c)->ref_len -= (uint32_t)b;
-    n -= b;
     if (!IO(c)->ref_len) IO(c)->ref = NULL;
   }
-  ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, n, keep_size(c));
+  ws_buf_consume_keep(&IO(c)->out, &ENV(c)->mem, n - b, keep_size(c));
   if (c->has_pending_pong && !out_full(c) && !c->close_sent_flag) {
     if (wsc_queue_frame(c, WS_FIN | WS_OP_PONG, IO(c)->ctrlbuf + CTRL_PONG,
                         IO(c)->pending_pong_len) == 0)
@@ -1060,7 +1067,9 @@ size_t ws_conn_out_pending(const ws_conn *c) { return c ? out_size(c) : 0; }
 
 /* ---- time ---------------------------------------------------------------- */
 
-static uint64_t ping_deadline(const ws_conn *c) {
+/* When the next keepalive ping is due (NO_DEADLINE: none). Out of line:
+ * ws_conn_tick() and ws_conn_next_deadline() share one copy. */
+static WS_NOINLINE uint64_t ping_deadline(const ws_conn *c) {
   if (!ENV(c)->cfg.ping_interval_ms || c->state != WS_STATE_OPEN ||
       c->ping_outstanding || c->ping_wanted || !c->clock_started)
     return NO_DEADLINE;
@@ -1187,7 +1196,10 @@ void ws_conn_pmd(const ws_conn *c, ws_pmd_params *params) {
 
 int ws_conn_rx_message(const ws_conn *c, uint64_t *pbytes) {
   int on = c && HAS_IO(c) && IO(c)->msg_op != 0;
+  /* (a compressed message: what was inflated; never without inflate) */
   if (pbytes)
-    *pbytes = !on ? 0 : IO(c)->rx_comp && c->z ? c->z->inflated : IO(c)->msg_bytes;
+    *pbytes = !on                                        ? 0
+              : WS_HAS_INFLATE && IO(c)->rx_comp && c->z ? c->z->inflated
+                                                         : IO(c)->msg_bytes;
   return on;
 }

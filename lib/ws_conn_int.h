@@ -154,11 +154,10 @@ typedef struct conn_z {
    * the handshake state's, its error the sticky one). */                      \
   ws_slice ev_data;
 
-/* wide: the frame header, counts and deadlines */
+/* wide: counts, the frame header and deadlines (the counts' words first:
+ * in the freestanding object they then stay within a short load's reach,
+ * the header's bytes and 64-bit fields are past it anyway) */
 #define WSC_IO_WIDE                                                            \
-  uint8_t hdr[WS_FRAME_HEADER_MAX];                                            \
-  ws_frame_header fh;                                                          \
-  uint64_t remaining; /* payload bytes left in the current frame */            \
   /* Limits read only while connecting share their storage with the counts    \
    * and validator of the message being received, which are read only once    \
    * open, after the first frame of a message has set them. */                 \
@@ -174,6 +173,9 @@ typedef struct conn_z {
       ws_utf8 utf8;       /* its validator, when it is text */                 \
     };                                                                         \
   };                                                                           \
+  uint8_t hdr[WS_FRAME_HEADER_MAX];                                            \
+  ws_frame_header fh;                                                          \
+  uint64_t remaining; /* payload bytes left in the current frame */            \
   /* deadlines, in caller milliseconds; UINT64_MAX = not armed */              \
   uint64_t pong_deadline;                                                      \
   /* The handshake deadline is armed only while connecting, the close          \
@@ -225,11 +227,13 @@ struct ws_conn {
   unsigned release : 1;     /* free conn-owned event storage on next call */
   unsigned rx_activity : 1; /* bytes arrived since the last tick */
   unsigned clock_started : 1;
+  /* (the eighth bit: a byte's top bit is tested with a longer signed
+   * load on Thumb, so it goes to a flag read once, not to a hot one) */
+  unsigned placed : 1; /* in caller storage (ws_conn_init()) */
   unsigned close_sent_flag : 1;
   unsigned linger_done : 1; /* client: waited long enough for server's FIN */
   unsigned ping_outstanding : 1;
-  unsigned close_arm : 1;   /* start the close timer at the next tick */
-  unsigned placed : 1;      /* in caller storage (ws_conn_init()) */
+  unsigned close_arm : 1; /* start the close timer at the next tick */
   unsigned ping_wanted : 1; /* a ping was due while the output queue was
                                full: it goes out as soon as there is room */
   int err;
@@ -333,9 +337,12 @@ static inline int is_client(const ws_conn *c) {
   (void)c;
   return 0;
 #else
-  return c->role == WS_ROLE_CLIENT;
+  /* (the role, as check_config() let it in, is 1 or 0: a test of it) */
+  return c->role;
 #endif
 }
+_Static_assert(WS_ROLE_CLIENT == 1 && WS_ROLE_SERVER == 0,
+               "is_client() reads the role as it is");
 
 /* Bytes queued for output, a ws_conn_send_ref() payload included. */
 static inline size_t io_out_size(const wsc_io *io) {

@@ -26,8 +26,9 @@ static int on_header(ws_conn *c) {
       return wsc_fault(c, F_UNFINISHED);
     /* RFC 7692 6.1: RSV1 marks the first frame of a compressed message;
      * on a continuation it is an error (control frames with RSV bits
-     * were refused above). */
-    if (fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
+     * were refused above, and so was any RSV bit without the inflater:
+     * only permessage-deflate allows one). */
+    if (WS_HAS_INFLATE && fh->opcode == WS_OP_CONT && (fh->rsv & WS_RSV1))
       return wsc_fault(c, F_RSV1_CONT);
     if (fh->opcode != WS_OP_CONT) {
       io->msg_op = fh->opcode;
@@ -420,7 +421,9 @@ static int read_control(ws_conn *c, uint8_t *in, size_t n) {
   const uint8_t *key = io->fh.masked ? io->fh.mask : NULL;
   uint8_t *data = in;
   size_t off = io->ctrllen;
-  if (off || n != io->fh.payload_len) {
+  /* (whole: the first piece leaves nothing of the frame; an empty piece
+   * comes only with an empty payload) */
+  if (off || io->remaining) {
     if (wsc_ctrlbuf_get(c)) return wsc_nomem(c);
     data = io->ctrlbuf + CTRL_SPLIT;
     io->ctrllen = (uint8_t)(off + n);
@@ -543,8 +546,10 @@ static int read_data(ws_conn *c, uint8_t *in, size_t n) {
   int stream = c->delivery == WS_DELIVER_STREAM;
   uint32_t flags = c->msg_started && stream ? 0 : WS_EVF_FIRST;
   uint8_t *dst = in;
+  /* (a single-frame message whole in this input: nothing of it left
+   * after this piece and none before it, which would be in the buffer) */
   if (n && !stream &&
-      !(io->fh.fin && io->fh.opcode != WS_OP_CONT && n == io->fh.payload_len &&
+      !(io->fh.fin && io->fh.opcode != WS_OP_CONT && io->remaining == 0 &&
         ws_buf_size(&io->msg) == 0)) {
     /* Never hold more than the limit, whatever the doubling would do. */
     size_t limit = ENV(c)->cfg.max_message > SIZE_MAX
