@@ -351,8 +351,9 @@ int ws_conn_pong(ws_conn *c, const void *data, size_t len) {
 int ws_conn_close(ws_conn *c, uint16_t code, const void *reason,
                   size_t reasonlen) {
   if (!c || (reasonlen && !reason)) return WS_ERR_INVALID_ARGUMENT;
-  if (code == 0 && reasonlen) return WS_ERR_INVALID_ARGUMENT;
-  if (code && !ws_close_code_valid(code)) return WS_ERR_INVALID_ARGUMENT;
+  /* a valid code, or none and no reason */
+  if (code ? !ws_close_code_valid(code) : reasonlen != 0)
+    return WS_ERR_INVALID_ARGUMENT;
   if (reasonlen > WS_CONTROL_MAX - 2 || ws_utf8_validate(reason, reasonlen))
     return WS_ERR_INVALID_ARGUMENT;
   if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
