@@ -171,10 +171,12 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 /* ws_conn_reject() (|http| 0: a refused upgrade, or any request, 400 to
  * 599) and ws_conn_respond() (|http| 1: the answer to a plain HTTP
  * request, 200 to 599): one HTTP answer, then the connection is over.
- * Out of line: -Os would copy it into both. */
-static WS_NOINLINE int answer(ws_conn *c, int http, int status,
-                              const ws_kv *headers, size_t nheaders,
-                              const void *body, size_t bodylen) {
+ * Out of line: -Os would copy it into both, which pass their own
+ * arguments on (hence |http| last, and the NULL check here). */
+static WS_NOINLINE int answer(ws_conn *c, int status, const ws_kv *headers,
+                              size_t nheaders, const void *body,
+                              size_t bodylen, int http) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (!hs_waiting(c) || (http && !IO(c)->hs->http)) return WS_ERR_INVALID_STATE;
   /* (NULL headers or body with a count: ws_hs_write_response() refuses
    * those alike, before it writes anything) */
@@ -209,8 +211,8 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
 
 int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
-  if (!c) return WS_ERR_INVALID_ARGUMENT;
 #if defined(WS_NO_SERVER)
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -218,14 +220,14 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  return answer(c, 0, status, headers, nheaders, body, bodylen);
+  return answer(c, status, headers, nheaders, body, bodylen, 0);
 #endif
 }
 
 int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
                     size_t nheaders, const void *body, size_t bodylen) {
-  if (!c) return WS_ERR_INVALID_ARGUMENT;
 #if defined(WS_NO_SERVER)
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -233,7 +235,7 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  return answer(c, 1, status, headers, nheaders, body, bodylen);
+  return answer(c, status, headers, nheaders, body, bodylen, 1);
 #endif
 }
 
