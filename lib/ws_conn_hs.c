@@ -74,19 +74,15 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
    * comma list: each name and a comma, the last comma left out of the
    * length. */
   size_t total = 0;
+  rv = WS_ERR_INVALID_ARGUMENT;
   for (size_t i = 0; i < p->nprotocols; i++) {
-    if (!p->protocols[i]) {
-      wsc_hs_free(c);
-      return WS_ERR_INVALID_ARGUMENT;
-    }
+    if (!p->protocols[i]) goto fail;
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
     uint8_t *o = hs->offered = ws_malloc(&ENV(c)->mem, total);
-    if (!o) {
-      wsc_hs_free(c);
-      return WS_ERR_NOMEM;
-    }
+    rv = WS_ERR_NOMEM;
+    if (!o) goto fail;
     for (size_t i = 0; i < p->nprotocols; i++) {
       size_t n = strlen(p->protocols[i]);
       memcpy(o, p->protocols[i], n);
@@ -107,12 +103,12 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 #  endif
   size_t before = IO(c)->out.len;
   rv = ws_hs_write_request(&IO(c)->out, &ENV(c)->mem, p, hs->key, poffer);
-  if (rv) {
-    wsc_hs_free(c);
-    return rv;
-  }
+  if (rv) goto fail;
   count_out(c, before);
   return 0;
+fail: /* (the handshake state allocated above goes again) */
+  wsc_hs_free(c);
+  return rv;
 #endif /* !WS_NO_CLIENT */
 }
 
