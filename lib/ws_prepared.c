@@ -5,7 +5,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_prepared.h"
-#include "ws_switch.h" /* WS_SMALL_CODE */
+#include "ws_switch.h" /* WS_SMALL_CODE, WS_HAS_DEFLATE */
 
 /* Writes the unmasked header of a whole message with a |len|-byte
  * payload just before |payload|; returns its length. */
@@ -44,7 +44,8 @@ int ws_prepared_new(ws_prepared **pprep, ws_opcode opcode, const void *data,
 
 void ws_prepared_del(ws_prepared *p) {
   if (!p) return;
-  wsp_variant *v = p->variants;
+  /* (variants are made only where there is a compressor) */
+  wsp_variant *v = WS_HAS_DEFLATE ? p->variants : NULL;
   while (v) {
     wsp_variant *next = v->next;
     ws_free(&p->mem, v);
