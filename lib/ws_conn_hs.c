@@ -156,8 +156,10 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   }
   count_out(c, before);
   wsc_hs_free(c);
-  c->pmd = pmd;
-  c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
+  if (WS_HAS_INFLATE) { /* (else nothing negotiated: both stay 0) */
+    c->pmd = pmd;
+    c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
+  }
   hs_open(c);
   return 0;
 #endif /* !WS_NO_SERVER */
