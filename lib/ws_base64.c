@@ -3,8 +3,21 @@
 #include "ws_int.h"
 #include "ws_switch.h"
 
+#if WS_SMALL_CODE
+/* The character of a 6-bit value (RFC 4648 table 1). Size builds work it
+ * out rather than keep the alphabet. */
+static char b64_char(unsigned v) {
+  return (char)(v < 26   ? 'A' + v
+                : v < 52 ? 'a' + (v - 26)
+                : v < 62 ? '0' + (v - 52)
+                : v == 62 ? '+'
+                          : '/');
+}
+#else
 static const char b64_alphabet[65] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+#  define b64_char(v) b64_alphabet[v]
+#endif
 
 size_t ws_base64_encode(const uint8_t *in, size_t len, char *out) {
   /* Eight bits per byte into an accumulator, a character out whenever it
@@ -19,21 +32,22 @@ size_t ws_base64_encode(const uint8_t *in, size_t len, char *out) {
     nbits += 8;
     while (nbits >= 6) {
       nbits -= 6;
-      out[o++] = b64_alphabet[(acc >> nbits) & 63];
+      out[o++] = b64_char((acc >> nbits) & 63);
     }
   }
-  if (nbits) out[o++] = b64_alphabet[(acc << (6 - nbits)) & 63];
+  if (nbits) out[o++] = b64_char((acc << (6 - nbits)) & 63);
   while (o & 3)
     out[o++] = '=';
   return o;
 }
 
-/* Value of one alphabet character, or -1. Size builds look it up in the
- * alphabet (smaller, slower; keys are 24 characters). */
+/* Value of one alphabet character, or -1. Size builds search the values
+ * for it (smaller, slower; keys are 24 characters). */
 static int b64_value(uint8_t c) {
 #if WS_SMALL_CODE
-  const char *q = memchr(b64_alphabet, c, 64);
-  return q ? (int)(q - b64_alphabet) : -1;
+  for (unsigned v = 0; v < 64; v++)
+    if ((uint8_t)b64_char(v) == c) return (int)v;
+  return -1;
 #else
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;

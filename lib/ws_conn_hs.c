@@ -6,8 +6,16 @@
 
 /* ---- handshake --------------------------------------------------------- */
 
+/* Out of line where both roles call it: -Os would copy it into the
+ * callers of each. */
+#if WS_HAS_SERVER && WS_HAS_CLIENT
+#  define HS_SHARED WS_NOINLINE
+#else
+#  define HS_SHARED
+#endif
+
 /* The handshake is over: the connection is open (WS_EV_OPEN). */
-static void hs_open(ws_conn *c) {
+static HS_SHARED void hs_open(ws_conn *c) {
 #if !defined(WS_NO_DEFLATE)
   /* permessage-deflate configured but not negotiated (RSV1 stays
    * refused): its state is never read again, and an idle connection of a
@@ -26,6 +34,22 @@ static void hs_open(ws_conn *c) {
 
 static int check_header_kv(const ws_kv *h, size_t n) {
   if (n && !h) return WS_ERR_INVALID_ARGUMENT;
+  return 0;
+}
+
+/* Counts the bytes a handshake writer queued after the first |before|
+ * of the output (one copy of the 64-bit sum for all the callers). */
+static HS_SHARED void count_out(ws_conn *c, size_t before) {
+  c->stats.wire_out += IO(c)->out.len - before;
+}
+
+/* Keeps the negotiated subprotocol, |len| bytes at |name| (under
+ * max_handshake_bytes: it was in a head). */
+static int keep_protocol(ws_conn *c, const void *name, size_t len) {
+  c->protocol = ws_malloc(&ENV(c)->mem, len);
+  if (!c->protocol) return WS_ERR_NOMEM;
+  memcpy(c->protocol, name, len);
+  c->protocollen = (uint32_t)len;
   return 0;
 }
 
@@ -50,19 +74,15 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
    * comma list: each name and a comma, the last comma left out of the
    * length. */
   size_t total = 0;
+  rv = WS_ERR_INVALID_ARGUMENT;
   for (size_t i = 0; i < p->nprotocols; i++) {
-    if (!p->protocols[i]) {
-      wsc_hs_free(c);
-      return WS_ERR_INVALID_ARGUMENT;
-    }
+    if (!p->protocols[i]) goto fail;
     total += strlen(p->protocols[i]) + 1;
   }
   if (total) {
     uint8_t *o = hs->offered = ws_malloc(&ENV(c)->mem, total);
-    if (!o) {
-      wsc_hs_free(c);
-      return WS_ERR_NOMEM;
-    }
+    rv = WS_ERR_NOMEM;
+    if (!o) goto fail;
     for (size_t i = 0; i < p->nprotocols; i++) {
       size_t n = strlen(p->protocols[i]);
       memcpy(o, p->protocols[i], n);
@@ -83,12 +103,12 @@ int ws_conn_connect(ws_conn *c, const ws_client_params *p) {
 #  endif
   size_t before = IO(c)->out.len;
   rv = ws_hs_write_request(&IO(c)->out, &ENV(c)->mem, p, hs->key, poffer);
-  if (rv) {
-    wsc_hs_free(c);
-    return rv;
-  }
-  c->stats.wire_out += IO(c)->out.len - before;
+  if (rv) goto fail;
+  count_out(c, before);
   return 0;
+fail: /* (the handshake state allocated above goes again) */
+  wsc_hs_free(c);
+  return rv;
 #endif /* !WS_NO_CLIENT */
 }
 
@@ -114,11 +134,8 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
   if (proto) {
     /* RFC 6455 4.2.2: the selected subprotocol must be one offered. */
     if (!ws_hs_offered(&IO(c)->hs->req, proto)) return WS_ERR_INVALID_ARGUMENT;
-    /* it matched an offer in the head: under max_handshake_bytes */
-    c->protocollen = (uint32_t)strlen(proto);
-    c->protocol = ws_malloc(&ENV(c)->mem, c->protocollen);
-    if (!c->protocol) return WS_ERR_NOMEM;
-    memcpy(c->protocol, proto, c->protocollen);
+    /* (it matched an offer in the head) */
+    if (keep_protocol(c, proto, strlen(proto))) return WS_ERR_NOMEM;
   }
   ws_pmd_params pmd;
   char ext[WS_PMD_TEXT_MAX];
@@ -137,10 +154,12 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
     c->protocollen = 0;
     return rv;
   }
-  c->stats.wire_out += IO(c)->out.len - before;
+  count_out(c, before);
   wsc_hs_free(c);
-  c->pmd = pmd;
-  c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
+  if (WS_HAS_INFLATE) { /* (else nothing negotiated: both stay 0) */
+    c->pmd = pmd;
+    c->rsv_allowed = pmd.enabled ? WS_RSV1 : 0;
+  }
   hs_open(c);
   return 0;
 #endif /* !WS_NO_SERVER */
@@ -150,10 +169,12 @@ int ws_conn_accept(ws_conn *c, const ws_accept_params *p) {
 /* ws_conn_reject() (|http| 0: a refused upgrade, or any request, 400 to
  * 599) and ws_conn_respond() (|http| 1: the answer to a plain HTTP
  * request, 200 to 599): one HTTP answer, then the connection is over.
- * Out of line: -Os would copy it into both. */
-static WS_NOINLINE int answer(ws_conn *c, int http, int status,
-                              const ws_kv *headers, size_t nheaders,
-                              const void *body, size_t bodylen) {
+ * Out of line: -Os would copy it into both, which pass their own
+ * arguments on (hence |http| last, and the NULL check here). */
+static WS_NOINLINE int answer(ws_conn *c, int status, const ws_kv *headers,
+                              size_t nheaders, const void *body,
+                              size_t bodylen, int http) {
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   if (!hs_waiting(c) || (http && !IO(c)->hs->http)) return WS_ERR_INVALID_STATE;
   /* (NULL headers or body with a count: ws_hs_write_response() refuses
    * those alike, before it writes anything) */
@@ -165,7 +186,7 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
   int rv = ws_hs_write_response(&IO(c)->out, &ENV(c)->mem, status, headers,
                                 nheaders, body, bodylen, head);
   if (rv) return rv;
-  c->stats.wire_out += IO(c)->out.len - before;
+  count_out(c, before);
   wsc_hs_free(c);
   c->err_reported = 1;
   if (http) {
@@ -188,8 +209,8 @@ static WS_NOINLINE int answer(ws_conn *c, int http, int status,
 
 int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
                    size_t nheaders, const void *body, size_t bodylen) {
-  if (!c) return WS_ERR_INVALID_ARGUMENT;
 #if defined(WS_NO_SERVER)
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -197,14 +218,14 @@ int ws_conn_reject(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  return answer(c, 0, status, headers, nheaders, body, bodylen);
+  return answer(c, status, headers, nheaders, body, bodylen, 0);
 #endif
 }
 
 int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
                     size_t nheaders, const void *body, size_t bodylen) {
-  if (!c) return WS_ERR_INVALID_ARGUMENT;
 #if defined(WS_NO_SERVER)
+  if (!c) return WS_ERR_INVALID_ARGUMENT;
   (void)status;
   (void)headers;
   (void)nheaders;
@@ -212,7 +233,7 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
   (void)bodylen;
   return WS_ERR_INVALID_STATE; /* (no server connection can exist) */
 #else
-  return answer(c, 1, status, headers, nheaders, body, bodylen);
+  return answer(c, status, headers, nheaders, body, bodylen, 1);
 #endif
 }
 
@@ -221,13 +242,14 @@ int ws_conn_respond(ws_conn *c, int status, const ws_kv *headers,
 static int hs_fail_http(ws_conn *c, int status, const char *reason) {
   size_t before = IO(c)->out.len;
   if (ws_hs_write_reject(&IO(c)->out, &ENV(c)->mem, status, NULL, 0, NULL, 0) == 0)
-    c->stats.wire_out += IO(c)->out.len - before;
+    count_out(c, before);
   return wsc_fail(c, WS_ERR_HANDSHAKE, 0, reason);
 }
 #endif
 
-/* Collects head bytes; returns 0 with *pdone when the head is complete
- * (and *pnread only counting bytes that belong to it). */
+/* Collects head bytes, counted in the stats; returns 0 with *phead, the
+ * head's length, when it is complete (and *pnread only counting bytes
+ * that belong to it; left as it was when the bytes cannot be kept). */
 static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
                       size_t *pnread, size_t *phead) {
   ws_hs *hs = IO(c)->hs;
@@ -239,16 +261,17 @@ static int hs_collect(ws_conn *c, const uint8_t *in, size_t inlen,
   size_t end = ws_hs_head_end(hs->in.base, hs->in.len, hs->scanned);
   if (end) {
     /* Only the bytes up to the head are ours; the rest are frames. */
-    size_t extra = hs->in.len - end;
+    n -= hs->in.len - end;
     hs->in.len = end;
-    *pnread = n - extra;
     *phead = end;
-    return 0;
+  } else {
+    hs->scanned = hs->in.len;
+    if (n < inlen || hs->in.len >= IO(c)->max_handshake_bytes)
+      rv = WS_ERR_TOO_BIG;
   }
-  hs->scanned = hs->in.len;
   *pnread = n;
-  if (n < inlen || hs->in.len >= IO(c)->max_handshake_bytes) return WS_ERR_TOO_BIG;
-  return 0;
+  c->stats.wire_in += n;
+  return rv;
 }
 
 #if !defined(WS_NO_SERVER)
@@ -304,12 +327,9 @@ static int feed_response(ws_conn *c, int rv, size_t head) {
 #  else
   (void)ext;
 #  endif
-  if (hs->resp.protocol.len) {
-    c->protocol = ws_malloc(&ENV(c)->mem, hs->resp.protocol.len);
-    if (!c->protocol) return wsc_nomem(c);
-    memcpy(c->protocol, hs->resp.protocol.base, hs->resp.protocol.len);
-    c->protocollen = (uint32_t)hs->resp.protocol.len; /* from the head */
-  }
+  if (hs->resp.protocol.len &&
+      keep_protocol(c, hs->resp.protocol.base, hs->resp.protocol.len))
+    return wsc_nomem(c);
   hs_open(c);     /* the response is hs->resp */
   c->release = 1; /* the handshake storage goes at the next call */
   return 0;
@@ -321,7 +341,6 @@ int wsc_feed_handshake(ws_conn *c, const uint8_t *in, size_t inlen,
   size_t head;
   if (IO(c)->hs->parsed) return WS_ERR_WOULDBLOCK; /* waiting for accept */
   int rv = hs_collect(c, in, inlen, pnread, &head);
-  c->stats.wire_in += *pnread;
   if (rv == WS_ERR_NOMEM) return wsc_nomem(c);
   if (head) {
     /* Complete (then rv is 0): room for its headers. A server's, as many

@@ -163,6 +163,16 @@ int ws_pmd_shared_new(ws_pmd_shared **pshared, int level, const ws_mem *mem) {
 void ws_pmd_shared_del(ws_pmd_shared *sh) { (void)sh; }
 #endif /* !WS_NO_DEFLATE && !WS_INFLATE_ONLY */
 
+/* The header of a data frame with a |len|-byte payload (RFC 6455 5.2):
+ * the queue's limit counts it. */
+static size_t data_hlen(const ws_conn *c, size_t len) {
+  return 2u +
+         (len < 126       ? 0u
+          : len <= 0xffff ? 2u
+                          : 8u) +
+         (is_client(c) ? 4u : 0u);
+}
+
 int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
                  uint32_t flags) {
   if (!c || (len && !data)) return WS_ERR_INVALID_ARGUMENT;
@@ -175,11 +185,7 @@ int ws_conn_send(ws_conn *c, ws_opcode opcode, const void *data, size_t len,
   /* Data never makes the queue exceed max_out_queue (a compressed
    * message is counted at its uncompressed size). */
   size_t max = ENV(c)->cfg.max_out_queue;
-  size_t hlen = 2u +
-                (len < 126       ? 0u
-                 : len <= 0xffff ? 2u
-                                 : 8u) +
-                (is_client(c) ? 4u : 0u);
+  size_t hlen = data_hlen(c, len);
   if (len > max - hlen) return WS_ERR_TOO_BIG;
   if (io_out_size(io) > max - hlen - len) return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
@@ -212,7 +218,9 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   wsc_io *io = io_get(c);
   if (!io) return WS_ERR_NOMEM;
   if (io->tx_op && io->tx_op != opcode) return WS_ERR_INVALID_ARGUMENT;
-  if (!can_send_data(c) || (io->tx_op && io->tx_comp))
+  /* (a compressed message goes on compressed: tx_comp is set only with
+   * tx_op, and never without a compressor) */
+  if (!can_send_data(c) || (WS_HAS_DEFLATE && io->tx_comp))
     return WS_ERR_INVALID_STATE;
   if (io->ref_len) return WS_ERR_WOULDBLOCK; /* one at a time */
   size_t max = ENV(c)->cfg.max_out_queue;
@@ -234,8 +242,7 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
     io->ref_len = (uint32_t)len; /* (both under max_out_queue) */
     io->ref_at = (uint32_t)ws_buf_size(&io->out);
   }
-  io->tx_comp = 0;
-  io->tx_op = fin ? 0 : (uint8_t)opcode;
+  io->tx_op = fin ? 0 : (uint8_t)opcode; /* (tx_comp is 0: see above) */
   c->stats.wire_out += hlen + len;
   c->stats.bytes_out += len;
   if (fin) c->stats.msgs_out++;
@@ -271,19 +278,26 @@ int ws_conn_send_prepared(ws_conn *c, ws_prepared *p) {
   if (!io_get(c)) return WS_ERR_NOMEM;
   /* RFC 6455 5.4: no other message between the fragments of one */
   if (!can_send_data(c) || IO(c)->tx_op) return WS_ERR_INVALID_STATE;
+  size_t len = p->len;
+  const uint8_t *pay = wsp_payload(p);
+  int comp = 0, rv;
+#if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
+  comp = c->pmd.enabled && !p->no_compress && len >= c->z->cfg.min_size;
+#endif
+  /* Size builds (WS_SMALL_CODE) frame an uncompressed message as
+   * ws_conn_send() does, through the same code: the same checks, which
+   * pass as far as the ones above, the same bytes as the prepared frame
+   * and the same counts. */
+  if (WS_SMALL_CODE && !comp)
+    return ws_conn_send(c, (ws_opcode)p->opcode, pay, len,
+                        WS_SEND_NO_COMPRESS);
   /* the limits of ws_conn_send(), counted at the uncompressed size */
-  size_t len = p->len, max = ENV(c)->cfg.max_out_queue;
-  size_t hlen = 2u +
-                (len < 126       ? 0u
-                 : len <= 0xffff ? 2u
-                                 : 8u) +
-                (is_client(c) ? 4u : 0u);
+  size_t max = ENV(c)->cfg.max_out_queue;
+  size_t hlen = data_hlen(c, len);
   if (len > max - hlen) return WS_ERR_TOO_BIG;
   if (out_size(c) > max - hlen - len) return WS_ERR_WOULDBLOCK;
-  const uint8_t *pay = wsp_payload(p);
-  int rv;
 #if !defined(WS_NO_DEFLATE) && !defined(WS_INFLATE_ONLY)
-  if (c->pmd.enabled && !p->no_compress && len >= c->z->cfg.min_size) {
+  if (comp) {
     /* RFC 7692 7.1.1: with context takeover our next message may refer
      * back into this one, in the window our own compressor keeps */
     if (!we_reset(c)) return ws_conn_send(c, (ws_opcode)p->opcode, pay, len, 0);
@@ -337,13 +351,12 @@ int ws_conn_pong(ws_conn *c, const void *data, size_t len) {
 int ws_conn_close(ws_conn *c, uint16_t code, const void *reason,
                   size_t reasonlen) {
   if (!c || (reasonlen && !reason)) return WS_ERR_INVALID_ARGUMENT;
-  if (code == 0 && reasonlen) return WS_ERR_INVALID_ARGUMENT;
-  if (code && !ws_close_code_valid(code)) return WS_ERR_INVALID_ARGUMENT;
+  /* a valid code, or none and no reason */
+  if (code ? !ws_close_code_valid(code) : reasonlen != 0)
+    return WS_ERR_INVALID_ARGUMENT;
   if (reasonlen > WS_CONTROL_MAX - 2 || ws_utf8_validate(reason, reasonlen))
     return WS_ERR_INVALID_ARGUMENT;
-  if (c->err || c->close_sent_flag ||
-      (c->state != WS_STATE_OPEN && c->state != WS_STATE_CLOSING_REMOTE))
-    return WS_ERR_INVALID_STATE;
+  if (!can_send_data(c)) return WS_ERR_INVALID_STATE;
   if (!io_get(c)) return WS_ERR_NOMEM;
   int rv = wsc_queue_close(c, code, reason, reasonlen);
   if (rv) return rv;

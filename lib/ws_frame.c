@@ -117,19 +117,15 @@ int ws_frame_check_header(const ws_frame_header *hd, int is_server,
 
 size_t ws_frame_put_header(uint8_t *out, unsigned b0, uint64_t len,
                            const uint8_t *mask) {
-  size_t n = 2;
+  /* RFC 6455 5.2: the minimal number of bytes encodes the length: in the
+   * 7 bits, or 126 + 16 bits, or 127 + 64 */
+  size_t k = len <= 125 ? 0 : len <= 0xFFFF ? 2 : 8;
+  size_t n = 2 + k;
 
   out[0] = (uint8_t)b0;
-  out[1] = mask ? 0x80u : 0u;
-  /* RFC 6455 5.2: the minimal number of bytes encodes the length. */
-  if (len <= 125) {
-    out[1] |= (uint8_t)len;
-  } else {
-    size_t k = len <= 0xFFFF ? 2 : 8; /* 126 + 16 bits, or 127 + 64 */
-    out[1] |= (uint8_t)(k == 2 ? 126 : 127);
-    store_be(out + 2, len, k);
-    n += k;
-  }
+  out[1] = (uint8_t)((mask ? 0x80u : 0u) |
+                     (k == 0 ? (unsigned)len : k == 2 ? 126u : 127u));
+  store_be(out + 2, len, k);
   if (mask) {
     memcpy(out + n, mask, 4);
     n += 4;

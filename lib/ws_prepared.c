@@ -5,6 +5,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_prepared.h"
+#include "ws_switch.h" /* WS_SMALL_CODE, WS_HAS_DEFLATE */
 
 /* Writes the unmasked header of a whole message with a |len|-byte
  * payload just before |payload|; returns its length. */
@@ -35,14 +36,16 @@ int ws_prepared_new(ws_prepared **pprep, ws_opcode opcode, const void *data,
   p->opcode = (uint8_t)opcode;
   p->no_compress = (flags & WS_SEND_NO_COMPRESS) ? 1 : 0;
   if (len) memcpy(p->data + WSP_ROOM, data, len);
-  p->hlen = put_header(p->data + WSP_ROOM, 0, opcode, len);
+  /* (size builds frame a plain message as they send it: ws_conn_tx.c) */
+  p->hlen = WS_SMALL_CODE ? 0 : put_header(p->data + WSP_ROOM, 0, opcode, len);
   *pprep = p;
   return 0;
 }
 
 void ws_prepared_del(ws_prepared *p) {
   if (!p) return;
-  wsp_variant *v = p->variants;
+  /* (variants are made only where there is a compressor) */
+  wsp_variant *v = WS_HAS_DEFLATE ? p->variants : NULL;
   while (v) {
     wsp_variant *next = v->next;
     ws_free(&p->mem, v);

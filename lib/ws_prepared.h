@@ -1,7 +1,9 @@
 /*
  * Prepared messages (ws_prepared_new(), ws_conn_send_prepared()): one
  * message framed once and compressed once per window size and level, for
- * broadcasting. Internal, not installed.
+ * broadcasting (size builds, WS_SMALL_CODE, frame the uncompressed
+ * message at each send, as ws_conn_send() does). Internal, not
+ * installed.
  *
  * Why one compressed payload may go to many connections. RFC 7692
  * 7.1.2.1: server_max_window_bits=w limits the window the server
@@ -58,7 +60,8 @@ struct ws_prepared {
   size_t len;            /* payload bytes */
   uint8_t opcode;        /* WS_OP_TEXT or WS_OP_BINARY */
   uint8_t no_compress;   /* WS_SEND_NO_COMPRESS */
-  uint8_t hlen;          /* the plain frame's header */
+  uint8_t hlen;          /* the plain frame's header (size builds,
+                            WS_SMALL_CODE, frame it when sending: 0) */
   uint8_t data[];        /* WSP_ROOM bytes of room, then the payload */
 };
 

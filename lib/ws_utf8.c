@@ -97,10 +97,46 @@ static uint32_t step(uint32_t st, uint8_t b) {
 
 #endif
 
-/* The canonical states in a fixed order (also the compact DFA's state
- * numbers, below) and the reference state for each. */
-static const uint8_t c_canon[9] = {U_ACC, U_ERR, U_T1, U_T2, U_T3,
-                                   U_E0,  U_ED,  U_F0, U_F4};
+/* Compact states: the indexes of ctab.canon (0 between characters, 1
+ * failed, then T1, T2, T3, E0, ED, F0, F4). */
+enum { C_ACC, C_ERR, C_T1, C_T2, C_T3, C_E0, C_ED, C_F0, C_F4 };
+
+/* The compact DFA's tables (see "compact DFA" below), in one object so
+ * that its code reaches them all from one address (firmware size). */
+static const struct {
+  /* The canonical states in a fixed order (the compact states), and
+   * below, the reference state for each. */
+  uint8_t canon[9];
+  /*
+   * Byte classes for 80..FF, two 4-bit classes a byte (the even byte in
+   * the low nibble): 1 80..8F, 2 90..9F, 3 A0..BF, 4 never valid (C0, C1,
+   * F5..FF), 5 C2..DF, 6 E0, 7 E1..EC and EE..EF, 8 ED, 9 F0, 10 F1..F3,
+   * 11 F4. Class 0 is ASCII, told apart without the table.
+   */
+  uint8_t cclass[64];
+  /* lead[class]: the state after a lead byte */
+  uint8_t lead[12];
+  /* The class ranges each in-sequence state accepts, as bit masks over
+   * classes 1..3 (80..8F, 90..9F, A0..BF), and the state after. */
+  uint8_t ok[7];
+  uint8_t then[7];
+} ctab = {
+    {U_ACC, U_ERR, U_T1, U_T2, U_T3, U_E0, U_ED, U_F0, U_F4},
+    {
+        0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, /* 80..8F */
+        0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, /* 90..9F */
+        0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, /* A0..AF */
+        0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, /* B0..BF */
+        0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, /* C0..CF */
+        0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, /* D0..DF */
+        0x76, 0x77, 0x77, 0x77, 0x77, 0x77, 0x87, 0x77, /* E0..EF */
+        0xA9, 0xAA, 0x4B, 0x44, 0x44, 0x44, 0x44, 0x44, /* F0..FF */
+    },
+    {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1, C_E0, C_T2, C_ED, C_F0, C_T3,
+     C_F4},
+    {7, 7, 7, 4, 3, 6, 1},
+    {C_ACC, C_T1, C_T2, C_T1, C_T1, C_T2, C_T2},
+};
 #if WS_HAS_REFERENCE
 /* clang-format off */
 static const uint32_t seq_of[9] = {
@@ -110,10 +146,11 @@ static const uint32_t seq_of[9] = {
 /* clang-format on */
 #endif
 
-/* The index of canonical state |s| in c_canon; 1 (failed) if unknown. */
+/* The index of canonical state |s| in ctab.canon; 1 (failed) if
+ * unknown. */
 static unsigned canon_index(uint32_t s) {
   unsigned k;
-  for (k = 0; k < 9 && c_canon[k] != s; k++)
+  for (k = 0; k < 9 && ctab.canon[k] != s; k++)
     continue;
   return k < 9 ? k : 1;
 }
@@ -126,7 +163,7 @@ static uint32_t seq_to_canon(uint32_t s) {
   unsigned k;
   for (k = 0; k < 9 && seq_of[k] != s; k++)
     continue;
-  return k < 9 ? c_canon[k] : U_ERR;
+  return k < 9 ? ctab.canon[k] : U_ERR;
 }
 
 #endif
@@ -171,39 +208,13 @@ static inline int ascii_upto8(const uint8_t *p, size_t n) {
 
 /* ---- compact DFA ----------------------------------------------------- */
 
-/*
- * Byte classes for 80..FF, two 4-bit classes a byte (the even byte in the
- * low nibble): 1 80..8F, 2 90..9F, 3 A0..BF, 4 never valid (C0, C1,
- * F5..FF), 5 C2..DF, 6 E0, 7 E1..EC and EE..EF, 8 ED, 9 F0, 10 F1..F3,
- * 11 F4. Class 0 is ASCII, told apart without the table.
- */
-static const uint8_t cclass[64] = {
-    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, /* 80..8F */
-    0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, /* 90..9F */
-    0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, /* A0..AF */
-    0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, /* B0..BF */
-    0x44, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, /* C0..CF */
-    0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, 0x55, /* D0..DF */
-    0x76, 0x77, 0x77, 0x77, 0x77, 0x77, 0x87, 0x77, /* E0..EF */
-    0xA9, 0xAA, 0x4B, 0x44, 0x44, 0x44, 0x44, 0x44, /* F0..FF */
-};
-
-/* Compact states: the indexes of c_canon (0 between characters, 1
- * failed, then T1, T2, T3, E0, ED, F0, F4); c_lead[class] is the state
- * after a lead byte. */
-enum { C_ACC, C_ERR, C_T1, C_T2, C_T3, C_E0, C_ED, C_F0, C_F4 };
-
-static const uint8_t c_lead[12] = {C_ACC, C_ERR, C_ERR, C_ERR, C_ERR, C_T1,
-                                   C_E0,  C_T2,  C_ED,  C_F0,  C_T3,  C_F4};
-/* The class ranges each in-sequence state accepts, as bit masks over
- * classes 1..3 (80..8F, 90..9F, A0..BF), and the state after. */
-static const uint8_t c_ok[7] = {7, 7, 7, 4, 3, 6, 1};
-static const uint8_t c_then[7] = {C_ACC, C_T1, C_T2, C_T1, C_T1, C_T2, C_T2};
+/* A byte's class: ctab.cclass; a state after a lead byte: ctab.lead; in
+ * a sequence: ctab.ok and ctab.then (with ctab.canon, above). */
 
 #if WS_SMALL_CODE
 /* Validates |n| bytes from canonical state |*pst|; returns how many
  * precede the first invalid one (*pst is then U_ERR). Size builds take a
- * byte at a time with one class lookup: ASCII is class 0, and c_lead[0]
+ * byte at a time with one class lookup: ASCII is class 0, and ctab.lead[0]
  * keeps the state between characters (no four-byte ASCII skip, which
  * only buys speed). */
 static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
@@ -214,22 +225,22 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
   while (i < n) {
     uint8_t b = p[i];
     unsigned c = b < 0x80 ? 0
-                          : (unsigned)(cclass[(b - 0x80) >> 1] >>
+                          : (unsigned)(ctab.cclass[(b - 0x80) >> 1] >>
                                        ((b & 1u) * 4)) &
                                 15u;
     /* Classes 1..3 are continuation bytes; the state's mask says which
      * of them it accepts (RFC 3629 section 4: the narrow ranges after
      * E0, ED, F0, F4). */
     if (st == C_ACC)
-      st = c_lead[c];
+      st = ctab.lead[c];
     else
-      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u))
-               ? c_then[st - 2]
+      st = (c >= 1 && c <= 3 && (ctab.ok[st - 2] >> (c - 1) & 1u))
+               ? ctab.then[st - 2]
                : C_ERR;
     if (st == C_ERR) break;
     i++;
   }
-  *pst = c_canon[st];
+  *pst = ctab.canon[st];
   return i;
 }
 #else
@@ -252,22 +263,24 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
           i += 4;
         continue;
       }
-      c = (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
-      st = c_lead[c];
+      c = (unsigned)(ctab.cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
+      st = ctab.lead[c];
     } else {
-      c = b < 0x80
-              ? 0
-              : (unsigned)(cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
+      c = b < 0x80 ? 0
+                   : (unsigned)(ctab.cclass[(b - 0x80) >> 1] >>
+                                ((b & 1u) * 4)) &
+                         15u;
       /* Classes 1..3 are continuation bytes; the state's mask says which
        * of them it accepts (RFC 3629 section 4: the narrow ranges after
        * E0, ED, F0, F4). */
-      st = (c >= 1 && c <= 3 && (c_ok[st - 2] >> (c - 1) & 1u)) ? c_then[st - 2]
-                                                                : C_ERR;
+      st = (c >= 1 && c <= 3 && (ctab.ok[st - 2] >> (c - 1) & 1u))
+               ? ctab.then[st - 2]
+               : C_ERR;
     }
     if (st == C_ERR) break;
     i++;
   }
-  *pst = c_canon[st];
+  *pst = ctab.canon[st];
   return i;
 }
 #endif /* WS_SMALL_CODE */
