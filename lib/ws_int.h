@@ -47,14 +47,28 @@
  * default exists (freestanding builds). */
 int ws_mem_resolve(ws_mem *dst, const ws_mem *src);
 
+/* Allocation through |m|; ws_free() takes NULL. Size builds of both
+ * roles (-Os or WS_SMALL without WS_NO_SERVER or WS_NO_CLIENT, as
+ * WS_SMALL_CODE in ws_switch.h, which the modules without a switch do
+ * not include) call ws_malloc() and ws_free() in enough places that one
+ * copy of each, in ws_mem.c, is smaller than the compiler's copy in
+ * every module; the other builds keep them in line. */
+#if (defined(WS_SMALL) || defined(__OPTIMIZE_SIZE__)) &&                      \
+    !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
+#  define WS_MEM_CALLS 1
+void *ws_malloc(const ws_mem *m, size_t n);
+void ws_free(const ws_mem *m, void *p);
+#else
+#  define WS_MEM_CALLS 0
 static inline void *ws_malloc(const ws_mem *m, size_t n) {
   return m->malloc(n, m->user_data);
 }
-static inline void *ws_realloc(const ws_mem *m, void *p, size_t n) {
-  return m->realloc(p, n, m->user_data);
-}
 static inline void ws_free(const ws_mem *m, void *p) {
   if (p) m->free(p, m->user_data);
+}
+#endif
+static inline void *ws_realloc(const ws_mem *m, void *p, size_t n) {
+  return m->realloc(p, n, m->user_data);
 }
 
 /* ---- byte buffer (ws_mem.c) ------------------------------------------ */

@@ -38,6 +38,16 @@ int ws_mem_resolve(ws_mem *dst, const ws_mem *src) {
   return 0;
 }
 
+#if WS_MEM_CALLS /* (ws_int.h) */
+void *ws_malloc(const ws_mem *m, size_t n) {
+  return m->malloc(n, m->user_data);
+}
+
+void ws_free(const ws_mem *m, void *p) {
+  if (p) m->free(p, m->user_data);
+}
+#endif
+
 int ws_buf_reserve(ws_buf *b, const ws_mem *m, size_t extra) {
   return ws_buf_reserve_bounded(b, m, extra, SIZE_MAX);
 }
