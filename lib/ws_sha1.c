@@ -140,8 +140,6 @@ void ws_sha1_final(ws_sha1_ctx *ctx, uint8_t out[20]) {
   store_be32(ctx->block + 56, bits, 2);
   sha1_block(ctx->h, ctx->block);
   store_be32(out, ctx->h, 5);
-  /* The context holds no secret here, but leave it reusable only via
-   * ws_sha1_init(). */
-  ctx->blocklen = 0;
-  ctx->total = 0;
+  /* (The context is spent: it holds no secret, and is used again only
+   * after ws_sha1_init(), so nothing is cleared.) */
 }
