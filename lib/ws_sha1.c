@@ -37,19 +37,17 @@ static void sha1_block(uint32_t h[5], const uint8_t *blk) {
           w[(t + 13) & 15] ^ w[(t + 8) & 15] ^ w[(t + 2) & 15] ^ w[t & 15], 1);
       w[t & 15] = wt;
     }
-    if (t < 20) {
+    /* the function, Parity written once for rounds 20-39 and 60-79 */
+    if (t < 20)
       f = d ^ (b & (c ^ d)); /* Ch, (b & c) | (~b & d) with one op less */
-      k = 0x5a827999u;
-    } else if (t < 40) {
-      f = b ^ c ^ d; /* Parity */
-      k = 0x6ed9eba1u;
-    } else if (t < 60) {
+    else if (t >= 40 && t < 60)
       f = (b & c) | (d & (b | c)); /* Maj */
-      k = 0x8f1bbcdcu;
-    } else {
-      f = b ^ c ^ d;
-      k = 0xca62c1d6u;
-    }
+    else
+      f = b ^ c ^ d; /* Parity */
+    k = t < 20   ? 0x5a827999u
+        : t < 40 ? 0x6ed9eba1u
+        : t < 60 ? 0x8f1bbcdcu
+                 : 0xca62c1d6u;
     uint32_t tmp = rol32(a, 5) + f + e + k + wt;
     e = d;
     d = c;
