@@ -93,14 +93,9 @@ int ws_buf_reserve_bounded(ws_buf *b, const ws_mem *m, size_t extra,
 /* Appends |n| bytes. Returns 0 or WS_ERR_NOMEM. */
 int ws_buf_append(ws_buf *b, const ws_mem *m, const void *data, size_t n);
 
-/* Appends a NUL-terminated string. */
-int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s);
-
-/* Marks |n| bytes consumed; frees the storage when everything is. */
-void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n);
-
-/* As ws_buf_consume(), but when everything is consumed a buffer of at
- * most |keep| bytes stays allocated (empty) for the next use. */
+/* Marks |n| bytes consumed; when everything is, a buffer of at most
+ * |keep| bytes stays allocated (empty) for the next use, a larger one is
+ * freed (keep 0: always). */
 void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep);
 
 /* Empties |b|, keeping its storage if it is at most |keep| bytes. */

@@ -84,15 +84,6 @@ int ws_buf_append(ws_buf *b, const ws_mem *m, const void *data, size_t n) {
   return 0;
 }
 
-int ws_buf_append_str(ws_buf *b, const ws_mem *m, const char *s) {
-  return ws_buf_append(b, m, s, strlen(s));
-}
-
-void ws_buf_consume(ws_buf *b, const ws_mem *m, size_t n) {
-  /* (keeping nothing frees the storage: a buffer without any is empty) */
-  ws_buf_consume_keep(b, m, n, 0);
-}
-
 void ws_buf_consume_keep(ws_buf *b, const ws_mem *m, size_t n, size_t keep) {
   if (n > b->len - b->pos) n = b->len - b->pos;
   b->pos += n;

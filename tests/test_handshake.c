@@ -804,7 +804,7 @@ static void accept_invalid_arguments_leave_out_unchanged(void **state) {
   ws_mem mem = default_mem();
   ws_buf out = {0};
   parse_ok(&req, h, REQ_OK);
-  assert_int_equal(ws_buf_append_str(&out, &mem, "prior"), 0);
+  assert_int_equal(ws_buf_append(&out, &mem, "prior", 5), 0);
   const ws_kv bad[][1] = {
       {{"X-A", "a\r\nInjected: 1"}},
       {{"X-A", "a\nb"}},
@@ -846,7 +846,7 @@ static void accept_nomem_leaves_out_unchanged(void **state) {
   ws_buf out = {0};
   parse_ok(&req, h, REQ_OK);
   tu_alloc_init(&a, 2);
-  assert_int_equal(ws_buf_append_str(&out, &a.mem, "prior"), 0); /* call 1 */
+  assert_int_equal(ws_buf_append(&out, &a.mem, "prior", 5), 0); /* call 1 */
   /* grow beyond the first 256 bytes so the write needs call 2 */
   char big[300];
   memset(big, 'v', sizeof(big) - 1);
