@@ -880,7 +880,17 @@ static REST_NOINLINE int validate_rest(const uint8_t *buf, size_t len) {
   return u.state == 0 ? 0 : WS_ERR_UTF8;
 }
 
-#ifdef WS_UTF8_VECTOR
+/* ws_utf8_scan() and ws_unmask_utf8() serve the connection's fast paths
+ * (ws_conn.c's whole-frame path, ws_conn_rx.c's stream delivery), which
+ * size builds leave out, and the tests, fuzzers and benchmarks, which run
+ * hosted: a freestanding size build (firmware) has no caller for them. */
+#if WS_HAS_REFERENCE || !WS_SMALL_CODE
+#  define WS_UTF8_FAST_ENTRIES 1
+#else
+#  define WS_UTF8_FAST_ENTRIES 0
+#endif
+
+#if WS_UTF8_FAST_ENTRIES && defined(WS_UTF8_VECTOR)
 static WS_NOINLINE size_t scan_rest(ws_utf8 *u, const uint8_t *buf,
                                     size_t len) {
   size_t valid;
@@ -892,7 +902,7 @@ size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
   DISPATCH(u->state == 0 && len >= 16, scan, u, buf, len);
   return scan_rest(u, buf, len);
 }
-#else /* no twins to call: no second function either */
+#elif WS_UTF8_FAST_ENTRIES /* no twins to call: no second function */
 size_t ws_utf8_scan(ws_utf8 *u, const uint8_t *buf, size_t len) {
   size_t valid;
   run(NULL, buf, len, NULL, NULL, u, &valid);
@@ -912,6 +922,7 @@ int ws_utf8_validate(const uint8_t *buf, size_t len) {
   return validate_rest(buf, len);
 }
 
+#if WS_UTF8_FAST_ENTRIES
 int ws_unmask_utf8(uint8_t *buf, size_t len, const uint8_t key[4],
                    size_t *poffset, ws_utf8 *u, size_t *pvalid) {
   DISPATCH(key && poffset && u && u->state == 0 && len >= 16, unmask, buf, len,
@@ -919,6 +930,7 @@ int ws_unmask_utf8(uint8_t *buf, size_t len, const uint8_t key[4],
   /* Without a key nothing is stored: validation only. */
   return run(key ? buf : NULL, buf, len, key, poffset, u, pvalid);
 }
+#endif
 
 int ws_copy_unmask_utf8(uint8_t *dst, const uint8_t *src, size_t len,
                         const uint8_t key[4], size_t *poffset, ws_utf8 *u,
