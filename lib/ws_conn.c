@@ -446,10 +446,14 @@ void ws_conn_del(ws_conn *c) {
 /* ---- output -------------------------------------------------------------- */
 
 /* Appends one frame. Client frames get a fresh mask key and masked
- * payload, copied and masked in one pass. */
+ * payload, copied and masked in one pass. No |data| with a |len|: the
+ * header alone (ws_conn_send_ref(), which sends the payload from where
+ * it is and counts it). Every caller's |len| plus a header fits a size_t:
+ * a data frame's both stay within max_out_queue, a control payload is
+ * short, and a prepared variant's length is less than its allocation. */
 int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
   wsc_io *io = IO(c);
-  if (!WS_SMALL_CODE && !is_client(c) && len < 126) {
+  if (!WS_SMALL_CODE && !is_client(c) && len < 126 && data) {
     /* The common server frame: a 2-byte header, written in place (a
      * speed path: size builds take the general one, which writes the
      * same bytes). */
@@ -461,7 +465,7 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
     uint8_t *dst = io->out.base + io->out.len;
     dst[0] = (uint8_t)b0;
     dst[1] = (uint8_t)len; /* RFC 6455 5.2: 7-bit length, no mask */
-    if (len) memcpy(dst + 2, data, len);
+    memcpy(dst + 2, data, len); /* (|data| is not NULL here) */
     io->out.len += 2 + len;
     c->stats.wire_out += 2 + len;
     return 0;
@@ -470,22 +474,22 @@ int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len) {
   if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
     return WS_ERR_INTERNAL;
   size_t hlen = ws_frame_put_header(hdr, b0, len, is_client(c) ? key : NULL);
-  if (len > SIZE_MAX - hlen) return WS_ERR_NOMEM;
+  size_t n = data ? len : 0; /* the payload bytes queued */
   /* Capacity stays near max_out_queue; the slack covers control frames,
    * which may go over it by a few frames. */
-  int rv = ws_buf_reserve_bounded(&io->out, &ENV(c)->mem, hlen + len,
+  int rv = ws_buf_reserve_bounded(&io->out, &ENV(c)->mem, hlen + n,
                                   (size_t)ENV(c)->cfg.max_out_queue + 512u);
   if (rv) return rv;
   uint8_t *dst = io->out.base + io->out.len;
   memcpy(dst, hdr, hlen);
-  if (len) {
+  if (n) {
     if (is_client(c))
-      ws_copy_mask(dst + hlen, data, len, key, 0);
+      ws_copy_mask(dst + hlen, data, n, key, 0);
     else
-      memcpy(dst + hlen, data, len);
+      memcpy(dst + hlen, data, n);
   }
-  io->out.len += hlen + len;
-  c->stats.wire_out += hlen + len;
+  io->out.len += hlen + n;
+  c->stats.wire_out += hlen + n;
   return 0;
 }
 

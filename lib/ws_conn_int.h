@@ -498,7 +498,8 @@ int wsc_queue_close(ws_conn *c, uint16_t code, const void *reason,
 #define WS_FIN 0x80u
 
 /* Appends one frame whose first byte is |b0|. Client frames get a fresh
- * mask key and masked payload, copied and masked in one pass. */
+ * mask key and masked payload, copied and masked in one pass. No |data|
+ * with a |len|: the frame's header alone (ws_conn_send_ref()). */
 int wsc_queue_frame(ws_conn *c, unsigned b0, const void *data, size_t len);
 
 /* ---- ws_conn_hs.c ---------------------------------------------------- */

@@ -228,22 +228,20 @@ int ws_conn_send_ref(ws_conn *c, ws_opcode opcode, void *data, size_t len,
   if (io_out_size(io) > max - WS_FRAME_HEADER_MAX - len)
     return WS_ERR_WOULDBLOCK;
   unsigned fin = !(flags & WS_SEND_MORE);
-  uint8_t hdr[WS_FRAME_HEADER_MAX], key[4];
-  if (is_client(c) && ENV(c)->cfg.rand(key, 4, ENV(c)->cfg.rand_user_data))
-    return WS_ERR_INTERNAL;
-  size_t hlen = ws_frame_put_header(
-      hdr, (fin ? 0x80u : 0u) | (io->tx_op ? WS_OP_CONT : (unsigned)opcode), len,
-      is_client(c) ? key : NULL);
-  int rv = ws_buf_append(&io->out, &ENV(c)->mem, hdr, hlen);
+  /* the header alone, with a fresh mask key (no payload given) */
+  int rv = wsc_queue_frame(
+      c, (fin ? WS_FIN : 0u) | (io->tx_op ? WS_OP_CONT : (unsigned)opcode),
+      NULL, len);
   if (rv) return rv;
   if (len) {
-    if (is_client(c)) ws_mask(data, len, key, 0);
+    /* masked where it is, with the key the header just queued ends in */
+    if (is_client(c)) ws_mask(data, len, io->out.base + io->out.len - 4, 0);
     io->ref = data;
     io->ref_len = (uint32_t)len; /* (both under max_out_queue) */
     io->ref_at = (uint32_t)ws_buf_size(&io->out);
   }
   io->tx_op = fin ? 0 : (uint8_t)opcode; /* (tx_comp is 0: see above) */
-  c->stats.wire_out += hlen + len;
+  c->stats.wire_out += len;
   c->stats.bytes_out += len;
   if (fin) c->stats.msgs_out++;
   return 0;

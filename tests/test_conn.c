@@ -1516,6 +1516,43 @@ static void pump(ws_conn *from, ws_conn *to, transcript *t) {
   tr_free(&tmp);
 }
 
+/* ws_conn_send_ref() from a server: a short payload's frame is its
+ * 2-byte header, queued, and the payload from the caller's storage; an
+ * empty one is the header alone. */
+static void server_send_ref_short(void **state) {
+  (void)state;
+  ws_conn *c = open_server(WS_DELIVER_STREAM);
+  ws_stats st0, st;
+  ws_conn_stats(c, &st0);
+  static const uint8_t want[] = {0x01, 0x03, 'a', 'b', 'c', 0x80, 0x00,
+                                 0x82, 0x00};
+  uint8_t ref[3] = {'a', 'b', 'c'};
+  assert_int_equal(ws_conn_send_ref(c, WS_OP_TEXT, ref, 3, WS_SEND_MORE), 0);
+  assert_int_equal(ws_conn_send_ref_pending(c), 3);
+  ws_iovec v[3];
+  assert_int_equal(ws_conn_out_peek(c, v, 3), 2);
+  assert_int_equal(v[0].len, 2);
+  assert_ptr_equal(v[1].base, ref);
+  assert_int_equal(v[1].len, 3);
+  assert_int_equal(ws_conn_send_ref(c, WS_OP_TEXT, ref, 3, 0),
+                   WS_ERR_WOULDBLOCK); /* (one at a time) */
+  transcript t = {0};
+  tr_drain(&t, c);
+  assert_int_equal(ws_conn_send_ref(c, WS_OP_TEXT, NULL, 0, 0), 0);
+  assert_int_equal(ws_conn_send_ref(c, WS_OP_BINARY, ref, 0, 0), 0);
+  assert_int_equal(ws_conn_send_ref_pending(c), 0);
+  tr_drain(&t, c);
+  assert_int_equal(t.outlen, sizeof(want));
+  assert_memory_equal(t.out, want, sizeof(want));
+  assert_memory_equal(ref, "abc", 3); /* (a server's stays unmasked) */
+  ws_conn_stats(c, &st);
+  assert_int_equal(st.wire_out - st0.wire_out, sizeof(want));
+  assert_int_equal(st.bytes_out - st0.bytes_out, 3);
+  assert_int_equal(st.msgs_out - st0.msgs_out, 2);
+  tr_free(&t);
+  ws_conn_del(c);
+}
+
 static void pair_echo_random_messages(void **state) {
   (void)state;
   uint64_t rng = 42;
@@ -3277,6 +3314,7 @@ int main(void) {
       cmocka_unit_test(timer_pong_answers_keepalive),
       cmocka_unit_test(timer_close_handshake_timeout),
       cmocka_unit_test(eof_without_close_is_1006),
+      cmocka_unit_test(server_send_ref_short),
       cmocka_unit_test(pair_echo_random_messages),
       cmocka_unit_test(failing_allocator_every_call),
       cmocka_unit_test(idle_conn_is_small),
