@@ -371,10 +371,12 @@ static inline int copy_stored(ws_inflater *z, inf_io *s) {
   if (z->left > 0) {
     size_t n = WS_MIN((size_t)(iend - ip), (size_t)(oend - op));
     if (n > z->left) n = z->left;
-    if (n) memcpy(op, ip, n);
-    op += n;
-    ip += n;
-    z->left -= (uint32_t)n;
+    if (n) { /* (no input or no room: either may be NULL, not moved) */
+      memcpy(op, ip, n);
+      op += n;
+      ip += n;
+      z->left -= (uint32_t)n;
+    }
     if (z->left > 0) goto out;
   }
   z->mode = z->last ? M_DONE : M_HEADER;
