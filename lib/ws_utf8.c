@@ -208,8 +208,22 @@ static inline int ascii_upto8(const uint8_t *p, size_t n) {
 
 /* ---- compact DFA ----------------------------------------------------- */
 
-/* A byte's class: ctab.cclass; a state after a lead byte: ctab.lead; in
- * a sequence: ctab.ok and ctab.then (with ctab.canon, above). */
+/* The class of byte |b| (0 for ASCII; ctab.cclass above 7F). */
+static inline unsigned c_class(uint8_t b) {
+  return b < 0x80 ? 0
+                  : (unsigned)(ctab.cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) &
+                        15u;
+}
+
+/* The state after a byte of class |c| in sequence state |st| (C_T1 and
+ * up). Classes 1..3 are continuation bytes; the state's mask says which
+ * of them it accepts (RFC 3629 section 4: the narrow ranges after E0, ED,
+ * F0, F4). */
+static inline unsigned c_next(unsigned st, unsigned c) {
+  return (c >= 1 && c <= 3 && (ctab.ok[st - 2] >> (c - 1) & 1u))
+             ? ctab.then[st - 2]
+             : C_ERR;
+}
 
 #if WS_SMALL_CODE
 /* Validates |n| bytes from canonical state |*pst|; returns how many
@@ -223,20 +237,8 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
 
   if (st == C_ERR) return 0;
   while (i < n) {
-    uint8_t b = p[i];
-    unsigned c = b < 0x80 ? 0
-                          : (unsigned)(ctab.cclass[(b - 0x80) >> 1] >>
-                                       ((b & 1u) * 4)) &
-                                15u;
-    /* Classes 1..3 are continuation bytes; the state's mask says which
-     * of them it accepts (RFC 3629 section 4: the narrow ranges after
-     * E0, ED, F0, F4). */
-    if (st == C_ACC)
-      st = ctab.lead[c];
-    else
-      st = (c >= 1 && c <= 3 && (ctab.ok[st - 2] >> (c - 1) & 1u))
-               ? ctab.then[st - 2]
-               : C_ERR;
+    unsigned c = c_class(p[i]);
+    st = st == C_ACC ? ctab.lead[c] : c_next(st, c);
     if (st == C_ERR) break;
     i++;
   }
@@ -253,8 +255,6 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
   if (st == C_ERR) return 0;
   while (i < n) {
     uint8_t b = p[i];
-    unsigned c;
-
     if (st == C_ACC) {
       if (b < 0x80) {
         i++;
@@ -263,19 +263,9 @@ static size_t scan_compact(uint32_t *pst, const uint8_t *p, size_t n) {
           i += 4;
         continue;
       }
-      c = (unsigned)(ctab.cclass[(b - 0x80) >> 1] >> ((b & 1u) * 4)) & 15u;
-      st = ctab.lead[c];
+      st = ctab.lead[c_class(b)];
     } else {
-      c = b < 0x80 ? 0
-                   : (unsigned)(ctab.cclass[(b - 0x80) >> 1] >>
-                                ((b & 1u) * 4)) &
-                         15u;
-      /* Classes 1..3 are continuation bytes; the state's mask says which
-       * of them it accepts (RFC 3629 section 4: the narrow ranges after
-       * E0, ED, F0, F4). */
-      st = (c >= 1 && c <= 3 && (ctab.ok[st - 2] >> (c - 1) & 1u))
-               ? ctab.then[st - 2]
-               : C_ERR;
+      st = c_next(st, c_class(b));
     }
     if (st == C_ERR) break;
     i++;
