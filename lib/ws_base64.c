@@ -1,7 +1,6 @@
 /* Base64 (RFC 4648 section 4, standard alphabet, padded).
  * SPDX-License-Identifier: MIT */
 #include "ws_int.h"
-#include "ws_switch.h"
 
 #if WS_SMALL_CODE
 /* The character of a 6-bit value (RFC 4648 table 1). Size builds work it

@@ -18,7 +18,6 @@
  * the minimal form.
  */
 #include "ws_int.h"
-#include "ws_switch.h" /* WS_SMALL_CODE */
 
 static uint64_t load_be(const uint8_t *p, size_t n) {
   uint64_t v = 0;

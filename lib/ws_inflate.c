@@ -23,7 +23,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_inflate_table.h"
-#include "ws_switch.h"
 
 /* the whole file: build switches (README "Firmware") */
 #if !defined(WS_NO_DEFLATE)

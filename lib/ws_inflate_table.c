@@ -6,7 +6,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "ws_inflate_table.h"
-#include "ws_switch.h"
 
 #include <string.h>
 

@@ -47,14 +47,22 @@
  * default exists (freestanding builds). */
 int ws_mem_resolve(ws_mem *dst, const ws_mem *src);
 
+/* WS_SMALL, or -Os (__OPTIMIZE_SIZE__): where code or tables buy only
+ * speed, the smaller way is built (the inflater's fixed-code tables are
+ * made when a fixed block needs them instead of kept as 2.3 KB of
+ * read-only data, ...). Results are the same; the default -O2 build
+ * keeps the fast ways. Inside the library it reads as WS_SMALL_CODE. */
+#if defined(WS_SMALL) || defined(__OPTIMIZE_SIZE__)
+#  define WS_SMALL_CODE 1
+#else
+#  define WS_SMALL_CODE 0
+#endif
+
 /* Allocation through |m|; ws_free() takes NULL. Size builds of both
- * roles (-Os or WS_SMALL without WS_NO_SERVER or WS_NO_CLIENT, as
- * WS_SMALL_CODE in ws_switch.h, which the modules without a switch do
- * not include) call ws_malloc() and ws_free() in enough places that one
- * copy of each, in ws_mem.c, is smaller than the compiler's copy in
- * every module; the other builds keep them in line. */
-#if (defined(WS_SMALL) || defined(__OPTIMIZE_SIZE__)) &&                      \
-    !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
+ * roles call ws_malloc() and ws_free() in enough places that one copy of
+ * each, in ws_mem.c, is smaller than the compiler's copy in every
+ * module; the other builds keep them in line. */
+#if WS_SMALL_CODE && !defined(WS_NO_SERVER) && !defined(WS_NO_CLIENT)
 #  define WS_MEM_CALLS 1
 void *ws_malloc(const ws_mem *m, size_t n);
 void ws_free(const ws_mem *m, void *p);

@@ -11,7 +11,6 @@
  * strict-aliasing rule is bent.
  */
 #include "ws_mask.h"
-#include "ws_switch.h"
 
 #if defined(__SSE2__) && !defined(WS_NO_SIMD)
 #  include <emmintrin.h>

@@ -2,7 +2,6 @@
  * 4.2.2). Byte-oriented loads and stores keep it endian-neutral.
  * SPDX-License-Identifier: MIT */
 #include "ws_int.h"
-#include "ws_switch.h"
 
 static uint32_t rol32(uint32_t x, unsigned n) {
   return (uint32_t)(x << n) | (x >> (32u - n));

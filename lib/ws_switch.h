@@ -7,6 +7,8 @@
 #ifndef WS_SWITCH_H
 #define WS_SWITCH_H
 
+#include "ws_int.h" /* WS_SMALL_CODE */
+
 /* ---- build switches ---------------------------------------------------- */
 
 /* Parts left out at compile time (README "Firmware"): WS_NO_DEFLATE (no
@@ -35,19 +37,6 @@
 #  define WS_HAS_CLIENT 0
 #else
 #  define WS_HAS_CLIENT 1
-#endif
-
-/* ---- size before speed ------------------------------------------------ */
-
-/* WS_SMALL, or -Os (__OPTIMIZE_SIZE__): where code or tables buy only
- * speed, the smaller way is built (the inflater's fixed-code tables are
- * made when a fixed block needs them instead of kept as 2.3 KB of
- * read-only data, ...). Results are the same; the default -O2 build
- * keeps the fast ways. Inside the library it reads as WS_SMALL_CODE. */
-#if defined(WS_SMALL) || defined(__OPTIMIZE_SIZE__)
-#  define WS_SMALL_CODE 1
-#else
-#  define WS_SMALL_CODE 0
 #endif
 
 #endif /* WS_SWITCH_H */

@@ -38,7 +38,6 @@
  * is split: a call starts from the state the previous one left.
  */
 #include "ws_utf8_simd.h"
-#include "ws_switch.h" /* WS_SMALL_CODE */
 
 #include "ws_mask.h"
 
