@@ -292,6 +292,13 @@ static void list_has_token_and_slice_ieq(void **state) {
       ws_ascii_ieq((const uint8_t *)"a-Z", 3, (const uint8_t *)"A-z", 3));
   /* only ASCII letters fold: '@' (0x40) is not '`' (0x60) */
   assert_false(ws_ascii_ieq((const uint8_t *)"@", 1, (const uint8_t *)"`", 1));
+  /* ... nor the bytes just past 'Z'/'z' ('[' 0x5B, '{' 0x7B), nor a
+   * non-ASCII pair 0x20 apart (Latin-1 A-grave, a-grave): the XOR test's
+   * bounds */
+  assert_false(ws_ascii_ieq((const uint8_t *)"[", 1, (const uint8_t *)"{", 1));
+  assert_false(
+      ws_ascii_ieq((const uint8_t *)"\xC0", 1, (const uint8_t *)"\xE0", 1));
+  assert_true(ws_ascii_ieq((const uint8_t *)"Az", 2, (const uint8_t *)"aZ", 2));
 }
 
 /* ---- head framing ------------------------------------------------------- */
